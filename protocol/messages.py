@@ -1,0 +1,317 @@
+"""The protocol's messages: frozen, slotted dataclasses, one per wire type.
+
+Every message class has a ``TYPE`` code (one byte on the wire, see
+``protocol.codec``) and fields made only of ``int``, ``float``, ``bool``,
+``str``, ``bytes`` and tuples of ``str`` or ``int``, so the codec can turn
+each one into a msgpack array and back without any per-class code.
+
+Node ids are plain strings. Nothing here names "the" coordinator: a message
+travels between two nodes and the driver knows who sent it, so a coordinator
+can later have a parent or replicas without any change to these formats.
+
+Directions: A = agent, C = coordinator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+
+class DeliveryKind(IntEnum):
+    """Why a ``Deliver`` was sent."""
+
+    PUBLISH = 1
+    DIRECT = 2
+    BROADCAST = 3
+    TASK = 4
+
+
+class MemVerb(IntEnum):
+    """Memory store operations."""
+
+    GET = 1
+    PUT = 2
+    CAS = 3
+    DELETE = 4
+
+
+# --- registration and liveness -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """A -> C: register (or re-register after a reconnect) with a token."""
+
+    TYPE: ClassVar[int] = 1
+    node_id: str
+    token: str
+    capabilities: tuple[str, ...] = ()
+    subscriptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """C -> A: registration accepted, with the flow-control window and timers."""
+
+    TYPE: ClassVar[int] = 2
+    node_id: str
+    credit: int
+    heartbeat_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """C -> A: registration refused (bad token, bad id). The link should be closed."""
+
+    TYPE: ClassVar[int] = 3
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A -> C: I am alive."""
+
+    TYPE: ClassVar[int] = 4
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """any -> C: availability probe, answered by ``ProbeReply``."""
+
+    TYPE: ClassVar[int] = 5
+    probe_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReply:
+    """C -> prober."""
+
+    TYPE: ClassVar[int] = 6
+    probe_id: int
+
+
+# --- subscriptions and the bus ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A -> C: receive publishes whose topic matches ``pattern`` (``*`` one level, ``#`` rest)."""
+
+    TYPE: ClassVar[int] = 10
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """A -> C."""
+
+    TYPE: ClassVar[int] = 11
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A -> C: publish to a topic. ``op_id`` is unique per origin."""
+
+    TYPE: ClassVar[int] = 12
+    op_id: int
+    topic: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Direct:
+    """A -> C: send to one agent."""
+
+    TYPE: ClassVar[int] = 13
+    op_id: int
+    dst: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """A -> C: send to every registered agent except the origin."""
+
+    TYPE: ClassVar[int] = 14
+    op_id: int
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """C -> A: the operation was routed to ``recipients`` agents and will be delivered."""
+
+    TYPE: ClassVar[int] = 15
+    op_id: int
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """C -> A: refused for flow control; retry the same ``op_id`` after ``retry_after`` s."""
+
+    TYPE: ClassVar[int] = 16
+    op_id: int
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """C -> A: one delivery. ``msg_id`` is unique per recipient link; ack it."""
+
+    TYPE: ClassVar[int] = 17
+    msg_id: int
+    kind: int
+    origin: str
+    op_id: int
+    topic: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A -> C: these deliveries were handled (batched)."""
+
+    TYPE: ClassVar[int] = 18
+    msg_ids: tuple[int, ...]
+
+
+# --- tasks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSubmit:
+    """A -> C: run a task on the least-loaded agent that has ``capability``."""
+
+    TYPE: ClassVar[int] = 20
+    op_id: int
+    capability: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """A -> C: the worker's result for task ``(origin, op_id)``."""
+
+    TYPE: ClassVar[int] = 21
+    origin: str
+    op_id: int
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDone:
+    """C -> submitter: the task finished on ``worker``. Retried until the submitter acks."""
+
+    TYPE: ClassVar[int] = 22
+    op_id: int
+    worker: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDoneAck:
+    """submitter -> C."""
+
+    TYPE: ClassVar[int] = 23
+    op_id: int
+
+
+# --- memory store --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemRequest:
+    """A -> C: a memory operation. ``expected_version`` is used by CAS only."""
+
+    TYPE: ClassVar[int] = 30
+    op_id: int
+    verb: int
+    namespace: str
+    key: str
+    value: bytes = b""
+    expected_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemReply:
+    """C -> A: result of a memory operation. ``version`` 0 means "absent"."""
+
+    TYPE: ClassVar[int] = 31
+    op_id: int
+    ok: bool
+    version: int
+    value: bytes
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """C -> A: the last message was refused (malformed, unknown, not registered)."""
+
+    TYPE: ClassVar[int] = 40
+    reason: str
+
+
+Message = (
+    Hello
+    | Welcome
+    | Reject
+    | Heartbeat
+    | Probe
+    | ProbeReply
+    | Subscribe
+    | Unsubscribe
+    | Publish
+    | Direct
+    | Broadcast
+    | Accepted
+    | Busy
+    | Deliver
+    | Ack
+    | TaskSubmit
+    | TaskResult
+    | TaskDone
+    | TaskDoneAck
+    | MemRequest
+    | MemReply
+    | Error
+)
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Hello,
+    Welcome,
+    Reject,
+    Heartbeat,
+    Probe,
+    ProbeReply,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    Direct,
+    Broadcast,
+    Accepted,
+    Busy,
+    Deliver,
+    Ack,
+    TaskSubmit,
+    TaskResult,
+    TaskDone,
+    TaskDoneAck,
+    MemRequest,
+    MemReply,
+    Error,
+)
+
+BY_TYPE: dict[int, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}

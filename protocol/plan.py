@@ -1,0 +1,74 @@
+"""The plan: every operation's scheduled time, decided before a run starts.
+
+The harness compiles a scenario into one ``Plan``; both drivers replay it.
+A plan is plain frozen data, so it can be pickled to worker processes and
+compared between runs. Times are seconds since the start of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from protocol.settings import ProtocolSettings
+
+
+class OpKind(IntEnum):
+    """The operation kinds a workload can offer."""
+
+    PUBLISH = 1
+    DIRECT = 2
+    BROADCAST = 3
+    TASK = 4
+    MEMORY = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """One agent: its id, what it can do and which topic patterns it follows."""
+
+    agent_id: str
+    capabilities: tuple[str, ...] = ()
+    subscriptions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation, sent by ``origin`` at ``at`` seconds.
+
+    ``target`` is the topic (publish), the destination agent id (direct),
+    ``""`` (broadcast), the capability (task) or ``"namespace/key"`` (memory).
+    ``verb`` is a ``MemVerb`` for memory operations and 0 otherwise.
+    ``expected`` is how many completions the op should produce: recipients
+    for publish/direct/broadcast, 1 for a task result or a memory reply.
+    ``op_id`` is unique within the plan.
+    """
+
+    op_id: int
+    at: float
+    kind: OpKind
+    origin: str
+    target: str
+    size: int
+    expected: int
+    verb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a driver needs to replay a run."""
+
+    seed: int
+    duration: float
+    warmup: float
+    agents: tuple[AgentSpec, ...]
+    operations: tuple[Operation, ...]
+    settings: ProtocolSettings = field(default_factory=ProtocolSettings)
+    probe_interval: float = 0.1
+    probe_deadline: float = 0.05
+    drain_timeout: float = 5.0
+
+    @property
+    def expected_total(self) -> int:
+        """Completions the whole plan should produce."""
+        return sum(op.expected for op in self.operations)
