@@ -200,9 +200,14 @@ class TaskSubmit:
 
 @dataclass(frozen=True, slots=True)
 class TaskResult:
-    """A -> C: the worker's result for task ``(origin, op_id)``."""
+    """A -> C: the worker's result for task ``(origin, op_id)``.
+
+    It also acknowledges the task's ``Deliver`` (``msg_id``): a task delivery
+    is not acked on its own, so a lost result is recovered by redelivery.
+    """
 
     TYPE: ClassVar[int] = 21
+    msg_id: int
     origin: str
     op_id: int
     payload: bytes

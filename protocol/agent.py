@@ -1,0 +1,257 @@
+"""The agent state machine: registration, heartbeats, handling, requests.
+
+Sans-IO, like the coordinator: the driver calls ``start(now)``, then
+``receive``/``on_timer`` and collects ``drain()``. The workload calls the
+request methods (``publish``, ``direct``, ``broadcast``, ``submit_task``,
+``memory``) at each operation's scheduled time.
+
+Requests wait in ``_pending`` until the coordinator answers (``Accepted``,
+``MemReply``) and are resent after ``request_timeout``, or after the
+``Busy`` hint. Requests made before ``Welcome`` are queued and sent on
+registration.
+
+Deliveries are de-duplicated by ``(origin, op_id)``: the handler runs once
+per operation however often the coordinator resends it. Every delivery is
+acked; acks are batched per ``drain()`` call, so a driver that handles a
+burst of messages before draining sends one ``Ack``. A task delivery runs
+the built-in handler (echo the payload) and returns a ``TaskResult``.
+
+Each handled operation appends a ``Completion`` (stamped with the ``now``
+the driver passed) to ``completions``; the driver collects them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from protocol.messages import (
+    Accepted,
+    Ack,
+    Broadcast,
+    Busy,
+    Deliver,
+    DeliveryKind,
+    Direct,
+    Error,
+    Heartbeat,
+    Hello,
+    MemReply,
+    MemRequest,
+    Message,
+    Publish,
+    Reject,
+    TaskDone,
+    TaskDoneAck,
+    TaskResult,
+    TaskSubmit,
+    Welcome,
+)
+from protocol.payload import checksum
+from protocol.records import Completion
+from protocol.settings import ProtocolSettings
+
+Outgoing = tuple[str, Message]
+Request = Publish | Direct | Broadcast | TaskSubmit | MemRequest
+
+
+class Agent:
+    """One agent's protocol state."""
+
+    def __init__(
+        self,
+        node_id: str,
+        coordinator: str,
+        settings: ProtocolSettings,
+        capabilities: tuple[str, ...] = (),
+        subscriptions: tuple[str, ...] = (),
+    ) -> None:
+        self.node_id = node_id
+        self.coordinator = coordinator
+        self.settings = settings
+        self.capabilities = capabilities
+        self.subscriptions = subscriptions
+        self.registered = False
+        self.rejected: str | None = None
+        self.completions: list[Completion] = []
+        self.errors: list[str] = []
+        self._out: list[Outgoing] = []
+        self._acks: list[int] = []
+        self._seen: set[tuple[str, int]] = set()
+        self._task_results: dict[tuple[str, int], TaskResult] = {}
+        self._tasks_done: set[int] = set()
+        self._pending: dict[int, Request] = {}
+        self._unsent: list[Request] = []
+        self._retries: deque[tuple[float, int]] = deque()
+        self._busy: deque[tuple[float, int]] = deque()
+        self._heartbeat_interval = settings.heartbeat_interval
+        self._next_heartbeat: float | None = None
+        self._heartbeat_seq = 0
+        self._next_hello: float | None = None
+
+    # --- driver interface ----------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Say hello (again, after a reconnect) with subscriptions to resume.
+
+        The hello is repeated every ``request_timeout`` until ``Welcome``.
+        """
+        self.registered = False
+        self._send_hello(now)
+
+    def _send_hello(self, now: float) -> None:
+        hello = Hello(self.node_id, self.settings.token, self.capabilities, self.subscriptions)
+        self._out.append((self.coordinator, hello))
+        self._next_hello = now + self.settings.request_timeout
+
+    def receive(self, src: str, msg: Message, now: float) -> None:
+        """Handle one message from the coordinator."""
+        kind = type(msg)
+        if kind is Deliver:
+            self._on_deliver(msg, now)  # type: ignore[arg-type]
+        elif kind is Accepted or kind is Busy:
+            self._on_answer(msg, now)  # type: ignore[arg-type]
+        elif kind is TaskDone:
+            self._on_task_done(msg, now)  # type: ignore[arg-type]
+        elif kind is MemReply:
+            self._on_mem_reply(msg, now)  # type: ignore[arg-type]
+        elif kind is Welcome:
+            self._on_welcome(msg, now)  # type: ignore[arg-type]
+        elif kind is Reject:
+            self.rejected = msg.reason  # type: ignore[union-attr]
+        elif kind is Error:
+            self.errors.append(msg.reason)  # type: ignore[union-attr]
+
+    def on_timer(self, now: float) -> None:
+        """Send a due heartbeat and resend requests that timed out."""
+        if self._next_hello is not None and now >= self._next_hello and self.rejected is None:
+            self._send_hello(now)
+        if self._next_heartbeat is not None and now >= self._next_heartbeat:
+            self._heartbeat_seq += 1
+            self._out.append((self.coordinator, Heartbeat(self._heartbeat_seq)))
+            self._next_heartbeat = now + self._heartbeat_interval
+        for queue in (self._busy, self._retries):
+            while queue and queue[0][0] <= now:
+                _, op_id = queue.popleft()
+                request = self._pending.get(op_id)
+                if request is not None and self.registered:
+                    self._send_request(request, now)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time ``on_timer`` has work to do."""
+        candidates = [self._next_heartbeat, self._next_hello]
+        if self._retries:
+            candidates.append(self._retries[0][0])
+        if self._busy:
+            candidates.append(self._busy[0][0])
+        times = [t for t in candidates if t is not None]
+        return min(times) if times else None
+
+    def drain(self) -> list[Outgoing]:
+        """Messages to send, with this round's acks batched into one ``Ack``."""
+        if self._acks:
+            self._out.append((self.coordinator, Ack(tuple(self._acks))))
+            self._acks = []
+        out = self._out
+        self._out = []
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Requests sent or queued but not yet answered."""
+        return len(self._pending) + len(self._unsent)
+
+    # --- requests (called by the workload) -----------------------------------
+
+    def publish(self, op_id: int, topic: str, payload: bytes, now: float) -> None:
+        self._request(Publish(op_id, topic, payload, checksum(payload)), now)
+
+    def direct(self, op_id: int, dst: str, payload: bytes, now: float) -> None:
+        self._request(Direct(op_id, dst, payload, checksum(payload)), now)
+
+    def broadcast(self, op_id: int, payload: bytes, now: float) -> None:
+        self._request(Broadcast(op_id, payload, checksum(payload)), now)
+
+    def submit_task(self, op_id: int, capability: str, payload: bytes, now: float) -> None:
+        self._request(TaskSubmit(op_id, capability, payload, checksum(payload)), now)
+
+    def memory(
+        self,
+        op_id: int,
+        verb: int,
+        namespace: str,
+        key: str,
+        value: bytes,
+        now: float,
+        expected_version: int = 0,
+    ) -> None:
+        self._request(MemRequest(op_id, verb, namespace, key, value, expected_version), now)
+
+    def _request(self, request: Request, now: float) -> None:
+        if not self.registered:
+            self._unsent.append(request)
+            return
+        self._pending[request.op_id] = request
+        self._send_request(request, now)
+
+    def _send_request(self, request: Request, now: float) -> None:
+        self._out.append((self.coordinator, request))
+        self._retries.append((now + self.settings.request_timeout, request.op_id))
+
+    # --- handlers ------------------------------------------------------------
+
+    def _on_welcome(self, msg: Welcome, now: float) -> None:
+        self.registered = True
+        self._next_hello = None
+        self._heartbeat_interval = msg.heartbeat_interval
+        self._next_heartbeat = now + msg.heartbeat_interval
+        for request in self._pending.values():
+            self._send_request(request, now)
+        unsent, self._unsent = self._unsent, []
+        for request in unsent:
+            self._request(request, now)
+
+    def _on_answer(self, msg: Accepted | Busy, now: float) -> None:
+        if type(msg) is Busy:
+            if msg.op_id in self._pending:
+                self._busy.append((now + msg.retry_after, msg.op_id))
+            return
+        request = self._pending.get(msg.op_id)
+        if request is not None and type(request) is not MemRequest:
+            del self._pending[msg.op_id]
+
+    def _on_deliver(self, msg: Deliver, now: float) -> None:
+        key = (msg.origin, msg.op_id)
+        if msg.kind == DeliveryKind.TASK:
+            self._run_task(msg, key)
+            return
+        self._acks.append(msg.msg_id)
+        duplicate = key in self._seen
+        if not duplicate:
+            self._seen.add(key)
+        intact = checksum(msg.payload) == msg.checksum
+        self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
+
+    def _run_task(self, msg: Deliver, key: tuple[str, int]) -> None:
+        """Run the built-in task handler once; a redelivery resends the same result.
+
+        The result doubles as the delivery's ack (see ``TaskResult``).
+        """
+        result = self._task_results.get(key)
+        if result is None:
+            result = TaskResult(
+                msg.msg_id, msg.origin, msg.op_id, msg.payload, checksum(msg.payload)
+            )
+            self._task_results[key] = result
+        self._out.append((self.coordinator, result))
+
+    def _on_task_done(self, msg: TaskDone, now: float) -> None:
+        self._out.append((self.coordinator, TaskDoneAck(msg.op_id)))
+        duplicate = msg.op_id in self._tasks_done
+        self._tasks_done.add(msg.op_id)
+        intact = checksum(msg.payload) == msg.checksum
+        self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
+
+    def _on_mem_reply(self, msg: MemReply, now: float) -> None:
+        request = self._pending.pop(msg.op_id, None)
+        duplicate = request is None
+        self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))

@@ -1,0 +1,190 @@
+"""The wire codec: the one place where bytes become messages and back.
+
+A frame is::
+
+    +----------------+---------+-------------------------------+
+    | length: u32 BE | version | body: msgpack array           |
+    +----------------+---------+-------------------------------+
+
+``length`` counts the version byte and the body. The body is a msgpack
+array ``[type_code, field_1, field_2, ...]`` with the fields in the order the
+message dataclass declares them. ``bytes`` fields are msgpack bin, strings
+are msgpack str (UTF-8), tuples are arrays.
+
+Two kinds of error are kept apart. ``CodecUsageError`` means local misuse
+(encoding something that is not a message, or a message larger than the
+limit) and is a bug in the caller. ``MalformedFrame`` means a remote peer
+sent bytes that are not a valid frame: wrong version, oversized length,
+truncated or undecodable msgpack, unknown type, wrong arity or field types.
+A driver that catches ``MalformedFrame`` refuses that peer and keeps serving
+everyone else. Decoding never trusts a length before checking it against
+``max_frame``, so a hostile length cannot make the decoder allocate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from typing import Any
+
+import msgpack
+
+from protocol.messages import BY_TYPE, Message
+
+VERSION = 1
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB: version byte plus body
+
+
+class CodecUsageError(Exception):
+    """Local misuse of the codec (a bug on this side)."""
+
+
+class MalformedFrame(Exception):
+    """A remote peer sent bytes that are not a valid frame.
+
+    ``decoded`` holds the valid messages that preceded the bad frame in the
+    same ``feed`` call, so a driver can still process them.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.decoded: list[Message] = []
+
+
+def _field_kinds(cls: type[Message]) -> tuple[tuple[str, str], ...]:
+    """(name, annotation string) for each dataclass field of ``cls``."""
+    return tuple((f.name, str(f.type)) for f in dataclasses.fields(cls))
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "bytes": (bytes,),
+}
+_TUPLES: dict[str, type] = {"tuple[str, ...]": str, "tuple[int, ...]": int}
+_KINDS: dict[int, tuple[tuple[str, str], ...]] = {
+    code: _field_kinds(cls) for code, cls in BY_TYPE.items()
+}
+
+
+def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
+    """Return ``value`` if it has the declared type, else raise ``MalformedFrame``."""
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        if type(value) not in scalar or (kind != "bool" and type(value) is bool):
+            raise MalformedFrame(f"{type_name}.{field}: expected {kind}, got {type(value).__name__}")
+        return float(value) if kind == "float" else value
+    element = _TUPLES.get(kind)
+    if element is None:
+        raise CodecUsageError(f"unsupported field type {kind} in {type_name}.{field}")
+    if type(value) is not tuple or any(type(item) is not element for item in value):
+        raise MalformedFrame(f"{type_name}.{field}: expected {kind}")
+    return value
+
+
+def encode_body(msg: Message) -> bytes:
+    """The msgpack body of ``msg`` (no header)."""
+    code = getattr(msg, "TYPE", None)
+    if code is None or BY_TYPE.get(code) is not type(msg):
+        raise CodecUsageError(f"not a protocol message: {msg!r}")
+    values = [code]
+    values.extend(getattr(msg, name) for name, _ in _KINDS[code])
+    body: bytes = msgpack.packb(values, use_bin_type=True)
+    return body
+
+
+def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """One complete frame for ``msg``."""
+    body = encode_body(msg)
+    length = len(body) + 1
+    if length > max_frame:
+        raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {max_frame}")
+    return HEADER.pack(length) + bytes((VERSION,)) + body
+
+
+def encode_many(msgs: list[Message], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """Frames for several messages, concatenated."""
+    return b"".join(encode(msg, max_frame) for msg in msgs)
+
+
+def decode_body(body: bytes) -> Message:
+    """Turn a frame body (after the version byte) into a message."""
+    try:
+        values = msgpack.unpackb(body, use_list=False, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MalformedFrame(f"undecodable msgpack body: {type(exc).__name__}") from None
+    if type(values) is not tuple or not values:
+        raise MalformedFrame("body is not a non-empty msgpack array")
+    code = values[0]
+    cls = BY_TYPE.get(code) if type(code) is int else None
+    if cls is None:
+        raise MalformedFrame(f"unknown message type {code!r}")
+    kinds = _KINDS[code]
+    if len(values) != len(kinds) + 1:
+        raise MalformedFrame(f"{cls.__name__}: expected {len(kinds)} fields, got {len(values) - 1}")
+    name = cls.__name__
+    fields = [
+        _check_field(name, fname, value, kind)
+        for (fname, kind), value in zip(kinds, values[1:], strict=True)
+    ]
+    return cls(*fields)
+
+
+class FrameDecoder:
+    """Incremental decoder for a byte stream: ``feed`` bytes, get whole messages.
+
+    After a ``MalformedFrame`` the stream is out of sync and the decoder
+    refuses further input; the driver should close the connection.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._broken = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet decoded (a partial frame)."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add ``data`` and return every message completed by it."""
+        if self._broken:
+            raise MalformedFrame("stream already refused")
+        self._buffer += data
+        messages: list[Message] = []
+        buffer = self._buffer
+        offset = 0
+        end = len(buffer)
+        try:
+            while end - offset >= 4:
+                (length,) = HEADER.unpack_from(buffer, offset)
+                if length < 2 or length > self.max_frame:
+                    raise MalformedFrame(f"frame length {length} outside 2..{self.max_frame}")
+                if end - offset - 4 < length:
+                    break
+                version = buffer[offset + 4]
+                if version != VERSION:
+                    raise MalformedFrame(f"unsupported version {version}")
+                body = bytes(buffer[offset + 5 : offset + 4 + length])
+                messages.append(decode_body(body))
+                offset += 4 + length
+        except MalformedFrame as exc:
+            self._broken = True
+            self._buffer.clear()
+            exc.decoded = messages
+            raise
+        del buffer[:offset]
+        return messages
+
+
+def decode_frame(frame: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Message:
+    """Decode exactly one complete frame; trailing or missing bytes are malformed."""
+    decoder = FrameDecoder(max_frame)
+    messages = decoder.feed(frame)
+    if len(messages) != 1 or decoder.buffered:
+        raise MalformedFrame("expected exactly one complete frame")
+    return messages[0]

@@ -1,0 +1,36 @@
+"""Turning a plan operation into a request on the origin agent.
+
+Both drivers call ``issue(agent, op, now)`` at the operation's scheduled
+time, so the real system and the model send byte-identical requests.
+"""
+
+from __future__ import annotations
+
+from protocol.agent import Agent
+from protocol.messages import MemVerb
+from protocol.payload import make_payload
+from protocol.plan import Operation, OpKind
+
+
+def split_memory_target(target: str) -> tuple[str, str]:
+    """``"ns3/key17"`` -> ``("ns3", "key17")``."""
+    namespace, _, key = target.partition("/")
+    return namespace, key
+
+
+def issue(agent: Agent, op: Operation, now: float) -> None:
+    """Make ``agent`` send the request for ``op``."""
+    kind = op.kind
+    if kind == OpKind.PUBLISH:
+        agent.publish(op.op_id, op.target, make_payload(op.op_id, op.size), now)
+    elif kind == OpKind.DIRECT:
+        agent.direct(op.op_id, op.target, make_payload(op.op_id, op.size), now)
+    elif kind == OpKind.BROADCAST:
+        agent.broadcast(op.op_id, make_payload(op.op_id, op.size), now)
+    elif kind == OpKind.TASK:
+        agent.submit_task(op.op_id, op.target, make_payload(op.op_id, op.size), now)
+    else:
+        namespace, key = split_memory_target(op.target)
+        writes = op.verb in (MemVerb.PUT, MemVerb.CAS)
+        value = make_payload(op.op_id, op.size) if writes else b""
+        agent.memory(op.op_id, op.verb, namespace, key, value, now)
