@@ -75,7 +75,9 @@ def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
     scalar = _SCALARS.get(kind)
     if scalar is not None:
         if type(value) not in scalar or (kind != "bool" and type(value) is bool):
-            raise MalformedFrame(f"{type_name}.{field}: expected {kind}, got {type(value).__name__}")
+            raise MalformedFrame(
+                f"{type_name}.{field}: expected {kind}, got {type(value).__name__}"
+            )
         return float(value) if kind == "float" else value
     element = _TUPLES.get(kind)
     if element is None:

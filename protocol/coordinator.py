@@ -210,10 +210,17 @@ class Coordinator:
 
     def _on_hello(self, src: str, msg: Hello, now: float) -> None:
         if msg.token != self.settings.token:
-            self._refuse(src, f"rejected {msg.node_id!r}: bad token", close=True, reply=Reject("bad token"))
+            self._refuse(
+                src, f"rejected {msg.node_id!r}: bad token", close=True, reply=Reject("bad token")
+            )
             return
         if msg.node_id != src:
-            self._refuse(src, f"rejected {msg.node_id!r} on link {src!r}", close=True, reply=Reject("node id does not match link"))
+            self._refuse(
+                src,
+                f"rejected {msg.node_id!r} on link {src!r}",
+                close=True,
+                reply=Reject("node id does not match link"),
+            )
             return
         for pattern in msg.subscriptions:
             try:
@@ -231,7 +238,9 @@ class Coordinator:
             session.capabilities = msg.capabilities
         if self._next_sweep is None:
             self._next_sweep = now + self.settings.heartbeat_interval / 2
-        self._out.append((src, Welcome(src, self.settings.credit, self.settings.heartbeat_interval)))
+        self._out.append(
+            (src, Welcome(src, self.settings.credit, self.settings.heartbeat_interval))
+        )
         self._resend_session(session, now)
         self._assign_waiting(now)
 
@@ -273,17 +282,30 @@ class Coordinator:
 
     def _on_publish(self, src: str, msg: Publish, now: float) -> None:
         recipients = self.subscriptions.subscribers(msg.topic)
-        self._route(src, msg.op_id, DeliveryKind.PUBLISH, msg.topic, msg.payload, msg.checksum, recipients, now)
+        self._route(
+            src,
+            msg.op_id,
+            DeliveryKind.PUBLISH,
+            msg.topic,
+            msg.payload,
+            msg.checksum,
+            recipients,
+            now,
+        )
 
     def _on_direct(self, src: str, msg: Direct, now: float) -> None:
         recipients = (msg.dst,) if msg.dst in self.sessions else ()
         if not recipients:
             self.log.append(f"direct {src}:{msg.op_id} to unknown agent {msg.dst!r}")
-        self._route(src, msg.op_id, DeliveryKind.DIRECT, "", msg.payload, msg.checksum, recipients, now)
+        self._route(
+            src, msg.op_id, DeliveryKind.DIRECT, "", msg.payload, msg.checksum, recipients, now
+        )
 
     def _on_broadcast(self, src: str, msg: Broadcast, now: float) -> None:
         recipients = tuple(node for node in self.sessions if node != src)
-        self._route(src, msg.op_id, DeliveryKind.BROADCAST, "", msg.payload, msg.checksum, recipients, now)
+        self._route(
+            src, msg.op_id, DeliveryKind.BROADCAST, "", msg.payload, msg.checksum, recipients, now
+        )
 
     def _route(
         self,
@@ -415,8 +437,13 @@ class Coordinator:
         task.worker = worker.node_id
         worker.tasks.add((task.origin, task.op_id))
         deliver = Deliver(
-            self._next_msg_id, DeliveryKind.TASK, task.origin, task.op_id,
-            task.capability, task.payload, task.checksum,
+            self._next_msg_id,
+            DeliveryKind.TASK,
+            task.origin,
+            task.op_id,
+            task.capability,
+            task.payload,
+            task.checksum,
         )
         self._next_msg_id += 1
         self._enqueue(deliver, [worker], now)

@@ -1,0 +1,33 @@
+# swarmtwin: `make run` and `make test` create .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/swarmtwin run scenarios/default.yaml --backend both
+
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m harness.bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check protocol real sim harness tests
+	$(BIN)/ruff format --check protocol real sim harness tests
+	$(BIN)/mypy protocol
+
+format: $(STAMP)
+	$(BIN)/ruff format protocol real sim harness tests
+	$(BIN)/ruff check --fix protocol real sim harness tests
+
+clean:
+	rm -rf $(VENV) reports/runs reports/history.sqlite

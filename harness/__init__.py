@@ -1,0 +1,1 @@
+"""The harness: scenarios, plans, metrics, runner, comparison, reports and the CLI."""

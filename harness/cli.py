@@ -1,0 +1,195 @@
+"""The ``swarmtwin`` command line: parse arguments, load the scenario, call the library.
+
+Each subcommand is a small function that returns an exit code: 0 for
+success, 1 when a run's critical targets fail, 2 for bad input (a scenario
+error names the file, the field and what was expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.scenario import ScenarioError, load_scenario
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _progress_bar() -> tuple[Progress, Callable[[str, float], None]]:
+    bar = Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    tasks: dict[str, int] = {}
+
+    def update(label: str, fraction: float) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=1.0)
+        bar.update(tasks[label], completed=fraction)
+
+    return bar, update
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import BACKENDS, run_scenario
+    from harness.table import render_summary_table
+    from harness.targets import evaluate_targets, render_targets
+
+    scenario = load_scenario(args.scenario).with_overrides(
+        seed=args.seed, duration=args.duration, transport=args.transport
+    )
+    backends = (
+        tuple(scenario.backends)
+        if args.backend is None
+        else (BACKENDS if args.backend == "both" else (args.backend,))
+    )
+    console.print(
+        f"[bold]{scenario.name}[/]: {scenario.agents.count} agents, {scenario.duration:g} s "
+        f"({scenario.warmup:g} s warm-up), transport {scenario.transport}, seed {scenario.seed}"
+    )
+    bar, update = _progress_bar()
+    with bar:
+        outcome = run_scenario(scenario, backends, Path(args.reports), update)
+    for warning in outcome.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}")
+    console.print(render_summary_table(outcome.summaries, outcome.comparison))
+    verdicts = evaluate_targets(scenario, outcome.summaries)
+    if verdicts:
+        console.print(render_targets(verdicts))
+    console.print(f"run folder: {outcome.run_dir}")
+    failed = [v for v in verdicts if v.critical and not v.passed]
+    return 1 if failed and args.fail_on_targets else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.plan import compile_plan, plan_stats
+
+    scenario = load_scenario(args.scenario)
+    plan = compile_plan(scenario)
+    console.print(f"[green]ok[/] {args.scenario}: scenario {scenario.name!r}")
+    for key, value in plan_stats(plan).items():
+        console.print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness.history import list_runs
+    from harness.table import render_history
+
+    rows = list_runs(Path(args.reports) / "history.sqlite", limit=args.limit)
+    if not rows:
+        console.print("no runs recorded yet")
+        return 0
+    console.print(render_history(rows))
+    return 0
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from protocol.settings import ProtocolSettings
+    from real.server import coordinator_command
+
+    settings = ProtocolSettings(token=args.token)
+    return coordinator_command(args.host, args.port, args.token, args.db, settings)
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from real.workers import agents_command
+
+    return agents_command(
+        args.host,
+        args.port,
+        args.token,
+        args.count,
+        args.prefix,
+        tuple(args.capability),
+        tuple(args.subscribe),
+        args.connections,
+    )
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from harness.calibrate import calibrate
+
+    path = calibrate(transport=args.transport, out_dir=Path(args.reports) / "calibrations")
+    console.print(f"calibration written to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swarmtwin", description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", default="reports", help="output folder (default: reports)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario on real, sim or both")
+    run.add_argument("scenario")
+    run.add_argument(
+        "--backend",
+        choices=["real", "sim", "both"],
+        default=None,
+        help="default: the scenario's backends",
+    )
+    run.add_argument("--transport", choices=["inproc", "tcp"], default=None)
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--duration", type=float, default=None, help="seconds of offered load")
+    run.add_argument(
+        "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"
+    )
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a scenario and show its plan")
+    validate.add_argument("scenario")
+    validate.set_defaults(func=cmd_validate)
+
+    history = sub.add_parser("history", help="list recorded runs")
+    history.add_argument("--limit", type=int, default=20)
+    history.set_defaults(func=cmd_history)
+
+    coord = sub.add_parser("coordinator", help="start a coordinator server by hand")
+    coord.add_argument("--host", default="127.0.0.1")
+    coord.add_argument("--port", type=int, default=7400)
+    coord.add_argument("--token", default="swarmtwin-dev-token")
+    coord.add_argument("--db", default="reports/coordinator.sqlite")
+    coord.set_defaults(func=cmd_coordinator)
+
+    agents = sub.add_parser("agents", help="start agents against a running coordinator")
+    agents.add_argument("--host", default="127.0.0.1")
+    agents.add_argument("--port", type=int, default=7400)
+    agents.add_argument("--token", default="swarmtwin-dev-token")
+    agents.add_argument("--count", type=int, default=10)
+    agents.add_argument("--prefix", default="agent")
+    agents.add_argument("--capability", action="append", default=[])
+    agents.add_argument("--subscribe", action="append", default=[])
+    agents.add_argument("--connections", type=int, default=1, help="0 = one per agent")
+    agents.set_defaults(func=cmd_agents)
+
+    cal = sub.add_parser("calibrate", help="measure this machine for the model")
+    cal.add_argument("--transport", choices=["inproc", "tcp"], default="inproc")
+    cal.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ScenarioError as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Compare the model with the real system, and aggregate repetitions.
+
+``compare(real, sim)`` lines up the headline figures of two summaries of the
+same scenario and gives the model's percentage error for each,
+``(sim - real) / real * 100``; the error is None when the real figure is zero
+or missing, since a relative error is then undefined.
+
+``aggregate(summaries)`` takes the summaries of repeated runs of one backend
+and gives, for every figure of ``Summary.figures()``, the mean, the sample
+standard deviation and a two-sided 95 % confidence interval for the mean,
+``mean +- t * s / sqrt(n)``, with Student's t from a small table (df 1..30,
+1.96 beyond; scipy is not a dependency). Missing (None) values are left out
+of a figure's sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.metrics import Figure, Summary
+
+COMPARED_FIGURES: tuple[tuple[str, str], ...] = (
+    ("p50_ms", "ms"),
+    ("p95_ms", "ms"),
+    ("p99_ms", "ms"),
+    ("deliveries_per_s", "msg/s"),
+    ("ops_per_s", "ops/s"),
+    ("reliability", "ratio"),
+    ("uptime", "ratio"),
+    ("agents_coordinated", "agents"),
+)
+
+# Two-sided 95 % critical values of Student's t, indexed by degrees of freedom.
+T_CRITICAL_95: dict[int, float] = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    21: 2.080,
+    22: 2.074,
+    23: 2.069,
+    24: 2.064,
+    25: 2.060,
+    26: 2.056,
+    27: 2.052,
+    28: 2.048,
+    29: 2.045,
+    30: 2.042,
+}
+Z_95 = 1.96
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonRow:
+    """One figure measured on the real system and predicted by the model."""
+
+    metric: str
+    unit: str
+    real: float | None
+    sim: float | None
+    error_pct: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComparisonRow:
+        """Rebuild a row from ``to_dict()`` output."""
+        return cls(
+            metric=data["metric"],
+            unit=data["unit"],
+            real=data["real"],
+            sim=data["sim"],
+            error_pct=data["error_pct"],
+        )
+
+
+def percent_error(real: Figure, sim: Figure) -> float | None:
+    """The model's error relative to the measurement, in percent."""
+    if real is None or sim is None or real == 0:
+        return None
+    return (float(sim) - float(real)) / float(real) * 100.0
+
+
+def _as_float(value: Figure) -> float | None:
+    return None if value is None else float(value)
+
+
+def compare(real: Summary, sim: Summary) -> list[ComparisonRow]:
+    """One row per compared figure: real value, sim value and the model's error."""
+    real_figures, sim_figures = real.figures(), sim.figures()
+    return [
+        ComparisonRow(
+            metric=name,
+            unit=unit,
+            real=_as_float(real_figures[name]),
+            sim=_as_float(sim_figures[name]),
+            error_pct=percent_error(real_figures[name], sim_figures[name]),
+        )
+        for name, unit in COMPARED_FIGURES
+    ]
+
+
+def t_critical_95(df: int) -> float:
+    """Two-sided 95 % critical value of Student's t for ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return T_CRITICAL_95.get(df, Z_95)
+
+
+def mean_ci(values: Sequence[float]) -> dict[str, float | int | None]:
+    """Mean, sample standard deviation and 95 % confidence interval of the mean."""
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "stdev": None, "ci_low": None, "ci_high": None}
+    mean = math.fsum(values) / n
+    if n == 1:
+        return {"n": 1, "mean": mean, "stdev": None, "ci_low": None, "ci_high": None}
+    stdev = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half_width = t_critical_95(n - 1) * stdev / math.sqrt(n)
+    return {
+        "n": n,
+        "mean": mean,
+        "stdev": stdev,
+        "ci_low": mean - half_width,
+        "ci_high": mean + half_width,
+    }
+
+
+def aggregate(summaries: list[Summary]) -> dict[str, dict[str, float | int | None]]:
+    """Mean and 95 % confidence interval of every headline figure over repetitions."""
+    samples: dict[str, list[float]] = {}
+    for summary in summaries:
+        for name, value in summary.figures().items():
+            bucket = samples.setdefault(name, [])
+            if value is not None:
+                bucket.append(float(value))
+    return {name: mean_ci(values) for name, values in samples.items()}

@@ -1,0 +1,679 @@
+"""Turn a driver's event records into figures: the one metrics module for both backends.
+
+``summarize(plan, result)`` is the only entry point. The real asyncio driver and
+the SimPy model both return a :class:`~protocol.records.DriverResult`, and both
+go through exactly this code, so a figure means the same thing for either
+backend (DESIGN.md, "Metrics").
+
+How it works, in order:
+
+1. The plan's operations and the result's completions are turned into numpy
+   columns once (op index, node code, time, flags). Node names become small
+   integer codes through one dict shared by origins and receivers. Completions
+   naming an op id that is not in the plan are counted and otherwise ignored.
+2. *Unique* completions are chosen: among non-duplicate records, the earliest
+   per ``(op_id, node)`` pair. Records flagged ``duplicate=True`` were
+   suppressed by the receiver; repeated non-duplicate pairs mean a handler ran
+   twice (a protocol bug) and are reported as ``handler_duplicates``.
+3. Latency is ``completion.at - op.at``: from the op's *scheduled* time, which
+   corrects for coordinated omission as wrk2 does. Only ops scheduled in the
+   steady-state window ``[warmup, duration)`` count. Values are recorded in
+   microseconds in HDR histograms (1 us .. 1 h, 3 significant digits; values
+   below 1 us are clamped to 1, above 1 h to 1 h). To stay fast, latencies are
+   first grouped into HDR buckets with numpy and each bucket is recorded once
+   with ``record_value(value, count)``; that gives the same counts as recording
+   every value one by one. Percentiles and the maximum come from the
+   histogram; the mean is the exact arithmetic mean.
+4. Throughput counts unique completions whose *completion* time falls in the
+   window; ``ops_per_s`` counts ops *scheduled* in the window whose every
+   expected completion arrived (at any time); offered rates come from the plan.
+5. Reliability is over all ops of the plan; uptime is the share of probes
+   answered within ``plan.probe_deadline``; agents coordinated are agents
+   registered by the window start that received, or originated, an op
+   completed in the window.
+6. The timeline has 100 ms bins: unique deliveries and completions by
+   completion time, p95 of those completions' latencies, and ops offered by
+   scheduled time.
+
+``Summary.to_dict()`` gives plain JSON-able data and ``Summary.from_dict`` reads
+it back. ``Summary.figures()`` flattens the headline figures (``p95_ms``,
+``deliveries_per_s``, ``reliability`` ...) for comparison, thresholds, tables
+and history. The encoded HDR histograms live in ``Summary.histograms`` and are
+not part of ``to_dict()``; the run directory stores them as ``.hdr`` files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from operator import attrgetter, itemgetter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from hdrh.histogram import HdrHistogram
+
+from protocol.plan import OpKind, Plan
+from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
+
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000
+HDR_SIGNIFICANT_DIGITS = 3
+BIN_SECONDS = 0.1
+MIB = 1024 * 1024
+DELIVERY_KINDS: tuple[OpKind, ...] = (OpKind.PUBLISH, OpKind.DIRECT, OpKind.BROADCAST)
+HEADLINE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0, 99.9)
+_EPS = 1e-9
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Figure = float | int | None
+
+
+def kind_name(kind: OpKind) -> str:
+    """The lower-case name used in keys: ``publish``, ``direct`` ..."""
+    return kind.name.lower()
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass(slots=True)
+class LatencyFigures:
+    """Latency over the steady-state window, in milliseconds."""
+
+    count: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+
+
+@dataclass(slots=True)
+class KindLatency:
+    """Latency of one operation kind over the steady-state window."""
+
+    count: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+@dataclass(slots=True)
+class Throughput:
+    """Rates over the steady-state window, with the counts they came from."""
+
+    window_s: float = 0.0
+    deliveries: int = 0
+    ops_completed: int = 0
+    completions: int = 0
+    offered_ops: int = 0
+    offered_deliveries: int = 0
+    deliveries_per_s: float = 0.0
+    ops_per_s: float = 0.0
+    completions_per_s: float = 0.0
+    offered_ops_per_s: float = 0.0
+    offered_deliveries_per_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Reliability:
+    """Unique, lost, duplicated and corrupted completions over the whole plan.
+
+    ``excess`` counts unique completions beyond an op's ``expected`` (a
+    delivery to a node that should not have received it); ``unknown_op``
+    counts records naming an op id that is not in the plan.
+    """
+
+    expected: int = 0
+    unique: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    suppressed_duplicates: int = 0
+    handler_duplicates: int = 0
+    excess: int = 0
+    unknown_op: int = 0
+    corrupted: int = 0
+    reliability: float = 1.0
+    data_integrity: float = 1.0
+
+
+@dataclass(slots=True)
+class Availability:
+    """Availability probes: answered in time, late, or never."""
+
+    probes: int = 0
+    on_time: int = 0
+    late: int = 0
+    unanswered: int = 0
+    deadline_s: float = 0.0
+    uptime: float | None = None
+
+
+@dataclass(slots=True)
+class Agents:
+    """Registered agents and those coordinated during the window."""
+
+    registered: int = 0
+    registered_before_window: int = 0
+    coordinated: int = 0
+
+
+@dataclass(slots=True)
+class TimelineBin:
+    """One 100 ms bin starting at ``t`` seconds."""
+
+    t: float
+    deliveries: int
+    completions: int
+    p95_ms: float | None
+    offered: int
+
+
+@dataclass(slots=True)
+class Resource:
+    """Resource use of one process (MiB of peak RSS, CPU seconds)."""
+
+    name: str
+    peak_rss_mb: float
+    cpu_seconds: float
+
+
+@dataclass(slots=True)
+class Summary:
+    """Every figure of one backend's run. ``histograms`` is kept out of ``to_dict``."""
+
+    backend: str
+    transport: str
+    seed: int
+    duration: float
+    warmup: float
+    wall_seconds: float
+    end_time: float
+    latency: LatencyFigures
+    latency_by_kind: dict[str, KindLatency]
+    throughput: Throughput
+    reliability: Reliability
+    availability: Availability
+    agents: Agents
+    timeline: list[TimelineBin] = field(default_factory=list)
+    resources: list[Resource] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def figures(self) -> dict[str, Figure]:
+        """The headline figures as one flat mapping (names as in thresholds)."""
+        lat, thr, rel = self.latency, self.throughput, self.reliability
+        return {
+            "p50_ms": lat.p50_ms,
+            "p95_ms": lat.p95_ms,
+            "p99_ms": lat.p99_ms,
+            "p999_ms": lat.p999_ms,
+            "max_ms": lat.max_ms,
+            "mean_ms": lat.mean_ms,
+            "latency_count": lat.count,
+            "deliveries_per_s": thr.deliveries_per_s,
+            "ops_per_s": thr.ops_per_s,
+            "completions_per_s": thr.completions_per_s,
+            "offered_ops_per_s": thr.offered_ops_per_s,
+            "offered_deliveries_per_s": thr.offered_deliveries_per_s,
+            "reliability": rel.reliability,
+            "expected": rel.expected,
+            "unique": rel.unique,
+            "lost": rel.lost,
+            "duplicates": rel.duplicates,
+            "handler_duplicates": rel.handler_duplicates,
+            "corrupted": rel.corrupted,
+            "data_integrity": rel.data_integrity,
+            "uptime": self.availability.uptime,
+            "agents_coordinated": self.agents.coordinated,
+            "wall_seconds": self.wall_seconds,
+        }
+
+    def to_dict(self, *, include_timeline: bool = True) -> dict[str, Any]:
+        """Plain JSON-able data (no histograms; optionally no timeline)."""
+        data = asdict(self)
+        del data["histograms"]
+        if not include_timeline:
+            del data["timeline"]
+        return data
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], histograms: Mapping[str, str] | None = None
+    ) -> Summary:
+        """Rebuild a summary from ``to_dict()`` output."""
+        return cls(
+            backend=data["backend"],
+            transport=data["transport"],
+            seed=data["seed"],
+            duration=data["duration"],
+            warmup=data["warmup"],
+            wall_seconds=data["wall_seconds"],
+            end_time=data["end_time"],
+            latency=LatencyFigures(**data["latency"]),
+            latency_by_kind={k: KindLatency(**v) for k, v in data["latency_by_kind"].items()},
+            throughput=Throughput(**data["throughput"]),
+            reliability=Reliability(**data["reliability"]),
+            availability=Availability(**data["availability"]),
+            agents=Agents(**data["agents"]),
+            timeline=[TimelineBin(**b) for b in data.get("timeline", [])],
+            resources=[Resource(**r) for r in data.get("resources", [])],
+            notes=list(data.get("notes", [])),
+            histograms=dict(histograms or {}),
+        )
+
+
+# --------------------------------------------------------------------------- columns
+
+
+@dataclass(slots=True)
+class _Ops:
+    """The plan's operations as columns, in plan order."""
+
+    ids: IntArray
+    at: FloatArray
+    kind: IntArray
+    expected: IntArray
+    origin: IntArray
+
+    def locate(self, op_ids: IntArray) -> IntArray:
+        """Index into these columns for each op id; -1 where the id is not in the plan."""
+        n = len(self.ids)
+        if n == 0:
+            return np.full(len(op_ids), -1, dtype=np.int64)
+        if self.ids[0] == 1 and np.array_equal(self.ids, np.arange(1, n + 1)):
+            found = (op_ids >= 1) & (op_ids <= n)
+            return np.where(found, op_ids - 1, -1)
+        order = np.argsort(self.ids, kind="stable")
+        sorted_ids = self.ids[order]
+        pos = np.clip(np.searchsorted(sorted_ids, op_ids), 0, n - 1)
+        return np.where(sorted_ids[pos] == op_ids, order[pos], -1)
+
+
+@dataclass(slots=True)
+class _Records:
+    """Completion records as columns; ``op`` is an index into ``_Ops`` (-1 unknown)."""
+
+    op: IntArray
+    node: IntArray
+    at: FloatArray
+    duplicate: BoolArray
+    intact: BoolArray
+
+
+@dataclass(slots=True)
+class _Unique:
+    """The earliest non-duplicate completion of each ``(op, node)`` pair."""
+
+    op: IntArray
+    node: IntArray
+    at: FloatArray
+    latency_us: IntArray
+    kind: IntArray
+    scheduled: FloatArray
+    handler_duplicates: int
+    early: int  # completions more than 1 us before their op's scheduled time
+
+
+def _encode_names(names: Sequence[str], codes: dict[str, int]) -> IntArray:
+    """Map names to integer codes, adding new names to ``codes``."""
+    for name in dict.fromkeys(names):
+        codes.setdefault(name, len(codes))
+    return np.fromiter(map(codes.__getitem__, names), dtype=np.int64, count=len(names))
+
+
+def _ops_columns(plan: Plan, codes: dict[str, int]) -> _Ops:
+    ops = plan.operations
+    n = len(ops)
+
+    def column(attr: str, dtype: type) -> npt.NDArray[Any]:
+        return np.fromiter(map(attrgetter(attr), ops), dtype=dtype, count=n)
+
+    origins = list(map(attrgetter("origin"), ops))
+    return _Ops(
+        ids=column("op_id", np.int64),
+        at=column("at", np.float64),
+        kind=column("kind", np.int64),
+        expected=column("expected", np.int64),
+        origin=_encode_names(origins, codes),
+    )
+
+
+def _record_columns(
+    completions: Sequence[Completion], ops: _Ops, codes: dict[str, int]
+) -> _Records:
+    n = len(completions)
+
+    def column(index: int, dtype: type) -> npt.NDArray[Any]:
+        return np.fromiter(map(itemgetter(index), completions), dtype=dtype, count=n)
+
+    nodes = list(map(itemgetter(1), completions))
+    return _Records(
+        op=ops.locate(column(0, np.int64)),
+        node=_encode_names(nodes, codes),
+        at=column(2, np.float64),
+        duplicate=column(3, np.bool_),
+        intact=column(4, np.bool_),
+    )
+
+
+def _unique_completions(records: _Records, ops: _Ops, n_nodes: int) -> _Unique:
+    """Pick the earliest non-duplicate record per (op, node); count the repeats."""
+    candidates = np.flatnonzero(~records.duplicate & (records.op >= 0))
+    times = records.at[candidates]
+    if len(times) > 1 and bool(np.any(times[1:] < times[:-1])):
+        by_time = candidates[np.argsort(times, kind="stable")]
+    else:
+        by_time = candidates
+    keys = records.op[by_time] * max(n_nodes, 1) + records.node[by_time]
+    _, first = np.unique(keys, return_index=True)  # stable: earliest of each pair
+    chosen = by_time[first]
+    op = records.op[chosen]
+    at = records.at[chosen]
+    scheduled = ops.at[op]
+    latency = at - scheduled
+    return _Unique(
+        op=op,
+        node=records.node[chosen],
+        at=at,
+        latency_us=_to_microseconds(latency),
+        kind=ops.kind[op],
+        scheduled=scheduled,
+        handler_duplicates=len(candidates) - len(chosen),
+        early=int(np.count_nonzero(latency < -1e-6)),
+    )
+
+
+def _to_microseconds(seconds: FloatArray) -> IntArray:
+    """Seconds to whole microseconds, clamped to the histogram's range."""
+    micros = np.rint(seconds * 1e6)
+    return np.clip(micros, HDR_LOWEST_US, HDR_HIGHEST_US).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty latency histogram: microseconds, 1 us .. 1 h, 3 significant digits."""
+    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS)
+
+
+def _counts_index(hist: HdrHistogram, values: IntArray) -> IntArray:
+    """Each value's index in ``hist.counts``: HdrHistogram's bucket maths, vectorised."""
+    unit = int(hist.unit_magnitude)
+    half_magnitude = int(hist.sub_bucket_half_count_magnitude)
+    half_count = int(hist.sub_bucket_half_count)
+    # frexp's exponent is the bit length of (value | sub_bucket_mask), exact below 2**53
+    _, bit_length = np.frexp((values | int(hist.sub_bucket_mask)).astype(np.float64))
+    bucket = bit_length.astype(np.int64) - unit - (half_magnitude + 1)
+    sub_bucket = values >> (bucket + unit)
+    index: IntArray = ((bucket + 1) << half_magnitude) + sub_bucket - half_count
+    return index
+
+
+def record_many(hist: HdrHistogram, values_us: IntArray) -> None:
+    """Record many values: count them per HDR bucket with numpy, one call per bucket.
+
+    Each occupied bucket is recorded once, at its lowest equivalent value, with
+    its count. The resulting counts, total, minimum and maximum (as the
+    histogram reports them) equal those of ``hist.record_value(v)`` per value.
+    """
+    if len(values_us) == 0:
+        return
+    clamped = np.clip(values_us.astype(np.int64), HDR_LOWEST_US, HDR_HIGHEST_US)
+    counts = np.bincount(_counts_index(hist, clamped), minlength=hist.counts_len)
+    for index in np.flatnonzero(counts).tolist():
+        hist.record_value(hist.get_value_from_index(index), int(counts[index]))
+
+
+def _percentiles_ms(hist: HdrHistogram) -> dict[float, float | None]:
+    if hist.get_total_count() == 0:
+        return dict.fromkeys(HEADLINE_PERCENTILES)
+    values = hist.get_percentile_to_value_dict(list(HEADLINE_PERCENTILES))
+    return {p: values[p] / 1000.0 for p in HEADLINE_PERCENTILES}
+
+
+def _latency_figures(latency_us: IntArray) -> tuple[LatencyFigures, HdrHistogram]:
+    hist = new_histogram()
+    record_many(hist, latency_us)
+    if len(latency_us) == 0:
+        return LatencyFigures(), hist
+    pct = _percentiles_ms(hist)
+    figures = LatencyFigures(
+        count=int(len(latency_us)),
+        p50_ms=pct[50.0],
+        p95_ms=pct[95.0],
+        p99_ms=pct[99.0],
+        p999_ms=pct[99.9],
+        max_ms=hist.get_max_value() / 1000.0,
+        mean_ms=float(latency_us.mean()) / 1000.0,
+    )
+    return figures, hist
+
+
+def _kind_latency(latency_us: IntArray) -> tuple[KindLatency, HdrHistogram]:
+    overall, hist = _latency_figures(latency_us)
+    kind = KindLatency(
+        count=overall.count, p50_ms=overall.p50_ms, p95_ms=overall.p95_ms, p99_ms=overall.p99_ms
+    )
+    return kind, hist
+
+
+def _encode(hist: HdrHistogram) -> str:
+    encoded = hist.encode()
+    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _in_window(times: FloatArray, plan: Plan) -> BoolArray:
+    return (times >= plan.warmup) & (times < plan.duration)
+
+
+def _is_delivery(kinds: IntArray) -> BoolArray:
+    return np.isin(kinds, [int(k) for k in DELIVERY_KINDS])
+
+
+def _rate(count: int, window: float) -> float:
+    return count / window if window > 0 else 0.0
+
+
+def _throughput(plan: Plan, ops: _Ops, unique: _Unique, per_op: IntArray) -> Throughput:
+    window = max(plan.duration - plan.warmup, 0.0)
+    done = _in_window(unique.at, plan)
+    deliveries = int(np.count_nonzero(done & _is_delivery(unique.kind)))
+    completions = int(np.count_nonzero(done))
+    scheduled = _in_window(ops.at, plan)
+    ops_completed = int(np.count_nonzero(scheduled & (per_op >= ops.expected)))
+    offered_ops = int(np.count_nonzero(scheduled))
+    offered_deliveries = int(ops.expected[scheduled & _is_delivery(ops.kind)].sum())
+    return Throughput(
+        window_s=window,
+        deliveries=deliveries,
+        ops_completed=ops_completed,
+        completions=completions,
+        offered_ops=offered_ops,
+        offered_deliveries=offered_deliveries,
+        deliveries_per_s=_rate(deliveries, window),
+        ops_per_s=_rate(ops_completed, window),
+        completions_per_s=_rate(completions, window),
+        offered_ops_per_s=_rate(offered_ops, window),
+        offered_deliveries_per_s=_rate(offered_deliveries, window),
+    )
+
+
+def _reliability(records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray) -> Reliability:
+    expected = int(ops.expected.sum())
+    n_unique = len(unique.op)
+    suppressed = int(np.count_nonzero(records.duplicate))
+    corrupted = int(np.count_nonzero(~records.intact))
+    if n_unique:
+        integrity = min(max(1.0 - corrupted / n_unique, 0.0), 1.0)
+    else:
+        integrity = 1.0 if corrupted == 0 else 0.0
+    return Reliability(
+        expected=expected,
+        unique=n_unique,
+        lost=max(expected - n_unique, 0),
+        duplicates=suppressed + unique.handler_duplicates,
+        suppressed_duplicates=suppressed,
+        handler_duplicates=unique.handler_duplicates,
+        excess=int(np.maximum(per_op - ops.expected, 0).sum()),
+        unknown_op=int(np.count_nonzero(records.op < 0)),
+        corrupted=corrupted,
+        reliability=n_unique / expected if expected else 1.0,
+        data_integrity=integrity,
+    )
+
+
+def _availability(probes: Sequence[ProbeResult], deadline: float) -> Availability:
+    on_time = late = unanswered = 0
+    for probe in probes:
+        if probe.answered is None:
+            unanswered += 1
+        elif probe.answered - probe.sent <= deadline:
+            on_time += 1
+        else:
+            late += 1
+    return Availability(
+        probes=len(probes),
+        on_time=on_time,
+        late=late,
+        unanswered=unanswered,
+        deadline_s=deadline,
+        uptime=on_time / len(probes) if probes else None,
+    )
+
+
+def _agents(
+    plan: Plan, result: DriverResult, ops: _Ops, unique: _Unique, codes: dict[str, int]
+) -> Agents:
+    early = [agent for agent, at in result.registered.items() if at <= plan.warmup]
+    done = _in_window(unique.at, plan)
+    active_codes = np.unique(np.concatenate((unique.node[done], ops.origin[unique.op[done]])))
+    active = set(active_codes.tolist())
+    coordinated = sum(1 for agent in early if codes.get(agent, -1) in active)
+    return Agents(
+        registered=len(result.registered),
+        registered_before_window=len(early),
+        coordinated=coordinated,
+    )
+
+
+def _bin_index(times: FloatArray, n_bins: int) -> IntArray:
+    index = np.floor(times / BIN_SECONDS + _EPS).astype(np.int64)
+    return np.clip(index, 0, n_bins - 1)
+
+
+def _per_bin_p95_ms(bins: IntArray, latency_us: IntArray, n_bins: int) -> FloatArray:
+    """p95 (linear interpolation, as numpy's default) of the latencies in each bin."""
+    out = np.full(n_bins, np.nan)
+    if len(bins) == 0:
+        return out
+    ordered = np.sort(bins * (HDR_HIGHEST_US + 1) + latency_us)
+    sorted_bins = ordered // (HDR_HIGHEST_US + 1)
+    sorted_lat = (ordered % (HDR_HIGHEST_US + 1)).astype(np.float64)
+    counts = np.bincount(sorted_bins, minlength=n_bins)
+    starts = np.cumsum(counts) - counts
+    filled = counts > 0
+    pos = starts[filled] + (counts[filled] - 1) * 0.95
+    low = np.floor(pos).astype(np.int64)
+    high = np.minimum(low + 1, starts[filled] + counts[filled] - 1)
+    frac = pos - low
+    out[filled] = (sorted_lat[low] + (sorted_lat[high] - sorted_lat[low]) * frac) / 1000.0
+    return out
+
+
+def _timeline(plan: Plan, result: DriverResult, ops: _Ops, unique: _Unique) -> list[TimelineBin]:
+    last = float(unique.at.max()) if len(unique.at) else 0.0
+    span = max(plan.duration, result.end_time, last + _EPS)
+    n_bins = max(1, math.ceil(span / BIN_SECONDS - _EPS))
+    bins = _bin_index(unique.at, n_bins)
+    completions = np.bincount(bins, minlength=n_bins)
+    deliveries = np.bincount(bins[_is_delivery(unique.kind)], minlength=n_bins)
+    offered = np.bincount(_bin_index(ops.at, n_bins), minlength=n_bins)
+    p95 = _per_bin_p95_ms(bins, unique.latency_us, n_bins)
+    return [
+        TimelineBin(
+            t=round(i * BIN_SECONDS, 6),
+            deliveries=int(deliveries[i]),
+            completions=int(completions[i]),
+            p95_ms=None if math.isnan(p95[i]) else float(p95[i]),
+            offered=int(offered[i]),
+        )
+        for i in range(n_bins)
+    ]
+
+
+def _resources(processes: Sequence[ProcessUsage]) -> list[Resource]:
+    return [
+        Resource(name=p.name, peak_rss_mb=p.peak_rss_bytes / MIB, cpu_seconds=p.cpu_seconds)
+        for p in processes
+    ]
+
+
+def _notes(result: DriverResult, reliability: Reliability, unique: _Unique) -> list[str]:
+    notes = list(result.notes)
+    if reliability.unknown_op:
+        notes.append(f"{reliability.unknown_op} completions named op ids not in the plan")
+    if reliability.handler_duplicates:
+        notes.append(f"{reliability.handler_duplicates} handler-level duplicate completions")
+    if unique.early:
+        notes.append(f"{unique.early} completions came before their scheduled time (clock?)")
+    clamped = int(np.count_nonzero(unique.latency_us >= HDR_HIGHEST_US))
+    if clamped:
+        notes.append(f"{clamped} latencies at or above 1 h were clamped to 1 h")
+    return notes
+
+
+def _latency_section(
+    plan: Plan, unique: _Unique
+) -> tuple[LatencyFigures, dict[str, KindLatency], dict[str, str]]:
+    steady = _in_window(unique.scheduled, plan)
+    latency_us = unique.latency_us[steady]
+    kinds = unique.kind[steady]
+    overall, hist = _latency_figures(latency_us)
+    histograms = {"latency": _encode(hist)}
+    by_kind: dict[str, KindLatency] = {}
+    for kind in OpKind:
+        figures, kind_hist = _kind_latency(latency_us[kinds == int(kind)])
+        by_kind[kind_name(kind)] = figures
+        if figures.count:
+            histograms[f"latency-{kind_name(kind)}"] = _encode(kind_hist)
+    return overall, by_kind, histograms
+
+
+def summarize(plan: Plan, result: DriverResult) -> Summary:
+    """Turn one driver's records for ``plan`` into a :class:`Summary`."""
+    codes: dict[str, int] = {}
+    ops = _ops_columns(plan, codes)
+    records = _record_columns(result.completions, ops, codes)
+    unique = _unique_completions(records, ops, len(codes))
+    per_op = np.bincount(unique.op, minlength=len(ops.ids))
+    latency, by_kind, histograms = _latency_section(plan, unique)
+    reliability = _reliability(records, ops, unique, per_op)
+    return Summary(
+        backend=result.backend,
+        transport=result.transport,
+        seed=plan.seed,
+        duration=plan.duration,
+        warmup=plan.warmup,
+        wall_seconds=result.wall_seconds,
+        end_time=result.end_time,
+        latency=latency,
+        latency_by_kind=by_kind,
+        throughput=_throughput(plan, ops, unique, per_op),
+        reliability=reliability,
+        availability=_availability(result.probes, plan.probe_deadline),
+        agents=_agents(plan, result, ops, unique, codes),
+        timeline=_timeline(plan, result, ops, unique),
+        resources=_resources(result.processes),
+        notes=_notes(result, reliability, unique),
+        histograms=histograms,
+    )

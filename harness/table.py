@@ -1,0 +1,153 @@
+"""Render summaries as a rich table: the figures of each backend side by side.
+
+``render_summary_table`` builds one row per figure from ``Summary.figures()``
+(latency, throughput, reliability, uptime, agents, wall time), one column per
+backend (``real`` and ``sim`` always, any other backend after them) and a
+column with the model's percentage error taken from the comparison rows.
+A backend that did not run, or a figure that is undefined, shows "—".
+``console_print`` prints that table to a console (stdout by default), and
+``render_history`` shows rows from ``harness.history.list_runs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.compare import ComparisonRow
+from harness.metrics import Figure, Summary
+
+MISSING = "—"
+DEFAULT_BACKENDS: tuple[str, ...] = ("real", "sim")
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.3f}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value * 100:.3f} %"
+
+
+def _count(value: float) -> str:
+    return f"{int(value):,}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+# (label, figure name, unit, formatter)
+ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
+    ("latency p50", "p50_ms", "ms", _ms),
+    ("latency p95", "p95_ms", "ms", _ms),
+    ("latency p99", "p99_ms", "ms", _ms),
+    ("latency p99.9", "p999_ms", "ms", _ms),
+    ("latency max", "max_ms", "ms", _ms),
+    ("latency mean", "mean_ms", "ms", _ms),
+    ("deliveries", "deliveries_per_s", "msg/s", _rate),
+    ("operations completed", "ops_per_s", "ops/s", _rate),
+    ("operations offered", "offered_ops_per_s", "ops/s", _rate),
+    ("reliability", "reliability", "%", _ratio),
+    ("lost", "lost", "msgs", _count),
+    ("duplicates", "duplicates", "msgs", _count),
+    ("data integrity", "data_integrity", "%", _ratio),
+    ("uptime", "uptime", "%", _ratio),
+    ("agents coordinated", "agents_coordinated", "agents", _count),
+    ("wall time", "wall_seconds", "s", _seconds),
+)
+
+
+def format_figure(value: Figure, formatter: Callable[[float], str]) -> str:
+    """Format a figure, or "—" when it is undefined."""
+    return MISSING if value is None else formatter(float(value))
+
+
+def format_error(error_pct: float | None) -> str:
+    """A signed percentage such as "+3.2 %", or "—"."""
+    return MISSING if error_pct is None else f"{error_pct:+.1f} %"
+
+
+def _backends(summaries: Mapping[str, Summary]) -> list[str]:
+    extra = sorted(name for name in summaries if name not in DEFAULT_BACKENDS)
+    return [*DEFAULT_BACKENDS, *extra]
+
+
+def _errors(comparison: Sequence[ComparisonRow] | None) -> dict[str, float | None]:
+    return {row.metric: row.error_pct for row in comparison or ()}
+
+
+def render_summary_table(
+    summaries: dict[str, Summary],
+    comparison: list[ComparisonRow] | None,
+    *,
+    title: str | None = None,
+) -> Table:
+    """A table of figures: metric, one column per backend, model error %."""
+    backends = _backends(summaries)
+    figures = {name: summary.figures() for name, summary in summaries.items()}
+    errors = _errors(comparison)
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("unit")
+    for backend in backends:
+        table.add_column(backend, justify="right")
+    table.add_column("model error %", justify="right")
+    for label, name, unit, formatter in ROWS:
+        cells = [
+            format_figure(figures[b][name], formatter) if b in figures else MISSING
+            for b in backends
+        ]
+        table.add_row(label, unit, *cells, format_error(errors.get(name)))
+    return table
+
+
+def console_print(
+    summaries: dict[str, Summary],
+    comparison: list[ComparisonRow] | None = None,
+    *,
+    title: str | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print the summary table to ``console`` (a new stdout console by default)."""
+    (console or Console()).print(render_summary_table(summaries, comparison, title=title))
+
+
+# (header, history column, formatter)
+HISTORY_COLUMNS: tuple[tuple[str, str, Callable[[float], str] | None], ...] = (
+    ("created", "created", None),
+    ("run id", "run_id", None),
+    ("scenario", "scenario", None),
+    ("backend", "backend", None),
+    ("transport", "transport", None),
+    ("p95 ms", "p95_ms", _ms),
+    ("msg/s", "deliveries_per_s", _rate),
+    ("reliability", "reliability", _ratio),
+    ("uptime", "uptime", _ratio),
+    ("lost", "lost", _count),
+    ("agents", "agents_coordinated", _count),
+    ("wall s", "wall_seconds", _seconds),
+)
+
+
+def _history_cell(value: Any, formatter: Callable[[float], str] | None) -> str:
+    if value is None:
+        return MISSING
+    return str(value) if formatter is None else formatter(float(value))
+
+
+def render_history(rows: Sequence[Mapping[str, Any]], *, title: str | None = None) -> Table:
+    """A table of run-history rows (as returned by ``list_runs``), newest first."""
+    table = Table(title=title or "run history")
+    for header, _, formatter in HISTORY_COLUMNS:
+        table.add_column(header, justify="left" if formatter is None else "right")
+    for row in rows:
+        table.add_row(*(_history_cell(row.get(key), fmt) for _, key, fmt in HISTORY_COLUMNS))
+    return table

@@ -1,0 +1,294 @@
+"""The tcp transport's wire envelope, and the asyncio glue around it.
+
+A worker connection multiplexes many agents, so every frame on it names the
+agent it concerns. The envelope wraps a ``protocol.codec`` body::
+
+    +----------------+---------+-------------+------------------+---------------+
+    | length: u32 BE | 0x81    | id_len: u8  | node id (UTF-8)  | body: msgpack |
+    +----------------+---------+-------------+------------------+---------------+
+
+``length`` counts every byte after itself (version, id_len, node id, body)
+and must lie in ``4 .. max_frame`` (1 MiB by default). The version byte
+``0x81`` is ``0x80 | protocol.codec.VERSION``: the high bit marks a routed
+frame, so a bare codec frame (version 1) sent to a tcp port is refused.
+``id_len`` is 1..255 and the node id must be valid UTF-8. ``body`` is exactly
+``protocol.codec.encode_body(msg)`` (``[type_code, field...]``) and is decoded
+with ``protocol.codec.decode_body``, so the core's checks on every field apply.
+
+The node id is the node at the *client* end of the link: the sender in
+frames a client sends, the recipient in frames the server sends. The server
+end's node id is implicit (the connection is to one coordinator), which keeps
+the envelope the same when a coordinator later connects upward as a client.
+
+``RoutedDecoder.feed`` is incremental and never trusts a length before
+checking it. Any bad frame raises ``MalformedEnvelope`` (a
+``protocol.codec.MalformedFrame``) carrying the pairs decoded before it; the
+stream is then out of sync and the link must be closed. ``FramedLink`` wraps an
+asyncio ``StreamReader``/``StreamWriter``: ``read_batch`` returns every frame
+of one socket read, ``send`` buffers an encoded frame and ``flush`` hands the
+whole buffer to the transport in one ``write`` (one syscall per event-loop
+turn and link). ``PipeChannel`` lets a coroutine await objects from a
+``multiprocessing`` pipe without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any
+
+from protocol.codec import DEFAULT_MAX_FRAME, CodecUsageError, MalformedFrame, decode_body
+from protocol.messages import Message
+
+ROUTED_VERSION = 0x81
+MAX_NODE_ID = 255
+PREFIX = struct.Struct(">IBB")  # length, version, id_len
+LENGTH = struct.Struct(">I")
+READ_SIZE = 1 << 18
+HIGH_WATER = 1 << 20
+_ID_CACHE_LIMIT = 4096
+
+Routed = tuple[str, Message]
+
+
+class MalformedEnvelope(MalformedFrame):
+    """A peer sent bytes that are not a valid routed frame.
+
+    ``routed`` holds the ``(node_id, message)`` pairs that preceded the bad
+    frame in the same ``feed`` call.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.routed: list[Routed] = []
+
+
+def node_id_bytes(node_id: str) -> bytes:
+    """The envelope's encoding of ``node_id``; raises ``CodecUsageError`` if unfit."""
+    raw = node_id.encode("utf-8")
+    if not 1 <= len(raw) <= MAX_NODE_ID:
+        raise CodecUsageError(f"node id must be 1..{MAX_NODE_ID} UTF-8 bytes: {node_id!r}")
+    return raw
+
+
+def encode_routed(node_id: bytes, body: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """One routed frame: ``node_id`` (from ``node_id_bytes``) plus a codec body."""
+    length = 2 + len(node_id) + len(body)
+    if length > max_frame:
+        raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {max_frame}")
+    return PREFIX.pack(length, ROUTED_VERSION, len(node_id)) + node_id + body
+
+
+class RoutedDecoder:
+    """Incremental decoder: ``feed`` bytes, get whole ``(node_id, message)`` pairs."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._broken = False
+        self._ids: dict[bytes, str] = {}
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame waiting for more input."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Routed]:
+        """Add ``data`` and return every pair it completes."""
+        if self._broken:
+            raise MalformedEnvelope("stream already refused")
+        buffer = self._buffer
+        buffer += data
+        routed: list[Routed] = []
+        try:
+            offset = self._decode_frames(buffer, routed)
+        except MalformedFrame as exc:
+            self._broken = True
+            buffer.clear()
+            error = MalformedEnvelope(str(exc))
+            error.routed = routed
+            raise error from None
+        del buffer[:offset]
+        return routed
+
+    def _decode_frames(self, buffer: bytearray, routed: list[Routed]) -> int:
+        """Append each complete frame in ``buffer`` to ``routed``; return bytes used."""
+        offset = 0
+        end = len(buffer)
+        max_frame = self.max_frame
+        unpack = LENGTH.unpack_from
+        while end - offset >= 4:
+            (length,) = unpack(buffer, offset)
+            if length < 4 or length > max_frame:
+                raise MalformedEnvelope(f"frame length {length} outside 4..{max_frame}")
+            if end - offset - 4 < length:
+                break
+            if buffer[offset + 4] != ROUTED_VERSION:
+                raise MalformedEnvelope(f"unsupported version {buffer[offset + 4]}")
+            id_len = buffer[offset + 5]
+            body_at = offset + 6 + id_len
+            frame_end = offset + 4 + length
+            if id_len == 0 or body_at >= frame_end:
+                raise MalformedEnvelope(f"node id length {id_len} does not fit the frame")
+            node = self._node_id(bytes(buffer[offset + 6 : body_at]))
+            routed.append((node, decode_body(bytes(buffer[body_at:frame_end]))))
+            offset = frame_end
+        return offset
+
+    def _node_id(self, raw: bytes) -> str:
+        node = self._ids.get(raw)
+        if node is None:
+            try:
+                node = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedEnvelope("node id is not UTF-8") from None
+            if len(self._ids) < _ID_CACHE_LIMIT:
+                self._ids[raw] = node
+        return node
+
+
+class FramedLink:
+    """One TCP connection carrying routed frames, with batched writes."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.max_frame = max_frame
+        self.decoder = RoutedDecoder(max_frame)
+        self._out: list[bytes] = []
+        self._ids: dict[str, bytes] = {}
+        self.closed = False
+        self.frames_in = 0
+        self.frames_out = 0
+
+    @property
+    def peer(self) -> str:
+        name = self.writer.get_extra_info("peername")
+        return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name)
+
+    async def read_batch(self) -> list[Routed] | None:
+        """The frames completed by the next socket read; None at end of stream.
+
+        Raises ``MalformedEnvelope`` for a bad frame and for a stream that ends
+        inside a frame (a truncated frame).
+        """
+        data = await self.reader.read(READ_SIZE)
+        if not data:
+            if self.decoder.buffered:
+                raise MalformedEnvelope(f"truncated frame: {self.decoder.buffered} bytes")
+            return None
+        routed = self.decoder.feed(data)
+        self.frames_in += len(routed)
+        return routed
+
+    def id_bytes(self, node_id: str) -> bytes:
+        raw = self._ids.get(node_id)
+        if raw is None:
+            raw = node_id_bytes(node_id)
+            self._ids[node_id] = raw
+        return raw
+
+    def send(self, node_id: str, body: bytes) -> None:
+        """Buffer one frame about ``node_id``; ``flush`` writes the buffer."""
+        if not self.closed:
+            self._out.append(encode_routed(self.id_bytes(node_id), body, self.max_frame))
+
+    def flush(self) -> None:
+        """Hand every buffered frame to the transport in one write."""
+        out = self._out
+        if not out or self.closed:
+            out.clear()
+            return
+        self.frames_out += len(out)
+        self.writer.write(b"".join(out) if len(out) > 1 else out[0])
+        out.clear()
+
+    @property
+    def congested(self) -> bool:
+        """True when the transport holds more than ``HIGH_WATER`` unsent bytes."""
+        transport = self.writer.transport
+        return transport is not None and transport.get_write_buffer_size() > HIGH_WATER
+
+    async def backpressure(self) -> None:
+        """Wait until the transport's buffer is below its low-water mark."""
+        if self.congested and not self.closed:
+            try:
+                await self.writer.drain()
+            except (ConnectionError, RuntimeError):
+                self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent); anything buffered is dropped."""
+        self._out.clear()
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+
+    async def wait_closed(self) -> None:
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError, RuntimeError):
+            pass
+
+
+async def open_link(host: str, port: int, max_frame: int = DEFAULT_MAX_FRAME) -> FramedLink:
+    """Connect to a tcp coordinator and wrap the stream."""
+    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+    return FramedLink(reader, writer, max_frame)
+
+
+class PipeChannel:
+    """Await objects from a ``multiprocessing`` pipe on the running event loop.
+
+    A loop reader callback receives each object as soon as the pipe is
+    readable and queues it; ``get`` returns it, or None once the other end
+    has closed. ``send`` is the pipe's own (small messages do not block).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.loop = asyncio.get_running_loop()
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.eof = False
+        self.loop.add_reader(conn.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            while self.conn.poll():
+                self._items.append(self.conn.recv())
+        except (EOFError, OSError):
+            self.eof = True
+            self.loop.remove_reader(self.conn.fileno())
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """The next object; None at end of stream; ``TimeoutError`` after ``timeout``."""
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while not self._items and not self.eof:
+            self._waiter = self.loop.create_future()
+            left = None if deadline is None else max(0.0, deadline - self.loop.time())
+            await asyncio.wait_for(self._waiter, left)
+        return self._items.popleft() if self._items else None
+
+    def send(self, obj: object) -> bool:
+        """Send ``obj``; False when the other end is gone."""
+        try:
+            self.conn.send(obj)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def close(self) -> None:
+        if not self.eof:
+            self.eof = True
+            self.loop.remove_reader(self.conn.fileno())
+        self.conn.close()

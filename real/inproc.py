@@ -1,0 +1,265 @@
+"""The in-process transport: coordinator and agents on one asyncio event loop.
+
+Each node (the coordinator, every agent, the availability prober) has a
+``Mailbox``: a deque of ``(src, msg)`` plus a flag saying whether a
+processing callback is already scheduled. Sending appends to the
+destination's deque and, if the node is idle, schedules it with
+``loop.call_soon``. When the node runs it handles every queued message,
+stamping each with the run clock, then drains the state machine once and
+routes what it produced. That is the same shape as one ``asyncio.Queue``
+and consumer task per node, minus a task switch per message, and it keeps
+the per-node batching (one ``Ack`` per burst) that the tcp transport has.
+
+Timers: after each run a node's ``next_deadline()`` is armed with
+``loop.call_at``; a new deadline replaces the old handle.
+
+The workload replays the plan: it sleeps until an operation's scheduled
+time, then issues every operation that is due (it never skips one; when
+behind, it issues at once, and latency still counts from the schedule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from protocol.agent import Agent
+from protocol.coordinator import Coordinator
+from protocol.messages import Message, Probe, ProbeReply
+from protocol.plan import Plan
+from protocol.records import DriverResult, ProbeResult
+from protocol.workload import issue
+from real.clock import RunClock, new_event_loop
+from real.usage import CpuSpan, own_usage
+
+COORD = "coord"
+PROBER = "probe-0"
+Progress = Callable[[float], None]
+
+
+class Mailbox:
+    """One node's inbox, its processing callback and its timer."""
+
+    __slots__ = ("node", "node_id", "inbox", "scheduled", "timer", "deadline", "hub")
+
+    def __init__(self, hub: Hub, node_id: str, node: Coordinator | Agent | None) -> None:
+        self.hub = hub
+        self.node_id = node_id
+        self.node = node
+        self.inbox: deque[tuple[str, Message]] = deque()
+        self.scheduled = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+
+    def process(self) -> None:
+        """Handle everything queued, then send what the node produced."""
+        self.scheduled = False
+        node = self.node
+        inbox = self.inbox
+        now = self.hub.clock.now()
+        if node is None:
+            self.hub.on_probe_replies(inbox, now)
+            return
+        receive = node.receive
+        while inbox:
+            src, msg = inbox.popleft()
+            receive(src, msg, now)
+        self.flush()
+
+    def flush(self) -> None:
+        """Route the node's output and re-arm its timer."""
+        node = self.node
+        assert node is not None
+        self.hub.route(self.node_id, node.drain())
+        deadline = node.next_deadline()
+        if deadline != self.deadline:
+            self.arm(deadline)
+
+    def arm(self, deadline: float | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.deadline = deadline
+        if deadline is not None:
+            hub = self.hub
+            when = hub.clock.loop_time_for(hub.loop, deadline)
+            self.timer = hub.loop.call_at(when, self.fire)
+
+    def fire(self) -> None:
+        self.timer = None
+        self.deadline = None
+        node = self.node
+        assert node is not None
+        node.on_timer(self.hub.clock.now())
+        self.flush()
+
+
+class Hub:
+    """Every mailbox on the loop, and the routing between them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: RunClock) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.boxes: dict[str, Mailbox] = {}
+        self.probes: dict[int, ProbeResult] = {}
+        self.messages = 0
+
+    def add(self, node_id: str, node: Coordinator | Agent | None) -> Mailbox:
+        box = Mailbox(self, node_id, node)
+        self.boxes[node_id] = box
+        return box
+
+    def route(self, src: str, outgoing: list[tuple[str, Message]]) -> None:
+        boxes = self.boxes
+        call_soon = self.loop.call_soon
+        self.messages += len(outgoing)
+        for dst, msg in outgoing:
+            box = boxes.get(dst)
+            if box is None:
+                continue  # the link to an unknown node is closed: the message is lost
+            box.inbox.append((src, msg))
+            if not box.scheduled:
+                box.scheduled = True
+                call_soon(box.process)
+
+    def on_probe_replies(self, inbox: deque[tuple[str, Message]], now: float) -> None:
+        while inbox:
+            _, msg = inbox.popleft()
+            if isinstance(msg, ProbeReply):
+                sent = self.probes.get(msg.probe_id)
+                if sent is not None and sent.answered is None:
+                    self.probes[msg.probe_id] = sent._replace(answered=now)
+
+
+def build_hub(plan: Plan, loop: asyncio.AbstractEventLoop, clock: RunClock) -> Hub:
+    """A hub with the coordinator, the prober and every agent of the plan."""
+    hub = Hub(loop, clock)
+    hub.add(COORD, Coordinator(COORD, plan.settings))
+    hub.add(PROBER, None)
+    for spec in plan.agents:
+        agent = Agent(spec.agent_id, COORD, plan.settings, spec.capabilities, spec.subscriptions)
+        hub.add(spec.agent_id, agent)
+    return hub
+
+
+def agents_of(hub: Hub) -> list[Agent]:
+    return [box.node for box in hub.boxes.values() if isinstance(box.node, Agent)]
+
+
+async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
+    """Start every agent and wait until each is registered; return when each was seen."""
+    now = hub.clock.now()
+    for agent in agents_of(hub):
+        agent.start(now)
+        hub.boxes[agent.node_id].flush()
+    registered: dict[str, float] = {}
+    deadline = time.perf_counter() + timeout
+    agents = agents_of(hub)
+    while len(registered) < len(agents):
+        if time.perf_counter() > deadline:
+            missing = len(agents) - len(registered)
+            raise TimeoutError(f"{missing} agents did not register within {timeout} s")
+        await asyncio.sleep(0.001)
+        now = hub.clock.now()
+        for agent in agents:
+            if agent.registered and agent.node_id not in registered:
+                registered[agent.node_id] = now
+    return registered
+
+
+async def replay(hub: Hub, plan: Plan) -> None:
+    """Issue every operation at its scheduled time."""
+    boxes = hub.boxes
+    clock = hub.clock
+    ops = plan.operations
+    index = 0
+    while index < len(ops):
+        wait = ops[index].at - clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        now = clock.now()
+        touched: dict[str, Mailbox] = {}
+        while index < len(ops) and ops[index].at <= now:
+            op = ops[index]
+            box = boxes[op.origin]
+            issue(box.node, op, now)  # type: ignore[arg-type]
+            touched[op.origin] = box
+            index += 1
+        for box in touched.values():
+            box.flush()
+        if wait <= 0:
+            await asyncio.sleep(0)  # let deliveries run between bursts
+
+
+async def probe(hub: Hub, plan: Plan) -> None:
+    """Send an availability probe every ``probe_interval`` until the plan ends."""
+    probe_id = 0
+    clock = hub.clock
+    while True:
+        at = probe_id * plan.probe_interval
+        if at >= plan.duration:
+            return
+        wait = at - clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        probe_id += 1
+        hub.probes[probe_id] = ProbeResult(probe_id, clock.now(), None)
+        hub.route(PROBER, [(COORD, Probe(probe_id))])
+
+
+def completed(hub: Hub) -> int:
+    return sum(len(agent.completions) for agent in agents_of(hub))
+
+
+async def settle(hub: Hub, plan: Plan) -> None:
+    """After the plan, wait for every expected completion or the drain timeout."""
+    expected = plan.expected_total
+    deadline = plan.duration + plan.drain_timeout
+    while hub.clock.now() < deadline and completed(hub) < expected:
+        await asyncio.sleep(0.01)
+
+
+async def report_progress(hub: Hub, plan: Plan, progress: Progress) -> None:
+    while True:
+        progress(min(hub.clock.now() / plan.duration, 1.0))
+        await asyncio.sleep(0.25)
+
+
+async def run_async(plan: Plan, progress: Progress | None = None) -> DriverResult:
+    """Replay ``plan`` on the running loop and collect the records."""
+    loop = asyncio.get_running_loop()
+    wall = time.perf_counter()
+    cpu = CpuSpan()
+    hub = build_hub(plan, loop, RunClock())
+    registered = await register_all(hub)
+    start = RunClock(time.perf_counter() + 0.05)
+    shift = hub.clock.t0 - start.t0
+    registered = {node: at + shift for node, at in registered.items()}
+    hub.clock = start
+    watcher = loop.create_task(report_progress(hub, plan, progress)) if progress else None
+    await asyncio.gather(replay(hub, plan), probe(hub, plan))
+    await settle(hub, plan)
+    if watcher is not None:
+        watcher.cancel()
+    for box in hub.boxes.values():
+        box.arm(None)
+    result = DriverResult("real", "inproc", registered=registered)
+    result.completions = [c for agent in agents_of(hub) for c in agent.completions]
+    result.probes = sorted(hub.probes.values())
+    result.end_time = hub.clock.now()
+    result.wall_seconds = time.perf_counter() - wall
+    usage = own_usage("inproc")
+    result.processes = [usage.__class__(usage.name, usage.peak_rss_bytes, cpu.seconds())]
+    result.notes.append(f"messages routed: {hub.messages}")
+    return result
+
+
+def run_plan(plan: Plan, progress: Progress | None = None, use_uvloop: bool = True) -> DriverResult:
+    """Run ``plan`` on a fresh event loop (uvloop when installed)."""
+    loop = new_event_loop(use_uvloop)
+    try:
+        return loop.run_until_complete(run_async(plan, progress))
+    finally:
+        loop.close()

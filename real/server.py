@@ -1,0 +1,474 @@
+"""The tcp coordinator server: one ``Coordinator`` state machine behind asyncio streams.
+
+How it works. ``serve`` listens (127.0.0.1 by default, never all interfaces
+unless asked) and runs one ``CoordinatorServer``. Each connection gets a
+reader task that reads whatever the socket has, decodes every routed frame
+in it (``real.framing``) and calls ``coordinator.receive(node, msg, now)``
+with ``now`` from the run clock, then schedules one flush with
+``call_soon``. All reads that are ready in the same event-loop turn land
+before that flush, so one flush serves them all:
+
+1. group commit: ``take_writes()``, persist them in one SQLite transaction
+   (``real.persistence``), then ``writes_persisted()`` so replies to memory
+   writes leave only once the write is durable;
+2. ``drain()``: messages are grouped per connection, encoded (a ``Deliver``
+   fanned out to many agents is encoded once) and each connection gets one
+   ``write``;
+3. ``take_closures()``: the connections carrying those nodes are closed
+   after their last frames (a rejected hello gets its ``Reject``);
+4. the coordinator's ``next_deadline()`` is armed with ``loop.call_at``.
+
+Connections and node ids. A connection multiplexes many nodes. The first
+frame naming a node id binds that id to the connection; the server routes
+the coordinator's output for that node there. A connection that names a node
+bound to another connection is refused (it may not speak for a node it does
+not carry). Any malformed input (bad length or version, undecodable body,
+truncated frame at end of stream) refuses the connection too: every node on
+it is reported with ``coordinator.peer_malformed`` (or, with none, the event
+is logged), it is closed once its error frames are written, and every other
+connection carries on. A closed connection's nodes are reported with
+``link_closed``. Connections that bind no node within ``hello_timeout`` or
+stay silent for ``idle_timeout`` are closed by a sweep.
+
+Backpressure: after handling a read, the reader awaits ``drain()`` while
+its own transport holds more than ``real.framing.HIGH_WATER`` unsent bytes,
+so a slow client stops being read from (its acks stop and the core's credit
+window and ``Busy`` replies do the rest).
+
+Shutdown: when ``stop`` is set, every connection is closed, the last writes
+are persisted and the database is closed. ``coordinator_command`` runs this
+in the foreground until SIGINT or SIGTERM; ``server_process_main`` is the
+entry point ``real.tcp`` starts in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing.connection import Connection
+
+from protocol.codec import CodecUsageError, encode_body
+from protocol.coordinator import Coordinator
+from protocol.memory import MemoryStore, Write
+from protocol.messages import Deliver, Message
+from protocol.settings import ProtocolSettings
+from real.clock import RunClock, new_event_loop
+from real.framing import FramedLink, MalformedEnvelope, PipeChannel, Routed
+from real.persistence import MemoryDB
+from real.usage import own_usage
+
+COORD = "coord"
+DEFAULT_HOST = "127.0.0.1"
+log = logging.getLogger("swarmtwin.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Connection hygiene limits."""
+
+    hello_timeout: float = 5.0
+    idle_timeout: float = 30.0
+    max_nodes_per_connection: int = 65536
+    sweep_interval: float = 1.0
+
+
+@dataclass(slots=True)
+class ServerReport:
+    """What a server run did, for notes and tests."""
+
+    port: int = 0
+    connections: int = 0
+    refused_connections: int = 0
+    flushes: int = 0
+    commits: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+
+
+class Peer:
+    """One client connection and the node ids bound to it."""
+
+    __slots__ = ("link", "nodes", "opened", "last_read", "refused")
+
+    def __init__(self, link: FramedLink) -> None:
+        self.link = link
+        self.nodes: set[str] = set()
+        self.opened = time.monotonic()
+        self.last_read = self.opened
+        self.refused = False
+
+
+class CoordinatorServer:
+    """Routes frames between connections and one ``Coordinator``."""
+
+    def __init__(
+        self,
+        settings: ProtocolSettings,
+        db: MemoryDB | None = None,
+        limits: ServerLimits | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.clock = RunClock()
+        self.db = db
+        self.limits = limits or ServerLimits()
+        store = MemoryStore()
+        if db is not None:
+            store.load(db.load())
+        self.coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
+        self.routes: dict[str, Peer] = {}
+        self.peers: set[Peer] = set()
+        self.report = ServerReport()
+        self._unpersisted: list[Write] = []
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._sweeper = self.loop.call_later(self.limits.sweep_interval, self._sweep)
+
+    # --- connections -----------------------------------------------------------
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection until it ends, is refused or the server stops."""
+        peer = Peer(FramedLink(reader, writer))
+        self.peers.add(peer)
+        self.report.connections += 1
+        try:
+            await self._read_loop(peer)
+        finally:
+            self._close_peer(peer)
+            await peer.link.wait_closed()
+
+    async def _read_loop(self, peer: Peer) -> None:
+        link = peer.link
+        while not link.closed and not peer.refused:
+            try:
+                batch = await link.read_batch()
+            except MalformedEnvelope as exc:
+                self._accept(peer, exc.routed)
+                self.refuse(peer, str(exc))
+                return
+            except (ConnectionError, OSError):
+                return
+            if batch is None:
+                return
+            self._accept(peer, batch)
+            await link.backpressure()
+
+    def _accept(self, peer: Peer, batch: list[Routed]) -> None:
+        """Bind node ids and hand every frame to the coordinator."""
+        peer.last_read = time.monotonic()
+        routes = self.routes
+        receive = self.coordinator.receive
+        now = self.clock.now()
+        for node, msg in batch:
+            if routes.get(node) is not peer and not self._bind(peer, node):
+                break
+            receive(node, msg, now)
+        self.schedule_flush()
+
+    def _bind(self, peer: Peer, node: str) -> bool:
+        if peer.refused:
+            return False
+        if node in self.routes:
+            self.refuse(peer, f"node {node!r} is bound to another connection")
+            return False
+        if len(peer.nodes) >= self.limits.max_nodes_per_connection:
+            self.refuse(peer, "too many node ids on one connection")
+            return False
+        self.routes[node] = peer
+        peer.nodes.add(node)
+        return True
+
+    def refuse(self, peer: Peer, reason: str) -> None:
+        """Hostile or malformed input: tell the core, close after the error frames."""
+        if peer.refused:
+            return
+        peer.refused = True
+        self.report.refused_connections += 1
+        self._event(f"refused {peer.link.peer}: {reason}")
+        if peer.nodes:
+            for node in sorted(peer.nodes):
+                self.coordinator.peer_malformed(node, reason)
+            self.schedule_flush()
+        else:
+            self._close_peer(peer)
+
+    def _close_peer(self, peer: Peer) -> None:
+        """Close ``peer`` and report its nodes' links as closed (idempotent)."""
+        if peer not in self.peers:
+            return
+        self.peers.discard(peer)
+        peer.link.close()
+        if peer.nodes:
+            now = self.clock.now()
+            for node in sorted(peer.nodes):
+                if self.routes.get(node) is peer:
+                    del self.routes[node]
+                self.coordinator.link_closed(node, now)
+            peer.nodes.clear()
+            self.schedule_flush()
+
+    def _sweep(self) -> None:
+        """Close connections that never bound a node, or went silent."""
+        limits = self.limits
+        now = time.monotonic()
+        for peer in list(self.peers):
+            if not peer.nodes and now - peer.opened > limits.hello_timeout:
+                self._event(f"closed {peer.link.peer}: no hello within {limits.hello_timeout} s")
+                self._close_peer(peer)
+            elif now - peer.last_read > limits.idle_timeout:
+                self._event(f"closed {peer.link.peer}: silent for {limits.idle_timeout} s")
+                self._close_peer(peer)
+        self._sweeper = self.loop.call_later(limits.sweep_interval, self._sweep)
+
+    # --- the flush: persist, send, close, re-arm ---------------------------------
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Persist, send what the coordinator produced, close, re-arm the timer."""
+        self._flush_scheduled = False
+        self.report.flushes += 1
+        coordinator = self.coordinator
+        self._persist(coordinator.take_writes())
+        self._send(coordinator.drain())
+        for node in coordinator.take_closures():
+            peer = self.routes.get(node)
+            if peer is not None:
+                self._close_peer(peer)
+        self._arm()
+
+    def _persist(self, writes: list[Write]) -> None:
+        """Group commit: make this turn's writes durable, then release held replies."""
+        if self.db is None:
+            return  # the journal is taken and dropped: nothing to make durable
+        if writes:
+            self._unpersisted.extend(writes)
+        if not self._unpersisted:
+            return
+        try:
+            self.db.persist(self._unpersisted)
+        except sqlite3.Error as exc:
+            self._event(f"persist failed, replies held: {exc}")
+            return
+        self._unpersisted = []
+        self.report.commits += 1
+        self.coordinator.writes_persisted()
+
+    def _send(self, out: list[tuple[str, Message]]) -> None:
+        """Group ``out`` per connection, encode (a shared Deliver once), one write each."""
+        if not out:
+            return
+        routes = self.routes
+        shared: dict[int, bytes] = {}
+        touched: dict[Peer, None] = {}
+        for dst, msg in out:
+            peer = routes.get(dst)
+            if peer is None:
+                continue  # no link to that node: lost, the core resends if it must
+            try:
+                body = self._body(msg, shared)
+                peer.link.send(dst, body)
+            except CodecUsageError as exc:
+                self._event(f"dropped a {type(msg).__name__} to {dst!r}: {exc}")
+                continue
+            touched[peer] = None
+        for peer in touched:
+            peer.link.flush()
+
+    @staticmethod
+    def _body(msg: Message, shared: dict[int, bytes]) -> bytes:
+        if type(msg) is not Deliver:
+            return encode_body(msg)
+        body = shared.get(id(msg))  # ``out`` keeps msg alive, so its id is unique here
+        if body is None:
+            body = shared[id(msg)] = encode_body(msg)
+        return body
+
+    def _arm(self) -> None:
+        deadline = self.coordinator.next_deadline()
+        if deadline == self._deadline and (deadline is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = deadline
+        if deadline is not None:
+            when = self.clock.loop_time_for(self.loop, deadline)
+            self._timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._deadline = None
+        self.coordinator.on_timer(self.clock.now())
+        self.flush()
+
+    # --- shutdown ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection, persist the last writes, close the database."""
+        self._sweeper.cancel()
+        for peer in list(self.peers):
+            self._close_peer(peer)
+        self.flush()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.db is not None:
+            self.report.stats["db_commits"] = self.db.commits
+            self.db.close()
+        self.report.stats.update(asdict(self.coordinator.stats))
+
+    def _event(self, text: str) -> None:
+        log.info(text)
+        events = self.report.events
+        if len(events) < 1000:
+            events.append(text)
+
+
+async def serve(
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    settings: ProtocolSettings | None = None,
+    db_path: str | None = None,
+    ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+    limits: ServerLimits | None = None,
+) -> ServerReport:
+    """Run a coordinator server until ``stop`` is set; return what it did.
+
+    ``ready(port)`` is called once the socket listens (useful with ``port=0``).
+    With ``db_path`` the memory store is loaded from and persisted to SQLite.
+    """
+    settings = settings or ProtocolSettings()
+    stop = stop or asyncio.Event()
+    db = MemoryDB(db_path) if db_path else None
+    core = CoordinatorServer(settings, db, limits)
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await core.handle(reader, writer)
+        finally:
+            handlers.discard(task)
+
+    try:
+        server = await asyncio.start_server(on_connect, host, port, limit=1 << 18)
+    except BaseException:
+        core.close()
+        raise
+    core.report.port = server.sockets[0].getsockname()[1]
+    try:
+        if ready is not None:
+            ready(core.report.port)
+        await stop.wait()
+    finally:
+        server.close()
+        core.close()
+        if handlers:
+            await asyncio.wait(list(handlers), timeout=2.0)
+    return core.report
+
+
+# --- entry points -------------------------------------------------------------------
+
+
+def server_process_main(
+    conn: Connection,
+    settings: ProtocolSettings,
+    db_path: str | None,
+    use_uvloop: bool = True,
+    host: str = DEFAULT_HOST,
+) -> None:
+    """Child-process entry used by ``real.tcp``: report the port, serve until told to stop.
+
+    Pipe protocol: sends ``("port", port)``; stops on ``"stop"`` or when the
+    parent's end closes; then sends ``("done", ProcessUsage, ServerReport)``.
+    """
+    loop = new_event_loop(use_uvloop)
+    try:
+        report = loop.run_until_complete(_serve_for_parent(conn, settings, db_path, host))
+        conn.send(("done", own_usage("coordinator"), report))
+    except (OSError, EOFError):
+        pass
+    finally:
+        loop.close()
+        conn.close()
+
+
+async def _serve_for_parent(
+    conn: Connection, settings: ProtocolSettings, db_path: str | None, host: str
+) -> ServerReport:
+    channel = PipeChannel(conn)
+    stop = asyncio.Event()
+
+    async def watch_parent() -> None:
+        while True:
+            item = await channel.get()
+            if item is None or item == "stop":
+                stop.set()
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch_parent())
+    try:
+        return await serve(host, 0, settings, db_path, lambda p: channel.send(("port", p)), stop)
+    finally:
+        watcher.cancel()
+
+
+def coordinator_command(
+    host: str = DEFAULT_HOST,
+    port: int = 7400,
+    token: str | None = None,
+    db: str | None = None,
+    settings: ProtocolSettings | None = None,
+) -> int:
+    """``swarmtwin coordinator``: serve in the foreground until SIGINT/SIGTERM; exit code."""
+    settings = settings or ProtocolSettings()
+    if token:
+        settings = replace(settings, token=token)
+    loop = new_event_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(bound: int) -> None:
+        where = f" (memory in {db})" if db else ""
+        print(f"coordinator listening on {host}:{bound}{where}; Ctrl-C stops", flush=True)
+
+    try:
+        report = loop.run_until_complete(serve(host, port, settings, db, ready, stop))
+    except OSError as exc:
+        print(f"coordinator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    print(f"coordinator stopped: {report.connections} connections, stats {report.stats}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m real.server --host 127.0.0.1 --port 7400 --token T --db PATH``."""
+    parser = argparse.ArgumentParser(prog="python -m real.server")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=7400)
+    parser.add_argument("--token", default=None)
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args(argv)
+    return coordinator_command(args.host, args.port, args.token, args.db)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

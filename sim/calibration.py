@@ -1,0 +1,237 @@
+"""The model's cost figures for one machine and transport, kept as JSON.
+
+A ``Calibration`` says how long things take on the machine it was measured on
+(``harness/calibrate.py`` measures it; ``swarmtwin calibrate`` runs that):
+
+- ``service[role][message type name]``: CPU time a node of ``role``
+  (``"coordinator"`` or ``"agent"``) spends handling one message of that type
+  (``receive`` plus ``drain``). For an agent, the names of request types
+  (``Publish``, ``Direct`` ...) mean the cost of *issuing* that request. The
+  entry ``"*"`` (every message of the role pooled) is the fallback for a type
+  that was not measured.
+- ``timer[role]``: CPU time of one ``on_timer`` plus ``drain``.
+- ``hop``: one-way delay of one message between two nodes on the transport.
+- ``per_byte_seconds``: CPU seconds per encoded byte charged on top of the
+  service time (encode plus decode); 0 on ``inproc``, where messages are
+  passed by reference. ``per_byte_measured`` keeps the measured slope anyway.
+- ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
+  models it) or ``"one-loop"`` (every node shares one server, as the real
+  ``inproc`` driver shares one event loop).
+
+Every figure is a ``Distribution`` that carries its own ``method``: one line
+on how it was measured. The file also records the host, Python version,
+date, transport and ``how`` (the command that produced it).
+
+``load_calibration`` picks the newest file for this host and transport from
+``reports/calibrations/``; failing that it returns the default shipped in
+``sim/calibrations/`` together with a warning string for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sim.distribution import Distribution
+
+ROLES = ("coordinator", "agent")
+POOLED = "*"
+CPU_SHARING = ("per-node", "one-loop")
+FORMAT = 1
+REPORTS_DIR = Path("reports/calibrations")
+SHIPPED_DIR = Path(__file__).parent / "calibrations"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Service times, timer cost, hop delay and per-byte cost for one transport."""
+
+    host: str
+    python: str
+    date: str
+    transport: str
+    service: dict[str, dict[str, Distribution]]
+    timer: dict[str, Distribution]
+    hop: Distribution
+    per_byte_seconds: float = 0.0
+    per_byte_measured: float = 0.0
+    per_byte_method: str = ""
+    cpu_sharing: str = "per-node"
+    how: str = ""
+    notes: tuple[str, ...] = ()
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cpu_sharing not in CPU_SHARING:
+            raise ValueError(f"cpu_sharing must be one of {CPU_SHARING}, not {self.cpu_sharing!r}")
+        for role in ROLES:
+            if role not in self.timer:
+                raise ValueError(f"calibration has no timer cost for {role!r}")
+            if POOLED not in self.service.get(role, {}):
+                raise ValueError(f"calibration has no pooled ('*') service time for {role!r}")
+
+    def service_for(self, role: str, type_name: str) -> Distribution:
+        """Service time of ``type_name`` at ``role``, or the role's pooled figure."""
+        table = self.service[role]
+        return table.get(type_name) or table[POOLED]
+
+    def with_changes(self, **changes: Any) -> Calibration:
+        """A copy with some fields replaced (``dataclasses.replace``)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def deterministic(
+        cls,
+        service: float,
+        hop: float,
+        timer: float = 0.0,
+        transport: str = "inproc",
+        per_byte: float = 0.0,
+        cpu_sharing: str = "per-node",
+    ) -> Calibration:
+        """Every service time exactly ``service``, every hop exactly ``hop`` (for tests)."""
+        fixed = Distribution.constant(service)
+        return cls(
+            host="synthetic",
+            python="",
+            date="",
+            transport=transport,
+            service={role: {POOLED: fixed} for role in ROLES},
+            timer={role: Distribution.constant(timer) for role in ROLES},
+            hop=Distribution.constant(hop),
+            per_byte_seconds=per_byte,
+            per_byte_measured=per_byte,
+            per_byte_method="synthetic",
+            cpu_sharing=cpu_sharing,
+            how="Calibration.deterministic()",
+            source="synthetic",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "how": self.how,
+            "host": self.host,
+            "python": self.python,
+            "date": self.date,
+            "transport": self.transport,
+            "cpu_sharing": self.cpu_sharing,
+            "per_byte_seconds": self.per_byte_seconds,
+            "per_byte_measured": self.per_byte_measured,
+            "per_byte_method": self.per_byte_method,
+            "hop": self.hop.to_dict(),
+            "timer": {role: dist.to_dict() for role, dist in self.timer.items()},
+            "service": {
+                role: {name: dist.to_dict() for name, dist in table.items()}
+                for role, table in self.service.items()
+            },
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "") -> Calibration:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{source or 'calibration'}: unsupported format {data.get('format')!r}")
+        return cls(
+            host=str(data["host"]),
+            python=str(data["python"]),
+            date=str(data["date"]),
+            transport=str(data["transport"]),
+            service={
+                role: {name: Distribution.from_dict(d) for name, d in table.items()}
+                for role, table in data["service"].items()
+            },
+            timer={role: Distribution.from_dict(d) for role, d in data["timer"].items()},
+            hop=Distribution.from_dict(data["hop"]),
+            per_byte_seconds=float(data.get("per_byte_seconds", 0.0)),
+            per_byte_measured=float(data.get("per_byte_measured", 0.0)),
+            per_byte_method=str(data.get("per_byte_method", "")),
+            cpu_sharing=str(data.get("cpu_sharing", "per-node")),
+            how=str(data.get("how", "")),
+            notes=tuple(data.get("notes", ())),
+            source=source,
+        )
+
+
+def save_calibration(calibration: Calibration, path: Path) -> Path:
+    """Write ``calibration`` as indented JSON to ``path`` (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    return path
+
+
+def read_calibration(path: Path) -> Calibration:
+    """One calibration file."""
+    return Calibration.from_dict(json.loads(path.read_text()), source=str(path))
+
+
+def shipped_path(transport: str) -> Path:
+    """The default shipped for ``transport``: ``default.json`` or ``default-<transport>.json``."""
+    name = "default.json" if transport == "inproc" else f"default-{transport}.json"
+    return SHIPPED_DIR / name
+
+
+def calibration_filename(calibration: Calibration) -> str:
+    """``<host>-<transport>-<date>.json``, with the date made file-name safe."""
+    stamp = "".join(ch for ch in calibration.date if ch.isalnum())
+    return f"{calibration.host}-{calibration.transport}-{stamp}.json"
+
+
+def load_calibration(
+    path: Path | str | None = None,
+    transport: str = "inproc",
+    directory: Path = REPORTS_DIR,
+) -> tuple[Calibration, str | None]:
+    """The calibration to use, and a warning when it was not measured here.
+
+    With ``path``, that file. Otherwise the newest file in ``directory`` whose
+    host is this host and whose transport is ``transport``; failing that, the
+    shipped default for ``transport``.
+    """
+    host = socket.gethostname()
+    if path is not None:
+        calibration = read_calibration(Path(path))
+        return calibration, _mismatch(calibration, host, transport)
+    found = newest_calibration(directory, host, transport)
+    if found is not None:
+        return found, None
+    shipped = shipped_path(transport)
+    if not shipped.exists():
+        raise FileNotFoundError(f"no calibration for transport {transport!r} (looked for {shipped})")
+    calibration = read_calibration(shipped)
+    warning = (
+        f"no calibration for host {host!r} and transport {transport!r} in {directory}; "
+        f"using the shipped default {shipped.name} (measured on {calibration.host!r}, "
+        f"{calibration.date}); run `swarmtwin calibrate --transport {transport}`"
+    )
+    return calibration, warning
+
+
+def newest_calibration(directory: Path, host: str, transport: str) -> Calibration | None:
+    """The newest readable calibration in ``directory`` for ``host`` and ``transport``."""
+    best: tuple[str, str, Calibration] | None = None
+    for candidate in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            calibration = read_calibration(candidate)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if calibration.host != host or calibration.transport != transport:
+            continue
+        key = (calibration.date, candidate.name, calibration)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best[2] if best is not None else None
+
+
+def _mismatch(calibration: Calibration, host: str, transport: str) -> str | None:
+    problems = []
+    if calibration.host != host:
+        problems.append(f"was measured on {calibration.host!r}, not on this host {host!r}")
+    if calibration.transport != transport:
+        problems.append(f"is for transport {calibration.transport!r}, not {transport!r}")
+    if not problems:
+        return None
+    return f"calibration {calibration.source}: " + " and ".join(problems)
