@@ -36,7 +36,7 @@ import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -121,6 +121,11 @@ class ScenarioError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(f"{self.file}: {field}: {what}" for field, what in self.problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with every problem (the default would call ``cls(str(self))``)."""
+        state = {"problems": self.problems, "line": self.line}
+        return (ScenarioError, (self.file, self.field, self.expected), state)
 
     @classmethod
     def from_problems(cls, file: str, problems: Sequence[tuple[str, str]]) -> ScenarioError:
@@ -222,7 +227,10 @@ def _protocol_section() -> type[BaseModel]:
     return create_model("ProtocolSection", __base__=_Section, **fields)
 
 
-ProtocolSection = _protocol_section()
+if TYPE_CHECKING:  # a generated class is no type to a type checker; the base class is
+    ProtocolSection = _Section
+else:
+    ProtocolSection = _protocol_section()
 
 
 # --------------------------------------------------------------------------- arrivals
@@ -506,7 +514,7 @@ class Scenario(_Section):
     repetitions: int = Field(default=1, ge=1, le=1000)
     agents: AgentsSection = Field(default_factory=AgentsSection)
     topics: TopicsSection = Field(default_factory=TopicsSection)
-    protocol: ProtocolSection = Field(default_factory=ProtocolSection)  # type: ignore[valid-type]
+    protocol: ProtocolSection = Field(default_factory=ProtocolSection)
     probes: ProbesSection = Field(default_factory=ProbesSection)
     workload: list[Stream] = Field(min_length=1)
     faults: list[Any] = Field(default_factory=list)
@@ -518,7 +526,8 @@ class Scenario(_Section):
         """Without a warmup, use 5 s, or 20 % of the duration when that is shorter."""
         if isinstance(data, dict) and "warmup" not in data:
             duration = data.get("duration", 30.0)
-            if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+            number = isinstance(duration, (int, float)) and not isinstance(duration, bool)
+            if number and duration > 0:
                 return {**data, "warmup": min(5.0, 0.2 * duration)}
         return data
 
@@ -602,7 +611,7 @@ class _ScenarioLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, typing.Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark

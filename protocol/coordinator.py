@@ -428,9 +428,10 @@ class Coordinator:
     def _least_loaded(self, capability: str) -> Session | None:
         best: Session | None = None
         for session in self.sessions.values():
-            if session.alive and capability in session.capabilities:
-                if best is None or len(session.tasks) < len(best.tasks):
-                    best = session
+            if not session.alive or capability not in session.capabilities:
+                continue
+            if best is None or len(session.tasks) < len(best.tasks):
+                best = session
         return best
 
     def _assign(self, task: Task, worker: Session, now: float) -> None:

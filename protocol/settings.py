@@ -22,5 +22,3 @@ class ProtocolSettings:
     credit: int = 256
     max_backlog: int = 4096
     busy_retry: float = 0.01
-    ack_batch: int = 32
-    ack_delay: float = 0.002

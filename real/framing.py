@@ -34,6 +34,7 @@ turn and link). ``PipeChannel`` lets a coroutine await objects from a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections import deque
 from multiprocessing.connection import Connection
@@ -232,10 +233,8 @@ class FramedLink:
             self.writer.close()
 
     async def wait_closed(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError, RuntimeError):
-            pass
 
 
 async def open_link(host: str, port: int, max_frame: int = DEFAULT_MAX_FRAME) -> FramedLink:
@@ -278,6 +277,12 @@ class PipeChannel:
             left = None if deadline is None else max(0.0, deadline - self.loop.time())
             await asyncio.wait_for(self._waiter, left)
         return self._items.popleft() if self._items else None
+
+    def take_all(self) -> list[Any]:
+        """Every object received so far, without waiting."""
+        items = list(self._items)
+        self._items.clear()
+        return items
 
     def send(self, obj: object) -> bool:
         """Send ``obj``; False when the other end is gone."""

@@ -127,6 +127,7 @@ class CoordinatorServer:
         self.report = ServerReport()
         self._unpersisted: list[Write] = []
         self._flush_scheduled = False
+        self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._sweeper = self.loop.call_later(self.limits.sweep_interval, self._sweep)
@@ -162,6 +163,8 @@ class CoordinatorServer:
 
     def _accept(self, peer: Peer, batch: list[Routed]) -> None:
         """Bind node ids and hand every frame to the coordinator."""
+        if self._closed:
+            return
         peer.last_read = time.monotonic()
         routes = self.routes
         receive = self.coordinator.receive
@@ -230,13 +233,15 @@ class CoordinatorServer:
     # --- the flush: persist, send, close, re-arm ---------------------------------
 
     def schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._closed:
             self._flush_scheduled = True
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Persist, send what the coordinator produced, close, re-arm the timer."""
         self._flush_scheduled = False
+        if self._closed:
+            return
         self.report.flushes += 1
         coordinator = self.coordinator
         self._persist(coordinator.take_writes())
@@ -316,10 +321,13 @@ class CoordinatorServer:
 
     def close(self) -> None:
         """Close every connection, persist the last writes, close the database."""
+        if self._closed:
+            return
         self._sweeper.cancel()
         for peer in list(self.peers):
             self._close_peer(peer)
         self.flush()
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -421,9 +429,12 @@ async def _serve_for_parent(
                 stop.set()
                 return
 
+    def ready(port: int) -> None:
+        channel.send(("port", port))
+
     watcher = asyncio.get_running_loop().create_task(watch_parent())
     try:
-        return await serve(host, 0, settings, db_path, lambda p: channel.send(("port", p)), stop)
+        return await serve(host, 0, settings, db_path, ready, stop)
     finally:
         watcher.cancel()
 

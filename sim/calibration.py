@@ -11,9 +11,11 @@ A ``Calibration`` says how long things take on the machine it was measured on
   that was not measured.
 - ``timer[role]``: CPU time of one ``on_timer`` plus ``drain``.
 - ``hop``: one-way delay of one message between two nodes on the transport.
-- ``per_byte_seconds``: CPU seconds per encoded byte charged on top of the
-  service time (encode plus decode); 0 on ``inproc``, where messages are
-  passed by reference. ``per_byte_measured`` keeps the measured slope anyway.
+- ``per_byte_seconds`` and ``per_message_seconds``: the codec's cost (encode
+  plus decode) as a least-squares line over the encoded size, charged on top
+  of the service time of every message a node receives. Both are 0 on
+  ``inproc``, where messages are passed by reference; ``per_byte_measured``
+  and ``per_message_measured`` keep the measured line anyway.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -57,7 +59,9 @@ class Calibration:
     timer: dict[str, Distribution]
     hop: Distribution
     per_byte_seconds: float = 0.0
+    per_message_seconds: float = 0.0
     per_byte_measured: float = 0.0
+    per_message_measured: float = 0.0
     per_byte_method: str = ""
     cpu_sharing: str = "per-node"
     how: str = ""
@@ -90,6 +94,7 @@ class Calibration:
         timer: float = 0.0,
         transport: str = "inproc",
         per_byte: float = 0.0,
+        per_message: float = 0.0,
         cpu_sharing: str = "per-node",
     ) -> Calibration:
         """Every service time exactly ``service``, every hop exactly ``hop`` (for tests)."""
@@ -103,7 +108,9 @@ class Calibration:
             timer={role: Distribution.constant(timer) for role in ROLES},
             hop=Distribution.constant(hop),
             per_byte_seconds=per_byte,
+            per_message_seconds=per_message,
             per_byte_measured=per_byte,
+            per_message_measured=per_message,
             per_byte_method="synthetic",
             cpu_sharing=cpu_sharing,
             how="Calibration.deterministic()",
@@ -120,7 +127,9 @@ class Calibration:
             "transport": self.transport,
             "cpu_sharing": self.cpu_sharing,
             "per_byte_seconds": self.per_byte_seconds,
+            "per_message_seconds": self.per_message_seconds,
             "per_byte_measured": self.per_byte_measured,
+            "per_message_measured": self.per_message_measured,
             "per_byte_method": self.per_byte_method,
             "hop": self.hop.to_dict(),
             "timer": {role: dist.to_dict() for role, dist in self.timer.items()},
@@ -147,7 +156,9 @@ class Calibration:
             timer={role: Distribution.from_dict(d) for role, d in data["timer"].items()},
             hop=Distribution.from_dict(data["hop"]),
             per_byte_seconds=float(data.get("per_byte_seconds", 0.0)),
+            per_message_seconds=float(data.get("per_message_seconds", 0.0)),
             per_byte_measured=float(data.get("per_byte_measured", 0.0)),
+            per_message_measured=float(data.get("per_message_measured", 0.0)),
             per_byte_method=str(data.get("per_byte_method", "")),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             how=str(data.get("how", "")),

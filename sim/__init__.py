@@ -1,0 +1,27 @@
+"""swarmtwin's model: the sans-IO protocol core on a SimPy clock.
+
+``run_plan(plan, calibration, progress=None) -> DriverResult`` replays a
+plan with every node (the coordinator and each agent) modelled as a
+single-server FIFO queue whose service times, timer costs and network hop
+delays come from a ``Calibration`` (``sim.calibration``; measured by
+``harness/calibrate.py``). ``last_stats()`` returns the simulator's own
+counters for the last run (simulated messages, wall seconds ...).
+
+Modules: ``distribution`` (quantile tables and seeded inverse-CDF sampling),
+``calibration`` (the JSON calibration file and how one is chosen),
+``engine`` (servers, message arrivals, timers), ``driver`` (registration,
+workload, probes, stopping, the result).
+"""
+
+from sim.calibration import Calibration, load_calibration, save_calibration
+from sim.distribution import Distribution
+from sim.driver import last_stats, run_plan
+
+__all__ = [
+    "Calibration",
+    "Distribution",
+    "last_stats",
+    "load_calibration",
+    "run_plan",
+    "save_calibration",
+]

@@ -1,0 +1,308 @@
+"""``run_plan``: replay a plan on the queueing model and return a ``DriverResult``.
+
+A run, in order:
+
+1. **Registration lead.** The plan's time 0 is when load starts, so agents
+   must have registered before it. A first, throwaway simulation of the
+   registration alone (every agent calls ``start`` at once) measures how
+   long registration takes on this calibration; the real run then starts
+   every agent at ``-(that span + REGISTRATION_MARGIN)``, in a SimPy
+   environment whose clock starts there. Plan times stay the plan's:
+   simulated time ``t`` is plan time ``t``.
+2. **Load.** A workload feeder walks the plan's operations in time order:
+   at each op's ``at`` it serves ``protocol.workload.issue`` on the origin
+   agent (see ``sim.engine``). A prober sends ``Probe`` to the coordinator
+   every ``plan.probe_interval`` from 0 until ``plan.duration`` and records
+   when each ``ProbeReply`` comes back.
+3. **Drain.** The run stops as soon as every op has been issued, every
+   expected completion has arrived and every probe has been answered, or
+   at ``plan.duration + plan.drain_timeout``, whichever comes first.
+   Completions stamped after that limit are dropped, as a real run would
+   not have seen them.
+
+Everything random is drawn from ``random.Random(plan.seed)``; the wall clock
+is only read to report how fast the simulator ran. So the same plan,
+calibration and seed give the same ``completions``, ``probes``,
+``registered``, ``end_time`` and ``notes``, bit for bit.
+
+``last_stats()`` returns the counters of the most recent run in this process:
+``messages`` (every message delivered to a node, probe traffic included),
+``timers`` (timer jobs served), ``wall_seconds`` (the whole ``run_plan``
+call), ``run_wall_seconds`` (the main simulation loop only) and
+``messages_per_wall_s`` (``messages / wall_seconds``).
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from collections.abc import Callable
+from operator import attrgetter
+
+import simpy
+from simpy.events import NORMAL, Event
+
+from protocol.agent import Agent
+from protocol.coordinator import Coordinator
+from protocol.messages import Message, Probe, ProbeReply
+from protocol.plan import Operation, Plan
+from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
+from sim.calibration import Calibration
+from sim.engine import Engine, SimNode
+
+COORDINATOR_ID = "coord"
+PROBER_ID = "probe"
+REGISTRATION_MARGIN = 0.001
+REGISTRATION_LIMIT = 60.0
+PROGRESS_STEPS = 100
+
+Progress = Callable[[float], None]
+_last: dict[str, float] = {}
+
+
+def last_stats() -> dict[str, float]:
+    """Counters of the last ``run_plan`` in this process (see the module docstring)."""
+    return dict(_last)
+
+
+def run_plan(
+    plan: Plan, calibration: Calibration, progress: Progress | None = None
+) -> DriverResult:
+    """Replay ``plan`` on the model calibrated by ``calibration``."""
+    wall = time.perf_counter()
+    cpu = time.process_time()
+    lead, lead_note = registration_lead(plan, calibration)
+    run = ModelRun(plan, calibration, start=-lead)
+    run.register()
+    run.load(progress)
+    loop_wall = time.perf_counter()
+    run.env.run(until=run.stop)
+    loop_wall = time.perf_counter() - loop_wall
+    if progress is not None:
+        progress(1.0)
+    result = run.result(lead, [lead_note] if lead_note else [])
+    result.wall_seconds = time.perf_counter() - wall
+    result.processes = [_usage(time.process_time() - cpu)]
+    _record_stats(run.engine, result.wall_seconds, loop_wall)
+    return result
+
+
+def registration_lead(plan: Plan, calibration: Calibration) -> tuple[float, str | None]:
+    """How long before time 0 the agents start: measured by simulating registration alone."""
+    if not plan.agents:
+        return REGISTRATION_MARGIN, None
+    run = ModelRun(plan, calibration, start=0.0, registration_only=True)
+    run.register()
+    run.env.run(until=run.stop)
+    if len(run.registered) < len(plan.agents):
+        missing = len(plan.agents) - len(run.registered)
+        note = f"{missing} agents had not registered {REGISTRATION_LIMIT:g} s after starting"
+        return REGISTRATION_LIMIT + REGISTRATION_MARGIN, note
+    return max(run.registered.values()) + REGISTRATION_MARGIN, None
+
+
+class ModelRun:
+    """One simulation: engine, nodes, workload feeder, prober and stop condition."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        calibration: Calibration,
+        start: float,
+        registration_only: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.calibration = calibration
+        self.registration_only = registration_only
+        self.env = simpy.Environment(initial_time=start)
+        self.engine = Engine(self.env, calibration, random.Random(plan.seed))
+        self.agents = self._build_nodes()
+        self.registered: dict[str, float] = {}
+        self.probes: list[ProbeResult] = []
+        self.ops = sorted(plan.operations, key=attrgetter("at"))
+        self.next_op = 0
+        self.missing = plan.expected_total
+        self.unanswered = 0
+        self.probing = False
+        self.limit = REGISTRATION_LIMIT if registration_only else plan.duration + plan.drain_timeout
+        self.stop = self.env.event()
+        self._at(self.limit, self._time_is_up)
+        self._hook()
+
+    def _build_nodes(self) -> list[SimNode]:
+        settings = self.plan.settings
+        coordinator = Coordinator(COORDINATOR_ID, settings)
+        self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator")
+        self.engine.add_prober(PROBER_ID)
+        return [
+            self.engine.add_node(
+                spec.agent_id,
+                Agent(spec.agent_id, COORDINATOR_ID, settings, spec.capabilities, spec.subscriptions),
+                "agent",
+            )
+            for spec in self.plan.agents
+        ]
+
+    def _hook(self) -> None:
+        self.engine.on_welcome = self._welcomed
+        self.engine.on_completions = self._completed
+        self.engine.on_probe_reply = self._probe_answered
+
+    # --- scheduling helpers -------------------------------------------------------
+
+    def _at(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` at simulated time ``when`` (a bare event, no process)."""
+        event = Event(self.env)
+        event._ok = True
+        event._value = None
+        event.callbacks.append(lambda _event: action())
+        self.env.schedule(event, NORMAL, max(when - self.env.now, 0.0))
+
+    # --- phases -------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Every agent says hello now."""
+        for node in self.agents:
+            self.engine.start_agent(node)
+
+    def load(self, progress: Progress | None) -> None:
+        """Arm the workload feeder, the prober and the progress ticks from time 0."""
+        if self.ops:
+            self._at(self.ops[0].at, self._feed)
+        if self.plan.probe_interval > 0 and self.plan.duration > 0:
+            self.probing = True
+            self._at(0.0, self._probe)
+        if progress is not None and self.plan.duration > 0:
+            self._tick(progress, 0)
+        self._check_done()
+
+    def _feed(self) -> None:
+        ops, i = self.ops, self.next_op
+        due = ops[i].at
+        nodes = self.engine.nodes
+        while i < len(ops) and ops[i].at <= due:
+            op: Operation = ops[i]
+            self.engine.issue(nodes[op.origin], op)
+            i += 1
+        self.next_op = i
+        if i < len(ops):
+            self._at(ops[i].at, self._feed)
+        else:
+            self._check_done()
+
+    def _probe(self) -> None:
+        probe_id = len(self.probes)
+        sent = probe_id * self.plan.probe_interval
+        self.probes.append(ProbeResult(probe_id, sent, None))
+        self.unanswered += 1
+        self.engine.send(PROBER_ID, COORDINATOR_ID, Probe(probe_id), max(sent - self.env.now, 0.0))
+        following = (probe_id + 1) * self.plan.probe_interval
+        if following < self.plan.duration:
+            self._at(following, self._probe)
+        else:
+            self.probing = False
+
+    def _tick(self, progress: Progress, step: int) -> None:
+        progress(step / PROGRESS_STEPS)
+        if step < PROGRESS_STEPS:
+            when = (step + 1) * self.plan.duration / PROGRESS_STEPS
+            self._at(when, lambda: self._tick(progress, step + 1))
+
+    # --- what the engine reports ------------------------------------------------------
+
+    def _welcomed(self, node: SimNode, at: float) -> None:
+        if node.node_id not in self.registered:
+            self.registered[node.node_id] = at
+            if self.registration_only and len(self.registered) == len(self.agents):
+                self._finish()
+
+    def _completed(self, agent: Agent, before: int) -> None:
+        for completion in agent.completions[before:]:
+            if not completion.duplicate:
+                self.missing -= 1
+        if self.missing <= 0:
+            self._check_done()
+
+    def _probe_answered(self, msg: Message, at: float) -> None:
+        if type(msg) is not ProbeReply or not 0 <= msg.probe_id < len(self.probes):
+            return
+        probe = self.probes[msg.probe_id]
+        if probe.answered is None:
+            self.probes[msg.probe_id] = probe._replace(answered=at)
+            self.unanswered -= 1
+            self._check_done()
+
+    # --- stopping -------------------------------------------------------------------
+
+    def _check_done(self) -> None:
+        if self.registration_only or self.probing or self.next_op < len(self.ops):
+            return
+        if self.missing <= 0 and self.unanswered == 0:
+            self._finish()
+
+    def _time_is_up(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.stop.triggered:
+            self.stop.succeed()
+
+    # --- the result -------------------------------------------------------------------
+
+    def completions(self) -> list[Completion]:
+        """Every agent's completions, in plan agent order, up to the time limit."""
+        limit = self.limit
+        kept: list[Completion] = []
+        for node in self.agents:
+            agent: Agent = node.core  # type: ignore[assignment]
+            kept.extend(c for c in agent.completions if c.at <= limit)
+        return kept
+
+    def result(self, lead: float, notes: list[str]) -> DriverResult:
+        completions = self.completions()
+        answered = [p.answered for p in self.probes if p.answered is not None]
+        last = max([c.at for c in completions] + answered, default=self.env.now)
+        return DriverResult(
+            backend="sim",
+            transport=self.calibration.transport,
+            completions=completions,
+            probes=list(self.probes),
+            registered=dict(self.registered),
+            end_time=min(max(self.env.now, last), self.limit),
+            notes=self._notes(lead, notes),
+        )
+
+    def _notes(self, lead: float, notes: list[str]) -> list[str]:
+        cal, engine = self.calibration, self.engine
+        notes = [
+            f"calibration: {cal.source or 'in memory'} (host {cal.host}, {cal.date or 'no date'}, "
+            f"transport {cal.transport}, cpu {cal.cpu_sharing})",
+            f"model: {engine.messages} simulated messages, {engine.timers} timer jobs; "
+            f"agents started at {-lead:.6f} s",
+            *notes,
+        ]
+        if self.missing > 0 or self.unanswered > 0:
+            notes.append(
+                f"stopped at the drain timeout ({self.limit:g} s): {max(self.missing, 0)} "
+                f"expected completions missing, {self.unanswered} probes unanswered"
+            )
+        if engine.undeliverable:
+            notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
+        return notes
+
+
+def _usage(cpu_seconds: float) -> ProcessUsage:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return ProcessUsage("sim", peak, cpu_seconds)
+
+
+def _record_stats(engine: Engine, wall_seconds: float, loop_wall: float) -> None:
+    _last.clear()
+    _last.update(
+        messages=engine.messages,
+        timers=engine.timers,
+        wall_seconds=wall_seconds,
+        run_wall_seconds=loop_wall,
+        messages_per_wall_s=engine.messages / wall_seconds if wall_seconds > 0 else 0.0,
+    )

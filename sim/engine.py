@@ -1,0 +1,328 @@
+"""The queueing model: protocol nodes as single-server FIFO queues on a SimPy clock.
+
+Every node (the coordinator and each agent) owns a ``Server``: one event
+loop is one CPU doing one thing at a time. Three kinds of job reach a node,
+all through that server: a message arriving, a timer falling due, and (on
+an agent) a workload operation being issued.
+
+How a job is served. A job that reaches the node at time ``t`` starts at
+``start = max(t, server.busy_until)``, holds the server for a service time
+``s`` drawn from the calibration (for the node's role and the message type,
+plus, where the transport encodes, ``per_message_seconds`` and
+``per_byte_seconds`` times the message's encoded size), and ends at
+``end = start + s``. Jobs are handled in the order they reach the node,
+which is the order SimPy fires their events, so ``busy_until`` alone is an
+exact single-server FIFO queue (Lindley's recursion); no SimPy process and
+no explicit queue object are needed. The core is then called with
+``now=end``: ``receive(src, msg, end)``, ``on_timer(end)`` or
+``issue(agent, op, end)``, followed by ``drain()``.
+
+The call happens when the job reaches the node, with the later ``end`` as
+its clock. That is observationally the same as calling it at ``end``: every
+access to a node's state goes through its server, in order, so nothing can
+see the state between ``start`` and ``end``. Each message from ``drain()``
+is scheduled as an arrival at its destination at ``end + hop``, with the hop
+delay drawn from the calibration. One SimPy event per message, one per
+timer, one per workload instant: that keeps the model fast.
+
+Timers: after every job the node's ``next_deadline()`` is read; if it is
+earlier than the timer already armed (or none is armed) a timer event is
+scheduled for it. A timer event that is no longer the armed one is stale
+and ignored. A deadline that ``on_timer`` left in the past (only a rejected
+agent's hello does that) is polled every ``STUCK_POLL`` seconds instead of
+spinning.
+
+With ``cpu_sharing == "one-loop"`` all nodes share a single ``Server``.
+The prober is a node without a server: it records the arrival time of each
+``ProbeReply``. All random draws come from the one ``random.Random`` given
+to the engine, in event order, so a run is a pure function of plan,
+calibration and seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import simpy
+from simpy.events import NORMAL, Event
+
+from protocol.agent import Agent
+from protocol.codec import encode_body
+from protocol.coordinator import Coordinator
+from protocol.messages import (
+    MESSAGE_TYPES,
+    Broadcast,
+    Direct,
+    MemRequest,
+    Message,
+    Publish,
+    TaskSubmit,
+    Welcome,
+)
+from protocol.plan import Operation, OpKind
+from protocol.workload import issue
+from sim.calibration import Calibration
+from sim.distribution import Sampler
+
+STUCK_POLL = 0.001
+REQUEST_TYPES: dict[OpKind, type[Message]] = {
+    OpKind.PUBLISH: Publish,
+    OpKind.DIRECT: Direct,
+    OpKind.BROADCAST: Broadcast,
+    OpKind.TASK: TaskSubmit,
+    OpKind.MEMORY: MemRequest,
+}
+Callbacks = tuple[Callable[[Any], None], ...]
+
+
+class Server:
+    """One CPU: the simulated time until which it is busy."""
+
+    __slots__ = ("busy_until",)
+
+    def __init__(self, start: float) -> None:
+        self.busy_until = start
+
+
+class SimNode:
+    """A protocol object, its server, its service-time samplers and its armed timer."""
+
+    __slots__ = ("node_id", "core", "role", "server", "service", "timer_cost", "armed", "arrive")
+
+    def __init__(
+        self,
+        node_id: str,
+        core: Coordinator | Agent | None,
+        role: str,
+        server: Server | None,
+        service: dict[type, Sampler],
+        timer_cost: Sampler,
+    ) -> None:
+        self.node_id = node_id
+        self.core = core
+        self.role = role
+        self.server = server
+        self.service = service
+        self.timer_cost = timer_cost
+        self.armed: float | None = None
+        self.arrive: Callbacks = ()
+
+
+class Arrival(Event):
+    """A message reaching ``node`` (a bare SimPy event: no process, no __init__ work)."""
+
+    __slots__ = ("node", "src", "msg")
+
+    def __init__(self, callbacks: Callbacks, node: SimNode, src: str, msg: Message) -> None:
+        self.callbacks = callbacks  # type: ignore[assignment]
+        self._ok = True
+        self.node = node
+        self.src = src
+        self.msg = msg
+
+
+class TimerDue(Event):
+    """``node``'s deadline ``at`` has come."""
+
+    __slots__ = ("node", "at")
+
+    def __init__(self, callbacks: Callbacks, node: SimNode, at: float) -> None:
+        self.callbacks = callbacks  # type: ignore[assignment]
+        self._ok = True
+        self.node = node
+        self.at = at
+
+
+class Engine:
+    """Nodes, servers and the network on one ``simpy.Environment``."""
+
+    def __init__(self, env: simpy.Environment, calibration: Calibration, rng: random.Random) -> None:
+        self.env = env
+        self.calibration = calibration
+        self.rng = rng
+        self.nodes: dict[str, SimNode] = {}
+        self.hop = calibration.hop.sampler(rng)
+        self.per_byte = calibration.per_byte_seconds
+        self.per_message = calibration.per_message_seconds
+        self.wire = bool(self.per_byte or self.per_message)
+        self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
+        self._samplers: dict[tuple[str, str], Sampler] = {}
+        self._timer_cb: Callbacks = (self._on_timer,)
+        self._schedule = env.schedule
+        self._find = self.nodes.get
+        self._size_cache: tuple[Message | None, int] = (None, 0)
+        self.messages = 0
+        self.timers = 0
+        self.undeliverable = 0
+        self.on_completions: Callable[[Agent, int], None] = lambda agent, before: None
+        self.on_welcome: Callable[[SimNode, float], None] = lambda node, at: None
+        self.on_probe_reply: Callable[[Message, float], None] = lambda msg, at: None
+
+    # --- building --------------------------------------------------------------
+
+    def add_node(self, node_id: str, core: Coordinator | Agent, role: str) -> SimNode:
+        """Add a protocol node of ``role`` with its own server (or the shared one)."""
+        server = self.shared if self.shared is not None else Server(self.env.now)
+        service = {cls: self._sampler(role, cls.__name__) for cls in MESSAGE_TYPES}
+        node = SimNode(node_id, core, role, server, service, self._timer_sampler(role))
+        node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
+        self.nodes[node_id] = node
+        return node
+
+    def add_prober(self, node_id: str) -> SimNode:
+        """A measuring node without a server: it only timestamps what reaches it."""
+        node = SimNode(node_id, None, "prober", None, {}, lambda: 0.0)
+        node.arrive = (self._arrive_prober,)
+        self.nodes[node_id] = node
+        return node
+
+    def _sampler(self, role: str, type_name: str) -> Sampler:
+        distribution = self.calibration.service_for(role, type_name)
+        key = (role, type_name if type_name in self.calibration.service[role] else "*")
+        if key not in self._samplers:
+            self._samplers[key] = distribution.sampler(self.rng)
+        return self._samplers[key]
+
+    def _timer_sampler(self, role: str) -> Sampler:
+        key = (role, "timer")
+        if key not in self._samplers:
+            self._samplers[key] = self.calibration.timer[role].sampler(self.rng)
+        return self._samplers[key]
+
+    # --- sending -----------------------------------------------------------------
+
+    def send(self, src: str, dst: str, msg: Message, delay: float = 0.0) -> None:
+        """Put ``msg`` on the network ``delay`` seconds from now; it arrives one hop later."""
+        target = self.nodes.get(dst)
+        if target is None:
+            self.undeliverable += 1
+            return
+        self.env.schedule(Arrival(target.arrive, target, src, msg), NORMAL, delay + self.hop())
+
+    def start_agent(self, node: SimNode) -> None:
+        """``Agent.start`` now (no service time charged) and send its hello."""
+        agent = node.core
+        assert isinstance(agent, Agent)
+        agent.start(self.env.now)
+        self._emit(node, agent, self.env.now, self.env.now)
+
+    def issue(self, node: SimNode, op: Operation) -> None:
+        """Serve a workload operation on its origin agent: charged as issuing its request."""
+        now = self.env.now
+        server = node.server
+        assert server is not None
+        busy = server.busy_until
+        end = (busy if busy > now else now) + node.service[REQUEST_TYPES[op.kind]]()
+        server.busy_until = end
+        agent = node.core
+        assert isinstance(agent, Agent)
+        issue(agent, op, end)
+        self._emit(node, agent, end, now)
+
+    # --- event handlers (the hot path) ------------------------------------------------
+    #
+    # These run once per simulated message, so they are written flat: the
+    # server arithmetic is inlined, and ``env._now`` is read directly instead
+    # of through the ``env.now`` property.
+
+    def _arrive_agent(self, event: Arrival) -> None:
+        self.messages += 1
+        node = event.node
+        msg = event.msg
+        now: float = self.env._now
+        server: Server = node.server  # type: ignore[assignment]
+        busy = server.busy_until
+        end = (busy if busy > now else now) + node.service[type(msg)]()
+        if self.wire:
+            end += self.per_message + self.per_byte * self._size(msg)
+        server.busy_until = end
+        agent: Agent = node.core  # type: ignore[assignment]
+        completions = agent.completions
+        before = len(completions)
+        agent.receive(event.src, msg, end)
+        if len(completions) != before:
+            self.on_completions(agent, before)
+        elif type(msg) is Welcome:
+            self.on_welcome(node, end)
+        self._emit(node, agent, end, now)
+
+    def _arrive_coordinator(self, event: Arrival) -> None:
+        self.messages += 1
+        node = event.node
+        msg = event.msg
+        now: float = self.env._now
+        server: Server = node.server  # type: ignore[assignment]
+        busy = server.busy_until
+        end = (busy if busy > now else now) + node.service[type(msg)]()
+        if self.wire:
+            end += self.per_message + self.per_byte * self._size(msg)
+        server.busy_until = end
+        coordinator: Coordinator = node.core  # type: ignore[assignment]
+        coordinator.receive(event.src, msg, end)
+        if type(msg) is MemRequest:
+            coordinator.take_writes()  # the model does not persist; drop the journal
+        self._emit(node, coordinator, end, now)
+
+    def _arrive_prober(self, event: Arrival) -> None:
+        self.messages += 1
+        self.on_probe_reply(event.msg, self.env._now)
+
+    def _on_timer(self, event: TimerDue) -> None:
+        node = event.node
+        if node.armed != event.at:
+            return  # superseded by an earlier deadline
+        node.armed = None
+        self.timers += 1
+        now: float = self.env._now
+        server: Server = node.server  # type: ignore[assignment]
+        busy = server.busy_until
+        end = (busy if busy > now else now) + node.timer_cost()
+        if end < event.at:
+            end = event.at  # the clock can sit one rounding step below the deadline
+        server.busy_until = end
+        core: Coordinator | Agent = node.core  # type: ignore[assignment]
+        core.on_timer(end)
+        self._emit(node, core, end, now, after_timer=True)
+
+    def _emit(
+        self,
+        node: SimNode,
+        core: Coordinator | Agent,
+        end: float,
+        now: float,
+        after_timer: bool = False,
+    ) -> None:
+        """Send what the node drained (leaving at ``end``) and arm its next timer."""
+        out = core.drain()
+        if out:
+            find = self._find
+            schedule = self._schedule
+            hop = self.hop
+            src = node.node_id
+            base = end - now
+            for dst, msg in out:
+                target = find(dst)
+                if target is None:
+                    self.undeliverable += 1
+                    continue
+                schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
+        deadline = core.next_deadline()
+        if deadline is None:
+            return
+        if after_timer and deadline <= end:
+            deadline = end + STUCK_POLL
+        armed = node.armed
+        if armed is None or deadline < armed:
+            node.armed = deadline
+            delay = deadline - now
+            self._schedule(TimerDue(self._timer_cb, node, deadline), NORMAL, max(delay, 0.0))
+
+    def _size(self, msg: Message) -> int:
+        """Encoded body size; the last message is cached (a fan-out resends one object)."""
+        cached, size = self._size_cache
+        if cached is not msg:
+            size = len(encode_body(msg))
+            self._size_cache = (msg, size)
+        return size
