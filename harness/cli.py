@@ -17,8 +17,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.scenario import ScenarioError, load_scenario
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _progress_bar() -> tuple[Progress, Callable[[str, float], None]]:

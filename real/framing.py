@@ -28,13 +28,15 @@ asyncio ``StreamReader``/``StreamWriter``: ``read_batch`` returns every frame
 of one socket read, ``send`` buffers an encoded frame and ``flush`` hands the
 whole buffer to the transport in one ``write`` (one syscall per event-loop
 turn and link). ``PipeChannel`` lets a coroutine await objects from a
-``multiprocessing`` pipe without blocking the event loop.
+``multiprocessing`` pipe without blocking the event loop (sends stay
+blocking: a large result is written whole while the other side reads it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 from collections import deque
 from multiprocessing.connection import Connection
@@ -258,6 +260,10 @@ class PipeChannel:
         self._waiter: asyncio.Future[None] | None = None
         self.eof = False
         self.loop.add_reader(conn.fileno(), self._readable)
+        # uvloop (libuv) switches a watched fd to non-blocking mode, which would
+        # make ``Connection.send`` of a large object fail half-written. The loop
+        # only polls the fd for readiness, so blocking mode is safe to restore.
+        os.set_blocking(conn.fileno(), True)
 
     def _readable(self) -> None:
         try:

@@ -16,7 +16,9 @@ before that flush, so one flush serves them all:
    ``write``;
 3. ``take_closures()``: the connections carrying those nodes are closed
    after their last frames (a rejected hello gets its ``Reject``);
-4. the coordinator's ``next_deadline()`` is armed with ``loop.call_at``.
+4. the coordinator's ``next_deadline()`` is armed with ``loop.call_at``,
+   rounded up to ``TIMER_SLACK`` (5 ms): the core keeps one retry deadline
+   per delivery, and this lets a burst of them share one wake-up.
 
 Connections and node ids. A connection multiplexes many nodes. The first
 frame naming a node id binds that id to the connection; the server routes
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sqlite3
 import sys
@@ -66,6 +69,7 @@ from real.usage import own_usage
 
 COORD = "coord"
 DEFAULT_HOST = "127.0.0.1"
+TIMER_SLACK = 0.005
 log = logging.getLogger("swarmtwin.server")
 
 
@@ -300,7 +304,11 @@ class CoordinatorServer:
         return body
 
     def _arm(self) -> None:
+        """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of
+        per-delivery retry deadlines share one wake-up instead of one each."""
         deadline = self.coordinator.next_deadline()
+        if deadline is not None:
+            deadline = math.ceil(deadline / TIMER_SLACK) * TIMER_SLACK
         if deadline == self._deadline and (deadline is None or self._timer is not None):
             return
         if self._timer is not None:

@@ -9,7 +9,9 @@ every routed frame is handed to the agent it names with
 frame, so a completion is stamped when its handler runs. Touched agents are
 drained once per event-loop turn (one ``Ack`` per burst) and each link gets
 one ``write`` per turn. Agent timers share one ``loop.call_at``: a heap holds
-each agent's ``next_deadline()``, stale entries are re-checked when popped.
+each agent's ``next_deadline()``, stale entries are re-checked when popped,
+and the wake-up is rounded up to ``TIMER_SLACK`` (5 ms) so that the many
+per-request retry deadlines of a burst share one.
 A lost link is reconnected and its agents say hello again (the core resends
 what they had pending); a link whose agent was rejected is not retried.
 
@@ -45,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import math
 import signal
 import time
 from dataclasses import dataclass, field, replace
@@ -62,6 +65,7 @@ from real.usage import own_usage
 
 COORD = "coord"
 ISSUE_SLICE = 512
+TIMER_SLACK = 0.005
 REGISTER_TIMEOUT = 60.0
 GO_TIMEOUT = 120.0
 STOP_GRACE = 2.0
@@ -263,7 +267,7 @@ class AgentHost:
     def _arm(self) -> None:
         if not self._heap or self.closing:
             return
-        at = self._heap[0][0]
+        at = math.ceil(self._heap[0][0] / TIMER_SLACK) * TIMER_SLACK
         if at == self._timer_at and self._timer is not None:
             return
         if self._timer is not None:

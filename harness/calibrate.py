@@ -1,0 +1,471 @@
+"""``swarmtwin calibrate``: measure this machine's costs for the model (``sim.calibration``).
+
+Four kinds of figure, each measured here and described in its ``method``:
+
+(a) **Service times.** A warm in-memory cluster (a ``Coordinator`` and, by
+    default, 100 ``Agent`` objects with topic subscriptions and a
+    capability) is driven by a mixed workload: publishes to rooms of 10
+    subscribers and to a topic all agents follow, direct messages,
+    broadcasts, tasks, memory gets/puts/compare-and-sets, availability
+    probes, plus the heartbeats and resends the timers produce. Messages
+    are passed synchronously through a FIFO, so nothing but the core runs.
+    Every call is timed on its own with ``time.perf_counter_ns()``:
+    ``Coordinator.receive(...) + drain()`` and ``Agent.receive(...) +
+    drain()`` per received message type, and ``issue(agent, op) + drain()``
+    per request type (the agent's cost of sending a request). The timer's
+    own overhead (median of back-to-back reads) is subtracted. Registration
+    (``Hello``/``Welcome``) is sampled over several fresh clusters. The first
+    fifth of the workload is a warm-up and is not recorded. The garbage
+    collector stays enabled, as in a real run, so its pauses are part of
+    the tail.
+(b) **Codec cost.** ``encode_body`` plus ``decode_body`` of ``Deliver``
+    messages with payloads from 16 B to 64 KiB; the median per size, then a
+    least-squares line over the encoded size: the slope is
+    ``per_byte_measured``, the intercept ``per_message_measured``. Both are
+    charged only on ``tcp``; ``inproc`` passes messages by reference.
+(c) **Hop delay.** ``inproc``: the latency of one ``asyncio.Queue`` handoff
+    on one event loop (put, then the waiting consumer task resumes), one
+    item at a time. ``tcp``: a ping-pong of a framed ``Heartbeat`` over
+    127.0.0.1 with asyncio streams, both ends on one loop; each sample is
+    ``(RTT - the echo side's decode+encode time) / 2``. The loop is the one
+    the real driver uses (uvloop when installed).
+(d) **Timer cost.** ``on_timer(now) + drain()`` on the coordinator and on
+    agents whenever their deadline passes during (a)'s workload.
+
+``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
+``reports/calibrations/``; ``load_calibration`` then prefers it to the
+shipped default. The shipped defaults were made with
+``python -m harness.calibrate --transport inproc --out sim/calibrations/default.json``
+(and ``--transport tcp --out sim/calibrations/default-tcp.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import platform
+import random
+import socket
+import statistics
+import sys
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from protocol.agent import Agent
+from protocol.codec import HEADER, FrameDecoder, decode_body, encode, encode_body
+from protocol.coordinator import Coordinator
+from protocol.messages import Deliver, DeliveryKind, Heartbeat, MemVerb, Message, Probe
+from protocol.payload import checksum, make_payload
+from protocol.plan import Operation, OpKind
+from protocol.settings import ProtocolSettings
+from protocol.workload import issue
+from real.clock import new_event_loop
+from sim.calibration import (
+    POOLED,
+    REPORTS_DIR,
+    Calibration,
+    calibration_filename,
+    save_calibration,
+)
+from sim.distribution import Distribution
+
+COORD = "coord"
+PROBER = "probe"
+ROOMS = 10
+CODEC_SIZES = (16, 256, 1024, 4096, 16384, 65536)
+MIN_SAMPLES = 20
+REQUEST_NAMES = {
+    OpKind.PUBLISH: "Publish",
+    OpKind.DIRECT: "Direct",
+    OpKind.BROADCAST: "Broadcast",
+    OpKind.TASK: "TaskSubmit",
+    OpKind.MEMORY: "MemRequest",
+}
+Samples = dict[tuple[str, str], list[float]]
+
+
+# --- (a) and (d): the core on a warm in-memory cluster ------------------------------------
+
+
+def timer_overhead_ns(reads: int = 20_000) -> int:
+    """Median cost of one ``perf_counter_ns()`` pair, subtracted from every sample."""
+    clock = time.perf_counter_ns
+    gaps = []
+    for _ in range(reads):
+        start = clock()
+        gaps.append(clock() - start)
+    return int(statistics.median(gaps))
+
+
+class WarmCluster:
+    """A coordinator and agents wired through a synchronous FIFO, every call timed."""
+
+    def __init__(self, agents: int, seed: int, overhead_ns: int, tick: float = 100e-6) -> None:
+        self.rng = random.Random(seed)
+        self.settings = ProtocolSettings()
+        self.coordinator = Coordinator(COORD, self.settings)
+        self.ids = [f"agent-{i:04d}" for i in range(agents)]
+        self.agents = {
+            node: Agent(node, COORD, self.settings, ("compute",), (f"room.{i % ROOMS}.#", "all.*"))
+            for i, node in enumerate(self.ids)
+        }
+        self.overhead = overhead_ns
+        self.tick = tick
+        self.now = 0.0
+        self.samples: Samples = defaultdict(list)
+        self.recording = True
+        self._wire: deque[tuple[str, str, Message]] = deque()
+        self._next_op = 1
+
+    def _record(self, role: str, name: str, elapsed_ns: int) -> None:
+        if self.recording:
+            self.samples[(role, name)].append(max(elapsed_ns - self.overhead, 0) / 1e9)
+
+    def _node(self, node_id: str) -> tuple[str, Coordinator | Agent] | None:
+        if node_id == COORD:
+            return "coordinator", self.coordinator
+        agent = self.agents.get(node_id)
+        return ("agent", agent) if agent is not None else None
+
+    def _send(self, src: str, out: list[tuple[str, Message]]) -> None:
+        self._wire.extend((src, dst, msg) for dst, msg in out)
+
+    def pump(self) -> None:
+        """Deliver everything in flight, timing each ``receive + drain``."""
+        clock = time.perf_counter_ns
+        while self._wire:
+            src, dst, msg = self._wire.popleft()
+            found = self._node(dst)
+            if found is None:
+                continue  # probe replies: the prober is not modelled here
+            role, node = found
+            start = clock()
+            node.receive(src, msg, self.now)
+            out = node.drain()
+            elapsed = clock() - start
+            self._record(role, type(msg).__name__, elapsed)
+            self._send(dst, out)
+
+    def register(self) -> None:
+        for node_id, agent in self.agents.items():
+            agent.start(self.now)
+            self._send(node_id, agent.drain())
+        self.pump()
+
+    def fire_timers(self) -> None:
+        """Run ``on_timer + drain`` on every node whose deadline has passed, timed."""
+        clock = time.perf_counter_ns
+        for role, node_id, node in self._timed_nodes():
+            deadline = node.next_deadline()
+            if deadline is None or deadline > self.now:
+                continue
+            start = clock()
+            node.on_timer(self.now)
+            out = node.drain()
+            self._record(role, "timer", clock() - start)
+            self._send(node_id, out)
+
+    def _timed_nodes(self) -> list[tuple[str, str, Coordinator | Agent]]:
+        nodes: list[tuple[str, str, Coordinator | Agent]] = [("coordinator", COORD, self.coordinator)]
+        nodes.extend(("agent", node_id, agent) for node_id, agent in self.agents.items())
+        return nodes
+
+    def random_op(self) -> Operation:
+        """One operation from the calibration mix."""
+        rng, op_id = self.rng, self._next_op
+        self._next_op += 1
+        origin = rng.choice(self.ids)
+        roll = rng.random()
+        if roll < 0.35:
+            topic = f"room.{rng.randrange(ROOMS)}.t" if roll < 0.32 else "all.news"
+            expected = len(self.ids) // ROOMS if roll < 0.32 else len(self.ids)
+            return Operation(op_id, self.now, OpKind.PUBLISH, origin, topic, 64, expected)
+        if roll < 0.60:
+            return Operation(op_id, self.now, OpKind.DIRECT, origin, rng.choice(self.ids), 64, 1)
+        if roll < 0.62:
+            return Operation(op_id, self.now, OpKind.BROADCAST, origin, "", 64, len(self.ids) - 1)
+        if roll < 0.77:
+            return Operation(op_id, self.now, OpKind.TASK, origin, "compute", 64, 1)
+        verb = rng.choice((MemVerb.GET, MemVerb.PUT, MemVerb.PUT, MemVerb.CAS))
+        target = f"ns{rng.randrange(4)}/key{rng.randrange(200)}"
+        return Operation(op_id, self.now, OpKind.MEMORY, origin, target, 64, 1, int(verb))
+
+    def run_op(self, op: Operation) -> None:
+        """Issue ``op`` (timed as the agent's request cost), deliver, fire due timers."""
+        agent = self.agents[op.origin]
+        start = time.perf_counter_ns()
+        issue(agent, op, self.now)
+        out = agent.drain()
+        self._record("agent", REQUEST_NAMES[op.kind], time.perf_counter_ns() - start)
+        self._send(op.origin, out)
+        if op.op_id % 50 == 0:
+            self._wire.append((PROBER, COORD, Probe(op.op_id)))
+        self.pump()
+        self.now += self.tick
+        self.fire_timers()
+        self.pump()
+
+
+def measure_core(
+    samples: int, agents: int, seed: int, rounds: int = 10, span: float = 6.0
+) -> Samples:
+    """Per-call service and timer samples (seconds) keyed by ``(role, name)``.
+
+    The recorded workload covers ``span`` seconds of the cluster's clock, so
+    heartbeats, failure sweeps and ack timeouts all come due.
+    """
+    overhead = timer_overhead_ns()
+    tick = span / samples
+    collected: Samples = defaultdict(list)
+    for round_index in range(rounds):  # registration on fresh clusters
+        cluster = WarmCluster(agents, seed + round_index, overhead)
+        gc.collect()
+        cluster.register()
+        for key in (("coordinator", "Hello"), ("agent", "Welcome")):
+            collected[key].extend(cluster.samples.pop(key, []))
+    cluster = WarmCluster(agents, seed, overhead, tick)
+    cluster.recording = False
+    cluster.register()
+    for _ in range(samples // 5):
+        cluster.run_op(cluster.random_op())
+    cluster.recording = True
+    gc.collect()
+    for _ in range(samples):
+        cluster.run_op(cluster.random_op())
+    for key, values in cluster.samples.items():
+        collected[key].extend(values)
+    collected[("meta", "overhead_ns")] = [float(overhead)]
+    return collected
+
+
+def core_method(role: str, name: str, agents: int, samples: int, overhead: float) -> str:
+    """The ``method`` line of one service or timer figure."""
+    if name == "timer":
+        call = "Coordinator.on_timer(now)" if role == "coordinator" else "Agent.on_timer(now)"
+    elif role == "agent" and name in REQUEST_NAMES.values():
+        call = f"protocol.workload.issue(agent, <{name} op>, now)"
+    elif name == POOLED:
+        call = f"every timed {role} call above, pooled"
+    else:
+        call = f"{role.capitalize()}.receive(src, <{name}>, now)"
+    return (
+        f"time.perf_counter_ns() around {call} + drain(), one call per sample, on a warm "
+        f"in-memory cluster of {agents} agents ({ROOMS} topic rooms, tasks, memory, probes) "
+        f"after a {samples // 5}-op warm-up of a {samples}-op mix; minus the timer's own "
+        f"{overhead:.0f} ns; GC enabled; CPython {platform.python_version()}"
+    )
+
+
+def core_figures(
+    collected: Samples, agents: int, samples: int
+) -> tuple[dict[str, dict[str, Distribution]], dict[str, Distribution]]:
+    """Service and timer distributions per role, with a pooled ``"*"`` per role."""
+    overhead = collected.pop(("meta", "overhead_ns"), [0.0])[0]
+    service: dict[str, dict[str, Distribution]] = {"coordinator": {}, "agent": {}}
+    timer: dict[str, Distribution] = {}
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for (role, name), values in sorted(collected.items()):
+        method = core_method(role, name, agents, samples, overhead)
+        if name == "timer":
+            timer[role] = Distribution.from_samples(values, method)
+            continue
+        pooled[role].extend(values)
+        if len(values) >= MIN_SAMPLES:
+            service[role][name] = Distribution.from_samples(values, method)
+    for role, values in pooled.items():
+        service[role][POOLED] = Distribution.from_samples(
+            values, core_method(role, POOLED, agents, samples, overhead)
+        )
+    return service, timer
+
+
+# --- (b): the codec ------------------------------------------------------------------------
+
+
+def measure_codec(sizes: Sequence[int] = CODEC_SIZES, repeats: int = 400) -> tuple[float, float, str]:
+    """Least-squares (slope s/byte, intercept s) of encode+decode time over encoded size."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for size in sizes:
+        payload = make_payload(size, size)
+        msg = Deliver(1, DeliveryKind.PUBLISH, "agent-0001", size, "room.1.t", payload, checksum(payload))
+        timings = []
+        for _ in range(repeats):
+            start = time.perf_counter_ns()
+            decode_body(encode_body(msg))
+            timings.append(time.perf_counter_ns() - start)
+        xs.append(float(len(encode_body(msg))))
+        ys.append(statistics.median(timings) / 1e9)
+    slope, intercept = statistics.linear_regression(xs, ys)
+    method = (
+        f"median of {repeats} timed encode_body()+decode_body() calls on Deliver messages with "
+        f"payloads of {', '.join(str(s) for s in sizes)} B, then a least-squares line over the "
+        f"encoded size: slope {slope * 1e9:.4f} ns/B, intercept {intercept * 1e6:.3f} us"
+    )
+    return slope, max(intercept, 0.0), method
+
+
+# --- (c): the hop --------------------------------------------------------------------------
+
+
+async def _queue_handoffs(count: int) -> list[float]:
+    """One-way ``asyncio.Queue`` handoff latency on one loop, one item at a time."""
+    queue: asyncio.Queue[tuple[int, asyncio.Future[None]]] = asyncio.Queue()
+    samples: list[float] = []
+
+    async def consume() -> None:
+        for _ in range(count):
+            sent, reply = await queue.get()
+            samples.append((time.perf_counter_ns() - sent) / 1e9)
+            reply.set_result(None)
+
+    consumer = asyncio.create_task(consume())
+    loop = asyncio.get_running_loop()
+    for _ in range(count):
+        reply: asyncio.Future[None] = loop.create_future()
+        queue.put_nowait((time.perf_counter_ns(), reply))
+        await reply
+    await consumer
+    return samples
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(HEADER.size)
+    (length,) = HEADER.unpack(header)
+    return header + await reader.readexactly(length)
+
+
+async def _tcp_ping_pong(count: int) -> list[float]:
+    """``(RTT - echo service) / 2`` for framed ``Heartbeat`` round trips over 127.0.0.1."""
+    service: list[int] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                frame = await _read_frame(reader)
+                start = time.perf_counter_ns()
+                (msg,) = decoder.feed(frame)
+                writer.write(encode(msg))
+                service.append(time.perf_counter_ns() - start)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    samples = []
+    for seq in range(count):
+        frame = encode(Heartbeat(seq))
+        start = time.perf_counter_ns()
+        writer.write(frame)
+        await _read_frame(reader)
+        rtt = time.perf_counter_ns() - start
+        samples.append(max(rtt - service[-1], 0) / 2 / 1e9)
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    return samples
+
+
+def _run_on_loop(coro: object) -> list[float]:
+    loop = new_event_loop(use_uvloop=True)
+    try:
+        result: list[float] = loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return result
+    finally:
+        loop.close()
+
+
+def loop_name() -> str:
+    loop = new_event_loop(use_uvloop=True)
+    name = type(loop).__module__.split(".")[0]
+    loop.close()
+    return name
+
+
+def measure_hop(transport: str, count: int) -> Distribution:
+    """The hop-delay distribution for ``transport`` (warm-up samples dropped)."""
+    warmup = max(count // 10, 100)
+    loop = loop_name()
+    if transport == "inproc":
+        samples = _run_on_loop(_queue_handoffs(count + warmup))[warmup:]
+        method = (
+            f"one-way asyncio.Queue handoff on one {loop} event loop: put_nowait() stamped "
+            f"with perf_counter_ns(), read when the waiting consumer task resumes; one item "
+            f"in flight at a time; {count} samples after {warmup} warm-up"
+        )
+    elif transport == "tcp":
+        samples = _run_on_loop(_tcp_ping_pong(count + warmup))[warmup:]
+        method = (
+            f"ping-pong of a framed Heartbeat over 127.0.0.1 with asyncio streams, both ends "
+            f"on one {loop} event loop; each sample is (RTT - echo side's decode+encode) / 2; "
+            f"{count} samples after {warmup} warm-up"
+        )
+    else:
+        raise ValueError(f"unknown transport {transport!r}")
+    return Distribution.from_samples(samples, method)
+
+
+# --- putting it together ------------------------------------------------------------------
+
+
+def calibrate(
+    transport: str = "inproc",
+    samples: int = 20_000,
+    out_dir: Path = REPORTS_DIR,
+    out: Path | None = None,
+    agents: int = 100,
+    seed: int = 1,
+    how: str | None = None,
+) -> Path:
+    """Measure this machine for ``transport`` and write the calibration; return its path."""
+    collected = measure_core(samples, agents, seed)
+    service, timer = core_figures(collected, agents, samples)
+    slope, intercept, codec_method = measure_codec()
+    hop = measure_hop(transport, min(samples, 20_000))
+    wire = transport == "tcp"
+    calibration = Calibration(
+        host=socket.gethostname(),
+        python=platform.python_version(),
+        date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        transport=transport,
+        service=service,
+        timer=timer,
+        hop=hop,
+        per_byte_seconds=slope if wire else 0.0,
+        per_message_seconds=intercept if wire else 0.0,
+        per_byte_measured=slope,
+        per_message_measured=intercept,
+        per_byte_method=codec_method + ("" if wire else "; not charged on inproc"),
+        how=how or f"swarmtwin calibrate --transport {transport}",
+        notes=(f"{platform.platform()}; {platform.processor() or platform.machine()}",),
+    )
+    path = out if out is not None else out_dir / calibration_filename(calibration)
+    return save_calibration(calibration, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transport", choices=["inproc", "tcp"], default="inproc")
+    parser.add_argument("--samples", type=int, default=20_000, help="workload ops timed")
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=None, help="write exactly this file")
+    parser.add_argument("--out-dir", type=Path, default=REPORTS_DIR)
+    args = parser.parse_args(argv)
+    command = "python -m harness.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
+    path = calibrate(
+        args.transport, args.samples, args.out_dir, args.out, args.agents, how=command.strip()
+    )
+    print(f"calibration written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

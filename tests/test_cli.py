@@ -1,0 +1,73 @@
+"""CLI tests: the thin command line, its exit codes and its output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_validate_accepts_every_shipped_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        assert main(["validate", str(path)]) == 0, path
+    assert "ok" in capsys.readouterr().out
+
+
+def test_bad_scenario_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nagents: {count: 3}\ntopics: {fanout: 2}\n"
+        "workload:\n  - kind: publish\n    arrival: {process: poisson, rate: -5}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", str(bad), "--backend", "real"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "bad.yaml" in proc.stderr
+    assert "workload[0].arrival.rate" in proc.stderr
+    assert "> 0" in proc.stderr
+
+
+def test_missing_scenario_exits_2(tmp_path: Path) -> None:
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_run_writes_run_folder_and_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reports = tmp_path / "reports"
+    code = main(
+        ["--reports", str(reports), "run", str(ROOT / "scenarios" / "smoke.yaml"),
+         "--backend", "real", "--duration", "1.5"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "latency p95" in out and "reliability" in out
+    (run_dir,) = list((reports / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    real = summary["backends"]["real"]
+    assert real["reliability"]["lost"] == 0
+    assert (run_dir / "scenario.yaml").exists()
+    assert main(["--reports", str(reports), "history"]) == 0
+    assert run_dir.name in capsys.readouterr().out
+
+
+def test_fail_on_targets_exits_1(tmp_path: Path) -> None:
+    scenario = tmp_path / "strict.yaml"
+    scenario.write_text(
+        "name: strict\nduration: 1.0\nwarmup: 0.2\nagents: {count: 3}\ntopics: {fanout: 2}\n"
+        "workload:\n  - kind: direct\n    arrival: {process: constant, rate: 50}\n"
+        "targets:\n  - deliveries_per_s >= 1000000000\n"
+    )
+    args = ["--reports", str(tmp_path / "r"), "run", str(scenario), "--backend", "real"]
+    assert main([*args, "--fail-on-targets"]) == 1
+    assert main(args) == 0
