@@ -23,6 +23,7 @@ the driver passed) to ``completions``; the driver collects them.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 from protocol.messages import (
     Accepted,
@@ -83,6 +84,7 @@ class Agent:
         self._unsent: list[Request] = []
         self._retries: deque[tuple[float, int]] = deque()
         self._busy: deque[tuple[float, int]] = deque()
+        self._due: dict[int, float] = {}
         self._heartbeat_interval = settings.heartbeat_interval
         self._next_heartbeat: float | None = None
         self._heartbeat_seq = 0
@@ -118,6 +120,7 @@ class Agent:
             self._on_welcome(msg, now)  # type: ignore[arg-type]
         elif kind is Reject:
             self.rejected = msg.reason  # type: ignore[union-attr]
+            self._next_hello = None
         elif kind is Error:
             self.errors.append(msg.reason)  # type: ignore[union-attr]
 
@@ -131,7 +134,9 @@ class Agent:
             self._next_heartbeat = now + self._heartbeat_interval
         for queue in (self._busy, self._retries):
             while queue and queue[0][0] <= now:
-                _, op_id = queue.popleft()
+                due, op_id = queue.popleft()
+                if self._due.get(op_id) != due:
+                    continue  # superseded by a later send or a Busy hint
                 request = self._pending.get(op_id)
                 if request is not None and self.registered:
                     self._send_request(request, now)
@@ -194,8 +199,11 @@ class Agent:
         self._send_request(request, now)
 
     def _send_request(self, request: Request, now: float) -> None:
+        """Send ``request`` and arm its one live retry (older timer entries go stale)."""
         self._out.append((self.coordinator, request))
-        self._retries.append((now + self.settings.request_timeout, request.op_id))
+        due = now + self.settings.request_timeout
+        self._due[request.op_id] = due
+        self._retries.append((due, request.op_id))
 
     # --- handlers ------------------------------------------------------------
 
@@ -213,11 +221,14 @@ class Agent:
     def _on_answer(self, msg: Accepted | Busy, now: float) -> None:
         if type(msg) is Busy:
             if msg.op_id in self._pending:
-                self._busy.append((now + msg.retry_after, msg.op_id))
+                due = now + msg.retry_after
+                self._due[msg.op_id] = due
+                self._busy.append((due, msg.op_id))
             return
         request = self._pending.get(msg.op_id)
         if request is not None and type(request) is not MemRequest:
             del self._pending[msg.op_id]
+            self._due.pop(msg.op_id, None)
 
     def _on_deliver(self, msg: Deliver, now: float) -> None:
         key = (msg.origin, msg.op_id)
@@ -242,6 +253,8 @@ class Agent:
                 msg.msg_id, msg.origin, msg.op_id, msg.payload, checksum(msg.payload)
             )
             self._task_results[key] = result
+        elif result.msg_id != msg.msg_id:
+            result = replace(result, msg_id=msg.msg_id)
         self._out.append((self.coordinator, result))
 
     def _on_task_done(self, msg: TaskDone, now: float) -> None:
@@ -253,5 +266,6 @@ class Agent:
 
     def _on_mem_reply(self, msg: MemReply, now: float) -> None:
         request = self._pending.pop(msg.op_id, None)
+        self._due.pop(msg.op_id, None)
         duplicate = request is None
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))

@@ -66,7 +66,7 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.settings import ProtocolSettings
-from protocol.topics import PatternError, SubscriptionIndex
+from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
 Outgoing = tuple[str, Message]
 OpKey = tuple[str, int]
@@ -106,6 +106,7 @@ class CoordinatorStats:
     redelivered: int = 0
     busy: int = 0
     refused: int = 0
+    dropped: int = 0
     failures_detected: int = 0
     tasks_reassigned: int = 0
 
@@ -147,7 +148,9 @@ class Coordinator:
         """Handle one message from ``src``."""
         self.stats.received += 1
         session = self.sessions.get(src)
-        if session is not None and session.alive:
+        if session is not None:
+            if not session.alive and type(msg) is not Hello:
+                self._revive(session, now)
             session.last_seen = now
         handler = self._HANDLERS.get(type(msg))
         if handler is None:
@@ -222,12 +225,14 @@ class Coordinator:
                 reply=Reject("node id does not match link"),
             )
             return
+        try:
+            for pattern in msg.subscriptions:
+                validate_pattern(pattern)
+        except PatternError as exc:
+            self._refuse(src, str(exc), close=True, reply=Reject(str(exc)))
+            return
         for pattern in msg.subscriptions:
-            try:
-                self.subscriptions.add(src, pattern)
-            except PatternError as exc:
-                self._refuse(src, str(exc), close=True, reply=Reject(str(exc)))
-                return
+            self.subscriptions.add(src, pattern)
         session = self.sessions.get(src)
         if session is None:
             session = Session(src, msg.capabilities, now)
@@ -241,6 +246,13 @@ class Coordinator:
         self._out.append(
             (src, Welcome(src, self.settings.credit, self.settings.heartbeat_interval))
         )
+        self._resend_session(session, now)
+        self._assign_waiting(now)
+
+    def _revive(self, session: Session, now: float) -> None:
+        """A failed agent spoke again (a healed partition): resume its deliveries."""
+        session.alive = True
+        self.log.append(f"agent {session.node_id} is back (seen at {now:.3f})")
         self._resend_session(session, now)
         self._assign_waiting(now)
 
@@ -325,7 +337,7 @@ class Coordinator:
             return
         sessions = [self.sessions[node] for node in recipients]
         limit = self.settings.max_backlog
-        if any(len(s.backlog) >= limit for s in sessions):
+        if any(s.alive and len(s.backlog) >= limit for s in sessions):
             self.stats.busy += 1
             self._out.append((src, Busy(op_id, self.settings.busy_retry)))
             return
@@ -345,9 +357,19 @@ class Coordinator:
                 out.append((session.node_id, deliver))
                 sent.append(session.node_id)
             else:
-                session.backlog.append(deliver)
+                self._hold(session, deliver)
         if sent:
             self._retries.append((now + self.settings.ack_timeout, deliver, tuple(sent)))
+
+    def _hold(self, session: Session, deliver: Deliver) -> None:
+        """Queue ``deliver`` for later. A failed agent's queue stays bounded by
+        dropping its oldest held delivery (counted in ``stats.dropped``); a live
+        agent's queue is bounded by ``Busy`` before routing."""
+        backlog = session.backlog
+        if not session.alive and len(backlog) >= self.settings.max_backlog:
+            backlog.popleft()
+            self.stats.dropped += 1
+        backlog.append(deliver)
 
     def _on_ack(self, src: str, msg: Ack, now: float) -> None:
         session = self.sessions[src]
@@ -407,6 +429,10 @@ class Coordinator:
 
     def _on_task_submit(self, src: str, msg: TaskSubmit, now: float) -> None:
         key = (src, msg.op_id)
+        if key not in self._routed and len(self.unassigned) >= self.settings.max_backlog:
+            self.stats.busy += 1
+            self._out.append((src, Busy(msg.op_id, self.settings.busy_retry)))
+            return
         if key not in self.tasks and key not in self._routed:
             task = Task(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
             self.tasks[key] = task
@@ -420,7 +446,7 @@ class Coordinator:
         for _ in range(waiting):
             task = self.unassigned.popleft()
             worker = self._least_loaded(task.capability)
-            if worker is None:
+            if worker is None or len(worker.backlog) >= self.settings.max_backlog:
                 self.unassigned.append(task)
                 continue
             self._assign(task, worker, now)
