@@ -5,10 +5,9 @@ Sans-IO, like the coordinator: the driver calls ``start(now)``, then
 request methods (``publish``, ``direct``, ``broadcast``, ``submit_task``,
 ``memory``) at each operation's scheduled time.
 
-Requests wait in ``_pending`` until the coordinator answers (``Accepted``,
-``MemReply``) and are resent after ``request_timeout``, or after the
-``Busy`` hint. Requests made before ``Welcome`` are queued and sent on
-registration.
+Requests go through ``RequestWindow`` (``protocol.requests``): a local
+queue, a bounded number in flight, adaptive retries, and a pause on
+``Busy``. Requests made before ``Welcome`` wait there until registration.
 
 Deliveries are de-duplicated by ``(origin, op_id)``: the handler runs once
 per operation however often the coordinator resends it. Every delivery is
@@ -22,7 +21,6 @@ the driver passed) to ``completions``; the driver collects them.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import replace
 
 from protocol.messages import (
@@ -49,10 +47,10 @@ from protocol.messages import (
 )
 from protocol.payload import checksum
 from protocol.records import Completion
+from protocol.requests import Request, RequestWindow
 from protocol.settings import ProtocolSettings
 
 Outgoing = tuple[str, Message]
-Request = Publish | Direct | Broadcast | TaskSubmit | MemRequest
 
 
 class Agent:
@@ -80,11 +78,7 @@ class Agent:
         self._seen: set[tuple[str, int]] = set()
         self._task_results: dict[tuple[str, int], TaskResult] = {}
         self._tasks_done: set[int] = set()
-        self._pending: dict[int, Request] = {}
-        self._unsent: list[Request] = []
-        self._retries: deque[tuple[float, int]] = deque()
-        self._busy: deque[tuple[float, int]] = deque()
-        self._due: dict[int, float] = {}
+        self.requests = RequestWindow(settings)
         self._heartbeat_interval = settings.heartbeat_interval
         self._next_heartbeat: float | None = None
         self._heartbeat_seq = 0
@@ -98,6 +92,7 @@ class Agent:
         The hello is repeated every ``request_timeout`` until ``Welcome``.
         """
         self.registered = False
+        self.requests.close()
         self._send_hello(now)
 
     def _send_hello(self, now: float) -> None:
@@ -132,22 +127,12 @@ class Agent:
             self._heartbeat_seq += 1
             self._out.append((self.coordinator, Heartbeat(self._heartbeat_seq)))
             self._next_heartbeat = now + self._heartbeat_interval
-        for queue in (self._busy, self._retries):
-            while queue and queue[0][0] <= now:
-                due, op_id = queue.popleft()
-                if self._due.get(op_id) != due:
-                    continue  # superseded by a later send or a Busy hint
-                request = self._pending.get(op_id)
-                if request is not None and self.registered:
-                    self._send_request(request, now)
+        self.requests.on_timer(now)
+        self._send_requests()
 
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do."""
-        candidates = [self._next_heartbeat, self._next_hello]
-        if self._retries:
-            candidates.append(self._retries[0][0])
-        if self._busy:
-            candidates.append(self._busy[0][0])
+        candidates = [self._next_heartbeat, self._next_hello, self.requests.next_deadline()]
         times = [t for t in candidates if t is not None]
         return min(times) if times else None
 
@@ -163,7 +148,7 @@ class Agent:
     @property
     def pending(self) -> int:
         """Requests sent or queued but not yet answered."""
-        return len(self._pending) + len(self._unsent)
+        return len(self.requests)
 
     # --- requests (called by the workload) -----------------------------------
 
@@ -192,18 +177,12 @@ class Agent:
         self._request(MemRequest(op_id, verb, namespace, key, value, expected_version), now)
 
     def _request(self, request: Request, now: float) -> None:
-        if not self.registered:
-            self._unsent.append(request)
-            return
-        self._pending[request.op_id] = request
-        self._send_request(request, now)
+        self.requests.submit(request, now)
+        self._send_requests()
 
-    def _send_request(self, request: Request, now: float) -> None:
-        """Send ``request`` and arm its one live retry (older timer entries go stale)."""
-        self._out.append((self.coordinator, request))
-        due = now + self.settings.request_timeout
-        self._due[request.op_id] = due
-        self._retries.append((due, request.op_id))
+    def _send_requests(self) -> None:
+        coordinator = self.coordinator
+        self._out.extend((coordinator, request) for request in self.requests.take())
 
     # --- handlers ------------------------------------------------------------
 
@@ -212,23 +191,15 @@ class Agent:
         self._next_hello = None
         self._heartbeat_interval = msg.heartbeat_interval
         self._next_heartbeat = now + msg.heartbeat_interval
-        for request in self._pending.values():
-            self._send_request(request, now)
-        unsent, self._unsent = self._unsent, []
-        for request in unsent:
-            self._request(request, now)
+        self.requests.reopen(now)
+        self._send_requests()
 
     def _on_answer(self, msg: Accepted | Busy, now: float) -> None:
         if type(msg) is Busy:
-            if msg.op_id in self._pending:
-                due = now + msg.retry_after
-                self._due[msg.op_id] = due
-                self._busy.append((due, msg.op_id))
-            return
-        request = self._pending.get(msg.op_id)
-        if request is not None and type(request) is not MemRequest:
-            del self._pending[msg.op_id]
-            self._due.pop(msg.op_id, None)
+            self.requests.refused(msg.op_id, msg.retry_after, now)
+        else:
+            self.requests.answered(msg.op_id, now)
+        self._send_requests()
 
     def _on_deliver(self, msg: Deliver, now: float) -> None:
         key = (msg.origin, msg.op_id)
@@ -265,7 +236,6 @@ class Agent:
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
 
     def _on_mem_reply(self, msg: MemReply, now: float) -> None:
-        request = self._pending.pop(msg.op_id, None)
-        self._due.pop(msg.op_id, None)
-        duplicate = request is None
+        duplicate = self.requests.answered(msg.op_id, now) is None
+        self._send_requests()
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))

@@ -13,8 +13,9 @@ credit window: at most ``credit`` deliveries in flight (sent, not acked).
 Beyond the window deliveries wait in the session's bounded backlog. If any
 recipient's backlog is full the whole operation is refused with ``Busy``
 and the sender retries, so a slow agent cannot grow the coordinator's
-memory without bound. Unacked deliveries are resent after ``ack_timeout``
-(same ``msg_id``); the receiver de-duplicates. Operations are de-duplicated
+memory without bound. Unacked deliveries are resent after an adaptive
+timeout (``protocol.retransmit``: at least ``ack_timeout``, doubling per
+retry) with the same ``msg_id``; the receiver de-duplicates. Operations are de-duplicated
 by ``(origin, op_id)``, so a retried publish is not routed twice.
 
 Tasks go to the least-loaded live agent with the capability, as a
@@ -65,11 +66,13 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
+from protocol.retransmit import RetryHeap, RtoEstimator, backoff
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
 Outgoing = tuple[str, Message]
 OpKey = tuple[str, int]
+Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
 
 
 @dataclass(slots=True)
@@ -138,7 +141,8 @@ class Coordinator:
         self._held_replies: list[Outgoing] = []
         self._held_keys: set[OpKey] = set()
         self._done_pending: dict[OpKey, TaskDone] = {}
-        self._retries: deque[tuple[float, Deliver | TaskDone, tuple[str, ...]]] = deque()
+        self._retries: RetryHeap[Retry] = RetryHeap()
+        self._rto = RtoEstimator(settings.ack_timeout, settings.max_rto)
         self._next_msg_id = 1
         self._next_sweep: float | None = None
 
@@ -171,8 +175,9 @@ class Coordinator:
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do."""
         deadlines = []
-        if self._retries:
-            deadlines.append(self._retries[0][0])
+        retry = self._retries.next_due()
+        if retry is not None:
+            deadlines.append(retry)
         if self._next_sweep is not None:
             deadlines.append(self._next_sweep)
         return min(deadlines) if deadlines else None
@@ -359,7 +364,8 @@ class Coordinator:
             else:
                 self._hold(session, deliver)
         if sent:
-            self._retries.append((now + self.settings.ack_timeout, deliver, tuple(sent)))
+            self._rto.start(deliver.msg_id, now)
+            self._retries.push(now + self._rto.rto, (deliver, tuple(sent), 0))
 
     def _hold(self, session: Session, deliver: Deliver) -> None:
         """Queue ``deliver`` for later. A failed agent's queue stays bounded by
@@ -374,8 +380,11 @@ class Coordinator:
     def _on_ack(self, src: str, msg: Ack, now: float) -> None:
         session = self.sessions[src]
         inflight = session.inflight
+        timed = self._rto.timed_key
         for msg_id in msg.msg_ids:
             inflight.pop(msg_id, None)
+            if msg_id == timed:
+                self._rto.answer(msg_id, now)
         if session.backlog:
             self._refill(session, now)
 
@@ -383,28 +392,26 @@ class Coordinator:
         if not session.alive:
             return
         credit = self.settings.credit
-        deadline = now + self.settings.ack_timeout
+        deadline = now + self._rto.rto
         while session.backlog and len(session.inflight) < credit:
             deliver = session.backlog.popleft()
             session.inflight[deliver.msg_id] = deliver
             self._out.append((session.node_id, deliver))
-            self._retries.append((deadline, deliver, (session.node_id,)))
+            self._retries.push(deadline, (deliver, (session.node_id,), 0))
 
     def _resend_session(self, session: Session, now: float) -> None:
         """After a (re)registration, resend everything in flight, then refill."""
-        deadline = now + self.settings.ack_timeout
+        deadline = now + self._rto.rto
         for deliver in list(session.inflight.values()):
+            self._rto.cancel(deliver.msg_id)
             self._out.append((session.node_id, deliver))
-            self._retries.append((deadline, deliver, (session.node_id,)))
+            self._retries.push(deadline, (deliver, (session.node_id,), 1))
         self._refill(session, now)
 
     def _resend_expired(self, now: float) -> None:
-        retries = self._retries
-        timeout = self.settings.ack_timeout
-        while retries and retries[0][0] <= now:
-            _, msg, nodes = retries.popleft()
+        for msg, nodes, attempt in self._retries.pop_due(now):
             if isinstance(msg, TaskDone):
-                self._resend_done(msg, nodes[0], now)
+                self._resend_done(msg, nodes[0], attempt, now)
                 continue
             again = []
             for node in nodes:
@@ -413,17 +420,24 @@ class Coordinator:
                     self._out.append((node, msg))
                     again.append(node)
             if again:
+                self._rto.cancel(msg.msg_id)
                 self.stats.redelivered += len(again)
-                retries.append((now + timeout, msg, tuple(again)))
+                self._retry_later(msg, tuple(again), attempt + 1, now)
 
-    def _resend_done(self, done: TaskDone, node: str, now: float) -> None:
+    def _retry_later(
+        self, msg: Deliver | TaskDone, nodes: tuple[str, ...], attempt: int, now: float
+    ) -> None:
+        due = now + backoff(self._rto.rto, attempt, self.settings.max_rto)
+        self._retries.push(due, (msg, nodes, attempt))
+
+    def _resend_done(self, done: TaskDone, node: str, attempt: int, now: float) -> None:
         key = (node, done.op_id)
         if key in self._done_pending:
             session = self.sessions.get(node)
             if session is not None and session.alive:
                 self._out.append((node, done))
                 self.stats.redelivered += 1
-            self._retries.append((now + self.settings.ack_timeout, done, (node,)))
+            self._retry_later(done, (node,), attempt + 1, now)
 
     # --- tasks ---------------------------------------------------------------
 
@@ -477,6 +491,7 @@ class Coordinator:
 
     def _on_task_result(self, src: str, msg: TaskResult, now: float) -> None:
         session = self.sessions[src]
+        self._rto.answer(msg.msg_id, now)
         if session.inflight.pop(msg.msg_id, None) is not None and session.backlog:
             self._refill(session, now)
         key = (msg.origin, msg.op_id)
@@ -488,7 +503,7 @@ class Coordinator:
         done = TaskDone(msg.op_id, src, msg.payload, msg.checksum)
         self._done_pending[key] = done
         self._out.append((msg.origin, done))
-        self._retries.append((now + self.settings.ack_timeout, done, (msg.origin,)))
+        self._retries.push(now + self._rto.rto, (done, (msg.origin,), 0))
 
     def _on_task_done_ack(self, src: str, msg: TaskDoneAck, now: float) -> None:
         self._done_pending.pop((src, msg.op_id), None)

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class ProtocolSettings:
-    """Timers are in seconds, windows in messages."""
+    """Timers are in seconds, windows in messages.
+
+    ``ack_timeout`` and ``request_timeout`` are the *minimum* retransmission
+    timeouts of the coordinator and of agents; the live timeout adapts to
+    measured round trips (``protocol.retransmit``) and backs off per retry up
+    to ``max_rto``. A ``Busy`` answer is retried after ``busy_retry``,
+    doubling per consecutive refusal up to ``max_busy_backoff``, and an
+    agent has at most ``request_window`` requests in flight.
+    """
 
     token: str = "swarmtwin-dev-token"
     heartbeat_interval: float = 0.5
@@ -22,3 +30,6 @@ class ProtocolSettings:
     credit: int = 256
     max_backlog: int = 4096
     busy_retry: float = 0.01
+    max_busy_backoff: float = 1.0
+    request_window: int = 64
+    max_rto: float = 10.0

@@ -1,0 +1,100 @@
+"""Retransmission timing: an adaptive timeout and a heap of due retries.
+
+``RtoEstimator`` is TCP's (RFC 6298, Jacobson/Karels): it keeps a smoothed
+round-trip time and its variation from samples, and the timeout is
+``srtt + 4 * rttvar``, never below the configured minimum or above the
+maximum. Only one message is timed at a time and a retransmitted message
+is never timed (Karn's rule), so queueing delay raises the timeout instead
+of triggering retransmissions that would add load to an overloaded node:
+without this, a system pushed past capacity collapses into resending.
+
+``backoff(rto, attempt)`` doubles the timeout per retry of the same
+message. ``RetryHeap`` orders pending retries by due time; entries are
+never removed early, the owner checks when an entry pops whether it still
+matters.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RtoEstimator:
+    """Smoothed RTT and the retransmission timeout derived from it."""
+
+    __slots__ = ("minimum", "maximum", "srtt", "rttvar", "timed_key", "timed_at")
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.timed_key: object = None
+        self.timed_at = 0.0
+
+    @property
+    def rto(self) -> float:
+        if self.srtt is None:
+            return self.minimum
+        return min(self.maximum, max(self.minimum, self.srtt + 4 * self.rttvar))
+
+    def start(self, key: object, now: float) -> None:
+        """Time ``key`` if nothing is being timed."""
+        if self.timed_key is None:
+            self.timed_key = key
+            self.timed_at = now
+
+    def cancel(self, key: object) -> None:
+        """``key`` was retransmitted: its answer would be ambiguous (Karn)."""
+        if self.timed_key == key:
+            self.timed_key = None
+
+    def answer(self, key: object, now: float) -> None:
+        """``key`` was answered: take a sample if it was the timed one."""
+        if self.timed_key != key:
+            return
+        self.timed_key = None
+        sample = now - self.timed_at
+        if self.srtt is None:
+            self.srtt = sample
+            self.rttvar = sample / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
+            self.srtt = 0.875 * self.srtt + 0.125 * sample
+
+
+def backoff(rto: float, attempt: int, maximum: float) -> float:
+    """The timeout for retry number ``attempt`` (0 = first send)."""
+    factor: float = 2.0 ** min(attempt, 16)
+    return min(maximum, rto * factor)
+
+
+class RetryHeap(Generic[T]):
+    """Pending retries ordered by due time (ties by insertion order)."""
+
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, T]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, due: float, item: T) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, item))
+
+    def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> list[T]:
+        """Every item due at or before ``now``, earliest first."""
+        heap = self._heap
+        items = []
+        while heap and heap[0][0] <= now:
+            items.append(heapq.heappop(heap)[2])
+        return items
