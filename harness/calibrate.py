@@ -16,8 +16,16 @@ Four kinds of figure, each measured here and described in its ``method``:
     own overhead (median of back-to-back reads) is subtracted. Registration
     (``Hello``/``Welcome``) is sampled over several fresh clusters. The first
     fifth of the workload is a warm-up and is not recorded. The garbage
-    collector stays enabled, as in a real run, so its pauses are part of
-    the tail.
+    collector stays enabled, so young-generation passes land in the tail of
+    whichever call triggers them; but the heap is frozen (``gc.freeze()``)
+    every 1000 ops and the agents' completion records are dropped every 100
+    ops, because a full collection costs in proportion to the whole heap, a
+    property of the run and not of the message type that happened to
+    trigger it (such pauses are not modelled). The whole workload runs
+    three times with the same seed and each figure keeps the repeat with
+    the lowest mean, which drops the milliseconds that other processes
+    steal by preempting this one (one repeat) but keeps pauses the code
+    itself causes (every repeat).
 (b) **Codec cost.** ``encode_body`` plus ``decode_body`` of ``Deliver``
     messages with payloads from 16 B to 64 KiB; the median per size, then a
     least-squares line over the encoded size: the slope is
@@ -30,7 +38,9 @@ Four kinds of figure, each measured here and described in its ``method``:
     ``(RTT - the echo side's decode+encode time) / 2``. The loop is the one
     the real driver uses (uvloop when installed).
 (d) **Timer cost.** ``on_timer(now) + drain()`` on the coordinator and on
-    agents whenever their deadline passes during (a)'s workload.
+    agents whenever their deadline passes during (a)'s workload. The timer
+    granularity (``timer_slack``) is not measured: it is the real tcp
+    driver's ``real.server.TIMER_SLACK``, and 0 on ``inproc``.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
@@ -64,6 +74,7 @@ from protocol.plan import Operation, OpKind
 from protocol.settings import ProtocolSettings
 from protocol.workload import issue
 from real.clock import new_event_loop
+from real.server import TIMER_SLACK
 from sim.calibration import (
     POOLED,
     REPORTS_DIR,
@@ -78,6 +89,7 @@ PROBER = "probe"
 ROOMS = 10
 CODEC_SIZES = (16, 256, 1024, 4096, 16384, 65536)
 MIN_SAMPLES = 20
+FREEZE_EVERY = 1000
 REQUEST_NAMES = {
     OpKind.PUBLISH: "Publish",
     OpKind.DIRECT: "Direct",
@@ -170,7 +182,9 @@ class WarmCluster:
             self._send(node_id, out)
 
     def _timed_nodes(self) -> list[tuple[str, str, Coordinator | Agent]]:
-        nodes: list[tuple[str, str, Coordinator | Agent]] = [("coordinator", COORD, self.coordinator)]
+        nodes: list[tuple[str, str, Coordinator | Agent]] = [
+            ("coordinator", COORD, self.coordinator)
+        ]
         nodes.extend(("agent", node_id, agent) for node_id, agent in self.agents.items())
         return nodes
 
@@ -208,41 +222,77 @@ class WarmCluster:
         self.now += self.tick
         self.fire_timers()
         self.pump()
+        if op.op_id % 100 == 0:
+            self.forget_completions()
+
+    def forget_completions(self) -> None:
+        """Drop the agents' completion records, which only a driver reads.
+
+        Left to grow they would make the heap, and so each full GC pass,
+        grow with the length of the calibration rather than with the code.
+        """
+        for agent in self.agents.values():
+            agent.completions.clear()
 
 
 def measure_core(
-    samples: int, agents: int, seed: int, rounds: int = 10, span: float = 6.0
+    samples: int, agents: int, seed: int, repeats: int = 3, rounds: int = 10, span: float = 6.0
 ) -> Samples:
     """Per-call service and timer samples (seconds) keyed by ``(role, name)``.
+
+    The same workload (same seed) runs ``repeats`` times; for each figure the
+    repeat with the lowest mean is kept. A pause that belongs to the code (a
+    GC pass the workload triggers) recurs in every repeat and stays; another
+    process preempting this one lands in one repeat and is dropped.
+    """
+    overhead = timer_overhead_ns()
+    best: Samples = {}
+    for _ in range(repeats):
+        for key, values in _one_repeat(samples, agents, seed, rounds, span, overhead).items():
+            if key not in best or statistics.fmean(values) < statistics.fmean(best[key]):
+                best[key] = values
+    best[("meta", "overhead_ns")] = [float(overhead)]
+    best[("meta", "repeats")] = [float(repeats)]
+    return best
+
+
+def _one_repeat(
+    samples: int, agents: int, seed: int, rounds: int, span: float, overhead: int
+) -> Samples:
+    """One pass: registration on ``rounds`` fresh clusters, then the warm workload.
 
     The recorded workload covers ``span`` seconds of the cluster's clock, so
     heartbeats, failure sweeps and ack timeouts all come due.
     """
-    overhead = timer_overhead_ns()
-    tick = span / samples
     collected: Samples = defaultdict(list)
-    for round_index in range(rounds):  # registration on fresh clusters
+    for round_index in range(rounds):
         cluster = WarmCluster(agents, seed + round_index, overhead)
         gc.collect()
         cluster.register()
         for key in (("coordinator", "Hello"), ("agent", "Welcome")):
             collected[key].extend(cluster.samples.pop(key, []))
-    cluster = WarmCluster(agents, seed, overhead, tick)
+    cluster = WarmCluster(agents, seed, overhead, span / samples)
     cluster.recording = False
     cluster.register()
     for _ in range(samples // 5):
         cluster.run_op(cluster.random_op())
     cluster.recording = True
     gc.collect()
-    for _ in range(samples):
-        cluster.run_op(cluster.random_op())
+    try:
+        for index in range(samples):
+            if index % FREEZE_EVERY == 0:
+                gc.freeze()  # full collections then only scan what is new since
+            cluster.run_op(cluster.random_op())
+    finally:
+        gc.unfreeze()
     for key, values in cluster.samples.items():
         collected[key].extend(values)
-    collected[("meta", "overhead_ns")] = [float(overhead)]
     return collected
 
 
-def core_method(role: str, name: str, agents: int, samples: int, overhead: float) -> str:
+def core_method(
+    role: str, name: str, agents: int, samples: int, overhead: float, repeats: int
+) -> str:
     """The ``method`` line of one service or timer figure."""
     if name == "timer":
         call = "Coordinator.on_timer(now)" if role == "coordinator" else "Agent.on_timer(now)"
@@ -256,7 +306,8 @@ def core_method(role: str, name: str, agents: int, samples: int, overhead: float
         f"time.perf_counter_ns() around {call} + drain(), one call per sample, on a warm "
         f"in-memory cluster of {agents} agents ({ROOMS} topic rooms, tasks, memory, probes) "
         f"after a {samples // 5}-op warm-up of a {samples}-op mix; minus the timer's own "
-        f"{overhead:.0f} ns; GC enabled; CPython {platform.python_version()}"
+        f"{overhead:.0f} ns; GC enabled, heap frozen every {FREEZE_EVERY} ops; the "
+        f"lowest-mean of {repeats} identical repeats; CPython {platform.python_version()}"
     )
 
 
@@ -265,11 +316,12 @@ def core_figures(
 ) -> tuple[dict[str, dict[str, Distribution]], dict[str, Distribution]]:
     """Service and timer distributions per role, with a pooled ``"*"`` per role."""
     overhead = collected.pop(("meta", "overhead_ns"), [0.0])[0]
+    repeats = int(collected.pop(("meta", "repeats"), [1.0])[0])
     service: dict[str, dict[str, Distribution]] = {"coordinator": {}, "agent": {}}
     timer: dict[str, Distribution] = {}
     pooled: dict[str, list[float]] = defaultdict(list)
     for (role, name), values in sorted(collected.items()):
-        method = core_method(role, name, agents, samples, overhead)
+        method = core_method(role, name, agents, samples, overhead, repeats)
         if name == "timer":
             timer[role] = Distribution.from_samples(values, method)
             continue
@@ -278,7 +330,7 @@ def core_figures(
             service[role][name] = Distribution.from_samples(values, method)
     for role, values in pooled.items():
         service[role][POOLED] = Distribution.from_samples(
-            values, core_method(role, POOLED, agents, samples, overhead)
+            values, core_method(role, POOLED, agents, samples, overhead, repeats)
         )
     return service, timer
 
@@ -286,13 +338,17 @@ def core_figures(
 # --- (b): the codec ------------------------------------------------------------------------
 
 
-def measure_codec(sizes: Sequence[int] = CODEC_SIZES, repeats: int = 400) -> tuple[float, float, str]:
+def measure_codec(
+    sizes: Sequence[int] = CODEC_SIZES, repeats: int = 400
+) -> tuple[float, float, str]:
     """Least-squares (slope s/byte, intercept s) of encode+decode time over encoded size."""
     xs: list[float] = []
     ys: list[float] = []
     for size in sizes:
         payload = make_payload(size, size)
-        msg = Deliver(1, DeliveryKind.PUBLISH, "agent-0001", size, "room.1.t", payload, checksum(payload))
+        msg = Deliver(
+            1, DeliveryKind.PUBLISH, "agent-0001", size, "room.1.t", payload, checksum(payload)
+        )
         timings = []
         for _ in range(repeats):
             start = time.perf_counter_ns()
@@ -424,9 +480,10 @@ def calibrate(
     agents: int = 100,
     seed: int = 1,
     how: str | None = None,
+    repeats: int = 3,
 ) -> Path:
     """Measure this machine for ``transport`` and write the calibration; return its path."""
-    collected = measure_core(samples, agents, seed)
+    collected = measure_core(samples, agents, seed, repeats)
     service, timer = core_figures(collected, agents, samples)
     slope, intercept, codec_method = measure_codec()
     hop = measure_hop(transport, min(samples, 20_000))
@@ -444,6 +501,7 @@ def calibrate(
         per_byte_measured=slope,
         per_message_measured=intercept,
         per_byte_method=codec_method + ("" if wire else "; not charged on inproc"),
+        timer_slack=TIMER_SLACK if wire else 0.0,
         how=how or f"swarmtwin calibrate --transport {transport}",
         notes=(f"{platform.platform()}; {platform.processor() or platform.machine()}",),
     )
@@ -456,12 +514,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transport", choices=["inproc", "tcp"], default="inproc")
     parser.add_argument("--samples", type=int, default=20_000, help="workload ops timed")
     parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3, help="keep each figure's best repeat")
     parser.add_argument("--out", type=Path, default=None, help="write exactly this file")
     parser.add_argument("--out-dir", type=Path, default=REPORTS_DIR)
     args = parser.parse_args(argv)
     command = "python -m harness.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
     path = calibrate(
-        args.transport, args.samples, args.out_dir, args.out, args.agents, how=command.strip()
+        args.transport,
+        args.samples,
+        args.out_dir,
+        args.out,
+        args.agents,
+        how=command.strip(),
+        repeats=args.repeats,
     )
     print(f"calibration written to {path}")
     return 0

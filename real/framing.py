@@ -112,6 +112,7 @@ class RoutedDecoder:
             buffer.clear()
             error = MalformedEnvelope(str(exc))
             error.routed = routed
+            error.decoded = [msg for _, msg in routed]
             raise error from None
         del buffer[:offset]
         return routed
@@ -166,7 +167,8 @@ class FramedLink:
         self.max_frame = max_frame
         self.decoder = RoutedDecoder(max_frame)
         self._out: list[bytes] = []
-        self._ids: dict[str, bytes] = {}
+        self._frames = 0
+        self._heads: dict[str, bytes] = {}
         self.closed = False
         self.frames_in = 0
         self.frames_out = 0
@@ -191,26 +193,40 @@ class FramedLink:
         self.frames_in += len(routed)
         return routed
 
-    def id_bytes(self, node_id: str) -> bytes:
-        raw = self._ids.get(node_id)
-        if raw is None:
+    def _head(self, node_id: str) -> bytes:
+        """The bytes after the length field and before the body, cached per node."""
+        head = self._heads.get(node_id)
+        if head is None:
             raw = node_id_bytes(node_id)
-            self._ids[node_id] = raw
-        return raw
+            head = self._heads[node_id] = bytes((ROUTED_VERSION, len(raw))) + raw
+        return head
 
     def send(self, node_id: str, body: bytes) -> None:
-        """Buffer one frame about ``node_id``; ``flush`` writes the buffer."""
-        if not self.closed:
-            self._out.append(encode_routed(self.id_bytes(node_id), body, self.max_frame))
+        """Buffer one frame about ``node_id``; ``flush`` writes the buffer.
+
+        The frame is buffered as three pieces (length, cached head, body) and
+        joined once per flush, so a body shared by many frames is never copied
+        per frame. Raises ``CodecUsageError`` if the frame exceeds ``max_frame``.
+        """
+        if self.closed:
+            return
+        head = self._heads.get(node_id) or self._head(node_id)
+        length = len(head) + len(body)
+        if length > self.max_frame:
+            raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {self.max_frame}")
+        self._out += (LENGTH.pack(length), head, body)
+        self._frames += 1
 
     def flush(self) -> None:
         """Hand every buffered frame to the transport in one write."""
         out = self._out
         if not out or self.closed:
             out.clear()
+            self._frames = 0
             return
-        self.frames_out += len(out)
-        self.writer.write(b"".join(out) if len(out) > 1 else out[0])
+        self.frames_out += self._frames
+        self._frames = 0
+        self.writer.write(b"".join(out))
         out.clear()
 
     @property

@@ -4,7 +4,8 @@ How it works. ``serve`` listens (127.0.0.1 by default, never all interfaces
 unless asked) and runs one ``CoordinatorServer``. Each connection gets a
 reader task that reads whatever the socket has, decodes every routed frame
 in it (``real.framing``) and calls ``coordinator.receive(node, msg, now)``
-with ``now`` from the run clock, then schedules one flush with
+with ``now`` from a ``RunClock`` started with the server (the coordinator's
+times are only compared with each other), then schedules one flush with
 ``call_soon``. All reads that are ready in the same event-loop turn land
 before that flush, so one flush serves them all:
 
@@ -22,15 +23,22 @@ before that flush, so one flush serves them all:
 
 Connections and node ids. A connection multiplexes many nodes. The first
 frame naming a node id binds that id to the connection; the server routes
-the coordinator's output for that node there. A connection that names a node
-bound to another connection is refused (it may not speak for a node it does
-not carry). Any malformed input (bad length or version, undecodable body,
-truncated frame at end of stream) refuses the connection too: every node on
-it is reported with ``coordinator.peer_malformed`` (or, with none, the event
-is logged), it is closed once its error frames are written, and every other
-connection carries on. A closed connection's nodes are reported with
+the coordinator's output for that node there. The core trusts that a frame
+naming a node comes over that node's link, so the server enforces it: a
+connection that names a node bound to another open connection is refused
+(except a ``Hello`` for an id the coordinator never registered, which takes
+the binding over: a client cannot squat an agent's id), and a node the
+coordinator knows, live or failed, must open a new connection with a
+``Hello`` (a client cannot revive a failed agent's session without the
+token). Any malformed
+input (bad length or version, undecodable body, truncated frame at end of
+stream) refuses the connection too: every node on it is reported with
+``coordinator.peer_malformed`` (or, with none, the event is logged), it is
+closed once its error frames are written, and every other connection
+carries on. A closed connection's nodes are reported with
 ``link_closed``. Connections that bind no node within ``hello_timeout`` or
-stay silent for ``idle_timeout`` are closed by a sweep.
+stay silent for ``idle_timeout`` (at least four heartbeat intervals) are
+closed by a sweep.
 
 Backpressure: after handling a read, the reader awaits ``drain()`` while
 its own transport holds more than ``real.framing.HIGH_WATER`` unsent bytes,
@@ -60,7 +68,7 @@ from multiprocessing.connection import Connection
 from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Deliver, Message
+from protocol.messages import Deliver, Hello, Message
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, MalformedEnvelope, PipeChannel, Routed
@@ -134,6 +142,7 @@ class CoordinatorServer:
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
+        self._idle_timeout = max(self.limits.idle_timeout, 4 * settings.heartbeat_interval)
         self._sweeper = self.loop.call_later(self.limits.sweep_interval, self._sweep)
 
     # --- connections -----------------------------------------------------------
@@ -146,7 +155,10 @@ class CoordinatorServer:
         try:
             await self._read_loop(peer)
         finally:
-            self._close_peer(peer)
+            if peer.refused:  # after the pending flush has written its error frames
+                self.loop.call_soon(self._close_peer, peer)
+            else:
+                self._close_peer(peer)
             await peer.link.wait_closed()
 
     async def _read_loop(self, peer: Peer) -> None:
@@ -174,17 +186,38 @@ class CoordinatorServer:
         receive = self.coordinator.receive
         now = self.clock.now()
         for node, msg in batch:
-            if routes.get(node) is not peer and not self._bind(peer, node):
+            if routes.get(node) is not peer and not self._bind(peer, node, msg):
                 break
-            receive(node, msg, now)
+            try:
+                receive(node, msg, now)
+            except Exception:  # a core bug must not take the server down with it
+                log.exception("coordinator.receive failed on %s from %s", type(msg).__name__, node)
+                self._event(f"core error on a {type(msg).__name__} from {node!r} (logged)")
         self.schedule_flush()
 
-    def _bind(self, peer: Peer, node: str) -> bool:
+    def _bind(self, peer: Peer, node: str, msg: Message) -> bool:
+        """Bind ``node`` to ``peer``; False (and ``peer`` refused) if it may not speak for it.
+
+        The core trusts that every frame naming a node comes over that node's
+        own link, so: a node bound to another open connection stays there,
+        except that a ``Hello`` may take over a binding the coordinator never
+        registered (a squatter's or a prober's id); and a node the coordinator
+        knows (live or failed) must start a new connection with a ``Hello``,
+        so nobody revives a failed agent's session without its token.
+        """
         if peer.refused:
             return False
-        if node in self.routes:
+        owner = self.routes.get(node)
+        known = node in self.coordinator.sessions
+        hello = type(msg) is Hello
+        if owner is not None and (known or not hello):
             self.refuse(peer, f"node {node!r} is bound to another connection")
             return False
+        if known and not hello:
+            self.refuse(peer, f"node {node!r} must say hello on a new connection")
+            return False
+        if owner is not None:
+            owner.nodes.discard(node)
         if len(peer.nodes) >= self.limits.max_nodes_per_connection:
             self.refuse(peer, "too many node ids on one connection")
             return False
@@ -229,8 +262,8 @@ class CoordinatorServer:
             if not peer.nodes and now - peer.opened > limits.hello_timeout:
                 self._event(f"closed {peer.link.peer}: no hello within {limits.hello_timeout} s")
                 self._close_peer(peer)
-            elif now - peer.last_read > limits.idle_timeout:
-                self._event(f"closed {peer.link.peer}: silent for {limits.idle_timeout} s")
+            elif now - peer.last_read > self._idle_timeout:
+                self._event(f"closed {peer.link.peer}: silent for {self._idle_timeout} s")
                 self._close_peer(peer)
         self._sweeper = self.loop.call_later(limits.sweep_interval, self._sweep)
 
@@ -278,14 +311,19 @@ class CoordinatorServer:
         if not out:
             return
         routes = self.routes
-        shared: dict[int, bytes] = {}
+        shared: dict[int, bytes] = {}  # ``out`` keeps each msg alive: ids are unique here
         touched: dict[Peer, None] = {}
         for dst, msg in out:
             peer = routes.get(dst)
             if peer is None:
                 continue  # no link to that node: lost, the core resends if it must
             try:
-                body = self._body(msg, shared)
+                if type(msg) is Deliver:
+                    body = shared.get(id(msg))
+                    if body is None:
+                        body = shared[id(msg)] = encode_body(msg)
+                else:
+                    body = encode_body(msg)
                 peer.link.send(dst, body)
             except CodecUsageError as exc:
                 self._event(f"dropped a {type(msg).__name__} to {dst!r}: {exc}")
@@ -293,15 +331,6 @@ class CoordinatorServer:
             touched[peer] = None
         for peer in touched:
             peer.link.flush()
-
-    @staticmethod
-    def _body(msg: Message, shared: dict[int, bytes]) -> bytes:
-        if type(msg) is not Deliver:
-            return encode_body(msg)
-        body = shared.get(id(msg))  # ``out`` keeps msg alive, so its id is unique here
-        if body is None:
-            body = shared[id(msg)] = encode_body(msg)
-        return body
 
     def _arm(self) -> None:
         """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of

@@ -34,9 +34,10 @@ kill in the result. Children also stop on their own at their deadlines.
 
 Children are started like ``multiprocessing``'s "spawn" (a fresh
 interpreter: no inherited event loop, sockets or locks) but with
-``subprocess`` running ``python -m real.tcp --child FD NAME``: the child wraps
-the inherited end of a ``multiprocessing.Pipe`` (``pass_fds``) and reads its
-role and arguments as the first message. Unlike ``multiprocessing.Process``
+``subprocess`` running ``python -c CHILD_BOOT ROOT FD NAME``: the child puts
+this checkout first on ``sys.path``, wraps the inherited end of a
+``multiprocessing.Pipe`` (``pass_fds``) and reads its role and arguments as
+the first message (``child_main``). Unlike ``multiprocessing.Process``
 this never re-imports the caller's ``__main__`` (a script without a
 ``__main__`` guard still works, and pytest's entry point is not re-imported
 per child) and starts no ``resource_tracker`` helper, so the only children are
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -70,6 +72,10 @@ from real.usage import own_usage
 from real.workers import REGISTER_TIMEOUT, WorkerResult, WorkerSpec, run_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILD_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from real.tcp import child_main; sys.exit(child_main(sys.argv[2:]))"
+)
 PROBER = "probe-0"
 START_LEAD = 0.2
 SERVER_START_TIMEOUT = 30.0
@@ -102,13 +108,11 @@ class ChildProcesses:
     notes: list[str] = field(default_factory=list)
 
     def start(self, name: str, role: str, *args: Any) -> Child:
-        """Start ``python -m real.tcp --child FD`` and send it ``(role, args)``."""
+        """Start a child interpreter (``CHILD_BOOT``) and send it ``(role, args)``."""
         ours, theirs = multiprocessing.Pipe(duplex=True)
         fd = theirs.fileno()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "real.tcp", "--child", str(fd), name]
-        process = subprocess.Popen(command, pass_fds=(fd,), env=env, cwd=ROOT)
+        command = [sys.executable, "-c", CHILD_BOOT, ROOT, str(fd), name]
+        process = subprocess.Popen(command, pass_fds=(fd,))
         theirs.close()
         child = Child(name, process, PipeChannel(ours))
         self.children.append(child)
@@ -136,17 +140,17 @@ class ChildProcesses:
 
 
 def child_main(argv: list[str]) -> int:
-    """Entry point of a child process: ``python -m real.tcp --child FD NAME``.
+    """Entry point of a child process; ``argv`` is ``[FD, NAME]``.
 
     The parent's first message on the pipe names the role ("coordinator" or
     "worker") and its arguments. SIGINT is ignored: on Ctrl-C the parent
     closes the pipes and every child stops on its own.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(int(argv[1]))
+    conn = Connection(int(argv[0]))
     try:
         role, args = conn.recv()
-    except EOFError:
+    except (EOFError, OSError):
         return 1
     if role == "coordinator":
         server_process_main(conn, *args)
@@ -176,6 +180,7 @@ class ServerProcess:
         db_path: str | None = None,
         use_uvloop: bool = True,
     ) -> ServerProcess:
+        db_path = os.path.abspath(db_path) if db_path else None
         child = children.start("coordinator", "coordinator", settings, db_path, use_uvloop)
         server = cls(children, child)
         reply = await child.channel.get(timeout=SERVER_START_TIMEOUT)
@@ -263,16 +268,17 @@ async def wait_done(
     """Wait for every expected completion (after ``duration``) or the drain deadline."""
     expected = plan.expected_total
     deadline = plan.duration + plan.drain_timeout
-    next_progress = 0.0
+    next_progress = -math.inf
     while True:
         now = clock.now()
         if progress is not None and now >= next_progress:
             progress(min(max(now, 0.0) / plan.duration, 1.0) if plan.duration > 0 else 1.0)
             next_progress = now + PROGRESS_INTERVAL
         _take_reports(workers)
-        if any(child.failed for child in workers) or now >= deadline:
-            return now
-        if now >= plan.duration and sum(child.count for child in workers) >= expected:
+        done = now >= plan.duration and sum(child.count for child in workers) >= expected
+        if done or now >= deadline or any(child.failed for child in workers):
+            if progress is not None:
+                progress(1.0)
             return now
         await asyncio.sleep(0.02)
 
@@ -331,8 +337,9 @@ class Prober:
                     await asyncio.sleep(wait)
                 probe_id += 1
                 await self._send(probe_id)
+            await asyncio.sleep(plan.probe_deadline)  # let the last reply arrive
         finally:
-            await self.close()
+            self.close()
 
     async def _send(self, probe_id: int) -> None:
         self.results[probe_id] = ProbeResult(probe_id, self.clock.now(), None)
@@ -361,11 +368,9 @@ class Prober:
                     if sent is not None and sent.answered is None:
                         self.results[msg.probe_id] = sent._replace(answered=now)
 
-    async def close(self) -> None:
-        await asyncio.sleep(self.plan.probe_deadline)  # let the last reply arrive
+    def close(self) -> None:
         if self.link is not None:
             self.link.close()
-            await self.link.wait_closed()
         if self._reader is not None:
             self._reader.cancel()
 
@@ -387,10 +392,14 @@ def run_plan(
     coordinator persists the memory store to that SQLite file.
     """
     loop = new_event_loop(use_uvloop)
+    task = loop.create_task(run_async(plan, workers, connections, db_path, progress, use_uvloop))
     try:
-        return loop.run_until_complete(
-            run_async(plan, workers, connections, db_path, progress, use_uvloop)
-        )
+        return loop.run_until_complete(task)
+    except BaseException:  # e.g. KeyboardInterrupt: let run_async's finally reap the children
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(task)
+        raise
     finally:
         loop.close()
 
@@ -437,8 +446,11 @@ async def _replay(
     result.registered = {node: at - t0 for node, at in ready.items()}
     prober = Prober(server.port, plan, clock)
     probing = asyncio.get_running_loop().create_task(prober.run())
-    result.end_time = await wait_done(pool, plan, clock, progress)
-    await probing
+    try:
+        result.end_time = await wait_done(pool, plan, clock, progress)
+        await probing
+    finally:
+        probing.cancel()
     result.probes = sorted(prober.results.values())
     for child in pool:
         if child.failed:
@@ -457,9 +469,3 @@ def _merge(result: DriverResult, results: list[WorkerResult]) -> None:
         result.completions.extend(Completion(*row) for row in worker.completions)
         result.processes.append(worker.usage)
         result.notes.extend(f"{worker.name}: {note}" for note in worker.notes)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        sys.exit(child_main(sys.argv[1:]))
-    sys.exit("usage: python -m real.tcp --child FD NAME (started by real.tcp.run_plan)")

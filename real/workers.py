@@ -34,7 +34,10 @@ back by the same offset before they are reported, so they are seconds since
 Ops are replayed open-loop: the worker sleeps until the next op is due,
 then issues every op that is due (in slices of ``ISSUE_SLICE`` so reads
 interleave); it never skips one, and when behind it issues at once, since
-latency counts from the scheduled time. The worker stops on its own at
+latency counts from the scheduled time. It never issues early: a wait
+shorter than the loop's 1 ms timer resolution sleeps 1 ms (uvloop would
+round it to 0 and spin), so an op can go out up to about 1 ms late, which
+shows in its latency. The worker stops on its own at
 ``duration + drain_timeout + STOP_GRACE`` after ``t0``.
 
 ``agents_command`` runs an ``AgentHost`` in the foreground for
@@ -54,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 
 from protocol.agent import Agent
-from protocol.codec import encode_body
+from protocol.codec import CodecUsageError, encode_body
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion, ProcessUsage
 from protocol.settings import ProtocolSettings
@@ -66,6 +69,7 @@ from real.usage import own_usage
 COORD = "coord"
 ISSUE_SLICE = 512
 TIMER_SLACK = 0.005
+LOOP_RESOLUTION = 0.001  # uvloop rounds timers to whole milliseconds
 REGISTER_TIMEOUT = 60.0
 GO_TIMEOUT = 120.0
 STOP_GRACE = 2.0
@@ -144,6 +148,7 @@ class AgentHost:
         self.registered: dict[str, float] = {}
         self.notes: list[str] = []
         self.closing = False
+        self.issued = 0
         self._touched: dict[str, Agent] = {}
         self._flush_scheduled = False
         self._heap: list[tuple[float, str]] = []
@@ -246,7 +251,10 @@ class AgentHost:
             link = link_of[node].link
             if out and link is not None and not link.closed:
                 for _, msg in out:
-                    link.send(node, encode_body(msg))
+                    try:
+                        link.send(node, encode_body(msg))
+                    except CodecUsageError as exc:  # e.g. a payload larger than max_frame
+                        self._note(f"{node}: dropped a {type(msg).__name__}: {exc}")
                 used[link] = None
             if node not in self.registered and agent.registered:
                 self.registered[node] = now
@@ -299,6 +307,7 @@ class AgentHost:
         agent = self.agents[op.origin]
         issue(agent, op, now)
         self._touched[op.origin] = agent
+        self.issued += 1
 
     async def backpressure(self) -> None:
         for hl in self.links:
@@ -361,25 +370,24 @@ class AgentHost:
 # --- the worker process -----------------------------------------------------------------
 
 
-async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> int:
-    """Issue every op when the core clock reaches ``op.at + offset``; return ops issued."""
+async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> None:
+    """Issue every op when the core clock reaches ``op.at + offset``."""
     ops = sorted(operations, key=lambda op: (op.at, op.op_id))
     clock = host.clock
     index = 0
     while index < len(ops):
         wait = ops[index].at + offset - clock.now()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(max(wait, LOOP_RESOLUTION))
         now = clock.now()
         stop = min(index + ISSUE_SLICE, len(ops))
         while index < stop and ops[index].at + offset <= now:
             host.issue(ops[index], now)
             index += 1
-        host.flush()
+        host.schedule_flush()
         await host.backpressure()
         if wait <= 0:
             await asyncio.sleep(0)  # let replies and deliveries in between bursts
-    return index
 
 
 async def _report_counts(host: AgentHost, channel: PipeChannel) -> None:
@@ -410,7 +418,7 @@ async def _run_worker(spec: WorkerSpec, channel: PipeChannel) -> WorkerResult | 
     )
     host.start()
     try:
-        registered = await host.wait_registered(REGISTER_TIMEOUT)
+        registered = await _registered_unless_orphaned(host, channel)
     except (TimeoutError, RuntimeError) as exc:
         channel.send(("failed", f"{name}: {exc}"))
         await host.close()
@@ -426,6 +434,21 @@ async def _run_worker(spec: WorkerSpec, channel: PipeChannel) -> WorkerResult | 
     return await _replay_and_collect(spec, host, channel, name, float(go[1]))
 
 
+async def _registered_unless_orphaned(host: AgentHost, channel: PipeChannel) -> dict[str, float]:
+    """``host.wait_registered``, abandoned if the parent goes away meanwhile."""
+    loop = asyncio.get_running_loop()
+    registering = loop.create_task(host.wait_registered(REGISTER_TIMEOUT))
+    parent = loop.create_task(channel.get())
+    try:
+        await asyncio.wait((registering, parent), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        parent.cancel()
+    if not registering.done():
+        registering.cancel()
+        raise RuntimeError("the parent went away during registration")
+    return registering.result()
+
+
 async def _replay_and_collect(
     spec: WorkerSpec, host: AgentHost, channel: PipeChannel, name: str, t0: float
 ) -> WorkerResult:
@@ -435,16 +458,14 @@ async def _replay_and_collect(
     counter = loop.create_task(_report_counts(host, channel))
     end = offset + spec.duration + spec.drain_timeout + STOP_GRACE
     await _until_stop(channel, host, end)
-    issued = replayer.result() if replayer.done() else -1
     for task in (replayer, counter):
         task.cancel()
     await host.close()
     rows = [(c.op_id, c.node, c.at - offset, c.duplicate, c.intact) for c in host.completions()]
     registered = {node: spec.epoch + at for node, at in host.registered.items()}
-    if issued < 0:
-        host.notes.append(f"{name}: stopped before every op was issued")
-    issued = len(spec.operations) if issued < 0 else issued
-    return WorkerResult(name, rows, registered, own_usage(name), issued, host.notes)
+    if host.issued < len(spec.operations):
+        host.notes.append(f"stopped with {len(spec.operations) - host.issued} ops not issued")
+    return WorkerResult(name, rows, registered, own_usage(name), host.issued, host.notes)
 
 
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:

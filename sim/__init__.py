@@ -5,7 +5,10 @@ plan with every node (the coordinator and each agent) modelled as a
 single-server FIFO queue whose service times, timer costs and network hop
 delays come from a ``Calibration`` (``sim.calibration``; measured by
 ``harness/calibrate.py``). ``last_stats()`` returns the simulator's own
-counters for the last run (simulated messages, wall seconds ...).
+counters for the last run in this process, as a dict: ``messages`` (every
+message delivered to a node), ``timers`` (timer jobs served),
+``wall_seconds`` (the whole ``run_plan``), ``run_wall_seconds`` (the main
+event loop only) and ``messages_per_wall_s``.
 
 Modules: ``distribution`` (quantile tables and seeded inverse-CDF sampling),
 ``calibration`` (the JSON calibration file and how one is chosen),

@@ -16,6 +16,10 @@ A ``Calibration`` says how long things take on the machine it was measured on
   of the service time of every message a node receives. Both are 0 on
   ``inproc``, where messages are passed by reference; ``per_byte_measured``
   and ``per_message_measured`` keep the measured line anyway.
+- ``timer_slack``: the driver's timer granularity. A deadline is armed
+  rounded up to a multiple of it, as the real tcp server and agent workers
+  do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
+  0 arms every deadline exactly (the real ``inproc`` driver).
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -32,6 +36,7 @@ date, transport and ``how`` (the command that produced it).
 from __future__ import annotations
 
 import json
+import re
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +68,7 @@ class Calibration:
     per_byte_measured: float = 0.0
     per_message_measured: float = 0.0
     per_byte_method: str = ""
+    timer_slack: float = 0.0
     cpu_sharing: str = "per-node"
     how: str = ""
     notes: tuple[str, ...] = ()
@@ -96,6 +102,7 @@ class Calibration:
         per_byte: float = 0.0,
         per_message: float = 0.0,
         cpu_sharing: str = "per-node",
+        timer_slack: float = 0.0,
     ) -> Calibration:
         """Every service time exactly ``service``, every hop exactly ``hop`` (for tests)."""
         fixed = Distribution.constant(service)
@@ -113,6 +120,7 @@ class Calibration:
             per_message_measured=per_message,
             per_byte_method="synthetic",
             cpu_sharing=cpu_sharing,
+            timer_slack=timer_slack,
             how="Calibration.deterministic()",
             source="synthetic",
         )
@@ -126,6 +134,7 @@ class Calibration:
             "date": self.date,
             "transport": self.transport,
             "cpu_sharing": self.cpu_sharing,
+            "timer_slack": self.timer_slack,
             "per_byte_seconds": self.per_byte_seconds,
             "per_message_seconds": self.per_message_seconds,
             "per_byte_measured": self.per_byte_measured,
@@ -143,7 +152,9 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> Calibration:
         if data.get("format") != FORMAT:
-            raise ValueError(f"{source or 'calibration'}: unsupported format {data.get('format')!r}")
+            raise ValueError(
+                f"{source or 'calibration'}: unsupported format {data.get('format')!r}"
+            )
         return cls(
             host=str(data["host"]),
             python=str(data["python"]),
@@ -160,6 +171,7 @@ class Calibration:
             per_byte_measured=float(data.get("per_byte_measured", 0.0)),
             per_message_measured=float(data.get("per_message_measured", 0.0)),
             per_byte_method=str(data.get("per_byte_method", "")),
+            timer_slack=float(data.get("timer_slack", 0.0)),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             how=str(data.get("how", "")),
             notes=tuple(data.get("notes", ())),
@@ -168,10 +180,19 @@ class Calibration:
 
 
 def save_calibration(calibration: Calibration, path: Path) -> Path:
-    """Write ``calibration`` as indented JSON to ``path`` (parents created)."""
+    """Write ``calibration`` as indented JSON to ``path`` (parents created).
+
+    Lists of numbers (quantile tables) are kept on one line each, so the
+    file stays readable.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    text = json.dumps(calibration.to_dict(), indent=2)
+    text = _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    path.write_text(text + "\n")
     return path
+
+
+_NUMBER_LIST = re.compile(r"\[\s*([-+0-9.eE,\s]*?)\s*\]")
 
 
 def read_calibration(path: Path) -> Calibration:
@@ -211,7 +232,9 @@ def load_calibration(
         return found, None
     shipped = shipped_path(transport)
     if not shipped.exists():
-        raise FileNotFoundError(f"no calibration for transport {transport!r} (looked for {shipped})")
+        raise FileNotFoundError(
+            f"no calibration for transport {transport!r} (looked for {shipped})"
+        )
     calibration = read_calibration(shipped)
     warning = (
         f"no calibration for host {host!r} and transport {transport!r} in {directory}; "

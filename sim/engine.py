@@ -25,12 +25,13 @@ is scheduled as an arrival at its destination at ``end + hop``, with the hop
 delay drawn from the calibration. One SimPy event per message, one per
 timer, one per workload instant: that keeps the model fast.
 
-Timers: after every job the node's ``next_deadline()`` is read; if it is
-earlier than the timer already armed (or none is armed) a timer event is
-scheduled for it. A timer event that is no longer the armed one is stale
-and ignored. A deadline that ``on_timer`` left in the past (only a rejected
-agent's hello does that) is polled every ``STUCK_POLL`` seconds instead of
-spinning.
+Timers: after every job the node's ``next_deadline()`` is read (and, with
+a ``timer_slack``, rounded up to a multiple of it, as the real tcp driver
+arms it); if it is earlier than the timer already armed (or none is armed)
+a timer event is scheduled for it. A timer event that is no longer the
+armed one is stale and ignored. Should ``on_timer`` leave a deadline in the
+past (a core bug: a rejected agent's hello once did), it is polled every
+``STUCK_POLL`` seconds instead of spinning at one instant.
 
 With ``cpu_sharing == "one-loop"`` all nodes share a single ``Server``.
 The prober is a node without a server: it records the arrival time of each
@@ -41,6 +42,7 @@ calibration and seed.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -138,7 +140,9 @@ class TimerDue(Event):
 class Engine:
     """Nodes, servers and the network on one ``simpy.Environment``."""
 
-    def __init__(self, env: simpy.Environment, calibration: Calibration, rng: random.Random) -> None:
+    def __init__(
+        self, env: simpy.Environment, calibration: Calibration, rng: random.Random
+    ) -> None:
         self.env = env
         self.calibration = calibration
         self.rng = rng
@@ -147,8 +151,10 @@ class Engine:
         self.per_byte = calibration.per_byte_seconds
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
+        self.slack = calibration.timer_slack
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
         self._samplers: dict[tuple[str, str], Sampler] = {}
+        self._tables: dict[str, dict[type, Sampler]] = {}
         self._timer_cb: Callbacks = (self._on_timer,)
         self._schedule = env.schedule
         self._find = self.nodes.get
@@ -165,8 +171,7 @@ class Engine:
     def add_node(self, node_id: str, core: Coordinator | Agent, role: str) -> SimNode:
         """Add a protocol node of ``role`` with its own server (or the shared one)."""
         server = self.shared if self.shared is not None else Server(self.env.now)
-        service = {cls: self._sampler(role, cls.__name__) for cls in MESSAGE_TYPES}
-        node = SimNode(node_id, core, role, server, service, self._timer_sampler(role))
+        node = SimNode(node_id, core, role, server, self._service(role), self._timer_sampler(role))
         node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
         self.nodes[node_id] = node
         return node
@@ -177,6 +182,14 @@ class Engine:
         node.arrive = (self._arrive_prober,)
         self.nodes[node_id] = node
         return node
+
+    def _service(self, role: str) -> dict[type, Sampler]:
+        """Message type -> service-time sampler, one table shared by every node of ``role``."""
+        table = self._tables.get(role)
+        if table is None:
+            table = {cls: self._sampler(role, cls.__name__) for cls in MESSAGE_TYPES}
+            self._tables[role] = table
+        return table
 
     def _sampler(self, role: str, type_name: str) -> Sampler:
         distribution = self.calibration.service_for(role, type_name)
@@ -311,6 +324,8 @@ class Engine:
         deadline = core.next_deadline()
         if deadline is None:
             return
+        if self.slack:
+            deadline = max(math.ceil(deadline / self.slack) * self.slack, deadline)
         if after_timer and deadline <= end:
             deadline = end + STUCK_POLL
         armed = node.armed

@@ -1,0 +1,589 @@
+"""The wire codec: round trips, the streaming decoder and hostile input.
+
+The rule under test: whatever bytes a peer sends, the decoder returns
+messages or raises ``MalformedFrame``, never anything else, and never
+buffers more than ``max_frame`` for one frame. Local misuse raises
+``CodecUsageError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import struct
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import messages as m
+from protocol.codec import (
+    DEFAULT_MAX_FRAME,
+    VERSION,
+    CodecUsageError,
+    FrameDecoder,
+    MalformedFrame,
+    decode_body,
+    decode_frame,
+    encode,
+    encode_body,
+    encode_many,
+)
+from protocol.messages import BY_TYPE, MESSAGE_TYPES
+
+FAST = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# The wire codes, as docs/protocol.md documents them. Changing one is a protocol change.
+CODES = {
+    "Hello": 1,
+    "Welcome": 2,
+    "Reject": 3,
+    "Heartbeat": 4,
+    "Probe": 5,
+    "ProbeReply": 6,
+    "Subscribe": 10,
+    "Unsubscribe": 11,
+    "Publish": 12,
+    "Direct": 13,
+    "Broadcast": 14,
+    "Accepted": 15,
+    "Busy": 16,
+    "Deliver": 17,
+    "Ack": 18,
+    "TaskSubmit": 20,
+    "TaskResult": 21,
+    "TaskDone": 22,
+    "TaskDoneAck": 23,
+    "MemRequest": 30,
+    "MemReply": 31,
+    "Error": 40,
+}
+
+# --- strategies, derived from each dataclass's field annotations ----------------------
+
+INT = st.integers(-(2**63), 2**64 - 1)  # everything msgpack can carry
+FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
+    "str": st.text(max_size=40),
+    "int": INT,
+    "float": st.floats(allow_nan=False),
+    "bool": st.booleans(),
+    "bytes": st.binary(max_size=64),
+    "tuple[str, ...]": st.lists(st.text(max_size=10), max_size=5).map(tuple),
+    "tuple[int, ...]": st.lists(INT, max_size=8).map(tuple),
+}
+
+
+def strategy_for(cls: type) -> st.SearchStrategy:
+    fields = dataclasses.fields(cls)
+    return st.builds(cls, *(FIELD_STRATEGIES[str(f.type)] for f in fields))
+
+
+any_message = st.one_of(*(strategy_for(cls) for cls in MESSAGE_TYPES))
+
+
+def frame(body: bytes, version: int = VERSION) -> bytes:
+    """A frame around an arbitrary body (no checks)."""
+    return struct.pack(">I", len(body) + 1) + bytes((version,)) + body
+
+
+def packed(*values: object) -> bytes:
+    return msgpack.packb(list(values), use_bin_type=True)
+
+
+SAMPLE = m.Publish(7, "swarm.t3.events", b"hello", 0x3610A686)
+
+
+# --- the message table ----------------------------------------------------------------
+
+
+def test_type_codes_are_stable_and_unique() -> None:
+    assert {cls.__name__: cls.TYPE for cls in MESSAGE_TYPES} == CODES
+    assert len(BY_TYPE) == len(MESSAGE_TYPES) == len(CODES)
+    assert all(0 <= code <= 127 for code in CODES.values())  # one-byte positive fixint
+
+
+def test_every_field_type_has_a_strategy() -> None:
+    for cls in MESSAGE_TYPES:
+        for f in dataclasses.fields(cls):
+            assert str(f.type) in FIELD_STRATEGIES, (cls.__name__, f.name, f.type)
+
+
+def test_messages_are_frozen_and_slotted() -> None:
+    for cls in MESSAGE_TYPES:
+        assert "__slots__" in vars(cls), cls
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls
+
+
+# --- round trips ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
+@FAST
+@given(data=st.data())
+def test_round_trip_every_message_type(cls: type, data: st.DataObject) -> None:
+    msg = data.draw(strategy_for(cls))
+    wire = encode(msg)
+    decoded = decode_frame(wire)
+    assert type(decoded) is cls and decoded == msg
+    for f in dataclasses.fields(cls):  # same Python types too (floats stay floats)
+        assert type(getattr(decoded, f.name)) is type(getattr(msg, f.name)) or (
+            str(f.type) == "float" and type(getattr(decoded, f.name)) is float
+        )
+
+
+def test_frame_layout_byte_by_byte() -> None:
+    wire = encode(SAMPLE)
+    (length,) = struct.unpack(">I", wire[:4])
+    assert length == len(wire) - 4  # the length counts the version byte and the body
+    assert wire[4] == VERSION == 1
+    assert msgpack.unpackb(wire[5:]) == [12, 7, "swarm.t3.events", b"hello", 0x3610A686]
+    assert wire[5:] == encode_body(SAMPLE)
+
+
+def test_worked_example_in_docs_is_exact() -> None:
+    """The hex in docs/protocol.md; a change here is a wire format change."""
+    expected = bytes.fromhex(
+        "00000020"  # length 32
+        "01"  # version
+        "95"  # fixarray of 5
+        "0c"  # type 12: Publish
+        "07"  # op_id 7
+        "af"
+        + b"swarm.t3.events".hex()  # fixstr of 15
+        + "c405"
+        + b"hello".hex()  # bin8 of 5
+        + "ce3610a686"  # uint32 checksum
+    )
+    assert encode(SAMPLE) == expected
+    assert decode_frame(expected) == SAMPLE
+
+
+def test_int_accepted_for_float_field_and_returned_as_float() -> None:
+    msg = decode_frame(frame(packed(2, "a", 8, 1)))
+    assert msg == m.Welcome("a", 8, 1.0) and type(msg.heartbeat_interval) is float
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -0.0])
+def test_special_floats_survive(value: float) -> None:
+    decoded = decode_frame(encode(m.Busy(1, value)))
+    assert repr(decoded.retry_after) == repr(value)
+
+
+def test_decode_body_alone() -> None:
+    assert decode_body(encode_body(SAMPLE)) == SAMPLE
+
+
+# --- the streaming decoder ----------------------------------------------------------------
+
+STREAM = [
+    m.Hello("a1", "tok", ("gpu",), ("x.*", "#")),
+    SAMPLE,
+    m.Ack((1, 2, 3)),
+    m.MemRequest(9, m.MemVerb.CAS, "ns", "k", b"\x00" * 300, 4),
+    m.Error(""),
+]
+
+
+def test_split_at_every_byte_boundary() -> None:
+    data = encode_many(STREAM)
+    for cut in range(len(data) + 1):
+        decoder = FrameDecoder()
+        got = decoder.feed(data[:cut])
+        got += decoder.feed(data[cut:])
+        assert got == STREAM, cut
+        assert decoder.buffered == 0
+
+
+def test_one_byte_at_a_time() -> None:
+    data = encode_many(STREAM)
+    decoder = FrameDecoder()
+    got = []
+    for i in range(len(data)):
+        got += decoder.feed(data[i : i + 1])
+        assert decoder.buffered <= max(len(encode(x)) for x in STREAM)
+    assert got == STREAM and decoder.buffered == 0
+
+
+def test_partial_frame_is_buffered_not_returned() -> None:
+    wire = encode(SAMPLE)
+    decoder = FrameDecoder()
+    assert decoder.feed(wire[:-1]) == []
+    assert decoder.buffered == len(wire) - 1
+    assert decoder.feed(wire[-1:]) == [SAMPLE]
+    assert decoder.feed(b"") == []
+
+
+@FAST
+@given(st.lists(any_message, max_size=12), st.lists(st.integers(1, 64), min_size=1))
+def test_concatenated_frames_in_random_chunks(msgs: list, sizes: list[int]) -> None:
+    data = encode_many(msgs)
+    decoder = FrameDecoder()
+    got, offset, i = [], 0, 0
+    while offset < len(data):
+        size = sizes[i % len(sizes)]
+        got += decoder.feed(data[offset : offset + size])
+        offset, i = offset + size, i + 1
+    assert got == msgs and decoder.buffered == 0
+
+
+def test_frame_of_exactly_max_frame_is_accepted() -> None:
+    limit = 200
+    reason = "r" * (limit - 5)  # version, fixarray, type code, str8 header (2): 5 + 195
+    wire = encode(m.Reject(reason), max_frame=limit)
+    assert struct.unpack(">I", wire[:4])[0] == limit
+    assert FrameDecoder(limit).feed(wire) == [m.Reject(reason)]
+    with pytest.raises(MalformedFrame):
+        FrameDecoder(limit - 1).feed(wire)
+    with pytest.raises(CodecUsageError):
+        encode(m.Reject(reason), max_frame=limit - 1)
+
+
+# --- hostile input -------------------------------------------------------------------
+
+
+def refused(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> MalformedFrame:
+    decoder = FrameDecoder(max_frame)
+    with pytest.raises(MalformedFrame) as info:
+        decoder.feed(data)
+    with pytest.raises(MalformedFrame):  # and the stream stays refused
+        decoder.feed(encode(SAMPLE))
+    assert decoder.buffered == 0
+    return info.value
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_wrong_version(version: int) -> None:
+    assert "version" in str(refused(frame(encode_body(SAMPLE), version)))
+
+
+@pytest.mark.parametrize("length", [0, 1])
+def test_length_too_small_is_refused_from_the_header_alone(length: int) -> None:
+    assert "length" in str(refused(struct.pack(">I", length)))
+
+
+@pytest.mark.parametrize("length", [DEFAULT_MAX_FRAME + 1, 2**32 - 1])
+def test_length_over_max_frame_is_refused_before_the_body_arrives(length: int) -> None:
+    assert "length" in str(refused(struct.pack(">I", length)))  # header only, no body yet
+
+
+def test_custom_max_frame() -> None:
+    wire = encode(m.Publish(1, "t", b"x" * 100, 0))
+    refused(wire, max_frame=64)
+    assert FrameDecoder(len(wire) - 4).feed(wire) != []
+
+
+def test_truncated_msgpack_inside_a_complete_frame() -> None:
+    body = encode_body(SAMPLE)
+    for cut in range(len(body)):
+        refused(frame(body[:cut]))
+
+
+def test_trailing_bytes_inside_a_frame() -> None:
+    refused(frame(encode_body(SAMPLE) + b"\x00"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        msgpack.packb({"type": 12}),
+        msgpack.packb(12),
+        msgpack.packb("Publish"),
+        msgpack.packb(None),
+        msgpack.packb(b"\x0c"),
+        msgpack.packb([]),
+        msgpack.packb({1: 2}),  # not even a str key
+    ],
+    ids=["map", "int", "str", "nil", "bin", "empty-array", "int-key-map"],
+)
+def test_valid_msgpack_that_is_not_a_message_array(body: bytes) -> None:
+    refused(frame(body))
+
+
+@pytest.mark.parametrize("code", [0, 7, 19, 99, 127, -1, 2**40, "12", 12.0, True, None, b"\x0c"])
+def test_unknown_type_code(code: object) -> None:
+    assert "unknown message type" in str(refused(frame(packed(code, 1))))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (4,),  # Heartbeat without seq
+        (4, 1, 2),  # Heartbeat with an extra field
+        (12, 1, "t", b"p"),  # Publish without checksum
+        (30, 1, 1, "ns", "k", b"v"),  # MemRequest without expected_version (defaults travel too)
+    ],
+)
+def test_wrong_arity(values: tuple) -> None:
+    assert "fields" in str(refused(frame(packed(*values))))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (12, 1, "t", "payload as str", 0),  # str where bytes expected
+        (12, 1, b"t", b"p", 0),  # bytes where str expected
+        (4, True),  # bool where int expected
+        (31, 1, 1, 1, b"", ""),  # int where bool expected
+        (4, 1.0),  # float where int expected
+        (16, 1, "0.5"),  # str where float expected
+        (16, 1, True),  # bool where float expected
+        (18, [1, "2"]),  # tuple[int, ...] with a str in it
+        (18, [1, True]),  # tuple[int, ...] with a bool in it
+        (18, 5),  # scalar where a tuple is expected
+        (1, "a", "tok", ["gpu", 1], []),  # tuple[str, ...] with an int in it
+        (1, "a", "tok", [["nested"]], []),
+        (4, None),
+        (4, {"seq": 1}),
+    ],
+)
+def test_wrong_field_types(values: tuple) -> None:
+    assert "expected" in str(refused(frame(packed(*values))))
+
+
+def test_invalid_utf8_in_a_string() -> None:
+    body = b"\x92\x28" + b"\xa2\xff\xfe"  # [40, <str of 2 invalid bytes>]
+    refused(frame(body))
+
+
+def test_ext_type_and_timestamp() -> None:
+    refused(frame(packed(4, msgpack.ExtType(5, b"xx"))))
+    refused(frame(b"\x92\x04\xd6\xff\x00\x00\x00\x01"))  # a msgpack timestamp as seq
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_arrays(depth: int) -> None:
+    body = b"\x92\x12" + b"\x91" * depth + b"\x01"  # [Ack, [[[...[1]...]]]]
+    refused(frame(body))
+
+
+def test_huge_declared_container_in_a_small_frame() -> None:
+    refused(frame(b"\xdd\xff\xff\xff\xff"))  # array32 claiming 4 billion items
+    refused(frame(b"\x92\x28\xdb\xff\xff\xff\xff"))  # str32 claiming 4 GiB
+
+
+def test_malformed_frame_keeps_the_messages_before_it() -> None:
+    good = encode_many([SAMPLE, m.Heartbeat(3)])
+    decoder = FrameDecoder()
+    with pytest.raises(MalformedFrame) as info:
+        decoder.feed(good + frame(packed(99)) + encode(m.Heartbeat(4)))
+    assert info.value.decoded == [SAMPLE, m.Heartbeat(3)]
+
+
+def test_messages_from_earlier_feeds_are_not_repeated_in_decoded() -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(encode(SAMPLE)) == [SAMPLE]
+    with pytest.raises(MalformedFrame) as info:
+        decoder.feed(struct.pack(">I", 0))
+    assert info.value.decoded == []
+
+
+def test_decode_frame_wants_exactly_one_frame() -> None:
+    wire = encode(SAMPLE)
+    assert decode_frame(wire) == SAMPLE
+    for bad in (b"", wire[:-1], wire + wire, wire + b"\x00"):
+        with pytest.raises(MalformedFrame):
+            decode_frame(bad)
+
+
+# --- fuzzing -------------------------------------------------------------------------
+
+
+def assert_decodes_or_refuses(data: bytes, chunk: int) -> None:
+    decoder = FrameDecoder(4096)
+    try:
+        for i in range(0, len(data), chunk):
+            for msg in decoder.feed(data[i : i + chunk]):
+                assert type(msg) in MESSAGE_TYPES
+                assert repr(decode_frame(encode(msg))) == repr(msg)  # well-typed: re-encodes
+    except MalformedFrame as exc:
+        assert all(type(x) in MESSAGE_TYPES for x in exc.decoded)
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        action = rng.randrange(6)
+        pos = rng.randrange(len(buf) + 1)
+        if action == 0 and buf:  # flip a bit
+            i = rng.randrange(len(buf))
+            buf[i] ^= 1 << rng.randrange(8)
+        elif action == 1 and buf:  # replace a byte with an interesting one
+            buf[rng.randrange(len(buf))] = rng.choice((0x00, 0xFF, 0x7F, 0x80, 0xC1, 0xDD, 0xDB))
+        elif action == 2:  # insert bytes
+            buf[pos:pos] = rng.randbytes(rng.randint(1, 5))
+        elif action == 3:  # delete a range
+            del buf[pos : pos + rng.randint(1, 5)]
+        elif action == 4:  # truncate
+            del buf[pos:]
+        else:  # rewrite the first header with a random plausible length
+            buf[:4] = struct.pack(">I", rng.randrange(0, 64))
+    return bytes(buf)
+
+
+def test_fuzz_random_bytes() -> None:
+    rng = random.Random(1234)
+    for _ in range(3000):
+        data = rng.randbytes(rng.randint(0, 64))
+        if rng.random() < 0.7:  # make most of them get past the header check
+            data = struct.pack(">I", len(data) + 1) + bytes((VERSION,)) + data
+        assert_decodes_or_refuses(data, rng.randint(1, 16))
+
+
+def test_fuzz_mutated_valid_frames() -> None:
+    rng = random.Random(4321)
+    valid = [encode(msg) for msg in STREAM] + [
+        encode(m.Deliver(3, 1, "o", 9, "t.x", b"payload", 77)),
+        encode(m.TaskResult(4, "o", 9, b"r", 5)),
+        encode(m.MemReply(1, True, 3, b"v", "")),
+        encode(m.Welcome("n", 256, 0.5)),
+    ]
+    for _ in range(5000):
+        data = b"".join(rng.sample(valid, rng.randint(1, 3)))
+        assert_decodes_or_refuses(mutate(rng, data), rng.randint(1, 32))
+
+
+@settings(FAST, max_examples=300)
+@given(st.binary(max_size=128), st.integers(1, 32))
+def test_fuzz_hypothesis_bytes(data: bytes, chunk: int) -> None:
+    assert_decodes_or_refuses(frame(data), chunk)
+    assert_decodes_or_refuses(data, chunk)
+
+
+FIELD_EXAMPLES = {
+    "str": "s",
+    "int": 1,
+    "float": 0.5,
+    "bool": False,
+    "bytes": b"",
+    "tuple[str, ...]": ["a"],
+    "tuple[int, ...]": [1],
+}
+
+
+# One value of every msgpack kind, and which declared field types accept it.
+REPRESENTATIVES: list[tuple[object, set[str]]] = [
+    (None, set()),
+    (True, {"bool"}),
+    (0, {"int", "float"}),
+    (-1, {"int", "float"}),
+    (2**64 - 1, {"int", "float"}),
+    (1.5, {"float"}),
+    (math.nan, {"float"}),
+    ("s", {"str"}),
+    ("", {"str"}),
+    (b"b", {"bytes"}),
+    ([], {"tuple[str, ...]", "tuple[int, ...]"}),
+    ([1], {"tuple[int, ...]"}),
+    (["s"], {"tuple[str, ...]"}),
+    ([True], set()),
+    ([b"b"], set()),
+    ([[1]], set()),
+    ({}, set()),
+    ({"k": 1}, set()),
+]
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
+def test_every_field_against_every_msgpack_kind(cls: type) -> None:
+    fields = dataclasses.fields(cls)
+    valid = [FIELD_EXAMPLES[str(f.type)] for f in fields]
+    assert type(decode_frame(frame(packed(cls.TYPE, *valid)))) is cls
+    for index, f in enumerate(fields):
+        for value, accepted_by in REPRESENTATIVES:
+            values = list(valid)
+            values[index] = value
+            data = frame(packed(cls.TYPE, *values))
+            if str(f.type) in accepted_by:
+                assert type(decode_frame(data)) is cls
+            else:
+                with pytest.raises(MalformedFrame, match=f"{cls.__name__}.{f.name}"):
+                    decode_frame(data)
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | INT | st.floats() | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+@st.composite
+def type_confused_bodies(draw: st.DrawFn) -> bytes:
+    """A valid message's values with one replaced by an arbitrary msgpack value."""
+    cls = draw(st.sampled_from(MESSAGE_TYPES))
+    msg = draw(strategy_for(cls))
+    values = [getattr(msg, f.name) for f in dataclasses.fields(cls)]
+    index = draw(st.integers(0, len(values)))
+    odd = st.sampled_from([value for value, _ in REPRESENTATIVES]) | msgpack_values
+    values[index : index + 1] = [draw(odd)]  # replace one, or append one
+    return packed(cls.TYPE, *values)
+
+
+@settings(FAST, max_examples=300)
+@given(type_confused_bodies(), st.integers(1, 32))
+def test_fuzz_type_confusion(body: bytes, chunk: int) -> None:
+    assert_decodes_or_refuses(frame(body), chunk)
+
+
+# --- local misuse ----------------------------------------------------------------------
+
+
+class NotAMessage:
+    TYPE = 4  # pretends to be a Heartbeat
+
+    seq = 1
+
+
+@pytest.mark.parametrize(
+    "thing",
+    [object(), {"seq": 1}, [4, 1], None, NotAMessage(), m.Heartbeat, "Heartbeat"],
+    ids=["object", "dict", "list", "None", "impostor", "class", "str"],
+)
+def test_encoding_a_non_message_is_a_usage_error(thing: object) -> None:
+    with pytest.raises(CodecUsageError):
+        encode(thing)  # type: ignore[arg-type]
+    with pytest.raises(CodecUsageError):
+        encode_body(thing)  # type: ignore[arg-type]
+
+
+def test_encoding_an_oversized_message_is_a_usage_error() -> None:
+    with pytest.raises(CodecUsageError, match="max_frame"):
+        encode(m.Publish(1, "t", b"x" * DEFAULT_MAX_FRAME, 0))
+    with pytest.raises(CodecUsageError):
+        encode(SAMPLE, max_frame=10)
+    with pytest.raises(CodecUsageError):
+        encode_many([SAMPLE, m.Publish(2, "t", b"x" * 100, 0)], max_frame=64)
+
+
+def test_usage_error_and_malformed_frame_are_distinct() -> None:
+    assert not issubclass(CodecUsageError, MalformedFrame)
+    assert not issubclass(MalformedFrame, CodecUsageError)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="encode() does not check field types: it emits frames every peer refuses "
+    "(str payload, bool seq, list for a tuple) and raises OverflowError, not "
+    "CodecUsageError, for an int outside msgpack's range",
+)
+@pytest.mark.parametrize(
+    "msg",
+    [
+        m.Publish(1, "t", "not bytes", 0),  # type: ignore[arg-type]
+        m.Heartbeat(True),
+        m.Hello("a", "tok", ["gpu"]),  # type: ignore[arg-type]
+        m.Heartbeat(2**64),
+    ],
+    ids=["str-payload", "bool-seq", "list-caps", "int-overflow"],
+)
+def test_encode_refuses_ill_typed_messages(msg: m.Message) -> None:
+    with pytest.raises(CodecUsageError):
+        encode(msg)

@@ -1,0 +1,141 @@
+"""SQLite persistence of the memory store: round trips, batching, crash safety.
+
+The crash test persists batches in a child interpreter, SIGKILLs it right
+after the last ``persist`` returned and reopens the file: WAL recovery must
+give back every row of every committed batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from protocol.memory import MemoryStore, Write
+from protocol.messages import MemVerb
+from real.persistence import MemoryDB
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_round_trip_reopen_and_load(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    with MemoryDB(path) as db:
+        db.persist([Write("ns", "a", 1, b"one"), Write("ns", "b", 1, b"")])
+        db.persist([Write("other", "a", 1, b"x" * 1000)])
+    with MemoryDB(path) as db:
+        rows = db.load()
+    assert rows == [
+        Write("ns", "a", 1, b"one"),
+        Write("ns", "b", 1, b""),
+        Write("other", "a", 1, b"x" * 1000),
+    ]
+
+
+def test_last_write_in_a_batch_wins_and_none_deletes(tmp_path: Path) -> None:
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist([Write("ns", "k", 1, b"v1"), Write("ns", "gone", 3, b"old")])
+        db.persist(
+            [
+                Write("ns", "k", 2, b"v2"),
+                Write("ns", "gone", 3, None),
+                Write("ns", "k", 3, b"v3"),
+                Write("ns", "back", 1, b"b"),
+                Write("ns", "back", 1, None),
+                Write("ns", "back", 1, b"again"),
+            ]
+        )
+        assert db.commits == 2
+        assert db.load() == [Write("ns", "back", 1, b"again"), Write("ns", "k", 3, b"v3")]
+
+
+def test_store_rebuilt_from_rows_matches_the_original(tmp_path: Path) -> None:
+    store = MemoryStore()
+    store.apply(1, MemVerb.PUT, "ns", "a", b"1", 0)
+    store.apply(2, MemVerb.PUT, "ns", "a", b"2", 0)
+    store.apply(3, MemVerb.CAS, "ns", "b", b"created", 0)
+    store.apply(4, MemVerb.PUT, "ns", "c", b"c", 0)
+    store.apply(5, MemVerb.DELETE, "ns", "c", b"", 0)
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist(store.take_journal())
+    rebuilt = MemoryStore()
+    with MemoryDB(tmp_path / "m.db") as db:
+        rebuilt.load(db.load())
+    assert rebuilt.snapshot() == store.snapshot()
+    assert rebuilt.snapshot()[("ns", "a")] == (2, b"2")
+
+
+def test_wal_mode_and_full_synchronous(tmp_path: Path) -> None:
+    db = MemoryDB(tmp_path / "m.db")
+    try:
+        assert db.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        db.close()
+    with pytest.raises(ValueError):
+        db.load()
+    db.close()  # idempotent
+    with pytest.raises(ValueError):
+        MemoryDB(tmp_path / "x.db", durability="off")
+
+
+def test_empty_batch_is_not_a_commit(tmp_path: Path) -> None:
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist([])
+        assert db.commits == 0
+
+
+def test_failed_batch_rolls_back(tmp_path: Path) -> None:
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist([Write("ns", "kept", 1, b"ok")])
+        bad = Write("ns", "bad", 1, object())  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.Error):
+            db.persist([Write("ns", "rolled-back", 1, b"x"), bad])
+        assert db.load() == [Write("ns", "kept", 1, b"ok")]
+
+
+CRASHER = """
+import sys, time
+from protocol.memory import Write
+from real.persistence import MemoryDB
+db = MemoryDB(sys.argv[1])
+for batch in range(20):
+    db.persist([Write("ns", f"k{batch}-{i}", batch + 1, bytes([batch]) * 64) for i in range(50)])
+    print(batch, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_persisted_batches_survive_sigkill(tmp_path: Path) -> None:
+    """A process killed right after ``persist`` returned loses none of those rows."""
+    path = tmp_path / "crash.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, str(path)], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        last = -1
+        while last < 19:
+            line = proc.stdout.readline()
+            assert line, "the writer died before persisting"
+            last = int(line)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with MemoryDB(path) as db:
+        rows = db.load()
+    assert len(rows) == 20 * 50
+    assert {(r.key, r.version, r.value) for r in rows} == {
+        (f"k{b}-{i}", b + 1, bytes([b]) * 64) for b in range(20) for i in range(50)
+    }
