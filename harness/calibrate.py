@@ -1,6 +1,6 @@
 """``swarmtwin calibrate``: measure this machine's costs for the model (``sim.calibration``).
 
-Four kinds of figure, each measured here and described in its ``method``:
+Five kinds of figure, each measured here and described in its ``method``:
 
 (a) **Service times.** A warm in-memory cluster (a ``Coordinator`` and, by
     default, 100 ``Agent`` objects with topic subscriptions and a
@@ -41,6 +41,12 @@ Four kinds of figure, each measured here and described in its ``method``:
     agents whenever their deadline passes during (a)'s workload. The timer
     granularity (``timer_slack``) is not measured: it is the real tcp
     driver's ``real.server.TIMER_SLACK``, and 0 on ``inproc``.
+
+(e) **Wake-up lateness.** How late a timed wake-up runs on that loop: sleep
+    until a target 0.1 to 3 ms ahead, sleeping again while early (uvloop's
+    clock has millisecond resolution and can wake early), exactly as the
+    real replay loop does. The model delays workload wake-ups, probes and
+    protocol timers by draws from it.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
@@ -89,6 +95,8 @@ PROBER = "probe"
 ROOMS = 10
 CODEC_SIZES = (16, 256, 1024, 4096, 16384, 65536)
 MIN_SAMPLES = 20
+WAKE_MIN = 0.0001
+WAKE_MAX = 0.003
 FREEZE_EVERY = 1000
 REQUEST_NAMES = {
     OpKind.PUBLISH: "Publish",
@@ -469,6 +477,33 @@ def measure_hop(transport: str, count: int) -> Distribution:
     return Distribution.from_samples(samples, method)
 
 
+# --- (e): wake-up lateness ---------------------------------------------------------------
+
+
+async def _wakeups(count: int, seed: int) -> list[float]:
+    """How late ``asyncio.sleep`` wakes for a target 0.1 to 3 ms ahead, re-sleeping if early."""
+    rng = random.Random(seed)
+    clock = time.perf_counter
+    samples = []
+    for _ in range(count):
+        target = clock() + rng.uniform(WAKE_MIN, WAKE_MAX)
+        while (wait := target - clock()) > 0:
+            await asyncio.sleep(wait)
+        samples.append(clock() - target)
+    return samples
+
+
+def measure_wakeup(count: int, seed: int = 1) -> Distribution:
+    """The wake-up lateness distribution of the real driver's event loop."""
+    loop = loop_name()
+    method = (
+        f"lateness of a timed wake-up on one {loop} event loop: sleep until a target "
+        f"{WAKE_MIN * 1e3:g} to {WAKE_MAX * 1e3:g} ms ahead (uniform), sleeping again while "
+        f"early, as real.inproc's replay loop does; {count} samples on an idle loop"
+    )
+    return Distribution.from_samples(_run_on_loop(_wakeups(count, seed)), method)
+
+
 # --- putting it together ------------------------------------------------------------------
 
 
@@ -487,6 +522,7 @@ def calibrate(
     service, timer = core_figures(collected, agents, samples)
     slope, intercept, codec_method = measure_codec()
     hop = measure_hop(transport, min(samples, 20_000))
+    wakeup = measure_wakeup(max(50, min(samples // 20, 2000)), seed)
     wire = transport == "tcp"
     calibration = Calibration(
         host=socket.gethostname(),
@@ -502,6 +538,7 @@ def calibrate(
         per_message_measured=intercept,
         per_byte_method=codec_method + ("" if wire else "; not charged on inproc"),
         timer_slack=TIMER_SLACK if wire else 0.0,
+        wakeup=wakeup,
         how=how or f"swarmtwin calibrate --transport {transport}",
         notes=(f"{platform.platform()}; {platform.processor() or platform.machine()}",),
     )

@@ -26,6 +26,7 @@ from protocol.records import DriverResult
 
 Progress = Callable[[str, float], None]
 BACKENDS = ("real", "sim")
+LINKS_PER_WORKER = 2  # multiplexed tcp: connections each agent worker process opens
 
 
 @dataclass
@@ -61,7 +62,7 @@ def run_backend(
         from real.tcp import run_plan as tcp_run
 
         per_agent = scenario.agents.connections == "per_agent"
-        connections = 0 if per_agent else max(1, scenario.agents.workers)
+        connections = 0 if per_agent else LINKS_PER_WORKER
         return tcp_run(
             plan, workers=scenario.agents.workers, connections=connections, progress=progress
         )

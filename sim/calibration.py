@@ -20,6 +20,10 @@ A ``Calibration`` says how long things take on the machine it was measured on
   rounded up to a multiple of it, as the real tcp server and agent workers
   do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
   0 arms every deadline exactly (the real ``inproc`` driver).
+- ``wakeup``: how late a timed wake-up runs on the real event loop (sleep
+  until a target time, sleeping again if woken early, as the real replay
+  loop does). The model delays every workload wake-up, probe and protocol
+  timer by a draw from it; ``None`` wakes exactly on time.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -69,6 +73,7 @@ class Calibration:
     per_message_measured: float = 0.0
     per_byte_method: str = ""
     timer_slack: float = 0.0
+    wakeup: Distribution | None = None
     cpu_sharing: str = "per-node"
     how: str = ""
     notes: tuple[str, ...] = ()
@@ -135,6 +140,7 @@ class Calibration:
             "transport": self.transport,
             "cpu_sharing": self.cpu_sharing,
             "timer_slack": self.timer_slack,
+            "wakeup": self.wakeup.to_dict() if self.wakeup is not None else None,
             "per_byte_seconds": self.per_byte_seconds,
             "per_message_seconds": self.per_message_seconds,
             "per_byte_measured": self.per_byte_measured,
@@ -172,6 +178,7 @@ class Calibration:
             per_message_measured=float(data.get("per_message_measured", 0.0)),
             per_byte_method=str(data.get("per_byte_method", "")),
             timer_slack=float(data.get("timer_slack", 0.0)),
+            wakeup=Distribution.from_dict(data["wakeup"]) if data.get("wakeup") else None,
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             how=str(data.get("how", "")),
             notes=tuple(data.get("notes", ())),

@@ -9,11 +9,15 @@ A run, in order:
    every agent at ``-(that span + REGISTRATION_MARGIN)``, in a SimPy
    environment whose clock starts there. Plan times stay the plan's:
    simulated time ``t`` is plan time ``t``.
-2. **Load.** A workload feeder walks the plan's operations in time order:
-   at each op's ``at`` it serves ``protocol.workload.issue`` on the origin
-   agent (see ``sim.engine``). A prober sends ``Probe`` to the coordinator
-   every ``plan.probe_interval`` from 0 until ``plan.duration`` and records
-   when each ``ProbeReply`` comes back.
+2. **Load.** A workload feeder walks the plan's operations in time order,
+   as the real replay loop does: it wakes at the next op's ``at`` (late by
+   a draw from the calibration's ``wakeup`` distribution, if it has one)
+   and serves ``protocol.workload.issue`` on the origin agent of every op
+   that is due by then (see ``sim.engine``); latency still counts from
+   ``at``. A prober sends ``Probe`` to the coordinator every
+   ``plan.probe_interval`` from 0 until ``plan.duration`` (waking the same
+   way; ``sent`` is when it actually went) and records when each
+   ``ProbeReply`` comes back.
 3. **Drain.** The run stops as soon as every op has been issued, every
    expected completion has arrived and every probe has been answered, or
    at ``plan.duration + plan.drain_timeout``, whichever comes first.
@@ -197,17 +201,17 @@ class ModelRun:
     def load(self, progress: Progress | None) -> None:
         """Arm the workload feeder, the prober and the progress ticks from time 0."""
         if self.ops:
-            self._at(self.ops[0].at, self._feed)
+            self._at(self.ops[0].at + self.engine.wake(), self._feed)
         if self.plan.probe_interval > 0 and self.plan.duration > 0:
             self.probing = True
-            self._at(0.0, self._probe)
+            self._at(self.engine.wake(), self._probe)
         if progress is not None and self.plan.duration > 0:
             self._tick(progress, 0)
         self._check_done()
 
     def _feed(self) -> None:
         ops, i = self.ops, self.next_op
-        due = ops[i].at
+        due = max(ops[i].at, self.env.now)
         nodes = self.engine.nodes
         while i < len(ops) and ops[i].at <= due:
             op: Operation = ops[i]
@@ -215,19 +219,18 @@ class ModelRun:
             i += 1
         self.next_op = i
         if i < len(ops):
-            self._at(ops[i].at, self._feed)
+            self._at(ops[i].at + self.engine.wake(), self._feed)
         else:
             self._check_done()
 
     def _probe(self) -> None:
         index = len(self.probes)  # probe ids count from 1, as in the real driver
-        sent = index * self.plan.probe_interval
-        self.probes.append(ProbeResult(index + 1, sent, None))
+        self.probes.append(ProbeResult(index + 1, self.env.now, None))
         self.unanswered += 1
-        self.engine.send(PROBER_ID, COORDINATOR_ID, Probe(index + 1), max(sent - self.env.now, 0.0))
+        self.engine.send(PROBER_ID, COORDINATOR_ID, Probe(index + 1))
         following = (index + 1) * self.plan.probe_interval
         if following < self.plan.duration:
-            self._at(following, self._probe)
+            self._at(following + self.engine.wake(), self._probe)
         else:
             self.probing = False
 

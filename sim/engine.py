@@ -28,10 +28,12 @@ timer, one per workload instant: that keeps the model fast.
 Timers: after every job the node's ``next_deadline()`` is read (and, with
 a ``timer_slack``, rounded up to a multiple of it, as the real tcp driver
 arms it); if it is earlier than the timer already armed (or none is armed)
-a timer event is scheduled for it. A timer event that is no longer the
-armed one is stale and ignored. Should ``on_timer`` leave a deadline in the
-past (a core bug: a rejected agent's hello once did), it is polled every
-``STUCK_POLL`` seconds instead of spinning at one instant.
+a timer event is scheduled for it, late by a draw from the calibration's
+``wakeup`` distribution (the real loop's timers do not fire on the dot).
+A timer event that is no longer the armed one is stale and ignored.
+Should ``on_timer`` leave a deadline in the past (a core bug: a rejected
+agent's hello once did), it is polled every ``STUCK_POLL`` seconds instead
+of spinning at one instant.
 
 With ``cpu_sharing == "one-loop"`` all nodes share a single ``Server``.
 The prober is a node without a server: it records the arrival time of each
@@ -152,6 +154,8 @@ class Engine:
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
         self.slack = calibration.timer_slack
+        wakeup = calibration.wakeup
+        self.wake: Sampler = wakeup.sampler(rng) if wakeup is not None else (lambda: 0.0)
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
         self._samplers: dict[tuple[str, str], Sampler] = {}
         self._tables: dict[str, dict[type, Sampler]] = {}
@@ -331,7 +335,7 @@ class Engine:
         armed = node.armed
         if armed is None or deadline < armed:
             node.armed = deadline
-            delay = deadline - now
+            delay = deadline - now + self.wake()
             self._schedule(TimerDue(self._timer_cb, node, deadline), NORMAL, max(delay, 0.0))
 
     def _size(self, msg: Message) -> int:
