@@ -41,18 +41,21 @@ Five kinds of figure, each measured here and described in its ``method``:
     agents whenever their deadline passes during (a)'s workload. The timer
     granularity (``timer_slack``) is not measured: it is the real tcp
     driver's ``real.server.TIMER_SLACK``, and 0 on ``inproc``.
-
 (e) **Wake-up lateness.** How late a timed wake-up runs on that loop: sleep
-    until a target 0.1 to 3 ms ahead, sleeping again while early (uvloop's
-    clock has millisecond resolution and can wake early), exactly as the
-    real replay loop does. The model delays workload wake-ups, probes and
-    protocol timers by draws from it.
+    until a target time, sleeping again while early (uvloop's clock has
+    millisecond resolution and can wake early), exactly as the real replay
+    loop does; measured in three bands of requested wait (20 us to 0.5 ms,
+    0.5 to 1 ms, 1 to 5 ms), because short sleeps end almost on time and
+    longer ones up to a millisecond late. The model delays workload
+    wake-ups, probes and protocol timers by a draw from their wait's band.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
 shipped default. The shipped defaults were made with
-``python -m harness.calibrate --transport inproc --out sim/calibrations/default.json``
-(and ``--transport tcp --out sim/calibrations/default-tcp.json``).
+``python -m harness.calibrate --transport inproc --samples 50000 --out
+sim/calibrations/default.json`` (and ``--transport tcp ... default-tcp.json``);
+each file's ``how`` field records the exact command. Run it on a quiet
+machine: other processes' CPU use shows up in the figures.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import math
 import platform
 import random
 import socket
@@ -85,6 +89,7 @@ from sim.calibration import (
     POOLED,
     REPORTS_DIR,
     Calibration,
+    WakeBand,
     calibration_filename,
     save_calibration,
 )
@@ -95,8 +100,8 @@ PROBER = "probe"
 ROOMS = 10
 CODEC_SIZES = (16, 256, 1024, 4096, 16384, 65536)
 MIN_SAMPLES = 20
-WAKE_MIN = 0.0001
-WAKE_MAX = 0.003
+WAKE_SHORTEST = 0.00002
+WAKE_BANDS = ((0.0005, 0.0005), (0.001, 0.001), (math.inf, 0.005))  # (band's limit, longest wait)
 FREEZE_EVERY = 1000
 REQUEST_NAMES = {
     OpKind.PUBLISH: "Publish",
@@ -480,28 +485,34 @@ def measure_hop(transport: str, count: int) -> Distribution:
 # --- (e): wake-up lateness ---------------------------------------------------------------
 
 
-async def _wakeups(count: int, seed: int) -> list[float]:
-    """How late ``asyncio.sleep`` wakes for a target 0.1 to 3 ms ahead, re-sleeping if early."""
+async def _wakeups(count: int, low: float, high: float, seed: int) -> list[float]:
+    """Lateness of sleeping until ``low`` to ``high`` s ahead, re-sleeping while early."""
     rng = random.Random(seed)
     clock = time.perf_counter
     samples = []
     for _ in range(count):
-        target = clock() + rng.uniform(WAKE_MIN, WAKE_MAX)
+        target = clock() + rng.uniform(low, high)
         while (wait := target - clock()) > 0:
             await asyncio.sleep(wait)
         samples.append(clock() - target)
     return samples
 
 
-def measure_wakeup(count: int, seed: int = 1) -> Distribution:
-    """The wake-up lateness distribution of the real driver's event loop."""
+def measure_wakeup(count: int, seed: int = 1) -> tuple[WakeBand, ...]:
+    """Wake-up lateness of the real driver's event loop, per band of requested wait."""
     loop = loop_name()
-    method = (
-        f"lateness of a timed wake-up on one {loop} event loop: sleep until a target "
-        f"{WAKE_MIN * 1e3:g} to {WAKE_MAX * 1e3:g} ms ahead (uniform), sleeping again while "
-        f"early, as real.inproc's replay loop does; {count} samples on an idle loop"
-    )
-    return Distribution.from_samples(_run_on_loop(_wakeups(count, seed)), method)
+    bands = []
+    low = WAKE_SHORTEST
+    for below, high in WAKE_BANDS:
+        method = (
+            f"lateness of a timed wake-up on one {loop} event loop: sleep until a target "
+            f"{low * 1e3:g} to {high * 1e3:g} ms ahead (uniform), sleeping again while early, "
+            f"as real.inproc's replay loop does; {count} samples on an idle loop"
+        )
+        samples = _run_on_loop(_wakeups(count, low, high, seed))
+        bands.append(WakeBand(below, Distribution.from_samples(samples, method)))
+        low = high
+    return tuple(bands)
 
 
 # --- putting it together ------------------------------------------------------------------
@@ -522,7 +533,7 @@ def calibrate(
     service, timer = core_figures(collected, agents, samples)
     slope, intercept, codec_method = measure_codec()
     hop = measure_hop(transport, min(samples, 20_000))
-    wakeup = measure_wakeup(max(50, min(samples // 20, 2000)), seed)
+    wakeup = measure_wakeup(max(30, min(samples // 50, 1000)), seed)
     wire = transport == "tcp"
     calibration = Calibration(
         host=socket.gethostname(),

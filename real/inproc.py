@@ -29,9 +29,10 @@ from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.messages import Message, Probe, ProbeReply
 from protocol.plan import Plan
-from protocol.records import DriverResult, ProbeResult
+from protocol.records import DriverResult, ProbeResult, ProcessUsage
 from protocol.workload import issue
 from real.clock import RunClock, new_event_loop
+from real.gctune import tuned_gc
 from real.usage import CpuSpan, own_usage
 
 COORD = "coord"
@@ -234,6 +235,20 @@ async def run_async(plan: Plan, progress: Progress | None = None) -> DriverResul
     cpu = CpuSpan()
     hub = build_hub(plan, loop, RunClock())
     registered = await register_all(hub)
+    with tuned_gc() as gc_note:
+        result = await replay_registered(hub, plan, registered, progress)
+    result.notes.append(gc_note)
+    result.wall_seconds = time.perf_counter() - wall
+    usage = own_usage("inproc")
+    result.processes = [ProcessUsage(usage.name, usage.peak_rss_bytes, cpu.seconds())]
+    return result
+
+
+async def replay_registered(
+    hub: Hub, plan: Plan, registered: dict[str, float], progress: Progress | None
+) -> DriverResult:
+    """Start the run clock, replay the plan, settle, and collect the records."""
+    loop = hub.loop
     start = RunClock(time.perf_counter() + 0.05)
     shift = hub.clock.t0 - start.t0
     registered = {node: at + shift for node, at in registered.items()}
@@ -249,9 +264,6 @@ async def run_async(plan: Plan, progress: Progress | None = None) -> DriverResul
     result.completions = [c for agent in agents_of(hub) for c in agent.completions]
     result.probes = sorted(hub.probes.values())
     result.end_time = hub.clock.now()
-    result.wall_seconds = time.perf_counter() - wall
-    usage = own_usage("inproc")
-    result.processes = [usage.__class__(usage.name, usage.peak_rss_bytes, cpu.seconds())]
     result.notes.append(f"messages routed: {hub.messages}")
     return result
 

@@ -72,6 +72,7 @@ from protocol.messages import Deliver, Hello, Message
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, MalformedEnvelope, PipeChannel, Routed
+from real.gctune import tune_gc
 from real.persistence import MemoryDB
 from real.usage import own_usage
 
@@ -415,6 +416,7 @@ async def serve(
         core.close()
         raise
     core.report.port = server.sockets[0].getsockname()[1]
+    tune_gc()
     try:
         if ready is not None:
             ready(core.report.port)

@@ -64,6 +64,7 @@ from protocol.settings import ProtocolSettings
 from protocol.workload import issue
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, MalformedEnvelope, PipeChannel, Routed, open_link
+from real.gctune import tune_gc
 from real.usage import own_usage
 
 COORD = "coord"
@@ -431,6 +432,7 @@ async def _run_worker(spec: WorkerSpec, channel: PipeChannel) -> WorkerResult | 
     if not (isinstance(go, tuple) and go[0] == "go"):
         await host.close()
         return None
+    tune_gc()
     return await _replay_and_collect(spec, host, channel, name, float(go[1]))
 
 

@@ -22,8 +22,10 @@ A ``Calibration`` says how long things take on the machine it was measured on
   0 arms every deadline exactly (the real ``inproc`` driver).
 - ``wakeup``: how late a timed wake-up runs on the real event loop (sleep
   until a target time, sleeping again if woken early, as the real replay
-  loop does). The model delays every workload wake-up, probe and protocol
-  timer by a draw from it; ``None`` wakes exactly on time.
+  loop does), in bands of the requested wait (``WakeBand``): uvloop's
+  millisecond clock makes a 2 ms sleep up to 0.6 ms late but a 0.2 ms one
+  almost exact. The model delays every workload wake-up, probe and protocol
+  timer by a draw from the band of its wait; no bands wake exactly on time.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -40,6 +42,7 @@ date, transport and ``how`` (the command that produced it).
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 from dataclasses import dataclass, field, replace
@@ -54,6 +57,25 @@ CPU_SHARING = ("per-node", "one-loop")
 FORMAT = 1
 REPORTS_DIR = Path("reports/calibrations")
 SHIPPED_DIR = Path(__file__).parent / "calibrations"
+
+
+@dataclass(frozen=True)
+class WakeBand:
+    """Wake-up lateness for waits shorter than ``wait_below`` (and not an earlier band's)."""
+
+    wait_below: float
+    lateness: Distribution
+
+    def to_dict(self) -> dict[str, Any]:
+        below = None if math.isinf(self.wait_below) else self.wait_below
+        return {"wait_below": below, "lateness": self.lateness.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WakeBand:
+        below = data.get("wait_below")
+        return cls(
+            math.inf if below is None else float(below), Distribution.from_dict(data["lateness"])
+        )
 
 
 @dataclass(frozen=True)
@@ -73,7 +95,7 @@ class Calibration:
     per_message_measured: float = 0.0
     per_byte_method: str = ""
     timer_slack: float = 0.0
-    wakeup: Distribution | None = None
+    wakeup: tuple[WakeBand, ...] = ()
     cpu_sharing: str = "per-node"
     how: str = ""
     notes: tuple[str, ...] = ()
@@ -140,7 +162,7 @@ class Calibration:
             "transport": self.transport,
             "cpu_sharing": self.cpu_sharing,
             "timer_slack": self.timer_slack,
-            "wakeup": self.wakeup.to_dict() if self.wakeup is not None else None,
+            "wakeup": [band.to_dict() for band in self.wakeup],
             "per_byte_seconds": self.per_byte_seconds,
             "per_message_seconds": self.per_message_seconds,
             "per_byte_measured": self.per_byte_measured,
@@ -178,7 +200,7 @@ class Calibration:
             per_message_measured=float(data.get("per_message_measured", 0.0)),
             per_byte_method=str(data.get("per_byte_method", "")),
             timer_slack=float(data.get("timer_slack", 0.0)),
-            wakeup=Distribution.from_dict(data["wakeup"]) if data.get("wakeup") else None,
+            wakeup=tuple(WakeBand.from_dict(band) for band in data.get("wakeup") or ()),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             how=str(data.get("how", "")),
             notes=tuple(data.get("notes", ())),

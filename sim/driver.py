@@ -11,7 +11,7 @@ A run, in order:
    simulated time ``t`` is plan time ``t``.
 2. **Load.** A workload feeder walks the plan's operations in time order,
    as the real replay loop does: it wakes at the next op's ``at`` (late by
-   a draw from the calibration's ``wakeup`` distribution, if it has one)
+   a draw from the calibration's ``wakeup`` band for that wait, if any)
    and serves ``protocol.workload.issue`` on the origin agent of every op
    that is due by then (see ``sim.engine``); latency still counts from
    ``at``. A prober sends ``Probe`` to the coordinator every
@@ -191,6 +191,10 @@ class ModelRun:
         event.callbacks.append(lambda _event: action())
         self.env.schedule(event, NORMAL, max(when - self.env.now, 0.0))
 
+    def _wake_at(self, target: float, action: Callable[[], None]) -> None:
+        """Run ``action`` when a real loop sleeping until ``target`` would wake."""
+        self._at(target + self.engine.wake(target - self.env.now), action)
+
     # --- phases -------------------------------------------------------------------
 
     def register(self) -> None:
@@ -201,10 +205,10 @@ class ModelRun:
     def load(self, progress: Progress | None) -> None:
         """Arm the workload feeder, the prober and the progress ticks from time 0."""
         if self.ops:
-            self._at(self.ops[0].at + self.engine.wake(), self._feed)
+            self._wake_at(self.ops[0].at, self._feed)
         if self.plan.probe_interval > 0 and self.plan.duration > 0:
             self.probing = True
-            self._at(self.engine.wake(), self._probe)
+            self._wake_at(0.0, self._probe)
         if progress is not None and self.plan.duration > 0:
             self._tick(progress, 0)
         self._check_done()
@@ -219,7 +223,7 @@ class ModelRun:
             i += 1
         self.next_op = i
         if i < len(ops):
-            self._at(ops[i].at + self.engine.wake(), self._feed)
+            self._wake_at(ops[i].at, self._feed)
         else:
             self._check_done()
 
@@ -230,7 +234,7 @@ class ModelRun:
         self.engine.send(PROBER_ID, COORDINATOR_ID, Probe(index + 1))
         following = (index + 1) * self.plan.probe_interval
         if following < self.plan.duration:
-            self._at(following + self.engine.wake(), self._probe)
+            self._wake_at(following, self._probe)
         else:
             self.probing = False
 

@@ -29,7 +29,7 @@ Timers: after every job the node's ``next_deadline()`` is read (and, with
 a ``timer_slack``, rounded up to a multiple of it, as the real tcp driver
 arms it); if it is earlier than the timer already armed (or none is armed)
 a timer event is scheduled for it, late by a draw from the calibration's
-``wakeup`` distribution (the real loop's timers do not fire on the dot).
+``wakeup`` band for that wait (the real loop's timers are not exact).
 A timer event that is no longer the armed one is stale and ignored.
 Should ``on_timer`` leave a deadline in the past (a core bug: a rejected
 agent's hello once did), it is polled every ``STUCK_POLL`` seconds instead
@@ -154,8 +154,7 @@ class Engine:
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
         self.slack = calibration.timer_slack
-        wakeup = calibration.wakeup
-        self.wake: Sampler = wakeup.sampler(rng) if wakeup is not None else (lambda: 0.0)
+        self._wake_bands = [(b.wait_below, b.lateness.sampler(rng)) for b in calibration.wakeup]
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
         self._samplers: dict[tuple[str, str], Sampler] = {}
         self._tables: dict[str, dict[type, Sampler]] = {}
@@ -335,8 +334,17 @@ class Engine:
         armed = node.armed
         if armed is None or deadline < armed:
             node.armed = deadline
-            delay = deadline - now + self.wake()
+            delay = deadline - now
+            delay += self.wake(delay)
             self._schedule(TimerDue(self._timer_cb, node, deadline), NORMAL, max(delay, 0.0))
+
+    def wake(self, wait: float) -> float:
+        """How late a wake-up requested ``wait`` seconds ahead runs (0 when not waiting)."""
+        if wait > 0.0:
+            for below, draw in self._wake_bands:
+                if wait < below:
+                    return draw()
+        return 0.0
 
     def _size(self, msg: Message) -> int:
         """Encoded body size; the last message is cached (a fan-out resends one object)."""
