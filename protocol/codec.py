@@ -74,7 +74,7 @@ def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
     """Return ``value`` if it has the declared type, else raise ``MalformedFrame``."""
     scalar = _SCALARS.get(kind)
     if scalar is not None:
-        if type(value) not in scalar or (kind != "bool" and type(value) is bool):
+        if not isinstance(value, scalar) or (kind != "bool" and isinstance(value, bool)):
             raise MalformedFrame(
                 f"{type_name}.{field}: expected {kind}, got {type(value).__name__}"
             )
@@ -88,18 +88,39 @@ def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
 
 
 def encode_body(msg: Message) -> bytes:
-    """The msgpack body of ``msg`` (no header)."""
+    """The msgpack body of ``msg`` (no header).
+
+    Field types are not re-checked here: this is the hot path for messages
+    the core built itself. ``encode`` checks them.
+    """
     code = getattr(msg, "TYPE", None)
     if code is None or BY_TYPE.get(code) is not type(msg):
         raise CodecUsageError(f"not a protocol message: {msg!r}")
     values = [code]
     values.extend(getattr(msg, name) for name, _ in _KINDS[code])
-    body: bytes = msgpack.packb(values, use_bin_type=True)
+    try:
+        body: bytes = msgpack.packb(values, use_bin_type=True)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise CodecUsageError(f"cannot encode {type(msg).__name__}: {exc}") from None
     return body
 
 
+def check_types(msg: Message) -> None:
+    """Raise ``CodecUsageError`` unless every field has its declared wire type."""
+    code = getattr(msg, "TYPE", None)
+    if code is None or BY_TYPE.get(code) is not type(msg):
+        raise CodecUsageError(f"not a protocol message: {msg!r}")
+    name = type(msg).__name__
+    for field, kind in _KINDS[code]:
+        try:
+            _check_field(name, field, getattr(msg, field), kind)
+        except MalformedFrame as exc:
+            raise CodecUsageError(str(exc)) from None
+
+
 def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    """One complete frame for ``msg``."""
+    """One complete frame for ``msg``, after checking its field types."""
+    check_types(msg)
     body = encode_body(msg)
     length = len(body) + 1
     if length > max_frame:
