@@ -70,6 +70,10 @@ _KINDS: dict[int, tuple[tuple[str, str], ...]] = {
 }
 
 
+def _as_float(value: Any) -> float:
+    return float(value)
+
+
 def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
     """Return ``value`` if it has the declared type, else raise ``MalformedFrame``."""
     scalar = _SCALARS.get(kind)
@@ -78,7 +82,7 @@ def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
             raise MalformedFrame(
                 f"{type_name}.{field}: expected {kind}, got {type(value).__name__}"
             )
-        return float(value) if kind == "float" else value
+        return _as_float(value) if kind == "float" else value
     element = _TUPLES.get(kind)
     if element is None:
         raise CodecUsageError(f"unsupported field type {kind} in {type_name}.{field}")

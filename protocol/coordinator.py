@@ -387,6 +387,8 @@ class Coordinator:
                 self._rto.answer(msg_id, now)
         if session.backlog:
             self._refill(session, now)
+        if self.unassigned and session.capabilities:
+            self._assign_waiting(now)
 
     def _refill(self, session: Session, now: float) -> None:
         if not session.alive:
@@ -443,6 +445,8 @@ class Coordinator:
 
     def _on_task_submit(self, src: str, msg: TaskSubmit, now: float) -> None:
         key = (src, msg.op_id)
+        if self.unassigned:
+            self._assign_waiting(now)
         if key not in self._routed and len(self.unassigned) >= self.settings.max_backlog:
             self.stats.busy += 1
             self._out.append((src, Busy(msg.op_id, self.settings.busy_retry)))
@@ -494,6 +498,8 @@ class Coordinator:
         self._rto.answer(msg.msg_id, now)
         if session.inflight.pop(msg.msg_id, None) is not None and session.backlog:
             self._refill(session, now)
+        if self.unassigned:
+            self._assign_waiting(now)
         key = (msg.origin, msg.op_id)
         task = self.tasks.pop(key, None)
         if task is None:

@@ -43,11 +43,21 @@ def test_missing_scenario_exits_2(tmp_path: Path) -> None:
     assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
 
 
-def test_run_writes_run_folder_and_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_writes_run_folder_and_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     reports = tmp_path / "reports"
     code = main(
-        ["--reports", str(reports), "run", str(ROOT / "scenarios" / "smoke.yaml"),
-         "--backend", "real", "--duration", "1.5"]
+        [
+            "--reports",
+            str(reports),
+            "run",
+            str(ROOT / "scenarios" / "smoke.yaml"),
+            "--backend",
+            "real",
+            "--duration",
+            "1.5",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0

@@ -620,8 +620,7 @@ def test_credit_and_backlog_bound_a_silent_agent_and_publisher_gets_busy() -> No
     net.block = lambda src, dst, msg: src == "slow"  # it receives but never acks
     for op_id in range(1, 21):
         net.call("pub", "publish", op_id, "t", b"m")
-    # kept short: see test_busy_does_not_multiply_retries
-    net.advance(0.25)
+    net.advance(0.25)  # while slow is silent
     assert peaks == {"inflight": 2, "backlog": 3}
     busy = net.msgs(Busy, dst="pub")
     assert busy and all(b.retry_after == settings.busy_retry for b in busy)
@@ -884,17 +883,11 @@ def test_busy_does_not_multiply_retries() -> None:
     assert sorted(unique(net.agents["slow"])) == [1, 2, 3]
 
 
-# --- known core bugs (strict xfail: they start passing when the core is fixed) --------
+# --- regression: tasks parked behind a full worker backlog ---------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks parked in `unassigned` because the worker's backlog was full are "
-    "only re-tried by _assign_waiting, which runs on hello/fail/revive/new submit; "
-    "nothing calls it when the backlog drains, and further submits get Busy before "
-    "reaching it, so those tasks (already Accepted) never run",
-)
 def test_tasks_held_back_by_a_full_backlog_run_once_it_drains() -> None:
+    """Tasks parked in ``unassigned`` used to wait forever once the backlog drained."""
     settings = ProtocolSettings(
         credit=1,
         max_backlog=2,
