@@ -1,4 +1,5 @@
 # swarmtwin: `make run` and `make test` create .venv when it is missing.
+# constraints.txt pins every transitive dependency (pip freeze of a working .venv).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,9 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test bench lint format clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 run: $(STAMP)

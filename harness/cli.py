@@ -78,7 +78,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan = compile_plan(scenario)
     console.print(f"[green]ok[/] {args.scenario}: scenario {scenario.name!r}")
     for key, value in plan_stats(plan).items():
-        console.print(f"  {key}: {value}")
+        shown = f"{value:,.1f}" if isinstance(value, float) else value
+        console.print(f"  {key}: {shown}")
     return 0
 
 

@@ -57,7 +57,10 @@ def run_backend(
         calibration, warning = load_calibration(transport=scenario.transport)
         if warning and warnings is not None:
             warnings.append(warning)
-        return sim_run(plan, calibration, progress)
+        if scenario.transport == "tcp":  # agents share their worker process's CPU
+            return sim_run(plan, calibration, progress, agent_processes=scenario.agents.workers)
+        one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
+        return sim_run(plan, one_loop, progress)
     if scenario.transport == "tcp":
         from real.tcp import run_plan as tcp_run
 

@@ -220,7 +220,9 @@ class FramedLink:
     def flush(self) -> None:
         """Hand every buffered frame to the transport in one write."""
         out = self._out
-        if not out or self.closed:
+        if not out or self.closed or self.writer.transport.is_closing():
+            # The peer is gone: what was buffered is lost with the link, and the
+            # protocol's retransmission covers it when the peer reconnects.
             out.clear()
             self._frames = 0
             return

@@ -264,7 +264,10 @@ async def replay_registered(
     result.completions = [c for agent in agents_of(hub) for c in agent.completions]
     result.probes = sorted(hub.probes.values())
     result.end_time = hub.clock.now()
+    queued = sum(agent.pending for agent in agents_of(hub))
     result.notes.append(f"messages routed: {hub.messages}")
+    if queued:
+        result.notes.append(f"{queued} requests were still queued at their agents at the end")
     return result
 
 

@@ -75,11 +75,19 @@ def last_stats() -> dict[str, float]:
 
 
 def run_plan(
-    plan: Plan, calibration: Calibration, progress: Progress | None = None
+    plan: Plan,
+    calibration: Calibration,
+    progress: Progress | None = None,
+    agent_processes: int | None = None,
 ) -> DriverResult:
-    """Replay ``plan`` on the model calibrated by ``calibration``."""
+    """Replay ``plan`` on the model calibrated by ``calibration``.
+
+    ``agent_processes``: when the real run hosts the agents in N worker
+    processes (tcp), agent ``i`` shares the CPU of process ``i % N``, as
+    ``real.tcp`` deals them; None gives each agent a CPU of its own.
+    """
     with gc_paused():
-        return _run_plan(plan, calibration, progress)
+        return _run_plan(plan, calibration, progress, agent_processes)
 
 
 @contextmanager
@@ -99,11 +107,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _run_plan(plan: Plan, calibration: Calibration, progress: Progress | None) -> DriverResult:
+def _run_plan(
+    plan: Plan, calibration: Calibration, progress: Progress | None, processes: int | None
+) -> DriverResult:
     wall = time.perf_counter()
     cpu = time.process_time()
-    lead, lead_note = registration_lead(plan, calibration)
-    run = ModelRun(plan, calibration, start=-lead)
+    lead, lead_note = registration_lead(plan, calibration, processes)
+    run = ModelRun(plan, calibration, start=-lead, processes=processes)
     run.register()
     run.load(progress)
     loop_wall = time.perf_counter()
@@ -118,11 +128,13 @@ def _run_plan(plan: Plan, calibration: Calibration, progress: Progress | None) -
     return result
 
 
-def registration_lead(plan: Plan, calibration: Calibration) -> tuple[float, str | None]:
+def registration_lead(
+    plan: Plan, calibration: Calibration, processes: int | None = None
+) -> tuple[float, str | None]:
     """How long before time 0 the agents start: measured by simulating registration alone."""
     if not plan.agents:
         return REGISTRATION_MARGIN, None
-    run = ModelRun(plan, calibration, start=0.0, registration_only=True)
+    run = ModelRun(plan, calibration, start=0.0, registration_only=True, processes=processes)
     run.register()
     run.env.run(until=run.stop)
     if len(run.registered) < len(plan.agents):
@@ -141,8 +153,10 @@ class ModelRun:
         calibration: Calibration,
         start: float,
         registration_only: bool = False,
+        processes: int | None = None,
     ) -> None:
         self.plan = plan
+        self.processes = processes
         self.calibration = calibration
         self.registration_only = registration_only
         self.env = simpy.Environment(initial_time=start)
@@ -165,6 +179,7 @@ class ModelRun:
         coordinator = Coordinator(COORDINATOR_ID, settings)
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator")
         self.engine.add_prober(PROBER_ID)
+        processes = self.processes
         return [
             self.engine.add_node(
                 spec.agent_id,
@@ -172,8 +187,9 @@ class ModelRun:
                     spec.agent_id, COORDINATOR_ID, settings, spec.capabilities, spec.subscriptions
                 ),
                 "agent",
+                f"worker-{index % processes}" if processes else None,
             )
-            for spec in self.plan.agents
+            for index, spec in enumerate(self.plan.agents)
         ]
 
     def _hook(self) -> None:

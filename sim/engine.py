@@ -156,6 +156,7 @@ class Engine:
         self.slack = calibration.timer_slack
         self._wake_bands = [(b.wait_below, b.lateness.sampler(rng)) for b in calibration.wakeup]
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
+        self._processes: dict[str, Server] = {}
         self._samplers: dict[tuple[str, str], Sampler] = {}
         self._tables: dict[str, dict[type, Sampler]] = {}
         self._timer_cb: Callbacks = (self._on_timer,)
@@ -171,9 +172,17 @@ class Engine:
 
     # --- building --------------------------------------------------------------
 
-    def add_node(self, node_id: str, core: Coordinator | Agent, role: str) -> SimNode:
-        """Add a protocol node of ``role`` with its own server (or the shared one)."""
-        server = self.shared if self.shared is not None else Server(self.env.now)
+    def add_node(
+        self, node_id: str, core: Coordinator | Agent, role: str, process: str | None = None
+    ) -> SimNode:
+        """Add a protocol node of ``role`` with its own server, the shared one, or
+        the server of OS ``process`` (nodes hosted by one process share its CPU)."""
+        if self.shared is not None:
+            server = self.shared
+        elif process is not None:
+            server = self._processes.setdefault(process, Server(self.env.now))
+        else:
+            server = Server(self.env.now)
         node = SimNode(node_id, core, role, server, self._service(role), self._timer_sampler(role))
         node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
         self.nodes[node_id] = node
