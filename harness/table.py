@@ -56,7 +56,7 @@ ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("operations completed", "ops_per_s", "ops/s", _rate),
     ("operations offered", "offered_ops_per_s", "ops/s", _rate),
     ("reliability", "reliability", "%", _ratio),
-    ("lost", "not delivered by end", "msgs", _count),
+    ("not delivered by end", "lost", "msgs", _count),
     ("duplicates", "duplicates", "msgs", _count),
     ("data integrity", "data_integrity", "%", _ratio),
     ("uptime", "uptime", "%", _ratio),
