@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from hmac import compare_digest
 from typing import Any, ClassVar
 
 from protocol.memory import MemoryStore, Write
@@ -70,6 +71,7 @@ from protocol.retransmit import RetryHeap, RtoEstimator, backoff
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
+LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
 Outgoing = tuple[str, Message]
 OpKey = tuple[str, int]
 Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
@@ -133,7 +135,7 @@ class Coordinator:
         self.tasks: dict[OpKey, Task] = {}
         self.unassigned: deque[Task] = deque()
         self.stats = CoordinatorStats()
-        self.log: list[str] = []
+        self.log: deque[str] = deque(maxlen=LOG_LIMIT)
         self._out: list[Outgoing] = []
         self._closures: list[str] = []
         self._routed: dict[OpKey, int] = {}
@@ -217,7 +219,7 @@ class Coordinator:
     # --- registration and liveness ---------------------------------------------
 
     def _on_hello(self, src: str, msg: Hello, now: float) -> None:
-        if msg.token != self.settings.token:
+        if not compare_digest(msg.token.encode(), self.settings.token.encode()):
             self._refuse(
                 src, f"rejected {msg.node_id!r}: bad token", close=True, reply=Reject("bad token")
             )
