@@ -35,7 +35,6 @@ blocking: a large result is written whole while the other side reads it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import struct
 from collections import deque
@@ -252,9 +251,16 @@ class FramedLink:
             self.closed = True
             self.writer.close()
 
-    async def wait_closed(self) -> None:
-        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            await self.writer.wait_closed()
+    async def wait_closed(self, timeout: float = 1.0) -> None:
+        """Wait for the close to finish; a peer that stopped reading is cut off."""
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), timeout)
+        except TimeoutError:
+            transport = self.writer.transport
+            if transport is not None:
+                transport.abort()
+        except (ConnectionError, OSError, RuntimeError):
+            pass
 
 
 async def open_link(host: str, port: int, max_frame: int = DEFAULT_MAX_FRAME) -> FramedLink:

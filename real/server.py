@@ -64,6 +64,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
@@ -499,9 +500,14 @@ def coordinator_command(
         print(f"coordinator listening on {host}:{bound}{where}; Ctrl-C stops", flush=True)
 
     try:
+        if db:
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
         report = loop.run_until_complete(serve(host, port, settings, db, ready, stop))
     except OSError as exc:
         print(f"coordinator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"coordinator: cannot open the memory database {db}: {exc}", file=sys.stderr)
         return 1
     finally:
         loop.close()

@@ -345,8 +345,10 @@ class Prober:
         self.results[probe_id] = ProbeResult(probe_id, self.clock.now(), None)
         if self.link is None or self.link.closed:
             try:
-                self.link = await open_link(DEFAULT_HOST, self.port)
-            except OSError:
+                self.link = await asyncio.wait_for(
+                    open_link(DEFAULT_HOST, self.port), self.plan.probe_deadline
+                )
+            except (OSError, TimeoutError):
                 return  # the coordinator is unreachable: the probe stays unanswered
             self._reader = asyncio.get_running_loop().create_task(self._read(self.link))
         self.link.send(PROBER, encode_body(Probe(probe_id)))
@@ -448,7 +450,8 @@ async def _replay(
     probing = asyncio.get_running_loop().create_task(prober.run())
     try:
         result.end_time = await wait_done(pool, plan, clock, progress)
-        await probing
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(probing, plan.probe_deadline + 1.0)
     finally:
         probing.cancel()
     result.probes = sorted(prober.results.values())

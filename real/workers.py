@@ -177,13 +177,16 @@ class AgentHost:
     async def _run_link(self, hl: HostLink) -> None:
         delay = RECONNECT_MIN
         while not self.closing and not hl.given_up:
+            if hl.connects:  # back off before every reconnect, not only failed connects
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
             try:
                 hl.link = await open_link(self.host, self.port)
             except OSError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX)
+                hl.connects += 1
                 continue
-            delay = RECONNECT_MIN
+            if all(self.agents[node].registered for node in hl.agent_ids):
+                delay = RECONNECT_MIN
             hl.connects += 1
             self._hello(hl)
             await self._read_link(hl, hl.link)
