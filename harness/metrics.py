@@ -484,13 +484,25 @@ def _rate(count: int, window: float) -> float:
     return count / window if window > 0 else 0.0
 
 
+def _finish_times(ops: _Ops, unique: _Unique, per_op: IntArray) -> FloatArray:
+    """When each op got its last expected completion (inf if it never did).
+
+    An op that expects nothing finishes at its scheduled time.
+    """
+    last = np.full(len(ops.at), -np.inf)
+    np.maximum.at(last, unique.op, unique.at)
+    last = np.where(ops.expected == 0, ops.at, last)
+    return np.where(per_op >= ops.expected, last, np.inf)
+
+
 def _throughput(plan: Plan, ops: _Ops, unique: _Unique, per_op: IntArray) -> Throughput:
     window = max(plan.duration - plan.warmup, 0.0)
     done = _in_window(unique.at, plan)
     deliveries = int(np.count_nonzero(done & _is_delivery(unique.kind)))
     completions = int(np.count_nonzero(done))
     scheduled = _in_window(ops.at, plan)
-    ops_completed = int(np.count_nonzero(scheduled & (per_op >= ops.expected)))
+    finished = _in_window(_finish_times(ops, unique, per_op), plan)
+    ops_completed = int(np.count_nonzero(finished))
     offered_ops = int(np.count_nonzero(scheduled))
     offered_deliveries = int(ops.expected[scheduled & _is_delivery(ops.kind)].sum())
     return Throughput(
@@ -511,8 +523,9 @@ def _throughput(plan: Plan, ops: _Ops, unique: _Unique, per_op: IntArray) -> Thr
 def _reliability(records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray) -> Reliability:
     expected = int(ops.expected.sum())
     n_unique = len(unique.op)
+    delivered = int(np.minimum(per_op, ops.expected).sum())  # excess never hides a loss
     suppressed = int(np.count_nonzero(records.duplicate))
-    corrupted = int(np.count_nonzero(~records.intact))
+    corrupted = int(np.count_nonzero(~records.intact & ~records.duplicate))
     if n_unique:
         integrity = min(max(1.0 - corrupted / n_unique, 0.0), 1.0)
     else:
@@ -520,14 +533,14 @@ def _reliability(records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray
     return Reliability(
         expected=expected,
         unique=n_unique,
-        lost=max(expected - n_unique, 0),
+        lost=expected - delivered,
         duplicates=suppressed + unique.handler_duplicates,
         suppressed_duplicates=suppressed,
         handler_duplicates=unique.handler_duplicates,
         excess=int(np.maximum(per_op - ops.expected, 0).sum()),
         unknown_op=int(np.count_nonzero(records.op < 0)),
         corrupted=corrupted,
-        reliability=n_unique / expected if expected else 1.0,
+        reliability=delivered / expected if expected else 1.0,
         data_integrity=integrity,
     )
 
@@ -551,14 +564,21 @@ def _availability(probes: Sequence[ProbeResult], deadline: float) -> Availabilit
     )
 
 
+ACTIVITY_SLICES = 4  # "throughout the window": active in each quarter of it
+
+
 def _agents(
     plan: Plan, result: DriverResult, ops: _Ops, unique: _Unique, codes: dict[str, int]
 ) -> Agents:
     early = [agent for agent, at in result.registered.items() if at <= plan.warmup]
-    done = _in_window(unique.at, plan)
-    active_codes = np.unique(np.concatenate((unique.node[done], ops.origin[unique.op[done]])))
-    active = set(active_codes.tolist())
-    coordinated = sum(1 for agent in early if codes.get(agent, -1) in active)
+    active: set[int] | None = None
+    edges = np.linspace(plan.warmup, plan.duration, ACTIVITY_SLICES + 1)
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        done = (unique.at >= start) & (unique.at < end)
+        both = np.concatenate((unique.node[done], ops.origin[unique.op[done]]))
+        seen = set(np.unique(both).tolist())
+        active = seen if active is None else active & seen
+    coordinated = sum(1 for agent in early if codes.get(agent, -1) in (active or set()))
     return Agents(
         registered=len(result.registered),
         registered_before_window=len(early),

@@ -184,8 +184,8 @@ def test_throughput_counts_the_steady_state_window() -> None:
     assert thr.deliveries == 4  # 1.1, 2.1, 2.2, 3.1
     assert thr.deliveries_per_s == pytest.approx(4 / 9)
     assert thr.completions == 5
-    assert thr.ops_completed == 2  # ops 2 and 4
-    assert thr.ops_per_s == pytest.approx(2 / 9)
+    assert thr.ops_completed == 3  # ops 1, 2 and 4 got their last completion in the window
+    assert thr.ops_per_s == pytest.approx(3 / 9)
     assert thr.offered_ops == 3
     assert thr.offered_deliveries == 4
     assert thr.offered_deliveries_per_s == pytest.approx(4 / 9)
@@ -203,18 +203,23 @@ def test_uptime_counts_late_and_missing_probes_as_down() -> None:
     assert availability.uptime == pytest.approx(0.5)
 
 
-def test_agents_coordinated_needs_early_registration_and_window_activity() -> None:
-    ops = [(2.0, OpKind.DIRECT, "a", 1), (3.0, OpKind.DIRECT, "a", 1), (0.2, OpKind.DIRECT, "d", 1)]
-    plan = make_plan(ops, warmup=1.0)
-    registered = {"a": 0.0, "b": 1.0, "c": 3.0, "d": 0.1}
-    # ops (sorted by at): 1 = d at 0.2, 2 = a at 2.0, 3 = a at 3.0
-    result = make_result(
-        [done(1, "d", 0.3), done(2, "b", 2.001), done(3, "c", 3.001)], registered=registered
-    )
-    agents = summarize(plan, result).agents
-    assert agents.registered == 4
-    assert agents.registered_before_window == 3  # a, b, d
-    assert agents.coordinated == 2  # a (origin) and b (receiver); c too late, d only in warm-up
+def test_agents_coordinated_needs_early_registration_and_activity_throughout() -> None:
+    # window [1, 9) in quarters of 2 s; "a" sends to "b" once per quarter
+    ops = [(at, OpKind.DIRECT, "a", 1) for at in (1.5, 3.5, 5.5, 7.5)]
+    ops += [(0.2, OpKind.DIRECT, "d", 1), (2.0, OpKind.DIRECT, "e", 1)]
+    plan = make_plan(ops, duration=9.0, warmup=1.0)
+    registered = {"a": 0.0, "b": 1.0, "c": 3.0, "d": 0.1, "e": 0.5}
+    # ops (sorted by at): 1 = d at 0.2, 2 = a at 1.5, 3 = e at 2.0, 4..6 = a at 3.5/5.5/7.5
+    records = [done(1, "d", 0.3), done(3, "c", 2.1)]
+    records += [
+        done(op_id, "b", at + 0.001) for op_id, at in ((2, 1.5), (4, 3.5), (5, 5.5), (6, 7.5))
+    ]
+    agents = summarize(plan, make_result(records, registered=registered)).agents
+    assert agents.registered == 5
+    assert agents.registered_before_window == 4  # a, b, d, e
+    # a (origin) and b (receiver) are active in every quarter; c registered too late,
+    # d only in warm-up, e only in the first quarter
+    assert agents.coordinated == 2
 
 
 def test_timeline_bins() -> None:
