@@ -16,7 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.scenario import ScenarioError, load_scenario
+from protocol.settings import ProtocolSettings
 
+DEV_TOKEN = ProtocolSettings().token
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
@@ -41,7 +44,7 @@ def _progress_bar() -> tuple[Progress, Callable[[str, float], None]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import BACKENDS, run_scenario
+    from harness.runner import BACKENDS, labelled_repetitions, run_scenario
     from harness.table import render_summary_table
     from harness.targets import evaluate_targets, render_targets
 
@@ -63,7 +66,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in outcome.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     console.print(render_summary_table(outcome.summaries, outcome.comparison))
-    verdicts = evaluate_targets(scenario, outcome.summaries)
+    if scenario.repetitions > 1:
+        console.print(
+            f"the table shows the last of {scenario.repetitions} repetitions; every one, "
+            "with means and 95 % confidence intervals, is in repetitions.json; "
+            "targets are checked on each"
+        )
+    verdicts = evaluate_targets(scenario, labelled_repetitions(outcome))
     if verdicts:
         console.print(render_targets(verdicts))
     console.print(f"run folder: {outcome.run_dir}")
@@ -96,11 +105,17 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from protocol.settings import ProtocolSettings
     from real.server import coordinator_command
 
+    if args.host not in LOOPBACK and args.token == DEV_TOKEN:
+        errors.print(
+            f"[red]error:[/] --host {args.host} is reachable from other machines: "
+            "choose a secret --token first (the default token is public)"
+        )
+        return 2
     settings = ProtocolSettings(token=args.token)
-    return coordinator_command(args.host, args.port, args.token, args.db, settings)
+    db = args.db if args.db is not None else str(Path(args.reports) / "coordinator.sqlite")
+    return coordinator_command(args.host, args.port, args.token, db, settings)
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
@@ -158,16 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     coord = sub.add_parser("coordinator", help="start a coordinator server by hand")
     coord.add_argument("--host", default="127.0.0.1")
     coord.add_argument("--port", type=int, default=7400)
-    coord.add_argument("--token", default="swarmtwin-dev-token")
-    coord.add_argument("--db", default="reports/coordinator.sqlite")
+    coord.add_argument("--token", default=DEV_TOKEN)
+    coord.add_argument("--db", default=None, help="default: <reports>/coordinator.sqlite")
     coord.set_defaults(func=cmd_coordinator)
 
     agents = sub.add_parser("agents", help="start agents against a running coordinator")
     agents.add_argument("--host", default="127.0.0.1")
     agents.add_argument("--port", type=int, default=7400)
-    agents.add_argument("--token", default="swarmtwin-dev-token")
+    agents.add_argument("--token", default=DEV_TOKEN)
     agents.add_argument("--count", type=int, default=10)
-    agents.add_argument("--prefix", default="agent")
+    agents.add_argument("--prefix", default="agent-")
     agents.add_argument("--capability", action="append", default=[])
     agents.add_argument("--subscribe", action="append", default=[])
     agents.add_argument("--connections", type=int, default=1, help="0 = one per agent")

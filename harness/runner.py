@@ -10,12 +10,13 @@ to the run history. Drivers are imported lazily so that ``validate`` and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness.compare import ComparisonRow, compare
+from harness.compare import ComparisonRow, aggregate, compare
 from harness.history import record_run
 from harness.metrics import Summary, summarize
 from harness.plan import compile_plan
@@ -99,10 +100,37 @@ def run_scenario(
     created = datetime.now(UTC)
     run_id = new_run_id(scenario.name, created)
     run_dir = write_run(reports / "runs", run_id, scenario.resolved_yaml(), summaries, comparison)
+    if scenario.repetitions > 1:
+        write_repetitions(run_dir, reps)
     record_run(
         reports / "history.sqlite", run_id, scenario.name, created, summaries, run_dir=run_dir
     )
     return RunOutcome(run_id, run_dir, plan, summaries, reps, comparison, warnings)
+
+
+def write_repetitions(run_dir: Path, reps: dict[str, list[Summary]]) -> Path:
+    """Every repetition's figures, and their mean with a 95 % confidence interval."""
+    data = {
+        backend: {
+            "repetitions": [s.to_dict(include_timeline=False) for s in runs],
+            "aggregate": aggregate(runs),
+        }
+        for backend, runs in reps.items()
+    }
+    path = run_dir / "repetitions.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def labelled_repetitions(outcome: RunOutcome) -> dict[str, Summary]:
+    """Each repetition under its own label (``real #2``), or the plain summaries."""
+    if all(len(runs) == 1 for runs in outcome.repetitions.values()):
+        return outcome.summaries
+    return {
+        f"{backend} #{index + 1}": summary
+        for backend, runs in outcome.repetitions.items()
+        for index, summary in enumerate(runs)
+    }
 
 
 def _bind(progress: Progress | None, label: str) -> Callable[[float], None] | None:

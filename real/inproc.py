@@ -211,7 +211,8 @@ async def probe(hub: Hub, plan: Plan) -> None:
 
 
 def completed(hub: Hub) -> int:
-    return sum(len(agent.completions) for agent in agents_of(hub))
+    """Unique completions so far (suppressed redeliveries do not count)."""
+    return sum(sum(1 for c in agent.completions if not c.duplicate) for agent in agents_of(hub))
 
 
 async def settle(hub: Hub, plan: Plan) -> None:

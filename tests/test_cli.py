@@ -81,3 +81,23 @@ def test_fail_on_targets_exits_1(tmp_path: Path) -> None:
     args = ["--reports", str(tmp_path / "r"), "run", str(scenario), "--backend", "real"]
     assert main([*args, "--fail-on-targets"]) == 1
     assert main(args) == 0
+
+
+def test_repetitions_are_all_kept_and_each_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "reps.yaml"
+    scenario.write_text(
+        "name: reps\nduration: 1.0\nwarmup: 0.2\nrepetitions: 2\nagents: {count: 3}\n"
+        "topics: {fanout: 2}\n"
+        "workload:\n  - kind: direct\n    arrival: {process: constant, rate: 50}\n"
+        "targets:\n  - reliability >= 0.999\n"
+    )
+    reports = tmp_path / "r"
+    assert main(["--reports", str(reports), "run", str(scenario), "--backend", "sim"]) == 0
+    out = capsys.readouterr().out
+    assert "sim #1" in out and "sim #2" in out
+    (run_dir,) = list((reports / "runs").iterdir())
+    reps = json.loads((run_dir / "repetitions.json").read_text())
+    assert len(reps["sim"]["repetitions"]) == 2
+    assert reps["sim"]["aggregate"]["reliability"]["mean"] == 1.0
