@@ -66,6 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in outcome.warnings:
         errors.print(f"[yellow]warning:[/] {warning}")
     console.print(render_summary_table(outcome.summaries, outcome.comparison))
+    for backend, summary in outcome.summaries.items():
+        for note in summary.notes:
+            console.print(f"[dim]{backend}: {note}[/]", highlight=False)
     if scenario.repetitions > 1:
         console.print(
             f"the table shows the last of {scenario.repetitions} repetitions; every one, "

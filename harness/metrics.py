@@ -644,6 +644,11 @@ def _notes(result: DriverResult, reliability: Reliability, unique: _Unique) -> l
         notes.append(f"{reliability.unknown_op} completions named op ids not in the plan")
     if reliability.handler_duplicates:
         notes.append(f"{reliability.handler_duplicates} handler-level duplicate completions")
+    if reliability.lost:
+        notes.append(
+            f"{reliability.lost} expected completions never arrived; the latency figures "
+            "cover only those that did, so under overload they understate the tail"
+        )
     if unique.early:
         notes.append(f"{unique.early} completions came before their scheduled time (clock?)")
     clamped = int(np.count_nonzero(unique.latency_us >= HDR_HIGHEST_US))

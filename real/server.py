@@ -256,7 +256,7 @@ class CoordinatorServer:
             peer.nodes.clear()
             self.schedule_flush()
 
-    def _sweep(self) -> None:
+    def _close_idle(self) -> None:
         """Close connections that never bound a node, or went silent."""
         limits = self.limits
         now = time.monotonic()
@@ -267,7 +267,14 @@ class CoordinatorServer:
             elif now - peer.last_read > self._idle_timeout:
                 self._event(f"closed {peer.link.peer}: silent for {self._idle_timeout} s")
                 self._close_peer(peer)
-        self._sweeper = self.loop.call_later(limits.sweep_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """``_close_idle``, re-armed even if closing a connection failed."""
+        try:
+            self._close_idle()
+        except Exception:
+            log.exception("connection sweep failed")
+        self._sweeper = self.loop.call_later(self.limits.sweep_interval, self._sweep)
 
     # --- the flush: persist, send, close, re-arm ---------------------------------
 
@@ -353,7 +360,10 @@ class CoordinatorServer:
     def _fire(self) -> None:
         self._timer = None
         self._deadline = None
-        self.coordinator.on_timer(self.clock.now())
+        try:
+            self.coordinator.on_timer(self.clock.now())
+        except Exception:  # a core bug must not stop retransmission for everyone
+            log.exception("coordinator.on_timer failed")
         self.flush()
 
     # --- shutdown ---------------------------------------------------------------
