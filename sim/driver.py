@@ -324,11 +324,16 @@ class ModelRun:
             notes=self._notes(lead, notes),
         )
 
+    def _cpu_layout(self) -> str:
+        if self.processes and self.calibration.cpu_sharing != "one-loop":
+            return f"agents share {self.processes} worker processes, coordinator its own"
+        return self.calibration.cpu_sharing
+
     def _notes(self, lead: float, notes: list[str]) -> list[str]:
         cal, engine = self.calibration, self.engine
         notes = [
             f"calibration: {cal.source or 'in memory'} (host {cal.host}, {cal.date or 'no date'}, "
-            f"transport {cal.transport}, cpu {cal.cpu_sharing})",
+            f"transport {cal.transport}, cpu {self._cpu_layout()})",
             f"model: {engine.messages} simulated messages, {engine.timers} timer jobs; "
             f"agents started at {-lead:.6f} s",
             *notes,
