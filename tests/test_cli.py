@@ -67,6 +67,7 @@ def test_run_writes_run_folder_and_history(
     real = summary["backends"]["real"]
     assert real["reliability"]["lost"] == 0
     assert (run_dir / "scenario.yaml").exists()
+    assert (run_dir / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["--reports", str(reports), "history"]) == 0
     assert run_dir.name in capsys.readouterr().out
 
