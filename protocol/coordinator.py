@@ -85,6 +85,7 @@ class Session:
     capabilities: tuple[str, ...]
     last_seen: float
     alive: bool = True
+    linked: bool = True
     inflight: dict[int, Deliver] = field(default_factory=dict)
     backlog: deque[Deliver] = field(default_factory=deque)
     tasks: set[OpKey] = field(default_factory=set)
@@ -155,6 +156,9 @@ class Coordinator:
         self.stats.received += 1
         session = self.sessions.get(src)
         if session is not None:
+            if not session.linked and type(msg) is not Hello:
+                self._refuse(src, f"{src} must say hello on its new link", close=True)
+                return
             if not session.alive and type(msg) is not Hello:
                 self._revive(session, now)
             session.last_seen = now
@@ -211,10 +215,18 @@ class Coordinator:
         self._refuse(src, f"malformed input from {src}: {reason}", close=True)
 
     def link_closed(self, src: str, now: float) -> None:
-        """The driver lost the link to ``src``; treat the agent as failed now."""
+        """The driver lost the link to ``src``: the agent is failed now, and whatever
+        speaks for it next must start with a ``Hello`` (and its token)."""
         session = self.sessions.get(src)
-        if session is not None and session.alive:
+        if session is None:
+            return
+        session.linked = False
+        if session.alive:
             self._fail(session, now)
+
+    def knows(self, node: str) -> bool:
+        """True once ``node`` has registered (it may since have failed)."""
+        return node in self.sessions
 
     # --- registration and liveness ---------------------------------------------
 
@@ -246,6 +258,7 @@ class Coordinator:
             self.sessions[src] = session
         else:
             session.alive = True
+            session.linked = True
             session.last_seen = now
             session.capabilities = msg.capabilities
         if self._next_sweep is None:

@@ -201,22 +201,17 @@ class CoordinatorServer:
         """Bind ``node`` to ``peer``; False (and ``peer`` refused) if it may not speak for it.
 
         The core trusts that every frame naming a node comes over that node's
-        own link, so: a node bound to another open connection stays there,
+        own link, so a node bound to another open connection stays there,
         except that a ``Hello`` may take over a binding the coordinator never
-        registered (a squatter's or a prober's id); and a node the coordinator
-        knows (live or failed) must start a new connection with a ``Hello``,
-        so nobody revives a failed agent's session without its token.
+        registered (a squatter's or a prober's id). That a known node must
+        start a new link with ``Hello`` is the core's rule (``link_closed``).
         """
         if peer.refused:
             return False
         owner = self.routes.get(node)
-        known = node in self.coordinator.sessions
         hello = type(msg) is Hello
-        if owner is not None and (known or not hello):
+        if owner is not None and (self.coordinator.knows(node) or not hello):
             self.refuse(peer, f"node {node!r} is bound to another connection")
-            return False
-        if known and not hello:
-            self.refuse(peer, f"node {node!r} must say hello on a new connection")
             return False
         if owner is not None:
             owner.nodes.discard(node)

@@ -904,3 +904,20 @@ def test_tasks_held_back_by_a_full_backlog_run_once_it_drains() -> None:
     net.block = None  # it catches up
     settle(net)
     assert sorted(unique(net.agents["boss"])) == list(range(1, 11))
+
+
+def test_after_its_link_closed_a_node_must_say_hello_before_anything_else() -> None:
+    """``link_closed`` means whoever speaks for the node next must present the token."""
+    coordinator = Coordinator(COORD, SETTINGS)
+    coordinator.receive("a", Hello("a", SETTINGS.token), 0.0)
+    coordinator.drain()
+    coordinator.link_closed("a", 0.1)
+    assert not coordinator.sessions["a"].alive
+    coordinator.receive("a", Heartbeat(1), 0.2)
+    assert coordinator.drain() == [("a", Error("a must say hello on its new link"))]
+    assert coordinator.take_closures() == ["a"]
+    assert not coordinator.sessions["a"].alive  # the heartbeat did not revive it
+    coordinator.receive("a", Hello("a", SETTINGS.token), 0.3)
+    assert coordinator.sessions["a"].alive
+    coordinator.receive("a", Heartbeat(2), 0.4)
+    assert coordinator.take_closures() == []
