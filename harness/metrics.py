@@ -25,28 +25,26 @@ How it works, in order:
    every value one by one. Percentiles and the maximum come from the
    histogram; the mean is the exact arithmetic mean.
 4. Throughput counts unique completions whose *completion* time falls in the
-   window; ``ops_per_s`` counts ops *scheduled* in the window whose every
-   expected completion arrived (at any time); offered rates come from the plan.
-5. Reliability is over all ops of the plan; uptime is the share of probes
-   answered within ``plan.probe_deadline``; agents coordinated are agents
-   registered by the window start that received, or originated, an op
-   completed in the window.
+   window; ``ops_per_s`` counts ops whose last expected completion falls in
+   the window; offered rates come from the plan.
+5. Reliability is over all ops of the plan: expected completions that
+   arrived, each ``(op, node)`` once, so deliveries to unexpected nodes
+   (``excess``) never offset missing ones. Uptime is the share of probes
+   answered within ``plan.probe_deadline``. Agents coordinated are agents
+   registered by the window start that received, or originated, a completed
+   op in every quarter of the window.
 6. The timeline has 100 ms bins: unique deliveries and completions by
    completion time, p95 of those completions' latencies, and ops offered by
    scheduled time.
 
-``Summary.to_dict()`` gives plain JSON-able data and ``Summary.from_dict`` reads
-it back. ``Summary.figures()`` flattens the headline figures (``p95_ms``,
-``deliveries_per_s``, ``reliability`` ...) for comparison, thresholds, tables
-and history. The encoded HDR histograms live in ``Summary.histograms`` and are
-not part of ``to_dict()``; the run directory stores them as ``.hdr`` files.
+The figures land in a ``harness.summary.Summary`` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -54,6 +52,18 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
+from harness.summary import (
+    Agents,
+    Availability,
+    Figure,
+    KindLatency,
+    LatencyFigures,
+    Reliability,
+    Resource,
+    Summary,
+    Throughput,
+    TimelineBin,
+)
 from protocol.plan import OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 
@@ -66,206 +76,25 @@ DELIVERY_KINDS: tuple[OpKind, ...] = (OpKind.PUBLISH, OpKind.DIRECT, OpKind.BROA
 HEADLINE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0, 99.9)
 _EPS = 1e-9
 
+__all__ = [
+    "BIN_SECONDS",
+    "Figure",
+    "Summary",
+    "TimelineBin",
+    "kind_name",
+    "new_histogram",
+    "record_many",
+    "summarize",
+]
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
-Figure = float | int | None
 
 
 def kind_name(kind: OpKind) -> str:
     """The lower-case name used in keys: ``publish``, ``direct`` ..."""
     return kind.name.lower()
-
-
-# --------------------------------------------------------------------------- figures
-
-
-@dataclass(slots=True)
-class LatencyFigures:
-    """Latency over the steady-state window, in milliseconds."""
-
-    count: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    p999_ms: float | None = None
-    max_ms: float | None = None
-    mean_ms: float | None = None
-
-
-@dataclass(slots=True)
-class KindLatency:
-    """Latency of one operation kind over the steady-state window."""
-
-    count: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-
-
-@dataclass(slots=True)
-class Throughput:
-    """Rates over the steady-state window, with the counts they came from."""
-
-    window_s: float = 0.0
-    deliveries: int = 0
-    ops_completed: int = 0
-    completions: int = 0
-    offered_ops: int = 0
-    offered_deliveries: int = 0
-    deliveries_per_s: float = 0.0
-    ops_per_s: float = 0.0
-    completions_per_s: float = 0.0
-    offered_ops_per_s: float = 0.0
-    offered_deliveries_per_s: float = 0.0
-
-
-@dataclass(slots=True)
-class Reliability:
-    """Unique, lost, duplicated and corrupted completions over the whole plan.
-
-    ``excess`` counts unique completions beyond an op's ``expected`` (a
-    delivery to a node that should not have received it); ``unknown_op``
-    counts records naming an op id that is not in the plan.
-    """
-
-    expected: int = 0
-    unique: int = 0
-    lost: int = 0
-    duplicates: int = 0
-    suppressed_duplicates: int = 0
-    handler_duplicates: int = 0
-    excess: int = 0
-    unknown_op: int = 0
-    corrupted: int = 0
-    reliability: float = 1.0
-    data_integrity: float = 1.0
-
-
-@dataclass(slots=True)
-class Availability:
-    """Availability probes: answered in time, late, or never."""
-
-    probes: int = 0
-    on_time: int = 0
-    late: int = 0
-    unanswered: int = 0
-    deadline_s: float = 0.0
-    uptime: float | None = None
-
-
-@dataclass(slots=True)
-class Agents:
-    """Registered agents and those coordinated during the window."""
-
-    registered: int = 0
-    registered_before_window: int = 0
-    coordinated: int = 0
-
-
-@dataclass(slots=True)
-class TimelineBin:
-    """One 100 ms bin starting at ``t`` seconds."""
-
-    t: float
-    deliveries: int
-    completions: int
-    p95_ms: float | None
-    offered: int
-
-
-@dataclass(slots=True)
-class Resource:
-    """Resource use of one process (MiB of peak RSS, CPU seconds)."""
-
-    name: str
-    peak_rss_mb: float
-    cpu_seconds: float
-
-
-@dataclass(slots=True)
-class Summary:
-    """Every figure of one backend's run. ``histograms`` is kept out of ``to_dict``."""
-
-    backend: str
-    transport: str
-    seed: int
-    duration: float
-    warmup: float
-    wall_seconds: float
-    end_time: float
-    latency: LatencyFigures
-    latency_by_kind: dict[str, KindLatency]
-    throughput: Throughput
-    reliability: Reliability
-    availability: Availability
-    agents: Agents
-    timeline: list[TimelineBin] = field(default_factory=list)
-    resources: list[Resource] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-    def figures(self) -> dict[str, Figure]:
-        """The headline figures as one flat mapping (names as in thresholds)."""
-        lat, thr, rel = self.latency, self.throughput, self.reliability
-        return {
-            "p50_ms": lat.p50_ms,
-            "p95_ms": lat.p95_ms,
-            "p99_ms": lat.p99_ms,
-            "p999_ms": lat.p999_ms,
-            "max_ms": lat.max_ms,
-            "mean_ms": lat.mean_ms,
-            "latency_count": lat.count,
-            "deliveries_per_s": thr.deliveries_per_s,
-            "ops_per_s": thr.ops_per_s,
-            "completions_per_s": thr.completions_per_s,
-            "offered_ops_per_s": thr.offered_ops_per_s,
-            "offered_deliveries_per_s": thr.offered_deliveries_per_s,
-            "reliability": rel.reliability,
-            "expected": rel.expected,
-            "unique": rel.unique,
-            "lost": rel.lost,
-            "duplicates": rel.duplicates,
-            "handler_duplicates": rel.handler_duplicates,
-            "corrupted": rel.corrupted,
-            "data_integrity": rel.data_integrity,
-            "uptime": self.availability.uptime,
-            "agents_coordinated": self.agents.coordinated,
-            "wall_seconds": self.wall_seconds,
-        }
-
-    def to_dict(self, *, include_timeline: bool = True) -> dict[str, Any]:
-        """Plain JSON-able data (no histograms; optionally no timeline)."""
-        data = asdict(self)
-        del data["histograms"]
-        if not include_timeline:
-            del data["timeline"]
-        return data
-
-    @classmethod
-    def from_dict(
-        cls, data: Mapping[str, Any], histograms: Mapping[str, str] | None = None
-    ) -> Summary:
-        """Rebuild a summary from ``to_dict()`` output."""
-        return cls(
-            backend=data["backend"],
-            transport=data["transport"],
-            seed=data["seed"],
-            duration=data["duration"],
-            warmup=data["warmup"],
-            wall_seconds=data["wall_seconds"],
-            end_time=data["end_time"],
-            latency=LatencyFigures(**data["latency"]),
-            latency_by_kind={k: KindLatency(**v) for k, v in data["latency_by_kind"].items()},
-            throughput=Throughput(**data["throughput"]),
-            reliability=Reliability(**data["reliability"]),
-            availability=Availability(**data["availability"]),
-            agents=Agents(**data["agents"]),
-            timeline=[TimelineBin(**b) for b in data.get("timeline", [])],
-            resources=[Resource(**r) for r in data.get("resources", [])],
-            notes=list(data.get("notes", [])),
-            histograms=dict(histograms or {}),
-        )
 
 
 # --------------------------------------------------------------------------- columns

@@ -1,0 +1,205 @@
+"""The figures of one run on one backend: ``Summary`` and its sections.
+
+Plain dataclasses, filled in by ``harness.metrics.summarize``.
+``Summary.to_dict()`` gives JSON-able data and ``Summary.from_dict`` reads it
+back; ``Summary.figures()`` flattens the headline figures (``p95_ms``,
+``deliveries_per_s``, ``reliability`` ...) for comparison, thresholds, tables
+and history. The encoded HDR histograms live in ``Summary.histograms``, not in
+``to_dict()``; the run folder stores them as ``.hdr`` files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Figure = float | int | None
+
+
+@dataclass(slots=True)
+class LatencyFigures:
+    """Latency over the steady-state window, in milliseconds."""
+
+    count: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+
+
+@dataclass(slots=True)
+class KindLatency:
+    """Latency of one operation kind over the steady-state window."""
+
+    count: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+@dataclass(slots=True)
+class Throughput:
+    """Rates over the steady-state window, with the counts they came from."""
+
+    window_s: float = 0.0
+    deliveries: int = 0
+    ops_completed: int = 0
+    completions: int = 0
+    offered_ops: int = 0
+    offered_deliveries: int = 0
+    deliveries_per_s: float = 0.0
+    ops_per_s: float = 0.0
+    completions_per_s: float = 0.0
+    offered_ops_per_s: float = 0.0
+    offered_deliveries_per_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Reliability:
+    """Unique, lost, duplicated and corrupted completions over the whole plan.
+
+    ``excess`` counts unique completions beyond an op's ``expected`` (a
+    delivery to a node that should not have received it); ``unknown_op``
+    counts records naming an op id that is not in the plan.
+    """
+
+    expected: int = 0
+    unique: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    suppressed_duplicates: int = 0
+    handler_duplicates: int = 0
+    excess: int = 0
+    unknown_op: int = 0
+    corrupted: int = 0
+    reliability: float = 1.0
+    data_integrity: float = 1.0
+
+
+@dataclass(slots=True)
+class Availability:
+    """Availability probes: answered in time, late, or never."""
+
+    probes: int = 0
+    on_time: int = 0
+    late: int = 0
+    unanswered: int = 0
+    deadline_s: float = 0.0
+    uptime: float | None = None
+
+
+@dataclass(slots=True)
+class Agents:
+    """Registered agents and those coordinated during the window."""
+
+    registered: int = 0
+    registered_before_window: int = 0
+    coordinated: int = 0
+
+
+@dataclass(slots=True)
+class TimelineBin:
+    """One 100 ms bin starting at ``t`` seconds."""
+
+    t: float
+    deliveries: int
+    completions: int
+    p95_ms: float | None
+    offered: int
+
+
+@dataclass(slots=True)
+class Resource:
+    """Resource use of one process (MiB of peak RSS, CPU seconds)."""
+
+    name: str
+    peak_rss_mb: float
+    cpu_seconds: float
+
+
+@dataclass(slots=True)
+class Summary:
+    """Every figure of one backend's run. ``histograms`` is kept out of ``to_dict``."""
+
+    backend: str
+    transport: str
+    seed: int
+    duration: float
+    warmup: float
+    wall_seconds: float
+    end_time: float
+    latency: LatencyFigures
+    latency_by_kind: dict[str, KindLatency]
+    throughput: Throughput
+    reliability: Reliability
+    availability: Availability
+    agents: Agents
+    timeline: list[TimelineBin] = field(default_factory=list)
+    resources: list[Resource] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def figures(self) -> dict[str, Figure]:
+        """The headline figures as one flat mapping (names as in thresholds)."""
+        lat, thr, rel = self.latency, self.throughput, self.reliability
+        return {
+            "p50_ms": lat.p50_ms,
+            "p95_ms": lat.p95_ms,
+            "p99_ms": lat.p99_ms,
+            "p999_ms": lat.p999_ms,
+            "max_ms": lat.max_ms,
+            "mean_ms": lat.mean_ms,
+            "latency_count": lat.count,
+            "deliveries_per_s": thr.deliveries_per_s,
+            "ops_per_s": thr.ops_per_s,
+            "completions_per_s": thr.completions_per_s,
+            "offered_ops_per_s": thr.offered_ops_per_s,
+            "offered_deliveries_per_s": thr.offered_deliveries_per_s,
+            "reliability": rel.reliability,
+            "expected": rel.expected,
+            "unique": rel.unique,
+            "lost": rel.lost,
+            "duplicates": rel.duplicates,
+            "handler_duplicates": rel.handler_duplicates,
+            "corrupted": rel.corrupted,
+            "data_integrity": rel.data_integrity,
+            "uptime": self.availability.uptime,
+            "agents_coordinated": self.agents.coordinated,
+            "wall_seconds": self.wall_seconds,
+        }
+
+    def to_dict(self, *, include_timeline: bool = True) -> dict[str, Any]:
+        """Plain JSON-able data (no histograms; optionally no timeline)."""
+        data = asdict(self)
+        del data["histograms"]
+        if not include_timeline:
+            del data["timeline"]
+        return data
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], histograms: Mapping[str, str] | None = None
+    ) -> Summary:
+        """Rebuild a summary from ``to_dict()`` output."""
+        return cls(
+            backend=data["backend"],
+            transport=data["transport"],
+            seed=data["seed"],
+            duration=data["duration"],
+            warmup=data["warmup"],
+            wall_seconds=data["wall_seconds"],
+            end_time=data["end_time"],
+            latency=LatencyFigures(**data["latency"]),
+            latency_by_kind={k: KindLatency(**v) for k, v in data["latency_by_kind"].items()},
+            throughput=Throughput(**data["throughput"]),
+            reliability=Reliability(**data["reliability"]),
+            availability=Availability(**data["availability"]),
+            agents=Agents(**data["agents"]),
+            timeline=[TimelineBin(**b) for b in data.get("timeline", [])],
+            resources=[Resource(**r) for r in data.get("resources", [])],
+            notes=list(data.get("notes", [])),
+            histograms=dict(histograms or {}),
+        )
