@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import struct
 from pathlib import Path
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol import messages as m
@@ -33,74 +32,17 @@ from protocol.codec import (
     encode_many,
 )
 from protocol.messages import BY_TYPE, MESSAGE_TYPES
-
-FAST = settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
+from tests.codec_helpers import (
+    CODES,
+    FAST,
+    FIELD_STRATEGIES,
+    SAMPLE,
+    STREAM,
+    any_message,
+    frame,
+    packed,
+    strategy_for,
 )
-
-# The wire codes, as docs/protocol.md documents them. Changing one is a protocol change.
-CODES = {
-    "Hello": 1,
-    "Welcome": 2,
-    "Reject": 3,
-    "Heartbeat": 4,
-    "Probe": 5,
-    "ProbeReply": 6,
-    "Subscribe": 10,
-    "Unsubscribe": 11,
-    "Publish": 12,
-    "Direct": 13,
-    "Broadcast": 14,
-    "Accepted": 15,
-    "Busy": 16,
-    "Deliver": 17,
-    "Ack": 18,
-    "TaskSubmit": 20,
-    "TaskResult": 21,
-    "TaskDone": 22,
-    "TaskDoneAck": 23,
-    "MemRequest": 30,
-    "MemReply": 31,
-    "Error": 40,
-}
-
-# --- strategies, derived from each dataclass's field annotations ----------------------
-
-INT = st.integers(-(2**63), 2**64 - 1)  # everything msgpack can carry
-FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
-    "str": st.text(max_size=40),
-    "int": INT,
-    "float": st.floats(allow_nan=False),
-    "bool": st.booleans(),
-    "bytes": st.binary(max_size=64),
-    "tuple[str, ...]": st.lists(st.text(max_size=10), max_size=5).map(tuple),
-    "tuple[int, ...]": st.lists(INT, max_size=8).map(tuple),
-}
-
-
-def strategy_for(cls: type) -> st.SearchStrategy:
-    fields = dataclasses.fields(cls)
-    return st.builds(cls, *(FIELD_STRATEGIES[str(f.type)] for f in fields))
-
-
-any_message = st.one_of(*(strategy_for(cls) for cls in MESSAGE_TYPES))
-
-
-def frame(body: bytes, version: int = VERSION) -> bytes:
-    """A frame around an arbitrary body (no checks)."""
-    return struct.pack(">I", len(body) + 1) + bytes((version,)) + body
-
-
-def packed(*values: object) -> bytes:
-    return msgpack.packb(list(values), use_bin_type=True)
-
-
-SAMPLE = m.Publish(7, "swarm.t3.events", b"hello", 0x3610A686)
-
 
 # --- the message table ----------------------------------------------------------------
 
@@ -183,14 +125,6 @@ def test_decode_body_alone() -> None:
 
 
 # --- the streaming decoder ----------------------------------------------------------------
-
-STREAM = [
-    m.Hello("a1", "tok", ("gpu",), ("x.*", "#")),
-    SAMPLE,
-    m.Ack((1, 2, 3)),
-    m.MemRequest(9, m.MemVerb.CAS, "ns", "k", b"\x00" * 300, 4),
-    m.Error(""),
-]
 
 
 def test_split_at_every_byte_boundary() -> None:
@@ -392,146 +326,6 @@ def test_decode_frame_wants_exactly_one_frame() -> None:
     for bad in (b"", wire[:-1], wire + wire, wire + b"\x00"):
         with pytest.raises(MalformedFrame):
             decode_frame(bad)
-
-
-# --- fuzzing -------------------------------------------------------------------------
-
-
-def assert_decodes_or_refuses(data: bytes, chunk: int) -> None:
-    decoder = FrameDecoder(4096)
-    try:
-        for i in range(0, len(data), chunk):
-            for msg in decoder.feed(data[i : i + chunk]):
-                assert type(msg) in MESSAGE_TYPES
-                assert repr(decode_frame(encode(msg))) == repr(msg)  # well-typed: re-encodes
-    except MalformedFrame as exc:
-        assert all(type(x) in MESSAGE_TYPES for x in exc.decoded)
-
-
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    buf = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        action = rng.randrange(6)
-        pos = rng.randrange(len(buf) + 1)
-        if action == 0 and buf:  # flip a bit
-            i = rng.randrange(len(buf))
-            buf[i] ^= 1 << rng.randrange(8)
-        elif action == 1 and buf:  # replace a byte with an interesting one
-            buf[rng.randrange(len(buf))] = rng.choice((0x00, 0xFF, 0x7F, 0x80, 0xC1, 0xDD, 0xDB))
-        elif action == 2:  # insert bytes
-            buf[pos:pos] = rng.randbytes(rng.randint(1, 5))
-        elif action == 3:  # delete a range
-            del buf[pos : pos + rng.randint(1, 5)]
-        elif action == 4:  # truncate
-            del buf[pos:]
-        else:  # rewrite the first header with a random plausible length
-            buf[:4] = struct.pack(">I", rng.randrange(0, 64))
-    return bytes(buf)
-
-
-def test_fuzz_random_bytes() -> None:
-    rng = random.Random(1234)
-    for _ in range(3000):
-        data = rng.randbytes(rng.randint(0, 64))
-        if rng.random() < 0.7:  # make most of them get past the header check
-            data = struct.pack(">I", len(data) + 1) + bytes((VERSION,)) + data
-        assert_decodes_or_refuses(data, rng.randint(1, 16))
-
-
-def test_fuzz_mutated_valid_frames() -> None:
-    rng = random.Random(4321)
-    valid = [encode(msg) for msg in STREAM] + [
-        encode(m.Deliver(3, 1, "o", 9, "t.x", b"payload", 77)),
-        encode(m.TaskResult(4, "o", 9, b"r", 5)),
-        encode(m.MemReply(1, True, 3, b"v", "")),
-        encode(m.Welcome("n", 256, 0.5)),
-    ]
-    for _ in range(5000):
-        data = b"".join(rng.sample(valid, rng.randint(1, 3)))
-        assert_decodes_or_refuses(mutate(rng, data), rng.randint(1, 32))
-
-
-@settings(FAST, max_examples=300)
-@given(st.binary(max_size=128), st.integers(1, 32))
-def test_fuzz_hypothesis_bytes(data: bytes, chunk: int) -> None:
-    assert_decodes_or_refuses(frame(data), chunk)
-    assert_decodes_or_refuses(data, chunk)
-
-
-FIELD_EXAMPLES = {
-    "str": "s",
-    "int": 1,
-    "float": 0.5,
-    "bool": False,
-    "bytes": b"",
-    "tuple[str, ...]": ["a"],
-    "tuple[int, ...]": [1],
-}
-
-
-# One value of every msgpack kind, and which declared field types accept it.
-REPRESENTATIVES: list[tuple[object, set[str]]] = [
-    (None, set()),
-    (True, {"bool"}),
-    (0, {"int", "float"}),
-    (-1, {"int", "float"}),
-    (2**64 - 1, {"int", "float"}),
-    (1.5, {"float"}),
-    (math.nan, {"float"}),
-    ("s", {"str"}),
-    ("", {"str"}),
-    (b"b", {"bytes"}),
-    ([], {"tuple[str, ...]", "tuple[int, ...]"}),
-    ([1], {"tuple[int, ...]"}),
-    (["s"], {"tuple[str, ...]"}),
-    ([True], set()),
-    ([b"b"], set()),
-    ([[1]], set()),
-    ({}, set()),
-    ({"k": 1}, set()),
-]
-
-
-@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
-def test_every_field_against_every_msgpack_kind(cls: type) -> None:
-    fields = dataclasses.fields(cls)
-    valid = [FIELD_EXAMPLES[str(f.type)] for f in fields]
-    assert type(decode_frame(frame(packed(cls.TYPE, *valid)))) is cls
-    for index, f in enumerate(fields):
-        for value, accepted_by in REPRESENTATIVES:
-            values = list(valid)
-            values[index] = value
-            data = frame(packed(cls.TYPE, *values))
-            if str(f.type) in accepted_by:
-                assert type(decode_frame(data)) is cls
-            else:
-                with pytest.raises(MalformedFrame, match=f"{cls.__name__}.{f.name}"):
-                    decode_frame(data)
-
-
-msgpack_values = st.recursive(
-    st.none() | st.booleans() | INT | st.floats() | st.text(max_size=8) | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
-    max_leaves=6,
-)
-
-
-@st.composite
-def type_confused_bodies(draw: st.DrawFn) -> bytes:
-    """A valid message's values with one replaced by an arbitrary msgpack value."""
-    cls = draw(st.sampled_from(MESSAGE_TYPES))
-    msg = draw(strategy_for(cls))
-    values = [getattr(msg, f.name) for f in dataclasses.fields(cls)]
-    index = draw(st.integers(0, len(values)))
-    odd = st.sampled_from([value for value, _ in REPRESENTATIVES]) | msgpack_values
-    values[index : index + 1] = [draw(odd)]  # replace one, or append one
-    return packed(cls.TYPE, *values)
-
-
-@settings(FAST, max_examples=300)
-@given(type_confused_bodies(), st.integers(1, 32))
-def test_fuzz_type_confusion(body: bytes, chunk: int) -> None:
-    assert_decodes_or_refuses(frame(body), chunk)
 
 
 # --- local misuse ----------------------------------------------------------------------
