@@ -67,7 +67,7 @@ from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, PipeChannel, open_link
-from real.gctune import THRESHOLDS
+from real.gctune import POLICY
 from real.server import DEFAULT_HOST, ServerReport, server_process_main
 from real.usage import own_usage
 from real.workers import REGISTER_TIMEOUT, WorkerResult, WorkerSpec, run_worker
@@ -465,7 +465,7 @@ async def _replay(
         result.processes.insert(0, usage)
     if report is not None:
         result.notes.append(f"coordinator: {report.stats}, {report.flushes} flushes")
-        result.notes.append(f"gc tuned in coordinator and workers: thresholds {THRESHOLDS}")
+        result.notes.append(f"coordinator and workers, {POLICY}")
         result.notes.extend(f"coordinator: {event}" for event in report.events[:20])
 
 
