@@ -144,6 +144,34 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate_model(args: argparse.Namespace) -> int:
+    from harness.validate_model import validate_model
+    from harness.validation import load_suite
+
+    overrides = {"repetitions": args.repetitions, "replications": args.replications}
+    suite = load_suite(args.suite, {k: v for k, v in overrides.items() if v is not None})
+    settings = suite.settings
+    console.print(
+        f"[bold]{settings.name}[/]: {suite.base.transport}, {settings.repetitions} real "
+        f"repetitions and {settings.replications} sim replications per point, "
+        f"{settings.duration:g} s each"
+    )
+    command = f"swarmtwin validate-model {args.suite}" + "".join(
+        f" --{k} {v}" for k, v in overrides.items() if v is not None
+    )
+    folder, report = validate_model(
+        suite, Path(args.reports), lambda line: console.print(line, highlight=False), command
+    )
+    if report["calibration"]["warning"]:
+        errors.print(f"[yellow]warning:[/] {report['calibration']['warning']}")
+    for goal in report["goals"]:
+        value = "n/a" if goal["value"] is None else f"{goal['value']:.1f} %"
+        mark = "[green]met[/]" if goal["met"] else "[red]missed[/]"
+        console.print(f"  {mark}  {goal['goal']}: {value}")
+    console.print(f"fidelity report: {folder / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarmtwin", description=__doc__.splitlines()[0])
     parser.add_argument("--reports", default="reports", help="output folder (default: reports)")
@@ -194,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal = sub.add_parser("calibrate", help="measure this machine for the model")
     cal.add_argument("--transport", choices=["inproc", "tcp"], default="inproc")
     cal.set_defaults(func=cmd_calibrate)
+
+    model = sub.add_parser("validate-model", help="sweep a suite on both backends; fidelity report")
+    model.add_argument("suite", nargs="?", default="scenarios/validation/suite.yaml")
+    model.add_argument("--repetitions", type=int, default=None, help="real runs per point")
+    model.add_argument("--replications", type=int, default=None, help="sim runs per point")
+    model.set_defaults(func=cmd_validate_model)
     return parser
 
 
