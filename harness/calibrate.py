@@ -1,6 +1,6 @@
 """``swarmtwin calibrate``: measure this machine's costs for the model (``sim.calibration``).
 
-Five kinds of figure, each measured here and described in its ``method``:
+Seven kinds of figure, each measured here and described in its ``method``:
 
 (a) **Service times.** A warm in-memory cluster (a ``Coordinator`` and, by
     default, 100 ``Agent`` objects with topic subscriptions and a
@@ -31,23 +31,17 @@ Five kinds of figure, each measured here and described in its ``method``:
     least-squares line over the encoded size: the slope is
     ``per_byte_measured``, the intercept ``per_message_measured``. Both are
     charged only on ``tcp``; ``inproc`` passes messages by reference.
-(c) **Hop delay.** ``inproc``: the latency of one ``asyncio.Queue`` handoff
-    on one event loop (put, then the waiting consumer task resumes), one
-    item at a time. ``tcp``: a ping-pong of a framed ``Heartbeat`` over
-    127.0.0.1 with asyncio streams, both ends on one loop; each sample is
-    ``(RTT - the echo side's decode+encode time) / 2``. The loop is the one
-    the real driver uses (uvloop when installed).
+(c) **Hop delay**, in ``harness.calibrate_loop``.
 (d) **Timer cost.** ``on_timer(now) + drain()`` on the coordinator and on
     agents whenever their deadline passes during (a)'s workload. The timer
     granularity (``timer_slack``) is not measured: it is the real tcp
     driver's ``real.server.TIMER_SLACK``, and 0 on ``inproc``.
-(e) **Wake-up lateness.** How late a timed wake-up runs on that loop: sleep
-    until a target time, sleeping again while early (uvloop's clock has
-    millisecond resolution and can wake early), exactly as the real replay
-    loop does; measured in three bands of requested wait (20 us to 0.5 ms,
-    0.5 to 1 ms, 1 to 5 ms), because short sleeps end almost on time and
-    longer ones up to a millisecond late. The model delays workload
-    wake-ups, probes and protocol timers by a draw from their wait's band.
+(e) **Wake-up lateness**, in ``harness.calibrate_loop``.
+(f) **Cost per recipient** and (g) **batching**, in
+    ``harness.calibrate_scaling``. (f) is measured first: each timed
+    coordinator sample in (a) has ``per_recipient_seconds`` times the
+    ``Deliver`` messages it emitted taken out, because the model charges
+    that part apart, by the job's actual fan-out.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
@@ -61,9 +55,7 @@ machine: other processes' CPU use shows up in the figures.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import math
 import platform
 import random
 import socket
@@ -75,21 +67,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.calibrate_loop import measure_hop, measure_wakeup
+from harness.calibrate_scaling import measure_batching, measure_fanout
 from protocol.agent import Agent
-from protocol.codec import HEADER, FrameDecoder, decode_body, encode, encode_body
+from protocol.codec import decode_body, encode_body
 from protocol.coordinator import Coordinator
-from protocol.messages import Deliver, DeliveryKind, Heartbeat, MemVerb, Message, Probe
+from protocol.messages import Deliver, DeliveryKind, MemVerb, Message, Probe
 from protocol.payload import checksum, make_payload
 from protocol.plan import Operation, OpKind
 from protocol.settings import ProtocolSettings
 from protocol.workload import issue
-from real.clock import new_event_loop
 from real.server import TIMER_SLACK
 from sim.calibration import (
     POOLED,
     REPORTS_DIR,
     Calibration,
-    WakeBand,
     calibration_filename,
     save_calibration,
 )
@@ -100,8 +92,6 @@ PROBER = "probe"
 ROOMS = 10
 CODEC_SIZES = (16, 256, 1024, 4096, 16384, 65536)
 MIN_SAMPLES = 20
-WAKE_SHORTEST = 0.00002
-WAKE_BANDS = ((0.0005, 0.0005), (0.001, 0.001), (math.inf, 0.005))  # (band's limit, longest wait)
 FREEZE_EVERY = 1000
 REQUEST_NAMES = {
     OpKind.PUBLISH: "Publish",
@@ -129,7 +119,14 @@ def timer_overhead_ns(reads: int = 20_000) -> int:
 class WarmCluster:
     """A coordinator and agents wired through a synchronous FIFO, every call timed."""
 
-    def __init__(self, agents: int, seed: int, overhead_ns: int, tick: float = 100e-6) -> None:
+    def __init__(
+        self,
+        agents: int,
+        seed: int,
+        overhead_ns: int,
+        tick: float = 100e-6,
+        per_recipient_ns: float = 0.0,
+    ) -> None:
         self.rng = random.Random(seed)
         self.settings = ProtocolSettings()
         self.coordinator = Coordinator(COORD, self.settings)
@@ -139,6 +136,7 @@ class WarmCluster:
             for i, node in enumerate(self.ids)
         }
         self.overhead = overhead_ns
+        self.per_recipient = per_recipient_ns
         self.tick = tick
         self.now = 0.0
         self.samples: Samples = defaultdict(list)
@@ -172,6 +170,9 @@ class WarmCluster:
             node.receive(src, msg, self.now)
             out = node.drain()
             elapsed = clock() - start
+            if role == "coordinator" and self.per_recipient:
+                delivers = sum(1 for _, sent in out if type(sent) is Deliver)
+                elapsed -= int(self.per_recipient * delivers)  # the model charges it apart
             self._record(role, type(msg).__name__, elapsed)
             self._send(dst, out)
 
@@ -249,7 +250,13 @@ class WarmCluster:
 
 
 def measure_core(
-    samples: int, agents: int, seed: int, repeats: int = 3, rounds: int = 10, span: float = 6.0
+    samples: int,
+    agents: int,
+    seed: int,
+    repeats: int = 3,
+    rounds: int = 10,
+    span: float = 6.0,
+    per_recipient: float = 0.0,
 ) -> Samples:
     """Per-call service and timer samples (seconds) keyed by ``(role, name)``.
 
@@ -261,7 +268,8 @@ def measure_core(
     overhead = timer_overhead_ns()
     best: Samples = {}
     for _ in range(repeats):
-        for key, values in _one_repeat(samples, agents, seed, rounds, span, overhead).items():
+        run = _one_repeat(samples, agents, seed, rounds, span, overhead, per_recipient * 1e9)
+        for key, values in run.items():
             if key not in best or statistics.fmean(values) < statistics.fmean(best[key]):
                 best[key] = values
     best[("meta", "overhead_ns")] = [float(overhead)]
@@ -270,7 +278,13 @@ def measure_core(
 
 
 def _one_repeat(
-    samples: int, agents: int, seed: int, rounds: int, span: float, overhead: int
+    samples: int,
+    agents: int,
+    seed: int,
+    rounds: int,
+    span: float,
+    overhead: int,
+    per_recipient_ns: float,
 ) -> Samples:
     """One pass: registration on ``rounds`` fresh clusters, then the warm workload.
 
@@ -279,12 +293,12 @@ def _one_repeat(
     """
     collected: Samples = defaultdict(list)
     for round_index in range(rounds):
-        cluster = WarmCluster(agents, seed + round_index, overhead)
+        cluster = WarmCluster(agents, seed + round_index, overhead, 100e-6, per_recipient_ns)
         gc.collect()
         cluster.register()
         for key in (("coordinator", "Hello"), ("agent", "Welcome")):
             collected[key].extend(cluster.samples.pop(key, []))
-    cluster = WarmCluster(agents, seed, overhead, span / samples)
+    cluster = WarmCluster(agents, seed, overhead, span / samples, per_recipient_ns)
     cluster.recording = False
     cluster.register()
     for _ in range(samples // 5):
@@ -315,6 +329,8 @@ def core_method(
         call = f"every timed {role} call above, pooled"
     else:
         call = f"{role.capitalize()}.receive(src, <{name}>, now)"
+        if role == "coordinator":
+            call += " (less per_recipient_seconds for each Deliver it emitted)"
     return (
         f"time.perf_counter_ns() around {call} + drain(), one call per sample, on a warm "
         f"in-memory cluster of {agents} agents ({ROOMS} topic rooms, tasks, memory, probes) "
@@ -378,143 +394,6 @@ def measure_codec(
     return slope, max(intercept, 0.0), method
 
 
-# --- (c): the hop --------------------------------------------------------------------------
-
-
-async def _queue_handoffs(count: int) -> list[float]:
-    """One-way ``asyncio.Queue`` handoff latency on one loop, one item at a time."""
-    queue: asyncio.Queue[tuple[int, asyncio.Future[None]]] = asyncio.Queue()
-    samples: list[float] = []
-
-    async def consume() -> None:
-        for _ in range(count):
-            sent, reply = await queue.get()
-            samples.append((time.perf_counter_ns() - sent) / 1e9)
-            reply.set_result(None)
-
-    consumer = asyncio.create_task(consume())
-    loop = asyncio.get_running_loop()
-    for _ in range(count):
-        reply: asyncio.Future[None] = loop.create_future()
-        queue.put_nowait((time.perf_counter_ns(), reply))
-        await reply
-    await consumer
-    return samples
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    header = await reader.readexactly(HEADER.size)
-    (length,) = HEADER.unpack(header)
-    return header + await reader.readexactly(length)
-
-
-async def _tcp_ping_pong(count: int) -> list[float]:
-    """``(RTT - echo service) / 2`` for framed ``Heartbeat`` round trips over 127.0.0.1."""
-    service: list[int] = []
-
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = FrameDecoder()
-        try:
-            while True:
-                frame = await _read_frame(reader)
-                start = time.perf_counter_ns()
-                (msg,) = decoder.feed(frame)
-                writer.write(encode(msg))
-                service.append(time.perf_counter_ns() - start)
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    samples = []
-    for seq in range(count):
-        frame = encode(Heartbeat(seq))
-        start = time.perf_counter_ns()
-        writer.write(frame)
-        await _read_frame(reader)
-        rtt = time.perf_counter_ns() - start
-        samples.append(max(rtt - service[-1], 0) / 2 / 1e9)
-    writer.close()
-    await writer.wait_closed()
-    server.close()
-    await server.wait_closed()
-    return samples
-
-
-def _run_on_loop(coro: object) -> list[float]:
-    loop = new_event_loop(use_uvloop=True)
-    try:
-        result: list[float] = loop.run_until_complete(coro)  # type: ignore[arg-type]
-        return result
-    finally:
-        loop.close()
-
-
-def loop_name() -> str:
-    loop = new_event_loop(use_uvloop=True)
-    name = type(loop).__module__.split(".")[0]
-    loop.close()
-    return name
-
-
-def measure_hop(transport: str, count: int) -> Distribution:
-    """The hop-delay distribution for ``transport`` (warm-up samples dropped)."""
-    warmup = max(count // 10, 100)
-    loop = loop_name()
-    if transport == "inproc":
-        samples = _run_on_loop(_queue_handoffs(count + warmup))[warmup:]
-        method = (
-            f"one-way asyncio.Queue handoff on one {loop} event loop: put_nowait() stamped "
-            f"with perf_counter_ns(), read when the waiting consumer task resumes; one item "
-            f"in flight at a time; {count} samples after {warmup} warm-up"
-        )
-    elif transport == "tcp":
-        samples = _run_on_loop(_tcp_ping_pong(count + warmup))[warmup:]
-        method = (
-            f"ping-pong of a framed Heartbeat over 127.0.0.1 with asyncio streams, both ends "
-            f"on one {loop} event loop; each sample is (RTT - echo side's decode+encode) / 2; "
-            f"{count} samples after {warmup} warm-up"
-        )
-    else:
-        raise ValueError(f"unknown transport {transport!r}")
-    return Distribution.from_samples(samples, method)
-
-
-# --- (e): wake-up lateness ---------------------------------------------------------------
-
-
-async def _wakeups(count: int, low: float, high: float, seed: int) -> list[float]:
-    """Lateness of sleeping until ``low`` to ``high`` s ahead, re-sleeping while early."""
-    rng = random.Random(seed)
-    clock = time.perf_counter
-    samples = []
-    for _ in range(count):
-        target = clock() + rng.uniform(low, high)
-        while (wait := target - clock()) > 0:
-            await asyncio.sleep(wait)
-        samples.append(clock() - target)
-    return samples
-
-
-def measure_wakeup(count: int, seed: int = 1) -> tuple[WakeBand, ...]:
-    """Wake-up lateness of the real driver's event loop, per band of requested wait."""
-    loop = loop_name()
-    bands = []
-    low = WAKE_SHORTEST
-    for below, high in WAKE_BANDS:
-        method = (
-            f"lateness of a timed wake-up on one {loop} event loop: sleep until a target "
-            f"{low * 1e3:g} to {high * 1e3:g} ms ahead (uniform), sleeping again while early, "
-            f"as real.inproc's replay loop does; {count} samples on an idle loop"
-        )
-        samples = _run_on_loop(_wakeups(count, low, high, seed))
-        bands.append(WakeBand(below, Distribution.from_samples(samples, method)))
-        low = high
-    return tuple(bands)
-
-
 # --- putting it together ------------------------------------------------------------------
 
 
@@ -529,7 +408,9 @@ def calibrate(
     repeats: int = 3,
 ) -> Path:
     """Measure this machine for ``transport`` and write the calibration; return its path."""
-    collected = measure_core(samples, agents, seed, repeats)
+    per_recipient, _, recipient_method = measure_fanout()
+    batch_saving, batch_method = measure_batching()
+    collected = measure_core(samples, agents, seed, repeats, per_recipient=per_recipient)
     service, timer = core_figures(collected, agents, samples)
     slope, intercept, codec_method = measure_codec()
     hop = measure_hop(transport, min(samples, 20_000))
@@ -548,6 +429,10 @@ def calibrate(
         per_byte_measured=slope,
         per_message_measured=intercept,
         per_byte_method=codec_method + ("" if wire else "; not charged on inproc"),
+        per_recipient_seconds=per_recipient,
+        per_recipient_method=recipient_method,
+        batch_saving=batch_saving,
+        batch_method=batch_method,
         timer_slack=TIMER_SLACK if wire else 0.0,
         wakeup=wakeup,
         how=how or f"swarmtwin calibrate --transport {transport}",

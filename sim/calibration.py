@@ -16,6 +16,14 @@ A ``Calibration`` says how long things take on the machine it was measured on
   of the service time of every message a node receives. Both are 0 on
   ``inproc``, where messages are passed by reference; ``per_byte_measured``
   and ``per_message_measured`` keep the measured line anyway.
+- ``per_recipient_seconds``: a coordinator's cost for each ``Deliver`` a
+  job emits (fan-out makes a ``Publish`` cost more), charged on top of the
+  service time; the coordinator's service times were measured with it
+  taken out (``harness.calibrate_scaling``, figure (f)).
+- ``batch_saving``: per role, what a message saves when it joins a batch
+  that is already queued at its node (the real drivers drain a node once
+  per batch); the model applies it to a message that reaches a node whose
+  previous job has not started yet (figure (g)).
 - ``timer_slack``: the driver's timer granularity. A deadline is armed
   rounded up to a multiple of it, as the real tcp server and agent workers
   do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
@@ -94,6 +102,10 @@ class Calibration:
     per_byte_measured: float = 0.0
     per_message_measured: float = 0.0
     per_byte_method: str = ""
+    per_recipient_seconds: float = 0.0
+    per_recipient_method: str = ""
+    batch_saving: dict[str, float] = field(default_factory=dict)
+    batch_method: str = ""
     timer_slack: float = 0.0
     wakeup: tuple[WakeBand, ...] = ()
     cpu_sharing: str = "per-node"
@@ -168,6 +180,10 @@ class Calibration:
             "per_byte_measured": self.per_byte_measured,
             "per_message_measured": self.per_message_measured,
             "per_byte_method": self.per_byte_method,
+            "per_recipient_seconds": self.per_recipient_seconds,
+            "per_recipient_method": self.per_recipient_method,
+            "batch_saving": dict(self.batch_saving),
+            "batch_method": self.batch_method,
             "hop": self.hop.to_dict(),
             "timer": {role: dist.to_dict() for role, dist in self.timer.items()},
             "service": {
@@ -199,6 +215,10 @@ class Calibration:
             per_byte_measured=float(data.get("per_byte_measured", 0.0)),
             per_message_measured=float(data.get("per_message_measured", 0.0)),
             per_byte_method=str(data.get("per_byte_method", "")),
+            per_recipient_seconds=float(data.get("per_recipient_seconds", 0.0)),
+            per_recipient_method=str(data.get("per_recipient_method", "")),
+            batch_saving={k: float(v) for k, v in (data.get("batch_saving") or {}).items()},
+            batch_method=str(data.get("batch_method", "")),
             timer_slack=float(data.get("timer_slack", 0.0)),
             wakeup=tuple(WakeBand.from_dict(band) for band in data.get("wakeup") or ()),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),

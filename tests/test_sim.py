@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.calibrate import calibrate, measure_codec, measure_hop
+from harness.calibrate import calibrate, measure_codec
+from harness.calibrate_loop import measure_hop
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
