@@ -1,6 +1,6 @@
 """``swarmtwin calibrate``: measure this machine's costs for the model (``sim.calibration``).
 
-Seven kinds of figure, each measured here and described in its ``method``:
+Eight kinds of figure, each measured here and described in its ``method``:
 
 (a) **Service times.** A warm in-memory cluster (a ``Coordinator`` and, by
     default, 100 ``Agent`` objects with topic subscriptions and a
@@ -42,6 +42,13 @@ Seven kinds of figure, each measured here and described in its ``method``:
     coordinator sample in (a) has ``per_recipient_seconds`` times the
     ``Deliver`` messages it emitted taken out, because the model charges
     that part apart, by the job's actual fan-out.
+(h) **In situ** (``inproc`` only), in ``harness.calibrate_insitu``: the
+    real driver replays a mixed workload with every mailbox job timed. Its
+    single-message jobs replace (a)'s figures for the types it saw, and its
+    cost per recipient and batching saving replace (f) and (g): they
+    include what the core alone does not do (routing through
+    ``call_soon``, reading the clock, re-arming timers) and the cache
+    misses of a loop that serves a hundred nodes in turn.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
@@ -67,6 +74,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness import calibrate_insitu as insitu
+from harness.calibrate_insitu import measure_in_situ
 from harness.calibrate_loop import measure_hop, measure_wakeup
 from harness.calibrate_scaling import measure_batching, measure_fanout
 from protocol.agent import Agent
@@ -412,6 +421,13 @@ def calibrate(
     batch_saving, batch_method = measure_batching()
     collected = measure_core(samples, agents, seed, repeats, per_recipient=per_recipient)
     service, timer = core_figures(collected, agents, samples)
+    if transport == "inproc":  # the real driver's own cost per message, where measured
+        situ = measure_in_situ()
+        per_recipient = situ.per_recipient()
+        recipient_method = insitu.recipient_method(situ, per_recipient)
+        batch_saving, batch_method = situ.batch_saving(), insitu.batching_method(situ)
+        for role, table in situ.service(per_recipient, MIN_SAMPLES).items():
+            service[role].update(table)
     slope, intercept, codec_method = measure_codec()
     hop = measure_hop(transport, min(samples, 20_000))
     wakeup = measure_wakeup(max(30, min(samples // 50, 1000)), seed)

@@ -100,6 +100,8 @@ class Mailbox:
 class Hub:
     """Every mailbox on the loop, and the routing between them."""
 
+    mailbox_class: type[Mailbox] = Mailbox
+
     def __init__(self, loop: asyncio.AbstractEventLoop, clock: RunClock) -> None:
         self.loop = loop
         self.clock = clock
@@ -108,7 +110,7 @@ class Hub:
         self.messages = 0
 
     def add(self, node_id: str, node: Coordinator | Agent | None) -> Mailbox:
-        box = Mailbox(self, node_id, node)
+        box = self.mailbox_class(self, node_id, node)
         self.boxes[node_id] = box
         return box
 
@@ -134,9 +136,14 @@ class Hub:
                     self.probes[msg.probe_id] = sent._replace(answered=now)
 
 
-def build_hub(plan: Plan, loop: asyncio.AbstractEventLoop, clock: RunClock) -> Hub:
-    """A hub with the coordinator, the prober and every agent of the plan."""
-    hub = Hub(loop, clock)
+def build_hub(
+    plan: Plan, loop: asyncio.AbstractEventLoop, clock: RunClock, hub_class: type[Hub] = Hub
+) -> Hub:
+    """A hub with the coordinator, the prober and every agent of the plan.
+
+    ``hub_class`` lets calibration substitute an instrumented hub.
+    """
+    hub = hub_class(loop, clock)
     hub.add(COORD, Coordinator(COORD, plan.settings))
     hub.add(PROBER, None)
     for spec in plan.agents:
@@ -229,12 +236,14 @@ async def report_progress(hub: Hub, plan: Plan, progress: Progress) -> None:
         await asyncio.sleep(0.25)
 
 
-async def run_async(plan: Plan, progress: Progress | None = None) -> DriverResult:
+async def run_async(
+    plan: Plan, progress: Progress | None = None, hub_class: type[Hub] = Hub
+) -> DriverResult:
     """Replay ``plan`` on the running loop and collect the records."""
     loop = asyncio.get_running_loop()
     wall = time.perf_counter()
     cpu = CpuSpan()
-    hub = build_hub(plan, loop, RunClock())
+    hub = build_hub(plan, loop, RunClock(), hub_class)
     registered = await register_all(hub)
     with tuned_gc() as gc_note:
         result = await replay_registered(hub, plan, registered, progress)
@@ -272,10 +281,15 @@ async def replay_registered(
     return result
 
 
-def run_plan(plan: Plan, progress: Progress | None = None, use_uvloop: bool = True) -> DriverResult:
+def run_plan(
+    plan: Plan,
+    progress: Progress | None = None,
+    use_uvloop: bool = True,
+    hub_class: type[Hub] = Hub,
+) -> DriverResult:
     """Run ``plan`` on a fresh event loop (uvloop when installed)."""
     loop = new_event_loop(use_uvloop)
     try:
-        return loop.run_until_complete(run_async(plan, progress))
+        return loop.run_until_complete(run_async(plan, progress, hub_class))
     finally:
         loop.close()
