@@ -24,6 +24,16 @@ A run, in order:
    Completions stamped after that limit are dropped, as a real run would
    not have seen them.
 
+What-ifs beyond one machine: ``coordinator_hosts=N`` spreads the
+coordinator's work over N servers (see ``sim.engine``); a different hop is
+a calibration change (``Calibration.with_changes(hop=...)``), made by the
+caller.
+
+Each finished simulation is closed (``ModelRun.close``): its reference
+cycles are broken so that it is freed at once rather than by the paused
+cyclic collector. With 100,000 agents that keeps the registration run's
+model (hundreds of MB) from living on beside the main one.
+
 Everything random is drawn from ``random.Random(plan.seed)``; the wall clock
 is only read to report how fast the simulator ran. So the same plan,
 calibration and seed give the same ``completions``, ``probes``,
@@ -47,6 +57,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter
+from typing import NamedTuple
 
 import simpy
 from simpy.events import NORMAL, Event
@@ -79,15 +90,20 @@ def run_plan(
     calibration: Calibration,
     progress: Progress | None = None,
     agent_processes: int | None = None,
+    coordinator_hosts: int = 1,
 ) -> DriverResult:
     """Replay ``plan`` on the model calibrated by ``calibration``.
 
     ``agent_processes``: when the real run hosts the agents in N worker
     processes (tcp), agent ``i`` shares the CPU of process ``i % N``, as
     ``real.tcp`` deals them; None gives each agent a CPU of its own.
+    ``coordinator_hosts``: the coordinator's messages are served by that many
+    CPUs, each agent's by one of them (``sim.engine``); it needs a calibration
+    whose ``cpu_sharing`` is ``"per-node"``.
     """
+    layout = Layout(agent_processes, coordinator_hosts)
     with gc_paused():
-        return _run_plan(plan, calibration, progress, agent_processes)
+        return _run_plan(plan, calibration, progress, layout)
 
 
 @contextmanager
@@ -107,13 +123,24 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class Layout(NamedTuple):
+    """Which CPUs the nodes run on: agents in ``processes`` (None: one each), the
+    coordinator on ``coordinator_hosts``."""
+
+    processes: int | None = None
+    coordinator_hosts: int = 1
+
+
+DEFAULT_LAYOUT = Layout()
+
+
 def _run_plan(
-    plan: Plan, calibration: Calibration, progress: Progress | None, processes: int | None
+    plan: Plan, calibration: Calibration, progress: Progress | None, layout: Layout
 ) -> DriverResult:
     wall = time.perf_counter()
     cpu = time.process_time()
-    lead, lead_note = registration_lead(plan, calibration, processes)
-    run = ModelRun(plan, calibration, start=-lead, processes=processes)
+    lead, lead_note = registration_lead(plan, calibration, layout)
+    run = ModelRun(plan, calibration, start=-lead, layout=layout)
     run.register()
     run.load(progress)
     loop_wall = time.perf_counter()
@@ -122,21 +149,25 @@ def _run_plan(
     if progress is not None:
         progress(1.0)
     result = run.result(lead, [lead_note] if lead_note else [])
+    messages, timers = run.engine.messages, run.engine.timers
+    run.close()
+    del run  # freed here, and counted in the wall time
     result.wall_seconds = time.perf_counter() - wall
     result.processes = [_usage(time.process_time() - cpu)]
-    _record_stats(run.engine, result.wall_seconds, loop_wall)
+    _record_stats(messages, timers, result.wall_seconds, loop_wall)
     return result
 
 
 def registration_lead(
-    plan: Plan, calibration: Calibration, processes: int | None = None
+    plan: Plan, calibration: Calibration, layout: Layout = DEFAULT_LAYOUT
 ) -> tuple[float, str | None]:
     """How long before time 0 the agents start: measured by simulating registration alone."""
     if not plan.agents:
         return REGISTRATION_MARGIN, None
-    run = ModelRun(plan, calibration, start=0.0, registration_only=True, processes=processes)
+    run = ModelRun(plan, calibration, start=0.0, registration_only=True, layout=layout)
     run.register()
     run.env.run(until=run.stop)
+    run.close()
     if len(run.registered) < len(plan.agents):
         missing = len(plan.agents) - len(run.registered)
         note = f"{missing} agents had not registered {REGISTRATION_LIMIT:g} s after starting"
@@ -153,10 +184,11 @@ class ModelRun:
         calibration: Calibration,
         start: float,
         registration_only: bool = False,
-        processes: int | None = None,
+        layout: Layout = DEFAULT_LAYOUT,
     ) -> None:
         self.plan = plan
-        self.processes = processes
+        self.processes = layout.processes
+        self.coordinator_hosts = layout.coordinator_hosts
         self.calibration = calibration
         self.registration_only = registration_only
         self.env = simpy.Environment(initial_time=start)
@@ -177,7 +209,8 @@ class ModelRun:
     def _build_nodes(self) -> list[SimNode]:
         settings = self.plan.settings
         coordinator = Coordinator(COORDINATOR_ID, settings)
-        self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator")
+        hosts = self.coordinator_hosts
+        self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
         self.engine.add_prober(PROBER_ID)
         processes = self.processes
         return [
@@ -299,6 +332,12 @@ class ModelRun:
         if not self.stop.triggered:
             self.stop.succeed()
 
+    def close(self) -> None:
+        """Break the reference cycles (pending events and callbacks that point back
+        at the run or the engine), so that the model is freed as soon as it is dropped."""
+        self.env._queue.clear()
+        self.engine.close()
+
     # --- the result -------------------------------------------------------------------
 
     def completions(self) -> list[Completion]:
@@ -325,9 +364,13 @@ class ModelRun:
         )
 
     def _cpu_layout(self) -> str:
-        if self.processes and self.calibration.cpu_sharing != "one-loop":
-            return f"agents share {self.processes} worker processes, coordinator its own"
-        return self.calibration.cpu_sharing
+        if self.calibration.cpu_sharing == "one-loop":
+            return self.calibration.cpu_sharing
+        hosts = self.coordinator_hosts
+        coordinator = f"coordinator on {hosts} hosts" if hosts > 1 else "coordinator its own"
+        if self.processes:
+            return f"agents share {self.processes} worker processes, {coordinator}"
+        return "per-node" if hosts == 1 else f"per-node, {coordinator}"
 
     def _notes(self, lead: float, notes: list[str]) -> list[str]:
         cal, engine = self.calibration, self.engine
@@ -353,12 +396,12 @@ def _usage(cpu_seconds: float) -> ProcessUsage:
     return ProcessUsage("sim", peak, cpu_seconds)
 
 
-def _record_stats(engine: Engine, wall_seconds: float, loop_wall: float) -> None:
+def _record_stats(messages: int, timers: int, wall_seconds: float, loop_wall: float) -> None:
     _last.clear()
     _last.update(
-        messages=engine.messages,
-        timers=engine.timers,
+        messages=messages,
+        timers=timers,
         wall_seconds=wall_seconds,
         run_wall_seconds=loop_wall,
-        messages_per_wall_s=engine.messages / wall_seconds if wall_seconds > 0 else 0.0,
+        messages_per_wall_s=messages / wall_seconds if wall_seconds > 0 else 0.0,
     )

@@ -36,6 +36,27 @@ agent's hello once did), it is polled every ``STUCK_POLL`` seconds instead
 of spinning at one instant.
 
 With ``cpu_sharing == "one-loop"`` all nodes share a single ``Server``.
+
+A coordinator spread over several hosts (``add_node(..., hosts=N)``, the
+what-if of a scenario's ``model.coordinator_hosts``) owns N servers, one
+per host. A message reaching it is served by the host of its sender:
+``hosts[sender.index % N]``, where ``index`` counts the nodes in the order
+they were added, so the agents are dealt round-robin over the hosts, as a
+coordinator sharded by agent would own them. Its timer jobs (resends,
+failure sweeps: a small share of the work) run on host 0. Every host acts
+on the one shared ``Coordinator`` state with no cost for keeping that
+state consistent between hosts and no extra hop to forward a message to
+the host of its recipient: the model of N hosts is an upper bound on what
+sharding the coordinator can give (docs/whatif.md). The hosts' jobs
+interleave in arrival order, so the core can see ``now`` step back by up
+to one host's backlog between two unrelated messages; causally related
+messages still reach it in order, since a reply arrives after its cause
+has ended.
+
+``close()`` breaks the engine's reference cycles (its bound methods kept
+as callbacks) so that a finished model is freed by reference counting
+while the cyclic collector is paused.
+
 The prober is a node without a server: it records the arrival time of each
 ``ProbeReply``. All random draws come from the one ``random.Random`` given
 to the engine, in event order, so a run is a pure function of plan,
@@ -93,7 +114,18 @@ class Server:
 class SimNode:
     """A protocol object, its server, its service-time samplers and its armed timer."""
 
-    __slots__ = ("node_id", "core", "role", "server", "service", "timer_cost", "armed", "arrive")
+    __slots__ = (
+        "node_id",
+        "core",
+        "role",
+        "server",
+        "service",
+        "timer_cost",
+        "armed",
+        "arrive",
+        "index",
+        "hosts",
+    )
 
     def __init__(
         self,
@@ -103,6 +135,7 @@ class SimNode:
         server: Server | None,
         service: dict[type, Sampler],
         timer_cost: Sampler,
+        index: int = 0,
     ) -> None:
         self.node_id = node_id
         self.core = core
@@ -112,6 +145,8 @@ class SimNode:
         self.timer_cost = timer_cost
         self.armed: float | None = None
         self.arrive: Callbacks = ()
+        self.index = index  # the order in which the node was added
+        self.hosts: tuple[Server, ...] = ()  # a coordinator's servers when it has several
 
 
 class Arrival(Event):
@@ -173,27 +208,51 @@ class Engine:
     # --- building --------------------------------------------------------------
 
     def add_node(
-        self, node_id: str, core: Coordinator | Agent, role: str, process: str | None = None
+        self,
+        node_id: str,
+        core: Coordinator | Agent,
+        role: str,
+        process: str | None = None,
+        hosts: int = 1,
     ) -> SimNode:
         """Add a protocol node of ``role`` with its own server, the shared one, or
-        the server of OS ``process`` (nodes hosted by one process share its CPU)."""
+        the server of OS ``process`` (nodes hosted by one process share its CPU).
+
+        ``hosts > 1`` (a coordinator only) gives the node that many servers of
+        its own; each message is served by its sender's host (module docstring).
+        """
+        if hosts > 1 and (role != "coordinator" or self.shared is not None or process):
+            raise ValueError("only a coordinator with a CPU of its own can have several hosts")
         if self.shared is not None:
             server = self.shared
         elif process is not None:
             server = self._processes.setdefault(process, Server(self.env.now))
         else:
             server = Server(self.env.now)
-        node = SimNode(node_id, core, role, server, self._service(role), self._timer_sampler(role))
+        service, timer = self._service(role), self._timer_sampler(role)
+        node = SimNode(node_id, core, role, server, service, timer, len(self.nodes))
+        if hosts > 1:
+            node.hosts = (server, *(Server(self.env.now) for _ in range(hosts - 1)))
         node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
         self.nodes[node_id] = node
         return node
 
     def add_prober(self, node_id: str) -> SimNode:
         """A measuring node without a server: it only timestamps what reaches it."""
-        node = SimNode(node_id, None, "prober", None, {}, lambda: 0.0)
+        node = SimNode(node_id, None, "prober", None, {}, lambda: 0.0, len(self.nodes))
         node.arrive = (self._arrive_prober,)
         self.nodes[node_id] = node
         return node
+
+    def close(self) -> None:
+        """Drop the nodes and the callbacks that point back at the engine (see above)."""
+        for node in self.nodes.values():
+            node.arrive = ()
+        self.nodes.clear()
+        self._timer_cb = ()
+        self.on_completions = lambda agent, before: None
+        self.on_welcome = lambda node, at: None
+        self.on_probe_reply = lambda msg, at: None
 
     def _service(self, role: str) -> dict[type, Sampler]:
         """Message type -> service-time sampler, one table shared by every node of ``role``."""
@@ -278,7 +337,12 @@ class Engine:
         node = event.node
         msg = event.msg
         now: float = self.env._now
-        server: Server = node.server  # type: ignore[assignment]
+        hosts = node.hosts
+        if hosts:  # several hosts: the sender's host serves it
+            sender = self._find(event.src)
+            server: Server = hosts[sender.index % len(hosts) if sender is not None else 0]
+        else:
+            server = node.server  # type: ignore[assignment]
         busy = server.busy_until
         end = (busy if busy > now else now) + node.service[type(msg)]()
         if self.wire:
