@@ -6,6 +6,12 @@ repetition, turns every ``DriverResult`` into a ``Summary`` with the one
 metrics module, compares real with sim, writes the run folder and appends
 to the run history. Drivers are imported lazily so that ``validate`` and
 ``history`` start fast.
+
+The scenario's ``model:`` section reaches the model only: ``hop_ms``
+replaces the calibration's hop with a constant (``Calibration.with_changes``)
+and ``coordinator_hosts`` goes to ``sim.run_plan``; each what-if in force is
+added to the sim result's notes. Asking the real backend to run a scenario
+with a what-if raises ``ScenarioError`` before anything runs.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compare import ComparisonRow, aggregate, compare
 from harness.history import record_run
@@ -22,9 +29,13 @@ from harness.metrics import Summary, summarize
 from harness.plan import compile_plan
 from harness.plots import plot_timeline
 from harness.rundir import new_run_id, write_run
-from harness.scenario import Scenario
+from harness.scenario import ModelSection, Scenario, ScenarioError
+from harness.scenario_errors import num
 from protocol.plan import Plan
 from protocol.records import DriverResult
+
+if TYPE_CHECKING:
+    from sim.distribution import Distribution
 
 Progress = Callable[[str, float], None]
 BACKENDS = ("real", "sim")
@@ -53,16 +64,8 @@ def run_backend(
 ) -> DriverResult:
     """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport)."""
     if backend == "sim":
-        from sim import run_plan as sim_run
-        from sim.calibration import load_calibration
-
-        calibration, warning = load_calibration(transport=scenario.transport)
-        if warning and warnings is not None:
-            warnings.append(warning)
-        if scenario.transport == "tcp":  # agents share their worker process's CPU
-            return sim_run(plan, calibration, progress, agent_processes=scenario.agents.workers)
-        one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
-        return sim_run(plan, one_loop, progress)
+        return _run_model(plan, scenario, progress, warnings)
+    check_backends(scenario, (backend,))
     if scenario.transport == "tcp":
         from real.tcp import run_plan as tcp_run
 
@@ -76,6 +79,60 @@ def run_backend(
     return inproc_run(plan, progress)
 
 
+def _run_model(
+    plan: Plan,
+    scenario: Scenario,
+    progress: Callable[[float], None] | None,
+    warnings: list[str] | None,
+) -> DriverResult:
+    from sim import run_plan as sim_run
+    from sim.calibration import load_calibration
+
+    calibration, warning = load_calibration(transport=scenario.transport)
+    if warning and warnings is not None:
+        warnings.append(warning)
+    model = scenario.model
+    if model.hop_ms is not None:
+        calibration = calibration.with_changes(hop=constant_hop(model.hop_ms))
+    hosts = model.coordinator_hosts
+    if scenario.transport == "tcp":  # agents share their worker process's CPU
+        workers = scenario.agents.workers
+        result = sim_run(plan, calibration, progress, workers, coordinator_hosts=hosts)
+    else:
+        one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
+        result = sim_run(plan, one_loop, progress)
+    result.notes.extend(what_if_notes(model))
+    return result
+
+
+def constant_hop(hop_ms: float) -> Distribution:
+    """The hop distribution of ``model.hop_ms``: every one-way delay exactly that."""
+    from sim.distribution import Distribution
+
+    return Distribution.constant(hop_ms / 1000, f"scenario model.hop_ms: {num(hop_ms)} ms")
+
+
+def what_if_notes(model: ModelSection) -> list[str]:
+    """One note per what-if the model ran, for the report."""
+    notes = []
+    if model.hop_ms is not None:
+        notes.append(f"what-if: every hop takes {num(model.hop_ms)} ms (model.hop_ms)")
+    if model.coordinator_hosts > 1:
+        notes.append(
+            f"what-if: the coordinator's work is spread over {model.coordinator_hosts} hosts, "
+            "each agent's messages served by one of them (model.coordinator_hosts)"
+        )
+    return notes
+
+
+def check_backends(scenario: Scenario, backends: tuple[str, ...]) -> None:
+    """Refuse to run a scenario's what-ifs on the real system (``ScenarioError``)."""
+    asked = scenario.model.what_ifs()
+    if "real" in backends and asked:
+        expected = "the real system cannot run this what-if; run it with --backend sim"
+        raise ScenarioError(f"scenario '{scenario.name}'", f"model.{asked[0]}", expected)
+
+
 def run_scenario(
     scenario: Scenario,
     backends: tuple[str, ...],
@@ -83,6 +140,7 @@ def run_scenario(
     progress: Progress | None = None,
 ) -> RunOutcome:
     """Compile, replay on each backend, summarize, compare and file one run."""
+    check_backends(scenario, backends)
     plan = compile_plan(scenario)
     warnings: list[str] = []
     reps: dict[str, list[Summary]] = {}

@@ -21,7 +21,9 @@ How it works:
 
 The ``protocol:`` section is a model generated from ``ProtocolSettings``'s
 dataclass fields and types, so a new protocol setting is accepted here as
-soon as it exists. ``Scenario.resolved_yaml()`` writes the scenario back with
+soon as it exists. The ``model:`` section holds what-ifs that only the
+simulator runs (a scenario using them may not ask for the ``real`` backend).
+``Scenario.resolved_yaml()`` writes the scenario back with
 every default filled in; loading that text again gives an equal ``Scenario``.
 """
 
@@ -176,6 +178,18 @@ def _protocol_section() -> type[BaseModel]:
         limits: dict[str, Any] = {"ge": 0} if kind in (int, float) else {"min_length": 1}
         fields[item.name] = (kind, Field(default=item.default, **limits))
     return create_model("ProtocolSection", __base__=_Section, **fields)
+
+
+class ModelSection(_Section):
+    """What-ifs only the model runs (``sim``): a constant hop, a coordinator on N hosts."""
+
+    hop_ms: float | None = Field(default=None, gt=0, le=60_000)
+    coordinator_hosts: int = Field(default=1, ge=1, le=1024)
+
+    def what_ifs(self) -> list[str]:
+        """The fields that ask for something the real system cannot run here."""
+        asked = {"hop_ms": self.hop_ms is not None, "coordinator_hosts": self.coordinator_hosts > 1}
+        return [name for name, is_asked in asked.items() if is_asked]
 
 
 if TYPE_CHECKING:  # a generated class is no type to a type checker; the base class is
@@ -467,6 +481,7 @@ class Scenario(_Section):
     topics: TopicsSection = Field(default_factory=TopicsSection)
     protocol: ProtocolSection = Field(default_factory=ProtocolSection)
     probes: ProbesSection = Field(default_factory=ProbesSection)
+    model: ModelSection = Field(default_factory=ModelSection)
     workload: list[Stream] = Field(min_length=1)
     faults: list[Any] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
@@ -506,6 +521,13 @@ class Scenario(_Section):
             raise problem(f"{expected}, got {self.topics.fanout}", "topics.fanout")
         for index, stream in enumerate(self.workload):
             self._check_stream(index, stream)
+        for name in self.model.what_ifs():
+            if "real" in self.backends:
+                expected = "expected backends to list only sim: the real system cannot run"
+                raise problem(f"{expected} this what-if (model: is for sim only)", f"model.{name}")
+        if self.model.coordinator_hosts > 1 and self.transport == "inproc":
+            expected = "expected 1 with transport: inproc (all nodes share one event loop there)"
+            raise problem(f"{expected}; use transport: tcp", "model.coordinator_hosts")
         return self
 
     def _check_stream(self, index: int, stream: _Stream) -> None:
