@@ -10,8 +10,15 @@ How a job is served. A job that reaches the node at time ``t`` starts at
 ``s`` drawn from the calibration (for the node's role and the message type,
 plus, where the transport encodes, ``per_message_seconds`` and
 ``per_byte_seconds`` times the message's encoded size), and ends at
-``end = start + s``. Jobs are handled in the order they reach the node,
-which is the order SimPy fires their events, so ``busy_until`` alone is an
+``end = start + s``. Two calibrated refinements follow the real drivers:
+a message that reaches a node whose previous message job has not started
+yet joins that job's batch and saves the role's ``batch_saving`` (the real
+drivers drain a node once per batch; it still costs at least
+``MIN_BATCH_SHARE`` of ``s``); and a coordinator's message job costs
+``per_recipient_seconds`` more for each ``Deliver`` it emits, so a
+publish to 100 subscribers costs more than one to 5. Jobs are handled in
+the order they reach the node, which is the order SimPy fires their
+events, so ``busy_until`` alone is an
 exact single-server FIFO queue (Lindley's recursion); no SimPy process and
 no explicit queue object are needed. The core is then called with
 ``now=end``: ``receive(src, msg, end)``, ``on_timer(end)`` or
@@ -79,6 +86,7 @@ from protocol.coordinator import Coordinator
 from protocol.messages import (
     MESSAGE_TYPES,
     Broadcast,
+    Deliver,
     Direct,
     MemRequest,
     Message,
@@ -92,6 +100,7 @@ from sim.calibration import Calibration
 from sim.distribution import Sampler
 
 STUCK_POLL = 0.001
+MIN_BATCH_SHARE = 0.1  # a batched message still costs at least this share of its service
 REQUEST_TYPES: dict[OpKind, type[Message]] = {
     OpKind.PUBLISH: Publish,
     OpKind.DIRECT: Direct,
@@ -123,6 +132,8 @@ class SimNode:
         "timer_cost",
         "armed",
         "arrive",
+        "last_start",
+        "saving",
         "index",
         "hosts",
     )
@@ -145,6 +156,8 @@ class SimNode:
         self.timer_cost = timer_cost
         self.armed: float | None = None
         self.arrive: Callbacks = ()
+        self.last_start = -math.inf  # when this node's latest message job starts
+        self.saving = 0.0  # what a message saves by joining a queued batch
         self.index = index  # the order in which the node was added
         self.hosts: tuple[Server, ...] = ()  # a coordinator's servers when it has several
 
@@ -188,6 +201,7 @@ class Engine:
         self.per_byte = calibration.per_byte_seconds
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
+        self.per_recipient = calibration.per_recipient_seconds
         self.slack = calibration.timer_slack
         self._wake_bands = [(b.wait_below, b.lateness.sampler(rng)) for b in calibration.wakeup]
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
@@ -231,6 +245,7 @@ class Engine:
             server = Server(self.env.now)
         service, timer = self._service(role), self._timer_sampler(role)
         node = SimNode(node_id, core, role, server, service, timer, len(self.nodes))
+        node.saving = self.calibration.batch_saving.get(role, 0.0)
         if hosts > 1:
             node.hosts = (server, *(Server(self.env.now) for _ in range(hosts - 1)))
         node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
@@ -318,7 +333,12 @@ class Engine:
         now: float = self.env._now
         server: Server = node.server  # type: ignore[assignment]
         busy = server.busy_until
-        end = (busy if busy > now else now) + node.service[type(msg)]()
+        start = busy if busy > now else now
+        service = node.service[type(msg)]()
+        if node.last_start > now:  # its previous job is still queued: this one joins the batch
+            service = max(service - node.saving, service * MIN_BATCH_SHARE)
+        node.last_start = start
+        end = start + service
         if self.wire:
             end += self.per_message + self.per_byte * self._size(msg)
         server.busy_until = end
@@ -344,7 +364,12 @@ class Engine:
         else:
             server = node.server  # type: ignore[assignment]
         busy = server.busy_until
-        end = (busy if busy > now else now) + node.service[type(msg)]()
+        start = busy if busy > now else now
+        service = node.service[type(msg)]()
+        if node.last_start > now and not hosts:  # joins its queued batch (one host only)
+            service = max(service - node.saving, service * MIN_BATCH_SHARE)
+        node.last_start = start
+        end = start + service
         if self.wire:
             end += self.per_message + self.per_byte * self._size(msg)
         server.busy_until = end
@@ -352,7 +377,7 @@ class Engine:
         coordinator.receive(event.src, msg, end)
         if type(msg) is MemRequest:
             coordinator.take_writes()  # the model does not persist; drop the journal
-        self._emit(node, coordinator, end, now)
+        self._emit(node, coordinator, end, now, fanout=server)
 
     def _arrive_prober(self, event: Arrival) -> None:
         self.messages += 1
@@ -382,9 +407,19 @@ class Engine:
         end: float,
         now: float,
         after_timer: bool = False,
+        fanout: Server | None = None,
     ) -> None:
-        """Send what the node drained (leaving at ``end``) and arm its next timer."""
+        """Send what the node drained (leaving at ``end``) and arm its next timer.
+
+        With ``fanout`` (the server of a coordinator's message job), each
+        ``Deliver`` emitted adds ``per_recipient_seconds`` to that job first.
+        """
         out = core.drain()
+        if fanout is not None and out and self.per_recipient:
+            delivers = sum(1 for _, sent in out if type(sent) is Deliver)
+            if delivers:
+                end += self.per_recipient * delivers
+                fanout.busy_until = end
         if out:
             find = self._find
             schedule = self._schedule
