@@ -37,7 +37,8 @@ Eight kinds of figure, each measured here and described in its ``method``:
     granularity (``timer_slack``) is not measured: it is the real tcp
     driver's ``real.server.TIMER_SLACK``, and 0 on ``inproc``.
 (e) **Wake-up lateness**, in ``harness.calibrate_loop``.
-(f) **Cost per recipient** and (g) **batching**, in
+(f) **Cost per recipient** and (g) **batching**, and the payload's cost
+    per byte (building it and its CRC-32, verifying it), in
     ``harness.calibrate_scaling``. (f) is measured first: each timed
     coordinator sample in (a) has ``per_recipient_seconds`` times the
     ``Deliver`` messages it emitted taken out, because the model charges
@@ -77,7 +78,7 @@ from pathlib import Path
 from harness import calibrate_insitu as insitu
 from harness.calibrate_insitu import measure_in_situ
 from harness.calibrate_loop import measure_hop, measure_wakeup
-from harness.calibrate_scaling import measure_batching, measure_fanout
+from harness.calibrate_scaling import measure_batching, measure_fanout, measure_payload
 from protocol.agent import Agent
 from protocol.codec import decode_body, encode_body
 from protocol.coordinator import Coordinator
@@ -417,6 +418,7 @@ def calibrate(
     repeats: int = 3,
 ) -> Path:
     """Measure this machine for ``transport`` and write the calibration; return its path."""
+    payload_issue, payload_receive, payload_method = measure_payload()
     per_recipient, _, recipient_method = measure_fanout()
     batch_saving, batch_method = measure_batching()
     collected = measure_core(samples, agents, seed, repeats, per_recipient=per_recipient)
@@ -446,6 +448,9 @@ def calibrate(
         per_message_measured=intercept,
         per_byte_method=codec_method + ("" if wire else "; not charged on inproc"),
         per_recipient_seconds=per_recipient,
+        payload_issue_per_byte=payload_issue,
+        payload_receive_per_byte=payload_receive,
+        payload_method=payload_method,
         per_recipient_method=recipient_method,
         batch_saving=batch_saving,
         batch_method=batch_method,

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.messages import Message
-from protocol.payload import make_payload
+from protocol.payload import checksum, make_payload
 from protocol.settings import ProtocolSettings
 
 FANOUTS = (1, 2, 5, 10, 20, 50, 100)
@@ -152,6 +152,37 @@ def measure_batching(samples: int = 1000) -> tuple[dict[str, float], str]:
         f"agent {saving['agent'] * 1e6:.2f} us, coordinator {saving['coordinator'] * 1e6:.2f} us"
     )
     return saving, method
+
+
+PAYLOAD_SIZES = (64, 1024, 4096, 16384, 65536)
+
+
+def measure_payload(repeats: int = 300) -> tuple[float, float, str]:
+    """Seconds per payload byte at the sender (build + CRC-32) and at a receiver (CRC-32)."""
+    send: list[float] = []
+    receive: list[float] = []
+    clock = time.perf_counter_ns
+    for size in PAYLOAD_SIZES:
+        sent, checked = [], []
+        for op_id in range(repeats):
+            start = clock()
+            payload = make_payload(op_id, size)
+            checksum(payload)
+            middle = clock()
+            checksum(payload)
+            sent.append(middle - start)
+            checked.append(clock() - middle)
+        send.append(statistics.median(sent) / 1e9)
+        receive.append(statistics.median(checked) / 1e9)
+    sizes = [float(s) for s in PAYLOAD_SIZES]
+    issue_slope, _ = statistics.linear_regression(sizes, send)
+    receive_slope, _ = statistics.linear_regression(sizes, receive)
+    method = (
+        f"median of {repeats} timed make_payload() + checksum() (the sender) and checksum() "
+        f"(a receiver) per size ({', '.join(map(str, PAYLOAD_SIZES))} B), then least-squares "
+        f"lines: {issue_slope * 1e9:.3f} ns/B to issue, {receive_slope * 1e9:.3f} ns/B to verify"
+    )
+    return max(issue_slope, 0.0), max(receive_slope, 0.0), method
 
 
 def _intercept(timings: dict[int, list[int]]) -> float:

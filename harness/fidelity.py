@@ -40,6 +40,7 @@ GOALS = (  # (figure, statistic, limit in %): the issue's goals
     ("deliveries_per_s", "worst", 25.0),
 )
 SATURATION_GOAL = 10.0
+BACKENDS = ("real", "sim")
 AXIS_MARKERS = {"load": "o", "agents": "s", "size": "^", "fanout": "D", "saturation": "*"}
 Stats = dict[str, float | int | None]
 
@@ -120,24 +121,44 @@ def build_report(
 ) -> dict[str, Any]:
     """Everything the report shows, as JSON-able data."""
     capacity = float(saturation.figures("real")["deliveries_per_s"]["mean"] or 0.0)
-    predicted = saturation.figures("sim")["deliveries_per_s"]["mean"]
     points = [point_entry(result, capacity) for result in results]
     errors = summarize_errors(points)
-    sat_error = error_pct(capacity, predicted)
+    peaks = {backend: peak_throughput(saturation, results, backend) for backend in BACKENDS}
+    sat_error = error_pct(peaks["real"]["mean"], peaks["sim"]["mean"])
+    overload = saturation.figures("real")["offered_deliveries_per_s"]["mean"]
     return {
         **header,
         "saturation": {
-            "offered_deliveries_per_s": saturation.figures("real")["offered_deliveries_per_s"][
-                "mean"
-            ],
-            "real": saturation.figures("real")["deliveries_per_s"],
-            "sim": saturation.figures("sim")["deliveries_per_s"],
+            "overload_offered_deliveries_per_s": overload,
+            "overload_real": saturation.figures("real")["deliveries_per_s"],
+            "overload_sim": saturation.figures("sim")["deliveries_per_s"],
+            "real": peaks["real"],
+            "sim": peaks["sim"],
             "error_pct": sat_error,
         },
         "points": points,
         "errors": errors,
         "goals": evaluate_goals(errors, sat_error),
     }
+
+
+def peak_throughput(
+    saturation: PointResult, results: Sequence[PointResult], backend: str
+) -> dict[str, Any]:
+    """The highest mean delivery rate of the overload point and the load axis.
+
+    Past capacity an overloaded system can deliver a little less than at
+    capacity (refusals and resends cost CPU), so the overload point alone
+    can understate what the system carries; the peak over the load sweep
+    is the saturation throughput.
+    """
+    candidates = [saturation, *(r for r in results if r.point.axis == "load")]
+    best: dict[str, Any] = {"mean": None, "at": None}
+    for result in candidates:
+        stats = result.figures(backend)["deliveries_per_s"]
+        if stats["mean"] is not None and (best["mean"] is None or stats["mean"] > best["mean"]):
+            best = {**stats, "at": result.point.label}
+    return best
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> Path:
@@ -161,7 +182,7 @@ def plot_latency_vs_load(path: Path, report: dict[str, Any]) -> None:
     )
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     x = [p["offered_deliveries_per_s"] / 1000 for p in points]
-    capacity = report["saturation"]["real"]["mean"]
+    capacity = report["saturation"]["overload_real"]["mean"]
     for ax, name in zip(axes, ("p50_ms", "p95_ms"), strict=True):
         real = [p["real"][name] for p in points]
         means = [_nan(r["mean"]) for r in real]
@@ -184,7 +205,12 @@ def plot_latency_vs_load(path: Path, report: dict[str, Any]) -> None:
             label="sim (mean)",
         )
         if capacity:
-            ax.axvline(capacity / 1000, color="grey", linestyle=":", label="measured saturation")
+            ax.axvline(
+                capacity / 1000,
+                color="grey",
+                linestyle=":",
+                label="reference capacity (real, 2x overload)",
+            )
         ax.set_yscale("log")
         ax.set_xlabel("offered deliveries/s (thousands)")
         ax.set_ylabel(f"{name[:-3]} latency (ms)")

@@ -60,9 +60,14 @@ def _goals(goals: list[dict[str, Any]]) -> str:
 def _saturation(sat: dict[str, Any]) -> str:
     return (
         "## Saturation throughput\n\n"
-        f"Offered {_num(sat['offered_deliveries_per_s'])} deliveries/s (far past capacity): "
-        f"measured {_ci(sat['real'])}, predicted {_num(sat['sim']['mean'])}, "
-        f"error {_signed(sat['error_pct'])}.\n"
+        f"The highest mean delivery rate over the load sweep and the overload point: "
+        f"measured {_ci(sat['real'])} (at {sat['real']['at']}), predicted "
+        f"{_num(sat['sim']['mean'])} (at {sat['sim']['at']}), "
+        f"error {_signed(sat['error_pct'])}.\n\n"
+        f"At the overload point ({_num(sat['overload_offered_deliveries_per_s'])} deliveries/s "
+        f"offered) the real system delivered {_ci(sat['overload_real'])} and the model "
+        f"{_num(sat['overload_sim']['mean'])}. The load axis is laid out as fractions of that "
+        "measured overload rate (the reference capacity).\n"
     )
 
 

@@ -24,6 +24,10 @@ A ``Calibration`` says how long things take on the machine it was measured on
   that is already queued at its node (the real drivers drain a node once
   per batch); the model applies it to a message that reaches a node whose
   previous job has not started yet (figure (g)).
+- ``payload_issue_per_byte`` and ``payload_receive_per_byte``: building a
+  payload and its CRC-32 at the sender, and verifying the CRC-32 at each
+  receiver, per payload byte; charged on both transports (the codec's
+  ``per_byte_seconds`` is tcp's on top).
 - ``timer_slack``: the driver's timer granularity. A deadline is armed
   rounded up to a multiple of it, as the real tcp server and agent workers
   do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
@@ -103,6 +107,9 @@ class Calibration:
     per_message_measured: float = 0.0
     per_byte_method: str = ""
     per_recipient_seconds: float = 0.0
+    payload_issue_per_byte: float = 0.0
+    payload_receive_per_byte: float = 0.0
+    payload_method: str = ""
     per_recipient_method: str = ""
     batch_saving: dict[str, float] = field(default_factory=dict)
     batch_method: str = ""
@@ -181,6 +188,9 @@ class Calibration:
             "per_message_measured": self.per_message_measured,
             "per_byte_method": self.per_byte_method,
             "per_recipient_seconds": self.per_recipient_seconds,
+            "payload_issue_per_byte": self.payload_issue_per_byte,
+            "payload_receive_per_byte": self.payload_receive_per_byte,
+            "payload_method": self.payload_method,
             "per_recipient_method": self.per_recipient_method,
             "batch_saving": dict(self.batch_saving),
             "batch_method": self.batch_method,
@@ -216,6 +226,9 @@ class Calibration:
             per_message_measured=float(data.get("per_message_measured", 0.0)),
             per_byte_method=str(data.get("per_byte_method", "")),
             per_recipient_seconds=float(data.get("per_recipient_seconds", 0.0)),
+            payload_issue_per_byte=float(data.get("payload_issue_per_byte", 0.0)),
+            payload_receive_per_byte=float(data.get("payload_receive_per_byte", 0.0)),
+            payload_method=str(data.get("payload_method", "")),
             per_recipient_method=str(data.get("per_recipient_method", "")),
             batch_saving={k: float(v) for k, v in (data.get("batch_saving") or {}).items()},
             batch_method=str(data.get("batch_method", "")),

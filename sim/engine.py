@@ -16,7 +16,11 @@ yet joins that job's batch and saves the role's ``batch_saving`` (the real
 drivers drain a node once per batch; it still costs at least
 ``MIN_BATCH_SHARE`` of ``s``); and a coordinator's message job costs
 ``per_recipient_seconds`` more for each ``Deliver`` it emits, so a
-publish to 100 subscribers costs more than one to 5. Jobs are handled in
+publish to 100 subscribers costs more than one to 5. Payload work is
+charged by size on both transports: ``payload_issue_per_byte`` times the
+op's size when an agent issues it (build the payload, checksum it) and
+``payload_receive_per_byte`` times the payload's length when an agent
+receives a ``Deliver`` (verify it). Jobs are handled in
 the order they reach the node, which is the order SimPy fires their
 events, so ``busy_until`` alone is an
 exact single-server FIFO queue (Lindley's recursion); no SimPy process and
@@ -202,6 +206,8 @@ class Engine:
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
         self.per_recipient = calibration.per_recipient_seconds
+        self.payload_issue = calibration.payload_issue_per_byte
+        self.payload_receive = calibration.payload_receive_per_byte
         self.slack = calibration.timer_slack
         self._wake_bands = [(b.wait_below, b.lateness.sampler(rng)) for b in calibration.wakeup]
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
@@ -314,6 +320,7 @@ class Engine:
         assert server is not None
         busy = server.busy_until
         end = (busy if busy > now else now) + node.service[REQUEST_TYPES[op.kind]]()
+        end += self.payload_issue * op.size  # build the payload and its checksum
         server.busy_until = end
         agent = node.core
         assert isinstance(agent, Agent)
@@ -341,6 +348,8 @@ class Engine:
         end = start + service
         if self.wire:
             end += self.per_message + self.per_byte * self._size(msg)
+        if type(msg) is Deliver:  # the receiver verifies the payload's checksum
+            end += self.payload_receive * len(msg.payload)  # type: ignore[attr-defined]
         server.busy_until = end
         agent: Agent = node.core  # type: ignore[assignment]
         completions = agent.completions
