@@ -88,6 +88,7 @@ from protocol.plan import Operation, OpKind
 from protocol.settings import ProtocolSettings
 from protocol.workload import issue
 from real.server import TIMER_SLACK
+from real.workers import LOOP_RESOLUTION
 from sim.calibration import (
     POOLED,
     REPORTS_DIR,
@@ -432,7 +433,8 @@ def calibrate(
             service[role].update(table)
     slope, intercept, codec_method = measure_codec()
     hop = measure_hop(transport, min(samples, 20_000))
-    wakeup = measure_wakeup(max(30, min(samples // 50, 1000)), seed)
+    min_sleep = LOOP_RESOLUTION if transport == "tcp" else 0.0
+    wakeup = measure_wakeup(max(30, min(samples // 50, 1000)), seed, min_sleep)
     wire = transport == "tcp"
     calibration = Calibration(
         host=socket.gethostname(),

@@ -135,20 +135,26 @@ def measure_hop(transport: str, count: int) -> Distribution:
 # --- (e): wake-up lateness ---------------------------------------------------------------
 
 
-async def _wakeups(count: int, low: float, high: float, seed: int) -> list[float]:
-    """Lateness of sleeping until ``low`` to ``high`` s ahead, re-sleeping while early."""
+async def _wakeups(
+    count: int, low: float, high: float, seed: int, min_sleep: float = 0.0
+) -> list[float]:
+    """Lateness of sleeping until ``low`` to ``high`` s ahead, re-sleeping while early.
+
+    Each sleep lasts at least ``min_sleep``, as the tcp agent workers' replay
+    loop sleeps (``real.workers.LOOP_RESOLUTION``) so as not to spin.
+    """
     rng = random.Random(seed)
     clock = time.perf_counter
     samples = []
     for _ in range(count):
         target = clock() + rng.uniform(low, high)
         while (wait := target - clock()) > 0:
-            await asyncio.sleep(wait)
+            await asyncio.sleep(max(wait, min_sleep))
         samples.append(clock() - target)
     return samples
 
 
-def measure_wakeup(count: int, seed: int = 1) -> tuple[WakeBand, ...]:
+def measure_wakeup(count: int, seed: int = 1, min_sleep: float = 0.0) -> tuple[WakeBand, ...]:
     """Wake-up lateness of the real driver's event loop, per band of requested wait."""
     loop = loop_name()
     bands = []
@@ -156,10 +162,15 @@ def measure_wakeup(count: int, seed: int = 1) -> tuple[WakeBand, ...]:
     for below, high in WAKE_BANDS:
         method = (
             f"lateness of a timed wake-up on one {loop} event loop: sleep until a target "
-            f"{low * 1e3:g} to {high * 1e3:g} ms ahead (uniform), sleeping again while early, "
-            f"as real.inproc's replay loop does; {count} samples on an idle loop"
+            f"{low * 1e3:g} to {high * 1e3:g} ms ahead (uniform), sleeping again while early"
+            + (
+                f" and for at least {min_sleep * 1e3:g} ms, as real.workers' replay loop does"
+                if min_sleep
+                else ", as real.inproc's replay loop does"
+            )
+            + f"; {count} samples on an idle loop"
         )
-        samples = _run_on_loop(_wakeups(count, low, high, seed))
+        samples = _run_on_loop(_wakeups(count, low, high, seed, min_sleep))
         bands.append(WakeBand(below, Distribution.from_samples(samples, method)))
         low = high
     return tuple(bands)

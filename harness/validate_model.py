@@ -47,7 +47,9 @@ def validate_model(
     saturation = PointResult(saturation_point(suite))
     saturation.real = _real(saturation.point, settings.repetitions, progress)
     capacity = _mean(saturation.real, "deliveries_per_s")
-    progress(f"measured saturation throughput: {capacity:,.0f} deliveries/s")
+    progress(
+        f"reference capacity (real goodput at the overload point): {capacity:,.0f} deliveries/s"
+    )
     points = sweep_points(suite, capacity)
     results = [PointResult(point) for point in points]
     for index, result in enumerate(results, 1):
