@@ -73,29 +73,23 @@ class FanoutCluster:
         ((_, msg),) = publisher.drain()
         return PUBLISHER, msg
 
-    def coordinator_job(self, batch: Sequence[tuple[str, Message]]) -> int:
-        """Time ``receive`` of each message of ``batch`` plus one ``drain``; pump the rest."""
-        coordinator = self.coordinator
+    def job(self, node_id: str, batch: Sequence[tuple[str, Message]]) -> int:
+        """Time ``receive`` of each message of ``batch`` at ``node_id`` plus one ``drain``.
+
+        What the drain emits is queued for ``pump``; the return is nanoseconds.
+        """
+        node = self.coordinator if node_id == COORD else self.agents[node_id]
         start = time.perf_counter_ns()
         for src, msg in batch:
-            coordinator.receive(src, msg, self.now)
-        out = coordinator.drain()
+            node.receive(src, msg, self.now)
+        out = node.drain()
         elapsed = time.perf_counter_ns() - start
-        self.wire.extend((COORD, dst, msg) for dst, msg in out)
+        self.wire.extend((node_id, dst, msg) for dst, msg in out)
         return elapsed
 
-    def agent_job(self, node: str, batch: Sequence[tuple[str, Message]]) -> int:
-        """The same for one agent."""
-        agent = self.agents[node]
-        start = time.perf_counter_ns()
-        for src, msg in batch:
-            agent.receive(src, msg, self.now)
-        out = agent.drain()
-        elapsed = time.perf_counter_ns() - start
-        self.wire.extend((node, dst, msg) for dst, msg in out)
-        return elapsed
-
-    def pump(self, hold: Callable[[str, Message], bool] = lambda dst, msg: False) -> list:
+    def pump(
+        self, hold: Callable[[str, Message], bool] = lambda dst, msg: False
+    ) -> list[tuple[str, str, Message]]:
         """Deliver everything in flight, untimed; return what ``hold`` keeps back."""
         held: list[tuple[str, str, Message]] = []
         while self.wire:
@@ -117,7 +111,7 @@ def measure_fanout(samples: int = 2000) -> tuple[float, float, str]:
     timings: dict[int, list[int]] = {k: [] for k in FANOUTS}
     for index in range(samples * len(FANOUTS)):
         fanout = FANOUTS[index % len(FANOUTS)]
-        timings[fanout].append(cluster.coordinator_job([cluster.publish(fanout)]))
+        timings[fanout].append(cluster.job(COORD, [cluster.publish(fanout)]))
         cluster.pump()
     medians = [statistics.median(timings[k]) / 1e9 for k in FANOUTS]
     slope, intercept = statistics.linear_regression([float(k) for k in FANOUTS], medians)
@@ -138,10 +132,10 @@ def measure_batching(samples: int = 1000) -> tuple[dict[str, float], str]:
     for index in range(samples * len(BATCHES)):
         size = BATCHES[index % len(BATCHES)]
         publishes = [cluster.publish(1) for _ in range(size)]
-        coord_times[size].append(cluster.coordinator_job(publishes))
+        coord_times[size].append(cluster.job(COORD, publishes))
         held = cluster.pump(lambda dst, msg: dst == subscriber)
         batch = [(src, msg) for src, _, msg in held]
-        agent_times[size].append(cluster.agent_job(subscriber, batch))
+        agent_times[size].append(cluster.job(subscriber, batch))
         cluster.pump()
     saving = {"agent": _intercept(agent_times), "coordinator": _intercept(coord_times)}
     method = (
