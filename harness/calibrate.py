@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import random
 import socket
@@ -457,6 +458,9 @@ def calibrate(
         batch_saving=batch_saving,
         batch_method=batch_method,
         timer_slack=TIMER_SLACK if wire else 0.0,
+        cores=len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count() or 0,
         wakeup=wakeup,
         how=how or f"swarmtwin calibrate --transport {transport}",
         notes=(f"{platform.platform()}; {platform.processor() or platform.machine()}",),

@@ -97,7 +97,9 @@ def _run_model(
     hosts = model.coordinator_hosts
     if scenario.transport == "tcp":  # agents share their worker process's CPU
         workers = scenario.agents.workers
-        result = sim_run(plan, calibration, progress, workers, coordinator_hosts=hosts)
+        # this machine's cores are shared by its processes; a what-if is about other machines
+        cores = calibration.cores if calibration.cores and not model.what_ifs() else None
+        result = sim_run(plan, calibration, progress, workers, coordinator_hosts=hosts, cores=cores)
     else:
         one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
         result = sim_run(plan, one_loop, progress)

@@ -28,6 +28,10 @@ A ``Calibration`` says how long things take on the machine it was measured on
   payload and its CRC-32 at the sender, and verifying the CRC-32 at each
   receiver, per payload byte; charged on both transports (the codec's
   ``per_byte_seconds`` is tcp's on top).
+- ``cores``: the CPUs the calibrating process could use. On ``tcp`` the
+  model's process servers (the coordinator, each agent worker) share that
+  many cores (``sim.cores``); 0 means unknown, and then every process has a
+  core of its own.
 - ``timer_slack``: the driver's timer granularity. A deadline is armed
   rounded up to a multiple of it, as the real tcp server and agent workers
   do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
@@ -114,6 +118,7 @@ class Calibration:
     batch_saving: dict[str, float] = field(default_factory=dict)
     batch_method: str = ""
     timer_slack: float = 0.0
+    cores: int = 0
     wakeup: tuple[WakeBand, ...] = ()
     cpu_sharing: str = "per-node"
     how: str = ""
@@ -181,6 +186,7 @@ class Calibration:
             "transport": self.transport,
             "cpu_sharing": self.cpu_sharing,
             "timer_slack": self.timer_slack,
+            "cores": self.cores,
             "wakeup": [band.to_dict() for band in self.wakeup],
             "per_byte_seconds": self.per_byte_seconds,
             "per_message_seconds": self.per_message_seconds,
@@ -233,6 +239,7 @@ class Calibration:
             batch_saving={k: float(v) for k, v in (data.get("batch_saving") or {}).items()},
             batch_method=str(data.get("batch_method", "")),
             timer_slack=float(data.get("timer_slack", 0.0)),
+            cores=int(data.get("cores", 0)),
             wakeup=tuple(WakeBand.from_dict(band) for band in data.get("wakeup") or ()),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             how=str(data.get("how", "")),

@@ -91,6 +91,7 @@ def run_plan(
     progress: Progress | None = None,
     agent_processes: int | None = None,
     coordinator_hosts: int = 1,
+    cores: int | None = None,
 ) -> DriverResult:
     """Replay ``plan`` on the model calibrated by ``calibration``.
 
@@ -100,8 +101,10 @@ def run_plan(
     ``coordinator_hosts``: the coordinator's messages are served by that many
     CPUs, each agent's by one of them (``sim.engine``); it needs a calibration
     whose ``cpu_sharing`` is ``"per-node"``.
+    ``cores``: the machine's cores, shared by every process server
+    (``sim.cores``); None gives each server a core of its own.
     """
-    layout = Layout(agent_processes, coordinator_hosts)
+    layout = Layout(agent_processes, coordinator_hosts, cores)
     with gc_paused():
         return _run_plan(plan, calibration, progress, layout)
 
@@ -129,6 +132,7 @@ class Layout(NamedTuple):
 
     processes: int | None = None
     coordinator_hosts: int = 1
+    cores: int | None = None
 
 
 DEFAULT_LAYOUT = Layout()
@@ -193,6 +197,8 @@ class ModelRun:
         self.registration_only = registration_only
         self.env = simpy.Environment(initial_time=start)
         self.engine = Engine(self.env, calibration, random.Random(plan.seed))
+        if layout.cores is not None:
+            self.engine.share_cores(layout.cores)
         self.agents = self._build_nodes()
         self.registered: dict[str, float] = {}
         self.probes: list[ProbeResult] = []
@@ -366,6 +372,12 @@ class ModelRun:
     def _cpu_layout(self) -> str:
         if self.calibration.cpu_sharing == "one-loop":
             return self.calibration.cpu_sharing
+        cores = self.engine.cores
+        if cores is not None:
+            return f"{self._process_layout()}; every process shares {len(cores.free)} cores"
+        return self._process_layout()
+
+    def _process_layout(self) -> str:
         hosts = self.coordinator_hosts
         coordinator = f"coordinator on {hosts} hosts" if hosts > 1 else "coordinator its own"
         if self.processes:

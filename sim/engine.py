@@ -20,7 +20,9 @@ publish to 100 subscribers costs more than one to 5. Payload work is
 charged by size on both transports: ``payload_issue_per_byte`` times the
 op's size when an agent issues it (build the payload, checksum it) and
 ``payload_receive_per_byte`` times the payload's length when an agent
-receives a ``Deliver`` (verify it). Jobs are handled in
+receives a ``Deliver`` (verify it). With ``share_cores(n)`` (the tcp
+layout: separate processes on one machine) a job also needs one of the
+machine's ``n`` cores (``sim.cores``) before it can start. Jobs are handled in
 the order they reach the node, which is the order SimPy fires their
 events, so ``busy_until`` alone is an
 exact single-server FIFO queue (Lindley's recursion); no SimPy process and
@@ -101,6 +103,7 @@ from protocol.messages import (
 from protocol.plan import Operation, OpKind
 from protocol.workload import issue
 from sim.calibration import Calibration
+from sim.cores import Cores
 from sim.distribution import Sampler
 
 STUCK_POLL = 0.001
@@ -206,6 +209,7 @@ class Engine:
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
         self.per_recipient = calibration.per_recipient_seconds
+        self.cores: Cores | None = None  # set by ``share_cores``
         self.payload_issue = calibration.payload_issue_per_byte
         self.payload_receive = calibration.payload_receive_per_byte
         self.slack = calibration.timer_slack
@@ -226,6 +230,12 @@ class Engine:
         self.on_probe_reply: Callable[[Message, float], None] = lambda msg, at: None
 
     # --- building --------------------------------------------------------------
+
+    def share_cores(self, count: int) -> None:
+        """Make every process server share ``count`` cores (``sim.cores``)."""
+        if self.shared is not None:
+            raise ValueError("one shared loop is one CPU already; cores do not apply")
+        self.cores = Cores(count, self.env.now)
 
     def add_node(
         self,
@@ -319,9 +329,15 @@ class Engine:
         server = node.server
         assert server is not None
         busy = server.busy_until
-        end = (busy if busy > now else now) + node.service[REQUEST_TYPES[op.kind]]()
+        start = busy if busy > now else now
+        cores = self.cores
+        if cores is not None:
+            start = cores.claim(start)
+        end = start + node.service[REQUEST_TYPES[op.kind]]()
         end += self.payload_issue * op.size  # build the payload and its checksum
         server.busy_until = end
+        if cores is not None:
+            cores.release(end)
         agent = node.core
         assert isinstance(agent, Agent)
         issue(agent, op, end)
@@ -341,6 +357,9 @@ class Engine:
         server: Server = node.server  # type: ignore[assignment]
         busy = server.busy_until
         start = busy if busy > now else now
+        cores = self.cores
+        if cores is not None:
+            start = cores.claim(start)
         service = node.service[type(msg)]()
         if node.last_start > now:  # its previous job is still queued: this one joins the batch
             service = max(service - node.saving, service * MIN_BATCH_SHARE)
@@ -351,6 +370,8 @@ class Engine:
         if type(msg) is Deliver:  # the receiver verifies the payload's checksum
             end += self.payload_receive * len(msg.payload)  # type: ignore[attr-defined]
         server.busy_until = end
+        if cores is not None:
+            cores.release(end)
         agent: Agent = node.core  # type: ignore[assignment]
         completions = agent.completions
         before = len(completions)
@@ -374,6 +395,9 @@ class Engine:
             server = node.server  # type: ignore[assignment]
         busy = server.busy_until
         start = busy if busy > now else now
+        cores = self.cores
+        if cores is not None:
+            start = cores.claim(start)
         service = node.service[type(msg)]()
         if node.last_start > now and not hosts:  # joins its queued batch (one host only)
             service = max(service - node.saving, service * MIN_BATCH_SHARE)
@@ -382,6 +406,8 @@ class Engine:
         if self.wire:
             end += self.per_message + self.per_byte * self._size(msg)
         server.busy_until = end
+        if cores is not None:
+            cores.release(end)
         coordinator: Coordinator = node.core  # type: ignore[assignment]
         coordinator.receive(event.src, msg, end)
         if type(msg) is MemRequest:
@@ -401,10 +427,16 @@ class Engine:
         now: float = self.env._now
         server: Server = node.server  # type: ignore[assignment]
         busy = server.busy_until
-        end = (busy if busy > now else now) + node.timer_cost()
+        start = busy if busy > now else now
+        cores = self.cores
+        if cores is not None:
+            start = cores.claim(start)
+        end = start + node.timer_cost()
         if end < event.at:
             end = event.at  # the clock can sit one rounding step below the deadline
         server.busy_until = end
+        if cores is not None:
+            cores.release(end)
         core: Coordinator | Agent = node.core  # type: ignore[assignment]
         core.on_timer(end)
         self._emit(node, core, end, now, after_timer=True)
@@ -429,6 +461,8 @@ class Engine:
             if delivers:
                 end += self.per_recipient * delivers
                 fanout.busy_until = end
+                if self.cores is not None:
+                    self.cores.release(end)
         if out:
             find = self._find
             schedule = self._schedule

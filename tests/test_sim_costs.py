@@ -15,6 +15,7 @@ from harness.calibrate_scaling import measure_batching, measure_fanout, measure_
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
 from sim import Calibration, run_plan
+from sim.cores import Cores
 
 S = 7e-6
 H = 3e-5
@@ -111,3 +112,32 @@ def test_in_situ_calibration_times_the_real_drivers_jobs() -> None:
     table = samples.service(per_recipient, min_samples=5)
     deliver = table["agent"]["Deliver"]
     assert deliver.mean > 0 and "in situ" in deliver.method
+
+
+def test_cores_are_claimed_best_fit_and_released() -> None:
+    cores = Cores(2, 0.0)
+    assert cores.claim(1.0) == 1.0
+    cores.release(3.0)  # core A busy until 3
+    assert cores.claim(1.5) == 1.5  # core B is free
+    cores.release(2.0)  # core B busy until 2
+    assert cores.claim(2.5) == 2.5  # B (free since 2) fits; A is busy until 3
+    cores.release(4.0)
+    assert cores.claim(2.5) == 3.0  # both busy: wait for the first to free up
+    with pytest.raises(ValueError):
+        Cores(0, 0.0)
+
+
+def test_three_busy_processes_on_two_cores_wait_for_each_other() -> None:
+    """A burst through the coordinator: with one core, the workers' jobs queue behind it."""
+    plan = burst_to_coordinator(40)
+    calibration = Calibration.deterministic(S, H)
+    own = completion_times_with(plan, calibration, None)
+    shared = completion_times_with(plan, calibration, 1)
+    # one core runs every job of every process in turn: the last completes later
+    assert shared[-1] > own[-1] + 30 * S
+    assert completion_times_with(plan, calibration, 3) == own
+
+
+def completion_times_with(plan: Plan, calibration: Calibration, cores: int | None) -> list[float]:
+    result = run_plan(plan, calibration, agent_processes=2, cores=cores)
+    return sorted(c.at for c in result.completions)
