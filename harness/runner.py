@@ -11,7 +11,9 @@ The scenario's ``model:`` section reaches the model only: ``hop_ms``
 replaces the calibration's hop with a constant (``Calibration.with_changes``)
 and ``coordinator_hosts`` goes to ``sim.run_plan``; each what-if in force is
 added to the sim result's notes. Asking the real backend to run a scenario
-with a what-if raises ``ScenarioError`` before anything runs.
+with a what-if raises ``ScenarioError`` before anything runs. On tcp
+without a what-if, the model's processes share the calibration's ``cores``
+(this machine's); a what-if describes other machines, so it does not.
 """
 
 from __future__ import annotations
