@@ -69,6 +69,7 @@ def point_entry(result: PointResult, capacity: float) -> dict[str, Any]:
         "real": real,
         "sim": sim,
         "errors": {name: error_pct(real[name]["mean"], sim[name]["mean"]) for name in COMPARED},
+        "runs": {backend: result.runs(backend) for backend in BACKENDS},
     }
 
 
@@ -132,6 +133,7 @@ def build_report(
             "overload_offered_deliveries_per_s": overload,
             "overload_real": saturation.figures("real")["deliveries_per_s"],
             "overload_sim": saturation.figures("sim")["deliveries_per_s"],
+            "overload_runs": {backend: saturation.runs(backend) for backend in BACKENDS},
             "real": peaks["real"],
             "sim": peaks["sim"],
             "error_pct": sat_error,

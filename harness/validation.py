@@ -42,6 +42,7 @@ from harness.scenario_yaml import read_yaml
 
 Progress = Callable[[str], None]
 COMPARED = ("p50_ms", "p95_ms", "p99_ms", "deliveries_per_s")
+KEPT = (*COMPARED, "reliability", "offered_deliveries_per_s")
 SEED_STRIDE = 1_000_003  # model seed of replication i: scenario seed + i * stride
 
 
@@ -107,8 +108,12 @@ class PointResult:
     def figures(self, backend: str) -> dict[str, dict[str, float | int | None]]:
         """Mean and 95 % CI of each compared figure, plus the offered rate."""
         runs = self.real if backend == "real" else self.sim
-        names = (*COMPARED, "reliability", "offered_deliveries_per_s")
-        return {name: mean_ci(_values(runs, name)) for name in names}
+        return {name: mean_ci(_values(runs, name)) for name in KEPT}
+
+    def runs(self, backend: str) -> list[dict[str, float | int | None]]:
+        """Each repetition's (or replication's) own figures, for re-analysis."""
+        runs = self.real if backend == "real" else self.sim
+        return [{name: run.figures()[name] for name in KEPT} for run in runs]
 
 
 def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:

@@ -91,6 +91,8 @@ def test_validate_model_end_to_end_writes_report_and_plots(tmp_path: Path) -> No
     for point in report["points"]:
         assert point["real"]["deliveries_per_s"]["n"] == 2
         assert point["sim"]["deliveries_per_s"]["n"] == 2
+        assert len(point["runs"]["real"]) == 2 and len(point["runs"]["sim"]) == 2
+        assert point["runs"]["real"][0]["p95_ms"] is not None
     assert report["saturation"]["real"]["mean"] > 0
     assert len(report["goals"]) == 5
     assert (folder / "latency_vs_load.png").stat().st_size > 10_000
