@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from harness.faults import compile_faults
 from harness.scenario import (
     BroadcastStream,
     ConstantArrival,
@@ -142,6 +143,7 @@ def _compile(scenario: Scenario) -> Plan:
         settings=scenario.protocol_settings(),
         probe_interval=scenario.probes.interval,
         probe_deadline=scenario.probes.deadline,
+        faults=compile_faults(scenario),
     )
 
 

@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.faults import FAULT_KINDS, FaultSpec, check_faults
 from harness.scenario_errors import (
     ScenarioError,
     Vocabulary,
@@ -175,7 +176,9 @@ def _protocol_section() -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for item in dataclasses.fields(ProtocolSettings):
         kind = hints[item.name]
-        limits: dict[str, Any] = {"ge": 0} if kind in (int, float) else {"min_length": 1}
+        limits: dict[str, Any] = {int: {"ge": 0}, float: {"ge": 0}, str: {"min_length": 1}}.get(
+            kind, {}
+        )
         fields[item.name] = (kind, Field(default=item.default, **limits))
     return create_model("ProtocolSection", __base__=_Section, **fields)
 
@@ -483,7 +486,7 @@ class Scenario(_Section):
     probes: ProbesSection = Field(default_factory=ProbesSection)
     model: ModelSection = Field(default_factory=ModelSection)
     workload: list[Stream] = Field(min_length=1)
-    faults: list[Any] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -504,13 +507,6 @@ class Scenario(_Section):
             raise problem(f"expected each backend at most once, got {', '.join(value)}")
         return value
 
-    @field_validator("faults")
-    @classmethod
-    def _no_faults_yet(cls, value: list[Any]) -> list[Any]:
-        if value:
-            raise problem("faults are not implemented yet (issue 4)")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.warmup >= self.duration:
@@ -521,6 +517,7 @@ class Scenario(_Section):
             raise problem(f"{expected}, got {self.topics.fanout}", "topics.fanout")
         for index, stream in enumerate(self.workload):
             self._check_stream(index, stream)
+        check_faults(self)
         for name in self.model.what_ifs():
             if "real" in self.backends:
                 expected = "expected backends to list only sim: the real system cannot run"
@@ -592,5 +589,5 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        vocab = Vocabulary(Scenario, STREAM_KINDS, ARRIVAL_PROCESSES, _PATTERN_WORDS)
+        vocab = Vocabulary(Scenario, STREAM_KINDS, ARRIVAL_PROCESSES, _PATTERN_WORDS, FAULT_KINDS)
         raise from_validation(source, err, vocab) from None

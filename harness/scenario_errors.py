@@ -30,6 +30,7 @@ class Vocabulary:
     stream_kinds: tuple[str, ...]
     arrivals: tuple[str, ...]
     pattern_words: Mapping[str, str]
+    fault_kinds: tuple[str, ...] = ()
 
 
 class ScenarioError(Exception):
@@ -169,7 +170,8 @@ def _describe_tag(
     path: str, kind: str, ctx: dict[str, Any], given: Any, vocab: Vocabulary
 ) -> tuple[str, str]:
     discriminator = str(ctx["discriminator"]).strip("'")
-    choices = ", ".join(vocab.stream_kinds if discriminator == "kind" else vocab.arrivals)
+    kinds = vocab.fault_kinds if path.startswith("faults") else vocab.stream_kinds
+    choices = ", ".join(kinds if discriminator == "kind" else vocab.arrivals)
     if kind == "union_tag_invalid":
         return _join(path, discriminator), f"expected one of {choices}, got {got(ctx['tag'])}"
     if not isinstance(given, dict):
@@ -198,8 +200,11 @@ def _is_tag(previous: Sequence[int | str], part: int | str, vocab: Vocabulary) -
         return False
     if previous[-1] == "arrival" and part in vocab.arrivals:
         return True
-    in_workload = len(previous) >= 2 and previous[-2] == "workload"
-    return in_workload and isinstance(previous[-1], int) and part in vocab.stream_kinds
+    if len(previous) < 2 or not isinstance(previous[-1], int):
+        return False
+    if previous[-2] == "faults":
+        return part in vocab.fault_kinds
+    return previous[-2] == "workload" and part in vocab.stream_kinds
 
 
 def _path(loc: tuple[int | str, ...], vocab: Vocabulary) -> str:

@@ -36,6 +36,7 @@ from protocol.messages import (
     Hello,
     MemReply,
     MemRequest,
+    MemVerb,
     Message,
     Publish,
     Reject,
@@ -46,11 +47,12 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.payload import checksum
-from protocol.records import Completion
+from protocol.records import Completion, WriteAck
 from protocol.requests import Request, RequestWindow
 from protocol.settings import ProtocolSettings
 
 Outgoing = tuple[str, Message]
+WRITE_VERBS = (MemVerb.PUT, MemVerb.CAS)
 
 
 class Agent:
@@ -72,6 +74,8 @@ class Agent:
         self.registered = False
         self.rejected: str | None = None
         self.completions: list[Completion] = []
+        self.accepted: list[int] = []
+        self.write_acks: list[WriteAck] = []
         self.errors: list[str] = []
         self._out: list[Outgoing] = []
         self._acks: list[int] = []
@@ -94,6 +98,18 @@ class Agent:
         self.registered = False
         self.requests.close()
         self._send_hello(now)
+
+    def recall(self, handled: list[tuple[str, int]], results: list[int]) -> None:
+        """Restart with what a previous life of this agent durably handled.
+
+        ``handled`` are the ``(origin, op_id)`` deliveries whose handler ran,
+        ``results`` the op ids of task results received. A driver that
+        restarts a killed agent reads them from the agent's record log, so a
+        redelivery after the restart is still suppressed (exactly-once
+        handling across a crash).
+        """
+        self._seen.update(handled)
+        self._tasks_done.update(results)
 
     def _send_hello(self, now: float) -> None:
         hello = Hello(self.node_id, self.settings.token, self.capabilities, self.subscriptions)
@@ -197,8 +213,8 @@ class Agent:
     def _on_answer(self, msg: Accepted | Busy, now: float) -> None:
         if type(msg) is Busy:
             self.requests.refused(msg.op_id, msg.retry_after, now)
-        else:
-            self.requests.answered(msg.op_id, now)
+        elif self.requests.answered(msg.op_id, now) is not None:
+            self.accepted.append(msg.op_id)
         self._send_requests()
 
     def _on_deliver(self, msg: Deliver, now: float) -> None:
@@ -236,6 +252,12 @@ class Agent:
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
 
     def _on_mem_reply(self, msg: MemReply, now: float) -> None:
-        duplicate = self.requests.answered(msg.op_id, now) is None
+        request = self.requests.answered(msg.op_id, now)
+        duplicate = request is None
+        if type(request) is MemRequest and msg.ok and request.verb in WRITE_VERBS:
+            crc = checksum(request.value)
+            self.write_acks.append(
+                WriteAck(msg.op_id, request.namespace, request.key, msg.version, crc, now)
+            )
         self._send_requests()
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))

@@ -28,7 +28,14 @@ held until it registers again, when they are resent.
 
 Memory requests go to ``MemoryStore``. With ``durable_memory`` set, replies
 to writes are held until the driver has persisted the store's journal and
-called ``writes_persisted()``.
+called ``writes_persisted()``. When the driver persists and
+``settings.durable_bus`` is on, ``Accepted`` is held the same way until the
+op's bus journal entries (``protocol.journal``) are durable, and a restarted
+coordinator picks up what is still owed with ``restore``.
+
+Faults leave a trail in ``events`` (``NodeEvent``): an agent declared failed,
+a task taken from it and given to another, an agent back after a failure.
+The harness turns them into time to detection and time to reassignment.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from dataclasses import dataclass, field
 from hmac import compare_digest
 from typing import Any, ClassVar
 
+from protocol.journal import BusEntry, BusJournal, BusState, PendingTask
 from protocol.memory import MemoryStore, Write
 from protocol.messages import (
     Accepted,
@@ -67,6 +75,7 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
+from protocol.records import NodeEvent
 from protocol.retransmit import RetryHeap, RtoEstimator, backoff
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
@@ -101,6 +110,7 @@ class Task:
     payload: bytes
     checksum: int
     worker: str | None = None
+    taken_from: str | None = None  # the failed agent it was taken from, until reassigned
 
 
 @dataclass(slots=True)
@@ -131,6 +141,9 @@ class Coordinator:
         self.settings = settings
         self.store = store if store is not None else MemoryStore()
         self.durable_memory = durable_memory
+        self.journal = BusJournal(durable_memory and settings.durable_bus)
+        self.events: list[NodeEvent] = []
+        self._parked: dict[str, list[Deliver]] = {}
         self.sessions: dict[str, Session] = {}
         self.subscriptions = SubscriptionIndex()
         self.tasks: dict[OpKey, Task] = {}
@@ -204,6 +217,33 @@ class Coordinator:
         """Memory writes the driver must persist before ``writes_persisted``."""
         return self.store.take_journal()
 
+    def take_bus_journal(self) -> list[BusEntry]:
+        """Bus entries the driver must persist before ``writes_persisted``."""
+        return self.journal.take()
+
+    def take_events(self) -> list[NodeEvent]:
+        """Fault-related events since the last call."""
+        events, self.events = self.events, []
+        return events
+
+    def restore(self, state: BusState) -> None:
+        """Pick up, after a restart, what the persisted journal says is still owed.
+
+        Call it on a fresh coordinator before any message. Deliveries wait
+        for their node's hello; unfinished tasks wait for a capable agent.
+        """
+        self._parked = state.owed_to()
+        for deliver in (d for owed in self._parked.values() for d in owed):
+            self._routed[(deliver.origin, deliver.op_id)] = (
+                self._routed.get((deliver.origin, deliver.op_id), 0) + 1
+            )
+        for key, pending in state.tasks.items():
+            task = Task(key[0], key[1], pending.capability, pending.payload, pending.checksum)
+            self.tasks[key] = task
+            self._routed[key] = 1
+            self.unassigned.append(task)
+        self._next_msg_id = max(self._next_msg_id, state.next_msg_id())
+
     def writes_persisted(self) -> None:
         """Every write taken so far is durable: release the held replies."""
         self._out.extend(self._held_replies)
@@ -256,7 +296,10 @@ class Coordinator:
         if session is None:
             session = Session(src, msg.capabilities, now)
             self.sessions[src] = session
+            session.backlog.extend(self._parked.pop(src, ()))
         else:
+            if not session.alive:
+                self.events.append(NodeEvent(now, "returned", src))
             session.alive = True
             session.linked = True
             session.last_seen = now
@@ -272,6 +315,7 @@ class Coordinator:
     def _revive(self, session: Session, now: float) -> None:
         """A failed agent spoke again (a healed partition): resume its deliveries."""
         session.alive = True
+        self.events.append(NodeEvent(now, "returned", session.node_id))
         self.log.append(f"agent {session.node_id} is back (seen at {now:.3f})")
         self._resend_session(session, now)
         self._assign_waiting(now)
@@ -291,11 +335,13 @@ class Coordinator:
     def _fail(self, session: Session, now: float) -> None:
         session.alive = False
         self.stats.failures_detected += 1
+        self.events.append(NodeEvent(now, "failed", session.node_id))
         self.log.append(f"agent {session.node_id} failed (last seen {session.last_seen:.3f})")
         for key in sorted(session.tasks):
             task = self.tasks.get(key)
             if task is not None:
                 task.worker = None
+                task.taken_from = session.node_id
                 self.unassigned.append(task)
                 self.stats.tasks_reassigned += 1
         session.tasks.clear()
@@ -353,7 +399,8 @@ class Coordinator:
         key = (src, op_id)
         routed = self._routed.get(key)
         if routed is not None:
-            self._out.append((src, Accepted(op_id, routed)))
+            if key not in self._held_keys:  # a held answer goes out once durable
+                self._out.append((src, Accepted(op_id, routed)))
             return
         sessions = [self.sessions[node] for node in recipients]
         limit = self.settings.max_backlog
@@ -364,8 +411,17 @@ class Coordinator:
         deliver = Deliver(self._next_msg_id, kind, src, op_id, topic, payload, checksum)
         self._next_msg_id += 1
         self._routed[key] = len(sessions)
-        self._out.append((src, Accepted(op_id, len(sessions))))
+        self.journal.delivered(deliver, list(recipients))
+        self._accept(src, key, Accepted(op_id, len(sessions)))
         self._enqueue(deliver, sessions, now)
+
+    def _accept(self, src: str, key: OpKey, reply: Accepted) -> None:
+        """Answer now, or once the journal is durable when the bus is durable."""
+        if self.journal.enabled:
+            self._held_replies.append((src, reply))
+            self._held_keys.add(key)
+        else:
+            self._out.append((src, reply))
 
     def _enqueue(self, deliver: Deliver, sessions: list[Session], now: float) -> None:
         credit = self.settings.credit
@@ -396,6 +452,7 @@ class Coordinator:
         session = self.sessions[src]
         inflight = session.inflight
         timed = self._rto.timed_key
+        self.journal.acked(src, msg.msg_ids)
         for msg_id in msg.msg_ids:
             inflight.pop(msg_id, None)
             if msg_id == timed:
@@ -466,12 +523,18 @@ class Coordinator:
             self.stats.busy += 1
             self._out.append((src, Busy(msg.op_id, self.settings.busy_retry)))
             return
+        if key in self._held_keys:
+            return  # its answer goes out once the task is durable
         if key not in self.tasks and key not in self._routed:
             task = Task(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
             self.tasks[key] = task
             self._routed[key] = 1
             self.unassigned.append(task)
+            pending = PendingTask(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
+            self.journal.task(pending)
+            self._accept(src, key, Accepted(msg.op_id, 1))
             self._assign_waiting(now)
+            return
         self._out.append((src, Accepted(msg.op_id, 1)))
 
     def _assign_waiting(self, now: float) -> None:
@@ -495,6 +558,9 @@ class Coordinator:
 
     def _assign(self, task: Task, worker: Session, now: float) -> None:
         task.worker = worker.node_id
+        if task.taken_from is not None:
+            self.events.append(NodeEvent(now, "reassigned", task.taken_from))
+            task.taken_from = None
         worker.tasks.add((task.origin, task.op_id))
         deliver = Deliver(
             self._next_msg_id,
@@ -527,7 +593,8 @@ class Coordinator:
         self._retries.push(now + self._rto.rto, (done, (msg.origin,), 0))
 
     def _on_task_done_ack(self, src: str, msg: TaskDoneAck, now: float) -> None:
-        self._done_pending.pop((src, msg.op_id), None)
+        if self._done_pending.pop((src, msg.op_id), None) is not None:
+            self.journal.finished(src, msg.op_id)
 
     # --- memory --------------------------------------------------------------
 

@@ -54,6 +54,40 @@ class Operation:
     verb: int = 0
 
 
+class FaultKind(IntEnum):
+    """What a fault does. Every fault lasts ``[at, at + duration)``."""
+
+    KILL_AGENT = 1  # the agents die at ``at``; a supervisor restarts them after ``duration``
+    PAUSE_AGENT = 2  # the agents stop (SIGSTOP) and resume (SIGCONT) after ``duration``
+    CRASH_COORDINATOR = 3  # the coordinator dies; it restarts from its state after ``duration``
+    PARTITION = 4  # the agents' links to the coordinator drop everything for ``duration``
+    LINK_DELAY = 5  # every message on the agents' links waits ``delay`` more, each way
+    LINK_LOSS = 6  # every message on the agents' links is lost with probability ``loss``
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of the timeline, expanded by the harness so both drivers replay it as is.
+
+    ``agents`` are the agents it hits (empty for a coordinator crash). On tcp a
+    kill or pause hits a whole worker process, so the harness lists every
+    agent of that worker. ``fault_id`` numbers the faults in time order.
+    """
+
+    fault_id: int
+    at: float
+    kind: FaultKind
+    duration: float
+    agents: tuple[str, ...] = ()
+    delay: float = 0.0
+    loss: float = 0.0
+
+    @property
+    def end(self) -> float:
+        """When the fault is healed (restart, resume, link restored)."""
+        return self.at + self.duration
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a driver needs to replay a run."""
@@ -67,6 +101,8 @@ class Plan:
     probe_interval: float = 0.1
     probe_deadline: float = 0.05
     drain_timeout: float = 5.0
+    faults: tuple[Fault, ...] = ()
+    recovery_band: float = 0.10
 
     @property
     def expected_total(self) -> int:

@@ -2,9 +2,12 @@
 
 Agents append a ``Completion`` whenever an operation completes at them: a
 delivery reaches the handler, a task result reaches its submitter, or a
-memory reply reaches its requester. Times are seconds since run start, read
-from the driver's clock (``loop.time()`` offset for real, ``env.now`` for
-sim). The core never reads a clock itself; it stamps the ``now`` it was given.
+memory reply reaches its requester. They also note every op the coordinator
+accepted (``accepted``) and every acknowledged memory write (``WriteAck``),
+which is what "acknowledged data" means when the harness counts losses.
+Times are seconds since run start, read from the driver's clock
+(``loop.time()`` offset for real, ``env.now`` for sim). The core never reads a
+clock itself; it stamps the ``now`` it was given.
 """
 
 from __future__ import annotations
@@ -26,6 +29,39 @@ class Completion(NamedTuple):
     at: float
     duplicate: bool
     intact: bool
+
+
+class NodeEvent(NamedTuple):
+    """Something that happened to a node, for the recovery figures.
+
+    ``kind`` is one of: ``"failed"`` (the coordinator declared the agent
+    failed), ``"reassigned"`` (a task taken from that failed agent was given
+    to another), ``"returned"`` (a failed agent spoke again), and, from the
+    drivers' fault injectors, ``"injected"`` and ``"healed"`` (``node`` is
+    then the agent, or ``"coordinator"``).
+    """
+
+    at: float
+    kind: str
+    node: str
+
+
+class WriteAck(NamedTuple):
+    """A memory write (put or cas) that its requester saw acknowledged."""
+
+    op_id: int
+    namespace: str
+    key: str
+    version: int
+    checksum: int
+    at: float
+
+
+class StoreSnapshot(NamedTuple):
+    """The memory a coordinator restarted from: ``(namespace, key) -> (version, crc)``."""
+
+    at: float
+    entries: dict[tuple[str, str], tuple[int, int]]
 
 
 class ProbeResult(NamedTuple):
@@ -55,6 +91,10 @@ class DriverResult:
     probes: list[ProbeResult] = field(default_factory=list)
     processes: list[ProcessUsage] = field(default_factory=list)
     registered: dict[str, float] = field(default_factory=dict)
+    accepted: list[int] = field(default_factory=list)
+    events: list[NodeEvent] = field(default_factory=list)
+    write_acks: list[WriteAck] = field(default_factory=list)
+    restarts: list[StoreSnapshot] = field(default_factory=list)
     wall_seconds: float = 0.0
     end_time: float = 0.0
     notes: list[str] = field(default_factory=list)

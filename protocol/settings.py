@@ -20,6 +20,11 @@ class ProtocolSettings:
     to ``max_rto``. A ``Busy`` answer is retried after ``busy_retry``,
     doubling per consecutive refusal up to ``max_busy_backoff``, and an
     agent has at most ``request_window`` requests in flight.
+
+    ``durable_bus`` makes a persisting coordinator (tcp) hold ``Accepted``
+    until the op is in its database, so accepted messages and tasks survive
+    a coordinator crash (``protocol.journal``); it costs a commit per batch.
+    ``reconnect_min``/``reconnect_max`` bound an agent's reconnect backoff.
     """
 
     token: str = "swarmtwin-dev-token"
@@ -33,3 +38,6 @@ class ProtocolSettings:
     max_busy_backoff: float = 1.0
     request_window: int = 64
     max_rto: float = 10.0
+    durable_bus: bool = False
+    reconnect_min: float = 0.01
+    reconnect_max: float = 0.5

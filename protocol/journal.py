@@ -1,0 +1,128 @@
+"""The bus journal: what a coordinator must persist so accepted work survives a crash.
+
+With ``ProtocolSettings.durable_bus`` on, the coordinator answers ``Accepted``
+to a publish, direct, broadcast or task submit only once the driver has
+persisted the journal entries that op produced, exactly as it already holds
+memory-write replies (``Coordinator.writes_persisted``). "Accepted" then
+means "survives a coordinator crash".
+
+Entries, in the order they happened:
+
+- ``PendingDelivery``: ``deliver`` is owed to ``node`` (one per recipient).
+- ``DeliveryDone``: ``node`` acked it; the pair is no longer owed.
+- ``PendingTask``: a submitted task, owed until its result reaches the submitter.
+- ``TaskFinished``: the submitter acked the result.
+
+``BusState`` folds entries into what is still owed. A persisting driver
+keeps the same fold in its database; after a restart it hands the state to
+``Coordinator.restore``, which parks each delivery until its node says hello
+again and queues every unfinished task for assignment. Work done twice
+across a crash (a delivery sent, handled, not yet acked) is suppressed by the
+receivers' de-duplication, so a crash costs duplicates, never losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol.messages import Deliver
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """``deliver`` is owed to ``node``."""
+
+    node: str
+    deliver: Deliver
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDone:
+    """``node`` acked message ``msg_id``."""
+
+    node: str
+    msg_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTask:
+    """A submitted task not yet finished."""
+
+    origin: str
+    op_id: int
+    capability: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished:
+    """The task's submitter acked its result."""
+
+    origin: str
+    op_id: int
+
+
+BusEntry = PendingDelivery | DeliveryDone | PendingTask | TaskFinished
+DeliveryKey = tuple[int, str]
+TaskKey = tuple[str, int]
+
+
+@dataclass(slots=True)
+class BusState:
+    """What is still owed after applying a sequence of ``BusEntry``."""
+
+    deliveries: dict[DeliveryKey, Deliver] = field(default_factory=dict)
+    tasks: dict[TaskKey, PendingTask] = field(default_factory=dict)
+
+    def apply(self, entries: list[BusEntry]) -> None:
+        """Fold ``entries`` in, in order."""
+        for entry in entries:
+            if type(entry) is PendingDelivery:
+                self.deliveries[(entry.deliver.msg_id, entry.node)] = entry.deliver
+            elif type(entry) is DeliveryDone:
+                self.deliveries.pop((entry.msg_id, entry.node), None)
+            elif type(entry) is PendingTask:
+                self.tasks[(entry.origin, entry.op_id)] = entry
+            elif type(entry) is TaskFinished:
+                self.tasks.pop((entry.origin, entry.op_id), None)
+
+    def owed_to(self) -> dict[str, list[Deliver]]:
+        """The pending deliveries per node, oldest message first."""
+        parked: dict[str, list[Deliver]] = {}
+        for (_, node), deliver in sorted(self.deliveries.items()):
+            parked.setdefault(node, []).append(deliver)
+        return parked
+
+    def next_msg_id(self) -> int:
+        """A message id above every pending one."""
+        return max((msg_id for msg_id, _ in self.deliveries), default=0) + 1
+
+
+class BusJournal:
+    """The coordinator's unpersisted bus entries (a no-op when the bus is not durable)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._entries: list[BusEntry] = []
+
+    def delivered(self, deliver: Deliver, nodes: list[str]) -> None:
+        if self.enabled:
+            self._entries.extend(PendingDelivery(node, deliver) for node in nodes)
+
+    def acked(self, node: str, msg_ids: tuple[int, ...]) -> None:
+        if self.enabled:
+            self._entries.extend(DeliveryDone(node, msg_id) for msg_id in msg_ids)
+
+    def task(self, entry: PendingTask) -> None:
+        if self.enabled:
+            self._entries.append(entry)
+
+    def finished(self, origin: str, op_id: int) -> None:
+        if self.enabled:
+            self._entries.append(TaskFinished(origin, op_id))
+
+    def take(self) -> list[BusEntry]:
+        """Hand over (and forget) the entries not yet persisted."""
+        entries, self._entries = self._entries, []
+        return entries
