@@ -177,7 +177,42 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("warmup >= duration", {"duration": 10, "warmup": 10}, "warmup", "< duration (10)"),
     ("fanout > agents", {"topics": {"fanout": 11}}, "topics.fanout", "at most agents.count (10)"),
-    ("faults", {"faults": [{"at": 3, "kill": "agent-00001"}]}, "faults", "issue 4"),
+    (
+        "fault without kind",
+        {"faults": [{"at": 3, "kill": "agent-00001"}]},
+        "faults[0].kind",
+        "one of kill_agent",
+    ),
+    (
+        "unknown fault kind",
+        {"faults": [{"kind": "kil_agent", "at": 3}]},
+        "faults[0].kind",
+        "expected one of kill_agent, pause_agent",
+    ),
+    (
+        "unknown fault agent",
+        {"faults": [{"kind": "partition", "at": 3, "duration": 1, "agents": ["agent-00099"]}]},
+        "faults[0].agents[0]",
+        "agent-00000 to agent-00009",
+    ),
+    (
+        "coordinator crash on real inproc",
+        {"faults": [{"kind": "crash_coordinator", "at": 3}]},
+        "faults[0].kind",
+        "expected transport: tcp",
+    ),
+    (
+        "fault after the run",
+        {"faults": [{"kind": "kill_agent", "at": 30}]},
+        "faults[0].at",
+        "before the end of the run",
+    ),
+    (
+        "until without every",
+        {"faults": [{"kind": "kill_agent", "at": 1, "until": 3}]},
+        "faults[0].until",
+        "every",
+    ),
     ("bad transport", {"transport": "udp"}, "transport", "'inproc' or 'tcp'"),
     ("empty workload", {"workload": []}, "workload", "at least 1"),
     (
