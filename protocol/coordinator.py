@@ -232,11 +232,18 @@ class Coordinator:
         Call it on a fresh coordinator before any message. Deliveries wait
         for their node's hello; unfinished tasks wait for a capable agent.
         """
+        for member in state.members.values():
+            session = Session(member.node, member.capabilities, 0.0, alive=False, linked=False)
+            self.sessions[member.node] = session
+            for pattern in member.subscriptions:
+                self.subscriptions.add(member.node, pattern)
         self._parked = state.owed_to()
-        for deliver in (d for owed in self._parked.values() for d in owed):
-            self._routed[(deliver.origin, deliver.op_id)] = (
-                self._routed.get((deliver.origin, deliver.op_id), 0) + 1
-            )
+        for node in list(self._parked):
+            if node in self.sessions:
+                self.sessions[node].backlog.extend(self._parked.pop(node))
+        for deliver in state.deliveries.values():
+            key = (deliver.origin, deliver.op_id)
+            self._routed[key] = self._routed.get(key, 0) + 1
         for key, pending in state.tasks.items():
             task = Task(key[0], key[1], pending.capability, pending.payload, pending.checksum)
             self.tasks[key] = task
@@ -292,6 +299,7 @@ class Coordinator:
             return
         for pattern in msg.subscriptions:
             self.subscriptions.add(src, pattern)
+        self.journal.member(src, msg.capabilities, msg.subscriptions)
         session = self.sessions.get(src)
         if session is None:
             session = Session(src, msg.capabilities, now)
@@ -354,9 +362,12 @@ class Coordinator:
             self.subscriptions.add(src, msg.pattern)
         except PatternError as exc:
             self._refuse(src, str(exc))
+            return
+        self.journal.subscribed(src, msg.pattern, True)
 
     def _on_unsubscribe(self, src: str, msg: Unsubscribe, now: float) -> None:
         self.subscriptions.remove(src, msg.pattern)
+        self.journal.subscribed(src, msg.pattern, False)
 
     def _on_publish(self, src: str, msg: Publish, now: float) -> None:
         recipients = self.subscriptions.subscribers(msg.topic)

@@ -8,6 +8,9 @@ means "survives a coordinator crash".
 
 Entries, in the order they happened:
 
+- ``Member`` / ``Subscribed``: who is registered and what it follows, so a
+  restarted coordinator routes to an agent that has not reconnected yet
+  (durable subscriptions) and holds those deliveries for its return.
 - ``PendingDelivery``: ``deliver`` is owed to ``node`` (one per recipient).
 - ``DeliveryDone``: ``node`` acked it; the pair is no longer owed.
 - ``PendingTask``: a submitted task, owed until its result reaches the submitter.
@@ -15,8 +18,9 @@ Entries, in the order they happened:
 
 ``BusState`` folds entries into what is still owed. A persisting driver
 keeps the same fold in its database; after a restart it hands the state to
-``Coordinator.restore``, which parks each delivery until its node says hello
-again and queues every unfinished task for assignment. Work done twice
+``Coordinator.restore``, which recreates every member as a failed session
+(its deliveries held until it says hello again) and queues every unfinished
+task for assignment. Work done twice
 across a crash (a delivery sent, handled, not yet acked) is suppressed by the
 receivers' de-duplication, so a crash costs duplicates, never losses.
 """
@@ -26,6 +30,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protocol.messages import Deliver
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """``node`` registered with these capabilities and subscriptions."""
+
+    node: str
+    capabilities: tuple[str, ...]
+    subscriptions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """``node`` subscribed to ``pattern`` (``on``) or unsubscribed from it."""
+
+    node: str
+    pattern: str
+    on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +85,7 @@ class TaskFinished:
     op_id: int
 
 
-BusEntry = PendingDelivery | DeliveryDone | PendingTask | TaskFinished
+BusEntry = Member | Subscribed | PendingDelivery | DeliveryDone | PendingTask | TaskFinished
 DeliveryKey = tuple[int, str]
 TaskKey = tuple[str, int]
 
@@ -72,13 +94,18 @@ TaskKey = tuple[str, int]
 class BusState:
     """What is still owed after applying a sequence of ``BusEntry``."""
 
+    members: dict[str, Member] = field(default_factory=dict)
     deliveries: dict[DeliveryKey, Deliver] = field(default_factory=dict)
     tasks: dict[TaskKey, PendingTask] = field(default_factory=dict)
 
     def apply(self, entries: list[BusEntry]) -> None:
         """Fold ``entries`` in, in order."""
         for entry in entries:
-            if type(entry) is PendingDelivery:
+            if type(entry) is Member:
+                self.members[entry.node] = entry
+            elif type(entry) is Subscribed:
+                self._subscribe(entry)
+            elif type(entry) is PendingDelivery:
                 self.deliveries[(entry.deliver.msg_id, entry.node)] = entry.deliver
             elif type(entry) is DeliveryDone:
                 self.deliveries.pop((entry.msg_id, entry.node), None)
@@ -86,6 +113,15 @@ class BusState:
                 self.tasks[(entry.origin, entry.op_id)] = entry
             elif type(entry) is TaskFinished:
                 self.tasks.pop((entry.origin, entry.op_id), None)
+
+    def _subscribe(self, entry: Subscribed) -> None:
+        member = self.members.get(entry.node)
+        if member is None:
+            return
+        patterns = [p for p in member.subscriptions if p != entry.pattern]
+        if entry.on:
+            patterns.append(entry.pattern)
+        self.members[entry.node] = Member(entry.node, member.capabilities, tuple(patterns))
 
     def owed_to(self) -> dict[str, list[Deliver]]:
         """The pending deliveries per node, oldest message first."""
@@ -105,6 +141,14 @@ class BusJournal:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._entries: list[BusEntry] = []
+
+    def member(self, node: str, capabilities: tuple[str, ...], patterns: tuple[str, ...]) -> None:
+        if self.enabled:
+            self._entries.append(Member(node, capabilities, patterns))
+
+    def subscribed(self, node: str, pattern: str, on: bool) -> None:
+        if self.enabled:
+            self._entries.append(Subscribed(node, pattern, on))
 
     def delivered(self, deliver: Deliver, nodes: list[str]) -> None:
         if self.enabled:

@@ -1,0 +1,190 @@
+"""Core behaviour under faults: durable bus, restart from the journal, fault events.
+
+``DurableNet`` persists the coordinator's journals after every step (an
+instant group commit, as ``real.server`` does once per loop turn) and can
+crash the coordinator: the wire to and from it is emptied, a new
+coordinator is built from what was persisted, and every agent says hello
+again, as agents do after their link drops.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.agent import Agent
+from protocol.coordinator import Coordinator
+from protocol.journal import BusState, PendingDelivery
+from protocol.memory import MemoryStore, Write
+from protocol.messages import Accepted, Deliver, MemVerb
+from protocol.settings import ProtocolSettings
+from tests.cluster import COORD, Faults
+from tests.core_net import SETTINGS, Net, settle, unique
+
+DURABLE = ProtocolSettings(
+    heartbeat_interval=0.05,
+    failure_after=0.15,
+    ack_timeout=0.05,
+    request_timeout=0.1,
+    busy_retry=0.01,
+    durable_bus=True,
+)
+
+
+class DurableNet(Net):
+    """A net whose coordinator persists every step and can be crashed."""
+
+    def __init__(self, settings: ProtocolSettings = DURABLE, **kw: object) -> None:
+        super().__init__(settings, durable=True, **kw)  # type: ignore[arg-type]
+        self.bus = BusState()
+        self.rows: dict[tuple[str, str], Write] = {}
+        self.persist_enabled = True
+
+    def _flush(self, src: str, node: Coordinator | Agent) -> None:
+        if node is self.coordinator and self.persist_enabled:
+            self.bus.apply(node.take_bus_journal())
+            for write in node.take_writes():
+                self.rows[(write.namespace, write.key)] = write
+            node.writes_persisted()
+        super()._flush(src, node)
+
+    def crash(self) -> None:
+        """Kill the coordinator and start a new one from what was persisted."""
+        self._wire = [item for item in self._wire if COORD not in (item[2], item[3])]
+        store = MemoryStore()
+        store.load(list(self.rows.values()))
+        self.coordinator = Coordinator(COORD, self.settings, store, durable_memory=True)
+        self.coordinator.restore(self.bus)
+        for node_id, agent in self.agents.items():
+            agent.start(self.now)
+            self._flush(node_id, agent)
+
+
+def durable_started(*ids: str, subscriptions: tuple[str, ...] = ("t",)) -> DurableNet:
+    net = DurableNet()
+    for node_id in ids:
+        net.add_agent(node_id, ("compute",), subscriptions)
+    net.advance(0.01)
+    return net
+
+
+def test_durable_bus_holds_accepted_until_persisted() -> None:
+    net = durable_started("a", "b")
+    net.persist_enabled = False
+    net.call("a", "publish", 1, "t", b"x")
+    net.advance(0.02)
+    assert not any(m.op_id == 1 for m in net.msgs(Accepted, dst="a"))
+    assert len(net.msgs(Deliver, dst="b")) == 1  # delivery is not held, only the answer
+    net.persist_enabled = True
+    net.advance(0.3)  # the publish's retry reaches the coordinator and the answer goes out
+    assert any(m.op_id == 1 for m in net.msgs(Accepted, dst="a"))
+    settle(net)
+
+
+def test_crash_before_delivery_loses_no_accepted_publish() -> None:
+    net = durable_started("a", "b", "c")
+    net.block = lambda src, dst, msg: dst == "c" and type(msg) is Deliver
+    net.call("a", "publish", 1, "t", b"payload")
+    net.advance(0.05)
+    assert 1 in net.agents["a"].accepted
+    assert 1 not in unique(net.agents["c"])
+    net.crash()
+    net.block = None
+    net.advance(0.5)
+    assert unique(net.agents["b"]).count(1) == 1
+    assert unique(net.agents["c"]) == [1]
+    settle(net)
+
+
+def test_crash_keeps_unfinished_task_and_acked_writes() -> None:
+    net = DurableNet()
+    net.add_agent("a", (), ())
+    net.add_agent("w", ("compute",), ())
+    net.advance(0.01)
+    net.block = lambda src, dst, msg: src == "w"  # the worker's result never arrives
+    net.call("a", "submit_task", 7, "compute", b"job")
+    net.call("a", "memory", 8, MemVerb.PUT, "ns", "k", b"v1")
+    net.advance(0.05)
+    assert 7 in net.agents["a"].accepted
+    acked = net.agents["a"].write_acks
+    assert [(w.key, w.version) for w in acked] == [("k", 1)]
+    net.crash()
+    net.block = None
+    assert net.coordinator.store.snapshot() == {("ns", "k"): (1, b"v1")}
+    net.advance(1.0)
+    assert unique(net.agents["a"]).count(7) == 1
+    settle(net)
+
+
+def test_failure_and_reassignment_leave_events() -> None:
+    net = Net(DURABLE)
+    net.add_agent("a", (), ())
+    net.add_agent("w1", ("compute",), ())
+    net.advance(0.01)
+    net.block = lambda src, dst, msg: "w1" in (src, dst)  # w1 dies
+    net.call("a", "submit_task", 1, "compute", b"job")
+    net.advance(0.05)
+    net.add_agent("w2", ("compute",), ())
+    net.advance(0.5)
+    kinds = [(e.kind, e.node) for e in net.coordinator.take_events()]
+    assert ("failed", "w1") in kinds and ("reassigned", "w1") in kinds
+    assert unique(net.agents["a"]) == [1]
+
+
+def test_detection_comes_within_failure_after_plus_a_sweep() -> None:
+    net = Net(DURABLE)
+    net.add_agent("a", (), ())
+    net.advance(0.2)
+    killed_at = net.now
+    net.block = lambda src, dst, msg: "a" in (src, dst)
+    net.advance(1.0)
+    failed = [e for e in net.coordinator.take_events() if e.kind == "failed"]
+    assert len(failed) == 1
+    detection = failed[0].at - killed_at
+    bound = DURABLE.failure_after + DURABLE.heartbeat_interval * 1.5
+    assert 0 < detection <= bound, detection
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    crash_after=st.integers(min_value=1, max_value=30),
+    loss_seed=st.integers(min_value=0, max_value=1000),
+)
+def test_no_accepted_op_is_lost_whenever_the_coordinator_crashes(
+    crash_after: int, loss_seed: int
+) -> None:
+    """Random crash time under a mixed load: every accepted op completes, once."""
+    net = DurableNet(seed=loss_seed, faults=Faults(drop=0.1, min_delay=0.001, max_delay=0.02))
+    for node_id in ("a", "b", "c"):
+        net.add_agent(node_id, ("compute",), ("t",))
+    while not all(agent.registered for agent in net.agents.values()):
+        net.advance(0.01)  # hellos are lost too; they are retried
+    for op_id in range(1, 31):
+        origin = "abc"[op_id % 3]
+        if op_id % 3 == 0:
+            net.call(origin, "submit_task", op_id, "compute", b"job")
+        else:
+            net.call(origin, "publish", op_id, "t", b"msg")
+        net.advance(0.003)
+        if op_id == crash_after:
+            net.crash()
+    net.advance(2.0)
+    settle(net)
+    handled = [c for agent in net.agents.values() for c in agent.completions if not c.duplicate]
+    pairs = [(c.op_id, c.node) for c in handled]
+    assert len(pairs) == len(set(pairs)), "a handler ran twice"
+    for agent in net.agents.values():
+        for op_id in agent.accepted:
+            expected = 1 if op_id % 3 == 0 else 3
+            got = sum(1 for op, _ in set(pairs) if op == op_id)
+            assert got == expected, (op_id, got)
+
+
+def test_restore_parks_deliveries_for_their_node_only() -> None:
+    state = BusState()
+    deliver = Deliver(5, 1, "a", 9, "t", b"x", 0)
+    state.apply([PendingDelivery("b", deliver), PendingDelivery("c", deliver)])
+    coordinator = Coordinator(COORD, SETTINGS, durable_memory=True)
+    coordinator.restore(state)
+    assert coordinator._next_msg_id == 6
+    assert sorted(coordinator._parked) == ["b", "c"]
