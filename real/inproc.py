@@ -28,7 +28,7 @@ from collections.abc import Callable
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.messages import Message, Probe, ProbeReply
-from protocol.plan import Plan
+from protocol.plan import Operation, Plan
 from protocol.records import DriverResult, ProbeResult, ProcessUsage
 from protocol.workload import issue
 from real.clock import RunClock, new_event_loop
@@ -127,6 +127,12 @@ class Hub:
                 box.scheduled = True
                 call_soon(box.process)
 
+    def issue_due(self, op: Operation, now: float) -> Mailbox | None:
+        """Make ``op``'s origin send it; the mailbox to flush, or None if nothing went."""
+        box = self.boxes[op.origin]
+        issue(box.node, op, now)  # type: ignore[arg-type]
+        return box
+
     def on_probe_replies(self, inbox: deque[tuple[str, Message]], now: float) -> None:
         while inbox:
             _, msg = inbox.popleft()
@@ -179,7 +185,7 @@ async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
 
 async def replay(hub: Hub, plan: Plan) -> None:
     """Issue every operation at its scheduled time."""
-    boxes = hub.boxes
+    issue_due = hub.issue_due
     clock = hub.clock
     ops = plan.operations
     index = 0
@@ -191,9 +197,9 @@ async def replay(hub: Hub, plan: Plan) -> None:
         touched: dict[str, Mailbox] = {}
         while index < len(ops) and ops[index].at <= now:
             op = ops[index]
-            box = boxes[op.origin]
-            issue(box.node, op, now)  # type: ignore[arg-type]
-            touched[op.origin] = box
+            box = issue_due(op, now)
+            if box is not None:
+                touched[op.origin] = box
             index += 1
         for box in touched.values():
             box.flush()
@@ -219,7 +225,8 @@ async def probe(hub: Hub, plan: Plan) -> None:
 
 def completed(hub: Hub) -> int:
     """Unique completions so far (suppressed redeliveries do not count)."""
-    return sum(sum(1 for c in agent.completions if not c.duplicate) for agent in agents_of(hub))
+    lives = [*agents_of(hub), *getattr(hub, "past_lives", ())]
+    return sum(sum(1 for c in agent.completions if not c.duplicate) for agent in lives)
 
 
 async def settle(hub: Hub, plan: Plan) -> None:
@@ -243,6 +250,8 @@ async def run_async(
     loop = asyncio.get_running_loop()
     wall = time.perf_counter()
     cpu = CpuSpan()
+    if plan.faults and hub_class is Hub:
+        hub_class = FaultHub
     hub = build_hub(plan, loop, RunClock(), hub_class)
     registered = await register_all(hub)
     with tuned_gc() as gc_note:
@@ -264,14 +273,24 @@ async def replay_registered(
     registered = {node: at + shift for node, at in registered.items()}
     hub.clock = start
     watcher = loop.create_task(report_progress(hub, plan, progress)) if progress else None
-    await asyncio.gather(replay(hub, plan), probe(hub, plan))
+    tasks = [replay(hub, plan), probe(hub, plan)]
+    if isinstance(hub, FaultHub):
+        hub.attach(plan)
+        tasks.append(run_faults(hub, plan))
+    await asyncio.gather(*tasks)
     await settle(hub, plan)
     if watcher is not None:
         watcher.cancel()
     for box in hub.boxes.values():
         box.arm(None)
     result = DriverResult("real", "inproc", registered=registered)
-    result.completions = [c for agent in agents_of(hub) for c in agent.completions]
+    agents = agents_of(hub)
+    if isinstance(hub, FaultHub):
+        collect(hub, agents, result)
+    else:
+        result.completions = [c for agent in agents for c in agent.completions]
+        result.accepted = [op_id for agent in agents for op_id in agent.accepted]
+        result.write_acks = [ack for agent in agents for ack in agent.write_acks]
     result.probes = sorted(hub.probes.values())
     result.end_time = hub.clock.now()
     queued = sum(agent.pending for agent in agents_of(hub))
@@ -293,3 +312,6 @@ def run_plan(
         return loop.run_until_complete(run_async(plan, progress, hub_class))
     finally:
         loop.close()
+
+
+from real.inproc_faults import FaultHub, collect, run_faults  # noqa: E402  (it subclasses Hub)
