@@ -42,7 +42,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from hmac import compare_digest
 from typing import Any, ClassVar
 
@@ -77,54 +76,13 @@ from protocol.messages import (
 )
 from protocol.records import NodeEvent
 from protocol.retransmit import RetryHeap, RtoEstimator, backoff
+from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
 LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
 Outgoing = tuple[str, Message]
-OpKey = tuple[str, int]
 Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
-
-
-@dataclass(slots=True)
-class Session:
-    """What the coordinator knows about one registered agent."""
-
-    node_id: str
-    capabilities: tuple[str, ...]
-    last_seen: float
-    alive: bool = True
-    linked: bool = True
-    inflight: dict[int, Deliver] = field(default_factory=dict)
-    backlog: deque[Deliver] = field(default_factory=deque)
-    tasks: set[OpKey] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class Task:
-    """A submitted task until its result is forwarded."""
-
-    origin: str
-    op_id: int
-    capability: str
-    payload: bytes
-    checksum: int
-    worker: str | None = None
-    taken_from: str | None = None  # the failed agent it was taken from, until reassigned
-
-
-@dataclass(slots=True)
-class CoordinatorStats:
-    """Counters for health reporting and tests."""
-
-    received: int = 0
-    sent: int = 0
-    redelivered: int = 0
-    busy: int = 0
-    refused: int = 0
-    dropped: int = 0
-    failures_detected: int = 0
-    tasks_reassigned: int = 0
 
 
 class Coordinator:
