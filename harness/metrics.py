@@ -29,13 +29,20 @@ How it works, in order:
    the window; offered rates come from the plan.
 5. Reliability is over all ops of the plan: expected completions that
    arrived, each ``(op, node)`` once, so deliveries to unexpected nodes
-   (``excess``) never offset missing ones. Uptime is the share of probes
+   (``excess``) never offset missing ones. Losses are split by what the
+   origin saw: accepted (an ``Accepted``, a write ack or a memory reply),
+   never sent (its origin was killed or paused, ``harness.recovery``), or
+   neither. Uptime is the share of probes
    answered within ``plan.probe_deadline``. Agents coordinated are agents
    registered by the window start that received, or originated, a completed
    op in every quarter of the window.
 6. The timeline has 100 ms bins: unique deliveries and completions by
    completion time, p95 of those completions' latencies, and ops offered by
    scheduled time.
+7. Faults (``harness.recovery``): per fault, recovery, detection and
+   reassignment times from sliding windows and node events, aggregated per
+   kind; and acknowledged memory writes checked against every store a
+   coordinator restarted from. A plan without faults gets an empty section.
 
 The figures land in a ``harness.summary.Summary`` (re-exported here).
 """
@@ -52,6 +59,7 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
+from harness.recovery import OpColumns, check_acked_writes, fault_section, origin_down
 from harness.summary import (
     Agents,
     Availability,
@@ -349,7 +357,28 @@ def _throughput(plan: Plan, ops: _Ops, unique: _Unique, per_op: IntArray) -> Thr
     )
 
 
-def _reliability(records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray) -> Reliability:
+def _accepted(result: DriverResult, ops: _Ops, per_op: IntArray) -> BoolArray:
+    """Ops their origin saw accepted: an ``Accepted``, a write ack or a memory reply."""
+    named = [*result.accepted, *(ack.op_id for ack in result.write_acks)]
+    mask = np.zeros(len(ops.ids), dtype=np.bool_)
+    found = ops.locate(np.array(named, dtype=np.int64))
+    mask[found[found >= 0]] = True
+    return mask | ((ops.kind == int(OpKind.MEMORY)) & (per_op > 0))
+
+
+def _loss_split(missing: IntArray, accepted: BoolArray, down: BoolArray) -> dict[str, int]:
+    """Lost completions of accepted ops, of ops never sent (origin down), of the rest."""
+    never_sent = down & ~accepted
+    return {
+        "lost_acked": int(missing[accepted].sum()),
+        "lost_origin_down": int(missing[never_sent].sum()),
+        "lost_unaccepted": int(missing[~accepted & ~never_sent].sum()),
+    }
+
+
+def _reliability(
+    records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray, split: dict[str, int]
+) -> Reliability:
     expected = int(ops.expected.sum())
     n_unique = len(unique.op)
     delivered = int(np.minimum(per_op, ops.expected).sum())  # excess never hides a loss
@@ -371,6 +400,7 @@ def _reliability(records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray
         corrupted=corrupted,
         reliability=delivered / expected if expected else 1.0,
         data_integrity=integrity,
+        **split,
     )
 
 
@@ -503,6 +533,10 @@ def _latency_section(
     return overall, by_kind, histograms
 
 
+def _op_columns(ops: _Ops, unique: _Unique, codes: dict[str, int]) -> OpColumns:
+    return OpColumns(ops.at, ops.expected, ops.origin, unique.op, unique.at, codes)
+
+
 def summarize(plan: Plan, result: DriverResult) -> Summary:
     """Turn one driver's records for ``plan`` into a :class:`Summary`."""
     codes: dict[str, int] = {}
@@ -511,7 +545,10 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
     unique = _unique_completions(records, ops, len(codes))
     per_op = np.bincount(unique.op, minlength=len(ops.ids))
     latency, by_kind, histograms = _latency_section(plan, unique)
-    reliability = _reliability(records, ops, unique, per_op)
+    columns = _op_columns(ops, unique, codes)
+    missing = np.maximum(ops.expected - per_op, 0)
+    split = _loss_split(missing, _accepted(result, ops, per_op), origin_down(plan, columns))
+    reliability = _reliability(records, ops, unique, per_op, split)
     return Summary(
         backend=result.backend,
         transport=result.transport,
@@ -529,5 +566,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         timeline=_timeline(plan, result, ops, unique),
         resources=_resources(result.processes),
         notes=_notes(result, reliability, unique),
+        faults=fault_section(plan, result, columns),
+        integrity=check_acked_writes(result),
         histograms=histograms,
     )

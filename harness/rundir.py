@@ -11,11 +11,15 @@ A run directory holds:
   figures contain no wall-clock timestamps (``wall_seconds`` is a duration),
   so two runs with equal figures give equal files apart from the top-level
   ``run_id`` and ``created``. The timeline is left out of it because it has
-  its own file;
+  its own file. Each backend's figures include its ``faults`` section (a row
+  per fault, aggregates per kind; empty without faults) and ``integrity``
+  (acknowledged writes checked after coordinator restarts);
 - ``timeline-<backend>.csv``: the 100 ms bins (t, deliveries, completions,
   p95_ms, offered; an empty p95_ms means an empty bin);
 - ``histograms/<backend>-<name>.hdr``: the encoded HDR histograms
-  (``HdrHistogram.decode`` reads them back).
+  (``HdrHistogram.decode`` reads them back);
+- ``timeline.png``, and ``recovery.png`` when the run had faults, drawn by
+  the runner with ``harness.plots``.
 
 ``write_run`` writes all of it; ``read_run`` rebuilds the summaries (timeline
 and histograms included) and the comparison. ``new_run_id`` makes ids such as

@@ -29,7 +29,7 @@ from harness.compare import ComparisonRow, aggregate, compare
 from harness.history import record_run
 from harness.metrics import Summary, summarize
 from harness.plan import compile_plan
-from harness.plots import plot_timeline
+from harness.plots import plot_recovery, plot_timeline
 from harness.rundir import new_run_id, write_run
 from harness.scenario import ModelSection, Scenario, ScenarioError
 from harness.scenario_errors import num
@@ -165,7 +165,9 @@ def run_scenario(
     run_dir = write_run(reports / "runs", run_id, scenario.resolved_yaml(), summaries, comparison)
     if scenario.repetitions > 1:
         write_repetitions(run_dir, reps)
-    plot_timeline(run_dir, summaries, f"{scenario.name} ({scenario.transport})")
+    plot_title = f"{scenario.name} ({scenario.transport})"
+    plot_timeline(run_dir, summaries, plot_title)
+    plot_recovery(run_dir, summaries, plot_title)  # only when the run had faults
     record_run(
         reports / "history.sqlite", run_id, scenario.name, created, summaries, run_dir=run_dir
     )

@@ -79,6 +79,10 @@ TARGET_METRICS: tuple[str, ...] = (
     "agents_coordinated",
     "lost",
     "duplicates",
+    "recovery_p95_s",
+    "detection_p95_s",
+    "lost_acked",
+    "acked_writes_lost",
 )
 TARGET_OPS: tuple[str, ...] = ("<=", "<", ">=", ">", "==")
 

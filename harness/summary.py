@@ -2,9 +2,13 @@
 
 Plain dataclasses, filled in by ``harness.metrics.summarize``.
 ``Summary.to_dict()`` gives JSON-able data and ``Summary.from_dict`` reads it
-back; ``Summary.figures()`` flattens the headline figures (``p95_ms``,
+back (summaries written before a section existed read back with it empty);
+``Summary.figures()`` flattens the headline figures (``p95_ms``,
 ``deliveries_per_s``, ``reliability`` ...) for comparison, thresholds, tables
-and history. The encoded HDR histograms live in ``Summary.histograms``, not in
+and history. ``faults`` holds one row per injected fault and aggregates per
+kind (``harness.recovery``; empty for a run without faults), and
+``integrity`` the check of acknowledged writes against restarted stores.
+The encoded HDR histograms live in ``Summary.histograms``, not in
 ``to_dict()``; the run folder stores them as ``.hdr`` files.
 """
 
@@ -63,7 +67,11 @@ class Reliability:
 
     ``excess`` counts unique completions beyond an op's ``expected`` (a
     delivery to a node that should not have received it); ``unknown_op``
-    counts records naming an op id that is not in the plan.
+    counts records naming an op id that is not in the plan. ``lost`` splits
+    into ``lost_acked`` (the origin saw the op accepted, or its memory reply),
+    ``lost_origin_down`` (the origin was killed or paused when the op was due,
+    so it was never sent) and ``lost_unaccepted`` (the rest); all three count
+    expected completions, like ``lost``.
     """
 
     expected: int = 0
@@ -77,6 +85,9 @@ class Reliability:
     corrupted: int = 0
     reliability: float = 1.0
     data_integrity: float = 1.0
+    lost_acked: int = 0
+    lost_unaccepted: int = 0
+    lost_origin_down: int = 0
 
 
 @dataclass(slots=True)
@@ -121,6 +132,92 @@ class Resource:
 
 
 @dataclass(slots=True)
+class WriteIntegrity:
+    """Acknowledged memory writes checked against the store a coordinator restarted from.
+
+    ``restarts`` is how many snapshots were checked; ``lost_keys`` names (up to
+    a few dozen) ``namespace/key`` whose acknowledged write was missing.
+    """
+
+    restarts: int = 0
+    acked_writes_checked: int = 0
+    acked_writes_lost: int = 0
+    lost_keys: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass(slots=True)
+class FaultRecovery:
+    """What one fault did and how long the system took to get over it (seconds).
+
+    ``recovery_s`` is None when the figures never came back into band
+    (``status`` says why). ``ops`` were scheduled in ``[at, end)``; ``lost``
+    counts their expected completions that never arrived; ``origin_down_ops``
+    are ops whose origin was down, left out of the recovery windows.
+    """
+
+    fault_id: int
+    kind: str
+    at: float
+    end: float
+    agents: int = 0
+    recovery_s: float | None = None
+    status: str = ""
+    detection_s: float | None = None
+    reassigned_s: float | None = None
+    coordinator_live_s: float | None = None
+    reregistered_s: float | None = None
+    baseline: str = ""
+    baseline_completions_per_s: float | None = None
+    baseline_p95_ms: float | None = None
+    ops: int = 0
+    lost: int = 0
+    origin_down_ops: int = 0
+
+
+@dataclass(slots=True)
+class KindRecovery:
+    """Recovery figures of every fault of one kind (or of all faults).
+
+    Percentiles are nearest-rank; an unrecovered fault counts as infinitely
+    slow, so a recovery percentile that lands on one is None.
+    """
+
+    count: int = 0
+    unrecovered: int = 0
+    recovery_p50_s: float | None = None
+    recovery_p95_s: float | None = None
+    recovery_max_s: float | None = None
+    detection_p50_s: float | None = None
+    detection_p95_s: float | None = None
+    reassign_p95_s: float | None = None
+    reregistered_p95_s: float | None = None
+    lost: int = 0
+
+
+@dataclass(slots=True)
+class FaultSection:
+    """Per-fault rows, per-kind aggregates and the aggregate over all faults."""
+
+    faults: list[FaultRecovery] = field(default_factory=list)
+    by_kind: dict[str, KindRecovery] = field(default_factory=dict)
+    overall: KindRecovery = field(default_factory=KindRecovery)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> FaultSection:
+        """Rebuild the section from ``asdict`` output (an empty one from None)."""
+        if not data:
+            return cls()
+        return cls(
+            faults=[FaultRecovery(**f) for f in data.get("faults", [])],
+            by_kind={k: KindRecovery(**v) for k, v in data.get("by_kind", {}).items()},
+            overall=KindRecovery(**data.get("overall", {})),
+            notes=list(data.get("notes", [])),
+        )
+
+
+@dataclass(slots=True)
 class Summary:
     """Every figure of one backend's run. ``histograms`` is kept out of ``to_dict``."""
 
@@ -140,6 +237,8 @@ class Summary:
     timeline: list[TimelineBin] = field(default_factory=list)
     resources: list[Resource] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    faults: FaultSection = field(default_factory=FaultSection)
+    integrity: WriteIntegrity = field(default_factory=WriteIntegrity)
     histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def figures(self) -> dict[str, Figure]:
@@ -166,6 +265,14 @@ class Summary:
             "handler_duplicates": rel.handler_duplicates,
             "corrupted": rel.corrupted,
             "data_integrity": rel.data_integrity,
+            "lost_acked": rel.lost_acked,
+            "lost_unaccepted": rel.lost_unaccepted,
+            "lost_origin_down": rel.lost_origin_down,
+            "acked_writes_checked": self.integrity.acked_writes_checked,
+            "acked_writes_lost": self.integrity.acked_writes_lost,
+            "faults": len(self.faults.faults),
+            "recovery_p95_s": self.faults.overall.recovery_p95_s,
+            "detection_p95_s": self.faults.overall.detection_p95_s,
             "uptime": self.availability.uptime,
             "agents_coordinated": self.agents.coordinated,
             "wall_seconds": self.wall_seconds,
@@ -201,5 +308,7 @@ class Summary:
             timeline=[TimelineBin(**b) for b in data.get("timeline", [])],
             resources=[Resource(**r) for r in data.get("resources", [])],
             notes=list(data.get("notes", [])),
+            faults=FaultSection.from_dict(data.get("faults")),
+            integrity=WriteIntegrity(**data.get("integrity", {})),
             histograms=dict(histograms or {}),
         )

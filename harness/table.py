@@ -5,6 +5,10 @@
 backend (``real`` and ``sim`` always, any other backend after them) and a
 column with the model's percentage error taken from the comparison rows.
 A backend that did not run, or a figure that is undefined, shows "—".
+When a run had faults a short block follows: per fault kind the recovery
+p95 (with how many faults never recovered) and the detection p95 (the
+re-registration p95 for a coordinator crash), then losses of accepted ops
+and acknowledged writes lost; its error column compares real with sim.
 ``console_print`` prints that table to a console (stdout by default), and
 ``render_history`` shows rows from ``harness.history.list_runs``.
 """
@@ -17,8 +21,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.compare import ComparisonRow
+from harness.compare import ComparisonRow, percent_error
 from harness.metrics import Figure, Summary
+from harness.summary import KindRecovery
 
 MISSING = "—"
 DEFAULT_BACKENDS: tuple[str, ...] = ("real", "sim")
@@ -106,7 +111,63 @@ def render_summary_table(
             for b in backends
         ]
         table.add_row(label, unit, *cells, format_error(errors.get(name)))
+    _add_fault_block(table, summaries, backends)
     return table
+
+
+# (label, KindRecovery attribute) per fault kind; the second is the detection row
+RECOVERY_ROW = ("recovery p95", "recovery_p95_s")
+DETECTION_ROWS: dict[str, tuple[str, str]] = {
+    "crash_coordinator": ("re-registered p95", "reregistered_p95_s"),
+}
+DEFAULT_DETECTION_ROW = ("detection p95", "detection_p95_s")
+FAULT_TOTALS: tuple[tuple[str, str, str], ...] = (
+    ("lost after acceptance", "lost_acked", "msgs"),
+    ("acked writes lost", "acked_writes_lost", "writes"),
+)
+
+
+def _kind(summary: Summary | None, kind: str) -> KindRecovery | None:
+    return None if summary is None else summary.faults.by_kind.get(kind)
+
+
+def _recovery_cell(figures: KindRecovery | None, attr: str) -> str:
+    if figures is None:
+        return MISSING
+    cell = format_figure(getattr(figures, attr), _seconds)
+    if attr == RECOVERY_ROW[1] and figures.unrecovered:
+        cell += f" ({figures.unrecovered}/{figures.count} never)"
+    return cell
+
+
+def _pair_error(values: Mapping[str, Figure]) -> str:
+    return format_error(percent_error(values.get("real"), values.get("sim")))
+
+
+def _add_kind_rows(table: Table, summaries: Mapping[str, Summary], backends: list[str]) -> None:
+    kinds = sorted({kind for s in summaries.values() for kind in s.faults.by_kind})
+    for kind in kinds:
+        detection = DETECTION_ROWS.get(kind, DEFAULT_DETECTION_ROW)
+        for label, attr in (RECOVERY_ROW, detection):
+            stats = {b: _kind(summaries.get(b), kind) for b in backends}
+            values = {b: None if k is None else getattr(k, attr) for b, k in stats.items()}
+            if attr != RECOVERY_ROW[1] and all(v is None for v in values.values()):
+                continue
+            cells = [_recovery_cell(stats[b], attr) for b in backends]
+            table.add_row(f"{kind} {label}", "s", *cells, _pair_error(values))
+
+
+def _add_fault_block(table: Table, summaries: Mapping[str, Summary], backends: list[str]) -> None:
+    """The fault rows, after a section line; nothing when no backend had faults."""
+    if not any(s.faults.faults for s in summaries.values()):
+        return
+    table.add_section()
+    _add_kind_rows(table, summaries, backends)
+    figures = {name: summary.figures() for name, summary in summaries.items()}
+    for label, name, unit in FAULT_TOTALS:
+        values = {b: figures[b][name] for b in figures}
+        cells = [format_figure(values[b], _count) if b in values else MISSING for b in backends]
+        table.add_row(label, unit, *cells, _pair_error(values))
 
 
 def console_print(

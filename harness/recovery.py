@@ -1,0 +1,513 @@
+"""Fault figures: recovery, detection and reassignment times, and acknowledged-write checks.
+
+``fault_section(plan, result, columns)`` turns the plan's fault timeline
+(``Plan.faults``) and a driver's records into a
+:class:`~harness.summary.FaultSection`; ``harness.metrics.summarize`` calls it
+for both backends. ``check_acked_writes(result)`` checks acknowledged memory
+writes against the stores a coordinator restarted from.
+
+How recovery is measured (DESIGN.md, "Metrics"):
+
+1. Sliding windows ``[t, t + 0.1 s)``, ``t`` stepped every 10 ms from 0 to
+   the plan's end. In each window, *throughput* is the unique completions whose
+   completion time falls in it, per second, and *p95* is the nearest-rank p95
+   of the latencies of the ops *scheduled* in it, where an expected completion
+   that never arrived counts as infinitely late (so an outage shows while it
+   happens, not when its stragglers land).
+2. Ops whose origin was down (a ``KILL_AGENT`` or ``PAUSE_AGENT`` listing the
+   origin, scheduled in ``[at, end + allowance)``; the allowance is
+   ``RESTART_ALLOWANCE_S`` for a kill, 0 for a pause) could not be sent: they
+   are left out of both figures and counted apart. A window's throughput is
+   divided by the share of its offered completions that were not left out, so
+   losing a killed agent's own load is not a drop; a window where less than
+   ``MIN_KEPT_SHARE`` of the offered completions remain has no throughput
+   figure (too little is left to judge it).
+3. The baseline is the windows lying wholly in ``[max(warmup, end of every
+   earlier fault), at)``. When that is shorter than ``MIN_BASELINE_S`` the
+   steady windows before the first fault are used (the row says so), and when
+   those are short too the longer of the two (``... (short)``).
+4. Bands: throughput must lie within ``[min(m (1 - b), lo), max(m (1 + b), hi)]``
+   and p95 must not exceed ``max(m (1 + b), hi)``, where ``m`` is the baseline
+   windows' median, ``lo``/``hi`` the range they span and ``b`` is
+   ``plan.recovery_band``: noise already present before the fault is never
+   called "not recovered", and a faster p95 is fine. A window without a figure
+   is not held against recovery.
+5. The fault has recovered at the first window start ``t >= at`` from which
+   every window starting in ``[t, t + HOLD_S]`` is in band, the hold being cut
+   short by the next fault's injection or the end of the plan (windows must
+   end by then). ``recovery_s = t - at``; None when no such ``t`` exists.
+
+Time to detection is the first ``"failed"`` event for an affected agent at or
+after injection, before the next fault hitting one of those agents. Time to
+reassignment is the last ``"reassigned"`` event naming an affected agent in
+that span. A coordinator crash has no detection: it reports the time until
+the coordinator was live again (its ``"healed"`` event) and until every agent
+of the plan had registered again (``"registered"`` or ``"returned"``).
+Aggregates per kind use nearest-rank percentiles, an unrecovered fault
+counting as infinitely slow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.summary import FaultRecovery, FaultSection, KindRecovery, WriteIntegrity
+from protocol.plan import Fault, FaultKind, Plan
+from protocol.records import DriverResult, NodeEvent, StoreSnapshot
+
+WINDOW_S = 0.1
+STEP_S = 0.01
+HOLD_S = 0.3
+MIN_BASELINE_S = 0.5
+RESTART_ALLOWANCE_S = 0.25
+MIN_KEPT_SHARE = 0.2
+MAX_LOST_KEYS = 50
+ORIGIN_FAULTS: tuple[FaultKind, ...] = (FaultKind.KILL_AGENT, FaultKind.PAUSE_AGENT)
+BACK_KINDS: tuple[str, ...] = ("registered", "returned")
+COORDINATOR = "coordinator"
+_EPS = 1e-9
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class OpColumns:
+    """The plan's ops (plan order) and their unique completions, as metrics has them.
+
+    ``origin`` holds node codes from ``codes`` (name -> code); ``done_op``
+    indexes the op of each unique completion, ``done_at`` is its time.
+    """
+
+    at: FloatArray
+    expected: IntArray
+    origin: IntArray
+    done_op: IntArray
+    done_at: FloatArray
+    codes: Mapping[str, int]
+
+    def missing(self) -> IntArray:
+        """Expected completions of each op that never arrived."""
+        per_op = np.bincount(self.done_op, minlength=len(self.at))
+        missing: IntArray = np.maximum(self.expected - per_op, 0)
+        return missing
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Sliding-window figures: start times, throughput per second and p95 in ms."""
+
+    starts: FloatArray
+    rate: FloatArray  # nan: no figure (most offered ops left out)
+    p95_ms: FloatArray  # nan: no op scheduled; inf: an expected completion never came
+
+
+@dataclass(frozen=True, slots=True)
+class _Bands:
+    rate_low: float
+    rate_high: float
+    p95_high: float
+    median_rate: float | None
+    median_p95: float | None
+
+
+def kind_label(kind: FaultKind) -> str:
+    """``kill_agent``, ``crash_coordinator`` ... as in scenarios."""
+    return kind.name.lower()
+
+
+# --------------------------------------------------------------------------- origin down
+
+
+def _allowance(kind: FaultKind) -> float:
+    return RESTART_ALLOWANCE_S if kind == FaultKind.KILL_AGENT else 0.0
+
+
+def _down_by(fault: Fault, columns: OpColumns) -> BoolArray:
+    """Ops this fault kept from being sent: its agents were their origin and down."""
+    if fault.kind not in ORIGIN_FAULTS:
+        return np.zeros(len(columns.at), dtype=np.bool_)
+    codes = [columns.codes[a] for a in fault.agents if a in columns.codes]
+    until = fault.end + _allowance(fault.kind)
+    timely = (columns.at >= fault.at) & (columns.at < until)
+    mask: BoolArray = timely & np.isin(columns.origin, codes)
+    return mask
+
+
+def origin_down(plan: Plan, columns: OpColumns) -> BoolArray:
+    """Ops whose origin agent was killed or paused when they were due."""
+    mask = np.zeros(len(columns.at), dtype=np.bool_)
+    for fault in plan.faults:
+        mask |= _down_by(fault, columns)
+    return mask
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def _window_starts(duration: float) -> FloatArray:
+    n = max(0, math.floor((duration - WINDOW_S) / STEP_S + _EPS) + 1)
+    starts: FloatArray = np.round(np.arange(n) * STEP_S, 9)
+    return starts
+
+
+def _count_in(times: FloatArray, starts: FloatArray, ends: FloatArray) -> IntArray:
+    ordered = np.sort(times)
+    counts: IntArray = np.searchsorted(ordered, ends) - np.searchsorted(ordered, starts)
+    return counts
+
+
+def _kept_share(
+    columns: OpColumns, keep: BoolArray, starts: FloatArray, ends: FloatArray
+) -> FloatArray:
+    """The share of each window's offered completions whose op was not left out."""
+    order = np.argsort(columns.at, kind="stable")
+    at = columns.at[order]
+    every = np.concatenate(([0], np.cumsum(columns.expected[order])))
+    kept = np.concatenate(([0], np.cumsum((columns.expected * keep)[order])))
+    low, high = np.searchsorted(at, starts), np.searchsorted(at, ends)
+    offered = every[high] - every[low]
+    share: FloatArray = np.where(offered > 0, (kept[high] - kept[low]) / np.maximum(offered, 1), 1)
+    return share
+
+
+def _scheduled_latencies(columns: OpColumns, keep: BoolArray) -> tuple[FloatArray, FloatArray]:
+    """(scheduled time, latency) of every expected completion of the kept ops, by time."""
+    done = keep[columns.done_op]
+    ops = columns.done_op[done]
+    missing = columns.missing()[keep]
+    scheduled = np.concatenate((columns.at[ops], np.repeat(columns.at[keep], missing)))
+    latency = np.concatenate(
+        (columns.done_at[done] - columns.at[ops], np.full(missing.sum(), np.inf))
+    )
+    order = np.argsort(scheduled, kind="stable")
+    return scheduled[order], latency[order]
+
+
+def _window_p95_ms(
+    scheduled: FloatArray, latency: FloatArray, starts: FloatArray, ends: FloatArray
+) -> FloatArray:
+    out = np.full(len(starts), np.nan)
+    low, high = np.searchsorted(scheduled, starts), np.searchsorted(scheduled, ends)
+    for i in np.flatnonzero(high > low).tolist():
+        segment = latency[low[i] : high[i]]
+        rank = math.ceil(0.95 * len(segment)) - 1
+        out[i] = np.partition(segment, rank)[rank] * 1000.0
+    return out
+
+
+def _windows(plan: Plan, columns: OpColumns, excluded: BoolArray) -> _Windows:
+    starts = _window_starts(plan.duration)
+    ends = np.round(starts + WINDOW_S, 9)
+    keep = ~excluded
+    counts = _count_in(columns.done_at[keep[columns.done_op]], starts, ends)
+    share = _kept_share(columns, keep, starts, ends)
+    kept = share >= MIN_KEPT_SHARE
+    rate = np.where(kept, counts / WINDOW_S / np.maximum(share, MIN_KEPT_SHARE), np.nan)
+    scheduled, latency = _scheduled_latencies(columns, keep)
+    return _Windows(starts, rate, _window_p95_ms(scheduled, latency, starts, ends))
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def _period_windows(windows: _Windows, start: float, end: float) -> IntArray:
+    inside = (windows.starts >= start - _EPS) & (windows.starts + WINDOW_S <= end + _EPS)
+    found: IntArray = np.flatnonzero(inside)
+    return found
+
+
+def _baseline_windows(plan: Plan, fault: Fault, windows: _Windows) -> tuple[IntArray, str]:
+    """The baseline windows of ``fault`` and where they came from."""
+    earlier = [f.end for f in plan.faults if f.at < fault.at or f.fault_id < fault.fault_id]
+    own = (max([plan.warmup, *earlier]), fault.at)
+    first = (plan.warmup, min(f.at for f in plan.faults))
+    periods = [(own, "pre-fault"), (first, "before the first fault")]
+    for (start, end), label in periods:
+        if end - start >= MIN_BASELINE_S - _EPS:
+            return _period_windows(windows, start, end), label
+    (start, end), label = max(periods, key=lambda p: p[0][1] - p[0][0])
+    found = _period_windows(windows, start, end)
+    return found, f"{label} (short)" if len(found) else "none"
+
+
+def _bands(windows: _Windows, index: IntArray, band: float) -> _Bands:
+    rates = windows.rate[index]
+    rates = rates[~np.isnan(rates)]
+    p95 = windows.p95_ms[index]
+    p95 = p95[~np.isnan(p95)]
+    low, high, mid_rate = -np.inf, np.inf, None
+    if len(rates):
+        mid_rate = float(np.median(rates))
+        low = min(mid_rate * (1 - band), float(rates.min()))
+        high = max(mid_rate * (1 + band), float(rates.max()))
+    p95_high, mid_p95 = np.inf, None
+    if len(p95):
+        mid_p95 = float(np.median(p95))
+        p95_high = max(mid_p95 * (1 + band), float(p95.max()))
+    return _Bands(low, high, p95_high, mid_rate, mid_p95)
+
+
+def _in_band(windows: _Windows, bands: _Bands) -> BoolArray:
+    rate, p95 = windows.rate, windows.p95_ms
+    rate_ok = np.isnan(rate) | ((rate >= bands.rate_low) & (rate <= bands.rate_high))
+    ok: BoolArray = rate_ok & (np.isnan(p95) | (p95 <= bands.p95_high))
+    return ok
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _next_injection(plan: Plan, fault: Fault) -> float | None:
+    later = [f.at for f in plan.faults if f.at > fault.at + _EPS]
+    return min(later) if later else None
+
+
+def _first_recovered(ok: BoolArray) -> int | None:
+    """The first index from which every window of the hold (or to the end) is in band."""
+    n = len(ok)
+    if n == 0:
+        return None
+    positions = np.arange(n)
+    bad_at = np.where(ok, n, positions)
+    next_bad = np.minimum.accumulate(bad_at[::-1])[::-1]
+    hold_end = np.minimum(positions + round(HOLD_S / STEP_S), n - 1)
+    good = np.flatnonzero(next_bad > hold_end)
+    return int(good[0]) if len(good) else None
+
+
+def _recovery(
+    plan: Plan, fault: Fault, windows: _Windows, ok: BoolArray
+) -> tuple[float | None, str]:
+    following = _next_injection(plan, fault)
+    limit = plan.duration if following is None else min(following, plan.duration)
+    candidates = _period_windows(windows, fault.at, limit)
+    found = _first_recovered(ok[candidates])
+    if found is not None:
+        return round(max(float(windows.starts[candidates[found]]) - fault.at, 0.0), 6), "recovered"
+    if following is None or following >= plan.duration:
+        return None, "not recovered by end of run"
+    return None, f"not recovered before the next fault at {following:g} s"
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _horizon(plan: Plan, fault: Fault) -> float:
+    """The next injection hitting the same agents (or the coordinator), else infinity."""
+    hit = set(fault.agents)
+    for other in plan.faults:
+        if other.at <= fault.at + _EPS:
+            continue
+        same = other.kind == fault.kind == FaultKind.CRASH_COORDINATOR
+        if same or hit & set(other.agents):
+            return other.at
+    return math.inf
+
+
+def _matching(
+    events: Sequence[NodeEvent],
+    kinds: Iterable[str],
+    nodes: Iterable[str],
+    start: float,
+    end: float,
+) -> list[NodeEvent]:
+    wanted, names = set(kinds), set(nodes)
+    return [
+        e for e in events if e.kind in wanted and e.node in names and start - _EPS <= e.at < end
+    ]
+
+
+def _since(fault: Fault, events: list[NodeEvent], last: bool = False) -> float | None:
+    if not events:
+        return None
+    chosen = max(e.at for e in events) if last else min(e.at for e in events)
+    return round(chosen - fault.at, 6)
+
+
+def _agent_times(
+    plan: Plan, fault: Fault, events: Sequence[NodeEvent]
+) -> tuple[float | None, float | None]:
+    """(time to detection, time until the last reassignment) of an agent fault."""
+    end = _horizon(plan, fault)
+    failed = _matching(events, ("failed",), fault.agents, fault.at, end)
+    moved = _matching(events, ("reassigned",), fault.agents, fault.at, end)
+    return _since(fault, failed), _since(fault, moved, last=True)
+
+
+def _coordinator_times(
+    plan: Plan, fault: Fault, events: Sequence[NodeEvent]
+) -> tuple[float | None, float | None]:
+    """(time until the coordinator was live, until every agent registered again)."""
+    end = _horizon(plan, fault)
+    healed = _matching(events, ("healed",), (COORDINATOR,), fault.at, end)
+    live = _since(fault, healed)
+    back_from = fault.at + live if live is not None else fault.end
+    agents = [spec.agent_id for spec in plan.agents]
+    firsts = []
+    for agent in agents:
+        back = _matching(events, BACK_KINDS, (agent,), back_from, end)
+        if not back:
+            return live, None
+        firsts.append(min(e.at for e in back))
+    return live, (round(max(firsts) - fault.at, 6) if firsts else None)
+
+
+# --------------------------------------------------------------------------- per fault
+
+
+def _counts(fault: Fault, columns: OpColumns, missing: IntArray) -> tuple[int, int, int]:
+    """Ops scheduled in the fault window, their lost completions, ops with origin down."""
+    during = (columns.at >= fault.at) & (columns.at < fault.end)
+    down = int(np.count_nonzero(_down_by(fault, columns)))
+    return int(np.count_nonzero(during)), int(missing[during].sum()), down
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else value
+
+
+def _row(
+    plan: Plan,
+    fault: Fault,
+    events: Sequence[NodeEvent],
+    windows: _Windows,
+    counts: tuple[int, int, int],
+) -> FaultRecovery:
+    index, source = _baseline_windows(plan, fault, windows)
+    row = FaultRecovery(fault.fault_id, kind_label(fault.kind), fault.at, fault.end)
+    row.agents, row.baseline = len(fault.agents), source
+    row.ops, row.lost, row.origin_down_ops = counts
+    if len(index):
+        bands = _bands(windows, index, plan.recovery_band)
+        row.baseline_completions_per_s = bands.median_rate
+        row.baseline_p95_ms = _finite(bands.median_p95)
+        row.recovery_s, row.status = _recovery(plan, fault, windows, _in_band(windows, bands))
+    else:
+        row.status = "no baseline before the fault"
+    if fault.kind == FaultKind.CRASH_COORDINATOR:
+        row.coordinator_live_s, row.reregistered_s = _coordinator_times(plan, fault, events)
+    else:
+        row.detection_s, row.reassigned_s = _agent_times(plan, fault, events)
+    return row
+
+
+def fault_figures(plan: Plan, result: DriverResult, columns: OpColumns) -> list[FaultRecovery]:
+    """One row per fault of ``plan.faults``: recovery, detection, reassignment, counts."""
+    if not plan.faults:
+        return []
+    windows = _windows(plan, columns, origin_down(plan, columns))
+    events = sorted(result.events, key=lambda e: e.at)
+    missing = columns.missing()
+    return [
+        _row(plan, fault, events, windows, _counts(fault, columns, missing))
+        for fault in plan.faults
+    ]
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def nearest_rank(values: Sequence[float], percent: float) -> float | None:
+    """The nearest-rank percentile; None for no values or an infinite result."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    value = ordered[max(math.ceil(percent / 100 * len(ordered)) - 1, 0)]
+    return None if math.isinf(value) else value
+
+
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def aggregate(rows: Sequence[FaultRecovery]) -> KindRecovery:
+    """Count, recovery p50/p95/max, detection p50/p95, reassign p95 of some faults."""
+    recovery = [math.inf if r.recovery_s is None else r.recovery_s for r in rows]
+    detection = _present(r.detection_s for r in rows)
+    return KindRecovery(
+        count=len(rows),
+        unrecovered=sum(1 for r in rows if r.recovery_s is None),
+        recovery_p50_s=nearest_rank(recovery, 50),
+        recovery_p95_s=nearest_rank(recovery, 95),
+        recovery_max_s=nearest_rank(recovery, 100),
+        detection_p50_s=nearest_rank(detection, 50),
+        detection_p95_s=nearest_rank(detection, 95),
+        reassign_p95_s=nearest_rank(_present(r.reassigned_s for r in rows), 95),
+        reregistered_p95_s=nearest_rank(_present(r.reregistered_s for r in rows), 95),
+        lost=sum(r.lost for r in rows),
+    )
+
+
+def _notes(rows: Sequence[FaultRecovery]) -> list[str]:
+    notes = []
+    for row in rows:
+        where = f"fault {row.fault_id} ({row.kind} at {row.at:g} s)"
+        if row.baseline != "pre-fault":
+            notes.append(f"{where}: baseline taken from {row.baseline} windows")
+        if row.recovery_s is None:
+            notes.append(f"{where}: {row.status}")
+        if row.kind == kind_label(FaultKind.CRASH_COORDINATOR) and row.reregistered_s is None:
+            notes.append(f"{where}: not every agent was seen registering again")
+    return notes
+
+
+def fault_section(plan: Plan, result: DriverResult, columns: OpColumns) -> FaultSection:
+    """Per-fault rows, aggregates per kind and over all faults, and notes."""
+    rows = fault_figures(plan, result, columns)
+    if not rows:
+        return FaultSection()
+    kinds = sorted({r.kind for r in rows})
+    return FaultSection(
+        faults=rows,
+        by_kind={k: aggregate([r for r in rows if r.kind == k]) for k in kinds},
+        overall=aggregate(rows),
+        notes=_notes(rows),
+    )
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+def _latest_acked(result: DriverResult, before: float) -> dict[tuple[str, str], tuple[int, int]]:
+    """For each key, the acknowledged write with the highest version acked before ``before``."""
+    latest: dict[tuple[str, str], tuple[int, int]] = {}
+    for ack in result.write_acks:
+        key = (ack.namespace, ack.key)
+        if ack.at < before and (key not in latest or ack.version > latest[key][0]):
+            latest[key] = (ack.version, ack.checksum)
+    return latest
+
+
+def _lost_in(
+    snapshot: StoreSnapshot, acked: Mapping[tuple[str, str], tuple[int, int]]
+) -> list[str]:
+    lost = []
+    for key, (version, crc) in sorted(acked.items()):
+        stored = snapshot.entries.get(key)
+        intact = stored is not None and (
+            stored[0] > version or (stored[0] == version and stored[1] == crc)
+        )
+        if not intact:
+            lost.append(f"{key[0]}/{key[1]}")
+    return lost
+
+
+def check_acked_writes(result: DriverResult) -> WriteIntegrity:
+    """Every write acknowledged before a restart must be in the store it restarted from."""
+    if not result.restarts:
+        return WriteIntegrity(note="no coordinator restart: no acknowledged write to check")
+    checked, lost = 0, []
+    for snapshot in sorted(result.restarts, key=lambda s: s.at):
+        acked = _latest_acked(result, snapshot.at)
+        checked += len(acked)
+        lost.extend(_lost_in(snapshot, acked))
+    restarts = len(result.restarts)
+    note = f"{checked} acknowledged writes checked over {restarts} restart(s)"
+    return WriteIntegrity(restarts, checked, len(lost), lost[:MAX_LOST_KEYS], note)
