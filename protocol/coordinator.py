@@ -262,6 +262,7 @@ class Coordinator:
         if session is None:
             session = Session(src, msg.capabilities, now)
             self.sessions[src] = session
+            self.events.append(NodeEvent(now, "registered", src))
             session.backlog.extend(self._parked.pop(src, ()))
         else:
             if not session.alive:

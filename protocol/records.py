@@ -36,7 +36,8 @@ class NodeEvent(NamedTuple):
 
     ``kind`` is one of: ``"failed"`` (the coordinator declared the agent
     failed), ``"reassigned"`` (a task taken from that failed agent was given
-    to another), ``"returned"`` (a failed agent spoke again), and, from the
+    to another), ``"returned"`` (a failed agent spoke again), ``"registered"``
+    (an agent the coordinator did not know said hello), and, from the
     drivers' fault injectors, ``"injected"`` and ``"healed"`` (``node`` is
     then the agent, or ``"coordinator"``).
     """
