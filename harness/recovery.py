@@ -16,7 +16,8 @@ How recovery is measured (DESIGN.md, "Metrics"):
    happens, not when its stragglers land).
 2. Ops whose origin was down (a ``KILL_AGENT`` or ``PAUSE_AGENT`` listing the
    origin, scheduled in ``[at, end + allowance)``; the allowance is
-   ``RESTART_ALLOWANCE_S`` for a kill, 0 for a pause) could not be sent: they
+   ``RESTART_ALLOWANCE_S`` for a kill, 0 for a pause, unless the driver
+   recorded when the agent was back: its ``"healed"`` event) could not be sent: they
    are left out of both figures and counted apart. A window's throughput is
    divided by the share of its offered completions that were not left out, so
    losing a killed agent's own load is not a drop; a window where less than
@@ -129,22 +130,44 @@ def _allowance(kind: FaultKind) -> float:
     return RESTART_ALLOWANCE_S if kind == FaultKind.KILL_AGENT else 0.0
 
 
-def _down_by(fault: Fault, columns: OpColumns) -> BoolArray:
+def _back_at(fault: Fault, agent: str, healed: Mapping[str, list[float]]) -> float:
+    """When ``agent`` was back from ``fault``: its ``"healed"`` event (a restarted
+    process is ready), else the fault's end plus the allowance."""
+    for at in healed.get(agent, ()):
+        if at >= fault.end - STEP_S:
+            return at
+    return fault.end + _allowance(fault.kind)
+
+
+def _down_by(fault: Fault, columns: OpColumns, healed: Mapping[str, list[float]]) -> BoolArray:
     """Ops this fault kept from being sent: its agents were their origin and down."""
+    mask: BoolArray = np.zeros(len(columns.at), dtype=np.bool_)
     if fault.kind not in ORIGIN_FAULTS:
-        return np.zeros(len(columns.at), dtype=np.bool_)
-    codes = [columns.codes[a] for a in fault.agents if a in columns.codes]
-    until = fault.end + _allowance(fault.kind)
-    timely = (columns.at >= fault.at) & (columns.at < until)
-    mask: BoolArray = timely & np.isin(columns.origin, codes)
+        return mask
+    for agent in fault.agents:
+        code = columns.codes.get(agent)
+        if code is None:
+            continue
+        until = _back_at(fault, agent, healed)
+        mask |= (columns.origin == code) & (columns.at >= fault.at) & (columns.at < until)
     return mask
 
 
-def origin_down(plan: Plan, columns: OpColumns) -> BoolArray:
+def healed_times(events: Sequence[NodeEvent]) -> dict[str, list[float]]:
+    """Each node's ``"healed"`` times, in order."""
+    healed: dict[str, list[float]] = {}
+    for event in sorted(events):
+        if event.kind == "healed":
+            healed.setdefault(event.node, []).append(event.at)
+    return healed
+
+
+def origin_down(plan: Plan, columns: OpColumns, events: Sequence[NodeEvent] = ()) -> BoolArray:
     """Ops whose origin agent was killed or paused when they were due."""
+    healed = healed_times(events)
     mask = np.zeros(len(columns.at), dtype=np.bool_)
     for fault in plan.faults:
-        mask |= _down_by(fault, columns)
+        mask |= _down_by(fault, columns, healed)
     return mask
 
 
@@ -362,10 +385,12 @@ def _coordinator_times(
 # --------------------------------------------------------------------------- per fault
 
 
-def _counts(fault: Fault, columns: OpColumns, missing: IntArray) -> tuple[int, int, int]:
+def _counts(
+    fault: Fault, columns: OpColumns, missing: IntArray, healed: Mapping[str, list[float]]
+) -> tuple[int, int, int]:
     """Ops scheduled in the fault window, their lost completions, ops with origin down."""
     during = (columns.at >= fault.at) & (columns.at < fault.end)
-    down = int(np.count_nonzero(_down_by(fault, columns)))
+    down = int(np.count_nonzero(_down_by(fault, columns, healed)))
     return int(np.count_nonzero(during)), int(missing[during].sum()), down
 
 
@@ -402,11 +427,12 @@ def fault_figures(plan: Plan, result: DriverResult, columns: OpColumns) -> list[
     """One row per fault of ``plan.faults``: recovery, detection, reassignment, counts."""
     if not plan.faults:
         return []
-    windows = _windows(plan, columns, origin_down(plan, columns))
+    windows = _windows(plan, columns, origin_down(plan, columns, result.events))
     events = sorted(result.events, key=lambda e: e.at)
     missing = columns.missing()
+    healed = healed_times(result.events)
     return [
-        _row(plan, fault, events, windows, _counts(fault, columns, missing))
+        _row(plan, fault, events, windows, _counts(fault, columns, missing, healed))
         for fault in plan.faults
     ]
 
