@@ -68,7 +68,7 @@ class _Fault(BaseModel):
         if self.every is None:
             return [self.at]
         end = self.until if self.until is not None else run_end
-        times = []
+        times: list[float] = []
         t = self.at
         while t < end and len(times) < MAX_FAULTS:
             times.append(round(t, 9))
@@ -204,7 +204,7 @@ def _choose(spec: _Fault, ids: list[str], rng: random.Random) -> tuple[str, ...]
         return tuple(spec.agents)
     if spec.count is not None:
         return tuple(sorted(rng.sample(ids, spec.count)))
-    if spec.kind in ("kill_agent", "pause_agent", "partition"):
+    if isinstance(spec, (KillAgent, PauseAgent, Partition)):
         return (ids[rng.randrange(len(ids))],)
     return tuple(ids)
 

@@ -12,8 +12,9 @@ event loop only) and ``messages_per_wall_s``.
 
 Modules: ``distribution`` (quantile tables and seeded inverse-CDF sampling),
 ``calibration`` (the JSON calibration file and how one is chosen),
-``engine`` (servers, message arrivals, timers), ``driver`` (registration,
-workload, probes, stopping, the result).
+``engine`` (servers, message arrivals, timers), ``faults`` (the plan's fault
+timeline: kills, pauses, a coordinator crash and restart, bad links),
+``driver`` (registration, workload, probes, stopping, the result).
 """
 
 from sim.calibration import Calibration, load_calibration, save_calibration

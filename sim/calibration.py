@@ -42,6 +42,12 @@ A ``Calibration`` says how long things take on the machine it was measured on
   millisecond clock makes a 2 ms sleep up to 0.6 ms late but a 0.2 ms one
   almost exact. The model delays every workload wake-up, probe and protocol
   timer by a draw from the band of its wait; no bands wake exactly on time.
+- ``agent_restart`` and ``coordinator_restart``: how long a killed agent
+  worker process, or a crashed coordinator server, takes from being started
+  again until it is live (process start-up, imports, for the coordinator
+  reopening its SQLite state); ``sim.faults`` replays a kill or a crash
+  with them. Defaults 0.35 s and 0.45 s: measured by the real driver; see
+  the fault docs.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -73,6 +79,8 @@ CPU_SHARING = ("per-node", "one-loop")
 FORMAT = 1
 REPORTS_DIR = Path("reports/calibrations")
 SHIPPED_DIR = Path(__file__).parent / "calibrations"
+AGENT_RESTART = 0.35  # s, a killed agent worker back to live: measured by the real driver
+COORDINATOR_RESTART = 0.45  # s, a crashed coordinator back to live: likewise
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,8 @@ class Calibration:
     cores: int = 0
     wakeup: tuple[WakeBand, ...] = ()
     cpu_sharing: str = "per-node"
+    agent_restart: float = AGENT_RESTART  # measured by the real driver; see the fault docs
+    coordinator_restart: float = COORDINATOR_RESTART
     how: str = ""
     notes: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
@@ -188,6 +198,8 @@ class Calibration:
             "timer_slack": self.timer_slack,
             "cores": self.cores,
             "wakeup": [band.to_dict() for band in self.wakeup],
+            "agent_restart": self.agent_restart,
+            "coordinator_restart": self.coordinator_restart,
             "per_byte_seconds": self.per_byte_seconds,
             "per_message_seconds": self.per_message_seconds,
             "per_byte_measured": self.per_byte_measured,
@@ -242,6 +254,8 @@ class Calibration:
             cores=int(data.get("cores", 0)),
             wakeup=tuple(WakeBand.from_dict(band) for band in data.get("wakeup") or ()),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
+            agent_restart=float(data.get("agent_restart", AGENT_RESTART)),
+            coordinator_restart=float(data.get("coordinator_restart", COORDINATOR_RESTART)),
             how=str(data.get("how", "")),
             notes=tuple(data.get("notes", ())),
             source=source,

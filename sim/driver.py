@@ -24,6 +24,13 @@ A run, in order:
    Completions stamped after that limit are dropped, as a real run would
    not have seen them.
 
+Faults: when the plan has a fault timeline (``plan.faults``) or its
+coordinator persists (``sim.faults.durable_coordinator``), a
+``sim.faults.FaultInjector`` replays it during the load phase (never in the
+registration run) and the result also carries ``accepted``,
+``write_acks``, ``events`` and ``restarts``, and the completions of every
+life of a restarted agent. A plan with neither runs exactly as before.
+
 What-ifs beyond one machine: ``coordinator_hosts=N`` spreads the
 coordinator's work over N servers (see ``sim.engine``); a different hop is
 a calibration change (``Calibration.with_changes(hop=...)``), made by the
@@ -69,6 +76,7 @@ from protocol.plan import Operation, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 from sim.calibration import Calibration
 from sim.engine import Engine, SimNode
+from sim.faults import FaultInjector, durable_coordinator
 
 COORDINATOR_ID = "coord"
 PROBER_ID = "probe-0"
@@ -211,10 +219,28 @@ class ModelRun:
         self.stop = self.env.event()
         self._at(self.limit, self._time_is_up)
         self._hook()
+        self.faults: FaultInjector | None = None
+        self.issue = self.engine.issue
+        if not registration_only and (plan.faults or durable_coordinator(plan)):
+            self.faults = FaultInjector(
+                plan,
+                calibration,
+                self.engine,
+                self.engine.nodes[COORDINATOR_ID],
+                self.agents,
+                self._at,
+                self._never_issued,
+                self._probe_lost,
+                self._undone,
+            )
+            if self.faults.active:
+                self.issue = self.faults.issue
 
     def _build_nodes(self) -> list[SimNode]:
         settings = self.plan.settings
-        coordinator = Coordinator(COORDINATOR_ID, settings)
+        coordinator = Coordinator(
+            COORDINATOR_ID, settings, durable_memory=durable_coordinator(self.plan)
+        )
         hosts = self.coordinator_hosts
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
         self.engine.add_prober(PROBER_ID)
@@ -272,9 +298,10 @@ class ModelRun:
         ops, i = self.ops, self.next_op
         due = max(ops[i].at, self.env.now)
         nodes = self.engine.nodes
+        issue = self.issue
         while i < len(ops) and ops[i].at <= due:
             op: Operation = ops[i]
-            self.engine.issue(nodes[op.origin], op)
+            issue(nodes[op.origin], op)
             i += 1
         self.next_op = i
         if i < len(ops):
@@ -314,6 +341,20 @@ class ModelRun:
         if self.missing <= 0:
             self._check_done()
 
+    def _never_issued(self, op: Operation) -> None:
+        """A fault kept ``op`` from being issued: its completions will not come."""
+        self.missing -= op.expected
+        self._check_done()
+
+    def _undone(self, count: int) -> None:
+        """A killed agent's last ``count`` completions never happened after all."""
+        self.missing += count
+
+    def _probe_lost(self) -> None:
+        """A probe was dropped at a dead coordinator: it will not be answered."""
+        self.unanswered -= 1
+        self._check_done()
+
     def _probe_answered(self, msg: Message, at: float) -> None:
         if type(msg) is not ProbeReply or not 1 <= msg.probe_id <= len(self.probes):
             return
@@ -342,24 +383,30 @@ class ModelRun:
         """Break the reference cycles (pending events and callbacks that point back
         at the run or the engine), so that the model is freed as soon as it is dropped."""
         self.env._queue.clear()
+        if self.faults is not None:
+            self.faults.close()
+            self.faults = None  # it calls back into the run: drop that cycle too
         self.engine.close()
 
     # --- the result -------------------------------------------------------------------
 
     def completions(self) -> list[Completion]:
-        """Every agent's completions, in plan agent order, up to the time limit."""
+        """Every agent's completions (every life of it, with faults), in plan agent
+        order, up to the time limit."""
         limit = self.limit
         kept: list[Completion] = []
         for node in self.agents:
             agent: Agent = node.core  # type: ignore[assignment]
-            kept.extend(c for c in agent.completions if c.at <= limit)
+            lives = self.faults.lives(node) if self.faults is not None else (agent,)
+            for life in lives:
+                kept.extend(c for c in life.completions if c.at <= limit)
         return kept
 
     def result(self, lead: float, notes: list[str]) -> DriverResult:
         completions = self.completions()
         answered = [p.answered for p in self.probes if p.answered is not None]
         last = max([c.at for c in completions] + answered, default=self.env.now)
-        return DriverResult(
+        result = DriverResult(
             backend="sim",
             transport=self.calibration.transport,
             completions=completions,
@@ -368,6 +415,9 @@ class ModelRun:
             end_time=min(max(self.env.now, last, 0.0), self.limit),
             notes=self._notes(lead, notes),
         )
+        if self.faults is not None:
+            self.faults.fill(result, self.agents, self.limit)
+        return result
 
     def _cpu_layout(self) -> str:
         if self.calibration.cpu_sharing == "one-loop":

@@ -66,6 +66,12 @@ to one host's backlog between two unrelated messages; causally related
 messages still reach it in order, since a reply arrives after its cause
 has ended.
 
+Faults (``sim.faults``) hook in without touching the hot path of a
+fault-free run: ``after_coordinator``, when set, runs after every
+coordinator job before its drain (persistence, events); ``serve`` runs a
+driver-side job (a closed link) free of service time; and the injector
+swaps the nodes' ``arrive`` callbacks and the timer callback for its gates.
+
 ``close()`` breaks the engine's reference cycles (its bound methods kept
 as callbacks) so that a finished model is freed by reference counting
 while the cyclic collector is paused.
@@ -228,6 +234,8 @@ class Engine:
         self.on_completions: Callable[[Agent, int], None] = lambda agent, before: None
         self.on_welcome: Callable[[SimNode, float], None] = lambda node, at: None
         self.on_probe_reply: Callable[[Message, float], None] = lambda msg, at: None
+        # called after every coordinator job, before its drain (``sim.faults`` persists there)
+        self.after_coordinator: Callable[[Coordinator], None] | None = None
 
     # --- building --------------------------------------------------------------
 
@@ -323,6 +331,22 @@ class Engine:
         agent.start(self.env.now)
         self._emit(node, agent, self.env.now, self.env.now)
 
+    def serve(self, node: SimNode, job: Callable[[float], None]) -> None:
+        """Run ``job(end)`` on ``node``'s core as a job that costs no service time
+        (a driver-side event such as a closed link), then send what it drained."""
+        now = self.env.now
+        server = node.server
+        assert server is not None and node.core is not None
+        end = max(server.busy_until, now)
+        job(end)
+        core = node.core
+        if node.role == "coordinator":
+            if self.after_coordinator is not None:
+                self.after_coordinator(core)  # type: ignore[arg-type]
+            self._emit(node, core, end, now, fanout=server)
+        else:
+            self._emit(node, core, end, now)
+
     def issue(self, node: SimNode, op: Operation) -> None:
         """Serve a workload operation on its origin agent: charged as issuing its request."""
         now = self.env.now
@@ -410,7 +434,10 @@ class Engine:
             cores.release(end)
         coordinator: Coordinator = node.core  # type: ignore[assignment]
         coordinator.receive(event.src, msg, end)
-        if type(msg) is MemRequest:
+        after = self.after_coordinator
+        if after is not None:
+            after(coordinator)
+        elif type(msg) is MemRequest:
             coordinator.take_writes()  # the model does not persist; drop the journal
         self._emit(node, coordinator, end, now, fanout=server)
 
@@ -439,6 +466,8 @@ class Engine:
             cores.release(end)
         core: Coordinator | Agent = node.core  # type: ignore[assignment]
         core.on_timer(end)
+        if self.after_coordinator is not None and node.role == "coordinator":
+            self.after_coordinator(core)  # type: ignore[arg-type]
         self._emit(node, core, end, now, after_timer=True)
 
     def _emit(

@@ -1,0 +1,581 @@
+"""The plan's fault timeline on the model: kills, pauses, a coordinator crash, bad links.
+
+A ``FaultInjector`` joins a ``ModelRun`` (``sim.driver``) whose plan has
+faults (``plan.faults``, compiled by ``harness.faults``) or whose coordinator
+persists (``durable_coordinator``). It replays the same timeline as the real
+tcp driver, on the simulated clock:
+
+- **Gates.** With faults, every node's ``arrive`` callback and the engine's
+  timer callback are replaced by the injector's gates, which call the
+  engine's own handlers when a message or a timer may go on. A fault-free
+  run keeps the engine's callbacks, so its hot path is untouched.
+- **Links.** A message between an agent and the coordinator (either way) is
+  checked when it reaches the far end: on a link that is down (the agent
+  was killed, or its link broke in a coordinator crash and it has not
+  reconnected yet) it is dropped; under a ``PARTITION`` it is dropped; under
+  ``LINK_LOSS`` it is dropped with probability ``fault.loss``, drawn from
+  ``random.Random(f"{plan.seed}:loss")`` so the engine's stream of draws is
+  unchanged; under ``LINK_DELAY`` it arrives ``fault.delay`` later (the
+  faults of a link are applied in the order they were injected, delays add
+  up). Probes are not on an agent's link.
+- **KILL_AGENT.** The agent's life ends at ``fault.at``: what reaches it is
+  dropped, its timers stop, what it had queued is lost, and the
+  coordinator's ``link_closed`` runs at once (as a job free of service
+  time: the OS closes a SIGKILLed process's sockets). At ``fault.end`` a
+  supervisor starts it again; it is live ``calibration.agent_restart``
+  later, as a fresh ``Agent`` that first ``recall``\\s what its earlier lives
+  handled (their completion records) and then connects: at once when the
+  coordinator is live, else with the reconnect backoff below.
+- **PAUSE_AGENT.** Messages to the agent queue, its timers do not fire and
+  its due ops wait; when the last pause on it ends, everything queued is
+  handled in the order it arrived (messages, waiting ops, reconnects), then
+  an overdue timer fires. The coordinator is told nothing.
+- **CRASH_COORDINATOR.** The coordinator dies at ``fault.at``: what reaches
+  it is dropped (a dropped probe is never answered) and its timers stop.
+  Every live agent's link breaks; the agent notices at once and tries to
+  reconnect after ``settings.reconnect_min``, doubling up to
+  ``settings.reconnect_max``; an attempt succeeds only when the coordinator
+  is live, and then the agent says hello again (``Agent.start``). The
+  coordinator is live again at ``fault.end + calibration.coordinator_restart``,
+  a new ``Coordinator(durable_memory=True)`` whose store is loaded from the
+  persisted memory writes and which is ``restore``\\d from the ``BusState``
+  folded from every persisted bus-journal entry. A ``StoreSnapshot`` of the
+  restored store goes to ``result.restarts``.
+- **Persistence.** A persisting coordinator (``durable_coordinator``: the
+  plan's ``settings.durable_bus`` is on or the plan crashes the coordinator)
+  has, after every one of its jobs, its ``take_writes()`` and
+  ``take_bus_journal()`` applied to the model's durable copies, then
+  ``writes_persisted()`` called, as the real server does per batch. The
+  model does not charge the SQLite commit: persistence costs no simulated
+  time.
+
+Overlaps: a kill of an agent that is already down cancels a restart under
+way and otherwise does nothing; each kill's end restarts the agent if it is
+down and no restart is under way (a crash of a crashed coordinator works
+the same way). A pause of a dead agent does nothing; a kill ends the
+agent's pauses. At one instant, faults that end are healed before faults
+that start are injected. A job a node had taken before a fault hit it
+completes, except on a killed agent: the records its unfinished jobs left
+(dated after the kill) are dropped, and what a node sends after it died is
+lost with its link.
+
+Ops whose origin is down at the op's ``at`` (dead, or not yet live after a
+restart) are never issued; the driver is told (``lost_op``) so that it does
+not wait for their completions, and likewise for a probe dropped at a dead
+coordinator (``lost_probe``).
+
+Events: ``NodeEvent(at, "injected", node)`` per affected agent (``node`` is
+``"coordinator"`` for a crash) and ``NodeEvent(heal, "healed", node)``, with
+``heal`` the end plus the restart time for a kill or crash and the end for
+the others, plus every event the coordinator reports (``take_events``, after
+each of its jobs), in time order.
+
+Everything is deterministic: fault actions are scheduled at exact times
+(no wake-up lateness), and the only random draws are the loss draws.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+from simpy.events import NORMAL
+
+from protocol.agent import Agent
+from protocol.coordinator import Coordinator
+from protocol.journal import BusState
+from protocol.memory import MemoryStore, Write
+from protocol.messages import Probe
+from protocol.payload import checksum
+from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
+from protocol.records import DriverResult, NodeEvent, StoreSnapshot
+from sim.calibration import Calibration
+from sim.engine import Arrival, Callbacks, Engine, SimNode, TimerDue
+
+COORDINATOR_NODE = "coordinator"  # the node of a crash's injected and healed events
+DROP_REASONS = ("node down", "link down", "partition", "loss")
+Schedule = Callable[[float, Callable[[], None]], None]
+Held = tuple[Callable[[], None], Operation | None]  # an action and the op it issues, if any
+
+
+def durable_coordinator(plan: Plan) -> bool:
+    """True when the model's coordinator persists (``durable_memory=True``)."""
+    if plan.settings.durable_bus:
+        return True
+    return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
+
+
+def remembered(
+    ops: dict[int, Operation], lives: Iterable[Agent]
+) -> tuple[list[tuple[str, int]], list[int]]:
+    """What earlier lives of an agent handled, for ``Agent.recall``: the
+    ``(origin, op_id)`` of its deliveries and the op ids of its task results."""
+    handled: list[tuple[str, int]] = []
+    results: list[int] = []
+    for life in lives:
+        for completion in life.completions:
+            op = ops.get(completion.op_id)
+            if op is None or completion.duplicate:
+                continue
+            if op.kind == OpKind.TASK:
+                results.append(op.op_id)
+            elif op.kind != OpKind.MEMORY:
+                handled.append((op.origin, op.op_id))
+    return handled, results
+
+
+@dataclass(slots=True, eq=False)
+class AgentState:
+    """What the faults have done to one agent."""
+
+    node: SimNode
+    spec: AgentSpec
+    dead: bool = False
+    restarting: bool = False
+    life: int = 0  # bumped by every kill: stale restarts and reconnects see it changed
+    link_up: bool = True
+    paused: set[int] = field(default_factory=set)  # the pauses on it, by fault id
+    held: list[Held] = field(default_factory=list)  # what waits for the pause to end
+    links: list[Fault] = field(default_factory=list)  # its link faults, in injection order
+    down: list[list[float]] = field(default_factory=list)  # [died, live again] spans
+    lives: list[Agent] = field(default_factory=list)  # its earlier lives
+
+    def down_at(self, when: float) -> bool:
+        """True when the agent was dead (or restarting) at ``when``."""
+        for died, back in reversed(self.down):
+            if died <= when < back:
+                return True
+            if back <= when:
+                return False
+        return False
+
+
+class FaultInjector:
+    """Replays ``plan.faults`` on one model run (module docstring)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        calibration: Calibration,
+        engine: Engine,
+        coordinator: SimNode,
+        agents: list[SimNode],
+        schedule: Schedule,
+        lost_op: Callable[[Operation], None],
+        lost_probe: Callable[[], None],
+        undone: Callable[[int], None],
+    ) -> None:
+        self.plan = plan
+        self.settings = plan.settings
+        self.engine = engine
+        self.env = engine.env
+        self.coordinator = coordinator
+        self.at = schedule
+        self.lost_op = lost_op
+        self.lost_probe = lost_probe
+        self.undone = undone
+        self.agent_restart = calibration.agent_restart
+        self.coordinator_restart = calibration.coordinator_restart
+        self.durable = durable_coordinator(plan)
+        self.rows: dict[tuple[str, str], Write] = {}  # the persisted memory store
+        self.bus = BusState()  # the persisted bus journal, folded
+        self.events: list[NodeEvent] = []
+        self.restarts: list[StoreSnapshot] = []
+        self.states = {
+            node.node_id: AgentState(node, spec)
+            for node, spec in zip(agents, plan.agents, strict=True)
+        }
+        self.loss = random.Random(f"{plan.seed}:loss")
+        self.coordinator_down = False
+        self.coordinator_restarting = False
+        self.coordinator_life = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.unissued = 0
+        self._ops: dict[int, Operation] | None = None
+        self._arrive_agent = engine._arrive_agent
+        self._arrive_coordinator = engine._arrive_coordinator
+        self._on_timer = engine._on_timer
+        self._agent_cb: Callbacks = (self._agent_after_link,)
+        self._coordinator_cb: Callbacks = (self._coordinator_after_link,)
+        engine.after_coordinator = self._after_coordinator
+        if plan.faults:
+            self._intercept()
+            self._schedule_faults()
+
+    @property
+    def active(self) -> bool:
+        """True when the plan has faults (the gates are in place)."""
+        return bool(self.plan.faults)
+
+    def _intercept(self) -> None:
+        for state in self.states.values():
+            state.node.arrive = (self._to_agent,)
+        self.coordinator.arrive = (self._to_coordinator,)
+        self.engine._timer_cb = (self._timer,)
+
+    def _schedule_faults(self) -> None:
+        steps: list[tuple[float, int, int, Fault]] = []
+        for fault in self.plan.faults:
+            steps.append((fault.at, 1, fault.fault_id, fault))
+            steps.append((fault.end, 0, fault.fault_id, fault))
+        steps.sort(key=lambda step: step[:3])  # at one instant: heals first, then injections
+        for when, starting, _, fault in steps:
+            self.at(when, partial(self._inject if starting else self._heal, fault))
+
+    def close(self) -> None:
+        """Drop the references back to the engine and the nodes."""
+        self.engine.after_coordinator = None
+        self.states.clear()
+        self._agent_cb = self._coordinator_cb = ()
+        self.at, self.lost_op, self.lost_probe = _never_at, _never_lost, _nothing_lost
+        self.undone = _never_undone
+
+    # --- the workload -----------------------------------------------------------
+
+    def issue(self, node: SimNode, op: Operation) -> None:
+        """Issue ``op`` on its origin, unless the origin was down at ``op.at`` (never
+        issued) or is paused (issued when the pause ends)."""
+        state = self.states[op.origin]
+        if state.dead or state.down_at(op.at):
+            self._unissued(op)
+        elif state.paused:
+            state.held.append((partial(self.engine.issue, node, op), op))
+        else:
+            self.engine.issue(node, op)
+
+    def _unissued(self, op: Operation) -> None:
+        self.unissued += 1
+        self.lost_op(op)
+
+    # --- gates ------------------------------------------------------------------
+
+    def _to_agent(self, event: Arrival) -> None:
+        state = self.states[event.node.node_id]
+        if event.src == self.coordinator.node_id and not self._passes(state, event, self._agent_cb):
+            return
+        self._agent_after_link(event)
+
+    def _agent_after_link(self, event: Arrival) -> None:
+        state = self.states[event.node.node_id]
+        if state.dead:
+            self.dropped["node down"] += 1
+        elif state.paused:
+            state.held.append((partial(self._arrive_agent, event), None))
+        else:
+            self._arrive_agent(event)
+
+    def _to_coordinator(self, event: Arrival) -> None:
+        if self.coordinator_down:
+            self._lost_at_coordinator(event)
+            return
+        state = self.states.get(event.src)
+        if state is not None and not self._passes(state, event, self._coordinator_cb):
+            return
+        self._arrive_coordinator(event)
+
+    def _coordinator_after_link(self, event: Arrival) -> None:
+        if self.coordinator_down:
+            self._lost_at_coordinator(event)
+        else:
+            self._arrive_coordinator(event)
+
+    def _lost_at_coordinator(self, event: Arrival) -> None:
+        self.dropped["node down"] += 1
+        if type(event.msg) is Probe:
+            self.lost_probe()
+
+    def _passes(self, state: AgentState, event: Arrival, after: Callbacks) -> bool:
+        """True when a message on ``state``'s link goes on now; False when the link
+        dropped it or delayed it (it then arrives later through ``after``)."""
+        if not state.link_up:
+            self.dropped["link down"] += 1
+            return False
+        if not state.links:
+            return True
+        delay = 0.0
+        for fault in state.links:
+            if fault.kind == FaultKind.PARTITION:
+                self.dropped["partition"] += 1
+                return False
+            if fault.kind == FaultKind.LINK_LOSS and self.loss.random() < fault.loss:
+                self.dropped["loss"] += 1
+                return False
+            delay += fault.delay
+        if delay > 0.0:
+            late = Arrival(after, event.node, event.src, event.msg)
+            self.env.schedule(late, NORMAL, delay)
+            return False
+        return True
+
+    def _timer(self, event: TimerDue) -> None:
+        node = event.node
+        if node is self.coordinator:
+            if self.coordinator_down:
+                return
+        else:
+            state = self.states.get(node.node_id)
+            if state is not None and (state.dead or state.paused):
+                return  # a paused node's timer is re-armed when it resumes
+        self._on_timer(event)
+
+    # --- the persisting coordinator ------------------------------------------------
+
+    def _after_coordinator(self, coordinator: Coordinator) -> None:
+        """After each coordinator job: persist (durable), collect its events."""
+        if self.durable:
+            rows = self.rows
+            for write in coordinator.take_writes():
+                rows[(write.namespace, write.key)] = write
+            entries = coordinator.take_bus_journal()
+            if entries:
+                self.bus.apply(entries)
+            coordinator.writes_persisted()
+        else:
+            coordinator.take_writes()  # nothing persists; drop the journal
+        if coordinator.events:
+            self.events.extend(coordinator.take_events())
+
+    # --- the timeline ---------------------------------------------------------------
+
+    def _inject(self, fault: Fault) -> None:
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            self.events.append(NodeEvent(fault.at, "injected", COORDINATOR_NODE))
+            self._crash()
+            return
+        for agent_id in fault.agents:
+            self.events.append(NodeEvent(fault.at, "injected", agent_id))
+            state = self.states[agent_id]
+            if fault.kind == FaultKind.KILL_AGENT:
+                self._kill(state, fault.at)
+            elif fault.kind == FaultKind.PAUSE_AGENT:
+                if not state.dead:
+                    state.paused.add(fault.fault_id)
+            else:
+                state.links.append(fault)
+
+    def _heal(self, fault: Fault) -> None:
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            live = fault.end + self.coordinator_restart
+            if self.coordinator_down and not self.coordinator_restarting:
+                self.coordinator_restarting = True
+                self.at(live, partial(self._coordinator_live, self.coordinator_life, live))
+            self.at(live, partial(self._healed, live, COORDINATOR_NODE))
+            return
+        for agent_id in fault.agents:
+            state = self.states[agent_id]
+            if fault.kind == FaultKind.KILL_AGENT:
+                live = fault.end + self.agent_restart
+                if state.dead and not state.restarting:
+                    state.restarting = True
+                    self.at(live, partial(self._agent_live, state, state.life, live))
+                self.at(live, partial(self._healed, live, agent_id))
+                continue
+            self._healed(fault.end, agent_id)
+            if fault.kind == FaultKind.PAUSE_AGENT:
+                if fault.fault_id in state.paused:
+                    state.paused.discard(fault.fault_id)
+                    if not state.paused:
+                        self._resume(state)
+            else:
+                state.links.remove(fault)
+
+    def _healed(self, at: float, node: str) -> None:
+        self.events.append(NodeEvent(at, "healed", node))
+
+    # --- agents -----------------------------------------------------------------------
+
+    def _kill(self, state: AgentState, at: float) -> None:
+        if state.dead:
+            if state.restarting:  # the process being started dies too
+                state.restarting = False
+                state.life += 1
+            return
+        node = state.node
+        state.dead = True
+        state.life += 1
+        state.paused.clear()
+        for _, op in state.held:
+            if op is not None:
+                self._unissued(op)
+        state.held.clear()
+        state.down.append([at, math.inf])
+        node.armed = None
+        self._unfinished(node.core, at)  # type: ignore[arg-type]
+        linked, state.link_up = state.link_up, False
+        if linked and not self.coordinator_down:
+            coordinator: Coordinator = self.coordinator.core  # type: ignore[assignment]
+            self.engine.serve(self.coordinator, partial(coordinator.link_closed, node.node_id))
+
+    def _unfinished(self, agent: Agent, now: float) -> None:
+        """Forget what the dying agent had not finished by ``now``.
+
+        The engine runs a job when it reaches the node, stamped with its
+        later end, so jobs still queued at the kill left records dated after
+        it. A process killed first never wrote them: drop those completions
+        and write acks (a suffix: an agent's jobs end in order) and tell the
+        driver the completions are missing again. What those jobs sent is
+        lost with the link.
+        """
+        completions = agent.completions
+        cut = len(completions)
+        while cut and completions[cut - 1].at > now:
+            cut -= 1
+        if cut < len(completions):
+            self.undone(sum(1 for c in completions[cut:] if not c.duplicate))
+            del completions[cut:]
+        agent.write_acks[:] = [ack for ack in agent.write_acks if ack.at <= now]
+
+    def _agent_live(self, state: AgentState, life: int, live: float) -> None:
+        """The restarted agent is live: a fresh ``Agent`` that recalls its earlier lives."""
+        if state.life != life or not state.dead:
+            return
+        state.dead = state.restarting = False
+        state.down[-1][1] = live
+        node, spec = state.node, state.spec
+        state.lives.append(node.core)  # type: ignore[arg-type]
+        agent = Agent(
+            spec.agent_id,
+            self.coordinator.node_id,
+            self.settings,
+            spec.capabilities,
+            spec.subscriptions,
+        )
+        agent.recall(*remembered(self._op_index(), state.lives))
+        node.core = agent
+        self._attempt(state, state.life, self.settings.reconnect_min)
+
+    def _link_lost(self, state: AgentState) -> None:
+        """The agent's link to the coordinator broke: reconnect with backoff."""
+        if state.dead or not state.link_up:
+            return
+        if state.paused:
+            state.held.append((partial(self._link_lost, state), None))
+            return
+        state.link_up = False
+        wait = self.settings.reconnect_min
+        following = min(2 * wait, self.settings.reconnect_max)
+        self.at(self.env.now + wait, partial(self._attempt, state, state.life, following))
+
+    def _attempt(self, state: AgentState, life: int, backoff: float) -> None:
+        """Try to connect; on failure try again ``backoff`` later (doubling, capped)."""
+        if state.life != life or state.dead or state.link_up:
+            return
+        if state.paused:
+            state.held.append((partial(self._attempt, state, life, backoff), None))
+            return
+        if not self.coordinator_down:
+            state.link_up = True
+            self.engine.start_agent(state.node)
+            return
+        following = min(2 * backoff, self.settings.reconnect_max)
+        self.at(self.env.now + backoff, partial(self._attempt, state, life, following))
+
+    def _resume(self, state: AgentState) -> None:
+        """The last pause ended: handle what queued, in order, then re-arm the timer."""
+        held, state.held = state.held, []
+        node = state.node
+        node.armed = None
+        for action, _ in held:
+            action()
+        self.engine.serve(node, _nothing)
+
+    # --- the coordinator ---------------------------------------------------------------
+
+    def _crash(self) -> None:
+        if self.coordinator_down:
+            if self.coordinator_restarting:
+                self.coordinator_restarting = False
+                self.coordinator_life += 1
+            return
+        self.coordinator_down = True
+        self.coordinator_life += 1
+        self.coordinator.armed = None
+        core: Coordinator = self.coordinator.core  # type: ignore[assignment]
+        self.events.extend(core.take_events())
+        for state in self.states.values():
+            self._link_lost(state)
+
+    def _coordinator_live(self, life: int, live: float) -> None:
+        """A new coordinator, restored from what the old one persisted."""
+        if life != self.coordinator_life or not self.coordinator_down:
+            return
+        store = MemoryStore()
+        store.load(list(self.rows.values()))
+        coordinator = Coordinator(
+            self.coordinator.node_id, self.settings, store=store, durable_memory=True
+        )
+        coordinator.restore(self.bus)
+        entries = {
+            slot: (version, checksum(value)) for slot, (version, value) in store.snapshot().items()
+        }
+        self.restarts.append(StoreSnapshot(live, entries))
+        self.coordinator.core = coordinator
+        self.coordinator.armed = None
+        self.coordinator_down = self.coordinator_restarting = False
+
+    # --- the result --------------------------------------------------------------------
+
+    def _op_index(self) -> dict[int, Operation]:
+        if self._ops is None:
+            self._ops = {op.op_id: op for op in self.plan.operations}
+        return self._ops
+
+    def lives(self, node: SimNode) -> list[Agent]:
+        """Every life of ``node``'s agent, oldest first."""
+        state = self.states.get(node.node_id)
+        earlier = state.lives if state is not None else []
+        return [*earlier, node.core]  # type: ignore[list-item]
+
+    def fill(self, result: DriverResult, agents: list[SimNode], limit: float) -> None:
+        """Add what the faults left to ``result``: accepted ops, acknowledged writes,
+        events, restart snapshots and a note."""
+        for node in agents:
+            for agent in self.lives(node):
+                result.accepted.extend(agent.accepted)
+                result.write_acks.extend(ack for ack in agent.write_acks if ack.at <= limit)
+        if not self.coordinator_down:
+            core: Coordinator = self.coordinator.core  # type: ignore[assignment]
+            self.events.extend(core.take_events())
+        result.events.extend(sorted(self.events, key=_event_time))
+        result.restarts.extend(self.restarts)
+        if self.plan.faults:
+            result.notes.append(self.note())
+
+    def note(self) -> str:
+        """One line on the faults replayed and what they cost."""
+        kinds = Counter(fault.kind.name.lower() for fault in self.plan.faults)
+        injected = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        dropped = ", ".join(f"{count} {why}" for why, count in self.dropped.items() if count)
+        return (
+            f"faults: {injected}; messages dropped: {dropped or 'none'}; "
+            f"ops never issued (origin down): {self.unissued}; "
+            f"coordinator restarts: {len(self.restarts)}"
+        )
+
+
+def _nothing(end: float) -> None:
+    """A job that does nothing (serving it re-arms the node's timer)."""
+
+
+def _never_at(when: float, action: Callable[[], None]) -> None:
+    """Schedules nothing (a closed injector)."""
+
+
+def _never_lost(op: Operation) -> None:
+    """Reports nothing (a closed injector)."""
+
+
+def _nothing_lost() -> None:
+    """Reports nothing (a closed injector)."""
+
+
+def _never_undone(count: int) -> None:
+    """Reports nothing (a closed injector)."""
+
+
+def _event_time(event: NodeEvent) -> float:
+    return event.at
