@@ -236,7 +236,7 @@ async def run_faults(hub: FaultHub, plan: Plan) -> None:
     for fault in plan.faults:
         steps.append((fault.at, fault.fault_id, True, fault))
         steps.append((fault.end, fault.fault_id, False, fault))
-    steps.sort(key=lambda step: (step[0], not step[2], step[1]))
+    steps.sort(key=lambda step: (step[0], step[2], step[1]))  # heal before inject, as sim
     for at, _, injecting, fault in steps:
         wait = at - hub.clock.now()
         if wait > 0:
