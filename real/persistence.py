@@ -1,4 +1,4 @@
-"""SQLite persistence for the coordinator's memory store.
+"""SQLite persistence for the coordinator's memory store and its bus journal.
 
 One table holds the live keys::
 
@@ -6,10 +6,26 @@ One table holds the live keys::
            PRIMARY KEY (namespace, key))
 
 ``MemoryDB.load()`` returns every row as a ``protocol.memory.Write`` for
-``MemoryStore.load``. ``persist(writes)`` applies a batch of journal entries
-in one transaction: the last write per key wins (the store's versions only
-grow, so the batch's final state is the last entry), a ``value`` of None
+``MemoryStore.load``. ``persist(writes, bus)`` applies a batch of journal
+entries in one transaction: the last write per key wins (the store's versions
+only grow, so the batch's final state is the last entry), a ``value`` of None
 deletes the row, anything else is an upsert.
+
+Two more tables hold what the bus still owes (``protocol.journal``, used
+when ``ProtocolSettings.durable_bus`` is on)::
+
+    bus_delivery(msg_id INTEGER, node TEXT, deliver BLOB,     -- codec body
+                 PRIMARY KEY (msg_id, node))
+    bus_task(origin TEXT, op_id INTEGER, capability TEXT, payload BLOB,
+             checksum INTEGER, PRIMARY KEY (origin, op_id))
+
+A ``PendingDelivery`` inserts a row and its ``DeliveryDone`` deletes it; a
+``PendingTask`` inserts and its ``TaskFinished`` deletes. The bus entries are
+folded in order and written in the *same* transaction as the memory writes,
+so one group commit covers both. ``load_bus()`` rebuilds the
+``protocol.journal.BusState`` for ``Coordinator.restore``.
+``read_snapshot(path)`` reads the memory rows through a read-only connection
+(the fault supervisor's view of what a restarted coordinator starts from).
 
 Durability choice. The coordinator replies to a memory write only after
 ``persist`` has returned, so "acknowledged" must mean "survives a crash".
@@ -29,9 +45,22 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
+from protocol.codec import decode_body, encode_body
+from protocol.journal import (
+    BusEntry,
+    BusState,
+    DeliveryDone,
+    PendingDelivery,
+    PendingTask,
+    TaskFinished,
+)
 from protocol.memory import Write
+from protocol.messages import Deliver
+from protocol.payload import checksum
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS memory (
@@ -48,6 +77,31 @@ UPSERT = (
     "value = excluded.value"
 )
 DELETE = "DELETE FROM memory WHERE namespace = ? AND key = ?"
+BUS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS bus_delivery (
+    msg_id INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    deliver BLOB NOT NULL,
+    PRIMARY KEY (msg_id, node)
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS bus_task (
+    origin TEXT NOT NULL,
+    op_id INTEGER NOT NULL,
+    capability TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    checksum INTEGER NOT NULL,
+    PRIMARY KEY (origin, op_id)
+) WITHOUT ROWID""",
+)
+PUT_DELIVERY = "INSERT OR REPLACE INTO bus_delivery (msg_id, node, deliver) VALUES (?, ?, ?)"
+DEL_DELIVERY = "DELETE FROM bus_delivery WHERE msg_id = ? AND node = ?"
+PUT_TASK = (
+    "INSERT OR REPLACE INTO bus_task (origin, op_id, capability, payload, checksum) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+DEL_TASK = "DELETE FROM bus_task WHERE origin = ? AND op_id = ?"
+DeliveryRow = tuple[int, str, bytes]
+TaskRow = tuple[str, int, str, bytes, int]
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
 
@@ -64,6 +118,8 @@ class MemoryDB:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
         self._db.execute(SCHEMA)
+        for table in BUS_SCHEMA:
+            self._db.execute(table)
         self.commits = 0
         self.rows_written = 0
 
@@ -80,9 +136,23 @@ class MemoryDB:
         )
         return [Write(ns, key, version, bytes(value)) for ns, key, version, value in rows]
 
-    def persist(self, writes: list[Write]) -> None:
-        """Apply ``writes`` in one durable transaction."""
-        if not writes:
+    def load_bus(self) -> BusState:
+        """What the persisted bus journal says is still owed."""
+        state = BusState()
+        for msg_id, node, body in self.db.execute("SELECT msg_id, node, deliver FROM bus_delivery"):
+            deliver = decode_body(bytes(body))
+            if isinstance(deliver, Deliver):
+                state.deliveries[(int(msg_id), node)] = deliver
+        rows = self.db.execute("SELECT origin, op_id, capability, payload, checksum FROM bus_task")
+        for origin, op_id, capability, payload, crc in rows:
+            state.tasks[(origin, op_id)] = PendingTask(
+                origin, op_id, capability, bytes(payload), crc
+            )
+        return state
+
+    def persist(self, writes: list[Write], bus: Sequence[BusEntry] = ()) -> None:
+        """Apply ``writes`` and the bus journal entries ``bus`` in one durable transaction."""
+        if not writes and not bus:
             return
         final: dict[tuple[str, str], Write] = {}
         for write in writes:
@@ -91,6 +161,7 @@ class MemoryDB:
             (w.namespace, w.key, w.version, w.value) for w in final.values() if w.value is not None
         ]
         deletes = [(w.namespace, w.key) for w in final.values() if w.value is None]
+        deliveries, tasks = fold_bus(bus)
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -98,12 +169,18 @@ class MemoryDB:
                 db.executemany(DELETE, deletes)
             if upserts:
                 db.executemany(UPSERT, upserts)
+            if deliveries:
+                db.executemany(DEL_DELIVERY, [k for k, row in deliveries.items() if row is None])
+                db.executemany(PUT_DELIVERY, [row for row in deliveries.values() if row])
+            if tasks:
+                db.executemany(DEL_TASK, [k for k, row in tasks.items() if row is None])
+                db.executemany(PUT_TASK, [row for row in tasks.values() if row])
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         self.commits += 1
-        self.rows_written += len(final)
+        self.rows_written += len(final) + len(deliveries) + len(tasks)
 
     def close(self) -> None:
         """Checkpoint the log into the main file and close (idempotent)."""
@@ -124,3 +201,46 @@ class MemoryDB:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def fold_bus(
+    bus: Sequence[BusEntry],
+) -> tuple[dict[tuple[int, str], DeliveryRow | None], dict[tuple[str, int], TaskRow | None]]:
+    """The net effect of ``bus`` per row: the row to write, or None to delete it.
+
+    A ``Deliver`` fanned out to many nodes is encoded once.
+    """
+    deliveries: dict[tuple[int, str], DeliveryRow | None] = {}
+    tasks: dict[tuple[str, int], TaskRow | None] = {}
+    bodies: dict[int, bytes] = {}  # ``bus`` keeps every Deliver alive: ids are unique here
+    for entry in bus:
+        if type(entry) is PendingDelivery:
+            deliver = entry.deliver
+            body = bodies.get(id(deliver))
+            if body is None:
+                body = bodies[id(deliver)] = encode_body(deliver)
+            deliveries[(deliver.msg_id, entry.node)] = (deliver.msg_id, entry.node, body)
+        elif type(entry) is DeliveryDone:
+            deliveries[(entry.msg_id, entry.node)] = None
+        elif type(entry) is PendingTask:
+            key = (entry.origin, entry.op_id)
+            tasks[key] = (*key, entry.capability, entry.payload, entry.checksum)
+        elif type(entry) is TaskFinished:
+            tasks[(entry.origin, entry.op_id)] = None
+    return deliveries, tasks
+
+
+def read_snapshot(path: str | os.PathLike[str]) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(namespace, key) -> (version, CRC-32 of the value)`` read through a read-only
+    connection (missing file or table: empty). Committed WAL frames are included."""
+    if not os.path.exists(path):
+        return {}
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        rows = db.execute("SELECT namespace, key, version, value FROM memory").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+    return {(ns, key): (version, checksum(bytes(value))) for ns, key, version, value in rows}

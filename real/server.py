@@ -9,9 +9,13 @@ times are only compared with each other), then schedules one flush with
 ``call_soon``. All reads that are ready in the same event-loop turn land
 before that flush, so one flush serves them all:
 
-1. group commit: ``take_writes()``, persist them in one SQLite transaction
-   (``real.persistence``), then ``writes_persisted()`` so replies to memory
-   writes leave only once the write is durable;
+1. group commit: ``take_writes()`` and ``take_bus_journal()``, persist both
+   in one SQLite transaction (``real.persistence``), then
+   ``writes_persisted()`` so replies to memory writes (and, with
+   ``durable_bus``, ``Accepted``) leave only once they are durable; the
+   core's ``take_events()`` (failed, reassigned, returned) go to the report
+   and to the optional event log (``real.recordlog.EventLog``, perf_counter
+   times), which outlives a SIGKILLed server;
 2. ``drain()``: messages are grouped per connection, encoded (a ``Deliver``
    fanned out to many agents is encoded once) and each connection gets one
    ``write``;
@@ -45,41 +49,49 @@ its own transport holds more than ``real.framing.HIGH_WATER`` unsent bytes,
 so a slow client stops being read from (its acks stop and the core's credit
 window and ``Busy`` replies do the rest).
 
+Restart. With a database the server starts from it: the memory store is
+loaded and, with ``durable_bus``, ``Coordinator.restore`` gets the bus
+state still owed. ``serve`` binds with SO_REUSEADDR and retries a busy port
+for ``bind_retry`` seconds, so a restarted coordinator gets its old port back.
+
 Shutdown: when ``stop`` is set, every connection is closed, the last writes
 are persisted and the database is closed. ``coordinator_command`` runs this
-in the foreground until SIGINT or SIGTERM; ``server_process_main`` is the
-entry point ``real.tcp`` starts in a child process.
+in the foreground until SIGINT or SIGTERM; ``real.children.server_process_main``
+is the entry point ``real.tcp`` starts in a child process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import math
 import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
+from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Deliver, Hello, Message
+from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
-from real.framing import FramedLink, MalformedEnvelope, PipeChannel, Routed
+from real.framing import FramedLink, MalformedEnvelope, Routed
 from real.gctune import tune_gc
 from real.persistence import MemoryDB
-from real.usage import own_usage
+from real.recordlog import EventLog
 
 COORD = "coord"
 DEFAULT_HOST = "127.0.0.1"
 TIMER_SLACK = 0.005
+BIND_RETRY_STEP = 0.05
 log = logging.getLogger("swarmtwin.server")
 
 
@@ -104,6 +116,7 @@ class ServerReport:
     commits: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    node_events: list[NodeEvent] = field(default_factory=list)  # times: perf_counter
 
 
 class Peer:
@@ -127,19 +140,24 @@ class CoordinatorServer:
         settings: ProtocolSettings,
         db: MemoryDB | None = None,
         limits: ServerLimits | None = None,
+        event_log: EventLog | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = RunClock()
         self.db = db
+        self.event_log = event_log
         self.limits = limits or ServerLimits()
         store = MemoryStore()
         if db is not None:
             store.load(db.load())
         self.coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
+        if db is not None and self.coordinator.journal.enabled:
+            self.coordinator.restore(db.load_bus())
         self.routes: dict[str, Peer] = {}
         self.peers: set[Peer] = set()
         self.report = ServerReport()
         self._unpersisted: list[Write] = []
+        self._unpersisted_bus: list[BusEntry] = []
         self._flush_scheduled = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -285,7 +303,10 @@ class CoordinatorServer:
             return
         self.report.flushes += 1
         coordinator = self.coordinator
-        self._persist(coordinator.take_writes())
+        self._persist(coordinator.take_writes(), coordinator.take_bus_journal())
+        events = coordinator.take_events()
+        if events:
+            self._node_events(events)
         self._send(coordinator.drain())
         for node in coordinator.take_closures():
             peer = self.routes.get(node)
@@ -293,22 +314,35 @@ class CoordinatorServer:
                 self._close_peer(peer)
         self._arm()
 
-    def _persist(self, writes: list[Write]) -> None:
-        """Group commit: make this turn's writes durable, then release held replies."""
+    def _persist(self, writes: list[Write], bus: list[BusEntry]) -> None:
+        """Group commit: make this turn's writes and bus entries durable, then
+        release held replies."""
         if self.db is None:
-            return  # the journal is taken and dropped: nothing to make durable
+            return  # the journals are taken and dropped: nothing to make durable
         if writes:
             self._unpersisted.extend(writes)
-        if not self._unpersisted:
+        if bus:
+            self._unpersisted_bus.extend(bus)
+        if not self._unpersisted and not self._unpersisted_bus:
             return
         try:
-            self.db.persist(self._unpersisted)
+            self.db.persist(self._unpersisted, self._unpersisted_bus)
         except sqlite3.Error as exc:
             self._event(f"persist failed, replies held: {exc}")
             return
         self._unpersisted = []
+        self._unpersisted_bus = []
         self.report.commits += 1
         self.coordinator.writes_persisted()
+
+    def _node_events(self, events: list[NodeEvent]) -> None:
+        """Keep the core's events, on perf_counter time, in the report and the log."""
+        t0 = self.clock.t0
+        kept = self.report.node_events
+        if len(kept) < 100_000:
+            kept.extend(NodeEvent(t0 + e.at, e.kind, e.node) for e in events)
+        if self.event_log is not None:
+            self.event_log.append(events, t0)
 
     def _send(self, out: list[tuple[str, Message]]) -> None:
         """Group ``out`` per connection, encode (a shared Deliver once), one write each."""
@@ -378,6 +412,8 @@ class CoordinatorServer:
         if self.db is not None:
             self.report.stats["db_commits"] = self.db.commits
             self.db.close()
+        if self.event_log is not None:
+            self.event_log.close()
         self.report.stats.update(asdict(self.coordinator.stats))
 
     def _event(self, text: str) -> None:
@@ -395,16 +431,21 @@ async def serve(
     ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
     limits: ServerLimits | None = None,
+    event_log: str | None = None,
+    bind_retry: float = 0.0,
 ) -> ServerReport:
     """Run a coordinator server until ``stop`` is set; return what it did.
 
     ``ready(port)`` is called once the socket listens (useful with ``port=0``).
-    With ``db_path`` the memory store is loaded from and persisted to SQLite.
+    With ``db_path`` the memory store (and, with ``durable_bus``, the bus
+    journal) is loaded from and persisted to SQLite. ``event_log`` appends the
+    core's node events to that file. A port in use is retried for
+    ``bind_retry`` seconds.
     """
     settings = settings or ProtocolSettings()
     stop = stop or asyncio.Event()
     db = MemoryDB(db_path) if db_path else None
-    core = CoordinatorServer(settings, db, limits)
+    core = CoordinatorServer(settings, db, limits, EventLog(event_log) if event_log else None)
     handlers: set[asyncio.Task[None]] = set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -417,7 +458,7 @@ async def serve(
             handlers.discard(task)
 
     try:
-        server = await asyncio.start_server(on_connect, host, port, limit=1 << 18)
+        server = await _listen(on_connect, host, port, bind_retry)
     except BaseException:
         core.close()
         raise
@@ -435,53 +476,26 @@ async def serve(
     return core.report
 
 
+async def _listen(
+    on_connect: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str,
+    port: int,
+    bind_retry: float,
+) -> asyncio.Server:
+    """``start_server`` with SO_REUSEADDR, retrying a busy port for ``bind_retry`` s."""
+    deadline = time.monotonic() + bind_retry
+    while True:
+        try:
+            return await asyncio.start_server(
+                on_connect, host, port, limit=1 << 18, reuse_address=True
+            )
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(BIND_RETRY_STEP)
+
+
 # --- entry points -------------------------------------------------------------------
-
-
-def server_process_main(
-    conn: Connection,
-    settings: ProtocolSettings,
-    db_path: str | None,
-    use_uvloop: bool = True,
-    host: str = DEFAULT_HOST,
-) -> None:
-    """Child-process entry used by ``real.tcp``: report the port, serve until told to stop.
-
-    Pipe protocol: sends ``("port", port)``; stops on ``"stop"`` or when the
-    parent's end closes; then sends ``("done", ProcessUsage, ServerReport)``.
-    """
-    loop = new_event_loop(use_uvloop)
-    try:
-        report = loop.run_until_complete(_serve_for_parent(conn, settings, db_path, host))
-        conn.send(("done", own_usage("coordinator"), report))
-    except (OSError, EOFError):
-        pass
-    finally:
-        loop.close()
-        conn.close()
-
-
-async def _serve_for_parent(
-    conn: Connection, settings: ProtocolSettings, db_path: str | None, host: str
-) -> ServerReport:
-    channel = PipeChannel(conn)
-    stop = asyncio.Event()
-
-    async def watch_parent() -> None:
-        while True:
-            item = await channel.get()
-            if item is None or item == "stop":
-                stop.set()
-                return
-
-    def ready(port: int) -> None:
-        channel.send(("port", port))
-
-    watcher = asyncio.get_running_loop().create_task(watch_parent())
-    try:
-        return await serve(host, 0, settings, db_path, ready, stop)
-    finally:
-        watcher.cancel()
 
 
 def coordinator_command(

@@ -3,45 +3,47 @@
 ``run_plan`` replays a plan on real processes and returns a ``DriverResult``
 (backend "real", transport "tcp"). In order:
 
-1. Start the coordinator server (``real.server.server_process_main``) in a
+1. Start the coordinator server (``real.children.server_process_main``) in a
    child process. It binds 127.0.0.1 on port 0 and sends the port back over
-   its pipe.
-2. Start ``workers`` worker processes (``real.workers.run_worker``). Agents
-   are dealt round-robin to workers; each worker gets the ops its agents
-   originate and hosts its agents over ``connections`` links (0 = one link
-   per agent). Each worker registers its agents and reports "ready".
+   its pipe. With link faults in the plan, a proxy process
+   (``real.faults.LinkProxies``) puts one fault proxy per worker in front of it.
+2. Start ``workers`` worker processes (``real.worker_process.run_worker``).
+   Agents are dealt round-robin to workers; each worker gets the ops its
+   agents originate and hosts its agents over ``connections`` links (0 = one
+   link per agent), to the coordinator or to its proxy. Each worker registers
+   its agents and reports "ready".
 3. Once every agent is registered, choose ``t0 = perf_counter() + START_LEAD``
    and send ``("go", t0)`` to every worker. ``perf_counter`` is
    CLOCK_MONOTONIC, shared by every process on the host, so all of them
    agree on the run clock (``real.clock.RunClock``).
 4. In this process, an availability prober (its own connection, node id
    ``probe-0``) sends a ``Probe`` every ``plan.probe_interval`` until the
-   plan's duration and records a ``ProbeResult`` per probe; ``progress``
-   gets the elapsed fraction about every 0.5 s.
+   plan's duration and records a ``ProbeResult`` per probe (one sent while
+   the coordinator is down stays unanswered; the prober reconnects);
+   ``progress`` gets the elapsed fraction about every 0.5 s. Meanwhile
+   ``real.faults.FaultSupervisor`` replays ``plan.faults``: it kills, stops
+   and restarts workers and the coordinator and drives the proxies.
 5. Workers report their count of unique completions every 0.1 s. The run
-   ends once the plan's duration has passed and every expected completion
-   has arrived, or at ``duration + drain_timeout``, or when a worker fails.
-6. Workers are told to stop and send back completions (already in run
-   time), registration times and their ``ProcessUsage``; then the server is
-   told to stop: it closes its connections, persists the last writes, closes
-   the database and sends back its own usage and report.
+   ends once the plan's duration has passed, every fault step and restart is
+   done and every expected completion has arrived, or at
+   ``duration + drain_timeout``, or when a worker fails.
+6. Workers are told to stop and send back registration times, usage and
+   notes; then the server is told to stop: it closes its connections,
+   persists the last writes, closes the database and sends back its own usage
+   and report.
+7. The records come from files, not pipes: every worker life appended its
+   completions, accepted op ids and write acks to its record log
+   (``real.recordlog``) before acking, and every coordinator life its node
+   events to an event log, so a SIGKILLed process's records are kept. The
+   logs (in a scratch directory removed at the end) are read, shifted to plan
+   time and merged into the result, with the supervisor's injected/healed
+   events and restart snapshots. Without ``db_path`` a plan that crashes the
+   coordinator gets a database in the scratch directory.
 
 No orphans: everything after the first child starts is inside
-``try/finally``. ``ChildProcesses.reap`` closes every pipe (a child whose
-pipe closes stops by itself), joins each process with a timeout, then
-terminates and finally kills any that remain, noting each one it had to
-kill in the result. Children also stop on their own at their deadlines.
-
-Children are started like ``multiprocessing``'s "spawn" (a fresh
-interpreter: no inherited event loop, sockets or locks) but with
-``subprocess`` running ``python -c CHILD_BOOT ROOT FD NAME``: the child puts
-this checkout first on ``sys.path``, wraps the inherited end of a
-``multiprocessing.Pipe`` (``pass_fds``) and reads its role and arguments as
-the first message (``child_main``). Unlike ``multiprocessing.Process``
-this never re-imports the caller's ``__main__`` (a script without a
-``__main__`` guard still works, and pytest's entry point is not re-imported
-per child) and starts no ``resource_tracker`` helper, so the only children are
-the run's own and all of them are gone when ``run_plan`` returns.
+``try/finally``; ``real.children.ChildProcesses.reap`` closes every pipe,
+resumes stopped children, joins each process with a timeout, then terminates
+and finally kills any that remain, noting each one it had to kill.
 """
 
 from __future__ import annotations
@@ -49,174 +51,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import multiprocessing
 import os
-import signal
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from typing import Any
 
 from protocol.codec import MalformedFrame, encode_body
 from protocol.messages import Probe, ProbeReply
 from protocol.plan import Plan
-from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
-from protocol.settings import ProtocolSettings
+from protocol.records import Completion, DriverResult, ProbeResult, WriteAck
+from protocol.workload import split_memory_target
+from real.children import Child, ChildProcesses, ServerProcess
 from real.clock import RunClock, new_event_loop
-from real.framing import FramedLink, PipeChannel, open_link
+from real.faults import FaultSupervisor, LinkProxies, has_crash, has_link_faults
+from real.framing import FramedLink, open_link
 from real.gctune import POLICY
-from real.server import DEFAULT_HOST, ServerReport, server_process_main
+from real.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
+from real.server import DEFAULT_HOST
 from real.usage import own_usage
-from real.workers import REGISTER_TIMEOUT, WorkerResult, WorkerSpec, run_worker
+from real.worker_process import WorkerResult, WorkerSpec
+from real.workers import REGISTER_TIMEOUT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHILD_BOOT = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from real.tcp import child_main; sys.exit(child_main(sys.argv[2:]))"
-)
+__all__ = ["ChildProcesses", "ServerProcess", "run_async", "run_plan", "worker_specs"]
 PROBER = "probe-0"
 START_LEAD = 0.2
-SERVER_START_TIMEOUT = 30.0
 RESULT_TIMEOUT = 60.0
-JOIN_TIMEOUT = 5.0
 PROGRESS_INTERVAL = 0.5
 Progress = Callable[[float], None]
-
-
-@dataclass(slots=True)
-class Child:
-    """A child process and our end of its pipe."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    channel: PipeChannel
-    count: int = 0
-    failed: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-
-@dataclass(slots=True)
-class ChildProcesses:
-    """Every child of one run, so that ``reap`` can leave none behind."""
-
-    children: list[Child] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def start(self, name: str, role: str, *args: Any) -> Child:
-        """Start a child interpreter (``CHILD_BOOT``) and send it ``(role, args)``."""
-        ours, theirs = multiprocessing.Pipe(duplex=True)
-        fd = theirs.fileno()
-        command = [sys.executable, "-c", CHILD_BOOT, ROOT, str(fd), name]
-        process = subprocess.Popen(command, pass_fds=(fd,))
-        theirs.close()
-        child = Child(name, process, PipeChannel(ours))
-        self.children.append(child)
-        child.channel.send((role, args))
-        return child
-
-    def reap(self, timeout: float = JOIN_TIMEOUT) -> None:
-        """Close every pipe, wait for each child, terminate then kill the stubborn ones."""
-        for child in self.children:
-            child.channel.close()
-        deadline = time.monotonic() + timeout
-        for child in self.children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(max(0.0, deadline - time.monotonic()))
-        for child in self.children:
-            if child.alive:
-                self.notes.append(f"{child.name} did not exit in {timeout} s: terminated")
-                child.process.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.process.wait(1.0)
-            if child.alive:
-                self.notes.append(f"{child.name} ignored SIGTERM: killed")
-                child.process.kill()
-                child.process.wait()
-
-
-def child_main(argv: list[str]) -> int:
-    """Entry point of a child process; ``argv`` is ``[FD, NAME]``.
-
-    The parent's first message on the pipe names the role ("coordinator" or
-    "worker") and its arguments. SIGINT is ignored: on Ctrl-C the parent
-    closes the pipes and every child stops on its own.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(int(argv[0]))
-    try:
-        role, args = conn.recv()
-    except (EOFError, OSError):
-        return 1
-    if role == "coordinator":
-        server_process_main(conn, *args)
-    elif role == "worker":
-        run_worker(conn, *args)
-    else:
-        return 2
-    return 0
-
-
-# --- the coordinator process ---------------------------------------------------------
-
-
-class ServerProcess:
-    """A coordinator server in a child process (also handy for tests)."""
-
-    def __init__(self, children: ChildProcesses, child: Child) -> None:
-        self.children = children
-        self.child = child
-        self.port = 0
-
-    @classmethod
-    async def start(
-        cls,
-        children: ChildProcesses,
-        settings: ProtocolSettings,
-        db_path: str | None = None,
-        use_uvloop: bool = True,
-    ) -> ServerProcess:
-        db_path = os.path.abspath(db_path) if db_path else None
-        child = children.start("coordinator", "coordinator", settings, db_path, use_uvloop)
-        server = cls(children, child)
-        reply = await child.channel.get(timeout=SERVER_START_TIMEOUT)
-        if not (isinstance(reply, tuple) and reply[0] == "port"):
-            raise RuntimeError(f"the coordinator process did not start (got {reply!r})")
-        server.port = int(reply[1])
-        return server
-
-    @property
-    def pid(self) -> int | None:
-        return self.child.process.pid
-
-    async def stop(self, timeout: float = 10.0) -> tuple[ProcessUsage | None, ServerReport | None]:
-        """Ask the server to stop; its usage and report, or Nones if it did not answer."""
-        self.child.channel.send("stop")
-        try:
-            while True:
-                reply = await self.child.channel.get(timeout=timeout)
-                if reply is None:
-                    break
-                if isinstance(reply, tuple) and reply[0] == "done":
-                    return reply[1], reply[2]
-        except TimeoutError:
-            pass
-        self.children.notes.append("the coordinator did not report on stop")
-        return None, None
 
 
 # --- workers --------------------------------------------------------------------------
 
 
 def worker_specs(
-    plan: Plan, workers: int, connections: int, port: int, epoch: float, use_uvloop: bool
+    plan: Plan,
+    workers: int,
+    connections: int,
+    port: int | list[int],
+    epoch: float,
+    use_uvloop: bool,
+    log_dir: str | None = None,
 ) -> list[WorkerSpec]:
-    """Deal agents round-robin to workers; give each the ops its agents originate."""
+    """Deal agents round-robin to workers; give each the ops its agents originate.
+
+    ``port`` is the coordinator's, or one per worker (its link fault proxy).
+    """
     count = max(1, min(workers, len(plan.agents)))
     shares = [plan.agents[i::count] for i in range(count)]
     specs = []
@@ -227,7 +106,7 @@ def worker_specs(
             WorkerSpec(
                 index=index,
                 host=DEFAULT_HOST,
-                port=port,
+                port=port[index] if isinstance(port, list) else port,
                 agents=tuple(agents),
                 operations=ops,
                 settings=plan.settings,
@@ -236,6 +115,7 @@ def worker_specs(
                 duration=plan.duration,
                 drain_timeout=plan.drain_timeout,
                 use_uvloop=use_uvloop,
+                log_dir=log_dir,
             )
         )
     return specs
@@ -259,24 +139,44 @@ def _take_reports(workers: list[Child]) -> None:
                 child.count = int(item[1])
             elif isinstance(item, tuple) and item[0] == "failed":
                 child.failed = str(item[1])
-        if child.channel.eof and child.failed is None:
+        if child.channel.eof and child.failed is None and not child.killed:
             child.failed = f"{child.name} exited early"
 
 
 async def wait_done(
-    workers: list[Child], plan: Plan, clock: RunClock, progress: Progress | None
+    workers: list[Child],
+    plan: Plan,
+    clock: RunClock,
+    progress: Progress | None,
+    faults: FaultSupervisor | None = None,
 ) -> float:
-    """Wait for every expected completion (after ``duration``) or the drain deadline."""
-    expected = plan.expected_total
+    """Wait until the plan's duration has passed, every fault step and restart
+    is done and every expected completion has arrived; or the drain deadline.
+
+    With faults, ops a killed worker never issued are not expected, and the
+    run also ends once no completion arrived for ``faults.quiet_after``
+    seconds (work that died with a process never completes).
+    """
     deadline = plan.duration + plan.drain_timeout
     next_progress = -math.inf
+    last_count, last_change = -1, clock.now()
     while True:
         now = clock.now()
         if progress is not None and now >= next_progress:
             progress(min(max(now, 0.0) / plan.duration, 1.0) if plan.duration > 0 else 1.0)
             next_progress = now + PROGRESS_INTERVAL
         _take_reports(workers)
-        done = now >= plan.duration and sum(child.count for child in workers) >= expected
+        count = sum(child.count for child in workers)
+        if count != last_count:
+            last_count, last_change = count, now
+        if faults is None:
+            done = count >= plan.expected_total
+        else:
+            quiet = now - max(last_change, faults.settled_at) >= faults.quiet_after
+            done = faults.settled() and (
+                count >= plan.expected_total - faults.never_issued or quiet
+            )
+        done = done and now >= plan.duration
         if done or now >= deadline or any(child.failed for child in workers):
             if progress is not None:
                 progress(1.0)
@@ -317,7 +217,12 @@ async def _result_of(child: Child) -> WorkerResult | None:
 
 
 class Prober:
-    """Sends ``Probe`` as node ``probe-0`` every interval; records when each is answered."""
+    """Sends ``Probe`` as node ``probe-0`` every interval; records when each is answered.
+
+    A lost connection (a crashed coordinator) is reopened at the next probe;
+    a probe that finds no coordinator, or goes out on a connection that turns
+    out dead, stays unanswered.
+    """
 
     def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
         self.port = port
@@ -325,7 +230,7 @@ class Prober:
         self.clock = clock
         self.results: dict[int, ProbeResult] = {}
         self.link: FramedLink | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Probe from run time 0 until the plan's duration."""
@@ -351,9 +256,14 @@ class Prober:
                 )
             except (OSError, TimeoutError):
                 return  # the coordinator is unreachable: the probe stays unanswered
-            self._reader = asyncio.get_running_loop().create_task(self._read(self.link))
-        self.link.send(PROBER, encode_body(Probe(probe_id)))
-        self.link.flush()
+            reader = asyncio.get_running_loop().create_task(self._read(self.link))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+        try:
+            self.link.send(PROBER, encode_body(Probe(probe_id)))
+            self.link.flush()
+        except (OSError, RuntimeError):  # the connection died under us: unanswered
+            self.link.close()
 
     async def _read(self, link: FramedLink) -> None:
         while True:
@@ -374,8 +284,8 @@ class Prober:
     def close(self) -> None:
         if self.link is not None:
             self.link.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        for reader in list(self._readers):
+            reader.cancel()
 
 
 # --- run_plan ---------------------------------------------------------------------------
@@ -419,48 +329,82 @@ async def run_async(
     wall = time.perf_counter()
     children = ChildProcesses()
     result = DriverResult("real", "tcp")
-    try:
-        server = await ServerProcess.start(children, plan.settings, db_path, use_uvloop)
-        epoch = time.perf_counter()
-        specs = worker_specs(plan, workers, connections, server.port, epoch, use_uvloop)
-        pool = [children.start(f"worker-{s.index}", "worker", s) for s in specs]
-        ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
-        await _replay(plan, server, pool, ready, result, progress)
-    finally:
-        children.reap()
-        result.notes.extend(children.notes)
+    with tempfile.TemporaryDirectory(prefix="swarmtwin-tcp-") as scratch:
+        if db_path is None and has_crash(plan):
+            db_path = os.path.join(scratch, "coordinator.db")
+        events = os.path.join(scratch, "coordinator.events")
+        try:
+            server = await ServerProcess.start(children, plan.settings, db_path, use_uvloop, events)
+            count = max(1, min(workers, len(plan.agents)))
+            proxies = await _start_proxies(plan, children, server.port, count, result)
+            ports = proxies.ports if proxies is not None else server.port
+            epoch = time.perf_counter()
+            specs = worker_specs(plan, workers, connections, ports, epoch, use_uvloop, scratch)
+            pool = [children.start(s.name, "worker", s) for s in specs]
+            ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
+            t0 = time.perf_counter() + START_LEAD
+            supervisor = FaultSupervisor(
+                plan, children, server, pool, specs, RunClock(t0), result, proxies
+            )
+            await _replay(plan, supervisor, ready, result, progress)
+            if proxies is not None:
+                result.notes.append(f"link fault proxies: {await proxies.stop()}")
+        finally:
+            children.reap()
+            result.notes.extend(children.notes)
+        _merge_logs(result, plan, specs, scratch, t0 - epoch)
+        # the core's events until the run ended (not the failures of the shutdown itself)
+        core_events = read_events(server.event_logs, t0)
+        result.events.extend(e for e in core_events if e.at <= result.end_time)
+        result.events.sort()
     result.processes.append(own_usage("harness"))
     result.wall_seconds = time.perf_counter() - wall
     return result
 
 
+async def _start_proxies(
+    plan: Plan, children: ChildProcesses, port: int, count: int, result: DriverResult
+) -> LinkProxies | None:
+    """The link fault proxies when the plan has link faults and ``real.proxy`` exists."""
+    if not has_link_faults(plan):
+        return None
+    if not LinkProxies.available():
+        result.notes.append("link faults not replayed: real.proxy is not available")
+        return None
+    return await LinkProxies.start(children, port, count, plan.seed)
+
+
 async def _replay(
     plan: Plan,
-    server: ServerProcess,
-    pool: list[Child],
+    supervisor: FaultSupervisor,
     ready: dict[str, float],
     result: DriverResult,
     progress: Progress | None,
 ) -> None:
-    t0 = time.perf_counter() + START_LEAD
+    pool = supervisor.pool
+    clock = supervisor.clock
     for child in pool:
-        child.channel.send(("go", t0))
-    clock = RunClock(t0)
-    result.registered = {node: at - t0 for node, at in ready.items()}
-    prober = Prober(server.port, plan, clock)
-    probing = asyncio.get_running_loop().create_task(prober.run())
+        child.channel.send(("go", clock.t0))
+    result.registered = {node: at - clock.t0 for node, at in ready.items()}
+    prober = Prober(supervisor.server.port, plan, clock)
+    loop = asyncio.get_running_loop()
+    probing = loop.create_task(prober.run())
+    faulting = loop.create_task(supervisor.run())
     try:
-        result.end_time = await wait_done(pool, plan, clock, progress)
+        faults = supervisor if plan.faults else None
+        result.end_time = await wait_done(pool, plan, clock, progress, faults)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(probing, plan.probe_deadline + 1.0)
     finally:
         probing.cancel()
+        faulting.cancel()
+        await supervisor.close()
     result.probes = sorted(prober.results.values())
     for child in pool:
         if child.failed:
             result.notes.append(f"{child.name} failed: {child.failed}")
     _merge(result, await collect(pool, result.notes))
-    usage, report = await server.stop()
+    usage, report = await supervisor.server.stop()
     if usage is not None:
         result.processes.insert(0, usage)
     if report is not None:
@@ -471,6 +415,27 @@ async def _replay(
 
 def _merge(result: DriverResult, results: list[WorkerResult]) -> None:
     for worker in sorted(results, key=lambda r: r.name):
-        result.completions.extend(Completion(*row) for row in worker.completions)
         result.processes.append(worker.usage)
         result.notes.extend(f"{worker.name}: {note}" for note in worker.notes)
+
+
+def _merge_logs(
+    result: DriverResult, plan: Plan, specs: list[WorkerSpec], log_dir: str, offset: float
+) -> None:
+    """Every worker life's records, shifted from core time to plan time by ``offset``."""
+    ops = None
+    for spec in specs:
+        records = read_logs(lives_of(log_dir, spec.index))
+        ids = [a.agent_id for a in spec.agents]
+        result.completions.extend(
+            Completion(op_id, ids[i], at - offset, bool(f & DUPLICATE), bool(f & INTACT))
+            for op_id, i, at, f in records.completions
+        )
+        result.accepted.extend(op_id for op_id, _ in records.accepted)
+        if records.write_acks and ops is None:
+            ops = {op.op_id: op for op in plan.operations}
+        for op_id, _, version, crc, at in records.write_acks:
+            namespace, key = split_memory_target(ops[op_id].target) if ops else ("", "")
+            result.write_acks.append(WriteAck(op_id, namespace, key, version, crc, at - offset))
+        if records.torn:
+            result.notes.append(f"{spec.name}: {records.torn} torn record log tail(s) dropped")

@@ -12,33 +12,16 @@ one ``write`` per turn. Agent timers share one ``loop.call_at``: a heap holds
 each agent's ``next_deadline()``, stale entries are re-checked when popped,
 and the wake-up is rounded up to ``TIMER_SLACK`` (5 ms) so that the many
 per-request retry deadlines of a burst share one.
-A lost link is reconnected and its agents say hello again (the core resends
-what they had pending); a link whose agent was rejected is not retried.
+A lost link is reconnected (backing off from ``settings.reconnect_min`` to
+``reconnect_max``) and its agents say hello again (the core resends what
+they had pending); a link whose agent was rejected is not retried.
 
-Time base. The protocol core runs on ``RunClock(epoch)``, ``epoch`` chosen by
-the parent before the worker starts, so timers never jump. The run's ``t0``
-arrives later with "go"; an op scheduled at ``op.at`` is issued when the
-core clock reaches ``op.at + (t0 - epoch)`` and completion times are shifted
-back by the same offset before they are reported, so they are seconds since
-``t0`` like the plan's.
+Record log. With a ``real.recordlog.RecordLog`` every flush appends the
+turn's new completions, accepted op ids and write acks to the worker's log
+file (one ``os.write``) before the turn's acks are written to the links, so
+the records of a SIGKILLed worker survive it (``real.worker_process``).
 
-``run_worker`` is one worker process's life, talking to the parent
-(``real.tcp``) over a pipe:
-
-    worker -> ("ready", {agent: perf_counter when welcomed}) | ("failed", reason)
-    parent -> ("go", t0)
-    worker -> ("count", unique completions so far)      every 0.1 s
-    parent -> "stop"                 (or the pipe closes, or the deadline passes)
-    worker -> ("result", WorkerResult)
-
-Ops are replayed open-loop: the worker sleeps until the next op is due,
-then issues every op that is due (in slices of ``ISSUE_SLICE`` so reads
-interleave); it never skips one, and when behind it issues at once, since
-latency counts from the scheduled time. It never issues early: a wait
-shorter than the loop's 1 ms timer resolution sleeps 1 ms (uvloop would
-round it to 0 and spin), so an op can go out up to about 1 ms late, which
-shows in its latency. The worker stops on its own at
-``duration + drain_timeout + STOP_GRACE`` after ``t0``.
+The worker process around an ``AgentHost`` is ``real.worker_process``.
 
 ``agents_command`` runs an ``AgentHost`` in the foreground for
 ``swarmtwin agents``: idle agents that register, heartbeat and handle
@@ -53,19 +36,17 @@ import heapq
 import math
 import signal
 import time
-from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection
+from dataclasses import replace
 
 from protocol.agent import Agent
 from protocol.codec import CodecUsageError, encode_body
 from protocol.plan import AgentSpec, Operation
-from protocol.records import Completion, ProcessUsage
+from protocol.records import Completion
 from protocol.settings import ProtocolSettings
 from protocol.workload import issue
 from real.clock import RunClock, new_event_loop
-from real.framing import FramedLink, MalformedEnvelope, PipeChannel, Routed, open_link
-from real.gctune import tune_gc
-from real.usage import own_usage
+from real.framing import FramedLink, MalformedEnvelope, Routed, open_link
+from real.recordlog import RecordLog
 
 COORD = "coord"
 ISSUE_SLICE = 512
@@ -75,39 +56,6 @@ REGISTER_TIMEOUT = 60.0
 GO_TIMEOUT = 120.0
 STOP_GRACE = 2.0
 COUNT_INTERVAL = 0.1
-RECONNECT_MIN = 0.05
-RECONNECT_MAX = 1.0
-
-CompletionRow = tuple[int, str, float, bool, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """Everything one worker process needs (picklable)."""
-
-    index: int
-    host: str
-    port: int
-    agents: tuple[AgentSpec, ...]
-    operations: tuple[Operation, ...]
-    settings: ProtocolSettings
-    connections: int
-    epoch: float
-    duration: float
-    drain_timeout: float
-    use_uvloop: bool = True
-
-
-@dataclass(slots=True)
-class WorkerResult:
-    """What a worker sends back: run-time completions, registrations, usage."""
-
-    name: str
-    completions: list[CompletionRow]
-    registered: dict[str, float]
-    usage: ProcessUsage
-    issued: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class HostLink:
@@ -135,10 +83,13 @@ class AgentHost:
         settings: ProtocolSettings,
         connections: int,
         clock: RunClock,
+        record_log: RecordLog | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.clock = clock
+        self.settings = settings
+        self.record_log = record_log
         self.loop = asyncio.get_running_loop()
         self.agents: dict[str, Agent] = {
             s.agent_id: Agent(s.agent_id, COORD, settings, s.capabilities, s.subscriptions)
@@ -175,18 +126,19 @@ class AgentHost:
             hl.task = self.loop.create_task(self._run_link(hl))
 
     async def _run_link(self, hl: HostLink) -> None:
-        delay = RECONNECT_MIN
+        low, high = self.settings.reconnect_min, self.settings.reconnect_max
+        delay = low
         while not self.closing and not hl.given_up:
             if hl.connects:  # back off before every reconnect, not only failed connects
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX)
+                delay = min(delay * 2, high)
             try:
                 hl.link = await open_link(self.host, self.port)
             except OSError:
                 hl.connects += 1
                 continue
             if all(self.agents[node].registered for node in hl.agent_ids):
-                delay = RECONNECT_MIN
+                delay = low
             hl.connects += 1
             self._hello(hl)
             await self._read_link(hl, hl.link)
@@ -242,7 +194,7 @@ class AgentHost:
             self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Drain every touched agent, one write per link, track timers and welcomes."""
+        """Drain every touched agent, log their records, one write per link, track timers."""
         self._flush_scheduled = False
         touched, self._touched = self._touched, {}
         if not touched:
@@ -263,6 +215,8 @@ class AgentHost:
             if node not in self.registered and agent.registered:
                 self.registered[node] = now
             self._track(node, agent)
+        if self.record_log is not None:  # durable before the acks leave
+            self.record_log.record(touched)
         for link in used:
             link.flush()
         self._arm()
@@ -353,7 +307,8 @@ class AgentHost:
             self.notes.append(text)
 
     async def close(self) -> None:
-        """Stop timers and link tasks and close every connection."""
+        """Log and send what is pending, stop timers and link tasks, close every link."""
+        self.flush()
         self.closing = True
         if self._timer is not None:
             self._timer.cancel()
@@ -369,129 +324,8 @@ class AgentHost:
         for hl in self.links:
             if hl.link is not None:
                 await hl.link.wait_closed()
-
-
-# --- the worker process -----------------------------------------------------------------
-
-
-async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> None:
-    """Issue every op when the core clock reaches ``op.at + offset``."""
-    ops = sorted(operations, key=lambda op: (op.at, op.op_id))
-    clock = host.clock
-    index = 0
-    while index < len(ops):
-        wait = ops[index].at + offset - clock.now()
-        if wait > 0:
-            await asyncio.sleep(max(wait, LOOP_RESOLUTION))
-        now = clock.now()
-        stop = min(index + ISSUE_SLICE, len(ops))
-        while index < stop and ops[index].at + offset <= now:
-            host.issue(ops[index], now)
-            index += 1
-        host.schedule_flush()
-        await host.backpressure()
-        if wait <= 0:
-            await asyncio.sleep(0)  # let replies and deliveries in between bursts
-
-
-async def _report_counts(host: AgentHost, channel: PipeChannel) -> None:
-    while True:
-        channel.send(("count", host.unique_completions()))
-        await asyncio.sleep(COUNT_INTERVAL)
-
-
-async def _until_stop(channel: PipeChannel, host: AgentHost, end: float) -> None:
-    """Return on "stop", on the parent's pipe closing, or at core time ``end``."""
-    while True:
-        left = end - host.clock.now()
-        if left <= 0:
-            host.notes.append("stopped at its own deadline")
-            return
-        try:
-            item = await channel.get(timeout=min(left, 1.0))
-        except TimeoutError:
-            continue
-        if item is None or item == "stop":
-            return
-
-
-async def _run_worker(spec: WorkerSpec, channel: PipeChannel) -> WorkerResult | None:
-    name = f"worker-{spec.index}"
-    host = AgentHost(
-        spec.host, spec.port, spec.agents, spec.settings, spec.connections, RunClock(spec.epoch)
-    )
-    host.start()
-    try:
-        registered = await _registered_unless_orphaned(host, channel)
-    except (TimeoutError, RuntimeError) as exc:
-        channel.send(("failed", f"{name}: {exc}"))
-        await host.close()
-        return None
-    channel.send(("ready", {node: spec.epoch + at for node, at in registered.items()}))
-    try:
-        go = await channel.get(timeout=GO_TIMEOUT)
-    except TimeoutError:
-        go = None
-    if not (isinstance(go, tuple) and go[0] == "go"):
-        await host.close()
-        return None
-    tune_gc()
-    return await _replay_and_collect(spec, host, channel, name, float(go[1]))
-
-
-async def _registered_unless_orphaned(host: AgentHost, channel: PipeChannel) -> dict[str, float]:
-    """``host.wait_registered``, abandoned if the parent goes away meanwhile."""
-    loop = asyncio.get_running_loop()
-    registering = loop.create_task(host.wait_registered(REGISTER_TIMEOUT))
-    parent = loop.create_task(channel.get())
-    try:
-        await asyncio.wait((registering, parent), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        parent.cancel()
-    if not registering.done():
-        registering.cancel()
-        raise RuntimeError("the parent went away during registration")
-    return registering.result()
-
-
-async def _replay_and_collect(
-    spec: WorkerSpec, host: AgentHost, channel: PipeChannel, name: str, t0: float
-) -> WorkerResult:
-    offset = t0 - spec.epoch
-    loop = asyncio.get_running_loop()
-    replayer = loop.create_task(replay(host, spec.operations, offset))
-    counter = loop.create_task(_report_counts(host, channel))
-    end = offset + spec.duration + spec.drain_timeout + STOP_GRACE
-    await _until_stop(channel, host, end)
-    for task in (replayer, counter):
-        task.cancel()
-    await host.close()
-    rows = [(c.op_id, c.node, c.at - offset, c.duplicate, c.intact) for c in host.completions()]
-    registered = {node: spec.epoch + at for node, at in host.registered.items()}
-    if host.issued < len(spec.operations):
-        host.notes.append(f"stopped with {len(spec.operations) - host.issued} ops not issued")
-    return WorkerResult(name, rows, registered, own_usage(name), host.issued, host.notes)
-
-
-def run_worker(conn: Connection, spec: WorkerSpec) -> None:
-    """One worker process (the ``multiprocessing`` target used by ``real.tcp``)."""
-    loop = new_event_loop(spec.use_uvloop)
-    try:
-        loop.run_until_complete(_worker_main(conn, spec))
-    finally:
-        loop.close()
-        conn.close()
-
-
-async def _worker_main(conn: Connection, spec: WorkerSpec) -> None:
-    channel = PipeChannel(conn)
-    try:
-        result = await _run_worker(spec, channel)
-    except Exception as exc:  # report any crash to the parent rather than dying silently
-        channel.send(("failed", f"worker-{spec.index}: {exc!r}"))
-        return
-    if result is not None:
-        channel.send(("result", result))
+        if self.record_log is not None:
+            self.record_log.close()
 
 
 # --- swarmtwin agents -------------------------------------------------------------------

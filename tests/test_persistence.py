@@ -1,4 +1,5 @@
-"""SQLite persistence of the memory store: round trips, batching, crash safety.
+"""SQLite persistence of the memory store and the bus journal: round trips, batching,
+crash safety, the read-only snapshot.
 
 The crash test persists batches in a child interpreter, SIGKILLs it right
 after the last ``persist`` returned and reopens the file: WAL recovery must
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from protocol.journal import BusState, DeliveryDone, PendingDelivery, PendingTask, TaskFinished
 from protocol.memory import MemoryStore, Write
-from protocol.messages import MemVerb
-from real.persistence import MemoryDB
+from protocol.messages import Deliver, DeliveryKind, MemVerb
+from protocol.payload import checksum
+from real.persistence import MemoryDB, read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,6 +100,48 @@ def test_failed_batch_rolls_back(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.Error):
             db.persist([Write("ns", "rolled-back", 1, b"x"), bad])
         assert db.load() == [Write("ns", "kept", 1, b"ok")]
+
+
+def test_bus_journal_is_folded_in_the_memory_transaction_and_loads_back(tmp_path: Path) -> None:
+    d1 = Deliver(1, DeliveryKind.PUBLISH, "a", 10, "t.x", b"p1", checksum(b"p1"))
+    d2 = Deliver(2, DeliveryKind.DIRECT, "b", 11, "", b"p2", checksum(b"p2"))
+    task = PendingTask("a", 12, "compute", b"job", checksum(b"job"))
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist(
+            [Write("ns", "k", 1, b"v")],
+            [PendingDelivery("x", d1), PendingDelivery("y", d1), PendingDelivery("x", d2), task],
+        )
+        assert db.commits == 1  # one group commit for memory and bus
+        db.persist(
+            [],
+            [
+                DeliveryDone("x", 1),
+                PendingTask("b", 13, "compute", b"t", 0),
+                TaskFinished("b", 13),  # in and out within one batch: no row
+                DeliveryDone("x", 2),
+                PendingDelivery("x", d2),  # resent after the ack: owed again
+            ],
+        )
+    with MemoryDB(tmp_path / "m.db") as db:
+        state = db.load_bus()
+        assert db.load() == [Write("ns", "k", 1, b"v")]
+    expected = BusState()
+    expected.apply([PendingDelivery("y", d1), PendingDelivery("x", d2), task])
+    assert state.deliveries == expected.deliveries
+    assert state.tasks == expected.tasks
+    assert state.next_msg_id() == 3
+
+
+def test_read_snapshot_is_read_only_and_sees_committed_rows(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    assert read_snapshot(path) == {}
+    db = MemoryDB(path)
+    try:
+        db.persist([Write("ns", "a", 2, b"two"), Write("ns", "b", 1, b"")])
+        snapshot = read_snapshot(path)  # while the writer is open, WAL not checkpointed
+    finally:
+        db.close()
+    assert snapshot == {("ns", "a"): (2, checksum(b"two")), ("ns", "b"): (1, checksum(b""))}
 
 
 CRASHER = """
