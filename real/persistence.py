@@ -11,8 +11,9 @@ entries in one transaction: the last write per key wins (the store's versions
 only grow, so the batch's final state is the last entry), a ``value`` of None
 deletes the row, anything else is an upsert.
 
-Two more tables hold what the bus still owes (``protocol.journal``, used
-when ``ProtocolSettings.durable_bus`` is on)::
+More tables hold who is registered and what it follows (``bus_member``,
+``bus_subscription``) and what the bus still owes (``protocol.journal``,
+used when ``ProtocolSettings.durable_bus`` is on)::
 
     bus_delivery(msg_id INTEGER, node TEXT, deliver BLOB,     -- codec body
                  PRIMARY KEY (msg_id, node))
@@ -54,8 +55,10 @@ from protocol.journal import (
     BusEntry,
     BusState,
     DeliveryDone,
+    Member,
     PendingDelivery,
     PendingTask,
+    Subscribed,
     TaskFinished,
 )
 from protocol.memory import Write
@@ -84,6 +87,15 @@ BUS_SCHEMA = (
     deliver BLOB NOT NULL,
     PRIMARY KEY (msg_id, node)
 ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS bus_member (
+    node TEXT PRIMARY KEY,
+    capabilities TEXT NOT NULL
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS bus_subscription (
+    node TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    PRIMARY KEY (node, pattern)
+) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS bus_task (
     origin TEXT NOT NULL,
     op_id INTEGER NOT NULL,
@@ -100,6 +112,11 @@ PUT_TASK = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 DEL_TASK = "DELETE FROM bus_task WHERE origin = ? AND op_id = ?"
+PUT_MEMBER = "INSERT OR REPLACE INTO bus_member (node, capabilities) VALUES (?, ?)"
+DEL_SUBSCRIPTIONS = "DELETE FROM bus_subscription WHERE node = ?"
+PUT_SUBSCRIPTION = "INSERT OR IGNORE INTO bus_subscription (node, pattern) VALUES (?, ?)"
+DEL_SUBSCRIPTION = "DELETE FROM bus_subscription WHERE node = ? AND pattern = ?"
+CAPABILITY_SEPARATOR = "\n"  # capabilities are identifiers: no newlines
 DeliveryRow = tuple[int, str, bytes]
 TaskRow = tuple[str, int, str, bytes, int]
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
@@ -139,6 +156,12 @@ class MemoryDB:
     def load_bus(self) -> BusState:
         """What the persisted bus journal says is still owed."""
         state = BusState()
+        patterns: dict[str, list[str]] = {}
+        for node, pattern in self.db.execute("SELECT node, pattern FROM bus_subscription"):
+            patterns.setdefault(node, []).append(pattern)
+        for node, capabilities in self.db.execute("SELECT node, capabilities FROM bus_member"):
+            caps = tuple(c for c in capabilities.split(CAPABILITY_SEPARATOR) if c)
+            state.members[node] = Member(node, caps, tuple(sorted(patterns.get(node, ()))))
         for msg_id, node, body in self.db.execute("SELECT msg_id, node, deliver FROM bus_delivery"):
             deliver = decode_body(bytes(body))
             if isinstance(deliver, Deliver):
@@ -175,6 +198,7 @@ class MemoryDB:
             if tasks:
                 db.executemany(DEL_TASK, [k for k, row in tasks.items() if row is None])
                 db.executemany(PUT_TASK, [row for row in tasks.values() if row])
+            _persist_members(db, bus)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -201,6 +225,19 @@ class MemoryDB:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _persist_members(db: sqlite3.Connection, bus: Sequence[BusEntry]) -> None:
+    """Registrations and subscription changes, in order (they are rare)."""
+    for entry in bus:
+        if type(entry) is Member:
+            db.execute(PUT_MEMBER, (entry.node, CAPABILITY_SEPARATOR.join(entry.capabilities)))
+            db.execute(DEL_SUBSCRIPTIONS, (entry.node,))
+            db.executemany(PUT_SUBSCRIPTION, [(entry.node, p) for p in entry.subscriptions])
+        elif type(entry) is Subscribed:
+            db.execute(
+                PUT_SUBSCRIPTION if entry.on else DEL_SUBSCRIPTION, (entry.node, entry.pattern)
+            )
 
 
 def fold_bus(

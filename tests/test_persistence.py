@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from protocol.journal import BusState, DeliveryDone, PendingDelivery, PendingTask, TaskFinished
+from protocol.journal import (
+    BusState,
+    DeliveryDone,
+    Member,
+    PendingDelivery,
+    PendingTask,
+    Subscribed,
+    TaskFinished,
+)
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Deliver, DeliveryKind, MemVerb
 from protocol.payload import checksum
@@ -130,6 +138,25 @@ def test_bus_journal_is_folded_in_the_memory_transaction_and_loads_back(tmp_path
     assert state.deliveries == expected.deliveries
     assert state.tasks == expected.tasks
     assert state.next_msg_id() == 3
+
+
+def test_members_and_subscriptions_load_back(tmp_path: Path) -> None:
+    entries = [
+        Member("a", ("compute", "gpu"), ("t.*", "u")),
+        Member("b", (), ("t.x",)),
+        Subscribed("a", "v.#", True),
+        Subscribed("a", "u", False),
+        Member("b", ("io",), ("w",)),  # a new hello replaces the old registration
+    ]
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist([], entries)
+    with MemoryDB(tmp_path / "m.db") as db:
+        state = db.load_bus()
+    expected = BusState()
+    expected.apply(entries)
+    assert {n: (m.capabilities, sorted(m.subscriptions)) for n, m in state.members.items()} == {
+        n: (m.capabilities, sorted(m.subscriptions)) for n, m in expected.members.items()
+    }
 
 
 def test_read_snapshot_is_read_only_and_sees_committed_rows(tmp_path: Path) -> None:
