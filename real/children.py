@@ -64,6 +64,7 @@ class Child:
     count: int = 0
     failed: str | None = None
     killed: bool = False  # SIGKILLed by a fault: its end of the pipe closing is expected
+    booting: bool = False  # a restarted life before "go": its supervisor reads its pipe
 
     @property
     def alive(self) -> bool:

@@ -268,6 +268,7 @@ class FaultSupervisor:
             )
             started = time.perf_counter()
             child = self.children.start(spec.name, "worker", spec)
+            child.booting = True  # so the run's report reader leaves its "ready" to us
             child.count = old.count  # until the new life reports (it adds what was logged)
             self.pool[index] = child
             reply = await child.channel.get(timeout=REGISTER_TIMEOUT + 10.0)
@@ -275,6 +276,7 @@ class FaultSupervisor:
                 child.failed = f"{spec.name} did not get ready after its restart: {reply!r}"
                 return
             child.channel.send(("go", self.clock.t0))
+            child.booting = False
             ready = max(reply[1].values(), default=time.perf_counter())
             self.result.notes.append(f"{spec.name} restarted in {ready - started:.2f} s")
             mine = {a.agent_id for a in spec.agents}
@@ -285,6 +287,7 @@ class FaultSupervisor:
         except Exception as exc:  # a supervisor bug must fail the run, not vanish in a task
             self.pool[index].failed = f"restarting worker-{index} failed: {exc!r}"
         finally:
+            self.pool[index].booting = False
             self.respawning.discard(index)
 
     async def _restart_coordinator(self, fault: Fault) -> None:

@@ -134,6 +134,8 @@ async def wait_ready(workers: list[Child], timeout: float) -> dict[str, float]:
 
 def _take_reports(workers: list[Child]) -> None:
     for child in workers:
+        if child.booting:
+            continue  # its "ready" is for the fault supervisor waiting on it
         for item in child.channel.take_all():
             if isinstance(item, tuple) and item[0] == "count":
                 child.count = int(item[1])
