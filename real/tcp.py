@@ -77,6 +77,7 @@ PROBER = "probe-0"
 START_LEAD = 0.2
 RESULT_TIMEOUT = 60.0
 PROGRESS_INTERVAL = 0.5
+LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
 Progress = Callable[[float], None]
 
 
@@ -245,16 +246,25 @@ class Prober:
                     await asyncio.sleep(wait)
                 probe_id += 1
                 await self._send(probe_id)
-            await asyncio.sleep(plan.probe_deadline)  # let the last reply arrive
+            await self._last_replies(LAST_REPLY_WAIT)
         finally:
             self.close()
+
+    async def _last_replies(self, limit: float) -> None:
+        """Wait (at most ``limit`` s) for replies to probes still unanswered, so a slow
+        last reply counts as late rather than lost."""
+        deadline = self.clock.now() + limit
+        while self.clock.now() < deadline and self.link is not None and not self.link.closed:
+            if all(result.answered is not None for result in self.results.values()):
+                return
+            await asyncio.sleep(0.01)
 
     async def _send(self, probe_id: int) -> None:
         self.results[probe_id] = ProbeResult(probe_id, self.clock.now(), None)
         if self.link is None or self.link.closed:
             try:
                 self.link = await asyncio.wait_for(
-                    open_link(DEFAULT_HOST, self.port), self.plan.probe_deadline
+                    open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
                 )
             except (OSError, TimeoutError):
                 return  # the coordinator is unreachable: the probe stays unanswered
