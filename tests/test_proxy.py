@@ -10,9 +10,9 @@ child process. Timing checks are lower bounds only.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import random
 import socket
+import subprocess
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -22,9 +22,10 @@ import pytest
 
 from protocol.codec import encode_body
 from protocol.messages import Publish
+from real.children import ChildProcesses
 from real.clock import new_event_loop
 from real.framing import PipeChannel, RoutedDecoder, encode_routed, node_id_bytes
-from real.proxy import FaultProxy, proxy_process_main
+from real.proxy import FaultProxy
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
@@ -387,22 +388,19 @@ def test_set_fault_refuses_nonsense() -> None:
     assert proxy.idle
 
 
-def _spawn(port: int, count: int) -> tuple[multiprocessing.process.BaseProcess, PipeChannel]:
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe(duplex=True)
-    process = context.Process(target=proxy_process_main, args=(theirs, port, count, 5))
-    process.daemon = True
-    process.start()
-    theirs.close()
-    return process, PipeChannel(ours)
+def _spawn(port: int, count: int) -> tuple[subprocess.Popen[bytes], PipeChannel]:
+    """A proxy process started the way the tcp driver starts it (no multiprocessing
+    helper processes left behind)."""
+    child = ChildProcesses().start("proxy", "proxy", port, count, 5)
+    return child.process, child.channel
 
 
-def _join(process: multiprocessing.process.BaseProcess) -> int | None:
-    process.join(10.0)
-    if process.is_alive():
+def _join(process: subprocess.Popen[bytes]) -> int | None:
+    try:
+        return process.wait(10.0)
+    except subprocess.TimeoutExpired:
         process.kill()
-        process.join(5.0)
-    return process.exitcode
+        return process.wait(5.0)
 
 
 def test_proxy_process_obeys_its_pipe() -> None:
