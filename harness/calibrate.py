@@ -79,6 +79,7 @@ from pathlib import Path
 from harness import calibrate_insitu as insitu
 from harness.calibrate_insitu import measure_in_situ
 from harness.calibrate_loop import measure_hop, measure_wakeup
+from harness.calibrate_restart import measure_restarts
 from harness.calibrate_scaling import measure_batching, measure_fanout, measure_payload
 from protocol.agent import Agent
 from protocol.codec import decode_body, encode_body
@@ -437,6 +438,11 @@ def calibrate(
     min_sleep = LOOP_RESOLUTION if transport == "tcp" else 0.0
     wakeup = measure_wakeup(max(30, min(samples // 50, 1000)), seed, min_sleep)
     wire = transport == "tcp"
+    if wire:
+        agent_restart, coordinator_restart, restart_method = measure_restarts()
+    else:
+        agent_restart, coordinator_restart = 0.0, 0.0
+        restart_method = "inproc: a killed agent is replaced at once; the coordinator cannot crash"
     calibration = Calibration(
         host=socket.gethostname(),
         python=platform.python_version(),
@@ -462,6 +468,9 @@ def calibrate(
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count() or 0,
         wakeup=wakeup,
+        agent_restart=agent_restart,
+        coordinator_restart=coordinator_restart,
+        restart_method=restart_method,
         how=how or f"swarmtwin calibrate --transport {transport}",
         notes=(f"{platform.platform()}; {platform.processor() or platform.machine()}",),
     )

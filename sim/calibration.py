@@ -46,8 +46,9 @@ A ``Calibration`` says how long things take on the machine it was measured on
   worker process, or a crashed coordinator server, takes from being started
   again until it is live (process start-up, imports, for the coordinator
   reopening its SQLite state); ``sim.faults`` replays a kill or a crash
-  with them. Defaults 0.35 s and 0.45 s: measured by the real driver; see
-  the fault docs.
+  with them. ``swarmtwin calibrate --transport tcp`` measures both by
+  killing and restarting real processes (``harness.calibrate_restart``);
+  on inproc an agent restarts at once (0) and the coordinator cannot crash.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -131,6 +132,7 @@ class Calibration:
     cpu_sharing: str = "per-node"
     agent_restart: float = AGENT_RESTART  # measured by the real driver; see the fault docs
     coordinator_restart: float = COORDINATOR_RESTART
+    restart_method: str = ""
     how: str = ""
     notes: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
@@ -212,6 +214,7 @@ class Calibration:
             "per_recipient_method": self.per_recipient_method,
             "batch_saving": dict(self.batch_saving),
             "batch_method": self.batch_method,
+            "restart_method": self.restart_method,
             "hop": self.hop.to_dict(),
             "timer": {role: dist.to_dict() for role, dist in self.timer.items()},
             "service": {
@@ -250,6 +253,7 @@ class Calibration:
             per_recipient_method=str(data.get("per_recipient_method", "")),
             batch_saving={k: float(v) for k, v in (data.get("batch_saving") or {}).items()},
             batch_method=str(data.get("batch_method", "")),
+            restart_method=str(data.get("restart_method", "")),
             timer_slack=float(data.get("timer_slack", 0.0)),
             cores=int(data.get("cores", 0)),
             wakeup=tuple(WakeBand.from_dict(band) for band in data.get("wakeup") or ()),
