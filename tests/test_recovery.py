@@ -205,3 +205,21 @@ def test_nearest_rank_treats_infinity_as_missing() -> None:
     assert nearest_rank([1.0, 2.0, 3.0], 50) == 2.0
     assert nearest_rank([1.0, float("inf")], 95) is None
     assert nearest_rank([], 95) is None
+
+
+def test_restart_calibration_reads_restart_times_from_healed_events() -> None:
+    from harness.calibrate_restart import restart_plan, restart_times
+
+    plan = restart_plan()
+    kill, crash = plan.faults
+    result = DriverResult("real", "tcp")
+    result.events = [
+        NodeEvent(kill.at, "injected", kill.agents[0]),
+        *(NodeEvent(kill.end + 0.10 + 0.01 * i, "healed", a) for i, a in enumerate(kill.agents)),
+        NodeEvent(crash.at, "injected", "coordinator"),
+        NodeEvent(crash.end + 0.2, "healed", "coordinator"),
+    ]
+    agents, coordinator = restart_times(plan, result)
+    last_agent = 0.10 + 0.01 * (len(kill.agents) - 1)
+    assert agents == [pytest.approx(last_agent)]  # back when its last agent is
+    assert coordinator == [pytest.approx(0.2)]
