@@ -2,14 +2,18 @@
 
 Both drivers call ``issue(agent, op, now)`` at the operation's scheduled
 time, so the real system and the model send byte-identical requests.
+``remembered`` gives a restarted agent what its earlier lives handled.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 from protocol.agent import Agent
 from protocol.messages import MemVerb
 from protocol.payload import make_payload
 from protocol.plan import Operation, OpKind
+from protocol.records import Completion
 
 
 def split_memory_target(target: str) -> tuple[str, str]:
@@ -34,3 +38,21 @@ def issue(agent: Agent, op: Operation, now: float) -> None:
         writes = op.verb in (MemVerb.PUT, MemVerb.CAS)
         value = make_payload(op.op_id, op.size) if writes else b""
         agent.memory(op.op_id, op.verb, namespace, key, value, now)
+
+
+def remembered(
+    ops: Mapping[int, Operation], completions: Iterable[Completion]
+) -> tuple[list[tuple[str, int]], list[int]]:
+    """What an agent's earlier lives handled, for ``Agent.recall``: the
+    ``(origin, op_id)`` of its deliveries and the op ids of its task results."""
+    handled: list[tuple[str, int]] = []
+    results: list[int] = []
+    for completion in completions:
+        op = ops.get(completion.op_id)
+        if op is None or completion.duplicate:
+            continue
+        if op.kind == OpKind.TASK:
+            results.append(op.op_id)
+        elif op.kind != OpKind.MEMORY:
+            handled.append((op.origin, op.op_id))
+    return handled, results

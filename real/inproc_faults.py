@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.messages import Message
-from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
+from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent
-from protocol.workload import issue
+from protocol.workload import issue, remembered
 from real.clock import RunClock
 from real.inproc import COORD, PROBER, Hub, Mailbox
 
@@ -188,7 +188,9 @@ class FaultHub(Hub):
         agent = Agent(
             spec.agent_id, COORD, self.plan.settings, spec.capabilities, spec.subscriptions
         )
-        handled, results = remembered(self.plan, self.lives_of(spec.agent_id))
+        ops = {op.op_id: op for op in self.plan.operations}
+        lives = self.lives_of(spec.agent_id)
+        handled, results = remembered(ops, (c for life in lives for c in life.completions))
         agent.recall(handled, results)
         self.down_until[spec.agent_id] = now
         box.node = agent
@@ -210,23 +212,6 @@ class FaultHub(Hub):
         current = self.boxes[node].node
         if isinstance(current, Agent):
             yield current
-
-
-def remembered(plan: Plan, lives: Iterator[Agent]) -> tuple[list[tuple[str, int]], list[int]]:
-    """What earlier lives of an agent handled: deliveries and task results."""
-    ops = {op.op_id: op for op in plan.operations}
-    handled: list[tuple[str, int]] = []
-    results: list[int] = []
-    for life in lives:
-        for completion in life.completions:
-            op = ops.get(completion.op_id)
-            if op is None or completion.duplicate:
-                continue
-            if op.kind == OpKind.TASK:
-                results.append(op.op_id)
-            elif op.kind != OpKind.MEMORY:
-                handled.append((op.origin, op.op_id))
-    return handled, results
 
 
 async def run_faults(hub: FaultHub, plan: Plan) -> None:

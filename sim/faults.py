@@ -79,7 +79,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -91,8 +91,9 @@ from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Probe
 from protocol.payload import checksum
-from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
+from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
+from protocol.workload import remembered
 from sim.calibration import Calibration
 from sim.engine import Arrival, Callbacks, Engine, SimNode, TimerDue
 
@@ -107,25 +108,6 @@ def durable_coordinator(plan: Plan) -> bool:
     if plan.settings.durable_bus:
         return True
     return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
-
-
-def remembered(
-    ops: dict[int, Operation], lives: Iterable[Agent]
-) -> tuple[list[tuple[str, int]], list[int]]:
-    """What earlier lives of an agent handled, for ``Agent.recall``: the
-    ``(origin, op_id)`` of its deliveries and the op ids of its task results."""
-    handled: list[tuple[str, int]] = []
-    results: list[int] = []
-    for life in lives:
-        for completion in life.completions:
-            op = ops.get(completion.op_id)
-            if op is None or completion.duplicate:
-                continue
-            if op.kind == OpKind.TASK:
-                results.append(op.op_id)
-            elif op.kind != OpKind.MEMORY:
-                handled.append((op.origin, op.op_id))
-    return handled, results
 
 
 @dataclass(slots=True, eq=False)
@@ -444,7 +426,8 @@ class FaultInjector:
             spec.capabilities,
             spec.subscriptions,
         )
-        agent.recall(*remembered(self._op_index(), state.lives))
+        lives = state.lives
+        agent.recall(*remembered(self._op_index(), (c for life in lives for c in life.completions)))
         node.core = agent
         self._attempt(state, state.life, self.settings.reconnect_min)
 
