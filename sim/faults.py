@@ -59,9 +59,11 @@ completes, except on a killed agent: the records its unfinished jobs left
 (dated after the kill) are dropped, and what a node sends after it died is
 lost with its link.
 
-Ops whose origin is down at the op's ``at`` (dead, or not yet live after a
-restart) are never issued; the driver is told (``lost_op``) so that it does
-not wait for their completions, and likewise for a probe dropped at a dead
+Ops whose origin is dead at the op's ``at`` are never issued; ops due after
+the supervisor began restarting it are issued, late, once the new life is
+live (as the real new process issues every op from ``fault.end`` on). The
+driver is told about each never-issued op (``lost_op``) so that it does not
+wait for its completions, and likewise about a probe dropped at a dead
 coordinator (``lost_probe``).
 
 Events: ``NodeEvent(at, "injected", node)`` per affected agent (``node`` is
@@ -118,6 +120,7 @@ class AgentState:
     spec: AgentSpec
     dead: bool = False
     restarting: bool = False
+    restart_at: float = math.inf  # when the supervisor started its new process
     life: int = 0  # bumped by every kill: stale restarts and reconnects see it changed
     link_up: bool = True
     paused: set[int] = field(default_factory=set)  # the pauses on it, by fault id
@@ -222,7 +225,9 @@ class FaultInjector:
         """Issue ``op`` on its origin, unless the origin was down at ``op.at`` (never
         issued) or is paused (issued when the pause ends)."""
         state = self.states[op.origin]
-        if state.dead or state.down_at(op.at):
+        if state.restarting and op.at >= state.restart_at:
+            state.held.append((partial(self.engine.issue, node, op), op))  # once it is live
+        elif state.dead or state.down_at(op.at):
             self._unissued(op)
         elif state.paused:
             state.held.append((partial(self.engine.issue, node, op), op))
@@ -353,6 +358,7 @@ class FaultInjector:
                 live = fault.end + self.agent_restart
                 if state.dead and not state.restarting:
                     state.restarting = True
+                    state.restart_at = fault.end
                     self.at(live, partial(self._agent_live, state, state.life, live))
                 self.at(live, partial(self._healed, live, agent_id))
                 continue
@@ -372,9 +378,14 @@ class FaultInjector:
 
     def _kill(self, state: AgentState, at: float) -> None:
         if state.dead:
-            if state.restarting:  # the process being started dies too
+            if state.restarting:  # the process being started dies too, with its due ops
                 state.restarting = False
+                state.restart_at = math.inf
                 state.life += 1
+                for _, op in state.held:
+                    if op is not None:
+                        self._unissued(op)
+                state.held.clear()
             return
         node = state.node
         state.dead = True
@@ -416,7 +427,8 @@ class FaultInjector:
         if state.life != life or not state.dead:
             return
         state.dead = state.restarting = False
-        state.down[-1][1] = live
+        state.down[-1][1] = state.restart_at  # ops from the restart on are issued, late
+        state.restart_at = math.inf
         node, spec = state.node, state.spec
         state.lives.append(node.core)  # type: ignore[arg-type]
         agent = Agent(
@@ -430,6 +442,9 @@ class FaultInjector:
         agent.recall(*remembered(self._op_index(), (c for life in lives for c in life.completions)))
         node.core = agent
         self._attempt(state, state.life, self.settings.reconnect_min)
+        held, state.held = state.held, []
+        for action, _ in held:  # ops due since the restart began, as the new process issues them
+            action()
 
     def _link_lost(self, state: AgentState) -> None:
         """The agent's link to the coordinator broke: reconnect with backoff."""

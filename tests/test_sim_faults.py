@@ -142,10 +142,13 @@ def test_a_killed_agent_issues_nothing_while_down_and_handles_nothing_twice() ->
     result = run_plan(plan, cal)
     (fault,) = plan.faults
     live = fault.end + cal.agent_restart
-    down = [op for op in plan.operations if op.origin == "agent-00002" and fault.at <= op.at < live]
+    mine = [op for op in plan.operations if op.origin == "agent-00002"]
+    down = [op for op in mine if fault.at <= op.at < fault.end]
     assert down, "the plan has ops from the agent while it is down"
     done = unique(result)
     assert all(done[op.op_id] == 0 for op in down), "ops of a dead origin are never issued"
+    booting = [op for op in mine if fault.end <= op.at < live]
+    assert booting and all(done[op.op_id] > 0 for op in booting), "issued late once live"
     handled = [(c.op_id, c.node) for c in result.completions if not c.duplicate]
     assert len(handled) == len(set(handled)), "a restarted agent recalls what it handled"
     after = [c for c in result.completions if c.node == "agent-00002" and c.at >= live]
