@@ -10,7 +10,11 @@ How recovery is measured (DESIGN.md, "Metrics"):
 
 1. Sliding windows ``[t, t + 0.1 s)``, ``t`` stepped every 10 ms from 0 to
    the plan's end. In each window, *throughput* is the unique completions whose
-   completion time falls in it, per second, and *p95* is the nearest-rank p95
+   completion time falls in it, and it is judged *relative to the load offered*
+   in the window (the expected completions of the ops scheduled in it): the
+   load is open-loop, so dividing by it cancels the arrival process's own
+   randomness, which at 100 ms windows is larger than a ±10 % band. (The rows
+   report the absolute median rate too.) *p95* is the nearest-rank p95
    of the latencies of the ops *scheduled* in it, where an expected completion
    that never arrived counts as infinitely late (so an outage shows while it
    happens, not when its stragglers land).
@@ -23,11 +27,13 @@ How recovery is measured (DESIGN.md, "Metrics"):
    losing a killed agent's own load is not a drop; a window where less than
    ``MIN_KEPT_SHARE`` of the offered completions remain has no throughput
    figure (too little is left to judge it).
-3. The baseline is the windows lying wholly in ``[max(warmup, end of every
-   earlier fault), at)``. When that is shorter than ``MIN_BASELINE_S`` the
-   steady windows before the first fault are used (the row says so), and when
-   those are short too the longer of the two (``... (short)``).
-4. Bands: throughput must lie within ``[min(m (1 - b), lo), max(m (1 + b), hi)]``
+3. The baseline is the windows lying wholly in ``[max(warmup, when every
+   earlier fault had recovered, or ended if it never did), at)``: the tail of
+   an earlier fault is not part of the normal state. When that is shorter
+   than ``MIN_BASELINE_S`` the steady windows before the first fault are used
+   (the row says so), and when those are short too the longer of the two
+   (``... (short)``).
+4. Bands: relative throughput must lie within ``[min(m (1 - b), lo), max(m (1 + b), hi)]``
    and p95 must not exceed ``max(m (1 + b), hi)``, where ``m`` is the baseline
    windows' median, ``lo``/``hi`` the range they span and ``b`` is
    ``plan.recovery_band``: noise already present before the fault is never
@@ -106,6 +112,7 @@ class _Windows:
 
     starts: FloatArray
     rate: FloatArray  # nan: no figure (most offered ops left out)
+    ratio: FloatArray  # completions over the completions offered in the window (nan: none)
     p95_ms: FloatArray  # nan: no op scheduled; inf: an expected completion never came
 
 
@@ -186,18 +193,16 @@ def _count_in(times: FloatArray, starts: FloatArray, ends: FloatArray) -> IntArr
     return counts
 
 
-def _kept_share(
+def _offered(
     columns: OpColumns, keep: BoolArray, starts: FloatArray, ends: FloatArray
-) -> FloatArray:
-    """The share of each window's offered completions whose op was not left out."""
+) -> tuple[IntArray, IntArray]:
+    """Each window's offered completions (by scheduled time): all, and of kept ops."""
     order = np.argsort(columns.at, kind="stable")
     at = columns.at[order]
     every = np.concatenate(([0], np.cumsum(columns.expected[order])))
     kept = np.concatenate(([0], np.cumsum((columns.expected * keep)[order])))
     low, high = np.searchsorted(at, starts), np.searchsorted(at, ends)
-    offered = every[high] - every[low]
-    share: FloatArray = np.where(offered > 0, (kept[high] - kept[low]) / np.maximum(offered, 1), 1)
-    return share
+    return every[high] - every[low], kept[high] - kept[low]
 
 
 def _scheduled_latencies(columns: OpColumns, keep: BoolArray) -> tuple[FloatArray, FloatArray]:
@@ -230,11 +235,13 @@ def _windows(plan: Plan, columns: OpColumns, excluded: BoolArray) -> _Windows:
     ends = np.round(starts + WINDOW_S, 9)
     keep = ~excluded
     counts = _count_in(columns.done_at[keep[columns.done_op]], starts, ends)
-    share = _kept_share(columns, keep, starts, ends)
+    offered, offered_kept = _offered(columns, keep, starts, ends)
+    share = np.where(offered > 0, offered_kept / np.maximum(offered, 1), 1.0)
     kept = share >= MIN_KEPT_SHARE
     rate = np.where(kept, counts / WINDOW_S / np.maximum(share, MIN_KEPT_SHARE), np.nan)
+    ratio = np.where(kept & (offered_kept > 0), counts / np.maximum(offered_kept, 1), np.nan)
     scheduled, latency = _scheduled_latencies(columns, keep)
-    return _Windows(starts, rate, _window_p95_ms(scheduled, latency, starts, ends))
+    return _Windows(starts, rate, ratio, _window_p95_ms(scheduled, latency, starts, ends))
 
 
 # --------------------------------------------------------------------------- baseline
@@ -246,10 +253,12 @@ def _period_windows(windows: _Windows, start: float, end: float) -> IntArray:
     return found
 
 
-def _baseline_windows(plan: Plan, fault: Fault, windows: _Windows) -> tuple[IntArray, str]:
-    """The baseline windows of ``fault`` and where they came from."""
-    earlier = [f.end for f in plan.faults if f.at < fault.at or f.fault_id < fault.fault_id]
-    own = (max([plan.warmup, *earlier]), fault.at)
+def _baseline_windows(
+    plan: Plan, fault: Fault, windows: _Windows, settled: float
+) -> tuple[IntArray, str]:
+    """The baseline windows of ``fault`` and where they came from; ``settled`` is when
+    every earlier fault had recovered (or ended, if it never did)."""
+    own = (max(plan.warmup, settled), fault.at)
     first = (plan.warmup, min(f.at for f in plan.faults))
     periods = [(own, "pre-fault"), (first, "before the first fault")]
     for (start, end), label in periods:
@@ -261,8 +270,10 @@ def _baseline_windows(plan: Plan, fault: Fault, windows: _Windows) -> tuple[IntA
 
 
 def _bands(windows: _Windows, index: IntArray, band: float) -> _Bands:
-    rates = windows.rate[index]
+    rates = windows.ratio[index]
     rates = rates[~np.isnan(rates)]
+    absolute = windows.rate[index]
+    absolute = absolute[~np.isnan(absolute)]
     p95 = windows.p95_ms[index]
     p95 = p95[~np.isnan(p95)]
     low, high, mid_rate = -np.inf, np.inf, None
@@ -274,11 +285,12 @@ def _bands(windows: _Windows, index: IntArray, band: float) -> _Bands:
     if len(p95):
         mid_p95 = float(np.median(p95))
         p95_high = max(mid_p95 * (1 + band), float(p95.max()))
-    return _Bands(low, high, p95_high, mid_rate, mid_p95)
+    median_rate = float(np.median(absolute)) if len(absolute) else None
+    return _Bands(low, high, p95_high, median_rate if mid_rate is not None else None, mid_p95)
 
 
 def _in_band(windows: _Windows, bands: _Bands) -> BoolArray:
-    rate, p95 = windows.rate, windows.p95_ms
+    rate, p95 = windows.ratio, windows.p95_ms
     rate_ok = np.isnan(rate) | ((rate >= bands.rate_low) & (rate <= bands.rate_high))
     ok: BoolArray = rate_ok & (np.isnan(p95) | (p95 <= bands.p95_high))
     return ok
@@ -404,8 +416,9 @@ def _row(
     events: Sequence[NodeEvent],
     windows: _Windows,
     counts: tuple[int, int, int],
+    settled: float,
 ) -> FaultRecovery:
-    index, source = _baseline_windows(plan, fault, windows)
+    index, source = _baseline_windows(plan, fault, windows, settled)
     row = FaultRecovery(fault.fault_id, kind_label(fault.kind), fault.at, fault.end)
     row.agents, row.baseline = len(fault.agents), source
     row.ops, row.lost, row.origin_down_ops = counts
@@ -431,10 +444,14 @@ def fault_figures(plan: Plan, result: DriverResult, columns: OpColumns) -> list[
     events = sorted(result.events, key=lambda e: e.at)
     missing = columns.missing()
     healed = healed_times(result.events)
-    return [
-        _row(plan, fault, events, windows, _counts(fault, columns, missing, healed))
-        for fault in plan.faults
-    ]
+    rows: list[FaultRecovery] = []
+    settled = plan.warmup
+    for fault in plan.faults:
+        counts = _counts(fault, columns, missing, healed)
+        rows.append(_row(plan, fault, events, windows, counts, settled))
+        back = rows[-1].recovery_s
+        settled = max(settled, fault.end if back is None else max(fault.at + back, fault.end))
+    return rows
 
 
 # --------------------------------------------------------------------------- aggregates
