@@ -29,7 +29,7 @@ COLOURS = {"real": "tab:blue", "sim": "tab:orange"}
 FAULT_COLOURS = {
     "kill_agent": "tab:red",
     "pause_agent": "tab:purple",
-    "crash_coordinator": "black",
+    "crash_coordinator": "tab:brown",  # not grey: the warm-up is shaded grey
     "partition": "tab:green",
     "link_delay": "tab:olive",
     "link_loss": "tab:cyan",
