@@ -90,6 +90,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan = compile_plan(scenario)
     console.print(f"[green]ok[/] {args.scenario}: scenario {scenario.name!r}")
     for key, value in plan_stats(plan).items():
+        if isinstance(value, list):
+            console.print(f"  {key}:")
+            for line in value:
+                console.print(f"    {line}", markup=False)
+            continue
         shown = f"{value:,.1f}" if isinstance(value, float) else value
         console.print(f"  {key}: {shown}")
     return 0

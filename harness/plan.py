@@ -359,4 +359,19 @@ def plan_stats(plan: Plan) -> dict[str, Any]:
         "offered_ops_per_s": len(plan.operations) / duration,
         "offered_deliveries_per_s": deliveries / duration,
         "offered_completions_per_s": total / duration,
+        **({"faults": _fault_lines(plan)} if plan.faults else {}),
     }
+
+
+def _fault_lines(plan: Plan) -> list[str]:
+    """One line per fault: when, what, how long and which agents."""
+    lines = []
+    for fault in plan.faults:
+        who = f"{len(fault.agents)} agents" if len(fault.agents) > 3 else ", ".join(fault.agents)
+        extra = f", +{fault.delay * 1000:g} ms" if fault.delay else ""
+        extra += f", loss {fault.loss:g}" if fault.loss else ""
+        target = f" on {who}" if who else ""
+        lines.append(
+            f"{fault.at:g} s {fault.kind.name.lower()}{target} for {fault.duration:g} s{extra}"
+        )
+    return lines
