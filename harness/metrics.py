@@ -547,7 +547,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
     latency, by_kind, histograms = _latency_section(plan, unique)
     columns = _op_columns(ops, unique, codes)
     missing = np.maximum(ops.expected - per_op, 0)
-    down = origin_down(plan, columns, result.events)
+    down = origin_down(plan, columns)
     split = _loss_split(missing, _accepted(result, ops, per_op), down)
     reliability = _reliability(records, ops, unique, per_op, split)
     return Summary(

@@ -18,11 +18,10 @@ How recovery is measured (DESIGN.md, "Metrics"):
    of the latencies of the ops *scheduled* in it, where an expected completion
    that never arrived counts as infinitely late (so an outage shows while it
    happens, not when its stragglers land).
-2. Ops whose origin was down (a ``KILL_AGENT`` or ``PAUSE_AGENT`` listing the
-   origin, scheduled in ``[at, end + allowance)``; the allowance is
-   ``RESTART_ALLOWANCE_S`` for a kill, 0 for a pause, unless the driver
-   recorded when the agent was back: its ``"healed"`` event) could not be sent: they
-   are left out of both figures and counted apart. A window's throughput is
+2. Ops whose origin was dead (a ``KILL_AGENT`` listing the origin, scheduled
+   in ``[at, end)``) were never sent: they are left out of both figures and
+   counted apart. Ops due after the restart began, or during a pause, were
+   sent late and count, with their latency. A window's throughput is
    divided by the share of its offered completions that were not left out, so
    losing a killed agent's own load is not a drop; a window where less than
    ``MIN_KEPT_SHARE`` of the offered completions remain has no throughput
@@ -65,16 +64,14 @@ import numpy.typing as npt
 
 from harness.summary import FaultRecovery, FaultSection, KindRecovery, WriteIntegrity
 from protocol.plan import Fault, FaultKind, Plan
-from protocol.records import DriverResult, NodeEvent, StoreSnapshot
+from protocol.records import DELETED, DriverResult, NodeEvent, StoreSnapshot
 
 WINDOW_S = 0.1
 STEP_S = 0.01
 HOLD_S = 0.3
 MIN_BASELINE_S = 0.5
-RESTART_ALLOWANCE_S = 0.25
 MIN_KEPT_SHARE = 0.2
 MAX_LOST_KEYS = 50
-ORIGIN_FAULTS: tuple[FaultKind, ...] = (FaultKind.KILL_AGENT, FaultKind.PAUSE_AGENT)
 BACK_KINDS: tuple[str, ...] = ("registered", "returned")
 COORDINATOR = "coordinator"
 _EPS = 1e-9
@@ -133,48 +130,25 @@ def kind_label(kind: FaultKind) -> str:
 # --------------------------------------------------------------------------- origin down
 
 
-def _allowance(kind: FaultKind) -> float:
-    return RESTART_ALLOWANCE_S if kind == FaultKind.KILL_AGENT else 0.0
-
-
-def _back_at(fault: Fault, agent: str, healed: Mapping[str, list[float]]) -> float:
-    """When ``agent`` was back from ``fault``: its ``"healed"`` event (a restarted
-    process is ready), else the fault's end plus the allowance."""
-    for at in healed.get(agent, ()):
-        if at >= fault.end - STEP_S:
-            return at
-    return fault.end + _allowance(fault.kind)
-
-
-def _down_by(fault: Fault, columns: OpColumns, healed: Mapping[str, list[float]]) -> BoolArray:
-    """Ops this fault kept from being sent: its agents were their origin and down."""
+def _down_by(fault: Fault, columns: OpColumns) -> BoolArray:
+    """Ops this fault kept from ever being sent: a killed agent was their origin and
+    they were due before its restart began. (From ``fault.end`` on the new process
+    issues every op, late; a paused agent issues its ops when it resumes: both
+    count, with their latency.)"""
     mask: BoolArray = np.zeros(len(columns.at), dtype=np.bool_)
-    if fault.kind not in ORIGIN_FAULTS:
+    if fault.kind != FaultKind.KILL_AGENT:
         return mask
-    for agent in fault.agents:
-        code = columns.codes.get(agent)
-        if code is None:
-            continue
-        until = _back_at(fault, agent, healed)
-        mask |= (columns.origin == code) & (columns.at >= fault.at) & (columns.at < until)
+    codes = [columns.codes[a] for a in fault.agents if a in columns.codes]
+    timely = (columns.at >= fault.at) & (columns.at < fault.end)
+    mask |= timely & np.isin(columns.origin, codes)
     return mask
 
 
-def healed_times(events: Sequence[NodeEvent]) -> dict[str, list[float]]:
-    """Each node's ``"healed"`` times, in order."""
-    healed: dict[str, list[float]] = {}
-    for event in sorted(events):
-        if event.kind == "healed":
-            healed.setdefault(event.node, []).append(event.at)
-    return healed
-
-
-def origin_down(plan: Plan, columns: OpColumns, events: Sequence[NodeEvent] = ()) -> BoolArray:
-    """Ops whose origin agent was killed or paused when they were due."""
-    healed = healed_times(events)
+def origin_down(plan: Plan, columns: OpColumns) -> BoolArray:
+    """Ops whose origin agent was dead when they were due, so they were never sent."""
     mask = np.zeros(len(columns.at), dtype=np.bool_)
     for fault in plan.faults:
-        mask |= _down_by(fault, columns, healed)
+        mask |= _down_by(fault, columns)
     return mask
 
 
@@ -257,7 +231,7 @@ def _baseline_windows(
     plan: Plan, fault: Fault, windows: _Windows, settled: float
 ) -> tuple[IntArray, str]:
     """The baseline windows of ``fault`` and where they came from; ``settled`` is when
-    every earlier fault had recovered (or ended, if it never did)."""
+    every earlier fault had recovered (inf after one that never did)."""
     own = (max(plan.warmup, settled), fault.at)
     first = (plan.warmup, min(f.at for f in plan.faults))
     periods = [(own, "pre-fault"), (first, "before the first fault")]
@@ -275,7 +249,7 @@ def _bands(windows: _Windows, index: IntArray, band: float) -> _Bands:
     absolute = windows.rate[index]
     absolute = absolute[~np.isnan(absolute)]
     p95 = windows.p95_ms[index]
-    p95 = p95[~np.isnan(p95)]
+    p95 = p95[np.isfinite(p95)]  # an outage inside the baseline must not open the band
     low, high, mid_rate = -np.inf, np.inf, None
     if len(rates):
         mid_rate = float(np.median(rates))
@@ -397,12 +371,10 @@ def _coordinator_times(
 # --------------------------------------------------------------------------- per fault
 
 
-def _counts(
-    fault: Fault, columns: OpColumns, missing: IntArray, healed: Mapping[str, list[float]]
-) -> tuple[int, int, int]:
+def _counts(fault: Fault, columns: OpColumns, missing: IntArray) -> tuple[int, int, int]:
     """Ops scheduled in the fault window, their lost completions, ops with origin down."""
     during = (columns.at >= fault.at) & (columns.at < fault.end)
-    down = int(np.count_nonzero(_down_by(fault, columns, healed)))
+    down = int(np.count_nonzero(_down_by(fault, columns)))
     return int(np.count_nonzero(during)), int(missing[during].sum()), down
 
 
@@ -440,17 +412,18 @@ def fault_figures(plan: Plan, result: DriverResult, columns: OpColumns) -> list[
     """One row per fault of ``plan.faults``: recovery, detection, reassignment, counts."""
     if not plan.faults:
         return []
-    windows = _windows(plan, columns, origin_down(plan, columns, result.events))
+    windows = _windows(plan, columns, origin_down(plan, columns))
     events = sorted(result.events, key=lambda e: e.at)
     missing = columns.missing()
-    healed = healed_times(result.events)
     rows: list[FaultRecovery] = []
     settled = plan.warmup
     for fault in plan.faults:
-        counts = _counts(fault, columns, missing, healed)
+        counts = _counts(fault, columns, missing)
         rows.append(_row(plan, fault, events, windows, counts, settled))
         back = rows[-1].recovery_s
-        settled = max(settled, fault.end if back is None else max(fault.at + back, fault.end))
+        # after a fault that never recovered there is no normal state to compare with:
+        # later faults fall back to the windows before the first fault
+        settled = math.inf if back is None else max(settled, fault.at + back, fault.end)
     return rows
 
 
@@ -519,13 +492,16 @@ def fault_section(plan: Plan, result: DriverResult, columns: OpColumns) -> Fault
 
 
 def _latest_acked(result: DriverResult, before: float) -> dict[tuple[str, str], tuple[int, int]]:
-    """For each key, the acknowledged write with the highest version acked before ``before``."""
-    latest: dict[tuple[str, str], tuple[int, int]] = {}
+    """For each key, its last write acknowledged before ``before`` (by acknowledgement
+    time, then version). A key whose last acknowledged write was a delete
+    (``DELETED``) is left out: a later write may have been persisted before its
+    reply, so either state is right."""
+    latest: dict[tuple[str, str], tuple[float, int, int]] = {}
     for ack in result.write_acks:
         key = (ack.namespace, ack.key)
-        if ack.at < before and (key not in latest or ack.version > latest[key][0]):
-            latest[key] = (ack.version, ack.checksum)
-    return latest
+        if ack.at < before and (key not in latest or (ack.at, ack.version) > latest[key][:2]):
+            latest[key] = (ack.at, ack.version, ack.checksum)
+    return {key: (version, crc) for key, (_, version, crc) in latest.items() if crc != DELETED}
 
 
 def _lost_in(

@@ -47,12 +47,12 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.payload import checksum
-from protocol.records import Completion, WriteAck
+from protocol.records import DELETED, Completion, WriteAck
 from protocol.requests import Request, RequestWindow
 from protocol.settings import ProtocolSettings
 
 Outgoing = tuple[str, Message]
-WRITE_VERBS = (MemVerb.PUT, MemVerb.CAS)
+WRITE_VERBS = (MemVerb.PUT, MemVerb.CAS, MemVerb.DELETE)
 
 
 class Agent:
@@ -255,7 +255,7 @@ class Agent:
         request = self.requests.answered(msg.op_id, now)
         duplicate = request is None
         if type(request) is MemRequest and msg.ok and request.verb in WRITE_VERBS:
-            crc = checksum(request.value)
+            crc = DELETED if request.verb == MemVerb.DELETE else checksum(request.value)
             self.write_acks.append(
                 WriteAck(msg.op_id, request.namespace, request.key, msg.version, crc, now)
             )

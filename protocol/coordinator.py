@@ -295,9 +295,32 @@ class Coordinator:
 
     def _detect_failures(self, now: float) -> None:
         limit = now - self.settings.failure_after
+        expiry = now - self.settings.session_expiry
         for session in self.sessions.values():
             if session.alive and session.last_seen < limit:
                 self._fail(session, now)
+            elif not session.alive and session.last_seen < expiry and self._holds(session):
+                self._expire(session, now)
+
+    def _holds(self, session: Session) -> bool:
+        """Whether a session still has deliveries or subscriptions to give up."""
+        pending = session.backlog or session.inflight
+        return bool(pending or self.subscriptions.patterns_of(session.node_id))
+
+    def _expire(self, session: Session, now: float) -> None:
+        """Failed for longer than ``session_expiry``: drop what it is owed and its
+        subscriptions, so a node that never returns cannot hold publishers back
+        forever. The one place accepted deliveries are discarded (``stats.dropped``)."""
+        node = session.node_id
+        owed = [*session.inflight, *(d.msg_id for d in session.backlog)]
+        self.stats.dropped += len(owed)
+        self.journal.acked(node, tuple(owed))
+        session.inflight.clear()
+        session.backlog.clear()
+        self.subscriptions.remove_node(node)
+        self.journal.member(node, session.capabilities, ())
+        self.events.append(NodeEvent(now, "expired", node))
+        self.log.append(f"agent {node} expired: {len(owed)} held deliveries dropped")
 
     def _fail(self, session: Session, now: float) -> None:
         session.alive = False
@@ -312,7 +335,17 @@ class Coordinator:
                 self.unassigned.append(task)
                 self.stats.tasks_reassigned += 1
         session.tasks.clear()
+        self._drop_task_deliveries(session)
         self._assign_waiting(now)
+
+    @staticmethod
+    def _drop_task_deliveries(session: Session) -> None:
+        """A failed agent's tasks went to others: it must not get them again on return."""
+        for msg_id, deliver in list(session.inflight.items()):
+            if deliver.kind == DeliveryKind.TASK:
+                del session.inflight[msg_id]
+        if any(d.kind == DeliveryKind.TASK for d in session.backlog):
+            session.backlog = deque(d for d in session.backlog if d.kind != DeliveryKind.TASK)
 
     # --- subscriptions and the bus ------------------------------------------------
 
@@ -374,7 +407,7 @@ class Coordinator:
             return
         sessions = [self.sessions[node] for node in recipients]
         limit = self.settings.max_backlog
-        if any(s.alive and len(s.backlog) >= limit for s in sessions):
+        if any(len(s.backlog) >= limit for s in sessions):  # failed agents' too: never drop
             self.stats.busy += 1
             self._out.append((src, Busy(op_id, self.settings.busy_retry)))
             return
@@ -409,14 +442,9 @@ class Coordinator:
             self._retries.push(now + self._rto.rto, (deliver, tuple(sent), 0))
 
     def _hold(self, session: Session, deliver: Deliver) -> None:
-        """Queue ``deliver`` for later. A failed agent's queue stays bounded by
-        dropping its oldest held delivery (counted in ``stats.dropped``); a live
-        agent's queue is bounded by ``Busy`` before routing."""
-        backlog = session.backlog
-        if not session.alive and len(backlog) >= self.settings.max_backlog:
-            backlog.popleft()
-            self.stats.dropped += 1
-        backlog.append(deliver)
+        """Queue ``deliver`` for later. Every queue, a failed agent's included, is
+        bounded by ``Busy`` before routing, so nothing accepted is ever dropped."""
+        session.backlog.append(deliver)
 
     def _on_ack(self, src: str, msg: Ack, now: float) -> None:
         session = self.sessions[src]
@@ -444,12 +472,17 @@ class Coordinator:
             self._retries.push(deadline, (deliver, (session.node_id,), 0))
 
     def _resend_session(self, session: Session, now: float) -> None:
-        """After a (re)registration, resend everything in flight, then refill."""
+        """After a (re)registration, resend everything in flight and every task result
+        it has not acked, then refill."""
         deadline = now + self._rto.rto
+        node = session.node_id
         for deliver in list(session.inflight.values()):
             self._rto.cancel(deliver.msg_id)
-            self._out.append((session.node_id, deliver))
-            self._retries.push(deadline, (deliver, (session.node_id,), 1))
+            self._out.append((node, deliver))
+            self._retries.push(deadline, (deliver, (node,), 1))
+        for (origin, _), done in self._done_pending.items():
+            if origin == node:  # its retry timer may have backed off far while it was away
+                self._out.append((node, done))
         self._refill(session, now)
 
     def _resend_expired(self, now: float) -> None:

@@ -97,6 +97,7 @@ class BusState:
     members: dict[str, Member] = field(default_factory=dict)
     deliveries: dict[DeliveryKey, Deliver] = field(default_factory=dict)
     tasks: dict[TaskKey, PendingTask] = field(default_factory=dict)
+    high_water: int = 0  # the highest message id ever journaled, acked or not
 
     def apply(self, entries: list[BusEntry]) -> None:
         """Fold ``entries`` in, in order."""
@@ -107,6 +108,7 @@ class BusState:
                 self._subscribe(entry)
             elif type(entry) is PendingDelivery:
                 self.deliveries[(entry.deliver.msg_id, entry.node)] = entry.deliver
+                self.high_water = max(self.high_water, entry.deliver.msg_id)
             elif type(entry) is DeliveryDone:
                 self.deliveries.pop((entry.msg_id, entry.node), None)
             elif type(entry) is PendingTask:
@@ -131,8 +133,10 @@ class BusState:
         return parked
 
     def next_msg_id(self) -> int:
-        """A message id above every pending one."""
-        return max((msg_id for msg_id, _ in self.deliveries), default=0) + 1
+        """A message id above every one journaled, so a late ack for an old message
+        can never be taken for a new one."""
+        pending = max((msg_id for msg_id, _ in self.deliveries), default=0)
+        return max(pending, self.high_water) + 1
 
 
 class BusJournal:

@@ -47,8 +47,15 @@ class NodeEvent(NamedTuple):
     node: str
 
 
+DELETED = -1  # a WriteAck's checksum for an acknowledged delete
+
+
 class WriteAck(NamedTuple):
-    """A memory write (put or cas) that its requester saw acknowledged."""
+    """A memory write (put, cas or delete) that its requester saw acknowledged.
+
+    For a delete, ``version`` is the version it removed and ``checksum`` is
+    ``DELETED``.
+    """
 
     op_id: int
     namespace: str

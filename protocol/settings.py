@@ -25,6 +25,8 @@ class ProtocolSettings:
     until the op is in its database, so accepted messages and tasks survive
     a coordinator crash (``protocol.journal``); it costs a commit per batch.
     ``reconnect_min``/``reconnect_max`` bound an agent's reconnect backoff.
+    A failed agent's deliveries are held (bounded by ``Busy``) until it
+    returns or ``session_expiry`` passes, when they are dropped.
     """
 
     token: str = "swarmtwin-dev-token"
@@ -41,3 +43,4 @@ class ProtocolSettings:
     durable_bus: bool = False
     reconnect_min: float = 0.01
     reconnect_max: float = 0.5
+    session_expiry: float = 30.0

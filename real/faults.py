@@ -272,6 +272,8 @@ class FaultSupervisor:
             child.count = old.count  # until the new life reports (it adds what was logged)
             self.pool[index] = child
             reply = await child.channel.get(timeout=REGISTER_TIMEOUT + 10.0)
+            if child.killed:
+                return  # killed again while it started: the next heal restarts it
             if not (isinstance(reply, tuple) and reply[0] == "ready"):
                 child.failed = f"{spec.name} did not get ready after its restart: {reply!r}"
                 return

@@ -173,6 +173,8 @@ class FaultHub(Hub):
         if isinstance(box.node, Agent):
             self.past_lives.append(box.node)
         box.node = None
+        box.paused = False  # a new process is not stopped; its ops die with it
+        box.held_ops.clear()
         box.arm(None)
         box.inbox.clear()
         coordinator = self.boxes[COORD]

@@ -12,7 +12,8 @@ only grow, so the batch's final state is the last entry), a ``value`` of None
 deletes the row, anything else is an upsert.
 
 More tables hold who is registered and what it follows (``bus_member``,
-``bus_subscription``) and what the bus still owes (``protocol.journal``,
+``bus_subscription``), the highest message id ever journaled (``bus_meta``,
+so a restarted coordinator never reuses one) and what the bus still owes (``protocol.journal``,
 used when ``ProtocolSettings.durable_bus`` is on)::
 
     bus_delivery(msg_id INTEGER, node TEXT, deliver BLOB,     -- codec body
@@ -87,6 +88,10 @@ BUS_SCHEMA = (
     deliver BLOB NOT NULL,
     PRIMARY KEY (msg_id, node)
 ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS bus_meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS bus_member (
     node TEXT PRIMARY KEY,
     capabilities TEXT NOT NULL
@@ -112,6 +117,10 @@ PUT_TASK = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 DEL_TASK = "DELETE FROM bus_task WHERE origin = ? AND op_id = ?"
+RAISE_HIGH_WATER = (
+    "INSERT INTO bus_meta (name, value) VALUES ('high_water', ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
+)
 PUT_MEMBER = "INSERT OR REPLACE INTO bus_member (node, capabilities) VALUES (?, ?)"
 DEL_SUBSCRIPTIONS = "DELETE FROM bus_subscription WHERE node = ?"
 PUT_SUBSCRIPTION = "INSERT OR IGNORE INTO bus_subscription (node, pattern) VALUES (?, ?)"
@@ -156,6 +165,8 @@ class MemoryDB:
     def load_bus(self) -> BusState:
         """What the persisted bus journal says is still owed."""
         state = BusState()
+        row = self.db.execute("SELECT value FROM bus_meta WHERE name = 'high_water'").fetchone()
+        state.high_water = int(row[0]) if row else 0
         patterns: dict[str, list[str]] = {}
         for node, pattern in self.db.execute("SELECT node, pattern FROM bus_subscription"):
             patterns.setdefault(node, []).append(pattern)
@@ -199,6 +210,9 @@ class MemoryDB:
                 db.executemany(DEL_TASK, [k for k, row in tasks.items() if row is None])
                 db.executemany(PUT_TASK, [row for row in tasks.values() if row])
             _persist_members(db, bus)
+            high = max((e.deliver.msg_id for e in bus if type(e) is PendingDelivery), default=0)
+            if high:
+                db.execute(RAISE_HIGH_WATER, (high,))
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -48,7 +48,7 @@ from protocol.records import NodeEvent
 HEADER = struct.Struct("<III")
 COMPLETION = struct.Struct("<qIdB")
 ACCEPTED = struct.Struct("<qI")
-WRITE_ACK = struct.Struct("<qIqId")
+WRITE_ACK = struct.Struct("<qIqqd")  # op id, agent, version, crc (-1: a delete), at
 DUPLICATE = 1
 INTACT = 2
 

@@ -324,6 +324,7 @@ class CoordinatorServer:
         if bus:
             self._unpersisted_bus.extend(bus)
         if not self._unpersisted and not self._unpersisted_bus:
+            self.coordinator.writes_persisted()  # an op that journaled nothing is durable
             return
         try:
             self.db.persist(self._unpersisted, self._unpersisted_bus)

@@ -38,7 +38,8 @@
    logs (in a scratch directory removed at the end) are read, shifted to plan
    time and merged into the result, with the supervisor's injected/healed
    events and restart snapshots. Without ``db_path`` a plan that crashes the
-   coordinator gets a database in the scratch directory.
+   coordinator, or turns ``durable_bus`` on, gets a database in the scratch
+   directory.
 
 No orphans: everything after the first child starts is inside
 ``try/finally``; ``real.children.ChildProcesses.reap`` closes every pipe,
@@ -342,7 +343,7 @@ async def run_async(
     children = ChildProcesses()
     result = DriverResult("real", "tcp")
     with tempfile.TemporaryDirectory(prefix="swarmtwin-tcp-") as scratch:
-        if db_path is None and has_crash(plan):
+        if db_path is None and (has_crash(plan) or plan.settings.durable_bus):
             db_path = os.path.join(scratch, "coordinator.db")
         events = os.path.join(scratch, "coordinator.events")
         try:

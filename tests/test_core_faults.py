@@ -188,3 +188,52 @@ def test_restore_parks_deliveries_for_their_node_only() -> None:
     coordinator.restore(state)
     assert coordinator._next_msg_id == 6
     assert sorted(coordinator._parked) == ["b", "c"]
+
+
+def test_a_full_queue_for_a_failed_agent_refuses_with_busy_and_drops_nothing() -> None:
+    settings = ProtocolSettings(
+        heartbeat_interval=0.05,
+        failure_after=0.15,
+        ack_timeout=0.05,
+        request_timeout=0.1,
+        credit=1,
+        max_backlog=2,
+        session_expiry=1000.0,
+    )
+    net = Net(settings)
+    for node_id in ("a", "dead"):
+        net.add_agent(node_id, (), ("t",))
+    net.advance(0.01)
+    net.block = lambda src, dst, msg: "dead" in (src, dst)
+    net.advance(0.5)
+    for op_id in range(1, 6):
+        net.call("a", "publish", op_id, "t", b"x")
+    net.advance(0.5)
+    assert net.coordinator.stats.dropped == 0
+    assert net.coordinator.stats.busy > 0
+    held = net.coordinator.sessions["dead"]
+    assert len(held.backlog) + len(held.inflight) <= settings.credit + settings.max_backlog
+    net.block = None  # it comes back: everything accepted reaches it
+    net.advance(3.0)
+    accepted = net.agents["a"].accepted
+    assert sorted(set(unique(net.agents["dead"]))) == sorted(accepted) == [1, 2, 3, 4, 5]
+
+
+def test_a_returning_agent_gets_neither_its_reassigned_tasks_nor_a_late_task_result() -> None:
+    net = Net(DURABLE)
+    net.add_agent("boss", (), ())
+    net.add_agent("w1", ("compute",), ())
+    net.advance(0.01)
+    net.block = lambda src, dst, msg: src == "w1"  # w1 is dying
+    net.call("boss", "submit_task", 1, "compute", b"job")
+    net.advance(0.05)
+    net.block = lambda src, dst, msg: src == "w1" or "boss" in (src, dst)  # boss cut off too
+    net.advance(0.3)  # both failed; the task waits for another worker
+    net.add_agent("w2", ("compute",), ())
+    net.advance(2.0)  # w2 ran it; the result's resends to boss back off
+    tasks_to_w1 = len(net.msgs(Deliver, dst="w1"))
+    net.block = None  # both come back
+    net.advance(0.06)  # boss's next heartbeat revives it
+    assert unique(net.agents["boss"]).count(1) == 1  # the result came at once
+    net.advance(1.0)
+    assert len(net.msgs(Deliver, dst="w1")) == tasks_to_w1  # w1 never got the task again

@@ -111,7 +111,9 @@ def test_task_reassigned_to_the_same_worker_leaves_nothing_in_flight() -> None:
 
 def test_a_dead_agent_does_not_stall_broadcasts() -> None:
     """A failed agent's backlog used to fill up and make every broadcast Busy forever.
-    Now its held deliveries are bounded by dropping the oldest (``stats.dropped``)."""
+    Its held deliveries are bounded by ``Busy`` (nothing accepted is dropped) until
+    ``session_expiry``, when they are dropped (``stats.dropped``) and it stops
+    being a recipient."""
     settings = ProtocolSettings(
         heartbeat_interval=0.1,
         failure_after=0.3,
@@ -119,6 +121,7 @@ def test_a_dead_agent_does_not_stall_broadcasts() -> None:
         request_timeout=0.1,
         credit=2,
         max_backlog=4,
+        session_expiry=2.0,
     )
     net = started(("dead", (), ()), ("a", (), ()), ("b", (), ()), settings=settings)
     net.block = lambda src, dst, msg: "dead" in (src, dst)  # crashed, never returns
@@ -133,8 +136,10 @@ def test_a_dead_agent_does_not_stall_broadcasts() -> None:
     assert net.agents["a"].pending == 0
     net.advance(1.0)
     assert sorted(unique(net.agents["b"])) == list(range(1, 21))
-    assert len(dead.backlog) == settings.max_backlog
-    assert net.coordinator.stats.dropped == 20 - settings.max_backlog
+    dropped = net.coordinator.stats.dropped
+    assert 0 < dropped <= 20  # only what was held for it when it expired
+    assert any(e.kind == "expired" and e.node == "dead" for e in net.coordinator.events)
+    assert net.now - 1.0 >= settings.session_expiry  # nothing was dropped before expiry
 
 
 def test_agent_recovers_after_a_partition_heals() -> None:

@@ -211,3 +211,14 @@ def test_persisted_batches_survive_sigkill(tmp_path: Path) -> None:
     assert {(r.key, r.version, r.value) for r in rows} == {
         (f"k{b}-{i}", b + 1, bytes([b]) * 64) for b in range(20) for i in range(50)
     }
+
+
+def test_the_message_id_high_water_survives_every_ack(tmp_path: Path) -> None:
+    deliver = Deliver(41, DeliveryKind.PUBLISH, "a", 1, "t", b"p", checksum(b"p"))
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist([], [PendingDelivery("x", deliver)])
+        db.persist([], [DeliveryDone("x", 41)])
+    with MemoryDB(tmp_path / "m.db") as db:
+        state = db.load_bus()
+    assert not state.deliveries
+    assert state.next_msg_id() == 42  # never reused, though nothing is owed any more

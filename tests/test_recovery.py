@@ -9,7 +9,14 @@ import pytest
 from harness.metrics import Summary, summarize
 from harness.recovery import STEP_S, nearest_rank
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
-from protocol.records import Completion, DriverResult, NodeEvent, StoreSnapshot, WriteAck
+from protocol.records import (
+    DELETED,
+    Completion,
+    DriverResult,
+    NodeEvent,
+    StoreSnapshot,
+    WriteAck,
+)
 
 AGENTS = ("a", "b", "c", "d")
 RATE = 1000  # ops per second, a to b
@@ -139,9 +146,9 @@ def test_coordinator_crash_reports_live_and_reregistered_times() -> None:
 def test_losses_split_into_acked_unaccepted_and_origin_down() -> None:
     kill = Fault(0, 5.0, FaultKind.KILL_AGENT, 0.5, ("a",))
     plan = make_plan((kill,))
-    # lost: a's ops scheduled in [5.0, 5.75) (origin down, incl. the restart allowance)
+    # lost: a's ops scheduled in [5.0, 5.5) (origin dead: never sent)
     # and in [8.0, 8.1); of the latter, those before 8.05 were accepted
-    gone = [(5.0, 5.75), (8.0, 8.1)]
+    gone = [(5.0, 5.5), (8.0, 8.1)]
     records = [
         Completion(op.op_id, "b" if op.origin == "a" else "c", op.at + LATENCY, False, True)
         for op in plan.operations
@@ -150,12 +157,12 @@ def test_losses_split_into_acked_unaccepted_and_origin_down() -> None:
     accepted = [op.op_id for op in plan.operations if 8.0 <= op.at < 8.05]
     summary = summarize(plan, make_result(records, accepted=accepted))
     rel = summary.reliability
-    assert rel.lost_origin_down == 750
+    assert rel.lost_origin_down == 500
     assert rel.lost_acked == 50
     assert rel.lost_unaccepted == 50
     assert rel.lost == rel.lost_acked + rel.lost_unaccepted + rel.lost_origin_down
     (row,) = summary.faults.faults
-    assert row.origin_down_ops == 750
+    assert row.origin_down_ops == 500
     assert row.recovery_s is not None and row.recovery_s <= STEP_S  # a's own load left out
 
 
@@ -177,6 +184,21 @@ def test_a_lost_acked_write_is_caught_and_a_later_overwrite_is_not_flagged() -> 
     assert integrity.acked_writes_checked == 4
     assert integrity.acked_writes_lost == 2
     assert integrity.lost_keys == ["ns/corrupt", "ns/gone"]
+
+
+def test_acknowledged_deletes_are_not_flagged_as_lost_writes() -> None:
+    plan = make_plan((Fault(0, 5.0, FaultKind.CRASH_COORDINATOR, 0.3),))
+    acks = [
+        WriteAck(1, "ns", "deleted", 3, 11, 1.0),
+        WriteAck(2, "ns", "deleted", 3, DELETED, 2.0),  # the key is gone: fine
+        WriteAck(3, "ns", "reborn", 4, 22, 1.0),
+        WriteAck(4, "ns", "reborn", 4, DELETED, 2.0),
+        WriteAck(5, "ns", "reborn", 1, 33, 3.0),  # versions start again after a delete
+    ]
+    snapshot = StoreSnapshot(5.3, {("ns", "reborn"): (1, 33)})
+    result = make_result(complete_all(plan), write_acks=acks, restarts=[snapshot])
+    integrity = summarize(plan, result).integrity
+    assert (integrity.acked_writes_checked, integrity.acked_writes_lost) == (1, 0)
 
 
 def test_no_fault_results_have_empty_fault_figures() -> None:
