@@ -23,8 +23,9 @@ Tasks go to the least-loaded live agent with the capability, as a
 also that delivery's ack; the
 coordinator forwards ``TaskDone`` to the submitter and resends it until the
 submitter acks. When an agent misses heartbeats for ``failure_after`` it is
-marked failed: its in-flight tasks are reassigned, and its deliveries are
-held until it registers again, when they are resent.
+marked failed: its in-flight tasks are reassigned (and not sent to it again),
+and its deliveries are held, bounded by ``Busy``, until it comes back, when
+they are resent, or until ``session_expiry``, when they are dropped.
 
 Memory requests go to ``MemoryStore``. With ``durable_memory`` set, replies
 to writes are held until the driver has persisted the store's journal and
