@@ -41,7 +41,9 @@ How recovery is measured (DESIGN.md, "Metrics"):
 5. The fault has recovered at the first window start ``t >= at`` from which
    every window starting in ``[t, t + HOLD_S]`` is in band, the hold being cut
    short by the next fault's injection or the end of the plan (windows must
-   end by then). ``recovery_s = t - at``; None when no such ``t`` exists.
+   end by then, and ``GUARD_S`` before an injection: ops due just before a
+   fault are in flight when it hits, so they belong to it; the baseline stops
+   the same guard short of its own fault). ``recovery_s = t - at``; None when no such ``t`` exists.
 
 Time to detection is the first ``"failed"`` event for an affected agent at or
 after injection, before the next fault hitting one of those agents. Time to
@@ -70,6 +72,7 @@ WINDOW_S = 0.1
 STEP_S = 0.01
 HOLD_S = 0.3
 MIN_BASELINE_S = 0.5
+GUARD_S = WINDOW_S  # ops due this close before a fault are hit by it (in flight when it came)
 MIN_KEPT_SHARE = 0.2
 MAX_LOST_KEYS = 50
 BACK_KINDS: tuple[str, ...] = ("registered", "returned")
@@ -232,8 +235,8 @@ def _baseline_windows(
 ) -> tuple[IntArray, str]:
     """The baseline windows of ``fault`` and where they came from; ``settled`` is when
     every earlier fault had recovered (inf after one that never did)."""
-    own = (max(plan.warmup, settled), fault.at)
-    first = (plan.warmup, min(f.at for f in plan.faults))
+    own = (max(plan.warmup, settled), fault.at - GUARD_S)
+    first = (plan.warmup, min(f.at for f in plan.faults) - GUARD_S)
     periods = [(own, "pre-fault"), (first, "before the first fault")]
     for (start, end), label in periods:
         if end - start >= MIN_BASELINE_S - _EPS:
@@ -295,7 +298,8 @@ def _recovery(
     plan: Plan, fault: Fault, windows: _Windows, ok: BoolArray
 ) -> tuple[float | None, str]:
     following = _next_injection(plan, fault)
-    limit = plan.duration if following is None else min(following, plan.duration)
+    # ops scheduled just before the next fault are that fault's: stop a window short
+    limit = plan.duration if following is None else min(following - GUARD_S, plan.duration)
     candidates = _period_windows(windows, fault.at, limit)
     found = _first_recovered(ok[candidates])
     if found is not None:
