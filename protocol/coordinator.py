@@ -25,7 +25,8 @@ coordinator forwards ``TaskDone`` to the submitter and resends it until the
 submitter acks. When an agent misses heartbeats for ``failure_after`` it is
 marked failed: its in-flight tasks are reassigned (and not sent to it again),
 and its deliveries are held, bounded by ``Busy``, until it comes back, when
-they are resent, or until ``session_expiry``, when they are dropped.
+they are resent, or until ``session_expiry``, when they are dropped (that
+part lives in ``protocol.failures``).
 
 Memory requests go to ``MemoryStore``. With ``durable_memory`` set, replies
 to writes are held until the driver has persisted the store's journal and
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from hmac import compare_digest
 from typing import Any, ClassVar
 
+from protocol.failures import FailureHandling
 from protocol.journal import BusEntry, BusJournal, BusState, PendingTask
 from protocol.memory import MemoryStore, Write
 from protocol.messages import (
@@ -86,7 +88,7 @@ Outgoing = tuple[str, Message]
 Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
 
 
-class Coordinator:
+class Coordinator(FailureHandling):
     """The coordinator protocol state machine."""
 
     def __init__(
@@ -280,73 +282,11 @@ class Coordinator:
         self._resend_session(session, now)
         self._assign_waiting(now)
 
-    def _revive(self, session: Session, now: float) -> None:
-        """A failed agent spoke again (a healed partition): resume its deliveries."""
-        session.alive = True
-        self.events.append(NodeEvent(now, "returned", session.node_id))
-        self.log.append(f"agent {session.node_id} is back (seen at {now:.3f})")
-        self._resend_session(session, now)
-        self._assign_waiting(now)
-
     def _on_heartbeat(self, src: str, msg: Heartbeat, now: float) -> None:
         return None  # receive() already refreshed last_seen
 
     def _on_probe(self, src: str, msg: Probe, now: float) -> None:
         self._out.append((src, ProbeReply(msg.probe_id)))
-
-    def _detect_failures(self, now: float) -> None:
-        limit = now - self.settings.failure_after
-        expiry = now - self.settings.session_expiry
-        for session in self.sessions.values():
-            if session.alive and session.last_seen < limit:
-                self._fail(session, now)
-            elif not session.alive and session.last_seen < expiry and self._holds(session):
-                self._expire(session, now)
-
-    def _holds(self, session: Session) -> bool:
-        """Whether a session still has deliveries or subscriptions to give up."""
-        pending = session.backlog or session.inflight
-        return bool(pending or self.subscriptions.patterns_of(session.node_id))
-
-    def _expire(self, session: Session, now: float) -> None:
-        """Failed for longer than ``session_expiry``: drop what it is owed and its
-        subscriptions, so a node that never returns cannot hold publishers back
-        forever. The one place accepted deliveries are discarded (``stats.dropped``)."""
-        node = session.node_id
-        owed = [*session.inflight, *(d.msg_id for d in session.backlog)]
-        self.stats.dropped += len(owed)
-        self.journal.acked(node, tuple(owed))
-        session.inflight.clear()
-        session.backlog.clear()
-        self.subscriptions.remove_node(node)
-        self.journal.member(node, session.capabilities, ())
-        self.events.append(NodeEvent(now, "expired", node))
-        self.log.append(f"agent {node} expired: {len(owed)} held deliveries dropped")
-
-    def _fail(self, session: Session, now: float) -> None:
-        session.alive = False
-        self.stats.failures_detected += 1
-        self.events.append(NodeEvent(now, "failed", session.node_id))
-        self.log.append(f"agent {session.node_id} failed (last seen {session.last_seen:.3f})")
-        for key in sorted(session.tasks):
-            task = self.tasks.get(key)
-            if task is not None:
-                task.worker = None
-                task.taken_from = session.node_id
-                self.unassigned.append(task)
-                self.stats.tasks_reassigned += 1
-        session.tasks.clear()
-        self._drop_task_deliveries(session)
-        self._assign_waiting(now)
-
-    @staticmethod
-    def _drop_task_deliveries(session: Session) -> None:
-        """A failed agent's tasks went to others: it must not get them again on return."""
-        for msg_id, deliver in list(session.inflight.items()):
-            if deliver.kind == DeliveryKind.TASK:
-                del session.inflight[msg_id]
-        if any(d.kind == DeliveryKind.TASK for d in session.backlog):
-            session.backlog = deque(d for d in session.backlog if d.kind != DeliveryKind.TASK)
 
     # --- subscriptions and the bus ------------------------------------------------
 

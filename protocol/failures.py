@@ -1,0 +1,107 @@
+"""How the coordinator handles failed agents: detection, failure, return, expiry.
+
+A mixin of ``protocol.coordinator.Coordinator``, kept apart so the
+coordinator's module stays about the bus, tasks and memory. The sweep
+(``_detect_failures``, every ``heartbeat_interval / 2``) marks an agent
+failed once it has been silent for ``failure_after``; a closed link does so
+at once (``Coordinator.link_closed``). A failed agent's tasks go back to the
+unassigned queue for another worker, and the task deliveries it still had
+are forgotten so it does not run them again on return. Its other
+deliveries stay held (bounded by ``Busy``) until it speaks again
+(``_revive``) or it has been failed for ``session_expiry``, when they are
+dropped and its subscriptions removed (``_expire``). Every step leaves a
+``NodeEvent`` for the harness.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from protocol.journal import BusJournal
+from protocol.messages import DeliveryKind
+from protocol.records import NodeEvent
+from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.settings import ProtocolSettings
+from protocol.topics import SubscriptionIndex
+
+
+class FailureHandling:
+    """Failure detection and recovery over the coordinator's tables."""
+
+    settings: ProtocolSettings
+    sessions: dict[str, Session]
+    subscriptions: SubscriptionIndex
+    stats: CoordinatorStats
+    journal: BusJournal
+    events: list[NodeEvent]
+    log: deque[str]
+    tasks: dict[OpKey, Task]
+    unassigned: deque[Task]
+
+    def _assign_waiting(self, now: float) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    def _resend_session(self, session: Session, now: float) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    def _revive(self, session: Session, now: float) -> None:
+        """A failed agent spoke again (a healed partition): resume its deliveries."""
+        session.alive = True
+        self.events.append(NodeEvent(now, "returned", session.node_id))
+        self.log.append(f"agent {session.node_id} is back (seen at {now:.3f})")
+        self._resend_session(session, now)
+        self._assign_waiting(now)
+
+    def _detect_failures(self, now: float) -> None:
+        limit = now - self.settings.failure_after
+        expiry = now - self.settings.session_expiry
+        for session in self.sessions.values():
+            if session.alive and session.last_seen < limit:
+                self._fail(session, now)
+            elif not session.alive and session.last_seen < expiry and self._holds(session):
+                self._expire(session, now)
+
+    def _holds(self, session: Session) -> bool:
+        """Whether a session still has deliveries or subscriptions to give up."""
+        pending = session.backlog or session.inflight
+        return bool(pending or self.subscriptions.patterns_of(session.node_id))
+
+    def _expire(self, session: Session, now: float) -> None:
+        """Failed for longer than ``session_expiry``: drop what it is owed and its
+        subscriptions, so a node that never returns cannot hold publishers back
+        forever. The one place accepted deliveries are discarded (``stats.dropped``)."""
+        node = session.node_id
+        owed = [*session.inflight, *(d.msg_id for d in session.backlog)]
+        self.stats.dropped += len(owed)
+        self.journal.acked(node, tuple(owed))
+        session.inflight.clear()
+        session.backlog.clear()
+        self.subscriptions.remove_node(node)
+        self.journal.member(node, session.capabilities, ())
+        self.events.append(NodeEvent(now, "expired", node))
+        self.log.append(f"agent {node} expired: {len(owed)} held deliveries dropped")
+
+    def _fail(self, session: Session, now: float) -> None:
+        session.alive = False
+        self.stats.failures_detected += 1
+        self.events.append(NodeEvent(now, "failed", session.node_id))
+        self.log.append(f"agent {session.node_id} failed (last seen {session.last_seen:.3f})")
+        for key in sorted(session.tasks):
+            task = self.tasks.get(key)
+            if task is not None:
+                task.worker = None
+                task.taken_from = session.node_id
+                self.unassigned.append(task)
+                self.stats.tasks_reassigned += 1
+        session.tasks.clear()
+        self._drop_task_deliveries(session)
+        self._assign_waiting(now)
+
+    @staticmethod
+    def _drop_task_deliveries(session: Session) -> None:
+        """A failed agent's tasks went to others: it must not get them again on return."""
+        for msg_id, deliver in list(session.inflight.items()):
+            if deliver.kind == DeliveryKind.TASK:
+                del session.inflight[msg_id]
+        if any(d.kind == DeliveryKind.TASK for d in session.backlog):
+            session.backlog = deque(d for d in session.backlog if d.kind != DeliveryKind.TASK)
