@@ -24,7 +24,6 @@ plan time on the run clock) and acts on the processes ``real.tcp`` started:
   process running ``real.proxy.proxy_process_main``, one proxy per worker)
   the worker's proxy is told the combined fault of every active link fault
   on it: delays add up, losses combine, any partition drops everything.
-  Without ``real.proxy`` the link faults are noted and not replayed.
 
 Restarts run as tasks, so the timeline keeps going while a process boots.
 Every injection and heal appends ``NodeEvent``s (``"injected"``,
@@ -41,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import math
 import os
 import signal
@@ -95,10 +93,6 @@ class LinkProxies:
     def __init__(self, child: Child, ports: list[int]) -> None:
         self.child = child
         self.ports = ports
-
-    @staticmethod
-    def available() -> bool:
-        return importlib.util.find_spec("real.proxy") is not None
 
     @classmethod
     async def start(
@@ -171,7 +165,6 @@ class FaultSupervisor:
         self.never_issued = 0  # expected completions of ops a killed worker never issued
         self.quiet_after = max(QUIET_MIN, plan.settings.max_rto)
         self._origins: dict[int, str] | None = None
-        self._noted_links = False
 
     # --- the timeline -------------------------------------------------------------
 
@@ -324,11 +317,9 @@ class FaultSupervisor:
         return sorted({self.worker_of[a] for a in fault.agents if a in self.worker_of})
 
     def _apply_links(self, index: int) -> None:
-        if self.proxies is not None:
-            self.proxies.apply(index, self.links[index])
-        elif not self._noted_links:
-            self._noted_links = True
-            self.result.notes.append("link faults not replayed: real.proxy is not available")
+        if self.proxies is None:  # run_plan starts them whenever the plan has link faults
+            raise RuntimeError("a link fault without the link fault proxies")
+        self.proxies.apply(index, self.links[index])
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

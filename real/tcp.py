@@ -349,7 +349,7 @@ async def run_async(
         try:
             server = await ServerProcess.start(children, plan.settings, db_path, use_uvloop, events)
             count = max(1, min(workers, len(plan.agents)))
-            proxies = await _start_proxies(plan, children, server.port, count, result)
+            proxies = await _start_proxies(plan, children, server.port, count)
             ports = proxies.ports if proxies is not None else server.port
             epoch = time.perf_counter()
             specs = worker_specs(plan, workers, connections, ports, epoch, use_uvloop, scratch)
@@ -376,13 +376,10 @@ async def run_async(
 
 
 async def _start_proxies(
-    plan: Plan, children: ChildProcesses, port: int, count: int, result: DriverResult
+    plan: Plan, children: ChildProcesses, port: int, count: int
 ) -> LinkProxies | None:
-    """The link fault proxies when the plan has link faults and ``real.proxy`` exists."""
+    """The link fault proxies, when the plan has link faults."""
     if not has_link_faults(plan):
-        return None
-    if not LinkProxies.available():
-        result.notes.append("link faults not replayed: real.proxy is not available")
         return None
     return await LinkProxies.start(children, port, count, plan.seed)
 
