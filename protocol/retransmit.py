@@ -9,15 +9,18 @@ of triggering retransmissions that would add load to an overloaded node:
 without this, a system pushed past capacity collapses into resending.
 
 ``backoff(rto, attempt)`` doubles the timeout per retry of the same
-message. ``RetryHeap`` orders pending retries by due time; entries are
-never removed early, the owner checks when an entry pops whether it still
-matters.
+message; ``next_reconnect_wait`` does the same for an agent's reconnect
+attempts, between ``reconnect_min`` and ``reconnect_max``. ``RetryHeap``
+orders pending retries by due time; entries are never removed early, the
+owner checks when an entry pops whether it still matters.
 """
 
 from __future__ import annotations
 
 import heapq
 from typing import Generic, TypeVar
+
+from protocol.settings import ProtocolSettings
 
 T = TypeVar("T")
 
@@ -70,6 +73,14 @@ def backoff(rto: float, attempt: int, maximum: float) -> float:
     """The timeout for retry number ``attempt`` (0 = first send)."""
     factor: float = 2.0 ** min(attempt, 16)
     return min(maximum, rto * factor)
+
+
+def next_reconnect_wait(settings: ProtocolSettings, wait: float | None = None) -> float:
+    """The wait before an agent's next reconnect attempt: ``reconnect_min`` first,
+    then double the previous ``wait``, at most ``reconnect_max``."""
+    if wait is None:
+        return settings.reconnect_min
+    return min(2 * wait, settings.reconnect_max)
 
 
 class RetryHeap(Generic[T]):

@@ -42,6 +42,7 @@ from protocol.agent import Agent
 from protocol.codec import CodecUsageError, encode_body
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
+from protocol.retransmit import next_reconnect_wait
 from protocol.settings import ProtocolSettings
 from protocol.workload import issue
 from real.clock import RunClock, new_event_loop
@@ -126,19 +127,19 @@ class AgentHost:
             hl.task = self.loop.create_task(self._run_link(hl))
 
     async def _run_link(self, hl: HostLink) -> None:
-        low, high = self.settings.reconnect_min, self.settings.reconnect_max
-        delay = low
+        settings = self.settings
+        delay = next_reconnect_wait(settings)
         while not self.closing and not hl.given_up:
             if hl.connects:  # back off before every reconnect, not only failed connects
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, high)
+                delay = next_reconnect_wait(settings, delay)
             try:
                 hl.link = await open_link(self.host, self.port)
             except OSError:
                 hl.connects += 1
                 continue
             if all(self.agents[node].registered for node in hl.agent_ids):
-                delay = low
+                delay = next_reconnect_wait(settings)
             hl.connects += 1
             self._hello(hl)
             await self._read_link(hl, hl.link)

@@ -95,6 +95,7 @@ from protocol.messages import Probe
 from protocol.payload import checksum
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
+from protocol.retransmit import next_reconnect_wait
 from protocol.workload import remembered
 from sim.calibration import Calibration
 from sim.engine import Arrival, Callbacks, Engine, SimNode, TimerDue
@@ -441,7 +442,7 @@ class FaultInjector:
         lives = state.lives
         agent.recall(*remembered(self._op_index(), (c for life in lives for c in life.completions)))
         node.core = agent
-        self._attempt(state, state.life, self.settings.reconnect_min)
+        self._attempt(state, state.life, next_reconnect_wait(self.settings))
         held, state.held = state.held, []
         for action, _ in held:  # ops due since the restart began, as the new process issues them
             action()
@@ -454,8 +455,8 @@ class FaultInjector:
             state.held.append((partial(self._link_lost, state), None))
             return
         state.link_up = False
-        wait = self.settings.reconnect_min
-        following = min(2 * wait, self.settings.reconnect_max)
+        wait = next_reconnect_wait(self.settings)
+        following = next_reconnect_wait(self.settings, wait)
         self.at(self.env.now + wait, partial(self._attempt, state, state.life, following))
 
     def _attempt(self, state: AgentState, life: int, backoff: float) -> None:
@@ -469,7 +470,7 @@ class FaultInjector:
             state.link_up = True
             self.engine.start_agent(state.node)
             return
-        following = min(2 * backoff, self.settings.reconnect_max)
+        following = next_reconnect_wait(self.settings, backoff)
         self.at(self.env.now + backoff, partial(self._attempt, state, life, following))
 
     def _resume(self, state: AgentState) -> None:

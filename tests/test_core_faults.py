@@ -17,6 +17,7 @@ from protocol.coordinator import Coordinator
 from protocol.journal import BusState, PendingDelivery
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Accepted, Deliver, MemVerb
+from protocol.retransmit import next_reconnect_wait
 from protocol.settings import ProtocolSettings
 from tests.cluster import COORD, Faults
 from tests.core_net import SETTINGS, Net, settle, unique
@@ -237,3 +238,11 @@ def test_a_returning_agent_gets_neither_its_reassigned_tasks_nor_a_late_task_res
     assert unique(net.agents["boss"]).count(1) == 1  # the result came at once
     net.advance(1.0)
     assert len(net.msgs(Deliver, dst="w1")) == tasks_to_w1  # w1 never got the task again
+
+
+def test_reconnect_waits_double_from_the_minimum_to_the_maximum() -> None:
+    settings = ProtocolSettings(reconnect_min=0.01, reconnect_max=0.05)
+    waits = [next_reconnect_wait(settings)]
+    for _ in range(4):
+        waits.append(next_reconnect_wait(settings, waits[-1]))
+    assert waits == [0.01, 0.02, 0.04, 0.05, 0.05]
