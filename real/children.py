@@ -131,7 +131,7 @@ def child_main(argv: list[str]) -> int:
     elif role == "worker":
         run_worker(conn, *args)
     elif role == "proxy":
-        from real.proxy import proxy_process_main  # link faults only
+        from real.proxy_process import proxy_process_main  # link faults only
 
         proxy_process_main(conn, *args)
     else:

@@ -21,7 +21,7 @@ plan time on the run clock) and acts on the processes ``real.tcp`` started:
   the same port and database (``ServerProcess.spawn``); it loads the memory
   store and the bus journal and agents reconnect with their backoff.
 - **partition / link_delay / link_loss**: with ``LinkProxies`` (a child
-  process running ``real.proxy.proxy_process_main``, one proxy per worker)
+  process running ``real.proxy_process.proxy_process_main``, one proxy per worker)
   the worker's proxy is told the combined fault of every active link fault
   on it: delays add up, losses combine, any partition drops everything.
 
