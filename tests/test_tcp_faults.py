@@ -206,7 +206,9 @@ def test_coordinator_crash_restarts_from_sqlite_and_loses_nothing_accepted(tmp_p
     assert all(rows[(a.namespace, a.key)] >= a.version for a in result.write_acks)
 
     # probes: unanswered while it was down, answered again after the restart
-    during = [p for p in result.probes if injected + 0.02 < p.sent < healed]
+    # ("healed" is stamped when the supervisor hears the new server listen, a
+    # moment after it does: a probe sent in that moment may be answered)
+    during = [p for p in result.probes if injected + 0.02 < p.sent < healed - 0.05]
     after = [p for p in result.probes if p.sent > healed + 0.3]
     assert during and all(p.answered is None for p in during)
     assert after and sum(p.answered is not None for p in after) >= 0.8 * len(after)
