@@ -43,6 +43,8 @@ How it works, in order:
    reassignment times from sliding windows and node events, aggregated per
    kind; and acknowledged memory writes checked against every store a
    coordinator restarted from. A plan without faults gets an empty section.
+8. Monitoring coverage (``harness.monitoring``): the components present in
+   the run's status snapshot with a health state and sane metrics.
 
 The figures land in a ``harness.summary.Summary`` (re-exported here).
 """
@@ -59,6 +61,7 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
+from harness.monitoring import monitoring_section
 from harness.recovery import OpColumns, check_acked_writes, fault_section, origin_down
 from harness.summary import (
     Agents,
@@ -569,5 +572,6 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         notes=_notes(result, reliability, unique),
         faults=fault_section(plan, result, columns),
         integrity=check_acked_writes(result),
+        monitoring=monitoring_section(plan, result, unique.at, unique.kind),
         histograms=histograms,
     )

@@ -83,6 +83,7 @@ TARGET_METRICS: tuple[str, ...] = (
     "detection_p95_s",
     "lost_acked",
     "acked_writes_lost",
+    "monitoring_coverage",
 )
 TARGET_OPS: tuple[str, ...] = ("<=", "<", ">=", ">", "==")
 

@@ -6,8 +6,10 @@ back (summaries written before a section existed read back with it empty);
 ``Summary.figures()`` flattens the headline figures (``p95_ms``,
 ``deliveries_per_s``, ``reliability`` ...) for comparison, thresholds, tables
 and history. ``faults`` holds one row per injected fault and aggregates per
-kind (``harness.recovery``; empty for a run without faults), and
-``integrity`` the check of acknowledged writes against restarted stores.
+kind (``harness.recovery``; empty for a run without faults),
+``integrity`` the check of acknowledged writes against restarted stores, and
+``monitoring`` the coverage of the coordinator's status snapshot
+(``harness.monitoring``).
 The encoded HDR histograms live in ``Summary.histograms``, not in
 ``to_dict()``; the run folder stores them as ``.hdr`` files.
 """
@@ -147,6 +149,28 @@ class WriteIntegrity:
 
 
 @dataclass(slots=True)
+class MonitoringFigures:
+    """Which components reported health and metrics in the run's status snapshot.
+
+    ``expected`` counts the core's fixed components plus one per agent of the
+    plan; ``reporting`` those present with a valid health state and
+    non-empty, sane metrics; ``coverage`` is ``reporting / expected`` in
+    percent (0 when no reply came; None when the plan took no snapshot).
+    ``missing`` names (up to a few dozen) components that did not report and
+    ``problems`` says why; ``health`` counts the reporting components per
+    health state.
+    """
+
+    expected: int = 0
+    reporting: int = 0
+    coverage: float | None = None
+    answered: bool = False
+    missing: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    health: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class FaultRecovery:
     """What one fault did and how long the system took to get over it (seconds).
 
@@ -239,6 +263,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     faults: FaultSection = field(default_factory=FaultSection)
     integrity: WriteIntegrity = field(default_factory=WriteIntegrity)
+    monitoring: MonitoringFigures = field(default_factory=MonitoringFigures)
     histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def figures(self) -> dict[str, Figure]:
@@ -275,6 +300,7 @@ class Summary:
             "detection_p95_s": self.faults.overall.detection_p95_s,
             "uptime": self.availability.uptime,
             "agents_coordinated": self.agents.coordinated,
+            "monitoring_coverage": self.monitoring.coverage,
             "wall_seconds": self.wall_seconds,
         }
 
@@ -310,5 +336,6 @@ class Summary:
             notes=list(data.get("notes", [])),
             faults=FaultSection.from_dict(data.get("faults")),
             integrity=WriteIntegrity(**data.get("integrity", {})),
+            monitoring=MonitoringFigures(**data.get("monitoring", {})),
             histograms=dict(histograms or {}),
         )

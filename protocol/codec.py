@@ -9,7 +9,9 @@ A frame is::
 ``length`` counts the version byte and the body. The body is a msgpack
 array ``[type_code, field_1, field_2, ...]`` with the fields in the order the
 message dataclass declares them. ``bytes`` fields are msgpack bin, strings
-are msgpack str (UTF-8), tuples are arrays.
+are msgpack str (UTF-8), tuples are arrays. ``StatusReply.components`` is
+an array of ``[name, health, [[metric, value], ...]]`` arrays; every level
+of it is checked (names, health states, finite numbers, no repeats).
 
 Two kinds of error are kept apart. ``CodecUsageError`` means local misuse
 (encoding something that is not a message, or a message larger than the
@@ -24,12 +26,21 @@ everyone else. Decoding never trusts a length before checking it against
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 from typing import Any
 
 import msgpack
 
-from protocol.messages import BY_TYPE, Message
+from protocol.messages import (
+    BY_TYPE,
+    HEALTH_STATES,
+    MAX_COMPONENT_NAME,
+    MAX_METRIC_NAME,
+    MAX_METRICS,
+    ComponentStatus,
+    Message,
+)
 
 VERSION = 1
 HEADER = struct.Struct(">I")
@@ -70,8 +81,47 @@ _KINDS: dict[int, tuple[tuple[str, str], ...]] = {
 }
 
 
+COMPONENTS = "tuple[ComponentStatus, ...]"
+
+
 def _as_float(value: Any) -> float:
     return float(value)
+
+
+def _name(value: Any, limit: int) -> bool:
+    return type(value) is str and 1 <= len(value) <= limit
+
+
+def _metric(value: Any) -> bool:
+    """A ``(name, value)`` pair: a metric name and a finite int or float (not a bool)."""
+    if type(value) is not tuple or len(value) != 2 or not _name(value[0], MAX_METRIC_NAME):
+        return False
+    number = value[1]
+    return type(number) is int or (type(number) is float and math.isfinite(number))
+
+
+def _check_components(where: str, value: Any) -> tuple[ComponentStatus, ...]:
+    """``StatusReply.components``: arrays of ``[name, health, [[metric, value], ...]]``
+    with distinct component names, known health states and distinct metric names."""
+    if type(value) is not tuple:
+        raise MalformedFrame(f"{where}: expected an array of components")
+    components = []
+    names: set[str] = set()
+    for item in value:
+        if not isinstance(item, tuple) or len(item) != 3:  # a ComponentStatus, or decoded
+            raise MalformedFrame(f"{where}: a component is not [name, health, metrics]")
+        name, health, metrics = item
+        if not _name(name, MAX_COMPONENT_NAME) or name in names:
+            raise MalformedFrame(f"{where}: bad or repeated component name")
+        if type(health) is not str or health not in HEALTH_STATES:
+            raise MalformedFrame(f"{where}: {name}: health must be one of {HEALTH_STATES}")
+        if type(metrics) is not tuple or len(metrics) > MAX_METRICS:
+            raise MalformedFrame(f"{where}: {name}: expected at most {MAX_METRICS} metrics")
+        if not all(_metric(m) for m in metrics) or len({m[0] for m in metrics}) < len(metrics):
+            raise MalformedFrame(f"{where}: {name}: bad or repeated metric")
+        names.add(name)
+        components.append(ComponentStatus(name, health, metrics))
+    return tuple(components)
 
 
 def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
@@ -83,6 +133,8 @@ def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
                 f"{type_name}.{field}: expected {kind}, got {type(value).__name__}"
             )
         return _as_float(value) if kind == "float" else value
+    if kind == COMPONENTS:
+        return _check_components(f"{type_name}.{field}", value)
     element = _TUPLES.get(kind)
     if element is None:
         raise CodecUsageError(f"unsupported field type {kind} in {type_name}.{field}")

@@ -3,7 +3,10 @@
 Every message class has a ``TYPE`` code (one byte on the wire, see
 ``protocol.codec``) and fields made only of ``int``, ``float``, ``bool``,
 ``str``, ``bytes`` and tuples of ``str`` or ``int``, so the codec can turn
-each one into a msgpack array and back without any per-class code.
+each one into a msgpack array and back without any per-class code. The one
+structured field is ``StatusReply.components``: a tuple of
+``ComponentStatus`` (name, health, metrics), nested arrays on the wire,
+checked by the codec against ``HEALTH_STATES`` and the ``MAX_*`` limits.
 
 Node ids are plain strings. Nothing here names "the" coordinator: a message
 travels between two nodes and the driver knows who sent it, so a coordinator
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 
 class DeliveryKind(IntEnum):
@@ -63,7 +66,9 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """C -> A: registration refused (bad token, bad id). The link should be closed."""
+    """C -> A: registration (or a ``StatusRequest``) refused: bad token, bad id.
+
+    The link should be closed."""
 
     TYPE: ClassVar[int] = 3
     reason: str
@@ -269,6 +274,46 @@ class Error:
     reason: str
 
 
+# --- status (monitoring) ---------------------------------------------------------------
+
+HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "failed")
+MAX_COMPONENT_NAME = 512  # characters; agent components are "agent:<node id>"
+MAX_METRIC_NAME = 64  # characters
+MAX_METRICS = 64  # per component
+
+Metric = tuple[str, int | float]
+
+
+class ComponentStatus(NamedTuple):
+    """One component of a ``StatusReply``: its health and its metrics.
+
+    ``health`` is one of ``HEALTH_STATES``; ``metrics`` are ``(name, value)``
+    pairs with distinct names and finite int or float values.
+    """
+
+    name: str
+    health: str
+    metrics: tuple[Metric, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    """any -> C: report every component's health and metrics. Needs the shared token."""
+
+    TYPE: ClassVar[int] = 50
+    request_id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    """C -> requester: one ``ComponentStatus`` per component, names distinct."""
+
+    TYPE: ClassVar[int] = 51
+    request_id: int
+    components: tuple[ComponentStatus, ...]
+
+
 Message = (
     Hello
     | Welcome
@@ -276,6 +321,8 @@ Message = (
     | Heartbeat
     | Probe
     | ProbeReply
+    | StatusRequest
+    | StatusReply
     | Subscribe
     | Unsubscribe
     | Publish
@@ -301,6 +348,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Heartbeat,
     Probe,
     ProbeReply,
+    StatusRequest,
+    StatusReply,
     Subscribe,
     Unsubscribe,
     Publish,

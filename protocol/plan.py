@@ -12,6 +12,9 @@ from enum import IntEnum
 
 from protocol.settings import ProtocolSettings
 
+STATUS_LEAD = 0.25  # the status snapshot is asked for this long before the load ends
+STATUS_REQUEST_ID = 1  # the request id of that one StatusRequest
+
 
 class OpKind(IntEnum):
     """The operation kinds a workload can offer."""
@@ -103,6 +106,21 @@ class Plan:
     drain_timeout: float = 5.0
     faults: tuple[Fault, ...] = ()
     recovery_band: float = 0.10
+
+    @property
+    def status_at(self) -> float | None:
+        """When the prober asks the coordinator for its status, or None: never.
+
+        Near the end of the steady-state load, ``STATUS_LEAD`` before
+        ``duration`` but not before the middle of the steady-state window, so
+        the load is still running and the reply has time to come back before
+        the drain. The prober asks, so a plan without probes
+        (``probe_interval <= 0``) takes no status snapshot.
+        """
+        if self.probe_interval <= 0 or self.duration <= 0:
+            return None
+        window = max(self.duration - self.warmup, 0.0)
+        return self.duration - min(STATUS_LEAD, window / 2)
 
     @property
     def expected_total(self) -> int:

@@ -13,7 +13,7 @@ clock itself; it stamps the ``now`` it was given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Completion(NamedTuple):
@@ -91,7 +91,13 @@ class ProcessUsage:
 
 @dataclass(slots=True)
 class DriverResult:
-    """What a driver hands back after replaying a plan."""
+    """What a driver hands back after replaying a plan.
+
+    ``status`` is the coordinator's answer to the prober's one
+    ``StatusRequest`` at ``Plan.status_at``, as ``protocol.status.status_dict``
+    gives it (``{component: {"health": str, "metrics": {name: number}}}``);
+    None when no reply came back (or the plan takes no snapshot).
+    """
 
     backend: str
     transport: str
@@ -106,3 +112,4 @@ class DriverResult:
     wall_seconds: float = 0.0
     end_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+    status: dict[str, Any] | None = None

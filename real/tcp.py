@@ -19,8 +19,13 @@
 4. In this process, an availability prober (its own connection, node id
    ``probe-0``) sends a ``Probe`` every ``plan.probe_interval`` until the
    plan's duration and records a ``ProbeResult`` per probe (one sent while
-   the coordinator is down stays unanswered; the prober reconnects);
-   ``progress`` gets the elapsed fraction about every 0.5 s. Meanwhile
+   the coordinator is down stays unanswered; the prober reconnects). At
+   ``plan.status_at`` (near the end of the steady-state load, before the
+   drain) it also sends one ``StatusRequest`` with the plan's token; the
+   coordinator's ``StatusReply`` becomes ``DriverResult.status`` (None when
+   no reply came, e.g. the coordinator was down, or the reply would not fit
+   in a frame: above about 9,500 agents). It routes nothing, so it changes no
+   delivery. ``progress`` gets the elapsed fraction about every 0.5 s. Meanwhile
    ``real.faults.FaultSupervisor`` replays ``plan.faults``: it kills, stops
    and restarts workers and the coordinator and drives the proxies.
 5. Workers report their count of unique completions every 0.1 s. The run
@@ -56,11 +61,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 from protocol.codec import MalformedFrame, encode_body
-from protocol.messages import Probe, ProbeReply
-from protocol.plan import Plan
+from protocol.messages import Probe, ProbeReply, Reject, StatusReply, StatusRequest
+from protocol.plan import STATUS_REQUEST_ID, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, WriteAck
+from protocol.status import status_dict
 from protocol.workload import split_memory_target
 from real.children import Child, ChildProcesses, ServerProcess
 from real.clock import RunClock, new_event_loop
@@ -225,7 +232,9 @@ class Prober:
 
     A lost connection (a crashed coordinator) is reopened at the next probe;
     a probe that finds no coordinator, or goes out on a connection that turns
-    out dead, stays unanswered.
+    out dead, stays unanswered. At ``plan.status_at`` it also asks for the
+    coordinator's status once (``status``: the reply as ``status_dict``
+    gives it; ``status_refused``: the reason of a ``Reject``).
     """
 
     def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
@@ -233,47 +242,73 @@ class Prober:
         self.plan = plan
         self.clock = clock
         self.results: dict[int, ProbeResult] = {}
+        self.status: dict[str, Any] | None = None
+        self.status_asked = False
+        self.status_refused: str | None = None
         self.link: FramedLink | None = None
         self._readers: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Probe from run time 0 until the plan's duration."""
+        """Probe from run time 0 until the plan's duration; ask for the status in
+        between, at ``plan.status_at``."""
         plan = self.plan
+        status_at = plan.status_at
         probe_id = 0
         try:
             while probe_id * plan.probe_interval < plan.duration:
-                wait = probe_id * plan.probe_interval - self.clock.now()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                at = probe_id * plan.probe_interval
+                if status_at is not None and status_at <= at:
+                    await self._ask_status(status_at)
+                    status_at = None
+                await self._sleep_until(at)
                 probe_id += 1
                 await self._send(probe_id)
+            if status_at is not None:
+                await self._ask_status(status_at)
             await self._last_replies(LAST_REPLY_WAIT)
         finally:
             self.close()
+
+    async def _sleep_until(self, at: float) -> None:
+        wait = at - self.clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _last_replies(self, limit: float) -> None:
         """Wait (at most ``limit`` s) for replies to probes still unanswered, so a slow
         last reply counts as late rather than lost."""
         deadline = self.clock.now() + limit
         while self.clock.now() < deadline and self.link is not None and not self.link.closed:
-            if all(result.answered is not None for result in self.results.values()):
+            status_done = not self.status_asked or self.status is not None or self.status_refused
+            if status_done and all(r.answered is not None for r in self.results.values()):
                 return
             await asyncio.sleep(0.01)
 
     async def _send(self, probe_id: int) -> None:
         self.results[probe_id] = ProbeResult(probe_id, self.clock.now(), None)
+        await self._deliver(encode_body(Probe(probe_id)))
+
+    async def _ask_status(self, at: float) -> None:
+        await self._sleep_until(at)
+        self.status_asked = True
+        request = StatusRequest(STATUS_REQUEST_ID, self.plan.settings.token)
+        await self._deliver(encode_body(request))
+
+    async def _deliver(self, body: bytes) -> None:
+        """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
+        finds no coordinator, or goes out on a dead connection, is never answered."""
         if self.link is None or self.link.closed:
             try:
                 self.link = await asyncio.wait_for(
                     open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
                 )
             except (OSError, TimeoutError):
-                return  # the coordinator is unreachable: the probe stays unanswered
+                return  # the coordinator is unreachable: no answer
             reader = asyncio.get_running_loop().create_task(self._read(self.link))
             self._readers.add(reader)
             reader.add_done_callback(self._readers.discard)
         try:
-            self.link.send(PROBER, encode_body(Probe(probe_id)))
+            self.link.send(PROBER, body)
             self.link.flush()
         except (OSError, RuntimeError):  # the connection died under us: unanswered
             self.link.close()
@@ -293,6 +328,10 @@ class Prober:
                     sent = self.results.get(msg.probe_id)
                     if sent is not None and sent.answered is None:
                         self.results[msg.probe_id] = sent._replace(answered=now)
+                elif type(msg) is StatusReply and msg.request_id == STATUS_REQUEST_ID:
+                    self.status = status_dict(msg.components)
+                elif type(msg) is Reject:
+                    self.status_refused = msg.reason
 
     def close(self) -> None:
         if self.link is not None:
@@ -410,6 +449,10 @@ async def _replay(
         faulting.cancel()
         await supervisor.close()
     result.probes = sorted(prober.results.values())
+    result.status = prober.status
+    if prober.status_asked and prober.status is None:
+        why = f"refused: {prober.status_refused}" if prober.status_refused else "no reply"
+        result.notes.append(f"status request at {plan.status_at:g} s: {why}")
     for child in pool:
         if child.failed:
             result.notes.append(f"{child.name} failed: {child.failed}")

@@ -17,7 +17,15 @@ A run, in order:
    ``at``. A prober sends ``Probe`` to the coordinator every
    ``plan.probe_interval`` from 0 until ``plan.duration`` (waking the same
    way; ``sent`` is when it actually went) and records when each
-   ``ProbeReply`` comes back.
+   ``ProbeReply`` comes back. At ``plan.status_at`` (near the end of the
+   steady-state load, before the drain) the prober also sends the
+   coordinator one ``StatusRequest``, served like any message (its service
+   time, two hops; its random draws come after every draw of the run up
+   to then, so the figures before ``status_at`` are as without it); the
+   ``StatusReply``'s components, as ``protocol.status.status_dict`` gives
+   them, become ``DriverResult.status``: the model's prediction of what the real
+   coordinator reports (None when the reply never came, e.g. the
+   coordinator was down). The run waits for that reply as for a probe's.
 3. **Drain.** The run stops as soon as every op has been issued, every
    expected completion has arrived and every probe has been answered, or
    at ``plan.duration + plan.drain_timeout``, whichever comes first.
@@ -64,16 +72,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import simpy
 from simpy.events import NORMAL, Event
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
-from protocol.messages import Message, Probe, ProbeReply
-from protocol.plan import Operation, Plan
+from protocol.messages import Message, Probe, ProbeReply, Reject, StatusReply, StatusRequest
+from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
+from protocol.status import status_dict
 from sim.calibration import Calibration
 from sim.engine import Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
@@ -215,6 +224,8 @@ class ModelRun:
         self.missing = plan.expected_total
         self.unanswered = 0
         self.probing = False
+        self.asking = False  # the status request is still to be sent
+        self.status: dict[str, Any] | None = None
         self.limit = REGISTRATION_LIMIT if registration_only else plan.duration + plan.drain_timeout
         self.stop = self.env.event()
         self._at(self.limit, self._time_is_up)
@@ -290,6 +301,10 @@ class ModelRun:
         if self.plan.probe_interval > 0 and self.plan.duration > 0:
             self.probing = True
             self._wake_at(0.0, self._probe)
+        status_at = self.plan.status_at
+        if status_at is not None:  # on time: drawing a wake-up now would shift every draw
+            self.asking = True
+            self._at(status_at, self._ask_status)
         if progress is not None and self.plan.duration > 0:
             self._tick(progress, 0)
         self._check_done()
@@ -319,6 +334,12 @@ class ModelRun:
             self._wake_at(following, self._probe)
         else:
             self.probing = False
+
+    def _ask_status(self) -> None:
+        self.asking = False
+        self.unanswered += 1  # answered, refused or lost like a probe
+        request = StatusRequest(STATUS_REQUEST_ID, self.plan.settings.token)
+        self.engine.send(PROBER_ID, COORDINATOR_ID, request)
 
     def _tick(self, progress: Progress, step: int) -> None:
         progress(step / PROGRESS_STEPS)
@@ -356,6 +377,9 @@ class ModelRun:
         self._check_done()
 
     def _probe_answered(self, msg: Message, at: float) -> None:
+        if type(msg) is StatusReply or type(msg) is Reject:
+            self._status_answered(msg)
+            return
         if type(msg) is not ProbeReply or not 1 <= msg.probe_id <= len(self.probes):
             return
         probe = self.probes[msg.probe_id - 1]
@@ -364,10 +388,20 @@ class ModelRun:
             self.unanswered -= 1
             self._check_done()
 
+    def _status_answered(self, msg: StatusReply | Reject) -> None:
+        if isinstance(msg, StatusReply):
+            if msg.request_id != STATUS_REQUEST_ID or self.status is not None:
+                return
+            self.status = status_dict(msg.components)
+        self.unanswered -= 1
+        self._check_done()
+
     # --- stopping -------------------------------------------------------------------
 
     def _check_done(self) -> None:
-        if self.registration_only or self.probing or self.next_op < len(self.ops):
+        if self.registration_only or self.probing or self.asking:
+            return
+        if self.next_op < len(self.ops):
             return
         if self.missing <= 0 and self.unanswered == 0:
             self._finish()
@@ -414,6 +448,7 @@ class ModelRun:
             registered=dict(self.registered),
             end_time=min(max(self.env.now, last, 0.0), self.limit),
             notes=self._notes(lead, notes),
+            status=self.status,
         )
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)

@@ -91,7 +91,7 @@ from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Probe
+from protocol.messages import Probe, StatusRequest
 from protocol.payload import checksum
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
@@ -273,8 +273,8 @@ class FaultInjector:
 
     def _lost_at_coordinator(self, event: Arrival) -> None:
         self.dropped["node down"] += 1
-        if type(event.msg) is Probe:
-            self.lost_probe()
+        if type(event.msg) is Probe or type(event.msg) is StatusRequest:
+            self.lost_probe()  # the status request is counted as a probe
 
     def _passes(self, state: AgentState, event: Arrival, after: Callbacks) -> bool:
         """True when a message on ``state``'s link goes on now; False when the link

@@ -49,11 +49,30 @@ CODES = {
     "MemRequest": 30,
     "MemReply": 31,
     "Error": 40,
+    "StatusRequest": 50,
+    "StatusReply": 51,
 }
 
 # --- strategies, derived from each dataclass's field annotations ----------------------
 
 INT = st.integers(-(2**63), 2**64 - 1)  # everything msgpack can carry
+METRICS = st.lists(
+    st.tuples(
+        st.text(min_size=1, max_size=8), INT | st.floats(allow_nan=False, allow_infinity=False)
+    ),
+    max_size=4,
+    unique_by=lambda pair: pair[0],
+).map(tuple)
+COMPONENTS = st.lists(
+    st.builds(
+        m.ComponentStatus,
+        st.text(min_size=1, max_size=12),
+        st.sampled_from(m.HEALTH_STATES),
+        METRICS,
+    ),
+    max_size=4,
+    unique_by=lambda component: component.name,
+).map(tuple)
 FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
     "str": st.text(max_size=40),
     "int": INT,
@@ -62,6 +81,7 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
     "bytes": st.binary(max_size=64),
     "tuple[str, ...]": st.lists(st.text(max_size=10), max_size=5).map(tuple),
     "tuple[int, ...]": st.lists(INT, max_size=8).map(tuple),
+    "tuple[ComponentStatus, ...]": COMPONENTS,
 }
 
 

@@ -98,6 +98,7 @@ FIELD_EXAMPLES = {
     "bytes": b"",
     "tuple[str, ...]": ["a"],
     "tuple[int, ...]": [1],
+    "tuple[ComponentStatus, ...]": [["c", "ok", [["m", 1]]]],
 }
 
 
@@ -113,7 +114,7 @@ REPRESENTATIVES: list[tuple[object, set[str]]] = [
     ("s", {"str"}),
     ("", {"str"}),
     (b"b", {"bytes"}),
-    ([], {"tuple[str, ...]", "tuple[int, ...]"}),
+    ([], {"tuple[str, ...]", "tuple[int, ...]", "tuple[ComponentStatus, ...]"}),
     ([1], {"tuple[int, ...]"}),
     (["s"], {"tuple[str, ...]"}),
     ([True], set()),

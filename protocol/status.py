@@ -1,0 +1,233 @@
+"""Status reporting: the coordinator's answer to ``StatusRequest``.
+
+A mixin of ``protocol.coordinator.Coordinator``, kept apart so the
+coordinator's module stays about the bus, tasks and memory. Anyone may ask,
+registered or not (as with ``Probe``), but the request must carry the shared
+token: a wrong one is refused as a ``Hello`` with a wrong token is, with
+``Reject("bad token")`` and the link closed. The answer is a ``StatusReply``
+built from the coordinator's own tables at the ``now`` the driver passed in
+(nothing here reads a clock), one ``ComponentStatus`` per component:
+
+- ``coordinator``: messages received, sent and refused; agents known and live.
+- ``bus``: message ids issued (one per routed op and per task
+  assignment), ops remembered for de-duplication, deliveries in flight and
+  queued, retransmission timers, redeliveries, ``Busy`` refusals, dropped
+  deliveries, the retransmission timeout. Degraded while a live agent's
+  backlog is full (its publishers get ``Busy``).
+- ``tasks``: unfinished, waiting for a worker, results not yet acked by
+  their submitter, reassigned. Degraded while submits are refused (the
+  waiting queue is full) or a waiting task has no live capable agent.
+- ``memory``: keys held, requests applied, whether writes are durable.
+- ``failure_detector``: failures detected, agents failed, the detection
+  limit, seconds to the next sweep. Failed when agents are registered but
+  no sweep is armed; degraded when the sweep is overdue by more than a
+  heartbeat interval (the driver's timer runs late).
+- ``journal``: whether the bus journal is on, whether memory is durable,
+  replies held until the driver persists, entries not yet taken. Degraded
+  when the held replies reach ``max_backlog`` (persistence is behind).
+- ``agent:<id>``, one per agent the coordinator knows: deliveries in
+  flight, credit left, backlog, tasks assigned, subscriptions, seconds since
+  it was last heard from (``now - last_seen``), whether it has a link.
+  Failed when its session is failed; degraded when it has been silent for
+  more than two heartbeat intervals or its backlog is full.
+
+Every metric is a non-negative int or a finite float. ``status_dict`` turns
+the components into the JSON-able mapping that drivers record
+(``DriverResult.status``): ``{name: {"health": str, "metrics": {name: value}}}``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from protocol.journal import BusJournal
+from protocol.memory import MemoryStore
+from protocol.messages import (
+    ComponentStatus,
+    Message,
+    Metric,
+    Reject,
+    StatusReply,
+    StatusRequest,
+)
+from protocol.retransmit import RetryHeap, RtoEstimator
+from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.settings import ProtocolSettings
+from protocol.topics import SubscriptionIndex
+
+CORE_COMPONENTS: tuple[str, ...] = (
+    "coordinator",
+    "bus",
+    "tasks",
+    "memory",
+    "failure_detector",
+    "journal",
+)
+AGENT_PREFIX = "agent:"
+SILENT_HEARTBEATS = 2  # an agent silent for this many heartbeat intervals is degraded
+
+
+def agent_component(node: str) -> str:
+    """The component name of agent ``node``."""
+    return AGENT_PREFIX + node
+
+
+def status_dict(components: Iterable[ComponentStatus]) -> dict[str, dict[str, Any]]:
+    """``{name: {"health": ..., "metrics": {metric: value}}}``, JSON-able."""
+    return {c.name: {"health": c.health, "metrics": dict(c.metrics)} for c in components}
+
+
+def _component(name: str, health: str, metrics: Mapping[str, int | float]) -> ComponentStatus:
+    pairs: tuple[Metric, ...] = tuple(metrics.items())
+    return ComponentStatus(name, health, pairs)
+
+
+class StatusReporting:
+    """Answers ``StatusRequest`` from the coordinator's tables."""
+
+    settings: ProtocolSettings
+    sessions: dict[str, Session]
+    subscriptions: SubscriptionIndex
+    stats: CoordinatorStats
+    journal: BusJournal
+    store: MemoryStore
+    durable_memory: bool
+    tasks: dict[OpKey, Task]
+    unassigned: deque[Task]
+    _out: list[tuple[str, Message]]
+    _routed: dict[OpKey, int]
+    _held_replies: list[tuple[str, Message]]
+    _done_pending: dict[OpKey, Any]
+    _retries: RetryHeap[Any]
+    _rto: RtoEstimator
+    _next_msg_id: int
+    _next_sweep: float | None
+
+    def _refuse(
+        self, src: str, reason: str, close: bool = False, reply: Message | None = None
+    ) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    def _on_status_request(self, src: str, msg: StatusRequest, now: float) -> None:
+        if not self.settings.accepts(msg.token):
+            reason = f"refused a status request from {src!r}: bad token"
+            self._refuse(src, reason, close=True, reply=Reject("bad token"))
+            return
+        self._out.append((src, StatusReply(msg.request_id, self.status(now))))
+
+    def status(self, now: float) -> tuple[ComponentStatus, ...]:
+        """Every component's health and metrics at ``now``."""
+        core = (
+            self._coordinator_status(),
+            self._bus_status(),
+            self._tasks_status(),
+            self._memory_status(),
+            self._detector_status(now),
+            self._journal_status(),
+        )
+        agents = tuple(self._agent_status(s, now) for s in self.sessions.values())
+        return core + agents
+
+    # --- the components ---------------------------------------------------------------
+
+    def _coordinator_status(self) -> ComponentStatus:
+        stats = self.stats
+        live = sum(1 for s in self.sessions.values() if s.alive)
+        metrics = {
+            "received": stats.received,
+            "sent": stats.sent,
+            "refused": stats.refused,
+            "agents_known": len(self.sessions),
+            "agents_live": live,
+        }
+        return _component("coordinator", "ok", metrics)
+
+    def _bus_status(self) -> ComponentStatus:
+        stats, limit = self.stats, self.settings.max_backlog
+        sessions = self.sessions.values()
+        full = any(s.alive and len(s.backlog) >= limit for s in sessions)
+        metrics = {
+            "msg_ids": self._next_msg_id - 1,
+            "dedup_entries": len(self._routed),
+            "inflight": sum(len(s.inflight) for s in sessions),
+            "backlog": sum(len(s.backlog) for s in sessions),
+            "retry_timers": len(self._retries),
+            "redelivered": stats.redelivered,
+            "busy": stats.busy,
+            "dropped": stats.dropped,
+            "rto_ms": self._rto.rto * 1000.0,
+        }
+        return _component("bus", "degraded" if full else "ok", metrics)
+
+    def _tasks_status(self) -> ComponentStatus:
+        waiting = self.unassigned
+        capable = {c for s in self.sessions.values() if s.alive for c in s.capabilities}
+        stuck = any(task.capability not in capable for task in waiting)
+        refusing = len(waiting) >= self.settings.max_backlog
+        metrics = {
+            "unfinished": len(self.tasks),
+            "waiting": len(waiting),
+            "results_unacked": len(self._done_pending),
+            "reassigned": self.stats.tasks_reassigned,
+        }
+        return _component("tasks", "degraded" if stuck or refusing else "ok", metrics)
+
+    def _memory_status(self) -> ComponentStatus:
+        metrics = {
+            "keys": len(self.store),
+            "requests": self.store.applied,
+            "durable": int(self.durable_memory),
+        }
+        return _component("memory", "ok", metrics)
+
+    def _detector_status(self, now: float) -> ComponentStatus:
+        settings = self.settings
+        sweep = self._next_sweep
+        failed = sum(1 for s in self.sessions.values() if not s.alive)
+        if sweep is None:
+            health = "failed" if self.sessions else "ok"
+        else:
+            health = "degraded" if now - sweep > settings.heartbeat_interval else "ok"
+        metrics = {
+            "failures_detected": self.stats.failures_detected,
+            "agents_failed": failed,
+            "failure_after_s": settings.failure_after,
+            "next_sweep_in_s": max(sweep - now, 0.0) if sweep is not None else 0.0,
+        }
+        return _component("failure_detector", health, metrics)
+
+    def _journal_status(self) -> ComponentStatus:
+        held = len(self._held_replies)
+        metrics = {
+            "bus_journal": int(self.journal.enabled),
+            "durable_memory": int(self.durable_memory),
+            "held_replies": held,
+            "untaken_writes": len(self.store.journal),
+        }
+        health = "degraded" if held >= self.settings.max_backlog else "ok"
+        return _component("journal", health, metrics)
+
+    def _agent_status(self, session: Session, now: float) -> ComponentStatus:
+        settings = self.settings
+        silent = max(now - session.last_seen, 0.0)
+        if not session.alive:
+            health = "failed"
+        elif (
+            silent > SILENT_HEARTBEATS * settings.heartbeat_interval
+            or len(session.backlog) >= settings.max_backlog
+        ):
+            health = "degraded"
+        else:
+            health = "ok"
+        metrics = {
+            "inflight": len(session.inflight),
+            "credit": max(settings.credit - len(session.inflight), 0),
+            "backlog": len(session.backlog),
+            "tasks": len(session.tasks),
+            "subscriptions": len(self.subscriptions.patterns_of(session.node_id)),
+            "last_seen_s": silent,
+            "linked": int(session.linked),
+        }
+        return _component(agent_component(session.node_id), health, metrics)
