@@ -6,17 +6,16 @@ Sans-IO: the driver calls ``receive(src, msg, now)`` for each message,
 rejected registration, a peer that sent garbage). Nothing here reads a
 clock, sleeps or does I/O.
 
-How delivery works. A publish, direct or broadcast is routed once, given a
-coordinator-wide ``msg_id``, and the same ``Deliver`` object goes to every
-recipient (so a driver can encode it once). Each recipient session has a
-credit window: at most ``credit`` deliveries in flight (sent, not acked).
-Beyond the window deliveries wait in the session's bounded backlog. If any
-recipient's backlog is full the whole operation is refused with ``Busy``
-and the sender retries, so a slow agent cannot grow the coordinator's
-memory without bound. Unacked deliveries are resent after an adaptive
-timeout (``protocol.retransmit``: at least ``ack_timeout``, doubling per
-retry) with the same ``msg_id``; the receiver de-duplicates. Operations are de-duplicated
-by ``(origin, op_id)``, so a retried publish is not routed twice.
+The bus (subscriptions, routing, credit windows and retransmission) is the
+``protocol.bus.BusRouting`` mixin. Operations are de-duplicated by
+``(origin, op_id)``, so a retried publish, task or memory write is answered
+again without being applied twice. Only the newest ``DEDUP_WINDOW`` op ids
+of each origin are remembered, so a flood of accepted requests cannot grow
+those tables without bound; a retry of an older op is handled as new
+(at-least-once: the receivers suppress the duplicate). A ``GET`` is not
+remembered at all: it changes nothing, so a retried one simply reads again
+(remembering it would keep every value it returned alive, however often the
+key was overwritten since).
 
 Tasks go to the least-loaded live agent with the capability, as a
 ``Deliver`` of kind TASK. The worker answers with ``TaskResult``, which is
@@ -28,25 +27,29 @@ and its deliveries are held, bounded by ``Busy``, until it comes back, when
 they are resent, or until ``session_expiry``, when they are dropped (that
 part lives in ``protocol.failures``).
 
-Memory requests go to ``MemoryStore``. With ``durable_memory`` set, replies
-to writes are held until the driver has persisted the store's journal and
-called ``writes_persisted()``. When the driver persists and
-``settings.durable_bus`` is on, ``Accepted`` is held the same way until the
-op's bus journal entries (``protocol.journal``) are durable, and a restarted
-coordinator picks up what is still owed with ``restore``.
+Memory requests go to ``MemoryStore``, which refuses writes beyond the
+quotas of ``ProtocolSettings`` (keys, bytes, value size) with a failed
+``MemReply``: a refused write is never applied nor acknowledged. With
+``durable_memory`` set, replies to writes are held until the driver has
+persisted the store's journal and called ``writes_persisted()``. When the
+driver persists and ``settings.durable_bus`` is on, ``Accepted`` is held
+the same way until the op's bus journal entries (``protocol.journal``) are
+durable, and a restarted coordinator picks up what is still owed with
+``restore``.
 
 Faults leave a trail in ``events`` (``NodeEvent``): an agent declared failed,
 a task taken from it and given to another, an agent back after a failure.
 The harness turns them into time to detection and time to reassignment.
+A ``StatusRequest`` (any node, with the token) is answered by ``protocol.status``.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from hmac import compare_digest
 from typing import Any, ClassVar
 
+from protocol.bus import BusRouting, Retry
 from protocol.failures import FailureHandling
 from protocol.journal import BusEntry, BusJournal, BusState, PendingTask
 from protocol.memory import MemoryStore, Write
@@ -69,6 +72,7 @@ from protocol.messages import (
     ProbeReply,
     Publish,
     Reject,
+    StatusRequest,
     Subscribe,
     TaskDone,
     TaskDoneAck,
@@ -78,17 +82,18 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.records import NodeEvent
-from protocol.retransmit import RetryHeap, RtoEstimator, backoff
+from protocol.retransmit import RetryHeap, RtoEstimator
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
+from protocol.status import StatusReporting
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
 LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
+DEDUP_WINDOW = 16384  # op ids remembered per origin to answer retries
 Outgoing = tuple[str, Message]
-Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
 
 
-class Coordinator(FailureHandling):
+class Coordinator(BusRouting, FailureHandling, StatusReporting):
     """The coordinator protocol state machine."""
 
     def __init__(
@@ -101,6 +106,9 @@ class Coordinator(FailureHandling):
         self.node_id = node_id
         self.settings = settings
         self.store = store if store is not None else MemoryStore()
+        self.store.limit(
+            settings.max_memory_keys, settings.max_memory_bytes, settings.max_value_bytes
+        )
         self.durable_memory = durable_memory
         self.journal = BusJournal(durable_memory and settings.durable_bus)
         self.events: list[NodeEvent] = []
@@ -115,6 +123,7 @@ class Coordinator(FailureHandling):
         self._closures: list[str] = []
         self._routed: dict[OpKey, int] = {}
         self._mem_replies: dict[OpKey, MemReply] = {}
+        self._recent_ops: dict[str, deque[int]] = {}  # per origin, oldest first
         self._held_replies: list[Outgoing] = []
         self._held_keys: set[OpKey] = set()
         self._done_pending: dict[OpKey, TaskDone] = {}
@@ -140,7 +149,7 @@ class Coordinator(FailureHandling):
         if handler is None:
             self._refuse(src, f"unexpected {type(msg).__name__} from {src}")
             return
-        if session is None and type(msg) not in (Hello, Probe):
+        if session is None and type(msg) not in (Hello, Probe, StatusRequest):
             self._refuse(src, f"{type(msg).__name__} before registration")
             return
         handler(self, src, msg, now)
@@ -239,7 +248,7 @@ class Coordinator(FailureHandling):
     # --- registration and liveness ---------------------------------------------
 
     def _on_hello(self, src: str, msg: Hello, now: float) -> None:
-        if not compare_digest(msg.token.encode(), self.settings.token.encode()):
+        if not self.settings.accepts(msg.token):
             self._refuse(
                 src, f"rejected {msg.node_id!r}: bad token", close=True, reply=Reject("bad token")
             )
@@ -255,6 +264,7 @@ class Coordinator(FailureHandling):
         try:
             for pattern in msg.subscriptions:
                 validate_pattern(pattern)
+            self._check_subscription_limit(src, msg.subscriptions)
         except PatternError as exc:
             self._refuse(src, str(exc), close=True, reply=Reject(str(exc)))
             return
@@ -288,76 +298,21 @@ class Coordinator(FailureHandling):
     def _on_probe(self, src: str, msg: Probe, now: float) -> None:
         self._out.append((src, ProbeReply(msg.probe_id)))
 
-    # --- subscriptions and the bus ------------------------------------------------
+    # --- op bookkeeping: de-duplication and answers held for durability ----------
 
-    def _on_subscribe(self, src: str, msg: Subscribe, now: float) -> None:
-        try:
-            self.subscriptions.add(src, msg.pattern)
-        except PatternError as exc:
-            self._refuse(src, str(exc))
-            return
-        self.journal.subscribed(src, msg.pattern, True)
-
-    def _on_unsubscribe(self, src: str, msg: Unsubscribe, now: float) -> None:
-        self.subscriptions.remove(src, msg.pattern)
-        self.journal.subscribed(src, msg.pattern, False)
-
-    def _on_publish(self, src: str, msg: Publish, now: float) -> None:
-        recipients = self.subscriptions.subscribers(msg.topic)
-        self._route(
-            src,
-            msg.op_id,
-            DeliveryKind.PUBLISH,
-            msg.topic,
-            msg.payload,
-            msg.checksum,
-            recipients,
-            now,
-        )
-
-    def _on_direct(self, src: str, msg: Direct, now: float) -> None:
-        recipients = (msg.dst,) if msg.dst in self.sessions else ()
-        if not recipients:
-            self.log.append(f"direct {src}:{msg.op_id} to unknown agent {msg.dst!r}")
-        self._route(
-            src, msg.op_id, DeliveryKind.DIRECT, "", msg.payload, msg.checksum, recipients, now
-        )
-
-    def _on_broadcast(self, src: str, msg: Broadcast, now: float) -> None:
-        recipients = tuple(node for node in self.sessions if node != src)
-        self._route(
-            src, msg.op_id, DeliveryKind.BROADCAST, "", msg.payload, msg.checksum, recipients, now
-        )
-
-    def _route(
-        self,
-        src: str,
-        op_id: int,
-        kind: int,
-        topic: str,
-        payload: bytes,
-        checksum: int,
-        recipients: tuple[str, ...],
-        now: float,
-    ) -> None:
-        key = (src, op_id)
-        routed = self._routed.get(key)
-        if routed is not None:
-            if key not in self._held_keys:  # a held answer goes out once durable
-                self._out.append((src, Accepted(op_id, routed)))
-            return
-        sessions = [self.sessions[node] for node in recipients]
-        limit = self.settings.max_backlog
-        if any(len(s.backlog) >= limit for s in sessions):  # failed agents' too: never drop
-            self.stats.busy += 1
-            self._out.append((src, Busy(op_id, self.settings.busy_retry)))
-            return
-        deliver = Deliver(self._next_msg_id, kind, src, op_id, topic, payload, checksum)
-        self._next_msg_id += 1
-        self._routed[key] = len(sessions)
-        self.journal.delivered(deliver, list(recipients))
-        self._accept(src, key, Accepted(op_id, len(sessions)))
-        self._enqueue(deliver, sessions, now)
+    def _remember(self, key: OpKey) -> None:
+        """Note a new de-duplication entry; forget its origin's oldest beyond
+        ``DEDUP_WINDOW`` (unless its answer is still held for durability)."""
+        origin, op_id = key
+        recent = self._recent_ops.get(origin)
+        if recent is None:
+            recent = self._recent_ops[origin] = deque()
+        recent.append(op_id)
+        if len(recent) > DEDUP_WINDOW:
+            old = (origin, recent.popleft())
+            if old not in self._held_keys:
+                self._routed.pop(old, None)
+                self._mem_replies.pop(old, None)
 
     def _accept(self, src: str, key: OpKey, reply: Accepted) -> None:
         """Answer now, or once the journal is durable when the bus is durable."""
@@ -366,96 +321,6 @@ class Coordinator(FailureHandling):
             self._held_keys.add(key)
         else:
             self._out.append((src, reply))
-
-    def _enqueue(self, deliver: Deliver, sessions: list[Session], now: float) -> None:
-        credit = self.settings.credit
-        sent: list[str] = []
-        out = self._out
-        for session in sessions:
-            if session.alive and len(session.inflight) < credit and not session.backlog:
-                session.inflight[deliver.msg_id] = deliver
-                out.append((session.node_id, deliver))
-                sent.append(session.node_id)
-            else:
-                self._hold(session, deliver)
-        if sent:
-            self._rto.start(deliver.msg_id, now)
-            self._retries.push(now + self._rto.rto, (deliver, tuple(sent), 0))
-
-    def _hold(self, session: Session, deliver: Deliver) -> None:
-        """Queue ``deliver`` for later. Every queue, a failed agent's included, is
-        bounded by ``Busy`` before routing, so nothing accepted is ever dropped."""
-        session.backlog.append(deliver)
-
-    def _on_ack(self, src: str, msg: Ack, now: float) -> None:
-        session = self.sessions[src]
-        inflight = session.inflight
-        timed = self._rto.timed_key
-        self.journal.acked(src, msg.msg_ids)
-        for msg_id in msg.msg_ids:
-            inflight.pop(msg_id, None)
-            if msg_id == timed:
-                self._rto.answer(msg_id, now)
-        if session.backlog:
-            self._refill(session, now)
-        if self.unassigned and session.capabilities:
-            self._assign_waiting(now)
-
-    def _refill(self, session: Session, now: float) -> None:
-        if not session.alive:
-            return
-        credit = self.settings.credit
-        deadline = now + self._rto.rto
-        while session.backlog and len(session.inflight) < credit:
-            deliver = session.backlog.popleft()
-            session.inflight[deliver.msg_id] = deliver
-            self._out.append((session.node_id, deliver))
-            self._retries.push(deadline, (deliver, (session.node_id,), 0))
-
-    def _resend_session(self, session: Session, now: float) -> None:
-        """After a (re)registration, resend everything in flight and every task result
-        it has not acked, then refill."""
-        deadline = now + self._rto.rto
-        node = session.node_id
-        for deliver in list(session.inflight.values()):
-            self._rto.cancel(deliver.msg_id)
-            self._out.append((node, deliver))
-            self._retries.push(deadline, (deliver, (node,), 1))
-        for (origin, _), done in self._done_pending.items():
-            if origin == node:  # its retry timer may have backed off far while it was away
-                self._out.append((node, done))
-        self._refill(session, now)
-
-    def _resend_expired(self, now: float) -> None:
-        for msg, nodes, attempt in self._retries.pop_due(now):
-            if isinstance(msg, TaskDone):
-                self._resend_done(msg, nodes[0], attempt, now)
-                continue
-            again = []
-            for node in nodes:
-                session = self.sessions.get(node)
-                if session is not None and session.alive and msg.msg_id in session.inflight:
-                    self._out.append((node, msg))
-                    again.append(node)
-            if again:
-                self._rto.cancel(msg.msg_id)
-                self.stats.redelivered += len(again)
-                self._retry_later(msg, tuple(again), attempt + 1, now)
-
-    def _retry_later(
-        self, msg: Deliver | TaskDone, nodes: tuple[str, ...], attempt: int, now: float
-    ) -> None:
-        due = now + backoff(self._rto.rto, attempt, self.settings.max_rto)
-        self._retries.push(due, (msg, nodes, attempt))
-
-    def _resend_done(self, done: TaskDone, node: str, attempt: int, now: float) -> None:
-        key = (node, done.op_id)
-        if key in self._done_pending:
-            session = self.sessions.get(node)
-            if session is not None and session.alive:
-                self._out.append((node, done))
-                self.stats.redelivered += 1
-            self._retry_later(done, (node,), attempt + 1, now)
 
     # --- tasks ---------------------------------------------------------------
 
@@ -473,6 +338,7 @@ class Coordinator(FailureHandling):
             task = Task(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
             self.tasks[key] = task
             self._routed[key] = 1
+            self._remember(key)
             self.unassigned.append(task)
             pending = PendingTask(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
             self.journal.task(pending)
@@ -551,11 +417,13 @@ class Coordinator(FailureHandling):
             reply = self.store.apply(
                 msg.op_id, msg.verb, msg.namespace, msg.key, msg.value, msg.expected_version
             )
-            self._mem_replies[key] = reply
-            if self.durable_memory and msg.verb != MemVerb.GET and reply.ok:
-                self._held_replies.append((src, reply))
-                self._held_keys.add(key)
-                return
+            if msg.verb != MemVerb.GET:  # a read changes nothing: its retry reads again
+                self._mem_replies[key] = reply
+                self._remember(key)
+                if self.durable_memory and reply.ok:
+                    self._held_replies.append((src, reply))
+                    self._held_keys.add(key)
+                    return
         self._out.append((src, reply))
 
     # --- errors --------------------------------------------------------------
@@ -573,12 +441,13 @@ class Coordinator(FailureHandling):
         Hello: _on_hello,
         Heartbeat: _on_heartbeat,
         Probe: _on_probe,
-        Subscribe: _on_subscribe,
-        Unsubscribe: _on_unsubscribe,
-        Publish: _on_publish,
-        Direct: _on_direct,
-        Broadcast: _on_broadcast,
-        Ack: _on_ack,
+        StatusRequest: StatusReporting._on_status_request,
+        Subscribe: BusRouting._on_subscribe,
+        Unsubscribe: BusRouting._on_unsubscribe,
+        Publish: BusRouting._on_publish,
+        Direct: BusRouting._on_direct,
+        Broadcast: BusRouting._on_broadcast,
+        Ack: BusRouting._on_ack,
         TaskSubmit: _on_task_submit,
         TaskResult: _on_task_result,
         TaskDoneAck: _on_task_done_ack,

@@ -10,6 +10,15 @@ Every mutation is also appended to ``journal`` as a ``Write``. A driver that
 persists the store (SQLite in ``real/``) takes the journal, makes it durable,
 and only then lets the coordinator release the replies, so an acknowledged
 write survives a crash. ``load`` rebuilds the store from persisted rows.
+
+Quotas (``limit``; the coordinator sets them from ``ProtocolSettings``): a
+value has at most ``max_value`` bytes, and a write that would take the store
+past ``max_keys`` keys or ``max_bytes`` bytes (each key counts its value
+plus its namespace and key text) is refused with ``ok=False``, changes
+nothing and journals nothing, so it is never acknowledged as written.
+Overwrites that do not grow the store, and deletes, are always allowed.
+A store loaded over its quota keeps its rows and refuses growth until it
+is back under.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import NamedTuple
 from protocol.messages import MemReply, MemVerb
 
 MAX_KEY = 256
+UNLIMITED = 1 << 62
 
 
 class Write(NamedTuple):
@@ -36,6 +46,13 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.journal: list[Write] = []
+        self.applied = 0  # requests run by ``apply`` (status reporting)
+        self.bytes = 0  # what the quota counts: values plus namespace and key text
+        self.max_keys = self.max_bytes = self.max_value = UNLIMITED
+
+    def limit(self, max_keys: int, max_bytes: int, max_value: int) -> None:
+        """Refuse writes beyond these quotas from now on (see the module doc)."""
+        self.max_keys, self.max_bytes, self.max_value = max_keys, max_bytes, max_value
 
     def __len__(self) -> int:
         return len(self._data)
@@ -47,6 +64,7 @@ class MemoryStore:
             for row in rows
             if row.value is not None
         }
+        self.bytes = sum(_size(slot, value) for slot, (_, value) in self._data.items())
 
     def snapshot(self) -> dict[tuple[str, str], tuple[int, bytes]]:
         """A copy of every live key, for integrity checks."""
@@ -56,25 +74,41 @@ class MemoryStore:
         self, op_id: int, verb: int, namespace: str, key: str, value: bytes, expected: int
     ) -> MemReply:
         """Run one request and return its reply."""
+        self.applied += 1
         if not namespace or not key or len(namespace) > MAX_KEY or len(key) > MAX_KEY:
             return MemReply(op_id, False, 0, b"", "namespace and key must be 1..256 chars")
         slot = (namespace, key)
         version, current = self._data.get(slot, (0, b""))
         if verb == MemVerb.GET:
             return MemReply(op_id, version > 0, version, current, "" if version else "absent")
-        if verb == MemVerb.PUT:
-            return self._write(op_id, slot, version + 1, value)
-        if verb == MemVerb.CAS:
-            if expected != version:
+        if verb == MemVerb.PUT or verb == MemVerb.CAS:
+            if verb == MemVerb.CAS and expected != version:
                 return MemReply(op_id, False, version, b"", "version mismatch")
+            grows = _size(slot, value) - (_size(slot, current) if version else 0)
+            refusal = self._over_quota(version, len(value), grows)
+            if refusal:
+                return MemReply(op_id, False, version, b"", refusal)
+            self.bytes += grows
             return self._write(op_id, slot, version + 1, value)
         if verb == MemVerb.DELETE:
             if version == 0:
                 return MemReply(op_id, False, 0, b"", "absent")
             del self._data[slot]
+            self.bytes -= _size(slot, current)
             self.journal.append(Write(namespace, key, version, None))
             return MemReply(op_id, True, version, b"")
         return MemReply(op_id, False, 0, b"", f"unknown verb {verb}")
+
+    def _over_quota(self, version: int, size: int, grows: int) -> str:
+        """Why a write of ``size`` value bytes that grows the store by ``grows`` bytes
+        (to a key now at ``version``) is refused, or "" if it fits the quotas."""
+        if size > self.max_value:
+            return f"quota: value of {size} bytes is over max_value_bytes {self.max_value}"
+        if version == 0 and len(self._data) >= self.max_keys:
+            return f"quota: the store holds max_memory_keys {self.max_keys} keys"
+        if grows > 0 and self.bytes + grows > self.max_bytes:
+            return f"quota: the store would pass max_memory_bytes {self.max_bytes}"
+        return ""
 
     def _write(self, op_id: int, slot: tuple[str, str], version: int, value: bytes) -> MemReply:
         self._data[slot] = (version, value)
@@ -85,3 +119,8 @@ class MemoryStore:
         """Hand over (and forget) the writes not yet persisted."""
         writes, self.journal = self.journal, []
         return writes
+
+
+def _size(slot: tuple[str, str], value: bytes) -> int:
+    """What one key counts against ``max_bytes``."""
+    return len(slot[0]) + len(slot[1]) + len(value)

@@ -8,6 +8,7 @@ system and the model run with the same timers and windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from hmac import compare_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,14 @@ class ProtocolSettings:
     ``reconnect_min``/``reconnect_max`` bound an agent's reconnect backoff.
     A failed agent's deliveries are held (bounded by ``Busy``) until it
     returns or ``session_expiry`` passes, when they are dropped.
+
+    Limits that keep one client from growing the coordinator's memory without
+    bound, each refused with a reply rather than by dropping anything: an
+    agent follows at most ``max_subscriptions`` patterns (``Error``, or
+    ``Reject`` for a ``Hello`` carrying more); the memory store holds at most
+    ``max_memory_keys`` keys and ``max_memory_bytes`` bytes (value plus
+    namespace and key text), and a value has at most ``max_value_bytes``
+    (a write beyond them is answered ``MemReply(ok=False)`` and not applied).
     """
 
     token: str = "swarmtwin-dev-token"
@@ -44,3 +53,11 @@ class ProtocolSettings:
     reconnect_min: float = 0.01
     reconnect_max: float = 0.5
     session_expiry: float = 30.0
+    max_subscriptions: int = 1024
+    max_memory_keys: int = 1_000_000
+    max_memory_bytes: int = 1 << 30
+    max_value_bytes: int = 1 << 18
+
+    def accepts(self, token: str) -> bool:
+        """Whether ``token`` is the shared token (compared in constant time)."""
+        return compare_digest(token.encode(), self.token.encode())

@@ -5,10 +5,14 @@ matches exactly one level and ``#`` (only as the last level) matches the rest,
 including nothing. ``SubscriptionIndex`` keeps exact patterns in a dict and
 only wildcard patterns in a list, and caches each topic's resolved
 subscriber set until the subscriptions change, so routing a publish to a
-known topic costs one dict lookup.
+known topic costs one dict lookup. The cache keeps at most
+``TOPIC_CACHE_LIMIT`` topics (the oldest cached is dropped first), so
+publishing to ever new topic names cannot grow it without bound.
 """
 
 from __future__ import annotations
+
+TOPIC_CACHE_LIMIT = 1 << 17  # above the 100,000 topics a scenario may declare
 
 
 class PatternError(ValueError):
@@ -76,6 +80,15 @@ class SubscriptionIndex:
             self.remove(node, pattern)
         self._by_node.pop(node, None)
 
+    def count(self, node: str) -> int:
+        """How many patterns ``node`` follows."""
+        patterns = self._by_node.get(node)
+        return len(patterns) if patterns is not None else 0
+
+    def has(self, node: str, pattern: str) -> bool:
+        patterns = self._by_node.get(node)
+        return patterns is not None and pattern in patterns
+
     def patterns_of(self, node: str) -> tuple[str, ...]:
         return tuple(sorted(self._by_node.get(node, ())))
 
@@ -89,5 +102,8 @@ class SubscriptionIndex:
             if matches(pattern, topic):
                 found |= nodes
         result = tuple(sorted(found))
-        self._cache[topic] = result
+        cache = self._cache
+        if len(cache) >= TOPIC_CACHE_LIMIT:  # one per topic ever published: bound it
+            del cache[next(iter(cache))]
+        cache[topic] = result
         return result

@@ -25,29 +25,33 @@ before that flush, so one flush serves them all:
    rounded up to ``TIMER_SLACK`` (5 ms): the core keeps one retry deadline
    per delivery, and this lets a burst of them share one wake-up.
 
-Connections and node ids. A connection multiplexes many nodes. The first
-frame naming a node id binds that id to the connection; the server routes
-the coordinator's output for that node there. The core trusts that a frame
-naming a node comes over that node's link, so the server enforces it: a
-connection that names a node bound to another open connection is refused
-(except a ``Hello`` for an id the coordinator never registered, which takes
-the binding over: a client cannot squat an agent's id), and a node the
-coordinator knows, live or failed, must open a new connection with a
-``Hello`` (a client cannot revive a failed agent's session without the
-token). Any malformed
-input (bad length or version, undecodable body, truncated frame at end of
-stream) refuses the connection too: every node on it is reported with
-``coordinator.peer_malformed`` (or, with none, the event is logged), it is
-closed once its error frames are written, and every other connection
-carries on. A closed connection's nodes are reported with
-``link_closed``. Connections that bind no node within ``hello_timeout`` or
-stay silent for ``idle_timeout`` (at least four heartbeat intervals) are
-closed by a sweep.
+Connections and node ids (``real.admission``, a mixin). A connection
+multiplexes many nodes. The first frame naming a node id binds that id to
+the connection; the server routes the coordinator's output for that node
+there. The core trusts that a frame naming a node comes over that node's
+link, so the server enforces it: a node bound to another open connection
+stays there, and a node the coordinator knows, live or failed, must open a
+new connection with a ``Hello`` (the core's rule). The connection count,
+the ids per connection and the unregistered ids per connection are capped.
+Any malformed input (bad length or version, undecodable body, truncated
+frame at end of stream) or an id over a cap refuses the connection: every
+node on it is reported with ``coordinator.peer_malformed`` (or, with none,
+the event is logged), it is closed once its error frames are written, and
+every other connection carries on. A closed connection's nodes are reported
+with ``link_closed``. A sweep closes connections that bind no node within
+``hello_timeout`` or stay silent for ``idle_timeout``.
 
-Backpressure: after handling a read, the reader awaits ``drain()`` while
-its own transport holds more than ``real.framing.HIGH_WATER`` unsent bytes,
-so a slow client stops being read from (its acks stop and the core's credit
-window and ``Busy`` replies do the rest).
+Backpressure: the frames of one read are handed to the coordinator in
+slices of ``SLICE_FRAMES``. After each slice the output is encoded into the
+connections' buffers (not yet written: nothing leaves before the flush has
+persisted what it must), and once ``OUTPUT_BUDGET`` bytes wait there the
+server flushes at once and, while the reading connection's own transport
+holds more than ``real.framing.HIGH_WATER`` unsent bytes, awaits
+``drain()`` before handing over the rest of the read. So a small request
+with a large answer (a ``GET`` of a big value) cannot multiply one read
+into hundreds of MiB of replies, and a client that does not read stops
+being read from (its acks stop too, and the core's credit window and
+``Busy`` replies do the rest).
 
 Restart. With a database the server starts from it: the memory store is
 loaded and, with ``durable_bus``, ``Coordinator.restore`` gets the bus
@@ -79,30 +83,24 @@ from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Deliver, Hello, Message
+from protocol.messages import Deliver, Message
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
+from real.admission import Admission, Peer, ServerLimits
 from real.clock import RunClock, new_event_loop
-from real.framing import FramedLink, MalformedEnvelope, Routed
+from real.framing import HIGH_WATER, FramedLink, MalformedEnvelope, Routed
 from real.gctune import tune_gc
 from real.persistence import MemoryDB
 from real.recordlog import EventLog
+from real.slowdown import slow_coordinator
 
 COORD = "coord"
 DEFAULT_HOST = "127.0.0.1"
 TIMER_SLACK = 0.005
+SLICE_FRAMES = 16
+OUTPUT_BUDGET = HIGH_WATER
 BIND_RETRY_STEP = 0.05
 log = logging.getLogger("swarmtwin.server")
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Connection hygiene limits."""
-
-    hello_timeout: float = 5.0
-    idle_timeout: float = 30.0
-    max_nodes_per_connection: int = 65536
-    sweep_interval: float = 1.0
 
 
 @dataclass(slots=True)
@@ -119,20 +117,7 @@ class ServerReport:
     node_events: list[NodeEvent] = field(default_factory=list)  # times: perf_counter
 
 
-class Peer:
-    """One client connection and the node ids bound to it."""
-
-    __slots__ = ("link", "nodes", "opened", "last_read", "refused")
-
-    def __init__(self, link: FramedLink) -> None:
-        self.link = link
-        self.nodes: set[str] = set()
-        self.opened = time.monotonic()
-        self.last_read = self.opened
-        self.refused = False
-
-
-class CoordinatorServer:
+class CoordinatorServer(Admission):
     """Routes frames between connections and one ``Coordinator``."""
 
     def __init__(
@@ -151,6 +136,7 @@ class CoordinatorServer:
         if db is not None:
             store.load(db.load())
         self.coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
+        slow_coordinator(self.coordinator)  # test-only hook: a no-op unless SWARMTWIN_TEST_DELAY_US
         if db is not None and self.coordinator.journal.enabled:
             self.coordinator.restore(db.load_bus())
         self.routes: dict[str, Peer] = {}
@@ -158,6 +144,8 @@ class CoordinatorServer:
         self.report = ServerReport()
         self._unpersisted: list[Write] = []
         self._unpersisted_bus: list[BusEntry] = []
+        self._staged: dict[Peer, None] = {}  # links with encoded output not yet written
+        self._staged_bytes = 0
         self._flush_scheduled = False
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
@@ -169,6 +157,11 @@ class CoordinatorServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection until it ends, is refused or the server stops."""
+        if not self._admits():
+            self.report.refused_connections += 1
+            writer.close()
+            await FramedLink(reader, writer).wait_closed()
+            return
         peer = Peer(FramedLink(reader, writer))
         self.peers.add(peer)
         self.report.connections += 1
@@ -187,57 +180,45 @@ class CoordinatorServer:
             try:
                 batch = await link.read_batch()
             except MalformedEnvelope as exc:
-                self._accept(peer, exc.routed)
+                await self._accept(peer, exc.routed)
                 self.refuse(peer, str(exc))
                 return
             except (ConnectionError, OSError):
                 return
             if batch is None:
                 return
-            self._accept(peer, batch)
+            await self._accept(peer, batch)
             await link.backpressure()
 
-    def _accept(self, peer: Peer, batch: list[Routed]) -> None:
-        """Bind node ids and hand every frame to the coordinator."""
-        if self._closed:
-            return
+    async def _accept(self, peer: Peer, batch: list[Routed]) -> None:
+        """Hand ``batch`` to the coordinator a slice at a time, within the output
+        budget: past it, flush, and wait while ``peer`` is not reading."""
         peer.last_read = time.monotonic()
+        for start in range(0, len(batch), SLICE_FRAMES):
+            if start:
+                self._stage(self.coordinator.drain())
+                if self._staged_bytes >= OUTPUT_BUDGET:
+                    self.flush()
+                    await peer.link.backpressure()
+            if self._closed or peer.refused or peer.link.closed:
+                break
+            if not self._receive(peer, batch[start : start + SLICE_FRAMES]):
+                break
+        self.schedule_flush()
+
+    def _receive(self, peer: Peer, frames: list[Routed]) -> bool:
+        """Bind node ids and hand ``frames`` to the coordinator; False once refused."""
         routes = self.routes
         receive = self.coordinator.receive
         now = self.clock.now()
-        for node, msg in batch:
+        for node, msg in frames:
             if routes.get(node) is not peer and not self._bind(peer, node, msg):
-                break
+                return False
             try:
                 receive(node, msg, now)
             except Exception:  # a core bug must not take the server down with it
                 log.exception("coordinator.receive failed on %s from %s", type(msg).__name__, node)
                 self._event(f"core error on a {type(msg).__name__} from {node!r} (logged)")
-        self.schedule_flush()
-
-    def _bind(self, peer: Peer, node: str, msg: Message) -> bool:
-        """Bind ``node`` to ``peer``; False (and ``peer`` refused) if it may not speak for it.
-
-        The core trusts that every frame naming a node comes over that node's
-        own link, so a node bound to another open connection stays there,
-        except that a ``Hello`` may take over a binding the coordinator never
-        registered (a squatter's or a prober's id). That a known node must
-        start a new link with ``Hello`` is the core's rule (``link_closed``).
-        """
-        if peer.refused:
-            return False
-        owner = self.routes.get(node)
-        hello = type(msg) is Hello
-        if owner is not None and (self.coordinator.knows(node) or not hello):
-            self.refuse(peer, f"node {node!r} is bound to another connection")
-            return False
-        if owner is not None:
-            owner.nodes.discard(node)
-        if len(peer.nodes) >= self.limits.max_nodes_per_connection:
-            self.refuse(peer, "too many node ids on one connection")
-            return False
-        self.routes[node] = peer
-        peer.nodes.add(node)
         return True
 
     def refuse(self, peer: Peer, reason: str) -> None:
@@ -268,26 +249,6 @@ class CoordinatorServer:
                 self.coordinator.link_closed(node, now)
             peer.nodes.clear()
             self.schedule_flush()
-
-    def _close_idle(self) -> None:
-        """Close connections that never bound a node, or went silent."""
-        limits = self.limits
-        now = time.monotonic()
-        for peer in list(self.peers):
-            if not peer.nodes and now - peer.opened > limits.hello_timeout:
-                self._event(f"closed {peer.link.peer}: no hello within {limits.hello_timeout} s")
-                self._close_peer(peer)
-            elif now - peer.last_read > self._idle_timeout:
-                self._event(f"closed {peer.link.peer}: silent for {self._idle_timeout} s")
-                self._close_peer(peer)
-
-    def _sweep(self) -> None:
-        """``_close_idle``, re-armed even if closing a connection failed."""
-        try:
-            self._close_idle()
-        except Exception:
-            log.exception("connection sweep failed")
-        self._sweeper = self.loop.call_later(self.limits.sweep_interval, self._sweep)
 
     # --- the flush: persist, send, close, re-arm ---------------------------------
 
@@ -346,12 +307,21 @@ class CoordinatorServer:
             self.event_log.append(events, t0)
 
     def _send(self, out: list[tuple[str, Message]]) -> None:
-        """Group ``out`` per connection, encode (a shared Deliver once), one write each."""
+        """Encode ``out`` and everything staged before it: one write per connection."""
+        self._stage(out)
+        for peer in self._staged:
+            peer.link.flush()
+        self._staged.clear()
+        self._staged_bytes = 0
+
+    def _stage(self, out: list[tuple[str, Message]]) -> None:
+        """Encode ``out`` into each connection's buffer (a shared Deliver once)."""
         if not out:
             return
         routes = self.routes
         shared: dict[int, bytes] = {}  # ``out`` keeps each msg alive: ids are unique here
-        touched: dict[Peer, None] = {}
+        touched = self._staged
+        size = 0
         for dst, msg in out:
             peer = routes.get(dst)
             if peer is None:
@@ -367,9 +337,9 @@ class CoordinatorServer:
             except CodecUsageError as exc:
                 self._event(f"dropped a {type(msg).__name__} to {dst!r}: {exc}")
                 continue
+            size += len(body)
             touched[peer] = None
-        for peer in touched:
-            peer.link.flush()
+        self._staged_bytes += size
 
     def _arm(self) -> None:
         """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of

@@ -1,0 +1,260 @@
+"""The coordinator's bus: subscriptions, routing, credit windows, retransmission.
+
+A mixin of ``protocol.coordinator.Coordinator``, kept apart so the
+coordinator's module stays about registration, tasks and memory.
+
+How delivery works. A publish, direct or broadcast is routed once, given a
+coordinator-wide ``msg_id``, and the same ``Deliver`` object goes to every
+recipient (so a driver can encode it once). Each recipient session has a
+credit window: at most ``credit`` deliveries in flight (sent, not acked).
+Beyond the window deliveries wait in the session's bounded backlog. If any
+recipient's backlog is full the whole operation is refused with ``Busy``
+and the sender retries, so a slow agent cannot grow the coordinator's
+memory without bound. Unacked deliveries are resent after an adaptive
+timeout (``protocol.retransmit``: at least ``ack_timeout``, doubling per
+retry) with the same ``msg_id``; the receiver de-duplicates. Operations are
+de-duplicated by ``(origin, op_id)`` (``Coordinator._remember``), so a
+retried publish is not routed twice. ``TaskDone`` is resent the same way
+until the submitter acks it.
+
+An agent follows at most ``max_subscriptions`` patterns: a ``Subscribe``
+beyond that is refused with an ``Error`` naming the limit (and changes
+nothing), so one agent cannot grow the subscription index without bound.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from protocol.journal import BusJournal
+from protocol.messages import (
+    Accepted,
+    Ack,
+    Broadcast,
+    Busy,
+    Deliver,
+    DeliveryKind,
+    Direct,
+    Message,
+    Publish,
+    Subscribe,
+    TaskDone,
+    Unsubscribe,
+)
+from protocol.retransmit import RetryHeap, RtoEstimator, backoff
+from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.settings import ProtocolSettings
+from protocol.topics import PatternError, SubscriptionIndex
+
+Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
+
+
+class BusRouting:
+    """Subscriptions, routing and (re)delivery over the coordinator's tables."""
+
+    settings: ProtocolSettings
+    sessions: dict[str, Session]
+    subscriptions: SubscriptionIndex
+    stats: CoordinatorStats
+    journal: BusJournal
+    log: deque[str]
+    unassigned: deque[Task]
+    _out: list[tuple[str, Message]]
+    _routed: dict[OpKey, int]
+    _held_keys: set[OpKey]
+    _done_pending: dict[OpKey, TaskDone]
+    _retries: RetryHeap[Retry]
+    _rto: RtoEstimator
+    _next_msg_id: int
+
+    def _refuse(
+        self, src: str, reason: str, close: bool = False, reply: Message | None = None
+    ) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    def _remember(self, key: OpKey) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    def _accept(self, src: str, key: OpKey, reply: Accepted) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    def _assign_waiting(self, now: float) -> None:
+        raise NotImplementedError  # the coordinator's
+
+    # --- subscriptions ------------------------------------------------------------
+
+    def _on_subscribe(self, src: str, msg: Subscribe, now: float) -> None:
+        try:
+            self._check_subscription_limit(src, (msg.pattern,))
+            self.subscriptions.add(src, msg.pattern)
+        except PatternError as exc:
+            self._refuse(src, str(exc))
+            return
+        self.journal.subscribed(src, msg.pattern, True)
+
+    def _check_subscription_limit(self, node: str, patterns: tuple[str, ...]) -> None:
+        """Raise ``PatternError`` if adding ``patterns`` would give ``node`` more
+        than ``max_subscriptions`` (patterns it already has do not count twice)."""
+        limit = self.settings.max_subscriptions
+        index = self.subscriptions
+        have = index.count(node)
+        if have + len(patterns) <= limit:
+            return
+        new = {p for p in patterns if not index.has(node, p)}
+        if have + len(new) > limit:
+            raise PatternError(
+                f"subscription limit: {node} may follow at most max_subscriptions "
+                f"{limit} patterns (has {have}, asked for {len(new)} more)"
+            )
+
+    def _on_unsubscribe(self, src: str, msg: Unsubscribe, now: float) -> None:
+        self.subscriptions.remove(src, msg.pattern)
+        self.journal.subscribed(src, msg.pattern, False)
+
+    def _on_publish(self, src: str, msg: Publish, now: float) -> None:
+        recipients = self.subscriptions.subscribers(msg.topic)
+        self._route(
+            src,
+            msg.op_id,
+            DeliveryKind.PUBLISH,
+            msg.topic,
+            msg.payload,
+            msg.checksum,
+            recipients,
+            now,
+        )
+
+    def _on_direct(self, src: str, msg: Direct, now: float) -> None:
+        recipients = (msg.dst,) if msg.dst in self.sessions else ()
+        if not recipients:
+            self.log.append(f"direct {src}:{msg.op_id} to unknown agent {msg.dst!r}")
+        self._route(
+            src, msg.op_id, DeliveryKind.DIRECT, "", msg.payload, msg.checksum, recipients, now
+        )
+
+    def _on_broadcast(self, src: str, msg: Broadcast, now: float) -> None:
+        recipients = tuple(node for node in self.sessions if node != src)
+        self._route(
+            src, msg.op_id, DeliveryKind.BROADCAST, "", msg.payload, msg.checksum, recipients, now
+        )
+
+    def _route(
+        self,
+        src: str,
+        op_id: int,
+        kind: int,
+        topic: str,
+        payload: bytes,
+        checksum: int,
+        recipients: tuple[str, ...],
+        now: float,
+    ) -> None:
+        key = (src, op_id)
+        routed = self._routed.get(key)
+        if routed is not None:
+            if key not in self._held_keys:  # a held answer goes out once durable
+                self._out.append((src, Accepted(op_id, routed)))
+            return
+        sessions = [self.sessions[node] for node in recipients]
+        limit = self.settings.max_backlog
+        if any(len(s.backlog) >= limit for s in sessions):  # failed agents' too: never drop
+            self.stats.busy += 1
+            self._out.append((src, Busy(op_id, self.settings.busy_retry)))
+            return
+        deliver = Deliver(self._next_msg_id, kind, src, op_id, topic, payload, checksum)
+        self._next_msg_id += 1
+        self._routed[key] = len(sessions)
+        self._remember(key)
+        self.journal.delivered(deliver, list(recipients))
+        self._accept(src, key, Accepted(op_id, len(sessions)))
+        self._enqueue(deliver, sessions, now)
+
+    def _enqueue(self, deliver: Deliver, sessions: list[Session], now: float) -> None:
+        credit = self.settings.credit
+        sent: list[str] = []
+        out = self._out
+        for session in sessions:
+            if session.alive and len(session.inflight) < credit and not session.backlog:
+                session.inflight[deliver.msg_id] = deliver
+                out.append((session.node_id, deliver))
+                sent.append(session.node_id)
+            else:
+                self._hold(session, deliver)
+        if sent:
+            self._rto.start(deliver.msg_id, now)
+            self._retries.push(now + self._rto.rto, (deliver, tuple(sent), 0))
+
+    def _hold(self, session: Session, deliver: Deliver) -> None:
+        """Queue ``deliver`` for later. Every queue, a failed agent's included, is
+        bounded by ``Busy`` before routing, so nothing accepted is ever dropped."""
+        session.backlog.append(deliver)
+
+    def _on_ack(self, src: str, msg: Ack, now: float) -> None:
+        session = self.sessions[src]
+        inflight = session.inflight
+        timed = self._rto.timed_key
+        self.journal.acked(src, msg.msg_ids)
+        for msg_id in msg.msg_ids:
+            inflight.pop(msg_id, None)
+            if msg_id == timed:
+                self._rto.answer(msg_id, now)
+        if session.backlog:
+            self._refill(session, now)
+        if self.unassigned and session.capabilities:
+            self._assign_waiting(now)
+
+    def _refill(self, session: Session, now: float) -> None:
+        if not session.alive:
+            return
+        credit = self.settings.credit
+        deadline = now + self._rto.rto
+        while session.backlog and len(session.inflight) < credit:
+            deliver = session.backlog.popleft()
+            session.inflight[deliver.msg_id] = deliver
+            self._out.append((session.node_id, deliver))
+            self._retries.push(deadline, (deliver, (session.node_id,), 0))
+
+    def _resend_session(self, session: Session, now: float) -> None:
+        """After a (re)registration, resend everything in flight and every task result
+        it has not acked, then refill."""
+        deadline = now + self._rto.rto
+        node = session.node_id
+        for deliver in list(session.inflight.values()):
+            self._rto.cancel(deliver.msg_id)
+            self._out.append((node, deliver))
+            self._retries.push(deadline, (deliver, (node,), 1))
+        for (origin, _), done in self._done_pending.items():
+            if origin == node:  # its retry timer may have backed off far while it was away
+                self._out.append((node, done))
+        self._refill(session, now)
+
+    def _resend_expired(self, now: float) -> None:
+        for msg, nodes, attempt in self._retries.pop_due(now):
+            if isinstance(msg, TaskDone):
+                self._resend_done(msg, nodes[0], attempt, now)
+                continue
+            again = []
+            for node in nodes:
+                session = self.sessions.get(node)
+                if session is not None and session.alive and msg.msg_id in session.inflight:
+                    self._out.append((node, msg))
+                    again.append(node)
+            if again:
+                self._rto.cancel(msg.msg_id)
+                self.stats.redelivered += len(again)
+                self._retry_later(msg, tuple(again), attempt + 1, now)
+
+    def _retry_later(
+        self, msg: Deliver | TaskDone, nodes: tuple[str, ...], attempt: int, now: float
+    ) -> None:
+        due = now + backoff(self._rto.rto, attempt, self.settings.max_rto)
+        self._retries.push(due, (msg, nodes, attempt))
+
+    def _resend_done(self, done: TaskDone, node: str, attempt: int, now: float) -> None:
+        key = (node, done.op_id)
+        if key in self._done_pending:
+            session = self.sessions.get(node)
+            if session is not None and session.alive:
+                self._out.append((node, done))
+                self.stats.redelivered += 1
+            self._retry_later(done, (node,), attempt + 1, now)
