@@ -16,6 +16,12 @@ Timers: after each run a node's ``next_deadline()`` is armed with
 The workload replays the plan: it sleeps until an operation's scheduled
 time, then issues every operation that is due (it never skips one; when
 behind, it issues at once, and latency still counts from the schedule).
+
+Status snapshot: at ``plan.status_at`` (near the end of the steady-state
+load, before the drain) the prober sends one ``StatusRequest`` with the
+plan's token through the hub, like its probes; the coordinator's
+``StatusReply`` becomes ``DriverResult.status`` (None if it never came).
+It routes nothing, so it changes no delivery.
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
-from protocol.messages import Message, Probe, ProbeReply
-from protocol.plan import Operation, Plan
+from protocol.messages import Message, Probe, ProbeReply, StatusReply, StatusRequest
+from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import DriverResult, ProbeResult, ProcessUsage
+from protocol.status import status_dict
 from protocol.workload import issue
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
+from real.slowdown import slow_coordinator
 from real.usage import CpuSpan, own_usage
 
 COORD = "coord"
@@ -107,6 +116,7 @@ class Hub:
         self.clock = clock
         self.boxes: dict[str, Mailbox] = {}
         self.probes: dict[int, ProbeResult] = {}
+        self.status: dict[str, Any] | None = None
         self.messages = 0
 
     def add(self, node_id: str, node: Coordinator | Agent | None) -> Mailbox:
@@ -140,6 +150,8 @@ class Hub:
                 sent = self.probes.get(msg.probe_id)
                 if sent is not None and sent.answered is None:
                     self.probes[msg.probe_id] = sent._replace(answered=now)
+            elif isinstance(msg, StatusReply) and msg.request_id == STATUS_REQUEST_ID:
+                self.status = status_dict(msg.components)
 
 
 def build_hub(
@@ -150,7 +162,7 @@ def build_hub(
     ``hub_class`` lets calibration substitute an instrumented hub.
     """
     hub = hub_class(loop, clock)
-    hub.add(COORD, Coordinator(COORD, plan.settings))
+    hub.add(COORD, slow_coordinator(Coordinator(COORD, plan.settings)))  # test-only hook
     hub.add(PROBER, None)
     for spec in plan.agents:
         agent = Agent(spec.agent_id, COORD, plan.settings, spec.capabilities, spec.subscriptions)
@@ -223,6 +235,17 @@ async def probe(hub: Hub, plan: Plan) -> None:
         hub.route(PROBER, [(COORD, Probe(probe_id))])
 
 
+async def ask_status(hub: Hub, plan: Plan) -> None:
+    """At ``plan.status_at``, send the coordinator the run's one ``StatusRequest``."""
+    at = plan.status_at
+    if at is None:
+        return
+    wait = at - hub.clock.now()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    hub.route(PROBER, [(COORD, StatusRequest(STATUS_REQUEST_ID, plan.settings.token))])
+
+
 def completed(hub: Hub) -> int:
     """Unique completions so far (suppressed redeliveries do not count)."""
     lives = [*agents_of(hub), *getattr(hub, "past_lives", ())]
@@ -273,7 +296,7 @@ async def replay_registered(
     registered = {node: at + shift for node, at in registered.items()}
     hub.clock = start
     watcher = loop.create_task(report_progress(hub, plan, progress)) if progress else None
-    tasks = [replay(hub, plan), probe(hub, plan)]
+    tasks = [replay(hub, plan), probe(hub, plan), ask_status(hub, plan)]
     if isinstance(hub, FaultHub):
         hub.attach(plan)
         tasks.append(run_faults(hub, plan))
@@ -292,6 +315,7 @@ async def replay_registered(
         result.accepted = [op_id for agent in agents for op_id in agent.accepted]
         result.write_acks = [ack for agent in agents for ack in agent.write_acks]
     result.probes = sorted(hub.probes.values())
+    result.status = hub.status
     result.end_time = hub.clock.now()
     queued = sum(agent.pending for agent in agents_of(hub))
     result.notes.append(f"messages routed: {hub.messages}")
