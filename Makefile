@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench certify browser lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/swarmtwin run scenarios/default.yaml --backend both
 
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	$(BIN)/pytest
+
+# headless Chromium renders the certification report to PNG (a test checks it)
+browser:
+	@bash scripts/install-browser.sh
+
+certify: $(STAMP) browser
+	$(BIN)/swarmtwin certify
 
 bench: $(STAMP)
 	$(BIN)/python -m harness.bench

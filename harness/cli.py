@@ -8,6 +8,7 @@ error names the file, the field and what was expected).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from harness.scenario import ScenarioError, load_scenario
 from protocol.settings import ProtocolSettings
 
 DEV_TOKEN = ProtocolSettings().token
+LEVELS = ("FULL", "PARTIAL", "FAILED")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -177,6 +179,89 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certify(args: argparse.Namespace) -> int:
+    from harness.certification.catalog import TEST_KEYS
+    from harness.certification.certify import certify
+    from harness.certification.console import render_certification
+    from harness.certification.suite import load_suite, load_targets
+
+    targets = load_targets(args.targets, TEST_KEYS) if args.targets else None
+    suite = load_suite(args.suite, targets, TEST_KEYS)
+    if args.repetitions is not None:
+        settings = suite.settings.model_copy(update={"repetitions": args.repetitions})
+        suite = dataclasses.replace(suite, settings=settings)
+    command = " ".join(["swarmtwin", *sys.argv[1:]]) if sys.argv[1:] else "swarmtwin certify"
+    bar, update = _progress_bar()
+    with bar:
+        cert = certify(suite, Path(args.reports), command, bar.console.print, update)
+    for warning in cert.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}")
+    console.print(render_certification(cert))
+    console.print(f"[bold]{cert.verdict.summary}[/]")
+    _render_png(cert.folder, args.png)
+    console.print(f"report: {cert.folder / 'report.html'} (and report.md, report.json)")
+    return (
+        1 if args.require and LEVELS.index(cert.verdict.level) > LEVELS.index(args.require) else 0
+    )
+
+
+def _render_png(folder: Path, wanted: str) -> None:
+    from harness.certification.render import RenderError, find_chromium, render_png
+
+    if wanted == "no" or (wanted == "auto" and find_chromium() is None):
+        return
+    try:
+        console.print(f"rendered {render_png(folder / 'report.html', folder / 'report.png')}")
+    except RenderError as exc:
+        errors.print(f"[yellow]warning:[/] report.png not rendered: {exc}")
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from harness.regress import RegressOptions, run_regress
+    from harness.regress_baseline import read_baseline
+    from harness.regress_decide import RULES, parse_min_effects
+    from harness.regress_report import render_real, render_sim, verdict_lines, write_json
+
+    baseline = read_baseline(args.baseline, tuple(RULES))
+    options = RegressOptions(
+        repetitions=args.repetitions,
+        sim=not args.real_only,
+        real=not args.sim_only,
+        alpha=args.alpha,
+        min_effects=parse_min_effects(args.min_effect),
+        only=tuple(args.only),
+    )
+    commit = (baseline.git_commit or "unknown")[:12]
+    console.print(
+        f"[bold]regress[/] against {args.baseline}: measured {baseline.created} on "
+        f"{baseline.machine.hostname}, commit {commit}"
+    )
+    log = lambda line: console.print(line, highlight=False)  # noqa: E731
+    result = run_regress(baseline, args.baseline, options, log)
+    for warning in result.warnings:
+        errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for table in (render_sim(result), render_real(result)):
+        if table is not None:
+            console.print(table)
+    for line in verdict_lines(result):
+        console.print(line, highlight=False)
+    if args.json:
+        console.print(f"result: {write_json(result, Path(args.json))}")
+    return 1 if result.regressed else 0
+
+
+def cmd_baseline_update(args: argparse.Namespace) -> int:
+    from harness.regress_baseline import write_baseline
+    from harness.regress_update import baseline_path, make_baseline, plan_update
+
+    path = baseline_path(Path(args.reports), args.name)
+    log = lambda line: console.print(line, highlight=False)  # noqa: E731
+    planned, reps, sources = plan_update(args.name, args.scenario, path, args.repetitions, log)
+    baseline = make_baseline(args.name, planned, reps, sources, log, args.calibration)
+    console.print(f"baseline written to {write_baseline(path, baseline)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarmtwin", description=__doc__.splitlines()[0])
     parser.add_argument("--reports", default="reports", help="output folder (default: reports)")
@@ -233,6 +318,44 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--repetitions", type=int, default=None, help="real runs per point")
     model.add_argument("--replications", type=int, default=None, help="sim runs per point")
     model.set_defaults(func=cmd_validate_model)
+
+    regress = sub.add_parser("regress", help="compare this build with a regression baseline")
+    regress.add_argument("--baseline", required=True, help="reports/baselines/NAME.json")
+    regress.add_argument("--repetitions", type=int, default=None, help="real runs per scenario")
+    only = regress.add_mutually_exclusive_group()
+    only.add_argument("--sim-only", action="store_true", help="only the exact sim comparison")
+    only.add_argument("--real-only", action="store_true", help="only the real runs")
+    regress.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    regress.add_argument("--min-effect", action="append", default=[], metavar="METRIC=PCT")
+    regress.add_argument("--only", action="append", default=[], metavar="SCENARIO")
+    regress.add_argument("--json", default=None, metavar="FILE", help="also write the result")
+    regress.set_defaults(func=cmd_regress)
+
+    baseline = sub.add_parser("baseline", help="regression baselines")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True)
+    update = baseline_sub.add_parser("update", help="measure and write reports/baselines/NAME.json")
+    update.add_argument("name")
+    update.add_argument("--scenario", action="append", default=[], help="scenario or suite file")
+    update.add_argument("--repetitions", type=int, default=None, help="real runs per scenario")
+    update.add_argument("--calibration", default=None, help="calibration file for the sim")
+    update.set_defaults(func=cmd_baseline_update)
+    cert = sub.add_parser("certify", help="run the certification suite; report in reports/")
+    cert.add_argument("suite", nargs="?", default="scenarios/certification/suite.yaml")
+    cert.add_argument("--targets", default=None, help="YAML mapping of test key to target")
+    cert.add_argument("--repetitions", type=int, default=None, help="real runs per scenario")
+    cert.add_argument(
+        "--png",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="render report.png in headless Chromium (auto: when Chromium is installed)",
+    )
+    cert.add_argument(
+        "--require",
+        choices=["FULL", "PARTIAL"],
+        default=None,
+        help="exit 1 when the level is below this",
+    )
+    cert.set_defaults(func=cmd_certify)
     return parser
 
 

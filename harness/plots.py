@@ -37,12 +37,12 @@ FAULT_COLOURS = {
 FAULT_ALPHA = 0.15
 
 
-def _fault_rows(summaries: dict[str, Summary]) -> list[FaultRecovery]:
+def fault_rows(summaries: dict[str, Summary]) -> list[FaultRecovery]:
     """The fault windows (the same plan for every backend: the first one that has them)."""
     return next((s.faults.faults for s in summaries.values() if s.faults.faults), [])
 
 
-def _shade_faults(axes: tuple[Axes, ...], faults: list[FaultRecovery]) -> None:
+def shade_faults(axes: tuple[Axes, ...], faults: list[FaultRecovery]) -> None:
     labelled: set[str] = set()
     for fault in faults:
         colour = FAULT_COLOURS.get(fault.kind, "tab:pink")
@@ -83,7 +83,7 @@ def plot_timeline(run_dir: Path, summaries: dict[str, Summary], title: str) -> P
         )
         for axis in (rates, latency):
             axis.axvspan(0, first.warmup, color="grey", alpha=0.12, lw=0)
-    _shade_faults((rates, latency), _fault_rows(summaries))
+    shade_faults((rates, latency), fault_rows(summaries))
     rates.set_ylabel("per second (100 ms bins)")
     rates.set_title(f"{title}: completions per second (warm-up shaded)")
     rates.legend(loc="upper right", fontsize="small")

@@ -37,6 +37,7 @@ from protocol.plan import Plan
 from protocol.records import DriverResult
 
 if TYPE_CHECKING:
+    from sim.calibration import Calibration
     from sim.distribution import Distribution
 
 Progress = Callable[[str, float], None]
@@ -63,11 +64,29 @@ def run_backend(
     scenario: Scenario,
     progress: Callable[[float], None] | None = None,
     warnings: list[str] | None = None,
+    calibration: Calibration | None = None,
 ) -> DriverResult:
-    """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport)."""
+    """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport).
+
+    ``calibration`` (sim only) replaces the one ``load_calibration`` would pick
+    for this host; ``swarmtwin regress`` passes the one its baseline embeds.
+    A real run made with the test-only slowdown hook on says so in its notes.
+    """
     if backend == "sim":
-        return _run_model(plan, scenario, progress, warnings)
+        return _run_model(plan, scenario, progress, warnings, calibration)
     check_backends(scenario, (backend,))
+    result = _run_real(plan, scenario, progress)
+    from real.slowdown import note as slowdown_note
+
+    note = slowdown_note()
+    if note is not None:  # a slowed build's figures must never pass for a normal one's
+        result.notes.insert(0, note)
+    return result
+
+
+def _run_real(
+    plan: Plan, scenario: Scenario, progress: Callable[[float], None] | None
+) -> DriverResult:
     if scenario.transport == "tcp":
         from real.tcp import run_plan as tcp_run
 
@@ -86,13 +105,15 @@ def _run_model(
     scenario: Scenario,
     progress: Callable[[float], None] | None,
     warnings: list[str] | None,
+    calibration: Calibration | None = None,
 ) -> DriverResult:
     from sim import run_plan as sim_run
     from sim.calibration import load_calibration
 
-    calibration, warning = load_calibration(transport=scenario.transport)
-    if warning and warnings is not None:
-        warnings.append(warning)
+    if calibration is None:
+        calibration, warning = load_calibration(transport=scenario.transport)
+        if warning and warnings is not None:
+            warnings.append(warning)
     model = scenario.model
     if model.hop_ms is not None:
         calibration = calibration.with_changes(hop=constant_hop(model.hop_ms))
@@ -149,8 +170,9 @@ def run_scenario(
     warnings: list[str] = []
     reps: dict[str, list[Summary]] = {}
     for backend in backends:
-        for rep in range(scenario.repetitions):
-            label = backend if scenario.repetitions == 1 else f"{backend} #{rep + 1}"
+        runs = 1 if backend == "sim" else scenario.repetitions  # the model is deterministic
+        for rep in range(runs):
+            label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
             result = run_backend(plan, backend, scenario, tick, warnings)
             reps.setdefault(backend, []).append(summarize(plan, result))

@@ -1,0 +1,209 @@
+"""The certification report as data (``report.json``) and Markdown (``report.md``).
+
+How it works. ``report_data`` turns a ``Certification`` into plain data,
+the one source for all three formats: the level, the score and the machine
+first, then one row per test (figure, 95 % interval over the real
+repetitions, target, pass or fail, score, the model's prediction, how it was
+measured and the run folders it came from, as paths relative to the
+report), the security checks one by one, and the runs. ``write_report``
+draws the plots and writes ``report.json``, ``report.md`` and
+``report.html`` (``harness.certification.html``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.certification.plots import draw_all
+from harness.machine import one_line
+
+if TYPE_CHECKING:
+    from harness.certification.catalog import Measurement
+    from harness.certification.certify import Certification
+
+REPORT_VERSION = 1
+
+
+def fmt(value: float | None, unit: str) -> str:
+    """A figure for people: ``12.3 ms``, ``98,765 msg/s``, ``99.987 %``."""
+    if value is None:
+        return "not measured"
+    if math.isinf(value):
+        return "never (∞)"
+    if unit == "msg/s":
+        return f"{value:,.0f} msg/s"
+    if unit == "agents":
+        return f"{value:,.0f} agents"
+    if unit == "%":
+        return f"{value:.3f} %" if value >= 99 else f"{value:.1f} %"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:.3g} {unit}"
+
+
+def interval(m: Measurement) -> str:
+    if m.ci_low is None or m.ci_high is None:
+        n = sum(s is not None for s in m.samples)
+        return f"n = {n}, no interval" if n <= 1 else "no interval (a run did not recover)"
+    unit = m.spec.unit
+    return f"{fmt(m.ci_low, unit)} to {fmt(m.ci_high, unit)} (n = {len(m.samples)})"
+
+
+def _test_row(m: Measurement, folder: Path) -> dict[str, Any]:
+    spec = m.spec
+    return {
+        "key": spec.key,
+        "title": spec.title,
+        "unit": spec.unit,
+        "critical": spec.critical,
+        "target": spec.target,
+        "direction": spec.direction,
+        "value": _jsonnumber(m.value),
+        "ci_low": m.ci_low,
+        "ci_high": m.ci_high,
+        "samples": [_jsonnumber(s) for s in m.samples],
+        "model": _jsonnumber(m.model),
+        "passed": m.passed,
+        "borderline": m.borderline,
+        "score": round(m.score, 2),
+        "method": spec.method,
+        "detail": m.detail,
+        "runs": [os.path.relpath(run, folder) for run in m.runs],
+    }
+
+
+def _jsonnumber(value: float | None) -> float | str | None:
+    return "inf" if value is not None and math.isinf(value) else value
+
+
+def report_data(cert: Certification) -> dict[str, Any]:
+    """Everything the report shows, as JSON-able data."""
+    verdict, settings = cert.verdict, cert.suite.settings
+    security = cert.security
+    return {
+        "version": REPORT_VERSION,
+        "id": cert.cert_id,
+        "suite": {
+            "name": settings.name,
+            "file": cert.suite.source,
+            "description": settings.description,
+        },
+        "created": cert.created.isoformat(timespec="seconds"),
+        "command": cert.command,
+        "machine": cert.machine,
+        "level": verdict.level,
+        "score": round(verdict.score, 2),
+        "passed": verdict.passed,
+        "total": verdict.total,
+        "critical_passed": verdict.critical_passed,
+        "critical_total": verdict.critical_total,
+        "repetitions": settings.repetitions,
+        "tests": [_test_row(m, cert.folder) for m in cert.measurements],
+        "security": None
+        if security is None
+        else {
+            "seed": security.seed,
+            "fuzz_frames": security.fuzz_frames,
+            "compliance": security.compliance,
+            "checks": [
+                {"name": c.name, "passed": c.passed, "detail": c.detail, "method": c.method}
+                for c in security.checks
+            ],
+        },
+        "runs": [
+            {
+                "group": r.group,
+                "scenario": r.name,
+                "folder": os.path.relpath(r.run_dir, cert.folder),
+                "real_repetitions": len(r.real),
+                "transport": r.real[0].transport if r.real else None,
+                "duration_s": r.real[0].duration if r.real else None,
+            }
+            for r in cert.runs
+        ],
+        "warnings": cert.warnings,
+    }
+
+
+def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
+    lines = [
+        f"# Certification {data['id']}: **{data['level']}**, score {data['score']:.1f}",
+        "",
+        f"- suite: `{data['suite']['file']}` ({data['suite']['name']})",
+        f"- {data['passed']} of {data['total']} tests passed, "
+        f"{data['critical_passed']} of {data['critical_total']} critical",
+        f"- machine: {one_line(data['machine'])}; {data['machine']['platform']}",
+        f"- commit: {data['machine'].get('commit') or 'unknown'}"
+        + (" (with uncommitted changes)" if data["machine"].get("dirty") else ""),
+        f"- created {data['created']} by `{data['command']}`",
+        f"- every figure is the mean of {data['repetitions']} real repetitions, with its 95 % "
+        "confidence interval; the model ran each scenario once",
+        "",
+        "| test | critical | measured | 95 % interval | target | result | score | model predicts |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in data["tests"]:
+        lines.append(_markdown_row(t))
+    lines += ["", "## How each figure was measured", ""]
+    for t in data["tests"]:
+        runs = ", ".join(f"[{Path(r).name}]({r})" for r in t["runs"]) or "this report"
+        detail = f" {t['detail']}." if t["detail"] else ""
+        lines.append(f"- **{t['title']}**: {t['method']}{detail} Runs: {runs}.")
+    lines += _security_markdown(data["security"])
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
+    if data["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in data["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(t: dict[str, Any]) -> str:
+    unit = t["unit"]
+    value = number(t["value"])
+    measured = fmt(value, unit)
+    low, high = t["ci_low"], t["ci_high"]
+    ci = f"{fmt(low, unit)} to {fmt(high, unit)}" if low is not None and high is not None else "—"
+    result = "pass" if t["passed"] else "**FAIL**"
+    if t["borderline"]:
+        result += " (interval crosses the target)"
+    model = fmt(number(t["model"]), unit) if t["model"] is not None else "not modelled"
+    target = f"{t['direction']} {fmt(t['target'], unit)}"
+    critical = "yes" if t["critical"] else "no"
+    cells = (t["title"], critical, measured, ci, target, result, f"{t['score']:.1f}", model)
+    return "| " + " | ".join(cells) + " |"
+
+
+def number(value: float | str | None) -> float | None:
+    return math.inf if value == "inf" else (None if value is None else float(value))
+
+
+def _security_markdown(security: dict[str, Any] | None) -> list[str]:
+    if security is None:
+        return ["", "## Security checks", "", "The security checks did not run."]
+    lines = [
+        "",
+        f"## Security checks (seed {security['seed']}, {security['fuzz_frames']} fuzzed frames)",
+        "",
+        "| check | result | what was measured |",
+        "|---|---|---|",
+    ]
+    for c in security["checks"]:
+        lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |")
+    return lines
+
+
+def write_report(cert: Certification) -> Path:
+    """Draw the plots and write report.json, report.md and report.html; the folder."""
+    from harness.certification.html import render_html
+
+    cert.folder.mkdir(parents=True, exist_ok=True)
+    plots = draw_all(cert.folder, cert.runs)
+    data = report_data(cert)
+    data["plots"] = [p.name for p in plots]
+    (cert.folder / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+    (cert.folder / "report.md").write_text(render_markdown(data, data["plots"]))
+    (cert.folder / "report.html").write_text(render_html(data, cert.folder))
+    return cert.folder
