@@ -230,6 +230,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         min_effects=parse_min_effects(args.min_effect),
         only=tuple(args.only),
+        gate_real_anywhere=args.gate_real_anywhere,
     )
     commit = (baseline.git_commit or "unknown")[:12]
     console.print(
@@ -260,6 +261,13 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     baseline = make_baseline(args.name, planned, reps, sources, log, args.calibration)
     console.print(f"baseline written to {write_baseline(path, baseline)}")
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     regress.add_argument("--min-effect", action="append", default=[], metavar="METRIC=PCT")
     regress.add_argument("--only", action="append", default=[], metavar="SCENARIO")
     regress.add_argument("--json", default=None, metavar="FILE", help="also write the result")
+    regress.add_argument(
+        "--gate-real-anywhere",
+        action="store_true",
+        help="let real figures fail the check even when this machine differs from the baseline's",
+    )
     regress.set_defaults(func=cmd_regress)
 
     baseline = sub.add_parser("baseline", help="regression baselines")
@@ -342,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser("certify", help="run the certification suite; report in reports/")
     cert.add_argument("suite", nargs="?", default="scenarios/certification/suite.yaml")
     cert.add_argument("--targets", default=None, help="YAML mapping of test key to target")
-    cert.add_argument("--repetitions", type=int, default=None, help="real runs per scenario")
+    cert.add_argument(
+        "--repetitions", type=_at_least_one, default=None, help="real runs per scenario"
+    )
     cert.add_argument(
         "--png",
         choices=["auto", "yes", "no"],

@@ -17,8 +17,10 @@ replayed):
 
 Progress goes to ``log`` one line per run. ``RegressResult.regressed`` is
 True when a sim figure moved or a checked real figure regressed; the CLI
-exits 1 then and 0 otherwise. Warnings say when this machine is not the
-baseline's kind (real figures may not be comparable) and when the test-only
+exits 1 then and 0 otherwise. When this machine is not the baseline's kind
+(CPU model, cores or Python differ) the real verdicts are advisory: shown,
+with a warning, but they do not decide the exit code unless
+``gate_real_anywhere`` is set. A warning also says when the test-only
 slowdown hook (``real.slowdown``) is on.
 """
 
@@ -61,6 +63,7 @@ class RegressOptions:
     alpha: float = DEFAULT_ALPHA
     min_effects: Mapping[str, float] = field(default_factory=dict)  # overrides of RULES
     only: tuple[str, ...] = ()  # scenario names; empty: all
+    gate_real_anywhere: bool = False  # let real figures fail the check on another machine
 
 
 @dataclass
@@ -76,6 +79,7 @@ class RegressResult:
     warnings: list[str] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
     min_effects: Mapping[str, float] = field(default_factory=dict)  # overrides of RULES
+    real_advisory: bool = False  # another machine's baseline: real verdicts are shown only
 
     @property
     def sim_changed(self) -> bool:
@@ -87,13 +91,14 @@ class RegressResult:
 
     @property
     def regressed(self) -> bool:
-        return self.sim_changed or bool(self.real_regressions)
+        return self.sim_changed or (bool(self.real_regressions) and not self.real_advisory)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "baseline": self.baseline_file,
             "name": self.baseline_name,
             "regressed": self.regressed,
+            "real_advisory": self.real_advisory,
             "repetitions": self.repetitions,
             "alpha": self.alpha,
             "rules": {
@@ -143,9 +148,15 @@ def run_regress(
         check_repetitions(repetitions, baseline.repetitions, options.alpha, baseline_file)
     differences = this_machine().differences(baseline.machine)
     if options.real and differences:
+        result.real_advisory = not options.gate_real_anywhere
+        consequence = (
+            "they are gated anyway (--gate-real-anywhere)"
+            if options.gate_real_anywhere
+            else "they are shown but do not decide the exit code (--gate-real-anywhere to gate)"
+        )
         result.warnings.append(
-            "this machine is not the one the baseline was measured on, so real figures may "
-            "not be comparable (" + "; ".join(differences) + ")"
+            "this machine is not the kind the baseline was measured on, so real figures are "
+            f"not comparable ({'; '.join(differences)}): {consequence}"
         )
     hook = slowdown_note()
     if hook is not None:

@@ -153,9 +153,10 @@ def verdict_lines(result: RegressResult) -> list[str]:
                 f"sim {comparison.scenario}: not compared (on one side only): "
                 + ", ".join(comparison.added + comparison.removed)
             )
+    advisory = " (advisory: another machine's baseline)" if result.real_advisory else ""
     for v in result.real_regressions:
         lines.append(
-            f"[red]real {v.scenario}: {v.label} regressed: median "
+            f"[red]real {v.scenario}: {v.label} regressed{advisory}: median "
             f"{_value(v.base_median, v.unit)} -> {_value(v.new_median, v.unit)} {v.unit} "
             f"({_pct(v.change_pct)}, threshold {_threshold(v)})[/]"
         )

@@ -97,12 +97,22 @@ async def guarded(
     names_and_methods: tuple[tuple[str, str], ...],
     run: Callable[[], Awaitable[list[SecurityCheck]]],
 ) -> list[SecurityCheck]:
-    """``run()``; if it raises, every named check fails with the exception as detail."""
+    """``run()``; if it raises, every named check fails with the exception as detail.
+
+    A group must return exactly its named checks, in order: a check it left out
+    is added as failed, so a group cannot shrink the compliance denominator.
+    """
     try:
-        return await run()
+        checks = await run()
     except Exception as exc:  # a check that breaks is a failed check, not a crash
         log.info("security check group %s raised", names_and_methods[0][0], exc_info=True)
         return [
             SecurityCheck(name, False, f"the check raised {type(exc).__name__}: {exc}", method)
             for name, method in names_and_methods
         ]
+    returned = {check.name: check for check in checks}
+    missing = "the check's group did not return this check"
+    return [
+        returned.get(name) or SecurityCheck(name, False, missing, method)
+        for name, method in names_and_methods
+    ]

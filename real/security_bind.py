@@ -1,4 +1,4 @@
-"""Security checks: the coordinator binds loopback by default; the CLI guards public binds.
+"""Security check: the coordinator binds loopback by default.
 
 How it works. ``loopback_check`` reads ``real.server.DEFAULT_HOST`` and the
 host defaults of ``serve`` and ``coordinator_command``, then looks at the
@@ -6,32 +6,21 @@ running coordinator child (started with those defaults) from outside: psutil
 lists the sockets it listens on, a connection to 127.0.0.1 on its port must
 succeed, and a connection to each non-loopback address of this machine
 (from ``psutil.net_if_addrs``) on the same port must fail. With no
-non-loopback address that part is skipped and the detail says so.
-
-``cli_check`` calls ``harness.cli.main`` in this process with
-``coordinator --host 0.0.0.0`` and the default (public) token, with
-``real.server.coordinator_command`` replaced for the duration by a stub that
-records the call, so a regression could never start a public server. It
-must return 2 without reaching the stub; two controls (a loopback host, and
-a public host with a secret token) must reach it, which shows the stub is
-really in the path. ``harness`` is imported lazily, only here: the rest of
-``real/`` never imports it.
+non-loopback address that part is skipped and the detail says so. (That the
+CLI refuses a public bind with the default token is checked by
+``harness.certification.cli_check``: ``real/`` never imports ``harness``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib
 import inspect
-import io
 import ipaddress
 import socket
 
 import psutil
 
 import real.server as server_module
-from protocol.settings import ProtocolSettings
 from real.security_base import SecurityCheck, Target
 
 CONNECT_TIMEOUT = 1.0
@@ -118,64 +107,5 @@ async def loopback_check(target: Target) -> list[SecurityCheck]:
             "The coordinator child was started with the default host; psutil listed its "
             "listening sockets and connections were tried to 127.0.0.1 and to every "
             "non-loopback address of the machine on its port.",
-        )
-    ]
-
-
-def cli_check() -> list[SecurityCheck]:
-    calls: list[tuple[object, ...]] = []
-
-    def stub(*args: object, **kwargs: object) -> int:
-        calls.append(args)
-        return 0
-
-    cli = importlib.import_module("harness.cli")
-    default_token = ProtocolSettings().token
-    runs = {
-        "public host, default token": ["coordinator", "--host", "0.0.0.0"],
-        "public host, default token given": [
-            "coordinator",
-            "--host",
-            "0.0.0.0",
-            "--token",
-            default_token,
-        ],
-        "loopback host (control)": ["coordinator", "--host", "127.0.0.1"],
-        "public host, secret token (control)": [
-            "coordinator",
-            "--host",
-            "0.0.0.0",
-            "--token",
-            "a-secret-token",
-        ],
-    }
-    results: dict[str, tuple[int, bool]] = {}
-    original = server_module.coordinator_command
-    server_module.coordinator_command = stub
-    try:
-        for label, argv in runs.items():
-            before = len(calls)
-            with (
-                contextlib.redirect_stderr(io.StringIO()),
-                contextlib.redirect_stdout(io.StringIO()),
-            ):
-                code = cli.main(argv)
-            results[label] = (code, len(calls) > before)
-    finally:
-        server_module.coordinator_command = original
-    refused = [results[k] == (2, False) for k in list(runs)[:2]]
-    controls = [results[k] == (0, True) for k in list(runs)[2:]]
-    passed = all(refused) and all(controls)
-    detail = "; ".join(
-        f"{label}: exit {code}, {'would start' if started else 'did not start'}"
-        for label, (code, started) in results.items()
-    )
-    return [
-        SecurityCheck(
-            "cli_refuses_public_bind_with_default_token",
-            passed,
-            detail,
-            "harness.cli.main was called in this process with real.server.coordinator_command "
-            "replaced by a stub that records whether the server would have started.",
         )
     ]

@@ -22,6 +22,7 @@ from harness.certification.catalog import (
     recovery_p95,
     with_targets,
 )
+from harness.certification.cli_check import cli_check
 from harness.certification.html import LEVEL_COLOURS
 from harness.certification.scoring import overall, score_of
 from harness.certification.suite import load_suite, load_targets
@@ -159,6 +160,10 @@ def test_suite_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as err:
         load_targets(targets, TEST_KEYS)
     assert err.value.field == "targets.latency_p95" and "latency_p95_ms" in err.value.expected
+    targets.write_text("uptime: 0\n")
+    with pytest.raises(ScenarioError) as err:
+        load_targets(targets, TEST_KEYS)
+    assert err.value.field == "targets.uptime" and "> 0" in err.value.expected
     assert main(["certify", str(bad)]) == 2
 
 
@@ -215,3 +220,18 @@ def test_the_html_report_renders_in_headless_chromium(quick_report: Path) -> Non
     assert close.sum(axis=1).max() > width * 0.5, "the level banner is not drawn near the top"
     plots = pixels[1000:]
     assert plots.std() > 0.05, "the page below the tables is blank: the plots did not render"
+
+
+def test_the_cli_refuses_a_public_bind_with_the_default_token() -> None:
+    (check,) = cli_check()
+    assert check.passed, check.detail
+    assert "public host, default token: exit 2, did not start" in check.detail
+    assert "loopback host (control): exit 0, would start" in check.detail
+
+
+def test_certify_adds_the_cli_check_to_the_security_report(quick_report: Path) -> None:
+    names = [
+        c["name"]
+        for c in json.loads((quick_report / "report.json").read_text())["security"]["checks"]
+    ]
+    assert names[-1] == "cli_refuses_public_bind_with_default_token"

@@ -43,6 +43,7 @@ from real.framing import RoutedDecoder, encode_routed, node_id_bytes
 from real.fuzzframes import KINDS, fuzz_plan, plan_bytes
 from real.rawclient import Bystander
 from real.security import SecurityReport, Target, check_service, run_security_checks
+from real.security_base import SecurityCheck, guarded
 from real.security_flood import LATE_FLOOR, MIB, ReplyCounter, RssSample, judge_growth
 
 TOKEN = ProtocolSettings().token
@@ -58,7 +59,6 @@ EXPECTED_CHECKS = {
     "malformed_oversized_refused",
     "malformed_node_id_refused",
     "default_bind_loopback",
-    "cli_refuses_public_bind_with_default_token",
     "flood_memory_bounded",
     "flood_unread_replies_bounded",
     "large_reads_bounded",
@@ -125,7 +125,6 @@ def test_the_run_reports_what_it_measured(report: SecurityReport) -> None:
     assert "0 hung" in by_name["fuzzed_frames_survived"].detail
     assert "Busy came back" in by_name["flood_memory_bounded"].detail
     assert "listens on ['127.0.0.1']" in by_name["default_bind_loopback"].detail
-    assert "exit 2, did not start" in by_name["cli_refuses_public_bind_with_default_token"].detail
     assert "(cap 16 MiB)" in by_name["large_reads_bounded"].detail
     assert "holding 1024 patterns" in by_name["subscription_limit_enforced"].detail
     assert "16 were answered" in by_name["unregistered_ids_limited"].detail
@@ -310,3 +309,13 @@ def test_retries_within_the_window_are_still_answered_without_routing_again() ->
     out = coordinator.drain()
     assert ("pub", Accepted(1, 1)) in out
     assert any(dst == "sub" and isinstance(m, Deliver) and m.op_id == 1 for dst, m in out)
+
+
+def test_a_group_that_leaves_a_check_out_fails_it() -> None:
+    async def partial_group() -> list[SecurityCheck]:
+        return [SecurityCheck("first", True, "1 of 1", "Counted.")]
+
+    names = (("first", "How."), ("second", "How."))
+    checks = asyncio.run(guarded(names, partial_group))
+    assert [(c.name, c.passed) for c in checks] == [("first", True), ("second", False)]
+    assert "did not return" in checks[1].detail

@@ -77,8 +77,12 @@ def test_ties_use_the_normal_approximation_with_tie_correction() -> None:
     result = mann_whitney_u(x, y, "less")
     assert result.method == "normal"
     assert result.u == 3.5
-    # sigma^2 = 42/12 * (14 - (6 + 24 + 6 + 6) / 182); z = (3.5 - 21 + 0.5) / sigma
-    assert result.p_value == pytest.approx(0.0064999271821936525, rel=1e-9)
+    # by hand: N = 13, tie groups of 2, 4, 3 and 2 (the 2s, 3s, 4s and 5s), so
+    # sigma^2 = nm/12 * ((N + 1) - sum(t^3 - t) / (N (N - 1))) = 42/12 * (14 - 96/156)
+    sigma = math.sqrt(42 / 12 * (14 - 96 / 156))
+    z = (3.5 - 21 + 0.5) / sigma  # U - nm/2, with the continuity correction toward the mean
+    assert result.p_value == pytest.approx(0.5 * math.erfc(-z / math.sqrt(2)), rel=1e-12)
+    assert result.p_value == pytest.approx(0.0065, abs=5e-5)
     with pytest.raises(ValueError, match="ties"):
         mann_whitney_u(x, y, method="exact")
 

@@ -75,8 +75,8 @@ TESTS: tuple[Criterion, ...] = (
         100.0,
         True,
         "load",
-        "Agents registered before the steady-state window that handled at least one "
-        "message during it.",
+        "Agents registered before the steady-state window that sent or handled a message "
+        "in each quarter of it.",
     ),
     Criterion(
         "reliability",
@@ -108,9 +108,10 @@ TESTS: tuple[Criterion, ...] = (
         5.0,
         True,
         "recovery",
-        "95th percentile over every injected fault (coordinator crash, agent kills) of the "
-        "time from the fault until throughput and p95 stayed back in the pre-fault band; a "
-        "fault that never recovered counts as infinite.",
+        "Per repetition, the 95th percentile (nearest rank; with a few faults, the worst) of "
+        "the recovery times of every injected fault (coordinator crash, agent kills): from "
+        "the fault until throughput and p95 stayed back in the pre-fault band. A fault that "
+        "never recovered counts as infinite. The figure is the mean over repetitions.",
     ),
     Criterion(
         "security",
@@ -144,9 +145,10 @@ TESTS: tuple[Criterion, ...] = (
         95.0,
         False,
         "load",
-        "Share of components (coordinator, bus, tasks, memory, failure detector, journal "
-        "and every agent) present with a health state and metrics in the coordinator's "
-        "status reply near the end of each load run.",
+        "Share of components present with a health state and sane metrics in the "
+        "coordinator's status reply near the end of each load run: the coordinator's own "
+        "(coordinator, bus, tasks, memory, failure detector, journal) and its view of every "
+        "agent of the plan. Worker processes and the server's SQLite do not report yet.",
     ),
     Criterion(
         "network_resilience",

@@ -13,6 +13,7 @@ figure comes from a run folder the report links to.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from harness.certification.catalog import (
 from harness.certification.scoring import Verdict, overall, score_of
 from harness.certification.suite import Suite, SuiteScenario
 from harness.machine import describe_machine
+from harness.metrics import Summary
 from harness.rundir import new_run_id
 from harness.runner import run_scenario
 
@@ -122,15 +124,19 @@ def _prefixed(progress: Progress, name: str) -> Progress:
 
 
 def _security(suite: Suite, say: Say) -> SecurityReport:
+    from harness.certification.cli_check import cli_check
     from real.security import run_security_checks
 
     settings = suite.settings.security
-    return run_security_checks(settings.seed, settings.fuzz_frames, lambda line: say(f"  {line}"))
+    report = run_security_checks(settings.seed, settings.fuzz_frames, lambda line: say(f"  {line}"))
+    return dataclasses.replace(report, checks=(*report.checks, *cli_check()))
 
 
 def _measure(
     spec: Criterion, runs: list[ScenarioRuns], security: SecurityReport | None
 ) -> Measurement:
+    if spec.key == "uptime":
+        return _uptime(spec, runs)
     if spec.group != "security":
         return measure(spec, runs)
     if security is None:
@@ -139,3 +145,24 @@ def _measure(
     passed = sum(check.passed for check in security.checks)
     item.detail = f"{passed} of {len(security.checks)} checks passed"
     return item
+
+
+def _uptime(spec: Criterion, runs: list[ScenarioRuns]) -> Measurement:
+    """Uptime of the load runs, with the fault runs' own uptime beside it as detail."""
+    item = measure(spec, runs)
+    faulted = [
+        f"{r.name} {100 * u:.1f} %"
+        for r in runs
+        if r.group == "recovery"
+        for u in [_mean_uptime(r.real)]
+        if u is not None
+    ]
+    if faulted:
+        item.detail = "Uptime of the recovery runs, faults included: " + ", ".join(faulted)
+    return item
+
+
+def _mean_uptime(summaries: list[Summary]) -> float | None:
+    values = [s.availability.uptime for s in summaries]
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known and len(known) == len(values) else None

@@ -4,8 +4,8 @@ How it works. ``render_html`` takes the same data as ``report.json`` and
 writes a page with no outside references (inline CSS, PNGs as base64), so
 it can be mailed, archived or attached to a CI run as one file. It opens
 with the level, the score and the machine; then the table of the ten tests,
-how each was measured, the security checks, the plots and the runs (links
-relative to the report folder). Every text is escaped.
+the plots, how each figure was measured, the security checks and the runs
+(links relative to the report folder). Every text is escaped.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def render_html(data: dict[str, Any], folder: Path) -> str:
         f"<style>{STYLE}</style></head><body>",
         _header(data),
         _tests_table(data["tests"]),
+        _plots(data.get("plots", []), folder),
         _methods(data["tests"]),
         _security(data["security"]),
-        _plots(data.get("plots", []), folder),
         _runs(data["runs"]),
         _warnings(data["warnings"]),
         "</body></html>",

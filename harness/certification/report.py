@@ -38,8 +38,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:,.0f} msg/s"
     if unit == "agents":
         return f"{value:,.0f} agents"
-    if unit == "%":
-        return f"{value:.3f} %" if value >= 99 else f"{value:.1f} %"
+    if unit == "%":  # truncated, not rounded: 99.8996 % must not show as the 99.9 % target
+        return f"{math.floor(value * 1000) / 1000:.3f} %" if value >= 99 else f"{value:.1f} %"
     if unit == "s":
         return f"{value:.2f} s"
     return f"{value:.3g} {unit}"

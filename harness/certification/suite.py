@@ -121,11 +121,13 @@ def load_targets(path: str | Path, known: tuple[str, ...]) -> dict[str, float]:
 
 
 def _check_target_keys(source: str, targets: dict[str, float], known: tuple[str, ...]) -> None:
-    for key in targets:
+    for key, value in targets.items():
         if known and key not in known:
             hint = did_you_mean(str(key), known)
             expected = f"expected one of the test keys {', '.join(known)}{hint}"
             raise ScenarioError(source, f"targets.{key}", expected)
+        if not value > 0:
+            raise ScenarioError(source, f"targets.{key}", f"expected a number > 0, got {value}")
 
 
 def _load_member(source: str, folder: Path, group: str, index: int, name: str) -> SuiteScenario:
