@@ -213,10 +213,14 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
                 self.sessions[node].backlog.extend(self._parked.pop(node))
         for deliver in state.deliveries.values():
             key = (deliver.origin, deliver.op_id)
+            if key not in self._routed:
+                self._remember(key)
             self._routed[key] = self._routed.get(key, 0) + 1
         for key, pending in state.tasks.items():
             task = Task(key[0], key[1], pending.capability, pending.payload, pending.checksum)
             self.tasks[key] = task
+            if key not in self._routed:
+                self._remember(key)
             self._routed[key] = 1
             self.unassigned.append(task)
         self._next_msg_id = max(self._next_msg_id, state.next_msg_id())
@@ -308,11 +312,13 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         if recent is None:
             recent = self._recent_ops[origin] = deque()
         recent.append(op_id)
-        if len(recent) > DEDUP_WINDOW:
-            old = (origin, recent.popleft())
-            if old not in self._held_keys:
-                self._routed.pop(old, None)
-                self._mem_replies.pop(old, None)
+        while len(recent) > DEDUP_WINDOW:
+            old = (origin, recent[0])
+            if old in self._held_keys:  # its answer is not out yet: forget it later
+                break
+            recent.popleft()
+            self._routed.pop(old, None)
+            self._mem_replies.pop(old, None)
 
     def _accept(self, src: str, key: OpKey, reply: Accepted) -> None:
         """Answer now, or once the journal is durable when the bus is durable."""

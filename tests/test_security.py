@@ -319,3 +319,30 @@ def test_a_group_that_leaves_a_check_out_fails_it() -> None:
     checks = asyncio.run(guarded(names, partial_group))
     assert [(c.name, c.passed) for c in checks] == [("first", True), ("second", False)]
     assert "did not return" in checks[1].detail
+
+
+def test_an_entry_still_held_for_durability_is_evicted_later_not_leaked() -> None:
+    """With a durable bus, an op's answer is held until the journal commits. An
+    entry that reached the end of the window while held used to be dropped from
+    the window but kept in the tables for good."""
+    settings = ProtocolSettings(durable_bus=True)
+    coordinator = Coordinator("coord", settings, durable_memory=True)
+    for node, patterns in (("pub", ()), ("sub", ("t",))):
+        coordinator.receive(node, Hello(node, TOKEN, (), patterns), 0.0)
+    coordinator.drain()
+
+    def publish(op_id: int, commit: bool) -> None:
+        coordinator.receive("pub", Publish(op_id, "t", b"", 0), 1.0)
+        delivered = [m.msg_id for _, m in coordinator.drain() if isinstance(m, Deliver)]
+        coordinator.receive("sub", Ack(tuple(delivered)), 1.0)
+        if commit:
+            coordinator.take_bus_journal()
+            coordinator.writes_persisted()
+
+    for op_id in range(1, DEDUP_WINDOW + 101):  # nothing committed: every answer is held
+        publish(op_id, commit=False)
+    assert ("pub", 1) in coordinator._routed  # held, so not forgotten yet
+    for op_id in range(DEDUP_WINDOW + 101, 2 * DEDUP_WINDOW + 301):
+        publish(op_id, commit=True)
+    assert ("pub", 1) not in coordinator._routed  # forgotten once its answer was out
+    assert len(coordinator._routed) <= DEDUP_WINDOW + 1
