@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.machine import ROOT
 from harness.metrics import summarize
@@ -59,7 +59,7 @@ from harness.regress_baseline import (
 from harness.regress_decide import DEFAULT_CHECKS, RULES
 from harness.runner import run_backend
 from harness.scenario import Scenario, load_scenario, parse_scenario
-from harness.scenario_errors import ScenarioError
+from harness.scenario_errors import ScenarioError, validate_file
 from harness.scenario_yaml import read_yaml
 
 Log = Callable[[str], None]
@@ -125,12 +125,7 @@ def load_sources(files: Sequence[str]) -> tuple[list[Planned], int | None]:
 
 
 def _load_suite(file: str, data: dict[str, Any]) -> tuple[list[Planned], int]:
-    try:
-        suite = SuiteFile.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise ScenarioError(file, where.lstrip(".") or "(file)", first["msg"]) from None
+    suite = validate_file(SuiteFile, data, file)
     planned = []
     for index, entry in enumerate(suite.scenarios):
         for k, check in enumerate(entry.checks):

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -268,3 +268,20 @@ def _union_member(annotation: Any, tag: str) -> Any:
             ):
                 return member
     return None
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_file(model: type[ModelT], data: Any, source: str) -> ModelT:
+    """Validate a settings file (a suite, a baseline suite) against ``model``.
+
+    The first problem becomes a ``ScenarioError`` naming ``source`` and the
+    field's path (``scenarios[1].checks[0]``), so the CLI exits 2.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+        raise ScenarioError(source, where.lstrip(".") or "(file)", first["msg"]) from None

@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.compare import mean_ci
 from harness.metrics import Summary, summarize
 from harness.plan import compile_plan
 from harness.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from harness.scenario_errors import validate_file
 from harness.scenario_yaml import read_yaml
 
 Progress = Callable[[str], None]
@@ -125,12 +126,7 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
     data = read_yaml(Path(path), source)
     if isinstance(data, dict) and overrides:
         data = {**data, **overrides}
-    try:
-        settings = SuiteFile.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(file)"
-        raise ScenarioError(source, where, first["msg"]) from None
+    settings = validate_file(SuiteFile, data, source)
     if settings.warmup >= settings.duration:
         raise ScenarioError(source, "warmup", f"expected less than duration ({settings.duration})")
     base_path = Path(path).parent / settings.base

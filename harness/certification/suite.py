@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario import Scenario, ScenarioError, load_scenario
-from harness.scenario_errors import did_you_mean
+from harness.scenario_errors import did_you_mean, validate_file
 from harness.scenario_yaml import read_yaml
 
 GROUPS = ("load", "capacity", "recovery", "resilience")
@@ -88,12 +88,7 @@ def load_suite(
     data = read_yaml(Path(path), source)
     if not isinstance(data, dict):
         raise ScenarioError(source, "(file)", "expected a mapping of suite fields")
-    try:
-        settings = SuiteFile.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(file)"
-        raise ScenarioError(source, where, first["msg"]) from None
+    settings = validate_file(SuiteFile, data, source)
     merged = {**settings.targets, **(targets or {})}
     _check_target_keys(source, merged, known)
     settings = settings.model_copy(update={"targets": merged})
