@@ -382,6 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print("[red]error:[/] ", end="")
         errors.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return 2
+    except ValueError as exc:
+        # real.slowdown reads its test-only variable when real/ is first imported,
+        # so a bad value fails that import and its class cannot be imported here
+        if type(exc).__name__ != "SlowdownSettingError":
+            raise
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
     except KeyboardInterrupt:
         errors.print("interrupted")
         return 130

@@ -31,6 +31,10 @@ Receive = Callable[[str, Any, float], None]
 Node = TypeVar("Node")
 
 
+class SlowdownSettingError(ValueError):
+    """``SWARMTWIN_TEST_DELAY_US`` is not a whole number of microseconds >= 0."""
+
+
 def parse_delay(text: str | None) -> int:
     """Microseconds from the variable's text; 0 when unset or empty.
 
@@ -42,11 +46,11 @@ def parse_delay(text: str | None) -> int:
     try:
         value = int(text.strip())
     except ValueError:
-        raise ValueError(
+        raise SlowdownSettingError(
             f"{ENV_VAR} must be a whole number of microseconds, got {text!r}"
         ) from None
     if value < 0:
-        raise ValueError(f"{ENV_VAR} must be >= 0, got {value}")
+        raise SlowdownSettingError(f"{ENV_VAR} must be >= 0, got {value}")
     return value
 
 

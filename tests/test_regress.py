@@ -323,3 +323,17 @@ def test_the_hook_is_off_and_free_without_the_variable() -> None:
     for bad in ("fast", "-3", "1.5"):
         with pytest.raises(ValueError, match="SWARMTWIN_TEST_DELAY_US"):
             slowdown.parse_delay(bad)
+
+
+def test_a_bad_slowdown_variable_is_a_clear_error_with_exit_2() -> None:
+    env = {**os.environ, "SWARMTWIN_TEST_DELAY_US": "fast"}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "scenarios/smoke.yaml", "--backend", "real"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "SWARMTWIN_TEST_DELAY_US must be a whole number" in done.stderr
+    assert "Traceback" not in done.stderr
