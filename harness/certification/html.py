@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness.certification.report import fmt, number
+from harness.certification.report import row_texts
 from harness.machine import one_line
 
 LEVEL_COLOURS = {"FULL": "#1b7f3b", "PARTIAL": "#b7791f", "FAILED": "#c53030"}
@@ -88,23 +88,20 @@ def _tests_table(tests: list[dict[str, Any]]) -> str:
 
 
 def _test_row(t: dict[str, Any]) -> str:
-    unit = t["unit"]
-    low, high = t["ci_low"], t["ci_high"]
-    ci = f"{fmt(low, unit)} to {fmt(high, unit)}" if low is not None and high is not None else "—"
+    text = {key: escape(value) for key, value in row_texts(t).items()}
     result = "<span class=pass>pass</span>" if t["passed"] else "<span class=fail>FAIL</span>"
     if t["borderline"]:
         result += "<br><span class=note>interval crosses the target</span>"
-    model = fmt(number(t["model"]), unit) if t["model"] is not None else "not modelled"
     links = " ".join(
         f"<a href='{escape(run)}'>{escape(Path(run).name.split('-', 2)[-1])}</a>"
         for run in t["runs"]
     )
     return (
-        f"<tr><td>{escape(t['title'])}</td><td>{'yes' if t['critical'] else 'no'}</td>"
-        f"<td class=num>{escape(fmt(number(t['value']), unit))}</td><td class=num>{escape(ci)}</td>"
-        f"<td class=num>{escape(t['direction'])} {escape(fmt(t['target'], unit))}</td>"
-        f"<td>{result}</td><td class=num>{t['score']:.1f}</td>"
-        f"<td class=num>{escape(model)}</td><td>{links or 'this report'}</td></tr>"
+        f"<tr><td>{escape(t['title'])}</td><td>{text['critical']}</td>"
+        f"<td class=num>{text['measured']}</td><td class=num>{text['ci']}</td>"
+        f"<td class=num>{text['target']}</td><td>{result}</td>"
+        f"<td class=num>{text['score']}</td><td class=num>{text['model']}</td>"
+        f"<td>{links or 'this report'}</td></tr>"
     )
 
 

@@ -160,19 +160,37 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown_row(t: dict[str, Any]) -> str:
+def row_texts(t: dict[str, Any]) -> dict[str, str]:
+    """A test row's figures as text, shared by the Markdown and HTML tables."""
     unit = t["unit"]
-    value = number(t["value"])
-    measured = fmt(value, unit)
     low, high = t["ci_low"], t["ci_high"]
-    ci = f"{fmt(low, unit)} to {fmt(high, unit)}" if low is not None and high is not None else "—"
+    return {
+        "measured": fmt(number(t["value"]), unit),
+        "ci": f"{fmt(low, unit)} to {fmt(high, unit)}"
+        if low is not None and high is not None
+        else "—",
+        "target": f"{t['direction']} {fmt(t['target'], unit)}",
+        "model": fmt(number(t["model"]), unit) if t["model"] is not None else "not modelled",
+        "critical": "yes" if t["critical"] else "no",
+        "score": f"{t['score']:.1f}",
+    }
+
+
+def _markdown_row(t: dict[str, Any]) -> str:
+    text = row_texts(t)
     result = "pass" if t["passed"] else "**FAIL**"
     if t["borderline"]:
         result += " (interval crosses the target)"
-    model = fmt(number(t["model"]), unit) if t["model"] is not None else "not modelled"
-    target = f"{t['direction']} {fmt(t['target'], unit)}"
-    critical = "yes" if t["critical"] else "no"
-    cells = (t["title"], critical, measured, ci, target, result, f"{t['score']:.1f}", model)
+    cells = (
+        t["title"],
+        text["critical"],
+        text["measured"],
+        text["ci"],
+        text["target"],
+        result,
+        text["score"],
+        text["model"],
+    )
     return "| " + " | ".join(cells) + " |"
 
 
