@@ -7,6 +7,14 @@ steady-state delivery rate reached at a point where reliability stayed at
 least 99.9 %. It then replays the workload at half that capacity and
 reports p95 there (measured from the scheduled send time).
 
+Then it offers 3 and 10 times that capacity and reports goodput (the
+delivery rate achieved, over the capacity), p95 of the ops that were
+admitted (shed ops are not admitted; accepted ones that never completed
+count as infinitely late), how many ops were shed, and false failure
+detections: live agents the coordinator declared failed for silence, read
+from its status snapshot taken while the load runs (no agent is killed in
+these runs, so every detection is false).
+
 Ratios printed:
 - inproc deliveries/s divided by a bare ``asyncio.Queue``'s messages/s
 - tcp deliveries/s divided by a bare framed-msgpack loopback stream
@@ -75,8 +83,16 @@ def bench_plan(deliveries_per_s: float, duration: float, seed: int = 7) -> Plan:
 
 
 def measure(driver: Driver, deliveries_per_s: float, duration: float) -> tuple[Point, Summary]:
+    point, summary, _ = measure_run(driver, deliveries_per_s, duration)
+    return point, summary
+
+
+def measure_run(
+    driver: Driver, deliveries_per_s: float, duration: float
+) -> tuple[Point, Summary, DriverResult]:
     plan = bench_plan(deliveries_per_s, duration)
-    summary = summarize(plan, driver(plan))
+    result = driver(plan)
+    summary = summarize(plan, result)
     figures = summary.to_dict(include_timeline=False)
     point = Point(
         deliveries_per_s,
@@ -84,7 +100,43 @@ def measure(driver: Driver, deliveries_per_s: float, duration: float) -> tuple[P
         figures["latency"]["p95_ms"],
         figures["reliability"]["reliability"],
     )
-    return point, summary
+    return point, summary, result
+
+
+def false_failures(result: DriverResult) -> int | None:
+    """Agents declared failed for silence, from the status snapshot taken under load."""
+    if result.status is None:
+        return None
+    detector = result.status.get("failure_detector", {}).get("metrics", {})
+    count = detector.get("failures_detected")
+    return None if count is None else int(count)
+
+
+def bench_overload(
+    name: str, driver: Driver, capacity: float, duration: float, log: Callable[[str], None]
+) -> dict[str, dict[str, float | None]]:
+    """Goodput, admitted p95, shed ops and false failures at 3x and 10x ``capacity``."""
+    figures: dict[str, dict[str, float | None]] = {}
+    for factor in (3, 10):
+        point, summary, result = measure_run(driver, factor * capacity, duration)
+        failures = false_failures(result)
+        goodput = point.achieved / capacity if capacity else None
+        figures[f"{factor}x"] = {
+            "offered": point.offered,
+            "achieved": point.achieved,
+            "goodput": goodput,
+            "p95_ms": point.p95_ms,
+            "shed_ops": float(summary.reliability.shed_ops),
+            "reliability": point.reliability,
+            "false_failures": None if failures is None else float(failures),
+        }
+        log(
+            f"{name}: {factor:>2}x capacity offered {point.offered:>9,.0f}/s  achieved "
+            f"{point.achieved:>9,.0f}/s  goodput {goodput or 0:.2f}  admitted p95 "
+            f"{_ms(point.p95_ms)}  shed {summary.reliability.shed_ops:,} ops  reliability "
+            f"{point.reliability:.4f}  false failures {failures if failures is not None else 'n/a'}"
+        )
+    return figures
 
 
 def sweep(driver: Driver, rates: list[float], duration: float, log: Callable[[str], None]) -> float:
@@ -135,11 +187,17 @@ def bench_real(
         f"{name}: capacity {capacity:,.0f} deliveries/s; p95 at 50 % = {_ms(p95)}; "
         f"ratio to baseline {capacity / baseline:.3f}"
     )
+    overload = bench_overload(name, driver, capacity, duration, log) if capacity else {}
     return {
         "capacity": capacity,
         "baseline": baseline,
         "ratio": capacity / baseline,
         "p95_ms_at_half": p95,
+        **{
+            f"{key}_{factor}": value
+            for factor, point in overload.items()
+            for key, value in point.items()
+        },
     }
 
 

@@ -17,28 +17,43 @@ How it works, in order:
    twice (a protocol bug) and are reported as ``handler_duplicates``.
 3. Latency is ``completion.at - op.at``: from the op's *scheduled* time, which
    corrects for coordinated omission as wrk2 does. Only ops scheduled in the
-   steady-state window ``[warmup, duration)`` count. Values are recorded in
-   microseconds in HDR histograms (1 us .. 1 h, 3 significant digits; values
-   below 1 us are clamped to 1, above 1 h to 1 h). To stay fast, latencies are
-   first grouped into HDR buckets with numpy and each bucket is recorded once
-   with ``record_value(value, count)``; that gives the same counts as recording
-   every value one by one. Percentiles and the maximum come from the
-   histogram; the mean is the exact arithmetic mean.
+   steady-state window ``[warmup, duration)`` count. Values are whole
+   microseconds (below 1 us clamped to 1, above 1 h to 1 h). An expected
+   completion that never arrived counts as infinitely late (``incomplete``),
+   unless its op was shed (step 5) or its origin was down when it was due
+   (never sent, ``harness.recovery``), so a tail of missing completions shows
+   in the percentiles instead of vanishing from them. The headline and
+   per-kind percentiles are nearest-rank (``nearest_rank_percentiles``): the
+   value at rank ``ceil(p / 100 * n)`` of the sorted sample, exact; a rank
+   that lands on a missing completion gives ``math.inf`` (summary.json has
+   null, ``harness.summary``). The measured values are also recorded in HDR
+   histograms (1 us .. 1 h, 3 significant digits) that the run folder keeps;
+   to stay fast they are first grouped into HDR buckets with numpy and each
+   bucket is recorded once with ``record_value(value, count)``, which gives
+   the same counts as recording every value one by one. The maximum comes
+   from the histogram (the top of its bucket); the mean is the exact
+   arithmetic mean; both are over the measured latencies only.
 4. Throughput counts unique completions whose *completion* time falls in the
    window; ``ops_per_s`` counts ops whose last expected completion falls in
    the window; offered rates come from the plan.
-5. Reliability is over all ops of the plan: expected completions that
-   arrived, each ``(op, node)`` once, so deliveries to unexpected nodes
-   (``excess``) never offset missing ones. Losses are split by what the
-   origin saw: accepted (an ``Accepted``, a write ack or a memory reply),
-   never sent (its origin was killed or paused, ``harness.recovery``), or
-   neither. Uptime is the share of probes
-   answered within ``plan.probe_deadline``. Agents coordinated are agents
-   registered by the window start that received, or originated, a completed
-   op in every quarter of the window.
+5. Reliability is over the accepted work of the plan: expected completions
+   that arrived, each ``(op, node)`` once, so deliveries to unexpected nodes
+   (``excess``) never offset missing ones, over the expected completions of
+   ops that were not shed. An op is shed when ``DriverResult.shed`` names it
+   (its origin gave up before the coordinator accepted it), it was not
+   accepted after all (an ``Accepted``, a write ack or a memory reply) and
+   none of its completions arrived; shed work is neither delivered nor lost.
+   Losses are split by what the origin saw: accepted, never sent (its origin
+   was killed or paused, ``harness.recovery``), or neither. The run is
+   *overloaded* when it shed any op or delivered less than 97 %
+   (``OVERLOAD_DELIVERED_PERCENT``) of its accepted work. Uptime is the
+   share of probes answered within ``plan.probe_deadline``. Agents
+   coordinated are agents registered by the window start that received, or
+   originated, a completed op in every quarter of the window.
 6. The timeline has 100 ms bins: unique deliveries and completions by
-   completion time, p95 of those completions' latencies, and ops offered by
-   scheduled time.
+   completion time, p95 of those completions' latencies (interpolated, over
+   the completions that arrived: a bin is a completion time, which a missing
+   completion does not have), and ops offered by scheduled time.
 7. Faults (``harness.recovery``): per fault, recovery, detection and
    reassignment times from sliding windows and node events, aggregated per
    kind; and acknowledged memory writes checked against every store a
@@ -64,6 +79,8 @@ from hdrh.histogram import HdrHistogram
 from harness.monitoring import monitoring_section
 from harness.recovery import OpColumns, check_acked_writes, fault_section, origin_down
 from harness.summary import (
+    OVERLOAD_DELIVERED_PERCENT,
+    PERCENTILE_FIGURES,
     Agents,
     Availability,
     Figure,
@@ -74,6 +91,7 @@ from harness.summary import (
     Summary,
     Throughput,
     TimelineBin,
+    nearest_rank_percentiles,
 )
 from protocol.plan import OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
@@ -93,6 +111,7 @@ __all__ = [
     "Summary",
     "TimelineBin",
     "kind_name",
+    "nearest_rank_percentiles",
     "new_histogram",
     "record_many",
     "summarize",
@@ -271,35 +290,42 @@ def record_many(hist: HdrHistogram, values_us: IntArray) -> None:
         hist.record_value(hist.get_value_from_index(index), int(counts[index]))
 
 
-def _percentiles_ms(hist: HdrHistogram) -> dict[float, float | None]:
-    if hist.get_total_count() == 0:
-        return dict.fromkeys(HEADLINE_PERCENTILES)
-    values = hist.get_percentile_to_value_dict(list(HEADLINE_PERCENTILES))
-    return {p: values[p] / 1000.0 for p in HEADLINE_PERCENTILES}
+def _percentiles_ms(latency_us: IntArray, incomplete: int) -> dict[float, float]:
+    """Nearest-rank headline percentiles in ms; ``incomplete`` values are infinite."""
+    sample = np.concatenate((latency_us.astype(np.float64), np.full(incomplete, np.inf)))
+    values = nearest_rank_percentiles(sample, HEADLINE_PERCENTILES) / 1000.0
+    return dict(zip(HEADLINE_PERCENTILES, values.tolist(), strict=True))
 
 
-def _latency_figures(latency_us: IntArray) -> tuple[LatencyFigures, HdrHistogram]:
+def _latency_figures(latency_us: IntArray, incomplete: int) -> tuple[LatencyFigures, HdrHistogram]:
+    """Figures of measured latencies plus ``incomplete`` missing (infinite) ones."""
     hist = new_histogram()
     record_many(hist, latency_us)
-    if len(latency_us) == 0:
+    measured = len(latency_us)
+    if measured + incomplete == 0:
         return LatencyFigures(), hist
-    pct = _percentiles_ms(hist)
+    pct = _percentiles_ms(latency_us, incomplete)
     figures = LatencyFigures(
-        count=int(len(latency_us)),
+        count=measured,
         p50_ms=pct[50.0],
         p95_ms=pct[95.0],
         p99_ms=pct[99.0],
         p999_ms=pct[99.9],
-        max_ms=hist.get_max_value() / 1000.0,
-        mean_ms=float(latency_us.mean()) / 1000.0,
+        max_ms=hist.get_max_value() / 1000.0 if measured else None,
+        mean_ms=float(latency_us.mean()) / 1000.0 if measured else None,
+        incomplete=incomplete,
     )
     return figures, hist
 
 
-def _kind_latency(latency_us: IntArray) -> tuple[KindLatency, HdrHistogram]:
-    overall, hist = _latency_figures(latency_us)
+def _kind_latency(latency_us: IntArray, incomplete: int) -> tuple[KindLatency, HdrHistogram]:
+    overall, hist = _latency_figures(latency_us, incomplete)
     kind = KindLatency(
-        count=overall.count, p50_ms=overall.p50_ms, p95_ms=overall.p95_ms, p99_ms=overall.p99_ms
+        count=overall.count,
+        p50_ms=overall.p50_ms,
+        p95_ms=overall.p95_ms,
+        p99_ms=overall.p99_ms,
+        incomplete=overall.incomplete,
     )
     return kind, hist
 
@@ -369,20 +395,45 @@ def _accepted(result: DriverResult, ops: _Ops, per_op: IntArray) -> BoolArray:
     return mask | ((ops.kind == int(OpKind.MEMORY)) & (per_op > 0))
 
 
-def _loss_split(missing: IntArray, accepted: BoolArray, down: BoolArray) -> dict[str, int]:
-    """Lost completions of accepted ops, of ops never sent (origin down), of the rest."""
-    never_sent = down & ~accepted
+def _shed(result: DriverResult, ops: _Ops, per_op: IntArray, accepted: BoolArray) -> BoolArray:
+    """Ops shed before acceptance: named in ``result.shed``, not accepted, never completed.
+
+    Ids that are not in the plan are ignored.
+    """
+    mask = np.zeros(len(ops.ids), dtype=np.bool_)
+    found = ops.locate(np.array(result.shed, dtype=np.int64))
+    mask[found[found >= 0]] = True
+    shed: BoolArray = mask & ~accepted & (per_op == 0)
+    return shed
+
+
+def _loss_split(
+    missing: IntArray, accepted: BoolArray, down: BoolArray, shed: BoolArray
+) -> dict[str, int]:
+    """Lost completions of accepted ops, of ops never sent (origin down), of the rest.
+
+    Shed ops are not lost, so none of the three counts them.
+    """
+    never_sent = down & ~accepted & ~shed
     return {
         "lost_acked": int(missing[accepted].sum()),
         "lost_origin_down": int(missing[never_sent].sum()),
-        "lost_unaccepted": int(missing[~accepted & ~never_sent].sum()),
+        "lost_unaccepted": int(missing[~accepted & ~never_sent & ~shed].sum()),
     }
 
 
 def _reliability(
-    records: _Records, ops: _Ops, unique: _Unique, per_op: IntArray, split: dict[str, int]
+    records: _Records,
+    ops: _Ops,
+    unique: _Unique,
+    per_op: IntArray,
+    shed: BoolArray,
+    split: dict[str, int],
 ) -> Reliability:
     expected = int(ops.expected.sum())
+    shed_ops = int(np.count_nonzero(shed))
+    shed_expected = int(ops.expected[shed].sum())
+    accepted = expected - shed_expected  # the work the system took on
     n_unique = len(unique.op)
     delivered = int(np.minimum(per_op, ops.expected).sum())  # excess never hides a loss
     suppressed = int(np.count_nonzero(records.duplicate))
@@ -391,18 +442,22 @@ def _reliability(
         integrity = min(max(1.0 - corrupted / n_unique, 0.0), 1.0)
     else:
         integrity = 1.0 if corrupted == 0 else 0.0
+    short = delivered * 100 < OVERLOAD_DELIVERED_PERCENT * accepted  # integers: exact
     return Reliability(
         expected=expected,
         unique=n_unique,
-        lost=expected - delivered,
+        lost=accepted - delivered,
         duplicates=suppressed + unique.handler_duplicates,
         suppressed_duplicates=suppressed,
         handler_duplicates=unique.handler_duplicates,
         excess=int(np.maximum(per_op - ops.expected, 0).sum()),
         unknown_op=int(np.count_nonzero(records.op < 0)),
         corrupted=corrupted,
-        reliability=delivered / expected if expected else 1.0,
+        reliability=delivered / accepted if accepted else 1.0,
         data_integrity=integrity,
+        shed_ops=shed_ops,
+        shed=shed_expected,
+        overloaded=shed_ops > 0 or short,
         **split,
     )
 
@@ -454,7 +509,12 @@ def _bin_index(times: FloatArray, n_bins: int) -> IntArray:
 
 
 def _per_bin_p95_ms(bins: IntArray, latency_us: IntArray, n_bins: int) -> FloatArray:
-    """p95 (linear interpolation, as numpy's default) of the latencies in each bin."""
+    """p95 (linear interpolation, as numpy's default) of the latencies in each bin.
+
+    Deliberately not nearest-rank like the headline figures: this is a plot
+    line, and a bin holds completions by completion time, so it has only
+    the latencies that arrived (none count as infinite here).
+    """
     out = np.full(n_bins, np.nan)
     if len(bins) == 0:
         return out
@@ -500,16 +560,28 @@ def _resources(processes: Sequence[ProcessUsage]) -> list[Resource]:
     ]
 
 
-def _notes(result: DriverResult, reliability: Reliability, unique: _Unique) -> list[str]:
+def _notes(
+    result: DriverResult, reliability: Reliability, latency: LatencyFigures, unique: _Unique
+) -> list[str]:
     notes = list(result.notes)
     if reliability.unknown_op:
         notes.append(f"{reliability.unknown_op} completions named op ids not in the plan")
     if reliability.handler_duplicates:
         notes.append(f"{reliability.handler_duplicates} handler-level duplicate completions")
-    if reliability.lost:
+    if reliability.shed_ops:
         notes.append(
-            f"{reliability.lost} expected completions never arrived; the latency figures "
-            "cover only those that did, so under overload they understate the tail"
+            f"{reliability.shed_ops} ops ({reliability.shed} expected completions) were shed "
+            "before the coordinator accepted them: neither delivered nor lost, and left out "
+            "of reliability"
+        )
+    if reliability.lost:
+        notes.append(f"{reliability.lost} expected completions of ops not shed never arrived")
+    if latency.incomplete:
+        infinite = [name for name in PERCENTILE_FIGURES if getattr(latency, name) == math.inf]
+        notes.append(
+            f"{latency.incomplete} expected completions of ops scheduled in the steady-state "
+            "window never arrived and count as infinitely late in the latency percentiles"
+            + (f" ({', '.join(infinite)} infinite)" if infinite else "")
         )
     if unique.early:
         notes.append(f"{unique.early} completions came before their scheduled time (clock?)")
@@ -520,16 +592,20 @@ def _notes(result: DriverResult, reliability: Reliability, unique: _Unique) -> l
 
 
 def _latency_section(
-    plan: Plan, unique: _Unique
+    plan: Plan, ops: _Ops, unique: _Unique, owed: IntArray
 ) -> tuple[LatencyFigures, dict[str, KindLatency], dict[str, str]]:
+    """Overall and per-kind latency; ``owed`` is each op's missing completions that
+    count as infinitely late (zero for shed ops and ops whose origin was down)."""
     steady = _in_window(unique.scheduled, plan)
     latency_us = unique.latency_us[steady]
     kinds = unique.kind[steady]
-    overall, hist = _latency_figures(latency_us)
+    owed = np.where(_in_window(ops.at, plan), owed, 0)
+    overall, hist = _latency_figures(latency_us, int(owed.sum()))
     histograms = {"latency": _encode(hist)}
     by_kind: dict[str, KindLatency] = {}
     for kind in OpKind:
-        figures, kind_hist = _kind_latency(latency_us[kinds == int(kind)])
+        missing = int(owed[ops.kind == int(kind)].sum())
+        figures, kind_hist = _kind_latency(latency_us[kinds == int(kind)], missing)
         by_kind[kind_name(kind)] = figures
         if figures.count:
             histograms[f"latency-{kind_name(kind)}"] = _encode(kind_hist)
@@ -547,12 +623,15 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
     records = _record_columns(result.completions, ops, codes)
     unique = _unique_completions(records, ops, len(codes))
     per_op = np.bincount(unique.op, minlength=len(ops.ids))
-    latency, by_kind, histograms = _latency_section(plan, unique)
     columns = _op_columns(ops, unique, codes)
     missing = np.maximum(ops.expected - per_op, 0)
     down = origin_down(plan, columns)
-    split = _loss_split(missing, _accepted(result, ops, per_op), down)
-    reliability = _reliability(records, ops, unique, per_op, split)
+    accepted = _accepted(result, ops, per_op)
+    shed = _shed(result, ops, per_op, accepted)
+    owed = np.where(shed | (down & ~accepted), 0, missing)  # never sent: not late
+    latency, by_kind, histograms = _latency_section(plan, ops, unique, owed)
+    split = _loss_split(missing, accepted, down, shed)
+    reliability = _reliability(records, ops, unique, per_op, shed, split)
     return Summary(
         backend=result.backend,
         transport=result.transport,
@@ -569,7 +648,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         agents=_agents(plan, result, ops, unique, codes),
         timeline=_timeline(plan, result, ops, unique),
         resources=_resources(result.processes),
-        notes=_notes(result, reliability, unique),
+        notes=_notes(result, reliability, latency, unique),
         faults=fault_section(plan, result, columns),
         integrity=check_acked_writes(result),
         monitoring=monitoring_section(plan, result, unique.at, unique.kind),

@@ -64,7 +64,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from harness.summary import FaultRecovery, FaultSection, KindRecovery, WriteIntegrity
+from harness.summary import (
+    FaultRecovery,
+    FaultSection,
+    KindRecovery,
+    WriteIntegrity,
+    nearest_rank_percentiles,
+)
 from protocol.plan import Fault, FaultKind, Plan
 from protocol.records import DELETED, DriverResult, NodeEvent, StoreSnapshot
 
@@ -202,8 +208,7 @@ def _window_p95_ms(
     low, high = np.searchsorted(scheduled, starts), np.searchsorted(scheduled, ends)
     for i in np.flatnonzero(high > low).tolist():
         segment = latency[low[i] : high[i]]
-        rank = math.ceil(0.95 * len(segment)) - 1
-        out[i] = np.partition(segment, rank)[rank] * 1000.0
+        out[i] = nearest_rank_percentiles(segment, (95.0,))[0] * 1000.0
     return out
 
 
@@ -438,8 +443,7 @@ def nearest_rank(values: Sequence[float], percent: float) -> float | None:
     """The nearest-rank percentile; None for no values or an infinite result."""
     if not values:
         return None
-    ordered = sorted(values)
-    value = ordered[max(math.ceil(percent / 100 * len(ordered)) - 1, 0)]
+    value = float(nearest_rank_percentiles(values, (percent,))[0])
     return None if math.isinf(value) else value
 
 

@@ -12,20 +12,96 @@ kind (``harness.recovery``; empty for a run without faults),
 (``harness.monitoring``).
 The encoded HDR histograms live in ``Summary.histograms``, not in
 ``to_dict()``; the run folder stores them as ``.hdr`` files.
+
+Percentiles are nearest-rank (``nearest_rank_percentiles``, the one
+implementation): the value at rank ``ceil(p / 100 * n)`` of the ``n`` sorted
+values, never interpolated or bucketed. An expected completion that never
+arrived counts as infinitely late in the latency sample, so a latency
+percentile can be ``math.inf``. JSON has no infinity, so the
+representations are:
+
+- in ``LatencyFigures`` and ``KindLatency``: ``math.inf``, with ``incomplete``
+  counting the missing completions;
+- in ``to_dict()`` (``summary.json``): null. ``from_dict`` reads it back as
+  ``math.inf``, since a percentile of a non-empty sample
+  (``count + incomplete > 0``) always exists: null there can only mean
+  infinite;
+- in ``figures()``: None, as for any figure without a finite value, so
+  comparison, history, regression and certification code that does
+  arithmetic on figures never meets an infinity (a missing figure already
+  fails its target and a checked regression figure). ``infinite_figures()``
+  names the figures that are None because they are infinite, for tables and
+  targets to show.
+
+``Reliability.overloaded`` is the overload verdict: the run shed ops
+(admission control) or delivered less than ``OVERLOAD_DELIVERED_PERCENT`` %
+of the completions of the work it accepted (``expected - shed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 Figure = float | int | None
+FloatArray = npt.NDArray[np.float64]
+
+PERCENTILE_FIGURES: tuple[str, ...] = ("p50_ms", "p95_ms", "p99_ms", "p999_ms")
+OVERLOAD_DELIVERED_PERCENT = 97  # delivering less of the accepted completions is overload
+
+
+def _rank(percent: float, n: int) -> int:
+    """The 1-based nearest rank ``ceil(percent / 100 * n)``, at least 1.
+
+    ``percent`` is taken as written in decimal (``Fraction(str(percent))``):
+    in binary floating point ``99.9 / 100 * 3000`` is ``2997.0000000000005``,
+    which would round up to the wrong rank.
+    """
+    exact = Fraction(str(float(percent)))
+    if not 0 <= exact <= 100:
+        raise ValueError(f"a percentile must be between 0 and 100, got {percent}")
+    return max(1, math.ceil(exact * n / 100))
+
+
+def nearest_rank_percentiles(values: npt.ArrayLike, percents: Sequence[float]) -> FloatArray:
+    """Nearest-rank percentiles of ``values``, one per entry of ``percents``.
+
+    Each is the value at 1-based rank ``ceil(p / 100 * n)`` of the ``n``
+    sorted values (rank 1 for ``p = 0``): always one of the values, chosen
+    exactly with ``np.partition``. ``+inf`` values sort last, so a
+    percentile whose rank lands on one is ``inf``. Raises ``ValueError`` for
+    no values, a NaN, or a percent outside ``[0, 100]``.
+    """
+    sample = np.asarray(values, dtype=np.float64).ravel()
+    if len(sample) == 0:
+        raise ValueError("a percentile of no values is undefined")
+    if bool(np.isnan(sample).any()):
+        raise ValueError("values must not contain NaN")
+    index = np.array([_rank(p, len(sample)) - 1 for p in percents], dtype=np.int64)
+    if len(index) == 0:
+        return np.empty(0, dtype=np.float64)
+    chosen: FloatArray = np.partition(sample, np.unique(index))[index]
+    return chosen
 
 
 @dataclass(slots=True)
 class LatencyFigures:
-    """Latency over the steady-state window, in milliseconds."""
+    """Latency over the steady-state window, in milliseconds.
+
+    ``count`` latencies were measured; ``incomplete`` more expected
+    completions of ops scheduled in the window never arrived (ops that were
+    shed, or whose origin was down, are owed none). The percentiles are
+    nearest-rank over those ``count + incomplete`` values, each missing one
+    counting as infinitely late: a percentile whose rank lands on one is
+    ``math.inf`` (more than 5 % missing makes p95 infinite). ``max_ms`` and
+    ``mean_ms`` are over the measured latencies only (None without any).
+    """
 
     count: int = 0
     p50_ms: float | None = None
@@ -34,16 +110,40 @@ class LatencyFigures:
     p999_ms: float | None = None
     max_ms: float | None = None
     mean_ms: float | None = None
+    incomplete: int = 0
 
 
 @dataclass(slots=True)
 class KindLatency:
-    """Latency of one operation kind over the steady-state window."""
+    """Latency of one operation kind over the steady-state window (as ``LatencyFigures``)."""
 
     count: int = 0
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    incomplete: int = 0
+
+
+_Latency = TypeVar("_Latency", LatencyFigures, KindLatency)
+
+
+def _latency_to_json(data: dict[str, Any]) -> dict[str, Any]:
+    """``asdict`` output of a latency section with every infinite percentile as None."""
+    return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in data.items()}
+
+
+def _latency_from_json(cls: type[_Latency], data: Mapping[str, Any]) -> _Latency:
+    """A latency section from ``summary.json``: null percentiles of a sample are infinite."""
+    section = cls(**data)
+    if section.count + section.incomplete > 0:
+        for item in fields(section):
+            if item.name in PERCENTILE_FIGURES and getattr(section, item.name) is None:
+                setattr(section, item.name, math.inf)
+    return section
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isinf(value) else value
 
 
 @dataclass(slots=True)
@@ -74,6 +174,15 @@ class Reliability:
     ``lost_origin_down`` (the origin was killed or paused when the op was due,
     so it was never sent) and ``lost_unaccepted`` (the rest); all three count
     expected completions, like ``lost``.
+
+    ``shed_ops`` are ops their origin gave up before the coordinator accepted
+    them (admission control under overload; ``DriverResult.shed``) that were
+    not accepted after all and completed nowhere; ``shed`` counts their
+    expected completions. Shed work is neither delivered nor lost: ``lost``
+    and its split leave it out, and ``reliability`` is delivered over
+    ``expected - shed``, the accepted work. ``overloaded`` is True when the
+    run shed any op or delivered less than ``OVERLOAD_DELIVERED_PERCENT`` %
+    of ``expected - shed``.
     """
 
     expected: int = 0
@@ -90,6 +199,9 @@ class Reliability:
     lost_acked: int = 0
     lost_unaccepted: int = 0
     lost_origin_down: int = 0
+    shed_ops: int = 0
+    shed: int = 0
+    overloaded: bool = False
 
 
 @dataclass(slots=True)
@@ -267,16 +379,21 @@ class Summary:
     histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def figures(self) -> dict[str, Figure]:
-        """The headline figures as one flat mapping (names as in thresholds)."""
+        """The headline figures as one flat mapping (names as in thresholds).
+
+        Every figure is finite or None: an infinite latency percentile is None
+        here (``infinite_figures()`` names those).
+        """
         lat, thr, rel = self.latency, self.throughput, self.reliability
         return {
-            "p50_ms": lat.p50_ms,
-            "p95_ms": lat.p95_ms,
-            "p99_ms": lat.p99_ms,
-            "p999_ms": lat.p999_ms,
+            "p50_ms": _finite(lat.p50_ms),
+            "p95_ms": _finite(lat.p95_ms),
+            "p99_ms": _finite(lat.p99_ms),
+            "p999_ms": _finite(lat.p999_ms),
             "max_ms": lat.max_ms,
             "mean_ms": lat.mean_ms,
             "latency_count": lat.count,
+            "latency_incomplete": lat.incomplete,
             "deliveries_per_s": thr.deliveries_per_s,
             "ops_per_s": thr.ops_per_s,
             "completions_per_s": thr.completions_per_s,
@@ -293,6 +410,9 @@ class Summary:
             "lost_acked": rel.lost_acked,
             "lost_unaccepted": rel.lost_unaccepted,
             "lost_origin_down": rel.lost_origin_down,
+            "shed_ops": rel.shed_ops,
+            "shed": rel.shed,
+            "overloaded": int(rel.overloaded),
             "acked_writes_checked": self.integrity.acked_writes_checked,
             "acked_writes_lost": self.integrity.acked_writes_lost,
             "faults": len(self.faults.faults),
@@ -304,10 +424,22 @@ class Summary:
             "wall_seconds": self.wall_seconds,
         }
 
+    def infinite_figures(self) -> set[str]:
+        """Names of the ``figures()`` that are None because they are infinite."""
+        lat = self.latency
+        return {name for name in PERCENTILE_FIGURES if getattr(lat, name) == math.inf}
+
     def to_dict(self, *, include_timeline: bool = True) -> dict[str, Any]:
-        """Plain JSON-able data (no histograms; optionally no timeline)."""
+        """Plain JSON-able data (no histograms; optionally no timeline).
+
+        Infinite latency percentiles become None (``from_dict`` restores them).
+        """
         data = asdict(self)
         del data["histograms"]
+        data["latency"] = _latency_to_json(data["latency"])
+        data["latency_by_kind"] = {
+            kind: _latency_to_json(section) for kind, section in data["latency_by_kind"].items()
+        }
         if not include_timeline:
             del data["timeline"]
         return data
@@ -325,8 +457,10 @@ class Summary:
             warmup=data["warmup"],
             wall_seconds=data["wall_seconds"],
             end_time=data["end_time"],
-            latency=LatencyFigures(**data["latency"]),
-            latency_by_kind={k: KindLatency(**v) for k, v in data["latency_by_kind"].items()},
+            latency=_latency_from_json(LatencyFigures, data["latency"]),
+            latency_by_kind={
+                k: _latency_from_json(KindLatency, v) for k, v in data["latency_by_kind"].items()
+            },
             throughput=Throughput(**data["throughput"]),
             reliability=Reliability(**data["reliability"]),
             availability=Availability(**data["availability"]),

@@ -4,7 +4,14 @@
 (latency, throughput, reliability, uptime, agents, wall time), one column per
 backend (``real`` and ``sim`` always, any other backend after them) and a
 column with the model's percentage error taken from the comparison rows.
-A backend that did not run, or a figure that is undefined, shows "—".
+A backend that did not run, or a figure that is undefined, shows "—"; a
+latency percentile that is infinite (its rank lands on an expected
+completion that never arrived, ``harness.metrics``) shows "∞ (incomplete)".
+The "overloaded" row says yes when a backend was overloaded
+(``Reliability.overloaded``: it shed ops, or delivered less than 97 % of the
+completions it accepted), and the table's caption then says so, one line per
+such backend: "overloaded (real): N ops shed (M completions), K accepted
+completions missing".
 When a run had faults a short block follows: per fault kind the recovery
 p95 (with how many faults never recovered) and the detection p95 (the
 re-registration p95 for a coordinator crash), then losses of accepted ops
@@ -26,6 +33,7 @@ from harness.metrics import Figure, Summary
 from harness.summary import KindRecovery
 
 MISSING = "—"
+INFINITE = "∞ (incomplete)"
 DEFAULT_BACKENDS: tuple[str, ...] = ("real", "sim")
 
 
@@ -49,6 +57,10 @@ def _seconds(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def _yes_no(value: float) -> str:
+    return "yes" if value else "no"
+
+
 # (label, figure name, unit, formatter)
 ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("latency p50", "p50_ms", "ms", _ms),
@@ -62,6 +74,8 @@ ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("operations offered", "offered_ops_per_s", "ops/s", _rate),
     ("reliability", "reliability", "%", _ratio),
     ("not delivered by end", "lost", "msgs", _count),
+    ("shed", "shed_ops", "ops", _count),
+    ("overloaded", "overloaded", "", _yes_no),
     ("duplicates", "duplicates", "msgs", _count),
     ("data integrity", "data_integrity", "%", _ratio),
     ("uptime", "uptime", "%", _ratio),
@@ -78,6 +92,28 @@ def format_figure(value: Figure, formatter: Callable[[float], str]) -> str:
 def format_error(error_pct: float | None) -> str:
     """A signed percentage such as "+3.2 %", or "—"."""
     return MISSING if error_pct is None else f"{error_pct:+.1f} %"
+
+
+def overload_line(backend: str, summary: Summary) -> str | None:
+    """The overload verdict of one backend's run, or None when it was not overloaded."""
+    rel = summary.reliability
+    if not rel.overloaded:
+        return None
+    return (
+        f"overloaded ({backend}): {rel.shed_ops:,} ops shed ({rel.shed:,} completions), "
+        f"{rel.lost:,} accepted completions missing"
+    )
+
+
+def _cell(
+    figures: Mapping[str, Figure] | None,
+    infinite: set[str],
+    name: str,
+    formatter: Callable[[float], str],
+) -> str:
+    if figures is None:
+        return MISSING
+    return INFINITE if name in infinite else format_figure(figures[name], formatter)
 
 
 def _backends(summaries: Mapping[str, Summary]) -> list[str]:
@@ -98,6 +134,7 @@ def render_summary_table(
     """A table of figures: metric, one column per backend, model error %."""
     backends = _backends(summaries)
     figures = {name: summary.figures() for name, summary in summaries.items()}
+    infinite = {name: summary.infinite_figures() for name, summary in summaries.items()}
     errors = _errors(comparison)
     table = Table(title=title)
     table.add_column("metric")
@@ -106,12 +143,15 @@ def render_summary_table(
         table.add_column(backend, justify="right")
     table.add_column("model error %", justify="right")
     for label, name, unit, formatter in ROWS:
-        cells = [
-            format_figure(figures[b][name], formatter) if b in figures else MISSING
-            for b in backends
-        ]
+        cells = [_cell(figures.get(b), infinite.get(b, set()), name, formatter) for b in backends]
         table.add_row(label, unit, *cells, format_error(errors.get(name)))
     _add_fault_block(table, summaries, backends)
+    verdicts = [overload_line(b, summaries[b]) for b in backends if b in summaries]
+    lines = [line for line in verdicts if line is not None]
+    if lines:
+        table.caption = "\n".join(lines)
+        table.caption_style = "bold red"
+        table.caption_justify = "left"
     return table
 
 

@@ -6,8 +6,9 @@ request methods (``publish``, ``direct``, ``broadcast``, ``submit_task``,
 ``memory``) at each operation's scheduled time.
 
 Requests go through ``RequestWindow`` (``protocol.requests``): a local
-queue, a bounded number in flight, adaptive retries, and a pause on
-``Busy``. Requests made before ``Welcome`` wait there until registration.
+queue, an adaptive number in flight, adaptive retries, a pause on ``Busy``,
+and shedding of what waited too long (``shed`` lists those op ids).
+Requests made before ``Welcome`` wait there until registration.
 
 Deliveries are de-duplicated by ``(origin, op_id)``: the handler runs once
 per operation however often the coordinator resends it. Every delivery is
@@ -83,6 +84,7 @@ class Agent:
         self._task_results: dict[tuple[str, int], TaskResult] = {}
         self._tasks_done: set[int] = set()
         self.requests = RequestWindow(settings)
+        self.shed: list[int] = self.requests.shed  # op ids given up unaccepted, in order
         self._heartbeat_interval = settings.heartbeat_interval
         self._next_heartbeat: float | None = None
         self._heartbeat_seq = 0

@@ -8,11 +8,18 @@ coordinator-wide ``msg_id``, and the same ``Deliver`` object goes to every
 recipient (so a driver can encode it once). Each recipient session has a
 credit window: at most ``credit`` deliveries in flight (sent, not acked).
 Beyond the window deliveries wait in the session's bounded backlog. If any
-recipient's backlog is full the whole operation is refused with ``Busy``
-and the sender retries, so a slow agent cannot grow the coordinator's
-memory without bound. Unacked deliveries are resent after an adaptive
-timeout (``protocol.retransmit``: at least ``ack_timeout``, doubling per
-retry) with the same ``msg_id``; the receiver de-duplicates. Operations are
+recipient's backlog is full, or a live recipient's backlog is standing (it
+has not emptied for ``delay_target``), the whole operation is refused with
+``Busy`` and the sender backs off: so a slow agent can grow neither the
+coordinator's memory nor the latency of what is admitted. Unacked
+deliveries are resent after an adaptive timeout with the same ``msg_id``;
+the receiver de-duplicates. Each agent's
+link has its own estimator (``Session.rto``, ``protocol.retransmit``: at
+least ``ack_timeout``), so a link whose acks come late because its agent or
+the coordinator is overloaded gets a longer timeout; and an expiry backs
+off the whole link (doubling, kept until a fresh sample), not only the
+message, so retransmissions cannot multiply the load of an overloaded
+system. Operations are
 de-duplicated by ``(origin, op_id)`` (``Coordinator._remember``), so a
 retried publish is not routed twice. ``TaskDone`` is resent the same way
 until the submitter acks it.
@@ -156,8 +163,7 @@ class BusRouting:
                 self._out.append((src, Accepted(op_id, routed)))
             return
         sessions = [self.sessions[node] for node in recipients]
-        limit = self.settings.max_backlog
-        if any(len(s.backlog) >= limit for s in sessions):  # failed agents' too: never drop
+        if self._congested(sessions, now):
             self.stats.busy += 1
             self._out.append((src, Busy(op_id, self.settings.busy_retry)))
             return
@@ -169,35 +175,58 @@ class BusRouting:
         self._accept(src, key, Accepted(op_id, len(sessions)))
         self._enqueue(deliver, sessions, now)
 
+    def _congested(self, sessions: list[Session], now: float) -> bool:
+        """Whether a recipient's queue refuses more: full (a failed agent's too, so
+        nothing accepted is ever dropped), or, for a live agent, standing: not
+        empty for ``delay_target`` (its deliveries would wait longer than that)."""
+        limit = self.settings.max_backlog
+        standing = now - self.settings.delay_target
+        for s in sessions:
+            backlog = s.backlog
+            if backlog and (len(backlog) >= limit or (s.alive and s.backlog_since < standing)):
+                return True
+        return False
+
     def _enqueue(self, deliver: Deliver, sessions: list[Session], now: float) -> None:
         credit = self.settings.credit
         sent: list[str] = []
         out = self._out
+        msg_id = deliver.msg_id
+        wait = 0.0
         for session in sessions:
             if session.alive and len(session.inflight) < credit and not session.backlog:
-                session.inflight[deliver.msg_id] = deliver
+                session.inflight[msg_id] = deliver
                 out.append((session.node_id, deliver))
                 sent.append(session.node_id)
+                rto = session.rto
+                if rto.timed_key is None:  # each link times one delivery at a time
+                    rto.timed_key = msg_id
+                    rto.timed_at = now
+                link_rto = rto.rto
+                if link_rto > wait:
+                    wait = link_rto
             else:
-                self._hold(session, deliver)
-        if sent:
-            self._rto.start(deliver.msg_id, now)
-            self._retries.push(now + self._rto.rto, (deliver, tuple(sent), 0))
+                self._hold(session, deliver, now)
+        if sent:  # one retry entry for the op: due when the slowest link's timeout is
+            self._retries.push(now + wait, (deliver, tuple(sent), 0))
 
-    def _hold(self, session: Session, deliver: Deliver) -> None:
+    def _hold(self, session: Session, deliver: Deliver, now: float) -> None:
         """Queue ``deliver`` for later. Every queue, a failed agent's included, is
         bounded by ``Busy`` before routing, so nothing accepted is ever dropped."""
-        session.backlog.append(deliver)
+        backlog = session.backlog
+        if not backlog:
+            session.backlog_since = now
+        backlog.append(deliver)
 
     def _on_ack(self, src: str, msg: Ack, now: float) -> None:
         session = self.sessions[src]
         inflight = session.inflight
-        timed = self._rto.timed_key
+        timed = session.rto.timed_key
         self.journal.acked(src, msg.msg_ids)
         for msg_id in msg.msg_ids:
             inflight.pop(msg_id, None)
             if msg_id == timed:
-                self._rto.answer(msg_id, now)
+                session.rto.answer(msg_id, now)
         if session.backlog:
             self._refill(session, now)
         if self.unassigned and session.capabilities:
@@ -207,7 +236,7 @@ class BusRouting:
         if not session.alive:
             return
         credit = self.settings.credit
-        deadline = now + self._rto.rto
+        deadline = now + session.rto.rto
         while session.backlog and len(session.inflight) < credit:
             deliver = session.backlog.popleft()
             session.inflight[deliver.msg_id] = deliver
@@ -217,10 +246,10 @@ class BusRouting:
     def _resend_session(self, session: Session, now: float) -> None:
         """After a (re)registration, resend everything in flight and every task result
         it has not acked, then refill."""
-        deadline = now + self._rto.rto
+        deadline = now + session.rto.rto
         node = session.node_id
         for deliver in list(session.inflight.values()):
-            self._rto.cancel(deliver.msg_id)
+            session.rto.cancel(deliver.msg_id)
             self._out.append((node, deliver))
             self._retries.push(deadline, (deliver, (node,), 1))
         for (origin, _), done in self._done_pending.items():
@@ -234,15 +263,20 @@ class BusRouting:
                 self._resend_done(msg, nodes[0], attempt, now)
                 continue
             again = []
+            wait = 0.0
             for node in nodes:
                 session = self.sessions.get(node)
                 if session is not None and session.alive and msg.msg_id in session.inflight:
+                    rto = session.rto
+                    rto.cancel(msg.msg_id)
+                    rto.expired(now)  # the link backs off, not only this message
+                    wait = max(wait, rto.rto)
                     self._out.append((node, msg))
                     again.append(node)
             if again:
-                self._rto.cancel(msg.msg_id)
                 self.stats.redelivered += len(again)
-                self._retry_later(msg, tuple(again), attempt + 1, now)
+                # the links' timeouts have doubled already (``expired``): no second factor
+                self._retries.push(now + wait, (msg, tuple(again), attempt + 1))
 
     def _retry_later(
         self, msg: Deliver | TaskDone, nodes: tuple[str, ...], attempt: int, now: float

@@ -203,7 +203,8 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         for their node's hello; unfinished tasks wait for a capable agent.
         """
         for member in state.members.values():
-            session = Session(member.node, member.capabilities, 0.0, alive=False, linked=False)
+            session = self._new_session(member.node, member.capabilities, 0.0)
+            session.alive = session.linked = False
             self.sessions[member.node] = session
             for pattern in member.subscriptions:
                 self.subscriptions.add(member.node, pattern)
@@ -243,6 +244,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
             return
         session.linked = False
         if session.alive:
+            self.stats.links_lost += 1
             self._fail(session, now)
 
     def knows(self, node: str) -> bool:
@@ -277,7 +279,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         self.journal.member(src, msg.capabilities, msg.subscriptions)
         session = self.sessions.get(src)
         if session is None:
-            session = Session(src, msg.capabilities, now)
+            session = self._new_session(src, msg.capabilities, now)
             self.sessions[src] = session
             self.events.append(NodeEvent(now, "registered", src))
             session.backlog.extend(self._parked.pop(src, ()))
@@ -295,6 +297,10 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         )
         self._resend_session(session, now)
         self._assign_waiting(now)
+
+    def _new_session(self, node: str, capabilities: tuple[str, ...], now: float) -> Session:
+        rto = RtoEstimator(self.settings.ack_timeout, self.settings.max_rto)
+        return Session(node, capabilities, now, rto=rto)
 
     def _on_heartbeat(self, src: str, msg: Heartbeat, now: float) -> None:
         return None  # receive() already refreshed last_seen
@@ -392,7 +398,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
 
     def _on_task_result(self, src: str, msg: TaskResult, now: float) -> None:
         session = self.sessions[src]
-        self._rto.answer(msg.msg_id, now)
+        session.rto.answer(msg.msg_id, now)
         if session.inflight.pop(msg.msg_id, None) is not None and session.backlog:
             self._refill(session, now)
         if self.unassigned:

@@ -57,6 +57,7 @@ class FailureHandling:
         expiry = now - self.settings.session_expiry
         for session in self.sessions.values():
             if session.alive and session.last_seen < limit:
+                self.stats.failures_detected += 1
                 self._fail(session, now)
             elif not session.alive and session.last_seen < expiry and self._holds(session):
                 self._expire(session, now)
@@ -83,7 +84,6 @@ class FailureHandling:
 
     def _fail(self, session: Session, now: float) -> None:
         session.alive = False
-        self.stats.failures_detected += 1
         self.events.append(NodeEvent(now, "failed", session.node_id))
         self.log.append(f"agent {session.node_id} failed (last seen {session.last_seen:.3f})")
         for key in sorted(session.tasks):

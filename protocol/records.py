@@ -97,6 +97,12 @@ class DriverResult:
     ``StatusRequest`` at ``Plan.status_at``, as ``protocol.status.status_dict``
     gives it (``{component: {"health": str, "metrics": {name: number}}}``);
     None when no reply came back (or the plan takes no snapshot).
+
+    ``shed`` names the ops their origin gave up before the coordinator
+    accepted them (admission control, ``protocol.requests``): refused with
+    ``Busy`` or still queued once their admission deadline had passed. They
+    are neither delivered nor lost; an op named both here and in ``accepted``
+    (a retry that was accepted after all) counts as accepted.
     """
 
     backend: str
@@ -106,6 +112,7 @@ class DriverResult:
     processes: list[ProcessUsage] = field(default_factory=list)
     registered: dict[str, float] = field(default_factory=dict)
     accepted: list[int] = field(default_factory=list)
+    shed: list[int] = field(default_factory=list)
     events: list[NodeEvent] = field(default_factory=list)
     write_acks: list[WriteAck] = field(default_factory=list)
     restarts: list[StoreSnapshot] = field(default_factory=list)

@@ -1,21 +1,48 @@
-"""An agent's requests to its coordinator: a send window, retries and Busy pacing.
+"""An agent's requests to its coordinator: an adaptive window, retries, Busy and shedding.
 
 Requests (publish, direct, broadcast, task submit, memory) enter a local
-FIFO queue. At most ``request_window`` of them are in flight (sent, not yet
-answered); the rest wait locally, where they cost the coordinator nothing.
-An answer (``Accepted`` or ``MemReply``) frees a slot and the next queued
-request goes out.
+queue. At most ``limit`` of them are in flight (sent, not yet answered); the
+rest wait locally, where they cost the coordinator nothing. An answer
+(``Accepted`` or ``MemReply``) frees a slot and the next queued request goes
+out.
+
+Admission control, in the client (as Google SRE's client-side throttling
+and Netflix's adaptive concurrency limits do it). ``limit`` adapts between
+1 and ``request_window`` from the round trips of first sends (Karn's rule:
+a resent request is never a sample). It starts at ``INITIAL_LIMIT`` and,
+like TCP's slow start, grows by one per answer (doubling per round trip)
+until the first sign of a queue. After that, a round trip more than
+``delay_target`` above the smallest one seen means a queue is standing
+somewhere between this agent and the coordinator, so the limit shrinks by
+a fifth, at most once per round trip; any other answer grows it by
+``1 / limit`` (one per window of answers). ``Busy`` halves it. So under
+overload the excess waits here instead of in the coordinator's socket
+buffers, where it would delay everybody's heartbeats and acks.
+
+Queued requests are served oldest first, but once the oldest has waited
+``delay_target`` the queue is *standing* and the newest goes first
+(adaptive LIFO): under overload the work that is admitted is fresh, and the
+old work is shed. A request that has waited ``shed_after`` (only time while
+the link is open counts: a request queued while the coordinator is away
+waits for it) is given up: it goes to ``shed``, is never sent again, and
+counts as neither delivered nor lost. Only requests that the coordinator
+never accepted are shed: queued ones, and ones it refused with ``Busy``.
+One in flight (sent, unanswered) may have been accepted, so it is resent,
+never shed; and when an earlier copy of a refused request turns out to have
+been accepted (its ``Accepted`` comes after the ``Busy``, or even after it
+was shed: a duplicate or a retransmission overtook the refusal), it counts
+as answered: it leaves the queue, and the agent records it as accepted (an
+op both shed and accepted counts as accepted).
 
 An in-flight request that is not answered within the adaptive timeout
-(``protocol.retransmit``) is resent, waiting twice as long each time.
+(``protocol.retransmit``) is resent, waiting twice as long each time; a
+timeout also backs off the timeout of every request and shrinks the window
+(once per timeout), since round trips too long to sample (Karn's rule) are
+the strongest sign of a queue.
 
 A ``Busy`` answer puts the refused request back at the head of the queue
 and pauses *all* sending for ``retry_after``, doubling per consecutive
 refusal up to ``max_busy_backoff``; any acceptance resets the doubling.
-Pausing the whole agent, not just the refused request, is what keeps an
-overloaded coordinator from spending its time refusing retries: the offered
-load above capacity waits in the agents' queues (and its latency, measured
-from the schedule, shows it) instead of circling the network.
 """
 
 from __future__ import annotations
@@ -27,6 +54,10 @@ from protocol.retransmit import RetryHeap, RtoEstimator, backoff
 from protocol.settings import ProtocolSettings
 
 Request = Publish | Direct | Broadcast | TaskSubmit | MemRequest
+INITIAL_LIMIT = 64  # requests in flight before any round trip was measured
+DECREASE = 0.8  # the limit's factor on a round trip over the target
+STRAY_LIMIT = 4096  # shed requests remembered in case a stray copy is accepted after all
+MIN_RTT_SAMPLES = 1000  # the smallest round trip is forgotten after this many samples
 
 
 class RequestWindow:
@@ -35,16 +66,28 @@ class RequestWindow:
     def __init__(self, settings: ProtocolSettings) -> None:
         self.settings = settings
         self.window = settings.request_window
+        self.limit = float(min(INITIAL_LIMIT, settings.request_window))
+        self._slow_start = True  # until the first sign of a queue: +1 per answer
         self.open = False
         self.inflight: dict[int, Request] = {}
-        self.queue: deque[Request] = deque()
+        self.queue: deque[tuple[Request, float]] = deque()  # (request, queued at)
         self.paused_until: float | None = None
         self.refusals = 0
+        self.shed: list[int] = []
         self._out: list[Request] = []
         self._due: dict[int, float] = {}
+        self._sent_at: dict[int, float] = {}
         self._attempts: dict[int, int] = {}
+        self._queued_at: dict[int, float] = {}  # in flight: when first queued
+        self._busy: dict[int, Request] = {}  # refused with Busy, not yet answered or shed
+        self._stray: dict[int, Request] = {}  # shed after being sent, newest STRAY_LIMIT
         self._retries: RetryHeap[tuple[float, int]] = RetryHeap()
         self._rto = RtoEstimator(settings.request_timeout, settings.max_rto)
+        self._min_rtt = float("inf")
+        self._min_samples = 0
+        self._next_min_rtt = float("inf")
+        self._decreased_at = float("-inf")
+        self._shed_after = settings.shed_after if settings.shed_after > 0 else float("inf")
 
     def __len__(self) -> int:
         return len(self.inflight) + len(self.queue)
@@ -55,7 +98,7 @@ class RequestWindow:
         return out
 
     def submit(self, request: Request, now: float) -> None:
-        self.queue.append(request)
+        self.queue.append((request, now))
         self._pump(now)
 
     def close(self) -> None:
@@ -63,8 +106,13 @@ class RequestWindow:
         self.open = False
 
     def reopen(self, now: float) -> None:
-        """Registered (again): resend what was in flight, then fill the window."""
+        """Registered (again): resend what was in flight, then fill the window.
+
+        Queued requests get their full ``shed_after`` again: the time the
+        link was down is not the coordinator refusing them.
+        """
         self.open = True
+        self.queue = deque((request, max(at, now)) for request, at in self.queue)
         for request in list(self.inflight.values()):
             self._send(request, now, retry=True)
         self._pump(now)
@@ -73,8 +121,12 @@ class RequestWindow:
         """``op_id`` was answered; returns the request, or None for a repeat answer."""
         request = self.inflight.pop(op_id, None)
         if request is None:
-            return None
+            return self._late_answer(op_id)
+        self._busy.pop(op_id, None)
         self._rto.answer(op_id, now)
+        sent = self._sent_at.pop(op_id, None)
+        if sent is not None and op_id not in self._attempts:
+            self._adapt(now - sent, now)
         self._forget(op_id)
         self.refusals = 0
         self._pump(now)
@@ -86,36 +138,110 @@ class RequestWindow:
         if request is None:
             return
         self._rto.cancel(op_id)
+        queued_at = self._queued_at.pop(op_id, now)
         self._forget(op_id)
-        self.queue.appendleft(request)
+        self.queue.appendleft((request, queued_at))
+        self._busy[op_id] = request
         wait = backoff(retry_after, self.refusals, self.settings.max_busy_backoff)
         self.refusals += 1
+        self.limit = max(1.0, self.limit / 2)
+        self._slow_start = False
         self.paused_until = max(self.paused_until or now, now + wait)
+        self._shed_expired(now)
 
     def on_timer(self, now: float) -> None:
         if self.paused_until is not None and now >= self.paused_until:
             self.paused_until = None
-            self._pump(now)
+        self._pump(now)
         for due, op_id in self._retries.pop_due(now):
             request = self.inflight.get(op_id)
             if request is not None and self._due.get(op_id) == due and self.open:
+                self._timed_out(now)
                 self._send(request, now, retry=True)
 
+    def _timed_out(self, now: float) -> None:
+        """A request went unanswered for a timeout: the path is congested (or lossy).
+        The timeout backs off for every request, and the window shrinks, each at
+        most once per timeout, as TCP does on a retransmission timeout."""
+        self._slow_start = False
+        if now - self._decreased_at >= self._rto.rto:
+            self.limit = max(1.0, self.limit * DECREASE)
+            self._decreased_at = now
+        self._rto.expired(now)
+
     def next_deadline(self) -> float | None:
-        retry = self._retries.next_due()
-        pause = self.paused_until
-        if pause is None:
-            return retry
-        return pause if retry is None or pause < retry else retry
+        times = [self._retries.next_due(), self.paused_until]
+        if self.queue and self.open:
+            times.append(self.queue[0][1] + self._shed_after)  # the oldest one's shed time
+        due = [t for t in times if t is not None and t != float("inf")]
+        return min(due) if due else None
+
+    # --- the window ---------------------------------------------------------------
+
+    def _adapt(self, rtt: float, now: float) -> None:
+        """Grow or shrink ``limit`` from one round-trip sample."""
+        if rtt < self._next_min_rtt:
+            self._next_min_rtt = rtt
+        self._min_samples += 1
+        if rtt < self._min_rtt:
+            self._min_rtt = rtt
+        elif self._min_samples >= MIN_RTT_SAMPLES:  # let the floor rise with the load's path
+            self._min_rtt, self._next_min_rtt = self._next_min_rtt, float("inf")
+            self._min_samples = 0
+        if rtt > self._min_rtt + self.settings.delay_target:
+            self._slow_start = False
+            if now - self._decreased_at >= rtt:
+                self.limit = max(1.0, self.limit * DECREASE)
+                self._decreased_at = now
+        elif self.limit < self.window:
+            step = 1.0 if self._slow_start else 1.0 / self.limit
+            self.limit = min(float(self.window), self.limit + step)
+
+    def _shed_expired(self, now: float) -> None:
+        """Give up the queued requests that have waited ``shed_after``.
+
+        The head is the oldest, except after ``Busy`` requeued a request taken
+        from the tail; older ones behind it are then shed once it is.
+        """
+        queue = self.queue
+        shed_after = self._shed_after
+        while queue and queue[0][1] + shed_after <= now:  # the sum next_deadline gives
+            op_id = queue.popleft()[0].op_id
+            sent = self._busy.pop(op_id, None)
+            if sent is not None:  # a stray copy may still be accepted: remember it a while
+                self._stray[op_id] = sent
+                if len(self._stray) > STRAY_LIMIT:
+                    del self._stray[next(iter(self._stray))]
+            self.shed.append(op_id)
+
+    def _late_answer(self, op_id: int) -> Request | None:
+        """An answer for a request not in flight: a repeat (None), or the acceptance
+        of an earlier copy of one since refused with ``Busy`` or shed. That one
+        was accepted after all: take it out of the queue so it is neither sent
+        again nor shed, and return it so the agent records the answer."""
+        request = self._busy.pop(op_id, None)
+        if request is not None:
+            self.queue = deque(entry for entry in self.queue if entry[0].op_id != op_id)
+            self.refusals = 0
+            return request
+        return self._stray.pop(op_id, None)
 
     def _pump(self, now: float) -> None:
-        if not self.open or self.paused_until is not None:
+        if not self.open:
+            return
+        self._shed_expired(now)
+        if self.paused_until is not None:
             return
         queue = self.queue
         inflight = self.inflight
-        while queue and len(inflight) < self.window:
-            request = queue.popleft()
+        limit = self.limit
+        standing_since = now - self.settings.delay_target
+        queued_at = self._queued_at
+        while queue and len(inflight) < limit:
+            standing = queue[0][1] < standing_since
+            request, at = queue.pop() if standing else queue.popleft()
             inflight[request.op_id] = request
+            queued_at[request.op_id] = at
             self._send(request, now, retry=False)
 
     def _send(self, request: Request, now: float, retry: bool) -> None:
@@ -132,11 +258,14 @@ class RequestWindow:
             self._attempts[op_id] = attempt
         else:
             self._rto.start(op_id, now)
+            self._sent_at[op_id] = now
             attempt = 0
-        due = now + backoff(self._rto.rto, attempt, self.settings.max_rto)
+        due = now + self._rto.rto  # backed off per timeout already (``_timed_out``)
         self._due[op_id] = due
         self._retries.push(due, (due, op_id))
 
     def _forget(self, op_id: int) -> None:
+        self._queued_at.pop(op_id, None)
         self._due.pop(op_id, None)
         self._attempts.pop(op_id, None)
+        self._sent_at.pop(op_id, None)

@@ -8,7 +8,13 @@ is never timed (Karn's rule), so queueing delay raises the timeout instead
 of triggering retransmissions that would add load to an overloaded node:
 without this, a system pushed past capacity collapses into resending.
 
-``backoff(rto, attempt)`` doubles the timeout per retry of the same
+A path whose messages time out backs off as a whole (``expired``): its
+timeout doubles, at most once per timeout, and stays doubled until a fresh
+sample, as TCP keeps a backed-off timer. The coordinator keeps one
+estimator per agent link, so a slow agent's deliveries are retried less
+often (one retry storm cannot feed on itself) while other agents' are not.
+
+``backoff(rto, attempt)`` also doubles the timeout per retry of the same
 message; ``next_reconnect_wait`` does the same for an agent's reconnect
 attempts, between ``reconnect_min`` and ``reconnect_max``. ``RetryHeap``
 orders pending retries by due time; entries are never removed early, the
@@ -23,12 +29,22 @@ from typing import Generic, TypeVar
 from protocol.settings import ProtocolSettings
 
 T = TypeVar("T")
+MAX_BACKOFFS = 6  # a path's timeout doubles at most this often (64 x), capped by maximum
 
 
 class RtoEstimator:
     """Smoothed RTT and the retransmission timeout derived from it."""
 
-    __slots__ = ("minimum", "maximum", "srtt", "rttvar", "timed_key", "timed_at")
+    __slots__ = (
+        "minimum",
+        "maximum",
+        "srtt",
+        "rttvar",
+        "timed_key",
+        "timed_at",
+        "backoffs",
+        "backed_off_at",
+    )
 
     def __init__(self, minimum: float, maximum: float) -> None:
         self.minimum = minimum
@@ -37,12 +53,21 @@ class RtoEstimator:
         self.rttvar = 0.0
         self.timed_key: object = None
         self.timed_at = 0.0
+        self.backoffs = 0
+        self.backed_off_at = float("-inf")
 
     @property
     def rto(self) -> float:
-        if self.srtt is None:
-            return self.minimum
-        return min(self.maximum, max(self.minimum, self.srtt + 4 * self.rttvar))
+        base = self.minimum if self.srtt is None else max(self.minimum, self.srtt + 4 * self.rttvar)
+        return min(self.maximum, base * (1 << self.backoffs))
+
+    def expired(self, now: float) -> None:
+        """Something sent over this path timed out: double the timeout for everything
+        sent from now on, at most once per timeout, until a fresh sample (RFC 6298
+        5.5 and 5.7, per path: a burst of expiries is one congestion event)."""
+        if now - self.backed_off_at >= self.rto and self.backoffs < MAX_BACKOFFS:
+            self.backoffs += 1
+            self.backed_off_at = now
 
     def start(self, key: object, now: float) -> None:
         """Time ``key`` if nothing is being timed."""
@@ -60,6 +85,7 @@ class RtoEstimator:
         if self.timed_key != key:
             return
         self.timed_key = None
+        self.backoffs = 0
         sample = now - self.timed_at
         if self.srtt is None:
             self.srtt = sample

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from protocol.messages import Deliver
+from protocol.retransmit import RtoEstimator
 
 OpKey = tuple[str, int]
 
@@ -25,7 +26,9 @@ class Session:
     linked: bool = True
     inflight: dict[int, Deliver] = field(default_factory=dict)
     backlog: deque[Deliver] = field(default_factory=deque)
+    backlog_since: float = 0.0  # when the backlog last went from empty to not empty
     tasks: set[OpKey] = field(default_factory=set)
+    rto: RtoEstimator = field(default_factory=lambda: RtoEstimator(1.0, 10.0))  # this link's
 
 
 @dataclass(slots=True)
@@ -51,5 +54,6 @@ class CoordinatorStats:
     busy: int = 0
     refused: int = 0
     dropped: int = 0
-    failures_detected: int = 0
+    failures_detected: int = 0  # agents declared failed for their silence
+    links_lost: int = 0  # live agents failed because the driver saw their link close
     tasks_reassigned: int = 0

@@ -22,6 +22,17 @@ class ProtocolSettings:
     doubling per consecutive refusal up to ``max_busy_backoff``, and an
     agent has at most ``request_window`` requests in flight.
 
+    Admission control (``protocol.requests``, ``protocol.bus``) keeps the
+    latency of admitted work near ``delay_target``. An agent's window of
+    requests in flight adapts between 1 and ``request_window``: it shrinks
+    when a request's round trip exceeds the smallest seen by more than
+    ``delay_target`` (or on ``Busy``) and grows back by one per window of
+    answers otherwise. A request that has waited ``shed_after`` in the
+    agent's queue, counting only time the agent could send, is given up:
+    *shed*, never sent again, neither delivered nor lost (0 disables it).
+    The coordinator answers ``Busy`` to an op for a live agent whose backlog
+    has not emptied for ``delay_target`` (a standing queue, as CoDel sees it).
+
     ``durable_bus`` makes a persisting coordinator (tcp) hold ``Accepted``
     until the op is in its database, so accepted messages and tasks survive
     a coordinator crash (``protocol.journal``); it costs a commit per batch.
@@ -48,6 +59,8 @@ class ProtocolSettings:
     busy_retry: float = 0.01
     max_busy_backoff: float = 1.0
     request_window: int = 64
+    delay_target: float = 0.01
+    shed_after: float = 0.1
     max_rto: float = 10.0
     durable_bus: bool = False
     reconnect_min: float = 0.01

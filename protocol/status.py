@@ -192,6 +192,7 @@ class StatusReporting:
             health = "degraded" if now - sweep > settings.heartbeat_interval else "ok"
         metrics = {
             "failures_detected": self.stats.failures_detected,
+            "links_lost": self.stats.links_lost,
             "agents_failed": failed,
             "failure_after_s": settings.failure_after,
             "next_sweep_in_s": max(sweep - now, 0.0) if sweep is not None else 0.0,

@@ -252,11 +252,20 @@ def completed(hub: Hub) -> int:
     return sum(sum(1 for c in agent.completions if not c.duplicate) for agent in lives)
 
 
+def settled(hub: Hub, expected: dict[int, int]) -> int:
+    """``completed`` plus the expected completions of ops their origin shed."""
+    lives = [*agents_of(hub), *getattr(hub, "past_lives", ())]
+    shed = sum(expected.get(op_id, 0) for agent in lives for op_id in agent.shed)
+    return completed(hub) + shed
+
+
 async def settle(hub: Hub, plan: Plan) -> None:
-    """After the plan, wait for every expected completion or the drain timeout."""
-    expected = plan.expected_total
+    """After the plan, wait for every expected completion (or the op's shedding)
+    or the drain timeout."""
+    total = plan.expected_total
+    expected = {op.op_id: op.expected for op in plan.operations}
     deadline = plan.duration + plan.drain_timeout
-    while hub.clock.now() < deadline and completed(hub) < expected:
+    while hub.clock.now() < deadline and settled(hub, expected) < total:
         await asyncio.sleep(0.01)
 
 
@@ -313,6 +322,7 @@ async def replay_registered(
     else:
         result.completions = [c for agent in agents for c in agent.completions]
         result.accepted = [op_id for agent in agents for op_id in agent.accepted]
+        result.shed = [op_id for agent in agents for op_id in agent.shed]
         result.write_acks = [ack for agent in agents for ack in agent.write_acks]
     result.probes = sorted(hub.probes.values())
     result.status = hub.status

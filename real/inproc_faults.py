@@ -239,6 +239,7 @@ def collect(hub: FaultHub, agents: list[Agent], result: DriverResult) -> None:
     lives = [*hub.past_lives, *agents]
     result.completions = [c for agent in lives for c in agent.completions]
     result.accepted = [op_id for agent in lives for op_id in agent.accepted]
+    result.shed = [op_id for agent in lives for op_id in agent.shed]
     result.write_acks = [ack for agent in lives for ack in agent.write_acks]
     coordinator = hub.boxes[COORD].node
     assert isinstance(coordinator, Coordinator)

@@ -4,14 +4,15 @@ How it works. A worker process keeps one ``RecordLog`` file per life
 (``worker-<index>.<life>.log`` in the run's scratch directory). In every
 ``AgentHost.flush``, *before* that turn's acks are handed to the sockets,
 ``RecordLog.record`` appends the turn's new records of the touched agents
-(``Completion``s, accepted op ids, ``WriteAck``s) as one binary block with
-one ``os.write``::
+(``Completion``s, accepted op ids, ``WriteAck``s, shed op ids) as one
+binary block with one ``os.write``::
 
-    block  = header + completions + accepted + write acks
-    header = <III   counts of the three kinds
+    block  = header + completions + accepted + write acks + shed
+    header = <IIII  counts of the four kinds
     completion = <qIdB   op_id, agent index, core time, flags (1 duplicate, 2 intact)
     accepted   = <qI     op_id, agent index
     write ack  = <qIqId  op_id, agent index, version, checksum, core time
+    shed       = <qI     op_id, agent index
 
 Agent indexes are positions in the worker's ``WorkerSpec.agents``; times are
 the worker's core clock (seconds since its ``epoch``), which the parent shifts
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from protocol.agent import Agent
 from protocol.records import NodeEvent
 
-HEADER = struct.Struct("<III")
+HEADER = struct.Struct("<IIII")
 COMPLETION = struct.Struct("<qIdB")
 ACCEPTED = struct.Struct("<qI")
 WRITE_ACK = struct.Struct("<qIqqd")  # op id, agent, version, crc (-1: a delete), at
@@ -83,7 +84,7 @@ class RecordLog:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         self.fd: int | None = os.open(path, flags, 0o600)
         self.index = {node: i for i, node in enumerate(agent_ids)}
-        self._marks: dict[str, list[int]] = {node: [0, 0, 0] for node in self.index}
+        self._marks: dict[str, list[int]] = {node: [0, 0, 0, 0] for node in self.index}
         self.writes = 0
         self.bytes = 0
 
@@ -94,6 +95,7 @@ class RecordLog:
         completions: list[bytes] = []
         accepted: list[bytes] = []
         acks: list[bytes] = []
+        shed: list[bytes] = []
         marks = self._marks
         index = self.index
         for node, agent in touched.items():
@@ -115,9 +117,13 @@ class RecordLog:
                     for a in agent.write_acks[mark[2] :]
                 ]
                 mark[2] = len(agent.write_acks)
-        if completions or accepted or acks:
-            head = HEADER.pack(len(completions), len(accepted), len(acks))
-            data = b"".join((head, *completions, *accepted, *acks))
+            if len(agent.shed) > mark[3]:
+                i = index[node]
+                shed += [ACCEPTED.pack(op_id, i) for op_id in agent.shed[mark[3] :]]
+                mark[3] = len(agent.shed)
+        if completions or accepted or acks or shed:
+            head = HEADER.pack(len(completions), len(accepted), len(acks), len(shed))
+            data = b"".join((head, *completions, *accepted, *acks, *shed))
             _write_all(self.fd, data)
             self.writes += 1
             self.bytes += len(data)
@@ -135,6 +141,7 @@ class LogRecords:
     completions: list[CompletionRecord] = field(default_factory=list)
     accepted: list[AcceptedRecord] = field(default_factory=list)
     write_acks: list[AckRecord] = field(default_factory=list)
+    shed: list[AcceptedRecord] = field(default_factory=list)  # same layout: op_id, agent
     torn: int = 0  # logs whose last block was cut short
 
     def unique(self) -> int:
@@ -160,8 +167,8 @@ def _parse(data: memoryview, records: LogRecords) -> bool:
     offset = 0
     end = len(data)
     while end - offset >= HEADER.size:
-        nc, na, nw = HEADER.unpack_from(data, offset)
-        sizes = (nc * COMPLETION.size, na * ACCEPTED.size, nw * WRITE_ACK.size)
+        nc, na, nw, ns = HEADER.unpack_from(data, offset)
+        sizes = (nc * COMPLETION.size, na * ACCEPTED.size, nw * WRITE_ACK.size, ns * ACCEPTED.size)
         start = offset + HEADER.size
         if start + sum(sizes) > end:
             return False
@@ -169,8 +176,10 @@ def _parse(data: memoryview, records: LogRecords) -> bool:
         a_end = c_end + sizes[1]
         records.completions.extend(COMPLETION.iter_unpack(data[start:c_end]))
         records.accepted.extend(ACCEPTED.iter_unpack(data[c_end:a_end]))
-        records.write_acks.extend(WRITE_ACK.iter_unpack(data[a_end : a_end + sizes[2]]))
-        offset = a_end + sizes[2]
+        w_end = a_end + sizes[2]
+        records.write_acks.extend(WRITE_ACK.iter_unpack(data[a_end:w_end]))
+        records.shed.extend(ACCEPTED.iter_unpack(data[w_end : w_end + sizes[3]]))
+        offset = w_end + sizes[3]
     return offset == end
 
 

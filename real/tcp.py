@@ -169,6 +169,7 @@ async def wait_done(
     seconds (work that died with a process never completes).
     """
     deadline = plan.duration + plan.drain_timeout
+    expected_total = plan.expected_total  # a sum over every op: once, not per poll
     next_progress = -math.inf
     last_count, last_change = -1, clock.now()
     while True:
@@ -181,12 +182,10 @@ async def wait_done(
         if count != last_count:
             last_count, last_change = count, now
         if faults is None:
-            done = count >= plan.expected_total
+            done = count >= expected_total
         else:
             quiet = now - max(last_change, faults.settled_at) >= faults.quiet_after
-            done = faults.settled() and (
-                count >= plan.expected_total - faults.never_issued or quiet
-            )
+            done = faults.settled() and (count >= expected_total - faults.never_issued or quiet)
         done = done and now >= plan.duration
         if done or now >= deadline or any(child.failed for child in workers):
             if progress is not None:
@@ -485,6 +484,7 @@ def _merge_logs(
             for op_id, i, at, f in records.completions
         )
         result.accepted.extend(op_id for op_id, _ in records.accepted)
+        result.shed.extend(op_id for op_id, _ in records.shed)
         if records.write_acks and ops is None:
             ops = {op.op_id: op for op in plan.operations}
         for op_id, _, version, crc, at in records.write_acks:

@@ -152,6 +152,7 @@ def _new_host(spec: WorkerSpec) -> tuple[AgentHost, int]:
     )
     clock = RunClock(spec.epoch)
     host = AgentHost(spec.host, spec.port, spec.agents, spec.settings, spec.connections, clock, log)
+    host.operations = spec.operations
     if spec.life == 0 or spec.log_dir is None:
         return host, 0
     earlier = read_logs(lives_of(spec.log_dir, spec.index, before=spec.life))

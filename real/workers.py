@@ -109,7 +109,10 @@ class AgentHost:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
+        self._shed_scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._unique = 0
+        self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
+        self._expected: dict[int, int] | None = None
 
     @staticmethod
     def _spread(agent_ids: list[str], connections: int) -> list[HostLink]:
@@ -287,13 +290,21 @@ class AgentHost:
         return dict(self.registered)
 
     def unique_completions(self) -> int:
-        """Non-duplicate completions so far (incremental scan)."""
+        """Non-duplicate completions so far, plus the expected completions of ops
+        their origin shed (they will never come), by incremental scan."""
         for node, agent in self.agents.items():
             start = self._scanned[node]
             records = agent.completions
             if len(records) > start:
                 self._unique += sum(1 for c in records[start:] if not c.duplicate)
                 self._scanned[node] = len(records)
+            start = self._shed_scanned[node]
+            if len(agent.shed) > start:
+                if self._expected is None:
+                    self._expected = {op.op_id: op.expected for op in self.operations}
+                expected = self._expected
+                self._unique += sum(expected.get(op_id, 0) for op_id in agent.shed[start:])
+                self._shed_scanned[node] = len(agent.shed)
         return self._unique
 
     def completions(self) -> list[Completion]:

@@ -222,6 +222,7 @@ class ModelRun:
         self.ops = sorted(plan.operations, key=attrgetter("at"))
         self.next_op = 0
         self.missing = plan.expected_total
+        self._expected: dict[int, int] | None = None  # op id -> expected, once something is shed
         self.unanswered = 0
         self.probing = False
         self.asking = False  # the status request is still to be sent
@@ -271,6 +272,7 @@ class ModelRun:
     def _hook(self) -> None:
         self.engine.on_welcome = self._welcomed
         self.engine.on_completions = self._completed
+        self.engine.on_shed = self._shed
         self.engine.on_probe_reply = self._probe_answered
 
     # --- scheduling helpers -------------------------------------------------------
@@ -362,6 +364,18 @@ class ModelRun:
         if self.missing <= 0:
             self._check_done()
 
+    def _shed(self, op_ids: list[int]) -> None:
+        """Their origin gave these ops up unaccepted: their completions will not come."""
+        expected = self._expected_of()
+        self.missing -= sum(expected[op_id] for op_id in op_ids)
+        if self.missing <= 0:
+            self._check_done()
+
+    def _expected_of(self) -> dict[int, int]:
+        if self._expected is None:
+            self._expected = {op.op_id: op.expected for op in self.plan.operations}
+        return self._expected
+
     def _never_issued(self, op: Operation) -> None:
         """A fault kept ``op`` from being issued: its completions will not come."""
         self.missing -= op.expected
@@ -452,6 +466,11 @@ class ModelRun:
         )
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)
+        else:
+            for node in self.agents:
+                agent: Agent = node.core  # type: ignore[assignment]
+                result.accepted.extend(agent.accepted)
+                result.shed.extend(agent.shed)
         return result
 
     def _cpu_layout(self) -> str:

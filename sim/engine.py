@@ -149,6 +149,7 @@ class SimNode:
         "saving",
         "index",
         "hosts",
+        "shed_seen",
     )
 
     def __init__(
@@ -173,6 +174,7 @@ class SimNode:
         self.saving = 0.0  # what a message saves by joining a queued batch
         self.index = index  # the order in which the node was added
         self.hosts: tuple[Server, ...] = ()  # a coordinator's servers when it has several
+        self.shed_seen = 0  # an agent's shed ops already reported (``Engine.on_shed``)
 
 
 class Arrival(Event):
@@ -233,6 +235,7 @@ class Engine:
         self.undeliverable = 0
         self.on_completions: Callable[[Agent, int], None] = lambda agent, before: None
         self.on_welcome: Callable[[SimNode, float], None] = lambda node, at: None
+        self.on_shed: Callable[[list[int]], None] = lambda op_ids: None
         self.on_probe_reply: Callable[[Message, float], None] = lambda msg, at: None
         # called after every coordinator job, before its drain (``sim.faults`` persists there)
         self.after_coordinator: Callable[[Coordinator], None] | None = None
@@ -291,6 +294,7 @@ class Engine:
         self._timer_cb = ()
         self.on_completions = lambda agent, before: None
         self.on_welcome = lambda node, at: None
+        self.on_shed = lambda op_ids: None
         self.on_probe_reply = lambda msg, at: None
 
     def _service(self, role: str) -> dict[type, Sampler]:
@@ -485,6 +489,9 @@ class Engine:
         ``Deliver`` emitted adds ``per_recipient_seconds`` to that job first.
         """
         out = core.drain()
+        if type(core) is Agent and len(core.shed) != node.shed_seen:
+            seen, node.shed_seen = node.shed_seen, len(core.shed)
+            self.on_shed(core.shed[seen:])
         if fanout is not None and out and self.per_recipient:
             delivers = sum(1 for _, sent in out if type(sent) is Deliver)
             if delivers:

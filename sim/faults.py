@@ -535,6 +535,7 @@ class FaultInjector:
         for node in agents:
             for agent in self.lives(node):
                 result.accepted.extend(agent.accepted)
+                result.shed.extend(agent.shed)
                 result.write_acks.extend(ack for ack in agent.write_acks if ack.at <= limit)
         if not self.coordinator_down:
             core: Coordinator = self.coordinator.core  # type: ignore[assignment]

@@ -487,6 +487,7 @@ def test_credit_and_backlog_bound_a_silent_agent_and_publisher_gets_busy() -> No
         credit=2,
         max_backlog=3,
         busy_retry=0.05,
+        shed_after=0.0,  # never shed: every op must go through once slow catches up
     )
     net = started(("slow", (), ("t",)), ("fast", (), ("t",)), ("pub", (), ()), settings=settings)
     session = net.coordinator.sessions["slow"]
@@ -507,7 +508,8 @@ def test_credit_and_backlog_bound_a_silent_agent_and_publisher_gets_busy() -> No
     assert peaks == {"inflight": 2, "backlog": 3}
     busy = net.msgs(Busy, dst="pub")
     assert busy and all(b.retry_after == settings.busy_retry for b in busy)
-    assert {b.op_id for b in busy} == set(range(6, 21))
+    refused = {b.op_id for b in busy}  # the adaptive window sends only some of 6..20 at once
+    assert 6 in refused and refused <= set(range(6, 21))
     assert net.coordinator.stats.busy == len(busy)
     assert net.agents["pub"].pending == 20 - 5  # 5 accepted: 2 in flight + 3 queued
     assert sorted(unique(net.agents["slow"])) == [1, 2]  # it only ever got its credit

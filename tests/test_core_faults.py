@@ -200,6 +200,7 @@ def test_a_full_queue_for_a_failed_agent_refuses_with_busy_and_drops_nothing() -
         credit=1,
         max_backlog=2,
         session_expiry=1000.0,
+        shed_after=0.0,  # never shed: refused ops wait for the agent's return
     )
     net = Net(settings)
     for node_id in ("a", "dead"):

@@ -68,7 +68,12 @@ def test_rejected_agent_does_not_stall_the_cluster_clock() -> None:
 def test_task_backlog_is_bounded_and_extra_tasks_get_busy() -> None:
     """Task deliveries used to bypass max_backlog (TaskSubmit never got Busy)."""
     settings = ProtocolSettings(
-        credit=1, max_backlog=2, failure_after=1000.0, ack_timeout=0.05, busy_retry=0.01
+        credit=1,
+        max_backlog=2,
+        failure_after=1000.0,
+        ack_timeout=0.05,
+        busy_retry=0.01,
+        shed_after=0.0,  # never shed: refused tasks wait for the worker
     )
     net = started(("w", ("gpu",), ()), ("boss", (), ()), settings=settings)
     coordinator = net.coordinator
@@ -122,6 +127,7 @@ def test_a_dead_agent_does_not_stall_broadcasts() -> None:
         credit=2,
         max_backlog=4,
         session_expiry=2.0,
+        shed_after=0.0,  # never shed: refused broadcasts wait for the expiry
     )
     net = started(("dead", (), ()), ("a", (), ()), ("b", (), ()), settings=settings)
     net.block = lambda src, dst, msg: "dead" in (src, dst)  # crashed, never returns
@@ -170,6 +176,7 @@ def test_busy_does_not_multiply_retries() -> None:
         credit=1,
         max_backlog=1,
         busy_retry=0.01,
+        shed_after=0.0,  # never shed: the refused op is retried until slow acks
     )
     net = started(("slow", (), ("t",)), ("pub", (), ()), settings=settings)
     limit = 1.0 / 0.01 + 1.0 / 0.1 + 2  # one resend per busy_retry and request_timeout
@@ -204,6 +211,7 @@ def test_tasks_held_back_by_a_full_backlog_run_once_it_drains() -> None:
         ack_timeout=0.05,
         request_timeout=0.1,
         busy_retry=0.01,
+        shed_after=0.0,  # never shed: the tasks wait for the worker
     )
     net = started(("w", ("gpu",), ()), ("boss", (), ()), settings=settings)
     net.block = lambda src, dst, msg: src == "w"  # the worker is slow for a while

@@ -325,5 +325,5 @@ def test_a_durable_bus_without_faults_costs_nothing_in_the_model() -> None:
     # no commit is charged; only the order of one job's replies differs (Accepted goes
     # after the job's deliveries once durable), which moves a completion by a job or two
     assert max(abs(at - at_without[key]) for key, at in at_with.items()) <= 3 * S
-    assert with_bus.accepted and not without.accepted  # the fault-free result is as before
+    assert with_bus.accepted and sorted(with_bus.accepted) == sorted(without.accepted)
     assert not with_bus.restarts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,8 @@ def mesh_plan(ops: int, rate: float, agents: int = 40) -> Plan:
         for i in range(ops)
     )
     specs = tuple(AgentSpec(agent_id) for agent_id in ids)
-    return Plan(2, 2.0, 0.5, specs, plan_ops, QUIET, probe_interval=0.0)
+    unshed = replace(QUIET, shed_after=0.0)  # every op waits: the span measures throughput
+    return Plan(2, 2.0, 0.5, specs, plan_ops, unshed, probe_interval=0.0)
 
 
 def test_hosts_raise_the_saturation_throughput_n_fold() -> None:

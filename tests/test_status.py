@@ -128,6 +128,8 @@ def test_an_agents_health_follows_its_session() -> None:
     core.link_closed("a2", 2.1)
     status = status_of(core, 2.1)
     assert status["agent:a2"]["health"] == "failed"
+    detector = status["failure_detector"]["metrics"]  # a closed link is not a silence
+    assert detector["failures_detected"] == 1 and detector["links_lost"] == 1
     assert status["agent:a2"]["metrics"]["linked"] == 0
     assert status["coordinator"]["metrics"]["agents_live"] == 0
 
