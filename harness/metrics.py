@@ -15,24 +15,25 @@ How it works, in order:
    per ``(op_id, node)`` pair. Records flagged ``duplicate=True`` were
    suppressed by the receiver; repeated non-duplicate pairs mean a handler ran
    twice (a protocol bug) and are reported as ``handler_duplicates``.
-3. Latency is ``completion.at - op.at``: from the op's *scheduled* time, which
-   corrects for coordinated omission as wrk2 does. Only ops scheduled in the
-   steady-state window ``[warmup, duration)`` count. Values are whole
+3. Latency is ``completion.at - op.at``: from the op's *scheduled* time,
+   which corrects for coordinated omission as wrk2 does. Only ops scheduled
+   in the steady-state window ``[warmup, duration)`` count. Values are whole
    microseconds (below 1 us clamped to 1, above 1 h to 1 h). An expected
    completion that never arrived counts as infinitely late (``incomplete``),
    unless its op was shed (step 5) or its origin was down when it was due
-   (never sent, ``harness.recovery``), so a tail of missing completions shows
-   in the percentiles instead of vanishing from them. The headline and
+   (never sent, ``harness.recovery``), so a tail of missing completions
+   shows in the percentiles instead of vanishing from them. The headline and
    per-kind percentiles are nearest-rank (``nearest_rank_percentiles``): the
    value at rank ``ceil(p / 100 * n)`` of the sorted sample, exact; a rank
    that lands on a missing completion gives ``math.inf`` (summary.json has
-   null, ``harness.summary``). The measured values are also recorded in HDR
-   histograms (1 us .. 1 h, 3 significant digits) that the run folder keeps;
-   to stay fast they are first grouped into HDR buckets with numpy and each
-   bucket is recorded once with ``record_value(value, count)``, which gives
-   the same counts as recording every value one by one. The maximum comes
-   from the histogram (the top of its bucket); the mean is the exact
-   arithmetic mean; both are over the measured latencies only.
+   null, ``harness.summary``); ``harness.latency`` computes them. The
+   measured values are also recorded in HDR histograms (1 us .. 1 h, 3
+   significant digits) that the run folder keeps; to stay fast they are
+   first grouped into HDR buckets with numpy and each bucket is recorded
+   once with ``record_value(value, count)``, which gives the same counts as
+   recording every value one by one. The maximum comes from the histogram
+   (the top of its bucket); the mean is the exact arithmetic mean; both are
+   over the measured latencies only.
 4. Throughput counts unique completions whose *completion* time falls in the
    window; ``ops_per_s`` counts ops whose last expected completion falls in
    the window; offered rates come from the plan.
@@ -74,8 +75,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from hdrh.histogram import HdrHistogram
 
+from harness.latency import (
+    HDR_HIGHEST_US,
+    HDR_LOWEST_US,
+    encode_histogram,
+    kind_latency,
+    latency_figures,
+    new_histogram,
+    record_many,
+)
 from harness.monitoring import monitoring_section
 from harness.recovery import OpColumns, check_acked_writes, fault_section, origin_down
 from harness.summary import (
@@ -96,13 +105,9 @@ from harness.summary import (
 from protocol.plan import OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 
-HDR_LOWEST_US = 1
-HDR_HIGHEST_US = 3_600_000_000
-HDR_SIGNIFICANT_DIGITS = 3
 BIN_SECONDS = 0.1
 MIB = 1024 * 1024
 DELIVERY_KINDS: tuple[OpKind, ...] = (OpKind.PUBLISH, OpKind.DIRECT, OpKind.BROADCAST)
-HEADLINE_PERCENTILES: tuple[float, ...] = (50.0, 95.0, 99.0, 99.9)
 _EPS = 1e-9
 
 __all__ = [
@@ -252,87 +257,6 @@ def _to_microseconds(seconds: FloatArray) -> IntArray:
     """Seconds to whole microseconds, clamped to the histogram's range."""
     micros = np.rint(seconds * 1e6)
     return np.clip(micros, HDR_LOWEST_US, HDR_HIGHEST_US).astype(np.int64)
-
-
-# --------------------------------------------------------------------------- latency
-
-
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram: microseconds, 1 us .. 1 h, 3 significant digits."""
-    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS)
-
-
-def _counts_index(hist: HdrHistogram, values: IntArray) -> IntArray:
-    """Each value's index in ``hist.counts``: HdrHistogram's bucket maths, vectorised."""
-    unit = int(hist.unit_magnitude)
-    half_magnitude = int(hist.sub_bucket_half_count_magnitude)
-    half_count = int(hist.sub_bucket_half_count)
-    # frexp's exponent is the bit length of (value | sub_bucket_mask), exact below 2**53
-    _, bit_length = np.frexp((values | int(hist.sub_bucket_mask)).astype(np.float64))
-    bucket = bit_length.astype(np.int64) - unit - (half_magnitude + 1)
-    sub_bucket = values >> (bucket + unit)
-    index: IntArray = ((bucket + 1) << half_magnitude) + sub_bucket - half_count
-    return index
-
-
-def record_many(hist: HdrHistogram, values_us: IntArray) -> None:
-    """Record many values: count them per HDR bucket with numpy, one call per bucket.
-
-    Each occupied bucket is recorded once, at its lowest equivalent value, with
-    its count. The resulting counts, total, minimum and maximum (as the
-    histogram reports them) equal those of ``hist.record_value(v)`` per value.
-    """
-    if len(values_us) == 0:
-        return
-    clamped = np.clip(values_us.astype(np.int64), HDR_LOWEST_US, HDR_HIGHEST_US)
-    counts = np.bincount(_counts_index(hist, clamped), minlength=hist.counts_len)
-    for index in np.flatnonzero(counts).tolist():
-        hist.record_value(hist.get_value_from_index(index), int(counts[index]))
-
-
-def _percentiles_ms(latency_us: IntArray, incomplete: int) -> dict[float, float]:
-    """Nearest-rank headline percentiles in ms; ``incomplete`` values are infinite."""
-    sample = np.concatenate((latency_us.astype(np.float64), np.full(incomplete, np.inf)))
-    values = nearest_rank_percentiles(sample, HEADLINE_PERCENTILES) / 1000.0
-    return dict(zip(HEADLINE_PERCENTILES, values.tolist(), strict=True))
-
-
-def _latency_figures(latency_us: IntArray, incomplete: int) -> tuple[LatencyFigures, HdrHistogram]:
-    """Figures of measured latencies plus ``incomplete`` missing (infinite) ones."""
-    hist = new_histogram()
-    record_many(hist, latency_us)
-    measured = len(latency_us)
-    if measured + incomplete == 0:
-        return LatencyFigures(), hist
-    pct = _percentiles_ms(latency_us, incomplete)
-    figures = LatencyFigures(
-        count=measured,
-        p50_ms=pct[50.0],
-        p95_ms=pct[95.0],
-        p99_ms=pct[99.0],
-        p999_ms=pct[99.9],
-        max_ms=hist.get_max_value() / 1000.0 if measured else None,
-        mean_ms=float(latency_us.mean()) / 1000.0 if measured else None,
-        incomplete=incomplete,
-    )
-    return figures, hist
-
-
-def _kind_latency(latency_us: IntArray, incomplete: int) -> tuple[KindLatency, HdrHistogram]:
-    overall, hist = _latency_figures(latency_us, incomplete)
-    kind = KindLatency(
-        count=overall.count,
-        p50_ms=overall.p50_ms,
-        p95_ms=overall.p95_ms,
-        p99_ms=overall.p99_ms,
-        incomplete=overall.incomplete,
-    )
-    return kind, hist
-
-
-def _encode(hist: HdrHistogram) -> str:
-    encoded = hist.encode()
-    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
 
 
 # --------------------------------------------------------------------------- figures
@@ -600,15 +524,15 @@ def _latency_section(
     latency_us = unique.latency_us[steady]
     kinds = unique.kind[steady]
     owed = np.where(_in_window(ops.at, plan), owed, 0)
-    overall, hist = _latency_figures(latency_us, int(owed.sum()))
-    histograms = {"latency": _encode(hist)}
+    overall, hist = latency_figures(latency_us, int(owed.sum()))
+    histograms = {"latency": encode_histogram(hist)}
     by_kind: dict[str, KindLatency] = {}
     for kind in OpKind:
         missing = int(owed[ops.kind == int(kind)].sum())
-        figures, kind_hist = _kind_latency(latency_us[kinds == int(kind)], missing)
+        figures, kind_hist = kind_latency(latency_us[kinds == int(kind)], missing)
         by_kind[kind_name(kind)] = figures
         if figures.count:
-            histograms[f"latency-{kind_name(kind)}"] = _encode(kind_hist)
+            histograms[f"latency-{kind_name(kind)}"] = encode_histogram(kind_hist)
     return overall, by_kind, histograms
 
 
