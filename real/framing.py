@@ -20,6 +20,21 @@ frames a client sends, the recipient in frames the server sends. The server
 end's node id is implicit (the connection is to one coordinator), which keeps
 the envelope the same when a coordinator later connects upward as a client.
 
+A *fan-out frame* carries one body for several nodes on the same
+connection, so a delivery to many agents of one worker is encoded, written
+and decoded once::
+
+    +----------------+------+----------+---------------------------+------+
+    | length: u32 BE | 0x82 | count: u8| count x (id_len: u8, id)  | body |
+    +----------------+------+----------+---------------------------+------+
+
+``count`` is 2..255; each id follows the routed frame's rules. It decodes
+to one ``(node_id, message)`` pair per id, all with the same message
+object, in the order the ids are listed: exactly what ``count`` routed
+frames with the same body would give. The server sends one for a run of
+consecutive identical messages to several nodes of one connection (a fanned
+out ``Deliver``); either end accepts them.
+
 ``RoutedDecoder.feed`` is incremental and never trusts a length before
 checking it. Any bad frame raises ``MalformedEnvelope`` (a
 ``protocol.codec.MalformedFrame``) carrying the pairs decoded before it; the
@@ -45,6 +60,8 @@ from protocol.codec import DEFAULT_MAX_FRAME, CodecUsageError, MalformedFrame, d
 from protocol.messages import Message
 
 ROUTED_VERSION = 0x81
+FANOUT_VERSION = 0x82
+MAX_FANOUT = 255
 MAX_NODE_ID = 255
 PREFIX = struct.Struct(">IBB")  # length, version, id_len
 LENGTH = struct.Struct(">I")
@@ -128,8 +145,12 @@ class RoutedDecoder:
                 raise MalformedEnvelope(f"frame length {length} outside 4..{max_frame}")
             if end - offset - 4 < length:
                 break
-            if buffer[offset + 4] != ROUTED_VERSION:
-                raise MalformedEnvelope(f"unsupported version {buffer[offset + 4]}")
+            version = buffer[offset + 4]
+            if version == FANOUT_VERSION:
+                offset = self._decode_fanout(buffer, offset, offset + 4 + length, routed)
+                continue
+            if version != ROUTED_VERSION:
+                raise MalformedEnvelope(f"unsupported version {version}")
             id_len = buffer[offset + 5]
             body_at = offset + 6 + id_len
             frame_end = offset + 4 + length
@@ -139,6 +160,28 @@ class RoutedDecoder:
             routed.append((node, decode_body(bytes(buffer[body_at:frame_end]))))
             offset = frame_end
         return offset
+
+    def _decode_fanout(
+        self, buffer: bytearray, offset: int, frame_end: int, routed: list[Routed]
+    ) -> int:
+        """Append the pairs of the fan-out frame at ``offset``; return its end."""
+        count = buffer[offset + 5]
+        if count < 2:
+            raise MalformedEnvelope(f"fan-out frame with {count} node ids")
+        at = offset + 6
+        nodes = []
+        for _ in range(count):
+            if at >= frame_end:
+                raise MalformedEnvelope("fan-out node ids do not fit the frame")
+            id_len = buffer[at]
+            end = at + 1 + id_len
+            if id_len == 0 or end >= frame_end:
+                raise MalformedEnvelope(f"node id length {id_len} does not fit the frame")
+            nodes.append(self._node_id(bytes(buffer[at + 1 : end])))
+            at = end
+        msg = decode_body(bytes(buffer[at:frame_end]))
+        routed.extend((node, msg) for node in nodes)
+        return frame_end
 
     def _node_id(self, raw: bytes) -> str:
         node = self._ids.get(raw)
@@ -210,6 +253,25 @@ class FramedLink:
         if self.closed:
             return
         head = self._heads.get(node_id) or self._head(node_id)
+        length = len(head) + len(body)
+        if length > self.max_frame:
+            raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {self.max_frame}")
+        self._out += (LENGTH.pack(length), head, body)
+        self._frames += 1
+
+    def send_fanout(self, node_ids: list[str], body: bytes) -> None:
+        """Buffer one fan-out frame of ``body`` for ``node_ids`` (2..255 of them).
+
+        Raises ``CodecUsageError`` if the frame exceeds ``max_frame``.
+        """
+        if self.closed:
+            return
+        count = len(node_ids)
+        if not 2 <= count <= MAX_FANOUT:
+            raise CodecUsageError(f"a fan-out frame names 2..{MAX_FANOUT} nodes, not {count}")
+        heads = self._heads
+        ids = b"".join((heads.get(node) or self._head(node))[1:] for node in node_ids)
+        head = bytes((FANOUT_VERSION, count)) + ids  # each cached head less its version byte
         length = len(head) + len(body)
         if length > self.max_frame:
             raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {self.max_frame}")

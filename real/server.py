@@ -17,7 +17,8 @@ before that flush, so one flush serves them all:
    and to the optional event log (``real.recordlog.EventLog``, perf_counter
    times), which outlives a SIGKILLed server;
 2. ``drain()``: messages are grouped per connection, encoded (a ``Deliver``
-   fanned out to many agents is encoded once) and each connection gets one
+   fanned out to many agents is encoded once, and sent as one fan-out frame
+   per connection that carries several of them) and each connection gets one
    ``write``;
 3. ``take_closures()``: the connections carrying those nodes are closed
    after their last frames (a rejected hello gets its ``Reject``);
@@ -88,7 +89,7 @@ from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 from real.admission import Admission, Peer, ServerLimits
 from real.clock import RunClock, new_event_loop
-from real.framing import HIGH_WATER, FramedLink, MalformedEnvelope, Routed
+from real.framing import HIGH_WATER, MAX_FANOUT, FramedLink, MalformedEnvelope, Routed
 from real.gctune import tune_gc
 from real.persistence import MemoryDB
 from real.recordlog import EventLog
@@ -315,31 +316,64 @@ class CoordinatorServer(Admission):
         self._staged_bytes = 0
 
     def _stage(self, out: list[tuple[str, Message]]) -> None:
-        """Encode ``out`` into each connection's buffer (a shared Deliver once)."""
+        """Encode ``out`` into each connection's buffer.
+
+        A run of consecutive pairs carrying the same ``Deliver`` (the core
+        routes one op to all its recipients together) is encoded once and
+        becomes one fan-out frame per connection that carries two or more of
+        its recipients (``real.framing``); nothing else lies between them in
+        ``out``, so every node still sees its messages in order.
+        """
         if not out:
             return
         routes = self.routes
-        shared: dict[int, bytes] = {}  # ``out`` keeps each msg alive: ids are unique here
-        touched = self._staged
         size = 0
-        for dst, msg in out:
-            peer = routes.get(dst)
-            if peer is None:
-                continue  # no link to that node: lost, the core resends if it must
+        i, n = 0, len(out)
+        while i < n:
+            dst, msg = out[i]
+            j = i + 1
+            if type(msg) is Deliver:
+                while j < n and out[j][1] is msg:
+                    j += 1
             try:
-                if type(msg) is Deliver:
-                    body = shared.get(id(msg))
-                    if body is None:
-                        body = shared[id(msg)] = encode_body(msg)
-                else:
-                    body = encode_body(msg)
-                peer.link.send(dst, body)
+                body = encode_body(msg)
             except CodecUsageError as exc:
                 self._event(f"dropped a {type(msg).__name__} to {dst!r}: {exc}")
+                i = j
                 continue
-            size += len(body)
-            touched[peer] = None
+            if j == i + 1:
+                peer = routes.get(dst)
+                if peer is not None:  # no link to that node: lost, the core resends if it must
+                    size += self._send_to(peer, [dst], body)
+            else:
+                by_peer: dict[Peer, list[str]] = {}
+                for node, _ in out[i:j]:
+                    peer = routes.get(node)
+                    if peer is not None:
+                        by_peer.setdefault(peer, []).append(node)
+                for peer, nodes in by_peer.items():
+                    size += self._send_to(peer, nodes, body)
+            i = j
         self._staged_bytes += size
+
+    def _send_to(self, peer: Peer, nodes: list[str], body: bytes) -> int:
+        """Buffer ``body`` for ``nodes`` on ``peer``: bytes staged (0 if refused)."""
+        link = peer.link
+        try:
+            if len(nodes) == 1:
+                link.send(nodes[0], body)
+            else:
+                for start in range(0, len(nodes), MAX_FANOUT):
+                    chunk = nodes[start : start + MAX_FANOUT]
+                    if len(chunk) == 1:
+                        link.send(chunk[0], body)
+                    else:
+                        link.send_fanout(chunk, body)
+        except CodecUsageError as exc:
+            self._event(f"dropped a frame to {nodes[0]!r} and {len(nodes) - 1} more: {exc}")
+            return 0
+        self._staged[peer] = None
+        return len(body)
 
     def _arm(self) -> None:
         """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of

@@ -24,23 +24,29 @@ import msgpack
 import psutil
 import pytest
 
-from protocol.codec import MalformedFrame, encode, encode_body
+from protocol.codec import CodecUsageError, MalformedFrame, encode, encode_body
 from protocol.messages import (
+    Deliver,
+    DeliveryKind,
     Error,
     Heartbeat,
     Hello,
     MemVerb,
     Probe,
     ProbeReply,
+    Publish,
     Reject,
     Welcome,
 )
-from protocol.payload import make_payload
+from protocol.payload import checksum, make_payload
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.framing import (
+    FANOUT_VERSION,
     ROUTED_VERSION,
+    FramedLink,
+    Routed,
     RoutedDecoder,
     encode_routed,
     node_id_bytes,
@@ -110,6 +116,110 @@ def test_malformed_envelopes_are_refused(bad: bytes) -> None:
     assert info.value.routed == [("ok", Probe(9))]  # type: ignore[attr-defined]
     with pytest.raises(MalformedFrame):
         decoder.feed(good)  # the stream stays refused
+
+
+def fanout_frame(nodes: list[bytes], body: bytes, count: int | None = None) -> bytes:
+    ids = b"".join(bytes((len(n),)) + n for n in nodes)
+    head = bytes((FANOUT_VERSION, len(nodes) if count is None else count)) + ids
+    return struct.pack(">I", len(head) + len(body)) + head + body
+
+
+def test_a_fanout_frame_decodes_to_one_pair_per_node_with_one_message() -> None:
+    deliver = Deliver(5, DeliveryKind.PUBLISH, "pub", 9, "t.x", b"data", 7)
+    body = encode_body(deliver)
+    data = frame("a0", Probe(1)) + fanout_frame([b"a1", "zé".encode(), b"a3"], body)
+    assert data[len(frame("a0", Probe(1))) + 4] == FANOUT_VERSION == 0x82
+    decoder = RoutedDecoder()
+    got = []
+    for i in range(len(data)):  # byte by byte: the decoder is incremental
+        got += decoder.feed(data[i : i + 1])
+    assert got == [("a0", Probe(1)), ("a1", deliver), ("zé", deliver), ("a3", deliver)]
+    assert got[1][1] is got[2][1] is got[3][1]  # decoded once
+    assert decoder.buffered == 0
+
+
+class _Sink:
+    """A stand-in StreamWriter that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.transport = self
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_send_fanout_writes_the_documented_layout() -> None:
+    sink = _Sink()
+    link = FramedLink(None, sink)  # type: ignore[arg-type]
+    body = encode_body(Probe(3))
+    link.send_fanout(["a1", "a2"], body)
+    link.flush()
+    assert sink.data == struct.pack(">I", 8 + len(body)) + b"\x82\x02\x02a1\x02a2" + body
+    with pytest.raises(CodecUsageError):
+        link.send_fanout(["a1"], body)  # one node: a routed frame, not a fan-out
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        fanout_frame([b"a1"], encode_body(Probe(1))),  # a fan-out of one
+        fanout_frame([b"a1", b"a2"], encode_body(Probe(1)), count=0),  # of none
+        fanout_frame([b"a1", b""], encode_body(Probe(1))),  # an empty node id
+        fanout_frame([b"a1", b"a2"], b"", count=9),  # more ids than the frame holds
+        fanout_frame([b"a1", b"\xff"], encode_body(Probe(1))),  # not UTF-8
+        fanout_frame([b"a1", b"a2"], b"\xc1\xc1"),  # undecodable body
+    ],
+)
+def test_malformed_fanout_frames_are_refused(bad: bytes) -> None:
+    decoder = RoutedDecoder()
+    with pytest.raises(MalformedFrame) as info:
+        decoder.feed(frame("ok", Probe(9)) + bad)
+    assert info.value.routed == [("ok", Probe(9))]  # type: ignore[attr-defined]
+
+
+async def fanout_session() -> tuple[list[bytes], dict[str, int]]:
+    """Three subscribers share one connection; a publish reaches them in one frame."""
+    ports: asyncio.Queue[int] = asyncio.Queue()
+    stop = asyncio.Event()
+    server = asyncio.get_running_loop().create_task(
+        serve(settings=SETTINGS, ready=ports.put_nowait, stop=stop)
+    )
+    port = await ports.get()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    subs = ("s1", "s2", "s3")
+    for node in subs:
+        writer.write(frame(node, Hello(node, SETTINGS.token, (), ("t.#",))))
+    writer.write(frame("pub", Hello("pub", SETTINGS.token)))
+    decoder = RoutedDecoder()
+    raw: list[bytes] = []
+    got: list[Routed] = []
+
+    async def until(predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(3.0):
+            while not predicate():
+                chunk = await reader.read(65536)
+                raw.append(chunk)
+                got.extend(decoder.feed(chunk))
+
+    await until(lambda: sum(type(m) is Welcome for _, m in got) == 4)
+    writer.write(frame("pub", Publish(1, "t.x", b"hello", checksum(b"hello"))))
+    await until(lambda: sum(type(m) is Deliver for _, m in got) == 3)
+    delivered = {node: sum(type(m) is Deliver for n, m in got if n == node) for node in subs}
+    writer.close()
+    stop.set()
+    await server
+    return raw, delivered
+
+
+def test_the_server_sends_one_fanout_frame_per_connection() -> None:
+    raw, delivered = run(fanout_session)
+    assert delivered == {"s1": 1, "s2": 1, "s3": 1}
+    data = b"".join(raw)
+    assert data.count(bytes((FANOUT_VERSION, 3, 2)) + b"s1\x02s2\x02s3") == 1
 
 
 # --- a full run on real processes --------------------------------------------------------
