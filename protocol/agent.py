@@ -199,8 +199,9 @@ class Agent:
         self._send_requests()
 
     def _send_requests(self) -> None:
-        coordinator = self.coordinator
-        self._out.extend((coordinator, request) for request in self.requests.take())
+        if self.requests.ready:  # most answers free a slot with nothing queued behind it
+            coordinator = self.coordinator
+            self._out.extend((coordinator, request) for request in self.requests.take())
 
     # --- handlers ------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from protocol.retransmit import RetryHeap, RtoEstimator, backoff
 from protocol.settings import ProtocolSettings
 
 Request = Publish | Direct | Broadcast | TaskSubmit | MemRequest
+INF = float("inf")
 INITIAL_LIMIT = 64  # requests in flight before any round trip was measured
 DECREASE = 0.8  # the limit's factor on a round trip over the target
 STRAY_LIMIT = 4096  # shed requests remembered in case a stray copy is accepted after all
@@ -91,6 +92,11 @@ class RequestWindow:
 
     def __len__(self) -> int:
         return len(self.inflight) + len(self.queue)
+
+    @property
+    def ready(self) -> bool:
+        """Whether ``take`` has requests to send."""
+        return bool(self._out)
 
     def take(self) -> list[Request]:
         """Requests to send now."""
@@ -170,11 +176,15 @@ class RequestWindow:
         self._rto.expired(now)
 
     def next_deadline(self) -> float | None:
-        times = [self._retries.next_due(), self.paused_until]
+        due = self._retries.next_due()
+        pause = self.paused_until
+        if pause is not None and (due is None or pause < due):
+            due = pause
         if self.queue and self.open:
-            times.append(self.queue[0][1] + self._shed_after)  # the oldest one's shed time
-        due = [t for t in times if t is not None and t != float("inf")]
-        return min(due) if due else None
+            shed = self.queue[0][1] + self._shed_after  # the oldest one's shed time (inf: never)
+            if shed != INF and (due is None or shed < due):
+                due = shed
+        return due
 
     # --- the window ---------------------------------------------------------------
 

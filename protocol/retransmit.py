@@ -44,6 +44,7 @@ class RtoEstimator:
         "timed_at",
         "backoffs",
         "backed_off_at",
+        "rto",
     )
 
     def __init__(self, minimum: float, maximum: float) -> None:
@@ -55,11 +56,11 @@ class RtoEstimator:
         self.timed_at = 0.0
         self.backoffs = 0
         self.backed_off_at = float("-inf")
+        self.rto = min(maximum, minimum)  # the timeout now; kept current by _update
 
-    @property
-    def rto(self) -> float:
+    def _update(self) -> None:
         base = self.minimum if self.srtt is None else max(self.minimum, self.srtt + 4 * self.rttvar)
-        return min(self.maximum, base * (1 << self.backoffs))
+        self.rto = min(self.maximum, base * (1 << self.backoffs))
 
     def expired(self, now: float) -> None:
         """Something sent over this path timed out: double the timeout for everything
@@ -68,6 +69,7 @@ class RtoEstimator:
         if now - self.backed_off_at >= self.rto and self.backoffs < MAX_BACKOFFS:
             self.backoffs += 1
             self.backed_off_at = now
+            self._update()
 
     def start(self, key: object, now: float) -> None:
         """Time ``key`` if nothing is being timed."""
@@ -93,6 +95,7 @@ class RtoEstimator:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - sample)
             self.srtt = 0.875 * self.srtt + 0.125 * sample
+        self._update()
 
 
 def backoff(rto: float, attempt: int, maximum: float) -> float:
