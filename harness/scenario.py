@@ -84,6 +84,9 @@ TARGET_METRICS: tuple[str, ...] = (
     "lost_acked",
     "acked_writes_lost",
     "monitoring_coverage",
+    "shed_ops",
+    "overloaded",
+    "latency_incomplete",
 )
 TARGET_OPS: tuple[str, ...] = ("<=", "<", ">=", ">", "==")
 
