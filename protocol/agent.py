@@ -170,6 +170,14 @@ class Agent:
 
     # --- requests (called by the workload) -----------------------------------
 
+    def admits(self) -> bool:
+        """Whether a new request would be queued (``RequestWindow.admits``)."""
+        return self.requests.admits()
+
+    def refuse(self, op_id: int) -> None:
+        """Shed ``op_id`` at the door, unbuilt and unsent (after ``admits`` said no)."""
+        self.requests.refuse(op_id)
+
     def publish(self, op_id: int, topic: str, payload: bytes, now: float) -> None:
         self._request(Publish(op_id, topic, payload, checksum(payload)), now)
 

@@ -19,7 +19,10 @@ a fifth, at most once per round trip; any other answer grows it by
 overload the excess waits here instead of in the coordinator's socket
 buffers, where it would delay everybody's heartbeats and acks.
 
-Queued requests are served oldest first, but once the oldest has waited
+A new request is refused at the door, shed before it is even built, when
+the queue already holds more than the window can send within
+``shed_after`` at the measured round trip (``admits``): work that cannot
+start in time is not taken on. Queued requests are served oldest first, but once the oldest has waited
 ``delay_target`` the queue is *standing* and the newest goes first
 (adaptive LIFO): under overload the work that is admitted is fresh, and the
 old work is shed. A request that has waited ``shed_after`` (only time while
@@ -102,6 +105,21 @@ class RequestWindow:
         """Requests to send now."""
         out, self._out = self._out, []
         return out
+
+    def admits(self) -> bool:
+        """Whether a new request can be queued: refused at the door when the queue
+        already holds more than this window can send within ``shed_after`` at the
+        round trip measured (so the caller need not even build it)."""
+        if not self.open or not self.queue:
+            return True
+        srtt = self._rto.srtt
+        if srtt is None or srtt <= 0:
+            return True
+        return len(self.queue) * srtt < self.limit * self._shed_after
+
+    def refuse(self, op_id: int) -> None:
+        """Shed ``op_id`` at the door (``admits`` said no): it is never queued."""
+        self.shed.append(op_id)
 
     def submit(self, request: Request, now: float) -> None:
         self.queue.append((request, now))

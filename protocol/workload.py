@@ -23,7 +23,12 @@ def split_memory_target(target: str) -> tuple[str, str]:
 
 
 def issue(agent: Agent, op: Operation, now: float) -> None:
-    """Make ``agent`` send the request for ``op``."""
+    """Make ``agent`` send the request for ``op``, or shed it at the door when the
+    agent's queue is already longer than it can send in time (``Agent.admits``):
+    then nothing is built, and a refusal costs next to nothing."""
+    if not agent.admits():
+        agent.refuse(op.op_id)
+        return
     kind = op.kind
     if kind == OpKind.PUBLISH:
         agent.publish(op.op_id, op.target, make_payload(op.op_id, op.size), now)

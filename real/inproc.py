@@ -15,7 +15,8 @@ Timers: after each run a node's ``next_deadline()`` is armed with
 
 The workload replays the plan: it sleeps until an operation's scheduled
 time, then issues every operation that is due (it never skips one; when
-behind, it issues at once, and latency still counts from the schedule).
+behind, it issues at once, ``ISSUE_SLICE`` per loop turn so that deliveries
+and heartbeats run in between, and latency still counts from the schedule).
 
 Status snapshot: at ``plan.status_at`` (near the end of the steady-state
 load, before the drain) the prober sends one ``StatusRequest`` with the
@@ -43,8 +44,10 @@ from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.slowdown import slow_coordinator
 from real.usage import CpuSpan, own_usage
+from real.workers import ISSUE_SLICE
 
 COORD = "coord"
+
 PROBER = "probe-0"
 Progress = Callable[[float], None]
 
@@ -207,7 +210,8 @@ async def replay(hub: Hub, plan: Plan) -> None:
             await asyncio.sleep(wait)
         now = clock.now()
         touched: dict[str, Mailbox] = {}
-        while index < len(ops) and ops[index].at <= now:
+        stop = min(index + ISSUE_SLICE, len(ops))
+        while index < stop and ops[index].at <= now:
             op = ops[index]
             box = issue_due(op, now)
             if box is not None:
@@ -216,7 +220,7 @@ async def replay(hub: Hub, plan: Plan) -> None:
         for box in touched.values():
             box.flush()
         if wait <= 0:
-            await asyncio.sleep(0)  # let deliveries run between bursts
+            await asyncio.sleep(0)  # let deliveries, heartbeats and timers run between bursts
 
 
 async def probe(hub: Hub, plan: Plan) -> None:
