@@ -19,23 +19,23 @@ a fifth, at most once per round trip; any other answer grows it by
 overload the excess waits here instead of in the coordinator's socket
 buffers, where it would delay everybody's heartbeats and acks.
 
-A new request is refused at the door, shed before it is even built, when
-the queue already holds more than the window can send within
-``shed_after`` at the measured round trip (``admits``): work that cannot
-start in time is not taken on. Queued requests are served oldest first, but once the oldest has waited
-``delay_target`` the queue is *standing* and the newest goes first
+A new request is refused at the door, shed before it is even built, when the
+queue already holds more than the window can send within ``shed_after`` at
+the measured round trip (``admits``): work that cannot start in time is not
+taken on. Queued requests are served oldest first, but once the oldest has
+waited ``delay_target`` the queue is *standing* and the newest goes first
 (adaptive LIFO): under overload the work that is admitted is fresh, and the
 old work is shed. A request that has waited ``shed_after`` (only time while
 the link is open counts: a request queued while the coordinator is away
 waits for it) is given up: it goes to ``shed``, is never sent again, and
 counts as neither delivered nor lost. Only requests that the coordinator
-never accepted are shed: queued ones, and ones it refused with ``Busy``.
-One in flight (sent, unanswered) may have been accepted, so it is resent,
-never shed; and when an earlier copy of a refused request turns out to have
-been accepted (its ``Accepted`` comes after the ``Busy``, or even after it
-was shed: a duplicate or a retransmission overtook the refusal), it counts
-as answered: it leaves the queue, and the agent records it as accepted (an
-op both shed and accepted counts as accepted).
+never accepted are shed: queued ones, and ones it refused with ``Busy``. One
+in flight (sent, unanswered) may have been accepted, so it is resent, never
+shed; and when an earlier copy of a refused request turns out to have been
+accepted (its ``Accepted`` comes after the ``Busy``, or even after it was
+shed: a duplicate or a retransmission overtook the refusal), it counts as
+answered: it leaves the queue, and the agent records it as accepted (an op
+both shed and accepted counts as accepted).
 
 An in-flight request that is not answered within the adaptive timeout
 (``protocol.retransmit``) is resent, waiting twice as long each time; a
