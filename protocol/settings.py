@@ -60,7 +60,7 @@ class ProtocolSettings:
     max_busy_backoff: float = 1.0
     request_window: int = 64
     delay_target: float = 0.01
-    shed_after: float = 0.1
+    shed_after: float = 0.03
     max_rto: float = 10.0
     durable_bus: bool = False
     reconnect_min: float = 0.01

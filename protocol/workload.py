@@ -3,6 +3,8 @@
 Both drivers call ``issue(agent, op, now)`` at the operation's scheduled
 time, so the real system and the model send byte-identical requests.
 ``remembered`` gives a restarted agent what its earlier lives handled.
+``IssueLag`` keeps how late a driver's load generator issued ops, so a run
+whose generator fell behind says so (as k6 warns of dropped iterations).
 """
 
 from __future__ import annotations
@@ -61,3 +63,36 @@ def remembered(
         elif op.kind != OpKind.MEMORY:
             handled.append((op.origin, op.op_id))
     return handled, results
+
+
+LATE = 0.01  # an op issued this long after its scheduled time counts as late
+
+
+class IssueLag:
+    """How far behind its schedule a load generator issued ops."""
+
+    __slots__ = ("late", "worst", "issued")
+
+    def __init__(self) -> None:
+        self.late = 0
+        self.worst = 0.0
+        self.issued = 0
+
+    def issued_at(self, scheduled: float, now: float) -> None:
+        """One op due at ``scheduled`` was issued at ``now`` (same clock)."""
+        self.issued += 1
+        lag = now - scheduled
+        if lag > LATE:
+            self.late += 1
+            if lag > self.worst:
+                self.worst = lag
+
+    def note(self) -> str | None:
+        """A line for the run's notes when ops went out late, else None."""
+        if not self.late:
+            return None
+        return (
+            f"load generator behind: {self.late} of {self.issued} ops issued more than "
+            f"{LATE * 1000:g} ms after their scheduled time (worst {self.worst * 1000:,.1f} ms); "
+            "their latency counts from the schedule, so it includes that lag"
+        )

@@ -39,7 +39,7 @@ from protocol.messages import Message, Probe, ProbeReply, StatusReply, StatusReq
 from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import DriverResult, ProbeResult, ProcessUsage
 from protocol.status import status_dict
-from protocol.workload import issue
+from protocol.workload import IssueLag, issue
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.slowdown import slow_coordinator
@@ -121,6 +121,7 @@ class Hub:
         self.probes: dict[int, ProbeResult] = {}
         self.status: dict[str, Any] | None = None
         self.messages = 0
+        self.lag = IssueLag()  # how late the replay issued ops
 
     def add(self, node_id: str, node: Coordinator | Agent | None) -> Mailbox:
         box = self.mailbox_class(self, node_id, node)
@@ -199,8 +200,9 @@ async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
 
 
 async def replay(hub: Hub, plan: Plan) -> None:
-    """Issue every operation at its scheduled time."""
+    """Issue every operation at its scheduled time (``hub.lag`` keeps how late)."""
     issue_due = hub.issue_due
+    lag = hub.lag
     clock = hub.clock
     ops = plan.operations
     index = 0
@@ -213,6 +215,7 @@ async def replay(hub: Hub, plan: Plan) -> None:
         stop = min(index + ISSUE_SLICE, len(ops))
         while index < stop and ops[index].at <= now:
             op = ops[index]
+            lag.issued_at(op.at, now)
             box = issue_due(op, now)
             if box is not None:
                 touched[op.origin] = box
@@ -333,6 +336,9 @@ async def replay_registered(
     result.end_time = hub.clock.now()
     queued = sum(agent.pending for agent in agents_of(hub))
     result.notes.append(f"messages routed: {hub.messages}")
+    lag_note = hub.lag.note()
+    if lag_note is not None:
+        result.notes.append(lag_note)
     if queued:
         result.notes.append(f"{queued} requests were still queued at their agents at the end")
     return result

@@ -110,6 +110,7 @@ async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: flo
         now = clock.now()
         stop = min(index + ISSUE_SLICE, len(ops))
         while index < stop and ops[index].at + offset <= now:
+            host.lag.issued_at(ops[index].at + offset, now)
             host.issue(ops[index], now)
             index += 1
         host.schedule_flush()
@@ -221,6 +222,9 @@ async def _replay_and_collect(
     registered = {node: spec.epoch + at for node, at in host.registered.items()}
     if host.issued < len(ops):
         host.notes.append(f"stopped with {len(ops) - host.issued} ops not issued")
+    lag_note = host.lag.note()
+    if lag_note is not None:
+        host.notes.append(lag_note)
     if host.record_log is not None:
         log = host.record_log
         host.notes.append(f"record log: {log.writes} writes, {log.bytes} bytes")

@@ -44,7 +44,7 @@ from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
 from protocol.retransmit import next_reconnect_wait
 from protocol.settings import ProtocolSettings
-from protocol.workload import issue
+from protocol.workload import IssueLag, issue
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, MalformedEnvelope, Routed, open_link
 from real.recordlog import RecordLog
@@ -112,6 +112,7 @@ class AgentHost:
         self._shed_scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._unique = 0
         self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
+        self.lag = IssueLag()  # how late the replay issued ops (``real.worker_process``)
         self._expected: dict[int, int] | None = None
 
     @staticmethod

@@ -189,3 +189,16 @@ def test_500k_operations_compile_well_under_10_s() -> None:
     plan = compile_plan(loaded)
     assert len(plan.operations) > 490_000
     assert time.perf_counter() - start < 5.0
+
+
+def test_issue_lag_counts_late_ops_and_says_so() -> None:
+    from protocol.workload import IssueLag
+
+    lag = IssueLag()
+    lag.issued_at(1.0, 1.005)  # 5 ms: on time
+    assert lag.note() is None
+    lag.issued_at(2.0, 2.25)
+    lag.issued_at(3.0, 3.04)
+    assert (lag.issued, lag.late) == (3, 2) and abs(lag.worst - 0.25) < 1e-9
+    note = lag.note()
+    assert note is not None and "2 of 3 ops" in note and "250.0 ms" in note
