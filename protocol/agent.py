@@ -170,9 +170,10 @@ class Agent:
 
     # --- requests (called by the workload) -----------------------------------
 
-    def admits(self) -> bool:
-        """Whether a new request would be queued (``RequestWindow.admits``)."""
-        return self.requests.admits()
+    def admits(self, arrived: float, now: float) -> bool:
+        """Whether a new request that arrived at ``arrived`` would be queued
+        (``RequestWindow.admits``)."""
+        return self.requests.admits(arrived, now)
 
     def refuse(self, op_id: int) -> None:
         """Shed ``op_id`` at the door, unbuilt and unsent (after ``admits`` said no)."""

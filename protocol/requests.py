@@ -106,11 +106,17 @@ class RequestWindow:
         out, self._out = self._out, []
         return out
 
-    def admits(self) -> bool:
-        """Whether a new request can be queued: refused at the door when the queue
-        already holds more than this window can send within ``shed_after`` at the
-        round trip measured (so the caller need not even build it)."""
-        if not self.open or not self.queue:
+    def admits(self, arrived: float, now: float) -> bool:
+        """Whether a new request that arrived at ``arrived`` can be queued. While
+        the link is open it is refused at the door when it has already waited
+        ``shed_after`` (its generator fell behind), or when the queue holds more
+        than this window can send within ``shed_after`` at the round trip
+        measured; so the caller need not even build it."""
+        if not self.open:
+            return True
+        if arrived + self._shed_after <= now:
+            return False
+        if not self.queue:
             return True
         srtt = self._rto.srtt
         if srtt is None or srtt <= 0:

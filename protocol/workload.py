@@ -24,11 +24,14 @@ def split_memory_target(target: str) -> tuple[str, str]:
     return namespace, key
 
 
-def issue(agent: Agent, op: Operation, now: float) -> None:
-    """Make ``agent`` send the request for ``op``, or shed it at the door when the
-    agent's queue is already longer than it can send in time (``Agent.admits``):
-    then nothing is built, and a refusal costs next to nothing."""
-    if not agent.admits():
+def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> None:
+    """Make ``agent`` send the request for ``op``, or shed it at the door: when the
+    agent's queue is already longer than it can send in time (``Agent.admits``),
+    or when ``due``, the op's arrival time on the agent's clock (its scheduled
+    time), lies ``shed_after`` or more before ``now``: a generator that fell
+    that far behind has made the op wait its whole budget already. Then nothing
+    is built, and a refusal costs next to nothing."""
+    if not agent.admits(now if due is None else due, now):
         agent.refuse(op.op_id)
         return
     kind = op.kind

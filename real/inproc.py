@@ -144,7 +144,7 @@ class Hub:
     def issue_due(self, op: Operation, now: float) -> Mailbox | None:
         """Make ``op``'s origin send it; the mailbox to flush, or None if nothing went."""
         box = self.boxes[op.origin]
-        issue(box.node, op, now)  # type: ignore[arg-type]
+        issue(box.node, op, now, op.at)  # type: ignore[arg-type]
         return box
 
     def on_probe_replies(self, inbox: deque[tuple[str, Message]], now: float) -> None:

@@ -131,7 +131,7 @@ class FaultHub(Hub):
         if box.paused:
             box.held_ops.append(op)
             return None
-        issue(box.node, op, now)  # type: ignore[arg-type]
+        issue(box.node, op, now, op.at)  # type: ignore[arg-type]
         return box
 
     # --- injection --------------------------------------------------------------

@@ -110,8 +110,9 @@ async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: flo
         now = clock.now()
         stop = min(index + ISSUE_SLICE, len(ops))
         while index < stop and ops[index].at + offset <= now:
-            host.lag.issued_at(ops[index].at + offset, now)
-            host.issue(ops[index], now)
+            due = ops[index].at + offset
+            host.lag.issued_at(due, now)
+            host.issue(ops[index], now, due)
             index += 1
         host.schedule_flush()
         await host.backpressure()

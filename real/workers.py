@@ -265,10 +265,11 @@ class AgentHost:
 
     # --- workload ---------------------------------------------------------------
 
-    def issue(self, op: Operation, now: float) -> None:
-        """Make the op's origin send its request (flushed by the next ``flush``)."""
+    def issue(self, op: Operation, now: float, due: float | None = None) -> None:
+        """Make the op's origin send its request (flushed by the next ``flush``);
+        ``due`` is when it was scheduled, on the core clock."""
         agent = self.agents[op.origin]
-        issue(agent, op, now)
+        issue(agent, op, now, due)
         self._touched[op.origin] = agent
         self.issued += 1
 

@@ -351,8 +351,12 @@ class Engine:
         else:
             self._emit(node, core, end, now)
 
-    def issue(self, node: SimNode, op: Operation) -> None:
-        """Serve a workload operation on its origin agent: charged as issuing its request."""
+    def issue(self, node: SimNode, op: Operation, on_schedule: bool = True) -> None:
+        """Serve a workload operation on its origin agent: charged as issuing its request.
+
+        ``on_schedule`` ops arrived at ``op.at`` and are shed at the door once
+        they waited ``shed_after`` (``protocol.workload.issue``); ops a fault
+        held back (``sim.faults``) are issued as new, as the real drivers do."""
         now = self.env.now
         server = node.server
         assert server is not None
@@ -368,7 +372,7 @@ class Engine:
             cores.release(end)
         agent = node.core
         assert isinstance(agent, Agent)
-        issue(agent, op, end)
+        issue(agent, op, end, op.at if on_schedule else None)
         self._emit(node, agent, end, now)
 
     # --- event handlers (the hot path) ------------------------------------------------

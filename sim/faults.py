@@ -227,11 +227,12 @@ class FaultInjector:
         issued) or is paused (issued when the pause ends)."""
         state = self.states[op.origin]
         if state.restarting and op.at >= state.restart_at:
-            state.held.append((partial(self.engine.issue, node, op), op))  # once it is live
+            held = partial(self.engine.issue, node, op, False)
+            state.held.append((held, op))  # once it is live
         elif state.dead or state.down_at(op.at):
             self._unissued(op)
         elif state.paused:
-            state.held.append((partial(self.engine.issue, node, op), op))
+            state.held.append((partial(self.engine.issue, node, op, False), op))
         else:
             self.engine.issue(node, op)
 
