@@ -48,7 +48,7 @@ from protocol.messages import (
     TaskDone,
     Unsubscribe,
 )
-from protocol.retransmit import RetryHeap, RtoEstimator, backoff
+from protocol.retransmit import RetryHeap, backoff
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex
@@ -71,7 +71,6 @@ class BusRouting:
     _held_keys: set[OpKey]
     _done_pending: dict[OpKey, TaskDone]
     _retries: RetryHeap[Retry]
-    _rto: RtoEstimator
     _next_msg_id: int
 
     def _refuse(
@@ -199,9 +198,7 @@ class BusRouting:
                 out.append((session.node_id, deliver))
                 sent.append(session.node_id)
                 rto = session.rto
-                if rto.timed_key is None:  # each link times one delivery at a time
-                    rto.timed_key = msg_id
-                    rto.timed_at = now
+                rto.start(msg_id, now)  # each link times one delivery at a time
                 link_rto = rto.rto
                 if link_rto > wait:
                     wait = link_rto
@@ -278,11 +275,10 @@ class BusRouting:
                 # the links' timeouts have doubled already (``expired``): no second factor
                 self._retries.push(now + wait, (msg, tuple(again), attempt + 1))
 
-    def _retry_later(
-        self, msg: Deliver | TaskDone, nodes: tuple[str, ...], attempt: int, now: float
-    ) -> None:
-        due = now + backoff(self._rto.rto, attempt, self.settings.max_rto)
-        self._retries.push(due, (msg, nodes, attempt))
+    def _link_rto(self, node: str) -> float:
+        """The retransmission timeout of ``node``'s link (the minimum if unknown)."""
+        session = self.sessions.get(node)
+        return session.rto.rto if session is not None else self.settings.ack_timeout
 
     def _resend_done(self, done: TaskDone, node: str, attempt: int, now: float) -> None:
         key = (node, done.op_id)
@@ -291,4 +287,5 @@ class BusRouting:
             if session is not None and session.alive:
                 self._out.append((node, done))
                 self.stats.redelivered += 1
-            self._retry_later(done, (node,), attempt + 1, now)
+            due = now + backoff(self._link_rto(node), attempt + 1, self.settings.max_rto)
+            self._retries.push(due, (done, (node,), attempt + 1))

@@ -128,7 +128,6 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         self._held_keys: set[OpKey] = set()
         self._done_pending: dict[OpKey, TaskDone] = {}
         self._retries: RetryHeap[Retry] = RetryHeap()
-        self._rto = RtoEstimator(settings.ack_timeout, settings.max_rto)
         self._next_msg_id = 1
         self._next_sweep: float | None = None
 
@@ -412,7 +411,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         done = TaskDone(msg.op_id, src, msg.payload, msg.checksum)
         self._done_pending[key] = done
         self._out.append((msg.origin, done))
-        self._retries.push(now + self._rto.rto, (done, (msg.origin,), 0))
+        self._retries.push(now + self._link_rto(msg.origin), (done, (msg.origin,), 0))
 
     def _on_task_done_ack(self, src: str, msg: TaskDoneAck, now: float) -> None:
         if self._done_pending.pop((src, msg.op_id), None) is not None:

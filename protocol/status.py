@@ -52,7 +52,7 @@ from protocol.messages import (
     StatusReply,
     StatusRequest,
 )
-from protocol.retransmit import RetryHeap, RtoEstimator
+from protocol.retransmit import RetryHeap
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.topics import SubscriptionIndex
@@ -101,7 +101,6 @@ class StatusReporting:
     _held_replies: list[tuple[str, Message]]
     _done_pending: dict[OpKey, Any]
     _retries: RetryHeap[Any]
-    _rto: RtoEstimator
     _next_msg_id: int
     _next_sweep: float | None
 
@@ -157,7 +156,7 @@ class StatusReporting:
             "redelivered": stats.redelivered,
             "busy": stats.busy,
             "dropped": stats.dropped,
-            "rto_ms": self._rto.rto * 1000.0,
+            "rto_ms": max((s.rto.rto for s in sessions if s.alive), default=0.0) * 1000.0,
         }
         return _component("bus", "degraded" if full else "ok", metrics)
 
