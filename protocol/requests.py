@@ -87,11 +87,11 @@ class RequestWindow:
         self._stray: dict[int, Request] = {}  # shed after being sent, newest STRAY_LIMIT
         self._retries: RetryHeap[tuple[float, int]] = RetryHeap()
         self._rto = RtoEstimator(settings.request_timeout, settings.max_rto)
-        self._min_rtt = float("inf")
+        self._min_rtt = INF
         self._min_samples = 0
-        self._next_min_rtt = float("inf")
-        self._decreased_at = float("-inf")
-        self._shed_after = settings.shed_after if settings.shed_after > 0 else float("inf")
+        self._next_min_rtt = INF
+        self._decreased_at = -INF
+        self._shed_after = settings.shed_after if settings.shed_after > 0 else INF
 
     def __len__(self) -> int:
         return len(self.inflight) + len(self.queue)
@@ -220,7 +220,7 @@ class RequestWindow:
         if rtt < self._min_rtt:
             self._min_rtt = rtt
         elif self._min_samples >= MIN_RTT_SAMPLES:  # let the floor rise with the load's path
-            self._min_rtt, self._next_min_rtt = self._next_min_rtt, float("inf")
+            self._min_rtt, self._next_min_rtt = self._next_min_rtt, INF
             self._min_samples = 0
         if rtt > self._min_rtt + self.settings.delay_target:
             self._slow_start = False
