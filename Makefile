@@ -5,37 +5,46 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench certify browser lint format clean
+.PHONY: run test bench certify browser lint format clean core
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+# the hot modules of protocol/ compiled with mypyc into build/core (native/build.py);
+# rebuilt when a source changes. If compiling fails, the pure-Python core runs.
+CORE := build/core/protocol/manifest.json
+$(CORE): $(STAMP) $(wildcard protocol/*.py) native/build.py native/select.py
+	@mkdir -p build && $(BIN)/python -m native.build > build/core.log 2>&1 || true
+	@tail -n 1 build/core.log
+
+core: $(CORE)
+
+run: $(STAMP) $(CORE)
 	$(BIN)/swarmtwin run scenarios/default.yaml --backend both
 
-test: $(STAMP) browser lint
+test: $(STAMP) $(CORE) browser lint
 	$(BIN)/pytest
 
 # headless Chromium renders the certification report to PNG (a test checks it)
 browser:
 	@bash scripts/install-browser.sh
 
-certify: $(STAMP) browser
+certify: $(STAMP) $(CORE) browser
 	$(BIN)/swarmtwin certify
 
-bench: $(STAMP)
+bench: $(STAMP) $(CORE)
 	$(BIN)/python -m harness.bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol real sim harness tests
-	$(BIN)/ruff format --check protocol real sim harness tests
+	$(BIN)/ruff check protocol real sim harness native tests
+	$(BIN)/ruff format --check protocol real sim harness native tests
 	$(BIN)/mypy protocol
 
 format: $(STAMP)
-	$(BIN)/ruff format protocol real sim harness tests
-	$(BIN)/ruff check --fix protocol real sim harness tests
+	$(BIN)/ruff format protocol real sim harness native tests
+	$(BIN)/ruff check --fix protocol real sim harness native tests
 
 clean:
-	rm -rf $(VENV) reports/runs reports/history.sqlite
+	rm -rf $(VENV) build reports/runs reports/history.sqlite

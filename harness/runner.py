@@ -72,10 +72,15 @@ def run_backend(
     for this host; ``swarmtwin regress`` passes the one its baseline embeds.
     A real run made with the test-only slowdown hook on says so in its notes.
     """
+    from native.select import STATE
+
     if backend == "sim":
-        return _run_model(plan, scenario, progress, warnings, calibration)
+        result = _run_model(plan, scenario, progress, warnings, calibration)
+        result.notes.append(f"core: {STATE.describe()}")
+        return result
     check_backends(scenario, (backend,))
     result = _run_real(plan, scenario, progress)
+    result.notes.append(f"core: {STATE.describe()}")
     from real.slowdown import note as slowdown_note
 
     note = slowdown_note()

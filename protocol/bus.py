@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from mypy_extensions import trait
+
 from protocol.journal import BusJournal
 from protocol.messages import (
     Accepted,
@@ -56,6 +58,7 @@ from protocol.topics import PatternError, SubscriptionIndex
 Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
 
 
+@trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
 class BusRouting:
     """Subscriptions, routing and (re)delivery over the coordinator's tables."""
 

@@ -31,6 +31,7 @@ import struct
 from typing import Any
 
 import msgpack
+from mypy_extensions import mypyc_attr
 
 from protocol.messages import (
     BY_TYPE,
@@ -47,10 +48,12 @@ HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB: version byte plus body
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled, yet subclassed by the drivers
 class CodecUsageError(Exception):
     """Local misuse of the codec (a bug on this side)."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # real.framing.MalformedEnvelope
 class MalformedFrame(Exception):
     """A remote peer sent bytes that are not a valid frame.
 

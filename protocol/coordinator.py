@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from protocol.bus import BusRouting, Retry
 from protocol.failures import FailureHandling
@@ -144,7 +144,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
             if not session.alive and type(msg) is not Hello:
                 self._revive(session, now)
             session.last_seen = now
-        handler = self._HANDLERS.get(type(msg))
+        handler = _HANDLERS.get(type(msg))
         if handler is None:
             self._refuse(src, f"unexpected {type(msg).__name__} from {src}")
             return
@@ -448,19 +448,22 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         if close:
             self._closures.append(src)
 
-    _HANDLERS: ClassVar[dict[type, Callable[[Coordinator, str, Any, float], None]]] = {
-        Hello: _on_hello,
-        Heartbeat: _on_heartbeat,
-        Probe: _on_probe,
-        StatusRequest: StatusReporting._on_status_request,
-        Subscribe: BusRouting._on_subscribe,
-        Unsubscribe: BusRouting._on_unsubscribe,
-        Publish: BusRouting._on_publish,
-        Direct: BusRouting._on_direct,
-        Broadcast: BusRouting._on_broadcast,
-        Ack: BusRouting._on_ack,
-        TaskSubmit: _on_task_submit,
-        TaskResult: _on_task_result,
-        TaskDoneAck: _on_task_done_ack,
-        MemRequest: _on_mem_request,
-    }
+
+# each message type the coordinator handles, and its handler (module level: mypyc
+# compiles no class-level dict of methods)
+_HANDLERS: dict[type, Callable[[Coordinator, str, Any, float], None]] = {
+    Hello: Coordinator._on_hello,
+    Heartbeat: Coordinator._on_heartbeat,
+    Probe: Coordinator._on_probe,
+    StatusRequest: StatusReporting._on_status_request,
+    Subscribe: BusRouting._on_subscribe,
+    Unsubscribe: BusRouting._on_unsubscribe,
+    Publish: BusRouting._on_publish,
+    Direct: BusRouting._on_direct,
+    Broadcast: BusRouting._on_broadcast,
+    Ack: BusRouting._on_ack,
+    TaskSubmit: Coordinator._on_task_submit,
+    TaskResult: Coordinator._on_task_result,
+    TaskDoneAck: Coordinator._on_task_done_ack,
+    MemRequest: Coordinator._on_mem_request,
+}

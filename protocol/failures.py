@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from mypy_extensions import trait
+
 from protocol.journal import BusJournal
 from protocol.messages import DeliveryKind
 from protocol.records import NodeEvent
@@ -25,6 +27,7 @@ from protocol.settings import ProtocolSettings
 from protocol.topics import SubscriptionIndex
 
 
+@trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
 class FailureHandling:
     """Failure detection and recovery over the coordinator's tables."""
 

@@ -42,6 +42,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mypy_extensions import trait
+
 from protocol.journal import BusJournal
 from protocol.memory import MemoryStore
 from protocol.messages import (
@@ -84,6 +86,7 @@ def _component(name: str, health: str, metrics: Mapping[str, int | float]) -> Co
     return ComponentStatus(name, health, pairs)
 
 
+@trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
 class StatusReporting:
     """Answers ``StatusRequest`` from the coordinator's tables."""
 

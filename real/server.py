@@ -136,8 +136,9 @@ class CoordinatorServer(Admission):
         store = MemoryStore()
         if db is not None:
             store.load(db.load())
-        self.coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
-        slow_coordinator(self.coordinator)  # test-only hook: a no-op unless SWARMTWIN_TEST_DELAY_US
+        coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
+        # test-only hook: the coordinator itself unless SWARMTWIN_TEST_DELAY_US is set
+        self.coordinator = slow_coordinator(coordinator)
         if db is not None and self.coordinator.journal.enabled:
             self.coordinator.restore(db.load_bus())
         self.routes: dict[str, Peer] = {}

@@ -4,11 +4,10 @@ How it works. ``SWARMTWIN_TEST_DELAY_US`` is read once, when this module is
 imported. Unset, empty or ``0``: ``slow_coordinator`` returns the
 coordinator untouched, so a normal run pays nothing per message (not even
 a flag test). Set to a positive number of microseconds: ``slow_coordinator``
-replaces the coordinator instance's ``receive`` with a wrapper that
-busy-waits that long on ``time.perf_counter_ns`` and then calls the real
-``receive``. It busy-waits rather than sleeps because a sleep would yield
-the event loop and cost nothing; the point is a coordinator that is
-measurably slower per message, like a build with a slower code path.
+returns a wrapper whose ``receive`` busy-waits that long on
+``time.perf_counter_ns`` and then calls the real ``receive``. It busy-waits
+rather than sleeps because a sleep would yield the event loop and cost
+nothing; the point is a coordinator that is measurably slower per message, like a build with a slower code path.
 
 Both real transports call ``slow_coordinator`` on the coordinator they
 build (``real.inproc.build_hub`` and ``real.server.CoordinatorServer``);
@@ -76,13 +75,33 @@ def slowed(receive: Receive, delay_us: int) -> Receive:
     return slow_receive
 
 
+class SlowCoordinator:
+    """A coordinator whose ``receive`` busy-waits first; everything else is the
+    wrapped one's. A wrapper, not a patched attribute, because the compiled
+    core's classes (``native``) have no per-instance attributes to patch.
+    ``__class__`` answers the wrapped class so that ``isinstance`` checks hold."""
+
+    def __init__(self, inner: Any, delay_us: int) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "receive", slowed(inner.receive, delay_us))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(object.__getattribute__(self, "_inner"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_inner"), name, value)
+
+
 # Bound once at import: with the hook off, the coordinator is left exactly as built.
 if ACTIVE:
 
     def slow_coordinator(coordinator: Node) -> Node:
-        """Make ``coordinator.receive`` busy-wait ``DELAY_US`` first (the hook is on)."""
-        coordinator.receive = slowed(coordinator.receive, DELAY_US)  # type: ignore[attr-defined]
-        return coordinator
+        """The coordinator, its ``receive`` busy-waiting ``DELAY_US`` first (hook on)."""
+        return SlowCoordinator(coordinator, DELAY_US)  # type: ignore[return-value]
 
 else:
 
