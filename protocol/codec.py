@@ -48,6 +48,11 @@ HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB: version byte plus body
 
 
+# one packer for every body: ``msgpack.packb`` builds a new one per call (twice the cost);
+# it resets itself after each ``pack``, a failed one included
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled, yet subclassed by the drivers
 class CodecUsageError(Exception):
     """Local misuse of the codec (a bug on this side)."""
@@ -158,7 +163,7 @@ def encode_body(msg: Message) -> bytes:
     values = [code]
     values.extend(getattr(msg, name) for name, _ in _KINDS[code])
     try:
-        body: bytes = msgpack.packb(values, use_bin_type=True)
+        body: bytes = _PACKER.pack(values)
     except (OverflowError, TypeError, ValueError) as exc:
         raise CodecUsageError(f"cannot encode {type(msg).__name__}: {exc}") from None
     return body

@@ -1,44 +1,6 @@
-"""The tcp transport's wire envelope, and the asyncio glue around it.
+"""The tcp transport's asyncio glue around the envelope (``protocol.envelope``).
 
-A worker connection multiplexes many agents, so every frame on it names the
-agent it concerns. The envelope wraps a ``protocol.codec`` body::
-
-    +----------------+---------+-------------+------------------+---------------+
-    | length: u32 BE | 0x81    | id_len: u8  | node id (UTF-8)  | body: msgpack |
-    +----------------+---------+-------------+------------------+---------------+
-
-``length`` counts every byte after itself (version, id_len, node id, body)
-and must lie in ``4 .. max_frame`` (1 MiB by default). The version byte
-``0x81`` is ``0x80 | protocol.codec.VERSION``: the high bit marks a routed
-frame, so a bare codec frame (version 1) sent to a tcp port is refused.
-``id_len`` is 1..255 and the node id must be valid UTF-8. ``body`` is exactly
-``protocol.codec.encode_body(msg)`` (``[type_code, field...]``) and is decoded
-with ``protocol.codec.decode_body``, so the core's checks on every field apply.
-
-The node id is the node at the *client* end of the link: the sender in
-frames a client sends, the recipient in frames the server sends. The server
-end's node id is implicit (the connection is to one coordinator), which keeps
-the envelope the same when a coordinator later connects upward as a client.
-
-A *fan-out frame* carries one body for several nodes on the same
-connection, so a delivery to many agents of one worker is encoded, written
-and decoded once::
-
-    +----------------+------+----------+---------------------------+------+
-    | length: u32 BE | 0x82 | count: u8| count x (id_len: u8, id)  | body |
-    +----------------+------+----------+---------------------------+------+
-
-``count`` is 2..255; each id follows the routed frame's rules. It decodes
-to one ``(node_id, message)`` pair per id, all with the same message
-object, in the order the ids are listed: exactly what ``count`` routed
-frames with the same body would give. The server sends one for a run of
-consecutive identical messages to several nodes of one connection (a fanned
-out ``Deliver``); either end accepts them.
-
-``RoutedDecoder.feed`` is incremental and never trusts a length before
-checking it. Any bad frame raises ``MalformedEnvelope`` (a
-``protocol.codec.MalformedFrame``) carrying the pairs decoded before it; the
-stream is then out of sync and the link must be closed. ``FramedLink`` wraps an
+``FramedLink`` wraps an
 asyncio ``StreamReader``/``StreamWriter``: ``read_batch`` returns every frame
 of one socket read, ``send`` buffers an encoded frame and ``flush`` hands the
 whole buffer to the transport in one ``write`` (one syscall per event-loop
@@ -51,148 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from protocol.codec import DEFAULT_MAX_FRAME, CodecUsageError, MalformedFrame, decode_body
-from protocol.messages import Message
+from protocol.codec import DEFAULT_MAX_FRAME
+from protocol.envelope import FrameHeads, MalformedEnvelope, Routed, RoutedDecoder
 
-ROUTED_VERSION = 0x81
-FANOUT_VERSION = 0x82
-MAX_FANOUT = 255
-MAX_NODE_ID = 255
-PREFIX = struct.Struct(">IBB")  # length, version, id_len
-LENGTH = struct.Struct(">I")
 READ_SIZE = 1 << 18
 HIGH_WATER = 1 << 20
-_ID_CACHE_LIMIT = 4096
-
-Routed = tuple[str, Message]
-
-
-class MalformedEnvelope(MalformedFrame):
-    """A peer sent bytes that are not a valid routed frame.
-
-    ``routed`` holds the ``(node_id, message)`` pairs that preceded the bad
-    frame in the same ``feed`` call.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.routed: list[Routed] = []
-
-
-def node_id_bytes(node_id: str) -> bytes:
-    """The envelope's encoding of ``node_id``; raises ``CodecUsageError`` if unfit."""
-    raw = node_id.encode("utf-8")
-    if not 1 <= len(raw) <= MAX_NODE_ID:
-        raise CodecUsageError(f"node id must be 1..{MAX_NODE_ID} UTF-8 bytes: {node_id!r}")
-    return raw
-
-
-def encode_routed(node_id: bytes, body: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    """One routed frame: ``node_id`` (from ``node_id_bytes``) plus a codec body."""
-    length = 2 + len(node_id) + len(body)
-    if length > max_frame:
-        raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {max_frame}")
-    return PREFIX.pack(length, ROUTED_VERSION, len(node_id)) + node_id + body
-
-
-class RoutedDecoder:
-    """Incremental decoder: ``feed`` bytes, get whole ``(node_id, message)`` pairs."""
-
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self.max_frame = max_frame
-        self._buffer = bytearray()
-        self._broken = False
-        self._ids: dict[bytes, str] = {}
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete frame waiting for more input."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> list[Routed]:
-        """Add ``data`` and return every pair it completes."""
-        if self._broken:
-            raise MalformedEnvelope("stream already refused")
-        buffer = self._buffer
-        buffer += data
-        routed: list[Routed] = []
-        try:
-            offset = self._decode_frames(buffer, routed)
-        except MalformedFrame as exc:
-            self._broken = True
-            buffer.clear()
-            error = MalformedEnvelope(str(exc))
-            error.routed = routed
-            error.decoded = [msg for _, msg in routed]
-            raise error from None
-        del buffer[:offset]
-        return routed
-
-    def _decode_frames(self, buffer: bytearray, routed: list[Routed]) -> int:
-        """Append each complete frame in ``buffer`` to ``routed``; return bytes used."""
-        offset = 0
-        end = len(buffer)
-        max_frame = self.max_frame
-        unpack = LENGTH.unpack_from
-        while end - offset >= 4:
-            (length,) = unpack(buffer, offset)
-            if length < 4 or length > max_frame:
-                raise MalformedEnvelope(f"frame length {length} outside 4..{max_frame}")
-            if end - offset - 4 < length:
-                break
-            version = buffer[offset + 4]
-            if version == FANOUT_VERSION:
-                offset = self._decode_fanout(buffer, offset, offset + 4 + length, routed)
-                continue
-            if version != ROUTED_VERSION:
-                raise MalformedEnvelope(f"unsupported version {version}")
-            id_len = buffer[offset + 5]
-            body_at = offset + 6 + id_len
-            frame_end = offset + 4 + length
-            if id_len == 0 or body_at >= frame_end:
-                raise MalformedEnvelope(f"node id length {id_len} does not fit the frame")
-            node = self._node_id(bytes(buffer[offset + 6 : body_at]))
-            routed.append((node, decode_body(bytes(buffer[body_at:frame_end]))))
-            offset = frame_end
-        return offset
-
-    def _decode_fanout(
-        self, buffer: bytearray, offset: int, frame_end: int, routed: list[Routed]
-    ) -> int:
-        """Append the pairs of the fan-out frame at ``offset``; return its end."""
-        count = buffer[offset + 5]
-        if count < 2:
-            raise MalformedEnvelope(f"fan-out frame with {count} node ids")
-        at = offset + 6
-        nodes = []
-        for _ in range(count):
-            if at >= frame_end:
-                raise MalformedEnvelope("fan-out node ids do not fit the frame")
-            id_len = buffer[at]
-            end = at + 1 + id_len
-            if id_len == 0 or end >= frame_end:
-                raise MalformedEnvelope(f"node id length {id_len} does not fit the frame")
-            nodes.append(self._node_id(bytes(buffer[at + 1 : end])))
-            at = end
-        msg = decode_body(bytes(buffer[at:frame_end]))
-        routed.extend((node, msg) for node in nodes)
-        return frame_end
-
-    def _node_id(self, raw: bytes) -> str:
-        node = self._ids.get(raw)
-        if node is None:
-            try:
-                node = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise MalformedEnvelope("node id is not UTF-8") from None
-            if len(self._ids) < _ID_CACHE_LIMIT:
-                self._ids[raw] = node
-        return node
 
 
 class FramedLink:
@@ -210,7 +39,7 @@ class FramedLink:
         self.decoder = RoutedDecoder(max_frame)
         self._out: list[bytes] = []
         self._frames = 0
-        self._heads: dict[str, bytes] = {}
+        self._heads = FrameHeads(max_frame)
         self.closed = False
         self.frames_in = 0
         self.frames_out = 0
@@ -235,28 +64,14 @@ class FramedLink:
         self.frames_in += len(routed)
         return routed
 
-    def _head(self, node_id: str) -> bytes:
-        """The bytes after the length field and before the body, cached per node."""
-        head = self._heads.get(node_id)
-        if head is None:
-            raw = node_id_bytes(node_id)
-            head = self._heads[node_id] = bytes((ROUTED_VERSION, len(raw))) + raw
-        return head
-
     def send(self, node_id: str, body: bytes) -> None:
         """Buffer one frame about ``node_id``; ``flush`` writes the buffer.
 
-        The frame is buffered as three pieces (length, cached head, body) and
-        joined once per flush, so a body shared by many frames is never copied
-        per frame. Raises ``CodecUsageError`` if the frame exceeds ``max_frame``.
+        Raises ``CodecUsageError`` if the frame exceeds ``max_frame``.
         """
         if self.closed:
             return
-        head = self._heads.get(node_id) or self._head(node_id)
-        length = len(head) + len(body)
-        if length > self.max_frame:
-            raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {self.max_frame}")
-        self._out += (LENGTH.pack(length), head, body)
+        self._out += self._heads.routed(node_id, body)
         self._frames += 1
 
     def send_fanout(self, node_ids: list[str], body: bytes) -> None:
@@ -266,16 +81,7 @@ class FramedLink:
         """
         if self.closed:
             return
-        count = len(node_ids)
-        if not 2 <= count <= MAX_FANOUT:
-            raise CodecUsageError(f"a fan-out frame names 2..{MAX_FANOUT} nodes, not {count}")
-        heads = self._heads
-        ids = b"".join((heads.get(node) or self._head(node))[1:] for node in node_ids)
-        head = bytes((FANOUT_VERSION, count)) + ids  # each cached head less its version byte
-        length = len(head) + len(body)
-        if length > self.max_frame:
-            raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {self.max_frame}")
-        self._out += (LENGTH.pack(length), head, body)
+        self._out += self._heads.fanout(node_ids, body)
         self._frames += 1
 
     def flush(self) -> None:

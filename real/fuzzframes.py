@@ -46,8 +46,8 @@ from typing import Any
 import msgpack
 
 from protocol.codec import MalformedFrame, encode_body
+from protocol.envelope import ROUTED_VERSION, RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import MESSAGE_TYPES, Hello, Message
-from real.framing import ROUTED_VERSION, RoutedDecoder, encode_routed, node_id_bytes
 
 MAX_FRAMES_PER_CONNECTION = 24
 FUZZ_NODE_PREFIX = "fuzz-"

@@ -67,7 +67,8 @@ from dataclasses import asdict, dataclass
 from typing import cast
 
 from protocol.codec import DEFAULT_MAX_FRAME
-from real.framing import HIGH_WATER, LENGTH
+from protocol.envelope import LENGTH
+from real.framing import HIGH_WATER
 
 LOOPBACK = "127.0.0.1"
 CLOSE_GRACE = 1.0

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol.codec import MalformedFrame, encode_body
+from protocol.envelope import Routed, RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import (
     Accepted,
     Ack,
@@ -43,7 +44,6 @@ from protocol.messages import (
     TaskDoneAck,
     Welcome,
 )
-from real.framing import Routed, RoutedDecoder, encode_routed, node_id_bytes
 
 HOST = "127.0.0.1"
 READ_CHUNK = 1 << 16

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import msgpack
 
 from protocol.codec import DEFAULT_MAX_FRAME, encode, encode_body
+from protocol.envelope import ROUTED_VERSION, Routed
 from protocol.messages import (
     Accepted,
     Ack,
@@ -56,7 +57,6 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
-from real.framing import ROUTED_VERSION, Routed
 from real.rawclient import RawConnection, routed_frame
 from real.security_base import SecurityCheck, Target
 

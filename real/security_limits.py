@@ -41,6 +41,7 @@ from typing import Any
 
 import psutil
 
+from protocol.envelope import Routed
 from protocol.messages import (
     Error,
     Hello,
@@ -57,7 +58,6 @@ from protocol.messages import (
 )
 from protocol.status import agent_component, status_dict
 from real.admission import ServerLimits
-from real.framing import Routed
 from real.rawclient import RawConnection, routed_frame
 from real.security_base import SecurityCheck, Target
 from real.security_flood import MIB, SMALL_RECEIVE_BUFFER, register

@@ -27,9 +27,9 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+from protocol.envelope import Routed
 from protocol.messages import MemReply, MemRequest, MemVerb
 from real.children import ServerProcess
-from real.framing import Routed
 from real.rawclient import RawConnection, routed_frame
 from real.security_base import SecurityCheck, Target
 from real.security_flood import register

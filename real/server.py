@@ -82,6 +82,7 @@ from pathlib import Path
 
 from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
+from protocol.envelope import MAX_FANOUT, MalformedEnvelope, Routed
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Deliver, Message
@@ -89,7 +90,7 @@ from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 from real.admission import Admission, Peer, ServerLimits
 from real.clock import RunClock, new_event_loop
-from real.framing import HIGH_WATER, MAX_FANOUT, FramedLink, MalformedEnvelope, Routed
+from real.framing import HIGH_WATER, FramedLink
 from real.gctune import tune_gc
 from real.persistence import MemoryDB
 from real.recordlog import EventLog

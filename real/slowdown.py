@@ -7,7 +7,8 @@ a flag test). Set to a positive number of microseconds: ``slow_coordinator``
 returns a wrapper whose ``receive`` busy-waits that long on
 ``time.perf_counter_ns`` and then calls the real ``receive``. It busy-waits
 rather than sleeps because a sleep would yield the event loop and cost
-nothing; the point is a coordinator that is measurably slower per message, like a build with a slower code path.
+nothing; the point is a coordinator that is measurably slower per message,
+like a build with a slower code path.
 
 Both real transports call ``slow_coordinator`` on the coordinator they
 build (``real.inproc.build_hub`` and ``real.server.CoordinatorServer``);

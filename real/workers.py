@@ -40,13 +40,14 @@ from dataclasses import replace
 
 from protocol.agent import Agent
 from protocol.codec import CodecUsageError, encode_body
+from protocol.envelope import MalformedEnvelope, Routed
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
 from protocol.retransmit import next_reconnect_wait
 from protocol.settings import ProtocolSettings
 from protocol.workload import IssueLag, issue
 from real.clock import RunClock, new_event_loop
-from real.framing import FramedLink, MalformedEnvelope, Routed, open_link
+from real.framing import FramedLink, open_link
 from real.recordlog import RecordLog
 
 COORD = "coord"
@@ -181,13 +182,13 @@ class AgentHost:
     def _deliver(self, batch: list[Routed]) -> None:
         agents = self.agents
         touched = self._touched
-        clock_now = self.clock.now
+        now = self.clock.now()  # the frames of one socket read arrived together
         for node, msg in batch:
             agent = agents.get(node)
             if agent is None:
                 self._note(f"frame for unknown agent {node!r} dropped")
                 continue
-            agent.receive(COORD, msg, clock_now())
+            agent.receive(COORD, msg, now)
             touched[node] = agent
         self.schedule_flush()
 

@@ -25,6 +25,7 @@ import protocol.topics as topics
 from harness.plan import build_agents
 from harness.scenario import MemoryStream, load_scenario
 from protocol.coordinator import Coordinator
+from protocol.envelope import Routed
 from protocol.memory import MemoryStore, Write
 from protocol.messages import (
     Error,
@@ -43,7 +44,7 @@ from protocol.settings import ProtocolSettings
 from protocol.topics import SubscriptionIndex
 from real.admission import ServerLimits
 from real.clock import new_event_loop
-from real.framing import HIGH_WATER, Routed
+from real.framing import HIGH_WATER
 from real.rawclient import RawConnection, routed_frame
 from real.security_flood import register
 from real.server import OUTPUT_BUDGET, SLICE_FRAMES, CoordinatorServer

@@ -21,10 +21,11 @@ from typing import TypeVar
 import pytest
 
 from protocol.codec import encode_body
+from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import Publish
 from real.children import ChildProcesses
 from real.clock import new_event_loop
-from real.framing import PipeChannel, RoutedDecoder, encode_routed, node_id_bytes
+from real.framing import PipeChannel
 from real.proxy import FaultProxy
 
 T = TypeVar("T")

@@ -24,6 +24,7 @@ import pytest
 
 from protocol.codec import encode_body
 from protocol.coordinator import DEDUP_WINDOW, Coordinator
+from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import (
     MESSAGE_TYPES,
     Accepted,
@@ -39,7 +40,6 @@ from protocol.messages import (
 from protocol.settings import ProtocolSettings
 from real.children import ChildProcesses, ServerProcess
 from real.clock import new_event_loop
-from real.framing import RoutedDecoder, encode_routed, node_id_bytes
 from real.fuzzframes import KINDS, fuzz_plan, plan_bytes
 from real.rawclient import Bystander
 from real.security import SecurityReport, Target, check_service, run_security_checks

@@ -20,6 +20,7 @@ import pytest
 
 from protocol.codec import CodecUsageError, MalformedFrame, decode_frame, encode, encode_body
 from protocol.coordinator import Coordinator
+from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import (
     Ack,
     ComponentStatus,
@@ -36,7 +37,7 @@ from protocol.messages import (
 from protocol.settings import ProtocolSettings
 from protocol.status import CORE_COMPONENTS, status_dict
 from real.clock import new_event_loop
-from real.framing import RoutedDecoder, encode_routed, node_id_bytes, open_link
+from real.framing import open_link
 from real.server import serve
 from tests.codec_helpers import frame
 

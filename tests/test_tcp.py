@@ -25,6 +25,14 @@ import psutil
 import pytest
 
 from protocol.codec import CodecUsageError, MalformedFrame, encode, encode_body
+from protocol.envelope import (
+    FANOUT_VERSION,
+    ROUTED_VERSION,
+    Routed,
+    RoutedDecoder,
+    encode_routed,
+    node_id_bytes,
+)
 from protocol.messages import (
     Deliver,
     DeliveryKind,
@@ -42,16 +50,7 @@ from protocol.payload import checksum, make_payload
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
-from real.framing import (
-    FANOUT_VERSION,
-    ROUTED_VERSION,
-    FramedLink,
-    Routed,
-    RoutedDecoder,
-    encode_routed,
-    node_id_bytes,
-    open_link,
-)
+from real.framing import FramedLink, open_link
 from real.persistence import MemoryDB
 from real.server import ServerLimits, ServerReport, serve
 from real.tcp import ChildProcesses, ServerProcess, run_plan
