@@ -12,10 +12,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-# the hot modules of protocol/ compiled with mypyc into build/core (native/build.py);
+# the hot modules of protocol/ and sim/ compiled with mypyc into build/core (native/build.py);
 # rebuilt when a source changes. If compiling fails, the pure-Python core runs.
-CORE := build/core/protocol/manifest.json
-$(CORE): $(STAMP) $(wildcard protocol/*.py) native/build.py native/select.py
+CORE := build/core/manifest.json
+$(CORE): $(STAMP) $(wildcard protocol/*.py) sim/engine.py sim/cores.py native/build.py native/select.py
 	@mkdir -p build && $(BIN)/python -m native.build > build/core.log 2>&1 || true
 	@tail -n 1 build/core.log
 

@@ -1,12 +1,13 @@
-"""The compiled core: ``protocol/`` built with mypyc, and the choice at import.
+"""The compiled core: the hot modules of ``protocol/`` and ``sim/`` built with
+mypyc, and the choice at import.
 
-``python -m native.build`` compiles the hot modules of ``protocol/`` into C
-extensions under ``build/core/protocol/`` (outside the source tree) and
-writes a manifest of the sources it compiled. ``protocol/__init__`` asks
-``native.select.compiled_dir`` whether to put that folder first on the
-package's ``__path__``: it does when the build exists, was made by this
-Python, and every compiled source is unchanged since (a stale build is
-never used). ``SWARMTWIN_CORE=pure`` forces the pure-Python modules;
+``python -m native.build`` (``make core``) compiles them into C extensions
+under ``build/core/`` (outside the source tree) and writes a manifest of the
+sources it compiled. ``protocol/__init__`` and ``sim/__init__`` ask
+``native.select.compiled_dir`` whether to put their compiled folder first on
+the package's ``__path__``: they do when the build exists, was made by this
+Python, and every compiled source is unchanged since (a stale build is never
+used). ``SWARMTWIN_CORE=pure`` forces the pure-Python modules;
 ``SWARMTWIN_CORE=compiled`` makes an unusable build an import error.
 
 Both worlds import the same ``protocol`` package, so the asyncio system and

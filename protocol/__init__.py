@@ -11,7 +11,7 @@ its folder is searched first for this package's modules. The sources here
 stay the definition and the fallback.
 """
 
-from native.select import compiled_dir
+from native.select import compiled_dir  # packaging only: no protocol logic there
 
 _compiled = compiled_dir(__path__[0])
 if _compiled is not None:

@@ -15,11 +15,20 @@ Modules: ``distribution`` (quantile tables and seeded inverse-CDF sampling),
 ``engine`` (servers, message arrivals, timers), ``faults`` (the plan's fault
 timeline: kills, pauses, a coordinator crash and restart, bad links),
 ``driver`` (registration, workload, probes, stopping, the result).
+
+The engine (the per-message hot path) may run compiled by mypyc, as
+``protocol`` may (``native``): a fresh build's folder is searched first.
 """
 
-from sim.calibration import Calibration, load_calibration, save_calibration
-from sim.distribution import Distribution
-from sim.driver import last_stats, run_plan
+from native.select import compiled_dir
+
+_compiled = compiled_dir(__path__[0])
+if _compiled is not None:
+    __path__.insert(0, _compiled)
+
+from sim.calibration import Calibration, load_calibration, save_calibration  # noqa: E402
+from sim.distribution import Distribution  # noqa: E402
+from sim.driver import last_stats, run_plan  # noqa: E402
 
 __all__ = [
     "Calibration",

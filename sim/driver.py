@@ -232,7 +232,7 @@ class ModelRun:
         self._at(self.limit, self._time_is_up)
         self._hook()
         self.faults: FaultInjector | None = None
-        self.issue = self.engine.issue
+        self.issue: Callable[[SimNode, Operation], None] = self.engine.issue
         if not registration_only and (plan.faults or durable_coordinator(plan)):
             self.faults = FaultInjector(
                 plan,

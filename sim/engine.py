@@ -90,6 +90,7 @@ from collections.abc import Callable
 from typing import Any
 
 import simpy
+from mypy_extensions import mypyc_attr
 from simpy.events import NORMAL, Event
 
 from protocol.agent import Agent
@@ -177,6 +178,7 @@ class SimNode:
         self.shed_seen = 0  # an agent's shed ops already reported (``Engine.on_shed``)
 
 
+@mypyc_attr(native_class=False)  # compiled, yet a subclass of SimPy's Event
 class Arrival(Event):
     """A message reaching ``node`` (a bare SimPy event: no process, no __init__ work)."""
 
@@ -190,6 +192,7 @@ class Arrival(Event):
         self.msg = msg
 
 
+@mypyc_attr(native_class=False)
 class TimerDue(Event):
     """``node``'s deadline ``at`` has come."""
 
@@ -400,7 +403,7 @@ class Engine:
         if self.wire:
             end += self.per_message + self.per_byte * self._size(msg)
         if type(msg) is Deliver:  # the receiver verifies the payload's checksum
-            end += self.payload_receive * len(msg.payload)  # type: ignore[attr-defined]
+            end += self.payload_receive * len(msg.payload)
         server.busy_until = end
         if cores is not None:
             cores.release(end)

@@ -14,57 +14,61 @@ from pathlib import Path
 import pytest
 
 import protocol.bus
-from native.select import ENV, MANIFEST, STATE, build_dir, check, compiled_dir
+import sim.engine
+from native.select import ENV, MANIFEST, STATE, build_root, check, compiled_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def fake_build(tmp_path: Path, tag: str | None = None) -> tuple[Path, Path]:
-    """A source folder with one module, and a manifest that matches it."""
+def fake_build(tmp_path: Path, tag: str | None = None) -> Path:
+    """A project with one package of one module, and a build manifest that matches."""
     source = tmp_path / "protocol"
     source.mkdir()
     (source / "bus.py").write_text("x = 1\n")
-    compiled = build_dir(source)
-    compiled.mkdir(parents=True)
+    compiled = build_root(tmp_path)
+    (compiled / "protocol").mkdir(parents=True)
     digest = hashlib.sha256(b"x = 1\n").hexdigest()
-    manifest = {"cache_tag": tag or sys.implementation.cache_tag, "sources": {"bus.py": digest}}
+    manifest = {
+        "cache_tag": tag or sys.implementation.cache_tag,
+        "sources": {"protocol/bus.py": digest},
+    }
     (compiled / MANIFEST).write_text(json.dumps(manifest))
-    return source, compiled
+    return tmp_path
 
 
 def test_a_fresh_build_is_used(tmp_path: Path) -> None:
-    source, compiled = fake_build(tmp_path)
-    assert check(source, compiled) == (("bus.py",), "")
+    root = fake_build(tmp_path)
+    assert check(root) == (("protocol/bus.py",), "")
 
 
 def test_an_edited_source_makes_the_build_stale(tmp_path: Path) -> None:
-    source, compiled = fake_build(tmp_path)
-    (source / "bus.py").write_text("x = 2\n")
-    assert check(source, compiled) == ((), "stale build: protocol/bus.py changed since `make core`")
+    root = fake_build(tmp_path)
+    (root / "protocol" / "bus.py").write_text("x = 2\n")
+    assert check(root) == ((), "stale build: protocol/bus.py changed since `make core`")
 
 
 def test_a_build_for_another_python_is_not_used(tmp_path: Path) -> None:
-    source, compiled = fake_build(tmp_path, tag="cpython-399")
-    modules, reason = check(source, compiled)
+    root = fake_build(tmp_path, tag="cpython-399")
+    modules, reason = check(root)
     assert modules == () and "cpython-399" in reason
 
 
 def test_no_build_says_how_to_make_one(tmp_path: Path) -> None:
-    source = tmp_path / "protocol"
-    source.mkdir()
-    assert check(source, build_dir(source)) == ((), "no compiled build: run `make core`")
+    assert check(tmp_path) == ((), "no compiled build: run `make core`")
 
 
 def test_the_environment_chooses_and_a_bad_value_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source, compiled = fake_build(tmp_path)
+    root = fake_build(tmp_path)
+    source = root / "protocol"
     saved = (STATE.compiled, STATE.reason, STATE.modules)
     try:
         monkeypatch.setenv(ENV, "pure")
         assert compiled_dir(source) is None
         monkeypatch.delenv(ENV)
-        assert compiled_dir(source) == str(compiled)
+        assert compiled_dir(source) == str(build_root(root) / "protocol")
+        assert STATE.describe() == "compiled with mypyc (1 of protocol/)"
         (source / "bus.py").write_text("x = 3\n")
         assert compiled_dir(source) is None and "stale" in STATE.reason
         monkeypatch.setenv(ENV, "compiled")
@@ -78,7 +82,7 @@ def test_the_environment_chooses_and_a_bad_value_is_refused(
 
 
 def test_this_process_runs_the_build_when_there_is_a_fresh_one() -> None:
-    modules, reason = check(ROOT / "protocol", build_dir(ROOT / "protocol"))
+    modules, reason = check(ROOT)
     if os.environ.get(ENV) == "pure":
         pytest.skip(f"{ENV}=pure")
     if not modules:
@@ -86,9 +90,10 @@ def test_this_process_runs_the_build_when_there_is_a_fresh_one() -> None:
             pytest.fail(f"CI runs without the compiled core: {reason}")
         pytest.skip(reason)
     assert STATE.compiled
-    origin = protocol.bus.__spec__.origin  # an extension module, from the build folder
-    assert origin is not None and origin.endswith(tuple(EXTENSION_SUFFIXES))
-    assert str(build_dir(ROOT / "protocol")) in origin
+    for module in (protocol.bus, sim.engine):  # extension modules, from the build folder
+        origin = module.__spec__.origin
+        assert origin is not None and origin.endswith(tuple(EXTENSION_SUFFIXES))
+        assert str(build_root(ROOT)) in origin
 
 
 MODEL_RUN = """
@@ -130,7 +135,7 @@ def model_run(core: str, scenario: str, duration: float) -> dict[str, object]:
 def test_the_compiled_and_the_pure_core_give_the_same_model_run(
     scenario: str, duration: float
 ) -> None:
-    modules, reason = check(ROOT / "protocol", build_dir(ROOT / "protocol"))
+    modules, reason = check(ROOT)
     if not modules:
         pytest.skip(reason)
     compiled = model_run("compiled", scenario, duration)
