@@ -247,6 +247,9 @@ class ModelRun:
             )
             if self.faults.active:
                 self.issue = self.faults.issue
+        # agents hosted by worker processes (tcp) send and receive one write per drain;
+        # a fault's gates act per message, so a run with faults sends each on its own
+        self.engine.batching = self.processes is not None and self.faults is None
 
     def _build_nodes(self) -> list[SimNode]:
         settings = self.plan.settings

@@ -38,6 +38,17 @@ is scheduled as an arrival at its destination at ``end + hop``, with the hop
 delay drawn from the calibration. One SimPy event per message, one per
 timer, one per workload instant: that keeps the model fast.
 
+Batches (``batching``, on for the tcp layout of agents in worker processes,
+off in a run with faults, whose gates act per message). A real process
+handles everything one socket read brought, then flushes once: a drain's
+messages bound for one process leave in one write. So the messages one job
+drains for the nodes of one process travel as one ``Batch`` event, with one
+hop draw. On arrival its messages are served in order, as above, each after
+the first joining the batch (``batch_saving``); then every node served is
+drained, and all they drained departs at the end of the batch, grouped
+again by destination process. A lone message still travels as an
+``Arrival``, so light traffic is modelled exactly as before.
+
 Timers: after every job the node's ``next_deadline()`` is read (and, with
 a ``timer_slack``, rounded up to a multiple of it, as the real tcp driver
 arms it); if it is earlier than the timer already armed (or none is armed)
@@ -193,6 +204,19 @@ class Arrival(Event):
 
 
 @mypyc_attr(native_class=False)
+class Batch(Event):
+    """Several messages that left one process for another in one write, arriving
+    together: ``items`` are ``(node, src, msg)``, served in order."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, callbacks: Callbacks, items: list[tuple[SimNode, str, Message]]) -> None:
+        self.callbacks = callbacks  # type: ignore[assignment]
+        self._ok = True
+        self.items = items
+
+
+@mypyc_attr(native_class=False)
 class TimerDue(Event):
     """``node``'s deadline ``at`` has come."""
 
@@ -230,6 +254,8 @@ class Engine:
         self._samplers: dict[tuple[str, str], Sampler] = {}
         self._tables: dict[str, dict[type, Sampler]] = {}
         self._timer_cb: Callbacks = (self._on_timer,)
+        self._batch_cb: Callbacks = (self._arrive_batch,)
+        self.batching = False  # group each drain's messages per destination process (tcp)
         self._schedule = env.schedule
         self._find = self.nodes.get
         self._size_cache: tuple[Message | None, int] = (None, 0)
@@ -295,6 +321,7 @@ class Engine:
             node.arrive = ()
         self.nodes.clear()
         self._timer_cb = ()
+        self._batch_cb = ()
         self.on_completions = lambda agent, before: None
         self.on_welcome = lambda node, at: None
         self.on_shed = lambda op_ids: None
@@ -385,10 +412,16 @@ class Engine:
     # of through the ``env.now`` property.
 
     def _arrive_agent(self, event: Arrival) -> None:
-        self.messages += 1
-        node = event.node
-        msg = event.msg
         now: float = self.env._now
+        node = event.node
+        end = self._serve_agent(node, event.src, event.msg, now, False)
+        self._emit(node, node.core, end, now)  # type: ignore[arg-type]
+
+    def _serve_agent(
+        self, node: SimNode, src: str, msg: Message, now: float, batched: bool
+    ) -> float:
+        """Serve one message on an agent (not yet drained); return when it ends."""
+        self.messages += 1
         server: Server = node.server  # type: ignore[assignment]
         busy = server.busy_until
         start = busy if busy > now else now
@@ -396,7 +429,7 @@ class Engine:
         if cores is not None:
             start = cores.claim(start)
         service = node.service[type(msg)]()
-        if node.last_start > now:  # its previous job is still queued: this one joins the batch
+        if batched or node.last_start > now:  # joins a batch: its previous job is queued
             service = max(service - node.saving, service * MIN_BATCH_SHARE)
         node.last_start = start
         end = start + service
@@ -410,21 +443,28 @@ class Engine:
         agent: Agent = node.core  # type: ignore[assignment]
         completions = agent.completions
         before = len(completions)
-        agent.receive(event.src, msg, end)
+        agent.receive(src, msg, end)
         if len(completions) != before:
             self.on_completions(agent, before)
         elif type(msg) is Welcome:
             self.on_welcome(node, end)
-        self._emit(node, agent, end, now)
+        return end
 
     def _arrive_coordinator(self, event: Arrival) -> None:
-        self.messages += 1
-        node = event.node
-        msg = event.msg
         now: float = self.env._now
+        node = event.node
+        end, server = self._serve_coordinator(node, event.src, event.msg, now, False)
+        self._emit(node, node.core, end, now, fanout=server)  # type: ignore[arg-type]
+
+    def _serve_coordinator(
+        self, node: SimNode, src: str, msg: Message, now: float, batched: bool
+    ) -> tuple[float, Server]:
+        """Serve one message on the coordinator (not yet drained); return when it
+        ends and the server (host) that served it."""
+        self.messages += 1
         hosts = node.hosts
         if hosts:  # several hosts: the sender's host serves it
-            sender = self._find(event.src)
+            sender = self._find(src)
             server: Server = hosts[sender.index % len(hosts) if sender is not None else 0]
         else:
             server = node.server  # type: ignore[assignment]
@@ -434,7 +474,7 @@ class Engine:
         if cores is not None:
             start = cores.claim(start)
         service = node.service[type(msg)]()
-        if node.last_start > now and not hosts:  # joins its queued batch (one host only)
+        if (batched or node.last_start > now) and not hosts:  # joins its batch (one host)
             service = max(service - node.saving, service * MIN_BATCH_SHARE)
         node.last_start = start
         end = start + service
@@ -444,13 +484,34 @@ class Engine:
         if cores is not None:
             cores.release(end)
         coordinator: Coordinator = node.core  # type: ignore[assignment]
-        coordinator.receive(event.src, msg, end)
+        coordinator.receive(src, msg, end)
         after = self.after_coordinator
         if after is not None:
             after(coordinator)
         elif type(msg) is MemRequest:
             coordinator.take_writes()  # the model does not persist; drop the journal
-        self._emit(node, coordinator, end, now, fanout=server)
+        return end, server
+
+    def _arrive_batch(self, event: Batch) -> None:
+        """Serve a batch's messages in order, then drain every node served and send
+        all they drained in one departure, at the end of the batch: as a real
+        process handles one socket read and then flushes once."""
+        now: float = self.env._now
+        served: dict[SimNode, tuple[float, Server | None]] = {}
+        batched = False
+        for node, src, msg in event.items:
+            if node.role == "agent":
+                served[node] = (self._serve_agent(node, src, msg, now, batched), None)
+            else:
+                served[node] = self._serve_coordinator(node, src, msg, now, batched)
+            batched = True
+        outs: list[tuple[str, list[tuple[str, Message]]]] = []
+        depart = now
+        for node, (end, fanout) in served.items():
+            end = self._emit(node, node.core, end, now, fanout=fanout, collect=outs)  # type: ignore[arg-type]
+            if end > depart:
+                depart = end
+        self._dispatch(outs, depart - now)
 
     def _arrive_prober(self, event: Arrival) -> None:
         self.messages += 1
@@ -489,11 +550,15 @@ class Engine:
         now: float,
         after_timer: bool = False,
         fanout: Server | None = None,
-    ) -> None:
-        """Send what the node drained (leaving at ``end``) and arm its next timer.
+        collect: list[tuple[str, list[tuple[str, Message]]]] | None = None,
+    ) -> float:
+        """Send what the node drained (leaving at ``end``) and arm its next timer;
+        return ``end``.
 
         With ``fanout`` (the server of a coordinator's message job), each
         ``Deliver`` emitted adds ``per_recipient_seconds`` to that job first.
+        With ``collect``, what was drained is appended there for the caller
+        to send (a batch: ``_arrive_batch``).
         """
         out = core.drain()
         if type(core) is Agent and len(core.shed) != node.shed_seen:
@@ -507,20 +572,25 @@ class Engine:
                 if self.cores is not None:
                     self.cores.release(end)
         if out:
-            find = self._find
-            schedule = self._schedule
-            hop = self.hop
-            src = node.node_id
-            base = end - now
-            for dst, msg in out:
-                target = find(dst)
-                if target is None:
-                    self.undeliverable += 1
-                    continue
-                schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
+            if collect is not None:
+                collect.append((node.node_id, out))
+            elif self.batching and len(out) > 1:
+                self._dispatch([(node.node_id, out)], end - now)
+            else:
+                find = self._find
+                schedule = self._schedule
+                hop = self.hop
+                src = node.node_id
+                base = end - now
+                for dst, msg in out:
+                    target = find(dst)
+                    if target is None:
+                        self.undeliverable += 1
+                        continue
+                    schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
         deadline = core.next_deadline()
         if deadline is None:
-            return
+            return end
         if self.slack:
             deadline = max(math.ceil(deadline / self.slack) * self.slack, deadline)
         if after_timer and deadline <= end:
@@ -531,6 +601,39 @@ class Engine:
             delay = deadline - now
             delay += self.wake(delay)
             self._schedule(TimerDue(self._timer_cb, node, deadline), NORMAL, max(delay, 0.0))
+        return end
+
+    def _dispatch(self, outs: list[tuple[str, list[tuple[str, Message]]]], base: float) -> None:
+        """Send drained messages ``base`` seconds from now, one hop later. With
+        ``batching``, the messages bound for one process go as one ``Batch`` (one
+        write, one hop); a message alone, or for a node without a server (the
+        prober), goes as an ``Arrival``."""
+        find = self._find
+        schedule = self._schedule
+        hop = self.hop
+        groups: dict[int, list[tuple[SimNode, str, Message]]] = {}
+        for src, out in outs:
+            for dst, msg in out:
+                target = find(dst)
+                if target is None:
+                    self.undeliverable += 1
+                    continue
+                server = target.server
+                if server is None or not self.batching:  # the prober: nothing to serve
+                    schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
+                    continue
+                key = id(server)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [(target, src, msg)]
+                else:
+                    group.append((target, src, msg))
+        for group in groups.values():
+            if len(group) == 1:
+                target, src, msg = group[0]
+                schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
+            else:
+                schedule(Batch(self._batch_cb, group), NORMAL, base + hop())
 
     def wake(self, wait: float) -> float:
         """How late a wake-up requested ``wait`` seconds ahead runs (0 when not waiting)."""
