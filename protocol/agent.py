@@ -66,8 +66,10 @@ class Agent:
         settings: ProtocolSettings,
         capabilities: tuple[str, ...] = (),
         subscriptions: tuple[str, ...] = (),
+        vouched_by: str = "",
     ) -> None:
         self.node_id = node_id
+        self.vouched_by = vouched_by
         self.coordinator = coordinator
         self.settings = settings
         self.capabilities = capabilities
@@ -114,7 +116,13 @@ class Agent:
         self._tasks_done.update(results)
 
     def _send_hello(self, now: float) -> None:
-        hello = Hello(self.node_id, self.settings.token, self.capabilities, self.subscriptions)
+        hello = Hello(
+            self.node_id,
+            self.settings.token,
+            self.capabilities,
+            self.subscriptions,
+            self.vouched_by,
+        )
         self._out.append((self.coordinator, hello))
         self._next_hello = now + self.settings.request_timeout
 
@@ -218,7 +226,8 @@ class Agent:
         self.registered = True
         self._next_hello = None
         self._heartbeat_interval = msg.heartbeat_interval
-        self._next_heartbeat = now + msg.heartbeat_interval
+        vouched = msg.heartbeat_interval <= 0  # its voucher's traffic speaks for it
+        self._next_heartbeat = None if vouched else now + msg.heartbeat_interval
         self.requests.reopen(now)
         self._send_requests()
 

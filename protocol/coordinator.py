@@ -291,11 +291,22 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
             session.capabilities = msg.capabilities
         if self._next_sweep is None:
             self._next_sweep = now + self.settings.heartbeat_interval / 2
-        self._out.append(
-            (src, Welcome(src, self.settings.credit, self.settings.heartbeat_interval))
-        )
+        session.voucher = self._voucher_for(src, msg.vouched_by)
+        interval = 0.0 if session.voucher else self.settings.heartbeat_interval
+        self._out.append((src, Welcome(src, self.settings.credit, interval)))
         self._resend_session(session, now)
         self._assign_waiting(now)
+
+    def _voucher_for(self, node: str, vouched_by: str) -> str:
+        """The voucher ``node`` may have: a live node that is vouched for by nobody
+        (one level only), else none, and ``node`` sends its own heartbeats."""
+        if not vouched_by or vouched_by == node:
+            return ""
+        voucher = self.sessions.get(vouched_by)
+        if voucher is None or not voucher.alive or voucher.voucher:
+            self.log.append(f"{node}: voucher {vouched_by!r} is not a live node; heartbeats")
+            return ""
+        return vouched_by
 
     def _new_session(self, node: str, capabilities: tuple[str, ...], now: float) -> Session:
         rto = RtoEstimator(self.settings.ack_timeout, self.settings.max_rto)

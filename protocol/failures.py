@@ -55,14 +55,26 @@ class FailureHandling:
         self._resend_session(session, now)
         self._assign_waiting(now)
 
+    def last_heard(self, session: Session) -> float:
+        """When ``session`` was last heard from: itself, or its voucher while the
+        voucher lives (a vouched node sends no heartbeats; ``Hello.vouched_by``)."""
+        seen = session.last_seen
+        if session.voucher:
+            voucher = self.sessions.get(session.voucher)
+            if voucher is not None and voucher.alive and voucher.last_seen > seen:
+                return voucher.last_seen
+        return seen
+
     def _detect_failures(self, now: float) -> None:
         limit = now - self.settings.failure_after
         expiry = now - self.settings.session_expiry
-        for session in self.sessions.values():
-            if session.alive and session.last_seen < limit:
-                self.stats.failures_detected += 1
-                self._fail(session, now)
-            elif not session.alive and session.last_seen < expiry and self._holds(session):
+        sessions = self.sessions
+        for session in sessions.values():  # vouchers first: they registered before
+            if session.alive:
+                if session.last_seen < limit and self.last_heard(session) < limit:
+                    self.stats.failures_detected += 1
+                    self._fail(session, now)
+            elif session.last_seen < expiry and self._holds(session):
                 self._expire(session, now)
 
     def _holds(self, session: Session) -> bool:

@@ -45,18 +45,26 @@ class MemVerb(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """A -> C: register (or re-register after a reconnect) with a token."""
+    """A -> C: register (or re-register after a reconnect) with a token.
+
+    ``vouched_by``, when not empty, names a live node registered on the same
+    link whose liveness stands for this one's (a multiplexing process's link
+    node): the coordinator then asks for no heartbeats (``Welcome``'s
+    interval 0) and declares this node failed when that one fails."""
 
     TYPE: ClassVar[int] = 1
     node_id: str
     token: str
     capabilities: tuple[str, ...] = ()
     subscriptions: tuple[str, ...] = ()
+    vouched_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """C -> A: registration accepted, with the flow-control window and timers."""
+    """C -> A: registration accepted, with the flow-control window and timers.
+
+    ``heartbeat_interval`` 0 means: send no heartbeats (a vouched node)."""
 
     TYPE: ClassVar[int] = 2
     node_id: str
@@ -307,11 +315,17 @@ class StatusRequest:
 
 @dataclass(frozen=True, slots=True)
 class StatusReply:
-    """C -> requester: one ``ComponentStatus`` per component, names distinct."""
+    """C -> requester: one ``ComponentStatus`` per component, names distinct.
+
+    A status of many components (one per agent) comes in ``parts`` replies,
+    numbered ``part`` = 1..parts, each within the frame limit; the requester
+    joins them in part order (``protocol.status.StatusParts``)."""
 
     TYPE: ClassVar[int] = 51
     request_id: int
     components: tuple[ComponentStatus, ...]
+    part: int = 1
+    parts: int = 1
 
 
 Message = (

@@ -29,6 +29,7 @@ class Session:
     backlog_since: float = 0.0  # when the backlog last went from empty to not empty
     tasks: set[OpKey] = field(default_factory=set)
     rto: RtoEstimator = field(default_factory=lambda: RtoEstimator(1.0, 10.0))  # this link's
+    voucher: str = ""  # the node whose liveness stands for this one's (``Hello.vouched_by``)
 
 
 @dataclass(slots=True)

@@ -68,6 +68,7 @@ CORE_COMPONENTS: tuple[str, ...] = (
     "journal",
 )
 AGENT_PREFIX = "agent:"
+STATUS_PART_SIZE = 1000  # components per StatusReply: about 150 KB, well inside a frame
 SILENT_HEARTBEATS = 2  # an agent silent for this many heartbeat intervals is degraded
 
 
@@ -112,12 +113,20 @@ class StatusReporting:
     ) -> None:
         raise NotImplementedError  # the coordinator's
 
+    def last_heard(self, session: Session) -> float:
+        raise NotImplementedError  # the coordinator's (``protocol.failures``)
+
     def _on_status_request(self, src: str, msg: StatusRequest, now: float) -> None:
         if not self.settings.accepts(msg.token):
             reason = f"refused a status request from {src!r}: bad token"
             self._refuse(src, reason, close=True, reply=Reject("bad token"))
             return
-        self._out.append((src, StatusReply(msg.request_id, self.status(now))))
+        components = self.status(now)
+        size = STATUS_PART_SIZE
+        parts = max(1, -(-len(components) // size))
+        for part in range(parts):
+            chunk = components[part * size : (part + 1) * size]
+            self._out.append((src, StatusReply(msg.request_id, chunk, part + 1, parts)))
 
     def status(self, now: float) -> tuple[ComponentStatus, ...]:
         """Every component's health and metrics at ``now``."""
@@ -214,7 +223,7 @@ class StatusReporting:
 
     def _agent_status(self, session: Session, now: float) -> ComponentStatus:
         settings = self.settings
-        silent = max(now - session.last_seen, 0.0)
+        silent = max(now - self.last_heard(session), 0.0)
         if not session.alive:
             health = "failed"
         elif (
@@ -234,3 +243,28 @@ class StatusReporting:
             "linked": int(session.linked),
         }
         return _component(agent_component(session.node_id), health, metrics)
+
+
+class StatusParts:
+    """Joins the parts of the ``StatusReply`` to one request (``StatusReply.parts``).
+
+    ``add`` returns the whole status, as ``status_dict`` gives it, once every
+    part has come; None before, and for a reply to another request or one
+    whose numbering does not fit the parts seen so far (ignored).
+    """
+
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+        self._parts: dict[int, tuple[ComponentStatus, ...]] = {}
+        self._count = 0
+
+    def add(self, reply: StatusReply) -> dict[str, dict[str, Any]] | None:
+        if reply.request_id != self.request_id or not 1 <= reply.part <= reply.parts:
+            return None
+        if self._count and reply.parts != self._count:
+            return None
+        self._count = reply.parts
+        self._parts[reply.part] = reply.components
+        if len(self._parts) < self._count:
+            return None
+        return status_dict(tuple(c for i in range(1, self._count + 1) for c in self._parts[i]))

@@ -38,7 +38,7 @@ from protocol.coordinator import Coordinator
 from protocol.messages import Message, Probe, ProbeReply, StatusReply, StatusRequest
 from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import DriverResult, ProbeResult, ProcessUsage
-from protocol.status import status_dict
+from protocol.status import StatusParts
 from protocol.workload import IssueLag, issue
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
@@ -120,6 +120,7 @@ class Hub:
         self.boxes: dict[str, Mailbox] = {}
         self.probes: dict[int, ProbeResult] = {}
         self.status: dict[str, Any] | None = None
+        self.status_parts = StatusParts(STATUS_REQUEST_ID)
         self.messages = 0
         self.lag = IssueLag()  # how late the replay issued ops
 
@@ -154,8 +155,10 @@ class Hub:
                 sent = self.probes.get(msg.probe_id)
                 if sent is not None and sent.answered is None:
                     self.probes[msg.probe_id] = sent._replace(answered=now)
-            elif isinstance(msg, StatusReply) and msg.request_id == STATUS_REQUEST_ID:
-                self.status = status_dict(msg.components)
+            elif isinstance(msg, StatusReply):
+                whole = self.status_parts.add(msg)
+                if whole is not None:
+                    self.status = whole
 
 
 def build_hub(

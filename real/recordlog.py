@@ -99,7 +99,9 @@ class RecordLog:
         marks = self._marks
         index = self.index
         for node, agent in touched.items():
-            mark = marks[node]
+            mark = marks.get(node)
+            if mark is None:  # a link's voucher node: it records nothing
+                continue
             records = agent.completions
             if len(records) > mark[0]:
                 i = index[node]

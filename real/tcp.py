@@ -67,7 +67,7 @@ from protocol.codec import MalformedFrame, encode_body
 from protocol.messages import Probe, ProbeReply, Reject, StatusReply, StatusRequest
 from protocol.plan import STATUS_REQUEST_ID, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, WriteAck
-from protocol.status import status_dict
+from protocol.status import StatusParts
 from protocol.workload import split_memory_target
 from real.children import Child, ChildProcesses, ServerProcess
 from real.clock import RunClock, new_event_loop
@@ -242,6 +242,7 @@ class Prober:
         self.clock = clock
         self.results: dict[int, ProbeResult] = {}
         self.status: dict[str, Any] | None = None
+        self.status_parts = StatusParts(STATUS_REQUEST_ID)
         self.status_asked = False
         self.status_refused: str | None = None
         self.link: FramedLink | None = None
@@ -327,8 +328,10 @@ class Prober:
                     sent = self.results.get(msg.probe_id)
                     if sent is not None and sent.answered is None:
                         self.results[msg.probe_id] = sent._replace(answered=now)
-                elif type(msg) is StatusReply and msg.request_id == STATUS_REQUEST_ID:
-                    self.status = status_dict(msg.components)
+                elif type(msg) is StatusReply:
+                    whole = self.status_parts.add(msg)
+                    if whole is not None:
+                        self.status = whole
                 elif type(msg) is Reject:
                     self.status_refused = msg.reason
 

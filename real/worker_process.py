@@ -153,7 +153,9 @@ def _new_host(spec: WorkerSpec) -> tuple[AgentHost, int]:
         else RecordLog(log_path(spec.log_dir, spec.index, spec.life), ids)
     )
     clock = RunClock(spec.epoch)
-    host = AgentHost(spec.host, spec.port, spec.agents, spec.settings, spec.connections, clock, log)
+    host = AgentHost(
+        spec.host, spec.port, spec.agents, spec.settings, spec.connections, clock, log, spec.name
+    )
     host.operations = spec.operations
     if spec.life == 0 or spec.log_dir is None:
         return host, 0

@@ -63,11 +63,12 @@ COUNT_INTERVAL = 0.1
 class HostLink:
     """One connection of an ``AgentHost`` and the agents it carries."""
 
-    __slots__ = ("index", "agent_ids", "link", "task", "connects", "given_up")
+    __slots__ = ("index", "agent_ids", "voucher", "link", "task", "connects", "given_up")
 
-    def __init__(self, index: int, agent_ids: list[str]) -> None:
+    def __init__(self, index: int, agent_ids: list[str], voucher: str = "") -> None:
         self.index = index
         self.agent_ids = agent_ids
+        self.voucher = voucher  # the link's own node, whose liveness stands for its agents
         self.link: FramedLink | None = None
         self.task: asyncio.Task[None] | None = None
         self.connects = 0
@@ -86,6 +87,7 @@ class AgentHost:
         connections: int,
         clock: RunClock,
         record_log: RecordLog | None = None,
+        name: str = "agents",
     ) -> None:
         self.host = host
         self.port = port
@@ -93,12 +95,24 @@ class AgentHost:
         self.settings = settings
         self.record_log = record_log
         self.loop = asyncio.get_running_loop()
+        self.links = self._spread([s.agent_id for s in specs], connections, name)
+        self.link_of = {node: hl for hl in self.links for node in hl.agent_ids}
+        self.vouchers: dict[str, Agent] = {
+            hl.voucher: Agent(hl.voucher, COORD, settings) for hl in self.links if hl.voucher
+        }
         self.agents: dict[str, Agent] = {
-            s.agent_id: Agent(s.agent_id, COORD, settings, s.capabilities, s.subscriptions)
+            s.agent_id: Agent(
+                s.agent_id,
+                COORD,
+                settings,
+                s.capabilities,
+                s.subscriptions,
+                vouched_by=self.link_of[s.agent_id].voucher,
+            )
             for s in specs
         }
-        self.links = self._spread(list(self.agents), connections)
-        self.link_of = {node: hl for hl in self.links for node in hl.agent_ids}
+        self.link_of.update((hl.voucher, hl) for hl in self.links if hl.voucher)
+        self._nodes: dict[str, Agent] = {**self.vouchers, **self.agents}  # by frame node id
         self.registered: dict[str, float] = {}
         self.notes: list[str] = []
         self.closing = False
@@ -112,17 +126,24 @@ class AgentHost:
         self._scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._shed_scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._unique = 0
+        self._dirty: set[str] = set()  # nodes flushed since the last ``unique_completions``
         self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
         self.lag = IssueLag()  # how late the replay issued ops (``real.worker_process``)
         self._expected: dict[int, int] | None = None
 
     @staticmethod
-    def _spread(agent_ids: list[str], connections: int) -> list[HostLink]:
+    def _spread(agent_ids: list[str], connections: int, name: str) -> list[HostLink]:
+        """Deal the agents over the links; a link that carries several gets a voucher
+        node (``Hello.vouched_by``): liveness is kept per link, one heartbeat for all."""
         count = len(agent_ids) if connections <= 0 else min(connections, len(agent_ids))
         groups: list[list[str]] = [[] for _ in range(max(count, 1))]
         for i, node in enumerate(agent_ids):
             groups[i % len(groups)].append(node)
-        return [HostLink(i, group) for i, group in enumerate(groups) if group]
+        return [
+            HostLink(i, group, f"{name}.link{i}" if len(group) > 1 else "")
+            for i, group in enumerate(groups)
+            if group
+        ]
 
     # --- links ----------------------------------------------------------------
 
@@ -156,6 +177,10 @@ class AgentHost:
 
     def _hello(self, hl: HostLink) -> None:
         now = self.clock.now()
+        if hl.voucher:  # first: the coordinator registers it before the agents it vouches for
+            voucher = self.vouchers[hl.voucher]
+            voucher.start(now)
+            self._touched[hl.voucher] = voucher
         for node in hl.agent_ids:
             agent = self.agents[node]
             agent.start(now)
@@ -180,7 +205,7 @@ class AgentHost:
             self._deliver(batch)
 
     def _deliver(self, batch: list[Routed]) -> None:
-        agents = self.agents
+        agents = self._nodes
         touched = self._touched
         now = self.clock.now()  # the frames of one socket read arrived together
         for node, msg in batch:
@@ -218,9 +243,10 @@ class AgentHost:
                     except CodecUsageError as exc:  # e.g. a payload larger than max_frame
                         self._note(f"{node}: dropped a {type(msg).__name__}: {exc}")
                 used[link] = None
-            if node not in self.registered and agent.registered:
+            if node not in self.registered and agent.registered and node in self.agents:
                 self.registered[node] = now
             self._track(node, agent)
+        self._dirty.update(touched)
         if self.record_log is not None:  # durable before the acks leave
             self.record_log.record(touched)
         for link in used:
@@ -256,7 +282,7 @@ class AgentHost:
             at, node = heapq.heappop(heap)
             if self._due.get(node) == at:
                 del self._due[node]
-            agent = self.agents[node]
+            agent = self._nodes[node]
             deadline = agent.next_deadline()
             if deadline is not None and deadline <= now:
                 agent.on_timer(now)
@@ -294,8 +320,14 @@ class AgentHost:
 
     def unique_completions(self) -> int:
         """Non-duplicate completions so far, plus the expected completions of ops
-        their origin shed (they will never come), by incremental scan."""
-        for node, agent in self.agents.items():
+        their origin shed (they will never come), by incremental scan of the agents
+        flushed since the last call (every new record is flushed)."""
+        dirty, self._dirty = self._dirty, set()
+        agents = self.agents
+        for node in dirty:
+            agent = agents.get(node)
+            if agent is None:  # a link's voucher
+                continue
             start = self._scanned[node]
             records = agent.completions
             if len(records) > start:

@@ -82,7 +82,7 @@ from protocol.coordinator import Coordinator
 from protocol.messages import Message, Probe, ProbeReply, Reject, StatusReply, StatusRequest
 from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
-from protocol.status import status_dict
+from protocol.status import StatusParts
 from sim.calibration import Calibration
 from sim.engine import Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
@@ -227,6 +227,7 @@ class ModelRun:
         self.probing = False
         self.asking = False  # the status request is still to be sent
         self.status: dict[str, Any] | None = None
+        self.status_parts = StatusParts(STATUS_REQUEST_ID)
         self.limit = REGISTRATION_LIMIT if registration_only else plan.duration + plan.drain_timeout
         self.stop = self.env.event()
         self._at(self.limit, self._time_is_up)
@@ -407,9 +408,12 @@ class ModelRun:
 
     def _status_answered(self, msg: StatusReply | Reject) -> None:
         if isinstance(msg, StatusReply):
-            if msg.request_id != STATUS_REQUEST_ID or self.status is not None:
+            if self.status is not None:
                 return
-            self.status = status_dict(msg.components)
+            whole = self.status_parts.add(msg)
+            if whole is None:  # another request's, or more parts to come
+                return
+            self.status = whole
         self.unanswered -= 1
         self._check_done()
 

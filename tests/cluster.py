@@ -53,9 +53,13 @@ class Cluster:
         self.sent = 0
 
     def add_agent(
-        self, node_id: str, capabilities: tuple[str, ...] = (), subscriptions: tuple[str, ...] = ()
+        self,
+        node_id: str,
+        capabilities: tuple[str, ...] = (),
+        subscriptions: tuple[str, ...] = (),
+        vouched_by: str = "",
     ) -> Agent:
-        agent = Agent(node_id, COORD, self.settings, capabilities, subscriptions)
+        agent = Agent(node_id, COORD, self.settings, capabilities, subscriptions, vouched_by)
         self.agents[node_id] = agent
         agent.start(self.now)
         self._flush(node_id, agent)

@@ -54,7 +54,8 @@ def check_graceful(plan: Plan, result: DriverResult) -> None:
     status = {name: part["metrics"] for name, part in result.status.items()}
     assert status["failure_detector"]["failures_detected"] == 0
     assert status["tasks"]["reassigned"] == 0
-    assert status["coordinator"]["agents_live"] == len(plan.agents)
+    assert status["failure_detector"]["agents_failed"] == 0
+    assert status["coordinator"]["agents_live"] >= len(plan.agents)  # tcp: + the link vouchers
     delivered = status["bus"]["msg_ids"]
     assert status["bus"]["redelivered"] * 100 <= max(delivered, 100)  # no storm: <= 1 %
 

@@ -18,7 +18,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from protocol.codec import CodecUsageError, MalformedFrame, decode_frame, encode, encode_body
+from protocol.codec import (
+    DEFAULT_MAX_FRAME,
+    CodecUsageError,
+    MalformedFrame,
+    decode_frame,
+    encode,
+    encode_body,
+)
 from protocol.coordinator import Coordinator
 from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import (
@@ -35,7 +42,7 @@ from protocol.messages import (
     TaskSubmit,
 )
 from protocol.settings import ProtocolSettings
-from protocol.status import CORE_COMPONENTS, status_dict
+from protocol.status import CORE_COMPONENTS, STATUS_PART_SIZE, StatusParts, status_dict
 from real.clock import new_event_loop
 from real.framing import open_link
 from real.server import serve
@@ -212,13 +219,13 @@ GOOD = ["bus", "ok", [["msg_ids", 3]]]
     ],
 )
 def test_hostile_components_are_refused_cleanly(components: object) -> None:
-    body = msgpack.packb([StatusReply.TYPE, 1, components], use_bin_type=True)
+    body = msgpack.packb([StatusReply.TYPE, 1, components, 1, 1], use_bin_type=True)
     with pytest.raises(MalformedFrame, match=r"StatusReply\.components"):
         decode_frame(frame(body))
 
 
 def test_empty_metrics_and_a_non_ascii_name_are_valid_on_the_wire() -> None:
-    body = msgpack.packb([StatusReply.TYPE, 1, [GOOD, ["agent:é", "failed", []]]])
+    body = msgpack.packb([StatusReply.TYPE, 1, [GOOD, ["agent:é", "failed", []]], 1, 1])
     msg = decode_frame(frame(body))
     assert isinstance(msg, StatusReply)
     assert status_dict(msg.components)["agent:é"] == {"health": "failed", "metrics": {}}
@@ -290,3 +297,35 @@ def test_a_live_server_answers_the_token_and_refuses_anything_else() -> None:
     assert answers["wrong"] == ([("spy", Reject("bad token"))], True)
     ((node, reply),) = answers["link"][0]
     assert node == PROBER and isinstance(reply, StatusReply) and reply.request_id == 2
+
+
+# --- a status of many agents comes in parts ------------------------------------------
+
+
+def test_a_status_of_many_agents_comes_in_parts_each_inside_a_frame() -> None:
+    agents = 2 * STATUS_PART_SIZE + 5
+    core = coordinator_with({f"agent-{i:05d}": () for i in range(agents)})
+    replies = ask(core, 1.0)
+    assert [(r.part, r.parts) for r in replies] == [(1, 3), (2, 3), (3, 3)]  # type: ignore[attr-defined]
+    for reply in replies:
+        assert len(encode(reply)) < DEFAULT_MAX_FRAME // 4
+    joined = StatusParts(9)
+    wholes = [joined.add(reply) for reply in reversed(replies)]  # any order joins the same
+    assert wholes[:2] == [None, None]
+    whole = wholes[2]
+    assert whole is not None and len(whole) == len(CORE_COMPONENTS) + agents
+    assert list(whole)[: len(CORE_COMPONENTS)] == list(CORE_COMPONENTS)
+    assert whole["agent:agent-02004"]["health"] == "ok"
+
+
+def test_parts_of_another_request_or_with_bad_numbers_are_ignored() -> None:
+    joined = StatusParts(9)
+    bus = (ComponentStatus("bus", "ok", ()),)
+    assert joined.add(StatusReply(8, bus, 1, 1)) is None  # another request
+    assert joined.add(StatusReply(9, bus, 3, 2)) is None  # part beyond parts
+    assert joined.add(StatusReply(9, bus, 1, 2)) is None  # first of two
+    assert joined.add(StatusReply(9, bus, 2, 3)) is None  # the count changed
+    assert joined.add(StatusReply(9, (ComponentStatus("memory", "ok", ()),), 2, 2)) == {
+        "bus": {"health": "ok", "metrics": {}},
+        "memory": {"health": "ok", "metrics": {}},
+    }
