@@ -286,7 +286,9 @@ class AgentHost:
             deadline = agent.next_deadline()
             if deadline is not None and deadline <= now:
                 agent.on_timer(now)
-            self._touched[node] = agent
+                self._touched[node] = agent
+            else:  # a stale entry (its deadline moved): nothing to send, only re-arm
+                self._track(node, agent)
         self.flush()
         self._arm()
 
