@@ -9,7 +9,7 @@ whose generator fell behind says so (as k6 warns of dropped iterations).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from protocol.agent import Agent
 from protocol.messages import MemVerb
@@ -48,6 +48,35 @@ def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> 
         writes = op.verb in (MemVerb.PUT, MemVerb.CAS)
         value = make_payload(op.op_id, op.size) if writes else b""
         agent.memory(op.op_id, op.verb, namespace, key, value, now)
+
+
+def issue_due(
+    agents: Mapping[str, Agent],
+    ops: Sequence[Operation],
+    index: int,
+    stop: int,
+    offset: float,
+    now: float,
+    lag: IssueLag,
+    touched: dict[str, Agent],
+) -> int:
+    """Issue each of ``ops[index:stop]`` (sorted by time) whose time ``op.at +
+    offset`` has come by ``now``, on its origin agent, noting it in ``lag`` and
+    the agent in ``touched``; return the index of the first op left. The real
+    drivers' replay loop, kept here so that it runs compiled with the core: far
+    past capacity the load generator refuses most ops at the door, and its
+    cost per op decides how much CPU the system keeps."""
+    while index < stop:
+        op = ops[index]
+        due = op.at + offset
+        if due > now:
+            break
+        lag.issued_at(due, now)
+        agent = agents[op.origin]
+        issue(agent, op, now, due)
+        touched[op.origin] = agent
+        index += 1
+    return index
 
 
 def remembered(

@@ -40,6 +40,7 @@ from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import DriverResult, ProbeResult, ProcessUsage
 from protocol.status import StatusParts
 from protocol.workload import IssueLag, issue
+from protocol.workload import issue_due as issue_ops
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.slowdown import slow_coordinator
@@ -203,8 +204,14 @@ async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
 
 
 async def replay(hub: Hub, plan: Plan) -> None:
-    """Issue every operation at its scheduled time (``hub.lag`` keeps how late)."""
+    """Issue every operation at its scheduled time (``hub.lag`` keeps how late).
+
+    A hub whose ``issue_due`` is the plain one (no faults to consult per op)
+    runs the core's compiled loop (``protocol.workload.issue_due``)."""
     issue_due = hub.issue_due
+    plain = type(hub).issue_due is Hub.issue_due
+    agents = {node: box.node for node, box in hub.boxes.items() if isinstance(box.node, Agent)}
+    boxes = hub.boxes
     lag = hub.lag
     clock = hub.clock
     ops = plan.operations
@@ -216,6 +223,10 @@ async def replay(hub: Hub, plan: Plan) -> None:
         now = clock.now()
         touched: dict[str, Mailbox] = {}
         stop = min(index + ISSUE_SLICE, len(ops))
+        if plain:
+            issued: dict[str, Agent] = {}
+            index = issue_ops(agents, ops, index, stop, 0.0, now, lag, issued)
+            touched = {node: boxes[node] for node in issued}
         while index < stop and ops[index].at <= now:
             op = ops[index]
             lag.issued_at(op.at, now)

@@ -108,12 +108,7 @@ async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: flo
         if wait > 0:
             await asyncio.sleep(max(wait, LOOP_RESOLUTION))
         now = clock.now()
-        stop = min(index + ISSUE_SLICE, len(ops))
-        while index < stop and ops[index].at + offset <= now:
-            due = ops[index].at + offset
-            host.lag.issued_at(due, now)
-            host.issue(ops[index], now, due)
-            index += 1
+        index = host.issue_due(ops, index, min(index + ISSUE_SLICE, len(ops)), offset, now)
         host.schedule_flush()
         await host.backpressure()
         if wait <= 0:

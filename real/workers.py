@@ -45,7 +45,7 @@ from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
 from protocol.retransmit import next_reconnect_wait
 from protocol.settings import ProtocolSettings
-from protocol.workload import IssueLag, issue
+from protocol.workload import IssueLag, issue, issue_due
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, open_link
 from real.recordlog import RecordLog
@@ -293,6 +293,15 @@ class AgentHost:
         self._arm()
 
     # --- workload ---------------------------------------------------------------
+
+    def issue_due(
+        self, ops: list[Operation], index: int, stop: int, offset: float, now: float
+    ) -> int:
+        """Issue the ops of ``ops[index:stop]`` due by ``now`` (``protocol.workload``);
+        flushed by the next ``flush``. Returns the index of the first op left."""
+        after = issue_due(self.agents, ops, index, stop, offset, now, self.lag, self._touched)
+        self.issued += after - index
+        return after
 
     def issue(self, op: Operation, now: float, due: float | None = None) -> None:
         """Make the op's origin send its request (flushed by the next ``flush``);
