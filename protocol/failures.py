@@ -48,11 +48,23 @@ class FailureHandling:
         raise NotImplementedError  # the coordinator's
 
     def _revive(self, session: Session, now: float) -> None:
-        """A failed agent spoke again (a healed partition): resume its deliveries."""
-        session.alive = True
-        self.events.append(NodeEvent(now, "returned", session.node_id))
-        self.log.append(f"agent {session.node_id} is back (seen at {now:.3f})")
-        self._resend_session(session, now)
+        """A failed agent spoke again (a healed partition): resume its deliveries.
+        A voucher speaks for the failed agents it vouches for on a link that is
+        still open: they come back with it (they send no heartbeats of their own)."""
+        back = [session]
+        node = session.node_id
+        if not session.voucher:
+            back += [
+                s
+                for s in self.sessions.values()
+                if s.voucher == node and not s.alive and s.linked and s is not session
+            ]
+        for returned in back:
+            returned.alive = True
+            returned.last_seen = now
+            self.events.append(NodeEvent(now, "returned", returned.node_id))
+            self.log.append(f"agent {returned.node_id} is back (seen at {now:.3f})")
+            self._resend_session(returned, now)
         self._assign_waiting(now)
 
     def last_heard(self, session: Session) -> float:

@@ -1,12 +1,12 @@
 """The tcp transport's asyncio glue around the envelope (``protocol.envelope``).
 
-``FramedLink`` wraps an
-asyncio ``StreamReader``/``StreamWriter``: ``read_batch`` returns every frame
-of one socket read, ``send`` buffers an encoded frame and ``flush`` hands the
-whole buffer to the transport in one ``write`` (one syscall per event-loop
-turn and link). ``PipeChannel`` lets a coroutine await objects from a
-``multiprocessing`` pipe without blocking the event loop (sends stay
-blocking: a large result is written whole while the other side reads it).
+``FramedLink`` wraps an asyncio ``StreamReader``/``StreamWriter``:
+``read_batch`` returns every frame of one socket read, ``send`` buffers an
+encoded frame and ``flush`` hands the whole buffer to the transport in one
+``write`` (one syscall per event-loop turn and link). ``PipeChannel`` lets
+a coroutine await objects from a ``multiprocessing`` pipe without blocking
+the event loop (sends stay blocking: a large result is written whole while
+the other side reads it).
 """
 
 from __future__ import annotations

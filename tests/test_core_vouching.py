@@ -92,3 +92,19 @@ def test_a_vouched_node_cannot_vouch_in_turn() -> None:
     net.run_until(1.0)
     assert net.coordinator.sessions["b1"].voucher == ""
     assert net.sent_by("b1", Heartbeat)
+
+
+def test_agents_come_back_with_their_voucher_after_a_partition() -> None:
+    net = link_of_three()
+    net.issue("a2", 1, "publish", "t", b"x")
+    net.run_until(1.0)
+    net.muted.add("w0.link0")
+    net.run_until(1.5)  # all four failed (previous test)
+    net.muted.discard("w0.link0")
+    net.run_until(2.0)  # the voucher's next heartbeat heals the link
+    sessions = net.coordinator.sessions
+    assert all(sessions[n].alive for n in ("w0.link0", "a1", "a2", "a3"))
+    returned = [e.node for e in net.coordinator.events if e.kind == "returned"]
+    assert sorted(returned) == ["a1", "a2", "a3", "w0.link0"]
+    net.run_until(5.0)
+    assert all(sessions[n].alive for n in ("w0.link0", "a1", "a2", "a3"))
