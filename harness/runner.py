@@ -127,7 +127,10 @@ def _run_model(
         workers = scenario.agents.workers
         # this machine's cores are shared by its processes; a what-if is about other machines
         cores = calibration.cores if calibration.cores and not model.what_ifs() else None
-        result = sim_run(plan, calibration, progress, workers, coordinator_hosts=hosts, cores=cores)
+        links = 0 if scenario.agents.connections == "per_agent" else LINKS_PER_WORKER
+        result = sim_run(
+            plan, calibration, progress, workers, coordinator_hosts=hosts, cores=cores, links=links
+        )
     else:
         one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
         result = sim_run(plan, one_loop, progress)

@@ -41,6 +41,7 @@ from dataclasses import replace
 from protocol.agent import Agent
 from protocol.codec import CodecUsageError, encode_body
 from protocol.envelope import MalformedEnvelope, Routed
+from protocol.links import spread
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
 from protocol.retransmit import next_reconnect_wait
@@ -95,7 +96,10 @@ class AgentHost:
         self.settings = settings
         self.record_log = record_log
         self.loop = asyncio.get_running_loop()
-        self.links = self._spread([s.agent_id for s in specs], connections, name)
+        self.links = [
+            HostLink(link.number, link.agent_ids, link.voucher)
+            for link in spread([s.agent_id for s in specs], connections, name)
+        ]
         self.link_of = {node: hl for hl in self.links for node in hl.agent_ids}
         self.vouchers: dict[str, Agent] = {
             hl.voucher: Agent(hl.voucher, COORD, settings) for hl in self.links if hl.voucher
@@ -130,20 +134,6 @@ class AgentHost:
         self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
         self.lag = IssueLag()  # how late the replay issued ops (``real.worker_process``)
         self._expected: dict[int, int] | None = None
-
-    @staticmethod
-    def _spread(agent_ids: list[str], connections: int, name: str) -> list[HostLink]:
-        """Deal the agents over the links; a link that carries several gets a voucher
-        node (``Hello.vouched_by``): liveness is kept per link, one heartbeat for all."""
-        count = len(agent_ids) if connections <= 0 else min(connections, len(agent_ids))
-        groups: list[list[str]] = [[] for _ in range(max(count, 1))]
-        for i, node in enumerate(agent_ids):
-            groups[i % len(groups)].append(node)
-        return [
-            HostLink(i, group, f"{name}.link{i}" if len(group) > 1 else "")
-            for i, group in enumerate(groups)
-            if group
-        ]
 
     # --- links ----------------------------------------------------------------
 

@@ -79,6 +79,7 @@ from simpy.events import NORMAL, Event
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
+from protocol.links import spread
 from protocol.messages import Message, Probe, ProbeReply, Reject, StatusReply, StatusRequest
 from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
@@ -109,6 +110,7 @@ def run_plan(
     agent_processes: int | None = None,
     coordinator_hosts: int = 1,
     cores: int | None = None,
+    links: int = 0,
 ) -> DriverResult:
     """Replay ``plan`` on the model calibrated by ``calibration``.
 
@@ -120,8 +122,12 @@ def run_plan(
     whose ``cpu_sharing`` is ``"per-node"``.
     ``cores``: the machine's cores, shared by every process server
     (``sim.cores``); None gives each server a core of its own.
+    ``links``: with ``agent_processes``, the connections each process opens;
+    as the real worker does (``protocol.links``), every link of two or more
+    agents registers a voucher node first, whose heartbeats stand for its
+    agents' (not in a run with faults, whose gates act per agent).
     """
-    layout = Layout(agent_processes, coordinator_hosts, cores)
+    layout = Layout(agent_processes, coordinator_hosts, cores, links)
     with gc_paused():
         return _run_plan(plan, calibration, progress, layout)
 
@@ -150,6 +156,7 @@ class Layout(NamedTuple):
     processes: int | None = None
     coordinator_hosts: int = 1
     cores: int | None = None
+    links: int = 0  # connections per agent process (0: one per agent, no vouchers)
 
 
 DEFAULT_LAYOUT = Layout()
@@ -210,6 +217,10 @@ class ModelRun:
         self.plan = plan
         self.processes = layout.processes
         self.coordinator_hosts = layout.coordinator_hosts
+        faulty = not registration_only and bool(plan.faults or durable_coordinator(plan))
+        self.links = layout.links if layout.processes and not faulty else 0
+        self.vouchers: dict[str, list[SimNode]] = {}  # voucher id -> the agents it vouches for
+        self.started_vouchers: set[str] = set()
         self.calibration = calibration
         self.registration_only = registration_only
         self.env = simpy.Environment(initial_time=start)
@@ -261,17 +272,34 @@ class ModelRun:
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
         self.engine.add_prober(PROBER_ID)
         processes = self.processes
-        return [
-            self.engine.add_node(
+        voucher_of: dict[str, str] = {}
+        if processes and self.links:
+            for worker in range(processes):
+                host = f"worker-{worker}"
+                ids = [s.agent_id for s in self.plan.agents[worker::processes]]
+                for link in spread(ids, self.links, host):
+                    if link.voucher:
+                        core = Agent(link.voucher, COORDINATOR_ID, settings)
+                        self.engine.add_node(link.voucher, core, "agent", host)
+                        self.vouchers[link.voucher] = []
+                        voucher_of.update(dict.fromkeys(link.agent_ids, link.voucher))
+        agents = []
+        for index, spec in enumerate(self.plan.agents):
+            voucher = voucher_of.get(spec.agent_id, "")
+            core = Agent(
                 spec.agent_id,
-                Agent(
-                    spec.agent_id, COORDINATOR_ID, settings, spec.capabilities, spec.subscriptions
-                ),
-                "agent",
-                f"worker-{index % processes}" if processes else None,
+                COORDINATOR_ID,
+                settings,
+                spec.capabilities,
+                spec.subscriptions,
+                vouched_by=voucher,
             )
-            for index, spec in enumerate(self.plan.agents)
-        ]
+            process = f"worker-{index % processes}" if processes else None
+            node = self.engine.add_node(spec.agent_id, core, "agent", process)
+            if voucher:
+                self.vouchers[voucher].append(node)
+            agents.append(node)
+        return agents
 
     def _hook(self) -> None:
         self.engine.on_welcome = self._welcomed
@@ -296,9 +324,14 @@ class ModelRun:
     # --- phases -------------------------------------------------------------------
 
     def register(self) -> None:
-        """Every agent says hello now."""
+        """Every agent says hello now; one with a voucher once its voucher is
+        welcomed (as the real link sends the voucher's hello first)."""
+        nodes = self.engine.nodes
+        for voucher in self.vouchers:
+            self.engine.start_agent(nodes[voucher])
         for node in self.agents:
-            self.engine.start_agent(node)
+            if not node.core.vouched_by:  # type: ignore[union-attr]
+                self.engine.start_agent(node)
 
     def load(self, progress: Progress | None) -> None:
         """Arm the workload feeder, the prober and the progress ticks from time 0."""
@@ -356,6 +389,13 @@ class ModelRun:
     # --- what the engine reports ------------------------------------------------------
 
     def _welcomed(self, node: SimNode, at: float) -> None:
+        vouched = self.vouchers.get(node.node_id)
+        if vouched is not None:  # a voucher: its agents say hello now
+            if node.node_id not in self.started_vouchers:
+                self.started_vouchers.add(node.node_id)
+                for agent in vouched:
+                    self.engine.start_agent(agent)
+            return
         if node.node_id not in self.registered:
             self.registered[node.node_id] = at
             if self.registration_only and len(self.registered) == len(self.agents):

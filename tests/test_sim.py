@@ -24,6 +24,7 @@ from protocol.settings import ProtocolSettings
 from protocol.topics import matches
 from sim import Calibration, Distribution, last_stats, load_calibration, run_plan, save_calibration
 from sim.calibration import read_calibration, shipped_path
+from sim.driver import Layout, ModelRun
 
 S = 7e-6
 H = 3e-5
@@ -298,3 +299,21 @@ def test_codec_and_tcp_hop_measurements_are_positive() -> None:
     assert slope > 0 and intercept >= 0 and "least-squares" in method
     hop = measure_hop("tcp", 200)
     assert 0 < hop.values[0] <= hop.mean
+
+
+def test_the_tcp_layout_registers_a_voucher_per_link_and_its_agents_send_no_heartbeats() -> None:
+    plan = mixed_plan(agents=12, ops=200, duration=2.0)
+    calibration = Calibration.deterministic(S, H)
+    run = ModelRun(plan, calibration, start=0.0, layout=Layout(2, 1, None, 2))
+    run.register()
+    run.load(None)
+    run.env.run(until=run.stop)
+    sessions = run.engine.nodes["coord"].core.sessions  # type: ignore[union-attr]
+    vouchers = [f"worker-{w}.link{k}" for w in (0, 1) for k in (0, 1)]
+    assert sorted(n for n, s in sessions.items() if not s.voucher) == vouchers
+    assert {s.voucher for s in sessions.values() if s.voucher} == set(vouchers)
+    # welcomed with heartbeat interval 0: no heartbeat is ever due
+    assert all(node.core._next_heartbeat is None for node in run.agents)  # type: ignore[union-attr]
+    assert len(run.registered) == 12  # the plan's agents only
+    unique = {(c.op_id, c.node) for node in run.agents for c in node.core.completions}  # type: ignore[union-attr]
+    assert len(unique) == plan.expected_total
