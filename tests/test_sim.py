@@ -317,3 +317,4 @@ def test_the_tcp_layout_registers_a_voucher_per_link_and_its_agents_send_no_hear
     assert len(run.registered) == 12  # the plan's agents only
     unique = {(c.op_id, c.node) for node in run.agents for c in node.core.completions}  # type: ignore[union-attr]
     assert len(unique) == plan.expected_total
+    assert run.missing == 0  # the vouchers' broadcast deliveries are owed to nobody
