@@ -32,7 +32,7 @@ from native.select import MANIFEST, build_root, source_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_COMPILED = frozenset(
-    {"protocol/__init__.py", "protocol/messages.py", "protocol/settings.py"}
+    {"protocol/__init__.py", "protocol/settings.py"}
     | {"protocol/plan.py", "protocol/records.py"}
 )
 SIM_COMPILED = ("sim/engine.py", "sim/cores.py")

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import msgpack
 from mypy_extensions import mypyc_attr
@@ -39,6 +41,8 @@ from protocol.messages import (
     MAX_COMPONENT_NAME,
     MAX_METRIC_NAME,
     MAX_METRICS,
+    TUPLE_ELEMENTS,
+    WIRE_CODES,
     ComponentStatus,
     Message,
 )
@@ -71,9 +75,17 @@ class MalformedFrame(Exception):
         self.decoded: list[Message] = []
 
 
-def _field_kinds(cls: type[Message]) -> tuple[tuple[str, str], ...]:
-    """(name, annotation string) for each dataclass field of ``cls``."""
-    return tuple((f.name, str(f.type)) for f in dataclasses.fields(cls))
+def field_kinds(cls: type[Message]) -> tuple[tuple[str, str], ...]:
+    """(name, kind) for each dataclass field of ``cls``: ``int``, ``float``,
+    ``bool``, ``str``, ``bytes`` or ``tuple[<element>, ...]``, the same whether
+    the class is compiled (runtime types) or not (annotation strings)."""
+    kinds = []
+    for f in dataclasses.fields(cls):
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if kind.startswith("tuple"):
+            kind = f"tuple[{TUPLE_ELEMENTS[f.name]}, ...]"
+        kinds.append((f.name, kind))
+    return tuple(kinds)
 
 
 _SCALARS: dict[str, tuple[type, ...]] = {
@@ -85,9 +97,23 @@ _SCALARS: dict[str, tuple[type, ...]] = {
 }
 _TUPLES: dict[str, type] = {"tuple[str, ...]": str, "tuple[int, ...]": int}
 _KINDS: dict[int, tuple[tuple[str, str], ...]] = {
-    code: _field_kinds(cls) for code, cls in BY_TYPE.items()
+    code: field_kinds(cls) for code, cls in BY_TYPE.items()
 }
 
+
+
+def _fields_getter(names: tuple[str, ...]) -> Callable[[object], tuple[Any, ...]]:
+    """A function returning a message's field values in order, as a tuple."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda msg: (getattr(msg, name),)
+    return cast(Callable[[object], tuple[Any, ...]], operator.attrgetter(*names))
+
+
+_CODE_OF: dict[type, int] = dict(WIRE_CODES)
+_FIELDS: dict[int, Callable[[object], tuple[Any, ...]]] = {
+    code: _fields_getter(tuple(name for name, _ in kinds)) for code, kinds in _KINDS.items()
+}
 
 COMPONENTS = "tuple[ComponentStatus, ...]"
 
@@ -151,17 +177,18 @@ def _check_field(type_name: str, field: str, value: Any, kind: str) -> Any:
     return value
 
 
-def encode_body(msg: Message) -> bytes:
+def encode_body(msg: object) -> bytes:
     """The msgpack body of ``msg`` (no header).
 
     Field types are not re-checked here: this is the hot path for messages
-    the core built itself. ``encode`` checks them.
+    the core built itself. ``encode`` checks them. Anything that is not a
+    protocol message is a ``CodecUsageError`` (the parameter is typed
+    ``object`` so that the compiled core does not raise ``TypeError`` first).
     """
-    code = getattr(msg, "TYPE", None)
-    if code is None or BY_TYPE.get(code) is not type(msg):
+    code = _CODE_OF.get(type(msg))
+    if code is None:
         raise CodecUsageError(f"not a protocol message: {msg!r}")
-    values = [code]
-    values.extend(getattr(msg, name) for name, _ in _KINDS[code])
+    values = [code, *_FIELDS[code](msg)]
     try:
         body: bytes = _PACKER.pack(values)
     except (OverflowError, TypeError, ValueError) as exc:
@@ -169,10 +196,10 @@ def encode_body(msg: Message) -> bytes:
     return body
 
 
-def check_types(msg: Message) -> None:
+def check_types(msg: object) -> None:
     """Raise ``CodecUsageError`` unless every field has its declared wire type."""
-    code = getattr(msg, "TYPE", None)
-    if code is None or BY_TYPE.get(code) is not type(msg):
+    code = _CODE_OF.get(type(msg))
+    if code is None:
         raise CodecUsageError(f"not a protocol message: {msg!r}")
     name = type(msg).__name__
     for field, kind in _KINDS[code]:
@@ -182,7 +209,7 @@ def check_types(msg: Message) -> None:
             raise CodecUsageError(str(exc)) from None
 
 
-def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+def encode(msg: object, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     """One complete frame for ``msg``, after checking its field types."""
     check_types(msg)
     body = encode_body(msg)
@@ -192,7 +219,7 @@ def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     return HEADER.pack(length) + bytes((VERSION,)) + body
 
 
-def encode_many(msgs: list[Message], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+def encode_many(msgs: list[object], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     """Frames for several messages, concatenated."""
     return b"".join(encode(msg, max_frame) for msg in msgs)
 

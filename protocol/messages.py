@@ -1,8 +1,9 @@
 """The protocol's messages: frozen, slotted dataclasses, one per wire type.
 
-Every message class has a ``TYPE`` code (one byte on the wire, see
-``protocol.codec``) and fields made only of ``int``, ``float``, ``bool``,
-``str``, ``bytes`` and tuples of ``str`` or ``int``, so the codec can turn
+Every message class has a wire code in ``WIRE_CODES`` (the first element of
+its msgpack array, see ``protocol.codec``: a table, not a class attribute, so
+that mypyc can compile these classes) and fields made only of ``int``,
+``float``, ``bool``, ``str``, ``bytes`` and tuples of ``str`` or ``int``, so the codec can turn
 each one into a msgpack array and back without any per-class code. The one
 structured field is ``StatusReply.components``: a tuple of
 ``ComponentStatus`` (name, health, metrics), nested arrays on the wire,
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 
 class DeliveryKind(IntEnum):
@@ -52,7 +53,6 @@ class Hello:
     node): the coordinator then asks for no heartbeats (``Welcome``'s
     interval 0) and declares this node failed when that one fails."""
 
-    TYPE: ClassVar[int] = 1
     node_id: str
     token: str
     capabilities: tuple[str, ...] = ()
@@ -66,7 +66,6 @@ class Welcome:
 
     ``heartbeat_interval`` 0 means: send no heartbeats (a vouched node)."""
 
-    TYPE: ClassVar[int] = 2
     node_id: str
     credit: int
     heartbeat_interval: float
@@ -78,7 +77,6 @@ class Reject:
 
     The link should be closed."""
 
-    TYPE: ClassVar[int] = 3
     reason: str
 
 
@@ -86,7 +84,6 @@ class Reject:
 class Heartbeat:
     """A -> C: I am alive."""
 
-    TYPE: ClassVar[int] = 4
     seq: int
 
 
@@ -94,7 +91,6 @@ class Heartbeat:
 class Probe:
     """any -> C: availability probe, answered by ``ProbeReply``."""
 
-    TYPE: ClassVar[int] = 5
     probe_id: int
 
 
@@ -102,7 +98,6 @@ class Probe:
 class ProbeReply:
     """C -> prober."""
 
-    TYPE: ClassVar[int] = 6
     probe_id: int
 
 
@@ -113,7 +108,6 @@ class ProbeReply:
 class Subscribe:
     """A -> C: receive publishes whose topic matches ``pattern`` (``*`` one level, ``#`` rest)."""
 
-    TYPE: ClassVar[int] = 10
     pattern: str
 
 
@@ -121,7 +115,6 @@ class Subscribe:
 class Unsubscribe:
     """A -> C."""
 
-    TYPE: ClassVar[int] = 11
     pattern: str
 
 
@@ -129,7 +122,6 @@ class Unsubscribe:
 class Publish:
     """A -> C: publish to a topic. ``op_id`` is unique per origin."""
 
-    TYPE: ClassVar[int] = 12
     op_id: int
     topic: str
     payload: bytes
@@ -140,7 +132,6 @@ class Publish:
 class Direct:
     """A -> C: send to one agent."""
 
-    TYPE: ClassVar[int] = 13
     op_id: int
     dst: str
     payload: bytes
@@ -151,7 +142,6 @@ class Direct:
 class Broadcast:
     """A -> C: send to every registered agent except the origin."""
 
-    TYPE: ClassVar[int] = 14
     op_id: int
     payload: bytes
     checksum: int
@@ -161,7 +151,6 @@ class Broadcast:
 class Accepted:
     """C -> A: the operation was routed to ``recipients`` agents and will be delivered."""
 
-    TYPE: ClassVar[int] = 15
     op_id: int
     recipients: int
 
@@ -170,7 +159,6 @@ class Accepted:
 class Busy:
     """C -> A: refused for flow control; retry the same ``op_id`` after ``retry_after`` s."""
 
-    TYPE: ClassVar[int] = 16
     op_id: int
     retry_after: float
 
@@ -179,7 +167,6 @@ class Busy:
 class Deliver:
     """C -> A: one delivery. ``msg_id`` is unique per recipient link; ack it."""
 
-    TYPE: ClassVar[int] = 17
     msg_id: int
     kind: int
     origin: str
@@ -193,7 +180,6 @@ class Deliver:
 class Ack:
     """A -> C: these deliveries were handled (batched)."""
 
-    TYPE: ClassVar[int] = 18
     msg_ids: tuple[int, ...]
 
 
@@ -204,7 +190,6 @@ class Ack:
 class TaskSubmit:
     """A -> C: run a task on the least-loaded agent that has ``capability``."""
 
-    TYPE: ClassVar[int] = 20
     op_id: int
     capability: str
     payload: bytes
@@ -219,7 +204,6 @@ class TaskResult:
     is not acked on its own, so a lost result is recovered by redelivery.
     """
 
-    TYPE: ClassVar[int] = 21
     msg_id: int
     origin: str
     op_id: int
@@ -231,7 +215,6 @@ class TaskResult:
 class TaskDone:
     """C -> submitter: the task finished on ``worker``. Retried until the submitter acks."""
 
-    TYPE: ClassVar[int] = 22
     op_id: int
     worker: str
     payload: bytes
@@ -242,7 +225,6 @@ class TaskDone:
 class TaskDoneAck:
     """submitter -> C."""
 
-    TYPE: ClassVar[int] = 23
     op_id: int
 
 
@@ -253,7 +235,6 @@ class TaskDoneAck:
 class MemRequest:
     """A -> C: a memory operation. ``expected_version`` is used by CAS only."""
 
-    TYPE: ClassVar[int] = 30
     op_id: int
     verb: int
     namespace: str
@@ -266,7 +247,6 @@ class MemRequest:
 class MemReply:
     """C -> A: result of a memory operation. ``version`` 0 means "absent"."""
 
-    TYPE: ClassVar[int] = 31
     op_id: int
     ok: bool
     version: int
@@ -278,7 +258,6 @@ class MemReply:
 class Error:
     """C -> A: the last message was refused (malformed, unknown, not registered)."""
 
-    TYPE: ClassVar[int] = 40
     reason: str
 
 
@@ -308,7 +287,6 @@ class ComponentStatus(NamedTuple):
 class StatusRequest:
     """any -> C: report every component's health and metrics. Needs the shared token."""
 
-    TYPE: ClassVar[int] = 50
     request_id: int
     token: str
 
@@ -321,7 +299,6 @@ class StatusReply:
     numbered ``part`` = 1..parts, each within the frame limit; the requester
     joins them in part order (``protocol.status.StatusParts``)."""
 
-    TYPE: ClassVar[int] = 51
     request_id: int
     components: tuple[ComponentStatus, ...]
     part: int = 1
@@ -355,31 +332,43 @@ Message = (
     | Error
 )
 
-MESSAGE_TYPES: tuple[type[Message], ...] = (
-    Hello,
-    Welcome,
-    Reject,
-    Heartbeat,
-    Probe,
-    ProbeReply,
-    StatusRequest,
-    StatusReply,
-    Subscribe,
-    Unsubscribe,
-    Publish,
-    Direct,
-    Broadcast,
-    Accepted,
-    Busy,
-    Deliver,
-    Ack,
-    TaskSubmit,
-    TaskResult,
-    TaskDone,
-    TaskDoneAck,
-    MemRequest,
-    MemReply,
-    Error,
-)
+WIRE_CODES: dict[type[Message], int] = {
+    Hello: 1,
+    Welcome: 2,
+    Reject: 3,
+    Heartbeat: 4,
+    Probe: 5,
+    ProbeReply: 6,
+    StatusRequest: 50,
+    StatusReply: 51,
+    Subscribe: 10,
+    Unsubscribe: 11,
+    Publish: 12,
+    Direct: 13,
+    Broadcast: 14,
+    Accepted: 15,
+    Busy: 16,
+    Deliver: 17,
+    Ack: 18,
+    TaskSubmit: 20,
+    TaskResult: 21,
+    TaskDone: 22,
+    TaskDoneAck: 23,
+    MemRequest: 30,
+    MemReply: 31,
+    Error: 40,
+}
+"""Each message type's code: the first element of its msgpack array on the wire."""
 
-BY_TYPE: dict[int, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}
+TUPLE_ELEMENTS: dict[str, str] = {
+    "capabilities": "str",
+    "subscriptions": "str",
+    "msg_ids": "int",
+    "components": "ComponentStatus",
+}
+"""The element type of every tuple field, by field name. Compiled, these classes
+keep only ``tuple`` as the field's runtime type, so the codec reads the element
+type here (a test checks this table against the annotations above)."""
+
+MESSAGE_TYPES: tuple[type[Message], ...] = tuple(WIRE_CODES)
+BY_TYPE: dict[int, type[Message]] = {code: cls for cls, code in WIRE_CODES.items()}

@@ -45,9 +45,9 @@ from typing import Any
 
 import msgpack
 
-from protocol.codec import MalformedFrame, encode_body
+from protocol.codec import MalformedFrame, encode_body, field_kinds
 from protocol.envelope import ROUTED_VERSION, RoutedDecoder, encode_routed, node_id_bytes
-from protocol.messages import MESSAGE_TYPES, Hello, Message
+from protocol.messages import MESSAGE_TYPES, WIRE_CODES, Hello, Message
 
 MAX_FRAMES_PER_CONNECTION = 24
 FUZZ_NODE_PREFIX = "fuzz-"
@@ -171,11 +171,11 @@ def _make(kind: str, rng: random.Random, node: str, token: str) -> tuple[bytes, 
     values = _field_values(cls, rng, token, hostile=kind == "hostile")
     carries_token = any(f.name == "token" for f in dataclasses.fields(cls))
     if kind in ("valid", "hostile"):
-        body = _pack([cls.TYPE, *values], use_bin_type=True)
+        body = _pack([WIRE_CODES[cls], *values], use_bin_type=True)
         return _frame(node, body), carries_token
     if kind == "wrong_shape":
-        return _frame(node, _wrong_shape(rng, cls.TYPE, values)), False
-    frame = _frame(node, _pack([cls.TYPE, *values], use_bin_type=True))
+        return _frame(node, _wrong_shape(rng, WIRE_CODES[cls], values)), False
+    frame = _frame(node, _pack([WIRE_CODES[cls], *values], use_bin_type=True))
     return _damage(kind, rng, frame), False
 
 
@@ -191,11 +191,11 @@ def _frame(node: str, body: bytes) -> bytes:
 
 def _field_values(cls: type[Message], rng: random.Random, token: str, hostile: bool) -> list[Any]:
     values = []
-    for item in dataclasses.fields(cls):
-        if item.name == "token":
+    for name, kind in field_kinds(cls):
+        if name == "token":
             values.append(_wrong_token(rng, token))
         else:
-            values.append(_value(str(item.type), rng, hostile))
+            values.append(_value(kind, rng, hostile))
     return values
 
 

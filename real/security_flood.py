@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from protocol.messages import Accepted, Busy, Heartbeat, Hello, Publish, Welcome
+from protocol.messages import WIRE_CODES, Accepted, Busy, Heartbeat, Hello, Publish, Welcome
 from real.framing import HIGH_WATER
 from real.rawclient import RawConnection, routed_frame
 from real.security_base import SecurityCheck, Target
@@ -141,9 +141,9 @@ class ReplyCounter:
             if end - offset - 4 < length:
                 break
             code = buffer[offset + 7 + id_len] if 3 + id_len < length else -1
-            if code == Accepted.TYPE:
+            if code == WIRE_CODES[Accepted]:
                 self.accepted += 1
-            elif code == Busy.TYPE:
+            elif code == WIRE_CODES[Busy]:
                 self.busy += 1
             else:
                 self.other += 1

@@ -4,7 +4,6 @@ each message dataclass's annotations, and frame builders for hostile input.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 
 import msgpack
@@ -12,9 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from protocol import messages as m
-from protocol.codec import (
-    VERSION,
-)
+from protocol.codec import VERSION, field_kinds
 from protocol.messages import MESSAGE_TYPES
 
 FAST = settings(
@@ -86,8 +83,7 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy] = {
 
 
 def strategy_for(cls: type) -> st.SearchStrategy:
-    fields = dataclasses.fields(cls)
-    return st.builds(cls, *(FIELD_STRATEGIES[str(f.type)] for f in fields))
+    return st.builds(cls, *(FIELD_STRATEGIES[kind] for _, kind in field_kinds(cls)))
 
 
 any_message = st.one_of(*(strategy_for(cls) for cls in MESSAGE_TYPES))

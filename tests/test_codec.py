@@ -8,9 +8,11 @@ buffers more than ``max_frame`` for one frame. Local misuse raises
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from native.select import STATE
 from protocol import messages as m
 from protocol.codec import (
     DEFAULT_MAX_FRAME,
@@ -30,8 +33,9 @@ from protocol.codec import (
     encode,
     encode_body,
     encode_many,
+    field_kinds,
 )
-from protocol.messages import BY_TYPE, MESSAGE_TYPES
+from protocol.messages import BY_TYPE, MESSAGE_TYPES, TUPLE_ELEMENTS, WIRE_CODES
 from tests.codec_helpers import (
     CODES,
     FAST,
@@ -46,23 +50,45 @@ from tests.codec_helpers import (
 
 # --- the message table ----------------------------------------------------------------
 
+SAMPLES = {"int": 1, "float": 1.0, "bool": True, "str": "a", "bytes": b""} | {
+    kind: () for kind in ("tuple[str, ...]", "tuple[int, ...]", "tuple[ComponentStatus, ...]")
+}
+
 
 def test_type_codes_are_stable_and_unique() -> None:
-    assert {cls.__name__: cls.TYPE for cls in MESSAGE_TYPES} == CODES
+    assert {cls.__name__: WIRE_CODES[cls] for cls in MESSAGE_TYPES} == CODES
     assert len(BY_TYPE) == len(MESSAGE_TYPES) == len(CODES)
     assert all(0 <= code <= 127 for code in CODES.values())  # one-byte positive fixint
 
 
 def test_every_field_type_has_a_strategy() -> None:
     for cls in MESSAGE_TYPES:
-        for f in dataclasses.fields(cls):
-            assert str(f.type) in FIELD_STRATEGIES, (cls.__name__, f.name, f.type)
+        for name, kind in field_kinds(cls):
+            assert kind in FIELD_STRATEGIES, (cls.__name__, name, kind)
+
+
+def test_the_tuple_element_table_matches_the_annotations_in_the_source() -> None:
+    """A compiled class keeps only ``tuple`` as a field's type, so the codec reads
+    element types from ``TUPLE_ELEMENTS``; it must say what the source says."""
+    source = (Path(__file__).parent.parent / "protocol" / "messages.py").read_text()
+    annotated: dict[str, str] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name in CODES:
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    text = ast.unparse(item.annotation)
+                    if text.startswith("tuple["):
+                        annotated[item.target.id] = text
+    assert annotated == {name: f"tuple[{e}, ...]" for name, e in TUPLE_ELEMENTS.items()}
 
 
 def test_messages_are_frozen_and_slotted() -> None:
     for cls in MESSAGE_TYPES:
-        assert "__slots__" in vars(cls), cls
+        instance = cls(*(SAMPLES[kind] for _, kind in field_kinds(cls)))
+        assert not hasattr(instance, "__dict__"), cls
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(instance, dataclasses.fields(cls)[0].name, None)
 
 
 # --- round trips ------------------------------------------------------------------------
@@ -76,9 +102,9 @@ def test_round_trip_every_message_type(cls: type, data: st.DataObject) -> None:
     wire = encode(msg)
     decoded = decode_frame(wire)
     assert type(decoded) is cls and decoded == msg
-    for f in dataclasses.fields(cls):  # same Python types too (floats stay floats)
-        assert type(getattr(decoded, f.name)) is type(getattr(msg, f.name)) or (
-            str(f.type) == "float" and type(getattr(decoded, f.name)) is float
+    for name, kind in field_kinds(cls):  # same Python types too (floats stay floats)
+        assert type(getattr(decoded, name)) is type(getattr(msg, name)) or (
+            kind == "float" and type(getattr(decoded, name)) is float
         )
 
 
@@ -364,17 +390,17 @@ def test_usage_error_and_malformed_frame_are_distinct() -> None:
 
 
 @pytest.mark.parametrize(
-    "msg",
+    "build",
     [
-        m.Publish(1, "t", "not bytes", 0),  # type: ignore[arg-type]
-        m.Publish(1, b"t", b"p", 0),  # type: ignore[arg-type]
-        m.Heartbeat(True),
-        m.Heartbeat(1.5),  # type: ignore[arg-type]
-        m.MemReply(1, 1, 1, b"", ""),  # type: ignore[arg-type]
-        m.Hello("a", "tok", ["gpu"]),  # type: ignore[arg-type]
-        m.Ack((1, "2")),  # type: ignore[arg-type]
-        m.Heartbeat(2**64),
-        m.Heartbeat(-(2**63) - 1),
+        lambda: m.Publish(1, "t", "not bytes", 0),  # type: ignore[arg-type]
+        lambda: m.Publish(1, b"t", b"p", 0),  # type: ignore[arg-type]
+        lambda: m.Heartbeat(True),
+        lambda: m.Heartbeat(1.5),  # type: ignore[arg-type]
+        lambda: m.MemReply(1, 1, 1, b"", ""),  # type: ignore[arg-type]
+        lambda: m.Hello("a", "tok", ["gpu"]),  # type: ignore[arg-type]
+        lambda: m.Ack((1, "2")),  # type: ignore[arg-type]
+        lambda: m.Heartbeat(2**64),
+        lambda: m.Heartbeat(-(2**63) - 1),
     ],
     ids=[
         "str-payload",
@@ -388,8 +414,19 @@ def test_usage_error_and_malformed_frame_are_distinct() -> None:
         "int-underflow",
     ],
 )
-def test_encode_refuses_ill_typed_messages(msg: m.Message) -> None:
-    """Local misuse, caught before a peer would refuse the frame (found by this suite)."""
+def test_encode_refuses_ill_typed_messages(build: Callable[[], m.Message]) -> None:
+    """Local misuse, caught before a peer would refuse the frame (found by this
+    suite). Compiled, a message class refuses a wrong scalar type itself, or
+    converts it (a bool in an int field becomes an int): either way no
+    ill-typed value reaches the wire."""
+    try:
+        msg = build()
+    except TypeError:
+        assert STATE.compiled, "only the compiled classes check types when built"
+        return
+    if STATE.compiled and msg == m.Heartbeat(1):
+        assert type(msg.seq) is int and decode_frame(encode(msg)) == msg
+        return
     with pytest.raises(CodecUsageError):
         encode(msg)
 

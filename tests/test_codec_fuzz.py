@@ -22,8 +22,9 @@ from protocol.codec import (
     MalformedFrame,
     decode_frame,
     encode,
+    field_kinds,
 )
-from protocol.messages import MESSAGE_TYPES
+from protocol.messages import MESSAGE_TYPES, WIRE_CODES
 from tests.codec_helpers import FAST, INT, STREAM, frame, packed, strategy_for
 
 # --- fuzzing -------------------------------------------------------------------------
@@ -127,18 +128,18 @@ REPRESENTATIVES: list[tuple[object, set[str]]] = [
 
 @pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
 def test_every_field_against_every_msgpack_kind(cls: type) -> None:
-    fields = dataclasses.fields(cls)
-    valid = [FIELD_EXAMPLES[str(f.type)] for f in fields]
-    assert type(decode_frame(frame(packed(cls.TYPE, *valid)))) is cls
-    for index, f in enumerate(fields):
+    fields = field_kinds(cls)
+    valid = [FIELD_EXAMPLES[kind] for _, kind in fields]
+    assert type(decode_frame(frame(packed(WIRE_CODES[cls], *valid)))) is cls
+    for index, (name, kind) in enumerate(fields):
         for value, accepted_by in REPRESENTATIVES:
             values = list(valid)
             values[index] = value
-            data = frame(packed(cls.TYPE, *values))
-            if str(f.type) in accepted_by:
+            data = frame(packed(WIRE_CODES[cls], *values))
+            if kind in accepted_by:
                 assert type(decode_frame(data)) is cls
             else:
-                with pytest.raises(MalformedFrame, match=f"{cls.__name__}.{f.name}"):
+                with pytest.raises(MalformedFrame, match=f"{cls.__name__}.{name}"):
                     decode_frame(data)
 
 
@@ -158,7 +159,7 @@ def type_confused_bodies(draw: st.DrawFn) -> bytes:
     index = draw(st.integers(0, len(values)))
     odd = st.sampled_from([value for value, _ in REPRESENTATIVES]) | msgpack_values
     values[index : index + 1] = [draw(odd)]  # replace one, or append one
-    return packed(cls.TYPE, *values)
+    return packed(WIRE_CODES[cls], *values)
 
 
 @settings(FAST, max_examples=300)

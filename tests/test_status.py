@@ -29,6 +29,7 @@ from protocol.codec import (
 from protocol.coordinator import Coordinator
 from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import (
+    WIRE_CODES,
     Ack,
     ComponentStatus,
     Error,
@@ -219,13 +220,13 @@ GOOD = ["bus", "ok", [["msg_ids", 3]]]
     ],
 )
 def test_hostile_components_are_refused_cleanly(components: object) -> None:
-    body = msgpack.packb([StatusReply.TYPE, 1, components, 1, 1], use_bin_type=True)
+    body = msgpack.packb([WIRE_CODES[StatusReply], 1, components, 1, 1], use_bin_type=True)
     with pytest.raises(MalformedFrame, match=r"StatusReply\.components"):
         decode_frame(frame(body))
 
 
 def test_empty_metrics_and_a_non_ascii_name_are_valid_on_the_wire() -> None:
-    body = msgpack.packb([StatusReply.TYPE, 1, [GOOD, ["agent:é", "failed", []]], 1, 1])
+    body = msgpack.packb([WIRE_CODES[StatusReply], 1, [GOOD, ["agent:é", "failed", []]], 1, 1])
     msg = decode_frame(frame(body))
     assert isinstance(msg, StatusReply)
     assert status_dict(msg.components)["agent:é"] == {"health": "failed", "metrics": {}}
@@ -233,7 +234,7 @@ def test_empty_metrics_and_a_non_ascii_name_are_valid_on_the_wire() -> None:
 
 @pytest.mark.parametrize("token", [1, None, b"tok", ["tok"]])
 def test_a_request_with_a_token_that_is_not_a_string_is_refused(token: object) -> None:
-    body = msgpack.packb([StatusRequest.TYPE, 1, token], use_bin_type=True)
+    body = msgpack.packb([WIRE_CODES[StatusRequest], 1, token], use_bin_type=True)
     with pytest.raises(MalformedFrame, match=r"StatusRequest\.token"):
         decode_frame(frame(body))
 
