@@ -101,7 +101,6 @@ _KINDS: dict[int, tuple[tuple[str, str], ...]] = {
 }
 
 
-
 def _fields_getter(names: tuple[str, ...]) -> Callable[[object], tuple[Any, ...]]:
     """A function returning a message's field values in order, as a tuple."""
     if len(names) == 1:

@@ -42,17 +42,26 @@ stream is then out of sync and the link must be closed.
 
 ``FrameHeads`` builds frames for a sender: each frame as three pieces
 (length, head, body), the head cached per node, so that a body shared by
-many frames is never copied per frame. ``real.framing`` moves the bytes.
+many frames is never copied per frame. ``Outbox`` turns a core's output
+into those frames, one buffer per link, so a driver's send path is one call
+per loop turn and one write per link. ``real.framing`` moves the bytes.
 """
 
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from mypy_extensions import mypyc_attr
 
-from protocol.codec import DEFAULT_MAX_FRAME, CodecUsageError, MalformedFrame, decode_body
-from protocol.messages import Message
+from protocol.codec import (
+    DEFAULT_MAX_FRAME,
+    CodecUsageError,
+    MalformedFrame,
+    decode_body,
+    encode_body,
+)
+from protocol.messages import Deliver, Message
 
 ROUTED_VERSION = 0x81
 FANOUT_VERSION = 0x82
@@ -230,3 +239,120 @@ class FrameHeads:
         if length > self.max_frame:
             raise CodecUsageError(f"frame of {length} bytes exceeds max_frame {self.max_frame}")
         return LENGTH.pack(length), head, body
+
+
+class Outbox:
+    """Routed frames waiting to be written, one buffer per link.
+
+    A driver keys links by any hashable object. ``stage`` takes a core's
+    output, ``(destination, message)`` pairs, and a map from node id to the
+    link that carries it: each message is encoded once, and a run of pairs
+    carrying the same ``Deliver`` (the core routes an op to all its
+    recipients together) becomes one fan-out frame per link that carries two
+    or more of its recipients, so every node still sees its messages in
+    order. ``stage_from`` takes one node's output, all about that node on one
+    link. ``take`` hands a link's frames over as one ``bytes`` to write.
+
+    A destination with no link is skipped: the message is lost with the link,
+    and the protocol resends what it must. A message the codec refuses, or a
+    frame over ``max_frame``, is dropped and described in ``errors`` for the
+    driver to log.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.heads = FrameHeads(max_frame)
+        self.errors: list[str] = []
+        self._parts: dict[object, list[bytes]] = {}
+        self._frames: dict[object, int] = {}
+
+    def links(self) -> list[object]:
+        """The links with frames waiting, in the order they were first staged."""
+        return list(self._parts)
+
+    def take(self, link: object) -> tuple[bytes, int]:
+        """``link``'s waiting frames as one ``bytes``, and how many frames they are."""
+        parts = self._parts.pop(link, None)
+        frames = self._frames.pop(link, 0)
+        return (b"".join(parts) if parts else b""), frames
+
+    def discard(self, link: object) -> None:
+        """Forget ``link``'s waiting frames (it closed)."""
+        self._parts.pop(link, None)
+        self._frames.pop(link, None)
+
+    def _append(self, link: object, pieces: tuple[bytes, bytes, bytes]) -> None:
+        parts = self._parts.get(link)
+        if parts is None:
+            self._parts[link] = list(pieces)
+            self._frames[link] = 1
+        else:
+            parts.extend(pieces)
+            self._frames[link] += 1
+
+    def stage(self, out: list[tuple[str, Message]], routes: dict[str, Any]) -> int:
+        """Frame ``out`` onto the links ``routes`` names: body bytes staged."""
+        size = 0
+        i, n = 0, len(out)
+        while i < n:
+            dst, msg = out[i]
+            j = i + 1
+            if type(msg) is Deliver:
+                while j < n and out[j][1] is msg:
+                    j += 1
+            try:
+                body = encode_body(msg)
+            except CodecUsageError as exc:
+                self.errors.append(f"dropped a {type(msg).__name__} to {dst!r}: {exc}")
+                i = j
+                continue
+            if j == i + 1:
+                link = routes.get(dst)
+                if link is not None:
+                    size += self._routed(link, [dst], body)
+            else:
+                by_link: dict[object, list[str]] = {}
+                for k in range(i, j):
+                    node = out[k][0]
+                    link = routes.get(node)
+                    if link is not None:
+                        nodes = by_link.get(link)
+                        if nodes is None:
+                            by_link[link] = [node]
+                        else:
+                            nodes.append(node)
+                for link, nodes in by_link.items():
+                    size += self._routed(link, nodes, body)
+            i = j
+        return size
+
+    def stage_from(self, link: object, node: str, out: list[tuple[str, Message]]) -> int:
+        """Frame one node's output onto ``link``, each frame about ``node``."""
+        size = 0
+        for _, msg in out:
+            try:
+                body = encode_body(msg)
+                self._append(link, self.heads.routed(node, body))
+            except CodecUsageError as exc:
+                self.errors.append(f"{node}: dropped a {type(msg).__name__}: {exc}")
+                continue
+            size += len(body)
+        return size
+
+    def _routed(self, link: object, nodes: list[str], body: bytes) -> int:
+        """``body`` for ``nodes`` on ``link``, in fan-out frames of at most
+        ``MAX_FANOUT`` nodes: body bytes staged (0 if the frame is refused)."""
+        heads = self.heads
+        try:
+            if len(nodes) == 1:
+                self._append(link, heads.routed(nodes[0], body))
+            else:
+                for start in range(0, len(nodes), MAX_FANOUT):
+                    chunk = nodes[start : start + MAX_FANOUT]
+                    if len(chunk) == 1:
+                        self._append(link, heads.routed(chunk[0], body))
+                    else:
+                        self._append(link, heads.fanout(chunk, body))
+        except CodecUsageError as exc:
+            self.errors.append(f"dropped a frame to {nodes[0]!r} and {len(nodes) - 1} more: {exc}")
+            return 0
+        return len(body)

@@ -84,6 +84,16 @@ class FramedLink:
         self._out += self._heads.fanout(node_ids, body)
         self._frames += 1
 
+    def write(self, data: bytes, frames: int) -> None:
+        """Hand ``frames`` frames built elsewhere (``protocol.envelope.Outbox``)
+        to the transport, after anything ``send`` buffered."""
+        if self._out:
+            self.flush()
+        if not data or self.closed or self.writer.transport.is_closing():
+            return  # the peer is gone: lost with the link, retransmission covers it
+        self.frames_out += frames
+        self.writer.write(data)
+
     def flush(self) -> None:
         """Hand every buffered frame to the transport in one write."""
         out = self._out

@@ -16,10 +16,10 @@ before that flush, so one flush serves them all:
    core's ``take_events()`` (failed, reassigned, returned) go to the report
    and to the optional event log (``real.recordlog.EventLog``, perf_counter
    times), which outlives a SIGKILLed server;
-2. ``drain()``: messages are grouped per connection, encoded (a ``Deliver``
-   fanned out to many agents is encoded once, and sent as one fan-out frame
-   per connection that carries several of them) and each connection gets one
-   ``write``;
+2. ``drain()``: ``protocol.envelope.Outbox`` (compiled with the core)
+   frames the messages per connection (a ``Deliver`` fanned out to many
+   agents is encoded once, and sent as one fan-out frame per connection that
+   carries several of them) and each connection gets one ``write``;
 3. ``take_closures()``: the connections carrying those nodes are closed
    after their last frames (a rejected hello gets its ``Reject``);
 4. the coordinator's ``next_deadline()`` is armed with ``loop.call_at``,
@@ -79,13 +79,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
-from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
-from protocol.envelope import MAX_FANOUT, MalformedEnvelope, Routed
+from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Deliver, Message
+from protocol.messages import Message
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 from real.admission import Admission, Peer, ServerLimits
@@ -147,7 +147,7 @@ class CoordinatorServer(Admission):
         self.report = ServerReport()
         self._unpersisted: list[Write] = []
         self._unpersisted_bus: list[BusEntry] = []
-        self._staged: dict[Peer, None] = {}  # links with encoded output not yet written
+        self.outbox = Outbox()  # frames not yet written, per connection
         self._staged_bytes = 0
         self._flush_scheduled = False
         self._closed = False
@@ -243,6 +243,7 @@ class CoordinatorServer(Admission):
         if peer not in self.peers:
             return
         self.peers.discard(peer)
+        self.outbox.discard(peer)
         peer.link.close()
         if peer.nodes:
             now = self.clock.now()
@@ -312,70 +313,22 @@ class CoordinatorServer(Admission):
     def _send(self, out: list[tuple[str, Message]]) -> None:
         """Encode ``out`` and everything staged before it: one write per connection."""
         self._stage(out)
-        for peer in self._staged:
-            peer.link.flush()
-        self._staged.clear()
+        outbox = self.outbox
+        for peer in outbox.links():
+            data, frames = outbox.take(peer)
+            cast(Peer, peer).link.write(data, frames)
         self._staged_bytes = 0
 
     def _stage(self, out: list[tuple[str, Message]]) -> None:
-        """Encode ``out`` into each connection's buffer.
-
-        A run of consecutive pairs carrying the same ``Deliver`` (the core
-        routes one op to all its recipients together) is encoded once and
-        becomes one fan-out frame per connection that carries two or more of
-        its recipients (``real.framing``); nothing else lies between them in
-        ``out``, so every node still sees its messages in order.
-        """
-        if not out:
-            return
-        routes = self.routes
-        size = 0
-        i, n = 0, len(out)
-        while i < n:
-            dst, msg = out[i]
-            j = i + 1
-            if type(msg) is Deliver:
-                while j < n and out[j][1] is msg:
-                    j += 1
-            try:
-                body = encode_body(msg)
-            except CodecUsageError as exc:
-                self._event(f"dropped a {type(msg).__name__} to {dst!r}: {exc}")
-                i = j
-                continue
-            if j == i + 1:
-                peer = routes.get(dst)
-                if peer is not None:  # no link to that node: lost, the core resends if it must
-                    size += self._send_to(peer, [dst], body)
-            else:
-                by_peer: dict[Peer, list[str]] = {}
-                for node, _ in out[i:j]:
-                    peer = routes.get(node)
-                    if peer is not None:
-                        by_peer.setdefault(peer, []).append(node)
-                for peer, nodes in by_peer.items():
-                    size += self._send_to(peer, nodes, body)
-            i = j
-        self._staged_bytes += size
-
-    def _send_to(self, peer: Peer, nodes: list[str], body: bytes) -> int:
-        """Buffer ``body`` for ``nodes`` on ``peer``: bytes staged (0 if refused)."""
-        link = peer.link
-        try:
-            if len(nodes) == 1:
-                link.send(nodes[0], body)
-            else:
-                for start in range(0, len(nodes), MAX_FANOUT):
-                    chunk = nodes[start : start + MAX_FANOUT]
-                    if len(chunk) == 1:
-                        link.send(chunk[0], body)
-                    else:
-                        link.send_fanout(chunk, body)
-        except CodecUsageError as exc:
-            self._event(f"dropped a frame to {nodes[0]!r} and {len(nodes) - 1} more: {exc}")
-            return 0
-        self._staged[peer] = None
-        return len(body)
+        """Frame ``out`` into each connection's buffer (``protocol.envelope.Outbox``:
+        a fanned-out ``Deliver`` becomes one fan-out frame per connection)."""
+        if out:
+            outbox = self.outbox
+            self._staged_bytes += outbox.stage(out, self.routes)
+            if outbox.errors:
+                for error in outbox.errors:
+                    self._event(error)
+                outbox.errors.clear()
 
     def _arm(self) -> None:
         """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of

@@ -37,10 +37,10 @@ import math
 import signal
 import time
 from dataclasses import replace
+from typing import cast
 
 from protocol.agent import Agent
-from protocol.codec import CodecUsageError, encode_body
-from protocol.envelope import MalformedEnvelope, Routed
+from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.links import spread
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
@@ -122,6 +122,7 @@ class AgentHost:
         self.closing = False
         self.issued = 0
         self._touched: dict[str, Agent] = {}
+        self.outbox = Outbox()  # frames not yet written, per link
         self._flush_scheduled = False
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
@@ -222,25 +223,25 @@ class AgentHost:
             return
         now = self.clock.now()
         link_of = self.link_of
-        used: dict[FramedLink, None] = {}
+        outbox = self.outbox
         for node, agent in touched.items():
             out = agent.drain()
             link = link_of[node].link
             if out and link is not None and not link.closed:
-                for _, msg in out:
-                    try:
-                        link.send(node, encode_body(msg))
-                    except CodecUsageError as exc:  # e.g. a payload larger than max_frame
-                        self._note(f"{node}: dropped a {type(msg).__name__}: {exc}")
-                used[link] = None
+                outbox.stage_from(link, node, out)
             if node not in self.registered and agent.registered and node in self.agents:
                 self.registered[node] = now
             self._track(node, agent)
         self._dirty.update(touched)
         if self.record_log is not None:  # durable before the acks leave
             self.record_log.record(touched)
-        for link in used:
-            link.flush()
+        if outbox.errors:  # e.g. a payload larger than max_frame
+            for error in outbox.errors:
+                self._note(error)
+            outbox.errors.clear()
+        for link in outbox.links():
+            data, frames = outbox.take(link)
+            cast(FramedLink, link).write(data, frames)
         self._arm()
 
     def _track(self, node: str, agent: Agent) -> None:

@@ -28,6 +28,7 @@ from protocol.codec import CodecUsageError, MalformedFrame, encode, encode_body
 from protocol.envelope import (
     FANOUT_VERSION,
     ROUTED_VERSION,
+    Outbox,
     Routed,
     RoutedDecoder,
     encode_routed,
@@ -160,6 +161,54 @@ def test_send_fanout_writes_the_documented_layout() -> None:
     assert sink.data == struct.pack(">I", 8 + len(body)) + b"\x82\x02\x02a1\x02a2" + body
     with pytest.raises(CodecUsageError):
         link.send_fanout(["a1"], body)  # one node: a routed frame, not a fan-out
+
+
+def deliver(msg_id: int) -> Deliver:
+    return Deliver(msg_id, DeliveryKind.PUBLISH, "src", msg_id, "t", b"p", 0)
+
+
+def test_the_outbox_frames_a_cores_output_per_link_in_order() -> None:
+    """One pass over ``(destination, message)`` pairs: each link gets its nodes'
+    frames in order; a run of one ``Deliver`` becomes one fan-out frame per link
+    with two or more of its recipients; a node with no link is skipped."""
+    outbox = Outbox()
+    one, many = deliver(1), deliver(2)
+    out = [("a1", Welcome("a1", 8, 0.5)), ("a1", one)]
+    out += [(node, many) for node in ("a1", "b1", "a2", "gone", "b2", "a3")]
+    out += [("b1", ProbeReply(4))]
+    staged = outbox.stage(out, {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B"})
+    assert outbox.links() == ["A", "B"] and not outbox.errors
+    frames = {link: outbox.take(link) for link in ("A", "B")}
+    assert frames["A"][1] == 3 and frames["B"][1] == 2
+    assert RoutedDecoder().feed(frames["A"][0]) == [
+        ("a1", Welcome("a1", 8, 0.5)),
+        ("a1", one),
+        ("a1", many),
+        ("a2", many),
+        ("a3", many),
+    ]
+    assert frames["A"][0].count(bytes((FANOUT_VERSION, 3))) == 1  # a1, a2, a3: one frame
+    assert RoutedDecoder().feed(frames["B"][0]) == [
+        ("b1", many),
+        ("b2", many),
+        ("b1", ProbeReply(4)),
+    ]
+    sizes = (Welcome("a1", 8, 0.5), one, many, many, ProbeReply(4))
+    assert staged == sum(len(encode_body(m)) for m in sizes)  # a body counts once per link
+    assert outbox.links() == [] and outbox.take("A") == (b"", 0)
+
+
+def test_the_outbox_drops_what_cannot_be_framed_and_says_so() -> None:
+    outbox = Outbox(max_frame=64)
+    big = Publish(1, "t", b"x" * 100, 0)
+    outbox.stage([("a1", big), ("a1", Probe(1)), ("é" * 200, Probe(2))], {"a1": 1, "é" * 200: 1})
+    outbox.stage_from(2, "w1", [("coord", big), ("coord", Heartbeat(3))])
+    assert len(outbox.errors) == 3 and "exceeds max_frame" in outbox.errors[0]
+    assert RoutedDecoder().feed(outbox.take(1)[0]) == [("a1", Probe(1))]
+    assert RoutedDecoder().feed(outbox.take(2)[0]) == [("w1", Heartbeat(3))]
+    outbox.stage([("a1", Probe(5))], {"a1": 1})
+    outbox.discard(1)
+    assert outbox.links() == []
 
 
 @pytest.mark.parametrize(
