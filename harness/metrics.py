@@ -88,6 +88,7 @@ from harness.latency import (
 from harness.monitoring import monitoring_section
 from harness.recovery import OpColumns, check_acked_writes, fault_section, origin_down
 from harness.summary import (
+    MISSED_SHOWN,
     OVERLOAD_DELIVERED_PERCENT,
     PERCENTILE_FIGURES,
     Agents,
@@ -388,13 +389,18 @@ def _reliability(
 
 def _availability(probes: Sequence[ProbeResult], deadline: float) -> Availability:
     on_time = late = unanswered = 0
+    missed: list[list[float | None]] = []
     for probe in probes:
         if probe.answered is None:
             unanswered += 1
         elif probe.answered - probe.sent <= deadline:
             on_time += 1
+            continue
         else:
             late += 1
+        if len(missed) < MISSED_SHOWN:
+            delay = None if probe.answered is None else round(probe.answered - probe.sent, 6)
+            missed.append([round(probe.sent, 6), delay])
     return Availability(
         probes=len(probes),
         on_time=on_time,
@@ -402,6 +408,7 @@ def _availability(probes: Sequence[ProbeResult], deadline: float) -> Availabilit
         unanswered=unanswered,
         deadline_s=deadline,
         uptime=on_time / len(probes) if probes else None,
+        missed=missed,
     )
 
 

@@ -53,6 +53,7 @@ Figure = float | int | None
 FloatArray = npt.NDArray[np.float64]
 
 PERCENTILE_FIGURES: tuple[str, ...] = ("p50_ms", "p95_ms", "p99_ms", "p999_ms")
+MISSED_SHOWN = 20  # late or unanswered probes listed in summary.json
 OVERLOAD_DELIVERED_PERCENT = 97  # delivering less of the accepted completions is overload
 
 
@@ -214,6 +215,9 @@ class Availability:
     unanswered: int = 0
     deadline_s: float = 0.0
     uptime: float | None = None
+    missed: list[list[float | None]] = field(default_factory=list)
+    """The first ``MISSED_SHOWN`` probes not answered in time, as ``[sent, delay]``
+    (run seconds; delay None if never answered): when the system was unavailable."""
 
 
 @dataclass(slots=True)

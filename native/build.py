@@ -8,8 +8,6 @@ named ``protocol.core__mypyc``, so that it is found inside a package.
 
 Not compiled, and why:
 - the packages' ``__init__``: they choose between the build and the sources;
-- ``protocol/messages``: mypyc's dataclasses take a ``ClassVar`` with a value
-  (the wire ``TYPE`` code) for a field, and refuse the class;
 - ``protocol/settings``, ``plan``, ``records`` and ``sim/distribution``: frozen
   dataclasses that cross process boundaries by pickle, which mypyc's frozen
   classes do not support;
@@ -32,8 +30,7 @@ from native.select import MANIFEST, build_root, source_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_COMPILED = frozenset(
-    {"protocol/__init__.py", "protocol/settings.py"}
-    | {"protocol/plan.py", "protocol/records.py"}
+    ("protocol/__init__.py", "protocol/settings.py", "protocol/plan.py", "protocol/records.py")
 )
 SIM_COMPILED = ("sim/engine.py", "sim/cores.py")
 GROUP = "protocol.core"

@@ -85,7 +85,7 @@ from protocol.records import NodeEvent
 from protocol.retransmit import RetryHeap, RtoEstimator
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
-from protocol.status import StatusReporting
+from protocol.status import StatusJob, StatusReporting
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
 LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
@@ -130,6 +130,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         self._retries: RetryHeap[Retry] = RetryHeap()
         self._next_msg_id = 1
         self._next_sweep: float | None = None
+        self._status_jobs: deque[StatusJob] = deque()
 
     # --- driver interface -----------------------------------------------------
 
@@ -154,8 +155,11 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         handler(self, src, msg, now)
 
     def on_timer(self, now: float) -> None:
-        """Resend what timed out and detect failed agents."""
+        """Resend what timed out, detect failed agents, make the next part of
+        each status still being made."""
         self._resend_expired(now)
+        if self._status_jobs:
+            self._status_step(now)
         if self._next_sweep is not None and now >= self._next_sweep:
             self._detect_failures(now)
             self._next_sweep = now + self.settings.heartbeat_interval / 2
@@ -168,6 +172,9 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
             deadlines.append(retry)
         if self._next_sweep is not None:
             deadlines.append(self._next_sweep)
+        status = self._status_deadline()
+        if status is not None:
+            deadlines.append(status)
         return min(deadlines) if deadlines else None
 
     def drain(self) -> list[Outgoing]:

@@ -31,6 +31,13 @@ built from the coordinator's own tables at the ``now`` the driver passed in
   Failed when its session is failed; degraded when it has been silent for
   more than two heartbeat intervals or its backlog is full.
 
+A status of many agents goes out in parts of ``STATUS_PART_SIZE``
+components (``StatusReply.part``/``parts``). Part 1 answers the request; a
+``StatusJob`` remembers the agents known then, and each later part is made by
+the next ``on_timer`` (``next_deadline`` asks for it at once), so making the
+status of 50,000 agents never stalls the coordinator for more than one part.
+At most ``MAX_STATUS_JOBS`` are made at once; a request beyond gets ``Error``.
+
 Every metric is a non-negative int or a finite float. ``status_dict`` turns
 the components into the JSON-able mapping that drivers record
 (``DriverResult.status``): ``{name: {"health": str, "metrics": {name: value}}}``.
@@ -48,6 +55,7 @@ from protocol.journal import BusJournal
 from protocol.memory import MemoryStore
 from protocol.messages import (
     ComponentStatus,
+    Error,
     Message,
     Metric,
     Reject,
@@ -69,6 +77,7 @@ CORE_COMPONENTS: tuple[str, ...] = (
 )
 AGENT_PREFIX = "agent:"
 STATUS_PART_SIZE = 1000  # components per StatusReply: about 150 KB, well inside a frame
+MAX_STATUS_JOBS = 8  # statuses being made at once; a request beyond gets an Error
 SILENT_HEARTBEATS = 2  # an agent silent for this many heartbeat intervals is degraded
 
 
@@ -85,6 +94,19 @@ def status_dict(components: Iterable[ComponentStatus]) -> dict[str, dict[str, An
 def _component(name: str, health: str, metrics: Mapping[str, int | float]) -> ComponentStatus:
     pairs: tuple[Metric, ...] = tuple(metrics.items())
     return ComponentStatus(name, health, pairs)
+
+
+class StatusJob:
+    """A status still being made: the agents known when it was asked for, and
+    the next part to make (1-based)."""
+
+    def __init__(self, src: str, request_id: int, nodes: list[str]) -> None:
+        self.src = src
+        self.request_id = request_id
+        self.nodes = nodes
+        self.parts = max(1, -(-(len(CORE_COMPONENTS) + len(nodes)) // STATUS_PART_SIZE))
+        self.next_part = 1
+        self.due = 0.0
 
 
 @trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
@@ -107,6 +129,7 @@ class StatusReporting:
     _retries: RetryHeap[Any]
     _next_msg_id: int
     _next_sweep: float | None
+    _status_jobs: deque[StatusJob]
 
     def _refuse(
         self, src: str, reason: str, close: bool = False, reply: Message | None = None
@@ -121,16 +144,54 @@ class StatusReporting:
             reason = f"refused a status request from {src!r}: bad token"
             self._refuse(src, reason, close=True, reply=Reject("bad token"))
             return
-        components = self.status(now)
-        size = STATUS_PART_SIZE
-        parts = max(1, -(-len(components) // size))
-        for part in range(parts):
-            chunk = components[part * size : (part + 1) * size]
-            self._out.append((src, StatusReply(msg.request_id, chunk, part + 1, parts)))
+        if len(self._status_jobs) >= MAX_STATUS_JOBS:
+            busy = f"status busy: {MAX_STATUS_JOBS} statuses are being made"
+            self._out.append((src, Error(busy)))
+            return
+        job = StatusJob(src, msg.request_id, list(self.sessions))
+        self._status_part(job, now)
+        if job.next_part <= job.parts:
+            self._status_jobs.append(job)
+
+    def _status_step(self, now: float) -> None:
+        """The next part of every status still being made (``on_timer``)."""
+        jobs = self._status_jobs
+        for _ in range(len(jobs)):
+            job = jobs.popleft()
+            self._status_part(job, now)
+            if job.next_part <= job.parts:
+                jobs.append(job)
+
+    def _status_deadline(self) -> float | None:
+        """When ``on_timer`` should make the next parts: at once."""
+        return self._status_jobs[0].due if self._status_jobs else None
+
+    def _status_part(self, job: StatusJob, now: float) -> None:
+        """Send part ``job.next_part``: components ``(part - 1) * STATUS_PART_SIZE``
+        up to ``part * STATUS_PART_SIZE`` of the core components then the agents,
+        each agent as it is at ``now`` (an agent gone since the request is left out)."""
+        part = job.next_part
+        skip = len(CORE_COMPONENTS)
+        first = max(0, (part - 1) * STATUS_PART_SIZE - skip)
+        last = part * STATUS_PART_SIZE - skip
+        components = list(self._core_status(now)) if part == 1 else []
+        sessions = self.sessions
+        for node in job.nodes[first:last]:
+            session = sessions.get(node)
+            if session is not None:
+                components.append(self._agent_status(session, now))
+        reply = StatusReply(job.request_id, tuple(components), part, job.parts)
+        self._out.append((job.src, reply))
+        job.next_part = part + 1
+        job.due = now
 
     def status(self, now: float) -> tuple[ComponentStatus, ...]:
-        """Every component's health and metrics at ``now``."""
-        core = (
+        """Every component's health and metrics at ``now``, at once."""
+        agents = tuple(self._agent_status(s, now) for s in self.sessions.values())
+        return self._core_status(now) + agents
+
+    def _core_status(self, now: float) -> tuple[ComponentStatus, ...]:
+        return (
             self._coordinator_status(),
             self._bus_status(),
             self._tasks_status(),
@@ -138,8 +199,6 @@ class StatusReporting:
             self._detector_status(now),
             self._journal_status(),
         )
-        agents = tuple(self._agent_status(s, now) for s in self.sessions.values())
-        return core + agents
 
     # --- the components ---------------------------------------------------------------
 

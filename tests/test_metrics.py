@@ -212,6 +212,7 @@ def test_uptime_counts_late_and_missing_probes_as_down() -> None:
     availability = summarize(make_plan([]), make_result([], probes=probes)).availability
     assert (availability.on_time, availability.late, availability.unanswered) == (2, 1, 1)
     assert availability.uptime == pytest.approx(0.5)
+    assert availability.missed == [[1.2, pytest.approx(0.1)], [1.3, None]]  # when, how late
 
 
 def test_agents_coordinated_needs_early_registration_and_activity_throughout() -> None:

@@ -43,7 +43,13 @@ from protocol.messages import (
     TaskSubmit,
 )
 from protocol.settings import ProtocolSettings
-from protocol.status import CORE_COMPONENTS, STATUS_PART_SIZE, StatusParts, status_dict
+from protocol.status import (
+    CORE_COMPONENTS,
+    MAX_STATUS_JOBS,
+    STATUS_PART_SIZE,
+    StatusParts,
+    status_dict,
+)
 from real.clock import new_event_loop
 from real.framing import open_link
 from real.server import serve
@@ -303,10 +309,20 @@ def test_a_live_server_answers_the_token_and_refuses_anything_else() -> None:
 # --- a status of many agents comes in parts ------------------------------------------
 
 
-def test_a_status_of_many_agents_comes_in_parts_each_inside_a_frame() -> None:
+def test_a_status_of_many_agents_comes_in_parts_one_per_timer_turn() -> None:
+    """The first part answers the request; each later part is made by the next
+    ``on_timer``, which ``next_deadline`` asks for at once, so a 50,000-agent
+    status never stalls the coordinator for more than one part."""
     agents = 2 * STATUS_PART_SIZE + 5
     core = coordinator_with({f"agent-{i:05d}": () for i in range(agents)})
     replies = ask(core, 1.0)
+    deadline = core.next_deadline()
+    assert [(r.part, r.parts) for r in replies] == [(1, 3)]  # type: ignore[attr-defined]
+    assert deadline is not None and deadline <= 1.0
+    for turn in range(3):
+        core.on_timer(1.0)
+        replies += [msg for dst, msg in core.drain() if dst == PROBER]
+        assert len(replies) == min(turn + 2, 3)  # the third turn has nothing left to make
     assert [(r.part, r.parts) for r in replies] == [(1, 3), (2, 3), (3, 3)]  # type: ignore[attr-defined]
     for reply in replies:
         assert len(encode(reply)) < DEFAULT_MAX_FRAME // 4
@@ -317,6 +333,18 @@ def test_a_status_of_many_agents_comes_in_parts_each_inside_a_frame() -> None:
     assert whole is not None and len(whole) == len(CORE_COMPONENTS) + agents
     assert list(whole)[: len(CORE_COMPONENTS)] == list(CORE_COMPONENTS)
     assert whole["agent:agent-02004"]["health"] == "ok"
+    assert whole["agent:agent-02004"]["metrics"]["last_seen_s"] == 1.0
+
+
+def test_statuses_being_made_at_once_are_capped() -> None:
+    core = coordinator_with({f"agent-{i:05d}": () for i in range(STATUS_PART_SIZE)})
+    for n in range(MAX_STATUS_JOBS):
+        assert len(ask(core, 1.0, src=f"prober-{n}")) == 1  # part 1 of 2
+    (refused,) = ask(core, 1.0, src="one-too-many")
+    assert isinstance(refused, Error) and "status busy" in refused.reason
+    core.on_timer(1.01)  # every status finishes
+    assert len([m for _, m in core.drain() if isinstance(m, StatusReply)]) == MAX_STATUS_JOBS
+    assert [type(m) for m in ask(core, 1.02, src="one-too-many")] == [StatusReply]
 
 
 def test_parts_of_another_request_or_with_bad_numbers_are_ignored() -> None:
