@@ -12,8 +12,8 @@ plan time on the run clock) and acts on the processes ``real.tcp`` started:
   (so it can recall from its record log what earlier lives handled; see
   ``real.worker_process``). Once its agents are registered again it gets
   ``("go", t0)`` like the first life did.
-- **pause_agent**: SIGSTOP the worker(s), SIGCONT at the heal (overlapping
-  pauses resume at the last heal).
+- **pause_agent**: SIGSTOP the worker(s), SIGCONT at the end of the last
+  pause in effect on it.
 - **crash_coordinator**: SIGKILL the coordinator process. At the heal the
   supervisor reads its SQLite file through a read-only connection and
   records that state as a ``StoreSnapshot`` in ``DriverResult.restarts``
@@ -22,8 +22,13 @@ plan time on the run clock) and acts on the processes ``real.tcp`` started:
   store and the bus journal and agents reconnect with their backoff.
 - **partition / link_delay / link_loss**: with ``LinkProxies`` (a child
   process running ``real.proxy_process.proxy_process_main``, one proxy per worker)
-  the worker's proxy is told the combined fault of every active link fault
-  on it: delays add up, losses combine, any partition drops everything.
+  the worker's proxy is told the combined condition of the link faults in
+  effect on it.
+
+What the faults mean (nested pauses, a kill during a restart, combined link
+faults, which ops a restarted worker issues) is decided by ``protocol.faults``:
+one ``Target`` per worker process and one for the coordinator. Steps use plan
+times, so the rules see the same timeline as the model.
 
 Restarts run as tasks, so the timeline keeps going while a process boots.
 Every injection and heal appends ``NodeEvent``s (``"injected"``,
@@ -44,9 +49,10 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from protocol.faults import LINK_FAULTS, Effect, LinkCondition, Target, timeline
 from protocol.plan import Fault, FaultKind, OpKind, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
 from real.children import Child, ChildProcesses, ServerProcess
@@ -55,7 +61,6 @@ from real.persistence import read_snapshot
 from real.worker_process import WorkerSpec
 from real.workers import LOOP_RESOLUTION, REGISTER_TIMEOUT
 
-LINK_FAULTS = (FaultKind.PARTITION, FaultKind.LINK_DELAY, FaultKind.LINK_LOSS)
 PROCESS_FAULTS = (FaultKind.KILL_AGENT, FaultKind.PAUSE_AGENT, FaultKind.CRASH_COORDINATOR)
 EXIT_WAIT = 2.0
 QUIET_MIN = 1.0
@@ -69,22 +74,6 @@ def has_link_faults(plan: Plan) -> bool:
 
 def has_crash(plan: Plan) -> bool:
     return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One thing to do on the timeline: inject or heal ``fault`` at plan time ``at``."""
-
-    at: float
-    inject: bool
-    fault: Fault
-
-
-def timeline(faults: tuple[Fault, ...]) -> list[Step]:
-    """Every injection and heal in time order (heals first on a tie, then by fault id)."""
-    steps = [Step(f.at, True, f) for f in faults] + [Step(f.end, False, f) for f in faults]
-    steps.sort(key=lambda s: (s.at, s.inject, s.fault.fault_id))
-    return steps
 
 
 class LinkProxies:
@@ -109,15 +98,12 @@ class LinkProxies:
             raise RuntimeError(f"the link fault proxy did not start (got {reply!r})")
         return cls(child, [int(port) for port in reply[1]])
 
-    def apply(self, index: int, faults: list[Fault]) -> None:
-        """Give proxy ``index`` the combined effect of ``faults`` (none: clear it)."""
-        if not faults:
+    def apply(self, index: int, link: LinkCondition) -> None:
+        """Give proxy ``index`` the combined condition of its link faults."""
+        if link.clear:
             self.child.channel.send(("clear", index))
             return
-        delay = sum(f.delay for f in faults if f.kind == FaultKind.LINK_DELAY)
-        kept = math.prod(1.0 - f.loss for f in faults if f.kind == FaultKind.LINK_LOSS)
-        partitioned = any(f.kind == FaultKind.PARTITION for f in faults)
-        self.child.channel.send(("fault", index, delay, 1.0 - kept, partitioned))
+        self.child.channel.send(("fault", index, link.delay, link.loss, link.partitioned))
 
     async def stop(self, timeout: float = 5.0) -> list[dict[str, int]]:
         """Stop the proxies; their stats, one dict per proxy (empty if they did not answer)."""
@@ -154,12 +140,11 @@ class FaultSupervisor:
         self.worker_of = {a.agent_id: spec.index for spec in specs for a in spec.agents}
         self.steps = timeline(plan.faults)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.lives = [0] * len(specs)
-        self.respawning: set[int] = set()
-        self.down_since: dict[int, float] = {}
-        self.restarting = False
-        self.paused = [0] * len(specs)
-        self.links: list[list[Fault]] = [[] for _ in specs]
+        self.lives = [0] * len(specs)  # processes started per worker, for its record log
+        self.targets = [Target(spec.name) for spec in specs]  # the rules' view of each worker
+        self.coordinator = Target("coordinator")
+        self._counted = [-math.inf] * len(specs)  # never-issued ops counted up to, per worker
+        self._coordinator_restart: asyncio.Task[Any] | None = None
         self.done = not self.steps
         self.settled_at = math.inf if self.steps else -math.inf
         self.never_issued = 0  # expected completions of ops a killed worker never issued
@@ -192,71 +177,61 @@ class FaultSupervisor:
 
     def inject(self, fault: Fault) -> None:
         """Put ``fault`` in effect; "injected" is stamped once it is (after the signals)."""
-        kind = fault.kind
-        if kind == FaultKind.CRASH_COORDINATOR:
-            self.server.kill()
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            if self.coordinator.inject(fault, fault.at) != Effect.NONE:
+                self.server.kill()  # a coordinator being started dies too
             self._events(self.clock.now(), "injected", ("coordinator",))
             return
-        killed = []
         for index in self._workers(fault):
             child = self.pool[index]
-            if kind == FaultKind.KILL_AGENT:
-                if child.alive and not child.killed:
-                    child.killed = True
-                    self._signal(child, signal.SIGKILL)
-                    killed.append(index)
-            elif kind == FaultKind.PAUSE_AGENT:
-                self.paused[index] += 1
-                if self.paused[index] == 1:
-                    self._signal(child, signal.SIGSTOP)
-            elif kind in LINK_FAULTS:
-                self.links[index].append(fault)
+            effect = self.targets[index].inject(fault, fault.at)
+            if effect in (Effect.KILL, Effect.CANCEL_RESTART):
+                child.killed = True
+                self._signal(child, signal.SIGKILL)
+            elif effect == Effect.PAUSE:
+                self._signal(child, signal.SIGSTOP)
+            elif effect == Effect.LINKS:
                 self._apply_links(index)
-        now = self.clock.now()
-        for index in killed:
-            self.down_since[index] = now  # ops from here on die with the process
-        self._events(now, "injected", fault.agents)
+        self._events(self.clock.now(), "injected", fault.agents)
 
     def heal(self, fault: Fault) -> None:
         now = self.clock.now()
-        kind = fault.kind
-        if kind == FaultKind.CRASH_COORDINATOR:
-            if not self.server.alive and not self.restarting:
-                self.restarting = True
-                self._spawn(self._restart_coordinator(fault))
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            if self.coordinator.heal(fault, fault.end) == Effect.RESTART:
+                self._spawn(self._restart_coordinator(self.coordinator.life))
             return
-        if kind == FaultKind.KILL_AGENT:
-            for index in self._workers(fault):
-                if not self.pool[index].alive and index not in self.respawning:
-                    self.respawning.add(index)
-                    self._spawn(self._respawn(index, fault))
-            return
+        restarts = False
         for index in self._workers(fault):
-            if kind == FaultKind.PAUSE_AGENT:
-                self.paused[index] -= 1
-                if self.paused[index] == 0:
-                    self._signal(self.pool[index], signal.SIGCONT)
-            elif kind in LINK_FAULTS:
-                self.links[index].remove(fault)
+            effect = self.targets[index].heal(fault, fault.end)
+            if effect == Effect.RESTART:
+                self._spawn(self._respawn(index, fault, self.targets[index].life))
+            elif effect == Effect.RESUME:
+                self._signal(self.pool[index], signal.SIGCONT)
+            elif effect == Effect.LINKS:
                 self._apply_links(index)
-        self._events(now, "healed", fault.agents)
+            restarts = restarts or fault.kind == FaultKind.KILL_AGENT
+        if not restarts:  # a restart's heal is stamped when the new process is ready
+            self._events(now, "healed", fault.agents)
 
     # --- restarts -----------------------------------------------------------------
 
-    async def _respawn(self, index: int, fault: Fault) -> None:
+    async def _respawn(self, index: int, fault: Fault, life: int) -> None:
         """Start worker ``index`` again; once its agents registered, send it "go"."""
+        target = self.targets[index]
         try:
             old = self.pool[index]
             await _exited(old)
             self.lives[index] += 1
-            since = self.down_since.pop(index, fault.at)
+            resume_at = target.restart_at  # it issues the ops due from here on
+            since = max(target.down[-1][0], self._counted[index])
             self.never_issued += sum(
-                op.expected for op in self.specs[index].operations if since <= op.at < fault.end
+                op.expected for op in self.specs[index].operations if since <= op.at < resume_at
             )
+            self._counted[index] = resume_at
             spec = replace(
                 self.specs[index],
                 life=self.lives[index],
-                resume_at=fault.end,
+                resume_at=resume_at,
                 origins=self.origins(),
             )
             started = time.perf_counter()
@@ -265,7 +240,7 @@ class FaultSupervisor:
             child.count = old.count  # until the new life reports (it adds what was logged)
             self.pool[index] = child
             reply = await child.channel.get(timeout=REGISTER_TIMEOUT + 10.0)
-            if child.killed:
+            if child.killed or not target.live(life):
                 return  # killed again while it started: the next heal restarts it
             if not (isinstance(reply, tuple) and reply[0] == "ready"):
                 child.failed = f"{spec.name} did not get ready after its restart: {reply!r}"
@@ -283,11 +258,14 @@ class FaultSupervisor:
             self.pool[index].failed = f"restarting worker-{index} failed: {exc!r}"
         finally:
             self.pool[index].booting = False
-            self.respawning.discard(index)
 
-    async def _restart_coordinator(self, fault: Fault) -> None:
-        """Record what the database holds, then start a coordinator on the same port."""
+    async def _restart_coordinator(self, life: int) -> None:
+        """Record what the database holds, then start a coordinator on the same port
+        (after any restart still under way: one coordinator process at a time)."""
+        previous, self._coordinator_restart = self._coordinator_restart, asyncio.current_task()
         try:
+            if previous is not None:
+                await asyncio.wait([previous])
             if self.server.child is not None:
                 await _exited(self.server.child)
             at = self.clock.now()
@@ -296,12 +274,13 @@ class FaultSupervisor:
             self.result.restarts.append(StoreSnapshot(at, entries))
             started = time.perf_counter()
             listening = await self.server.spawn()
+            if not self.coordinator.live(life):  # it crashed again while it started
+                self.server.kill()
+                return
             self.result.notes.append(f"coordinator restarted in {listening - started:.2f} s")
             self._events(listening - self.clock.t0, "healed", ("coordinator",))
         except Exception as exc:  # noted; the run carries on without a coordinator
             self.result.notes.append(f"the coordinator did not restart: {exc!r}")
-        finally:
-            self.restarting = False
 
     def origins(self) -> dict[int, str]:
         """The origin of every publish, direct and broadcast op (for ``Agent.recall``)."""
@@ -319,7 +298,7 @@ class FaultSupervisor:
     def _apply_links(self, index: int) -> None:
         if self.proxies is None:  # run_plan starts them whenever the plan has link faults
             raise RuntimeError("a link fault without the link fault proxies")
-        self.proxies.apply(index, self.links[index])
+        self.proxies.apply(index, self.targets[index].link())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -340,9 +319,9 @@ class FaultSupervisor:
             await asyncio.wait(list(self.tasks), timeout=CLOSE_TIMEOUT)
         for task in list(self.tasks):
             task.cancel()
-        for index, count in enumerate(self.paused):
-            if count > 0:
-                self.paused[index] = 0
+        for index, target in enumerate(self.targets):
+            if target.paused:
+                target.pauses.clear()
                 self._signal(self.pool[index], signal.SIGCONT)
 
 

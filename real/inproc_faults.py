@@ -21,9 +21,10 @@ A coordinator crash is not offered here: the coordinator shares the
 agents' loop and holds no persisted state; it needs ``transport: tcp``
 (the scenario loader refuses it with exit 2).
 
-Ops whose origin is dead at their scheduled time are never issued, and
-an agent that comes back issues only ops scheduled after its return.
-Every injection and heal is recorded as a ``NodeEvent``.
+What the faults mean (nested pauses, overlapping kills, combined link
+faults, which ops are issued, held or never issued) is decided by
+``protocol.faults``: one ``Target`` per agent. Every injection and heal is
+recorded as a ``NodeEvent``.
 """
 
 from __future__ import annotations
@@ -34,14 +35,13 @@ from collections.abc import Iterator
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
+from protocol.faults import Effect, Fate, Target, timeline
 from protocol.messages import Message
-from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
+from protocol.plan import AgentSpec, Fault, Operation, Plan
 from protocol.records import DriverResult, NodeEvent
 from protocol.workload import issue, remembered
 from real.clock import RunClock
 from real.inproc import COORD, PROBER, Hub, Mailbox
-
-LINK_FAULTS = (FaultKind.PARTITION, FaultKind.LINK_DELAY, FaultKind.LINK_LOSS)
 
 
 class FaultMailbox(Mailbox):
@@ -80,28 +80,28 @@ class FaultHub(Hub):
         super().__init__(loop, clock)
         self.plan: Plan | None = None
         self.rng = random.Random()
-        self.links: dict[str, list[Fault]] = {}
-        self.down_until: dict[str, float] = {}
+        self.targets: dict[str, Target] = {}  # the rules' view of each agent
+        self.faulty_links: set[str] = set()  # agents with link faults in effect
         self.events: list[NodeEvent] = []
         self.past_lives: list[Agent] = []
 
     def attach(self, plan: Plan) -> None:
         self.plan = plan
         self.rng = random.Random(f"{plan.seed}:loss")
+        self.targets = {spec.agent_id: Target(spec.agent_id) for spec in plan.agents}
 
     # --- links ------------------------------------------------------------------
 
     def route(self, src: str, outgoing: list[tuple[str, Message]]) -> None:
-        if not self.links:
+        if not self.faulty_links:
             super().route(src, outgoing)
             return
         for dst, msg in outgoing:
             agent = dst if src == COORD else src
-            faults = self.links.get(agent)
-            if not faults:
+            if agent not in self.faulty_links:
                 super().route(src, [(dst, msg)])
                 continue
-            delay = self._link_delay(faults)
+            delay = self.targets[agent].link().passes(self.rng.random)
             if delay is None:
                 continue
             if delay > 0:
@@ -109,26 +109,15 @@ class FaultHub(Hub):
             else:
                 super().route(src, [(dst, msg)])
 
-    def _link_delay(self, faults: list[Fault]) -> float | None:
-        """Extra delay for one message on a faulty link, or None when it is lost."""
-        delay = 0.0
-        for fault in faults:
-            if fault.kind == FaultKind.PARTITION:
-                return None
-            if fault.kind == FaultKind.LINK_LOSS and self.rng.random() < fault.loss:
-                return None
-            delay += fault.delay
-        return delay
-
     # --- ops --------------------------------------------------------------------
 
     def issue_due(self, op: Operation, now: float) -> Mailbox | None:
-        """Issue ``op`` unless its origin is dead or paused (then it waits)."""
-        box = self.boxes[op.origin]
-        assert isinstance(box, FaultMailbox)
-        if box.node is None or op.at < self.down_until.get(op.origin, 0.0):
+        """Issue ``op`` unless its origin is dead (never) or paused (it waits)."""
+        box = self._box(op.origin)
+        fate = self.targets[op.origin].fate(op.at)
+        if fate == Fate.NEVER or box.node is None:
             return None
-        if box.paused:
+        if fate == Fate.HOLD:
             box.held_ops.append(op)
             return None
         issue(box.node, op, now, op.at)  # type: ignore[arg-type]
@@ -140,28 +129,33 @@ class FaultHub(Hub):
         now = self.clock.now()
         for node in fault.agents:
             self.events.append(NodeEvent(now, "injected", node))
-        if fault.kind == FaultKind.KILL_AGENT:
-            for node in fault.agents:
+            effect = self.targets[node].inject(fault, now)
+            if effect == Effect.KILL:
                 self._kill(node, now)
-        elif fault.kind == FaultKind.PAUSE_AGENT:
-            for node in fault.agents:
+            elif effect == Effect.PAUSE:
                 self._box(node).paused = True
-        elif fault.kind in LINK_FAULTS:
-            for node in fault.agents:
-                self.links.setdefault(node, []).append(fault)
+            elif effect == Effect.LINKS:
+                self._links_changed(node)
 
     def heal(self, fault: Fault, spec_of: dict[str, AgentSpec]) -> None:
         now = self.clock.now()
         for node in fault.agents:
-            if fault.kind == FaultKind.KILL_AGENT:
+            target = self.targets[node]
+            effect = target.heal(fault, now)
+            if effect == Effect.RESTART:  # no process to start: live at once
                 self._respawn(spec_of[node], now)
-            elif fault.kind == FaultKind.PAUSE_AGENT:
+                target.live(target.life)
+            elif effect == Effect.RESUME:
                 self._resume(node, now)
-            elif fault.kind in LINK_FAULTS:
-                self.links[node].remove(fault)
-                if not self.links[node]:
-                    del self.links[node]
+            elif effect == Effect.LINKS:
+                self._links_changed(node)
             self.events.append(NodeEvent(now, "healed", node))
+
+    def _links_changed(self, node: str) -> None:
+        if self.targets[node].link().clear:
+            self.faulty_links.discard(node)
+        else:
+            self.faulty_links.add(node)
 
     def _box(self, node: str) -> FaultMailbox:
         box = self.boxes[node]
@@ -184,8 +178,6 @@ class FaultHub(Hub):
 
     def _respawn(self, spec: AgentSpec, now: float) -> None:
         box = self._box(spec.agent_id)
-        if box.node is not None:
-            return  # overlapping kills: the first heal already brought it back
         assert self.plan is not None
         agent = Agent(
             spec.agent_id, COORD, self.plan.settings, spec.capabilities, spec.subscriptions
@@ -194,7 +186,6 @@ class FaultHub(Hub):
         lives = self.lives_of(spec.agent_id)
         handled, results = remembered(ops, (c for life in lives for c in life.completions))
         agent.recall(handled, results)
-        self.down_until[spec.agent_id] = now
         box.node = agent
         agent.start(now)
         box.flush()
@@ -217,21 +208,16 @@ class FaultHub(Hub):
 
 
 async def run_faults(hub: FaultHub, plan: Plan) -> None:
-    """Inject and heal every fault of the plan at its time."""
+    """Inject and heal every fault of the plan at its time (``protocol.faults.timeline``)."""
     spec_of = {spec.agent_id: spec for spec in plan.agents}
-    steps: list[tuple[float, int, bool, Fault]] = []
-    for fault in plan.faults:
-        steps.append((fault.at, fault.fault_id, True, fault))
-        steps.append((fault.end, fault.fault_id, False, fault))
-    steps.sort(key=lambda step: (step[0], step[2], step[1]))  # heal before inject, as sim
-    for at, _, injecting, fault in steps:
-        wait = at - hub.clock.now()
+    for step in timeline(plan.faults):
+        wait = step.at - hub.clock.now()
         if wait > 0:
             await asyncio.sleep(wait)
-        if injecting:
-            hub.inject(fault)
+        if step.inject:
+            hub.inject(step.fault)
         else:
-            hub.heal(fault, spec_of)
+            hub.heal(step.fault, spec_of)
 
 
 def collect(hub: FaultHub, agents: list[Agent], result: DriverResult) -> None:

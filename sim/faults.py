@@ -12,12 +12,11 @@ tcp driver, on the simulated clock:
 - **Links.** A message between an agent and the coordinator (either way) is
   checked when it reaches the far end: on a link that is down (the agent
   was killed, or its link broke in a coordinator crash and it has not
-  reconnected yet) it is dropped; under a ``PARTITION`` it is dropped; under
-  ``LINK_LOSS`` it is dropped with probability ``fault.loss``, drawn from
-  ``random.Random(f"{plan.seed}:loss")`` so the engine's stream of draws is
-  unchanged; under ``LINK_DELAY`` it arrives ``fault.delay`` later (the
-  faults of a link are applied in the order they were injected, delays add
-  up). Probes are not on an agent's link.
+  reconnected yet) it is dropped; otherwise the link faults in effect decide
+  (``Target.link``: a partition drops it, the combined loss drops it with one
+  draw from ``random.Random(f"{plan.seed}:loss")``, so the engine's stream of
+  draws is unchanged, and the delays add up). Probes are not on an agent's
+  link.
 - **KILL_AGENT.** The agent's life ends at ``fault.at``: what reaches it is
   dropped, its timers stop, what it had queued is lost, and the
   coordinator's ``link_closed`` runs at once (as a job free of service
@@ -49,22 +48,17 @@ tcp driver, on the simulated clock:
   model does not charge the SQLite commit: persistence costs no simulated
   time.
 
-Overlaps: a kill of an agent that is already down cancels a restart under
-way and otherwise does nothing; each kill's end restarts the agent if it is
-down and no restart is under way (a crash of a crashed coordinator works
-the same way). A pause of a dead agent does nothing; a kill ends the
-agent's pauses. At one instant, faults that end are healed before faults
-that start are injected. A job a node had taken before a fault hit it
+Overlaps, and which ops are issued, follow ``protocol.faults`` (each agent and
+the coordinator has a ``Target``): pauses nest, a kill ends pauses, a kill
+during a restart cancels it, link faults combine, and an op is issued, held
+or never issued as ``Target.fate`` says. Held ops are issued when the last
+pause ends or the new life is live, late (as the real new process issues
+every op from ``fault.end`` on). A job a node had taken before a fault hit it
 completes, except on a killed agent: the records its unfinished jobs left
 (dated after the kill) are dropped, and what a node sends after it died is
-lost with its link.
-
-Ops whose origin is dead at the op's ``at`` are never issued; ops due after
-the supervisor began restarting it are issued, late, once the new life is
-live (as the real new process issues every op from ``fault.end`` on). The
-driver is told about each never-issued op (``lost_op``) so that it does not
-wait for its completions, and likewise about a probe dropped at a dead
-coordinator (``lost_probe``).
+lost with its link. The driver is told about each never-issued op
+(``lost_op``) so that it does not wait for its completions, and likewise
+about a probe dropped at a dead coordinator (``lost_probe``).
 
 Events: ``NodeEvent(at, "injected", node)`` per affected agent (``node`` is
 ``"coordinator"`` for a crash) and ``NodeEvent(heal, "healed", node)``, with
@@ -78,7 +72,6 @@ Everything is deterministic: fault actions are scheduled at exact times
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -89,6 +82,7 @@ from simpy.events import NORMAL
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
+from protocol.faults import Effect, Fate, Target, timeline
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Probe, StatusRequest
@@ -115,29 +109,14 @@ def durable_coordinator(plan: Plan) -> bool:
 
 @dataclass(slots=True, eq=False)
 class AgentState:
-    """What the faults have done to one agent."""
+    """One agent under faults: the rules' view (``target``) and the model's."""
 
     node: SimNode
     spec: AgentSpec
-    dead: bool = False
-    restarting: bool = False
-    restart_at: float = math.inf  # when the supervisor started its new process
-    life: int = 0  # bumped by every kill: stale restarts and reconnects see it changed
+    target: Target
     link_up: bool = True
-    paused: set[int] = field(default_factory=set)  # the pauses on it, by fault id
     held: list[Held] = field(default_factory=list)  # what waits for the pause to end
-    links: list[Fault] = field(default_factory=list)  # its link faults, in injection order
-    down: list[list[float]] = field(default_factory=list)  # [died, live again] spans
     lives: list[Agent] = field(default_factory=list)  # its earlier lives
-
-    def down_at(self, when: float) -> bool:
-        """True when the agent was dead (or restarting) at ``when``."""
-        for died, back in reversed(self.down):
-            if died <= when < back:
-                return True
-            if back <= when:
-                return False
-        return False
 
 
 class FaultInjector:
@@ -172,13 +151,11 @@ class FaultInjector:
         self.events: list[NodeEvent] = []
         self.restarts: list[StoreSnapshot] = []
         self.states = {
-            node.node_id: AgentState(node, spec)
+            node.node_id: AgentState(node, spec, Target(node.node_id))
             for node, spec in zip(agents, plan.agents, strict=True)
         }
-        self.loss = random.Random(f"{plan.seed}:loss")
-        self.coordinator_down = False
-        self.coordinator_restarting = False
-        self.coordinator_life = 0
+        self.loss = random.Random(f"{plan.seed}:loss").random
+        self.crashes = Target(COORDINATOR_NODE)
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.unissued = 0
         self._ops: dict[int, Operation] | None = None
@@ -204,13 +181,8 @@ class FaultInjector:
         self.engine._timer_cb = (self._timer,)
 
     def _schedule_faults(self) -> None:
-        steps: list[tuple[float, int, int, Fault]] = []
-        for fault in self.plan.faults:
-            steps.append((fault.at, 1, fault.fault_id, fault))
-            steps.append((fault.end, 0, fault.fault_id, fault))
-        steps.sort(key=lambda step: step[:3])  # at one instant: heals first, then injections
-        for when, starting, _, fault in steps:
-            self.at(when, partial(self._inject if starting else self._heal, fault))
+        for step in timeline(self.plan.faults):
+            self.at(step.at, partial(self._inject if step.inject else self._heal, step.fault))
 
     def close(self) -> None:
         """Drop the references back to the engine and the nodes."""
@@ -226,15 +198,13 @@ class FaultInjector:
         """Issue ``op`` on its origin, unless the origin was down at ``op.at`` (never
         issued) or is paused (issued when the pause ends)."""
         state = self.states[op.origin]
-        if state.restarting and op.at >= state.restart_at:
-            held = partial(self.engine.issue, node, op, False)
-            state.held.append((held, op))  # once it is live
-        elif state.dead or state.down_at(op.at):
-            self._unissued(op)
-        elif state.paused:
+        fate = state.target.fate(op.at)
+        if fate == Fate.ISSUE:
+            self.engine.issue(node, op)
+        elif fate == Fate.HOLD:  # issued when the pause ends or the new life is live
             state.held.append((partial(self.engine.issue, node, op, False), op))
         else:
-            self.engine.issue(node, op)
+            self._unissued(op)
 
     def _unissued(self, op: Operation) -> None:
         self.unissued += 1
@@ -250,15 +220,15 @@ class FaultInjector:
 
     def _agent_after_link(self, event: Arrival) -> None:
         state = self.states[event.node.node_id]
-        if state.dead:
+        if state.target.dead:
             self.dropped["node down"] += 1
-        elif state.paused:
+        elif state.target.paused:
             state.held.append((partial(self._arrive_agent, event), None))
         else:
             self._arrive_agent(event)
 
     def _to_coordinator(self, event: Arrival) -> None:
-        if self.coordinator_down:
+        if self.crashes.dead:
             self._lost_at_coordinator(event)
             return
         state = self.states.get(event.src)
@@ -267,7 +237,7 @@ class FaultInjector:
         self._arrive_coordinator(event)
 
     def _coordinator_after_link(self, event: Arrival) -> None:
-        if self.coordinator_down:
+        if self.crashes.dead:
             self._lost_at_coordinator(event)
         else:
             self._arrive_coordinator(event)
@@ -283,17 +253,13 @@ class FaultInjector:
         if not state.link_up:
             self.dropped["link down"] += 1
             return False
-        if not state.links:
+        condition = state.target.link()
+        if condition.clear:
             return True
-        delay = 0.0
-        for fault in state.links:
-            if fault.kind == FaultKind.PARTITION:
-                self.dropped["partition"] += 1
-                return False
-            if fault.kind == FaultKind.LINK_LOSS and self.loss.random() < fault.loss:
-                self.dropped["loss"] += 1
-                return False
-            delay += fault.delay
+        delay = condition.passes(self.loss)
+        if delay is None:
+            self.dropped["partition" if condition.partitioned else "loss"] += 1
+            return False
         if delay > 0.0:
             late = Arrival(after, event.node, event.src, event.msg)
             self.env.schedule(late, NORMAL, delay)
@@ -303,11 +269,11 @@ class FaultInjector:
     def _timer(self, event: TimerDue) -> None:
         node = event.node
         if node is self.coordinator:
-            if self.coordinator_down:
+            if self.crashes.dead:
                 return
         else:
             state = self.states.get(node.node_id)
-            if state is not None and (state.dead or state.paused):
+            if state is not None and not state.target.alive:
                 return  # a paused node's timer is re-armed when it resumes
         self._on_timer(event)
 
@@ -333,45 +299,37 @@ class FaultInjector:
     def _inject(self, fault: Fault) -> None:
         if fault.kind == FaultKind.CRASH_COORDINATOR:
             self.events.append(NodeEvent(fault.at, "injected", COORDINATOR_NODE))
-            self._crash()
+            if self.crashes.inject(fault, fault.at) == Effect.KILL:
+                self._crash()
             return
         for agent_id in fault.agents:
             self.events.append(NodeEvent(fault.at, "injected", agent_id))
             state = self.states[agent_id]
-            if fault.kind == FaultKind.KILL_AGENT:
+            effect = state.target.inject(fault, fault.at)
+            if effect == Effect.KILL:
                 self._kill(state, fault.at)
-            elif fault.kind == FaultKind.PAUSE_AGENT:
-                if not state.dead:
-                    state.paused.add(fault.fault_id)
-            else:
-                state.links.append(fault)
+            elif effect == Effect.CANCEL_RESTART:  # the process being started dies too
+                self._drop_held(state)
 
     def _heal(self, fault: Fault) -> None:
         if fault.kind == FaultKind.CRASH_COORDINATOR:
             live = fault.end + self.coordinator_restart
-            if self.coordinator_down and not self.coordinator_restarting:
-                self.coordinator_restarting = True
-                self.at(live, partial(self._coordinator_live, self.coordinator_life, live))
+            if self.crashes.heal(fault, fault.end) == Effect.RESTART:
+                self.at(live, partial(self._coordinator_live, self.crashes.life, live))
             self.at(live, partial(self._healed, live, COORDINATOR_NODE))
             return
         for agent_id in fault.agents:
             state = self.states[agent_id]
+            effect = state.target.heal(fault, fault.end)
             if fault.kind == FaultKind.KILL_AGENT:
                 live = fault.end + self.agent_restart
-                if state.dead and not state.restarting:
-                    state.restarting = True
-                    state.restart_at = fault.end
-                    self.at(live, partial(self._agent_live, state, state.life, live))
+                if effect == Effect.RESTART:
+                    self.at(live, partial(self._agent_live, state, state.target.life, live))
                 self.at(live, partial(self._healed, live, agent_id))
                 continue
             self._healed(fault.end, agent_id)
-            if fault.kind == FaultKind.PAUSE_AGENT:
-                if fault.fault_id in state.paused:
-                    state.paused.discard(fault.fault_id)
-                    if not state.paused:
-                        self._resume(state)
-            else:
-                state.links.remove(fault)
+            if effect == Effect.RESUME:
+                self._resume(state)
 
     def _healed(self, at: float, node: str) -> None:
         self.events.append(NodeEvent(at, "healed", node))
@@ -379,31 +337,21 @@ class FaultInjector:
     # --- agents -----------------------------------------------------------------------
 
     def _kill(self, state: AgentState, at: float) -> None:
-        if state.dead:
-            if state.restarting:  # the process being started dies too, with its due ops
-                state.restarting = False
-                state.restart_at = math.inf
-                state.life += 1
-                for _, op in state.held:
-                    if op is not None:
-                        self._unissued(op)
-                state.held.clear()
-            return
         node = state.node
-        state.dead = True
-        state.life += 1
-        state.paused.clear()
+        self._drop_held(state)
+        node.armed = None
+        self._unfinished(node.core, at)  # type: ignore[arg-type]
+        linked, state.link_up = state.link_up, False
+        if linked and not self.crashes.dead:
+            coordinator: Coordinator = self.coordinator.core  # type: ignore[assignment]
+            self.engine.serve(self.coordinator, partial(coordinator.link_closed, node.node_id))
+
+    def _drop_held(self, state: AgentState) -> None:
+        """What waited on the agent dies with it: its held ops are never issued."""
         for _, op in state.held:
             if op is not None:
                 self._unissued(op)
         state.held.clear()
-        state.down.append([at, math.inf])
-        node.armed = None
-        self._unfinished(node.core, at)  # type: ignore[arg-type]
-        linked, state.link_up = state.link_up, False
-        if linked and not self.coordinator_down:
-            coordinator: Coordinator = self.coordinator.core  # type: ignore[assignment]
-            self.engine.serve(self.coordinator, partial(coordinator.link_closed, node.node_id))
 
     def _unfinished(self, agent: Agent, now: float) -> None:
         """Forget what the dying agent had not finished by ``now``.
@@ -426,11 +374,8 @@ class FaultInjector:
 
     def _agent_live(self, state: AgentState, life: int, live: float) -> None:
         """The restarted agent is live: a fresh ``Agent`` that recalls its earlier lives."""
-        if state.life != life or not state.dead:
-            return
-        state.dead = state.restarting = False
-        state.down[-1][1] = state.restart_at  # ops from the restart on are issued, late
-        state.restart_at = math.inf
+        if not state.target.live(life):
+            return  # killed again while it started
         node, spec = state.node, state.spec
         state.lives.append(node.core)  # type: ignore[arg-type]
         agent = Agent(
@@ -443,31 +388,31 @@ class FaultInjector:
         lives = state.lives
         agent.recall(*remembered(self._op_index(), (c for life in lives for c in life.completions)))
         node.core = agent
-        self._attempt(state, state.life, next_reconnect_wait(self.settings))
+        self._attempt(state, state.target.life, next_reconnect_wait(self.settings))
         held, state.held = state.held, []
         for action, _ in held:  # ops due since the restart began, as the new process issues them
             action()
 
     def _link_lost(self, state: AgentState) -> None:
         """The agent's link to the coordinator broke: reconnect with backoff."""
-        if state.dead or not state.link_up:
+        if state.target.dead or not state.link_up:
             return
-        if state.paused:
+        if state.target.paused:
             state.held.append((partial(self._link_lost, state), None))
             return
         state.link_up = False
         wait = next_reconnect_wait(self.settings)
         following = next_reconnect_wait(self.settings, wait)
-        self.at(self.env.now + wait, partial(self._attempt, state, state.life, following))
+        self.at(self.env.now + wait, partial(self._attempt, state, state.target.life, following))
 
     def _attempt(self, state: AgentState, life: int, backoff: float) -> None:
         """Try to connect; on failure try again ``backoff`` later (doubling, capped)."""
-        if state.life != life or state.dead or state.link_up:
+        if state.target.life != life or state.target.dead or state.link_up:
             return
-        if state.paused:
+        if state.target.paused:
             state.held.append((partial(self._attempt, state, life, backoff), None))
             return
-        if not self.coordinator_down:
+        if not self.crashes.dead:
             state.link_up = True
             self.engine.start_agent(state.node)
             return
@@ -486,13 +431,6 @@ class FaultInjector:
     # --- the coordinator ---------------------------------------------------------------
 
     def _crash(self) -> None:
-        if self.coordinator_down:
-            if self.coordinator_restarting:
-                self.coordinator_restarting = False
-                self.coordinator_life += 1
-            return
-        self.coordinator_down = True
-        self.coordinator_life += 1
         self.coordinator.armed = None
         core: Coordinator = self.coordinator.core  # type: ignore[assignment]
         self.events.extend(core.take_events())
@@ -501,8 +439,8 @@ class FaultInjector:
 
     def _coordinator_live(self, life: int, live: float) -> None:
         """A new coordinator, restored from what the old one persisted."""
-        if life != self.coordinator_life or not self.coordinator_down:
-            return
+        if not self.crashes.live(life):
+            return  # crashed again while it started
         store = MemoryStore()
         store.load(list(self.rows.values()))
         coordinator = Coordinator(
@@ -515,7 +453,6 @@ class FaultInjector:
         self.restarts.append(StoreSnapshot(live, entries))
         self.coordinator.core = coordinator
         self.coordinator.armed = None
-        self.coordinator_down = self.coordinator_restarting = False
 
     # --- the result --------------------------------------------------------------------
 
@@ -538,7 +475,7 @@ class FaultInjector:
                 result.accepted.extend(agent.accepted)
                 result.shed.extend(agent.shed)
                 result.write_acks.extend(ack for ack in agent.write_acks if ack.at <= limit)
-        if not self.coordinator_down:
+        if not self.crashes.dead:
             core: Coordinator = self.coordinator.core  # type: ignore[assignment]
             self.events.extend(core.take_events())
         result.events.extend(sorted(self.events, key=_event_time))
