@@ -22,11 +22,22 @@ on any machine, with nothing taken from local files:
   scenario) and ``real`` (``repetitions``: each run's ``Summary.figures()``
   and ``notes``; null for a sim-only scenario).
 
-``read_baseline`` checks every field and raises ``BaselineError`` (a
+``read_baseline`` checks every field against pydantic models of the file
+(``_BaselineFile`` and its parts; strict: no numbers as text, no true or
+false as a number, no 2.0 as a count; keys it does not know are ignored),
+turns them into the dataclasses below, and raises ``BaselineError`` (a
 ``ScenarioError``, so the CLI prints ``<file>: <field>: <expected>`` and
-exits 2); ``write_baseline`` writes indented, key-sorted JSON. The embedded
-scenario and calibration are parsed when the file is read, so a damaged one
-is reported before anything runs.
+exits 2) with one line per problem, each translated to plain English by
+``harness.scenario_errors.from_validation`` (``scenarios[0].sim.figures.p95_ms:
+expected a number or null, got 'fast'``). ``format`` and ``version`` are
+checked first and alone, so a file of another kind or version gives one
+line, not one per field. The rules that span fields are validators of the
+models: ``checks`` name known figures (``known_checks``, passed as
+validation context), a sim part needs its calibration, every real run has
+each checked figure and there are ``repetitions`` of them.
+``write_baseline`` writes indented, key-sorted JSON. The embedded scenario
+and calibration are parsed when the file is read, so a damaged one is
+reported before anything runs.
 """
 
 from __future__ import annotations
@@ -35,19 +46,30 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from harness.machine import SPEED_KEYS, describe_machine, git_commit, git_dirty
 from harness.metrics import Figure
 from harness.scenario import Scenario, parse_scenario
-from harness.scenario_errors import ScenarioError, got
+from harness.scenario_errors import ScenarioError, Vocabulary, from_validation, got, problem
 from sim.calibration import Calibration
 
 KIND = "swarmtwin-baseline"
 VERSION = 1
 WALL_CLOCK_FIGURES: tuple[str, ...] = ("wall_seconds",)
+FileT = TypeVar("FileT", bound=BaseModel)
 
 
 class BaselineError(ScenarioError):
@@ -185,58 +207,145 @@ def write_baseline(path: Path, baseline: Baseline) -> Path:
 # --------------------------------------------------------------------------- reading
 
 
-class _Reader:
-    """Typed access to a parsed JSON document; every failure names the field."""
+class _FileModel(BaseModel):
+    """A part of the baseline file: strict types, unknown keys ignored (as before)."""
 
-    def __init__(self, file: str) -> None:
-        self.file = file
+    model_config = ConfigDict(strict=True, extra="ignore")
 
-    def fail(self, at: str, expected: str) -> BaselineError:
-        return BaselineError(self.file, at, expected)
 
-    def mapping(self, data: Any, at: str) -> Mapping[str, Any]:
-        if not isinstance(data, dict):
-            raise self.fail(at, f"expected a mapping, got {got(data)}")
-        return data
+def _figure(value: Any) -> Figure:
+    """A figure: a number (not true or false) or null, kept as int or float."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if value is not None and not number:
+        raise problem(f"expected a number or null, got {got(value)}")
+    return value  # type: ignore[no-any-return]
 
-    def get(self, data: Mapping[str, Any], key: str, at: str) -> Any:
-        if key not in data:
-            raise self.fail(_join(at, key), "required field is missing")
-        return data[key]
 
-    def text(self, data: Mapping[str, Any], key: str, at: str, optional: bool = False) -> Any:
-        value = self.get(data, key, at)
-        if value is None and optional:
-            return None
-        if not isinstance(value, str):
-            raise self.fail(_join(at, key), f"expected a string, got {got(value)}")
+def _flag(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise problem(f"expected true, false or null, got {got(value)}")
+    return value
+
+
+FigureValue = Annotated[Figure, PlainValidator(_figure)]
+Flag = Annotated[bool | None, PlainValidator(_flag)]
+
+
+class _HeaderFile(_FileModel):
+    """What is read first: a file of another kind or version fails here, alone."""
+
+    format: Literal["swarmtwin-baseline"]  # KIND (a Literal needs the text itself)
+    version: int
+
+    @field_validator("version")
+    @classmethod
+    def _this_version(cls, value: int) -> int:
+        if value != VERSION:
+            raise problem(f"expected {VERSION} (the format this swarmtwin reads), got {value}")
         return value
 
-    def integer(self, data: Mapping[str, Any], key: str, at: str, minimum: int = 0) -> int:
-        value = self.get(data, key, at)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(
-                _join(at, key), f"expected a whole number >= {minimum}, got {got(value)}"
-            )
+
+class _MachineFile(_FileModel):
+    hostname: str
+    cpu_model: str
+    cores: int = Field(ge=0)
+    python: str
+    platform: str
+
+
+class _CalibrationFile(_FileModel):
+    source: str
+    warning: str | None
+    data: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _loads(self) -> Self:
+        try:
+            Calibration.from_dict(self.data, source=self.source)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise problem(f"expected a calibration (format 1): {exc!r}", "data") from None
+        return self
+
+
+class _RunFile(_FileModel):
+    """The sim's one run, or one real run: its figures and notes."""
+
+    figures: dict[str, FigureValue]
+    notes: list[str]
+
+
+class _RealFile(_FileModel):
+    repetitions: list[_RunFile]
+
+
+class _ScenarioFile(_FileModel):
+    name: str
+    source: str
+    scenario_yaml: str
+    checks: list[str]
+    calibration: _CalibrationFile | None
+    sim: _RunFile | None
+    real: _RealFile | None
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        known: Sequence[str] = (info.context or {}).get("known_checks", ())
+        for index, name in enumerate(value):
+            if known and name not in known:
+                raise problem(f"expected one of {', '.join(known)}, got {name!r}", f"[{index}]")
         return value
 
-    def strings(self, data: Mapping[str, Any], key: str, at: str) -> list[str]:
-        value = self.get(data, key, at)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(_join(at, key), f"expected a list of strings, got {got(value)}")
-        return value
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.sim is None and self.real is None:
+            raise problem("expected sim or real figures (both are null)")
+        if self.sim is not None and self.calibration is None:
+            raise problem("expected the calibration the sim ran with", "calibration")
+        for index, run in enumerate(self.real.repetitions if self.real else []):
+            for name in self.checks:
+                value = run.figures.get(name)
+                if value is None:
+                    expected = f"expected a number for the checked figure {name!r}"
+                    at = f"real.repetitions[{index}].figures.{name}"
+                    raise problem(f"{expected}, got {got(value)}", at)
+        return self
 
-    def figures(self, data: Any, at: str) -> dict[str, Figure]:
-        figures = self.mapping(data, at)
-        for name, value in figures.items():
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if value is not None and not number:
-                raise self.fail(_join(at, name), f"expected a number or null, got {got(value)}")
-        return dict(figures)
+
+class _BaselineFile(_HeaderFile):
+    name: str
+    created: str
+    command: str
+    git_commit: str | None
+    git_dirty: Flag
+    machine: _MachineFile
+    sources: list[str]
+    repetitions: int = Field(ge=0)
+    scenarios: list[_ScenarioFile] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _all_runs(self) -> Self:
+        for index, entry in enumerate(self.scenarios):
+            runs = None if entry.real is None else len(entry.real.repetitions)
+            if runs is not None and runs != self.repetitions:
+                expected = f"expected a list of {self.repetitions} runs (the file's repetitions)"
+                raise problem(f"{expected}, got {runs}", f"scenarios[{index}].real.repetitions")
+        return self
 
 
-def _join(at: str, key: str) -> str:
-    return f"{at}.{key}" if at else key
+_VOCABULARY = Vocabulary(_BaselineFile, stream_kinds=(), arrivals=(), pattern_words={})
+
+
+def _validated(model: type[FileT], data: Any, file: str, known_checks: Sequence[str]) -> FileT:
+    """``model`` from ``data``; every problem pydantic finds as one ``BaselineError``."""
+    try:
+        return model.model_validate(data, context={"known_checks": tuple(known_checks)})
+    except ValidationError as err:
+        problems = [
+            (field or "(file)", expected)
+            for field, expected in from_validation(file, err, _VOCABULARY).problems
+        ]
+        raise BaselineError.from_problems(file, problems) from None
 
 
 def read_baseline(path: Path | str, known_checks: Sequence[str] = ()) -> Baseline:
@@ -245,133 +354,51 @@ def read_baseline(path: Path | str, known_checks: Sequence[str] = ()) -> Baselin
     ``known_checks`` lists the figures a ``checks`` entry may name (all, if empty).
     """
     file = str(path)
-    reader = _Reader(file)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise reader.fail("(file)", "file not found") from None
+        raise BaselineError(file, "(file)", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise reader.fail("(file)", f"cannot read the file: {exc}") from None
+        raise BaselineError(file, "(file)", f"cannot read the file: {exc}") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise reader.fail("(json)", f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    data = reader.mapping(raw, "(file)")
-    if data.get("format") != KIND:
-        raise reader.fail("format", f"expected {KIND!r}, got {got(data.get('format'))}")
-    version = reader.integer(data, "version", "")
-    if version != VERSION:
-        raise reader.fail(
-            "version", f"expected {VERSION} (the format this swarmtwin reads), got {version}"
-        )
-    machine = reader.mapping(reader.get(data, "machine", ""), "machine")
-    dirty = reader.get(data, "git_dirty", "")
-    if dirty is not None and not isinstance(dirty, bool):
-        raise reader.fail("git_dirty", f"expected true, false or null, got {got(dirty)}")
-    repetitions = reader.integer(data, "repetitions", "", minimum=0)
-    entries = reader.get(data, "scenarios", "")
-    if not isinstance(entries, list) or not entries:
-        raise reader.fail("scenarios", f"expected a non-empty list, got {got(entries)}")
-    scenarios = tuple(
-        _read_scenario(reader, entry, f"scenarios[{i}]", repetitions, known_checks)
-        for i, entry in enumerate(entries)
+        expected = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise BaselineError(file, "(json)", expected) from None
+    _validated(_HeaderFile, raw, file, known_checks)  # another kind or version: stop here
+    data = _validated(_BaselineFile, raw, file, known_checks)
+    baseline = Baseline(
+        name=data.name,
+        created=data.created,
+        command=data.command,
+        git_commit=data.git_commit,
+        git_dirty=data.git_dirty,
+        machine=Machine(**data.machine.model_dump()),
+        sources=tuple(data.sources),
+        repetitions=data.repetitions,
+        scenarios=tuple(_scenario(entry) for entry in data.scenarios),
+        version=data.version,
     )
-    return Baseline(
-        name=reader.text(data, "name", ""),
-        created=reader.text(data, "created", ""),
-        command=reader.text(data, "command", ""),
-        git_commit=reader.text(data, "git_commit", "", optional=True),
-        git_dirty=dirty,
-        machine=Machine(
-            hostname=reader.text(machine, "hostname", "machine"),
-            cpu_model=reader.text(machine, "cpu_model", "machine"),
-            cores=reader.integer(machine, "cores", "machine"),
-            python=reader.text(machine, "python", "machine"),
-            platform=reader.text(machine, "platform", "machine"),
-        ),
-        sources=tuple(reader.strings(data, "sources", "")),
-        repetitions=repetitions,
-        scenarios=scenarios,
-        version=version,
-    )
+    for index, entry in enumerate(baseline.scenarios):  # a damaged scenario fails now, not mid-run
+        entry.scenario(file, f"scenarios[{index}].scenario_yaml")
+    return baseline
 
 
-def _read_scenario(
-    reader: _Reader, raw: Any, at: str, repetitions: int, known_checks: Sequence[str]
-) -> ScenarioBaseline:
-    data = reader.mapping(raw, at)
-    checks = reader.strings(data, "checks", at)
-    for index, name in enumerate(checks):
-        if known_checks and name not in known_checks:
-            expected = f"expected one of {', '.join(known_checks)}, got {name!r}"
-            raise reader.fail(f"{at}.checks[{index}]", expected)
-    calibration = _read_calibration(
-        reader, reader.get(data, "calibration", at), f"{at}.calibration"
+def _scenario(entry: _ScenarioFile) -> ScenarioBaseline:
+    calibration = entry.calibration
+    return ScenarioBaseline(
+        name=entry.name,
+        source=entry.source,
+        scenario_yaml=entry.scenario_yaml,
+        checks=tuple(entry.checks),
+        calibration=None
+        if calibration is None
+        else EmbeddedCalibration(calibration.source, calibration.warning, calibration.data),
+        sim=None if entry.sim is None else entry.sim.figures,
+        real=None if entry.real is None else [run.figures for run in entry.real.repetitions],
+        sim_notes=[] if entry.sim is None else entry.sim.notes,
+        real_notes=[] if entry.real is None else [run.notes for run in entry.real.repetitions],
     )
-    sim_data = reader.get(data, "sim", at)
-    sim, sim_notes = None, []
-    if sim_data is not None:
-        sim_map = reader.mapping(sim_data, f"{at}.sim")
-        sim = reader.figures(reader.get(sim_map, "figures", f"{at}.sim"), f"{at}.sim.figures")
-        sim_notes = reader.strings(sim_map, "notes", f"{at}.sim")
-        if calibration is None:
-            raise reader.fail(f"{at}.calibration", "expected the calibration the sim ran with")
-    real_data = reader.get(data, "real", at)
-    real: list[dict[str, Figure]] | None = None
-    real_notes: list[list[str]] = []
-    if real_data is not None:
-        runs_at = f"{at}.real.repetitions"
-        runs = reader.get(reader.mapping(real_data, f"{at}.real"), "repetitions", f"{at}.real")
-        if not isinstance(runs, list) or len(runs) != repetitions:
-            expected = f"expected a list of {repetitions} runs (the file's repetitions)"
-            raise reader.fail(runs_at, f"{expected}, got {got(runs)}")
-        real = []
-        for i, run in enumerate(runs):
-            run_map = reader.mapping(run, f"{runs_at}[{i}]")
-            figures = reader.figures(
-                reader.get(run_map, "figures", f"{runs_at}[{i}]"), f"{runs_at}[{i}].figures"
-            )
-            for name in checks:
-                value = figures.get(name)
-                if value is None:
-                    expected = (
-                        f"expected a number for the checked figure {name!r}, got {got(value)}"
-                    )
-                    raise reader.fail(f"{runs_at}[{i}].figures.{name}", expected)
-            real.append(figures)
-            real_notes.append(reader.strings(run_map, "notes", f"{runs_at}[{i}]"))
-    if sim is None and real is None:
-        raise reader.fail(at, "expected sim or real figures (both are null)")
-    entry = ScenarioBaseline(
-        name=reader.text(data, "name", at),
-        source=reader.text(data, "source", at),
-        scenario_yaml=reader.text(data, "scenario_yaml", at),
-        checks=tuple(checks),
-        calibration=calibration,
-        sim=sim,
-        real=real,
-        sim_notes=sim_notes,
-        real_notes=real_notes,
-    )
-    entry.scenario(reader.file, f"{at}.scenario_yaml")  # a damaged scenario fails now, not mid-run
-    return entry
-
-
-def _read_calibration(reader: _Reader, raw: Any, at: str) -> EmbeddedCalibration | None:
-    if raw is None:
-        return None
-    data = reader.mapping(raw, at)
-    warning = reader.text(data, "warning", at, optional=True)
-    embedded = EmbeddedCalibration(
-        reader.text(data, "source", at),
-        warning,
-        dict(reader.mapping(reader.get(data, "data", at), f"{at}.data")),
-    )
-    try:
-        embedded.calibration()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise reader.fail(f"{at}.data", f"expected a calibration (format 1): {exc!r}") from None
-    return embedded
 
 
 # --------------------------------------------------------------------------- the machine

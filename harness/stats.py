@@ -1,25 +1,33 @@
 """Two-sample statistics for regression checks: Mann-Whitney U and a bootstrap ratio.
 
-Pure functions over plain sequences of floats; scipy is not a dependency,
-numpy is.
+Pure functions over plain sequences of floats, on numpy and ``scipy.stats``.
 
 ``mann_whitney_u(x, y, alternative)`` tests whether ``x`` tends to be larger
 (``"greater"``), smaller (``"less"``) or either (``"two-sided"``) than ``y``.
-The statistic is ``U = sum over pairs of [x_i > y_j] + 0.5 [x_i == y_j]``,
-computed from mid-ranks of the pooled sample (``U = R_x - n(n+1)/2``).
-Its p-value is:
+It is ``scipy.stats.mannwhitneyu(x, y, alternative=alternative,
+method=..., use_continuity=True)``; this module only chooses the method and
+refuses bad input. The statistic is scipy's ``U`` of ``x``,
+``U = sum over pairs of [x_i > y_j] + 0.5 [x_i == y_j]``, computed from
+mid-ranks of the pooled sample (``U = R_x - n(n+1)/2``). The method is:
 
-- **exact** when there are no ties and both samples have at most
-  ``EXACT_MAX`` values: under the null hypothesis every split of the ranks
-  is equally likely, and the number of splits giving each ``U`` comes from
-  the recursion ``c(n, m, u) = c(n-1, m, u-m) + c(n, m-1, u)`` (an ``x`` is
-  the largest value and beats all ``m`` values of ``y``, or a ``y`` is);
-- otherwise the **normal approximation** with the tie correction
-  ``var(U) = n m / 12 * ((N + 1) - sum(t^3 - t) / (N (N - 1)))`` (``t`` the
-  size of each group of tied values, ``N = n + m``) and a continuity
-  correction of 0.5. When every value is tied the variance is 0 and p is 1.
+- ``method="exact"`` when there are no ties and both samples have at most
+  ``EXACT_MAX`` values: the p-value comes from the exact null distribution
+  of ``U``, under which every split of the ranks is equally likely (scipy
+  applies no continuity correction to it). This is deliberately not scipy's
+  ``method="auto"``, which switches to the normal approximation as soon as
+  both samples have more than 8 values: with the 5 to 25 runs a regression
+  check compares, the exact p-value is cheap and is what the check has
+  always used;
+- otherwise ``method="asymptotic"``: the normal approximation with the tie
+  correction ``var(U) = n m / 12 * ((N + 1) - sum(t^3 - t) / (N (N - 1)))``
+  (``t`` the size of each group of tied values, ``N = n + m``) and, with
+  ``use_continuity=True``, a continuity correction of 0.5 toward the mean.
+  When every value is tied the variance is 0; p is then 1, decided here
+  before scipy is asked.
 
-The two-sided p-value is twice the smaller one-sided one, capped at 1.
+scipy's two-sided p-value is twice the upper tail of the larger of ``U`` and
+``n m - U``, capped at 1: the null distribution is symmetric, so that is
+twice the smaller one-sided p-value.
 
 ``bootstrap_ratio(new, base, seed=...)`` gives the ratio of medians
 ``median(new) / median(base)`` and a percentile bootstrap confidence
@@ -30,8 +38,12 @@ replacement (independently, from a ``numpy.random.Generator`` seeded with
 ratios. The same inputs and seed always give the same interval.
 
 ``smallest_p(n, m, alternative)`` is the smallest p-value the exact test can
-reach with samples of those sizes: with 3 against 3 values no one-sided
-result is below 0.05, so a check with that few repetitions could never fail.
+reach with samples of those sizes (``1 / C(n + m, n)`` one-sided, when every
+``x`` beats every ``y``): with 3 against 3 values no one-sided result is
+below 0.05, so a check with that few repetitions could never fail.
+``u_counts(n, m)`` counts the rank splits giving each ``U`` (the exact null
+distribution in whole numbers); the test does not use it, it is kept as an
+independent reference for scipy's exact p-values (``tests/test_stats_scipy.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ from functools import cache
 from typing import Literal
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 Alternative = Literal["two-sided", "less", "greater"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater")
@@ -56,7 +69,7 @@ class MannWhitney:
     u: float  # U of x: pairs where x beats y, ties counting one half
     p_value: float
     alternative: str
-    method: str  # "exact" or "normal"
+    method: str  # "exact" or "normal" (scipy's "exact" or "asymptotic")
     n_x: int
     n_y: int
 
@@ -75,31 +88,24 @@ class RatioInterval:
 
 def midranks(values: Sequence[float]) -> list[float]:
     """Ranks 1..N of ``values``, tied values sharing the mean of their ranks."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        rank = (start + end) / 2 + 1  # ranks start..end (0-based) -> mean, 1-based
-        for k in range(start, end + 1):
-            ranks[order[k]] = rank
-        start = end + 1
-    return ranks
+    ranks = scipy_stats.rankdata(np.asarray(values, dtype=float), method="average")
+    return [float(rank) for rank in ranks]
 
 
 def tie_sizes(values: Sequence[float]) -> list[int]:
-    """The size of every group of equal values (groups of one included)."""
-    counts: dict[float, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return list(counts.values())
+    """The size of every group of equal values (groups of one included), smallest value first."""
+    _, counts = np.unique(np.asarray(values, dtype=float), return_counts=True)
+    return [int(count) for count in counts]
 
 
 @cache
 def u_counts(n: int, m: int) -> tuple[int, ...]:
-    """How many of the ``C(n+m, n)`` rank splits give ``U = 0, 1, ..., n*m`` (no ties)."""
+    """How many of the ``C(n+m, n)`` rank splits give ``U = 0, 1, ..., n*m`` (no ties).
+
+    The recursion ``c(n, m, u) = c(n-1, m, u-m) + c(n, m-1, u)``: the largest
+    value is an ``x`` (it beats all ``m`` values of ``y``) or a ``y``. A
+    reference for tests; ``mann_whitney_u`` takes its p-values from scipy.
+    """
     if n == 0 or m == 0:
         return (1,)
     with_x_top = u_counts(n - 1, m)  # the largest value is an x: it beats all m y's
@@ -112,75 +118,53 @@ def u_counts(n: int, m: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
-def _exact_tails(u: float, n: int, m: int) -> tuple[float, float]:
-    """``P(U <= u)`` and ``P(U >= u)`` under the null hypothesis (``u`` an integer)."""
-    counts = u_counts(n, m)
-    total = math.comb(n + m, n)
-    k = int(u)
-    below = sum(counts[: k + 1])
-    above = sum(counts[k:])
-    return below / total, above / total
-
-
-def _normal_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
-
-
-def _normal_tails(u: float, n: int, m: int, ties: list[int]) -> tuple[float, float] | None:
-    """Continuity-corrected ``P(U <= u)`` and ``P(U >= u)``, or None if every value is tied."""
-    total = n + m
-    tie_term = sum(t**3 - t for t in ties) / (total * (total - 1))
-    variance = n * m / 12.0 * ((total + 1) - tie_term)
-    if variance <= 0:
-        return None
-    sigma = math.sqrt(variance)
-    mean = n * m / 2.0
-    below = 1.0 - _normal_sf((u - mean + 0.5) / sigma)
-    above = _normal_sf((u - mean - 0.5) / sigma)
-    return below, above
-
-
 def mann_whitney_u(
     x: Sequence[float],
     y: Sequence[float],
     alternative: Alternative = "two-sided",
     method: Literal["auto", "exact", "normal"] = "auto",
 ) -> MannWhitney:
-    """Mann-Whitney U test of ``x`` against ``y`` (see the module docstring).
+    """Mann-Whitney U test of ``x`` against ``y`` with scipy (see the module docstring).
 
     ``alternative="greater"`` asks whether ``x`` tends to be larger than
-    ``y``. ``method="exact"`` with tied values raises ``ValueError`` (the
-    exact distribution assumes none).
+    ``y``. ``method="auto"`` is this module's rule (exact when untied and at
+    most ``EXACT_MAX`` values each), not scipy's; ``"normal"`` is scipy's
+    ``"asymptotic"``. ``method="exact"`` with tied values raises
+    ``ValueError`` (the exact distribution assumes none; scipy would
+    silently truncate a half-integer ``U``).
     """
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, not {alternative!r}")
+    if method not in ("auto", "exact", "normal"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'normal', not {method!r}")
     n, m = len(x), len(y)
     if n == 0 or m == 0:
         raise ValueError("both samples need at least one value")
-    pooled = [float(v) for v in x] + [float(v) for v in y]
-    if any(math.isnan(v) for v in pooled):
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.isnan(xs).any() or np.isnan(ys).any():
         raise ValueError("samples must not contain NaN")
-    ranks = midranks(pooled)
-    u = math.fsum(ranks[:n]) - n * (n + 1) / 2.0
-    ties = tie_sizes(pooled)
+    ties = tie_sizes(np.concatenate([xs, ys]).tolist())
     tied = any(t > 1 for t in ties)
     if method == "exact" and tied:
         raise ValueError("the exact test needs samples without ties")
     exact = method == "exact" or (method == "auto" and not tied and max(n, m) <= EXACT_MAX)
-    if exact:
-        below, above = _exact_tails(u, n, m)
-    else:
-        tails = _normal_tails(u, n, m, ties)
-        if tails is None:  # every value equal: no evidence of a difference
-            return MannWhitney(u, 1.0, alternative, "normal", n, m)
-        below, above = tails
-    if alternative == "greater":
-        p = above
-    elif alternative == "less":
-        p = below
-    else:
-        p = 2.0 * min(below, above)
-    return MannWhitney(u, min(1.0, p), alternative, "exact" if exact else "normal", n, m)
+    if len(ties) == 1:  # every value equal: zero variance, no evidence of a difference
+        return MannWhitney(n * m / 2.0, 1.0, alternative, "normal", n, m)
+    result = scipy_stats.mannwhitneyu(
+        xs,
+        ys,
+        use_continuity=True,
+        alternative=alternative,
+        method="exact" if exact else "asymptotic",
+    )
+    return MannWhitney(
+        float(result.statistic),
+        float(result.pvalue),
+        alternative,
+        "exact" if exact else "normal",
+        n,
+        m,
+    )
 
 
 def smallest_p(n: int, m: int, alternative: Alternative = "greater") -> float:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.regress_baseline import read_baseline, write_baseline
+from harness.regress_baseline import BaselineError, read_baseline, write_baseline
 from harness.regress_decide import RULES, check_repetitions, compare_sim, decide, parse_min_effects
 from harness.regress_update import load_sources, make_baseline, plan_update
 from harness.scenario import ScenarioError
@@ -93,16 +93,63 @@ def _broken(tmp_path: Path, baseline: Path, change: object) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "field", "expected"),
     [
-        (lambda d: d["machine"].pop("cores"), "machine.cores"),
-        (lambda d: d.update(version=7), "version"),
-        (lambda d: d["scenarios"][0]["sim"]["figures"].update(p95_ms="fast"), "p95_ms"),
-        (lambda d: d["scenarios"][0].update(checks=["p42_ms"]), "scenarios[0].checks[0]"),
-        (lambda d: d["scenarios"][0]["calibration"].update(data={}), "calibration.data"),
+        (lambda d: d["machine"].pop("cores"), "machine.cores", "required field is missing"),
+        (lambda d: d["machine"].update(cores=2.5), "machine.cores", "expected an integer"),
+        (lambda d: d["machine"].update(cores=-1), "machine.cores", "expected a number >= 0"),
+        (lambda d: d.update(version=7), "version", "expected 1 (the format this swarmtwin reads)"),
+        (lambda d: d.update(version="1"), "version", "expected an integer, got '1'"),
+        (lambda d: d.update(format="other"), "format", "expected 'swarmtwin-baseline'"),
+        (lambda d: d.update(git_dirty="no"), "git_dirty", "expected true, false or null"),
+        (lambda d: d.update(sources=["a", 3]), "sources[1]", "expected a string, got 3"),
+        (lambda d: d.update(scenarios=[]), "scenarios", "expected at least 1 item"),
+        (lambda d: d.update(repetitions=True), "repetitions", "expected an integer, got true"),
+        (
+            lambda d: d["scenarios"][0]["sim"]["figures"].update(p95_ms="fast"),
+            "scenarios[0].sim.figures.p95_ms",
+            "expected a number or null, got 'fast'",
+        ),
+        (
+            lambda d: d["scenarios"][0]["sim"]["figures"].update(p95_ms=False),
+            "scenarios[0].sim.figures.p95_ms",
+            "expected a number or null, got false",
+        ),
+        (
+            lambda d: d["scenarios"][0].update(checks=["p42_ms"]),
+            "scenarios[0].checks[0]",
+            "expected one of deliveries_per_s, p95_ms, reliability, got 'p42_ms'",
+        ),
+        (
+            lambda d: d["scenarios"][0].update(calibration=None),
+            "scenarios[0].calibration",
+            "expected the calibration the sim ran with",
+        ),
+        (
+            lambda d: d["scenarios"][0]["calibration"].update(data={}),
+            "scenarios[0].calibration.data",
+            "expected a calibration (format 1)",
+        ),
+        (
+            lambda d: d["scenarios"][0]["calibration"].update(data=[]),
+            "scenarios[0].calibration.data",
+            "expected a mapping, got a list",
+        ),
+        (
+            lambda d: d["scenarios"][0].update(sim=None),
+            "scenarios[0]",
+            "expected sim or real figures (both are null)",
+        ),
+        (lambda d: d["scenarios"][0]["sim"].pop("notes"), "scenarios[0].sim.notes", "missing"),
         (
             lambda d: d["scenarios"][0].update(scenario_yaml="name: x\nworkload: []\n"),
             "scenarios[0].scenario_yaml",
+            "workload: expected at least 1 item(s), got 0",
+        ),
+        (
+            lambda d: d["scenarios"][0].update(scenario_yaml="a: [\n"),
+            "scenarios[0].scenario_yaml",
+            "expected a scenario in YAML",
         ),
     ],
 )
@@ -111,6 +158,7 @@ def test_bad_baseline_exits_2_naming_file_and_field(
     sim_baseline: Path,
     change: object,
     field: str,
+    expected: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     broken = _broken(tmp_path, sim_baseline, change)
@@ -118,7 +166,66 @@ def test_bad_baseline_exits_2_naming_file_and_field(
         read_baseline(broken, tuple(RULES))
     assert main(["regress", "--baseline", str(broken)]) == 2
     err = capsys.readouterr().err
-    assert str(broken) in err and field in err
+    assert str(broken) in err and field in err and expected in err
+
+
+def _real_only(baseline: Path, runs: int) -> dict:
+    """``baseline`` as JSON data, its scenario turned real-only with ``runs`` made-up runs."""
+    data = json.loads(baseline.read_text())
+    figures = {"p95_ms": 2.0, "deliveries_per_s": 800.0, "reliability": 1.0, "p50_ms": None}
+    entry = data["scenarios"][0]
+    entry.update(sim=None, calibration=None)
+    entry["real"] = {"repetitions": [{"figures": dict(figures), "notes": []} for _ in range(runs)]}
+    data["repetitions"] = runs
+    return data
+
+
+def test_real_runs_are_checked_against_the_file(tmp_path: Path, sim_baseline: Path) -> None:
+    data = _real_only(sim_baseline, 4)
+    good = _write(tmp_path, "good.json", json.dumps(data))
+    (entry,) = read_baseline(good, tuple(RULES)).scenarios
+    assert entry.real is not None and len(entry.real) == 4 and entry.sim is None
+    assert entry.real[0]["p50_ms"] is None  # an unchecked figure may be null
+    data["repetitions"] = 5
+    with pytest.raises(BaselineError) as short:
+        read_baseline(_write(tmp_path, "short.json", json.dumps(data)), tuple(RULES))
+    assert short.value.field == "scenarios[0].real.repetitions"
+    assert short.value.expected == "expected a list of 5 runs (the file's repetitions), got 4"
+    data["repetitions"] = 4
+    runs = data["scenarios"][0]["real"]["repetitions"]
+    runs[2] = {"figures": {**runs[2]["figures"], "p95_ms": None}, "notes": []}
+    with pytest.raises(BaselineError) as unchecked:
+        read_baseline(_write(tmp_path, "null.json", json.dumps(data)), tuple(RULES))
+    assert unchecked.value.field == "scenarios[0].real.repetitions[2].figures.p95_ms"
+    assert "expected a number for the checked figure 'p95_ms'" in unchecked.value.expected
+
+
+def test_every_problem_is_listed_but_a_wrong_version_alone(
+    tmp_path: Path, sim_baseline: Path
+) -> None:
+    def damage(data: dict) -> None:
+        data["machine"]["cores"] = "two"
+        data["sources"] = "one"
+
+    with pytest.raises(BaselineError) as both:
+        read_baseline(_broken(tmp_path, sim_baseline, damage), tuple(RULES))
+    assert [field for field, _ in both.value.problems] == ["machine.cores", "sources"]
+
+    def future(data: dict) -> None:
+        damage(data)
+        data["version"] = 2
+
+    with pytest.raises(BaselineError) as version:
+        read_baseline(_broken(tmp_path, sim_baseline, future), tuple(RULES))
+    assert version.value.problems == [
+        ("version", "expected 1 (the format this swarmtwin reads), got 2")
+    ]
+    with pytest.raises(BaselineError) as listed:
+        read_baseline(_write(tmp_path, "list.json", "[]"), tuple(RULES))
+    assert (listed.value.field, listed.value.expected) == (
+        "(file)",
+        "expected a mapping, got a list",
+    )
 
 
 def test_unreadable_baseline_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
