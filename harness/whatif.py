@@ -2,7 +2,8 @@
 
 ``python -m harness.whatif RUN_DIR [RUN_DIR ...]`` prints one Markdown row
 per run folder (as ``swarmtwin run`` writes them), read from its
-``scenario.yaml`` and the ``sim`` backend's figures in ``summary.json``:
+``scenario.yaml`` and the ``sim`` backend's figures in ``summary.json``
+(laid out by ``harness/templates/whatif.md.j2``, every cell escaped):
 
 - simulated seconds: from the agents' start (the registration lead before
   time 0, from the note ``agents started at -X s``) to the run's end;
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from harness.render_templates import render
 
 COLUMNS = (
     "scenario",
@@ -66,11 +69,13 @@ def whatif_row(run_dir: Path) -> dict[str, Any]:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as a Markdown table, numbers rounded for reading."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(name, row[name]) for name in COLUMNS) + " |")
-    return "\n".join(lines)
+    """The rows as a Markdown table, numbers rounded for reading, every cell escaped.
+
+    Laid out by ``harness/templates/whatif.md.j2``; no newline after the
+    last row (``print`` adds it).
+    """
+    cells = [[_cell(name, row[name]) for name in COLUMNS] for row in rows]
+    return render("whatif.md.j2", columns=COLUMNS, rows=cells).removesuffix("\n")
 
 
 def _cell(name: str, value: Any) -> str:

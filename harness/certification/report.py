@@ -5,9 +5,11 @@ the one source for all three formats: the level, the score and the machine
 first, then one row per test (figure, 95 % interval over the real
 repetitions, target, pass or fail, score, the model's prediction, how it was
 measured and the run folders it came from, as paths relative to the
-report), the security checks one by one, and the runs. ``write_report``
-draws the plots and writes ``report.json``, ``report.md`` and
-``report.html`` (``harness.certification.html``).
+report), the security checks one by one, and the runs. ``render_markdown``
+lays it out with ``harness/templates/certification.md.j2``, every text
+from the data escaped for Markdown (``harness.render_templates``).
+``write_report`` draws the plots and writes ``report.json``, ``report.md``
+and ``report.html`` (``harness.certification.html``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.certification.plots import draw_all
 from harness.machine import one_line
+from harness.render_templates import render
 
 if TYPE_CHECKING:
     from harness.certification.catalog import Measurement
@@ -130,34 +133,14 @@ def report_data(cert: Certification) -> dict[str, Any]:
 
 
 def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
-    lines = [
-        f"# Certification {data['id']}: **{data['level']}**, score {data['score']:.1f}",
-        "",
-        f"- suite: `{data['suite']['file']}` ({data['suite']['name']})",
-        f"- {data['passed']} of {data['total']} tests passed, "
-        f"{data['critical_passed']} of {data['critical_total']} critical",
-        f"- machine: {one_line(data['machine'])}; {data['machine']['platform']}",
-        f"- commit: {data['machine'].get('commit') or 'unknown'}"
-        + (" (with uncommitted changes)" if data["machine"].get("dirty") else ""),
-        f"- created {data['created']} by `{data['command']}`",
-        f"- every figure is the mean of {data['repetitions']} real repetitions, with its 95 % "
-        "confidence interval; the model ran each scenario once",
-        "",
-        "| test | critical | measured | 95 % interval | target | result | score | model predicts |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for t in data["tests"]:
-        lines.append(_markdown_row(t))
-    lines += ["", "## How each figure was measured", ""]
-    for t in data["tests"]:
-        runs = ", ".join(f"[{Path(r).name}]({r})" for r in t["runs"]) or "this report"
-        detail = f" {t['detail']}." if t["detail"] else ""
-        lines.append(f"- **{t['title']}**: {t['method']}{detail} Runs: {runs}.")
-    lines += _security_markdown(data["security"])
-    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
-    if data["warnings"]:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in data["warnings"]]
-    return "\n".join(lines) + "\n"
+    """``report.md``: ``harness/templates/certification.md.j2``, every cell escaped."""
+    return render(
+        "certification.md.j2",
+        data=data,
+        machine=one_line(data["machine"]),
+        rows=[_markdown_test(t) for t in data["tests"]],
+        plots=plots,
+    )
 
 
 def row_texts(t: dict[str, Any]) -> dict[str, str]:
@@ -176,41 +159,14 @@ def row_texts(t: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _markdown_row(t: dict[str, Any]) -> str:
-    text = row_texts(t)
-    result = "pass" if t["passed"] else "**FAIL**"
-    if t["borderline"]:
-        result += " (interval crosses the target)"
-    cells = (
-        t["title"],
-        text["critical"],
-        text["measured"],
-        text["ci"],
-        text["target"],
-        result,
-        text["score"],
-        text["model"],
-    )
-    return "| " + " | ".join(cells) + " |"
+def _markdown_test(t: dict[str, Any]) -> dict[str, Any]:
+    """A test with its figures as text and its runs as links (label: the run folder)."""
+    links = [{"href": run, "name": Path(run).name} for run in t["runs"]]
+    return {"test": t, "text": row_texts(t), "links": links}
 
 
 def number(value: float | str | None) -> float | None:
     return math.inf if value == "inf" else (None if value is None else float(value))
-
-
-def _security_markdown(security: dict[str, Any] | None) -> list[str]:
-    if security is None:
-        return ["", "## Security checks", "", "The security checks did not run."]
-    lines = [
-        "",
-        f"## Security checks (seed {security['seed']}, {security['fuzz_frames']} fuzzed frames)",
-        "",
-        "| check | result | what was measured |",
-        "|---|---|---|",
-    ]
-    for c in security["checks"]:
-        lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |")
-    return lines
 
 
 def write_report(cert: Certification) -> Path:
