@@ -31,14 +31,15 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
-from protocol.messages import Message, Probe, ProbeReply, StatusReply, StatusRequest
-from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
-from protocol.records import DriverResult, ProbeResult, ProcessUsage
-from protocol.status import StatusParts
+from protocol.messages import Message
+from protocol.nodes import COORDINATOR_ID as COORD
+from protocol.nodes import PROBER_ID as PROBER
+from protocol.plan import Operation, Plan
+from protocol.prober import Prober
+from protocol.records import DriverResult, ProcessUsage
 from protocol.workload import IssueLag, issue
 from protocol.workload import issue_due as issue_ops
 from real.clock import RunClock, new_event_loop
@@ -47,9 +48,6 @@ from real.slowdown import slow_coordinator
 from real.usage import CpuSpan, own_usage
 from real.workers import ISSUE_SLICE
 
-COORD = "coord"
-
-PROBER = "probe-0"
 Progress = Callable[[float], None]
 
 
@@ -119,9 +117,7 @@ class Hub:
         self.loop = loop
         self.clock = clock
         self.boxes: dict[str, Mailbox] = {}
-        self.probes: dict[int, ProbeResult] = {}
-        self.status: dict[str, Any] | None = None
-        self.status_parts = StatusParts(STATUS_REQUEST_ID)
+        self.prober: Prober | None = None  # build_hub gives it the plan's
         self.messages = 0
         self.lag = IssueLag()  # how late the replay issued ops
 
@@ -150,16 +146,11 @@ class Hub:
         return box
 
     def on_probe_replies(self, inbox: deque[tuple[str, Message]], now: float) -> None:
+        prober = self.prober
         while inbox:
             _, msg = inbox.popleft()
-            if isinstance(msg, ProbeReply):
-                sent = self.probes.get(msg.probe_id)
-                if sent is not None and sent.answered is None:
-                    self.probes[msg.probe_id] = sent._replace(answered=now)
-            elif isinstance(msg, StatusReply):
-                whole = self.status_parts.add(msg)
-                if whole is not None:
-                    self.status = whole
+            if prober is not None:
+                prober.receive(msg, now)
 
 
 def build_hub(
@@ -170,6 +161,7 @@ def build_hub(
     ``hub_class`` lets calibration substitute an instrumented hub.
     """
     hub = hub_class(loop, clock)
+    hub.prober = Prober(plan)
     hub.add(COORD, slow_coordinator(Coordinator(COORD, plan.settings)))  # test-only hook
     hub.add(PROBER, None)
     for spec in plan.agents:
@@ -241,30 +233,25 @@ async def replay(hub: Hub, plan: Plan) -> None:
 
 
 async def probe(hub: Hub, plan: Plan) -> None:
-    """Send an availability probe every ``probe_interval`` until the plan ends."""
-    probe_id = 0
-    clock = hub.clock
-    while True:
-        at = probe_id * plan.probe_interval
-        if at >= plan.duration:
-            return
+    """Send the prober's probes on its schedule until the plan ends."""
+    prober, clock = hub.prober, hub.clock
+    assert prober is not None
+    while (at := prober.next_probe_at()) is not None:
         wait = at - clock.now()
         if wait > 0:
             await asyncio.sleep(wait)
-        probe_id += 1
-        hub.probes[probe_id] = ProbeResult(probe_id, clock.now(), None)
-        hub.route(PROBER, [(COORD, Probe(probe_id))])
+        hub.route(PROBER, [(COORD, prober.probe(clock.now()))])
 
 
 async def ask_status(hub: Hub, plan: Plan) -> None:
     """At ``plan.status_at``, send the coordinator the run's one ``StatusRequest``."""
-    at = plan.status_at
-    if at is None:
+    prober = hub.prober
+    if prober is None or prober.status_at is None:
         return
-    wait = at - hub.clock.now()
+    wait = prober.status_at - hub.clock.now()
     if wait > 0:
         await asyncio.sleep(wait)
-    hub.route(PROBER, [(COORD, StatusRequest(STATUS_REQUEST_ID, plan.settings.token))])
+    hub.route(PROBER, [(COORD, prober.status_request())])
 
 
 def completed(hub: Hub) -> int:
@@ -345,8 +332,9 @@ async def replay_registered(
         result.accepted = [op_id for agent in agents for op_id in agent.accepted]
         result.shed = [op_id for agent in agents for op_id in agent.shed]
         result.write_acks = [ack for agent in agents for ack in agent.write_acks]
-    result.probes = sorted(hub.probes.values())
-    result.status = hub.status
+    if hub.prober is not None:
+        result.probes = list(hub.prober.results)
+        result.status = hub.prober.status
     result.end_time = hub.clock.now()
     queued = sum(agent.pending for agent in agents_of(hub))
     result.notes.append(f"messages routed: {hub.messages}")

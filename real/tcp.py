@@ -61,13 +61,12 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 from protocol.codec import MalformedFrame, encode_body
-from protocol.messages import Probe, ProbeReply, Reject, StatusReply, StatusRequest
-from protocol.plan import STATUS_REQUEST_ID, Plan
-from protocol.records import Completion, DriverResult, ProbeResult, WriteAck
-from protocol.status import StatusParts
+from protocol.nodes import PROBER_ID as PROBER
+from protocol.plan import Plan
+from protocol.prober import Prober as CoreProber
+from protocol.records import Completion, DriverResult, WriteAck
 from protocol.workload import split_memory_target
 from real.children import Child, ChildProcesses, ServerProcess
 from real.clock import RunClock, new_event_loop
@@ -81,7 +80,6 @@ from real.worker_process import WorkerResult, WorkerSpec
 from real.workers import REGISTER_TIMEOUT
 
 __all__ = ["ChildProcesses", "ServerProcess", "run_async", "run_plan", "worker_specs"]
-PROBER = "probe-0"
 START_LEAD = 0.2
 RESULT_TIMEOUT = 60.0
 PROGRESS_INTERVAL = 0.5
@@ -227,42 +225,34 @@ async def _result_of(child: Child) -> WorkerResult | None:
 
 
 class Prober:
-    """Sends ``Probe`` as node ``probe-0`` every interval; records when each is answered.
+    """Sends ``protocol.prober.Prober``'s probes and status request as node
+    ``probe-0`` over its own connection, and hands it the replies.
 
     A lost connection (a crashed coordinator) is reopened at the next probe;
     a probe that finds no coordinator, or goes out on a connection that turns
-    out dead, stays unanswered. At ``plan.status_at`` it also asks for the
-    coordinator's status once (``status``: the reply as ``status_dict``
-    gives it; ``status_refused``: the reason of a ``Reject``).
+    out dead, stays unanswered.
     """
 
     def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
         self.port = port
         self.plan = plan
         self.clock = clock
-        self.results: dict[int, ProbeResult] = {}
-        self.status: dict[str, Any] | None = None
-        self.status_parts = StatusParts(STATUS_REQUEST_ID)
-        self.status_asked = False
-        self.status_refused: str | None = None
+        self.core = CoreProber(plan)
         self.link: FramedLink | None = None
         self._readers: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Probe from run time 0 until the plan's duration; ask for the status in
-        between, at ``plan.status_at``."""
-        plan = self.plan
-        status_at = plan.status_at
-        probe_id = 0
+        between, at ``plan.status_at`` (before a probe due at the same time)."""
+        core = self.core
+        status_at = core.status_at
         try:
-            while probe_id * plan.probe_interval < plan.duration:
-                at = probe_id * plan.probe_interval
+            while (at := core.next_probe_at()) is not None:
                 if status_at is not None and status_at <= at:
                     await self._ask_status(status_at)
                     status_at = None
                 await self._sleep_until(at)
-                probe_id += 1
-                await self._send(probe_id)
+                await self._deliver(encode_body(core.probe(self.clock.now())))
             if status_at is not None:
                 await self._ask_status(status_at)
             await self._last_replies(LAST_REPLY_WAIT)
@@ -279,20 +269,13 @@ class Prober:
         last reply counts as late rather than lost."""
         deadline = self.clock.now() + limit
         while self.clock.now() < deadline and self.link is not None and not self.link.closed:
-            status_done = not self.status_asked or self.status is not None or self.status_refused
-            if status_done and all(r.answered is not None for r in self.results.values()):
+            if self.core.settled:
                 return
             await asyncio.sleep(0.01)
 
-    async def _send(self, probe_id: int) -> None:
-        self.results[probe_id] = ProbeResult(probe_id, self.clock.now(), None)
-        await self._deliver(encode_body(Probe(probe_id)))
-
     async def _ask_status(self, at: float) -> None:
         await self._sleep_until(at)
-        self.status_asked = True
-        request = StatusRequest(STATUS_REQUEST_ID, self.plan.settings.token)
-        await self._deliver(encode_body(request))
+        await self._deliver(encode_body(self.core.status_request()))
 
     async def _deliver(self, body: bytes) -> None:
         """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
@@ -324,16 +307,7 @@ class Prober:
                 return
             now = self.clock.now()
             for _, msg in batch:
-                if type(msg) is ProbeReply:
-                    sent = self.results.get(msg.probe_id)
-                    if sent is not None and sent.answered is None:
-                        self.results[msg.probe_id] = sent._replace(answered=now)
-                elif type(msg) is StatusReply:
-                    whole = self.status_parts.add(msg)
-                    if whole is not None:
-                        self.status = whole
-                elif type(msg) is Reject:
-                    self.status_refused = msg.reason
+                self.core.receive(msg, now)
 
     def close(self) -> None:
         if self.link is not None:
@@ -450,10 +424,11 @@ async def _replay(
         probing.cancel()
         faulting.cancel()
         await supervisor.close()
-    result.probes = sorted(prober.results.values())
-    result.status = prober.status
-    if prober.status_asked and prober.status is None:
-        why = f"refused: {prober.status_refused}" if prober.status_refused else "no reply"
+    core = prober.core
+    result.probes = list(core.results)
+    result.status = core.status
+    if core.asked and core.status is None:
+        why = f"refused: {core.status_refused}" if core.status_refused else "no reply"
         result.notes.append(f"status request at {plan.status_at:g} s: {why}")
     for child in pool:
         if child.failed:

@@ -72,7 +72,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import simpy
 from simpy.events import NORMAL, Event
@@ -80,16 +80,15 @@ from simpy.events import NORMAL, Event
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.links import spread
-from protocol.messages import Message, Probe, ProbeReply, Reject, StatusReply, StatusRequest
-from protocol.plan import STATUS_REQUEST_ID, Operation, Plan
-from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
-from protocol.status import StatusParts
+from protocol.messages import Message
+from protocol.nodes import COORDINATOR_ID, PROBER_ID
+from protocol.plan import Operation, Plan
+from protocol.prober import Prober
+from protocol.records import Completion, DriverResult, ProcessUsage
 from sim.calibration import Calibration
 from sim.engine import Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
 
-COORDINATOR_ID = "coord"
-PROBER_ID = "probe-0"
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc
 REGISTRATION_LIMIT = 60.0
 PROGRESS_STEPS = 100
@@ -229,7 +228,7 @@ class ModelRun:
             self.engine.share_cores(layout.cores)
         self.agents = self._build_nodes()
         self.registered: dict[str, float] = {}
-        self.probes: list[ProbeResult] = []
+        self.prober = Prober(plan)
         self.ops = sorted(plan.operations, key=attrgetter("at"))
         self.next_op = 0
         self.missing = plan.expected_total
@@ -237,8 +236,6 @@ class ModelRun:
         self.unanswered = 0
         self.probing = False
         self.asking = False  # the status request is still to be sent
-        self.status: dict[str, Any] | None = None
-        self.status_parts = StatusParts(STATUS_REQUEST_ID)
         self.limit = REGISTRATION_LIMIT if registration_only else plan.duration + plan.drain_timeout
         self.stop = self.env.event()
         self._at(self.limit, self._time_is_up)
@@ -337,10 +334,11 @@ class ModelRun:
         """Arm the workload feeder, the prober and the progress ticks from time 0."""
         if self.ops:
             self._wake_at(self.ops[0].at, self._feed)
-        if self.plan.probe_interval > 0 and self.plan.duration > 0:
+        first = self.prober.next_probe_at()
+        if first is not None:
             self.probing = True
-            self._wake_at(0.0, self._probe)
-        status_at = self.plan.status_at
+            self._wake_at(first, self._probe)
+        status_at = self.prober.status_at
         if status_at is not None:  # on time: drawing a wake-up now would shift every draw
             self.asking = True
             self._at(status_at, self._ask_status)
@@ -364,12 +362,10 @@ class ModelRun:
             self._check_done()
 
     def _probe(self) -> None:
-        index = len(self.probes)  # probe ids count from 1, as in the real driver
-        self.probes.append(ProbeResult(index + 1, self.env.now, None))
         self.unanswered += 1
-        self.engine.send(PROBER_ID, COORDINATOR_ID, Probe(index + 1))
-        following = (index + 1) * self.plan.probe_interval
-        if following < self.plan.duration:
+        self.engine.send(PROBER_ID, COORDINATOR_ID, self.prober.probe(self.env.now))
+        following = self.prober.next_probe_at()
+        if following is not None:
             self._wake_at(following, self._probe)
         else:
             self.probing = False
@@ -377,8 +373,7 @@ class ModelRun:
     def _ask_status(self) -> None:
         self.asking = False
         self.unanswered += 1  # answered, refused or lost like a probe
-        request = StatusRequest(STATUS_REQUEST_ID, self.plan.settings.token)
-        self.engine.send(PROBER_ID, COORDINATOR_ID, request)
+        self.engine.send(PROBER_ID, COORDINATOR_ID, self.prober.status_request())
 
     def _tick(self, progress: Progress, step: int) -> None:
         progress(step / PROGRESS_STEPS)
@@ -437,29 +432,9 @@ class ModelRun:
         self._check_done()
 
     def _probe_answered(self, msg: Message, at: float) -> None:
-        if type(msg) is StatusReply or type(msg) is Reject:
-            self._status_answered(msg)
-            return
-        if type(msg) is not ProbeReply or not 1 <= msg.probe_id <= len(self.probes):
-            return
-        probe = self.probes[msg.probe_id - 1]
-        if probe.answered is None:
-            self.probes[msg.probe_id - 1] = probe._replace(answered=at)
+        if self.prober.receive(msg, at):
             self.unanswered -= 1
             self._check_done()
-
-    def _status_answered(self, msg: StatusReply | Reject) -> None:
-        if isinstance(msg, StatusReply):
-            if self.status is not None:
-                return
-            whole = self.status_parts.add(msg)
-            if whole is None:  # another request's, or more parts to come
-                return
-            self.status = whole
-        self.unanswered -= 1
-        self._check_done()
-
-    # --- stopping -------------------------------------------------------------------
 
     def _check_done(self) -> None:
         if self.registration_only or self.probing or self.asking:
@@ -501,17 +476,17 @@ class ModelRun:
 
     def result(self, lead: float, notes: list[str]) -> DriverResult:
         completions = self.completions()
-        answered = [p.answered for p in self.probes if p.answered is not None]
+        answered = [p.answered for p in self.prober.results if p.answered is not None]
         last = max([c.at for c in completions] + answered, default=self.env.now)
         result = DriverResult(
             backend="sim",
             transport=self.calibration.transport,
             completions=completions,
-            probes=list(self.probes),
+            probes=list(self.prober.results),
             registered=dict(self.registered),
             end_time=min(max(self.env.now, last, 0.0), self.limit),
             notes=self._notes(lead, notes),
-            status=self.status,
+            status=self.prober.status,
         )
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)
