@@ -85,6 +85,7 @@ from protocol.agent import Agent
 from protocol.codec import decode_body, encode_body
 from protocol.coordinator import Coordinator
 from protocol.messages import Deliver, DeliveryKind, MemVerb, Message, Probe
+from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.payload import checksum, make_payload
 from protocol.plan import Operation, OpKind
 from protocol.settings import ProtocolSettings
@@ -100,7 +101,6 @@ from sim.calibration import (
 )
 from sim.distribution import Distribution
 
-COORD = "coord"
 PROBER = "probe"
 ROOMS = 10
 CODEC_SIZES = (16, 256, 1024, 4096, 16384, 65536)

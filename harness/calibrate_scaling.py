@@ -34,12 +34,12 @@ from collections.abc import Callable, Sequence
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
 from protocol.messages import Message
+from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.payload import checksum, make_payload
 from protocol.settings import ProtocolSettings
 
 FANOUTS = (1, 2, 5, 10, 20, 50, 100)
 BATCHES = (1, 2, 4, 8, 16)
-COORD = "coord"
 PUBLISHER = "agent-pub"
 TICK = 1e-6  # simulated seconds per sample: no heartbeat or timeout comes due
 

@@ -110,6 +110,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
             settings.max_memory_keys, settings.max_memory_bytes, settings.max_value_bytes
         )
         self.durable_memory = durable_memory
+        self.store.journaled = durable_memory  # a store nobody persists journals nothing
         self.journal = BusJournal(durable_memory and settings.durable_bus)
         self.events: list[NodeEvent] = []
         self._parked: dict[str, list[Deliver]] = {}

@@ -6,10 +6,13 @@ one; ``cas`` succeeds only when the caller's ``expected_version`` equals the
 current one (0 means "create if absent"). ``delete`` removes the key and
 reports the version it had.
 
-Every mutation is also appended to ``journal`` as a ``Write``. A driver that
-persists the store (SQLite in ``real/``) takes the journal, makes it durable,
-and only then lets the coordinator release the replies, so an acknowledged
-write survives a crash. ``load`` rebuilds the store from persisted rows.
+A store that is ``journaled`` (the coordinator's, when its memory is
+durable) also appends every mutation to ``journal`` as a ``Write``. A driver
+that persists the store (SQLite in ``real/``) takes the journal, makes it
+durable, and only then lets the coordinator release the replies, so an
+acknowledged write survives a crash. A store that is not journaled keeps no
+journal, so a driver that persists nothing has nothing to take or drop.
+``load`` rebuilds the store from persisted rows.
 
 Quotas (``limit``; the coordinator sets them from ``ProtocolSettings``): a
 value has at most ``max_value`` bytes, and a write that would take the store
@@ -46,6 +49,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._data: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.journal: list[Write] = []
+        self.journaled = True  # the coordinator turns it off when nothing persists
         self.applied = 0  # requests run by ``apply`` (status reporting)
         self.bytes = 0  # what the quota counts: values plus namespace and key text
         self.max_keys = self.max_bytes = self.max_value = UNLIMITED
@@ -95,7 +99,8 @@ class MemoryStore:
                 return MemReply(op_id, False, 0, b"", "absent")
             del self._data[slot]
             self.bytes -= _size(slot, current)
-            self.journal.append(Write(namespace, key, version, None))
+            if self.journaled:
+                self.journal.append(Write(namespace, key, version, None))
             return MemReply(op_id, True, version, b"")
         return MemReply(op_id, False, 0, b"", f"unknown verb {verb}")
 
@@ -112,7 +117,8 @@ class MemoryStore:
 
     def _write(self, op_id: int, slot: tuple[str, str], version: int, value: bytes) -> MemReply:
         self._data[slot] = (version, value)
-        self.journal.append(Write(slot[0], slot[1], version, value))
+        if self.journaled:
+            self.journal.append(Write(slot[0], slot[1], version, value))
         return MemReply(op_id, True, version, b"")
 
     def take_journal(self) -> list[Write]:

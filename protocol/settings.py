@@ -7,8 +7,11 @@ system and the model run with the same timers and windows.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from hmac import compare_digest
+
+DEV_TOKEN = "swarmtwin-dev-token"  # public: in the docs and the source
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class ProtocolSettings:
     (a write beyond them is answered ``MemReply(ok=False)`` and not applied).
     """
 
-    token: str = "swarmtwin-dev-token"
+    token: str = DEV_TOKEN
     heartbeat_interval: float = 0.5
     failure_after: float = 1.5
     ack_timeout: float = 1.0
@@ -74,3 +77,23 @@ class ProtocolSettings:
     def accepts(self, token: str) -> bool:
         """Whether ``token`` is the shared token (compared in constant time)."""
         return compare_digest(token.encode(), self.token.encode())
+
+    def bind_refusal(self, host: str) -> str:
+        """Why a server must not listen on ``host`` with these settings ("" if it may):
+        a host other machines can reach needs a secret token, not the public default."""
+        if self.token != DEV_TOKEN or is_loopback(host):
+            return ""
+        return (
+            f"{host} is reachable from other machines: choose a secret token first "
+            "(the default token is public)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere

@@ -48,6 +48,7 @@ import msgpack
 from protocol.codec import MalformedFrame, encode_body, field_kinds
 from protocol.envelope import ROUTED_VERSION, RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import MESSAGE_TYPES, WIRE_CODES, Hello, Message
+from protocol.nodes import COORDINATOR_ID
 
 MAX_FRAMES_PER_CONNECTION = 24
 FUZZ_NODE_PREFIX = "fuzz-"
@@ -144,7 +145,7 @@ def _hostile_node(rng: random.Random) -> str:
             "n" * 255,
             "é" * 127,
             BYSTANDER_NODE,
-            "coord",
+            COORDINATOR_ID,
             "\x00",
             "🙂 ☃",
         )

@@ -86,6 +86,7 @@ from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Message
+from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 from real.admission import Admission, Peer, ServerLimits
@@ -96,13 +97,16 @@ from real.persistence import MemoryDB
 from real.recordlog import EventLog
 from real.slowdown import slow_coordinator
 
-COORD = "coord"
 DEFAULT_HOST = "127.0.0.1"
 TIMER_SLACK = 0.005
 SLICE_FRAMES = 16
 OUTPUT_BUDGET = HIGH_WATER
 BIND_RETRY_STEP = 0.05
 log = logging.getLogger("swarmtwin.server")
+
+
+class BindRefused(ValueError):
+    """``serve`` refused to listen: ``ProtocolSettings.bind_refusal`` says why."""
 
 
 @dataclass(slots=True)
@@ -418,6 +422,9 @@ async def serve(
             handlers.discard(task)
 
     try:
+        refusal = settings.bind_refusal(host)  # every entry point that serves passes here
+        if refusal:
+            raise BindRefused(refusal)
         server = await _listen(on_connect, host, port, bind_retry)
     except BaseException:
         core.close()
@@ -482,6 +489,9 @@ def coordinator_command(
         if db:
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         report = loop.run_until_complete(serve(host, port, settings, db, ready, stop))
+    except BindRefused as exc:
+        print(f"coordinator: refused to listen: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"coordinator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1

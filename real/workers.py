@@ -42,6 +42,7 @@ from typing import cast
 from protocol.agent import Agent
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.links import spread
+from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion
 from protocol.retransmit import next_reconnect_wait
@@ -51,7 +52,6 @@ from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, open_link
 from real.recordlog import RecordLog
 
-COORD = "coord"
 ISSUE_SLICE = 512
 TIMER_SLACK = 0.005
 LOOP_RESOLUTION = 0.001  # uvloop rounds timers to whole milliseconds

@@ -488,8 +488,6 @@ class Engine:
         after = self.after_coordinator
         if after is not None:
             after(coordinator)
-        elif type(msg) is MemRequest:
-            coordinator.take_writes()  # the model does not persist; drop the journal
         return end, server
 
     def _arrive_batch(self, event: Batch) -> None:

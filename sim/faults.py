@@ -289,8 +289,6 @@ class FaultInjector:
             if entries:
                 self.bus.apply(entries)
             coordinator.writes_persisted()
-        else:
-            coordinator.take_writes()  # nothing persists; drop the journal
         if coordinator.events:
             self.events.extend(coordinator.take_events())
 

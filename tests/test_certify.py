@@ -225,8 +225,11 @@ def test_the_html_report_renders_in_headless_chromium(quick_report: Path) -> Non
 def test_the_cli_refuses_a_public_bind_with_the_default_token() -> None:
     (check,) = cli_check()
     assert check.passed, check.detail
-    assert "public host, default token: exit 2, did not start" in check.detail
-    assert "loopback host (control): exit 0, would start" in check.detail
+    assert "python -m real.server, public host, default token: exit 2, never listened" in (
+        check.detail
+    )
+    assert "swarmtwin coordinator, public host, default token: exit 2" in check.detail
+    assert "loopback host (control): exit 0, listened" in check.detail
 
 
 def test_certify_adds_the_cli_check_to_the_security_report(quick_report: Path) -> None:

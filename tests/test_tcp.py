@@ -53,7 +53,7 @@ from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.framing import FramedLink, open_link
 from real.persistence import MemoryDB
-from real.server import ServerLimits, ServerReport, serve
+from real.server import BindRefused, ServerLimits, ServerReport, serve
 from real.tcp import ChildProcesses, ServerProcess, run_plan
 from real.workers import AgentHost
 
@@ -510,6 +510,26 @@ def test_server_binds_loopback_by_default() -> None:
         return listening
 
     assert run(listen) == ["127.0.0.1"]
+
+
+def test_a_public_bind_with_the_default_token_is_refused_by_every_entry_point() -> None:
+    """The guard lived only in the CLI: ``python -m real.server --host 0.0.0.0``
+    skipped it. Now ``serve`` checks, and every entry point goes through it."""
+    assert ProtocolSettings().bind_refusal("0.0.0.0")
+    assert ProtocolSettings(token="s3cret").bind_refusal("0.0.0.0") == ""
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
+        assert ProtocolSettings().bind_refusal(host) == "", host
+    with pytest.raises(BindRefused, match="default token is public"):
+        run(lambda: serve(host="0.0.0.0", stop=asyncio.Event()))
+    commands = (
+        [sys.executable, "-m", "real.server", "--host", "0.0.0.0", "--port", "0"],
+        [str(ROOT / ".venv" / "bin" / "swarmtwin"), "coordinator", "--host", "0.0.0.0"],
+    )
+    for command in commands:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "default token is public" in done.stderr
+    assert not living_children()
 
 
 # --- acknowledged writes survive a killed coordinator ---------------------------------------

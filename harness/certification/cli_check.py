@@ -1,79 +1,101 @@
-"""Security check: the CLI will not start a public coordinator with the public token.
+"""Security check: no entry point starts a public coordinator with the public token.
 
-How it works. ``cli_check`` calls ``harness.cli.main`` in this process with
-``coordinator --host 0.0.0.0`` and the default (public) token, with
-``real.server.coordinator_command`` replaced for the duration by a stub that
-records the call, so a regression could never open a public port. It must
-return 2 without reaching the stub; two controls (a loopback host, and a
-public host with a secret token) must reach it, which shows the stub is
-really in the path. It lives in ``harness`` because it drives the harness's
-CLI; ``certify`` adds its check to the security report.
+How it works. ``cli_check`` starts the coordinator's two entry points as
+processes, ``swarmtwin coordinator`` and ``python -m real.server``, with
+``--host 0.0.0.0`` and the default (public) token, given or not. Each must
+exit 2 without ever printing that it listens (the guard is
+``ProtocolSettings.bind_refusal``, checked where the server starts). A
+control on a loopback host must listen, which shows the check can see a
+server start; it is stopped with SIGINT as soon as it says so (port 0). A
+public host with a secret token is allowed, but is checked by the guard
+alone (``bind_refusal``), so the check never opens a public port. Every
+process is bounded by ``ATTEMPT_TIMEOUT``; databases go to a temporary folder.
+``certify`` adds the check to the security report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import real.server as server_module
-from harness.cli import main as cli_main
-from protocol.settings import ProtocolSettings
+from protocol.settings import DEV_TOKEN, ProtocolSettings
 from real.security_base import SecurityCheck
+
+ATTEMPT_TIMEOUT = 30.0
+CLI = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
+SERVER = [sys.executable, "-m", "real.server"]
+
+
+def _attempt(command: list[str]) -> tuple[int | None, bool]:
+    """Run ``command``: (exit code, whether it said it listens). A server that
+    listens is stopped with SIGINT; one that hangs is killed (code None)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
+    )
+    listened = False
+    deadline = time.monotonic() + ATTEMPT_TIMEOUT
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "listening on" in line:
+                listened = True
+                process.send_signal(signal.SIGINT)
+                break
+            if time.monotonic() > deadline:
+                break
+        return process.wait(timeout=max(deadline - time.monotonic(), 1.0)), listened
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None, listened
 
 
 def cli_check() -> list[SecurityCheck]:
-    calls: list[tuple[object, ...]] = []
-
-    def stub(*args: object, **kwargs: object) -> int:
-        calls.append(args)
-        return 0
-
-    default_token = ProtocolSettings().token
-    runs = {
-        "public host, default token": ["coordinator", "--host", "0.0.0.0"],
-        "public host, default token given": [
-            "coordinator",
-            "--host",
-            "0.0.0.0",
-            "--token",
-            default_token,
-        ],
-        "loopback host (control)": ["coordinator", "--host", "127.0.0.1"],
-        "public host, secret token (control)": [
-            "coordinator",
-            "--host",
-            "0.0.0.0",
-            "--token",
-            "a-secret-token",
-        ],
-    }
-    results: dict[str, tuple[int, bool]] = {}
-    original = server_module.coordinator_command
-    server_module.coordinator_command = stub
-    try:
-        for label, argv in runs.items():
-            before = len(calls)
-            with (
-                contextlib.redirect_stderr(io.StringIO()),
-                contextlib.redirect_stdout(io.StringIO()),
-            ):
-                code = cli_main(argv)
-            results[label] = (code, len(calls) > before)
-    finally:
-        server_module.coordinator_command = original
-    refused = [results[k] == (2, False) for k in list(runs)[:2]]
-    controls = [results[k] == (0, True) for k in list(runs)[2:]]
-    passed = all(refused) and all(controls)
+    with tempfile.TemporaryDirectory(prefix="swarmtwin-cli-check-") as folder:
+        db = str(Path(folder) / "coordinator.sqlite")
+        public = ["--host", "0.0.0.0", "--port", "0"]
+        runs = {
+            "swarmtwin coordinator, public host, default token": [
+                *CLI,
+                "coordinator",
+                *public,
+                "--db",
+                db,
+            ],
+            "swarmtwin coordinator, public host, default token given": [
+                *CLI,
+                "coordinator",
+                *public,
+                "--token",
+                DEV_TOKEN,
+                "--db",
+                db,
+            ],
+            "python -m real.server, public host, default token": [*SERVER, *public],
+            "loopback host (control)": [*SERVER, "--host", "127.0.0.1", "--port", "0"],
+        }
+        results = {label: _attempt(command) for label, command in runs.items()}
+    labels = list(runs)
+    refused = [results[label] == (2, False) for label in labels[:3]]
+    controls = [results[label][1] for label in labels[3:]]
+    secret_allowed = ProtocolSettings(token="a-secret").bind_refusal("0.0.0.0") == ""
     detail = "; ".join(
-        f"{label}: exit {code}, {'would start' if started else 'did not start'}"
-        for label, (code, started) in results.items()
+        f"{label}: exit {code}, {'listened' if listened else 'never listened'}"
+        for label, (code, listened) in results.items()
     )
+    detail += f"; public host, secret token: {'allowed' if secret_allowed else 'refused'}"
     return [
         SecurityCheck(
             "cli_refuses_public_bind_with_default_token",
-            passed,
+            all(refused) and all(controls) and secret_allowed,
             detail,
-            "swarmtwin's CLI was called in this process with real.server.coordinator_command "
-            "replaced by a stub that records whether the server would have started.",
+            "Each entry point of the coordinator was started as a process with --host "
+            "0.0.0.0 and the public default token, and had to exit 2 without listening; "
+            "a control on a loopback host had to listen (then stopped by SIGINT), and the "
+            "guard had to allow a public host with a secret token.",
         )
     ]
