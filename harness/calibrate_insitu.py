@@ -20,7 +20,8 @@ of ``Hub`` and ``Mailbox``:
   messages, which the second and later messages of a batch do not pay.
 
 The workload is ``scenarios/smoke.yaml``'s mix (every operation kind) with
-its rates multiplied by ``rate_scale``.
+its rates multiplied by ``rate_scale``; the copy shipped with swarmtwin
+(``harness.shipped``), so ``calibrate`` works from any directory.
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from harness.shipped import scenarios_dir
 from protocol.coordinator import Coordinator
 from protocol.messages import Deliver, Message
 from protocol.plan import Plan
 from real import inproc
 from sim.distribution import Distribution
 
-SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "smoke.yaml"
+SCENARIO = scenarios_dir() / "smoke.yaml"
 ROLES = ("coordinator", "agent")
 
 

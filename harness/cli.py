@@ -3,6 +3,11 @@
 Each subcommand is a small function that returns an exit code: 0 for
 success, 1 when a run's critical targets fail, 2 for bad input (a scenario
 error names the file, the field and what was expected).
+
+A scenario or suite argument that is not an existing path names a file
+shipped with swarmtwin (``smoke``, ``faults/partition``,
+``scenarios/default.yaml`` from any directory: ``harness.shipped``), and the
+defaults (the validation and certification suites) resolve the same way.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,11 +23,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.scenario import ScenarioError, load_scenario
-from protocol.settings import ProtocolSettings
+from harness.shipped import resolve
+from protocol.settings import DEV_TOKEN, ProtocolSettings
 
-DEV_TOKEN = ProtocolSettings().token
 LEVELS = ("FULL", "PARTIAL", "FAILED")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SCENARIO_HELP = "a scenario file, or a shipped scenario's name: smoke, faults/partition, ..."
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
@@ -50,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.table import render_summary_table
     from harness.targets import evaluate_targets, render_targets
 
-    scenario = load_scenario(args.scenario).with_overrides(
+    scenario = load_scenario(resolve(args.scenario)).with_overrides(
         seed=args.seed, duration=args.duration, transport=args.transport
     )
     backends = (
@@ -88,9 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.plan import compile_plan, plan_stats
 
-    scenario = load_scenario(args.scenario)
+    path = resolve(args.scenario)
+    scenario = load_scenario(path)
     plan = compile_plan(scenario)
-    console.print(f"[green]ok[/] {args.scenario}: scenario {scenario.name!r}")
+    console.print(f"[green]ok[/] {path}: scenario {scenario.name!r}")
     for key, value in plan_stats(plan).items():
         if isinstance(value, list):
             console.print(f"  {key}:")
@@ -117,12 +124,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from real.server import coordinator_command
 
-    if args.host not in LOOPBACK and args.token == DEV_TOKEN:
-        errors.print(
-            f"[red]error:[/] --host {args.host} is reachable from other machines: "
-            "choose a secret --token first (the default token is public)"
-        )
-        return 2
     settings = ProtocolSettings(token=args.token)
     db = args.db if args.db is not None else str(Path(args.reports) / "coordinator.sqlite")
     return coordinator_command(args.host, args.port, args.token, db, settings)
@@ -145,8 +146,9 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.calibrate import calibrate
+    from sim.calibration import calibrations_dir
 
-    path = calibrate(transport=args.transport, out_dir=Path(args.reports) / "calibrations")
+    path = calibrate(transport=args.transport, out_dir=calibrations_dir(Path(args.reports)))
     console.print(f"calibration written to {path}")
     return 0
 
@@ -156,7 +158,8 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
     from harness.validation import load_suite
 
     overrides = {"repetitions": args.repetitions, "replications": args.replications}
-    suite = load_suite(args.suite, {k: v for k, v in overrides.items() if v is not None})
+    suite_path = resolve(args.suite, "validation suite")
+    suite = load_suite(suite_path, {k: v for k, v in overrides.items() if v is not None})
     settings = suite.settings
     console.print(
         f"[bold]{settings.name}[/]: {suite.base.transport}, {settings.repetitions} real "
@@ -186,7 +189,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from harness.certification.suite import load_suite, load_targets
 
     targets = load_targets(args.targets, TEST_KEYS) if args.targets else None
-    suite = load_suite(args.suite, targets, TEST_KEYS)
+    suite = load_suite(resolve(args.suite, "certification suite"), targets, TEST_KEYS)
     if args.repetitions is not None:
         settings = suite.settings.model_copy(update={"repetitions": args.repetitions})
         suite = dataclasses.replace(suite, settings=settings)
@@ -222,7 +225,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
     from harness.regress_decide import RULES, parse_min_effects
     from harness.regress_report import render_real, render_sim, verdict_lines, write_json
 
-    baseline = read_baseline(args.baseline, tuple(RULES))
+    baseline_file = _baseline_file(args.baseline, Path(args.reports))
+    baseline = read_baseline(baseline_file, tuple(RULES))
     options = RegressOptions(
         repetitions=args.repetitions,
         sim=not args.real_only,
@@ -234,11 +238,11 @@ def cmd_regress(args: argparse.Namespace) -> int:
     )
     commit = (baseline.git_commit or "unknown")[:12]
     console.print(
-        f"[bold]regress[/] against {args.baseline}: measured {baseline.created} on "
+        f"[bold]regress[/] against {baseline_file}: measured {baseline.created} on "
         f"{baseline.machine.hostname}, commit {commit}"
     )
     log = lambda line: console.print(line, highlight=False)  # noqa: E731
-    result = run_regress(baseline, args.baseline, options, log)
+    result = run_regress(baseline, str(baseline_file), options, log)
     for warning in result.warnings:
         errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for table in (render_sim(result), render_real(result)):
@@ -251,6 +255,23 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return 1 if result.regressed else 0
 
 
+def _baseline_file(argument: str, reports: Path) -> Path:
+    """``--baseline``: a file, or a baseline's NAME for ``<reports>/baselines/NAME.json``."""
+    from harness.regress_update import NAME_PATTERN, baseline_path
+
+    given = Path(argument)
+    if given.exists():
+        return given
+    expected = f"file not found: no {argument} in the working directory {Path.cwd()}"
+    name = argument.removesuffix(".json")
+    if NAME_PATTERN.match(name) and given.name == argument:  # a bare name, not a path
+        named = baseline_path(reports, name)
+        if named.is_file():
+            return named
+        expected += f", and no {named}"
+    raise ScenarioError(argument, "(file)", expected)
+
+
 def cmd_baseline_update(args: argparse.Namespace) -> int:
     from harness.regress_baseline import write_baseline
     from harness.regress_update import baseline_path, make_baseline, plan_update
@@ -258,7 +279,9 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     path = baseline_path(Path(args.reports), args.name)
     log = lambda line: console.print(line, highlight=False)  # noqa: E731
     planned, reps, sources = plan_update(args.name, args.scenario, path, args.repetitions, log)
-    baseline = make_baseline(args.name, planned, reps, sources, log, args.calibration)
+    baseline = make_baseline(
+        args.name, planned, reps, sources, log, args.calibration, reports=Path(args.reports)
+    )
     console.print(f"baseline written to {write_baseline(path, baseline)}")
     return 0
 
@@ -270,13 +293,29 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def package_version() -> str:
+    """The installed distribution's version, else the checkout's ``pyproject.toml`` version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("swarmtwin")
+    except PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarmtwin", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"swarmtwin {package_version()}")
     parser.add_argument("--reports", default="reports", help="output folder (default: reports)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a scenario on real, sim or both")
-    run.add_argument("scenario")
+    run.add_argument("scenario", help=SCENARIO_HELP)
     run.add_argument(
         "--backend",
         choices=["real", "sim", "both"],
@@ -292,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a scenario and show its plan")
-    validate.add_argument("scenario")
+    validate.add_argument("scenario", help=SCENARIO_HELP)
     validate.set_defaults(func=cmd_validate)
 
     history = sub.add_parser("history", help="list recorded runs")
@@ -322,13 +361,22 @@ def build_parser() -> argparse.ArgumentParser:
     cal.set_defaults(func=cmd_calibrate)
 
     model = sub.add_parser("validate-model", help="sweep a suite on both backends; fidelity report")
-    model.add_argument("suite", nargs="?", default="scenarios/validation/suite.yaml")
+    model.add_argument(
+        "suite",
+        nargs="?",
+        default="scenarios/validation/suite.yaml",
+        help="a suite file or a shipped suite's name (default: the shipped validation/suite)",
+    )
     model.add_argument("--repetitions", type=int, default=None, help="real runs per point")
     model.add_argument("--replications", type=int, default=None, help="sim runs per point")
     model.set_defaults(func=cmd_validate_model)
 
     regress = sub.add_parser("regress", help="compare this build with a regression baseline")
-    regress.add_argument("--baseline", required=True, help="reports/baselines/NAME.json")
+    regress.add_argument(
+        "--baseline",
+        required=True,
+        help="a baseline file, or NAME for <reports>/baselines/NAME.json",
+    )
     regress.add_argument("--repetitions", type=int, default=None, help="real runs per scenario")
     only = regress.add_mutually_exclusive_group()
     only.add_argument("--sim-only", action="store_true", help="only the exact sim comparison")
@@ -353,7 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--calibration", default=None, help="calibration file for the sim")
     update.set_defaults(func=cmd_baseline_update)
     cert = sub.add_parser("certify", help="run the certification suite; report in reports/")
-    cert.add_argument("suite", nargs="?", default="scenarios/certification/suite.yaml")
+    cert.add_argument(
+        "suite",
+        nargs="?",
+        default="scenarios/certification/suite.yaml",
+        help="a suite file or a shipped suite's name (default: the shipped certification/suite)",
+    )
     cert.add_argument("--targets", default=None, help="YAML mapping of test key to target")
     cert.add_argument(
         "--repetitions", type=_at_least_one, default=None, help="real runs per scenario"

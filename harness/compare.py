@@ -40,7 +40,6 @@ COMPARED_FIGURES: tuple[tuple[str, str], ...] = (
 )
 
 
-
 @dataclass(frozen=True, slots=True)
 class ComparisonRow:
     """One figure measured on the real system and predicted by the model."""

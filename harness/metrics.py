@@ -3,7 +3,7 @@
 ``summarize(plan, result)`` is the only entry point. The real asyncio driver and
 the SimPy model both return a :class:`~protocol.records.DriverResult`, and both
 go through exactly this code, so a figure means the same thing for either
-backend (DESIGN.md, "Metrics").
+backend (docs/design.md, "Metrics").
 
 How it works, in order:
 

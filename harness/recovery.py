@@ -6,7 +6,7 @@
 for both backends. ``check_acked_writes(result)`` checks acknowledged memory
 writes against the stores a coordinator restarted from.
 
-How recovery is measured (DESIGN.md, "Metrics"):
+How recovery is measured (docs/design.md, "Recovery"):
 
 1. Sliding windows ``[t, t + 0.1 s)``, ``t`` stepped every 10 ms from 0 to
    the plan's end. In each window, *throughput* is the unique completions whose
@@ -27,11 +27,11 @@ How recovery is measured (DESIGN.md, "Metrics"):
    ``MIN_KEPT_SHARE`` of the offered completions remain has no throughput
    figure (too little is left to judge it).
 3. The baseline is the windows lying wholly in ``[max(warmup, when every
-   earlier fault had recovered, or ended if it never did), at)``: the tail of
-   an earlier fault is not part of the normal state. When that is shorter
-   than ``MIN_BASELINE_S`` the steady windows before the first fault are used
-   (the row says so), and when those are short too the longer of the two
-   (``... (short)``).
+   earlier fault had both ended and recovered), at)``: the tail of an earlier
+   fault is not part of the normal state. When that is shorter than
+   ``MIN_BASELINE_S``, or an earlier fault never recovered, the steady windows
+   before the first fault are used (the row says so), and when those are
+   short too the longer of the two (``... (short)``).
 4. Bands: relative throughput must lie within ``[min(m (1 - b), lo), max(m (1 + b), hi)]``
    and p95 must not exceed ``max(m (1 + b), hi)``, where ``m`` is the baseline
    windows' median, ``lo``/``hi`` the range they span and ``b`` is
@@ -43,7 +43,28 @@ How recovery is measured (DESIGN.md, "Metrics"):
    short by the next fault's injection or the end of the plan (windows must
    end by then, and ``GUARD_S`` before an injection: ops due just before a
    fault are in flight when it hits, so they belong to it; the baseline stops
-   the same guard short of its own fault). ``recovery_s = t - at``; None when no such ``t`` exists.
+   the same guard short of its own fault). ``recovery_s = t - at``; None when
+   no such ``t`` exists by the end of the plan (before the next injection:
+   step 6).
+6. Overlapping faults. A fault with no such ``t`` before the next injection
+   (the next fault came before the system had recovered from this one, during
+   it or after its heal), and faults injected at the same instant, are
+   measured together with the faults they overlap as one outage, a *group*.
+   The group is judged against its first fault's baseline (each of its rows
+   reports that one), and step 5 is applied from its *last* injection, the
+   hold cut short by the next injection after the group; while no ``t``
+   exists before that injection, the fault injected then joins the group.
+   The group has recovered at that ``t``, the end of the combined outage as
+   the figures show it (as for a lone fault, the last heal itself is not
+   waited for: a fault without visible effect does not lengthen it). Every
+   fault of the group keeps its own row with ``recovery_s = t - at`` from its
+   own injection, so the first fault's is the group's recovery time, from the
+   first injection to the end of the combined outage, and ``group`` is the
+   first fault's ``fault_id``. A group with no ``t`` by the end of the plan
+   leaves every row None, "not recovered by end of run". A fault that
+   overlaps no other (injected after the previous one recovered, if need be
+   during its hold) has ``group`` None and is measured by steps 1 to 5 alone,
+   exactly as before groups existed.
 
 Time to detection is the first ``"failed"`` event for an affected agent at or
 after injection, before the next fault hitting one of those agents. Time to
@@ -51,8 +72,12 @@ reassignment is the last ``"reassigned"`` event naming an affected agent in
 that span. A coordinator crash has no detection: it reports the time until
 the coordinator was live again (its ``"healed"`` event) and until every agent
 of the plan had registered again (``"registered"`` or ``"returned"``).
-Aggregates per kind use nearest-rank percentiles, an unrecovered fault
-counting as infinitely slow.
+Aggregates per kind (and over all faults) use nearest-rank percentiles over
+outages: one recovery time for each lone fault and one for each group, the
+longest ``recovery_s`` of its faults among those aggregated (over all faults
+the group's recovery time; for one kind, the time from the group's first fault
+of that kind), an unrecovered fault or group counting as infinitely slow.
+``count`` and ``unrecovered`` count faults. The notes name each group once.
 """
 
 from __future__ import annotations
@@ -281,11 +306,6 @@ def _in_band(windows: _Windows, bands: _Bands) -> BoolArray:
 # --------------------------------------------------------------------------- recovery
 
 
-def _next_injection(plan: Plan, fault: Fault) -> float | None:
-    later = [f.at for f in plan.faults if f.at > fault.at + _EPS]
-    return min(later) if later else None
-
-
 def _first_recovered(ok: BoolArray) -> int | None:
     """The first index from which every window of the hold (or to the end) is in band."""
     n = len(ok)
@@ -299,19 +319,80 @@ def _first_recovered(ok: BoolArray) -> int | None:
     return int(good[0]) if len(good) else None
 
 
-def _recovery(
-    plan: Plan, fault: Fault, windows: _Windows, ok: BoolArray
-) -> tuple[float | None, str]:
-    following = _next_injection(plan, fault)
+def _back_in_band(
+    plan: Plan, start: float, following: float | None, windows: _Windows, ok: BoolArray
+) -> float | None:
+    """The first window start from ``start`` on whose hold is in band, the hold cut short
+    by the ``following`` injection or the end of the plan; None when there is none."""
     # ops scheduled just before the next fault are that fault's: stop a window short
     limit = plan.duration if following is None else min(following - GUARD_S, plan.duration)
-    candidates = _period_windows(windows, fault.at, limit)
+    candidates = _period_windows(windows, start, limit)
     found = _first_recovered(ok[candidates])
-    if found is not None:
-        return round(max(float(windows.starts[candidates[found]]) - fault.at, 0.0), 6), "recovered"
-    if following is None or following >= plan.duration:
-        return None, "not recovered by end of run"
-    return None, f"not recovered before the next fault at {following:g} s"
+    return None if found is None else float(windows.starts[candidates[found]])
+
+
+@dataclass(frozen=True, slots=True)
+class _Outage:
+    """Faults measured as one outage (step 6 of the module docstring) and its end.
+
+    ``members`` index ``plan.faults`` in time order, the first giving the baseline;
+    ``bands`` is None when it has none. ``back`` is the window start from which the
+    figures stayed in band (None: never).
+    """
+
+    members: tuple[int, ...]
+    source: str
+    bands: _Bands | None
+    back: float | None
+    status: str
+
+    @property
+    def group(self) -> int | None:
+        """Index (in ``plan.faults``) of the first fault of a group; None for a lone fault."""
+        return self.members[0] if len(self.members) > 1 else None
+
+
+def _outages(plan: Plan, windows: _Windows) -> list[_Outage]:
+    """Every fault of ``plan.faults`` in exactly one outage, in time order."""
+    order = sorted(range(len(plan.faults)), key=lambda i: plan.faults[i].at)
+    outages: list[_Outage] = []
+    settled = plan.warmup
+    position = 0
+    while position < len(order):
+        first = plan.faults[order[position]]
+        members = [order[position]]
+        position += 1
+        index, source = _baseline_windows(plan, first, windows, settled)
+        bands = _bands(windows, index, plan.recovery_band) if len(index) else None
+        ok = None if bands is None else _in_band(windows, bands)
+        back, status = None, "no baseline before the fault"
+        while True:
+            last = plan.faults[members[-1]]
+            if position < len(order) and plan.faults[order[position]].at <= last.at + _EPS:
+                members.append(order[position])  # injected at the same instant
+                position += 1
+                continue
+            if ok is None:
+                break
+            following = plan.faults[order[position]].at if position < len(order) else None
+            back = _back_in_band(plan, last.at, following, windows, ok)
+            if back is not None:
+                status = "recovered"
+                break
+            if following is None or following >= plan.duration:
+                status = "not recovered by end of run"
+                break
+            members.append(order[position])  # not back before the next fault: it joins
+            position += 1
+        outages.append(_Outage(tuple(members), source, bands, back, status))
+        # after an outage that never recovered there is no normal state to compare
+        # with: later faults fall back to the windows before the first fault
+        if back is None:
+            settled = math.inf
+        else:
+            recovered = first.at + round(max(back - first.at, 0.0), 6)
+            settled = max(settled, recovered, *(plan.faults[i].end for i in members))
+    return outages
 
 
 # --------------------------------------------------------------------------- events
@@ -395,21 +476,20 @@ def _row(
     plan: Plan,
     fault: Fault,
     events: Sequence[NodeEvent],
-    windows: _Windows,
+    outage: _Outage,
     counts: tuple[int, int, int],
-    settled: float,
 ) -> FaultRecovery:
-    index, source = _baseline_windows(plan, fault, windows, settled)
     row = FaultRecovery(fault.fault_id, kind_label(fault.kind), fault.at, fault.end)
-    row.agents, row.baseline = len(fault.agents), source
+    row.agents, row.baseline = len(fault.agents), outage.source
     row.ops, row.lost, row.origin_down_ops = counts
-    if len(index):
-        bands = _bands(windows, index, plan.recovery_band)
-        row.baseline_completions_per_s = bands.median_rate
-        row.baseline_p95_ms = _finite(bands.median_p95)
-        row.recovery_s, row.status = _recovery(plan, fault, windows, _in_band(windows, bands))
-    else:
-        row.status = "no baseline before the fault"
+    row.status = outage.status
+    if outage.group is not None:
+        row.group = plan.faults[outage.group].fault_id
+    if outage.bands is not None:
+        row.baseline_completions_per_s = outage.bands.median_rate
+        row.baseline_p95_ms = _finite(outage.bands.median_p95)
+    if outage.back is not None:
+        row.recovery_s = round(max(outage.back - fault.at, 0.0), 6)
     if fault.kind == FaultKind.CRASH_COORDINATOR:
         row.coordinator_live_s, row.reregistered_s = _coordinator_times(plan, fault, events)
     else:
@@ -424,16 +504,12 @@ def fault_figures(plan: Plan, result: DriverResult, columns: OpColumns) -> list[
     windows = _windows(plan, columns, origin_down(plan, columns))
     events = sorted(result.events, key=lambda e: e.at)
     missing = columns.missing()
-    rows: list[FaultRecovery] = []
-    settled = plan.warmup
-    for fault in plan.faults:
-        counts = _counts(fault, columns, missing)
-        rows.append(_row(plan, fault, events, windows, counts, settled))
-        back = rows[-1].recovery_s
-        # after a fault that never recovered there is no normal state to compare with:
-        # later faults fall back to the windows before the first fault
-        settled = math.inf if back is None else max(settled, fault.at + back, fault.end)
-    return rows
+    rows: dict[int, FaultRecovery] = {}
+    for outage in _outages(plan, windows):
+        for i in outage.members:
+            fault = plan.faults[i]
+            rows[i] = _row(plan, fault, events, outage, _counts(fault, columns, missing))
+    return [rows[i] for i in range(len(plan.faults))]
 
 
 # --------------------------------------------------------------------------- aggregates
@@ -451,9 +527,23 @@ def _present(values: Iterable[float | None]) -> list[float]:
     return [v for v in values if v is not None]
 
 
+def outage_recovery_times(rows: Sequence[FaultRecovery]) -> list[float]:
+    """One recovery time per outage among ``rows``: a lone fault's, and for each group
+    the longest of its rows' (its first row's), never recovered counting as infinite."""
+    times: dict[tuple[str, int], float] = {}
+    for position, row in enumerate(rows):
+        key = ("row", position) if row.group is None else ("group", row.group)
+        value = math.inf if row.recovery_s is None else row.recovery_s
+        times[key] = max(times.get(key, value), value)
+    return list(times.values())
+
+
 def aggregate(rows: Sequence[FaultRecovery]) -> KindRecovery:
-    """Count, recovery p50/p95/max, detection p50/p95, reassign p95 of some faults."""
-    recovery = [math.inf if r.recovery_s is None else r.recovery_s for r in rows]
+    """Count, recovery p50/p95/max, detection p50/p95, reassign p95 of some faults.
+
+    ``count`` and ``unrecovered`` count faults; the recovery percentiles are over
+    outages, one value per group of overlapping faults (``outage_recovery_times``)."""
+    recovery = outage_recovery_times(rows)
     detection = _present(r.detection_s for r in rows)
     return KindRecovery(
         count=len(rows),
@@ -469,9 +559,17 @@ def aggregate(rows: Sequence[FaultRecovery]) -> KindRecovery:
     )
 
 
+def _group_note(row: FaultRecovery, rows: Sequence[FaultRecovery]) -> str:
+    ids = ", ".join(str(r.fault_id) for r in rows if r.group == row.group)
+    ended = row.status if row.recovery_s is None else f"recovered after {row.recovery_s:g} s"
+    return f"faults {ids} overlap: measured as one outage from {row.at:g} s, {ended}"
+
+
 def _notes(rows: Sequence[FaultRecovery]) -> list[str]:
     notes = []
     for row in rows:
+        if row.group is not None and row.group == row.fault_id:
+            notes.append(_group_note(row, rows))
         where = f"fault {row.fault_id} ({row.kind} at {row.at:g} s)"
         if row.baseline != "pre-fault":
             notes.append(f"{where}: baseline taken from {row.baseline} windows")

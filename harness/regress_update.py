@@ -16,14 +16,17 @@ A plain scenario file gates ``harness.regress_decide.DEFAULT_CHECKS``. Without
 ``--scenario`` the files the existing ``reports/baselines/NAME.json``
 was made from are read again (so an edited scenario is picked up; if they
 are gone, the scenarios embedded in it are reused), and without a baseline
-``scenarios/regression/NAME.yaml``. Repetitions: ``--repetitions``, else the
-suite's, else the old baseline's, else ``DEFAULT_REPETITIONS``.
+``scenarios/regression/NAME.yaml`` (in the working directory, else the one
+shipped with swarmtwin: ``harness.shipped``, which also resolves every
+``--scenario``). Repetitions: ``--repetitions``, else the suite's, else the
+old baseline's, else ``DEFAULT_REPETITIONS``.
 
 How. For each scenario, the resolved YAML is parsed back (the baseline
 replays exactly what it embeds). If the scenario lists ``sim``, the model
 runs once with the calibration ``sim.calibration.load_calibration`` picks
-for its transport (or ``--calibration FILE``), passed through its own JSON
-form, which is what the baseline embeds and what ``regress`` will use. If it
+for its transport from ``<reports>/calibrations`` (or ``--calibration
+FILE``), passed through its own JSON form, which is what the baseline
+embeds and what ``regress`` will use. If it
 lists ``real``, the real system runs ``repetitions`` times, one after
 another. A baseline is never measured with the test-only slowdown hook on.
 """
@@ -61,6 +64,7 @@ from harness.runner import run_backend
 from harness.scenario import Scenario, load_scenario, parse_scenario
 from harness.scenario_errors import ScenarioError, validate_file
 from harness.scenario_yaml import read_yaml
+from harness.shipped import locate, resolve, scenarios_dir
 
 Log = Callable[[str], None]
 DEFAULT_REPETITIONS = 10
@@ -108,13 +112,14 @@ def load_sources(files: Sequence[str]) -> tuple[list[Planned], int | None]:
     planned: list[Planned] = []
     repetitions = None
     for file in files:
-        data = read_yaml(Path(file), file)
+        path = resolve(file, "scenario or regression suite")
+        data = read_yaml(path, file)
         if isinstance(data, dict) and "scenarios" in data and "workload" not in data:
-            entries, reps = _load_suite(file, data)
+            entries, reps = _load_suite(file, path, data)
             planned.extend(entries)
             repetitions = reps if repetitions is None else max(repetitions, reps)
         else:
-            planned.append(Planned(file, load_scenario(file), DEFAULT_CHECKS))
+            planned.append(Planned(file, load_scenario(path), DEFAULT_CHECKS))
     names = [p.scenario.name for p in planned]
     for name in names:
         if names.count(name) > 1:
@@ -124,7 +129,7 @@ def load_sources(files: Sequence[str]) -> tuple[list[Planned], int | None]:
     return planned, repetitions
 
 
-def _load_suite(file: str, data: dict[str, Any]) -> tuple[list[Planned], int]:
+def _load_suite(file: str, path: Path, data: dict[str, Any]) -> tuple[list[Planned], int]:
     suite = validate_file(SuiteFile, data, file)
     planned = []
     for index, entry in enumerate(suite.scenarios):
@@ -132,8 +137,8 @@ def _load_suite(file: str, data: dict[str, Any]) -> tuple[list[Planned], int]:
             if check not in RULES:
                 expected = f"expected one of {', '.join(RULES)}, got {check!r}"
                 raise ScenarioError(file, f"scenarios[{index}].checks[{k}]", expected)
-        path = Path(file).parent / entry.file
-        planned.append(Planned(str(path), load_scenario(path), tuple(entry.checks)))
+        member = path.parent / entry.file
+        planned.append(Planned(str(member), load_scenario(member), tuple(entry.checks)))
     return planned, suite.repetitions
 
 
@@ -148,7 +153,7 @@ def plan_update(
     if files:
         planned, suite_reps = load_sources(files)
         sources = tuple(files)
-    elif old is not None and all(Path(s).is_file() for s in old.sources):
+    elif old is not None and all(locate(s) is not None for s in old.sources):
         log(f"scenarios: {', '.join(old.sources)} (recorded in {existing})")
         planned, suite_reps = load_sources(old.sources)
         sources = old.sources
@@ -161,10 +166,14 @@ def plan_update(
         suite_reps, sources = None, old.sources
     else:
         default = SUITES_DIR / f"{name}.yaml"
-        if not default.is_file():
-            expected = f"a --scenario FILE: there is no {existing} to reuse and no {default}"
+        found = locate(default)
+        if found is None:
+            expected = (
+                f"a --scenario FILE: there is no {existing} to reuse, no {default} in the "
+                f"working directory and no regression/{name}.yaml in {scenarios_dir()}"
+            )
             raise ScenarioError("(command line)", "--scenario", f"expected {expected}")
-        log(f"scenarios: {default} (the default for baseline {name!r})")
+        log(f"scenarios: {found} (the default for baseline {name!r})")
         planned, suite_reps = load_sources([str(default)])
         sources = (str(default),)
     old_reps = old.repetitions if old is not None else None
@@ -180,15 +189,20 @@ def make_baseline(
     log: Log,
     calibration_path: str | None = None,
     command: str | None = None,
+    reports: Path | None = None,
 ) -> Baseline:
-    """Measure every planned scenario (sim once, real ``repetitions`` times)."""
+    """Measure every planned scenario (sim once, real ``repetitions`` times).
+
+    Without ``calibration_path`` the sim's calibration comes from
+    ``<reports>/calibrations`` (``reports/calibrations`` when ``reports`` is None).
+    """
     from real.slowdown import ENV_VAR, note
 
     if note() is not None and any("real" in p.scenario.backends for p in planned):
         expected = "unset: a baseline measured with the test-only slowdown hook would be wrong"
         raise ScenarioError("(environment)", ENV_VAR, f"expected {expected}")
     commit, dirty = git_state()
-    entries = tuple(_measure(p, repetitions, calibration_path, log) for p in planned)
+    entries = tuple(_measure(p, repetitions, calibration_path, log, reports) for p in planned)
     return Baseline(
         name=name,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -211,7 +225,11 @@ def _in_repo(path: str) -> str:
 
 
 def _measure(
-    planned: Planned, repetitions: int, calibration_path: str | None, log: Log
+    planned: Planned,
+    repetitions: int,
+    calibration_path: str | None,
+    log: Log,
+    reports: Path | None = None,
 ) -> ScenarioBaseline:
     text = planned.scenario.resolved_yaml()
     scenario = parse_scenario(yaml.safe_load(text), planned.source)  # exactly what is embedded
@@ -219,9 +237,12 @@ def _measure(
     name = scenario.name
     embedded, sim, sim_notes = None, None, []
     if "sim" in scenario.backends:
-        from sim.calibration import load_calibration
+        from sim.calibration import calibrations_dir, load_calibration
 
-        calibration, warning = load_calibration(calibration_path, transport=scenario.transport)
+        directory = None if reports is None else calibrations_dir(reports)
+        calibration, warning = load_calibration(
+            calibration_path, transport=scenario.transport, directory=directory
+        )
         source = _in_repo(calibration.source)
         embedded = EmbeddedCalibration(source, warning, calibration.to_dict())
         if warning:

@@ -65,17 +65,20 @@ def run_backend(
     progress: Callable[[float], None] | None = None,
     warnings: list[str] | None = None,
     calibration: Calibration | None = None,
+    reports: Path | None = None,
 ) -> DriverResult:
     """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport).
 
     ``calibration`` (sim only) replaces the one ``load_calibration`` would pick
     for this host; ``swarmtwin regress`` passes the one its baseline embeds.
+    Otherwise it is picked from ``<reports>/calibrations`` (the CLI's
+    ``--reports``; ``reports/calibrations`` when ``reports`` is None).
     A real run made with the test-only slowdown hook on says so in its notes.
     """
     from native.select import STATE
 
     if backend == "sim":
-        result = _run_model(plan, scenario, progress, warnings, calibration)
+        result = _run_model(plan, scenario, progress, warnings, calibration, reports)
         result.notes.append(f"core: {STATE.describe()}")
         return result
     check_backends(scenario, (backend,))
@@ -111,12 +114,14 @@ def _run_model(
     progress: Callable[[float], None] | None,
     warnings: list[str] | None,
     calibration: Calibration | None = None,
+    reports: Path | None = None,
 ) -> DriverResult:
     from sim import run_plan as sim_run
-    from sim.calibration import load_calibration
+    from sim.calibration import calibrations_dir, load_calibration
 
     if calibration is None:
-        calibration, warning = load_calibration(transport=scenario.transport)
+        directory = None if reports is None else calibrations_dir(reports)
+        calibration, warning = load_calibration(transport=scenario.transport, directory=directory)
         if warning and warnings is not None:
             warnings.append(warning)
     model = scenario.model
@@ -172,7 +177,11 @@ def run_scenario(
     reports: Path = Path("reports"),
     progress: Progress | None = None,
 ) -> RunOutcome:
-    """Compile, replay on each backend, summarize, compare and file one run."""
+    """Compile, replay on each backend, summarize, compare and file one run.
+
+    The model takes its calibration from ``<reports>/calibrations`` when one
+    was measured here (``swarmtwin --reports DIR calibrate`` writes there).
+    """
     check_backends(scenario, backends)
     plan = compile_plan(scenario)
     warnings: list[str] = []
@@ -182,7 +191,7 @@ def run_scenario(
         for rep in range(runs):
             label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
-            result = run_backend(plan, backend, scenario, tick, warnings)
+            result = run_backend(plan, backend, scenario, tick, warnings, reports=reports)
             reps.setdefault(backend, []).append(summarize(plan, result))
             if tick is not None:
                 tick(1.0)

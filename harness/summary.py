@@ -313,6 +313,7 @@ class FaultRecovery:
     ops: int = 0
     lost: int = 0
     origin_down_ops: int = 0
+    group: int | None = None  # overlapping faults: fault_id of the group's first (recovery)
 
 
 @dataclass(slots=True)

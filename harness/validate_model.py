@@ -59,11 +59,11 @@ def validate_model(
         f"sim: {len(results) + 1} points x {settings.replications} replications "
         f"on {workers} processes"
     )
-    sims = run_sim([saturation.point, *points], settings.replications, workers)
+    sims = run_sim([saturation.point, *points], settings.replications, workers, reports)
     saturation.sim = sims[0]
     for result, runs in zip(results, sims[1:], strict=True):
         result.sim = runs
-    header = _header(suite, command, time.perf_counter() - started)
+    header = _header(suite, command, time.perf_counter() - started, reports)
     report = build_report(header, saturation, results)
     folder = reports / "validation" / new_run_id(settings.name, datetime.now(UTC))
     write_report(folder, report)
@@ -88,10 +88,11 @@ def _mean(runs: list[Summary], name: str) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _header(suite: Suite, command: str, wall: float) -> dict[str, Any]:
-    from sim.calibration import load_calibration
+def _header(suite: Suite, command: str, wall: float, reports: Path) -> dict[str, Any]:
+    from sim.calibration import calibrations_dir, load_calibration
 
-    calibration, warning = load_calibration(transport=suite.base.transport)
+    directory = calibrations_dir(reports)
+    calibration, warning = load_calibration(transport=suite.base.transport, directory=directory)
     settings = suite.settings
     return {
         "suite": settings.name,

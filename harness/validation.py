@@ -185,10 +185,17 @@ def run_real(point: Point, repetitions: int) -> list[Summary]:
     return [summarize(plan, run_backend(plan, "real", point.scenario)) for _ in range(repetitions)]
 
 
-def run_sim(points: Sequence[Point], replications: int, workers: int) -> list[list[Summary]]:
-    """Every point's seeded model replications, spread over ``workers`` processes."""
+def run_sim(
+    points: Sequence[Point], replications: int, workers: int, reports: Path | None = None
+) -> list[list[Summary]]:
+    """Every point's seeded model replications, spread over ``workers`` processes.
+
+    The model's calibration is picked from ``<reports>/calibrations``
+    (``harness.runner.run_backend``).
+    """
+    folder = None if reports is None else str(reports)
     jobs = [
-        (point.scenario.model_dump(by_alias=True), i)
+        (point.scenario.model_dump(by_alias=True), i, folder)
         for point in points
         for i in range(replications)
     ]
@@ -203,14 +210,15 @@ def sim_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _sim_job(job: tuple[dict[str, Any], int]) -> dict[str, Any]:
+def _sim_job(job: tuple[dict[str, Any], int, str | None]) -> dict[str, Any]:
     from harness.runner import run_backend
 
-    data, replication = job
+    data, replication, folder = job
     scenario = parse_scenario(data, "(validation point)")
     plan = compile_plan(scenario)
     model_plan = dataclasses.replace(plan, seed=plan.seed + replication * SEED_STRIDE)
-    result = run_backend(model_plan, "sim", scenario)
+    reports = None if folder is None else Path(folder)
+    result = run_backend(model_plan, "sim", scenario, reports=reports)
     return summarize(plan, result).to_dict(include_timeline=False)
 
 

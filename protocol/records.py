@@ -6,8 +6,8 @@ memory reply reaches its requester. They also note every op the coordinator
 accepted (``accepted``) and every acknowledged memory write (``WriteAck``),
 which is what "acknowledged data" means when the harness counts losses.
 Times are seconds since run start, read from the driver's clock
-(``loop.time()`` offset for real, ``env.now`` for sim). The core never reads a
-clock itself; it stamps the ``now`` it was given.
+(``time.perf_counter()`` since the run's start for real, ``env.now`` for
+sim). The core never reads a clock itself; it stamps the ``now`` it was given.
 """
 
 from __future__ import annotations

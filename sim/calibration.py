@@ -49,7 +49,7 @@ A ``Calibration`` says how long things take on the machine it was measured on
   with them. ``swarmtwin calibrate --transport tcp`` measures both by
   killing and restarting real processes (``harness.calibrate_restart``);
   on inproc an agent restarts at once (0) and the coordinator cannot crash.
-- ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as DESIGN.md
+- ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as docs/design.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
 
@@ -58,8 +58,10 @@ on how it was measured. The file also records the host, Python version,
 date, transport and ``how`` (the command that produced it).
 
 ``load_calibration`` picks the newest file for this host and transport from
-``reports/calibrations/``; failing that it returns the default shipped in
-``sim/calibrations/`` together with a warning string for the report.
+the reports folder's ``calibrations/`` (``calibrations_dir``: the CLI's
+``--reports``, ``reports/`` by default, where ``swarmtwin calibrate`` writes);
+failing that it returns the default shipped in ``sim/calibrations/`` (inside
+the installed package) together with a warning string for the report.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ ROLES = ("coordinator", "agent")
 POOLED = "*"
 CPU_SHARING = ("per-node", "one-loop")
 FORMAT = 1
-REPORTS_DIR = Path("reports/calibrations")
+CALIBRATIONS = "calibrations"  # the subfolder of a reports folder that holds calibrations
+REPORTS_DIR = Path("reports") / CALIBRATIONS
 SHIPPED_DIR = Path(__file__).parent / "calibrations"
 AGENT_RESTART = 0.35  # s, a killed agent worker back to live: measured by the real driver
 COORDINATOR_RESTART = 0.45  # s, a crashed coordinator back to live: likewise
@@ -287,6 +290,11 @@ def read_calibration(path: Path) -> Calibration:
     return Calibration.from_dict(json.loads(path.read_text()), source=str(path))
 
 
+def calibrations_dir(reports: Path) -> Path:
+    """Where ``swarmtwin calibrate`` writes and the model looks, under a reports folder."""
+    return reports / CALIBRATIONS
+
+
 def shipped_path(transport: str) -> Path:
     """The default shipped for ``transport``: ``default.json`` or ``default-<transport>.json``."""
     name = "default.json" if transport == "inproc" else f"default-{transport}.json"
@@ -302,14 +310,16 @@ def calibration_filename(calibration: Calibration) -> str:
 def load_calibration(
     path: Path | str | None = None,
     transport: str = "inproc",
-    directory: Path = REPORTS_DIR,
+    directory: Path | None = None,
 ) -> tuple[Calibration, str | None]:
     """The calibration to use, and a warning when it was not measured here.
 
-    With ``path``, that file. Otherwise the newest file in ``directory`` whose
+    With ``path``, that file. Otherwise the newest file in ``directory``
+    (default ``REPORTS_DIR``; callers pass ``calibrations_dir(reports)``) whose
     host is this host and whose transport is ``transport``; failing that, the
     shipped default for ``transport``.
     """
+    directory = REPORTS_DIR if directory is None else directory
     host = socket.gethostname()
     if path is not None:
         calibration = read_calibration(Path(path))

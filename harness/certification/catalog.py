@@ -20,6 +20,7 @@ from typing import Literal
 
 from harness.compare import mean_ci
 from harness.metrics import Summary
+from harness.recovery import outage_recovery_times
 from harness.summary import nearest_rank_percentiles
 
 Direction = Literal[">=", "<="]
@@ -53,7 +54,7 @@ TESTS: tuple[Criterion, ...] = (
         10.0,
         True,
         "load",
-        "95th percentile of end-to-end latency (scheduled send to the last recipient's "
+        "95th percentile of end-to-end latency (scheduled send to each recipient's "
         "handling, nearest rank over exact latencies, an accepted op never completed "
         "counting as infinitely late, corrected for coordinated omission) over each load run's "
         "steady-state window.",
@@ -219,12 +220,9 @@ def runs_value(run: Summary, name: str) -> float | None:
 
 
 def recovery_p95(runs: Sequence[Summary]) -> float | None:
-    """p95 (nearest rank) of every fault's recovery time; never recovered = infinite."""
-    times = [
-        math.inf if row.recovery_s is None else row.recovery_s
-        for run in runs
-        for row in run.faults.faults
-    ]
+    """p95 (nearest rank) of every outage's recovery time (a lone fault, or a group of
+    overlapping faults measured as one: ``harness.recovery``); never recovered = infinite."""
+    times = [t for run in runs for t in outage_recovery_times(run.faults.faults)]
     if not times:
         return None
     return float(nearest_rank_percentiles(times, (95.0,))[0])

@@ -1,4 +1,4 @@
-"""Scores and levels, as DESIGN.md defines them.
+"""Scores and levels, as docs/design.md ("Scores and levels") defines them.
 
 How it works. A passed test scores 100. A failed one scores by how close it
 came: ``value / target`` for an at-least target and ``target / value`` for

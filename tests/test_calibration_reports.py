@@ -1,0 +1,92 @@
+"""The model finds a calibration under ``--reports``, where ``swarmtwin calibrate`` wrote it.
+
+Before, ``swarmtwin --reports DIR calibrate`` wrote to ``DIR/calibrations``
+but the model looked in ``reports/calibrations`` under the working directory,
+warned and used the shipped default. Each test runs from an empty folder, so
+only the calibration under ``--reports`` can be this host's.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.validate_model import _header
+from harness.validation import load_suite
+from sim.calibration import (
+    calibration_filename,
+    calibrations_dir,
+    read_calibration,
+    save_calibration,
+    shipped_path,
+)
+
+
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def _measured_here(out_dir: Path, transport: str = "inproc") -> Path:
+    """A calibration for this host in ``out_dir``, as ``calibrate`` would write it."""
+    shipped = read_calibration(shipped_path(transport))
+    here = shipped.with_changes(host=socket.gethostname(), date="2099-01-01T00:00:00Z")
+    return save_calibration(here, out_dir / calibration_filename(here))
+
+
+def _sim_notes(reports: Path) -> list[str]:
+    (run_dir,) = (reports / "runs").iterdir()
+    notes: list[str] = json.loads((run_dir / "summary.json").read_text())["backends"]["sim"][
+        "notes"
+    ]
+    return notes
+
+
+def test_calibrate_then_run_with_the_same_reports_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written: list[Path] = []
+
+    def calibrate(transport: str, out_dir: Path) -> Path:  # the 40 s measurement, stubbed
+        written.append(_measured_here(out_dir, transport))
+        return written[-1]
+
+    monkeypatch.setattr("harness.calibrate.calibrate", calibrate)
+    reports = tmp_path / "out"
+    assert main(["--reports", str(reports), "calibrate"]) == 0
+    assert written and written[0].parent == calibrations_dir(reports)
+
+    args = ["--reports", str(reports), "run", "smoke", "--backend", "sim", "--duration", "1"]
+    assert main(args) == 0
+    assert "no calibration for host" not in capsys.readouterr().err
+    notes = _sim_notes(reports)
+    assert any(note.startswith(f"calibration: {written[0]} ") for note in notes), notes
+
+
+def test_without_one_under_reports_the_warning_names_that_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _measured_here(tmp_path / "cwd" / "reports" / "calibrations")  # the old, wrong place
+    reports = tmp_path / "out"
+    args = ["--reports", str(reports), "run", "smoke", "--backend", "sim", "--duration", "1"]
+    assert main(args) == 0
+    err = " ".join(capsys.readouterr().err.split())  # undo the console's line wrapping
+    assert f"in {calibrations_dir(reports)}; using the shipped default default.json" in err
+    shipped = f"calibration: {shipped_path('inproc')} "
+    assert any(note.startswith(shipped) for note in _sim_notes(reports))
+
+
+def test_validate_model_reports_the_calibration_under_reports(tmp_path: Path) -> None:
+    reports = tmp_path / "out"
+    path = _measured_here(calibrations_dir(reports))
+    suite = load_suite(Path(__file__).resolve().parent.parent / "scenarios/validation/suite.yaml")
+    header = _header(suite, "test", 0.0, reports)
+    assert header["calibration"]["source"] == str(path)
+    assert header["calibration"]["warning"] is None
