@@ -35,12 +35,13 @@ certify: $(STAMP) $(CORE) browser
 	$(BIN)/swarmtwin certify
 
 bench: $(STAMP) $(CORE)
-	$(BIN)/python -m harness.bench
+	$(BIN)/swarmtwin bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol real sim harness native tests
 	$(BIN)/ruff format --check protocol real sim harness native tests
 	$(BIN)/mypy protocol
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format protocol real sim harness native tests

@@ -4,13 +4,13 @@ How it works. ``pyproject.toml`` lists the code packages with
 ``[tool.setuptools.packages.find]``, which finds a package only in a folder
 of the same name. The scenarios stay in the top-level ``scenarios/`` folder
 (``make run``, the docs and the tests use them there), so ``find`` cannot see
-them as ``harness.scenarios``; ``[tool.setuptools.package-dir]`` maps that
+them as ``harness.scenario.files``; ``[tool.setuptools.package-dir]`` maps that
 name to the folder and ``[tool.setuptools.package-data]`` names its files.
 ``[tool.setuptools.cmdclass]`` makes ``BuildPy`` setuptools' ``build_py``:
 before the usual set-up it adds every ``package-dir`` entry whose folder
 exists and which ``find`` did not list to the distribution's packages. Wheels,
 sdists and editable installs all take their files from ``build_py``, so every
-one of them carries the scenarios; ``harness.shipped`` finds them at run time.
+one of them carries the scenarios; ``harness.scenario.shipped`` finds them at run time.
 
 Setuptools loads this file by its path while building, before the project is
 importable, so it imports nothing from the project.

@@ -6,7 +6,7 @@ error names the file, the field and what was expected).
 
 A scenario or suite argument that is not an existing path names a file
 shipped with swarmtwin (``smoke``, ``faults/partition``,
-``scenarios/default.yaml`` from any directory: ``harness.shipped``), and the
+``scenarios/default.yaml`` from any directory: ``harness.scenario.shipped``), and the
 defaults (the validation and certification suites) resolve the same way.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.scenario import ScenarioError, load_scenario
-from harness.shipped import resolve
+from harness.scenario.schema import ScenarioError, load_scenario
+from harness.scenario.shipped import resolve
 from protocol.settings import DEV_TOKEN, ProtocolSettings
 
 LEVELS = ("FULL", "PARTIAL", "FAILED")
@@ -52,9 +52,9 @@ def _progress_bar() -> tuple[Progress, Callable[[str, float], None]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import BACKENDS, labelled_repetitions, run_scenario
-    from harness.table import render_summary_table
-    from harness.targets import evaluate_targets, render_targets
+    from harness.render.table import render_summary_table
+    from harness.run.runner import BACKENDS, labelled_repetitions, run_scenario
+    from harness.scenario.targets import evaluate_targets, render_targets
 
     scenario = load_scenario(resolve(args.scenario)).with_overrides(
         seed=args.seed, duration=args.duration, transport=args.transport
@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.plan import compile_plan, plan_stats
+    from harness.scenario.compile import compile_plan, plan_stats
 
     path = resolve(args.scenario)
     scenario = load_scenario(path)
@@ -110,8 +110,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.history import list_runs
-    from harness.table import render_history
+    from harness.render.table import render_history
+    from harness.run.history import list_runs
 
     rows = list_runs(Path(args.reports) / "history.sqlite", limit=args.limit)
     if not rows:
@@ -122,7 +122,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from real.server import coordinator_command
+    from real.tcp.server import coordinator_command
 
     settings = ProtocolSettings(token=args.token)
     db = args.db if args.db is not None else str(Path(args.reports) / "coordinator.sqlite")
@@ -130,7 +130,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from real.workers import agents_command
+    from real.tcp.workers import agents_command
 
     return agents_command(
         args.host,
@@ -145,7 +145,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from harness.calibrate import calibrate
+    from harness.calibrate.measure import calibrate
     from sim.calibration import calibrations_dir
 
     path = calibrate(transport=args.transport, out_dir=calibrations_dir(Path(args.reports)))
@@ -154,8 +154,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_model(args: argparse.Namespace) -> int:
-    from harness.validate_model import validate_model
-    from harness.validation import load_suite
+    from harness.validate.model import validate_model
+    from harness.validate.suite import load_suite
 
     overrides = {"repetitions": args.repetitions, "replications": args.replications}
     suite_path = resolve(args.suite, "validation suite")
@@ -183,10 +183,10 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from harness.certification.catalog import TEST_KEYS
-    from harness.certification.certify import certify
-    from harness.certification.console import render_certification
-    from harness.certification.suite import load_suite, load_targets
+    from harness.certify.catalog import TEST_KEYS
+    from harness.certify.console import render_certification
+    from harness.certify.run import certify
+    from harness.certify.suite import load_suite, load_targets
 
     targets = load_targets(args.targets, TEST_KEYS) if args.targets else None
     suite = load_suite(resolve(args.suite, "certification suite"), targets, TEST_KEYS)
@@ -209,7 +209,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def _render_png(folder: Path, wanted: str) -> None:
-    from harness.certification.render import RenderError, find_chromium, render_png
+    from harness.certify.render import RenderError, find_chromium, render_png
 
     if wanted == "no" or (wanted == "auto" and find_chromium() is None):
         return
@@ -220,10 +220,10 @@ def _render_png(folder: Path, wanted: str) -> None:
 
 
 def cmd_regress(args: argparse.Namespace) -> int:
-    from harness.regress import RegressOptions, run_regress
-    from harness.regress_baseline import read_baseline
-    from harness.regress_decide import RULES, parse_min_effects
-    from harness.regress_report import render_real, render_sim, verdict_lines, write_json
+    from harness.regress.baseline import read_baseline
+    from harness.regress.check import RegressOptions, run_regress
+    from harness.regress.decide import RULES, parse_min_effects
+    from harness.regress.report import render_real, render_sim, verdict_lines, write_json
 
     baseline_file = _baseline_file(args.baseline, Path(args.reports))
     baseline = read_baseline(baseline_file, tuple(RULES))
@@ -257,7 +257,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 def _baseline_file(argument: str, reports: Path) -> Path:
     """``--baseline``: a file, or a baseline's NAME for ``<reports>/baselines/NAME.json``."""
-    from harness.regress_update import NAME_PATTERN, baseline_path
+    from harness.regress.update import NAME_PATTERN, baseline_path
 
     given = Path(argument)
     if given.exists():
@@ -273,8 +273,8 @@ def _baseline_file(argument: str, reports: Path) -> Path:
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:
-    from harness.regress_baseline import write_baseline
-    from harness.regress_update import baseline_path, make_baseline, plan_update
+    from harness.regress.baseline import write_baseline
+    from harness.regress.update import baseline_path, make_baseline, plan_update
 
     path = baseline_path(Path(args.reports), args.name)
     log = lambda line: console.print(line, highlight=False)  # noqa: E731
@@ -306,6 +306,14 @@ def package_version() -> str:
         return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
         return "unknown"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench.run import main as bench_main
+
+    return bench_main(
+        [*(["--quick"] if args.quick else []), *(["--json", args.json] if args.json else [])]
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -424,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when the level is below this",
     )
     cert.set_defaults(func=cmd_certify)
+
+    bench = sub.add_parser("bench", help="speed as ratios against raw baselines (make bench)")
+    bench.add_argument("--quick", action="store_true", help="shorter points, fewer rates")
+    bench.add_argument("--json", help="also write the figures to this file")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

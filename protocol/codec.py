@@ -62,7 +62,7 @@ class CodecUsageError(Exception):
     """Local misuse of the codec (a bug on this side)."""
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # real.framing.MalformedEnvelope
+@mypyc_attr(allow_interpreted_subclasses=True)  # real.tcp.framing.MalformedEnvelope
 class MalformedFrame(Exception):
     """A remote peer sent bytes that are not a valid frame.
 

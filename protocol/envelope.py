@@ -44,7 +44,7 @@ stream is then out of sync and the link must be closed.
 (length, head, body), the head cached per node, so that a body shared by
 many frames is never copied per frame. ``Outbox`` turns a core's output
 into those frames, one buffer per link, so a driver's send path is one call
-per loop turn and one write per link. ``real.framing`` moves the bytes.
+per loop turn and one write per link. ``real.tcp.framing`` moves the bytes.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ nothing; the point is a coordinator that is measurably slower per message,
 like a build with a slower code path.
 
 Both real transports call ``slow_coordinator`` on the coordinator they
-build (``real.inproc.build_hub`` and ``real.server.CoordinatorServer``);
+build (``real.inproc.hub.build_hub`` and ``real.tcp.server.CoordinatorServer``);
 the tcp coordinator is a child process, which inherits the variable.
 ``ACTIVE`` and ``note()`` let the harness mark every run made with the hook
 on, so a slowed run can never pass for a normal one. The variable exists to

@@ -4,7 +4,7 @@
 plan with every node (the coordinator and each agent) modelled as a
 single-server FIFO queue whose service times, timer costs and network hop
 delays come from a ``Calibration`` (``sim.calibration``; measured by
-``harness/calibrate.py``). ``last_stats()`` returns the simulator's own
+``harness/calibrate/measure.py``). ``last_stats()`` returns the simulator's own
 counters for the last run in this process, as a dict: ``messages`` (every
 message delivered to a node), ``timers`` (timer jobs served),
 ``wall_seconds`` (the whole ``run_plan``), ``run_wall_seconds`` (the main

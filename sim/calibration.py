@@ -1,7 +1,7 @@
 """The model's cost figures for one machine and transport, kept as JSON.
 
 A ``Calibration`` says how long things take on the machine it was measured on
-(``harness/calibrate.py`` measures it; ``swarmtwin calibrate`` runs that):
+(``harness/calibrate/measure.py`` measures it; ``swarmtwin calibrate`` runs that):
 
 - ``service[role][message type name]``: CPU time a node of ``role``
   (``"coordinator"`` or ``"agent"``) spends handling one message of that type
@@ -19,7 +19,7 @@ A ``Calibration`` says how long things take on the machine it was measured on
 - ``per_recipient_seconds``: a coordinator's cost for each ``Deliver`` a
   job emits (fan-out makes a ``Publish`` cost more), charged on top of the
   service time; the coordinator's service times were measured with it
-  taken out (``harness.calibrate_scaling``, figure (f)).
+  taken out (``harness.calibrate.scaling``, figure (f)).
 - ``batch_saving``: per role, what a message saves when it joins a batch
   that is already queued at its node (the real drivers drain a node once
   per batch); the model applies it to a message that reaches a node whose
@@ -47,7 +47,7 @@ A ``Calibration`` says how long things take on the machine it was measured on
   again until it is live (process start-up, imports, for the coordinator
   reopening its SQLite state); ``sim.faults`` replays a kill or a crash
   with them. ``swarmtwin calibrate --transport tcp`` measures both by
-  killing and restarting real processes (``harness.calibrate_restart``);
+  killing and restarting real processes (``harness.calibrate.restart``);
   on inproc an agent restarts at once (0) and the coordinator cannot crash.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as docs/design.md
   models it) or ``"one-loop"`` (every node shares one server, as the real

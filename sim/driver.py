@@ -89,7 +89,7 @@ from sim.calibration import Calibration
 from sim.engine import Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
 
-REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc
+REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
 REGISTRATION_LIMIT = 60.0
 PROGRESS_STEPS = 100
 
@@ -115,7 +115,7 @@ def run_plan(
 
     ``agent_processes``: when the real run hosts the agents in N worker
     processes (tcp), agent ``i`` shares the CPU of process ``i % N``, as
-    ``real.tcp`` deals them; None gives each agent a CPU of its own.
+    ``real.tcp.run`` deals them; None gives each agent a CPU of its own.
     ``coordinator_hosts``: the coordinator's messages are served by that many
     CPUs, each agent's by one of them (``sim.engine``); it needs a calibration
     whose ``cpu_sharing`` is ``"per-node"``.

@@ -1,7 +1,7 @@
 """The plan's fault timeline on the model: kills, pauses, a coordinator crash, bad links.
 
 A ``FaultInjector`` joins a ``ModelRun`` (``sim.driver``) whose plan has
-faults (``plan.faults``, compiled by ``harness.faults``) or whose coordinator
+faults (``plan.faults``, compiled by ``harness.scenario.faults``) or whose coordinator
 persists (``durable_coordinator``). It replays the same timeline as the real
 tcp driver, on the simulated clock:
 

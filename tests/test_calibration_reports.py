@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.validate_model import _header
-from harness.validation import load_suite
+from harness.validate.model import _header
+from harness.validate.suite import load_suite
 from sim.calibration import (
     calibration_filename,
     calibrations_dir,
@@ -58,7 +58,7 @@ def test_calibrate_then_run_with_the_same_reports_folder(
         written.append(_measured_here(out_dir, transport))
         return written[-1]
 
-    monkeypatch.setattr("harness.calibrate.calibrate", calibrate)
+    monkeypatch.setattr("harness.calibrate.measure.calibrate", calibrate)
     reports = tmp_path / "out"
     assert main(["--reports", str(reports), "calibrate"]) == 0
     assert written and written[0].parent == calibrations_dir(reports)

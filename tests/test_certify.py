@@ -13,7 +13,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from harness.certification.catalog import (
+from harness.certify.catalog import (
     TEST_KEYS,
     TESTS,
     Measurement,
@@ -22,13 +22,12 @@ from harness.certification.catalog import (
     recovery_p95,
     with_targets,
 )
-from harness.certification.cli_check import cli_check
-from harness.certification.html import LEVEL_COLOURS
-from harness.certification.scoring import overall, score_of
-from harness.certification.suite import load_suite, load_targets
+from harness.certify.cli_check import cli_check
+from harness.certify.html import LEVEL_COLOURS
+from harness.certify.scoring import overall, score_of
+from harness.certify.suite import load_suite, load_targets
 from harness.cli import main
-from harness.scenario import ScenarioError
-from harness.summary import (
+from harness.metrics.summary import (
     Agents,
     Availability,
     FaultRecovery,
@@ -38,6 +37,7 @@ from harness.summary import (
     Summary,
     Throughput,
 )
+from harness.scenario.schema import ScenarioError
 
 SPECS = {spec.key: spec for spec in TESTS}
 QUICK = Path("scenarios/certification/quick/suite.yaml")
@@ -225,7 +225,7 @@ def test_the_html_report_renders_in_headless_chromium(quick_report: Path) -> Non
 def test_the_cli_refuses_a_public_bind_with_the_default_token() -> None:
     (check,) = cli_check()
     assert check.passed, check.detail
-    assert "python -m real.server, public host, default token: exit 2, never listened" in (
+    assert "python -m real.tcp.server, public host, default token: exit 2, never listened" in (
         check.detail
     )
     assert "swarmtwin coordinator, public host, default token: exit 2" in check.detail

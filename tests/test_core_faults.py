@@ -1,7 +1,7 @@
 """Core behaviour under faults: durable bus, restart from the journal, fault events.
 
 ``DurableNet`` persists the coordinator's journals after every step (an
-instant group commit, as ``real.server`` does once per loop turn) and can
+instant group commit, as ``real.tcp.server`` does once per loop turn) and can
 crash the coordinator: the wire to and from it is emptied, a new
 coordinator is built from what was persisted, and every agent says hello
 again, as agents do after their link drops.

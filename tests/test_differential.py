@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.plan import compile_plan
-from harness.scenario import load_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import load_scenario
 from protocol.records import DriverResult
-from real.inproc import run_plan as run_real
+from real.inproc.run import run_plan as run_real
 from sim import run_plan as run_sim
 from sim.calibration import load_calibration
 

@@ -25,12 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.plan import compile_plan
-from harness.scenario import parse_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import parse_scenario
 from protocol.faults import Effect, Fate, Target, combine, timeline
 from protocol.plan import Fault, FaultKind, Plan
 from protocol.records import DriverResult
-from real.inproc import run_plan as run_inproc
+from real.inproc.run import run_plan as run_inproc
 from sim import run_plan as run_model
 from sim.calibration import load_calibration
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.metrics import summarize
-from harness.plan import compile_plan
-from harness.runner import run_backend
-from harness.scenario import load_scenario
-from harness.summary import Summary
+from harness.metrics.figures import summarize
+from harness.metrics.summary import Summary
+from harness.run.runner import run_backend
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import load_scenario
 
 FAULTS = Path(__file__).resolve().parent.parent / "scenarios" / "faults"
 SCENARIOS = sorted(path.stem for path in FAULTS.glob("*.yaml"))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.plan import compile_plan
-from harness.scenario import parse_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import parse_scenario
 from protocol.plan import Plan
 from protocol.records import DriverResult
-from real.inproc import run_plan
+from real.inproc.run import run_plan
 
 SCENARIO = {
     "name": "inproc-faults",

@@ -1,7 +1,7 @@
 """Limits that keep one client from growing the coordinator's memory without bound.
 
 Each was found by measuring a live coordinator (the security checks in
-``real.security_limits`` and ``real.security_quota`` now cover them): core
+``harness.certify.security.limits`` and ``harness.certify.security.quota`` now cover them): core
 tests for the subscription limit, the memory quotas, reads that are not
 remembered and the bounded topic cache; server tests (``CoordinatorServer``
 on this process's event loop, raw sockets) for the output budget of a read,
@@ -22,8 +22,10 @@ from typing import TypeVar
 import pytest
 
 import protocol.topics as topics
-from harness.plan import build_agents
-from harness.scenario import MemoryStream, load_scenario
+from harness.certify.security.flood import register
+from harness.certify.security.rawclient import RawConnection, routed_frame
+from harness.scenario.compile import build_agents
+from harness.scenario.schema import MemoryStream, load_scenario
 from protocol.coordinator import Coordinator
 from protocol.envelope import Routed
 from protocol.memory import MemoryStore, Write
@@ -42,12 +44,10 @@ from protocol.messages import (
 )
 from protocol.settings import ProtocolSettings
 from protocol.topics import SubscriptionIndex
-from real.admission import ServerLimits
 from real.clock import new_event_loop
-from real.framing import HIGH_WATER
-from real.rawclient import RawConnection, routed_frame
-from real.security_flood import register
-from real.server import OUTPUT_BUDGET, SLICE_FRAMES, CoordinatorServer
+from real.tcp.admission import ServerLimits
+from real.tcp.framing import HIGH_WATER
+from real.tcp.server import OUTPUT_BUDGET, SLICE_FRAMES, CoordinatorServer
 
 T = TypeVar("T")
 SETTINGS = ProtocolSettings()

@@ -12,17 +12,17 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
 
-from harness.compare import aggregate, compare, mean_ci, percent_error, t_critical_95
-from harness.metrics import (
+from harness.metrics.compare import aggregate, compare, mean_ci, percent_error, t_critical_95
+from harness.metrics.figures import (
     Summary,
     nearest_rank_percentiles,
     new_histogram,
     record_many,
     summarize,
 )
-from harness.scenario import Target, load_scenario
-from harness.table import console_print, render_history, render_summary_table
-from harness.targets import evaluate_targets, render_targets
+from harness.render.table import console_print, render_history, render_summary_table
+from harness.scenario.schema import Target, load_scenario
+from harness.scenario.targets import evaluate_targets, render_targets
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 

@@ -1,4 +1,4 @@
-"""Monitoring coverage (``harness.monitoring``): the metric, and a run on every backend.
+"""Monitoring coverage (``harness.metrics.monitoring``): the metric, and a run on every backend.
 
 The metric tests build ``DriverResult``s by hand, so each shortfall (a
 missing component, a bad health, empty or insane metrics, counters that
@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.metrics import summarize
-from harness.monitoring import expected_components, monitoring_section
-from harness.scenario import load_scenario
-from harness.summary import MonitoringFigures, Summary
+from harness.metrics.figures import summarize
+from harness.metrics.monitoring import expected_components, monitoring_section
+from harness.metrics.summary import MonitoringFigures, Summary
+from harness.scenario.schema import load_scenario
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
 from protocol.records import Completion, DriverResult, StoreSnapshot
 from protocol.status import CORE_COMPONENTS
-from real.inproc import run_plan as run_inproc
+from real.inproc.run import run_plan as run_inproc
 from sim import run_plan as run_sim
 from sim.calibration import read_calibration, shipped_path
 
@@ -269,7 +269,7 @@ def test_the_model_gets_no_status_from_a_crashed_coordinator() -> None:
 
 @pytest.mark.slow
 def test_a_tcp_run_reports_every_component() -> None:
-    from real.tcp import run_plan as run_tcp
+    from real.tcp.run import run_plan as run_tcp
 
     plan = every_kind_plan()
     result = run_tcp(plan, workers=2, connections=2)

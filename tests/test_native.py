@@ -98,9 +98,9 @@ def test_this_process_runs_the_build_when_there_is_a_fresh_one() -> None:
 
 MODEL_RUN = """
 import hashlib, json, sys
-from harness.plan import compile_plan
-from harness.runner import run_backend
-from harness.scenario import load_scenario
+from harness.scenario.compile import compile_plan
+from harness.run.runner import run_backend
+from harness.scenario.schema import load_scenario
 from native.select import STATE
 
 scenario = load_scenario(sys.argv[1]).with_overrides(duration=float(sys.argv[2]))

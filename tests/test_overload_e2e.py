@@ -15,8 +15,8 @@ from collections import Counter
 
 import pytest
 
-from harness.plan import compile_plan
-from harness.scenario import load_scenario, parse_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import load_scenario, parse_scenario
 from protocol.plan import Plan
 from protocol.records import DriverResult
 
@@ -61,14 +61,14 @@ def check_graceful(plan: Plan, result: DriverResult) -> None:
 
 
 def test_inproc_under_overload_sheds_early_and_finishes_what_it_accepted() -> None:
-    from real.inproc import run_plan
+    from real.inproc.run import run_plan
 
     plan = overload_plan(agents=40, duration=3.0)
     check_graceful(plan, run_plan(plan))
 
 
 def test_tcp_under_overload_sheds_early_and_finishes_what_it_accepted() -> None:
-    from real.tcp import run_plan
+    from real.tcp.run import run_plan
 
     plan = overload_plan(agents=40, duration=3.0)
     check_graceful(plan, run_plan(plan, workers=2))

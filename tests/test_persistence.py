@@ -29,7 +29,7 @@ from protocol.journal import (
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Deliver, DeliveryKind, MemVerb
 from protocol.payload import checksum
-from real.persistence import MemoryDB, read_snapshot
+from real.tcp.persistence import MemoryDB, read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,7 +174,7 @@ def test_read_snapshot_is_read_only_and_sees_committed_rows(tmp_path: Path) -> N
 CRASHER = """
 import sys, time
 from protocol.memory import Write
-from real.persistence import MemoryDB
+from real.tcp.persistence import MemoryDB
 db = MemoryDB(sys.argv[1])
 for batch in range(20):
     db.persist([Write("ns", f"k{batch}-{i}", batch + 1, bytes([batch]) * 64) for i in range(50)])

@@ -1,7 +1,8 @@
-"""The fault-injecting proxy (``real.proxy``): whole frames, seeded loss, partitions, delay.
+"""The fault-injecting proxy (``real.netfault.proxy``): whole frames, seeded loss,
+partitions, delay.
 
 Each test runs an echo server and a ``FaultProxy`` in front of it on one event
-loop in this process, and talks routed frames (``real.framing``) through the
+loop in this process, and talks routed frames (``real.tcp.framing``) through the
 proxy; replies are decoded with ``RoutedDecoder``, which refuses any corrupt
 or partial frame. The last tests run ``proxy_process_main`` in a spawned
 child process. Timing checks are lower bounds only.
@@ -23,10 +24,10 @@ import pytest
 from protocol.codec import encode_body
 from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import Publish
-from real.children import ChildProcesses
 from real.clock import new_event_loop
-from real.framing import PipeChannel
-from real.proxy import FaultProxy
+from real.netfault.proxy import FaultProxy
+from real.tcp.children import ChildProcesses
+from real.tcp.framing import PipeChannel
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness.metrics import Summary, summarize
-from harness.recovery import STEP_S, nearest_rank
+from harness.metrics.figures import Summary, summarize
+from harness.metrics.recovery import STEP_S, nearest_rank
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
 from protocol.records import (
     DELETED,
@@ -342,7 +342,7 @@ def test_nearest_rank_treats_infinity_as_missing() -> None:
 
 
 def test_restart_calibration_reads_restart_times_from_healed_events() -> None:
-    from harness.calibrate_restart import restart_plan, restart_times
+    from harness.calibrate.restart import restart_plan, restart_times
 
     plan = restart_plan()
     kill, crash = plan.faults

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.regress_baseline import BaselineError, read_baseline, write_baseline
-from harness.regress_decide import RULES, check_repetitions, compare_sim, decide, parse_min_effects
-from harness.regress_update import load_sources, make_baseline, plan_update
-from harness.scenario import ScenarioError
+from harness.regress.baseline import BaselineError, read_baseline, write_baseline
+from harness.regress.decide import RULES, check_repetitions, compare_sim, decide, parse_min_effects
+from harness.regress.update import load_sources, make_baseline, plan_update
+from harness.scenario.schema import ScenarioError
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM_ONLY = """\
@@ -374,9 +374,9 @@ def test_bad_names_and_options_exit_2(tmp_path: Path, sim_baseline: Path) -> Non
 
 _HOOK_RUN = """
 import json, sys
-from harness.scenario import parse_scenario
-from harness.plan import compile_plan
-from harness.runner import run_backend
+from harness.scenario.schema import parse_scenario
+from harness.scenario.compile import compile_plan
+from harness.run.runner import run_backend
 import yaml
 scenario = parse_scenario(yaml.safe_load(sys.argv[1]))
 plan = compile_plan(scenario)

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from markdown_it import MarkdownIt
 
-from harness.certification.catalog import TESTS
-from harness.certification.html import LEVEL_COLOURS, render_html
-from harness.certification.report import render_markdown
-from harness.fidelity_md import render_markdown as fidelity_markdown
-from harness.render_templates import environment, md_code, md_escape
-from harness.validation import COMPARED
-from harness.whatif import COLUMNS, markdown_table
+from harness.certify.catalog import TESTS
+from harness.certify.html import LEVEL_COLOURS, render_html
+from harness.certify.report import render_markdown
+from harness.render.jinja import environment, md_code, md_escape
+from harness.validate.fidelity_md import render_markdown as fidelity_markdown
+from harness.validate.suite import COMPARED
+from harness.validate.whatif import COLUMNS, markdown_table
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "harness" / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "harness" / "render" / "templates"
 HOSTILE = "<script>alert(1)</script> | x"
 HOSTILE_HTML = "&lt;script&gt;alert(1)&lt;/script&gt; | x"
 HOSTILE_MD = "&lt;script&gt;alert(1)&lt;/script&gt; \\| x"
@@ -339,7 +339,7 @@ def _stats(mean: float | None, half: float | None = None) -> dict[str, Any]:
 
 
 def fidelity_report() -> dict[str, Any]:
-    """harness.fidelity.build_report's data for an ordinary run, made by hand."""
+    """harness.validate.fidelity.build_report's data for an ordinary run, made by hand."""
     point: dict[str, Any] = {
         "label": "load=0.3",
         "offered_deliveries_per_s": 45473.33,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from harness.compare import compare
-from harness.history import list_runs, record_run
-from harness.metrics import Summary, summarize
-from harness.rundir import new_run_id, read_run, write_run
+from harness.metrics.compare import compare
+from harness.metrics.figures import Summary, summarize
+from harness.run.folder import new_run_id, read_run, write_run
+from harness.run.history import list_runs, record_run
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult
 

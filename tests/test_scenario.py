@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.plan import compile_plan
-from harness.scenario import (
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import (
     Scenario,
     ScenarioError,
     Target,

@@ -22,6 +22,16 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.certify.security.base import SecurityCheck, guarded
+from harness.certify.security.flood import LATE_FLOOR, MIB, ReplyCounter, RssSample, judge_growth
+from harness.certify.security.frames import KINDS, fuzz_plan, plan_bytes
+from harness.certify.security.rawclient import Bystander
+from harness.certify.security.suite import (
+    SecurityReport,
+    Target,
+    check_service,
+    run_security_checks,
+)
 from protocol.codec import encode_body
 from protocol.coordinator import DEDUP_WINDOW, Coordinator
 from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
@@ -38,13 +48,8 @@ from protocol.messages import (
     Publish,
 )
 from protocol.settings import ProtocolSettings
-from real.children import ChildProcesses, ServerProcess
 from real.clock import new_event_loop
-from real.fuzzframes import KINDS, fuzz_plan, plan_bytes
-from real.rawclient import Bystander
-from real.security import SecurityReport, Target, check_service, run_security_checks
-from real.security_base import SecurityCheck, guarded
-from real.security_flood import LATE_FLOOR, MIB, ReplyCounter, RssSample, judge_growth
+from real.tcp.children import ChildProcesses, ServerProcess
 
 TOKEN = ProtocolSettings().token
 EXPECTED_CHECKS = {
@@ -142,7 +147,7 @@ def test_the_run_leaves_no_process_and_no_scratch_directory_behind(run: Run) -> 
 
 
 def test_compliance_is_the_share_of_checks_passed() -> None:
-    from real.security import SecurityCheck
+    from harness.certify.security.suite import SecurityCheck
 
     checks = tuple(SecurityCheck(f"c{i}", i != 0, "1 of 1", "m.") for i in range(4))
     assert SecurityReport(checks, 1, 10).compliance == 75.0

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, shipped
-from harness.calibrate_insitu import SCENARIO as INSITU_SCENARIO
+from harness import cli
+from harness.calibrate.insitu import SCENARIO as INSITU_SCENARIO
 from harness.cli import main
-from harness.regress_update import plan_update
-from harness.scenario_errors import ScenarioError
-from harness.shipped import find_shipped, listing, resolve, scenarios_dir
+from harness.regress.update import plan_update
+from harness.scenario import shipped
+from harness.scenario.errors import ScenarioError
+from harness.scenario.shipped import find_shipped, listing, resolve, scenarios_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -40,12 +41,12 @@ def test_the_checkout_ships_its_scenarios_folder() -> None:
 def test_an_installed_package_ships_its_own_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    package = tmp_path / "site-packages" / "harness"
-    (package / "scenarios" / "faults").mkdir(parents=True)
-    (package / "scenarios" / "faults" / "partition.yaml").write_text("name: x\n")
+    package = tmp_path / "site-packages" / "harness" / "scenario"
+    (package / "files" / "faults").mkdir(parents=True)
+    (package / "files" / "faults" / "partition.yaml").write_text("name: x\n")
     monkeypatch.setattr(shipped, "PACKAGE_DIR", package)
-    assert scenarios_dir() == package / "scenarios"
-    assert resolve("faults/partition") == package / "scenarios" / "faults" / "partition.yaml"
+    assert scenarios_dir() == package / "files"
+    assert resolve("faults/partition") == package / "files" / "faults" / "partition.yaml"
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.calibrate import calibrate, measure_codec
-from harness.calibrate_loop import measure_hop
+from harness.calibrate.loop import measure_hop
+from harness.calibrate.measure import calibrate, measure_codec
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
@@ -253,7 +253,7 @@ def test_the_shipped_defaults_describe_how_they_were_made() -> None:
     for transport in ("inproc", "tcp"):
         data = json.loads(shipped_path(transport).read_text())
         assert data["transport"] == transport
-        assert "harness.calibrate" in data["how"]
+        assert "python -m harness.calibrate " in data["how"]
         assert data["hop"]["method"] and data["per_byte_method"]
         for table in data["service"].values():
             assert all(entry["method"] for entry in table.values())

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.calibrate_insitu import measure_in_situ
-from harness.calibrate_scaling import measure_batching, measure_fanout, measure_payload
+from harness.calibrate.insitu import measure_in_situ
+from harness.calibrate.scaling import measure_batching, measure_fanout, measure_payload
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
 from sim import Calibration, run_plan

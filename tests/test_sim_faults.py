@@ -14,8 +14,8 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from harness.plan import compile_plan
-from harness.scenario import parse_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import parse_scenario
 from protocol.plan import FaultKind, Operation, OpKind, Plan
 from protocol.records import DriverResult
 from sim import Calibration, Distribution, run_plan

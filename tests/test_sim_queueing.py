@@ -21,7 +21,7 @@ import random
 
 import pytest
 
-from harness.metrics import summarize
+from harness.metrics.figures import summarize
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from sim import run_plan
 from sim.calibration import POOLED, Calibration

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.metrics import summarize
-from harness.plan import compile_plan
-from harness.scenario import load_scenario
+from harness.metrics.figures import summarize
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import load_scenario
 from sim import run_plan
 from sim.calibration import load_calibration
 

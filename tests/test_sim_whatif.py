@@ -21,11 +21,17 @@ import yaml
 
 import sim.calibration
 from harness.cli import main
-from harness.metrics import summarize
-from harness.plan import compile_plan
-from harness.runner import run_backend, run_scenario
-from harness.scenario import ModelSection, Scenario, ScenarioError, load_scenario, parse_scenario
-from harness.whatif import markdown_table, whatif_row
+from harness.metrics.figures import summarize
+from harness.run.runner import run_backend, run_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import (
+    ModelSection,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+)
+from harness.validate.whatif import markdown_table, whatif_row
 from protocol.agent import Agent
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings

@@ -1,4 +1,4 @@
-"""harness.stats: Mann-Whitney U and the bootstrap ratio, against known values."""
+"""harness.metrics.stats: Mann-Whitney U and the bootstrap ratio, against known values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import (
+from harness.metrics.stats import (
     bootstrap_ratio,
     mann_whitney_u,
     median,

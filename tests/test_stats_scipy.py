@@ -1,7 +1,8 @@
-"""scipy behind harness.stats and harness.compare: the same answers as the hand-written code.
+"""scipy behind harness.metrics.stats and harness.metrics.compare: the same answers
+as the hand-written code.
 
-``harness.stats`` took its Mann-Whitney p-values from its own exact
-recursion and normal approximation, and ``harness.compare`` its Student t
+``harness.metrics.stats`` took its Mann-Whitney p-values from its own exact
+recursion and normal approximation, and ``harness.metrics.compare`` its Student t
 from a printed table, until both moved to ``scipy.stats``. ``CI_VERDICTS``
 was captured from the hand-written code just before the move: the verdicts
 and p-values of ``regress`` on the committed baseline ``reports/baselines/ci.json``
@@ -23,9 +24,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from harness.compare import mean_ci, t_critical_95
-from harness.regress_decide import INFO_FIGURES, RULES, decide, describe
-from harness.stats import mann_whitney_u, midranks, smallest_p, tie_sizes, u_counts
+from harness.metrics.compare import mean_ci, t_critical_95
+from harness.metrics.stats import mann_whitney_u, midranks, smallest_p, tie_sizes, u_counts
+from harness.regress.decide import INFO_FIGURES, RULES, decide, describe
 
 CI_BASELINE = Path(__file__).resolve().parent.parent / "reports" / "baselines" / "ci.json"
 FIGURES = ("p50_ms", "p95_ms", "p99_ms", "deliveries_per_s", "reliability")
@@ -38,7 +39,7 @@ VARIANTS: dict[str, Callable[[int, float], float]] = {
 }
 # (scenario without "regress-", figure, variant, method of the one-sided test, verdict,
 #  p_worse (two-sided p for a figure that is only described), p_better), from the
-#  hand-written harness.stats of commit 25b690c
+#  hand-written harness.metrics.stats of commit 25b690c
 CI_VERDICTS: list[tuple[str, str, str, str, str, float, float | None]] = [
     ("latency", "p50_ms", "first5", "normal", "info", 0.29438540599594093, None),
     ("latency", "p50_ms", "x0.7", "normal", "info", 0.0026706230218342952, None),
@@ -283,7 +284,7 @@ CI_VERDICTS: list[tuple[str, str, str, str, str, float, float | None]] = [
         0.00017660072250299405,
     ),
 ]
-# The two-sided 95 % t table harness.compare carried before scipy, df 1..30.
+# The two-sided 95 % t table harness.metrics.compare carried before scipy, df 1..30.
 T_TABLE = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,

@@ -51,8 +51,8 @@ from protocol.status import (
     status_dict,
 )
 from real.clock import new_event_loop
-from real.framing import open_link
-from real.server import serve
+from real.tcp.framing import open_link
+from real.tcp.server import serve
 from tests.codec_helpers import frame
 
 SETTINGS = ProtocolSettings(heartbeat_interval=0.5, failure_after=1.5)

@@ -1,9 +1,9 @@
 """The tcp transport: envelope codec, a full multi-process run, hostile clients, durability.
 
 The envelope tests are pure. The hostile-client and loopback tests run
-``real.server.serve`` and an ``AgentHost`` on one event loop in this process
+``real.tcp.server.serve`` and an ``AgentHost`` on one event loop in this process
 and attack the server with raw sockets. The ``slow`` tests start real
-coordinator and worker processes (``real.tcp``) and check with psutil that
+coordinator and worker processes (``real.tcp.run``) and check with psutil that
 none is left behind.
 """
 
@@ -51,11 +51,11 @@ from protocol.payload import checksum, make_payload
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
-from real.framing import FramedLink, open_link
-from real.persistence import MemoryDB
-from real.server import BindRefused, ServerLimits, ServerReport, serve
-from real.tcp import ChildProcesses, ServerProcess, run_plan
-from real.workers import AgentHost
+from real.tcp.framing import FramedLink, open_link
+from real.tcp.persistence import MemoryDB
+from real.tcp.run import ChildProcesses, ServerProcess, run_plan
+from real.tcp.server import BindRefused, ServerLimits, ServerReport, serve
+from real.tcp.workers import AgentHost
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -513,7 +513,7 @@ def test_server_binds_loopback_by_default() -> None:
 
 
 def test_a_public_bind_with_the_default_token_is_refused_by_every_entry_point() -> None:
-    """The guard lived only in the CLI: ``python -m real.server --host 0.0.0.0``
+    """The guard lived only in the CLI: ``python -m real.tcp.server --host 0.0.0.0``
     skipped it. Now ``serve`` checks, and every entry point goes through it."""
     assert ProtocolSettings().bind_refusal("0.0.0.0")
     assert ProtocolSettings(token="s3cret").bind_refusal("0.0.0.0") == ""
@@ -522,7 +522,7 @@ def test_a_public_bind_with_the_default_token_is_refused_by_every_entry_point() 
     with pytest.raises(BindRefused, match="default token is public"):
         run(lambda: serve(host="0.0.0.0", stop=asyncio.Event()))
     commands = (
-        [sys.executable, "-m", "real.server", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "real.tcp.server", "--host", "0.0.0.0", "--port", "0"],
         [str(ROOT / ".venv" / "bin" / "swarmtwin"), "coordinator", "--host", "0.0.0.0"],
     )
     for command in commands:
@@ -597,7 +597,7 @@ def test_a_rejected_agent_fails_the_run_fast_and_leaves_no_process() -> None:
 # --- the foreground commands --------------------------------------------------------------
 
 AGENTS_SCRIPT = (
-    "import sys; from real.workers import agents_command; "
+    "import sys; from real.tcp.workers import agents_command; "
     "sys.exit(agents_command('127.0.0.1', int(sys.argv[1]), 'T', 5, 'idle-', (), ('t.#',), 2))"
 )
 
@@ -605,7 +605,7 @@ AGENTS_SCRIPT = (
 @pytest.mark.slow
 def test_coordinator_and_agents_commands_run_until_sigint(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    server_cmd = [sys.executable, "-m", "real.server", "--port", "0", "--token", "T"]
+    server_cmd = [sys.executable, "-m", "real.tcp.server", "--port", "0", "--token", "T"]
     server = subprocess.Popen(
         [*server_cmd, "--db", str(tmp_path / "m.db")], stdout=subprocess.PIPE, text=True, env=env
     )

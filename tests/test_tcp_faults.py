@@ -1,7 +1,7 @@
 """Process faults on the real tcp transport: killed and paused workers, a crashed coordinator.
 
 Each test compiles a small scenario with a fault timeline, replays it on real
-coordinator and worker processes (``real.tcp.run_plan``) and checks what the
+coordinator and worker processes (``real.tcp.run.run_plan``) and checks what the
 faults may cost (duplicates, unaccepted work) against what they must not
 (a handler running twice, an accepted op or an acknowledged write lost). No
 test asserts an absolute time: times are compared with the run's own events.
@@ -15,13 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.plan import compile_plan
-from harness.scenario import parse_scenario
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import parse_scenario
 from protocol.plan import FaultKind, Plan
 from protocol.records import DriverResult, NodeEvent
-from real.persistence import MemoryDB
-from real.recordlog import LogRecords, RecordLog, lives_of, read_logs, recall_sets
-from real.tcp import run_plan
+from real.tcp.persistence import MemoryDB
+from real.tcp.recordlog import LogRecords, RecordLog, lives_of, read_logs, recall_sets
+from real.tcp.run import run_plan
 
 PROTOCOL = {
     "heartbeat_interval": 0.1,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.fidelity import error_pct, evaluate_goals, summarize_errors
-from harness.scenario import ScenarioError
-from harness.validation import deliveries_per_publish, load_suite, sweep_points
+from harness.scenario.schema import ScenarioError
+from harness.validate.fidelity import error_pct, evaluate_goals, summarize_errors
+from harness.validate.suite import deliveries_per_publish, load_suite, sweep_points
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "scenarios" / "validation" / "suite.yaml"

@@ -80,16 +80,19 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert _run([swarmtwin, "--version"], elsewhere, env).strip() == f"swarmtwin {version}"
 
-    modules = "harness", "sim", "harness.certification.certify"
+    modules = "harness", "sim", "harness.certify.run"
     where = f"import {', '.join(modules)}; print({', '.join(f'{m}.__file__' for m in modules)})"
     files = _run([python, "-c", where], elsewhere, env).split()
     assert len(files) == len(modules)
     assert all(Path(file).is_relative_to(site) for file in files), files
-    templates = sorted(p.name for p in (ROOT / "harness" / "templates").glob("*.j2"))
-    assert sorted(p.name for p in (site / "harness" / "templates").glob("*.j2")) == templates
+    templates = sorted(p.name for p in (ROOT / "harness" / "render" / "templates").glob("*.j2"))
+    assert (
+        sorted(p.name for p in (site / "harness" / "render" / "templates").glob("*.j2"))
+        == templates
+    )
 
     shown = _run([swarmtwin, "validate", "scenarios/faults/partition.yaml"], elsewhere, env)
-    assert str(site / "harness" / "scenarios" / "faults" / "partition.yaml") in shown
+    assert str(site / "harness" / "scenario" / "files" / "faults" / "partition.yaml") in shown
 
     out = _run([swarmtwin, "run", "smoke", "--backend", "sim", "--duration", "1"], elsewhere, env)
     assert "latency p95" in out

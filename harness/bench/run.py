@@ -1,0 +1,248 @@
+"""``make bench``: swarmtwin's speed as ratios against raw baselines from the same run.
+
+For each backend it measures capacity with a short open-loop sweep: a
+fan-out-4 publish workload offered at rising rates, each point replayed
+end to end and summarised by ``harness.metrics.figures``. Capacity is the highest
+steady-state delivery rate reached at a point where reliability stayed at
+least 99.9 %. It then replays the workload at half that capacity and
+reports p95 there (measured from the scheduled send time).
+
+Then it offers 3 and 10 times that capacity and reports goodput (the
+delivery rate achieved, over the capacity), p95 of the ops that were
+admitted (shed ops are not admitted; accepted ones that never completed
+count as infinitely late), how many ops were shed, and false failure
+detections: live agents the coordinator declared failed for silence, read
+from its status snapshot taken while the load runs (no agent is killed in
+these runs, so every detection is false).
+
+Ratios printed:
+- inproc deliveries/s divided by a bare ``asyncio.Queue``'s messages/s
+- tcp deliveries/s divided by a bare framed-msgpack loopback stream
+- simulated messages per wall second divided by a trivial SimPy model
+
+Absolute figures are printed too, but only the ratios are comparable
+between machines. Every run is bounded by its plan's duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.bench.baselines import queue_baseline, simpy_baseline, stream_baseline
+from harness.metrics.figures import Summary, summarize
+from protocol.plan import AgentSpec, Operation, OpKind, Plan
+from protocol.records import DriverResult
+from protocol.settings import ProtocolSettings
+
+AGENTS = 100
+FANOUT = 4
+TOPICS = 25
+Driver = Callable[[Plan], DriverResult]
+
+
+@dataclass
+class Point:
+    """One offered rate and what it achieved."""
+
+    offered: float
+    achieved: float
+    p95_ms: float | None
+    reliability: float
+
+
+def bench_plan(deliveries_per_s: float, duration: float, seed: int = 7) -> Plan:
+    """Publishes to ``TOPICS`` topics with ``FANOUT`` subscribers each, constant rate."""
+    rng = random.Random(seed)
+    ids = [f"agent-{i:05d}" for i in range(AGENTS)]
+    subs: dict[str, list[str]] = {agent: [] for agent in ids}
+    for t in range(TOPICS):
+        for agent in rng.sample(ids, FANOUT):
+            subs[agent].append(f"bench.t{t}")
+    agents = tuple(AgentSpec(a, ("compute",), tuple(sorted(subs[a]))) for a in ids)
+    rate = deliveries_per_s / FANOUT
+    count = int(rate * duration)
+    ops = tuple(
+        Operation(
+            i + 1,
+            i / rate,
+            OpKind.PUBLISH,
+            rng.choice(ids),
+            f"bench.t{rng.randrange(TOPICS)}",
+            64,
+            FANOUT,
+        )
+        for i in range(count)
+    )
+    settings = ProtocolSettings(ack_timeout=2.0, request_timeout=4.0)
+    return Plan(seed, duration, duration / 4, agents, ops, settings, drain_timeout=3.0)
+
+
+def measure(driver: Driver, deliveries_per_s: float, duration: float) -> tuple[Point, Summary]:
+    point, summary, _ = measure_run(driver, deliveries_per_s, duration)
+    return point, summary
+
+
+def measure_run(
+    driver: Driver, deliveries_per_s: float, duration: float
+) -> tuple[Point, Summary, DriverResult]:
+    plan = bench_plan(deliveries_per_s, duration)
+    result = driver(plan)
+    summary = summarize(plan, result)
+    figures = summary.to_dict(include_timeline=False)
+    point = Point(
+        deliveries_per_s,
+        figures["throughput"]["deliveries_per_s"],
+        figures["latency"]["p95_ms"],
+        figures["reliability"]["reliability"],
+    )
+    return point, summary, result
+
+
+def false_failures(result: DriverResult) -> int | None:
+    """Agents declared failed for silence, from the status snapshot taken under load."""
+    if result.status is None:
+        return None
+    detector = result.status.get("failure_detector", {}).get("metrics", {})
+    count = detector.get("failures_detected")
+    return None if count is None else int(count)
+
+
+def bench_overload(
+    name: str, driver: Driver, capacity: float, duration: float, log: Callable[[str], None]
+) -> dict[str, dict[str, float | None]]:
+    """Goodput, admitted p95, shed ops and false failures at 3x and 10x ``capacity``."""
+    figures: dict[str, dict[str, float | None]] = {}
+    for factor in (3, 10):
+        point, summary, result = measure_run(driver, factor * capacity, duration)
+        failures = false_failures(result)
+        goodput = point.achieved / capacity if capacity else None
+        figures[f"{factor}x"] = {
+            "offered": point.offered,
+            "achieved": point.achieved,
+            "goodput": goodput,
+            "p95_ms": point.p95_ms,
+            "shed_ops": float(summary.reliability.shed_ops),
+            "reliability": point.reliability,
+            "false_failures": None if failures is None else float(failures),
+        }
+        log(
+            f"{name}: {factor:>2}x capacity offered {point.offered:>9,.0f}/s  achieved "
+            f"{point.achieved:>9,.0f}/s  goodput {goodput or 0:.2f}  admitted p95 "
+            f"{_ms(point.p95_ms)}  shed {summary.reliability.shed_ops:,} ops  reliability "
+            f"{point.reliability:.4f}  false failures {failures if failures is not None else 'n/a'}"
+        )
+    return figures
+
+
+def sweep(driver: Driver, rates: list[float], duration: float, log: Callable[[str], None]) -> float:
+    """Capacity: the best delivery rate reached while reliability held."""
+    best = 0.0
+    for rate in rates:
+        point, _ = measure(driver, rate, duration)
+        log(
+            f"  offered {point.offered:>9,.0f}/s  achieved {point.achieved:>9,.0f}/s  "
+            f"p95 {_ms(point.p95_ms)}  reliability {point.reliability:.4f}"
+        )
+        if point.reliability >= 0.999:
+            best = max(best, point.achieved)
+        if point.achieved < 0.8 * point.offered:
+            break  # saturated: higher rates only queue up
+    return best
+
+
+def _ms(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:7.2f} ms"
+
+
+def inproc_driver(plan: Plan) -> DriverResult:
+    from real.inproc.run import run_plan
+
+    return run_plan(plan)
+
+
+def tcp_driver(plan: Plan) -> DriverResult:
+    from real.tcp.run import run_plan
+
+    return run_plan(plan, workers=2, connections=2)
+
+
+def bench_real(
+    name: str,
+    driver: Driver,
+    rates: list[float],
+    baseline: float,
+    duration: float,
+    log: Callable[[str], None],
+) -> dict[str, float | None]:
+    log(f"{name}: capacity sweep (fan-out {FANOUT} publishes, {AGENTS} agents)")
+    capacity = sweep(driver, rates, duration, log)
+    half, _ = measure(driver, capacity / 2, duration) if capacity else (None, None)
+    p95 = half.p95_ms if half else None
+    log(
+        f"{name}: capacity {capacity:,.0f} deliveries/s; p95 at 50 % = {_ms(p95)}; "
+        f"ratio to baseline {capacity / baseline:.3f}"
+    )
+    overload = bench_overload(name, driver, capacity, duration, log) if capacity else {}
+    return {
+        "capacity": capacity,
+        "baseline": baseline,
+        "ratio": capacity / baseline,
+        "p95_ms_at_half": p95,
+        **{
+            f"{key}_{factor}": value
+            for factor, point in overload.items()
+            for key, value in point.items()
+        },
+    }
+
+
+def bench_sim(duration: float, log: Callable[[str], None]) -> dict[str, float | None]:
+    from sim import last_stats, run_plan
+    from sim.calibration import load_calibration
+
+    calibration, _ = load_calibration(transport="inproc")
+    plan = bench_plan(100_000, duration)
+    baseline = simpy_baseline()
+    run_plan(plan, calibration)
+    stats = last_stats()
+    rate = stats["messages"] / stats["wall_seconds"]
+    log(
+        f"sim: {stats['messages']:,} simulated messages in {stats['wall_seconds']:.2f} s wall = "
+        f"{rate:,.0f}/s; trivial SimPy {baseline:,.0f}/s; ratio {rate / baseline:.3f}"
+    )
+    return {"messages_per_wall_s": rate, "baseline": baseline, "ratio": rate / baseline}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter points, fewer rates")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    duration = 2.0 if args.quick else 4.0
+    rates = [25_000, 50_000, 100_000, 150_000, 200_000, 300_000]
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    queue = queue_baseline()
+    log(f"baseline: bare asyncio.Queue {queue:,.0f} msg/s")
+    stream = stream_baseline()
+    log(f"baseline: bare framed-msgpack loopback stream {stream:,.0f} msg/s")
+    figures = {
+        "inproc": bench_real("inproc", inproc_driver, rates, queue, duration, log),
+        "tcp": bench_real("tcp", tcp_driver, rates, stream, duration, log),
+        "sim": bench_sim(duration, log),
+    }
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(figures, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

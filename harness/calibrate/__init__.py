@@ -1,0 +1,1 @@
+"""Calibrating the model: measuring this machine's costs for sim/."""

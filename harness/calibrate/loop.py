@@ -1,0 +1,176 @@
+"""Calibration figures about the event loop: the hop (c) and wake-up lateness (e).
+
+(c) **Hop delay.** ``inproc``: the latency of one ``asyncio.Queue`` handoff
+    on one event loop (put, then the waiting consumer task resumes), one
+    item at a time. ``tcp``: a ping-pong of a framed ``Heartbeat`` over
+    127.0.0.1 with asyncio streams, both ends on one loop; each sample is
+    ``(RTT - the echo side's decode+encode time) / 2``.
+(e) **Wake-up lateness.** Sleep until a target time, sleeping again while
+    early, as the real replay loop does, in three bands of requested wait.
+
+Both run on the loop the real driver uses (uvloop when installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+
+from protocol.codec import HEADER, FrameDecoder, encode
+from protocol.messages import Heartbeat
+from real.clock import new_event_loop
+from sim.calibration import WakeBand
+from sim.distribution import Distribution
+
+WAKE_SHORTEST = 0.00002
+WAKE_BANDS = ((0.0005, 0.0005), (0.001, 0.001), (math.inf, 0.005))  # (band's limit, longest wait)
+
+
+# --- (c): the hop --------------------------------------------------------------------------
+
+
+async def _queue_handoffs(count: int) -> list[float]:
+    """One-way ``asyncio.Queue`` handoff latency on one loop, one item at a time."""
+    queue: asyncio.Queue[tuple[int, asyncio.Future[None]]] = asyncio.Queue()
+    samples: list[float] = []
+
+    async def consume() -> None:
+        for _ in range(count):
+            sent, reply = await queue.get()
+            samples.append((time.perf_counter_ns() - sent) / 1e9)
+            reply.set_result(None)
+
+    consumer = asyncio.create_task(consume())
+    loop = asyncio.get_running_loop()
+    for _ in range(count):
+        reply: asyncio.Future[None] = loop.create_future()
+        queue.put_nowait((time.perf_counter_ns(), reply))
+        await reply
+    await consumer
+    return samples
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(HEADER.size)
+    (length,) = HEADER.unpack(header)
+    return header + await reader.readexactly(length)
+
+
+async def _tcp_ping_pong(count: int) -> list[float]:
+    """``(RTT - echo service) / 2`` for framed ``Heartbeat`` round trips over 127.0.0.1."""
+    service: list[int] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                frame = await _read_frame(reader)
+                start = time.perf_counter_ns()
+                (msg,) = decoder.feed(frame)
+                writer.write(encode(msg))
+                service.append(time.perf_counter_ns() - start)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    samples = []
+    for seq in range(count):
+        frame = encode(Heartbeat(seq))
+        start = time.perf_counter_ns()
+        writer.write(frame)
+        await _read_frame(reader)
+        rtt = time.perf_counter_ns() - start
+        samples.append(max(rtt - service[-1], 0) / 2 / 1e9)
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    return samples
+
+
+def _run_on_loop(coro: object) -> list[float]:
+    loop = new_event_loop(use_uvloop=True)
+    try:
+        result: list[float] = loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return result
+    finally:
+        loop.close()
+
+
+def loop_name() -> str:
+    loop = new_event_loop(use_uvloop=True)
+    name = type(loop).__module__.split(".")[0]
+    loop.close()
+    return name
+
+
+def measure_hop(transport: str, count: int) -> Distribution:
+    """The hop-delay distribution for ``transport`` (warm-up samples dropped)."""
+    warmup = max(count // 10, 100)
+    loop = loop_name()
+    if transport == "inproc":
+        samples = _run_on_loop(_queue_handoffs(count + warmup))[warmup:]
+        method = (
+            f"one-way asyncio.Queue handoff on one {loop} event loop: put_nowait() stamped "
+            f"with perf_counter_ns(), read when the waiting consumer task resumes; one item "
+            f"in flight at a time; {count} samples after {warmup} warm-up"
+        )
+    elif transport == "tcp":
+        samples = _run_on_loop(_tcp_ping_pong(count + warmup))[warmup:]
+        method = (
+            f"ping-pong of a framed Heartbeat over 127.0.0.1 with asyncio streams, both ends "
+            f"on one {loop} event loop; each sample is (RTT - echo side's decode+encode) / 2; "
+            f"{count} samples after {warmup} warm-up"
+        )
+    else:
+        raise ValueError(f"unknown transport {transport!r}")
+    return Distribution.from_samples(samples, method)
+
+
+# --- (e): wake-up lateness ---------------------------------------------------------------
+
+
+async def _wakeups(
+    count: int, low: float, high: float, seed: int, min_sleep: float = 0.0
+) -> list[float]:
+    """Lateness of sleeping until ``low`` to ``high`` s ahead, re-sleeping while early.
+
+    Each sleep lasts at least ``min_sleep``, as the tcp agent workers' replay
+    loop sleeps (``real.tcp.workers.LOOP_RESOLUTION``) so as not to spin.
+    """
+    rng = random.Random(seed)
+    clock = time.perf_counter
+    samples = []
+    for _ in range(count):
+        target = clock() + rng.uniform(low, high)
+        while (wait := target - clock()) > 0:
+            await asyncio.sleep(max(wait, min_sleep))
+        samples.append(clock() - target)
+    return samples
+
+
+def measure_wakeup(count: int, seed: int = 1, min_sleep: float = 0.0) -> tuple[WakeBand, ...]:
+    """Wake-up lateness of the real driver's event loop, per band of requested wait."""
+    loop = loop_name()
+    bands = []
+    low = WAKE_SHORTEST
+    for below, high in WAKE_BANDS:
+        method = (
+            f"lateness of a timed wake-up on one {loop} event loop: sleep until a target "
+            f"{low * 1e3:g} to {high * 1e3:g} ms ahead (uniform), sleeping again while early"
+            + (
+                f" and for at least {min_sleep * 1e3:g} ms, as real.tcp.workers' replay loop does"
+                if min_sleep
+                else ", as real.inproc.hub's replay loop does"
+            )
+            + f"; {count} samples on an idle loop"
+        )
+        samples = _run_on_loop(_wakeups(count, low, high, seed, min_sleep))
+        bands.append(WakeBand(below, Distribution.from_samples(samples, method)))
+        low = high
+    return tuple(bands)

@@ -1,8 +1,0 @@
-"""``swarmtwin certify``: the ten certification tests, scored, with a report.
-
-``suite`` loads a suite file, ``catalog`` names the ten tests and how each
-figure is taken from the runs, ``scoring`` turns figures into a score and a
-level, ``certify`` runs everything, ``plots`` draws the report's pictures and
-``report``/``html`` write ``report.json``, ``report.md`` and ``report.html``.
-``render`` turns the HTML into a PNG in headless Chromium.
-"""

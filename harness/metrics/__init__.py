@@ -1,0 +1,3 @@
+"""From a driver's records to figures: latency, throughput, reliability,
+uptime, recovery, monitoring, statistics and the model's error.
+"""

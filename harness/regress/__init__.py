@@ -1,0 +1,1 @@
+"""Regression checks: baselines, decisions, reports."""

@@ -1,0 +1,244 @@
+"""Run a scenario on the real system, the model, or both, and file the results.
+
+``run_scenario`` compiles the scenario into one plan, replays it on each
+requested backend (``real.inproc.hub``, ``real.tcp.run`` or ``sim``) for each
+repetition, turns every ``DriverResult`` into a ``Summary`` with the one
+metrics module, compares real with sim, writes the run folder and appends
+to the run history. Drivers are imported lazily so that ``validate`` and
+``history`` start fast.
+
+The scenario's ``model:`` section reaches the model only: ``hop_ms``
+replaces the calibration's hop with a constant (``Calibration.with_changes``)
+and ``coordinator_hosts`` goes to ``sim.run_plan``; each what-if in force is
+added to the sim result's notes. Asking the real backend to run a scenario
+with a what-if raises ``ScenarioError`` before anything runs. On tcp
+without a what-if, the model's processes share the calibration's ``cores``
+(this machine's); a what-if describes other machines, so it does not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.metrics.compare import ComparisonRow, aggregate, compare
+from harness.metrics.figures import Summary, summarize
+from harness.render.plots import plot_recovery, plot_timeline
+from harness.run.folder import new_run_id, write_run
+from harness.run.history import record_run
+from harness.scenario.compile import compile_plan
+from harness.scenario.errors import num
+from harness.scenario.schema import ModelSection, Scenario, ScenarioError
+from protocol.plan import Plan
+from protocol.records import DriverResult
+
+if TYPE_CHECKING:
+    from sim.calibration import Calibration
+    from sim.distribution import Distribution
+
+Progress = Callable[[str, float], None]
+BACKENDS = ("real", "sim")
+LINKS_PER_WORKER = 2  # multiplexed tcp: connections each agent worker process opens
+
+
+@dataclass
+class RunOutcome:
+    """Everything one ``swarmtwin run`` produced."""
+
+    run_id: str
+    run_dir: Path
+    plan: Plan
+    summaries: dict[str, Summary]
+    repetitions: dict[str, list[Summary]] = field(default_factory=dict)
+    comparison: list[ComparisonRow] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_backend(
+    plan: Plan,
+    backend: str,
+    scenario: Scenario,
+    progress: Callable[[float], None] | None = None,
+    warnings: list[str] | None = None,
+    calibration: Calibration | None = None,
+    reports: Path | None = None,
+) -> DriverResult:
+    """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport).
+
+    ``calibration`` (sim only) replaces the one ``load_calibration`` would pick
+    for this host; ``swarmtwin regress`` passes the one its baseline embeds.
+    Otherwise it is picked from ``<reports>/calibrations`` (the CLI's
+    ``--reports``; ``reports/calibrations`` when ``reports`` is None).
+    A real run made with the test-only slowdown hook on says so in its notes.
+    """
+    from native.select import STATE
+
+    if backend == "sim":
+        result = _run_model(plan, scenario, progress, warnings, calibration, reports)
+        result.notes.append(f"core: {STATE.describe()}")
+        return result
+    check_backends(scenario, (backend,))
+    result = _run_real(plan, scenario, progress)
+    result.notes.append(f"core: {STATE.describe()}")
+    from real.slowdown import note as slowdown_note
+
+    note = slowdown_note()
+    if note is not None:  # a slowed build's figures must never pass for a normal one's
+        result.notes.insert(0, note)
+    return result
+
+
+def _run_real(
+    plan: Plan, scenario: Scenario, progress: Callable[[float], None] | None
+) -> DriverResult:
+    if scenario.transport == "tcp":
+        from real.tcp.run import run_plan as tcp_run
+
+        per_agent = scenario.agents.connections == "per_agent"
+        connections = 0 if per_agent else LINKS_PER_WORKER
+        return tcp_run(
+            plan, workers=scenario.agents.workers, connections=connections, progress=progress
+        )
+    from real.inproc.run import run_plan as inproc_run
+
+    return inproc_run(plan, progress)
+
+
+def _run_model(
+    plan: Plan,
+    scenario: Scenario,
+    progress: Callable[[float], None] | None,
+    warnings: list[str] | None,
+    calibration: Calibration | None = None,
+    reports: Path | None = None,
+) -> DriverResult:
+    from sim import run_plan as sim_run
+    from sim.calibration import calibrations_dir, load_calibration
+
+    if calibration is None:
+        directory = None if reports is None else calibrations_dir(reports)
+        calibration, warning = load_calibration(transport=scenario.transport, directory=directory)
+        if warning and warnings is not None:
+            warnings.append(warning)
+    model = scenario.model
+    if model.hop_ms is not None:
+        calibration = calibration.with_changes(hop=constant_hop(model.hop_ms))
+    hosts = model.coordinator_hosts
+    if scenario.transport == "tcp":  # agents share their worker process's CPU
+        workers = scenario.agents.workers
+        # this machine's cores are shared by its processes; a what-if is about other machines
+        cores = calibration.cores if calibration.cores and not model.what_ifs() else None
+        links = 0 if scenario.agents.connections == "per_agent" else LINKS_PER_WORKER
+        result = sim_run(
+            plan, calibration, progress, workers, coordinator_hosts=hosts, cores=cores, links=links
+        )
+    else:
+        one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
+        result = sim_run(plan, one_loop, progress)
+    result.notes.extend(what_if_notes(model))
+    return result
+
+
+def constant_hop(hop_ms: float) -> Distribution:
+    """The hop distribution of ``model.hop_ms``: every one-way delay exactly that."""
+    from sim.distribution import Distribution
+
+    return Distribution.constant(hop_ms / 1000, f"scenario model.hop_ms: {num(hop_ms)} ms")
+
+
+def what_if_notes(model: ModelSection) -> list[str]:
+    """One note per what-if the model ran, for the report."""
+    notes = []
+    if model.hop_ms is not None:
+        notes.append(f"what-if: every hop takes {num(model.hop_ms)} ms (model.hop_ms)")
+    if model.coordinator_hosts > 1:
+        notes.append(
+            f"what-if: the coordinator's work is spread over {model.coordinator_hosts} hosts, "
+            "each agent's messages served by one of them (model.coordinator_hosts)"
+        )
+    return notes
+
+
+def check_backends(scenario: Scenario, backends: tuple[str, ...]) -> None:
+    """Refuse to run a scenario's what-ifs on the real system (``ScenarioError``)."""
+    asked = scenario.model.what_ifs()
+    if "real" in backends and asked:
+        expected = "the real system cannot run this what-if; run it with --backend sim"
+        raise ScenarioError(f"scenario '{scenario.name}'", f"model.{asked[0]}", expected)
+
+
+def run_scenario(
+    scenario: Scenario,
+    backends: tuple[str, ...],
+    reports: Path = Path("reports"),
+    progress: Progress | None = None,
+) -> RunOutcome:
+    """Compile, replay on each backend, summarize, compare and file one run.
+
+    The model takes its calibration from ``<reports>/calibrations`` when one
+    was measured here (``swarmtwin --reports DIR calibrate`` writes there).
+    """
+    check_backends(scenario, backends)
+    plan = compile_plan(scenario)
+    warnings: list[str] = []
+    reps: dict[str, list[Summary]] = {}
+    for backend in backends:
+        runs = 1 if backend == "sim" else scenario.repetitions  # the model is deterministic
+        for rep in range(runs):
+            label = backend if runs == 1 else f"{backend} #{rep + 1}"
+            tick = _bind(progress, label)
+            result = run_backend(plan, backend, scenario, tick, warnings, reports=reports)
+            reps.setdefault(backend, []).append(summarize(plan, result))
+            if tick is not None:
+                tick(1.0)
+    summaries = {backend: runs[-1] for backend, runs in reps.items()}
+    comparison = None
+    if "real" in summaries and "sim" in summaries:
+        comparison = compare(summaries["real"], summaries["sim"])
+    created = datetime.now(UTC)
+    run_id = new_run_id(scenario.name, created)
+    run_dir = write_run(reports / "runs", run_id, scenario.resolved_yaml(), summaries, comparison)
+    if scenario.repetitions > 1:
+        write_repetitions(run_dir, reps)
+    plot_title = f"{scenario.name} ({scenario.transport})"
+    plot_timeline(run_dir, summaries, plot_title)
+    plot_recovery(run_dir, summaries, plot_title)  # only when the run had faults
+    record_run(
+        reports / "history.sqlite", run_id, scenario.name, created, summaries, run_dir=run_dir
+    )
+    return RunOutcome(run_id, run_dir, plan, summaries, reps, comparison, warnings)
+
+
+def write_repetitions(run_dir: Path, reps: dict[str, list[Summary]]) -> Path:
+    """Every repetition's figures, and their mean with a 95 % confidence interval."""
+    data = {
+        backend: {
+            "repetitions": [s.to_dict(include_timeline=False) for s in runs],
+            "aggregate": aggregate(runs),
+        }
+        for backend, runs in reps.items()
+    }
+    path = run_dir / "repetitions.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def labelled_repetitions(outcome: RunOutcome) -> dict[str, Summary]:
+    """Each repetition under its own label (``real #2``), or the plain summaries."""
+    if all(len(runs) == 1 for runs in outcome.repetitions.values()):
+        return outcome.summaries
+    return {
+        f"{backend} #{index + 1}": summary
+        for backend, runs in outcome.repetitions.items()
+        for index, summary in enumerate(runs)
+    }
+
+
+def _bind(progress: Progress | None, label: str) -> Callable[[float], None] | None:
+    if progress is None:
+        return None
+    return lambda fraction: progress(label, fraction)

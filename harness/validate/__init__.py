@@ -1,0 +1,3 @@
+"""Validating the model against the real system: suites, fidelity reports and
+what-ifs.
+"""

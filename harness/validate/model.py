@@ -1,0 +1,123 @@
+"""Run a validation suite end to end and file its fidelity report.
+
+``validate_model`` measures the saturation point (real, then sim), derives
+the sweep from the measured saturation throughput, runs every point's real
+repetitions one at a time, then every point's sim replications in parallel,
+and writes ``reports/validation/<id>/`` (``harness.validate.fidelity``). ``progress``
+gets one line per finished step, so a long sweep shows where it is.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.metrics.figures import Summary
+from harness.run.folder import new_run_id
+from harness.validate.fidelity import build_report, write_report
+from harness.validate.suite import (
+    Point,
+    PointResult,
+    Suite,
+    run_real,
+    run_sim,
+    saturation_point,
+    sim_workers,
+    sweep_points,
+)
+
+Progress = Callable[[str], None]
+
+
+def validate_model(
+    suite: Suite,
+    reports: Path = Path("reports"),
+    progress: Progress = lambda line: None,
+    command: str = "swarmtwin validate-model",
+) -> tuple[Path, dict[str, Any]]:
+    """Run the suite; return the report folder and the report's data."""
+    started = time.perf_counter()
+    settings = suite.settings
+    saturation = PointResult(saturation_point(suite))
+    saturation.real = _real(saturation.point, settings.repetitions, progress)
+    capacity = _mean(saturation.real, "deliveries_per_s")
+    progress(
+        f"reference capacity (real goodput at the overload point): {capacity:,.0f} deliveries/s"
+    )
+    points = sweep_points(suite, capacity)
+    results = [PointResult(point) for point in points]
+    for index, result in enumerate(results, 1):
+        result.real = _real(result.point, settings.repetitions, progress, f"{index}/{len(results)}")
+    workers = sim_workers()
+    progress(
+        f"sim: {len(results) + 1} points x {settings.replications} replications "
+        f"on {workers} processes"
+    )
+    sims = run_sim([saturation.point, *points], settings.replications, workers, reports)
+    saturation.sim = sims[0]
+    for result, runs in zip(results, sims[1:], strict=True):
+        result.sim = runs
+    header = _header(suite, command, time.perf_counter() - started, reports)
+    report = build_report(header, saturation, results)
+    folder = reports / "validation" / new_run_id(settings.name, datetime.now(UTC))
+    write_report(folder, report)
+    return folder, report
+
+
+def _real(point: Point, repetitions: int, progress: Progress, counter: str = "") -> list[Summary]:
+    runs = run_real(point, repetitions)
+    p95 = [run.latency.p95_ms for run in runs]
+    rates = [run.throughput.deliveries_per_s for run in runs]
+    shown = ", ".join("n/a" if v is None else f"{v:.2f}" for v in p95)
+    progress(
+        f"real {counter} {point.label}: deliveries/s "
+        + ", ".join(f"{r:,.0f}" for r in rates)
+        + f"; p95 ms {shown}"
+    )
+    return runs
+
+
+def _mean(runs: list[Summary], name: str) -> float:
+    values = [float(v) for v in (run.figures()[name] for run in runs) if v is not None]
+    return sum(values) / len(values) if values else 0.0
+
+
+def _header(suite: Suite, command: str, wall: float, reports: Path) -> dict[str, Any]:
+    from sim.calibration import calibrations_dir, load_calibration
+
+    directory = calibrations_dir(reports)
+    calibration, warning = load_calibration(transport=suite.base.transport, directory=directory)
+    settings = suite.settings
+    return {
+        "suite": settings.name,
+        "source": suite.source,
+        "base": settings.base,
+        "command": command,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "transport": suite.base.transport,
+        "repetitions": settings.repetitions,
+        "replications": settings.replications,
+        "duration": settings.duration,
+        "warmup": settings.warmup,
+        "wall_seconds": wall,
+        "machine": {
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "cpus": sim_workers(),
+            "platform": platform.platform(),
+            "executable": sys.executable,
+        },
+        "calibration": {
+            "source": calibration.source,
+            "host": calibration.host,
+            "date": calibration.date,
+            "how": calibration.how,
+            "warning": warning,
+        },
+    }

@@ -1,0 +1,1 @@
+"""The in-process transport: the coordinator and every agent on one event loop."""

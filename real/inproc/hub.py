@@ -1,0 +1,274 @@
+"""The in-process transport: coordinator and agents on one asyncio event loop.
+
+Each node (the coordinator, every agent, the availability prober) has a
+``Mailbox``: a deque of ``(src, msg)`` plus a flag saying whether a
+processing callback is already scheduled. Sending appends to the
+destination's deque and, if the node is idle, schedules it with
+``loop.call_soon``. When the node runs it handles every queued message,
+stamping each with the run clock, then drains the state machine once and
+routes what it produced. That is the same shape as one ``asyncio.Queue``
+and consumer task per node, minus a task switch per message, and it keeps
+the per-node batching (one ``Ack`` per burst) that the tcp transport has.
+
+Timers: after each run a node's ``next_deadline()`` is armed with
+``loop.call_at``; a new deadline replaces the old handle.
+
+The workload replays the plan: it sleeps until an operation's scheduled
+time, then issues every operation that is due (it never skips one; when
+behind, it issues at once, ``ISSUE_SLICE`` per loop turn so that deliveries
+and heartbeats run in between, and latency still counts from the schedule).
+
+Status snapshot: at ``plan.status_at`` (near the end of the steady-state
+load, before the drain) the prober sends one ``StatusRequest`` with the
+plan's token through the hub, like its probes; the coordinator's
+``StatusReply`` becomes ``DriverResult.status`` (None if it never came).
+It routes nothing, so it changes no delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from protocol.agent import Agent
+from protocol.coordinator import Coordinator
+from protocol.messages import Message
+from protocol.nodes import COORDINATOR_ID as COORD
+from protocol.nodes import PROBER_ID as PROBER
+from protocol.plan import Operation, Plan
+from protocol.prober import Prober
+from protocol.workload import IssueLag, issue
+from protocol.workload import issue_due as issue_ops
+from real.clock import RunClock
+from real.slowdown import slow_coordinator
+from real.tcp.workers import ISSUE_SLICE
+
+Progress = Callable[[float], None]
+
+
+class Mailbox:
+    """One node's inbox, its processing callback and its timer."""
+
+    __slots__ = ("node", "node_id", "inbox", "scheduled", "timer", "deadline", "hub")
+
+    def __init__(self, hub: Hub, node_id: str, node: Coordinator | Agent | None) -> None:
+        self.hub = hub
+        self.node_id = node_id
+        self.node = node
+        self.inbox: deque[tuple[str, Message]] = deque()
+        self.scheduled = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+
+    def process(self) -> None:
+        """Handle everything queued, then send what the node produced."""
+        self.scheduled = False
+        node = self.node
+        inbox = self.inbox
+        now = self.hub.clock.now()
+        if node is None:
+            self.hub.on_probe_replies(inbox, now)
+            return
+        receive = node.receive
+        while inbox:
+            src, msg = inbox.popleft()
+            receive(src, msg, now)
+        self.flush()
+
+    def flush(self) -> None:
+        """Route the node's output and re-arm its timer."""
+        node = self.node
+        assert node is not None
+        self.hub.route(self.node_id, node.drain())
+        deadline = node.next_deadline()
+        if deadline != self.deadline:
+            self.arm(deadline)
+
+    def arm(self, deadline: float | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.deadline = deadline
+        if deadline is not None:
+            hub = self.hub
+            when = hub.clock.loop_time_for(hub.loop, deadline)
+            self.timer = hub.loop.call_at(when, self.fire)
+
+    def fire(self) -> None:
+        self.timer = None
+        self.deadline = None
+        node = self.node
+        assert node is not None
+        node.on_timer(self.hub.clock.now())
+        self.flush()
+
+
+class Hub:
+    """Every mailbox on the loop, and the routing between them."""
+
+    mailbox_class: type[Mailbox] = Mailbox
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clock: RunClock) -> None:
+        self.loop = loop
+        self.clock = clock
+        self.boxes: dict[str, Mailbox] = {}
+        self.prober: Prober | None = None  # build_hub gives it the plan's
+        self.messages = 0
+        self.lag = IssueLag()  # how late the replay issued ops
+
+    def add(self, node_id: str, node: Coordinator | Agent | None) -> Mailbox:
+        box = self.mailbox_class(self, node_id, node)
+        self.boxes[node_id] = box
+        return box
+
+    def route(self, src: str, outgoing: list[tuple[str, Message]]) -> None:
+        boxes = self.boxes
+        call_soon = self.loop.call_soon
+        self.messages += len(outgoing)
+        for dst, msg in outgoing:
+            box = boxes.get(dst)
+            if box is None:
+                continue  # the link to an unknown node is closed: the message is lost
+            box.inbox.append((src, msg))
+            if not box.scheduled:
+                box.scheduled = True
+                call_soon(box.process)
+
+    def issue_due(self, op: Operation, now: float) -> Mailbox | None:
+        """Make ``op``'s origin send it; the mailbox to flush, or None if nothing went."""
+        box = self.boxes[op.origin]
+        issue(box.node, op, now, op.at)  # type: ignore[arg-type]
+        return box
+
+    def on_probe_replies(self, inbox: deque[tuple[str, Message]], now: float) -> None:
+        prober = self.prober
+        while inbox:
+            _, msg = inbox.popleft()
+            if prober is not None:
+                prober.receive(msg, now)
+
+
+def build_hub(
+    plan: Plan, loop: asyncio.AbstractEventLoop, clock: RunClock, hub_class: type[Hub] = Hub
+) -> Hub:
+    """A hub with the coordinator, the prober and every agent of the plan.
+
+    ``hub_class`` lets calibration substitute an instrumented hub.
+    """
+    hub = hub_class(loop, clock)
+    hub.prober = Prober(plan)
+    hub.add(COORD, slow_coordinator(Coordinator(COORD, plan.settings)))  # test-only hook
+    hub.add(PROBER, None)
+    for spec in plan.agents:
+        agent = Agent(spec.agent_id, COORD, plan.settings, spec.capabilities, spec.subscriptions)
+        hub.add(spec.agent_id, agent)
+    return hub
+
+
+def agents_of(hub: Hub) -> list[Agent]:
+    return [box.node for box in hub.boxes.values() if isinstance(box.node, Agent)]
+
+
+async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
+    """Start every agent and wait until each is registered; return when each was seen."""
+    now = hub.clock.now()
+    for agent in agents_of(hub):
+        agent.start(now)
+        hub.boxes[agent.node_id].flush()
+    registered: dict[str, float] = {}
+    deadline = time.perf_counter() + timeout
+    agents = agents_of(hub)
+    while len(registered) < len(agents):
+        if time.perf_counter() > deadline:
+            missing = len(agents) - len(registered)
+            raise TimeoutError(f"{missing} agents did not register within {timeout} s")
+        await asyncio.sleep(0.001)
+        now = hub.clock.now()
+        for agent in agents:
+            if agent.registered and agent.node_id not in registered:
+                registered[agent.node_id] = now
+    return registered
+
+
+async def replay(hub: Hub, plan: Plan) -> None:
+    """Issue every operation at its scheduled time (``hub.lag`` keeps how late).
+
+    A hub whose ``issue_due`` is the plain one (no faults to consult per op)
+    runs the core's compiled loop (``protocol.workload.issue_due``)."""
+    issue_due = hub.issue_due
+    plain = type(hub).issue_due is Hub.issue_due
+    agents = {node: box.node for node, box in hub.boxes.items() if isinstance(box.node, Agent)}
+    boxes = hub.boxes
+    lag = hub.lag
+    clock = hub.clock
+    ops = plan.operations
+    index = 0
+    while index < len(ops):
+        wait = ops[index].at - clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        now = clock.now()
+        touched: dict[str, Mailbox] = {}
+        stop = min(index + ISSUE_SLICE, len(ops))
+        if plain:
+            issued: dict[str, Agent] = {}
+            index = issue_ops(agents, ops, index, stop, 0.0, now, lag, issued)
+            touched = {node: boxes[node] for node in issued}
+        while index < stop and ops[index].at <= now:
+            op = ops[index]
+            lag.issued_at(op.at, now)
+            box = issue_due(op, now)
+            if box is not None:
+                touched[op.origin] = box
+            index += 1
+        for box in touched.values():
+            box.flush()
+        if wait <= 0:
+            await asyncio.sleep(0)  # let deliveries, heartbeats and timers run between bursts
+
+
+async def probe(hub: Hub, plan: Plan) -> None:
+    """Send the prober's probes on its schedule until the plan ends."""
+    prober, clock = hub.prober, hub.clock
+    assert prober is not None
+    while (at := prober.next_probe_at()) is not None:
+        wait = at - clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        hub.route(PROBER, [(COORD, prober.probe(clock.now()))])
+
+
+async def ask_status(hub: Hub, plan: Plan) -> None:
+    """At ``plan.status_at``, send the coordinator the run's one ``StatusRequest``."""
+    prober = hub.prober
+    if prober is None or prober.status_at is None:
+        return
+    wait = prober.status_at - hub.clock.now()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    hub.route(PROBER, [(COORD, prober.status_request())])
+
+
+def completed(hub: Hub) -> int:
+    """Unique completions so far (suppressed redeliveries do not count)."""
+    lives = [*agents_of(hub), *getattr(hub, "past_lives", ())]
+    return sum(sum(1 for c in agent.completions if not c.duplicate) for agent in lives)
+
+
+def settled(hub: Hub, expected: dict[int, int]) -> int:
+    """``completed`` plus the expected completions of ops their origin shed."""
+    lives = [*agents_of(hub), *getattr(hub, "past_lives", ())]
+    shed = sum(expected.get(op_id, 0) for agent in lives for op_id in agent.shed)
+    return completed(hub) + shed
+
+
+async def settle(hub: Hub, plan: Plan) -> None:
+    """After the plan, wait for every expected completion (or the op's shedding)
+    or the drain timeout."""
+    total = plan.expected_total
+    expected = {op.op_id: op.expected for op in plan.operations}
+    deadline = plan.duration + plan.drain_timeout
+    while hub.clock.now() < deadline and settled(hub, expected) < total:
+        await asyncio.sleep(0.01)

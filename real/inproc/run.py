@@ -1,0 +1,113 @@
+"""Running a plan on the in-process transport: build the hub (with faults when
+the plan has any), register every agent, start the run clock, replay the
+plan, probe, settle, and collect the records into a ``DriverResult``.
+
+``real.inproc.hub`` holds the hub and its mailboxes, ``real.inproc.faults``
+the hub that follows a fault timeline; this module only puts them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from protocol.plan import Plan
+from protocol.records import DriverResult, ProcessUsage
+from real.clock import RunClock, new_event_loop
+from real.gctune import tuned_gc
+from real.inproc.faults import FaultHub, collect, run_faults
+from real.inproc.hub import (
+    Hub,
+    Progress,
+    agents_of,
+    ask_status,
+    build_hub,
+    probe,
+    register_all,
+    replay,
+    settle,
+)
+from real.usage import CpuSpan, own_usage
+
+
+async def report_progress(hub: Hub, plan: Plan, progress: Progress) -> None:
+    while True:
+        progress(min(hub.clock.now() / plan.duration, 1.0))
+        await asyncio.sleep(0.25)
+
+
+async def run_async(
+    plan: Plan, progress: Progress | None = None, hub_class: type[Hub] = Hub
+) -> DriverResult:
+    """Replay ``plan`` on the running loop and collect the records."""
+    loop = asyncio.get_running_loop()
+    wall = time.perf_counter()
+    cpu = CpuSpan()
+    if plan.faults and hub_class is Hub:
+        hub_class = FaultHub
+    hub = build_hub(plan, loop, RunClock(), hub_class)
+    registered = await register_all(hub)
+    with tuned_gc() as gc_note:
+        result = await replay_registered(hub, plan, registered, progress)
+    result.notes.append(gc_note)
+    result.wall_seconds = time.perf_counter() - wall
+    usage = own_usage("inproc")
+    result.processes = [ProcessUsage(usage.name, usage.peak_rss_bytes, cpu.seconds())]
+    return result
+
+
+async def replay_registered(
+    hub: Hub, plan: Plan, registered: dict[str, float], progress: Progress | None
+) -> DriverResult:
+    """Start the run clock, replay the plan, settle, and collect the records."""
+    loop = hub.loop
+    start = RunClock(time.perf_counter() + 0.05)
+    shift = hub.clock.t0 - start.t0
+    registered = {node: at + shift for node, at in registered.items()}
+    hub.clock = start
+    watcher = loop.create_task(report_progress(hub, plan, progress)) if progress else None
+    tasks = [replay(hub, plan), probe(hub, plan), ask_status(hub, plan)]
+    if isinstance(hub, FaultHub):
+        hub.attach(plan)
+        tasks.append(run_faults(hub, plan))
+    await asyncio.gather(*tasks)
+    await settle(hub, plan)
+    if watcher is not None:
+        watcher.cancel()
+    for box in hub.boxes.values():
+        box.arm(None)
+    result = DriverResult("real", "inproc", registered=registered)
+    agents = agents_of(hub)
+    if isinstance(hub, FaultHub):
+        collect(hub, agents, result)
+    else:
+        result.completions = [c for agent in agents for c in agent.completions]
+        result.accepted = [op_id for agent in agents for op_id in agent.accepted]
+        result.shed = [op_id for agent in agents for op_id in agent.shed]
+        result.write_acks = [ack for agent in agents for ack in agent.write_acks]
+    if hub.prober is not None:
+        result.probes = list(hub.prober.results)
+        result.status = hub.prober.status
+    result.end_time = hub.clock.now()
+    queued = sum(agent.pending for agent in agents_of(hub))
+    result.notes.append(f"messages routed: {hub.messages}")
+    lag_note = hub.lag.note()
+    if lag_note is not None:
+        result.notes.append(lag_note)
+    if queued:
+        result.notes.append(f"{queued} requests were still queued at their agents at the end")
+    return result
+
+
+def run_plan(
+    plan: Plan,
+    progress: Progress | None = None,
+    use_uvloop: bool = True,
+    hub_class: type[Hub] = Hub,
+) -> DriverResult:
+    """Run ``plan`` on a fresh event loop (uvloop when installed)."""
+    loop = new_event_loop(use_uvloop)
+    try:
+        return loop.run_until_complete(run_async(plan, progress, hub_class))
+    finally:
+        loop.close()

@@ -1,0 +1,332 @@
+"""Replaying a plan's fault timeline on the tcp transport's real processes.
+
+How it works. ``FaultSupervisor.run`` walks the plan's faults as a list of
+steps (each fault's injection at ``fault.at``, its heal at ``fault.end``, in
+plan time on the run clock) and acts on the processes ``real.tcp.run`` started:
+
+- **kill_agent**: SIGKILL the worker process(es) hosting ``fault.agents``
+  (agents are dealt round-robin to workers, as ``real.tcp.run.worker_specs``
+  does, and the harness lists every agent of a hit worker). At the heal a new
+  process starts with the same ``WorkerSpec`` plus ``life``, ``resume_at =
+  fault.end`` (it issues only the ops scheduled from then on) and ``origins``
+  (so it can recall from its record log what earlier lives handled; see
+  ``real.tcp.worker_process``). Once its agents are registered again it gets
+  ``("go", t0)`` like the first life did.
+- **pause_agent**: SIGSTOP the worker(s), SIGCONT at the end of the last
+  pause in effect on it.
+- **crash_coordinator**: SIGKILL the coordinator process. At the heal the
+  supervisor reads its SQLite file through a read-only connection and
+  records that state as a ``StoreSnapshot`` in ``DriverResult.restarts``
+  (what the new coordinator starts from), then starts a new coordinator on
+  the same port and database (``ServerProcess.spawn``); it loads the memory
+  store and the bus journal and agents reconnect with their backoff.
+- **partition / link_delay / link_loss**: with ``LinkProxies`` (a child
+  process running ``real.netfault.process.proxy_process_main``, one proxy per worker)
+  the worker's proxy is told the combined condition of the link faults in
+  effect on it.
+
+What the faults mean (nested pauses, a kill during a restart, combined link
+faults, which ops a restarted worker issues) is decided by ``protocol.faults``:
+one ``Target`` per worker process and one for the coordinator. Steps use plan
+times, so the rules see the same timeline as the model.
+
+Restarts run as tasks, so the timeline keeps going while a process boots.
+Every injection and heal appends ``NodeEvent``s (``"injected"``,
+``"healed"``) to the result: one per affected agent, or ``"coordinator"``.
+A heal of a restart is stamped when the new process is ready (a worker: all
+of its agents registered; a coordinator: listening), and the restart
+latency, from starting the process to ready, goes to the notes.
+``settled`` is False while steps or restarts are outstanding, so the run
+waits for them (until its drain deadline). ``close`` stops what is pending
+and resumes every stopped process, so reaping can finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import time
+from dataclasses import replace
+from typing import Any
+
+from protocol.faults import LINK_FAULTS, Effect, LinkCondition, Target, timeline
+from protocol.plan import Fault, FaultKind, OpKind, Plan
+from protocol.records import DriverResult, NodeEvent, StoreSnapshot
+from real.clock import RunClock
+from real.tcp.children import Child, ChildProcesses, ServerProcess
+from real.tcp.persistence import read_snapshot
+from real.tcp.worker_process import WorkerSpec
+from real.tcp.workers import LOOP_RESOLUTION, REGISTER_TIMEOUT
+
+PROCESS_FAULTS = (FaultKind.KILL_AGENT, FaultKind.PAUSE_AGENT, FaultKind.CRASH_COORDINATOR)
+EXIT_WAIT = 2.0
+QUIET_MIN = 1.0
+PROXY_START_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 5.0
+
+
+def has_link_faults(plan: Plan) -> bool:
+    return any(fault.kind in LINK_FAULTS for fault in plan.faults)
+
+
+def has_crash(plan: Plan) -> bool:
+    return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
+
+
+class LinkProxies:
+    """One fault proxy per worker in a child process (``real.netfault.proxy``), driven by pipe."""
+
+    def __init__(self, child: Child, ports: list[int]) -> None:
+        self.child = child
+        self.ports = ports
+
+    @classmethod
+    async def start(
+        cls,
+        children: ChildProcesses,
+        upstream_port: int,
+        count: int,
+        seed: int,
+        use_uvloop: bool = True,
+    ) -> LinkProxies:
+        child = children.start("proxy", "proxy", upstream_port, count, seed, use_uvloop)
+        reply = await child.channel.get(timeout=PROXY_START_TIMEOUT)
+        if not (isinstance(reply, tuple) and reply[0] == "ready"):
+            raise RuntimeError(f"the link fault proxy did not start (got {reply!r})")
+        return cls(child, [int(port) for port in reply[1]])
+
+    def apply(self, index: int, link: LinkCondition) -> None:
+        """Give proxy ``index`` the combined condition of its link faults."""
+        if link.clear:
+            self.child.channel.send(("clear", index))
+            return
+        self.child.channel.send(("fault", index, link.delay, link.loss, link.partitioned))
+
+    async def stop(self, timeout: float = 5.0) -> list[dict[str, int]]:
+        """Stop the proxies; their stats, one dict per proxy (empty if they did not answer)."""
+        self.child.channel.send("stop")
+        with contextlib.suppress(TimeoutError):
+            while (reply := await self.child.channel.get(timeout=timeout)) is not None:
+                if isinstance(reply, tuple) and reply[0] == "stats":
+                    return [dict(stats) for stats in reply[1]]
+        return []
+
+
+class FaultSupervisor:
+    """Injects and heals the plan's faults on the run's processes (see the module doc)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        children: ChildProcesses,
+        server: ServerProcess,
+        pool: list[Child],
+        specs: list[WorkerSpec],
+        clock: RunClock,
+        result: DriverResult,
+        proxies: LinkProxies | None = None,
+    ) -> None:
+        self.plan = plan
+        self.children = children
+        self.server = server
+        self.pool = pool
+        self.specs = specs
+        self.clock = clock
+        self.result = result
+        self.proxies = proxies
+        self.worker_of = {a.agent_id: spec.index for spec in specs for a in spec.agents}
+        self.steps = timeline(plan.faults)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.lives = [0] * len(specs)  # processes started per worker, for its record log
+        self.targets = [Target(spec.name) for spec in specs]  # the rules' view of each worker
+        self.coordinator = Target("coordinator")
+        self._counted = [-math.inf] * len(specs)  # never-issued ops counted up to, per worker
+        self._coordinator_restart: asyncio.Task[Any] | None = None
+        self.done = not self.steps
+        self.settled_at = math.inf if self.steps else -math.inf
+        self.never_issued = 0  # expected completions of ops a killed worker never issued
+        self.quiet_after = max(QUIET_MIN, plan.settings.max_rto)
+        self._origins: dict[int, str] | None = None
+
+    # --- the timeline -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Apply every step at its plan time."""
+        try:
+            for step in self.steps:
+                while (wait := step.at - self.clock.now()) > 0:  # timers may fire early
+                    await asyncio.sleep(max(wait, LOOP_RESOLUTION))
+                if step.inject:
+                    self.inject(step.fault)
+                else:
+                    self.heal(step.fault)
+        finally:
+            self.done = True
+
+    def settled(self) -> bool:
+        """True once every step ran and every restart finished (``settled_at`` is set
+        to the run time when that was first seen)."""
+        if self.done and not self.tasks:
+            if self.settled_at == math.inf:
+                self.settled_at = self.clock.now()
+            return True
+        return False
+
+    def inject(self, fault: Fault) -> None:
+        """Put ``fault`` in effect; "injected" is stamped once it is (after the signals)."""
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            if self.coordinator.inject(fault, fault.at) != Effect.NONE:
+                self.server.kill()  # a coordinator being started dies too
+            self._events(self.clock.now(), "injected", ("coordinator",))
+            return
+        for index in self._workers(fault):
+            child = self.pool[index]
+            effect = self.targets[index].inject(fault, fault.at)
+            if effect in (Effect.KILL, Effect.CANCEL_RESTART):
+                child.killed = True
+                self._signal(child, signal.SIGKILL)
+            elif effect == Effect.PAUSE:
+                self._signal(child, signal.SIGSTOP)
+            elif effect == Effect.LINKS:
+                self._apply_links(index)
+        self._events(self.clock.now(), "injected", fault.agents)
+
+    def heal(self, fault: Fault) -> None:
+        now = self.clock.now()
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            if self.coordinator.heal(fault, fault.end) == Effect.RESTART:
+                self._spawn(self._restart_coordinator(self.coordinator.life))
+            return
+        restarts = False
+        for index in self._workers(fault):
+            effect = self.targets[index].heal(fault, fault.end)
+            if effect == Effect.RESTART:
+                self._spawn(self._respawn(index, fault, self.targets[index].life))
+            elif effect == Effect.RESUME:
+                self._signal(self.pool[index], signal.SIGCONT)
+            elif effect == Effect.LINKS:
+                self._apply_links(index)
+            restarts = restarts or fault.kind == FaultKind.KILL_AGENT
+        if not restarts:  # a restart's heal is stamped when the new process is ready
+            self._events(now, "healed", fault.agents)
+
+    # --- restarts -----------------------------------------------------------------
+
+    async def _respawn(self, index: int, fault: Fault, life: int) -> None:
+        """Start worker ``index`` again; once its agents registered, send it "go"."""
+        target = self.targets[index]
+        try:
+            old = self.pool[index]
+            await _exited(old)
+            self.lives[index] += 1
+            resume_at = target.restart_at  # it issues the ops due from here on
+            since = max(target.down[-1][0], self._counted[index])
+            self.never_issued += sum(
+                op.expected for op in self.specs[index].operations if since <= op.at < resume_at
+            )
+            self._counted[index] = resume_at
+            spec = replace(
+                self.specs[index],
+                life=self.lives[index],
+                resume_at=resume_at,
+                origins=self.origins(),
+            )
+            started = time.perf_counter()
+            child = self.children.start(spec.name, "worker", spec)
+            child.booting = True  # so the run's report reader leaves its "ready" to us
+            child.count = old.count  # until the new life reports (it adds what was logged)
+            self.pool[index] = child
+            reply = await child.channel.get(timeout=REGISTER_TIMEOUT + 10.0)
+            if child.killed or not target.live(life):
+                return  # killed again while it started: the next heal restarts it
+            if not (isinstance(reply, tuple) and reply[0] == "ready"):
+                child.failed = f"{spec.name} did not get ready after its restart: {reply!r}"
+                return
+            child.channel.send(("go", self.clock.t0))
+            child.booting = False
+            ready = max(reply[1].values(), default=time.perf_counter())
+            self.result.notes.append(f"{spec.name} restarted in {ready - started:.2f} s")
+            mine = {a.agent_id for a in spec.agents}
+            healed = tuple(a for a in fault.agents if a in mine)
+            self._events(ready - self.clock.t0, "healed", healed)
+        except TimeoutError:
+            self.pool[index].failed = f"worker-{index} did not get ready after its restart"
+        except Exception as exc:  # a supervisor bug must fail the run, not vanish in a task
+            self.pool[index].failed = f"restarting worker-{index} failed: {exc!r}"
+        finally:
+            self.pool[index].booting = False
+
+    async def _restart_coordinator(self, life: int) -> None:
+        """Record what the database holds, then start a coordinator on the same port
+        (after any restart still under way: one coordinator process at a time)."""
+        previous, self._coordinator_restart = self._coordinator_restart, asyncio.current_task()
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            if self.server.child is not None:
+                await _exited(self.server.child)
+            at = self.clock.now()
+            db_path = self.server.db_path
+            entries = await asyncio.to_thread(read_snapshot, db_path) if db_path else {}
+            self.result.restarts.append(StoreSnapshot(at, entries))
+            started = time.perf_counter()
+            listening = await self.server.spawn()
+            if not self.coordinator.live(life):  # it crashed again while it started
+                self.server.kill()
+                return
+            self.result.notes.append(f"coordinator restarted in {listening - started:.2f} s")
+            self._events(listening - self.clock.t0, "healed", ("coordinator",))
+        except Exception as exc:  # noted; the run carries on without a coordinator
+            self.result.notes.append(f"the coordinator did not restart: {exc!r}")
+
+    def origins(self) -> dict[int, str]:
+        """The origin of every publish, direct and broadcast op (for ``Agent.recall``)."""
+        if self._origins is None:
+            bus = (OpKind.PUBLISH, OpKind.DIRECT, OpKind.BROADCAST)
+            ops = self.plan.operations
+            self._origins = {op.op_id: op.origin for op in ops if op.kind in bus}
+        return self._origins
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _workers(self, fault: Fault) -> list[int]:
+        return sorted({self.worker_of[a] for a in fault.agents if a in self.worker_of})
+
+    def _apply_links(self, index: int) -> None:
+        if self.proxies is None:  # run_plan starts them whenever the plan has link faults
+            raise RuntimeError("a link fault without the link fault proxies")
+        self.proxies.apply(index, self.targets[index].link())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _signal(self, child: Child, signum: int) -> None:
+        if child.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.process.pid, signum)
+
+    def _events(self, at: float, kind: str, nodes: tuple[str, ...]) -> None:
+        self.result.events.extend(NodeEvent(at, kind, node) for node in nodes)
+
+    async def close(self) -> None:
+        """Let restarts in flight finish (bounded), then resume every stopped worker."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=CLOSE_TIMEOUT)
+        for task in list(self.tasks):
+            task.cancel()
+        for index, target in enumerate(self.targets):
+            if target.paused:
+                target.pauses.clear()
+                self._signal(self.pool[index], signal.SIGCONT)
+
+
+async def _exited(child: Child, timeout: float = EXIT_WAIT) -> None:
+    """Wait (polling) until a killed child's process is gone."""
+    deadline = time.monotonic() + timeout
+    while child.alive and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)

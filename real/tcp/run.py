@@ -1,0 +1,472 @@
+"""The tcp transport: a coordinator process, agent worker processes, loopback sockets.
+
+``run_plan`` replays a plan on real processes and returns a ``DriverResult``
+(backend "real", transport "tcp"). In order:
+
+1. Start the coordinator server (``real.tcp.children.server_process_main``) in a
+   child process. It binds 127.0.0.1 on port 0 and sends the port back over
+   its pipe. With link faults in the plan, a proxy process
+   (``real.tcp.faults.LinkProxies``) puts one fault proxy per worker in front of it.
+2. Start ``workers`` worker processes (``real.tcp.worker_process.run_worker``).
+   Agents are dealt round-robin to workers; each worker gets the ops its
+   agents originate and hosts its agents over ``connections`` links (0 = one
+   link per agent), to the coordinator or to its proxy. Each worker registers
+   its agents and reports "ready".
+3. Once every agent is registered, choose ``t0 = perf_counter() + START_LEAD``
+   and send ``("go", t0)`` to every worker. ``perf_counter`` is
+   CLOCK_MONOTONIC, shared by every process on the host, so all of them
+   agree on the run clock (``real.clock.RunClock``).
+4. In this process, an availability prober (its own connection, node id
+   ``probe-0``) sends a ``Probe`` every ``plan.probe_interval`` until the
+   plan's duration and records a ``ProbeResult`` per probe (one sent while
+   the coordinator is down stays unanswered; the prober reconnects). At
+   ``plan.status_at`` (near the end of the steady-state load, before the
+   drain) it also sends one ``StatusRequest`` with the plan's token; the
+   coordinator's ``StatusReply`` becomes ``DriverResult.status`` (None when
+   no reply came, e.g. the coordinator was down, or the reply would not fit
+   in a frame: above about 9,500 agents). It routes nothing, so it changes no
+   delivery. ``progress`` gets the elapsed fraction about every 0.5 s. Meanwhile
+   ``real.tcp.faults.FaultSupervisor`` replays ``plan.faults``: it kills, stops
+   and restarts workers and the coordinator and drives the proxies.
+5. Workers report their count of unique completions every 0.1 s. The run
+   ends once the plan's duration has passed, every fault step and restart is
+   done and every expected completion has arrived, or at
+   ``duration + drain_timeout``, or when a worker fails.
+6. Workers are told to stop and send back registration times, usage and
+   notes; then the server is told to stop: it closes its connections,
+   persists the last writes, closes the database and sends back its own usage
+   and report.
+7. The records come from files, not pipes: every worker life appended its
+   completions, accepted op ids and write acks to its record log
+   (``real.tcp.recordlog``) before acking, and every coordinator life its node
+   events to an event log, so a SIGKILLed process's records are kept. The
+   logs (in a scratch directory removed at the end) are read, shifted to plan
+   time and merged into the result, with the supervisor's injected/healed
+   events and restart snapshots. Without ``db_path`` a plan that crashes the
+   coordinator, or turns ``durable_bus`` on, gets a database in the scratch
+   directory.
+
+No orphans: everything after the first child starts is inside
+``try/finally``; ``real.tcp.children.ChildProcesses.reap`` closes every pipe,
+resumes stopped children, joins each process with a timeout, then terminates
+and finally kills any that remain, noting each one it had to kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from protocol.codec import MalformedFrame, encode_body
+from protocol.nodes import PROBER_ID as PROBER
+from protocol.plan import Plan
+from protocol.prober import Prober as CoreProber
+from protocol.records import Completion, DriverResult, WriteAck
+from protocol.workload import split_memory_target
+from real.clock import RunClock, new_event_loop
+from real.gctune import POLICY
+from real.tcp.children import Child, ChildProcesses, ServerProcess
+from real.tcp.faults import FaultSupervisor, LinkProxies, has_crash, has_link_faults
+from real.tcp.framing import FramedLink, open_link
+from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
+from real.tcp.server import DEFAULT_HOST
+from real.tcp.worker_process import WorkerResult, WorkerSpec
+from real.tcp.workers import REGISTER_TIMEOUT
+from real.usage import own_usage
+
+__all__ = ["ChildProcesses", "ServerProcess", "run_async", "run_plan", "worker_specs"]
+START_LEAD = 0.2
+RESULT_TIMEOUT = 60.0
+PROGRESS_INTERVAL = 0.5
+LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
+Progress = Callable[[float], None]
+
+
+# --- workers --------------------------------------------------------------------------
+
+
+def worker_specs(
+    plan: Plan,
+    workers: int,
+    connections: int,
+    port: int | list[int],
+    epoch: float,
+    use_uvloop: bool,
+    log_dir: str | None = None,
+) -> list[WorkerSpec]:
+    """Deal agents round-robin to workers; give each the ops its agents originate.
+
+    ``port`` is the coordinator's, or one per worker (its link fault proxy).
+    """
+    count = max(1, min(workers, len(plan.agents)))
+    shares = [plan.agents[i::count] for i in range(count)]
+    specs = []
+    for index, agents in enumerate(shares):
+        ids = {spec.agent_id for spec in agents}
+        ops = tuple(op for op in plan.operations if op.origin in ids)
+        specs.append(
+            WorkerSpec(
+                index=index,
+                host=DEFAULT_HOST,
+                port=port[index] if isinstance(port, list) else port,
+                agents=tuple(agents),
+                operations=ops,
+                settings=plan.settings,
+                connections=connections,
+                epoch=epoch,
+                duration=plan.duration,
+                drain_timeout=plan.drain_timeout,
+                use_uvloop=use_uvloop,
+                log_dir=log_dir,
+            )
+        )
+    return specs
+
+
+async def wait_ready(workers: list[Child], timeout: float) -> dict[str, float]:
+    """Wait for every worker's "ready"; return ``{agent: perf_counter at welcome}``."""
+    registered: dict[str, float] = {}
+    for child in workers:
+        reply = await child.channel.get(timeout=timeout)
+        if not (isinstance(reply, tuple) and reply[0] == "ready"):
+            raise RuntimeError(f"{child.name} did not get ready: {reply!r}")
+        registered.update(reply[1])
+    return registered
+
+
+def _take_reports(workers: list[Child]) -> None:
+    for child in workers:
+        if child.booting:
+            continue  # its "ready" is for the fault supervisor waiting on it
+        for item in child.channel.take_all():
+            if isinstance(item, tuple) and item[0] == "count":
+                child.count = int(item[1])
+            elif isinstance(item, tuple) and item[0] == "failed":
+                child.failed = str(item[1])
+        if child.channel.eof and child.failed is None and not child.killed:
+            child.failed = f"{child.name} exited early"
+
+
+async def wait_done(
+    workers: list[Child],
+    plan: Plan,
+    clock: RunClock,
+    progress: Progress | None,
+    faults: FaultSupervisor | None = None,
+) -> float:
+    """Wait until the plan's duration has passed, every fault step and restart
+    is done and every expected completion has arrived; or the drain deadline.
+
+    With faults, ops a killed worker never issued are not expected, and the
+    run also ends once no completion arrived for ``faults.quiet_after``
+    seconds (work that died with a process never completes).
+    """
+    deadline = plan.duration + plan.drain_timeout
+    expected_total = plan.expected_total  # a sum over every op: once, not per poll
+    next_progress = -math.inf
+    last_count, last_change = -1, clock.now()
+    while True:
+        now = clock.now()
+        if progress is not None and now >= next_progress:
+            progress(min(max(now, 0.0) / plan.duration, 1.0) if plan.duration > 0 else 1.0)
+            next_progress = now + PROGRESS_INTERVAL
+        _take_reports(workers)
+        count = sum(child.count for child in workers)
+        if count != last_count:
+            last_count, last_change = count, now
+        if faults is None:
+            done = count >= expected_total
+        else:
+            quiet = now - max(last_change, faults.settled_at) >= faults.quiet_after
+            done = faults.settled() and (count >= expected_total - faults.never_issued or quiet)
+        done = done and now >= plan.duration
+        if done or now >= deadline or any(child.failed for child in workers):
+            if progress is not None:
+                progress(1.0)
+            return now
+        await asyncio.sleep(0.02)
+
+
+async def collect(workers: list[Child], notes: list[str]) -> list[WorkerResult]:
+    """Tell every worker to stop and gather its result."""
+    for child in workers:
+        child.channel.send("stop")
+    results = []
+    for child in workers:
+        try:
+            result = await _result_of(child)
+        except TimeoutError:
+            result = None
+        if result is None:
+            notes.append(f"{child.name}: no result ({child.failed or 'timeout or exit'})")
+        else:
+            results.append(result)
+    return results
+
+
+async def _result_of(child: Child) -> WorkerResult | None:
+    while True:
+        item = await child.channel.get(timeout=RESULT_TIMEOUT)
+        if item is None:
+            return None
+        if isinstance(item, tuple) and item[0] == "result":
+            result: WorkerResult = item[1]
+            return result
+        if isinstance(item, tuple) and item[0] == "failed":
+            child.failed = str(item[1])
+
+
+# --- the availability prober -----------------------------------------------------------
+
+
+class Prober:
+    """Sends ``protocol.prober.Prober``'s probes and status request as node
+    ``probe-0`` over its own connection, and hands it the replies.
+
+    A lost connection (a crashed coordinator) is reopened at the next probe;
+    a probe that finds no coordinator, or goes out on a connection that turns
+    out dead, stays unanswered.
+    """
+
+    def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
+        self.port = port
+        self.plan = plan
+        self.clock = clock
+        self.core = CoreProber(plan)
+        self.link: FramedLink | None = None
+        self._readers: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Probe from run time 0 until the plan's duration; ask for the status in
+        between, at ``plan.status_at`` (before a probe due at the same time)."""
+        core = self.core
+        status_at = core.status_at
+        try:
+            while (at := core.next_probe_at()) is not None:
+                if status_at is not None and status_at <= at:
+                    await self._ask_status(status_at)
+                    status_at = None
+                await self._sleep_until(at)
+                await self._deliver(encode_body(core.probe(self.clock.now())))
+            if status_at is not None:
+                await self._ask_status(status_at)
+            await self._last_replies(LAST_REPLY_WAIT)
+        finally:
+            self.close()
+
+    async def _sleep_until(self, at: float) -> None:
+        wait = at - self.clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _last_replies(self, limit: float) -> None:
+        """Wait (at most ``limit`` s) for replies to probes still unanswered, so a slow
+        last reply counts as late rather than lost."""
+        deadline = self.clock.now() + limit
+        while self.clock.now() < deadline and self.link is not None and not self.link.closed:
+            if self.core.settled:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _ask_status(self, at: float) -> None:
+        await self._sleep_until(at)
+        await self._deliver(encode_body(self.core.status_request()))
+
+    async def _deliver(self, body: bytes) -> None:
+        """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
+        finds no coordinator, or goes out on a dead connection, is never answered."""
+        if self.link is None or self.link.closed:
+            try:
+                self.link = await asyncio.wait_for(
+                    open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
+                )
+            except (OSError, TimeoutError):
+                return  # the coordinator is unreachable: no answer
+            reader = asyncio.get_running_loop().create_task(self._read(self.link))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+        try:
+            self.link.send(PROBER, body)
+            self.link.flush()
+        except (OSError, RuntimeError):  # the connection died under us: unanswered
+            self.link.close()
+
+    async def _read(self, link: FramedLink) -> None:
+        while True:
+            try:
+                batch = await link.read_batch()
+            except (ConnectionError, OSError, MalformedFrame):
+                batch = None
+            if batch is None:
+                link.close()
+                return
+            now = self.clock.now()
+            for _, msg in batch:
+                self.core.receive(msg, now)
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+        for reader in list(self._readers):
+            reader.cancel()
+
+
+# --- run_plan ---------------------------------------------------------------------------
+
+
+def run_plan(
+    plan: Plan,
+    workers: int = 2,
+    connections: int = 2,
+    db_path: str | None = None,
+    progress: Progress | None = None,
+    use_uvloop: bool = True,
+) -> DriverResult:
+    """Replay ``plan`` on a coordinator process and ``workers`` worker processes.
+
+    ``connections`` is per worker (0 = one per agent). With ``db_path`` the
+    coordinator persists the memory store to that SQLite file.
+    """
+    loop = new_event_loop(use_uvloop)
+    task = loop.create_task(run_async(plan, workers, connections, db_path, progress, use_uvloop))
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:  # e.g. KeyboardInterrupt: let run_async's finally reap the children
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(task)
+        raise
+    finally:
+        loop.close()
+
+
+async def run_async(
+    plan: Plan,
+    workers: int = 2,
+    connections: int = 2,
+    db_path: str | None = None,
+    progress: Progress | None = None,
+    use_uvloop: bool = True,
+) -> DriverResult:
+    """``run_plan`` on the running event loop."""
+    wall = time.perf_counter()
+    children = ChildProcesses()
+    result = DriverResult("real", "tcp")
+    with tempfile.TemporaryDirectory(prefix="swarmtwin-tcp-") as scratch:
+        if db_path is None and (has_crash(plan) or plan.settings.durable_bus):
+            db_path = os.path.join(scratch, "coordinator.db")
+        events = os.path.join(scratch, "coordinator.events")
+        try:
+            server = await ServerProcess.start(children, plan.settings, db_path, use_uvloop, events)
+            count = max(1, min(workers, len(plan.agents)))
+            proxies = await _start_proxies(plan, children, server.port, count)
+            ports = proxies.ports if proxies is not None else server.port
+            epoch = time.perf_counter()
+            specs = worker_specs(plan, workers, connections, ports, epoch, use_uvloop, scratch)
+            pool = [children.start(s.name, "worker", s) for s in specs]
+            ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
+            t0 = time.perf_counter() + START_LEAD
+            supervisor = FaultSupervisor(
+                plan, children, server, pool, specs, RunClock(t0), result, proxies
+            )
+            await _replay(plan, supervisor, ready, result, progress)
+            if proxies is not None:
+                result.notes.append(f"link fault proxies: {await proxies.stop()}")
+        finally:
+            children.reap()
+            result.notes.extend(children.notes)
+        _merge_logs(result, plan, specs, scratch, t0 - epoch)
+        # the core's events until the run ended (not the failures of the shutdown itself)
+        core_events = read_events(server.event_logs, t0)
+        result.events.extend(e for e in core_events if e.at <= result.end_time)
+        result.events.sort()
+    result.processes.append(own_usage("harness"))
+    result.wall_seconds = time.perf_counter() - wall
+    return result
+
+
+async def _start_proxies(
+    plan: Plan, children: ChildProcesses, port: int, count: int
+) -> LinkProxies | None:
+    """The link fault proxies, when the plan has link faults."""
+    if not has_link_faults(plan):
+        return None
+    return await LinkProxies.start(children, port, count, plan.seed)
+
+
+async def _replay(
+    plan: Plan,
+    supervisor: FaultSupervisor,
+    ready: dict[str, float],
+    result: DriverResult,
+    progress: Progress | None,
+) -> None:
+    pool = supervisor.pool
+    clock = supervisor.clock
+    for child in pool:
+        child.channel.send(("go", clock.t0))
+    result.registered = {node: at - clock.t0 for node, at in ready.items()}
+    prober = Prober(supervisor.server.port, plan, clock)
+    loop = asyncio.get_running_loop()
+    probing = loop.create_task(prober.run())
+    faulting = loop.create_task(supervisor.run())
+    try:
+        faults = supervisor if plan.faults else None
+        result.end_time = await wait_done(pool, plan, clock, progress, faults)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(probing, plan.probe_deadline + 1.0)
+    finally:
+        probing.cancel()
+        faulting.cancel()
+        await supervisor.close()
+    core = prober.core
+    result.probes = list(core.results)
+    result.status = core.status
+    if core.asked and core.status is None:
+        why = f"refused: {core.status_refused}" if core.status_refused else "no reply"
+        result.notes.append(f"status request at {plan.status_at:g} s: {why}")
+    for child in pool:
+        if child.failed:
+            result.notes.append(f"{child.name} failed: {child.failed}")
+    _merge(result, await collect(pool, result.notes))
+    usage, report = await supervisor.server.stop()
+    if usage is not None:
+        result.processes.insert(0, usage)
+    if report is not None:
+        result.notes.append(f"coordinator: {report.stats}, {report.flushes} flushes")
+        result.notes.append(f"coordinator and workers, {POLICY}")
+        result.notes.extend(f"coordinator: {event}" for event in report.events[:20])
+
+
+def _merge(result: DriverResult, results: list[WorkerResult]) -> None:
+    for worker in sorted(results, key=lambda r: r.name):
+        result.processes.append(worker.usage)
+        result.notes.extend(f"{worker.name}: {note}" for note in worker.notes)
+
+
+def _merge_logs(
+    result: DriverResult, plan: Plan, specs: list[WorkerSpec], log_dir: str, offset: float
+) -> None:
+    """Every worker life's records, shifted from core time to plan time by ``offset``."""
+    ops = None
+    for spec in specs:
+        records = read_logs(lives_of(log_dir, spec.index))
+        ids = [a.agent_id for a in spec.agents]
+        result.completions.extend(
+            Completion(op_id, ids[i], at - offset, bool(f & DUPLICATE), bool(f & INTACT))
+            for op_id, i, at, f in records.completions
+        )
+        result.accepted.extend(op_id for op_id, _ in records.accepted)
+        result.shed.extend(op_id for op_id, _ in records.shed)
+        if records.write_acks and ops is None:
+            ops = {op.op_id: op for op in plan.operations}
+        for op_id, _, version, crc, at in records.write_acks:
+            namespace, key = split_memory_target(ops[op_id].target) if ops else ("", "")
+            result.write_acks.append(WriteAck(op_id, namespace, key, version, crc, at - offset))
+        if records.torn:
+            result.notes.append(f"{spec.name}: {records.torn} torn record log tail(s) dropped")

@@ -1,0 +1,519 @@
+"""The tcp coordinator server: one ``Coordinator`` state machine behind asyncio streams.
+
+How it works. ``serve`` listens (127.0.0.1 by default, never all interfaces
+unless asked) and runs one ``CoordinatorServer``. Each connection gets a
+reader task that reads whatever the socket has, decodes every routed frame
+in it (``real.tcp.framing``) and calls ``coordinator.receive(node, msg, now)``
+with ``now`` from a ``RunClock`` started with the server (the coordinator's
+times are only compared with each other), then schedules one flush with
+``call_soon``. All reads that are ready in the same event-loop turn land
+before that flush, so one flush serves them all:
+
+1. group commit: ``take_writes()`` and ``take_bus_journal()``, persist both
+   in one SQLite transaction (``real.tcp.persistence``), then
+   ``writes_persisted()`` so replies to memory writes (and, with
+   ``durable_bus``, ``Accepted``) leave only once they are durable; the
+   core's ``take_events()`` (failed, reassigned, returned) go to the report
+   and to the optional event log (``real.tcp.recordlog.EventLog``, perf_counter
+   times), which outlives a SIGKILLed server;
+2. ``drain()``: ``protocol.envelope.Outbox`` (compiled with the core)
+   frames the messages per connection (a ``Deliver`` fanned out to many
+   agents is encoded once, and sent as one fan-out frame per connection that
+   carries several of them) and each connection gets one ``write``;
+3. ``take_closures()``: the connections carrying those nodes are closed
+   after their last frames (a rejected hello gets its ``Reject``);
+4. the coordinator's ``next_deadline()`` is armed with ``loop.call_at``,
+   rounded up to ``TIMER_SLACK`` (5 ms): the core keeps one retry deadline
+   per delivery, and this lets a burst of them share one wake-up.
+
+Connections and node ids (``real.tcp.admission``, a mixin). A connection
+multiplexes many nodes. The first frame naming a node id binds that id to
+the connection; the server routes the coordinator's output for that node
+there. The core trusts that a frame naming a node comes over that node's
+link, so the server enforces it: a node bound to another open connection
+stays there, and a node the coordinator knows, live or failed, must open a
+new connection with a ``Hello`` (the core's rule). The connection count,
+the ids per connection and the unregistered ids per connection are capped.
+Any malformed input (bad length or version, undecodable body, truncated
+frame at end of stream) or an id over a cap refuses the connection: every
+node on it is reported with ``coordinator.peer_malformed`` (or, with none,
+the event is logged), it is closed once its error frames are written, and
+every other connection carries on. A closed connection's nodes are reported
+with ``link_closed``. A sweep closes connections that bind no node within
+``hello_timeout`` or stay silent for ``idle_timeout``.
+
+Backpressure: the frames of one read are handed to the coordinator in
+slices of ``SLICE_FRAMES``. After each slice the output is encoded into the
+connections' buffers (not yet written: nothing leaves before the flush has
+persisted what it must), and once ``OUTPUT_BUDGET`` bytes wait there the
+server flushes at once and, while the reading connection's own transport
+holds more than ``real.tcp.framing.HIGH_WATER`` unsent bytes, awaits
+``drain()`` before handing over the rest of the read. So a small request
+with a large answer (a ``GET`` of a big value) cannot multiply one read
+into hundreds of MiB of replies, and a client that does not read stops
+being read from (its acks stop too, and the core's credit window and
+``Busy`` replies do the rest).
+
+Restart. With a database the server starts from it: the memory store is
+loaded and, with ``durable_bus``, ``Coordinator.restore`` gets the bus
+state still owed. ``serve`` binds with SO_REUSEADDR and retries a busy port
+for ``bind_retry`` seconds, so a restarted coordinator gets its old port back.
+
+Shutdown: when ``stop`` is set, every connection is closed, the last writes
+are persisted and the database is closed. ``coordinator_command`` runs this
+in the foreground until SIGINT or SIGTERM; ``real.tcp.children.server_process_main``
+is the entry point ``real.tcp.run`` starts in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import math
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import cast
+
+from protocol.coordinator import Coordinator
+from protocol.envelope import MalformedEnvelope, Outbox, Routed
+from protocol.journal import BusEntry
+from protocol.memory import MemoryStore, Write
+from protocol.messages import Message
+from protocol.nodes import COORDINATOR_ID as COORD
+from protocol.records import NodeEvent
+from protocol.settings import ProtocolSettings
+from real.clock import RunClock, new_event_loop
+from real.gctune import tune_gc
+from real.slowdown import slow_coordinator
+from real.tcp.admission import Admission, Peer, ServerLimits
+from real.tcp.framing import HIGH_WATER, FramedLink
+from real.tcp.persistence import MemoryDB
+from real.tcp.recordlog import EventLog
+
+DEFAULT_HOST = "127.0.0.1"
+TIMER_SLACK = 0.005
+SLICE_FRAMES = 16
+OUTPUT_BUDGET = HIGH_WATER
+BIND_RETRY_STEP = 0.05
+log = logging.getLogger("swarmtwin.server")
+
+
+class BindRefused(ValueError):
+    """``serve`` refused to listen: ``ProtocolSettings.bind_refusal`` says why."""
+
+
+@dataclass(slots=True)
+class ServerReport:
+    """What a server run did, for notes and tests."""
+
+    port: int = 0
+    connections: int = 0
+    refused_connections: int = 0
+    flushes: int = 0
+    commits: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    node_events: list[NodeEvent] = field(default_factory=list)  # times: perf_counter
+
+
+class CoordinatorServer(Admission):
+    """Routes frames between connections and one ``Coordinator``."""
+
+    def __init__(
+        self,
+        settings: ProtocolSettings,
+        db: MemoryDB | None = None,
+        limits: ServerLimits | None = None,
+        event_log: EventLog | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.clock = RunClock()
+        self.db = db
+        self.event_log = event_log
+        self.limits = limits or ServerLimits()
+        store = MemoryStore()
+        if db is not None:
+            store.load(db.load())
+        coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
+        # test-only hook: the coordinator itself unless SWARMTWIN_TEST_DELAY_US is set
+        self.coordinator = slow_coordinator(coordinator)
+        if db is not None and self.coordinator.journal.enabled:
+            self.coordinator.restore(db.load_bus())
+        self.routes: dict[str, Peer] = {}
+        self.peers: set[Peer] = set()
+        self.report = ServerReport()
+        self._unpersisted: list[Write] = []
+        self._unpersisted_bus: list[BusEntry] = []
+        self.outbox = Outbox()  # frames not yet written, per connection
+        self._staged_bytes = 0
+        self._flush_scheduled = False
+        self._closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._idle_timeout = max(self.limits.idle_timeout, 4 * settings.heartbeat_interval)
+        self._sweeper = self.loop.call_later(self.limits.sweep_interval, self._sweep)
+
+    # --- connections -----------------------------------------------------------
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection until it ends, is refused or the server stops."""
+        if not self._admits():
+            self.report.refused_connections += 1
+            writer.close()
+            await FramedLink(reader, writer).wait_closed()
+            return
+        peer = Peer(FramedLink(reader, writer))
+        self.peers.add(peer)
+        self.report.connections += 1
+        try:
+            await self._read_loop(peer)
+        finally:
+            if peer.refused:  # after the pending flush has written its error frames
+                self.loop.call_soon(self._close_peer, peer)
+            else:
+                self._close_peer(peer)
+            await peer.link.wait_closed()
+
+    async def _read_loop(self, peer: Peer) -> None:
+        link = peer.link
+        while not link.closed and not peer.refused:
+            try:
+                batch = await link.read_batch()
+            except MalformedEnvelope as exc:
+                await self._accept(peer, exc.routed)
+                self.refuse(peer, str(exc))
+                return
+            except (ConnectionError, OSError):
+                return
+            if batch is None:
+                return
+            await self._accept(peer, batch)
+            await link.backpressure()
+
+    async def _accept(self, peer: Peer, batch: list[Routed]) -> None:
+        """Hand ``batch`` to the coordinator a slice at a time, within the output
+        budget: past it, flush, and wait while ``peer`` is not reading."""
+        peer.last_read = time.monotonic()
+        for start in range(0, len(batch), SLICE_FRAMES):
+            if start:
+                self._stage(self.coordinator.drain())
+                if self._staged_bytes >= OUTPUT_BUDGET:
+                    self.flush()
+                    await peer.link.backpressure()
+            if self._closed or peer.refused or peer.link.closed:
+                break
+            if not self._receive(peer, batch[start : start + SLICE_FRAMES]):
+                break
+        self.schedule_flush()
+
+    def _receive(self, peer: Peer, frames: list[Routed]) -> bool:
+        """Bind node ids and hand ``frames`` to the coordinator; False once refused."""
+        routes = self.routes
+        receive = self.coordinator.receive
+        now = self.clock.now()
+        for node, msg in frames:
+            if routes.get(node) is not peer and not self._bind(peer, node, msg):
+                return False
+            try:
+                receive(node, msg, now)
+            except Exception:  # a core bug must not take the server down with it
+                log.exception("coordinator.receive failed on %s from %s", type(msg).__name__, node)
+                self._event(f"core error on a {type(msg).__name__} from {node!r} (logged)")
+        return True
+
+    def refuse(self, peer: Peer, reason: str) -> None:
+        """Hostile or malformed input: tell the core, close after the error frames."""
+        if peer.refused:
+            return
+        peer.refused = True
+        self.report.refused_connections += 1
+        self._event(f"refused {peer.link.peer}: {reason}")
+        if peer.nodes:
+            for node in sorted(peer.nodes):
+                self.coordinator.peer_malformed(node, reason)
+            self.schedule_flush()
+        else:
+            self._close_peer(peer)
+
+    def _close_peer(self, peer: Peer) -> None:
+        """Close ``peer`` and report its nodes' links as closed (idempotent)."""
+        if peer not in self.peers:
+            return
+        self.peers.discard(peer)
+        self.outbox.discard(peer)
+        peer.link.close()
+        if peer.nodes:
+            now = self.clock.now()
+            for node in sorted(peer.nodes):
+                if self.routes.get(node) is peer:
+                    del self.routes[node]
+                self.coordinator.link_closed(node, now)
+            peer.nodes.clear()
+            self.schedule_flush()
+
+    # --- the flush: persist, send, close, re-arm ---------------------------------
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self._closed:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Persist, send what the coordinator produced, close, re-arm the timer."""
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        self.report.flushes += 1
+        coordinator = self.coordinator
+        self._persist(coordinator.take_writes(), coordinator.take_bus_journal())
+        events = coordinator.take_events()
+        if events:
+            self._node_events(events)
+        self._send(coordinator.drain())
+        for node in coordinator.take_closures():
+            peer = self.routes.get(node)
+            if peer is not None:
+                self._close_peer(peer)
+        self._arm()
+
+    def _persist(self, writes: list[Write], bus: list[BusEntry]) -> None:
+        """Group commit: make this turn's writes and bus entries durable, then
+        release held replies."""
+        if self.db is None:
+            return  # the journals are taken and dropped: nothing to make durable
+        if writes:
+            self._unpersisted.extend(writes)
+        if bus:
+            self._unpersisted_bus.extend(bus)
+        if not self._unpersisted and not self._unpersisted_bus:
+            self.coordinator.writes_persisted()  # an op that journaled nothing is durable
+            return
+        try:
+            self.db.persist(self._unpersisted, self._unpersisted_bus)
+        except sqlite3.Error as exc:
+            self._event(f"persist failed, replies held: {exc}")
+            return
+        self._unpersisted = []
+        self._unpersisted_bus = []
+        self.report.commits += 1
+        self.coordinator.writes_persisted()
+
+    def _node_events(self, events: list[NodeEvent]) -> None:
+        """Keep the core's events, on perf_counter time, in the report and the log."""
+        t0 = self.clock.t0
+        kept = self.report.node_events
+        if len(kept) < 100_000:
+            kept.extend(NodeEvent(t0 + e.at, e.kind, e.node) for e in events)
+        if self.event_log is not None:
+            self.event_log.append(events, t0)
+
+    def _send(self, out: list[tuple[str, Message]]) -> None:
+        """Encode ``out`` and everything staged before it: one write per connection."""
+        self._stage(out)
+        outbox = self.outbox
+        for peer in outbox.links():
+            data, frames = outbox.take(peer)
+            cast(Peer, peer).link.write(data, frames)
+        self._staged_bytes = 0
+
+    def _stage(self, out: list[tuple[str, Message]]) -> None:
+        """Frame ``out`` into each connection's buffer (``protocol.envelope.Outbox``:
+        a fanned-out ``Deliver`` becomes one fan-out frame per connection)."""
+        if out:
+            outbox = self.outbox
+            self._staged_bytes += outbox.stage(out, self.routes)
+            if outbox.errors:
+                for error in outbox.errors:
+                    self._event(error)
+                outbox.errors.clear()
+
+    def _arm(self) -> None:
+        """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of
+        per-delivery retry deadlines share one wake-up instead of one each."""
+        deadline = self.coordinator.next_deadline()
+        if deadline is not None:
+            deadline = math.ceil(deadline / TIMER_SLACK) * TIMER_SLACK
+        if deadline == self._deadline and (deadline is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = deadline
+        if deadline is not None:
+            when = self.clock.loop_time_for(self.loop, deadline)
+            self._timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._deadline = None
+        try:
+            self.coordinator.on_timer(self.clock.now())
+        except Exception:  # a core bug must not stop retransmission for everyone
+            log.exception("coordinator.on_timer failed")
+        self.flush()
+
+    # --- shutdown ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection, persist the last writes, close the database."""
+        if self._closed:
+            return
+        self._sweeper.cancel()
+        for peer in list(self.peers):
+            self._close_peer(peer)
+        self.flush()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.db is not None:
+            self.report.stats["db_commits"] = self.db.commits
+            self.db.close()
+        if self.event_log is not None:
+            self.event_log.close()
+        self.report.stats.update(asdict(self.coordinator.stats))
+
+    def _event(self, text: str) -> None:
+        log.info(text)
+        events = self.report.events
+        if len(events) < 1000:
+            events.append(text)
+
+
+async def serve(
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    settings: ProtocolSettings | None = None,
+    db_path: str | None = None,
+    ready: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+    limits: ServerLimits | None = None,
+    event_log: str | None = None,
+    bind_retry: float = 0.0,
+) -> ServerReport:
+    """Run a coordinator server until ``stop`` is set; return what it did.
+
+    ``ready(port)`` is called once the socket listens (useful with ``port=0``).
+    With ``db_path`` the memory store (and, with ``durable_bus``, the bus
+    journal) is loaded from and persisted to SQLite. ``event_log`` appends the
+    core's node events to that file. A port in use is retried for
+    ``bind_retry`` seconds.
+    """
+    settings = settings or ProtocolSettings()
+    stop = stop or asyncio.Event()
+    db = MemoryDB(db_path) if db_path else None
+    core = CoordinatorServer(settings, db, limits, EventLog(event_log) if event_log else None)
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await core.handle(reader, writer)
+        finally:
+            handlers.discard(task)
+
+    try:
+        refusal = settings.bind_refusal(host)  # every entry point that serves passes here
+        if refusal:
+            raise BindRefused(refusal)
+        server = await _listen(on_connect, host, port, bind_retry)
+    except BaseException:
+        core.close()
+        raise
+    core.report.port = server.sockets[0].getsockname()[1]
+    tune_gc()
+    try:
+        if ready is not None:
+            ready(core.report.port)
+        await stop.wait()
+    finally:
+        server.close()
+        core.close()
+        if handlers:
+            await asyncio.wait(list(handlers), timeout=2.0)
+    return core.report
+
+
+async def _listen(
+    on_connect: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str,
+    port: int,
+    bind_retry: float,
+) -> asyncio.Server:
+    """``start_server`` with SO_REUSEADDR, retrying a busy port for ``bind_retry`` s."""
+    deadline = time.monotonic() + bind_retry
+    while True:
+        try:
+            return await asyncio.start_server(
+                on_connect, host, port, limit=1 << 18, reuse_address=True
+            )
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(BIND_RETRY_STEP)
+
+
+# --- entry points -------------------------------------------------------------------
+
+
+def coordinator_command(
+    host: str = DEFAULT_HOST,
+    port: int = 7400,
+    token: str | None = None,
+    db: str | None = None,
+    settings: ProtocolSettings | None = None,
+) -> int:
+    """``swarmtwin coordinator``: serve in the foreground until SIGINT/SIGTERM; exit code."""
+    settings = settings or ProtocolSettings()
+    if token:
+        settings = replace(settings, token=token)
+    loop = new_event_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(bound: int) -> None:
+        where = f" (memory in {db})" if db else ""
+        print(f"coordinator listening on {host}:{bound}{where}; Ctrl-C stops", flush=True)
+
+    try:
+        if db:
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        report = loop.run_until_complete(serve(host, port, settings, db, ready, stop))
+    except BindRefused as exc:
+        print(f"coordinator: refused to listen: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"coordinator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"coordinator: cannot open the memory database {db}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+    print(f"coordinator stopped: {report.connections} connections, stats {report.stats}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m real.tcp.server --host 127.0.0.1 --port 7400 --token T --db PATH``."""
+    parser = argparse.ArgumentParser(prog="python -m real.tcp.server")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=7400)
+    parser.add_argument("--token", default=None)
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args(argv)
+    return coordinator_command(args.host, args.port, args.token, args.db)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,433 @@
+"""Agent worker processes: many ``Agent`` state machines over a few tcp connections.
+
+How it works. An ``AgentHost`` owns a set of agents and spreads them
+round-robin over ``connections`` links to the coordinator (0 means one link
+per agent). Each link has a task that connects (retrying with backoff),
+calls ``agent.start(now)`` for its agents (a hello each) and then reads:
+every routed frame is handed to the agent it names with
+``agent.receive("coord", msg, now)``, ``now`` read from the run clock per
+frame, so a completion is stamped when its handler runs. Touched agents are
+drained once per event-loop turn (one ``Ack`` per burst) and each link gets
+one ``write`` per turn. Agent timers share one ``loop.call_at``: a heap holds
+each agent's ``next_deadline()``, stale entries are re-checked when popped,
+and the wake-up is rounded up to ``TIMER_SLACK`` (5 ms) so that the many
+per-request retry deadlines of a burst share one.
+A lost link is reconnected (backing off from ``settings.reconnect_min`` to
+``reconnect_max``) and its agents say hello again (the core resends what
+they had pending); a link whose agent was rejected is not retried.
+
+Record log. With a ``real.tcp.recordlog.RecordLog`` every flush appends the
+turn's new completions, accepted op ids and write acks to the worker's log
+file (one ``os.write``) before the turn's acks are written to the links, so
+the records of a SIGKILLed worker survive it (``real.tcp.worker_process``).
+
+The worker process around an ``AgentHost`` is ``real.tcp.worker_process``.
+
+``agents_command`` runs an ``AgentHost`` in the foreground for
+``swarmtwin agents``: idle agents that register, heartbeat and handle
+deliveries, with a line of counts per second, until SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import math
+import signal
+import time
+from dataclasses import replace
+from typing import cast
+
+from protocol.agent import Agent
+from protocol.envelope import MalformedEnvelope, Outbox, Routed
+from protocol.links import spread
+from protocol.nodes import COORDINATOR_ID as COORD
+from protocol.plan import AgentSpec, Operation
+from protocol.records import Completion
+from protocol.retransmit import next_reconnect_wait
+from protocol.settings import ProtocolSettings
+from protocol.workload import IssueLag, issue, issue_due
+from real.clock import RunClock, new_event_loop
+from real.tcp.framing import FramedLink, open_link
+from real.tcp.recordlog import RecordLog
+
+ISSUE_SLICE = 512
+TIMER_SLACK = 0.005
+LOOP_RESOLUTION = 0.001  # uvloop rounds timers to whole milliseconds
+REGISTER_TIMEOUT = 60.0
+GO_TIMEOUT = 120.0
+STOP_GRACE = 2.0
+COUNT_INTERVAL = 0.1
+
+
+class HostLink:
+    """One connection of an ``AgentHost`` and the agents it carries."""
+
+    __slots__ = ("index", "agent_ids", "voucher", "link", "task", "connects", "given_up")
+
+    def __init__(self, index: int, agent_ids: list[str], voucher: str = "") -> None:
+        self.index = index
+        self.agent_ids = agent_ids
+        self.voucher = voucher  # the link's own node, whose liveness stands for its agents
+        self.link: FramedLink | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.connects = 0
+        self.given_up = False
+
+
+class AgentHost:
+    """Agents multiplexed over a few links, with batched drains and shared timers."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        specs: tuple[AgentSpec, ...] | list[AgentSpec],
+        settings: ProtocolSettings,
+        connections: int,
+        clock: RunClock,
+        record_log: RecordLog | None = None,
+        name: str = "agents",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.clock = clock
+        self.settings = settings
+        self.record_log = record_log
+        self.loop = asyncio.get_running_loop()
+        self.links = [
+            HostLink(link.number, link.agent_ids, link.voucher)
+            for link in spread([s.agent_id for s in specs], connections, name)
+        ]
+        self.link_of = {node: hl for hl in self.links for node in hl.agent_ids}
+        self.vouchers: dict[str, Agent] = {
+            hl.voucher: Agent(hl.voucher, COORD, settings) for hl in self.links if hl.voucher
+        }
+        self.agents: dict[str, Agent] = {
+            s.agent_id: Agent(
+                s.agent_id,
+                COORD,
+                settings,
+                s.capabilities,
+                s.subscriptions,
+                vouched_by=self.link_of[s.agent_id].voucher,
+            )
+            for s in specs
+        }
+        self.link_of.update((hl.voucher, hl) for hl in self.links if hl.voucher)
+        self._nodes: dict[str, Agent] = {**self.vouchers, **self.agents}  # by frame node id
+        self.registered: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.closing = False
+        self.issued = 0
+        self._touched: dict[str, Agent] = {}
+        self.outbox = Outbox()  # frames not yet written, per link
+        self._flush_scheduled = False
+        self._heap: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
+        self._shed_scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
+        self._unique = 0
+        self._dirty: set[str] = set()  # nodes flushed since the last ``unique_completions``
+        self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
+        self.lag = IssueLag()  # how late the replay issued ops (``real.tcp.worker_process``)
+        self._expected: dict[int, int] | None = None
+
+    # --- links ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every link's task (connect, hello, read, reconnect)."""
+        for hl in self.links:
+            hl.task = self.loop.create_task(self._run_link(hl))
+
+    async def _run_link(self, hl: HostLink) -> None:
+        settings = self.settings
+        delay = next_reconnect_wait(settings)
+        while not self.closing and not hl.given_up:
+            if hl.connects:  # back off before every reconnect, not only failed connects
+                await asyncio.sleep(delay)
+                delay = next_reconnect_wait(settings, delay)
+            try:
+                hl.link = await open_link(self.host, self.port)
+            except OSError:
+                hl.connects += 1
+                continue
+            if all(self.agents[node].registered for node in hl.agent_ids):
+                delay = next_reconnect_wait(settings)
+            hl.connects += 1
+            self._hello(hl)
+            await self._read_link(hl, hl.link)
+            hl.link.close()
+            hl.link = None
+            if any(self.agents[node].rejected for node in hl.agent_ids):
+                hl.given_up = True
+                self._note(f"link {hl.index}: an agent was rejected; not reconnecting")
+
+    def _hello(self, hl: HostLink) -> None:
+        now = self.clock.now()
+        if hl.voucher:  # first: the coordinator registers it before the agents it vouches for
+            voucher = self.vouchers[hl.voucher]
+            voucher.start(now)
+            self._touched[hl.voucher] = voucher
+        for node in hl.agent_ids:
+            agent = self.agents[node]
+            agent.start(now)
+            self._touched[node] = agent
+        self.flush()
+
+    async def _read_link(self, hl: HostLink, link: FramedLink) -> None:
+        while not self.closing:
+            try:
+                batch = await link.read_batch()
+            except MalformedEnvelope as exc:
+                self._deliver(exc.routed)
+                self._note(f"link {hl.index}: malformed input from the coordinator: {exc}")
+                return
+            except (ConnectionError, OSError) as exc:
+                self._note(f"link {hl.index}: lost ({exc.__class__.__name__})")
+                return
+            if batch is None:
+                if not self.closing:
+                    self._note(f"link {hl.index}: closed by the coordinator")
+                return
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Routed]) -> None:
+        agents = self._nodes
+        touched = self._touched
+        now = self.clock.now()  # the frames of one socket read arrived together
+        for node, msg in batch:
+            agent = agents.get(node)
+            if agent is None:
+                self._note(f"frame for unknown agent {node!r} dropped")
+                continue
+            agent.receive(COORD, msg, now)
+            touched[node] = agent
+        self.schedule_flush()
+
+    # --- output and timers ----------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Drain every touched agent, log their records, one write per link, track timers."""
+        self._flush_scheduled = False
+        touched, self._touched = self._touched, {}
+        if not touched:
+            return
+        now = self.clock.now()
+        link_of = self.link_of
+        outbox = self.outbox
+        for node, agent in touched.items():
+            out = agent.drain()
+            link = link_of[node].link
+            if out and link is not None and not link.closed:
+                outbox.stage_from(link, node, out)
+            if node not in self.registered and agent.registered and node in self.agents:
+                self.registered[node] = now
+            self._track(node, agent)
+        self._dirty.update(touched)
+        if self.record_log is not None:  # durable before the acks leave
+            self.record_log.record(touched)
+        if outbox.errors:  # e.g. a payload larger than max_frame
+            for error in outbox.errors:
+                self._note(error)
+            outbox.errors.clear()
+        for link in outbox.links():
+            data, frames = outbox.take(link)
+            cast(FramedLink, link).write(data, frames)
+        self._arm()
+
+    def _track(self, node: str, agent: Agent) -> None:
+        deadline = agent.next_deadline()
+        if deadline is None:
+            return
+        due = self._due.get(node)
+        if due is None or deadline < due:
+            self._due[node] = deadline
+            heapq.heappush(self._heap, (deadline, node))
+
+    def _arm(self) -> None:
+        if not self._heap or self.closing:
+            return
+        at = math.ceil(self._heap[0][0] / TIMER_SLACK) * TIMER_SLACK
+        if at == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_at(self.clock.loop_time_for(self.loop, at), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.clock.now()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, node = heapq.heappop(heap)
+            if self._due.get(node) == at:
+                del self._due[node]
+            agent = self._nodes[node]
+            deadline = agent.next_deadline()
+            if deadline is not None and deadline <= now:
+                agent.on_timer(now)
+                self._touched[node] = agent
+            else:  # a stale entry (its deadline moved): nothing to send, only re-arm
+                self._track(node, agent)
+        self.flush()
+        self._arm()
+
+    # --- workload ---------------------------------------------------------------
+
+    def issue_due(
+        self, ops: list[Operation], index: int, stop: int, offset: float, now: float
+    ) -> int:
+        """Issue the ops of ``ops[index:stop]`` due by ``now`` (``protocol.workload``);
+        flushed by the next ``flush``. Returns the index of the first op left."""
+        after = issue_due(self.agents, ops, index, stop, offset, now, self.lag, self._touched)
+        self.issued += after - index
+        return after
+
+    def issue(self, op: Operation, now: float, due: float | None = None) -> None:
+        """Make the op's origin send its request (flushed by the next ``flush``);
+        ``due`` is when it was scheduled, on the core clock."""
+        agent = self.agents[op.origin]
+        issue(agent, op, now, due)
+        self._touched[op.origin] = agent
+        self.issued += 1
+
+    async def backpressure(self) -> None:
+        for hl in self.links:
+            if hl.link is not None:
+                await hl.link.backpressure()
+
+    async def wait_registered(self, timeout: float) -> dict[str, float]:
+        """Wait until every agent is welcomed; return core-clock times of each welcome."""
+        deadline = time.perf_counter() + timeout
+        while len(self.registered) < len(self.agents):
+            rejected = [a for a in self.agents.values() if a.rejected]
+            if rejected:
+                raise RuntimeError(f"{rejected[0].node_id} rejected: {rejected[0].rejected}")
+            if time.perf_counter() > deadline:
+                missing = len(self.agents) - len(self.registered)
+                raise TimeoutError(f"{missing} agents not registered after {timeout} s")
+            await asyncio.sleep(0.005)
+        return dict(self.registered)
+
+    def unique_completions(self) -> int:
+        """Non-duplicate completions so far, plus the expected completions of ops
+        their origin shed (they will never come), by incremental scan of the agents
+        flushed since the last call (every new record is flushed)."""
+        dirty, self._dirty = self._dirty, set()
+        agents = self.agents
+        for node in dirty:
+            agent = agents.get(node)
+            if agent is None:  # a link's voucher
+                continue
+            start = self._scanned[node]
+            records = agent.completions
+            if len(records) > start:
+                self._unique += sum(1 for c in records[start:] if not c.duplicate)
+                self._scanned[node] = len(records)
+            start = self._shed_scanned[node]
+            if len(agent.shed) > start:
+                if self._expected is None:
+                    self._expected = {op.op_id: op.expected for op in self.operations}
+                expected = self._expected
+                self._unique += sum(expected.get(op_id, 0) for op_id in agent.shed[start:])
+                self._shed_scanned[node] = len(agent.shed)
+        return self._unique
+
+    def completions(self) -> list[Completion]:
+        return [c for agent in self.agents.values() for c in agent.completions]
+
+    @property
+    def links_up(self) -> int:
+        return sum(1 for hl in self.links if hl.link is not None and not hl.link.closed)
+
+    def _note(self, text: str) -> None:
+        if len(self.notes) < 200:
+            self.notes.append(text)
+
+    async def close(self) -> None:
+        """Log and send what is pending, stop timers and link tasks, close every link."""
+        self.flush()
+        self.closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        tasks = [hl.task for hl in self.links if hl.task is not None]
+        for hl in self.links:
+            if hl.link is not None:
+                hl.link.close()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        for hl in self.links:
+            if hl.link is not None:
+                await hl.link.wait_closed()
+        if self.record_log is not None:
+            self.record_log.close()
+
+
+# --- swarmtwin agents -------------------------------------------------------------------
+
+
+def agents_command(
+    host: str,
+    port: int,
+    token: str,
+    count: int,
+    prefix: str = "agent-",
+    capabilities: tuple[str, ...] = (),
+    subscriptions: tuple[str, ...] = (),
+    connections: int = 1,
+) -> int:
+    """``swarmtwin agents``: idle agents against a running coordinator until SIGINT."""
+    settings = replace(ProtocolSettings(), token=token)
+    specs = [
+        AgentSpec(f"{prefix}{i}", tuple(capabilities), tuple(subscriptions)) for i in range(count)
+    ]
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_idle_agents(host, port, settings, specs, connections))
+    finally:
+        loop.close()
+
+
+async def _idle_agents(
+    host: str, port: int, settings: ProtocolSettings, specs: list[AgentSpec], connections: int
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    agents = AgentHost(host, port, specs, settings, connections, RunClock())
+    agents.start()
+    previous = 0
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            handled = len(agents.completions())
+            registered = sum(1 for a in agents.agents.values() if a.registered)
+            print(
+                f"{registered}/{len(specs)} registered, {agents.links_up}/{len(agents.links)} "
+                f"links up, {handled} deliveries (+{handled - previous}/s)",
+                flush=True,
+            )
+            previous = handled
+            rejected = [a.rejected for a in agents.agents.values() if a.rejected]
+            if rejected:
+                print(f"rejected by the coordinator: {rejected[0]}", flush=True)
+                return 1
+    finally:
+        await agents.close()
+    return 0
