@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench certify browser lint format clean core
+.PHONY: run test test-fast bench certify browser lint format clean core
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(STAMP) $(CORE)
 
 test: $(STAMP) $(CORE) browser lint
 	$(BIN)/pytest
+
+# the edit-test loop: the core and the model, no real processes (about a minute)
+test-fast: $(STAMP) $(CORE)
+	$(BIN)/pytest tests/core tests/sim -m "not slow"
 
 # headless Chromium renders the certification report to PNG (a test checks it)
 browser:

@@ -3,7 +3,7 @@
 Drivers feed state machines (``Coordinator``, ``Agent``) what happened with
 ``receive(src, msg, now)`` and ``on_timer(now)``, and send what ``drain()``
 returns. Nothing in this package does I/O, reads a clock or uses global
-randomness; ``tests/test_purity.py`` enforces it.
+randomness; ``tests/core/test_purity.py`` enforces it.
 
 The hot modules may run compiled by mypyc: ``native.select`` (outside this
 package, since it reads files) says whether a fresh build exists, and if so

@@ -79,12 +79,15 @@ class MalformedEnvelope(MalformedFrame):
     """A peer sent bytes that are not a valid routed frame.
 
     ``routed`` holds the ``(node_id, message)`` pairs that preceded the bad
-    frame in the same ``feed`` call.
+    frame in the same ``feed`` call; ``node`` is the node id the bad frame
+    named when its head was valid and only its body was not ("" otherwise),
+    so the driver can answer that node with ``Error`` before it closes.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, node: str = "") -> None:
         super().__init__(reason)
         self.routed: list[Routed] = []
+        self.node = node
 
 
 def node_id_bytes(node_id: str) -> bytes:
@@ -129,7 +132,9 @@ class RoutedDecoder:
         except MalformedFrame as exc:
             self._broken = True
             buffer.clear()
-            error = MalformedEnvelope(str(exc))
+            error = MalformedEnvelope(
+                str(exc), exc.node if isinstance(exc, MalformedEnvelope) else ""
+            )
             error.routed = routed
             error.decoded = [msg for _, msg in routed]
             raise error from None
@@ -160,7 +165,13 @@ class RoutedDecoder:
             if id_len == 0 or body_at >= frame_end:
                 raise MalformedEnvelope(f"node id length {id_len} does not fit the frame")
             node = self._node_id(bytes(buffer[offset + 6 : body_at]))
-            routed.append((node, decode_body(bytes(buffer[body_at:frame_end]))))
+            try:
+                msg = decode_body(bytes(buffer[body_at:frame_end]))
+            except MalformedEnvelope:
+                raise
+            except MalformedFrame as exc:
+                raise MalformedEnvelope(str(exc), node) from None
+            routed.append((node, msg))
             offset = frame_end
         return offset
 

@@ -43,7 +43,7 @@ reach with samples of those sizes (``1 / C(n + m, n)`` one-sided, when every
 below 0.05, so a check with that few repetitions could never fail.
 ``u_counts(n, m)`` counts the rank splits giving each ``U`` (the exact null
 distribution in whole numbers); the test does not use it, it is kept as an
-independent reference for scipy's exact p-values (``tests/test_stats_scipy.py``).
+independent reference for scipy's exact p-values (``tests/harness/test_stats_scipy.py``).
 """
 
 from __future__ import annotations

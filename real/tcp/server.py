@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import math
@@ -81,11 +82,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
+from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Message
+from protocol.messages import Error, Message
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
@@ -188,7 +190,7 @@ class CoordinatorServer(Admission):
                 batch = await link.read_batch()
             except MalformedEnvelope as exc:
                 await self._accept(peer, exc.routed)
-                self.refuse(peer, str(exc))
+                self.refuse(peer, str(exc), exc.node)
                 return
             except (ConnectionError, OSError):
                 return
@@ -228,8 +230,12 @@ class CoordinatorServer(Admission):
                 self._event(f"core error on a {type(msg).__name__} from {node!r} (logged)")
         return True
 
-    def refuse(self, peer: Peer, reason: str) -> None:
-        """Hostile or malformed input: tell the core, close after the error frames."""
+    def refuse(self, peer: Peer, reason: str, named: str = "") -> None:
+        """Hostile or malformed input: tell the core, close after the error frames.
+
+        A connection with no node bound yet whose bad frame ``named`` a node (a
+        valid head, a bad body) gets that node's ``Error`` straight away: the
+        core has no session to answer it from."""
         if peer.refused:
             return
         peer.refused = True
@@ -239,8 +245,12 @@ class CoordinatorServer(Admission):
             for node in sorted(peer.nodes):
                 self.coordinator.peer_malformed(node, reason)
             self.schedule_flush()
-        else:
-            self._close_peer(peer)
+            return
+        if named:
+            with contextlib.suppress(CodecUsageError):
+                peer.link.send(named, encode_body(Error(f"malformed input from {named}: {reason}")))
+                peer.link.flush()
+        self._close_peer(peer)
 
     def _close_peer(self, peer: Peer) -> None:
         """Close ``peer`` and report its nodes' links as closed (idempotent)."""

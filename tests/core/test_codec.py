@@ -70,7 +70,7 @@ def test_every_field_type_has_a_strategy() -> None:
 def test_the_tuple_element_table_matches_the_annotations_in_the_source() -> None:
     """A compiled class keeps only ``tuple`` as a field's type, so the codec reads
     element types from ``TUPLE_ELEMENTS``; it must say what the source says."""
-    source = (Path(__file__).parent.parent / "protocol" / "messages.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "protocol" / "messages.py").read_text()
     annotated: dict[str, str] = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ClassDef) and node.name in CODES:
@@ -445,7 +445,7 @@ def test_enum_fields_encode_as_plain_ints() -> None:
 
 def test_docs_worked_example_matches_the_codec() -> None:
     """docs/protocol.md's hex dump is what the codec produces."""
-    doc = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
     text = doc.read_text(encoding="utf-8")
     section = text[text.index("## 4. Worked example") :]
     block = section.split("```")[1]

@@ -54,7 +54,7 @@ SETTINGS = ProtocolSettings()
 TOKEN = SETTINGS.token
 GET, PUT, CAS, DELETE = MemVerb.GET, MemVerb.PUT, MemVerb.CAS, MemVerb.DELETE
 VALUE = 16384
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def coordinator(settings: ProtocolSettings = SETTINGS, durable: bool = False) -> Coordinator:

@@ -12,7 +12,7 @@ from harness.scenario.schema import ScenarioError
 from harness.validate.fidelity import error_pct, evaluate_goals, summarize_errors
 from harness.validate.suite import deliveries_per_publish, load_suite, sweep_points
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "scenarios" / "validation" / "suite.yaml"
 
 

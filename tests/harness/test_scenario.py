@@ -19,7 +19,7 @@ from harness.scenario.schema import (
 )
 from protocol.settings import ProtocolSettings
 
-SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 PUBLISH = {"kind": "publish", "arrival": {"process": "poisson", "rate": 100}}
 LATE = [{"at": 1, "rate": 5}]
 

@@ -17,7 +17,7 @@ from harness.scenario.schema import load_scenario
 from sim import run_plan
 from sim.calibration import load_calibration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WALL_CLOCK = ("wall_seconds", "resources")
 
 

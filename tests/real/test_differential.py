@@ -16,7 +16,7 @@ from real.inproc.run import run_plan as run_real
 from sim import run_plan as run_sim
 from sim.calibration import load_calibration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def handled(result: DriverResult) -> list[tuple[int, str]]:

@@ -20,7 +20,7 @@ from harness.scenario import shipped
 from harness.scenario.errors import ScenarioError
 from harness.scenario.shipped import find_shipped, listing, resolve, scenarios_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
 
 

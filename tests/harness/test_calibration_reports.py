@@ -86,7 +86,7 @@ def test_without_one_under_reports_the_warning_names_that_folder(
 def test_validate_model_reports_the_calibration_under_reports(tmp_path: Path) -> None:
     reports = tmp_path / "out"
     path = _measured_here(calibrations_dir(reports))
-    suite = load_suite(Path(__file__).resolve().parent.parent / "scenarios/validation/suite.yaml")
+    suite = load_suite(Path(__file__).resolve().parents[2] / "scenarios/validation/suite.yaml")
     header = _header(suite, "test", 0.0, reports)
     assert header["calibration"]["source"] == str(path)
     assert header["calibration"]["warning"] is None

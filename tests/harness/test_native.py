@@ -17,7 +17,7 @@ import protocol.bus
 import sim.engine
 from native.select import ENV, MANIFEST, STATE, build_root, check, compiled_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fake_build(tmp_path: Path, tag: str | None = None) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PROTOCOL = Path(__file__).resolve().parent.parent / "protocol"
+PROTOCOL = Path(__file__).resolve().parents[2] / "protocol"
 
 FORBIDDEN_MODULES = frozenset(
     {

@@ -58,7 +58,7 @@ from real.tcp.server import BindRefused, ServerLimits, ServerReport, serve
 from real.tcp.workers import AgentHost
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ProtocolSettings()
 
 
@@ -491,6 +491,10 @@ def test_hostile_clients_are_refused_and_legit_agents_keep_going() -> None:
     welcome, error = RoutedDecoder().feed(replies["registered, then garbage"])
     assert welcome == ("rogue", Welcome("rogue", SETTINGS.credit, SETTINGS.heartbeat_interval))
     assert error[0] == "rogue" and isinstance(error[1], Error) and "malformed" in error[1].reason
+    # a first frame with a valid head naming "a" and a bad body: "a" is told why (it
+    # used to be closed without the Error that docs/protocol.md promises)
+    ((named, told),) = RoutedDecoder().feed(replies["garbage"])
+    assert named == "a" and isinstance(told, Error) and "malformed input from a" in told.reason
     assert any("no hello" in e for e in report.events)
 
 

@@ -28,7 +28,7 @@ from harness.metrics.compare import mean_ci, t_critical_95
 from harness.metrics.stats import mann_whitney_u, midranks, smallest_p, tie_sizes, u_counts
 from harness.regress.decide import INFO_FIGURES, RULES, decide, describe
 
-CI_BASELINE = Path(__file__).resolve().parent.parent / "reports" / "baselines" / "ci.json"
+CI_BASELINE = Path(__file__).resolve().parents[2] / "reports" / "baselines" / "ci.json"
 FIGURES = ("p50_ms", "p95_ms", "p99_ms", "deliveries_per_s", "reliability")
 VARIANTS: dict[str, Callable[[int, float], float]] = {
     "first5": lambda k, v: v,

@@ -24,7 +24,7 @@ from harness.run.runner import run_backend
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import load_scenario
 
-FAULTS = Path(__file__).resolve().parent.parent / "scenarios" / "faults"
+FAULTS = Path(__file__).resolve().parents[2] / "scenarios" / "faults"
 SCENARIOS = sorted(path.stem for path in FAULTS.glob("*.yaml"))
 
 

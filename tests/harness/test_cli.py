@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_validate_accepts_every_shipped_scenario(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from harness.validate.fidelity_md import render_markdown as fidelity_markdown
 from harness.validate.suite import COMPARED
 from harness.validate.whatif import COLUMNS, markdown_table
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "harness" / "render" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "harness" / "render" / "templates"
 HOSTILE = "<script>alert(1)</script> | x"
 HOSTILE_HTML = "&lt;script&gt;alert(1)&lt;/script&gt; | x"
 HOSTILE_MD = "&lt;script&gt;alert(1)&lt;/script&gt; \\| x"

@@ -27,7 +27,7 @@ from protocol.plan import AgentSpec, Fault, FaultKind, Operation, OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 
 AGENTS = ("a", "b", "c", "d")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_plan(

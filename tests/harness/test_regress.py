@@ -21,7 +21,7 @@ from harness.regress.decide import RULES, check_repetitions, compare_sim, decide
 from harness.regress.update import load_sources, make_baseline, plan_update
 from harness.scenario.schema import ScenarioError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIM_ONLY = """\
 name: regress-sim
 seed: 4

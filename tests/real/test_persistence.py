@@ -31,7 +31,7 @@ from protocol.messages import Deliver, DeliveryKind, MemVerb
 from protocol.payload import checksum
 from real.tcp.persistence import MemoryDB, read_snapshot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_round_trip_reopen_and_load(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ from tests.codec_helpers import frame
 SETTINGS = ProtocolSettings(heartbeat_interval=0.5, failure_after=1.5)
 TOKEN = SETTINGS.token
 PROBER = "probe-0"
-DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def coordinator_with(agents: dict[str, tuple[str, ...]]) -> Coordinator:

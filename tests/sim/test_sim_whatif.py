@@ -38,7 +38,7 @@ from protocol.settings import ProtocolSettings
 from sim import Calibration, Distribution, run_plan
 from sim.driver import ModelRun
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WHATIF = sorted((ROOT / "scenarios" / "whatif").glob("*.yaml"))
 S = 7e-6
 H = 3e-5

@@ -1,0 +1,3 @@
+"""The harness: scenarios, metrics, CLI, reports, regression, certification,
+packaging and the architecture.
+"""

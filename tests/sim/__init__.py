@@ -1,0 +1,1 @@
+"""Tier 2: the SimPy model, asserting on the simulated clock."""
