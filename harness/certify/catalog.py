@@ -150,8 +150,9 @@ TESTS: tuple[Criterion, ...] = (
         "load",
         "Share of components present with a health state and sane metrics in the "
         "coordinator's status reply near the end of each load run: the coordinator's own "
-        "(coordinator, bus, tasks, memory, failure detector, journal) and its view of every "
-        "agent of the plan. Worker processes and the server's SQLite do not report yet.",
+        "(coordinator, bus, tasks, memory, failure detector, journal) and every agent of "
+        "the plan that reported for itself (heard from within two heartbeat intervals, "
+        "so a hung worker's agents do not count). The server's SQLite does not report yet.",
     ),
     Criterion(
         "network_resilience",

@@ -10,10 +10,15 @@ the plan and the run's own records:
   (``protocol.status.CORE_COMPONENTS``: coordinator, bus, tasks, memory,
   failure_detector, journal) plus ``agent:<id>`` for every agent of the plan.
 - a component is **reporting** when it is present, its health is one of
-  ``ok``, ``degraded`` or ``failed`` (a failed agent that says so is
-  reporting), its metrics are a non-empty mapping of non-negative finite
-  numbers, and, where the run's records give cheap ground truth, the
-  metrics agree with it. Counted only over completions between the last
+  ``ok``, ``degraded`` or ``failed``, its metrics are a non-empty mapping of
+  non-negative finite numbers, and, where the run's records give cheap
+  ground truth, the metrics agree with it. An agent reports for itself: the
+  coordinator can only pass on what it last heard, so an agent counts only
+  when it was heard from (``last_seen_s``: its own messages, or those of the
+  link node of its process when it is vouched for) within
+  ``SILENT_HEARTBEATS`` heartbeat intervals of the snapshot. A hung worker
+  (SIGSTOP), a killed agent or a partitioned one is not reporting, whatever
+  the coordinator still holds about it. Counted only over completions between the last
   coordinator restart (a new life starts its counters at 0) and the
   snapshot: a run that completed deliveries or tasks must show
   ``bus.msg_ids > 0``; one that completed memory requests,
@@ -37,7 +42,7 @@ from harness.metrics.summary import MonitoringFigures
 from protocol.messages import HEALTH_STATES
 from protocol.plan import OpKind, Plan
 from protocol.records import DriverResult
-from protocol.status import CORE_COMPONENTS, agent_component
+from protocol.status import AGENT_PREFIX, CORE_COMPONENTS, SILENT_HEARTBEATS, agent_component
 
 LISTED = 40  # at most this many missing names and problems are kept
 ROUTED_KINDS: tuple[int, ...] = (OpKind.PUBLISH, OpKind.DIRECT, OpKind.BROADCAST, OpKind.TASK)
@@ -74,11 +79,12 @@ def monitoring_section(
             problems=[f"no status reply to the request at {at:g} s"],
         )
     truth = _ground_truth(plan, result, at, done_at, done_kind)
+    silent_limit = SILENT_HEARTBEATS * plan.settings.heartbeat_interval
     missing: list[str] = []
     problems: list[str] = []
     health: dict[str, int] = {}
     for name in expected:
-        problem = component_problem(name, status.get(name), truth)
+        problem = component_problem(name, status.get(name), truth, silent_limit)
         if problem is None:
             state = status[name]["health"]
             health[state] = health.get(state, 0) + 1
@@ -117,8 +123,11 @@ def _ground_truth(
     return truth
 
 
-def component_problem(name: str, entry: Any, truth: Mapping[str, int]) -> str | None:
-    """Why ``entry`` (a ``status[name]`` value) does not count as reporting, or None."""
+def component_problem(
+    name: str, entry: Any, truth: Mapping[str, int], silent_limit: float = math.inf
+) -> str | None:
+    """Why ``entry`` (a ``status[name]`` value) does not count as reporting, or None;
+    an agent silent for more than ``silent_limit`` seconds has not reported."""
     if not isinstance(entry, Mapping):
         return "absent"
     if entry.get("health") not in HEALTH_STATES:
@@ -129,6 +138,12 @@ def component_problem(name: str, entry: Any, truth: Mapping[str, int]) -> str | 
     for metric, value in metrics.items():
         if not _sane(value):
             return f"metric {metric} = {value!r} is not a non-negative finite number"
+    if name.startswith(AGENT_PREFIX):
+        silent = metrics.get("last_seen_s")
+        if silent is None:
+            return "no last_seen_s: nothing says when it last reported"
+        if silent > silent_limit:
+            return f"silent for {silent:.2f} s (over {silent_limit:g} s): it has not reported"
     return _against_truth(name, metrics, truth)
 
 

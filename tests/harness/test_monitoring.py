@@ -61,6 +61,8 @@ def healthy_status(plan: Plan) -> dict[str, Any]:
     status: dict[str, Any] = {
         name: {"health": "ok", "metrics": {"count": 1}} for name in expected_components(plan)
     }
+    for spec in AGENTS:
+        status[f"agent:{spec.agent_id}"]["metrics"] = {"inflight": 0, "last_seen_s": 0.1}
     status["coordinator"]["metrics"] = {"received": 50, "agents_known": 6}
     status["bus"]["metrics"] = {"msg_ids": 40, "rto_ms": 1.5}
     status["memory"]["metrics"] = {"requests": 10}
@@ -129,12 +131,19 @@ def test_a_component_without_valid_health_and_sane_metrics_is_not_reporting(
     assert figures.problems[0].startswith(f"agent:a0: {why}"), figures.problems
 
 
-def test_a_failed_agent_that_says_so_is_reporting() -> None:
+def test_an_agent_reports_for_itself_or_not_at_all() -> None:
+    """Coverage used to count a component whenever the coordinator listed it, so it
+    was 100 % by construction; an agent now counts only if it was heard lately."""
     plan = every_kind_plan()
     status = healthy_status(plan)
+    status["agent:a4"]["health"] = "degraded"  # heard 0.1 s ago: it reports (degraded)
     status["agent:a5"]["health"] = "failed"
+    status["agent:a5"]["metrics"]["last_seen_s"] = 1.8  # over 2 heartbeats of 0.5 s
+    del status["agent:a3"]["metrics"]["last_seen_s"]
     figures = coverage_of(plan, result_with(status))
-    assert figures.coverage == 100.0 and figures.health == {"ok": EXPECTED - 1, "failed": 1}
+    assert figures.missing == ["agent:a3", "agent:a5"]
+    assert figures.problems[1] == "agent:a5: silent for 1.80 s (over 1 s): it has not reported"
+    assert figures.health == {"ok": EXPECTED - 3, "degraded": 1}
 
 
 def completions_of(plan: Plan, kind: OpKind, at: float) -> list[Completion]:

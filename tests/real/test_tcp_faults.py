@@ -240,3 +240,30 @@ def test_link_faults_go_through_the_proxies_and_lose_nothing_accepted() -> None:
         assert len(event_times(result, "injected", node)) == 2  # the partition and the loss
         assert len(event_times(result, "healed", node)) == 2
     assert not living_children()
+
+
+@pytest.mark.slow
+def test_a_hung_worker_lowers_monitoring_coverage_on_real_and_model() -> None:
+    """Coverage counted whatever the coordinator listed, so it was 100 % by
+    construction; a worker SIGSTOPped over the status snapshot now leaves its
+    agents unreported, and the model predicts the same coverage."""
+    from harness.metrics.figures import summarize
+    from sim import run_plan as run_model
+    from sim.calibration import load_calibration
+
+    plan = compile_with(
+        [{"kind": "pause_agent", "at": 1.5, "duration": 1.0, "agents": ["agent-00000"]}]
+    )
+    (fault,) = plan.faults
+    assert plan.status_at is not None and fault.at < plan.status_at < fault.end
+    hung = {f"agent:{node}" for node in fault.agents}
+    calibration, _ = load_calibration(transport="tcp")
+    for name, result in (
+        ("real", run_plan(plan, workers=2, connections=2)),
+        ("model", run_model(plan, calibration)),
+    ):
+        figures = summarize(plan, result).monitoring
+        assert set(figures.missing) == hung, (name, figures.problems)
+        assert figures.expected == 6 + len(plan.agents)
+        assert figures.coverage == pytest.approx(100 * (figures.expected - len(hung)) / 14), name
+    assert not living_children()
