@@ -168,7 +168,9 @@ async def service_before_and_after_kill() -> tuple[bool, bool, str]:
         target = Target(server, settings, bystander)
         before = await check_service(target, "alive", "nothing")
         server.kill()
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(5.0):  # wait for the process to be gone, not a guess
+            while server.alive:
+                await asyncio.sleep(0.005)
         after = await check_service(target, "alive", "a SIGKILL")
         await bystander.close()
         return before.passed, after.passed, after.detail

@@ -278,7 +278,9 @@ async def connection_count() -> tuple[list[bool], bool, bool]:
             answered.append(seen.matched)
         third_closed = conns[2].closed
         conns[0].close()
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(5.0):  # until the server has let that connection go
+            while len(core.peers) > 1:
+                await asyncio.sleep(0.005)
         again = await RawConnection.open(port)
         again.send_msg("p9", Probe(9))
         later = await again.read_until(lambda f: ("p9", ProbeReply(9)) in f, 1.0)
