@@ -103,6 +103,12 @@ class DriverResult:
     ``Busy`` or still queued once their admission deadline had passed. They
     are neither delivered nor lost; an op named both here and in ``accepted``
     (a retry that was accepted after all) counts as accepted.
+
+    ``errors`` names what went wrong with the run itself, as opposed to what
+    it measured: a core exception the coordinator survived, a worker process
+    that failed, a coordinator that did not restart. A result with any error
+    is not evidence (``harness.metrics.figures.invalid_reasons``); ``notes``
+    stays free text for people.
     """
 
     backend: str
@@ -120,3 +126,4 @@ class DriverResult:
     end_time: float = 0.0
     notes: list[str] = field(default_factory=list)
     status: dict[str, Any] | None = None
+    errors: list[str] = field(default_factory=list)

@@ -8,7 +8,10 @@ checks against a live tcp coordinator (``harness.certify.security.suite``), meas
 tests (``catalog.measure``), scores them (``scoring``) and writes
 ``reports/certifications/<id>/`` with ``report.json``, ``report.md``,
 ``report.html`` and the plots. Nothing in the report is typed in: every
-figure comes from a run folder the report links to.
+figure comes from a run folder the report links to. An invalid run (its
+driver reported errors: ``Summary.valid`` False) is never evidence: the
+certification stops with ``InvalidRunError`` (exit 3) naming the run folder,
+which keeps ``"valid": false`` in its ``summary.json``.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from harness.certify.report import render_markdown, report_data
 from harness.certify.scoring import Verdict, overall, score_of
 from harness.certify.suite import Suite, SuiteScenario
 from harness.metrics.figures import Summary
+from harness.metrics.summary import require_valid
 from harness.run.folder import new_run_id
 from harness.run.machine import describe_machine
-from harness.run.runner import run_scenario
+from harness.run.runner import labelled_repetitions, run_scenario
 
 if TYPE_CHECKING:
     from harness.certify.security.suite import SecurityReport
@@ -116,6 +120,11 @@ def _run_member(
     named = None if progress is None else _prefixed(progress, scenario.name)
     outcome = run_scenario(scenario, ("real", "sim"), reports, named)
     warnings.extend(outcome.warnings)
+    runs = {
+        f"{scenario.name} {label} (run folder {outcome.run_dir})": summary
+        for label, summary in labelled_repetitions(outcome).items()
+    }
+    require_valid(runs, "certification")
     real = outcome.repetitions.get("real", [])
     sim = outcome.summaries.get("sim")
     return ScenarioRuns(member.group, scenario.name, outcome.run_dir, real, sim)

@@ -61,6 +61,10 @@ How it works, in order:
    coordinator restarted from. A plan without faults gets an empty section.
 8. Monitoring coverage (``harness.metrics.monitoring``): the components present in
    the run's status snapshot with a health state and sane metrics.
+9. Validity (``invalid_reasons``, the one place it is decided): a run whose
+   driver reported errors (``DriverResult.errors``: a core exception, a failed
+   worker, a coordinator that did not restart) is invalid. Its figures are
+   still computed, for diagnosis, but ``Summary.valid`` is False.
 
 The figures land in a ``harness.metrics.summary.Summary`` (re-exported here).
 """
@@ -547,6 +551,16 @@ def _op_columns(ops: _Ops, unique: _Unique, codes: dict[str, int]) -> OpColumns:
     return OpColumns(ops.at, ops.expected, ops.origin, unique.op, unique.at, codes)
 
 
+def invalid_reasons(result: DriverResult) -> list[str]:
+    """Why the run itself is invalid (empty when its figures are evidence).
+
+    The one place validity is decided, from the driver's explicit signals:
+    every entry of ``DriverResult.errors``, in order, each once. Free-text
+    ``notes`` never decide it.
+    """
+    return list(dict.fromkeys(result.errors))
+
+
 def summarize(plan: Plan, result: DriverResult) -> Summary:
     """Turn one driver's records for ``plan`` into a :class:`Summary`."""
     codes: dict[str, int] = {}
@@ -583,5 +597,6 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         faults=fault_section(plan, result, columns),
         integrity=check_acked_writes(result),
         monitoring=monitoring_section(plan, result, unique.at, unique.kind),
+        invalid_reasons=invalid_reasons(result),
         histograms=histograms,
     )

@@ -36,6 +36,16 @@ representations are:
 ``Reliability.overloaded`` is the overload verdict: the run shed ops
 (admission control) or delivered less than ``OVERLOAD_DELIVERED_PERCENT`` %
 of the completions of the work it accepted (``expected - shed``).
+
+Validity is a separate verdict: ``Summary.invalid_reasons`` says why the run
+itself went wrong (``harness.metrics.figures.invalid_reasons`` decides it
+from the driver's ``DriverResult.errors``), and ``Summary.valid`` is True
+when there is no reason. An invalid run still has figures, for diagnosis,
+but they are not evidence: ``require_valid`` raises ``InvalidRunError``
+where a run would be used as evidence (regression checks, baselines,
+certification), and ``swarmtwin run`` exits 3. ``to_dict()`` writes both
+``valid`` and ``invalid_reasons``; a summary written before they existed
+reads back as valid.
 """
 
 from __future__ import annotations
@@ -358,6 +368,10 @@ class FaultSection:
         )
 
 
+class InvalidRunError(Exception):
+    """A run that is not evidence (``Summary.valid`` is False) was offered as evidence."""
+
+
 @dataclass(slots=True)
 class Summary:
     """Every figure of one backend's run. ``histograms`` is kept out of ``to_dict``."""
@@ -381,7 +395,13 @@ class Summary:
     faults: FaultSection = field(default_factory=FaultSection)
     integrity: WriteIntegrity = field(default_factory=WriteIntegrity)
     monitoring: MonitoringFigures = field(default_factory=MonitoringFigures)
+    invalid_reasons: list[str] = field(default_factory=list)
     histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def valid(self) -> bool:
+        """True when nothing went wrong with the run itself (its figures are evidence)."""
+        return not self.invalid_reasons
 
     def figures(self) -> dict[str, Figure]:
         """The headline figures as one flat mapping (names as in thresholds).
@@ -447,6 +467,7 @@ class Summary:
         }
         if not include_timeline:
             del data["timeline"]
+        data["valid"] = self.valid
         return data
 
     @classmethod
@@ -476,5 +497,19 @@ class Summary:
             faults=FaultSection.from_dict(data.get("faults")),
             integrity=WriteIntegrity(**data.get("integrity", {})),
             monitoring=MonitoringFigures(**data.get("monitoring", {})),
+            invalid_reasons=list(data.get("invalid_reasons", [])),
             histograms=dict(histograms or {}),
         )
+
+
+def require_valid(runs: Mapping[str, Summary], purpose: str) -> None:
+    """Raise ``InvalidRunError`` when any of ``runs`` (label to summary) is invalid.
+
+    ``purpose`` says what the runs were to be evidence for, for the message.
+    """
+    bad = {label: summary for label, summary in runs.items() if not summary.valid}
+    if bad:
+        reasons = "; ".join(
+            f"{label}: {', '.join(summary.invalid_reasons)}" for label, summary in bad.items()
+        )
+        raise InvalidRunError(f"invalid run, refused as evidence for {purpose}: {reasons}")

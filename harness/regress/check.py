@@ -17,7 +17,11 @@ replayed):
 
 Progress goes to ``log`` one line per run. ``RegressResult.regressed`` is
 True when a sim figure moved or a checked real figure regressed; the CLI
-exits 1 then and 0 otherwise. When this machine is not the baseline's kind
+exits 1 then and 0 otherwise. An invalid run (``Summary.valid`` False: its
+driver reported errors) is never evidence: ``require_valid`` raises
+``InvalidRunError`` as soon as one comes back, and the CLI exits 3.
+``--repetitions`` is checked by the CLI's argparse type
+(``harness.cli.REPETITIONS``). When this machine is not the baseline's kind
 (CPU model, cores or Python differ) the real verdicts are advisory: shown,
 with a warning, but they do not decide the exit code unless
 ``gate_real_anywhere`` is set. A warning also says when the test-only
@@ -32,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.metrics.figures import Figure, Summary, summarize
+from harness.metrics.summary import require_valid
 from harness.regress.baseline import Baseline, ScenarioBaseline, this_machine
 from harness.regress.decide import (
     DEFAULT_ALPHA,
@@ -133,9 +138,6 @@ def run_regress(
     """Run the baseline's scenarios on this build and compare (see the module docstring)."""
     from real.slowdown import note as slowdown_note
 
-    if options.repetitions is not None and options.repetitions < 1:
-        expected = f"expected a whole number >= 1, got {options.repetitions}"
-        raise ScenarioError("(command line)", "--repetitions", expected)
     if not 0 < options.alpha < 1:
         raise ScenarioError(
             "(command line)", "--alpha", f"expected 0 < alpha < 1, got {options.alpha}"
@@ -188,6 +190,7 @@ def _run_sim(entry: ScenarioBaseline, scenario: Scenario, log: Log) -> SimCompar
     plan = compile_plan(scenario)
     calibration = entry.calibration.calibration()
     summary = summarize(plan, run_backend(plan, "sim", scenario, calibration=calibration))
+    require_valid({f"sim {entry.name}": summary}, "the regression check")
     comparison = compare_sim(entry.name, entry.sim, summary.figures())
     comparison.wall_seconds = time.perf_counter() - start
     moved = f"{len(comparison.changes)} moved" if comparison.changes else "all identical"
@@ -205,10 +208,9 @@ def _run_real(
         start = time.perf_counter()
         summary = summarize(plan, run_backend(plan, "real", scenario))
         runs.append(summary)
-        log(
-            f"real {entry.name} {index + 1}/{repetitions}: {brief(summary.figures())} "
-            f"({time.perf_counter() - start:.1f} s)"
-        )
+        label = f"real {entry.name} {index + 1}/{repetitions}"
+        log(f"{label}: {brief(summary.figures())} ({time.perf_counter() - start:.1f} s)")
+        require_valid({label: summary}, "the regression check")
     return runs
 
 

@@ -28,7 +28,8 @@ for its transport from ``<reports>/calibrations`` (or ``--calibration
 FILE``), passed through its own JSON form, which is what the baseline
 embeds and what ``regress`` will use. If it
 lists ``real``, the real system runs ``repetitions`` times, one after
-another. A baseline is never measured with the test-only slowdown hook on.
+another. A baseline is never measured with the test-only slowdown hook on,
+nor from an invalid run (``require_valid``: ``InvalidRunError``, exit 3).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.metrics.figures import summarize
+from harness.metrics.summary import require_valid
 from harness.regress.baseline import (
     Baseline,
     EmbeddedCalibration,
@@ -145,10 +147,8 @@ def _load_suite(file: str, path: Path, data: dict[str, Any]) -> tuple[list[Plann
 def plan_update(
     name: str, files: Sequence[str], existing: Path, repetitions: int | None, log: Log
 ) -> tuple[list[Planned], int, tuple[str, ...]]:
-    """What ``baseline update`` measures, how often, and the files it came from."""
-    if repetitions is not None and repetitions < 1:
-        expected = f"expected a whole number >= 1, got {repetitions}"
-        raise ScenarioError("(command line)", "--repetitions", expected)
+    """What ``baseline update`` measures, how often, and the files it came from
+    (``repetitions`` is checked by the CLI's argparse type)."""
     old = read_baseline(existing, tuple(RULES)) if existing.exists() else None
     if files:
         planned, suite_reps = load_sources(files)
@@ -250,6 +250,7 @@ def _measure(
         start = time.perf_counter()
         result = run_backend(plan, "sim", scenario, calibration=embedded.calibration())
         summary = summarize(plan, result)
+        require_valid({f"sim {name}": summary}, "a regression baseline")
         sim, sim_notes = sim_figures(summary.figures()), summary.notes
         log(f"sim  {name}: {brief(sim)} ({time.perf_counter() - start:.1f} s)")
     real, real_notes = None, []
@@ -258,6 +259,9 @@ def _measure(
         for index in range(repetitions):
             start = time.perf_counter()
             summary = summarize(plan, run_backend(plan, "real", scenario))
+            require_valid(
+                {f"real {name} {index + 1}/{repetitions}": summary}, "a regression baseline"
+            )
             real.append(summary.figures())
             real_notes.append(summary.notes)
             elapsed = time.perf_counter() - start

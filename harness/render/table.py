@@ -16,19 +16,32 @@ When a run had faults a short block follows: per fault kind the recovery
 p95 (with how many faults never recovered) and the detection p95 (the
 re-registration p95 for a coordinator crash), then losses of accepted ops
 and acknowledged writes lost; its error column compares real with sim.
+
+Validity comes first: the "valid run" row says yes or NO per backend, and
+for an invalid one the caption starts with "INVALID (real): <reasons>; its
+figures are not evidence" (``Summary.invalid_reasons``).
+
+A backend that ran several times (``repetitions``: backend to all its
+summaries) shows the median of every figure over its runs, headed "real
+(median of N)", and a column beside it with the 95 % confidence interval of
+the mean (``harness.metrics.compare.aggregate``); its fault rows show the
+median over the runs too, and each run that was overloaded or invalid gets
+its own caption line (``real #2``).
 ``console_print`` prints that table to a console (stdout by default), and
 ``render_history`` shows rows from ``harness.run.history.list_runs``.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from harness.metrics.compare import ComparisonRow, percent_error
+from harness.metrics.compare import ComparisonRow, aggregate, percent_error
 from harness.metrics.figures import Figure, Summary
 from harness.metrics.summary import KindRecovery
 
@@ -105,15 +118,51 @@ def overload_line(backend: str, summary: Summary) -> str | None:
     )
 
 
-def _cell(
-    figures: Mapping[str, Figure] | None,
-    infinite: set[str],
-    name: str,
-    formatter: Callable[[float], str],
-) -> str:
-    if figures is None:
+def _cell(value: Figure, formatter: Callable[[float], str]) -> str:
+    """A figure's cell: "—" when undefined, "∞ (incomplete)" when infinite."""
+    if value is not None and math.isinf(value):
+        return INFINITE
+    return format_figure(value, formatter)
+
+
+def _figures(runs: Sequence[Summary]) -> dict[str, Figure]:
+    """One backend's figures: its own with one run (infinite ones as ``math.inf``),
+    else the median of each over its runs."""
+    if len(runs) == 1:
+        figures = dict(runs[0].figures())
+        figures.update({name: math.inf for name in runs[0].infinite_figures()})
+        return figures
+    shown: dict[str, Figure] = {}
+    for name, stats in aggregate(list(runs)).items():
+        median = stats["median"]
+        shown[name] = math.inf if median is None and stats["infinite"] else median
+    return shown
+
+
+def _interval(runs: Sequence[Summary]) -> dict[str, tuple[Figure, Figure]]:
+    stats = aggregate(list(runs))
+    return {name: (s["ci_low"], s["ci_high"]) for name, s in stats.items()}
+
+
+def _interval_cell(bounds: tuple[Figure, Figure], formatter: Callable[[float], str]) -> str:
+    low, high = bounds
+    if low is None or high is None or formatter is _yes_no:  # no interval of a yes/no
         return MISSING
-    return INFINITE if name in infinite else format_figure(figures[name], formatter)
+    return f"{formatter(float(low))} .. {formatter(float(high))}"
+
+
+def _labelled(backend: str, runs: Sequence[Summary]) -> list[tuple[str, Summary]]:
+    if len(runs) == 1:
+        return [(backend, runs[0])]
+    return [(f"{backend} #{k + 1}", run) for k, run in enumerate(runs)]
+
+
+def invalid_line(label: str, summary: Summary) -> str | None:
+    """The validity verdict of one run, or None when it was valid."""
+    if summary.valid:
+        return None
+    reasons = "; ".join(summary.invalid_reasons)
+    return f"INVALID ({label}): {reasons}; its figures are not evidence"
 
 
 def _backends(summaries: Mapping[str, Summary]) -> list[str]:
@@ -130,29 +179,65 @@ def render_summary_table(
     comparison: list[ComparisonRow] | None,
     *,
     title: str | None = None,
+    repetitions: Mapping[str, Sequence[Summary]] | None = None,
 ) -> Table:
-    """A table of figures: metric, one column per backend, model error %."""
+    """A table of figures: metric, one column per backend, model error %.
+
+    ``repetitions`` maps a backend to all its runs; one with several shows
+    their medians and a 95 % interval column instead of ``summaries[backend]``.
+    """
     backends = _backends(summaries)
-    figures = {name: summary.figures() for name, summary in summaries.items()}
-    infinite = {name: summary.infinite_figures() for name, summary in summaries.items()}
+    runs = {name: list((repetitions or {}).get(name) or [s]) for name, s in summaries.items()}
+    repeated = {name for name, items in runs.items() if len(items) > 1}
+    figures = {name: _figures(items) for name, items in runs.items()}
+    intervals = {name: _interval(runs[name]) for name in repeated}
     errors = _errors(comparison)
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("unit")
     for backend in backends:
-        table.add_column(backend, justify="right")
+        header = f"{backend} (median of {len(runs[backend])})" if backend in repeated else backend
+        table.add_column(header, justify="right")
+        if backend in repeated:
+            table.add_column(f"{backend} 95 % CI of mean", justify="right")
     table.add_column("model error %", justify="right")
+    validity = []
+    for backend in backends:
+        validity.append(_validity_cell(runs.get(backend)))
+        if backend in repeated:
+            validity.append("")
+    table.add_row("valid run", "", *validity, "")
     for label, name, unit, formatter in ROWS:
-        cells = [_cell(figures.get(b), infinite.get(b, set()), name, formatter) for b in backends]
+        cells = []
+        for backend in backends:
+            shown = figures.get(backend)
+            cells.append(MISSING if shown is None else _cell(shown[name], formatter))
+            if backend in repeated:
+                cells.append(_interval_cell(intervals[backend][name], formatter))
         table.add_row(label, unit, *cells, format_error(errors.get(name)))
-    _add_fault_block(table, summaries, backends)
-    verdicts = [overload_line(b, summaries[b]) for b in backends if b in summaries]
-    lines = [line for line in verdicts if line is not None]
-    if lines:
-        table.caption = "\n".join(lines)
+    _add_fault_block(table, runs, backends, repeated)
+    lines = []
+    for backend in backends:
+        for label, run in _labelled(backend, runs.get(backend, [])):
+            lines.append(invalid_line(label, run))
+    for backend in backends:
+        for label, run in _labelled(backend, runs.get(backend, [])):
+            lines.append(overload_line(label, run))
+    shown_lines = [line for line in lines if line is not None]
+    if shown_lines:
+        table.caption = "\n".join(shown_lines)
         table.caption_style = "bold red"
         table.caption_justify = "left"
     return table
+
+
+def _validity_cell(runs: Sequence[Summary] | None) -> str:
+    if not runs:
+        return MISSING
+    bad = sum(1 for run in runs if not run.valid)
+    if not bad:
+        return "yes"
+    return "NO" if len(runs) == 1 else f"NO ({bad} of {len(runs)})"
 
 
 # (label, KindRecovery attribute) per fault kind; the second is the detection row
@@ -167,16 +252,30 @@ FAULT_TOTALS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _kind(summary: Summary | None, kind: str) -> KindRecovery | None:
-    return None if summary is None else summary.faults.by_kind.get(kind)
+def _kinds(runs: Sequence[Summary], kind: str) -> list[KindRecovery]:
+    return [k for run in runs if (k := run.faults.by_kind.get(kind)) is not None]
 
 
-def _recovery_cell(figures: KindRecovery | None, attr: str) -> str:
-    if figures is None:
+def _median_value(stats: Sequence[KindRecovery], attr: str) -> Figure:
+    """The median of ``attr`` over the runs; a recovery that never came counts as
+    infinitely slow, other missing values are left out (None when all are)."""
+    values = [getattr(k, attr) for k in stats]
+    if attr == RECOVERY_ROW[1]:
+        values = [math.inf if v is None else v for v in values]
+    known = [float(v) for v in values if v is not None]
+    if not known:
+        return None
+    middle = statistics.median(known)
+    return None if math.isinf(middle) else middle
+
+
+def _recovery_cell(stats: Sequence[KindRecovery], attr: str) -> str:
+    if not stats:
         return MISSING
-    cell = format_figure(getattr(figures, attr), _seconds)
-    if attr == RECOVERY_ROW[1] and figures.unrecovered:
-        cell += f" ({figures.unrecovered}/{figures.count} never)"
+    cell = format_figure(_median_value(stats, attr), _seconds)
+    unrecovered = sum(k.unrecovered for k in stats)
+    if attr == RECOVERY_ROW[1] and unrecovered:
+        cell += f" ({unrecovered}/{sum(k.count for k in stats)} never)"
     return cell
 
 
@@ -184,29 +283,41 @@ def _pair_error(values: Mapping[str, Figure]) -> str:
     return format_error(percent_error(values.get("real"), values.get("sim")))
 
 
-def _add_kind_rows(table: Table, summaries: Mapping[str, Summary], backends: list[str]) -> None:
-    kinds = sorted({kind for s in summaries.values() for kind in s.faults.by_kind})
+def _add_kind_rows(
+    table: Table, runs: Mapping[str, list[Summary]], backends: list[str], repeated: set[str]
+) -> None:
+    kinds = sorted({kind for items in runs.values() for s in items for kind in s.faults.by_kind})
     for kind in kinds:
         detection = DETECTION_ROWS.get(kind, DEFAULT_DETECTION_ROW)
         for label, attr in (RECOVERY_ROW, detection):
-            stats = {b: _kind(summaries.get(b), kind) for b in backends}
-            values = {b: None if k is None else getattr(k, attr) for b, k in stats.items()}
+            stats = {b: _kinds(runs.get(b, []), kind) for b in backends}
+            values = {b: _median_value(k, attr) if k else None for b, k in stats.items()}
             if attr != RECOVERY_ROW[1] and all(v is None for v in values.values()):
                 continue
-            cells = [_recovery_cell(stats[b], attr) for b in backends]
+            cells = []
+            for backend in backends:
+                cells.append(_recovery_cell(stats[backend], attr))
+                if backend in repeated:
+                    cells.append("")
             table.add_row(f"{kind} {label}", "s", *cells, _pair_error(values))
 
 
-def _add_fault_block(table: Table, summaries: Mapping[str, Summary], backends: list[str]) -> None:
+def _add_fault_block(
+    table: Table, runs: Mapping[str, list[Summary]], backends: list[str], repeated: set[str]
+) -> None:
     """The fault rows, after a section line; nothing when no backend had faults."""
-    if not any(s.faults.faults for s in summaries.values()):
+    if not any(s.faults.faults for items in runs.values() for s in items):
         return
     table.add_section()
-    _add_kind_rows(table, summaries, backends)
-    figures = {name: summary.figures() for name, summary in summaries.items()}
+    _add_kind_rows(table, runs, backends, repeated)
+    figures = {name: _figures(items) for name, items in runs.items()}
     for label, name, unit in FAULT_TOTALS:
         values = {b: figures[b][name] for b in figures}
-        cells = [format_figure(values[b], _count) if b in values else MISSING for b in backends]
+        cells = []
+        for backend in backends:
+            cells.append(format_figure(values[backend], _count) if backend in values else MISSING)
+            if backend in repeated:
+                cells.append("")
         table.add_row(label, unit, *cells, _pair_error(values))
 
 

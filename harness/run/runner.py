@@ -7,6 +7,18 @@ metrics module, compares real with sim, writes the run folder and appends
 to the run history. Drivers are imported lazily so that ``validate`` and
 ``history`` start fast.
 
+With ``repetitions > 1`` the real backend runs that many times (the model,
+being deterministic, once). The run folder then describes the real system by
+all of them: the median of every figure with a 95 % interval, and each
+repetition's own figures and files (``harness.run.folder``); the comparison
+is against the median (``compare_runs``), and the history gets a row per
+repetition (``real #1``, ``real #2`` ...).
+
+Validity: a run whose driver reported errors is invalid
+(``harness.metrics.figures.invalid_reasons``). ``RunOutcome.valid`` is False
+when any backend's run (any repetition) was; it is still filed, with
+``"valid": false`` in ``summary.json``, and the CLI exits 3.
+
 The scenario's ``model:`` section reaches the model only: ``hop_ms``
 replaces the calibration's hop with a constant (``Calibration.with_changes``)
 and ``coordinator_hosts`` goes to ``sim.run_plan``; each what-if in force is
@@ -25,10 +37,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.metrics.compare import ComparisonRow, aggregate, compare
+from harness.metrics.compare import ComparisonRow, aggregate, compare_runs
 from harness.metrics.figures import Summary, summarize
 from harness.render.plots import plot_recovery, plot_timeline
-from harness.run.folder import new_run_id, write_run
+from harness.run.folder import (
+    filed_summaries,
+    new_run_id,
+    repeated_reasons,
+    write_run,
+)
 from harness.run.history import record_run
 from harness.scenario.compile import compile_plan
 from harness.scenario.errors import num
@@ -52,10 +69,21 @@ class RunOutcome:
     run_id: str
     run_dir: Path
     plan: Plan
-    summaries: dict[str, Summary]
-    repetitions: dict[str, list[Summary]] = field(default_factory=dict)
+    summaries: dict[str, Summary]  # each backend's last run (its only one, unless repeated)
+    repetitions: dict[str, list[Summary]] = field(default_factory=dict)  # every run
     comparison: list[ComparisonRow] | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def invalid_reasons(self) -> dict[str, list[str]]:
+        """Why each backend's run was invalid (every repetition's reasons); empty when valid."""
+        runs = self.repetitions or {name: [s] for name, s in self.summaries.items()}
+        found = {backend: repeated_reasons(items) for backend, items in runs.items()}
+        return {backend: reasons for backend, reasons in found.items() if reasons}
+
+    @property
+    def valid(self) -> bool:
+        """True when no backend's run (no repetition) was invalid."""
+        return not self.invalid_reasons()
 
 
 def run_backend(
@@ -186,6 +214,7 @@ def run_scenario(
     plan = compile_plan(scenario)
     warnings: list[str] = []
     reps: dict[str, list[Summary]] = {}
+    results: dict[str, DriverResult] = {}  # the last repetition's records, per backend
     for backend in backends:
         runs = 1 if backend == "sim" else scenario.repetitions  # the model is deterministic
         for rep in range(runs):
@@ -193,28 +222,43 @@ def run_scenario(
             tick = _bind(progress, label)
             result = run_backend(plan, backend, scenario, tick, warnings, reports=reports)
             reps.setdefault(backend, []).append(summarize(plan, result))
+            results = {k: v for k, v in results.items() if not k.startswith(backend)}
+            results[label] = result  # one run's records held at a time per backend
             if tick is not None:
                 tick(1.0)
     summaries = {backend: runs[-1] for backend, runs in reps.items()}
     comparison = None
     if "real" in summaries and "sim" in summaries:
-        comparison = compare(summaries["real"], summaries["sim"])
+        comparison = compare_runs(reps["real"], summaries["sim"])
     created = datetime.now(UTC)
     run_id = new_run_id(scenario.name, created)
-    run_dir = write_run(reports / "runs", run_id, scenario.resolved_yaml(), summaries, comparison)
+    run_dir = write_run(
+        reports / "runs",
+        run_id,
+        scenario.resolved_yaml(),
+        summaries,
+        comparison,
+        created=created,
+        repetitions=reps,
+        plan=plan,
+        results=results,
+    )
     if scenario.repetitions > 1:
         write_repetitions(run_dir, reps)
+    every_run = filed_summaries(summaries, reps)  # real #1, real #2 ... when repeated
     plot_title = f"{scenario.name} ({scenario.transport})"
-    plot_timeline(run_dir, summaries, plot_title)
-    plot_recovery(run_dir, summaries, plot_title)  # only when the run had faults
+    plot_timeline(run_dir, every_run, plot_title)
+    plot_recovery(run_dir, every_run, plot_title)  # only when the run had faults
     record_run(
-        reports / "history.sqlite", run_id, scenario.name, created, summaries, run_dir=run_dir
+        reports / "history.sqlite", run_id, scenario.name, created, every_run, run_dir=run_dir
     )
     return RunOutcome(run_id, run_dir, plan, summaries, reps, comparison, warnings)
 
 
 def write_repetitions(run_dir: Path, reps: dict[str, list[Summary]]) -> Path:
-    """Every repetition's figures, and their mean with a 95 % confidence interval."""
+    """Every repetition's figures, and their median and mean with a 95 % confidence
+    interval (``repetitions.json``; ``summary.json`` has the same since it describes
+    every repetition, and this file is kept for the readers of the old one)."""
     data = {
         backend: {
             "repetitions": [s.to_dict(include_timeline=False) for s in runs],
@@ -228,14 +272,9 @@ def write_repetitions(run_dir: Path, reps: dict[str, list[Summary]]) -> Path:
 
 
 def labelled_repetitions(outcome: RunOutcome) -> dict[str, Summary]:
-    """Each repetition under its own label (``real #2``), or the plain summaries."""
-    if all(len(runs) == 1 for runs in outcome.repetitions.values()):
-        return outcome.summaries
-    return {
-        f"{backend} #{index + 1}": summary
-        for backend, runs in outcome.repetitions.items()
-        for index, summary in enumerate(runs)
-    }
+    """Every run: a repeated backend's under each repetition's label (``real #2``),
+    a backend that ran once under its own name."""
+    return filed_summaries(outcome.summaries, outcome.repetitions)
 
 
 def _bind(progress: Progress | None, label: str) -> Callable[[float], None] | None:

@@ -10,6 +10,12 @@ delivered at least ``KEPT_UP`` of what was offered). Past saturation the
 queue grows for as long as the run lasts, so latency there measures the
 run's length more than the system.
 
+The aggregation is pandas: ``summarize_errors`` puts the points' errors in
+a DataFrame (a column per figure, NaN where an error is undefined and left
+out) and takes count, median and maximum per column; ``peak_throughput``
+takes the first highest mean; ``figure_frame`` gives the plots one row per
+point for one figure.
+
 ``write_report`` puts ``report.json``, ``report.md``, ``latency_vs_load.png``
 and ``predicted_vs_measured.png`` into the report folder.
 """
@@ -18,12 +24,13 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 
@@ -43,6 +50,15 @@ SATURATION_GOAL = 10.0
 BACKENDS = ("real", "sim")
 AXIS_MARKERS = {"load": "o", "agents": "s", "size": "^", "fanout": "D", "saturation": "*"}
 Stats = dict[str, float | int | None]
+FRAME_COLUMNS = {  # figure_frame's columns: name, dtype
+    "axis": "str",
+    "offered": "float64",
+    "below": "bool",
+    "real": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "sim": "float64",
+}
 
 
 def error_pct(real: float | None, sim: float | None) -> float | None:
@@ -75,21 +91,23 @@ def point_entry(result: PointResult, capacity: float) -> dict[str, Any]:
 
 def summarize_errors(points: Sequence[dict[str, Any]]) -> dict[str, dict[str, Stats]]:
     """Median and worst absolute error per figure, below saturation and overall."""
-    scopes = {
-        "below_saturation": [p for p in points if p["below_saturation"]],
-        "all": list(points),
+    errors = pd.DataFrame([p["errors"] for p in points], columns=list(COMPARED), dtype="float64")
+    below = np.array([bool(p["below_saturation"]) for p in points], dtype=np.bool_)
+    scopes = {"below_saturation": errors.loc[below], "all": errors}
+    return {scope: _error_stats(chosen.abs()) for scope, chosen in scopes.items()}
+
+
+def _error_stats(errors: pd.DataFrame) -> dict[str, Stats]:
+    """Per column: how many errors are defined, their median and their maximum."""
+    stats = errors.agg(["count", "median", "max"])  # undefined (NaN) errors left out
+    return {
+        name: {
+            "n": int(stats.at["count", name]),
+            "median": _none(stats.at["median", name]),
+            "worst": _none(stats.at["max", name]),
+        }
+        for name in COMPARED
     }
-    out: dict[str, dict[str, Stats]] = {}
-    for scope, chosen in scopes.items():
-        out[scope] = {}
-        for name in COMPARED:
-            errors = [abs(p["errors"][name]) for p in chosen if p["errors"][name] is not None]
-            out[scope][name] = {
-                "n": len(errors),
-                "median": statistics.median(errors) if errors else None,
-                "worst": max(errors) if errors else None,
-            }
-    return out
 
 
 def evaluate_goals(
@@ -152,15 +170,15 @@ def peak_throughput(
     Past capacity an overloaded system can deliver a little less than at
     capacity (refusals and resends cost CPU), so the overload point alone
     can understate what the system carries; the peak over the load sweep
-    is the saturation throughput.
+    is the saturation throughput. Of equal means the first counts.
     """
     candidates = [saturation, *(r for r in results if r.point.axis == "load")]
-    best: dict[str, Any] = {"mean": None, "at": None}
-    for result in candidates:
-        stats = result.figures(backend)["deliveries_per_s"]
-        if stats["mean"] is not None and (best["mean"] is None or stats["mean"] > best["mean"]):
-            best = {**stats, "at": result.point.label}
-    return best
+    rates = [result.figures(backend)["deliveries_per_s"] for result in candidates]
+    means = pd.Series([stats["mean"] for stats in rates], dtype="float64")
+    if means.isna().all():
+        return {"mean": None, "at": None}
+    best = int(means.idxmax())  # the first of the highest, means without a value left out
+    return {**rates[best], "at": candidates[best].point.label}
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> Path:
@@ -176,36 +194,45 @@ def write_report(folder: Path, report: dict[str, Any]) -> Path:
     return path
 
 
+def figure_frame(points: Sequence[dict[str, Any]], name: str) -> pd.DataFrame:
+    """One row per point: its axis, offered load and class, then the figure ``name``'s
+    real mean and 95 % CI and sim mean (NaN where the report has None)."""
+    rows = [
+        (
+            p["axis"],
+            p["offered_deliveries_per_s"],
+            p["below_saturation"],
+            p["real"][name]["mean"],
+            p["real"][name]["ci_low"],
+            p["real"][name]["ci_high"],
+            p["sim"][name]["mean"],
+        )
+        for p in points
+    ]
+    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    return frame.astype(FRAME_COLUMNS)
+
+
 def plot_latency_vs_load(path: Path, report: dict[str, Any]) -> None:
     """p50 and p95 against offered load on the load axis: real with 95 % CI, sim as a line."""
-    points = sorted(
-        (p for p in report["points"] if p["axis"] == "load"),
-        key=lambda p: p["offered_deliveries_per_s"] or 0.0,
-    )
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    x = [p["offered_deliveries_per_s"] / 1000 for p in points]
     capacity = report["saturation"]["overload_real"]["mean"]
     for ax, name in zip(axes, ("p50_ms", "p95_ms"), strict=True):
-        real = [p["real"][name] for p in points]
-        means = [_nan(r["mean"]) for r in real]
-        low = [m - _nan(r["ci_low"], m) for m, r in zip(means, real, strict=True)]
-        high = [_nan(r["ci_high"], m) - m for m, r in zip(means, real, strict=True)]
+        frame = figure_frame(report["points"], name)
+        load = frame[frame["axis"] == "load"].sort_values("offered", kind="stable")
+        x = load["offered"] / 1000
+        low = load["real"] - load["ci_low"].fillna(load["real"])  # no interval: no bar
+        high = load["ci_high"].fillna(load["real"]) - load["real"]
         ax.errorbar(
             x,
-            means,
+            load["real"],
             yerr=[low, high],
             fmt="o-",
             color="tab:blue",
             capsize=3,
             label="real (mean, 95 % CI)",
         )
-        ax.plot(
-            x,
-            [_nan(p["sim"][name]["mean"]) for p in points],
-            "s--",
-            color="tab:orange",
-            label="sim (mean)",
-        )
+        ax.plot(x, load["sim"], "s--", color="tab:orange", label="sim (mean)")
         if capacity:
             ax.axvline(
                 capacity / 1000,
@@ -229,28 +256,27 @@ def plot_predicted_vs_measured(path: Path, report: dict[str, Any]) -> None:
     """Sim against real for each compared figure, log-log, with the ±10 % and ±25 % bands."""
     figure, axes = plt.subplots(1, len(COMPARED), figsize=(4.2 * len(COMPARED), 4.3))
     for ax, name in zip(axes, COMPARED, strict=True):
-        values: list[float] = []
+        frame = figure_frame(report["points"], name)
+        shown = frame[
+            frame["axis"].isin(list(AXIS_MARKERS))
+            & frame["real"].fillna(0).ne(0)  # a log scale shows neither missing nor zero
+            & frame["sim"].fillna(0).ne(0)
+        ]
         for axis, marker in AXIS_MARKERS.items():
-            chosen = [p for p in report["points"] if p["axis"] == axis]
-            pairs = [
-                (p["real"][name]["mean"], p["sim"][name]["mean"], p["below_saturation"])
-                for p in chosen
-            ]
-            pairs = [(r, s, b) for r, s, b in pairs if r and s]
-            if not pairs:
+            chosen = shown[shown["axis"] == axis]
+            if chosen.empty:
                 continue
-            values += [v for r, s, _ in pairs for v in (r, s)]
-            colours = ["tab:green" if b else "tab:red" for _, _, b in pairs]
             ax.scatter(
-                [r for r, _, _ in pairs],
-                [s for _, s, _ in pairs],
+                chosen["real"],
+                chosen["sim"],
                 marker=marker,
-                c=colours,
+                c=["tab:green" if below else "tab:red" for below in chosen["below"]],
                 label=axis,
                 s=28,
             )
-        if values:
-            lo, hi = min(values) / 1.5, max(values) * 1.5
+        if not shown.empty:
+            lo = min(shown["real"].min(), shown["sim"].min()) / 1.5
+            hi = max(shown["real"].max(), shown["sim"].max()) * 1.5
             ax.plot([lo, hi], [lo, hi], color="black", linewidth=1)
             for band, style in ((0.10, ":"), (0.25, "--")):
                 ax.plot(
@@ -272,5 +298,6 @@ def plot_predicted_vs_measured(path: Path, report: dict[str, Any]) -> None:
     plt.close(figure)
 
 
-def _nan(value: float | int | None, default: float = math.nan) -> float:
-    return default if value is None else float(value)
+def _none(value: float) -> float | None:
+    """A statistic for the report: None where pandas has NaN (no values)."""
+    return None if math.isnan(value) else float(value)

@@ -4,12 +4,20 @@ plan, probe, settle, and collect the records into a ``DriverResult``.
 
 ``real.inproc.hub`` holds the hub and its mailboxes, ``real.inproc.faults``
 the hub that follows a fault timeline; this module only puts them together.
+
+Every node runs in event-loop callbacks (``loop.call_soon``, ``call_at``), so
+an exception in the core would only be logged by the loop and the run would
+carry on with figures. ``run_async`` therefore installs a loop exception
+handler for the run that logs as usual and also records each exception in
+``DriverResult.errors``, which makes the run invalid.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
 from protocol.plan import Plan
 from protocol.records import DriverResult, ProcessUsage
@@ -45,15 +53,34 @@ async def run_async(
     cpu = CpuSpan()
     if plan.faults and hub_class is Hub:
         hub_class = FaultHub
-    hub = build_hub(plan, loop, RunClock(), hub_class)
-    registered = await register_all(hub)
-    with tuned_gc() as gc_note:
-        result = await replay_registered(hub, plan, registered, progress)
+    errors: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(_recording_handler(errors))
+    try:
+        hub = build_hub(plan, loop, RunClock(), hub_class)
+        registered = await register_all(hub)
+        with tuned_gc() as gc_note:
+            result = await replay_registered(hub, plan, registered, progress)
+    finally:
+        loop.set_exception_handler(previous)
+    result.errors.extend(errors)
     result.notes.append(gc_note)
     result.wall_seconds = time.perf_counter() - wall
     usage = own_usage("inproc")
     result.processes = [ProcessUsage(usage.name, usage.peak_rss_bytes, cpu.seconds())]
     return result
+
+
+def _recording_handler(errors: list[str]) -> Callable[[asyncio.AbstractEventLoop, Any], None]:
+    """A loop exception handler: log as the default does, and note the error."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        what = context.get("message", "unhandled exception in the event loop")
+        errors.append(f"{what}: {exc!r}" if exc is not None else str(what))
+        loop.default_exception_handler(context)
+
+    return handle
 
 
 async def replay_registered(

@@ -35,7 +35,10 @@ Every injection and heal appends ``NodeEvent``s (``"injected"``,
 ``"healed"``) to the result: one per affected agent, or ``"coordinator"``.
 A heal of a restart is stamped when the new process is ready (a worker: all
 of its agents registered; a coordinator: listening), and the restart
-latency, from starting the process to ready, goes to the notes.
+latency, from starting the process to ready, goes to the notes. A restart
+that fails invalidates the run: a worker's is its ``Child.failed`` (which
+``real.tcp.run`` turns into an error), a coordinator's goes to
+``DriverResult.errors``.
 ``settled`` is False while steps or restarts are outstanding, so the run
 waits for them (until its drain deadline). ``close`` stops what is pending
 and resumes every stopped process, so reaping can finish.
@@ -281,6 +284,7 @@ class FaultSupervisor:
             self._events(listening - self.clock.t0, "healed", ("coordinator",))
         except Exception as exc:  # noted; the run carries on without a coordinator
             self.result.notes.append(f"the coordinator did not restart: {exc!r}")
+            self.result.errors.append(f"the coordinator did not restart: {exc!r}")
 
     def origins(self) -> dict[int, str]:
         """The origin of every publish, direct and broadcast op (for ``Agent.recall``)."""

@@ -35,7 +35,11 @@
 6. Workers are told to stop and send back registration times, usage and
    notes; then the server is told to stop: it closes its connections,
    persists the last writes, closes the database and sends back its own usage
-   and report.
+   and report. What makes the run itself invalid goes to
+   ``DriverResult.errors`` as well as the notes: a worker that failed (or
+   ended without a result though no fault killed it), a core exception the
+   server survived (its report's "core error on a ..." events), and a
+   coordinator that did not report at the end though no fault killed it.
 7. The records come from files, not pipes: every worker life appended its
    completions, accepted op ids and write acks to its record log
    (``real.tcp.recordlog``) before acking, and every coordinator life its node
@@ -84,6 +88,7 @@ START_LEAD = 0.2
 RESULT_TIMEOUT = 60.0
 PROGRESS_INTERVAL = 0.5
 LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
+CORE_ERROR = "core error on a "  # real.tcp.server's event for a core exception it survived
 Progress = Callable[[float], None]
 
 
@@ -433,7 +438,9 @@ async def _replay(
     for child in pool:
         if child.failed:
             result.notes.append(f"{child.name} failed: {child.failed}")
-    _merge(result, await collect(pool, result.notes))
+    results = await collect(pool, result.notes)
+    _merge(result, results)
+    result.errors.extend(_worker_errors(pool, results))
     usage, report = await supervisor.server.stop()
     if usage is not None:
         result.processes.insert(0, usage)
@@ -441,6 +448,24 @@ async def _replay(
         result.notes.append(f"coordinator: {report.stats}, {report.flushes} flushes")
         result.notes.append(f"coordinator and workers, {POLICY}")
         result.notes.extend(f"coordinator: {event}" for event in report.events[:20])
+        result.errors.extend(
+            f"coordinator: {event}" for event in report.events if event.startswith(CORE_ERROR)
+        )
+    elif supervisor.server.child is None or not supervisor.server.child.killed:
+        # not a crash fault: the coordinator died or hung, and its core errors are unknown
+        result.errors.append("the coordinator did not report at the end of the run")
+
+
+def _worker_errors(pool: list[Child], results: list[WorkerResult]) -> list[str]:
+    """A worker that failed, or that ended without a result and was not killed by a fault."""
+    reported = {worker.name for worker in results}
+    errors = []
+    for child in pool:
+        if child.failed:
+            errors.append(f"{child.name} failed: {child.failed}")
+        elif child.name not in reported and not child.killed:
+            errors.append(f"{child.name}: no result (timeout or exit)")
+    return errors
 
 
 def _merge(result: DriverResult, results: list[WorkerResult]) -> None:

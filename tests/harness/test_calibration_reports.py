@@ -60,7 +60,7 @@ def test_calibrate_then_run_with_the_same_reports_folder(
 
     monkeypatch.setattr("harness.calibrate.measure.calibrate", calibrate)
     reports = tmp_path / "out"
-    assert main(["--reports", str(reports), "calibrate"]) == 0
+    assert main(["--reports", str(reports), "calibrate", "--transport", "inproc"]) == 0
     assert written and written[0].parent == calibrations_dir(reports)
 
     args = ["--reports", str(reports), "run", "smoke", "--backend", "sim", "--duration", "1"]

@@ -14,9 +14,9 @@ from harness.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_validate_accepts_every_shipped_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_accepts_every_shipped_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
-        assert main(["validate", str(path)]) == 0, path
+        assert main(["check", str(path)]) == 0, path
     assert "ok" in capsys.readouterr().out
 
 
@@ -40,7 +40,7 @@ def test_bad_scenario_exits_2_naming_file_and_field(tmp_path: Path) -> None:
 
 
 def test_missing_scenario_exits_2(tmp_path: Path) -> None:
-    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert main(["check", str(tmp_path / "nope.yaml")]) == 2
 
 
 def test_run_writes_run_folder_and_history(
@@ -104,3 +104,11 @@ def test_repetitions_are_all_kept_and_each_checked(
     assert len(reps["real"]["repetitions"]) == 2
     assert len(reps["sim"]["repetitions"]) == 1  # the model is deterministic: it runs once
     assert reps["real"]["aggregate"]["reliability"]["mean"] == 1.0
+    # summary.json describes every repetition, not the last one (issue 12, section 6)
+    assert "real (median of 2)" in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    real = summary["backends"]["real"]
+    assert [r["backend"] for r in real["repetitions"]] == ["real", "real"]
+    assert real["figures"]["reliability"]["median"] == 1.0 and real["figures"]["p95_ms"]["n"] == 2
+    assert {row["real_n"] for row in summary["comparison"]} == {2}
+    assert "latency" in summary["backends"]["sim"] and summary["valid"] is True

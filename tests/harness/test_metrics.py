@@ -12,14 +12,23 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
 
-from harness.metrics.compare import aggregate, compare, mean_ci, percent_error, t_critical_95
+from harness.metrics.compare import (
+    aggregate,
+    compare,
+    compare_runs,
+    mean_ci,
+    percent_error,
+    t_critical_95,
+)
 from harness.metrics.figures import (
     Summary,
+    invalid_reasons,
     nearest_rank_percentiles,
     new_histogram,
     record_many,
     summarize,
 )
+from harness.metrics.summary import InvalidRunError, require_valid
 from harness.render.table import console_print, render_history, render_summary_table
 from harness.scenario.schema import Target, load_scenario
 from harness.scenario.targets import evaluate_targets, render_targets
@@ -342,8 +351,9 @@ def test_aggregate_gives_mean_and_t_interval() -> None:
     assert p95["mean"] == pytest.approx(2.0)
     assert p95["stdev"] == pytest.approx(1.0)
     half = 4.302653 * 1.0 / math.sqrt(3)  # Student's t, 2 degrees of freedom
-    assert p95["ci_low"] == pytest.approx(2 - half)
+    assert 2 - half < 0 and p95["ci_low"] == 0.0  # clipped: a latency is never below 0
     assert p95["ci_high"] == pytest.approx(2 + half)
+    assert p95["median"] == 2.0 and p95["infinite"] == 0
     assert stats["deliveries_per_s"]["ci_low"] == pytest.approx(100.0)
     assert stats["uptime"]["n"] == 2
 
@@ -610,3 +620,72 @@ def test_shed_figures_survive_summary_json() -> None:
     assert data["reliability"]["overloaded"] is True
     assert (data["reliability"]["shed_ops"], data["reliability"]["shed"]) == (1, 2)
     assert Summary.from_dict(data, summary.histograms) == summary
+
+
+# --------------------------------------------------------------------------- validity
+
+
+def test_a_driver_error_makes_the_run_invalid_but_keeps_its_figures() -> None:
+    plan = make_plan([(2.0, OpKind.DIRECT, "a", 1)])
+    fine = summarize(plan, make_result([done(1, "b", 2.003)]))
+    assert fine.valid and fine.invalid_reasons == []
+    result = make_result([done(1, "b", 2.003)])
+    result.notes.append("worker-0 failed: boom")  # free text never decides validity
+    assert summarize(plan, result).valid
+    worker, core = "worker-0 failed: boom", "coordinator: core error"
+    result.errors.extend([worker, core, worker])
+    assert invalid_reasons(result) == [worker, core]  # in order, each once
+    bad = summarize(plan, result)
+    assert not bad.valid and bad.invalid_reasons == invalid_reasons(result)
+    assert bad.figures() == fine.figures()  # still measured, for diagnosis
+    data = json.loads(json.dumps(bad.to_dict(), allow_nan=False))
+    assert data["valid"] is False and data["invalid_reasons"] == bad.invalid_reasons
+    assert Summary.from_dict(data) == bad
+    del data["valid"], data["invalid_reasons"]  # a summary.json from before validity
+    assert Summary.from_dict(data).valid
+
+
+def test_require_valid_refuses_an_invalid_run_as_evidence() -> None:
+    plan = make_plan([(2.0, OpKind.DIRECT, "a", 1)])
+    good = summarize(plan, make_result([done(1, "b", 2.003)]))
+    result = make_result([done(1, "b", 2.003)])
+    result.errors.append("the coordinator did not restart: OSError()")
+    bad = summarize(plan, result)
+    require_valid({"real 1/3": good}, "the check")
+    with pytest.raises(InvalidRunError, match=r"evidence for the check: real 2/3: the coord"):
+        require_valid({"real 1/3": good, "real 2/3": bad}, "the check")
+
+
+def test_the_table_shows_an_invalid_run_prominently() -> None:
+    plan = make_plan([(2.0, OpKind.DIRECT, "a", 1)])
+    result = make_result([done(1, "b", 2.003)])
+    result.errors.append("worker-1 failed: exited early")
+    bad = summarize(plan, result)
+    text = " ".join(_render(render_summary_table({"real": bad}, None)).split())
+    assert "valid run" in text and "NO" in text
+    assert "INVALID (real): worker-1 failed: exited early; its figures are not evidence" in text
+    fine = _render(render_summary_table({"real": _summary(1.0, 10.0, 1.0)}, None))
+    assert "INVALID" not in fine and "yes" in fine
+
+
+def test_the_table_shows_the_median_of_repetitions_with_an_interval() -> None:
+    reals = [_summary(p95, 1000.0, 1.0) for p95 in (10.0, 30.0, 11.0)]
+    sim = _summary(12.0, 1000.0, 1.0)
+    table = render_summary_table(
+        {"real": reals[-1], "sim": sim}, compare_runs(reals, sim), repetitions={"real": reals}
+    )
+    text = _render(table)
+    assert "real (median of 3)" in text and "real 95 % CI of mean" in text
+    p95 = next(line for line in text.splitlines() if "latency p95" in line)
+    assert "11.000" in p95 and "+9.1 %" in p95  # the median 11, not the last run's 11 by luck
+    stats = aggregate(reals)["p95_ms"]
+    assert f"{stats['ci_low']:,.3f} .. {stats['ci_high']:,.3f}" in p95
+
+
+def test_an_infinite_percentile_stays_in_the_median() -> None:
+    reals = [_summary(p95, 1000.0, 1.0) for p95 in (10.0, math.inf, math.inf)]
+    stats = aggregate(reals)["p95_ms"]
+    assert stats["n"] == 3 and stats["infinite"] == 2
+    assert stats["median"] is None and stats["mean"] is None and stats["ci_low"] is None
+    text = _render(render_summary_table({"real": reals[0]}, None, repetitions={"real": reals}))
+    assert "∞ (incomplete)" in next(line for line in text.splitlines() if "latency p95" in line)

@@ -364,8 +364,10 @@ def test_bad_names_and_options_exit_2(tmp_path: Path, sim_baseline: Path) -> Non
     assert main(["--reports", str(tmp_path), "baseline", "update", "../x"]) == 2
     assert main(["--reports", str(tmp_path), "baseline", "update", "no-such-suite"]) == 2
     regress = ["regress", "--baseline", str(sim_baseline)]
-    assert main([*regress, "--repetitions", "-1"]) == 2
-    assert main([*regress, "--alpha", "1.5"]) == 2
+    for option in (["--repetitions", "-1"], ["--alpha", "1.5"]):  # argparse's own check
+        with pytest.raises(SystemExit) as refused:
+            main([*regress, *option])
+        assert refused.value.code == 2
     assert main([*regress, "--only", "nope"]) == 2
     assert main([*regress, "--min-effect", "p95_ms=x"]) == 2
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from harness.metrics.compare import compare
+from harness.metrics.compare import compare, compare_runs
 from harness.metrics.figures import Summary, summarize
 from harness.run.folder import new_run_id, read_run, write_run
 from harness.run.history import list_runs, record_run
@@ -116,3 +116,48 @@ def test_history_records_one_row_per_backend(tmp_path: Path) -> None:
     assert len(list_runs(db, limit=1)) == 1
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_repetitions_are_described_by_median_and_interval_and_each_kept(tmp_path: Path) -> None:
+    """A backend that ran several times: summary.json describes all of them, not the last."""
+    reals = [make_summary("real", latency) for latency in (0.004, 0.002, 0.009)]
+    sim = make_summary("sim", 0.003)
+    summaries = {"real": reals[-1], "sim": sim}
+    comparison = compare_runs(reals, sim)
+    directory = write_run(
+        tmp_path,
+        "reps",
+        "",
+        summaries,
+        comparison,
+        created=CREATED,
+        repetitions={"real": reals, "sim": [sim]},
+    )
+    document = json.loads((directory / "summary.json").read_text())
+    real = document["backends"]["real"]
+    assert real["valid"] is True and real["invalid_reasons"] == []
+    assert [r["latency"]["p95_ms"] for r in real["repetitions"]] == [4.0, 2.0, 9.0]
+    p95 = real["figures"]["p95_ms"]
+    assert p95["n"] == 3 and p95["median"] == 4.0  # not the last repetition's 9.0
+    assert p95["mean"] == 5.0 and p95["ci_low"] < 4.0 < p95["ci_high"]
+    row = next(r for r in document["comparison"] if r["metric"] == "p95_ms")
+    assert row["real"] == 4.0 and row["real_n"] == 3
+    assert row["error_pct"] == -25.0  # sim 3.0 against the median 4.0
+    assert (row["real_ci_low"], row["real_ci_high"]) == (p95["ci_low"], p95["ci_high"])
+    assert "latency" in document["histograms"]["sim"]
+    assert [sorted(h) for h in document["histograms"]["real"]] == [sorted(reals[0].histograms)] * 3
+    for k in (1, 2, 3):  # each repetition's own files
+        assert (directory / f"timeline-real-{k}.csv").is_file()
+        assert (directory / "histograms" / f"real-{k}-latency.hdr").is_file()
+    assert not (directory / "timeline-real.csv").exists()
+
+    record = read_run(directory)
+    assert record.repetitions["real"] == reals
+    assert record.repetitions["real"][1].histograms == reals[1].histograms
+    assert record.summaries == {"sim": sim} and record.repetitions["sim"] == [sim]
+    assert record.comparison == comparison
+
+
+def test_one_repetition_is_compared_as_before() -> None:
+    real, sim = make_summary("real", 0.004), make_summary("sim", 0.003)
+    assert compare_runs([real], sim) == compare(real, sim)

@@ -101,10 +101,10 @@ def test_listing_shows_names_then_folders() -> None:
     assert names.index("task") < names.index("certification/")
 
 
-def test_validate_and_run_take_a_shipped_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "scenarios/smoke.yaml"]) == 0
+def test_check_and_run_take_a_shipped_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "scenarios/smoke.yaml"]) == 0
     assert f"ok {SCENARIOS / 'smoke.yaml'}: scenario 'smoke'" in capsys.readouterr().out
-    assert main(["validate", "faults/partition"]) == 0
+    assert main(["check", "faults/partition"]) == 0
 
 
 def test_an_unknown_scenario_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -91,7 +91,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
         == templates
     )
 
-    shown = _run([swarmtwin, "validate", "scenarios/faults/partition.yaml"], elsewhere, env)
+    shown = _run([swarmtwin, "check", "scenarios/faults/partition.yaml"], elsewhere, env)
     assert str(site / "harness" / "scenario" / "files" / "faults" / "partition.yaml") in shown
 
     out = _run([swarmtwin, "run", "smoke", "--backend", "sim", "--duration", "1"], elsewhere, env)
