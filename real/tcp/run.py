@@ -37,8 +37,9 @@
    persists the last writes, closes the database and sends back its own usage
    and report. What makes the run itself invalid goes to
    ``DriverResult.errors`` as well as the notes: a worker that failed (or
-   ended without a result though no fault killed it), a core exception the
-   server survived (its report's "core error on a ..." events), and a
+   ended without a result though no fault killed it), an exception a worker
+   survived in its own loop (its ``WorkerResult.errors``, prefixed with its
+   name), a core exception the coordinator survived (step 7), and a
    coordinator that did not report at the end though no fault killed it.
 7. The records come from files, not pipes: every worker life appended its
    completions, accepted op ids and write acks to its record log
@@ -46,7 +47,11 @@
    events to an event log, so a SIGKILLed process's records are kept. The
    logs (in a scratch directory removed at the end) are read, shifted to plan
    time and merged into the result, with the supervisor's injected/healed
-   events and restart snapshots. Without ``db_path`` a plan that crashes the
+   events and restart snapshots. A coordinator life also wrote each core
+   exception it survived to its event log at once (kind ``core_error``, see
+   ``real.tcp.server``): those lines become ``DriverResult.errors``, so the
+   core errors of a life a crash fault killed, whose report never came, count
+   as well as the last life's. Without ``db_path`` a plan that crashes the
    coordinator, or turns ``durable_bus`` on, gets a database in the scratch
    directory.
 
@@ -78,7 +83,7 @@ from real.tcp.children import Child, ChildProcesses, ServerProcess
 from real.tcp.faults import FaultSupervisor, LinkProxies, has_crash, has_link_faults
 from real.tcp.framing import FramedLink, open_link
 from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
-from real.tcp.server import DEFAULT_HOST
+from real.tcp.server import CORE_ERROR_KIND, DEFAULT_HOST
 from real.tcp.worker_process import WorkerResult, WorkerSpec
 from real.tcp.workers import REGISTER_TIMEOUT
 from real.usage import own_usage
@@ -88,7 +93,6 @@ START_LEAD = 0.2
 RESULT_TIMEOUT = 60.0
 PROGRESS_INTERVAL = 0.5
 LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
-CORE_ERROR = "core error on a "  # real.tcp.server's event for a core exception it survived
 Progress = Callable[[float], None]
 
 
@@ -386,9 +390,7 @@ async def run_async(
             children.reap()
             result.notes.extend(children.notes)
         _merge_logs(result, plan, specs, scratch, t0 - epoch)
-        # the core's events until the run ended (not the failures of the shutdown itself)
-        core_events = read_events(server.event_logs, t0)
-        result.events.extend(e for e in core_events if e.at <= result.end_time)
+        _merge_core_logs(result, server.event_logs, t0)
         result.events.sort()
     result.processes.append(own_usage("harness"))
     result.wall_seconds = time.perf_counter() - wall
@@ -448,16 +450,15 @@ async def _replay(
         result.notes.append(f"coordinator: {report.stats}, {report.flushes} flushes")
         result.notes.append(f"coordinator and workers, {POLICY}")
         result.notes.extend(f"coordinator: {event}" for event in report.events[:20])
-        result.errors.extend(
-            f"coordinator: {event}" for event in report.events if event.startswith(CORE_ERROR)
-        )
+        # its core errors are errors through its event log (``_merge_core_logs``)
     elif supervisor.server.child is None or not supervisor.server.child.killed:
-        # not a crash fault: the coordinator died or hung, and its core errors are unknown
+        # not a crash fault: the coordinator died or hung before it could report
         result.errors.append("the coordinator did not report at the end of the run")
 
 
 def _worker_errors(pool: list[Child], results: list[WorkerResult]) -> list[str]:
-    """A worker that failed, or that ended without a result and was not killed by a fault."""
+    """A worker that failed, or that ended without a result and was not killed by a
+    fault; then the exceptions each worker that reported survived in its own loop."""
     reported = {worker.name for worker in results}
     errors = []
     for child in pool:
@@ -465,7 +466,22 @@ def _worker_errors(pool: list[Child], results: list[WorkerResult]) -> list[str]:
             errors.append(f"{child.name} failed: {child.failed}")
         elif child.name not in reported and not child.killed:
             errors.append(f"{child.name}: no result (timeout or exit)")
+    for worker in sorted(results, key=lambda r: r.name):
+        errors.extend(f"{worker.name}: {error}" for error in worker.errors)
     return errors
+
+
+def _merge_core_logs(result: DriverResult, paths: list[str], t0: float) -> None:
+    """Every coordinator life's event log (``paths``, oldest first): its core errors
+    go to ``result.errors``, its node events until the run ended (not the failures
+    of the shutdown itself) to ``result.events``, on plan time (``t0``)."""
+    for life, path in enumerate(paths):
+        who = "coordinator" if life == 0 else f"coordinator (restart {life})"
+        for event in read_events([path], t0):
+            if event.kind == CORE_ERROR_KIND:
+                result.errors.append(f"{who}: {event.node}")
+            elif event.at <= result.end_time:
+                result.events.append(event)
 
 
 def _merge(result: DriverResult, results: list[WorkerResult]) -> None:

@@ -42,6 +42,14 @@ every other connection carries on. A closed connection's nodes are reported
 with ``link_closed``. A sweep closes connections that bind no node within
 ``hello_timeout`` or stay silent for ``idle_timeout``.
 
+Core errors. A core method that raises (``receive`` on a frame, ``on_timer``)
+is a bug the server survives: it logs the traceback and carries on, so one
+bad message or timer stops nothing else. Each one also becomes a "core
+error ..." event in the report and, written at once, a line of kind
+``core_error`` in the event log (its node field holds the event's text), so
+``real.tcp.run`` finds the core errors of every coordinator life, even one a
+crash fault SIGKILLed before it could report, and marks the run invalid.
+
 Backpressure: the frames of one read are handed to the coordinator in
 slices of ``SLICE_FRAMES``. After each slice the output is encoded into the
 connections' buffers (not yet written: nothing leaves before the flush has
@@ -104,6 +112,9 @@ TIMER_SLACK = 0.005
 SLICE_FRAMES = 16
 OUTPUT_BUDGET = HIGH_WATER
 BIND_RETRY_STEP = 0.05
+CORE_ERROR = "core error"  # the start of the event text of a core exception the server survived
+CORE_ERROR_KIND = "core_error"  # its event log lines' kind (the text is in the node field)
+MAX_LOGGED_CORE_ERRORS = 1000  # per server life: a core bug hit on every message floods no disk
 log = logging.getLogger("swarmtwin.server")
 
 
@@ -122,6 +133,7 @@ class ServerReport:
     commits: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    core_errors: int = 0  # core exceptions the server survived ("core error ..." events)
     node_events: list[NodeEvent] = field(default_factory=list)  # times: perf_counter
 
 
@@ -227,7 +239,7 @@ class CoordinatorServer(Admission):
                 receive(node, msg, now)
             except Exception:  # a core bug must not take the server down with it
                 log.exception("coordinator.receive failed on %s from %s", type(msg).__name__, node)
-                self._event(f"core error on a {type(msg).__name__} from {node!r} (logged)")
+                self._core_error(f"on a {type(msg).__name__} from {node!r}")
         return True
 
     def refuse(self, peer: Peer, reason: str, named: str = "") -> None:
@@ -367,6 +379,7 @@ class CoordinatorServer(Admission):
             self.coordinator.on_timer(self.clock.now())
         except Exception:  # a core bug must not stop retransmission for everyone
             log.exception("coordinator.on_timer failed")
+            self._core_error("on a timer")
         self.flush()
 
     # --- shutdown ---------------------------------------------------------------
@@ -395,6 +408,19 @@ class CoordinatorServer(Admission):
         events = self.report.events
         if len(events) < 1000:
             events.append(text)
+
+    def _core_error(self, where: str) -> None:
+        """A core exception the server survived (already logged with its traceback):
+        an event in the report and, at once, a ``CORE_ERROR_KIND`` line in the event
+        log, so that it outlives a SIGKILL of this process."""
+        text = f"{CORE_ERROR} {where} (logged)"
+        self._event(text)
+        self.report.core_errors += 1
+        if self.event_log is not None and self.report.core_errors <= MAX_LOGGED_CORE_ERRORS:
+            line = " ".join(text.split())  # one line, no tabs: the log's separator
+            self.event_log.append(
+                [NodeEvent(self.clock.now(), CORE_ERROR_KIND, line)], self.clock.t0
+            )
 
 
 async def serve(

@@ -9,6 +9,13 @@
     parent -> "stop"                 (or the pipe closes, or the deadline passes)
     worker -> ("result", WorkerResult)   (records are in the record log, not here)
 
+Errors. For its whole life the worker's event loop has an exception handler
+that logs as asyncio's default does and also notes the exception in
+``AgentHost.errors``, next to the core exceptions the host survived itself
+(``real.tcp.workers``); a replay or count task that died with an exception is
+noted there too. They go back in ``WorkerResult.errors``, which ``real.tcp.run``
+turns into ``DriverResult.errors`` (the run is invalid).
+
 Ops are replayed open-loop: the worker sleeps until the next op is due,
 then issues every op that is due (in slices of ``ISSUE_SLICE`` so reads
 interleave); it never skips one, and when behind it issues at once, since
@@ -40,8 +47,10 @@ completions those lives logged.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
 from protocol.plan import AgentSpec, Operation, OpKind
 from protocol.records import ProcessUsage
@@ -89,13 +98,15 @@ class WorkerSpec:
 
 @dataclass(slots=True)
 class WorkerResult:
-    """What a worker sends back: registrations, usage, notes (records are in its log)."""
+    """What a worker sends back: registrations, usage, notes and the exceptions it
+    survived, which make the run invalid (records are in its log)."""
 
     name: str
     registered: dict[str, float]
     usage: ProcessUsage
     issued: int = 0
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> None:
@@ -164,9 +175,34 @@ def _new_host(spec: WorkerSpec) -> tuple[AgentHost, int]:
     return host, earlier.unique()
 
 
+def _recording_handler(host: AgentHost) -> Callable[[asyncio.AbstractEventLoop, Any], None]:
+    """A loop exception handler: log as the default does, and note the error."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        what = context.get("message", "unhandled exception in the event loop")
+        host.error(f"{what}: {exc!r}" if exc is not None else str(what))
+        loop.default_exception_handler(context)
+
+    return handle
+
+
 async def _run_worker(spec: WorkerSpec, channel: PipeChannel) -> WorkerResult | None:
-    name = spec.name
     host, base = _new_host(spec)
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(_recording_handler(host))
+    try:
+        return await _host_worker(spec, host, base, channel)
+    finally:
+        loop.set_exception_handler(previous)
+
+
+async def _host_worker(
+    spec: WorkerSpec, host: AgentHost, base: int, channel: PipeChannel
+) -> WorkerResult | None:
+    """Register, wait for "go", replay and collect (``_run_worker``'s body)."""
+    name = spec.name
     host.start()
     try:
         registered = await _registered_unless_orphaned(host, channel)
@@ -214,7 +250,9 @@ async def _replay_and_collect(
     counter = loop.create_task(_report_counts(host, channel, base))
     end = offset + spec.duration + spec.drain_timeout + STOP_GRACE
     await _until_stop(channel, host, end)
-    for task in (replayer, counter):
+    for what, task in (("the replay", replayer), ("the count reports", counter)):
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            host.error(f"{what} failed: {task.exception()!r}")
         task.cancel()
     await host.close()
     registered = {node: spec.epoch + at for node, at in host.registered.items()}
@@ -226,7 +264,8 @@ async def _replay_and_collect(
     if host.record_log is not None:
         log = host.record_log
         host.notes.append(f"record log: {log.writes} writes, {log.bytes} bytes")
-    return WorkerResult(spec.name, registered, own_usage(spec.name), host.issued, host.notes)
+    usage = own_usage(spec.name)
+    return WorkerResult(spec.name, registered, usage, host.issued, host.notes, host.errors)
 
 
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:

@@ -16,6 +16,15 @@ A lost link is reconnected (backing off from ``settings.reconnect_min`` to
 ``reconnect_max``) and its agents say hello again (the core resends what
 they had pending); a link whose agent was rejected is not retried.
 
+Errors. An agent method that raises while the host hands it a frame
+(``receive``) or a timer (``on_timer``) is a core bug: the host logs it,
+notes it in ``errors`` and carries on with the other frames and agents (the
+link's read task and the shared timer keep going; an agent whose timer
+raised is re-armed once a frame touches it, not at once). A link task that ends
+with an exception is noted there too. ``real.tcp.worker_process`` also
+routes every other exception of the worker's event loop into ``errors``
+(``AgentHost.error``) and reports them, and the run is then invalid.
+
 Record log. With a ``real.tcp.recordlog.RecordLog`` every flush appends the
 turn's new completions, accepted op ids and write acks to the worker's log
 file (one ``os.write``) before the turn's acks are written to the links, so
@@ -33,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
 import math
 import signal
 import time
@@ -59,6 +69,8 @@ REGISTER_TIMEOUT = 60.0
 GO_TIMEOUT = 120.0
 STOP_GRACE = 2.0
 COUNT_INTERVAL = 0.1
+MAX_ERRORS = 100  # kept per host; more are only logged
+log = logging.getLogger("swarmtwin.agents")
 
 
 class HostLink:
@@ -119,6 +131,7 @@ class AgentHost:
         self._nodes: dict[str, Agent] = {**self.vouchers, **self.agents}  # by frame node id
         self.registered: dict[str, float] = {}
         self.notes: list[str] = []
+        self.errors: list[str] = []  # exceptions the host survived: the run is invalid
         self.closing = False
         self.issued = 0
         self._touched: dict[str, Agent] = {}
@@ -142,6 +155,11 @@ class AgentHost:
         """Start every link's task (connect, hello, read, reconnect)."""
         for hl in self.links:
             hl.task = self.loop.create_task(self._run_link(hl))
+            hl.task.add_done_callback(self._link_ended)
+
+    def _link_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.error(f"a link task failed: {task.exception()!r}")
 
     async def _run_link(self, hl: HostLink) -> None:
         settings = self.settings
@@ -204,7 +222,11 @@ class AgentHost:
             if agent is None:
                 self._note(f"frame for unknown agent {node!r} dropped")
                 continue
-            agent.receive(COORD, msg, now)
+            try:
+                agent.receive(COORD, msg, now)
+            except Exception as exc:  # a core bug: the other frames and agents go on
+                log.exception("agent.receive failed on %s for %s", type(msg).__name__, node)
+                self.error(f"core error on a {type(msg).__name__} for {node!r}: {exc!r}")
             touched[node] = agent
         self.schedule_flush()
 
@@ -276,7 +298,12 @@ class AgentHost:
             agent = self._nodes[node]
             deadline = agent.next_deadline()
             if deadline is not None and deadline <= now:
-                agent.on_timer(now)
+                try:
+                    agent.on_timer(now)
+                except Exception as exc:  # a core bug: the other agents' timers go on
+                    log.exception("agent.on_timer failed for %s", node)
+                    self.error(f"core error on a timer of {node!r}: {exc!r}")
+                    continue  # not re-armed at once (it could fail in a loop) until touched
                 self._touched[node] = agent
             else:  # a stale entry (its deadline moved): nothing to send, only re-arm
                 self._track(node, agent)
@@ -354,6 +381,11 @@ class AgentHost:
     def _note(self, text: str) -> None:
         if len(self.notes) < 200:
             self.notes.append(text)
+
+    def error(self, text: str) -> None:
+        """Note an exception the host survived (the first ``MAX_ERRORS``)."""
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(text)
 
     async def close(self) -> None:
         """Log and send what is pending, stop timers and link tasks, close every link."""

@@ -18,12 +18,13 @@ import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgpack
 import psutil
 import pytest
 
+import real.tcp.server as server_module
 from protocol.codec import CodecUsageError, MalformedFrame, encode, encode_body
 from protocol.envelope import (
     FANOUT_VERSION,
@@ -54,7 +55,7 @@ from real.clock import RunClock, new_event_loop
 from real.tcp.framing import FramedLink, open_link
 from real.tcp.persistence import MemoryDB
 from real.tcp.run import ChildProcesses, ServerProcess, run_plan
-from real.tcp.server import BindRefused, ServerLimits, ServerReport, serve
+from real.tcp.server import BindRefused, CoordinatorServer, ServerLimits, ServerReport, serve
 from real.tcp.workers import AgentHost
 
 T = TypeVar("T")
@@ -414,17 +415,35 @@ async def squat_then_lose(port: int) -> bytes:
         await late.close()
 
 
-async def revive_someone_else(port: int) -> bytes:
+def capture_servers(monkeypatch: pytest.MonkeyPatch) -> list[CoordinatorServer]:
+    """Every ``CoordinatorServer`` that ``serve`` makes from now on, to look at its state."""
+    made: list[CoordinatorServer] = []
+
+    class Captured(CoordinatorServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(server_module, "CoordinatorServer", Captured)
+    return made
+
+
+async def revive_someone_else(port: int, server: CoordinatorServer) -> bytes:
     """An agent registers and disconnects; a client may not speak for it without a hello."""
     victim = AgentHost("127.0.0.1", port, [AgentSpec("victim")], SETTINGS, 1, RunClock())
     victim.start()
     await victim.wait_registered(3.0)
     await victim.close()
-    await asyncio.sleep(0.05)  # the server sees the link close: the session is failed
+    session = server.coordinator.sessions["victim"]
+    async with asyncio.timeout(3.0):  # the server sees the link close: the session is failed
+        while session.linked or session.alive or "victim" in server.routes:
+            await asyncio.sleep(0.005)
     return await attack(port, frame("victim", Heartbeat(1)))
 
 
-async def hostile_session(report: list[ServerReport]) -> dict[str, bytes]:
+async def hostile_session(
+    report: list[ServerReport], servers: list[CoordinatorServer]
+) -> dict[str, bytes]:
     ports: asyncio.Queue[int] = asyncio.Queue()
     stop = asyncio.Event()
     limits = ServerLimits(hello_timeout=0.3, sweep_interval=0.1)
@@ -457,7 +476,7 @@ async def hostile_session(report: list[ServerReport]) -> dict[str, bytes]:
         ),
     }
     replies["squatter"] = await squat_then_lose(port)
-    replies["revive"] = await revive_someone_else(port)
+    replies["revive"] = await revive_someone_else(port, servers[0])
     publish(2)
     assert await deliveries_to(host, "sub", 2) == 1
     probe = await open_link("127.0.0.1", port)
@@ -473,9 +492,12 @@ async def hostile_session(report: list[ServerReport]) -> dict[str, bytes]:
     return replies
 
 
-def test_hostile_clients_are_refused_and_legit_agents_keep_going() -> None:
+def test_hostile_clients_are_refused_and_legit_agents_keep_going(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     reports: list[ServerReport] = []
-    replies = run(lambda: hostile_session(reports))
+    servers = capture_servers(monkeypatch)
+    replies = run(lambda: hostile_session(reports, servers))
     # every attack ended with the server closing the connection (read_until_closed returned)
     rejected = RoutedDecoder().feed(replies["bad token"])
     assert rejected == [("intruder", Reject("bad token"))]
