@@ -21,7 +21,7 @@ exits 1 then and 0 otherwise. An invalid run (``Summary.valid`` False: its
 driver reported errors) is never evidence: ``require_valid`` raises
 ``InvalidRunError`` as soon as one comes back, and the CLI exits 3.
 ``--repetitions`` is checked by the CLI's argparse type
-(``harness.cli.REPETITIONS``). When this machine is not the baseline's kind
+(``harness.cli.options.REPETITIONS``). When this machine is not the baseline's kind
 (CPU model, cores or Python differ) the real verdicts are advisory: shown,
 with a warning, but they do not decide the exit code unless
 ``gate_real_anywhere`` is set. A warning also says when the test-only

@@ -204,11 +204,14 @@ def run_scenario(
     backends: tuple[str, ...],
     reports: Path = Path("reports"),
     progress: Progress | None = None,
+    operations: bool = True,
 ) -> RunOutcome:
     """Compile, replay on each backend, summarize, compare and file one run.
 
     The model takes its calibration from ``<reports>/calibrations`` when one
     was measured here (``swarmtwin --reports DIR calibrate`` writes there).
+    ``operations=False`` (``run --no-operations``) skips the per-operation
+    records (``operations-<label>.parquet``) and does not keep them in memory.
     """
     check_backends(scenario, backends)
     plan = compile_plan(scenario)
@@ -223,7 +226,8 @@ def run_scenario(
             result = run_backend(plan, backend, scenario, tick, warnings, reports=reports)
             reps.setdefault(backend, []).append(summarize(plan, result))
             results = {k: v for k, v in results.items() if not k.startswith(backend)}
-            results[label] = result  # one run's records held at a time per backend
+            if operations:
+                results[label] = result  # one run's records held at a time per backend
             if tick is not None:
                 tick(1.0)
     summaries = {backend: runs[-1] for backend, runs in reps.items()}

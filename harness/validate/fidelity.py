@@ -86,6 +86,7 @@ def point_entry(result: PointResult, capacity: float) -> dict[str, Any]:
         "sim": sim,
         "errors": {name: error_pct(real[name]["mean"], sim[name]["mean"]) for name in COMPARED},
         "runs": {backend: result.runs(backend) for backend in BACKENDS},
+        "refused_runs": result.refused,
     }
 
 

@@ -22,6 +22,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     return render(
         "fidelity.md.j2",
         report=report,
+        refused=[point for point in report["points"] if point.get("refused_runs")],
         compared=COMPARED,
         scopes=SCOPES,
         num=_num,

@@ -5,6 +5,13 @@ the sweep from the measured saturation throughput, runs every point's real
 repetitions one at a time, then every point's sim replications in parallel,
 and writes ``reports/validation/<id>/`` (``harness.validate.fidelity``). ``progress``
 gets one line per finished step, so a long sweep shows where it is.
+
+An invalid run (``Summary.valid`` False: its driver reported that the run
+itself went wrong) is refused as evidence: it is left out of the point's
+figures, and its reasons go into the point's ``refused_runs`` in the report.
+When every run of a point is invalid its figures are empty (n/a), and when
+every run of the saturation point is, the sweep cannot be sized and stops with
+``InvalidRunError`` (exit 3).
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.metrics.figures import Summary
+from harness.metrics.summary import InvalidRunError
 from harness.run.folder import new_run_id
 from harness.validate.fidelity import build_report, write_report
 from harness.validate.suite import (
-    Point,
     PointResult,
     Suite,
     run_real,
@@ -45,7 +52,12 @@ def validate_model(
     started = time.perf_counter()
     settings = suite.settings
     saturation = PointResult(saturation_point(suite))
-    saturation.real = _real(saturation.point, settings.repetitions, progress)
+    _real(saturation, settings.repetitions, progress)
+    if not saturation.real:
+        raise InvalidRunError(
+            f"every real run of the saturation point {saturation.point.label} was invalid: "
+            + "; ".join(", ".join(reasons) for reasons in saturation.refused)
+        )
     capacity = _mean(saturation.real, "deliveries_per_s")
     progress(
         f"reference capacity (real goodput at the overload point): {capacity:,.0f} deliveries/s"
@@ -53,7 +65,7 @@ def validate_model(
     points = sweep_points(suite, capacity)
     results = [PointResult(point) for point in points]
     for index, result in enumerate(results, 1):
-        result.real = _real(result.point, settings.repetitions, progress, f"{index}/{len(results)}")
+        _real(result, settings.repetitions, progress, f"{index}/{len(results)}")
     workers = sim_workers()
     progress(
         f"sim: {len(results) + 1} points x {settings.replications} replications "
@@ -70,17 +82,22 @@ def validate_model(
     return folder, report
 
 
-def _real(point: Point, repetitions: int, progress: Progress, counter: str = "") -> list[Summary]:
+def _real(result: PointResult, repetitions: int, progress: Progress, counter: str = "") -> None:
+    """Measure a point's real repetitions; keep the valid ones, refuse the others."""
+    point = result.point
     runs = run_real(point, repetitions)
-    p95 = [run.latency.p95_ms for run in runs]
-    rates = [run.throughput.deliveries_per_s for run in runs]
+    result.real = [run for run in runs if run.valid]
+    result.refused = [run.invalid_reasons for run in runs if not run.valid]
+    p95 = [run.latency.p95_ms for run in result.real]
+    rates = [run.throughput.deliveries_per_s for run in result.real]
     shown = ", ".join("n/a" if v is None else f"{v:.2f}" for v in p95)
     progress(
         f"real {counter} {point.label}: deliveries/s "
         + ", ".join(f"{r:,.0f}" for r in rates)
         + f"; p95 ms {shown}"
     )
-    return runs
+    for reasons in result.refused:
+        progress(f"  refused, an invalid run: {', '.join(reasons)}")
 
 
 def _mean(runs: list[Summary], name: str) -> float:

@@ -105,6 +105,7 @@ class PointResult:
     point: Point
     real: list[Summary] = field(default_factory=list)
     sim: list[Summary] = field(default_factory=list)
+    refused: list[list[str]] = field(default_factory=list)  # invalid runs' reasons, one each
 
     def figures(self, backend: str) -> dict[str, dict[str, float | int | None]]:
         """Mean and 95 % CI of each compared figure, plus the offered rate."""

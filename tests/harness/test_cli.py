@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,43 @@ def test_repetitions_are_all_kept_and_each_checked(
     assert real["figures"]["reliability"]["median"] == 1.0 and real["figures"]["p95_ms"]["n"] == 2
     assert {row["real_n"] for row in summary["comparison"]} == {2}
     assert "latency" in summary["backends"]["sim"] and summary["valid"] is True
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``swarmtwin history | head``: a closed stdout is 141, as a shell reports SIGPIPE,
+    with neither a traceback nor the crash message (it was 3, "crashed")."""
+    write = pipe_without_reader()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.cli", "--reports", str(tmp_path), "history"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
+
+
+def pipe_without_reader() -> int:
+    """A pipe whose read end is already closed: every write to it fails with EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    return write
+
+
+def test_no_operations_skips_only_the_per_operation_records(tmp_path: Path) -> None:
+    from harness.run.frames import load_run
+
+    reports = tmp_path / "reports"
+    code = main(
+        ["run", "smoke", "--backend", "sim", "--duration", "0.5", "--no-operations"]
+        + ["--reports", str(reports)]
+    )
+    assert code == 0
+    (folder,) = (reports / "runs").iterdir()
+    assert not list(folder.glob("operations-*.parquet"))
+    assert (folder / "timeline-sim.parquet").exists() and (folder / "summary.json").exists()
+    assert load_run(folder).operations == {}

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from harness import cli
-from harness.cli import main
+from harness.cli import main, options
 from harness.run.folder import read_run
 from harness.scenario.schema import load_scenario
 from harness.scenario.shipped import resolve
 from protocol.records import Completion, DriverResult
+from protocol.settings import DEV_TOKEN
 
 TINY = """\
 name: tiny
@@ -321,13 +322,13 @@ def test_every_count_option_is_checked_by_the_same_type() -> None:
     for name, sub in _subparsers(cli.build_parser()):
         for action in sub._actions:
             if action.dest in ("repetitions", "replications"):
-                assert action.type is cli.REPETITIONS, (name, action.dest)
+                assert action.type is options.REPETITIONS, (name, action.dest)
                 seen.append(f"{name} --{action.dest}")
     assert len(seen) == 6, seen  # run, validate-model (2), regress, baseline update, certify
     for text in ("0", "101", "x", "1.5", "-3"):
         with pytest.raises(argparse.ArgumentTypeError, match="from 1 to 100"):
-            cli.REPETITIONS(text)
-    assert cli.REPETITIONS("1") == 1 and cli.REPETITIONS("100") == 100
+            options.REPETITIONS(text)
+    assert options.REPETITIONS("1") == 1 and options.REPETITIONS("100") == 100
 
 
 def test_calibrate_defaults_to_the_transport_make_run_uses() -> None:
@@ -344,7 +345,7 @@ def test_hand_started_commands_explain_every_option_and_its_default(command: str
         assert action.help, action.dest
         assert "default" in action.help, action.dest
     text = sub.format_help()
-    for shown in ("127.0.0.1", "7400", cli.DEV_TOKEN):
+    for shown in ("127.0.0.1", "7400", DEV_TOKEN):
         assert shown in text.replace("\n", " ").replace("  ", " ")
     if command == "coordinator":
         assert "<reports>/coordinator.sqlite" in text

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli
 from harness.calibrate.insitu import SCENARIO as INSITU_SCENARIO
-from harness.cli import main
+from harness.cli import main, options
+from harness.cli import regress as cli_regress
 from harness.regress.update import plan_update
 from harness.scenario import shipped
 from harness.scenario.errors import ScenarioError
@@ -124,8 +124,8 @@ def test_regress_baseline_name_is_looked_up_under_reports(
     named = reports / "baselines" / "nightly.json"
     named.parent.mkdir(parents=True)
     named.write_text("{}")
-    assert cli._baseline_file("nightly", reports) == named
-    assert cli._baseline_file("nightly.json", reports) == named
+    assert cli_regress.baseline_argument("nightly", reports) == named
+    assert cli_regress.baseline_argument("nightly.json", reports) == named
 
 
 def test_baseline_update_defaults_to_the_shipped_regression_suite(elsewhere: Path) -> None:
@@ -155,4 +155,4 @@ def test_version_comes_from_metadata_else_pyproject(
 
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert cli.package_version() == pyproject["project"]["version"]
+    assert options.package_version() == pyproject["project"]["version"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,59 @@ def test_validate_model_end_to_end_writes_report_and_plots(tmp_path: Path) -> No
     assert (folder / "latency_vs_load.png").stat().st_size > 10_000
     assert (folder / "predicted_vs_measured.png").stat().st_size > 10_000
     assert "## Every point" in (folder / "report.md").read_text()
+
+
+def _tiny_suite(tmp_path: Path) -> Path:
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        f"name: tiny\nbase: {SUITE.parent / 'base.yaml'}\nrepetitions: 2\nreplications: 1\n"
+        "duration: 0.5\nwarmup: 0.1\nsaturation_factor: 1.5\n"
+        "axes: {load: [0.3], agents: [], size: [], fanout: []}\n"
+    )
+    return suite
+
+
+def test_validate_model_refuses_invalid_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invalid real run is left out of its point's figures and listed with its reasons."""
+    from harness.validate import model
+
+    measure = model.run_real
+
+    def one_invalid(point: Any, repetitions: int) -> list[Any]:
+        runs = measure(point, repetitions)
+        if point.label == "load=0.3":
+            runs[0].invalid_reasons.append("worker-0 failed: injected by the test")
+        return runs
+
+    monkeypatch.setattr(model, "run_real", one_invalid)
+    reports = tmp_path / "reports"
+    assert main(["--reports", str(reports), "validate-model", str(_tiny_suite(tmp_path))]) == 0
+    (folder,) = (reports / "validation").iterdir()
+    (point,) = json.loads((folder / "report.json").read_text())["points"]
+    assert point["real"]["deliveries_per_s"]["n"] == 1 and len(point["runs"]["real"]) == 1
+    assert point["refused_runs"] == [["worker-0 failed: injected by the test"]]
+    markdown = (folder / "report.md").read_text()
+    assert "## Runs refused as evidence" in markdown and "injected by the test" in markdown
+
+
+def test_validate_model_stops_when_the_saturation_point_has_no_valid_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without one valid run at the saturation point the sweep cannot be sized: exit 3."""
+    from harness.validate import model
+
+    measure = model.run_real
+
+    def all_invalid(point: Any, repetitions: int) -> list[Any]:
+        runs = measure(point, repetitions)
+        for run in runs:
+            run.invalid_reasons.append("the coordinator did not report")
+        return runs
+
+    monkeypatch.setattr(model, "run_real", all_invalid)
+    reports = tmp_path / "reports"
+    assert main(["--reports", str(reports), "validate-model", str(_tiny_suite(tmp_path))]) == 3
+    assert "saturation point" in capsys.readouterr().err
+    assert not (reports / "validation").exists()

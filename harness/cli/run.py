@@ -1,0 +1,152 @@
+"""``run``, ``check`` (``validate``, deprecated) and ``history``: scenarios and their runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.cli.options import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    REPETITIONS,
+    SCENARIO_HELP,
+    SEED,
+    positive_number,
+    whole_number,
+)
+from harness.cli.output import console, error, progress_bar, warn
+from harness.scenario.schema import load_scenario
+from harness.scenario.shipped import resolve
+
+if TYPE_CHECKING:
+    from harness.cli.options import Subcommands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.render.table import render_summary_table
+    from harness.run.runner import BACKENDS, labelled_repetitions, run_scenario
+    from harness.scenario.targets import evaluate_targets, render_targets
+
+    scenario = load_scenario(resolve(args.scenario)).with_overrides(
+        seed=args.seed, duration=args.duration, transport=args.transport
+    )
+    if args.repetitions is not None:
+        scenario = scenario.model_copy(update={"repetitions": args.repetitions})
+    backends = (
+        tuple(scenario.backends)
+        if args.backend is None
+        else (BACKENDS if args.backend == "both" else (args.backend,))
+    )
+    console.print(
+        f"[bold]{scenario.name}[/]: {scenario.agents.count} agents, {scenario.duration:g} s "
+        f"({scenario.warmup:g} s warm-up), transport {scenario.transport}, seed {scenario.seed}"
+    )
+    bar, update = progress_bar()
+    with bar:
+        outcome = run_scenario(
+            scenario, backends, Path(args.reports), update, operations=args.operations
+        )
+    for warning in outcome.warnings:
+        warn(warning)
+    table = render_summary_table(
+        outcome.summaries, outcome.comparison, repetitions=outcome.repetitions
+    )
+    console.print(table)
+    labelled = labelled_repetitions(outcome)
+    for label, summary in labelled.items():
+        for note in summary.notes:
+            console.print(f"[dim]{label}: {note}[/]", highlight=False)
+    if scenario.repetitions > 1:
+        console.print(
+            f"the real column is the median of {scenario.repetitions} repetitions, beside "
+            "the 95 % confidence interval of their mean; summary.json has both and every "
+            "repetition's figures (backends.real.repetitions); targets are checked on each"
+        )
+    verdicts = evaluate_targets(scenario, labelled)
+    if verdicts:
+        console.print(render_targets(verdicts))
+    console.print(f"run folder: {outcome.run_dir}")
+    if not outcome.valid:
+        reasons = "; ".join(
+            f"{backend}: {', '.join(found)}" for backend, found in outcome.invalid_reasons().items()
+        )
+        error(f"invalid run, its figures are not evidence ({reasons})")
+        return EXIT_INVALID
+    failed = [v for v in verdicts if v.critical and not v.passed]
+    return EXIT_FAILED if failed and args.fail_on_targets else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.scenario.compile import compile_plan, plan_stats
+
+    path = resolve(args.scenario)
+    scenario = load_scenario(path)
+    plan = compile_plan(scenario)
+    console.print(f"[green]ok[/] {path}: scenario {scenario.name!r}")
+    for key, value in plan_stats(plan).items():
+        if isinstance(value, list):
+            console.print(f"  {key}:")
+            for line in value:
+                console.print(f"    {line}", markup=False)
+            continue
+        shown = f"{value:,.1f}" if isinstance(value, float) else value
+        console.print(f"  {key}: {shown}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness.render.table import render_history
+    from harness.run.history import list_runs
+
+    rows = list_runs(Path(args.reports) / "history.sqlite", limit=args.limit)
+    if not rows:
+        console.print("no runs recorded yet")
+        return EXIT_OK
+    console.print(render_history(rows))
+    return EXIT_OK
+
+
+def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run a scenario on real, sim or both", parents=common)
+    run.add_argument("scenario", help=SCENARIO_HELP)
+    run.add_argument(
+        "--backend",
+        choices=["real", "sim", "both"],
+        default=None,
+        help="default: the scenario's backends",
+    )
+    run.add_argument("--transport", choices=["inproc", "tcp"], default=None)
+    run.add_argument("--seed", type=SEED, default=None, help="default: the scenario's")
+    run.add_argument(
+        "--duration", type=positive_number, default=None, help="seconds of offered load"
+    )
+    run.add_argument(
+        "--repetitions", type=REPETITIONS, default=None, help="real runs (default: the scenario's)"
+    )
+    run.add_argument(
+        "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"
+    )
+    run.add_argument(
+        "--no-operations",
+        dest="operations",
+        action="store_false",
+        help="skip operations-BACKEND.parquet, the per-operation records (about 2 s per "
+        "100k operations); the timelines, the summary and the history are written as always",
+    )
+    run.set_defaults(func=cmd_run)
+
+    for name, text in (
+        ("check", "check a scenario file and show the plan it compiles to"),
+        ("validate", "deprecated: use check"),
+    ):
+        check = sub.add_parser(name, help=text, description=text, parents=common)
+        check.add_argument("scenario", help=SCENARIO_HELP)
+        check.set_defaults(func=cmd_check)
+
+    history = sub.add_parser("history", help="list recorded runs", parents=common)
+    history.add_argument(
+        "--limit", type=whole_number(1), default=20, help="rows shown (default: %(default)s)"
+    )
+    history.set_defaults(func=cmd_history)
