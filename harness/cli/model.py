@@ -65,7 +65,7 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
     model = sub.add_parser(
         "validate-model",
         help="measure the model against the real system: a sweep of a suite on both "
-        "backends, and a fidelity report (about 15 minutes)",
+        "backends, and a fidelity report (about 20 minutes for a shipped suite on 2 cores)",
         parents=common,
     )
     model.add_argument(

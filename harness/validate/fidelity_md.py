@@ -1,4 +1,4 @@
-"""The fidelity report as Markdown: goals, saturation, every point, error summary.
+"""The fidelity report as Markdown: goals, capacity, overload, error summary, every point.
 
 Renders the data ``harness.validate.fidelity.build_report`` made, and nothing else,
 so ``report.md`` and ``report.json`` always agree. The layout is
@@ -22,24 +22,39 @@ def render_markdown(report: dict[str, Any]) -> str:
     return render(
         "fidelity.md.j2",
         report=report,
-        refused=[point for point in report["points"] if point.get("refused_runs")],
+        refused=[
+            point for point in [*report["capacity"], *report["points"]] if point.get("refused_runs")
+        ],
         compared=COMPARED,
         scopes=SCOPES,
         num=_num,
-        ci=_ci,
+        med=_median,
         pct=_pct,
+        share=_share,
         signed=_signed,
     )
 
 
-def _ci(stats: dict[str, Any]) -> str:
-    mean = stats["mean"]
-    if mean is None:
-        return "n/a"
-    if stats.get("ci_low") is None:
-        return _num(mean)
+def _median(stats: dict[str, Any]) -> str:
+    """The median, ± the half-width of the mean's 95 % interval when there is one;
+    ``∞`` when the median is an infinite percentile (the runs lost their tail)."""
+    middle = stats["median"]
+    if middle is None:
+        return "∞" if stats.get("infinite") else "n/a"
+    if stats.get("ci_low") is None or stats.get("ci_high") is None:
+        return _num(middle)
     half = (stats["ci_high"] - stats["ci_low"]) / 2
-    return f"{_num(mean)} ± {_num(half)}"
+    return f"{_num(middle)} ± {_num(half)}"
+
+
+def _share(value: float | None) -> str:
+    return (
+        "n/a"
+        if value is None
+        else f"{value * 100:.0f} %"
+        if value >= 0.01 or value == 0
+        else f"{value * 100:.2f} %"
+    )
 
 
 def _num(value: float | None) -> str:

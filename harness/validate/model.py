@@ -1,16 +1,17 @@
 """Run a validation suite end to end and file its fidelity report.
 
-``validate_model`` measures the saturation point (real, then sim), derives
-the sweep from the measured saturation throughput, runs every point's real
-repetitions one at a time, then every point's sim replications in parallel,
-and writes ``reports/validation/<id>/`` (``harness.validate.fidelity``). ``progress``
-gets one line per finished step, so a long sweep shows where it is.
+``validate_model`` measures the base's capacity (real), then every other
+variant's, places the points against those measured capacities
+(``harness.validate.suite``), runs every point's real repetitions one at a
+time, then every capacity point's and every point's sim replications in
+parallel, and writes ``reports/validation/<id>/`` (``harness.validate.fidelity``).
+``progress`` gets one line per finished step, so a long sweep shows where it is.
 
 An invalid run (``Summary.valid`` False: its driver reported that the run
 itself went wrong) is refused as evidence: it is left out of the point's
 figures, and its reasons go into the point's ``refused_runs`` in the report.
-When every run of a point is invalid its figures are empty (n/a), and when
-every run of the saturation point is, the sweep cannot be sized and stops with
+A variant whose capacity has no valid run gets no points. When every run of
+the base's capacity point is invalid the sweep cannot be sized and stops with
 ``InvalidRunError`` (exit 3).
 """
 
@@ -25,16 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.metrics.figures import Summary
 from harness.metrics.summary import InvalidRunError
 from harness.run.folder import new_run_id
 from harness.validate.fidelity import build_report, write_report
 from harness.validate.suite import (
+    BASE,
     PointResult,
     Suite,
+    capacity_point,
     run_real,
     run_sim,
-    saturation_point,
     sim_workers,
     sweep_points,
 )
@@ -51,32 +52,39 @@ def validate_model(
     """Run the suite; return the report folder and the report's data."""
     started = time.perf_counter()
     settings = suite.settings
-    saturation = PointResult(saturation_point(suite))
-    _real(saturation, settings.repetitions, progress)
-    if not saturation.real:
+    base = PointResult(capacity_point(suite, suite.variants[0], None))
+    _real(base, settings.repetitions, progress)
+    base_capacity = base.median("real", "deliveries_per_s")
+    if base_capacity is None:
         raise InvalidRunError(
-            f"every real run of the saturation point {saturation.point.label} was invalid: "
-            + "; ".join(", ".join(reasons) for reasons in saturation.refused)
+            f"every real run of {base.point.label} was invalid: "
+            + "; ".join(", ".join(reasons) for reasons in base.refused)
         )
-    capacity = _mean(saturation.real, "deliveries_per_s")
-    progress(
-        f"reference capacity (real goodput at the overload point): {capacity:,.0f} deliveries/s"
-    )
-    points = sweep_points(suite, capacity)
+    progress(f"capacity of the base (real, median): {base_capacity:,.0f} deliveries/s")
+    capacities = {BASE: base_capacity}
+    measured = [base]
+    for variant in suite.variants[1:]:
+        result = PointResult(capacity_point(suite, variant, base_capacity))
+        _real(result, settings.repetitions, progress)
+        found = result.median("real", "deliveries_per_s")
+        if found is not None:
+            capacities[variant.name] = found
+        measured.append(result)
+    points = sweep_points(suite, capacities)
     results = [PointResult(point) for point in points]
     for index, result in enumerate(results, 1):
         _real(result, settings.repetitions, progress, f"{index}/{len(results)}")
+    everything = [*measured, *results]
     workers = sim_workers()
     progress(
-        f"sim: {len(results) + 1} points x {settings.replications} replications "
+        f"sim: {len(everything)} points x {settings.replications} replications "
         f"on {workers} processes"
     )
-    sims = run_sim([saturation.point, *points], settings.replications, workers, reports)
-    saturation.sim = sims[0]
-    for result, runs in zip(results, sims[1:], strict=True):
+    sims = run_sim([r.point for r in everything], settings.replications, workers, reports)
+    for result, runs in zip(everything, sims, strict=True):
         result.sim = runs
     header = _header(suite, command, time.perf_counter() - started, reports)
-    report = build_report(header, saturation, results)
+    report = build_report(header, measured, results)
     folder = reports / "validation" / new_run_id(settings.name, datetime.now(UTC))
     write_report(folder, report)
     return folder, report
@@ -100,11 +108,6 @@ def _real(result: PointResult, repetitions: int, progress: Progress, counter: st
         progress(f"  refused, an invalid run: {', '.join(reasons)}")
 
 
-def _mean(runs: list[Summary], name: str) -> float:
-    values = [float(v) for v in (run.figures()[name] for run in runs) if v is not None]
-    return sum(values) / len(values) if values else 0.0
-
-
 def _header(suite: Suite, command: str, wall: float, reports: Path) -> dict[str, Any]:
     from sim.calibration import calibrations_dir, load_calibration
 
@@ -115,6 +118,12 @@ def _header(suite: Suite, command: str, wall: float, reports: Path) -> dict[str,
         "suite": settings.name,
         "source": suite.source,
         "base": settings.base,
+        "variants": [
+            {"name": v.name, "axis": v.axis, "nominal_deliveries_per_s": v.nominal}
+            for v in suite.variants
+        ],
+        "saturation_factor": settings.saturation_factor,
+        "axis_load": settings.axis_load,
         "command": command,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "transport": suite.base.transport,

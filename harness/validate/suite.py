@@ -1,30 +1,45 @@
-"""``swarmtwin validate-model``: run a sweep of points on both backends.
+"""``swarmtwin validate-model``'s suite: what to run on both backends, and at what load.
 
-A suite file (``scenarios/validation/suite.yaml``) names a base scenario and
-the axes to sweep. A run goes:
+A suite file (``scenarios/validation/suite.yaml``) names a base scenario, the
+axes to sweep around it, and *mixes*: whole scenarios (the default mix of
+publish, direct, broadcast, task and memory) to check as they are. Every
+configuration the suite names is a *variant*: the base, each axis value (10
+agents, 64 KiB payloads, fan-out 1 ...), and each mix. A run goes:
 
-1. **Saturation.** The base scenario is offered ``saturation_factor`` times
-   its nominal load, far past what one machine carries, on both backends.
-   The system keeps its goodput at capacity under overload, so the
-   steady-state delivery rate there is the saturation throughput: measured
-   (real) and predicted (sim).
-2. **Points.** The ``load`` axis offers each fraction of the *measured*
-   saturation throughput. The ``agents``, ``size`` and ``fanout`` axes vary
-   one thing of the base scenario each, at ``axis_load`` times the measured
-   saturation throughput in deliveries per second.
-3. **Real runs** go one after another, ``repetitions`` times each, on a
-   quiet machine. **Sim runs** come after them, ``replications`` per point
-   with different model seeds (the same plan), spread over worker
-   processes; they never overlap a real run, so they cannot steal its CPU.
+1. **Capacity of the base.** The base is offered ``saturation_factor`` times
+   its nominal rate, past what the machine carries. The system keeps its
+   goodput under overload (it sheds what it cannot carry), so the
+   steady-state delivery rate there is the base's capacity, measured (real)
+   and predicted (sim).
+2. **Capacity of every other variant**, the same way: each is offered
+   ``saturation_factor`` times the larger of the base's measured capacity and
+   its own nominal load, in deliveries per second. Every variant therefore
+   has a measured and a predicted saturation throughput: the first goal is
+   that they agree on every axis.
+3. **Points**, each relative to its own variant's *measured* capacity:
+   the base at each ``load`` fraction and each ``overload`` multiple; each
+   axis variant at ``axis_load``; each mix at its ``load`` fractions and,
+   with ``nominal``, at its own rates (the mix exactly as ``swarmtwin run``
+   offers it).
+4. **Real runs** go one after another, ``repetitions`` times each, on a quiet
+   machine. **Sim runs** come after them, ``replications`` per point with
+   different model seeds on the same plan, spread over worker processes;
+   they never overlap a real run, so they cannot steal its CPU.
 
-Each point's figures are aggregated into a mean with a 95 % confidence
-interval (``harness.metrics.compare.mean_ci``). ``harness.validate.fidelity`` turns the
-points into errors, a report and plots.
+A point's figures are the median over its repetitions (or replications),
+with the 95 % confidence interval of the mean beside it
+(``harness.metrics.compare.repetition_stats``); an invalid real run is
+refused and listed, never aggregated. ``harness.validate.fidelity`` turns the
+points into errors, goals, a report and plots.
+
+Scaling a scenario to an offered delivery rate multiplies every stream's
+rate by one factor (``scale_rates``), so a mix keeps its proportions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,7 +49,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.metrics.compare import mean_ci
+from harness.metrics.compare import repetition_stats
 from harness.metrics.figures import Summary, summarize
 from harness.scenario.compile import compile_plan
 from harness.scenario.errors import validate_file
@@ -43,8 +58,11 @@ from harness.scenario.source import read_yaml
 
 Progress = Callable[[str], None]
 COMPARED = ("p50_ms", "p95_ms", "p99_ms", "deliveries_per_s")
-KEPT = (*COMPARED, "reliability", "offered_deliveries_per_s")
+KEPT = (*COMPARED, "reliability", "offered_deliveries_per_s", "shed_share", "lost")
+RATIOS = {"reliability": 1.0, "shed_share": 1.0}  # figures whose interval is clipped to [0, 1]
 SEED_STRIDE = 1_000_003  # model seed of replication i: scenario seed + i * stride
+OFFER_PROBE_SECONDS = 2.0  # how much of a plan is compiled to learn its deliveries per second
+BASE = "base"
 
 
 class _Strict(BaseModel):
@@ -52,12 +70,21 @@ class _Strict(BaseModel):
 
 
 class Axes(_Strict):
-    """What to sweep. An empty list leaves an axis out."""
+    """What to sweep around the base. An empty list leaves an axis out."""
 
-    load: list[float] = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9, 1.1, 1.2])
-    agents: list[int] = Field(default=[10, 100, 1000])
-    size: list[int] = Field(default=[64, 1024, 16384])
-    fanout: list[int] = Field(default=[1, 5, 20])
+    load: list[float] = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9])
+    overload: list[float] = Field(default=[1.5, 3.0, 10.0])
+    agents: list[int] = Field(default=[10, 1000])
+    size: list[int] = Field(default=[64, 16384, 65536])
+    fanout: list[int] = Field(default=[1, 20, 100])
+
+
+class Mix(_Strict):
+    """A whole scenario checked as it is: its capacity, its load points, its own rates."""
+
+    file: str = Field(min_length=1)
+    load: list[float] = Field(default=[0.5, 0.9])
+    nominal: bool = True
 
 
 class SuiteFile(_Strict):
@@ -66,56 +93,94 @@ class SuiteFile(_Strict):
     name: str = Field(min_length=1)
     base: str = Field(min_length=1)
     transport: Literal["inproc", "tcp"] | None = None
-    repetitions: int = Field(default=3, ge=1, le=100)
+    repetitions: int = Field(default=5, ge=1, le=100)
     replications: int = Field(default=3, ge=1, le=100)
     duration: float = Field(default=4.0, gt=0, le=600)
     warmup: float = Field(default=1.0, ge=0)
     saturation_factor: float = Field(default=2.0, gt=1)
     axis_load: float = Field(default=0.5, gt=0, le=1.5)
     axes: Axes = Field(default_factory=Axes)
+    mixes: list[Mix] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A configuration whose capacity is measured: the base, an axis value or a mix."""
+
+    name: str  # "base", "agents=10", "default"
+    axis: str  # "base", "agents", "size", "fanout" or "mix"
+    value: float
+    scenario: Scenario
+    nominal: float  # the scenario's own offered deliveries per second
+    mix: Mix | None = None
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A loaded suite: its settings and the base scenario, validated."""
+    """A loaded suite: its settings, the base scenario and every variant, validated."""
 
     source: str
     settings: SuiteFile
     base: Scenario
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True)
 class Point:
-    """One configuration to run on both backends."""
+    """One configuration at one offered load, to run on both backends.
 
+    ``kind`` is ``capacity`` (offered far past capacity, to measure it),
+    ``load`` or ``overload`` (the base at a fraction or multiple of its
+    capacity), ``axis`` (an axis variant at ``axis_load``), ``mix`` (a mix at
+    a fraction of its capacity) or ``nominal`` (a mix at its own rates).
+    ``fraction`` is the offered deliveries over the variant's measured
+    capacity (NaN for a capacity point).
+    """
+
+    kind: str
+    variant: str
     axis: str
     value: float
     scenario: Scenario
-    fraction: float  # offered deliveries / measured saturation throughput of the base
+    fraction: float
 
     @property
     def label(self) -> str:
-        return f"{self.axis}={self.value:g}"
+        if self.kind == "capacity":
+            return f"capacity {self.variant}"
+        if self.kind == "load":
+            return f"load={self.value:g}"
+        if self.kind == "overload":
+            return f"overload={self.value:g}x"
+        if self.kind == "nominal":
+            return f"{self.variant} as written"
+        if self.kind == "mix":
+            return f"{self.variant} at {self.value:g}"
+        return self.variant
 
 
 @dataclass
 class PointResult:
-    """A point's repetitions on each backend."""
+    """A point's runs on each backend; invalid real runs are refused, with their reasons."""
 
     point: Point
     real: list[Summary] = field(default_factory=list)
     sim: list[Summary] = field(default_factory=list)
-    refused: list[list[str]] = field(default_factory=list)  # invalid runs' reasons, one each
+    refused: list[list[str]] = field(default_factory=list)
 
     def figures(self, backend: str) -> dict[str, dict[str, float | int | None]]:
-        """Mean and 95 % CI of each compared figure, plus the offered rate."""
+        """Median, mean and 95 % interval of each kept figure over the runs."""
         runs = self.real if backend == "real" else self.sim
-        return {name: mean_ci(_values(runs, name)) for name in KEPT}
+        return {name: repetition_stats(_values(runs, name), RATIOS.get(name)) for name in KEPT}
 
     def runs(self, backend: str) -> list[dict[str, float | int | None]]:
         """Each repetition's (or replication's) own figures, for re-analysis."""
         runs = self.real if backend == "real" else self.sim
-        return [{name: run.figures()[name] for name in KEPT} for run in runs]
+        return [{name: figure(run, name) for name in KEPT} for run in runs]
+
+    def median(self, backend: str, name: str) -> float | None:
+        value = self.figures(backend)[name]["median"]
+        return None if value is None else float(value)
 
 
 def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
@@ -130,52 +195,106 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
     settings = validate_file(SuiteFile, data, source)
     if settings.warmup >= settings.duration:
         raise ScenarioError(source, "warmup", f"expected less than duration ({settings.duration})")
-    base_path = Path(path).parent / settings.base
-    if not base_path.is_file():
-        raise ScenarioError(source, "base", f"expected a scenario file, {base_path} is missing")
-    base = load_scenario(base_path)
+    base = _read_scenario(Path(path).parent / settings.base, source, "base")
     if base.workload[0].kind != "publish":
-        raise ScenarioError(str(base_path), "workload[0].kind", "expected a publish stream")
-    changes = {"duration": settings.duration, "warmup": settings.warmup, "repetitions": 1}
-    if settings.transport is not None:
-        changes["transport"] = settings.transport
-    return Suite(source, settings, _variant(base, changes))
+        raise ScenarioError(str(settings.base), "workload[0].kind", "expected a publish stream")
+    transport = settings.transport or base.transport
+    base = _suited(base, settings, transport)
+    variants = [Variant(BASE, BASE, 0.0, base, offered_deliveries(base))]
+    variants.extend(_axis_variants(base, settings.axes))
+    for index, mix in enumerate(settings.mixes):
+        where = f"mixes[{index}].file"
+        scenario = _read_scenario(Path(path).parent / mix.file, source, where)
+        scenario = _suited(scenario, settings, transport)
+        if scenario.name in {variant.name for variant in variants}:
+            expected = f"a scenario whose name is not already a variant's ({scenario.name!r})"
+            raise ScenarioError(source, where, expected)
+        offered = offered_deliveries(scenario)
+        variants.append(Variant(scenario.name, "mix", 0.0, scenario, offered, mix))
+    return Suite(source, settings, base, tuple(variants))
 
 
-def saturation_point(suite: Suite) -> Point:
-    """The base scenario at ``saturation_factor`` times its nominal rate."""
+def capacity_point(suite: Suite, variant: Variant, base_capacity: float | None) -> Point:
+    """``variant`` offered ``saturation_factor`` times past what it can carry.
+
+    The base is offered that multiple of its nominal rate; every other variant
+    that multiple of the larger of its own nominal load and the base's
+    measured capacity (``base_capacity``), in deliveries per second.
+    """
     factor = suite.settings.saturation_factor
-    rate = _publish_rate(suite.base) * factor
-    return Point("saturation", factor, _with_rate(suite.base, rate), fraction=float("nan"))
+    reference = variant.nominal if base_capacity is None else max(variant.nominal, base_capacity)
+    scenario = scale_to(variant.scenario, factor * reference)
+    return Point("capacity", variant.name, variant.axis, factor, scenario, math.nan)
 
 
-def sweep_points(suite: Suite, capacity: float) -> list[Point]:
-    """Every axis point, with offered load relative to the measured ``capacity``."""
-    base, axes = suite.base, suite.settings.axes
-    per_publish = deliveries_per_publish(base)
-    points = [Point("load", f, _with_rate(base, f * capacity / per_publish), f) for f in axes.load]
-    share = suite.settings.axis_load
-    for count in axes.agents:
-        rooms = max(2, count // 10)
-        fanout = min(base.topics.fanout, count)
-        changed = _variant(
-            base, {"agents": {"count": count}, "topics": {"count": rooms, "fanout": fanout}}
-        )
-        points.append(_at_share(changed, "agents", count, share, capacity))
-    for size in axes.size:
-        changed = _variant(base, {"workload": {0: {"size": size}}})
-        points.append(_at_share(changed, "size", size, share, capacity))
-    for fanout in axes.fanout:
-        changed = _variant(base, {"topics": {"fanout": min(fanout, base.agents.count)}})
-        points.append(_at_share(changed, "fanout", fanout, share, capacity))
+def sweep_points(suite: Suite, capacities: dict[str, float]) -> list[Point]:
+    """Every point below and past capacity, relative to each variant's measured capacity."""
+    settings, axes = suite.settings, suite.settings.axes
+    base = suite.variants[0]
+    capacity = capacities[BASE]
+    points = [
+        Point("load", BASE, "load", f, scale_to(base.scenario, f * capacity), f) for f in axes.load
+    ]
+    points += [
+        Point("overload", BASE, "overload", m, scale_to(base.scenario, m * capacity), m)
+        for m in axes.overload
+    ]
+    for variant in suite.variants[1:]:
+        own = capacities.get(variant.name)
+        if own is None or own <= 0:
+            continue  # no valid measurement of its capacity: nothing to place points against
+        if variant.mix is None:
+            share = settings.axis_load
+            scenario = scale_to(variant.scenario, share * own)
+            points.append(Point("axis", variant.name, variant.axis, variant.value, scenario, share))
+            continue
+        for f in variant.mix.load:
+            scenario = scale_to(variant.scenario, f * own)
+            points.append(Point("mix", variant.name, "mix", f, scenario, f))
+        if variant.mix.nominal:
+            fraction = variant.nominal / own
+            points.append(Point("nominal", variant.name, "mix", 1.0, variant.scenario, fraction))
     return points
 
 
-def deliveries_per_publish(scenario: Scenario) -> float:
-    """Expected recipients of one publish (wildcard subscribers included), from the plan."""
-    plan = compile_plan(_variant(scenario, {"duration": 1.0, "warmup": 0.0}))
-    ops = plan.operations
-    return sum(op.expected for op in ops) / max(1, len(ops))
+def offered_deliveries(scenario: Scenario) -> float:
+    """Expected deliveries per second of a scenario: each kind's arrival rate (from its
+    streams' arrival processes, exact) times its mean deliveries per op (from a compiled
+    stretch of the plan: fan-out, wildcards and broadcasts as the plan has them)."""
+    probe = _variant(scenario, {"duration": OFFER_PROBE_SECONDS, "warmup": 0.0, "faults": []})
+    per_op: dict[str, list[int]] = {}
+    for op in compile_plan(probe).operations:
+        per_op.setdefault(op.kind.name.lower(), []).append(op.expected)
+    rates: dict[str, float] = {}
+    for stream in scenario.workload:
+        count = stream.arrival.expected_count(scenario.duration)
+        rates[stream.kind] = rates.get(stream.kind, 0.0) + count / scenario.duration
+    return sum(
+        rate * (sum(per_op[kind]) / len(per_op[kind]))
+        for kind, rate in rates.items()
+        if per_op.get(kind)
+    )
+
+
+def scale_to(scenario: Scenario, deliveries_per_s: float) -> Scenario:
+    """``scenario`` with every stream's rate multiplied so that it offers ``deliveries_per_s``."""
+    offered = offered_deliveries(scenario)
+    if offered <= 0:
+        raise ScenarioError(f"scenario '{scenario.name}'", "workload", "expected a load to scale")
+    return scale_rates(scenario, deliveries_per_s / offered)
+
+
+def scale_rates(scenario: Scenario, factor: float) -> Scenario:
+    """Every stream's arrival rate times ``factor`` (constant, Poisson, ramp and steps)."""
+    data = scenario.model_dump(by_alias=True)
+    for stream in data["workload"]:
+        arrival = stream["arrival"]
+        for key in ("rate", "from", "to"):
+            if arrival.get(key) is not None:
+                arrival[key] = round(arrival[key] * factor, 3)
+        for step in arrival.get("steps") or ():
+            step["rate"] = round(step["rate"] * factor, 3)
+    return parse_scenario(data, f"(variant of {scenario.name})")
 
 
 def run_real(point: Point, repetitions: int) -> list[Summary]:
@@ -223,24 +342,45 @@ def _sim_job(job: tuple[dict[str, Any], int, str | None]) -> dict[str, Any]:
     return summarize(plan, result).to_dict(include_timeline=False)
 
 
-def _at_share(scenario: Scenario, axis: str, value: float, share: float, capacity: float) -> Point:
-    rate = share * capacity / deliveries_per_publish(scenario)
-    return Point(axis, value, _with_rate(scenario, rate), share)
+def _read_scenario(path: Path, source: str, field_name: str) -> Scenario:
+    if not path.is_file():
+        raise ScenarioError(source, field_name, f"expected a scenario file, {path} is missing")
+    return load_scenario(path)
 
 
-def _publish_rate(scenario: Scenario) -> float:
-    arrival = scenario.workload[0].arrival
-    rate = getattr(arrival, "rate", None)
-    if rate is None:
-        raise ScenarioError(
-            "(validation base)", "workload[0].arrival", "expected a constant or poisson rate"
+def _suited(scenario: Scenario, settings: SuiteFile, transport: str) -> Scenario:
+    """The suite's run length and transport, one repetition per run, no faults."""
+    changes: dict[str, Any] = {
+        "duration": settings.duration,
+        "warmup": settings.warmup,
+        "repetitions": 1,
+        "faults": [],
+        "transport": transport,
+    }
+    return _variant(scenario, changes)
+
+
+def _axis_variants(base: Scenario, axes: Axes) -> list[Variant]:
+    variants = []
+    for count in axes.agents:
+        rooms = max(2, count // 10)
+        fanout = min(base.topics.fanout, count)
+        changed = _variant(
+            base, {"agents": {"count": count}, "topics": {"count": rooms, "fanout": fanout}}
         )
-    return float(rate)
+        variants.append(_axis_variant("agents", count, changed))
+    for size in axes.size:
+        variants.append(
+            _axis_variant("size", size, _variant(base, {"workload": {0: {"size": size}}}))
+        )
+    for fanout in axes.fanout:
+        changed = _variant(base, {"topics": {"fanout": min(fanout, base.agents.count)}})
+        variants.append(_axis_variant("fanout", fanout, changed))
+    return variants
 
 
-def _with_rate(scenario: Scenario, rate: float) -> Scenario:
-    arrival = {"process": "poisson", "rate": round(rate, 3)}
-    return _variant(scenario, {"workload": {0: {"arrival": arrival}}})
+def _axis_variant(axis: str, value: int, scenario: Scenario) -> Variant:
+    return Variant(f"{axis}={value:g}", axis, float(value), scenario, offered_deliveries(scenario))
 
 
 def _variant(scenario: Scenario, changes: dict[str, Any]) -> Scenario:
@@ -258,6 +398,23 @@ def _merge(data: Any, changes: dict[Any, Any]) -> None:
             data[key] = value
 
 
+def figure(run: Summary, name: str) -> float | int | None:
+    """A headline figure of ``run``, or ``shed_share``: the share of the expected
+    completions whose op was shed (refused before it was accepted)."""
+    if name == "shed_share":
+        expected = run.reliability.expected
+        return run.reliability.shed / expected if expected else None
+    return run.figures()[name]
+
+
 def _values(runs: list[Summary], name: str) -> list[float]:
-    values = (run.figures()[name] for run in runs)
-    return [float(v) for v in values if v is not None]
+    """A figure over runs; an infinite latency percentile (a run that lost its tail) stays
+    in, as infinity, so that the median sees it."""
+    values: list[float] = []
+    for run in runs:
+        value = figure(run, name)
+        if value is not None:
+            values.append(float(value))
+        elif name in run.infinite_figures():
+            values.append(math.inf)
+    return values

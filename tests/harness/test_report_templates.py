@@ -4,7 +4,6 @@ ordinary and hostile, without a run."""
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -332,24 +331,49 @@ def test_a_hostile_text_is_escaped_in_the_certification_markdown() -> None:
 # --- the fidelity report ---------------------------------------------------------
 
 
-def _stats(mean: float | None, half: float | None = None) -> dict[str, Any]:
-    low = None if half is None or mean is None else mean - half
-    high = None if half is None or mean is None else mean + half
-    return {"mean": mean, "ci_low": low, "ci_high": high, "n": 2}
+def _stats(median: float | None, half: float | None = None) -> dict[str, Any]:
+    low = None if half is None or median is None else median - half
+    high = None if half is None or median is None else median + half
+    return {"median": median, "mean": median, "ci_low": low, "ci_high": high, "n": 2, "infinite": 0}
+
+
+def _figures(value: float, half: float | None = None) -> dict[str, Any]:
+    figures = {name: _stats(value, half) for name in COMPARED}
+    figures["shed_share"] = _stats(0.0)
+    return figures
 
 
 def fidelity_report() -> dict[str, Any]:
     """harness.validate.fidelity.build_report's data for an ordinary run, made by hand."""
     point: dict[str, Any] = {
+        "kind": "load",
+        "variant": "base",
+        "axis": "load",
+        "value": 0.3,
         "label": "load=0.3",
         "offered_deliveries_per_s": 45473.33,
         "fraction_of_capacity": 0.299,
         "below_saturation": True,
-        "real": {name: _stats(0.0295, 0.00635) for name in COMPARED},
-        "sim": {name: _stats(0.04) for name in COMPARED},
+        "real": _figures(0.0295, 0.00635),
+        "sim": _figures(0.04),
         "errors": {name: 35.59 for name in COMPARED},
+        "shed_difference_points": 0.0,
     }
     point["real"]["deliveries_per_s"] = _stats(45466.67, 0.0)
+    capacity: dict[str, Any] = {
+        **point,
+        "kind": "capacity",
+        "label": "capacity base",
+        "fraction_of_capacity": None,
+        "below_saturation": False,
+        "offered_deliveries_per_s": 152040.0,
+        "real": {**_figures(9.5, 1.0), "deliveries_per_s": _stats(152076.0, 203.3)},
+        "sim": {**_figures(8.0), "deliveries_per_s": _stats(152160.0)},
+        "errors": {**{name: -15.8 for name in COMPARED}, "deliveries_per_s": 0.0552},
+    }
+    capacity["real"]["shed_share"] = _stats(0.25, 0.01)
+    capacity["sim"]["shed_share"] = _stats(0.3)
+    overload = {**capacity, "kind": "overload", "label": "overload=3x", "value": 3.0}
     return {
         "suite": "tiny",
         "created": "2026-12-05T19:37:07+00:00",
@@ -368,25 +392,32 @@ def fidelity_report() -> dict[str, Any]:
         "wall_seconds": 12.4,
         "goals": [
             {
-                "goal": "median absolute error of p95_ms below saturation <= 10 %",
+                "goal": "p95, median absolute error below saturation",
+                "bar": 20.0,
+                "target": 10.0,
                 "value": 52.49,
                 "met": False,
+                "met_target": False,
             },
-            {"goal": "saturation throughput within 10 %", "value": None, "met": True},
+            {
+                "goal": "saturation throughput, worst absolute error over every variant",
+                "bar": 10.0,
+                "target": 5.0,
+                "value": None,
+                "met": False,
+                "met_target": False,
+            },
         ],
-        "saturation": {
-            "real": {**_stats(152076.0, 203.3), "at": "saturation=1.5"},
-            "sim": {**_stats(152160.0), "at": "saturation=1.5"},
-            "error_pct": 0.0552,
-            "overload_offered_deliveries_per_s": 152040.0,
-            "overload_real": _stats(152076.0, 203.3),
-            "overload_sim": _stats(152160.0),
-        },
+        "capacity": [capacity],
         "errors": {
             scope: {name: {"n": 2, "median": 57.14, "worst": None} for name in COMPARED}
             for scope in ("below_saturation", "all")
         },
-        "points": [point, {**point, "label": "agents=10", "below_saturation": False}],
+        "points": [
+            point,
+            {**point, "kind": "axis", "label": "agents=10", "below_saturation": False},
+            overload,
+        ],
     }
 
 
@@ -401,15 +432,19 @@ def test_the_fidelity_markdown_lays_out_every_section() -> None:
     assert "- wall time: 12 s" in lines
     assert "**Warning:** no calibration for host 'vm'; run `swarmtwin calibrate`" in lines
     assert (
-        "| median absolute error of p95_ms below saturation &lt;= 10 % | 52.5 % | **no** |" in lines
+        "| p95, median absolute error below saturation | 20.0 % | 10.0 % | 52.5 % | **no** |"
+        in lines
     )
-    assert "| saturation throughput within 10 % | n/a | yes |" in lines
+    assert (
+        "| saturation throughput, worst absolute error over every variant | 10.0 % | 5.0 % "
+        "| n/a | **no** |"
+    ) in lines
     assert "| p50_ms | below saturation | 2 | 57.1 % | n/a |" in lines
     assert "| deliveries_per_s | all | 2 | 57.1 % | n/a |" in lines
+    assert "| base | 152,040 | 152,076 ± 203.3 | 152,160 | +0.1 % | 25 % | 30 % |" in lines
     assert (
-        "measured 152,076 ± 203.3 (at saturation=1.5), predicted 152,160 (at saturation=1.5), "
-        "error +0.1 %."
-    ) in markdown
+        "| 3x | 152,040 | 152,076 ± 203.3 | 152,160 | +0.1 % | 25 % | 30 % | 9.5 ± 1 | 8 |"
+    ) in lines
     header = "| point | offered/s | of capacity | below sat. |" + "".join(
         f" {name} real | sim | err |" for name in COMPARED
     )
@@ -422,15 +457,17 @@ def test_the_fidelity_markdown_lays_out_every_section() -> None:
     headings = [line for line in lines if line.startswith("## ")]
     assert headings == [
         "## Goals",
-        "## Saturation throughput",
+        "## Saturation throughput per variant",
+        "## Overload",
         "## Error summary (absolute % error)",
         "## Every point",
         "## Plots",
     ]
     assert markdown.endswith("\n\n![predicted against measured](predicted_vs_measured.png)\n")
     assert_tables_keep_their_columns(markdown)
-    goals, errors, points = tables(markdown)
-    assert (len(goals), len(errors), len(points)) == (4, 2 + 2 * len(COMPARED), 4)
+    goals, capacity, overload, errors, points = tables(markdown)
+    assert (len(goals), len(capacity), len(overload)) == (4, 3, 3)
+    assert (len(errors), len(points)) == (2 + 2 * len(COMPARED), 5)
 
 
 def test_the_fidelity_markdown_without_a_calibration_warning() -> None:
@@ -438,27 +475,26 @@ def test_the_fidelity_markdown_without_a_calibration_warning() -> None:
     del report["calibration"]["warning"]
     markdown = fidelity_markdown(report)
     assert "Warning" not in markdown
-    assert "over the repetitions.\n\n## Goals\n" in markdown
+    assert "interval of their mean.\n\n## Goals\n" in markdown
 
 
 def test_a_hostile_text_is_escaped_in_the_fidelity_markdown() -> None:
     report = fidelity_report()
-    ordinary = fidelity_markdown(copy.deepcopy(report))
     report["suite"] = report["machine"]["host"] = report["transport"] = HOSTILE
     report["calibration"]["warning"] = f"{HOSTILE}\nsecond line"
     report["goals"][0]["goal"] = HOSTILE
     report["points"][0]["label"] = HOSTILE
-    report["saturation"]["real"]["at"] = HOSTILE
+    report["capacity"][0]["variant"] = HOSTILE
     report["base"] = HOSTILE
     markdown = fidelity_markdown(report)
     assert "<script>" not in markdown.replace(f"`{HOSTILE}`", "")  # literal in its code span
     assert markdown.count(HOSTILE_MD) == 7
-    assert f"| {HOSTILE_MD} | 52.5 % | **no** |" in markdown
+    assert f"| {HOSTILE_MD} | 20.0 % | 10.0 % | 52.5 % | **no** |" in markdown
     assert f"| {HOSTILE_MD} | 45,473 | 30 % | yes |" in markdown
+    assert f"| {HOSTILE_MD} | 152,040 |" in markdown
     assert f"**Warning:** {HOSTILE_MD}<br>second line\n" in markdown
     assert f"<td>{HOSTILE_HTML}</td>" in rendered(markdown)
     assert_tables_keep_their_columns(markdown)
-    assert markdown.count("\n") == ordinary.count("\n")
 
 
 # --- the what-if table -----------------------------------------------------------
