@@ -87,6 +87,9 @@ class ProcessUsage:
     name: str
     peak_rss_bytes: int
     cpu_seconds: float
+    # CPU seconds from the start of the load (the run's t0) to the stop, where the
+    # process knows them (a tcp worker): its whole life less setup and teardown
+    load_cpu_seconds: float | None = None
 
 
 @dataclass(slots=True)
@@ -127,3 +130,6 @@ class DriverResult:
     notes: list[str] = field(default_factory=list)
     status: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
+    # the model only: CPU seconds each simulated process was charged, by part
+    # (``sim.engine.Engine.busy``), to set beside a real process's CPU time
+    busy: dict[str, dict[str, float]] = field(default_factory=dict)

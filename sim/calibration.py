@@ -49,6 +49,13 @@ A ``Calibration`` says how long things take on the machine it was measured on
   with them. ``swarmtwin calibrate --transport tcp`` measures both by
   killing and restarting real processes (``harness.calibrate.restart``);
   on inproc an agent restarts at once (0) and the coordinator cannot crash.
+- ``cpu_scale`` and ``job_seconds``: per role, what the real process's CPU
+  time says the figures above miss (figure (i), ``harness.calibrate.cpu``).
+  Every CPU cost of the role (service, timers, codec, payload, fan-out) is
+  multiplied by ``cpu_scale`` (default 1), and every job (a message that did
+  not join a batch, a timer) costs ``job_seconds`` more (default 0): the
+  wake-up, the socket read and write and the framing a lone message pays and
+  a batched one shares. A message joining a batch saves it again.
 - ``cpu_sharing``: ``"per-node"`` (each node has its own CPU, as docs/design.md
   models it) or ``"one-loop"`` (every node shares one server, as the real
   ``inproc`` driver shares one event loop).
@@ -136,6 +143,9 @@ class Calibration:
     agent_restart: float = AGENT_RESTART  # measured by the real driver; see the fault docs
     coordinator_restart: float = COORDINATOR_RESTART
     restart_method: str = ""
+    cpu_scale: dict[str, float] = field(default_factory=dict)
+    job_seconds: dict[str, float] = field(default_factory=dict)
+    cpu_method: str = ""
     how: str = ""
     notes: tuple[str, ...] = ()
     source: str = field(default="", compare=False)
@@ -213,6 +223,9 @@ class Calibration:
             "per_recipient_seconds": self.per_recipient_seconds,
             "payload_issue_per_byte": self.payload_issue_per_byte,
             "payload_receive_per_byte": self.payload_receive_per_byte,
+            "cpu_scale": dict(self.cpu_scale),
+            "job_seconds": dict(self.job_seconds),
+            "cpu_method": self.cpu_method,
             "payload_method": self.payload_method,
             "per_recipient_method": self.per_recipient_method,
             "batch_saving": dict(self.batch_saving),
@@ -263,6 +276,9 @@ class Calibration:
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             agent_restart=float(data.get("agent_restart", AGENT_RESTART)),
             coordinator_restart=float(data.get("coordinator_restart", COORDINATOR_RESTART)),
+            cpu_scale={k: float(v) for k, v in (data.get("cpu_scale") or {}).items()},
+            job_seconds={k: float(v) for k, v in (data.get("job_seconds") or {}).items()},
+            cpu_method=str(data.get("cpu_method", "")),
             how=str(data.get("how", "")),
             notes=tuple(data.get("notes", ())),
             source=source,

@@ -141,6 +141,21 @@ class Distribution:
 
         return draw
 
+    def affine(self, scale: float, shift: float, method: str = "") -> Distribution:
+        """``scale * x + shift`` of every value: the same shape, stretched and moved
+        (a segment's exponent is unchanged, so draws map one to one)."""
+        return Distribution(
+            self.probs,
+            tuple(scale * v + shift for v in self.values),
+            scale * self.mean + shift,
+            self.samples,
+            method or self.method,
+            None
+            if self.segment_means is None
+            else tuple(scale * m + shift for m in self.segment_means),
+            dict(self.extra),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "mean": self.mean,

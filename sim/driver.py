@@ -86,7 +86,7 @@ from protocol.plan import Operation, Plan
 from protocol.prober import Prober
 from protocol.records import Completion, DriverResult, ProcessUsage
 from sim.calibration import Calibration
-from sim.engine import Engine, SimNode
+from sim.engine import BUSY_PARTS, Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
@@ -488,6 +488,7 @@ class ModelRun:
             notes=self._notes(lead, notes),
             status=self.prober.status,
         )
+        result.busy = self.engine.busy()
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)
         else:
@@ -528,6 +529,13 @@ class ModelRun:
             )
         if engine.undeliverable:
             notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
+        busy = engine.busy()
+        if busy:
+            charged = ", ".join(
+                f"{name} {sum(parts[part] for part in BUSY_PARTS):.2f} s"
+                for name, parts in sorted(busy.items())
+            )
+            notes.append(f"CPU the model charged (to set beside a real process's): {charged}")
         return notes
 
 

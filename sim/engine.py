@@ -20,7 +20,12 @@ publish to 100 subscribers costs more than one to 5. Payload work is
 charged by size on both transports: ``payload_issue_per_byte`` times the
 op's size when an agent issues it (build the payload, checksum it) and
 ``payload_receive_per_byte`` times the payload's length when an agent
-receives a ``Deliver`` (verify it). With ``share_cores(n)`` (the tcp
+receives a ``Deliver`` (verify it). A calibration's figure (i), where set,
+scales every CPU cost of a role by ``cpu_scale`` and adds ``job_seconds`` to
+every job (a message that joins no batch, an op issued, a timer), which a
+message joining a batch saves again. Every server adds up what it was charged,
+by part, and its jobs (``Server.busy``, ``Engine.busy``): the model's CPU per
+process, to set beside what a real process measured. With ``share_cores(n)`` (the tcp
 layout: separate processes on one machine) a job also needs one of the
 machine's ``n`` cores (``sim.cores``) before it can start. Jobs are handled in
 the order they reach the node, which is the order SimPy fires their
@@ -122,9 +127,10 @@ from protocol.plan import Operation, OpKind
 from protocol.workload import issue
 from sim.calibration import Calibration
 from sim.cores import Cores
-from sim.distribution import Sampler
+from sim.distribution import Distribution, Sampler
 
 STUCK_POLL = 0.001
+BUSY_PARTS = ("service", "recipients", "wire", "payload", "timers")
 MIN_BATCH_SHARE = 0.1  # a batched message still costs at least this share of its service
 REQUEST_TYPES: dict[OpKind, type[Message]] = {
     OpKind.PUBLISH: Publish,
@@ -137,12 +143,35 @@ Callbacks = tuple[Callable[[Any], None], ...]
 
 
 class Server:
-    """One CPU: the simulated time until which it is busy."""
+    """One CPU: the simulated time until which it is busy, and the CPU seconds it
+    was charged, by part (``BUSY_PARTS``): what the model predicts the process
+    spends, to compare with the CPU time a real process measured."""
 
-    __slots__ = ("busy_until",)
+    __slots__ = (
+        "busy_until",
+        "service",
+        "recipients",
+        "wire",
+        "payload",
+        "timers",
+        "jobs",
+        "saved",
+    )
 
     def __init__(self, start: float) -> None:
         self.busy_until = start
+        self.service = 0.0  # message and issue jobs' service times, after batch savings
+        self.recipients = 0.0  # per_recipient_seconds of the Delivers a job emitted
+        self.wire = 0.0  # codec: per message and per byte (tcp)
+        self.payload = 0.0  # building and verifying payloads
+        self.timers = 0.0  # timer jobs
+        self.jobs = 0  # message jobs that joined no batch, issue jobs and timer jobs
+        self.saved = 0.0  # what messages that joined a batch saved
+
+    def busy(self) -> dict[str, float]:
+        """CPU seconds charged so far, by part, then ``jobs`` (a count) and ``saved``."""
+        parts = {part: float(getattr(self, part)) for part in BUSY_PARTS}
+        return {**parts, "jobs": float(self.jobs), "saved": self.saved}
 
 
 class SimNode:
@@ -162,6 +191,9 @@ class SimNode:
         "index",
         "hosts",
         "shed_seen",
+        "wire_message",
+        "wire_byte",
+        "job",
     )
 
     def __init__(
@@ -187,6 +219,9 @@ class SimNode:
         self.index = index  # the order in which the node was added
         self.hosts: tuple[Server, ...] = ()  # a coordinator's servers when it has several
         self.shed_seen = 0  # an agent's shed ops already reported (``Engine.on_shed``)
+        self.wire_message = 0.0  # the codec's cost per message and per byte, for this role
+        self.wire_byte = 0.0
+        self.job = 0.0  # the per-job cost in each drawn service time (figure (i))
 
 
 @mypyc_attr(native_class=False)  # compiled, yet a subclass of SimPy's Event
@@ -243,10 +278,10 @@ class Engine:
         self.per_byte = calibration.per_byte_seconds
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
-        self.per_recipient = calibration.per_recipient_seconds
+        self.per_recipient = calibration.per_recipient_seconds * self._scale("coordinator")
         self.cores: Cores | None = None  # set by ``share_cores``
-        self.payload_issue = calibration.payload_issue_per_byte
-        self.payload_receive = calibration.payload_receive_per_byte
+        self.payload_issue = calibration.payload_issue_per_byte * self._scale("agent")
+        self.payload_receive = calibration.payload_receive_per_byte * self._scale("agent")
         self.slack = calibration.timer_slack
         self._wake_bands = [(b.wait_below, b.lateness.sampler(rng)) for b in calibration.wakeup]
         self.shared = Server(env.now) if calibration.cpu_sharing == "one-loop" else None
@@ -301,12 +336,38 @@ class Engine:
             server = Server(self.env.now)
         service, timer = self._service(role), self._timer_sampler(role)
         node = SimNode(node_id, core, role, server, service, timer, len(self.nodes))
-        node.saving = self.calibration.batch_saving.get(role, 0.0)
+        scale = self._scale(role)
+        node.job = self._job(role)
+        node.saving = self.calibration.batch_saving.get(role, 0.0) * scale + node.job
+        node.wire_message = self.per_message * scale
+        node.wire_byte = self.per_byte * scale
         if hosts > 1:
             node.hosts = (server, *(Server(self.env.now) for _ in range(hosts - 1)))
         node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
         self.nodes[node_id] = node
         return node
+
+    def busy(self) -> dict[str, dict[str, float]]:
+        """CPU seconds each simulated process was charged, by part (``Server.busy``):
+        ``coordinator`` (all its hosts), each worker process by name, ``agents``
+        for agents with a CPU each, or ``loop`` when every node shares one."""
+        names = {id(server): name for name, server in self._processes.items()}
+        found: dict[int, tuple[str, Server]] = {}
+        for node in self.nodes.values():
+            for server in node.hosts or ((node.server,) if node.server is not None else ()):
+                if self.shared is not None:
+                    name = "loop"
+                elif node.role == "coordinator":
+                    name = "coordinator"
+                else:
+                    name = names.get(id(server), "agents")
+                found.setdefault(id(server), (name, server))
+        totals: dict[str, dict[str, float]] = {}
+        for name, server in found.values():
+            parts = totals.setdefault(name, dict.fromkeys((*BUSY_PARTS, "jobs", "saved"), 0.0))
+            for part, seconds in server.busy().items():
+                parts[part] += seconds
+        return totals
 
     def add_prober(self, node_id: str) -> SimNode:
         """A measuring node without a server: it only timestamps what reaches it."""
@@ -339,14 +400,31 @@ class Engine:
         distribution = self.calibration.service_for(role, type_name)
         key = (role, type_name if type_name in self.calibration.service[role] else "*")
         if key not in self._samplers:
-            self._samplers[key] = distribution.sampler(self.rng)
+            self._samplers[key] = self._in_situ(distribution, role).sampler(self.rng)
         return self._samplers[key]
 
     def _timer_sampler(self, role: str) -> Sampler:
         key = (role, "timer")
         if key not in self._samplers:
-            self._samplers[key] = self.calibration.timer[role].sampler(self.rng)
+            timer = self._in_situ(self.calibration.timer[role], role)
+            self._samplers[key] = timer.sampler(self.rng)
         return self._samplers[key]
+
+    def _scale(self, role: str) -> float:
+        """The calibration's ``cpu_scale`` for ``role`` (1: none measured)."""
+        return self.calibration.cpu_scale.get(role, 1.0)
+
+    def _job(self, role: str) -> float:
+        """The calibration's ``job_seconds`` for ``role`` (0: none measured)."""
+        return self.calibration.job_seconds.get(role, 0.0)
+
+    def _in_situ(self, distribution: Distribution, role: str) -> Distribution:
+        """A job's cost as the real process pays it: scaled, plus the per-job cost
+        (unchanged, and drawn identically, for a calibration without figure (i))."""
+        scale, job = self._scale(role), self._job(role)
+        if scale == 1.0 and job == 0.0:
+            return distribution
+        return distribution.affine(scale, job)
 
     # --- sending -----------------------------------------------------------------
 
@@ -386,23 +464,41 @@ class Engine:
 
         ``on_schedule`` ops arrived at ``op.at`` and are shed at the door once
         they waited ``shed_after`` (``protocol.workload.issue``); ops a fault
-        held back (``sim.faults``) are issued as new, as the real drivers do."""
+        held back (``sim.faults``) are issued as new, as the real drivers do.
+        The door decides when the agent gets to the op, before anything is built,
+        so a refused op costs nothing; an admitted one is charged its issue cost
+        and sent when that ends."""
         now = self.env.now
         server = node.server
         assert server is not None
         busy = server.busy_until
         start = busy if busy > now else now
+        agent = node.core
+        assert isinstance(agent, Agent)
+        due = op.at if on_schedule else None
+        if not agent.admits(start if due is None else due, start):
+            # refused at the door before anything is built: next to no cost, as in the
+            # real drivers (a charge here made a model far past capacity lose goodput)
+            issue(agent, op, start, due)
+            self._emit(node, agent, start, now)
+            return
         cores = self.cores
         if cores is not None:
             start = cores.claim(start)
-        end = start + node.service[REQUEST_TYPES[op.kind]]()
-        end += self.payload_issue * op.size  # build the payload and its checksum
+        service = node.service[REQUEST_TYPES[op.kind]]()
+        if busy > now and node.job:  # queued behind other work: issued in the same wake-up
+            server.saved += node.job
+            service -= node.job
+        else:
+            server.jobs += 1  # the real replay loop wakes to issue it
+        payload = self.payload_issue * op.size  # build the payload and its checksum
+        end = start + service + payload
         server.busy_until = end
+        server.service += service
+        server.payload += payload
         if cores is not None:
             cores.release(end)
-        agent = node.core
-        assert isinstance(agent, Agent)
-        issue(agent, op, end, op.at if on_schedule else None)
+        issue(agent, op, end)  # the door's age check was made at the start, as the real loop does
         self._emit(node, agent, end, now)
 
     # --- event handlers (the hot path) ------------------------------------------------
@@ -430,13 +526,22 @@ class Engine:
             start = cores.claim(start)
         service = node.service[type(msg)]()
         if batched or node.last_start > now:  # joins a batch: its previous job is queued
-            service = max(service - node.saving, service * MIN_BATCH_SHARE)
+            full = service  # the floor is a share of the message's own work, not of the job
+            service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
+            server.saved += full - service
+        else:
+            server.jobs += 1
         node.last_start = start
         end = start + service
+        server.service += service
         if self.wire:
-            end += self.per_message + self.per_byte * self._size(msg)
+            wire = node.wire_message + node.wire_byte * self._size(msg)
+            end += wire
+            server.wire += wire
         if type(msg) is Deliver:  # the receiver verifies the payload's checksum
-            end += self.payload_receive * len(msg.payload)
+            payload = self.payload_receive * len(msg.payload)
+            end += payload
+            server.payload += payload
         server.busy_until = end
         if cores is not None:
             cores.release(end)
@@ -475,11 +580,18 @@ class Engine:
             start = cores.claim(start)
         service = node.service[type(msg)]()
         if (batched or node.last_start > now) and not hosts:  # joins its batch (one host)
-            service = max(service - node.saving, service * MIN_BATCH_SHARE)
+            full = service  # the floor is a share of the message's own work, not of the job
+            service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
+            server.saved += full - service
+        else:
+            server.jobs += 1
         node.last_start = start
         end = start + service
+        server.service += service
         if self.wire:
-            end += self.per_message + self.per_byte * self._size(msg)
+            wire = node.wire_message + node.wire_byte * self._size(msg)
+            end += wire
+            server.wire += wire
         server.busy_until = end
         if cores is not None:
             cores.release(end)
@@ -528,10 +640,13 @@ class Engine:
         cores = self.cores
         if cores is not None:
             start = cores.claim(start)
-        end = start + node.timer_cost()
+        cost = node.timer_cost()
+        end = start + cost
         if end < event.at:
             end = event.at  # the clock can sit one rounding step below the deadline
         server.busy_until = end
+        server.timers += cost
+        server.jobs += 1
         if cores is not None:
             cores.release(end)
         core: Coordinator | Agent = node.core  # type: ignore[assignment]
@@ -565,8 +680,10 @@ class Engine:
         if fanout is not None and out and self.per_recipient:
             delivers = sum(1 for _, sent in out if type(sent) is Deliver)
             if delivers:
-                end += self.per_recipient * delivers
+                extra = self.per_recipient * delivers
+                end += extra
                 fanout.busy_until = end
+                fanout.recipients += extra
                 if self.cores is not None:
                     self.cores.release(end)
         if out:

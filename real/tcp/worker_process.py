@@ -25,6 +25,10 @@ round it to 0 and spin), so an op can go out up to about 1 ms late, which
 shows in its latency. The worker stops on its own at
 ``duration + drain_timeout + STOP_GRACE`` after ``t0``.
 
+CPU. ``WorkerResult.usage`` is the process's whole life, and its
+``load_cpu_seconds`` the CPU from the go to the stop: what the load cost,
+without unpickling the plan before it or tearing down after
+(``harness.calibrate.cpu`` sets it beside what the model charged).
 
 Time base. The protocol core runs on ``RunClock(epoch)``, ``epoch`` chosen by
 the parent before the worker starts, so timers never jump. The run's ``t0``
@@ -47,6 +51,7 @@ completions those lives logged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -68,7 +73,7 @@ from real.tcp.workers import (
     STOP_GRACE,
     AgentHost,
 )
-from real.usage import own_usage
+from real.usage import CpuSpan, own_usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +246,7 @@ async def _replay_and_collect(
     spec: WorkerSpec, host: AgentHost, channel: PipeChannel, t0: float, base: int
 ) -> WorkerResult:
     offset = t0 - spec.epoch
+    load_cpu = CpuSpan()  # from the go (t0) to the stop: no setup, no teardown
     ops = spec.operations
     if spec.resume_at is not None:
         resume_at = spec.resume_at
@@ -250,6 +256,7 @@ async def _replay_and_collect(
     counter = loop.create_task(_report_counts(host, channel, base))
     end = offset + spec.duration + spec.drain_timeout + STOP_GRACE
     await _until_stop(channel, host, end)
+    load_cpu_seconds = load_cpu.seconds()
     for what, task in (("the replay", replayer), ("the count reports", counter)):
         if task.done() and not task.cancelled() and task.exception() is not None:
             host.error(f"{what} failed: {task.exception()!r}")
@@ -264,7 +271,7 @@ async def _replay_and_collect(
     if host.record_log is not None:
         log = host.record_log
         host.notes.append(f"record log: {log.writes} writes, {log.bytes} bytes")
-    usage = own_usage(spec.name)
+    usage = dataclasses.replace(own_usage(spec.name), load_cpu_seconds=load_cpu_seconds)
     return WorkerResult(spec.name, registered, usage, host.issued, host.notes, host.errors)
 
 

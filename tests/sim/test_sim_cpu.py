@@ -1,0 +1,110 @@
+"""The CPU the model charges: reported per process, scaled and charged per job as a
+calibration's figure (i) says, and nothing for an op refused at the door.
+
+Every assertion is on the simulated clock or on the model's own accounting.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.metrics.figures import summarize
+from protocol.plan import AgentSpec, Operation, OpKind, Plan
+from protocol.records import DriverResult
+from sim import run_plan
+from sim.calibration import POOLED, Calibration
+from sim.distribution import Distribution
+from sim.engine import BUSY_PARTS
+
+SERVICE = 0.001  # the coordinator's cost of one Direct
+JOB = 0.0005
+
+
+def spaced_plan(count: int = 100, gap: float = 0.01, at: float = 1.0) -> Plan:
+    """``count`` Directs from ten origins to one sink, ``gap`` apart: no queueing."""
+    agents = tuple(AgentSpec(f"a{i}") for i in range(10)) + (AgentSpec("sink"),)
+    ops = tuple(
+        Operation(i + 1, at + i * gap, OpKind.DIRECT, f"a{i % 10}", "sink", 16, 1)
+        for i in range(count)
+    )
+    return Plan(7, at + count * gap + 1.0, 0.5, agents, ops, probe_interval=100.0)
+
+
+def direct_only(agent_issue: float = 0.0, **changes: object) -> Calibration:
+    """Zero cost everywhere except the coordinator's ``Direct`` (and an agent issuing one)."""
+    base = Calibration.deterministic(service=0.0, hop=0.0)
+    zero = Distribution.constant(0.0)
+    service = {
+        "coordinator": {POOLED: zero, "Direct": Distribution.constant(SERVICE)},
+        "agent": {POOLED: zero, "Direct": Distribution.constant(agent_issue)},
+    }
+    return base.with_changes(service=service, **changes)
+
+
+def charged(result: DriverResult, name: str) -> float:
+    return sum(result.busy[name][part] for part in BUSY_PARTS)
+
+
+def test_the_model_reports_the_cpu_it_charged_per_process() -> None:
+    plan = spaced_plan()
+    result = run_plan(plan, direct_only())
+    assert result.busy["coordinator"]["service"] == pytest.approx(100 * SERVICE)
+    assert charged(result, "agents") == 0.0  # agents cost nothing here
+    assert result.busy["coordinator"]["jobs"] >= 100  # every Direct, and what else came
+    assert any("CPU the model charged" in note for note in result.notes)
+
+
+def test_cpu_scale_multiplies_and_job_seconds_adds_to_every_lone_job() -> None:
+    plan = spaced_plan()
+    calibration = direct_only(cpu_scale={"coordinator": 2.0}, job_seconds={"coordinator": JOB})
+    result = run_plan(plan, calibration)
+    jobs = result.busy["coordinator"]["jobs"]
+    expected = 100 * 2 * SERVICE + jobs * JOB  # zero-cost messages and timers pay the job
+    busy = result.busy["coordinator"]
+    assert busy["service"] + busy["timers"] == pytest.approx(expected)
+    latency = summarize(plan, result).latency
+    assert latency.p50_ms == pytest.approx((2 * SERVICE + JOB) * 1000)  # on the sim clock
+
+
+def test_a_message_joining_a_batch_saves_the_job_cost() -> None:
+    """Three Directs reach the coordinator at one instant. The first is served at once and
+    the second waits for it (a job of its own); the third finds the second still queued,
+    joins its batch and pays its own work only, not the wake-up and socket read again."""
+    plan = spaced_plan(count=3, gap=0.0)
+    calibration = direct_only(job_seconds={"coordinator": JOB})
+    result = run_plan(plan, calibration)
+    latencies = sorted(c.at - 1.0 for c in result.completions if c.op_id in (1, 2, 3))
+    assert latencies == pytest.approx(
+        [SERVICE + JOB, 2 * (SERVICE + JOB), 2 * (SERVICE + JOB) + SERVICE]
+    )
+    assert result.busy["coordinator"]["saved"] >= JOB  # (registration batches too)
+
+
+def test_a_calibration_without_figure_i_charges_as_before() -> None:
+    plan = spaced_plan()
+    plain = run_plan(plan, direct_only())
+    neutral = run_plan(plan, direct_only(cpu_scale={"coordinator": 1.0, "agent": 1.0}))
+    assert [c.at for c in plain.completions] == [c.at for c in neutral.completions]
+    assert plain.busy == neutral.busy
+
+
+def overload_plan(rate: float, duration: float = 4.0) -> Plan:
+    agents = tuple(AgentSpec(f"a{i}") for i in range(10)) + (AgentSpec("sink"),)
+    count = int(rate * duration)
+    ops = tuple(
+        Operation(i + 1, 0.5 + i / rate, OpKind.DIRECT, f"a{i % 10}", "sink", 16, 1)
+        for i in range(count)
+    )
+    return Plan(7, 0.5 + duration, 1.0, agents, ops, probe_interval=100.0)
+
+
+def test_an_op_refused_at_the_door_costs_the_model_nothing() -> None:
+    """The coordinator carries 1,000 Directs/s and each issue costs its origin 1 ms.
+    Offered 10x that, the origins refuse most ops at the door. As in the real drivers
+    (``protocol.workload.issue``: nothing is built) only the ops built cost their
+    origin CPU: the model used to charge every offered op, 40 s of CPU here."""
+    plan = overload_plan(10_000.0)
+    result = run_plan(plan, direct_only(agent_issue=0.001))
+    assert summarize(plan, result).reliability.shed_ops > len(plan.operations) // 2
+    offered_cost = len(plan.operations) * 0.001
+    assert result.busy["agents"]["service"] < 0.3 * offered_cost
