@@ -51,7 +51,9 @@ drains for the nodes of one process travel as one ``Batch`` event, with one
 hop draw. On arrival its messages are served in order, as above, each after
 the first joining the batch (``batch_saving``); then every node served is
 drained, and all they drained departs at the end of the batch, grouped
-again by destination process. A lone message still travels as an
+again by destination process. A run of one message object for several agents
+of the process (a fanned-out ``Deliver``: the real coordinator sends it as one
+fan-out frame per worker connection) pays the codec's cost once. A lone message still travels as an
 ``Arrival``, so light traffic is modelled exactly as before.
 
 Timers: after every job the node's ``next_deadline()`` is read (and, with
@@ -510,13 +512,17 @@ class Engine:
     def _arrive_agent(self, event: Arrival) -> None:
         now: float = self.env._now
         node = event.node
-        end = self._serve_agent(node, event.src, event.msg, now, False)
+        end = self._serve_agent(node, event.src, event.msg, now, False, True)
         self._emit(node, node.core, end, now)  # type: ignore[arg-type]
 
     def _serve_agent(
-        self, node: SimNode, src: str, msg: Message, now: float, batched: bool
+        self, node: SimNode, src: str, msg: Message, now: float, batched: bool, decode: bool
     ) -> float:
-        """Serve one message on an agent (not yet drained); return when it ends."""
+        """Serve one message on an agent (not yet drained); return when it ends.
+
+        ``decode`` False: the message came in a batch right after the same message
+        object for another agent of the process (a fanned-out ``Deliver``), which
+        the real worker decodes once from one fan-out frame; no codec cost again."""
         self.messages += 1
         server: Server = node.server  # type: ignore[assignment]
         busy = server.busy_until
@@ -534,7 +540,7 @@ class Engine:
         node.last_start = start
         end = start + service
         server.service += service
-        if self.wire:
+        if self.wire and decode:
             wire = node.wire_message + node.wire_byte * self._size(msg)
             end += wire
             server.wire += wire
@@ -609,12 +615,15 @@ class Engine:
         now: float = self.env._now
         served: dict[SimNode, tuple[float, Server | None]] = {}
         batched = False
+        previous: Message | None = None
         for node, src, msg in event.items:
             if node.role == "agent":
-                served[node] = (self._serve_agent(node, src, msg, now, batched), None)
+                decode = msg is not previous  # one fan-out frame: decoded once per process
+                served[node] = (self._serve_agent(node, src, msg, now, batched, decode), None)
             else:
                 served[node] = self._serve_coordinator(node, src, msg, now, batched)
             batched = True
+            previous = msg
         outs: list[tuple[str, list[tuple[str, Message]]]] = []
         depart = now
         for node, (end, fanout) in served.items():

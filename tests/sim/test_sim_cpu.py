@@ -108,3 +108,31 @@ def test_an_op_refused_at_the_door_costs_the_model_nothing() -> None:
     assert summarize(plan, result).reliability.shed_ops > len(plan.operations) // 2
     offered_cost = len(plan.operations) * 0.001
     assert result.busy["agents"]["service"] < 0.3 * offered_cost
+
+
+def fanout_plan(subscribers: int = 10, publishes: int = 50) -> Plan:
+    """One publisher, ``subscribers`` agents on one topic, publishes 10 ms apart."""
+    agents = (AgentSpec("pub"),) + tuple(
+        AgentSpec(f"s{i}", subscriptions=("news",)) for i in range(subscribers)
+    )
+    ops = tuple(
+        Operation(i + 1, 1.0 + i * 0.01, OpKind.PUBLISH, "pub", "news", 64, subscribers)
+        for i in range(publishes)
+    )
+    return Plan(7, 2.0, 0.5, agents, ops, probe_interval=100.0)
+
+
+def test_a_fanned_out_deliver_is_decoded_once_per_worker_process() -> None:
+    """On tcp the coordinator sends a fanned-out Deliver as one fan-out frame per worker
+    connection, and the worker decodes it once for all its recipients: the model charges
+    the codec once per process batch, where agents with a CPU each decode it each."""
+    calibration = Calibration.deterministic(
+        service=0.0, hop=0.0, transport="tcp", per_message=1e-5
+    ).with_changes(batch_saving={})
+    plan = fanout_plan()
+    alone = run_plan(plan, calibration)
+    workers = run_plan(plan, calibration, agent_processes=1)
+    delivered = 50 * 10
+    assert alone.busy["agents"]["wire"] >= delivered * 1e-5
+    assert workers.busy["worker-0"]["wire"] < alone.busy["agents"]["wire"] / 5
+    assert len(workers.completions) == len(alone.completions) == delivered
