@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
 
 from protocol.plan import Plan
 from protocol.records import DriverResult, ProcessUsage
@@ -35,6 +33,7 @@ from real.inproc.hub import (
     replay,
     settle,
 )
+from real.loop_errors import recording_handler
 from real.usage import CpuSpan, own_usage
 
 
@@ -55,7 +54,7 @@ async def run_async(
         hub_class = FaultHub
     errors: list[str] = []
     previous = loop.get_exception_handler()
-    loop.set_exception_handler(_recording_handler(errors))
+    loop.set_exception_handler(recording_handler(errors.append))
     try:
         hub = build_hub(plan, loop, RunClock(), hub_class)
         registered = await register_all(hub)
@@ -69,18 +68,6 @@ async def run_async(
     usage = own_usage("inproc")
     result.processes = [ProcessUsage(usage.name, usage.peak_rss_bytes, cpu.seconds())]
     return result
-
-
-def _recording_handler(errors: list[str]) -> Callable[[asyncio.AbstractEventLoop, Any], None]:
-    """A loop exception handler: log as the default does, and note the error."""
-
-    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        what = context.get("message", "unhandled exception in the event loop")
-        errors.append(f"{what}: {exc!r}" if exc is not None else str(what))
-        loop.default_exception_handler(context)
-
-    return handle
 
 
 async def replay_registered(

@@ -52,16 +52,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
 from protocol.plan import AgentSpec, Operation, OpKind
 from protocol.records import ProcessUsage
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.gctune import tune_gc
+from real.loop_errors import recording_handler
 from real.tcp.framing import PipeChannel
 from real.tcp.recordlog import RecordLog, lives_of, log_path, read_logs, recall_sets
 from real.tcp.workers import (
@@ -180,23 +179,11 @@ def _new_host(spec: WorkerSpec) -> tuple[AgentHost, int]:
     return host, earlier.unique()
 
 
-def _recording_handler(host: AgentHost) -> Callable[[asyncio.AbstractEventLoop, Any], None]:
-    """A loop exception handler: log as the default does, and note the error."""
-
-    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        what = context.get("message", "unhandled exception in the event loop")
-        host.error(f"{what}: {exc!r}" if exc is not None else str(what))
-        loop.default_exception_handler(context)
-
-    return handle
-
-
 async def _run_worker(spec: WorkerSpec, channel: PipeChannel) -> WorkerResult | None:
     host, base = _new_host(spec)
     loop = asyncio.get_running_loop()
     previous = loop.get_exception_handler()
-    loop.set_exception_handler(_recording_handler(host))
+    loop.set_exception_handler(recording_handler(host.error))
     try:
         return await _host_worker(spec, host, base, channel)
     finally:
