@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import multiprocessing
 import random
 import time
+from multiprocessing.connection import Connection
 
 from protocol.codec import HEADER, FrameDecoder, encode
 from protocol.messages import Heartbeat
@@ -26,6 +28,7 @@ from sim.distribution import Distribution
 
 WAKE_SHORTEST = 0.00002
 WAKE_BANDS = ((0.0005, 0.0005), (0.001, 0.001), (math.inf, 0.005))  # (band's limit, longest wait)
+HOP_GAP = (0.0002, 0.002)  # s, idle time before each cross-process round trip (uniform)
 
 
 # --- (c): the hop --------------------------------------------------------------------------
@@ -91,6 +94,85 @@ async def _tcp_ping_pong(count: int) -> list[float]:
     server.close()
     await server.wait_closed()
     return samples
+
+
+def _echo_process(conn: Connection) -> None:
+    """The echo end of ``_tcp_ping_pong_across``, in a process of its own: sends its port,
+    echoes framed messages until the peer closes, then sends its decode+encode times."""
+    service: list[int] = []
+
+    async def main() -> None:
+        done = asyncio.get_running_loop().create_future()
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            decoder = FrameDecoder()
+            try:
+                while True:
+                    frame = await _read_frame(reader)
+                    start = time.perf_counter_ns()
+                    (msg,) = decoder.feed(frame)
+                    writer.write(encode(msg))
+                    service.append(time.perf_counter_ns() - start)
+            except asyncio.IncompleteReadError:
+                writer.close()
+                done.set_result(None)
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        conn.send(server.sockets[0].getsockname()[1])
+        await done
+        server.close()
+
+    loop = new_event_loop(use_uvloop=True)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    conn.send(service)
+
+
+async def _ping_across(port: int, count: int, seed: int) -> list[int]:
+    """Round trips to the echo process, each after an idle gap (``HOP_GAP``)."""
+    rng = random.Random(seed)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    rtts = []
+    for seq in range(count):
+        await asyncio.sleep(rng.uniform(*HOP_GAP))
+        frame = encode(Heartbeat(seq))
+        start = time.perf_counter_ns()
+        writer.write(frame)
+        await _read_frame(reader)
+        rtts.append(time.perf_counter_ns() - start)
+    writer.close()
+    await writer.wait_closed()
+    return rtts
+
+
+def _tcp_ping_pong_across(count: int, seed: int = 1) -> list[float]:
+    """``(RTT - echo service) / 2`` for framed ``Heartbeat`` round trips over 127.0.0.1
+    between two processes, each round trip after an idle gap, as between the tcp
+    transport's coordinator and worker processes at light load."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    echo = context.Process(target=_echo_process, args=(child,), daemon=True)
+    echo.start()
+    try:
+        port = parent.recv()
+        rtts = _run_on_loop_ints(_ping_across(port, count, seed))
+        service: list[int] = parent.recv()
+    finally:
+        echo.join(timeout=10)
+        if echo.is_alive():
+            echo.kill()
+    return [max(rtt - cost, 0) / 2 / 1e9 for rtt, cost in zip(rtts, service, strict=True)]
+
+
+def _run_on_loop_ints(coro: object) -> list[int]:
+    loop = new_event_loop(use_uvloop=True)
+    try:
+        result: list[int] = loop.run_until_complete(coro)  # type: ignore[arg-type]
+        return result
+    finally:
+        loop.close()
 
 
 def _run_on_loop(coro: object) -> list[float]:

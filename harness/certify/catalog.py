@@ -171,13 +171,13 @@ TEST_KEYS = tuple(spec.key for spec in TESTS)
 
 @dataclass
 class ScenarioRuns:
-    """One suite scenario's runs: its real repetitions and the model's run."""
+    """One suite scenario's runs: its real repetitions and the model's replications."""
 
     group: str
     name: str
     run_dir: Path
     real: list[Summary]
-    sim: Summary | None
+    sim: list[Summary] = field(default_factory=list)
 
 
 @dataclass
@@ -192,6 +192,8 @@ class Measurement:
     model: float | None
     passed: bool
     score: float = 0.0
+    model_low: float | None = None  # 95 % interval over the model's seeded replications
+    model_high: float | None = None
     runs: list[Path] = field(default_factory=list)
     detail: str = ""
 
@@ -268,26 +270,48 @@ def measure(spec: Criterion, runs: list[ScenarioRuns]) -> Measurement:
     extract = EXTRACTORS[spec.key]
     count = min((len(r.real) for r in chosen), default=0)
     samples = [extract([r.real[i] for r in chosen]) for i in range(count)]
-    sims = [r.sim for r in chosen if r.sim is not None]
-    model = extract(sims) if sims and len(sims) == len(chosen) else None
-    return finish(spec, samples, model, [r.run_dir for r in chosen])
+    replications = min((len(r.sim) for r in chosen), default=0)
+    predicted = [extract([r.sim[i] for r in chosen]) for i in range(replications)]
+    return finish(spec, samples, [r.run_dir for r in chosen], predicted)
 
 
 def finish(
-    spec: Criterion, samples: list[float | None], model: float | None, run_dirs: list[Path]
+    spec: Criterion,
+    samples: list[float | None],
+    run_dirs: list[Path],
+    predicted: list[float | None] | None = None,
 ) -> Measurement:
-    """Aggregate samples into the figure and its interval, and judge it."""
+    """Aggregate the real samples, and the model's replications (``predicted``, one
+    figure per replication), each into its mean and 95 % interval; judge the real one."""
+    value, low, high = _mean_interval(spec, samples)
+    model, model_low, model_high = _mean_interval(spec, predicted or [])
+    return Measurement(
+        spec,
+        samples,
+        value,
+        low,
+        high,
+        model,
+        spec.passes(value),
+        runs=run_dirs,
+        model_low=model_low,
+        model_high=model_high,
+    )
+
+
+def _mean_interval(
+    spec: Criterion, samples: list[float | None]
+) -> tuple[float | None, float | None, float | None]:
+    """The mean and its 95 % interval (clamped to where the figure can be); None when a
+    sample is missing, and the largest with no interval when one is infinite."""
     known = [s for s in samples if s is not None]
-    value: float | None
     if not samples or len(known) < len(samples):
-        value, low, high = None, None, None
-    elif any(math.isinf(s) for s in known):
-        value, low, high = max(known), None, None
-    else:
-        stats = mean_ci(known)
-        value, low, high = _f(stats["mean"]), _f(stats["ci_low"]), _f(stats["ci_high"])
-        low, high = _clamp(spec, low), _clamp(spec, high)
-    return Measurement(spec, samples, value, low, high, model, spec.passes(value), runs=run_dirs)
+        return None, None, None
+    if any(math.isinf(s) for s in known):
+        return max(known), None, None
+    stats = mean_ci(known)
+    low, high = _clamp(spec, _f(stats["ci_low"])), _clamp(spec, _f(stats["ci_high"]))
+    return _f(stats["mean"]), low, high
 
 
 def _f(value: float | int | None) -> float | None:

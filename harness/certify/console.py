@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from harness.certify.report import fmt
+from harness.certify.report import fmt, model_text
 
 if TYPE_CHECKING:
     from harness.certify.run import Certification
@@ -22,7 +22,7 @@ def render_certification(cert: Certification) -> Table:
         low, high = m.ci_low, m.ci_high
         ci = "—" if low is None or high is None else f"{fmt(low, unit)} to {fmt(high, unit)}"
         result = "[green]pass[/]" if m.passed else "[red]FAIL[/]"
-        model = "not modelled" if m.model is None else fmt(m.model, unit)
+        model = model_text(m.model, m.model_low, m.model_high, unit)
         table.add_row(
             m.spec.title,
             "yes" if m.spec.critical else "no",

@@ -54,9 +54,11 @@ def plot_latency_cdf(folder: Path, runs: list[ScenarioRuns]) -> Path | None:
             label = f"real {member.name} #{index + 1}"
             if curve:
                 curves.append((label, COLOURS["real"], "-", curve))
-        model = latency_curve(member.sim) if member.sim else None
-        if model:
-            curves.append((f"model {member.name}", COLOURS["sim"], "--", model))
+        for index, summary in enumerate(member.sim):
+            model = latency_curve(summary)
+            if model:
+                label = f"model {member.name}" + (f" #{index + 1}" if len(member.sim) > 1 else "")
+                curves.append((label, COLOURS["sim"], "--", model))
     if not curves:
         return None
     figure, axis = plt.subplots(figsize=(8, 4.5))
@@ -79,8 +81,8 @@ def plot_throughput(folder: Path, runs: list[ScenarioRuns]) -> Path | None:
     figure, axes = plt.subplots(len(members), 1, figsize=(9, 2.4 * len(members)), squeeze=False)
     for axis, member in zip(axes[:, 0], members, strict=True):
         shown = {"real": member.real[-1]}
-        if member.sim is not None:
-            shown["sim"] = member.sim
+        if member.sim:
+            shown["sim"] = member.sim[-1]
         for backend, summary in shown.items():
             times = [b.t for b in summary.timeline]
             rates = [b.completions / BIN_SECONDS for b in summary.timeline]
@@ -101,9 +103,7 @@ def plot_recovery(folder: Path, runs: list[ScenarioRuns]) -> Path | None:
     points: dict[str, tuple[list[float], list[float]]] = {"real": ([], []), "sim": ([], [])}
     lost: dict[str, list[float]] = {"real": [], "sim": []}
     for column, member in enumerate(members):
-        pairs = [("real", s) for s in member.real]
-        if member.sim is not None:
-            pairs.append(("sim", member.sim))
+        pairs = [("real", s) for s in member.real] + [("sim", s) for s in member.sim]
         for backend, summary in pairs:
             x = column + (-0.15 if backend == "real" else 0.15)
             for row in summary.faults.faults:

@@ -68,6 +68,8 @@ def _test_row(m: Measurement, folder: Path) -> dict[str, Any]:
         "ci_high": m.ci_high,
         "samples": [_jsonnumber(s) for s in m.samples],
         "model": _jsonnumber(m.model),
+        "model_ci_low": m.model_low,
+        "model_ci_high": m.model_high,
         "passed": m.passed,
         "borderline": m.borderline,
         "score": round(m.score, 2),
@@ -103,6 +105,7 @@ def report_data(cert: Certification) -> dict[str, Any]:
         "critical_passed": verdict.critical_passed,
         "critical_total": verdict.critical_total,
         "repetitions": settings.repetitions,
+        "replications": min((len(r.sim) for r in cert.runs), default=0),
         "tests": [_test_row(m, cert.folder) for m in cert.measurements],
         "security": None
         if security is None
@@ -121,6 +124,7 @@ def report_data(cert: Certification) -> dict[str, Any]:
                 "scenario": r.name,
                 "folder": os.path.relpath(r.run_dir, cert.folder),
                 "real_repetitions": len(r.real),
+                "model_replications": len(r.sim),
                 "transport": r.real[0].transport if r.real else None,
                 "duration_s": r.real[0].duration if r.real else None,
             }
@@ -141,6 +145,16 @@ def render_markdown(data: dict[str, Any], plots: list[str]) -> str:
     )
 
 
+def model_text(value: Any, low: float | None, high: float | None, unit: str) -> str:
+    """The model's prediction: the mean of its replications and their 95 % interval."""
+    if value is None:
+        return "not modelled"
+    shown = fmt(number(value), unit)
+    if low is None or high is None:
+        return shown
+    return f"{shown} ({fmt(low, unit)} to {fmt(high, unit)})"
+
+
 def row_texts(t: dict[str, Any]) -> dict[str, str]:
     """A test row's figures as text, shared by the Markdown and HTML tables."""
     unit = t["unit"]
@@ -151,7 +165,7 @@ def row_texts(t: dict[str, Any]) -> dict[str, str]:
         if low is not None and high is not None
         else "—",
         "target": f"{t['direction']} {fmt(t['target'], unit)}",
-        "model": fmt(number(t["model"]), unit) if t["model"] is not None else "not modelled",
+        "model": model_text(t["model"], t.get("model_ci_low"), t.get("model_ci_high"), unit),
         "critical": "yes" if t["critical"] else "no",
         "score": f"{t['score']:.1f}",
     }

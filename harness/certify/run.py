@@ -115,7 +115,8 @@ def _run_member(
     scenario = member.scenario.model_copy(update={"repetitions": reps})
     say(
         f"{member.group}: {scenario.name} ({member.path}), {reps} real run(s) on "
-        f"{scenario.transport} and one model run, {scenario.duration:g} s each"
+        f"{scenario.transport} and {scenario.model.replications} seeded model run(s), "
+        f"{scenario.duration:g} s each"
     )
     named = None if progress is None else _prefixed(progress, scenario.name)
     outcome = run_scenario(scenario, ("real", "sim"), reports, named)
@@ -126,8 +127,8 @@ def _run_member(
     }
     require_valid(runs, "certification")
     real = outcome.repetitions.get("real", [])
-    sim = outcome.summaries.get("sim")
-    return ScenarioRuns(member.group, scenario.name, outcome.run_dir, real, sim)
+    sims = outcome.repetitions.get("sim", [])
+    return ScenarioRuns(member.group, scenario.name, outcome.run_dir, real, sims)
 
 
 def _prefixed(progress: Progress, name: str) -> Progress:
@@ -151,8 +152,8 @@ def _measure(
     if spec.group != "security":
         return measure(spec, runs)
     if security is None:
-        return finish(spec, [None], None, [])
-    item = finish(spec, [security.compliance], None, [])
+        return finish(spec, [None], [])
+    item = finish(spec, [security.compliance], [])
     passed = sum(check.passed for check in security.checks)
     item.detail = f"{passed} of {len(security.checks)} checks passed"
     return item

@@ -22,6 +22,7 @@ from harness.scenario.shipped import resolve
 
 if TYPE_CHECKING:
     from harness.cli.options import Subcommands
+    from harness.metrics.figures import Summary
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -34,6 +35,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.repetitions is not None:
         scenario = scenario.model_copy(update={"repetitions": args.repetitions})
+    if args.replications is not None:
+        model = scenario.model.model_copy(update={"replications": args.replications})
+        scenario = scenario.model_copy(update={"model": model})
     backends = (
         tuple(scenario.backends)
         if args.backend is None
@@ -55,14 +59,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     console.print(table)
     labelled = labelled_repetitions(outcome)
-    for label, summary in labelled.items():
-        for note in summary.notes:
-            console.print(f"[dim]{label}: {note}[/]", highlight=False)
-    if scenario.repetitions > 1:
+    for label, note in shared_notes(outcome.repetitions, labelled):
+        console.print(f"[dim]{label}: {note}[/]", highlight=False)
+    repeated = {b: len(runs) for b, runs in outcome.repetitions.items() if len(runs) > 1}
+    if repeated:
+        what = {"real": "repetitions", "sim": "seeded model replications"}
+        shown = " and ".join(f"{b}: {n} {what.get(b, 'runs')}" for b, n in repeated.items())
         console.print(
-            f"the real column is the median of {scenario.repetitions} repetitions, beside "
-            "the 95 % confidence interval of their mean; summary.json has both and every "
-            "repetition's figures (backends.real.repetitions); targets are checked on each"
+            f"a column of several runs is their median ({shown}), beside the 95 % confidence "
+            "interval of their mean; summary.json has both and every run's figures "
+            "(backends.<backend>.repetitions); targets are checked on each run"
         )
     verdicts = evaluate_targets(scenario, labelled)
     if verdicts:
@@ -108,6 +114,25 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def shared_notes(
+    repetitions: dict[str, list[Summary]], labelled: dict[str, Summary]
+) -> list[tuple[str, str]]:
+    """Each run's notes, a note every run of a backend has shown once under the
+    backend's name (``sim: calibration ...``), the others under their run's label."""
+    common = {
+        backend: set.intersection(*(set(run.notes) for run in runs)) if len(runs) > 1 else set()
+        for backend, runs in repetitions.items()
+    }
+    shown: list[tuple[str, str]] = []
+    for backend, runs in repetitions.items():
+        if len(runs) > 1:
+            shown += [(backend, note) for note in runs[0].notes if note in common[backend]]
+    for label, summary in labelled.items():
+        backend = label.split(" #")[0]
+        shown += [(label, n) for n in summary.notes if n not in common.get(backend, set())]
+    return shown
+
+
 def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run a scenario on real, sim or both", parents=common)
     run.add_argument("scenario", help=SCENARIO_HELP)
@@ -124,6 +149,12 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--repetitions", type=REPETITIONS, default=None, help="real runs (default: the scenario's)"
+    )
+    run.add_argument(
+        "--replications",
+        type=REPETITIONS,
+        default=None,
+        help="the model's seeded runs (default: the scenario's model.replications, 3)",
     )
     run.add_argument(
         "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"

@@ -18,11 +18,12 @@ Every headline figure is at least 0, and a ratio (``RATIO_FIGURES``) at most
 the clipped interval covers it as often (with 3 repetitions, t = 4.30 would
 otherwise often reach below 0 ms).
 
-``compare_runs(reals, sim)`` is ``compare`` for a real backend that ran
-several times: each row's ``real`` is the median over the repetitions, the
-model's error is taken against that median, and ``real_ci_low`` /
-``real_ci_high`` / ``real_n`` carry the interval. With one repetition it is
-exactly ``compare``.
+``compare_runs(reals, sims)`` is ``compare`` for backends that ran several
+times (the real system's repetitions, the model's seeded replications):
+each row's ``real`` and ``sim`` are the medians over their runs, the
+model's error is taken between the medians, and ``real_ci_low`` /
+``real_ci_high`` / ``real_n`` (``sim_...`` likewise) carry each interval.
+With one run of each it is exactly ``compare``.
 
 Student's t (``t_critical_95``) is ``scipy.stats.t.ppf(0.975, df)``, the
 two-sided 95 % quantile, for every ``df``. (Before scipy, a printed table to 3
@@ -75,6 +76,9 @@ class ComparisonRow:
     real_n: int = 1
     real_ci_low: float | None = None  # 95 % interval of the real mean; None for one run
     real_ci_high: float | None = None
+    sim_n: int = 1  # the model's seeded replications; ``sim`` is their median when several
+    sim_ci_low: float | None = None  # 95 % interval of the replications' mean
+    sim_ci_high: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
@@ -92,6 +96,9 @@ class ComparisonRow:
             real_n=data.get("real_n", 1),
             real_ci_low=data.get("real_ci_low"),
             real_ci_high=data.get("real_ci_high"),
+            sim_n=data.get("sim_n", 1),
+            sim_ci_low=data.get("sim_ci_low"),
+            sim_ci_high=data.get("sim_ci_high"),
         )
 
 
@@ -121,29 +128,42 @@ def compare(real: Summary, sim: Summary) -> list[ComparisonRow]:
     ]
 
 
-def compare_runs(reals: Sequence[Summary], sim: Summary) -> list[ComparisonRow]:
-    """``compare`` against the median of several real repetitions, with its interval."""
-    if len(reals) == 1:
-        return compare(reals[0], sim)
-    stats = aggregate(list(reals))
-    sim_figures = sim.figures()
+def compare_runs(reals: Sequence[Summary], sims: Sequence[Summary]) -> list[ComparisonRow]:
+    """``compare`` of the median of the real repetitions with the median of the model's
+    replications, each with the 95 % interval of its mean when it has several runs."""
+    if len(reals) == 1 and len(sims) == 1:
+        return compare(reals[0], sims[0])
+    real_stats, sim_stats = _stats(reals), _stats(sims)
     rows = []
     for name, unit in COMPARED_FIGURES:
-        real = stats[name]
-        median = real["median"]
+        real, sim = real_stats[name], sim_stats[name]
         rows.append(
             ComparisonRow(
                 metric=name,
                 unit=unit,
-                real=None if median is None else float(median),
-                sim=_as_float(sim_figures[name]),
-                error_pct=percent_error(median, sim_figures[name]),
+                real=_as_float(real["median"]),
+                sim=_as_float(sim["median"]),
+                error_pct=percent_error(real["median"], sim["median"]),
                 real_n=int(real["n"] or 0),
                 real_ci_low=real["ci_low"],
                 real_ci_high=real["ci_high"],
+                sim_n=int(sim["n"] or 0),
+                sim_ci_low=sim["ci_low"],
+                sim_ci_high=sim["ci_high"],
             )
         )
     return rows
+
+
+def _stats(runs: Sequence[Summary]) -> dict[str, dict[str, float | int | None]]:
+    """``aggregate`` of several runs; one run's own figures, with n = 1 and no interval."""
+    if len(runs) > 1:
+        return aggregate(list(runs))
+    figures = runs[0].figures()
+    return {
+        name: {"n": 1, "median": figures[name], "ci_low": None, "ci_high": None}
+        for name, _ in COMPARED_FIGURES
+    }
 
 
 def t_critical_95(df: int) -> float:

@@ -7,12 +7,15 @@ metrics module, compares real with sim, writes the run folder and appends
 to the run history. Drivers are imported lazily so that ``validate`` and
 ``history`` start fast.
 
-With ``repetitions > 1`` the real backend runs that many times (the model,
-being deterministic, once). The run folder then describes the real system by
-all of them: the median of every figure with a 95 % interval, and each
-repetition's own figures and files (``harness.run.folder``); the comparison
-is against the median (``compare_runs``), and the history gets a row per
-repetition (``real #1``, ``real #2`` ...).
+With ``repetitions > 1`` the real backend runs that many times, and the model
+runs ``model.replications`` (3) seeded replications of the same plan
+(``replication_plan``: same operations, different draws of its service
+times, hops and losses; each replication is deterministic). The run folder
+then describes each backend by all of its runs: the median of every figure
+with a 95 % interval, and each run's own figures and files
+(``harness.run.folder``); the comparison is median against median, with
+both intervals (``compare_runs``), and the history gets a row per run
+(``real #1``, ``sim #2`` ...).
 
 Validity: a run whose driver reported errors is invalid
 (``harness.metrics.figures.invalid_reasons``). ``RunOutcome.valid`` is False
@@ -30,6 +33,7 @@ without a what-if, the model's processes share the calibration's ``cores``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, float], None]
 BACKENDS = ("real", "sim")
+SEED_STRIDE = 1_000_003  # model seed of replication i: the scenario's seed + i * stride
 LINKS_PER_WORKER = 2  # multiplexed tcp: connections each agent worker process opens
 
 
@@ -216,14 +221,24 @@ def run_scenario(
     check_backends(scenario, backends)
     plan = compile_plan(scenario)
     warnings: list[str] = []
+    outside = model_extrapolations(scenario) if "sim" in backends else []
+    warnings += [f"the model extrapolates: {text}" for text in outside]
     reps: dict[str, list[Summary]] = {}
     results: dict[str, DriverResult] = {}  # the last repetition's records, per backend
     for backend in backends:
-        runs = 1 if backend == "sim" else scenario.repetitions  # the model is deterministic
+        runs = scenario.model.replications if backend == "sim" else scenario.repetitions
         for rep in range(runs):
             label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
-            result = run_backend(plan, backend, scenario, tick, warnings, reports=reports)
+            replayed = replication_plan(plan, rep) if backend == "sim" else plan
+            result = run_backend(replayed, backend, scenario, tick, warnings, reports=reports)
+            if backend == "sim":
+                result.notes += [f"extrapolation: {text}" for text in outside]
+            if replayed.seed != plan.seed:
+                result.notes.append(
+                    f"model replication {rep + 1}: its draws seeded with {replayed.seed} "
+                    f"(the scenario's seed + {rep} x {SEED_STRIDE})"
+                )
             reps.setdefault(backend, []).append(summarize(plan, result))
             results = {k: v for k, v in results.items() if not k.startswith(backend)}
             if operations:
@@ -233,7 +248,7 @@ def run_scenario(
     summaries = {backend: runs[-1] for backend, runs in reps.items()}
     comparison = None
     if "real" in summaries and "sim" in summaries:
-        comparison = compare_runs(reps["real"], summaries["sim"])
+        comparison = compare_runs(reps["real"], reps["sim"])
     created = datetime.now(UTC)
     run_id = new_run_id(scenario.name, created)
     run_dir = write_run(
@@ -247,7 +262,7 @@ def run_scenario(
         plan=plan,
         results=results,
     )
-    if scenario.repetitions > 1:
+    if len(reps.get("real", ())) > 1 or len(reps.get("sim", ())) > 1:
         write_repetitions(run_dir, reps)
     every_run = filed_summaries(summaries, reps)  # real #1, real #2 ... when repeated
     plot_title = f"{scenario.name} ({scenario.transport})"
@@ -257,6 +272,23 @@ def run_scenario(
         reports / "history.sqlite", run_id, scenario.name, created, every_run, run_dir=run_dir
     )
     return RunOutcome(run_id, run_dir, plan, summaries, reps, comparison, warnings)
+
+
+def model_extrapolations(scenario: Scenario) -> list[str]:
+    """Where ``scenario`` leaves the range the model was validated on
+    (``harness.validate.validated``)."""
+    from harness.validate.validated import extrapolations
+
+    return extrapolations(scenario)
+
+
+def replication_plan(plan: Plan, replication: int) -> Plan:
+    """The plan the model replays as replication ``replication`` (from 0): the same
+    operations and faults, its random draws (service times, hops, losses) seeded with
+    ``plan.seed + replication * SEED_STRIDE``; replication 0 is the plan itself."""
+    if replication == 0:
+        return plan
+    return dataclasses.replace(plan, seed=plan.seed + replication * SEED_STRIDE)
 
 
 def write_repetitions(run_dir: Path, reps: dict[str, list[Summary]]) -> Path:

@@ -192,8 +192,10 @@ def _protocol_section() -> type[BaseModel]:
 
 
 class ModelSection(_Section):
-    """What-ifs only the model runs (``sim``): a constant hop, a coordinator on N hosts."""
+    """How the model runs: its seeded replications, and what-ifs only the model runs
+    (``sim``): a constant hop, a coordinator on N hosts."""
 
+    replications: int = Field(default=3, ge=1, le=100)
     hop_ms: float | None = Field(default=None, gt=0, le=60_000)
     coordinator_hosts: int = Field(default=1, ge=1, le=1024)
 

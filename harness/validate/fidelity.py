@@ -96,6 +96,7 @@ def point_entry(result: PointResult) -> dict[str, Any]:
         "axis": point.axis,
         "value": point.value,
         "label": point.label,
+        "scenario_digest": point.digest,
         "offered_deliveries_per_s": offered,
         "fraction_of_capacity": None if math.isnan(fraction) else fraction,
         "below_saturation": below,

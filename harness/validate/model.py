@@ -48,8 +48,10 @@ def validate_model(
     reports: Path = Path("reports"),
     progress: Progress = lambda line: None,
     command: str = "swarmtwin validate-model",
+    calibration: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run the suite; return the report folder and the report's data."""
+    """Run the suite; return the report folder and the report's data. The model uses
+    the calibration file ``calibration`` when given, else this machine's (or the default)."""
     started = time.perf_counter()
     settings = suite.settings
     base = PointResult(capacity_point(suite, suite.variants[0], None))
@@ -74,16 +76,37 @@ def validate_model(
     results = [PointResult(point) for point in points]
     for index, result in enumerate(results, 1):
         _real(result, settings.repetitions, progress, f"{index}/{len(results)}")
+    return predict_and_file(
+        suite, measured, results, reports, progress, command, calibration, started
+    )
+
+
+def predict_and_file(
+    suite: Suite,
+    measured: list[PointResult],
+    results: list[PointResult],
+    reports: Path,
+    progress: Progress,
+    command: str,
+    calibration: Path | None,
+    started: float,
+    reused: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run every point's sim replications, then build and write the report."""
+    settings = suite.settings
     everything = [*measured, *results]
     workers = sim_workers()
     progress(
         f"sim: {len(everything)} points x {settings.replications} replications "
         f"on {workers} processes"
     )
-    sims = run_sim([r.point for r in everything], settings.replications, workers, reports)
+    points = [r.point for r in everything]
+    sims = run_sim(points, settings.replications, workers, reports, calibration)
     for result, runs in zip(everything, sims, strict=True):
-        result.sim = runs
-    header = _header(suite, command, time.perf_counter() - started, reports)
+        result.sim = list(runs)
+    header = _header(suite, command, time.perf_counter() - started, reports, calibration)
+    if reused is not None:
+        header["reused"] = reused
     report = build_report(header, measured, results)
     folder = reports / "validation" / new_run_id(settings.name, datetime.now(UTC))
     write_report(folder, report)
@@ -94,10 +117,11 @@ def _real(result: PointResult, repetitions: int, progress: Progress, counter: st
     """Measure a point's real repetitions; keep the valid ones, refuse the others."""
     point = result.point
     runs = run_real(point, repetitions)
-    result.real = [run for run in runs if run.valid]
+    kept = [run for run in runs if run.valid]
+    result.real = list(kept)
     result.refused = [run.invalid_reasons for run in runs if not run.valid]
-    p95 = [run.latency.p95_ms for run in result.real]
-    rates = [run.throughput.deliveries_per_s for run in result.real]
+    p95 = [run.latency.p95_ms for run in kept]
+    rates = [run.throughput.deliveries_per_s for run in kept]
     shown = ", ".join("n/a" if v is None else f"{v:.2f}" for v in p95)
     progress(
         f"real {counter} {point.label}: deliveries/s "
@@ -108,11 +132,15 @@ def _real(result: PointResult, repetitions: int, progress: Progress, counter: st
         progress(f"  refused, an invalid run: {', '.join(reasons)}")
 
 
-def _header(suite: Suite, command: str, wall: float, reports: Path) -> dict[str, Any]:
+def _header(
+    suite: Suite, command: str, wall: float, reports: Path, chosen: Path | None
+) -> dict[str, Any]:
     from sim.calibration import calibrations_dir, load_calibration
 
     directory = calibrations_dir(reports)
-    calibration, warning = load_calibration(transport=suite.base.transport, directory=directory)
+    calibration, warning = load_calibration(
+        chosen, transport=suite.base.transport, directory=directory
+    )
     settings = suite.settings
     return {
         "suite": settings.name,

@@ -38,16 +38,14 @@ rate by one factor (``scale_rates``), so a mix keeps its proportions.
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from harness.metrics.compare import repetition_stats
 from harness.metrics.figures import Summary, summarize
@@ -55,52 +53,14 @@ from harness.scenario.compile import compile_plan
 from harness.scenario.errors import validate_file
 from harness.scenario.schema import Scenario, ScenarioError, load_scenario, parse_scenario
 from harness.scenario.source import read_yaml
+from harness.validate.suite_file import Axes, Mix, SuiteFile
 
 Progress = Callable[[str], None]
 COMPARED = ("p50_ms", "p95_ms", "p99_ms", "deliveries_per_s")
 KEPT = (*COMPARED, "reliability", "offered_deliveries_per_s", "shed_share", "lost")
 RATIOS = {"reliability": 1.0, "shed_share": 1.0}  # figures whose interval is clipped to [0, 1]
-SEED_STRIDE = 1_000_003  # model seed of replication i: scenario seed + i * stride
 OFFER_PROBE_SECONDS = 2.0  # how much of a plan is compiled to learn its deliveries per second
 BASE = "base"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Axes(_Strict):
-    """What to sweep around the base. An empty list leaves an axis out."""
-
-    load: list[float] = Field(default=[0.1, 0.25, 0.5, 0.75, 0.9])
-    overload: list[float] = Field(default=[1.5, 3.0, 10.0])
-    agents: list[int] = Field(default=[10, 1000])
-    size: list[int] = Field(default=[64, 16384, 65536])
-    fanout: list[int] = Field(default=[1, 20, 100])
-
-
-class Mix(_Strict):
-    """A whole scenario checked as it is: its capacity, its load points, its own rates."""
-
-    file: str = Field(min_length=1)
-    load: list[float] = Field(default=[0.5, 0.9])
-    nominal: bool = True
-
-
-class SuiteFile(_Strict):
-    """The suite file's fields (see docs/validation.md)."""
-
-    name: str = Field(min_length=1)
-    base: str = Field(min_length=1)
-    transport: Literal["inproc", "tcp"] | None = None
-    repetitions: int = Field(default=5, ge=1, le=100)
-    replications: int = Field(default=3, ge=1, le=100)
-    duration: float = Field(default=4.0, gt=0, le=600)
-    warmup: float = Field(default=1.0, ge=0)
-    saturation_factor: float = Field(default=2.0, gt=1)
-    axis_load: float = Field(default=0.5, gt=0, le=1.5)
-    axes: Axes = Field(default_factory=Axes)
-    mixes: list[Mix] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,6 +105,13 @@ class Point:
     fraction: float
 
     @property
+    def digest(self) -> str:
+        """SHA-256 of the point's scenario, every field resolved: the same digest is the
+        same point (``validate-model --reuse`` checks it)."""
+        text = self.scenario.model_dump_json(by_alias=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
     def label(self) -> str:
         if self.kind == "capacity":
             return f"capacity {self.variant}"
@@ -159,13 +126,30 @@ class Point:
         return self.variant
 
 
+@dataclass(frozen=True)
+class RecordedRun:
+    """One run's kept figures as a fidelity report recorded them (``PointResult.runs``),
+    standing in for its ``Summary`` when a report's real runs are reused."""
+
+    figures: dict[str, float | int | None]
+    infinite: tuple[str, ...] = ()  # the latency percentiles that were infinite
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecordedRun:
+        infinite = tuple(data.get("infinite", ()))
+        return cls({name: data.get(name) for name in KEPT}, infinite)
+
+
+Run = Summary | RecordedRun
+
+
 @dataclass
 class PointResult:
     """A point's runs on each backend; invalid real runs are refused, with their reasons."""
 
     point: Point
-    real: list[Summary] = field(default_factory=list)
-    sim: list[Summary] = field(default_factory=list)
+    real: list[Run] = field(default_factory=list)
+    sim: list[Run] = field(default_factory=list)
     refused: list[list[str]] = field(default_factory=list)
 
     def figures(self, backend: str) -> dict[str, dict[str, float | int | None]]:
@@ -173,10 +157,18 @@ class PointResult:
         runs = self.real if backend == "real" else self.sim
         return {name: repetition_stats(_values(runs, name), RATIOS.get(name)) for name in KEPT}
 
-    def runs(self, backend: str) -> list[dict[str, float | int | None]]:
-        """Each repetition's (or replication's) own figures, for re-analysis."""
+    def runs(self, backend: str) -> list[dict[str, Any]]:
+        """Each repetition's (or replication's) own figures, for re-analysis
+        (``validate-model --reuse``); ``infinite`` names the percentiles that were
+        infinite (a run that lost its tail), which are None among the figures."""
         runs = self.real if backend == "real" else self.sim
-        return [{name: figure(run, name) for name in KEPT} for run in runs]
+        return [
+            {
+                **{name: figure(run, name) for name in KEPT},
+                "infinite": [name for name in KEPT if name in infinite_figures(run)],
+            }
+            for run in runs
+        ]
 
     def median(self, backend: str, name: str) -> float | None:
         value = self.figures(backend)[name]["median"]
@@ -306,16 +298,21 @@ def run_real(point: Point, repetitions: int) -> list[Summary]:
 
 
 def run_sim(
-    points: Sequence[Point], replications: int, workers: int, reports: Path | None = None
+    points: Sequence[Point],
+    replications: int,
+    workers: int,
+    reports: Path | None = None,
+    calibration: Path | None = None,
 ) -> list[list[Summary]]:
     """Every point's seeded model replications, spread over ``workers`` processes.
 
-    The model's calibration is picked from ``<reports>/calibrations``
-    (``harness.run.runner.run_backend``).
+    The model's calibration is the file ``calibration`` when given, else the one
+    picked from ``<reports>/calibrations`` (``harness.run.runner.run_backend``).
     """
     folder = None if reports is None else str(reports)
+    chosen = None if calibration is None else str(calibration)
     jobs = [
-        (point.scenario.model_dump(by_alias=True), i, folder)
+        (point.scenario.model_dump(by_alias=True), i, folder, chosen)
         for point in points
         for i in range(replications)
     ]
@@ -330,15 +327,17 @@ def sim_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _sim_job(job: tuple[dict[str, Any], int, str | None]) -> dict[str, Any]:
-    from harness.run.runner import run_backend
+def _sim_job(job: tuple[dict[str, Any], int, str | None, str | None]) -> dict[str, Any]:
+    from harness.run.runner import replication_plan, run_backend
+    from sim.calibration import read_calibration
 
-    data, replication, folder = job
+    data, replication, folder, chosen = job
     scenario = parse_scenario(data, "(validation point)")
     plan = compile_plan(scenario)
-    model_plan = dataclasses.replace(plan, seed=plan.seed + replication * SEED_STRIDE)
+    model_plan = replication_plan(plan, replication)
     reports = None if folder is None else Path(folder)
-    result = run_backend(model_plan, "sim", scenario, reports=reports)
+    calibration = None if chosen is None else read_calibration(Path(chosen))
+    result = run_backend(model_plan, "sim", scenario, calibration=calibration, reports=reports)
     return summarize(plan, result).to_dict(include_timeline=False)
 
 
@@ -398,16 +397,23 @@ def _merge(data: Any, changes: dict[Any, Any]) -> None:
             data[key] = value
 
 
-def figure(run: Summary, name: str) -> float | int | None:
+def figure(run: Run, name: str) -> float | int | None:
     """A headline figure of ``run``, or ``shed_share``: the share of the expected
     completions whose op was shed (refused before it was accepted)."""
+    if isinstance(run, RecordedRun):
+        return run.figures.get(name)
     if name == "shed_share":
         expected = run.reliability.expected
         return run.reliability.shed / expected if expected else None
     return run.figures()[name]
 
 
-def _values(runs: list[Summary], name: str) -> list[float]:
+def infinite_figures(run: Run) -> Collection[str]:
+    """The figures of ``run`` that are infinite (latency percentiles past its losses)."""
+    return run.infinite if isinstance(run, RecordedRun) else run.infinite_figures()
+
+
+def _values(runs: Sequence[Run], name: str) -> list[float]:
     """A figure over runs; an infinite latency percentile (a run that lost its tail) stays
     in, as infinity, so that the median sees it."""
     values: list[float] = []
@@ -415,6 +421,6 @@ def _values(runs: list[Summary], name: str) -> list[float]:
         value = figure(run, name)
         if value is not None:
             values.append(float(value))
-        elif name in run.infinite_figures():
+        elif name in infinite_figures(run):
             values.append(math.inf)
     return values

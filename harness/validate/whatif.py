@@ -2,7 +2,8 @@
 
 ``python -m harness.validate.whatif RUN_DIR [RUN_DIR ...]`` prints one Markdown row
 per run folder (as ``swarmtwin run`` writes them), read from its
-``scenario.yaml`` and the ``sim`` backend's figures in ``summary.json``
+``scenario.yaml`` and the ``sim`` backend's figures in ``summary.json`` (its
+first replication when it ran several)
 (laid out by ``harness/render/templates/whatif.md.j2``, every cell escaped):
 
 - simulated seconds: from the agents' start (the registration lead before
@@ -49,6 +50,8 @@ def whatif_row(run_dir: Path) -> dict[str, Any]:
     """The figures of the ``sim`` run in ``run_dir``, keyed by ``COLUMNS``."""
     scenario = yaml.safe_load((run_dir / "scenario.yaml").read_text())
     sim = json.loads((run_dir / "summary.json").read_text())["backends"]["sim"]
+    if "repetitions" in sim:  # several seeded replications: the first, the scenario's seed
+        sim = sim["repetitions"][0]
     notes = " ".join(sim["notes"])
     started = _STARTED.search(notes)
     counted = _MESSAGES.search(notes)

@@ -44,7 +44,7 @@ QUICK = Path("scenarios/certification/quick/suite.yaml")
 
 
 def _measured(key: str, value: float | None) -> Measurement:
-    item = finish(SPECS[key], [value], None, [])
+    item = finish(SPECS[key], [value], [])
     item.score = score_of(SPECS[key], value)
     return item
 
@@ -99,10 +99,10 @@ def test_levels_and_the_weighted_score() -> None:
 
 
 def test_an_unmeasured_figure_fails_and_an_interval_is_clipped() -> None:
-    assert not finish(SPECS["uptime"], [100.0, None], 100.0, []).passed
-    item = finish(SPECS["uptime"], [100.0, 99.0], None, [])
+    assert not finish(SPECS["uptime"], [100.0, None], [], [100.0]).passed
+    item = finish(SPECS["uptime"], [100.0, 99.0], [])
     assert item.ci_high == 100.0 and item.ci_low is not None and item.ci_low < 99.5
-    never = finish(SPECS["recovery_s"], [0.5, math.inf], None, [])
+    never = finish(SPECS["recovery_s"], [0.5, math.inf], [])
     assert never.value == math.inf and not never.passed
 
 

@@ -103,7 +103,7 @@ def test_repetitions_are_all_kept_and_each_checked(
     (run_dir,) = list((reports / "runs").iterdir())
     reps = json.loads((run_dir / "repetitions.json").read_text())
     assert len(reps["real"]["repetitions"]) == 2
-    assert len(reps["sim"]["repetitions"]) == 1  # the model is deterministic: it runs once
+    assert len(reps["sim"]["repetitions"]) == 3  # the model's seeded replications
     assert reps["real"]["aggregate"]["reliability"]["mean"] == 1.0
     # summary.json describes every repetition, not the last one (issue 12, section 6)
     assert "real (median of 2)" in out
@@ -112,7 +112,14 @@ def test_repetitions_are_all_kept_and_each_checked(
     assert [r["backend"] for r in real["repetitions"]] == ["real", "real"]
     assert real["figures"]["reliability"]["median"] == 1.0 and real["figures"]["p95_ms"]["n"] == 2
     assert {row["real_n"] for row in summary["comparison"]} == {2}
-    assert "latency" in summary["backends"]["sim"] and summary["valid"] is True
+    assert {row["sim_n"] for row in summary["comparison"]} == {3}
+    assert "sim (median of 3)" in out
+    sim = summary["backends"]["sim"]
+    seeded = [
+        [n for n in r["notes"] if n.startswith("model replication")] for r in sim["repetitions"]
+    ]
+    assert seeded[0] == [] and [s[0].split()[7] for s in seeded[1:]] == ["1000045", "2000048"]
+    assert summary["valid"] is True
 
 
 def test_a_reader_that_leaves_ends_the_command_quietly(tmp_path: Path) -> None:
@@ -151,5 +158,7 @@ def test_no_operations_skips_only_the_per_operation_records(tmp_path: Path) -> N
     assert code == 0
     (folder,) = (reports / "runs").iterdir()
     assert not list(folder.glob("operations-*.parquet"))
-    assert (folder / "timeline-sim.parquet").exists() and (folder / "summary.json").exists()
+    timelines = sorted(p.name for p in folder.glob("timeline-sim*.parquet"))
+    assert timelines == [f"timeline-sim-{k}.parquet" for k in (1, 2, 3)]  # 3 replications
+    assert (folder / "summary.json").exists()
     assert load_run(folder).operations == {}

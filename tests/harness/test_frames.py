@@ -99,8 +99,9 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
     """Two short sim runs of smoke through the CLI, in a fresh reports folder."""
     reports = tmp_path_factory.mktemp("reports")
     smoke = str(SCENARIOS / "smoke.yaml")
-    first = run_cli(reports, smoke, "--backend", "sim", "--duration", "1.5")
-    second = run_cli(reports, smoke, "--backend", "sim", "--duration", "1.5", "--seed", "8")
+    once = ("--backend", "sim", "--replications", "1")  # one run per backend: its own files
+    first = run_cli(reports, smoke, *once, "--duration", "1.5")
+    second = run_cli(reports, smoke, *once, "--duration", "1.5", "--seed", "8")
     return reports, [first, second]
 
 

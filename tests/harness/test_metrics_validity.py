@@ -144,7 +144,7 @@ def test_the_table_shows_the_median_of_repetitions_with_an_interval() -> None:
     reals = [summary_with(p95, 1000.0, 1.0) for p95 in (10.0, 30.0, 11.0)]
     sim = summary_with(12.0, 1000.0, 1.0)
     table = render_summary_table(
-        {"real": reals[-1], "sim": sim}, compare_runs(reals, sim), repetitions={"real": reals}
+        {"real": reals[-1], "sim": sim}, compare_runs(reals, [sim]), repetitions={"real": reals}
     )
     text = render_text(table)
     assert "real (median of 3)" in text and "real 95 % CI of mean" in text

@@ -132,6 +132,8 @@ def certification_data() -> dict[str, Any]:
                 "ci_high": value * 1.1,
                 "samples": [value, value],
                 "model": value if index % 2 else None,
+                "model_ci_low": value * 0.8 if index == 1 else None,
+                "model_ci_high": value * 1.2 if index == 1 else None,
                 "passed": index != 1,
                 "borderline": index == 2,
                 "score": 100.0 if index != 1 else 42.0,
@@ -166,6 +168,7 @@ def certification_data() -> dict[str, Any]:
         "critical_passed": 7,
         "critical_total": 8,
         "repetitions": 2,
+        "replications": 3,
         "tests": tests,
         "security": {
             "seed": 3,
@@ -224,8 +227,9 @@ def test_the_certification_markdown_lays_out_every_section(plot_folder: Path) ->
     assert "- created 2026-12-05T19:33:19+00:00 by `swarmtwin certify`" in lines
     assert (
         "| Throughput | yes | 50,000 msg/s | 45,000 msg/s to 55,000 msg/s | &gt;= 100,000 msg/s "
-        "| **FAIL** | 42.0 | 50,000 msg/s |"
+        "| **FAIL** | 42.0 | 50,000 msg/s (40,000 msg/s to 60,000 msg/s) |"
     ) in lines
+    assert "the model ran 3 seeded replications of each scenario" in markdown
     assert "(interval crosses the target)" in lines[13]
     headings = [line for line in lines if line.startswith("## ")]
     assert headings == [

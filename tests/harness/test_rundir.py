@@ -123,7 +123,7 @@ def test_repetitions_are_described_by_median_and_interval_and_each_kept(tmp_path
     reals = [make_summary("real", latency) for latency in (0.004, 0.002, 0.009)]
     sim = make_summary("sim", 0.003)
     summaries = {"real": reals[-1], "sim": sim}
-    comparison = compare_runs(reals, sim)
+    comparison = compare_runs(reals, [sim])
     directory = write_run(
         tmp_path,
         "reps",
@@ -160,4 +160,4 @@ def test_repetitions_are_described_by_median_and_interval_and_each_kept(tmp_path
 
 def test_one_repetition_is_compared_as_before() -> None:
     real, sim = make_summary("real", 0.004), make_summary("sim", 0.003)
-    assert compare_runs([real], sim) == compare(real, sim)
+    assert compare_runs([real], [sim]) == compare(real, sim)

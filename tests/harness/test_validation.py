@@ -246,3 +246,40 @@ def test_validate_model_stops_when_the_saturation_point_has_no_valid_run(
     assert main(["--reports", str(reports), "validate-model", str(_tiny_suite(tmp_path))]) == 3
     assert "capacity" in capsys.readouterr().err
     assert not (reports / "validation").exists()
+
+
+def test_reuse_predicts_a_reports_real_runs_again_and_refuses_a_changed_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``validate-model --reuse``: the same real figures, new sim replications with the
+    calibration asked for, the old report named; a suite that changed is refused (exit 2)."""
+    from sim.calibration import shipped_path
+
+    suite = _tiny_suite(tmp_path)
+    reports = tmp_path / "reports"
+    assert main(["--reports", str(reports), "validate-model", str(suite)]) == 0
+    (first,) = (reports / "validation").iterdir()
+    old = json.loads((first / "report.json").read_text())
+    calibration = shipped_path("inproc")
+    args = ["--reports", str(reports), "validate-model", "--reuse", str(first)]
+    assert main([*args, "--replications", "2", "--calibration", str(calibration)]) == 0
+    (second,) = set((reports / "validation").iterdir()) - {first}
+    new = json.loads((second / "report.json").read_text())
+    assert new["reused"]["report"] == str(first / "report.json")
+    assert new["calibration"]["source"] == str(calibration)
+    for before, after in zip(
+        [*old["capacity"], *old["points"]], [*new["capacity"], *new["points"]], strict=True
+    ):
+        assert after["label"] == before["label"]
+        assert after["scenario_digest"] == before["scenario_digest"]
+        assert after["runs"]["real"] == before["runs"]["real"]
+        assert after["real"] == before["real"]
+        assert len(after["runs"]["sim"]) == 2
+    assert "the real runs are reused" in (second / "report.md").read_text()
+
+    assert main([*args, "--repetitions", "3"]) == 2
+    assert "--repetitions has no meaning with --reuse" in capsys.readouterr().err
+    suite.write_text(suite.read_text().replace("load: [0.3]", "load: [0.4]"))
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "load=0.3" in err and "the suite now gives 'load=0.4'" in err

@@ -94,7 +94,11 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     shown = _run([swarmtwin, "check", "scenarios/faults/partition.yaml"], elsewhere, env)
     assert str(site / "harness" / "scenario" / "files" / "faults" / "partition.yaml") in shown
 
-    out = _run([swarmtwin, "run", "smoke", "--backend", "sim", "--duration", "1"], elsewhere, env)
+    out = _run(
+        [swarmtwin, "run", "smoke", "--backend", "sim", "--duration", "1", "--replications", "1"],
+        elsewhere,
+        env,
+    )
     assert "latency p95" in out
     (run_dir,) = (elsewhere / "reports" / "runs").iterdir()
     notes = json.loads((run_dir / "summary.json").read_text())["backends"]["sim"]["notes"]
