@@ -32,6 +32,12 @@ A ``Calibration`` says how long things take on the machine it was measured on
   model's process servers (the coordinator, each agent worker) share that
   many cores (``sim.cores``); 0 means unknown, and then every process has a
   core of its own.
+- ``timeslice``: how long the kernel lets a busy process keep a core before
+  another runnable one gets it: three busy processes on two cores each stall
+  for this long at a time (``harness.calibrate.loop.measure_timeslice``). With
+  shared ``cores``, a process that has run back to back for its share of
+  slices while more processes than cores have work waits one slice
+  (``sim.engine.Engine._sliced``); 0 (unmeasured) leaves slices out.
 - ``timer_slack``: the driver's timer granularity. A deadline is armed
   rounded up to a multiple of it, as the real tcp server and agent workers
   do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
@@ -138,6 +144,8 @@ class Calibration:
     batch_method: str = ""
     timer_slack: float = 0.0
     cores: int = 0
+    timeslice: float = 0.0  # s, how long a process waits for a core another busy one holds
+    timeslice_method: str = ""
     wakeup: tuple[WakeBand, ...] = ()
     cpu_sharing: str = "per-node"
     agent_restart: float = AGENT_RESTART  # measured by the real driver; see the fault docs
@@ -212,6 +220,8 @@ class Calibration:
             "cpu_sharing": self.cpu_sharing,
             "timer_slack": self.timer_slack,
             "cores": self.cores,
+            "timeslice": self.timeslice,
+            "timeslice_method": self.timeslice_method,
             "wakeup": [band.to_dict() for band in self.wakeup],
             "agent_restart": self.agent_restart,
             "coordinator_restart": self.coordinator_restart,
@@ -272,6 +282,8 @@ class Calibration:
             restart_method=str(data.get("restart_method", "")),
             timer_slack=float(data.get("timer_slack", 0.0)),
             cores=int(data.get("cores", 0)),
+            timeslice=float(data.get("timeslice", 0.0)),
+            timeslice_method=str(data.get("timeslice_method", "")),
             wakeup=tuple(WakeBand.from_dict(band) for band in data.get("wakeup") or ()),
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             agent_restart=float(data.get("agent_restart", AGENT_RESTART)),

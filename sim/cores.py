@@ -13,8 +13,10 @@ later than ``ready`` (so no earlier gap is wasted), else the one that frees
 up first. Jobs are placed in the order they reach their nodes and are not
 preempted, so a process with a backlog keeps a core for as long as its
 backlog lasts, much as a busy single-threaded process keeps one core under
-the kernel's scheduler. Time slicing between processes that share a core is
-not modelled: a job waits for a core rather than running slower on it.
+the kernel's scheduler. The kernel's time slices, which take a core from a
+process that has run its share while others wait, are the engine's
+(``sim.engine.Engine._sliced``): a job here waits for a core rather than
+running slower on it.
 """
 
 from __future__ import annotations

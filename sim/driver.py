@@ -10,7 +10,9 @@ A run, in order:
    environment whose clock starts there. Plan times stay the plan's:
    simulated time ``t`` is plan time ``t``.
 2. **Load.** A workload feeder walks the plan's operations in time order,
-   as the real replay loop does: it wakes at the next op's ``at`` (late by
+   as the real replay loop does (one feeder per agent worker process on
+   tcp, each with its own agents' ops, as each real worker replays its
+   share; one for the whole plan otherwise): it wakes at the next op's ``at`` (late by
    a draw from the calibration's ``wakeup`` band for that wait, if any)
    and serves ``protocol.workload.issue`` on the origin agent of every op
    that is due by then (see ``sim.engine``); latency still counts from
@@ -71,6 +73,7 @@ import resource
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -202,6 +205,16 @@ def registration_lead(
     return max(run.registered.values()) + REGISTRATION_MARGIN, None
 
 
+class Feed:
+    """One replay loop's ops, in time order, and the index of the next to issue."""
+
+    __slots__ = ("next", "ops")
+
+    def __init__(self, ops: list[Operation]) -> None:
+        self.ops = ops
+        self.next = 0
+
+
 class ModelRun:
     """One simulation: engine, nodes, workload feeder, prober and stop condition."""
 
@@ -229,8 +242,8 @@ class ModelRun:
         self.agents = self._build_nodes()
         self.registered: dict[str, float] = {}
         self.prober = Prober(plan)
-        self.ops = sorted(plan.operations, key=attrgetter("at"))
-        self.next_op = 0
+        self.feeds = self._feeds(sorted(plan.operations, key=attrgetter("at")))
+        self.unfed = len(self.feeds)  # feeds with ops still to issue
         self.missing = plan.expected_total
         self._expected: dict[int, int] | None = None  # op id -> expected, once something is shed
         self.unanswered = 0
@@ -298,6 +311,18 @@ class ModelRun:
             agents.append(node)
         return agents
 
+    def _feeds(self, ops: list[Operation]) -> list[Feed]:
+        """The replay loops: one per agent worker process (tcp: each issues its own
+        agents' ops, as ``real.tcp.worker_process.replay`` does), else one for all."""
+        processes = self.processes
+        if not processes:
+            return [Feed(ops)] if ops else []
+        process_of = {spec.agent_id: i % processes for i, spec in enumerate(self.plan.agents)}
+        split: list[list[Operation]] = [[] for _ in range(processes)]
+        for op in ops:
+            split[process_of.get(op.origin, 0)].append(op)
+        return [Feed(part) for part in split if part]
+
     def _hook(self) -> None:
         self.engine.on_welcome = self._welcomed
         self.engine.on_completions = self._completed
@@ -332,8 +357,8 @@ class ModelRun:
 
     def load(self, progress: Progress | None) -> None:
         """Arm the workload feeder, the prober and the progress ticks from time 0."""
-        if self.ops:
-            self._wake_at(self.ops[0].at, self._feed)
+        for feed in self.feeds:
+            self._wake_at(feed.ops[0].at, partial(self._feed, feed))
         first = self.prober.next_probe_at()
         if first is not None:
             self.probing = True
@@ -346,8 +371,8 @@ class ModelRun:
             self._tick(progress, 0)
         self._check_done()
 
-    def _feed(self) -> None:
-        ops, i = self.ops, self.next_op
+    def _feed(self, feed: Feed) -> None:
+        ops, i = feed.ops, feed.next
         due = max(ops[i].at, self.env.now)
         nodes = self.engine.nodes
         issue = self.issue
@@ -355,10 +380,11 @@ class ModelRun:
             op: Operation = ops[i]
             issue(nodes[op.origin], op)
             i += 1
-        self.next_op = i
+        feed.next = i
         if i < len(ops):
-            self._wake_at(ops[i].at, self._feed)
+            self._wake_at(ops[i].at, partial(self._feed, feed))
         else:
+            self.unfed -= 1
             self._check_done()
 
     def _probe(self) -> None:
@@ -439,7 +465,7 @@ class ModelRun:
     def _check_done(self) -> None:
         if self.registration_only or self.probing or self.asking:
             return
-        if self.next_op < len(self.ops):
+        if self.unfed:
             return
         if self.missing <= 0 and self.unanswered == 0:
             self._finish()

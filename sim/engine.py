@@ -22,12 +22,18 @@ op's size when an agent issues it (build the payload, checksum it) and
 ``payload_receive_per_byte`` times the payload's length when an agent
 receives a ``Deliver`` (verify it). A calibration's figure (i), where set,
 scales every CPU cost of a role by ``cpu_scale`` and adds ``job_seconds`` to
-every job (a message that joins no batch, an op issued, a timer), which a
-message joining a batch saves again. Every server adds up what it was charged,
+every job: a wake-up of the process (a message that joins no batch and finds
+its process idle, an op issued by an idle replay loop, a timer). A message
+joining a batch, or reaching a process still busy with earlier work (whose
+loop reads it without sleeping), saves it again. Every server adds up what it was charged,
 by part, and its jobs (``Server.busy``, ``Engine.busy``): the model's CPU per
 process, to set beside what a real process measured. With ``share_cores(n)`` (the tcp
 layout: separate processes on one machine) a job also needs one of the
-machine's ``n`` cores (``sim.cores``) before it can start. Jobs are handled in
+machine's ``n`` cores (``sim.cores``) before it can start, and, with the
+calibration's ``timeslice``, the kernel's time slices apply (``_sliced``): while
+more processes than cores have work, one that has run back to back for its share
+of slices (two of 4 ms each for three processes on two cores) is descheduled for
+one, as the kernel preempts a busy process at its tick. Jobs are handled in
 the order they reach the node, which is the order SimPy fires their
 events, so ``busy_until`` alone is an
 exact single-server FIFO queue (Lindley's recursion); no SimPy process and
@@ -151,6 +157,7 @@ class Server:
 
     __slots__ = (
         "busy_until",
+        "run_since",
         "service",
         "recipients",
         "wire",
@@ -162,6 +169,7 @@ class Server:
 
     def __init__(self, start: float) -> None:
         self.busy_until = start
+        self.run_since = start  # when its current run of back-to-back jobs began
         self.service = 0.0  # message and issue jobs' service times, after batch savings
         self.recipients = 0.0  # per_recipient_seconds of the Delivers a job emitted
         self.wire = 0.0  # codec: per message and per byte (tcp)
@@ -282,6 +290,8 @@ class Engine:
         self.wire = bool(self.per_byte or self.per_message)
         self.per_recipient = calibration.per_recipient_seconds * self._scale("coordinator")
         self.cores: Cores | None = None  # set by ``share_cores``
+        self.slice = 0.0  # the kernel's time slice, with shared cores (``_sliced``)
+        self._cpus: list[Server] = []  # every process's server, for ``_sliced``
         self.payload_issue = calibration.payload_issue_per_byte * self._scale("agent")
         self.payload_receive = calibration.payload_receive_per_byte * self._scale("agent")
         self.slack = calibration.timer_slack
@@ -313,6 +323,7 @@ class Engine:
         if self.shared is not None:
             raise ValueError("one shared loop is one CPU already; cores do not apply")
         self.cores = Cores(count, self.env.now)
+        self.slice = self.calibration.timeslice
 
     def add_node(
         self,
@@ -333,9 +344,12 @@ class Engine:
         if self.shared is not None:
             server = self.shared
         elif process is not None:
-            server = self._processes.setdefault(process, Server(self.env.now))
+            if process not in self._processes:
+                self._cpus.append(self._processes.setdefault(process, Server(self.env.now)))
+            server = self._processes[process]
         else:
             server = Server(self.env.now)
+            self._cpus.append(server)
         service, timer = self._service(role), self._timer_sampler(role)
         node = SimNode(node_id, core, role, server, service, timer, len(self.nodes))
         scale = self._scale(role)
@@ -416,6 +430,22 @@ class Engine:
         """The calibration's ``cpu_scale`` for ``role`` (1: none measured)."""
         return self.calibration.cpu_scale.get(role, 1.0)
 
+    def _sliced(self, server: Server, start: float) -> float:
+        """When a job of ``server``'s process that could start at ``start`` runs, once the
+        kernel's time slices are counted: a process that has run back to back for its
+        share of slices while more processes than cores have work is descheduled for
+        one slice (three busy processes on two cores: each runs two slices, waits one)."""
+        if start > server.busy_until:  # it was idle: a new run (a core is ``Cores``' matter)
+            server.run_since = start
+            return start
+        cores = len(self.cores.free) if self.cores is not None else 1
+        busy = sum(1 for cpu in self._cpus if cpu.busy_until > start or cpu is server)
+        if busy <= cores or start - server.run_since < self.slice * cores / (busy - cores):
+            return start
+        start += self.slice
+        server.run_since = start
+        return start
+
     def _job(self, role: str) -> float:
         """The calibration's ``job_seconds`` for ``role`` (0: none measured)."""
         return self.calibration.job_seconds.get(role, 0.0)
@@ -486,9 +516,11 @@ class Engine:
             return
         cores = self.cores
         if cores is not None:
+            if self.slice:
+                start = self._sliced(server, start)
             start = cores.claim(start)
         service = node.service[REQUEST_TYPES[op.kind]]()
-        if busy > now and node.job:  # queued behind other work: issued in the same wake-up
+        if busy > now:  # queued behind other work: issued in the same wake-up
             server.saved += node.job
             service -= node.job
         else:
@@ -529,12 +561,17 @@ class Engine:
         start = busy if busy > now else now
         cores = self.cores
         if cores is not None:
+            if self.slice:
+                start = self._sliced(server, start)
             start = cores.claim(start)
         service = node.service[type(msg)]()
         if batched or node.last_start > now:  # joins a batch: its previous job is queued
             full = service  # the floor is a share of the message's own work, not of the job
             service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
             server.saved += full - service
+        elif busy > now:  # its process is awake: it reads this without a wake-up of its own
+            server.saved += node.job
+            service -= node.job
         else:
             server.jobs += 1
         node.last_start = start
@@ -583,12 +620,17 @@ class Engine:
         start = busy if busy > now else now
         cores = self.cores
         if cores is not None:
+            if self.slice:
+                start = self._sliced(server, start)
             start = cores.claim(start)
         service = node.service[type(msg)]()
         if (batched or node.last_start > now) and not hosts:  # joins its batch (one host)
             full = service  # the floor is a share of the message's own work, not of the job
             service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
             server.saved += full - service
+        elif busy > now:  # its process is awake: it reads this without a wake-up of its own
+            server.saved += node.job
+            service -= node.job
         else:
             server.jobs += 1
         node.last_start = start
@@ -648,14 +690,20 @@ class Engine:
         start = busy if busy > now else now
         cores = self.cores
         if cores is not None:
+            if self.slice:
+                start = self._sliced(server, start)
             start = cores.claim(start)
         cost = node.timer_cost()
+        if busy > now:  # its process is awake (another node's timer, a message): one wake-up
+            server.saved += node.job
+            cost -= node.job
+        else:
+            server.jobs += 1
         end = start + cost
         if end < event.at:
             end = event.at  # the clock can sit one rounding step below the deadline
         server.busy_until = end
         server.timers += cost
-        server.jobs += 1
         if cores is not None:
             cores.release(end)
         core: Coordinator | Agent = node.core  # type: ignore[assignment]

@@ -11,33 +11,38 @@ validation base (fan-out 5) spent 0.78 s of CPU in 4 s at 5k deliveries/s and
 2.04 s at 100k, where the model charged 0.10 s and 2.07 s: seven times too
 little at light load, about right at heavy load (docs/validation.md, "CPU time").
 
-So this figure replays one scenario (``scenarios/default.yaml``: publish,
-broadcast, direct, task and memory) on the real tcp system at an idle rate
-and at each of ``RATES``, and records each process's CPU seconds: the
-coordinator's whole life, and each worker's from the go to the stop
-(``ProcessUsage.load_cpu_seconds``: no plan unpickling, no teardown). The
-idle run's are taken away from the others, so that start-up, registration
+So this figure replays four mixes on the real tcp system (``MIXES``: the
+shipped default mix of publish, broadcast, direct, task and memory; the
+validation base at fan-out 5, at fan-out 1, and with 16 KiB payloads, each at
+three rates below its capacity) and one idle run, and records each process's
+CPU seconds: the coordinator's whole life, and each worker's from the go to
+the stop (``ProcessUsage.load_cpu_seconds``: no plan unpickling, no teardown).
+The idle run's are taken away from the others, so that start-up, registration
 and heartbeats cancel and what is left is the work the load caused. The
 model replays the same plans and reports, per process, the CPU it charged
-(``DriverResult.busy``) and its jobs (messages that joined no batch, ops
-issued, and timers). Per role (the coordinator; the agents, whose worker processes are
-summed), a non-negative least-squares fit over the rates gives
+(``DriverResult.busy``) and its jobs: wake-ups of the process (a message or
+timer that found its process idle, an op issued by an idle replay loop;
+``sim.engine``). Per role (the coordinator; the agents, whose worker processes
+are summed), a non-negative least-squares fit over every loaded run gives
 
     real CPU = cpu_scale * charged + job_seconds * jobs
 
 where ``charged`` is what the model charges with ``cpu_scale`` 1 and
-``job_seconds`` 0. The model's jobs depend on its costs (slower nodes form
-larger batches), so the fit is repeated ``ITERATIONS`` times, each time on a
-model run with the previous fit. A fit that would put all of a role's cost on
-its jobs keeps ``MIN_SCALE`` of the per-message charge and fits the job cost
-to the rest.
+``job_seconds`` 0. The model's jobs depend on its costs (slower processes
+stay busy longer and share more wake-ups), so the fit is repeated
+``ITERATIONS`` times, each time on model runs (in parallel processes) with
+the previous fit. A fit that would put all of a role's cost on its jobs keeps
+``MIN_SCALE`` of the per-message charge and fits the job cost to the rest.
+Rates past a mix's capacity are left out: there the real system refuses work
+while CPU is still idle (its delays come from the kernel's time slices), so
+its CPU says nothing about the cost of the work.
 
 The fit and its residuals go into the calibration's ``cpu_method``.
 ``python -m harness.calibrate.cpu BASE --out FILE`` refits an existing
-calibration file. ``swarmtwin calibrate`` does not run it yet, and the shipped
-calibrations leave both figures unset: one mix cannot tell payload, per-message
-and per-job costs apart, and the fits so far improve some predictions and
-worsen others (docs/validation.md).
+calibration file (about 2 minutes on 2 cores). ``swarmtwin calibrate`` does
+not run it yet, and the shipped calibrations leave both figures unset: with
+CPU right, the model's latency at load is still flat, because it lacks the
+kernel's time slices (docs/validation.md, "Where the latency goes").
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -60,7 +66,15 @@ from sim.calibration import ROLES, Calibration, read_calibration, save_calibrati
 from sim.engine import BUSY_PARTS
 
 SCENARIO = "default.yaml"
-RATES = (5_000.0, 20_000.0, 45_000.0, 90_000.0)  # offered deliveries/s
+RATES = (5_000.0, 30_000.0, 90_000.0)  # offered deliveries/s, below capacity
+LOW_RATES = (3_000.0, 15_000.0, 35_000.0)  # for mixes that carry less
+MIXES: tuple[tuple[str, dict[str, Any], tuple[float, ...]], ...] = (
+    # (name, changes to the validation base, offered deliveries/s); SCENARIO first
+    ("default", {}, RATES),
+    ("fan-out 5, 256 B", {"base": True}, RATES),
+    ("fan-out 1", {"base": True, "topics": {"fanout": 1}}, LOW_RATES),
+    ("16 KiB", {"base": True, "workload": {0: {"size": 16384}}}, LOW_RATES),
+)
 IDLE_RATE = 50.0
 DURATION = 4.0
 WARMUP = 1.0
@@ -77,20 +91,18 @@ class Sample:
     real: dict[str, float]
     charged: dict[str, float]
     jobs: dict[str, float]
+    mix: str = SCENARIO
 
 
-def calibration_scenario() -> Scenario:
-    """The shipped default mix, on tcp, ``DURATION`` seconds with no faults."""
+def calibration_scenario(changes: dict[str, Any] | None = None) -> Scenario:
+    """A mix of ``MIXES`` on tcp, ``DURATION`` seconds with no faults: the shipped
+    default mix, or (``changes["base"]``) the validation base with ``changes``."""
     from harness.validate.suite import _variant
 
-    base = load_scenario(scenarios_dir() / SCENARIO)
-    changes = {
-        "duration": DURATION,
-        "warmup": WARMUP,
-        "transport": "tcp",
-        "faults": [],
-        "repetitions": 1,
-    }
+    changes = dict(changes or {})
+    name = "validation/base.yaml" if changes.pop("base", False) else SCENARIO
+    base = load_scenario(scenarios_dir() / name)
+    changes.update(duration=DURATION, warmup=WARMUP, transport="tcp", faults=[], repetitions=1)
     return _variant(base, changes)
 
 
@@ -99,25 +111,28 @@ def fit_cpu(calibration: Calibration, progress: Progress = lambda line: None) ->
     from harness.run.runner import run_backend
     from harness.validate.suite import scale_to
 
-    scenario = calibration_scenario()
-    rates = (IDLE_RATE, *RATES)
-    plans = [compile_plan(scale_to(scenario, rate)) for rate in rates]
-    real = []
-    for rate, plan in zip(rates, plans, strict=True):
-        result = run_backend(plan, "real", scenario)
-        if result.errors:
-            raise RuntimeError(f"the real run at {rate:,.0f}/s was invalid: {result.errors}")
-        real.append(real_cpu(result))
-        shown = ", ".join(f"{role} {seconds:.2f} s" for role, seconds in real[-1].items())
-        progress(f"(i) real tcp at {rate:,.0f} deliveries/s: CPU {shown}")
+    runs = []  # (mix, rate, scenario, plan, real CPU)
+    for name, changes, mix_rates in MIXES:
+        scenario = calibration_scenario(changes)
+        for rate in (IDLE_RATE, *mix_rates) if not runs else mix_rates:
+            plan = compile_plan(scale_to(scenario, rate))
+            result = run_backend(plan, "real", scenario)
+            if result.errors:
+                raise RuntimeError(
+                    f"the real run of {name} at {rate:,.0f}/s was invalid: {result.errors}"
+                )
+            measured = real_cpu(result)
+            runs.append((name, rate, scenario, plan, measured))
+            shown = ", ".join(f"{role} {seconds:.2f} s" for role, seconds in measured.items())
+            progress(f"(i) real tcp, {name}, at {rate:,.0f} deliveries/s: CPU {shown}")
     fitted = calibration.with_changes(cpu_scale={}, job_seconds={}, cpu_method="")
     samples: list[Sample] = []
     for _ in range(ITERATIONS):
+        models = _models([(plan, scenario) for _, _, scenario, plan, _ in runs], fitted)
         samples = []
-        for rate, plan, measured in zip(rates, plans, real, strict=True):
-            model = _model(plan, scenario, fitted)
+        for (name, rate, _, _, measured), model in zip(runs, models, strict=True):
             charged, jobs = model_cpu(model, fitted)
-            samples.append(Sample(rate, measured, charged, jobs))
+            samples.append(Sample(rate, measured, charged, jobs, name))
         scale, job = solve(samples)
         fitted = calibration.with_changes(cpu_scale=scale, job_seconds=job)
     method = describe(samples, fitted)
@@ -156,17 +171,25 @@ def model_cpu(
     return charged, jobs
 
 
+def _less_idle(samples: list[Sample]) -> list[tuple[Sample, Sample]]:
+    """Each loaded sample with the idle one (the first: the first mix at ``IDLE_RATE``)."""
+    return [(sample, samples[0]) for sample in samples[1:]]
+
+
 def solve(samples: list[Sample]) -> tuple[dict[str, float], dict[str, float]]:
     """Per role, ``cpu_scale`` and ``job_seconds`` by non-negative least squares on the
-    loaded runs less the idle one (the first sample)."""
-    idle, loaded = samples[0], samples[1:]
+    loaded runs less the idle run (the first sample)."""
+    pairs = _less_idle(samples)
     scale: dict[str, float] = {}
     job: dict[str, float] = {}
     for role in ROLES:
         a = np.array(
-            [[s.charged[role] - idle.charged[role], s.jobs[role] - idle.jobs[role]] for s in loaded]
+            [
+                [s.charged[role] - idle.charged[role], s.jobs[role] - idle.jobs[role]]
+                for s, idle in pairs
+            ]
         )
-        b = np.array([s.real[role] - idle.real[role] for s in loaded])
+        b = np.array([s.real[role] - idle.real[role] for s, idle in pairs])
         (k, j), _ = nnls(a, b)
         if k < MIN_SCALE:  # the data put all the cost on jobs: keep some on the work itself
             k = MIN_SCALE
@@ -178,32 +201,48 @@ def solve(samples: list[Sample]) -> tuple[dict[str, float], dict[str, float]]:
 
 def describe(samples: list[Sample], calibration: Calibration) -> str:
     """The method line: what was run, the fit, and measured against fitted per rate."""
-    idle = samples[0]
+    pairs = _less_idle(samples)
     fits = []
     for role in ROLES:
         k = calibration.cpu_scale[role]
         j = calibration.job_seconds[role]
         rows = []
-        for s in samples[1:]:
+        for s, idle in pairs:
             real = s.real[role] - idle.real[role]
             fitted = k * (s.charged[role] - idle.charged[role]) + j * (
                 s.jobs[role] - idle.jobs[role]
             )
-            rows.append(f"{s.rate / 1000:g}k: {real:.2f} s real, {fitted:.2f} s fitted")
+            rows.append(f"{s.mix} {s.rate / 1000:g}k: {real:.2f} s real, {fitted:.2f} s fitted")
         fits.append(f"{role}: cpu_scale {k:.3f}, job_seconds {j * 1e6:.1f} us ({'; '.join(rows)})")
-    rates = ", ".join(f"{rate:,.0f}" for rate in RATES)
+    mixes = "; ".join(
+        f"{name} at {', '.join(f'{rate:,.0f}' for rate in rates)}" for name, _, rates in MIXES
+    )
     return (
-        f"process CPU of real tcp runs of {SCENARIO} ({DURATION:g} s) at {rates} deliveries/s "
-        f"less an idle run at {IDLE_RATE:g}/s, fitted per role as cpu_scale x the model's "
-        f"charge + job_seconds x its jobs (non-negative least squares, {ITERATIONS} "
+        f"process CPU of real tcp runs ({DURATION:g} s) of {mixes} deliveries/s, each "
+        f"less an idle run of the first at {IDLE_RATE:g}/s, fitted per role as cpu_scale x the "
+        f"model's charge + job_seconds x its jobs (non-negative least squares, {ITERATIONS} "
         f"iterations): " + " | ".join(fits)
     )
 
 
-def _model(plan: Plan, scenario: Scenario, calibration: Calibration) -> DriverResult:
+def _models(runs: list[tuple[Plan, Scenario]], calibration: Calibration) -> list[DriverResult]:
+    """The model's runs of ``runs``, in parallel processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from harness.validate.suite import sim_workers
+
+    jobs = [(plan, scenario, calibration) for plan, scenario in runs]
+    with ProcessPoolExecutor(max_workers=sim_workers()) as pool:
+        return list(pool.map(_model, jobs))
+
+
+def _model(job: tuple[Plan, Scenario, Calibration]) -> DriverResult:
     from harness.run.runner import run_backend
 
-    return run_backend(plan, "sim", scenario, calibration=calibration)
+    plan, scenario, calibration = job
+    result = run_backend(plan, "sim", scenario, calibration=calibration)
+    result.completions = []  # only the CPU figures travel back
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

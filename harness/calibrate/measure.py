@@ -78,7 +78,7 @@ from pathlib import Path
 
 from harness.calibrate import insitu
 from harness.calibrate.insitu import measure_in_situ
-from harness.calibrate.loop import measure_hop, measure_wakeup
+from harness.calibrate.loop import measure_hop, measure_timeslice, measure_wakeup
 from harness.calibrate.restart import measure_restarts
 from harness.calibrate.scaling import measure_batching, measure_fanout, measure_payload
 from protocol.agent import Agent
@@ -438,6 +438,10 @@ def calibrate(
     min_sleep = LOOP_RESOLUTION if transport == "tcp" else 0.0
     wakeup = measure_wakeup(max(30, min(samples // 50, 1000)), seed, min_sleep)
     wire = transport == "tcp"
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+    )
+    timeslice, timeslice_method = measure_timeslice(cores) if wire else (0.0, "")
     if wire:
         agent_restart, coordinator_restart, restart_method = measure_restarts()
     else:
@@ -464,9 +468,9 @@ def calibrate(
         batch_saving=batch_saving,
         batch_method=batch_method,
         timer_slack=TIMER_SLACK if wire else 0.0,
-        cores=len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count() or 0,
+        cores=cores,
+        timeslice=timeslice,
+        timeslice_method=timeslice_method,
         wakeup=wakeup,
         agent_restart=agent_restart,
         coordinator_restart=coordinator_restart,

@@ -271,7 +271,8 @@ def run_scenario(
     record_run(
         reports / "history.sqlite", run_id, scenario.name, created, every_run, run_dir=run_dir
     )
-    return RunOutcome(run_id, run_dir, plan, summaries, reps, comparison, warnings)
+    once = list(dict.fromkeys(warnings))  # a replication repeats its calibration's warning
+    return RunOutcome(run_id, run_dir, plan, summaries, reps, comparison, once)
 
 
 def model_extrapolations(scenario: Scenario) -> list[str]:

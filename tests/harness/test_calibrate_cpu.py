@@ -65,3 +65,15 @@ def test_cpu_per_role_from_a_real_run_and_from_the_model() -> None:
     assert jobs == {"coordinator": 1000.0, "agent": 1000.0}
     assert charged["coordinator"] == pytest.approx((1.8 - 1000 * 1e-4) / 2.0)  # back to scale 1
     assert charged["agent"] == pytest.approx(3.6)
+
+
+def test_every_mix_is_measured_against_the_one_idle_run() -> None:
+    """Several mixes: each loaded run less the first (idle) run, in one fit."""
+    k, job = 0.8, 100e-6
+    samples = [sample(50, 0.01, 100, k, job)]
+    for mix, per_job in (("a", 4), ("b", 1)):  # b: a mix whose messages batch more
+        for r in (5e3, 3e4, 9e4):
+            found = sample(r, r * 2e-5, r * per_job, k, job)
+            samples.append(Sample(found.rate, found.real, found.charged, found.jobs, mix))
+    scale, cost = solve(samples)
+    assert scale["agent"] == pytest.approx(k) and cost["agent"] == pytest.approx(job)

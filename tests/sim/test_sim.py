@@ -298,7 +298,17 @@ def test_codec_and_tcp_hop_measurements_are_positive() -> None:
     slope, intercept, method = measure_codec(sizes=(16, 4096, 65536), repeats=20)
     assert slope > 0 and intercept >= 0 and "least-squares" in method
     hop = measure_hop("tcp", 200)
-    assert 0 < hop.values[0] <= hop.mean
+    assert 0 <= hop.values[0] <= hop.mean and hop.mean > 0
+    assert "between two processes" in hop.method
+
+
+def test_one_busy_process_more_than_cores_stalls_for_a_slice() -> None:
+    from harness.calibrate.loop import measure_timeslice
+    from harness.validate.suite import sim_workers
+
+    cores = sim_workers()
+    timeslice, method = measure_timeslice(cores)
+    assert timeslice > 0 and f"{cores + 1} processes spinning" in method
 
 
 def test_the_tcp_layout_registers_a_voucher_per_link_and_its_agents_send_no_heartbeats() -> None:

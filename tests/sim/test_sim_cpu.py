@@ -66,18 +66,36 @@ def test_cpu_scale_multiplies_and_job_seconds_adds_to_every_lone_job() -> None:
     assert latency.p50_ms == pytest.approx((2 * SERVICE + JOB) * 1000)  # on the sim clock
 
 
-def test_a_message_joining_a_batch_saves_the_job_cost() -> None:
-    """Three Directs reach the coordinator at one instant. The first is served at once and
-    the second waits for it (a job of its own); the third finds the second still queued,
-    joins its batch and pays its own work only, not the wake-up and socket read again."""
+def test_a_message_reaching_a_busy_process_saves_the_job_cost() -> None:
+    """Three Directs reach the coordinator at one instant. The first wakes it (its work
+    and the job's cost); the second finds it still busy, so the loop reads it without
+    sleeping, and the third joins the second's batch: each pays its own work only, not
+    the wake-up and socket read again."""
     plan = spaced_plan(count=3, gap=0.0)
     calibration = direct_only(job_seconds={"coordinator": JOB})
     result = run_plan(plan, calibration)
     latencies = sorted(c.at - 1.0 for c in result.completions if c.op_id in (1, 2, 3))
-    assert latencies == pytest.approx(
-        [SERVICE + JOB, 2 * (SERVICE + JOB), 2 * (SERVICE + JOB) + SERVICE]
+    assert latencies == pytest.approx([SERVICE + JOB, 2 * SERVICE + JOB, 3 * SERVICE + JOB])
+    assert result.busy["coordinator"]["saved"] >= 2 * JOB  # (registration batches too)
+
+
+def test_each_agent_worker_process_replays_its_own_agents_ops() -> None:
+    """On the tcp layout the model has a replay loop per worker process, as the real
+    workers do: agent i's ops are issued by process i % N's loop."""
+    from sim.calibration import Calibration as _Calibration
+    from sim.driver import Layout, ModelRun
+
+    plan = spaced_plan(count=40)
+    run = ModelRun(
+        plan, _Calibration.deterministic(service=0.0, hop=0.0), 0.0, layout=Layout(processes=2)
     )
-    assert result.busy["coordinator"]["saved"] >= JOB  # (registration batches too)
+    process_of = {spec.agent_id: i % 2 for i, spec in enumerate(plan.agents)}
+    assert len(run.feeds) == 2
+    for index, feed in enumerate(run.feeds):
+        assert {process_of[op.origin] for op in feed.ops} == {index}
+    assert sorted(op.op_id for feed in run.feeds for op in feed.ops) == list(range(1, 41))
+    single = ModelRun(plan, _Calibration.deterministic(service=0.0, hop=0.0), 0.0)
+    assert [len(feed.ops) for feed in single.feeds] == [40]
 
 
 def test_a_calibration_without_figure_i_charges_as_before() -> None:
@@ -136,3 +154,30 @@ def test_a_fanned_out_deliver_is_decoded_once_per_worker_process() -> None:
     assert alone.busy["agents"]["wire"] >= delivered * 1e-5
     assert workers.busy["worker-0"]["wire"] < alone.busy["agents"]["wire"] / 5
     assert len(workers.completions) == len(alone.completions) == delivered
+
+
+def test_a_process_that_ran_its_share_while_others_wait_is_descheduled_for_a_slice() -> None:
+    """Three busy processes on two cores, slices of 4 ms: a process that has run back to
+    back for two slices waits one; with a core to spare, or after idling, it never does."""
+    import random
+
+    import simpy
+
+    from sim.engine import Engine, Server
+
+    calibration = Calibration.deterministic(service=0.0, hop=0.0).with_changes(timeslice=0.004)
+    engine = Engine(simpy.Environment(), calibration, random.Random(1))
+    engine.share_cores(2)
+    servers = [Server(0.0) for _ in range(3)]
+    engine._cpus = servers
+    a, b, c = servers
+    b.busy_until = c.busy_until = 1.0  # both others have work until t = 1 s
+    a.busy_until, a.run_since = 0.0079, 0.0
+    assert engine._sliced(a, 0.0079) == 0.0079  # ran 7.9 ms: under its two slices
+    a.busy_until = 0.0081
+    assert engine._sliced(a, 0.0081) == pytest.approx(0.0121)  # ran 8.1 ms: waits a slice
+    assert a.run_since == pytest.approx(0.0121)
+    c.busy_until = 0.0  # one of the others idles: two busy processes on two cores
+    a.busy_until, a.run_since = 0.02, 0.0
+    assert engine._sliced(a, 0.02) == 0.02
+    assert engine._sliced(a, 0.5) == 0.5 and a.run_since == 0.5  # after idling: a new run
