@@ -24,7 +24,9 @@ import math
 import multiprocessing
 import random
 import time
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
+from typing import Any, TypeVar
 
 from protocol.codec import HEADER, FrameDecoder, encode
 from protocol.messages import Heartbeat
@@ -34,6 +36,7 @@ from sim.distribution import Distribution
 
 WAKE_SHORTEST = 0.00002
 WAKE_BANDS = ((0.0005, 0.0005), (0.001, 0.001), (math.inf, 0.005))  # (band's limit, longest wait)
+T = TypeVar("T")
 HOP_GAP = (0.0002, 0.002)  # s, idle time before each cross-process round trip (uniform)
 ACROSS_SAMPLES = 3000  # cross-process round trips: about 3.5 s with their gaps
 
@@ -129,7 +132,7 @@ def _tcp_ping_pong_across(count: int, seed: int = 1) -> list[float]:
     echo.start()
     try:
         port = parent.recv()
-        rtts = _run_on_loop_ints(_ping_across(port, count, seed))
+        rtts = _run_on_loop(_ping_across(port, count, seed))
         service: list[int] = parent.recv()
     finally:
         echo.join(timeout=10)
@@ -138,20 +141,11 @@ def _tcp_ping_pong_across(count: int, seed: int = 1) -> list[float]:
     return [max(rtt - cost, 0) / 2 / 1e9 for rtt, cost in zip(rtts, service, strict=True)]
 
 
-def _run_on_loop_ints(coro: object) -> list[int]:
+def _run_on_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end on a new loop of the kind the real driver uses."""
     loop = new_event_loop(use_uvloop=True)
     try:
-        result: list[int] = loop.run_until_complete(coro)  # type: ignore[arg-type]
-        return result
-    finally:
-        loop.close()
-
-
-def _run_on_loop(coro: object) -> list[float]:
-    loop = new_event_loop(use_uvloop=True)
-    try:
-        result: list[float] = loop.run_until_complete(coro)  # type: ignore[arg-type]
-        return result
+        return loop.run_until_complete(coro)
     finally:
         loop.close()
 
