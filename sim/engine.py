@@ -446,6 +446,31 @@ class Engine:
         server.run_since = start
         return start
 
+    def _claim(self, cores: Cores, server: Server, start: float) -> float:
+        """When a job of ``server``'s process ready at ``start`` gets a core: after any
+        slice it must wait (``_sliced``), then when a core is free (``Cores.claim``)."""
+        if self.slice:
+            start = self._sliced(server, start)
+        return cores.claim(start)
+
+    def _message_cost(
+        self, node: SimNode, server: Server, service: float, joins: bool, awake: bool
+    ) -> float:
+        """A message's service time on ``node`` once batching and wake-ups are counted:
+        one that ``joins`` a queued batch saves the role's batch saving and the job cost
+        (keeping ``MIN_BATCH_SHARE`` of its own work); one reaching an ``awake`` process
+        saves the job cost (its loop reads it without sleeping); else it is a job."""
+        if joins:
+            full = service  # the floor is a share of the message's own work, not of the job
+            service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
+            server.saved += full - service
+        elif awake:
+            server.saved += node.job
+            service -= node.job
+        else:
+            server.jobs += 1
+        return service
+
     def _job(self, role: str) -> float:
         """The calibration's ``job_seconds`` for ``role`` (0: none measured)."""
         return self.calibration.job_seconds.get(role, 0.0)
@@ -516,9 +541,7 @@ class Engine:
             return
         cores = self.cores
         if cores is not None:
-            if self.slice:
-                start = self._sliced(server, start)
-            start = cores.claim(start)
+            start = self._claim(cores, server, start)
         service = node.service[REQUEST_TYPES[op.kind]]()
         if busy > now:  # queued behind other work: issued in the same wake-up
             server.saved += node.job
@@ -561,19 +584,10 @@ class Engine:
         start = busy if busy > now else now
         cores = self.cores
         if cores is not None:
-            if self.slice:
-                start = self._sliced(server, start)
-            start = cores.claim(start)
+            start = self._claim(cores, server, start)
         service = node.service[type(msg)]()
-        if batched or node.last_start > now:  # joins a batch: its previous job is queued
-            full = service  # the floor is a share of the message's own work, not of the job
-            service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
-            server.saved += full - service
-        elif busy > now:  # its process is awake: it reads this without a wake-up of its own
-            server.saved += node.job
-            service -= node.job
-        else:
-            server.jobs += 1
+        joins = batched or node.last_start > now  # its previous job is still queued
+        service = self._message_cost(node, server, service, joins, busy > now)
         node.last_start = start
         end = start + service
         server.service += service
@@ -620,19 +634,10 @@ class Engine:
         start = busy if busy > now else now
         cores = self.cores
         if cores is not None:
-            if self.slice:
-                start = self._sliced(server, start)
-            start = cores.claim(start)
+            start = self._claim(cores, server, start)
         service = node.service[type(msg)]()
-        if (batched or node.last_start > now) and not hosts:  # joins its batch (one host)
-            full = service  # the floor is a share of the message's own work, not of the job
-            service = max(service - node.saving, (service - node.job) * MIN_BATCH_SHARE)
-            server.saved += full - service
-        elif busy > now:  # its process is awake: it reads this without a wake-up of its own
-            server.saved += node.job
-            service -= node.job
-        else:
-            server.jobs += 1
+        joins = (batched or node.last_start > now) and not hosts  # its batch (one host)
+        service = self._message_cost(node, server, service, joins, busy > now)
         node.last_start = start
         end = start + service
         server.service += service
@@ -690,9 +695,7 @@ class Engine:
         start = busy if busy > now else now
         cores = self.cores
         if cores is not None:
-            if self.slice:
-                start = self._sliced(server, start)
-            start = cores.claim(start)
+            start = self._claim(cores, server, start)
         cost = node.timer_cost()
         if busy > now:  # its process is awake (another node's timer, a message): one wake-up
             server.saved += node.job
