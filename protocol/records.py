@@ -90,6 +90,9 @@ class ProcessUsage:
     # CPU seconds from the start of the load (the run's t0) to the stop, where the
     # process knows them (a tcp worker): its whole life less setup and teardown
     load_cpu_seconds: float | None = None
+    # seconds its threads were runnable but waited for a core (the kernel's run-queue
+    # delay, ``real.usage.run_queue_wait``); None where the kernel does not say
+    wait_seconds: float | None = None
 
 
 @dataclass(slots=True)

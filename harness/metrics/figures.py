@@ -112,6 +112,8 @@ from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 
 BIN_SECONDS = 0.1
 MIB = 1024 * 1024
+# a process that waited for a core this share of the run or more is named in a note
+CORE_WAIT_NOTE = 0.05
 DELIVERY_KINDS: tuple[OpKind, ...] = (OpKind.PUBLISH, OpKind.DIRECT, OpKind.BROADCAST)
 _EPS = 1e-9
 
@@ -490,15 +492,48 @@ def _timeline(plan: Plan, result: DriverResult, ops: _Ops, unique: _Unique) -> l
 
 def _resources(processes: Sequence[ProcessUsage]) -> list[Resource]:
     return [
-        Resource(name=p.name, peak_rss_mb=p.peak_rss_bytes / MIB, cpu_seconds=p.cpu_seconds)
+        Resource(
+            name=p.name,
+            peak_rss_mb=p.peak_rss_bytes / MIB,
+            cpu_seconds=p.cpu_seconds,
+            cpu_wait_seconds=p.wait_seconds,
+        )
         for p in processes
     ]
 
 
+def _core_wait_note(processes: Sequence[ProcessUsage], duration: float) -> str | None:
+    """A note naming the processes that waited for a core for at least
+    ``CORE_WAIT_NOTE`` of the run: part of their latency was the machine's."""
+    waited = [
+        (p.name, p.wait_seconds)
+        for p in processes
+        if p.wait_seconds is not None
+        and duration > 0
+        and p.wait_seconds >= CORE_WAIT_NOTE * duration
+    ]
+    if not waited:
+        return None
+    listed = ", ".join(f"{name} {wait:.2f} s ({wait / duration:.0%})" for name, wait in waited)
+    return (
+        f"processes were ready to run but waited for a core (the kernel's run-queue delay, "
+        f"over each process's life, against the {duration:g} s run): {listed}; that wait "
+        "is part of the latency measured: the processes share too few cores (with each other "
+        "or with anything else this machine runs)"
+    )
+
+
 def _notes(
-    result: DriverResult, reliability: Reliability, latency: LatencyFigures, unique: _Unique
+    result: DriverResult,
+    reliability: Reliability,
+    latency: LatencyFigures,
+    unique: _Unique,
+    duration: float,
 ) -> list[str]:
     notes = list(result.notes)
+    waited = _core_wait_note(result.processes, duration)
+    if waited is not None:
+        notes.append(waited)
     if reliability.unknown_op:
         notes.append(f"{reliability.unknown_op} completions named op ids not in the plan")
     if reliability.handler_duplicates:
@@ -593,7 +628,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         agents=_agents(plan, result, ops, unique, codes),
         timeline=_timeline(plan, result, ops, unique),
         resources=_resources(result.processes),
-        notes=_notes(result, reliability, latency, unique),
+        notes=_notes(result, reliability, latency, unique, plan.duration),
         faults=fault_section(plan, result, columns),
         integrity=check_acked_writes(result),
         monitoring=monitoring_section(plan, result, unique.at, unique.kind),

@@ -252,11 +252,13 @@ class TimelineBin:
 
 @dataclass(slots=True)
 class Resource:
-    """Resource use of one process (MiB of peak RSS, CPU seconds)."""
+    """Resource use of one process: MiB of peak RSS, CPU seconds, and the seconds it
+    was ready to run but waited for a core (None: not measured, as in the model)."""
 
     name: str
     peak_rss_mb: float
     cpu_seconds: float
+    cpu_wait_seconds: float | None = None
 
 
 @dataclass(slots=True)

@@ -66,7 +66,11 @@ async def run_async(
     result.notes.append(gc_note)
     result.wall_seconds = time.perf_counter() - wall
     usage = own_usage("inproc")
-    result.processes = [ProcessUsage(usage.name, usage.peak_rss_bytes, cpu.seconds())]
+    result.processes = [
+        ProcessUsage(
+            usage.name, usage.peak_rss_bytes, cpu.seconds(), wait_seconds=cpu.wait_seconds()
+        )
+    ]
     return result
 
 

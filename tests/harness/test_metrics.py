@@ -25,7 +25,7 @@ from harness.metrics.figures import (
 )
 from harness.render.table import console_print, render_history, render_summary_table
 from protocol.plan import OpKind
-from protocol.records import ProbeResult
+from protocol.records import ProbeResult, ProcessUsage
 from tests.harness.synthetic_runs import done, make_plan, make_result, render_text, summary_with
 
 
@@ -217,6 +217,21 @@ def test_resources_and_run_facts_are_kept() -> None:
     assert summary.resources[0].cpu_seconds == 2.5
     assert (summary.backend, summary.transport, summary.seed) == ("sim", "inproc", 7)
     assert (summary.duration, summary.warmup, summary.wall_seconds) == (10.0, 1.0, 1.5)
+
+
+def test_a_process_that_waited_for_a_core_is_named_in_a_note() -> None:
+    result = make_result([])
+    result.processes = [
+        ProcessUsage("coordinator", 0, 2.5, wait_seconds=0.9),  # 9 % of a 10 s run
+        ProcessUsage("worker-0", 0, 2.0, wait_seconds=0.2),  # 2 %: not named
+        ProcessUsage("harness", 0, 1.0),  # not measured
+    ]
+    summary = summarize(make_plan([]), result)
+    assert [r.cpu_wait_seconds for r in summary.resources] == [0.9, 0.2, None]
+    (note,) = [n for n in summary.notes if "waited for a core" in n]
+    assert "coordinator 0.90 s (9%)" in note and "worker-0" not in note
+    result.processes = result.processes[1:]
+    assert not [n for n in summarize(make_plan([]), result).notes if "waited for a core" in n]
 
 
 def test_record_many_matches_recording_one_by_one() -> None:

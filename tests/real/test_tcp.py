@@ -340,6 +340,8 @@ def test_tcp_run_delivers_every_expected_completion_once(tmp_path: Path) -> None
     assert all(at < 0 for at in result.registered.values())  # registered before t0
     assert [p.name for p in result.processes] == ["coordinator", "worker-0", "worker-1", "harness"]
     assert all(p.peak_rss_bytes > 0 and p.cpu_seconds > 0 for p in result.processes)
+    # every process reports its wait for a core from the kernel (Linux schedstat)
+    assert all(p.wait_seconds is not None and p.wait_seconds >= 0 for p in result.processes)
     for worker in result.processes[1:3]:  # CPU from the go to the stop: less than a whole life
         assert worker.load_cpu_seconds is not None
         assert 0 < worker.load_cpu_seconds < worker.cpu_seconds
