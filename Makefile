@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast bench certify browser lint format clean core
+.PHONY: run test test-fast bench certify browser web serve lint format clean core
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,10 @@ $(CORE): $(STAMP) $(wildcard protocol/*.py) sim/engine.py sim/cores.py native/bu
 
 core: $(CORE)
 
-run: $(STAMP) $(CORE)
+run: $(STAMP) $(CORE) web
 	$(BIN)/swarmtwin run scenarios/default.yaml --backend both
 
-test: $(STAMP) $(CORE) browser lint
+test: $(STAMP) $(CORE) browser web lint
 	$(BIN)/pytest
 
 # the edit-test loop: the core and the model, no real processes (about a minute)
@@ -34,6 +34,14 @@ test-fast: $(STAMP) $(CORE)
 # headless Chromium renders the certification report to PNG (a test checks it)
 browser:
 	@bash scripts/install-browser.sh
+
+# the portal's chart library (uPlot, pinned in harness/portal/web/package-lock.json) from npm
+web:
+	@bash scripts/install-web.sh
+
+# the web portal on http://localhost:8089 (swarmtwin serve)
+serve: $(STAMP) $(CORE) web
+	$(BIN)/swarmtwin serve
 
 certify: $(STAMP) $(CORE) browser
 	$(BIN)/swarmtwin certify

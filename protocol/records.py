@@ -12,8 +12,16 @@ sim). The core never reads a clock itself; it stamps the ``now`` it was given.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+# A live view of a run (``swarmtwin serve``): called about ten times a second of run
+# time with the run clock's now, then the op ids and times of the unique (not
+# duplicate) completions since the previous call. The records above stay the
+# source of every figure; a feed only lets a watcher draw the run as it goes.
+LiveFeed = Callable[[float, Sequence[int], Sequence[float]], None]
+LIVE_INTERVAL = 0.1  # seconds of run time between two calls of a feed
 
 
 class Completion(NamedTuple):

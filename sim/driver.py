@@ -87,7 +87,7 @@ from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
-from protocol.records import Completion, DriverResult, ProcessUsage
+from protocol.records import LIVE_INTERVAL, Completion, DriverResult, LiveFeed, ProcessUsage
 from sim.calibration import Calibration
 from sim.engine import BUSY_PARTS, Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
@@ -113,6 +113,7 @@ def run_plan(
     coordinator_hosts: int = 1,
     cores: int | None = None,
     links: int = 0,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """Replay ``plan`` on the model calibrated by ``calibration``.
 
@@ -128,10 +129,13 @@ def run_plan(
     as the real worker does (``protocol.links``), every link of two or more
     agents registers a voucher node first, whose heartbeats stand for its
     agents' (not in a run with faults, whose gates act per agent).
+    ``live``: called every ``LIVE_INTERVAL`` of simulated time with the unique
+    completions since the last call (its events draw nothing, so the run's
+    figures are the same with or without it).
     """
     layout = Layout(agent_processes, coordinator_hosts, cores, links)
     with gc_paused():
-        return _run_plan(plan, calibration, progress, layout)
+        return _run_plan(plan, calibration, progress, layout, live)
 
 
 @contextmanager
@@ -165,7 +169,11 @@ DEFAULT_LAYOUT = Layout()
 
 
 def _run_plan(
-    plan: Plan, calibration: Calibration, progress: Progress | None, layout: Layout
+    plan: Plan,
+    calibration: Calibration,
+    progress: Progress | None,
+    layout: Layout,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     wall = time.perf_counter()
     cpu = time.process_time()
@@ -173,9 +181,12 @@ def _run_plan(
     run = ModelRun(plan, calibration, start=-lead, layout=layout)
     run.register()
     run.load(progress)
+    if live is not None:
+        run.watch(live)
     loop_wall = time.perf_counter()
     run.env.run(until=run.stop)
     loop_wall = time.perf_counter() - loop_wall
+    run.flush_live()
     if progress is not None:
         progress(1.0)
     result = run.result(lead, [lead_note] if lead_note else [])
@@ -235,6 +246,9 @@ class ModelRun:
         self.started_vouchers: set[str] = set()
         self.calibration = calibration
         self.registration_only = registration_only
+        self.live: LiveFeed | None = None
+        self.live_ids: list[int] = []  # unique completions not yet fed to ``live``
+        self.live_ats: list[float] = []
         self.env = simpy.Environment(initial_time=start)
         self.engine = Engine(self.env, calibration, random.Random(plan.seed))
         if layout.cores is not None:
@@ -401,6 +415,22 @@ class ModelRun:
         self.unanswered += 1  # answered, refused or lost like a probe
         self.engine.send(PROBER_ID, COORDINATOR_ID, self.prober.status_request())
 
+    def watch(self, live: LiveFeed) -> None:
+        """Feed ``live`` every ``LIVE_INTERVAL`` of simulated time from time 0."""
+        self.live = live
+        self._at(0.0, self._live_tick)
+
+    def _live_tick(self) -> None:
+        self.flush_live()
+        self._at(self.env.now + LIVE_INTERVAL, self._live_tick)
+
+    def flush_live(self) -> None:
+        """Hand ``live`` the unique completions since the last call."""
+        if self.live is not None:
+            ids, ats = self.live_ids, self.live_ats
+            self.live_ids, self.live_ats = [], []
+            self.live(self.env.now, ids, ats)
+
     def _tick(self, progress: Progress, step: int) -> None:
         progress(step / PROGRESS_STEPS)
         if step < PROGRESS_STEPS:
@@ -428,6 +458,9 @@ class ModelRun:
         for completion in agent.completions[before:]:
             if not completion.duplicate:
                 self.missing -= 1
+                if self.live is not None:
+                    self.live_ids.append(completion.op_id)
+                    self.live_ats.append(completion.at)
         if self.missing <= 0:
             self._check_done()
 

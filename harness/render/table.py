@@ -33,6 +33,7 @@ its own caption line (``real #2``).
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -363,3 +364,10 @@ def render_history(rows: Sequence[Mapping[str, Any]], *, title: str | None = Non
     for row in rows:
         table.add_row(*(_history_cell(row.get(key), fmt) for _, key, fmt in HISTORY_COLUMNS))
     return table
+
+
+def as_text(renderable: object, width: int = 120) -> str:
+    """A rich table (or any renderable) as plain text, as a terminal ``width`` wide shows it."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()

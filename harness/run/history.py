@@ -118,12 +118,42 @@ def record_run(
 
 def list_runs(db_path: Path, limit: int = 20) -> list[dict[str, Any]]:
     """The newest ``limit`` rows (one per run and backend), newest first."""
+    return query_runs(db_path, limit=limit)
+
+
+def query_runs(
+    db_path: Path,
+    *,
+    scenario: str | None = None,
+    backend: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` rows, newest first, of one scenario, one backend
+    (``sim`` takes in ``sim #2`` ...) and a span of ``created`` (ISO dates or
+    times; a date alone as ``until`` takes in the whole day)."""
     if not Path(db_path).exists():
         return []
+    where: list[str] = []
+    values: list[Any] = []
+    if scenario is not None:
+        where.append("scenario = ?")
+        values.append(scenario)
+    if backend is not None:
+        where.append("(backend = ? OR backend LIKE ?)")
+        values += [backend, f"{backend} #%"]
+    if since is not None:
+        where.append("created >= ?")
+        values.append(since)
+    if until is not None:
+        where.append("created <= ?")
+        values.append(until + "T99" if len(until) == len("2026-01-01") else until)
     query = (
         f"SELECT {', '.join(COLUMN_NAMES)} FROM runs "
-        "ORDER BY created DESC, run_id DESC, backend ASC LIMIT ?"
+        + (f"WHERE {' AND '.join(where)} " if where else "")
+        + "ORDER BY created DESC, run_id DESC, backend ASC LIMIT ?"
     )
     with connect(db_path) as conn:
-        cursor = conn.execute(query, (int(limit),))
-        return [dict(zip(COLUMN_NAMES, values, strict=True)) for values in cursor]
+        cursor = conn.execute(query, (*values, int(limit)))
+        return [dict(zip(COLUMN_NAMES, row, strict=True)) for row in cursor]

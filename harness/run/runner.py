@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,16 +55,25 @@ from harness.scenario.compile import compile_plan
 from harness.scenario.errors import num
 from harness.scenario.schema import ModelSection, Scenario, ScenarioError
 from protocol.plan import Plan
-from protocol.records import DriverResult
+from protocol.records import DriverResult, LiveFeed
 
 if TYPE_CHECKING:
     from sim.calibration import Calibration
     from sim.distribution import Distribution
 
 Progress = Callable[[str, float], None]
+# a live feed of every run of a ``run_scenario``: (the run's label, then a ``LiveFeed``'s)
+LabelledFeed = Callable[[str, float, Sequence[int], Sequence[float]], None]
 BACKENDS = ("real", "sim")
 SEED_STRIDE = 1_000_003  # model seed of replication i: the scenario's seed + i * stride
 LINKS_PER_WORKER = 2  # multiplexed tcp: connections each agent worker process opens
+WATCHED_NOTE = {
+    "real": "watched live: the run handed its completions to a live view every 0.1 s; "
+    "in process that work shares the run's event loop and adds to its latency "
+    "(docs/portal.md, 'What watching costs')",
+    "sim": "watched live: the model handed its completions to a live view every 0.1 s "
+    "of simulated time, which changes none of its figures",
+}
 
 
 @dataclass
@@ -99,6 +108,7 @@ def run_backend(
     warnings: list[str] | None = None,
     calibration: Calibration | None = None,
     reports: Path | None = None,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport).
 
@@ -107,15 +117,16 @@ def run_backend(
     Otherwise it is picked from ``<reports>/calibrations`` (the CLI's
     ``--reports``; ``reports/calibrations`` when ``reports`` is None).
     A real run made with the test-only slowdown hook on says so in its notes.
+    ``live`` gets the run's completions as it goes (``protocol.records.LiveFeed``).
     """
     from native.select import STATE
 
     if backend == "sim":
-        result = _run_model(plan, scenario, progress, warnings, calibration, reports)
+        result = _run_model(plan, scenario, progress, warnings, calibration, reports, live)
         result.notes.append(f"core: {STATE.describe()}")
         return result
     check_backends(scenario, (backend,))
-    result = _run_real(plan, scenario, progress)
+    result = _run_real(plan, scenario, progress, live)
     result.notes.append(f"core: {STATE.describe()}")
     from real.slowdown import note as slowdown_note
 
@@ -126,7 +137,10 @@ def run_backend(
 
 
 def _run_real(
-    plan: Plan, scenario: Scenario, progress: Callable[[float], None] | None
+    plan: Plan,
+    scenario: Scenario,
+    progress: Callable[[float], None] | None,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     if scenario.transport == "tcp":
         from real.tcp.run import run_plan as tcp_run
@@ -134,11 +148,15 @@ def _run_real(
         per_agent = scenario.agents.connections == "per_agent"
         connections = 0 if per_agent else LINKS_PER_WORKER
         return tcp_run(
-            plan, workers=scenario.agents.workers, connections=connections, progress=progress
+            plan,
+            workers=scenario.agents.workers,
+            connections=connections,
+            progress=progress,
+            live=live,
         )
     from real.inproc.run import run_plan as inproc_run
 
-    return inproc_run(plan, progress)
+    return inproc_run(plan, progress, live=live)
 
 
 def _run_model(
@@ -148,6 +166,7 @@ def _run_model(
     warnings: list[str] | None,
     calibration: Calibration | None = None,
     reports: Path | None = None,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     from sim import run_plan as sim_run
     from sim.calibration import calibrations_dir, load_calibration
@@ -167,11 +186,18 @@ def _run_model(
         cores = calibration.cores if calibration.cores and not model.what_ifs() else None
         links = 0 if scenario.agents.connections == "per_agent" else LINKS_PER_WORKER
         result = sim_run(
-            plan, calibration, progress, workers, coordinator_hosts=hosts, cores=cores, links=links
+            plan,
+            calibration,
+            progress,
+            workers,
+            coordinator_hosts=hosts,
+            cores=cores,
+            links=links,
+            live=live,
         )
     else:
         one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
-        result = sim_run(plan, one_loop, progress)
+        result = sim_run(plan, one_loop, progress, live=live)
     result.notes.extend(what_if_notes(model))
     return result
 
@@ -210,6 +236,7 @@ def run_scenario(
     reports: Path = Path("reports"),
     progress: Progress | None = None,
     operations: bool = True,
+    live: LabelledFeed | None = None,
 ) -> RunOutcome:
     """Compile, replay on each backend, summarize, compare and file one run.
 
@@ -217,6 +244,8 @@ def run_scenario(
     was measured here (``swarmtwin --reports DIR calibrate`` writes there).
     ``operations=False`` (``run --no-operations``) skips the per-operation
     records (``operations-<label>.parquet``) and does not keep them in memory.
+    ``live`` gets each run's completions as it goes, under the run's label
+    (``real``, ``sim #2`` ...), as the progress does.
     """
     check_backends(scenario, backends)
     plan = compile_plan(scenario)
@@ -231,9 +260,14 @@ def run_scenario(
             label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
             replayed = replication_plan(plan, rep) if backend == "sim" else plan
-            result = run_backend(replayed, backend, scenario, tick, warnings, reports=reports)
+            feed = _bind_feed(live, label)
+            result = run_backend(
+                replayed, backend, scenario, tick, warnings, reports=reports, live=feed
+            )
             if backend == "sim":
                 result.notes += [f"extrapolation: {text}" for text in outside]
+            if feed is not None:
+                result.notes.append(WATCHED_NOTE[backend])
             if replayed.seed != plan.seed:
                 result.notes.append(
                     f"model replication {rep + 1}: its draws seeded with {replayed.seed} "
@@ -312,6 +346,12 @@ def labelled_repetitions(outcome: RunOutcome) -> dict[str, Summary]:
     """Every run: a repeated backend's under each repetition's label (``real #2``),
     a backend that ran once under its own name."""
     return filed_summaries(outcome.summaries, outcome.repetitions)
+
+
+def _bind_feed(live: LabelledFeed | None, label: str) -> LiveFeed | None:
+    if live is None:
+        return None
+    return lambda now, ids, ats: live(label, now, ids, ats)
 
 
 def _bind(progress: Progress | None, label: str) -> Callable[[float], None] | None:

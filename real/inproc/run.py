@@ -10,6 +10,10 @@ an exception in the core would only be logged by the loop and the run would
 carry on with figures. ``run_async`` therefore installs a loop exception
 handler for the run that logs as usual and also records each exception in
 ``DriverResult.errors``, which makes the run invalid.
+
+A ``live`` feed (``protocol.records.LiveFeed``) is called every
+``LIVE_INTERVAL`` of run time with the completions the agents recorded since
+the previous call, read from the ends of their completion lists.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import time
 
 from protocol.plan import Plan
-from protocol.records import DriverResult, ProcessUsage
+from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, ProcessUsage
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.inproc.faults import FaultHub, collect, run_faults
@@ -37,14 +41,68 @@ from real.loop_errors import recording_handler
 from real.usage import CpuSpan, own_usage
 
 
-async def report_progress(hub: Hub, plan: Plan, progress: Progress) -> None:
+class LiveTap:
+    """Feeds ``live`` the unique completions the hub's agents recorded since the last call.
+
+    It runs on the run's own event loop, so it is cut small: ``collect`` takes the
+    new records every ``LIVE_INTERVAL / LIVE_SPLIT`` (a fifth of the work of a feed,
+    a short pause of the loop), and ``flush`` hands them over every ``LIVE_INTERVAL``.
+    """
+
+    def __init__(self, hub: Hub, live: LiveFeed) -> None:
+        self.hub = hub
+        self.live = live
+        self.seen: dict[int, int] = {}  # id of an agent -> its completions already taken
+        self.ids: list[int] = []
+        self.ats: list[float] = []
+
+    def collect(self) -> None:
+        ids, ats, seen = self.ids, self.ats, self.seen
+        for agent in agents_of(self.hub):
+            records = agent.completions
+            start = seen.get(id(agent), 0)
+            if len(records) > start:
+                fresh = [r for r in records[start:] if not r.duplicate]
+                ids.extend([r.op_id for r in fresh])
+                ats.extend([r.at for r in fresh])
+                seen[id(agent)] = len(records)
+
+    def flush(self) -> None:
+        self.collect()
+        ids, ats = self.ids, self.ats
+        self.ids, self.ats = [], []
+        self.live(self.hub.clock.now(), ids, ats)
+
+
+LIVE_SPLIT = 5  # collections per feed
+
+
+async def report_progress(
+    hub: Hub, plan: Plan, progress: Progress | None, tap: LiveTap | None = None
+) -> None:
+    """Tell ``progress`` the share of the plan's duration gone every 0.25 s, and the
+    ``tap``'s feed the new completions every ``LIVE_INTERVAL``, until cancelled."""
+    step = LIVE_INTERVAL / LIVE_SPLIT if tap is not None else 0.25
+    every = round(0.25 / step)
+    tick = 0
     while True:
-        progress(min(hub.clock.now() / plan.duration, 1.0))
-        await asyncio.sleep(0.25)
+        if progress is not None and tick % every == 0:
+            now = hub.clock.now()
+            progress(min(now / plan.duration, 1.0) if plan.duration > 0 else 1.0)
+        if tap is not None:
+            if tick % LIVE_SPLIT == LIVE_SPLIT - 1:
+                tap.flush()
+            else:
+                tap.collect()
+        tick += 1
+        await asyncio.sleep(step)
 
 
 async def run_async(
-    plan: Plan, progress: Progress | None = None, hub_class: type[Hub] = Hub
+    plan: Plan,
+    progress: Progress | None = None,
+    hub_class: type[Hub] = Hub,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """Replay ``plan`` on the running loop and collect the records."""
     loop = asyncio.get_running_loop()
@@ -59,7 +117,7 @@ async def run_async(
         hub = build_hub(plan, loop, RunClock(), hub_class)
         registered = await register_all(hub)
         with tuned_gc() as gc_note:
-            result = await replay_registered(hub, plan, registered, progress)
+            result = await replay_registered(hub, plan, registered, progress, live)
     finally:
         loop.set_exception_handler(previous)
     result.errors.extend(errors)
@@ -75,7 +133,11 @@ async def run_async(
 
 
 async def replay_registered(
-    hub: Hub, plan: Plan, registered: dict[str, float], progress: Progress | None
+    hub: Hub,
+    plan: Plan,
+    registered: dict[str, float],
+    progress: Progress | None,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """Start the run clock, replay the plan, settle, and collect the records."""
     loop = hub.loop
@@ -83,7 +145,9 @@ async def replay_registered(
     shift = hub.clock.t0 - start.t0
     registered = {node: at + shift for node, at in registered.items()}
     hub.clock = start
-    watcher = loop.create_task(report_progress(hub, plan, progress)) if progress else None
+    tap = LiveTap(hub, live) if live is not None else None
+    watching = progress is not None or tap is not None
+    watcher = loop.create_task(report_progress(hub, plan, progress, tap)) if watching else None
     tasks = [replay(hub, plan), probe(hub, plan), ask_status(hub, plan)]
     if isinstance(hub, FaultHub):
         hub.attach(plan)
@@ -92,6 +156,8 @@ async def replay_registered(
     await settle(hub, plan)
     if watcher is not None:
         watcher.cancel()
+    if tap is not None:
+        tap.flush()  # what came since the last tick
     for box in hub.boxes.values():
         box.arm(None)
     result = DriverResult("real", "inproc", registered=registered)
@@ -122,10 +188,11 @@ def run_plan(
     progress: Progress | None = None,
     use_uvloop: bool = True,
     hub_class: type[Hub] = Hub,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """Run ``plan`` on a fresh event loop (uvloop when installed)."""
     loop = new_event_loop(use_uvloop)
     try:
-        return loop.run_until_complete(run_async(plan, progress, hub_class))
+        return loop.run_until_complete(run_async(plan, progress, hub_class, live))
     finally:
         loop.close()

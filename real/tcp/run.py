@@ -75,7 +75,7 @@ from protocol.codec import MalformedFrame, encode_body
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
 from protocol.prober import Prober as CoreProber
-from protocol.records import Completion, DriverResult, WriteAck
+from protocol.records import Completion, DriverResult, LiveFeed, WriteAck
 from protocol.workload import split_memory_target
 from real.clock import RunClock, new_event_loop
 from real.gctune import POLICY
@@ -107,6 +107,7 @@ def worker_specs(
     epoch: float,
     use_uvloop: bool,
     log_dir: str | None = None,
+    live: bool = False,
 ) -> list[WorkerSpec]:
     """Deal agents round-robin to workers; give each the ops its agents originate.
 
@@ -132,6 +133,7 @@ def worker_specs(
                 drain_timeout=plan.drain_timeout,
                 use_uvloop=use_uvloop,
                 log_dir=log_dir,
+                live=live,
             )
         )
     return specs
@@ -148,13 +150,15 @@ async def wait_ready(workers: list[Child], timeout: float) -> dict[str, float]:
     return registered
 
 
-def _take_reports(workers: list[Child]) -> None:
+def _take_reports(workers: list[Child], now: float = 0.0, live: LiveFeed | None = None) -> None:
     for child in workers:
         if child.booting:
             continue  # its "ready" is for the fault supervisor waiting on it
         for item in child.channel.take_all():
             if isinstance(item, tuple) and item[0] == "count":
                 child.count = int(item[1])
+                if live is not None and len(item) == 4:  # a live worker's new completions
+                    live(now, item[2], item[3])
             elif isinstance(item, tuple) and item[0] == "failed":
                 child.failed = str(item[1])
         if child.channel.eof and child.failed is None and not child.killed:
@@ -167,6 +171,7 @@ async def wait_done(
     clock: RunClock,
     progress: Progress | None,
     faults: FaultSupervisor | None = None,
+    live: LiveFeed | None = None,
 ) -> float:
     """Wait until the plan's duration has passed, every fault step and restart
     is done and every expected completion has arrived; or the drain deadline.
@@ -184,7 +189,7 @@ async def wait_done(
         if progress is not None and now >= next_progress:
             progress(min(max(now, 0.0) / plan.duration, 1.0) if plan.duration > 0 else 1.0)
             next_progress = now + PROGRESS_INTERVAL
-        _take_reports(workers)
+        _take_reports(workers, now, live)
         count = sum(child.count for child in workers)
         if count != last_count:
             last_count, last_change = count, now
@@ -335,14 +340,19 @@ def run_plan(
     db_path: str | None = None,
     progress: Progress | None = None,
     use_uvloop: bool = True,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """Replay ``plan`` on a coordinator process and ``workers`` worker processes.
 
     ``connections`` is per worker (0 = one per agent). With ``db_path`` the
-    coordinator persists the memory store to that SQLite file.
+    coordinator persists the memory store to that SQLite file. With ``live``,
+    each worker adds its new unique completions to its count reports (every
+    ``COUNT_INTERVAL``) and the parent hands them to ``live`` as they arrive.
     """
     loop = new_event_loop(use_uvloop)
-    task = loop.create_task(run_async(plan, workers, connections, db_path, progress, use_uvloop))
+    task = loop.create_task(
+        run_async(plan, workers, connections, db_path, progress, use_uvloop, live)
+    )
     try:
         return loop.run_until_complete(task)
     except BaseException:  # e.g. KeyboardInterrupt: let run_async's finally reap the children
@@ -361,6 +371,7 @@ async def run_async(
     db_path: str | None = None,
     progress: Progress | None = None,
     use_uvloop: bool = True,
+    live: LiveFeed | None = None,
 ) -> DriverResult:
     """``run_plan`` on the running event loop."""
     wall = time.perf_counter()
@@ -376,14 +387,16 @@ async def run_async(
             proxies = await _start_proxies(plan, children, server.port, count)
             ports = proxies.ports if proxies is not None else server.port
             epoch = time.perf_counter()
-            specs = worker_specs(plan, workers, connections, ports, epoch, use_uvloop, scratch)
+            specs = worker_specs(
+                plan, workers, connections, ports, epoch, use_uvloop, scratch, live is not None
+            )
             pool = [children.start(s.name, "worker", s) for s in specs]
             ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
             t0 = time.perf_counter() + START_LEAD
             supervisor = FaultSupervisor(
                 plan, children, server, pool, specs, RunClock(t0), result, proxies
             )
-            await _replay(plan, supervisor, ready, result, progress)
+            await _replay(plan, supervisor, ready, result, progress, live)
             if proxies is not None:
                 result.notes.append(f"link fault proxies: {await proxies.stop()}")
         finally:
@@ -412,6 +425,7 @@ async def _replay(
     ready: dict[str, float],
     result: DriverResult,
     progress: Progress | None,
+    live: LiveFeed | None = None,
 ) -> None:
     pool = supervisor.pool
     clock = supervisor.clock
@@ -424,7 +438,7 @@ async def _replay(
     faulting = loop.create_task(supervisor.run())
     try:
         faults = supervisor if plan.faults else None
-        result.end_time = await wait_done(pool, plan, clock, progress, faults)
+        result.end_time = await wait_done(pool, plan, clock, progress, faults, live)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(probing, plan.probe_deadline + 1.0)
     finally:

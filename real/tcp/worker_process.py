@@ -6,6 +6,7 @@
     worker -> ("ready", {agent: perf_counter when welcomed}) | ("failed", reason)
     parent -> ("go", t0)
     worker -> ("count", unique completions so far)      every 0.1 s
+              ("count", n, op ids, plan times)  with ``live``: the new completions too
     parent -> "stop"                 (or the pipe closes, or the deadline passes)
     worker -> ("result", WorkerResult)   (records are in the record log, not here)
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from array import array
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -94,6 +96,7 @@ class WorkerSpec:
     life: int = 0  # 0 for the first process, n for its n-th restart
     resume_at: float | None = None  # a restarted life issues only ops at or after this
     origins: dict[int, str] | None = None  # publish/direct/broadcast op id -> origin
+    live: bool = False  # count reports carry the new unique completions (a live view)
 
     @property
     def name(self) -> str:
@@ -130,9 +133,21 @@ async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: flo
             await asyncio.sleep(0)  # let replies and deliveries in between bursts
 
 
-async def _report_counts(host: AgentHost, channel: PipeChannel, base: int) -> None:
+async def _report_counts(
+    host: AgentHost, channel: PipeChannel, base: int, offset: float, live: bool
+) -> None:
+    """Every ``COUNT_INTERVAL``: the unique completions so far; with ``live``, also the
+    op ids and plan times (core time less ``offset``) of those since the last report."""
+    if live:
+        host.live = ([], [])
     while True:
-        channel.send(("count", base + host.unique_completions()))
+        count = base + host.unique_completions()
+        if host.live is None:
+            channel.send(("count", count))
+        else:
+            ids, ats = host.live
+            host.live = ([], [])
+            channel.send(("count", count, array("q", ids), array("d", [a - offset for a in ats])))
         await asyncio.sleep(COUNT_INTERVAL)
 
 
@@ -240,7 +255,7 @@ async def _replay_and_collect(
         ops = tuple(op for op in ops if op.at >= resume_at)
     loop = asyncio.get_running_loop()
     replayer = loop.create_task(replay(host, ops, offset))
-    counter = loop.create_task(_report_counts(host, channel, base))
+    counter = loop.create_task(_report_counts(host, channel, base, offset, spec.live))
     end = offset + spec.duration + spec.drain_timeout + STOP_GRACE
     await _until_stop(channel, host, end)
     load_cpu_seconds = load_cpu.seconds()

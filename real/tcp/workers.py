@@ -144,6 +144,8 @@ class AgentHost:
         self._scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._shed_scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._unique = 0
+        # with a live view: the op ids and core times of unique completions not yet reported
+        self.live: tuple[list[int], list[float]] | None = None
         self._dirty: set[str] = set()  # nodes flushed since the last ``unique_completions``
         self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
         self.lag = IssueLag()  # how late the replay issued ops (``real.tcp.worker_process``)
@@ -360,8 +362,12 @@ class AgentHost:
             start = self._scanned[node]
             records = agent.completions
             if len(records) > start:
-                self._unique += sum(1 for c in records[start:] if not c.duplicate)
+                fresh = [c for c in records[start:] if not c.duplicate]
+                self._unique += len(fresh)
                 self._scanned[node] = len(records)
+                if self.live is not None:
+                    self.live[0].extend(c.op_id for c in fresh)
+                    self.live[1].extend(c.at for c in fresh)
             start = self._shed_scanned[node]
             if len(agent.shed) > start:
                 if self._expected is None:

@@ -161,7 +161,7 @@ def test_validate_model_end_to_end_writes_report_and_plots(tmp_path: Path) -> No
     suite.write_text(
         f"name: tiny\nbase: {SUITE.parent / 'base.yaml'}\nrepetitions: 2\nreplications: 2\n"
         "duration: 1.0\nwarmup: 0.25\nsaturation_factor: 1.5\n"
-        "axes: {load: [0.3], overload: [3], agents: [10], size: [], fanout: []}\n"
+        "axes: {load: [0.3], overload: [3], agents: [50], size: [], fanout: []}\n"
         f"mixes: [{{file: {ROOT / 'scenarios' / 'default.yaml'}, load: [0.3]}}]\n"
     )
     assert main(["--reports", str(tmp_path / "reports"), "validate-model", str(suite)]) == 0
@@ -169,13 +169,13 @@ def test_validate_model_end_to_end_writes_report_and_plots(tmp_path: Path) -> No
     report = json.loads((folder / "report.json").read_text())
     assert [c["label"] for c in report["capacity"]] == [
         "capacity base",
-        "capacity agents=10",
+        "capacity agents=50",
         "capacity default",
     ]
     assert [p["label"] for p in report["points"]] == [
         "load=0.3",
         "overload=3x",
-        "agents=10",
+        "agents=50",
         "default at 0.3",
         "default as written",
     ]

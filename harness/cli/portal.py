@@ -1,0 +1,68 @@
+"""``serve``: the web portal (``harness.portal``), in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.cli.options import EXIT_BAD_INPUT, EXIT_OK, PORT
+from harness.cli.output import console, error, warn
+from protocol.settings import DEV_TOKEN
+
+if TYPE_CHECKING:
+    from harness.cli.options import Subcommands
+
+PORTAL_PORT = 8089
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from harness.portal.app import missing_assets, serve
+    from protocol.settings import ProtocolSettings
+
+    refusal = ProtocolSettings(token=args.token).bind_refusal(args.host)
+    if refusal:
+        error(f"serve: {refusal} (--token)")
+        return EXIT_BAD_INPUT
+    missing = missing_assets()
+    if missing:
+        warn(
+            f"the page's chart library is missing ({', '.join(missing)}): run "
+            "`bash scripts/install-web.sh` (make run and make test do)"
+        )
+    shown = "localhost" if args.host in ("127.0.0.1", "::1") else args.host
+    fragment = "" if args.token == DEV_TOKEN else f"#token={args.token}"
+    console.print(f"portal: http://{shown}:{args.port}/{fragment}  (Ctrl-C to stop)")
+    console.print(f"API: http://{shown}:{args.port}/docs, runs filed under {args.reports}")
+    try:
+        serve(args.host, args.port, args.token, Path(args.reports))
+    except OSError as exc:
+        error(f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="the web portal: start runs, watch them live, browse the history",
+        description="Serve the portal (HTTP, the live WebSocket and the page) in the "
+        "foreground until Ctrl-C.",
+        parents=common,
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; any but a loopback one needs a secret --token "
+        "(default: %(default)s)",
+    )
+    serve.add_argument(
+        "--port", type=PORT, default=PORTAL_PORT, help="TCP port (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--token",
+        default=DEV_TOKEN,
+        help="the secret that starting and stopping runs needs (default: the public "
+        "development token %(default)r, accepted on loopback only)",
+    )
+    serve.set_defaults(func=cmd_serve)

@@ -1,0 +1,318 @@
+"""The portal's HTTP API (``/api``): scenarios, runs, jobs and the server itself.
+
+Every route reads what the harness already files (the history database, the run
+folders, the shipped scenarios) or acts through ``harness.portal.jobs``; the
+page uses nothing else, and FastAPI serves the OpenAPI schema at
+``/openapi.json``. A route that changes state (starting or stopping a run,
+reporting render latency) needs ``Authorization: Bearer <token>``; there are
+no cookies, so a page on another site cannot act with a user's credentials.
+Bad input is a 4xx whose ``detail`` says what was wrong, never a 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from harness.portal.jobs import Busy, JobRequest
+from harness.portal.state import Portal, headline
+from harness.run.history import query_runs
+from harness.scenario.errors import ScenarioError
+from harness.scenario.schema import Scenario, load_scenario, parse_scenario
+from harness.scenario.shipped import scenarios_dir
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+SERVED = {".png", ".svg", ".csv", ".json", ".yaml", ".md", ".html", ".parquet"}
+MAX_YAML = 1 << 20
+
+bearer = HTTPBearer(auto_error=False, description="the portal's token (swarmtwin serve --token)")
+router = APIRouter(prefix="/api")
+
+
+def portal(request: Request) -> Portal:
+    found: Portal = request.app.state.portal
+    return found
+
+
+PortalDep = Annotated[Portal, Depends(portal)]
+
+
+def authorized(
+    state: PortalDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Refuse a state-changing request without the portal's token."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "this request changes state: send Authorization: Bearer <token>")
+    if not state.settings.accepts(credentials.credentials):
+        state.refused += 1
+        raise HTTPException(403, "wrong token")
+
+
+Authorized = Depends(authorized)
+
+
+# --- models --------------------------------------------------------------------------
+
+
+class ScenarioInfo(BaseModel):
+    name: str = Field(description="the name `swarmtwin run` takes, e.g. smoke or faults/partition")
+    description: str
+    agents: int
+    duration: float
+    transport: str
+    backends: list[str]
+    faults: int
+
+
+class ValidateRequest(BaseModel):
+    name: str | None = Field(None, max_length=500, description="a shipped scenario's name")
+    text: str | None = Field(None, max_length=MAX_YAML, description="a scenario as YAML")
+
+
+class Problem(BaseModel):
+    field: str
+    expected: str
+
+
+class ValidateResponse(BaseModel):
+    valid: bool
+    name: str | None = None
+    problems: list[Problem] = []
+    message: str = ""
+
+
+class StartRequest(BaseModel):
+    scenario: str = Field(min_length=1, max_length=500, description="a shipped scenario's name")
+    backend: Literal["real", "sim", "both"] | None = None
+    transport: Literal["inproc", "tcp"] | None = None
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    duration: float | None = Field(None, gt=0, le=3600)
+
+
+class RenderStats(BaseModel):
+    frames: int = Field(ge=0, le=10**9)
+    p50_ms: float | None = Field(None, ge=0, le=1e7)
+    p95_ms: float | None = Field(None, ge=0, le=1e7)
+    max_ms: float | None = Field(None, ge=0, le=1e7)
+
+
+# --- scenarios -------------------------------------------------------------------------
+
+
+@functools.cache
+def shipped() -> dict[str, Scenario]:
+    """Every shipped scenario by the name ``swarmtwin run`` takes (read once: the shipped
+    files do not change under a running server); the suites beside them are not
+    scenarios and are left out."""
+    root = scenarios_dir()
+    found: dict[str, Scenario] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError:
+            continue  # a suite (certification, validation, regression)
+        found[path.relative_to(root).with_suffix("").as_posix()] = scenario
+    return found
+
+
+def shipped_names() -> list[str]:
+    return list(shipped())
+
+
+@router.get("/scenarios", response_model=list[ScenarioInfo], tags=["scenarios"])
+def list_scenarios() -> list[ScenarioInfo]:
+    """The shipped scenarios, as `swarmtwin run` names them."""
+    found = []
+    for name, scenario in shipped().items():
+        found.append(
+            ScenarioInfo(
+                name=name,
+                description=scenario.description,
+                agents=scenario.agents.count,
+                duration=scenario.duration,
+                transport=scenario.transport,
+                backends=list(scenario.backends),
+                faults=len(scenario.faults),
+            )
+        )
+    return found
+
+
+def _resolve(name: str) -> Path:
+    if name not in shipped_names():
+        raise HTTPException(
+            404, f"no shipped scenario named {name!r}; GET /api/scenarios lists them"
+        )
+    return scenarios_dir() / f"{name}.yaml"
+
+
+@router.post("/scenarios/validate", response_model=ValidateResponse, tags=["scenarios"])
+def validate_scenario(body: ValidateRequest) -> ValidateResponse:
+    """Check a shipped scenario (`name`) or a YAML text (`text`) as `swarmtwin check` does."""
+    if (body.name is None) == (body.text is None):
+        raise HTTPException(422, "give exactly one of name (a shipped scenario) or text (YAML)")
+    try:
+        if body.name is not None:
+            scenario = load_scenario(_resolve(body.name))
+        else:
+            try:
+                data = yaml.safe_load(body.text or "")
+            except yaml.YAMLError as exc:
+                return ValidateResponse(valid=False, message=f"<text>: not YAML: {exc}")
+            scenario = parse_scenario(data, "<text>")
+    except ScenarioError as exc:
+        problems = [Problem(field=f, expected=e) for f, e in exc.problems]
+        return ValidateResponse(valid=False, problems=problems, message=str(exc))
+    return ValidateResponse(valid=True, name=scenario.name)
+
+
+# --- runs (the history) ------------------------------------------------------------------
+
+
+@router.get("/runs", tags=["runs"])
+def list_runs(
+    state: PortalDep,
+    scenario: Annotated[str | None, Query(max_length=200)] = None,
+    backend: Annotated[str | None, Query(max_length=50)] = None,
+    since: Annotated[str | None, Query(max_length=40, description="ISO date or time")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="ISO date or time")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[dict[str, Any]]:
+    """The run history, newest first: one row per run and backend (`swarmtwin history`)."""
+    return query_runs(
+        state.reports / "history.sqlite",
+        scenario=scenario,
+        backend=backend,
+        since=since,
+        until=until,
+        limit=limit,
+    )
+
+
+def _run_dir(state: Portal, run_id: str) -> Path:
+    runs = (state.reports / "runs").resolve()
+    if not RUN_ID.match(run_id) or not (runs / run_id).is_dir():
+        raise HTTPException(404, f"no run {run_id!r} in {runs}")
+    return runs / run_id
+
+
+@router.get("/runs/{run_id}", tags=["runs"])
+def get_run(state: PortalDep, run_id: str) -> dict[str, Any]:
+    """A run folder: its files, its scenario, its summary (`summary.json`) and each
+    backend's headline figures (a repeated backend's: the median over its runs)."""
+    folder = _run_dir(state, run_id)
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in SERVED)
+    scenario = folder / "scenario.yaml"
+    summary = state.summary(folder)
+    return {
+        "run_id": run_id,
+        "files": files,
+        "scenario": scenario.read_text() if scenario.is_file() else None,
+        "summary": summary,
+        "figures": headline(summary) if summary is not None else {},
+    }
+
+
+@router.get("/runs/{run_id}/summary", tags=["runs"])
+def get_summary(state: PortalDep, run_id: str) -> dict[str, Any]:
+    """The run's `summary.json`, as filed."""
+    found = state.summary(_run_dir(state, run_id))
+    if found is None:
+        raise HTTPException(404, f"run {run_id!r} has no summary.json")
+    return found
+
+
+@router.get("/runs/{run_id}/timeline", tags=["runs"])
+def get_timeline(state: PortalDep, run_id: str) -> dict[str, Any]:
+    """Each backend's timeline (0.1 s bins by scheduled time), from `summary.json`."""
+    summary = get_summary(state, run_id)
+    return {
+        backend: figures.get("timeline", [])
+        for backend, figures in summary.get("backends", {}).items()
+    }
+
+
+@router.get("/runs/{run_id}/files/{name}", tags=["runs"], response_class=FileResponse)
+def get_file(state: PortalDep, run_id: str, name: str) -> FileResponse:
+    """One file of the run folder (plots, tables, the scenario)."""
+    folder = _run_dir(state, run_id)
+    path = folder / name
+    if not FILE_NAME.match(name) or path.suffix not in SERVED or not path.is_file():
+        raise HTTPException(404, f"run {run_id!r} has no file {name!r}")
+    return FileResponse(path)
+
+
+# --- jobs (runs started here) -------------------------------------------------------------
+
+
+@router.post("/jobs", status_code=201, tags=["jobs"], dependencies=[Authorized])
+async def start_job(state: PortalDep, body: StartRequest) -> dict[str, Any]:
+    """Start a run of a shipped scenario, as `swarmtwin run` would; one at a time."""
+    try:
+        load_scenario(_resolve(body.scenario))
+    except ScenarioError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    request = JobRequest(body.scenario, body.backend, body.transport, body.seed, body.duration)
+    try:
+        job = await state.jobs.start(request)
+    except Busy as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return job.status()
+
+
+@router.get("/jobs", tags=["jobs"])
+def list_jobs(state: PortalDep) -> list[dict[str, Any]]:
+    """The running job and the last finished ones, newest first."""
+    return [job.status() for job in reversed(state.jobs.jobs.values())]
+
+
+def _job(state: Portal, job_id: str) -> Any:
+    job = state.jobs.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return job
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+def get_job(
+    state: PortalDep, job_id: str, points: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """A job's state, progress and result; with `points`, every live point so far."""
+    status: dict[str, Any] = _job(state, job_id).status(points=points)
+    return status
+
+
+@router.post("/jobs/{job_id}/stop", tags=["jobs"], dependencies=[Authorized])
+async def stop_job(state: PortalDep, job_id: str) -> dict[str, Any]:
+    """Stop a running job and every process it started; a stopped run files nothing."""
+    job = _job(state, job_id)
+    await state.jobs.stop(job)
+    status: dict[str, Any] = job.status()
+    return status
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+@router.post("/render-stats", tags=["server"], dependencies=[Authorized])
+def report_render(state: PortalDep, body: RenderStats) -> dict[str, Any]:
+    """A page's push-to-render latency: from a frame's server stamp to its drawing."""
+    state.render = {**body.model_dump(), "reported": time.time()}
+    return state.render
+
+
+@router.get("/server", tags=["server"])
+def server_status(state: PortalDep) -> dict[str, Any]:
+    """This server: its CPU time, its pushes, the last render latency a page reported."""
+    return state.describe()

@@ -1,0 +1,133 @@
+"""The portal's ASGI application, and ``serve`` to run it with uvicorn.
+
+``create_app`` puts together the API (``harness.portal.api``), the page and
+its assets (``static/``, with uPlot copied from npm into ``static/vendor`` by
+``scripts/install-web.sh``), and the live WebSocket ``/ws/live``, which sends a
+page the frames of ``harness.portal.push`` (read-only: it takes nothing but a
+close). A Host check refuses requests whose ``Host`` header is not the
+server's own name (DNS rebinding: a page of another site that resolves its
+name to 127.0.0.1 must not be able to read the API).
+
+``serve`` refuses a bind other machines can reach while the token is the
+public default, through the same check the coordinator uses
+(``ProtocolSettings.bind_refusal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from html import escape
+from pathlib import Path
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from harness.portal.api import router
+from harness.portal.state import Portal
+from protocol.settings import DEV_TOKEN, ProtocolSettings, is_loopback
+
+STATIC = Path(__file__).resolve().parent / "static"
+VENDOR = STATIC / "vendor"
+DEFAULT_PORT = 8089
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(
+    reports: Path,
+    token: str = DEV_TOKEN,
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
+) -> FastAPI:
+    """The application, filing and reading runs under ``reports``."""
+    state = Portal(Path(reports), ProtocolSettings(token=token))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.pusher.start()
+        try:
+            yield
+        finally:
+            await state.jobs.close()
+            await state.pusher.stop()
+
+    app = FastAPI(
+        title="swarmtwin portal",
+        summary="Live runs of the real system and its model, their history and reports.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.portal = state
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        page = (STATIC / "index.html").read_text()
+        # the public development token may sit in the page (it is only accepted on
+        # loopback); a secret one comes from the URL's #token=..., which no request carries
+        shown = token if token == DEV_TOKEN else ""
+        return HTMLResponse(page.replace("{{TOKEN}}", escape(shown, quote=True)))
+
+    @app.websocket("/ws/live")
+    async def live(socket: WebSocket) -> None:
+        await socket.accept()
+        client = state.pusher.connect()
+        reader = asyncio.create_task(_drain(socket))
+        try:
+            while not reader.done():
+                frame_task = asyncio.create_task(client.next_frame())
+                done, _ = await asyncio.wait(
+                    {frame_task, reader}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if frame_task not in done:
+                    frame_task.cancel()
+                    break
+                await socket.send_text(frame_task.result())
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await reader
+            state.pusher.disconnect(client)
+
+    return app
+
+
+async def _drain(socket: WebSocket) -> None:
+    """Read (and ignore) what a page sends until it closes: the socket is one-way."""
+    while True:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def hosts_for(host: str) -> tuple[str, ...]:
+    """The Host headers a server bound to ``host`` accepts."""
+    if is_loopback(host):
+        return LOOPBACK_NAMES
+    return ("*",)  # reachable by any name: the secret token is the protection
+
+
+def serve(host: str, port: int, token: str, reports: Path) -> int:
+    """Run the portal until Ctrl-C; 2 for a bind that needs a secret token."""
+    import uvicorn
+
+    refusal = ProtocolSettings(token=token).bind_refusal(host)
+    if refusal:
+        raise ValueError(refusal)
+    app = create_app(reports, token, hosts_for(host))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
+    uvicorn.Server(config).run()
+    return 0
+
+
+def missing_assets() -> list[str]:
+    """The chart library's files the page needs and this installation lacks."""
+    wanted = ("uPlot.iife.min.js", "uPlot.min.css")
+    return [name for name in wanted if not (VENDOR / name).is_file()]

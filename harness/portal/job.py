@@ -1,0 +1,138 @@
+"""One run started from the portal: ``python -m harness.portal.job ...``.
+
+The portal starts this module as a subprocess in a session of its own (so a
+stop can end it with every process it started) and reads its standard output,
+one JSON object per line:
+
+    {"type": "started", "scenario": ..., "labels": [...], "duration": ..., ...}
+    {"type": "progress", "label": "real", "fraction": 0.42}
+    {"type": "point", "label": "real", "t": ..., "deliveries_per_s": ..., "p95_ms": ...}
+    {"type": "done", "run_id": ..., "run_dir": ..., "valid": true, "table": "..."}
+    {"type": "error", "message": "..."}                  (and exit status 2)
+
+The run itself is ``harness.run.runner.run_scenario``, as ``swarmtwin run``
+calls it, with a live feed that turns each driver's completions into points
+(``harness.portal.live``); it files the run folder and the history row as
+the CLI does. Before anything else the module moves file descriptor 1 to
+standard error and keeps the original for these lines, so that nothing the
+run's child processes print can break the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from harness.cli.options import EXIT_BAD_INPUT, EXIT_INVALID, EXIT_OK
+
+
+class Lines:
+    """JSON lines on a stream of their own, flushed one by one."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def send(self, kind: str, **fields: Any) -> None:
+        self.stream.write(json.dumps({"type": kind, **fields}, allow_nan=False) + "\n")
+        self.stream.flush()
+
+
+def own_stdout() -> IO[str]:
+    """The original standard output, for our lines; fd 1 now goes to standard error."""
+    sys.stdout.flush()
+    stream = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return stream
+
+
+def labels(backends: Sequence[str], repetitions: int, replications: int) -> list[str]:
+    """The labels ``run_scenario`` gives each run, in the order they go."""
+    found: list[str] = []
+    for backend in backends:
+        runs = replications if backend == "sim" else repetitions
+        found += [backend] if runs == 1 else [f"{backend} #{i + 1}" for i in range(runs)]
+    return found
+
+
+def run(args: argparse.Namespace, lines: Lines) -> int:
+    from harness.portal.live import LivePoints
+    from harness.render.table import as_text, render_summary_table
+    from harness.run.runner import BACKENDS, run_scenario
+    from harness.scenario.compile import compile_plan
+    from harness.scenario.schema import ScenarioError, load_scenario
+    from harness.scenario.shipped import resolve
+
+    try:
+        scenario = load_scenario(resolve(args.scenario)).with_overrides(
+            seed=args.seed, duration=args.duration, transport=args.transport
+        )
+        backends = (
+            tuple(scenario.backends)
+            if args.backend is None
+            else (BACKENDS if args.backend == "both" else (args.backend,))
+        )
+        plan = compile_plan(scenario)
+    except ScenarioError as exc:
+        lines.send("error", message=str(exc))
+        return EXIT_BAD_INPUT
+    points = LivePoints(plan)
+
+    def live(label: str, now: float, ids: Sequence[int], ats: Sequence[float]) -> None:
+        point = points.point(label, now, ids, ats)
+        if point is not None:
+            lines.send("point", **point.to_dict())
+
+    def progress(label: str, fraction: float) -> None:
+        lines.send("progress", label=label, fraction=round(fraction, 4))
+
+    lines.send(
+        "started",
+        scenario=scenario.name,
+        agents=scenario.agents.count,
+        duration=scenario.duration,
+        warmup=scenario.warmup,
+        transport=scenario.transport,
+        seed=scenario.seed,
+        labels=labels(backends, scenario.repetitions, scenario.model.replications),
+        faults=[fault.model_dump(mode="json") for fault in scenario.faults],
+    )
+    outcome = run_scenario(scenario, backends, Path(args.reports), progress, live=live)
+    table = render_summary_table(
+        outcome.summaries, outcome.comparison, repetitions=outcome.repetitions
+    )
+    lines.send(
+        "done",
+        run_id=outcome.run_id,
+        run_dir=str(outcome.run_dir),
+        valid=outcome.valid,
+        invalid_reasons=outcome.invalid_reasons(),
+        warnings=outcome.warnings,
+        table=as_text(table),
+    )
+    return EXIT_OK if outcome.valid else EXIT_INVALID
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario")
+    parser.add_argument("--reports", default="reports")
+    parser.add_argument("--backend", choices=["real", "sim", "both"], default=None)
+    parser.add_argument("--transport", choices=["inproc", "tcp"], default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--duration", type=float, default=None)
+    args = parser.parse_args(argv)
+    lines = Lines(own_stdout())
+    try:
+        return run(args, lines)
+    except Exception as exc:  # the page shows it; the traceback goes to the job's log
+        lines.send("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,517 @@
+// swarmtwin portal: the live run view and the run history.
+//
+// Everything comes from the portal's own API (/api, schema at /openapi.json) and
+// its live WebSocket (/ws/live). Charts are uPlot. Each frame the server pushes
+// carries its wall-clock stamp; once the page has drawn a frame's points it
+// records now - stamp (push-to-render latency), shows the p95 in the header and
+// reports it to the server (POST /api/render-stats) every few seconds.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const token = (() => {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    sessionStorage.setItem("swarmtwin-token", fromHash);
+    history.replaceState(null, "", location.pathname);
+  }
+  return (
+    sessionStorage.getItem("swarmtwin-token") ||
+    document.querySelector('meta[name="swarmtwin-token"]').content ||
+    ""
+  );
+})();
+
+const HEADLINE = [
+  ["p50_ms", "latency p50", "ms"],
+  ["p95_ms", "latency p95", "ms"],
+  ["p99_ms", "latency p99", "ms"],
+  ["deliveries_per_s", "deliveries", "msg/s"],
+  ["ops_per_s", "operations completed", "ops/s"],
+  ["reliability", "reliability", "%"],
+  ["shed", "shed", "ops"],
+  ["lost", "not delivered by end", "msgs"],
+  ["duplicates", "duplicates", "msgs"],
+  ["uptime", "uptime", "%"],
+  ["agents_coordinated", "agents coordinated", "agents"],
+];
+const PERCENT = new Set(["reliability", "uptime", "data_integrity"]);
+
+const state = {
+  job: null, // the job this page follows
+  labels: [],
+  tables: {}, // label -> {t: [], thr: [], p50: [], p95: [], p99: []}
+  charts: {},
+  faults: [],
+  seq: 0,
+  renders: [],
+  dirty: false,
+  pendingStamps: [],
+};
+
+function banner(text) {
+  const el = $("banner");
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (options.method && options.method !== "GET" && token) {
+    headers.Authorization = `Bearer ${token}`;
+  }
+  const response = await fetch(path, { ...options, headers });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = body && body.detail ? body.detail : response.statusText;
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return body;
+}
+
+function fmt(value, unit) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "string") return value === "inf" ? "∞" : value;
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (unit === "%") return `${(value * 100).toFixed(3)} %`;
+  if (Math.abs(value) >= 1000) return Math.round(value).toLocaleString("en-US");
+  return Number(value.toPrecision(4)).toString();
+}
+
+// --- tabs ----------------------------------------------------------------------------
+
+function showTab() {
+  const tab = location.hash === "#history" ? "history" : "live";
+  $("tab-live").hidden = tab !== "live";
+  $("tab-history").hidden = tab !== "history";
+  for (const a of document.querySelectorAll(".tab")) {
+    a.classList.toggle("active", a.dataset.tab === tab);
+  }
+  if (tab === "history") loadHistory();
+}
+window.addEventListener("hashchange", showTab);
+
+// --- scenarios and the start form ----------------------------------------------------------
+
+let scenarios = [];
+async function loadScenarios() {
+  scenarios = await api("/api/scenarios");
+  const select = $("scenario");
+  select.innerHTML = "";
+  for (const s of scenarios) {
+    const option = document.createElement("option");
+    option.value = s.name;
+    option.textContent = s.name;
+    select.appendChild(option);
+  }
+  select.value = scenarios.some((s) => s.name === "smoke") ? "smoke" : select.value;
+  describeScenario();
+}
+
+function describeScenario() {
+  const s = scenarios.find((x) => x.name === $("scenario").value);
+  $("scenario-about").textContent = s
+    ? `${s.description} ${s.agents} agents, ${s.duration} s, ${s.transport}, backends ${s.backends.join(" and ")}` +
+      (s.faults ? `, ${s.faults} fault(s)` : "")
+    : "";
+}
+$("scenario").addEventListener("change", describeScenario);
+
+$("start").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = { scenario: $("scenario").value };
+  for (const key of ["backend", "transport"]) {
+    if ($(key).value) body[key] = $(key).value;
+  }
+  if ($("seed").value !== "") body.seed = Number($("seed").value);
+  if ($("duration").value !== "") body.duration = Number($("duration").value);
+  try {
+    banner("");
+    const job = await api("/api/jobs", { method: "POST", body: JSON.stringify(body) });
+    follow(job);
+  } catch (error) {
+    banner(`cannot start: ${error.message}`);
+  }
+});
+
+$("stop-button").addEventListener("click", async () => {
+  if (!state.job) return;
+  try {
+    await api(`/api/jobs/${state.job.job_id}/stop`, { method: "POST" });
+  } catch (error) {
+    banner(`cannot stop: ${error.message}`);
+  }
+});
+
+// --- following a job ----------------------------------------------------------------
+
+function follow(job) {
+  state.job = job;
+  state.labels = [];
+  state.tables = {};
+  state.faults = [];
+  for (const chart of Object.values(state.charts)) chart.destroy();
+  state.charts = {};
+  $("job").hidden = false;
+  $("final").hidden = true;
+  $("progress").innerHTML = "";
+  $("job-title").textContent = `${job.request.scenario} (job ${job.job_id})`;
+  setJobState(job.state, job.error);
+  if (job.info && job.info.labels) started(job.info);
+  for (const [label, fraction] of Object.entries(job.progress || {})) progress(label, fraction);
+  for (const point of job.points || []) addPoint(point);
+  redraw();
+  if (job.result) finished(job);
+}
+
+function setJobState(value, error) {
+  state.job.state = value;
+  const el = $("job-state");
+  el.dataset.state = value;
+  el.textContent = value + (error ? `: ${error}` : "");
+  const running = value === "running" || value === "starting";
+  $("stop-button").disabled = !running;
+  $("start-button").disabled = running;
+}
+
+function started(info) {
+  state.job.info = info;
+  if (state.job.state === "starting") setJobState("running");
+  state.labels = info.labels;
+  state.faults = info.faults || [];
+  for (const label of info.labels) {
+    state.tables[label] = { t: [], thr: [], p50: [], p95: [], p99: [] };
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.dataset.label = label;
+    row.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct">0 %</span>`;
+    row.querySelector(".name").textContent = label;
+    $("progress").appendChild(row);
+  }
+  makeCharts();
+}
+
+function progress(label, fraction) {
+  const row = $("progress").querySelector(`.bar[data-label="${CSS.escape(label)}"]`);
+  if (!row) return;
+  row.querySelector(".fill").style.width = `${(fraction * 100).toFixed(1)}%`;
+  row.querySelector(".pct").textContent = `${Math.round(fraction * 100)} %`;
+}
+
+function addPoint(p) {
+  const table = state.tables[p.label];
+  if (!table) return;
+  table.t.push(p.t);
+  table.thr.push(p.deliveries_per_s);
+  table.p50.push(p.p50_ms);
+  table.p95.push(p.p95_ms);
+  table.p99.push(p.p99_ms);
+  state.dirty = true;
+}
+
+// --- charts -------------------------------------------------------------------------------
+
+// real runs blue, the model's replications orange and dashed; p50 light to p99 dark
+const COLORS = { real: ["#9ecae1", "#3182bd", "#08519c"], sim: ["#fdae6b", "#e6550d", "#a63603"] };
+const PCTS = ["p50", "p95", "p99"];
+
+function faultShading(u) {
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.fillStyle = "rgba(214, 39, 40, 0.10)";
+  for (const f of state.faults) {
+    const from = u.valToPos(f.at, "x", true);
+    const to = u.valToPos(f.at + (f.duration || 0.2), "x", true);
+    ctx.fillRect(from, u.bbox.top, Math.max(to - from, 2), u.bbox.height);
+  }
+  ctx.restore();
+}
+
+function makeCharts() {
+  const width = Math.max(320, Math.min(720, $("job").clientWidth / 2 - 24));
+  const base = (title, yLabel, series) => ({
+    width,
+    height: 260,
+    scales: { x: { time: false } },
+    axes: [{ label: "run time (s)" }, { label: yLabel, size: 60 }],
+    series: [{ label: "t" }, ...series],
+    hooks: { draw: [faultShading] },
+  });
+  const style = (label, pct) => {
+    const model = label.startsWith("sim");
+    const shades = COLORS[model ? "sim" : "real"];
+    const color = pct ? shades[PCTS.indexOf(pct)] : shades[1];
+    return {
+      label: pct ? `${label} ${pct}` : label,
+      stroke: color,
+      width: 1.5,
+      dash: model ? [6, 4] : undefined,
+      spanGaps: true,
+    };
+  };
+  const thr = state.labels.map((label) => style(label));
+  const lat = [];
+  for (const label of state.labels) for (const pct of PCTS) lat.push(style(label, pct));
+  state.charts.throughput = new uPlot(base("throughput", "deliveries/s", thr), [[]], $("chart-throughput"));
+  state.charts.latency = new uPlot(base("latency", "ms", lat), [[]], $("chart-latency"));
+}
+
+function redraw() {
+  if (!state.dirty || !state.charts.throughput) return;
+  state.dirty = false;
+  const thr = state.labels.map((l) => [state.tables[l].t, state.tables[l].thr]);
+  const lat = state.labels.map((l) => {
+    const t = state.tables[l];
+    return [t.t, t.p50, t.p95, t.p99];
+  });
+  state.charts.throughput.setData(uPlot.join(thr));
+  state.charts.latency.setData(uPlot.join(lat));
+}
+
+// --- the end of a run -----------------------------------------------------------------------
+
+async function finished(job) {
+  const result = job.result;
+  if (!result) return;
+  $("final").hidden = false;
+  $("cli-table").textContent = result.table || "";
+  const link = $("final-link");
+  link.textContent = result.run_id;
+  link.href = `#history`;
+  link.onclick = () => setTimeout(() => openRun(result.run_id), 0);
+  try {
+    const run = await api(`/api/runs/${encodeURIComponent(result.run_id)}`);
+    figuresTable($("figures"), run);
+    notes($("final-notes"), run, result.warnings || []);
+  } catch (error) {
+    banner(`cannot read the run's summary: ${error.message}`);
+  }
+}
+
+function figuresTable(table, run) {
+  const backends = Object.keys(run.figures || {});
+  table.innerHTML = "";
+  const head = table.insertRow();
+  for (const h of ["figure", "unit", ...backends.map((b) => (b === "sim" ? "model (sim)" : b))]) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.appendChild(th);
+  }
+  for (const [key, name, unit] of HEADLINE) {
+    const row = table.insertRow();
+    row.insertCell().textContent = name;
+    row.insertCell().textContent = unit;
+    for (const backend of backends) {
+      const cell = row.insertCell();
+      const value = run.figures[backend][key];
+      cell.dataset.figure = key;
+      cell.dataset.backend = backend;
+      cell.dataset.value = value === null || value === undefined ? "" : String(value);
+      cell.textContent = fmt(value, PERCENT.has(key) ? "%" : unit);
+    }
+  }
+}
+
+function notes(list, run, warnings) {
+  list.innerHTML = "";
+  const add = (text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    list.appendChild(li);
+  };
+  for (const w of warnings) add(`warning: ${w}`);
+  const summary = run.summary || {};
+  for (const [backend, data] of Object.entries(summary.backends || {})) {
+    const runs = data.repetitions ? data.repetitions : [data];
+    const seen = new Set();
+    for (const r of runs) for (const n of r.notes || []) {
+      if (!seen.has(n)) { seen.add(n); add(`${backend}: ${n}`); }
+    }
+  }
+}
+
+// --- the live socket ------------------------------------------------------------------------
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/live`);
+  socket.onopen = () => {
+    $("connection").dataset.state = "open";
+    $("connection").textContent = "live";
+  };
+  socket.onclose = () => {
+    $("connection").dataset.state = "closed";
+    $("connection").textContent = "reconnecting";
+    setTimeout(connect, 1000);
+  };
+  socket.onmessage = (message) => onFrame(JSON.parse(message.data));
+}
+
+async function resync() {
+  if (!state.job) return;
+  const job = await api(`/api/jobs/${state.job.job_id}?points=true`);
+  follow(job);
+}
+
+function onFrame(frame) {
+  const gap = state.seq && frame.seq !== state.seq + 1;
+  state.seq = frame.seq;
+  let drew = false;
+  for (const event of frame.events) {
+    if (!state.job || event.job !== state.job.job_id) {
+      if (event.type === "state" && event.state === "starting" && (!state.job || state.job.state !== "running")) {
+        api(`/api/jobs/${event.job}?points=true`).then(follow).catch(() => {});
+      }
+      continue;
+    }
+    switch (event.type) {
+      case "started":
+        started(event);
+        break;
+      case "progress":
+        progress(event.label, Math.min(Math.max(event.fraction, 0), 1));
+        break;
+      case "point":
+        addPoint(event);
+        drew = true;
+        break;
+      case "done":
+        state.job.result = event;
+        break;
+      case "state":
+        setJobState(event.state, event.error);
+        if (event.state !== "running" && state.job.result) finished(state.job);
+        break;
+      case "error":
+        banner(event.message);
+        break;
+    }
+  }
+  if (gap) {
+    resync();
+    return;
+  }
+  if (drew) {
+    redraw();
+    const stamp = frame.stamp_ms;
+    // uPlot draws on setData; the frame that paints it starts at the next animation frame
+    requestAnimationFrame(() => recordRender(Date.now() - stamp));
+  }
+}
+
+// --- push-to-render latency ---------------------------------------------------------------
+
+function quantile(sorted, q) {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+function renderStats() {
+  const sorted = [...state.renders].sort((a, b) => a - b);
+  return {
+    frames: sorted.length,
+    p50_ms: quantile(sorted, 0.5),
+    p95_ms: quantile(sorted, 0.95),
+    max_ms: sorted.length ? sorted[sorted.length - 1] : null,
+  };
+}
+
+function recordRender(ms) {
+  state.renders.push(Math.max(0, ms));
+  if (state.renders.length > 5000) state.renders.shift();
+  const stats = renderStats();
+  const el = $("render");
+  el.textContent = `render p95 ${stats.p95_ms.toFixed(1)} ms (${stats.frames} frames)`;
+  el.dataset.p95 = String(stats.p95_ms);
+  el.dataset.frames = String(stats.frames);
+}
+window.swarmtwinRenderStats = renderStats;
+
+setInterval(() => {
+  if (state.renders.length && token) {
+    api("/api/render-stats", { method: "POST", body: JSON.stringify(renderStats()) }).catch(() => {});
+  }
+}, 3000);
+
+// --- history ---------------------------------------------------------------------------------
+
+async function loadHistory() {
+  const params = new URLSearchParams({ limit: "100" });
+  if ($("filter-scenario").value) params.set("scenario", $("filter-scenario").value);
+  if ($("filter-backend").value) params.set("backend", $("filter-backend").value);
+  if ($("filter-since").value) params.set("since", $("filter-since").value);
+  let rows;
+  try {
+    rows = await api(`/api/runs?${params}`);
+  } catch (error) {
+    banner(`cannot read the history: ${error.message}`);
+    return;
+  }
+  const table = $("history");
+  table.innerHTML = "";
+  const cols = [
+    ["created", "created"], ["scenario", "scenario"], ["backend", "backend"], ["transport", "transport"],
+    ["p95_ms", "p95 ms"], ["deliveries_per_s", "deliveries/s"], ["reliability", "reliability"],
+  ];
+  const head = table.insertRow();
+  for (const [, h] of cols) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.appendChild(th);
+  }
+  for (const row of rows) {
+    const tr = table.insertRow();
+    tr.className = "run";
+    tr.dataset.run = row.run_id;
+    for (const [key] of cols) {
+      tr.insertCell().textContent = key === "reliability" ? fmt(row[key], "%") : fmt(row[key]);
+    }
+    tr.onclick = () => openRun(row.run_id);
+  }
+}
+$("filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadHistory();
+});
+
+async function openRun(runId) {
+  const run = await api(`/api/runs/${encodeURIComponent(runId)}`);
+  $("run-view").hidden = false;
+  $("run-title").textContent = runId;
+  figuresTable($("run-figures"), run);
+  notes($("run-notes"), run, []);
+  const plots = $("run-plots");
+  plots.innerHTML = "";
+  for (const name of run.files.filter((f) => f.endsWith(".png"))) {
+    const img = document.createElement("img");
+    img.src = `/api/runs/${encodeURIComponent(runId)}/files/${encodeURIComponent(name)}`;
+    img.alt = name;
+    plots.appendChild(img);
+  }
+  const files = $("run-files");
+  files.innerHTML = "files: ";
+  for (const name of run.files) {
+    const a = document.createElement("a");
+    a.href = `/api/runs/${encodeURIComponent(runId)}/files/${encodeURIComponent(name)}`;
+    a.textContent = name;
+    files.appendChild(a);
+    files.appendChild(document.createTextNode(" "));
+  }
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+async function main() {
+  if (typeof uPlot === "undefined") {
+    banner("the chart library is missing: run `make run` or `bash scripts/install-web.sh` once");
+  }
+  showTab();
+  connect();
+  try {
+    await loadScenarios();
+    const jobs = await api("/api/jobs");
+    if (jobs.length) follow(await api(`/api/jobs/${jobs[0].job_id}?points=true`));
+  } catch (error) {
+    banner(error.message);
+  }
+}
+main();
