@@ -18,12 +18,20 @@ PORTAL_PORT = 8089
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from harness.portal.app import missing_assets, serve
+    from harness.portal.system import Coordinator
     from protocol.settings import ProtocolSettings
 
     refusal = ProtocolSettings(token=args.token).bind_refusal(args.host)
     if refusal:
         error(f"serve: {refusal} (--token)")
         return EXIT_BAD_INPUT
+    coordinator = None
+    if args.coordinator is not None:
+        try:
+            coordinator = Coordinator.parse(args.coordinator, args.coordinator_token)
+        except ValueError as exc:
+            error(f"serve: {exc}")
+            return EXIT_BAD_INPUT
     missing = missing_assets()
     if missing:
         warn(
@@ -34,8 +42,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     fragment = "" if args.token == DEV_TOKEN else f"#token={args.token}"
     console.print(f"portal: http://{shown}:{args.port}/{fragment}  (Ctrl-C to stop)")
     console.print(f"API: http://{shown}:{args.port}/docs, runs filed under {args.reports}")
+    if coordinator is not None:
+        console.print(
+            f"attached to the coordinator at {coordinator.host}:{coordinator.port}: "
+            f"its status at /api/system, its agents' gateway at ws://{shown}:{args.port}/ws/agent"
+        )
     try:
-        serve(args.host, args.port, args.token, Path(args.reports))
+        serve(args.host, args.port, args.token, Path(args.reports), coordinator)
     except OSError as exc:
         error(f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return EXIT_BAD_INPUT
@@ -64,5 +77,17 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         default=DEV_TOKEN,
         help="the secret that starting and stopping runs needs (default: the public "
         "development token %(default)r, accepted on loopback only)",
+    )
+    serve.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="a running tcp coordinator to attach to: its live status and memory in the "
+        "portal, and a WebSocket gateway for its agents at /ws/agent (default: none)",
+    )
+    serve.add_argument(
+        "--coordinator-token",
+        default=DEV_TOKEN,
+        help="the coordinator's token (default: the public development token)",
     )
     serve.set_defaults(func=cmd_serve)

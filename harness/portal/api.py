@@ -11,11 +11,13 @@ Bad input is a 4xx whose ``detail`` says what was wrong, never a 500.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -25,16 +27,19 @@ from pydantic import BaseModel, Field
 
 from harness.portal.jobs import Busy, JobRequest
 from harness.portal.state import Portal, headline
+from harness.portal.system import NotAttached, Unreachable
 from harness.run.history import query_runs
 from harness.scenario.errors import ScenarioError
 from harness.scenario.schema import Scenario, load_scenario, parse_scenario
 from harness.scenario.shipped import scenarios_dir
+from protocol.messages import MemVerb
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 SERVED = {".png", ".svg", ".csv", ".json", ".yaml", ".md", ".html", ".parquet"}
 MAX_YAML = 1 << 20
 
+T = TypeVar("T")
 bearer = HTTPBearer(auto_error=False, description="the portal's token (swarmtwin serve --token)")
 router = APIRouter(prefix="/api")
 
@@ -300,6 +305,60 @@ async def stop_job(state: PortalDep, job_id: str) -> dict[str, Any]:
     await state.jobs.stop(job)
     status: dict[str, Any] = job.status()
     return status
+
+
+# --- the live coordinator (serve --coordinator) ---------------------------------------------
+
+
+class MemoryRequest(BaseModel):
+    verb: Literal["get", "put", "cas", "delete"]
+    namespace: str = Field(min_length=1, max_length=255)
+    key: str = Field(min_length=1, max_length=1024)
+    value: str = Field("", max_length=1 << 18, description="UTF-8 text (put and cas)")
+    expected_version: int = Field(0, ge=0, le=2**63 - 1, description="cas only")
+
+
+VERBS = {"get": MemVerb.GET, "put": MemVerb.PUT, "cas": MemVerb.CAS, "delete": MemVerb.DELETE}
+
+
+async def _system_call(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except NotAttached as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except Unreachable as exc:
+        raise HTTPException(502, str(exc)) from exc
+
+
+@router.get("/system", tags=["system"])
+async def system_status(state: PortalDep) -> dict[str, Any]:
+    """The attached coordinator's live status: every component's health and metrics,
+    one `agent:<id>` per agent (state, credit, backlog, tasks, subscriptions)."""
+    status = await _system_call(state.system.status())
+    where = state.coordinator
+    return {"coordinator": f"{where.host}:{where.port}" if where else None, "status": status}
+
+
+@router.post("/system/memory", tags=["system"], dependencies=[Authorized])
+async def system_memory(state: PortalDep, body: MemoryRequest) -> dict[str, Any]:
+    """Get, put, compare-and-set or delete one key of the attached coordinator's memory
+    store, as an agent would (the portal's console agent)."""
+    reply = await _system_call(
+        state.system.memory(
+            VERBS[body.verb], body.namespace, body.key, body.value.encode(), body.expected_version
+        )
+    )
+    try:
+        text: str | None = reply.value.decode()
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "ok": reply.ok,
+        "version": reply.version,
+        "value": text,
+        "value_base64": None if text is not None else base64.b64encode(reply.value).decode(),
+        "error": reply.error,
+    }
 
 
 # --- the server ----------------------------------------------------------------------------

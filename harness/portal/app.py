@@ -8,6 +8,10 @@ close). A Host check refuses requests whose ``Host`` header is not the
 server's own name (DNS rebinding: a page of another site that resolves its
 name to 127.0.0.1 must not be able to read the API).
 
+With a coordinator (``--coordinator``), ``/ws/agent`` is the agents' gateway to it
+(``harness.portal.gateway``) and ``/api/system`` its live view
+(``harness.portal.system``).
+
 ``serve`` refuses a bind other machines can reach while the token is the
 public default, through the same check the coordinator uses
 (``ProtocolSettings.bind_refusal``).
@@ -28,7 +32,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from harness.portal.api import router
+from harness.portal.gateway import NO_COORDINATOR, Gateway
 from harness.portal.state import Portal
+from harness.portal.system import Coordinator
 from protocol.settings import DEV_TOKEN, ProtocolSettings, is_loopback
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -41,9 +47,11 @@ def create_app(
     reports: Path,
     token: str = DEV_TOKEN,
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
+    coordinator: Coordinator | None = None,
 ) -> FastAPI:
-    """The application, filing and reading runs under ``reports``."""
-    state = Portal(Path(reports), ProtocolSettings(token=token))
+    """The application, filing and reading runs under ``reports``; attached to a live
+    ``coordinator`` for the system view, memory and the agents' gateway, if given."""
+    state = Portal(Path(reports), ProtocolSettings(token=token), coordinator)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +61,7 @@ def create_app(
         finally:
             await state.jobs.close()
             await state.pusher.stop()
+            await state.system.close()
 
     app = FastAPI(
         title="swarmtwin portal",
@@ -72,6 +81,15 @@ def create_app(
         # loopback); a secret one comes from the URL's #token=..., which no request carries
         shown = token if token == DEV_TOKEN else ""
         return HTMLResponse(page.replace("{{TOKEN}}", escape(shown, quote=True)))
+
+    @app.websocket("/ws/agent")
+    async def agent(socket: WebSocket) -> None:
+        gateway: Gateway | None = state.gateway
+        if gateway is None:
+            await socket.accept()
+            await socket.close(NO_COORDINATOR, "not attached: swarmtwin serve --coordinator")
+            return
+        await gateway.serve(socket)
 
     @app.websocket("/ws/live")
     async def live(socket: WebSocket) -> None:
@@ -114,14 +132,16 @@ def hosts_for(host: str) -> tuple[str, ...]:
     return ("*",)  # reachable by any name: the secret token is the protection
 
 
-def serve(host: str, port: int, token: str, reports: Path) -> int:
-    """Run the portal until Ctrl-C; 2 for a bind that needs a secret token."""
+def serve(
+    host: str, port: int, token: str, reports: Path, coordinator: Coordinator | None = None
+) -> int:
+    """Run the portal until Ctrl-C; ``ValueError`` for a bind that needs a secret token."""
     import uvicorn
 
     refusal = ProtocolSettings(token=token).bind_refusal(host)
     if refusal:
         raise ValueError(refusal)
-    app = create_app(reports, token, hosts_for(host))
+    app = create_app(reports, token, hosts_for(host), coordinator)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
     uvicorn.Server(config).run()
     return 0

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.portal.gateway import Gateway
 from harness.portal.jobs import Event, Job, Jobs
 from harness.portal.push import Pusher
+from harness.portal.system import Coordinator, SystemLink
 from protocol.settings import ProtocolSettings
 
 
@@ -49,9 +51,16 @@ def headline(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class Portal:
-    def __init__(self, reports: Path, settings: ProtocolSettings) -> None:
+    def __init__(
+        self, reports: Path, settings: ProtocolSettings, coordinator: Coordinator | None = None
+    ) -> None:
         self.reports = reports
         self.settings = settings
+        self.coordinator = coordinator
+        self.system = SystemLink(coordinator)
+        self.gateway = (
+            Gateway(coordinator.host, coordinator.port) if coordinator is not None else None
+        )
         self.pusher = Pusher()
         self.jobs = Jobs(reports, self._job_event)
         self.render: dict[str, Any] = {}
@@ -77,5 +86,11 @@ class Portal:
             "push": self.pusher.stats(),
             "render": self.render,
             "refused_tokens": self.refused,
+            "coordinator": None
+            if self.coordinator is None
+            else f"{self.coordinator.host}:{self.coordinator.port}",
+            "gateway": None
+            if self.gateway is None
+            else {"links": self.gateway.links, "refused": self.gateway.refused},
             "running_job": None if self.jobs.running is None else self.jobs.running.job_id,
         }

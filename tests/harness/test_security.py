@@ -25,7 +25,6 @@ import pytest
 from harness.certify.security.base import SecurityCheck, guarded
 from harness.certify.security.flood import LATE_FLOOR, MIB, ReplyCounter, RssSample, judge_growth
 from harness.certify.security.frames import KINDS, fuzz_plan, plan_bytes
-from harness.certify.security.rawclient import Bystander
 from harness.certify.security.suite import (
     SecurityReport,
     Target,
@@ -50,6 +49,7 @@ from protocol.messages import (
 from protocol.settings import ProtocolSettings
 from real.clock import new_event_loop
 from real.tcp.children import ChildProcesses, ServerProcess
+from real.tcp.client import Bystander
 
 TOKEN = ProtocolSettings().token
 EXPECTED_CHECKS = {

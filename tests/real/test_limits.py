@@ -23,7 +23,6 @@ import pytest
 
 import protocol.topics as topics
 from harness.certify.security.flood import register
-from harness.certify.security.rawclient import RawConnection, routed_frame
 from harness.scenario.compile import build_agents
 from harness.scenario.schema import MemoryStream, load_scenario
 from protocol.coordinator import Coordinator
@@ -46,6 +45,7 @@ from protocol.settings import ProtocolSettings
 from protocol.topics import SubscriptionIndex
 from real.clock import new_event_loop
 from real.tcp.admission import ServerLimits
+from real.tcp.client import RawConnection, routed_frame
 from real.tcp.framing import HIGH_WATER
 from real.tcp.server import OUTPUT_BUDGET, SLICE_FRAMES, CoordinatorServer
 

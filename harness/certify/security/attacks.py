@@ -1,7 +1,7 @@
 """Security checks: unauthenticated clients, wrong tokens and malformed frames.
 
 How it works. Each attack opens its own loopback connection to the live
-coordinator (``harness.certify.security.rawclient.RawConnection``), writes its bytes and reads
+coordinator (``real.tcp.client.RawConnection``), writes its bytes and reads
 the answer under a deadline. What the protocol promises (docs/protocol.md,
 "Errors and closing links") is checked frame by frame:
 
@@ -30,7 +30,6 @@ from collections.abc import Callable
 import msgpack
 
 from harness.certify.security.base import SecurityCheck, Target
-from harness.certify.security.rawclient import RawConnection, routed_frame
 from protocol.codec import DEFAULT_MAX_FRAME, encode, encode_body
 from protocol.envelope import ROUTED_VERSION, Routed
 from protocol.messages import (
@@ -59,6 +58,7 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
+from real.tcp.client import RawConnection, routed_frame
 
 ATTACK_TIMEOUT = 3.0
 SERVICE_TYPES = (Welcome, Accepted, Busy, MemReply, Deliver, TaskDone)

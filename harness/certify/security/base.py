@@ -18,9 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from harness.certify.security.rawclient import Bystander
 from protocol.settings import ProtocolSettings
 from real.tcp.children import ServerProcess
+from real.tcp.client import Bystander
 
 SERVICE_TIMEOUT = 5.0
 log = logging.getLogger("swarmtwin.security")

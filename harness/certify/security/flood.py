@@ -50,8 +50,8 @@ from dataclasses import dataclass
 import psutil
 
 from harness.certify.security.base import SecurityCheck, Target
-from harness.certify.security.rawclient import RawConnection, routed_frame
 from protocol.messages import WIRE_CODES, Accepted, Busy, Heartbeat, Hello, Publish, Welcome
+from real.tcp.client import RawConnection, routed_frame
 from real.tcp.framing import HIGH_WATER
 
 MIB = 1 << 20

@@ -28,8 +28,8 @@ from collections import Counter
 
 from harness.certify.security.base import SecurityCheck, Target
 from harness.certify.security.frames import FuzzConnection, fuzz_plan, hello_frame, plan_bytes
-from harness.certify.security.rawclient import RawConnection, routed_frame
 from protocol.messages import Probe, ProbeReply
+from real.tcp.client import RawConnection, routed_frame
 
 PARALLEL = 8
 CONNECTION_TIMEOUT = 3.0

@@ -1,7 +1,7 @@
 """Security checks: one client cannot grow the coordinator's memory past its limits.
 
 How it works. Each check attacks the live coordinator child from its own
-loopback connection (``harness.certify.security.rawclient``) while ``RssWatch`` samples the
+loopback connection (``real.tcp.client``) while ``RssWatch`` samples the
 child's RSS with psutil every ``SAMPLE_INTERVAL``, then looks for the
 refusal the protocol promises (docs/protocol.md, "Errors and closing
 links") and asks the bystander for service:
@@ -43,7 +43,6 @@ import psutil
 
 from harness.certify.security.base import SecurityCheck, Target
 from harness.certify.security.flood import MIB, SMALL_RECEIVE_BUFFER, register
-from harness.certify.security.rawclient import RawConnection, routed_frame
 from protocol.envelope import Routed
 from protocol.messages import (
     Error,
@@ -61,6 +60,7 @@ from protocol.messages import (
 )
 from protocol.status import agent_component, status_dict
 from real.tcp.admission import ServerLimits
+from real.tcp.client import RawConnection, routed_frame
 
 SAMPLE_INTERVAL = 0.05
 READ_TIMEOUT = 5.0

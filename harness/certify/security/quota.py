@@ -30,10 +30,10 @@ from pathlib import Path
 from harness.certify.security.base import SecurityCheck, Target
 from harness.certify.security.flood import register
 from harness.certify.security.limits import READ_TIMEOUT, status_of
-from harness.certify.security.rawclient import RawConnection, routed_frame
 from protocol.envelope import Routed
 from protocol.messages import MemReply, MemRequest, MemVerb
 from real.tcp.children import ServerProcess
+from real.tcp.client import RawConnection, routed_frame
 
 QUOTA_KEYS = 2000
 EXTRA_KEYS = 500

@@ -3,7 +3,7 @@
 How it works. ``run_security_checks(seed)`` starts its own coordinator as a
 child process (``real.tcp.children.ServerProcess``: loopback, an ephemeral port,
 a SQLite file in a temporary directory, default settings), registers a
-legitimate *bystander* agent on its own connection (``harness.certify.security.rawclient``), and
+legitimate *bystander* agent on its own connection (``real.tcp.client``), and
 runs the checks one group after another against that one coordinator:
 
 1. ``harness.certify.security.attacks``: requests before ``Hello`` get ``Error`` and no
@@ -63,10 +63,10 @@ from harness.certify.security.flood import flood_checks
 from harness.certify.security.fuzz import fuzz_checks
 from harness.certify.security.limits import limit_checks
 from harness.certify.security.quota import quota_check
-from harness.certify.security.rawclient import Bystander
 from protocol.settings import ProtocolSettings
 from real.clock import new_event_loop
 from real.tcp.children import ChildProcesses, ServerProcess
+from real.tcp.client import Bystander
 
 __all__ = [
     "CHECK_NAMES",

@@ -79,14 +79,16 @@ function fmt(value, unit) {
 
 // --- tabs ----------------------------------------------------------------------------
 
+const TABS = ["live", "history", "system"];
 function showTab() {
-  const tab = location.hash === "#history" ? "history" : "live";
-  $("tab-live").hidden = tab !== "live";
-  $("tab-history").hidden = tab !== "history";
+  const wanted = location.hash.slice(1);
+  const tab = TABS.includes(wanted) ? wanted : "live";
+  for (const name of TABS) $(`tab-${name}`).hidden = name !== tab;
   for (const a of document.querySelectorAll(".tab")) {
     a.classList.toggle("active", a.dataset.tab === tab);
   }
   if (tab === "history") loadHistory();
+  if (tab === "system") loadSystem();
 }
 window.addEventListener("hashchange", showTab);
 
@@ -497,6 +499,66 @@ async function openRun(runId) {
     files.appendChild(document.createTextNode(" "));
   }
 }
+
+// --- the live coordinator (serve --coordinator) ------------------------------------------------
+
+const AGENT_COLUMNS = ["inflight", "credit", "backlog", "tasks", "subscriptions", "last_seen_s", "linked"];
+
+function cellsRow(table, values, header = false) {
+  const row = table.insertRow();
+  for (const value of values) {
+    const cell = header ? document.createElement("th") : row.insertCell();
+    cell.textContent = value;
+    if (header) row.appendChild(cell);
+  }
+  return row;
+}
+
+async function loadSystem() {
+  if ($("tab-system").hidden) return;
+  let found;
+  try {
+    found = await api("/api/system");
+  } catch (error) {
+    $("system-where").textContent = error.message;
+    return;
+  }
+  $("system-where").textContent = `coordinator ${found.coordinator}, read ${new Date().toLocaleTimeString()}`;
+  const components = $("components");
+  const agents = $("agents");
+  components.innerHTML = "";
+  agents.innerHTML = "";
+  cellsRow(components, ["component", "health", "metrics"], true);
+  cellsRow(agents, ["agent", "health", ...AGENT_COLUMNS], true);
+  for (const [name, part] of Object.entries(found.status)) {
+    if (name.startsWith("agent:")) {
+      const row = cellsRow(agents, [name.slice(6), part.health, ...AGENT_COLUMNS.map((k) => fmt(part.metrics[k]))]);
+      row.dataset.agent = name.slice(6);
+    } else {
+      const metrics = Object.entries(part.metrics).map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
+      const row = cellsRow(components, [name, part.health, metrics]);
+      row.dataset.component = name;
+    }
+  }
+}
+setInterval(loadSystem, 1000);
+
+$("memory").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = {
+    verb: $("mem-verb").value,
+    namespace: $("mem-namespace").value,
+    key: $("mem-key").value,
+    value: $("mem-value").value,
+    expected_version: Number($("mem-version").value || 0),
+  };
+  try {
+    const reply = await api("/api/system/memory", { method: "POST", body: JSON.stringify(body) });
+    $("mem-result").textContent = JSON.stringify(reply, null, 2);
+  } catch (error) {
+    $("mem-result").textContent = error.message;
+  }
+});
 
 // --- start ---------------------------------------------------------------------------------
 

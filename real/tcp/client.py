@@ -1,4 +1,9 @@
-"""Raw tcp clients for probing a live coordinator: a hostile connection and a bystander.
+"""Clients of a live tcp coordinator: a raw connection and a registered agent.
+
+The security checks (``harness.certify.security``) use both to attack a live
+coordinator and to prove it still serves others; the portal
+(``harness.portal.system``) uses the registered agent as its console: the live
+status, and memory reads and writes.
 
 How it works. ``RawConnection`` is one loopback connection that writes
 whatever bytes it is given (valid routed frames or garbage) and reads what
@@ -23,6 +28,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from protocol.codec import MalformedFrame, encode_body
 from protocol.envelope import Routed, RoutedDecoder, encode_routed, node_id_bytes
@@ -40,10 +46,13 @@ from protocol.messages import (
     Probe,
     ProbeReply,
     Publish,
+    StatusReply,
+    StatusRequest,
     TaskDone,
     TaskDoneAck,
     Welcome,
 )
+from protocol.status import StatusParts
 
 HOST = "127.0.0.1"
 READ_CHUNK = 1 << 16
@@ -77,8 +86,10 @@ class RawConnection:
         self.garbled = ""
 
     @classmethod
-    async def open(cls, port: int, timeout: float = CONNECT_TIMEOUT) -> RawConnection:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+    async def open(
+        cls, port: int, timeout: float = CONNECT_TIMEOUT, host: str = HOST
+    ) -> RawConnection:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         return cls(reader, writer)
 
     def send(self, data: bytes) -> bool:
@@ -167,9 +178,13 @@ class ServiceResult:
 class Bystander:
     """A legitimate registered agent that keeps asking the coordinator for service."""
 
-    def __init__(self, conn: RawConnection, node: str, heartbeat_interval: float) -> None:
+    def __init__(
+        self, conn: RawConnection, node: str, heartbeat_interval: float, token: str = ""
+    ) -> None:
         self.conn = conn
         self.node = node
+        self.token = token
+        self.statuses: dict[int, tuple[StatusParts, asyncio.Future[dict[str, Any]]]] = {}
         self.heartbeat_interval = heartbeat_interval
         self.welcomed: asyncio.Future[Welcome] = asyncio.get_running_loop().create_future()
         self.waiting: dict[tuple[type, int], asyncio.Future[Message]] = {}
@@ -181,11 +196,17 @@ class Bystander:
 
     @classmethod
     async def register(
-        cls, port: int, node: str, token: str, heartbeat_interval: float, timeout: float = 5.0
+        cls,
+        port: int,
+        node: str,
+        token: str,
+        heartbeat_interval: float,
+        timeout: float = 5.0,
+        host: str = HOST,
     ) -> Bystander:
         """Connect, say hello and wait for ``Welcome``; raises ``RuntimeError`` if refused."""
-        conn = await RawConnection.open(port)
-        self = cls(conn, node, heartbeat_interval)
+        conn = await RawConnection.open(port, host=host)
+        self = cls(conn, node, heartbeat_interval, token)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._read_loop()))
         conn.send_msg(node, Hello(node, token))
@@ -218,6 +239,9 @@ class Bystander:
         for future in self.waiting.values():
             if not future.done():
                 future.set_exception(lost)
+        for _, status in self.statuses.values():
+            if not status.done():
+                status.set_exception(lost)
 
     def _handle(self, frames: list[Routed]) -> None:
         acks: list[int] = []
@@ -234,6 +258,11 @@ class Bystander:
                 self._answer(ProbeReply, msg.probe_id, msg)
             elif isinstance(msg, MemReply | Accepted | Busy):
                 self._answer(type(msg), msg.op_id, msg)
+            elif isinstance(msg, StatusReply) and msg.request_id in self.statuses:
+                parts, future = self.statuses[msg.request_id]
+                whole = parts.add(msg)
+                if whole is not None and not future.done():
+                    future.set_result(whole)
             elif len(self.other) < 1000:
                 self.other.append(msg)
         if acks:
@@ -270,6 +299,35 @@ class Bystander:
         )
         assert isinstance(reply, MemReply)
         return reply
+
+    async def memory(
+        self,
+        verb: MemVerb,
+        namespace: str,
+        key: str,
+        value: bytes = b"",
+        expected_version: int = 0,
+        timeout: float = 3.0,
+    ) -> MemReply:
+        """One memory operation, and its reply."""
+        op_id = self.next_id()
+        msg = MemRequest(op_id, verb, namespace, key, value, expected_version)
+        reply = await self.request(msg, MemReply, op_id, timeout)
+        assert isinstance(reply, MemReply)
+        return reply
+
+    async def status(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The coordinator's status (``protocol.status.status_dict``), every part joined."""
+        if self.conn.closed:
+            raise ConnectionError("the bystander's link is closed")
+        request_id = self.next_id()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.statuses[request_id] = (StatusParts(request_id), future)
+        self.conn.send_msg(self.node, StatusRequest(request_id, self.token))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self.statuses.pop(request_id, None)
 
     async def publish(self, topic: str, timeout: float) -> Message:
         """Publish and wait for the ``Accepted`` (or ``Busy``) answer."""
