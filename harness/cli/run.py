@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.cli.options import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
+    PORT,
     REPETITIONS,
     SCENARIO_HELP,
     SEED,
@@ -17,6 +22,7 @@ from harness.cli.options import (
     whole_number,
 )
 from harness.cli.output import console, error, progress_bar, warn
+from harness.cli.portal import PORTAL_PORT
 from harness.scenario.schema import load_scenario
 from harness.scenario.shipped import resolve
 
@@ -43,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.backend is None
         else (BACKENDS if args.backend == "both" else (args.backend,))
     )
+    if args.dashboard:
+        return cmd_dashboard(args)
     console.print(
         f"[bold]{scenario.name}[/]: {scenario.agents.count} agents, {scenario.duration:g} s "
         f"({scenario.warmup:g} s warm-up), transport {scenario.transport}, seed {scenario.seed}"
@@ -82,6 +90,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     failed = [v for v in verdicts if v.critical and not v.passed]
     return EXIT_FAILED if failed and args.fail_on_targets else EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """``run --dashboard``: the run as a portal job (``harness.portal.dashboard``)."""
+    from harness.portal.dashboard import Dashboard
+    from harness.portal.jobs import JobRequest
+
+    given = {"--replications": args.replications, "--fail-on-targets": args.fail_on_targets}
+    given["--no-operations"] = not args.operations
+    refused = [flag for flag, value in given.items() if value not in (None, False)]
+    if refused:
+        error(f"run --dashboard: {', '.join(refused)} cannot go with --dashboard")
+        return EXIT_BAD_INPUT
+    request = JobRequest(
+        str(resolve(args.scenario).resolve()),
+        args.backend,
+        args.transport,
+        args.seed,
+        args.duration,
+        repetitions=args.repetitions,
+    )
+    dashboard = Dashboard(Path(args.reports), args.port)
+    try:
+        job = dashboard.start(request)
+    except OSError as exc:
+        error(f"run --dashboard: {exc}")
+        return EXIT_BAD_INPUT
+    console.print(f"watch it at {dashboard.url} (job {job.job_id})")
+    try:
+        dashboard.wait(job)
+        result = job.result or {}
+        if result.get("table"):
+            console.print(result["table"], markup=False, highlight=False)
+        if job.error:
+            error(job.error)
+        if result.get("run_dir"):
+            console.print(f"run folder: {result['run_dir']}")
+        console.print(f"{job.state}; the portal stays up at {dashboard.url} until Ctrl-C")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if not job.finished:
+            loop = dashboard.state.loop
+            if loop is not None:
+                asyncio.run_coroutine_threadsafe(dashboard.state.jobs.stop(job), loop).result(15)
+        dashboard.stop()
+    if job.state == "failed":  # a bad scenario (2) or a crash (3), as the CLI would exit
+        return EXIT_BAD_INPUT if job.exit_code == EXIT_BAD_INPUT else EXIT_INVALID
+    return {"done": EXIT_OK, "invalid": EXIT_INVALID}.get(job.state, EXIT_INTERRUPTED)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -165,6 +224,15 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         action="store_false",
         help="skip operations-BACKEND.parquet, the per-operation records (about 2 s per "
         "100k operations); the timelines, the summary and the history are written as always",
+    )
+    run.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="run it as a job of the web portal, served on loopback while it runs and "
+        "after, until Ctrl-C (docs/portal.md)",
+    )
+    run.add_argument(
+        "--port", type=PORT, default=PORTAL_PORT, help="the portal's port (default: %(default)s)"
     )
     run.set_defaults(func=cmd_run)
 

@@ -1,12 +1,16 @@
-"""The portal's HTTP API (``/api``): scenarios, runs, jobs and the server itself.
+"""The portal's HTTP API (``/api``): scenarios, runs, reports, jobs, a live coordinator
+and the server itself.
 
-Every route reads what the harness already files (the history database, the run
-folders, the shipped scenarios) or acts through ``harness.portal.jobs``; the
-page uses nothing else, and FastAPI serves the OpenAPI schema at
-``/openapi.json``. A route that changes state (starting or stopping a run,
-reporting render latency) needs ``Authorization: Bearer <token>``; there are
-no cookies, so a page on another site cannot act with a user's credentials.
-Bad input is a 4xx whose ``detail`` says what was wrong, never a 500.
+Every route reads what the harness already files (the history database, run
+folders, reports, the shipped scenarios and suites), acts through
+``harness.portal.jobs`` (runs, certifications, regression checks) or asks the
+coordinator the portal is attached to (``harness.portal.system``); the page uses
+nothing else, and FastAPI serves the OpenAPI schema at ``/openapi.json``. A route
+that changes state (starting or stopping a job, writing memory, reporting render
+latency) needs ``Authorization: Bearer <token>``; there are no cookies, so a page on
+another site cannot act with a user's credentials. Bad input is a 4xx whose
+``detail`` says what was wrong, never a 500; a coordinator that does not answer is
+a 502.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -32,6 +35,7 @@ from harness.run.history import query_runs
 from harness.scenario.errors import ScenarioError
 from harness.scenario.schema import Scenario, load_scenario, parse_scenario
 from harness.scenario.shipped import scenarios_dir
+from harness.scenario.source import parse_yaml
 from protocol.messages import MemVerb
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -98,11 +102,20 @@ class ValidateResponse(BaseModel):
 
 
 class StartRequest(BaseModel):
-    scenario: str = Field(min_length=1, max_length=500, description="a shipped scenario's name")
+    kind: Literal["run", "certify", "regress"] = Field(
+        "run", description="run a scenario, certify with a suite, or regress against a baseline"
+    )
+    scenario: str = Field(
+        min_length=1,
+        max_length=500,
+        description="run: a shipped scenario's name; certify: a shipped suite's; "
+        "regress: a baseline's (GET /api/suites lists the last two)",
+    )
     backend: Literal["real", "sim", "both"] | None = None
     transport: Literal["inproc", "tcp"] | None = None
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     duration: float | None = Field(None, gt=0, le=3600)
+    repetitions: int | None = Field(None, ge=1, le=100, description="certify and regress")
 
 
 class RenderStats(BaseModel):
@@ -171,10 +184,7 @@ def validate_scenario(body: ValidateRequest) -> ValidateResponse:
         if body.name is not None:
             scenario = load_scenario(_resolve(body.name))
         else:
-            try:
-                data = yaml.safe_load(body.text or "")
-            except yaml.YAMLError as exc:
-                return ValidateResponse(valid=False, message=f"<text>: not YAML: {exc}")
+            data = parse_yaml(body.text or "", "<text>", aliases=False)
             scenario = parse_scenario(data, "<text>")
     except ScenarioError as exc:
         problems = [Problem(field=f, expected=e) for f, e in exc.problems]
@@ -208,7 +218,7 @@ def list_runs(
 def _run_dir(state: Portal, run_id: str) -> Path:
     runs = (state.reports / "runs").resolve()
     if not RUN_ID.match(run_id) or not (runs / run_id).is_dir():
-        raise HTTPException(404, f"no run {run_id!r} in {runs}")
+        raise HTTPException(404, f"no run {run_id!r}")
     return runs / run_id
 
 
@@ -258,17 +268,133 @@ def get_file(state: PortalDep, run_id: str, name: str) -> FileResponse:
     return FileResponse(path)
 
 
+@router.get("/compare", tags=["runs"])
+def compare(
+    state: PortalDep,
+    a: Annotated[str, Query(max_length=200, description="the first run's id")],
+    b: Annotated[str, Query(max_length=200, description="the second run's id")],
+) -> dict[str, Any]:
+    """Two runs side by side: each backend's headline figures in both, and the change
+    from `a` to `b` in percent (None where either is missing or `a` is zero)."""
+    figures = {}
+    for run_id in (a, b):
+        summary = state.summary(_run_dir(state, run_id))
+        figures[run_id] = headline(summary) if summary is not None else {}
+    rows = []
+    backends = [x for x in figures[a] if x in figures[b]]
+    for backend in backends:
+        first, second = figures[a][backend], figures[b][backend]
+        for name in first:
+            left, right = first.get(name), second.get(name)
+            change = None
+            numbers = all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in (left, right)
+            )
+            if numbers and left:
+                change = (right - left) / abs(left) * 100.0
+            rows.append(
+                {"backend": backend, "figure": name, "a": left, "b": right, "change_pct": change}
+            )
+    return {"a": a, "b": b, "backends": backends, "rows": rows}
+
+
+# --- reports (certification, validation, regression) ----------------------------------------
+
+REPORT_KINDS = {"certification": "certifications", "validation": "validation"}
+
+
+@router.get("/reports", tags=["reports"])
+def list_reports(state: PortalDep) -> list[dict[str, Any]]:
+    """Certification and fidelity reports (a folder each) and regression results (a JSON
+    file each, `swarmtwin regress --json`), the most recently written first."""
+    found: list[dict[str, Any]] = []
+    for kind, folder in REPORT_KINDS.items():
+        root = state.reports / folder
+        if root.is_dir():
+            for path in root.iterdir():
+                if path.is_dir() and RUN_ID.match(path.name):
+                    files = sorted(p.name for p in path.iterdir() if p.suffix in SERVED)
+                    found.append(_report(kind, path, files))
+    for path in state.reports.glob("regress*.json"):
+        found.append(_report("regression", path, [path.name]))
+    return sorted(found, key=lambda r: r["modified"], reverse=True)
+
+
+def _report(kind: str, path: Path, files: list[str]) -> dict[str, Any]:
+    modified = path.stat().st_mtime
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(modified))
+    return {
+        "kind": kind,
+        "id": path.stem if kind == "regression" else path.name,
+        "files": files,
+        "modified": modified,
+        "modified_utc": when,
+    }
+
+
+@router.get("/reports/{kind}/{report_id}/files/{name}", tags=["reports"])
+def report_file(state: PortalDep, kind: str, report_id: str, name: str) -> FileResponse:
+    """One file of a report (its HTML, Markdown, JSON or plots)."""
+    if kind == "regression":
+        path = state.reports / name
+        ok = name == f"{report_id}.json" and FILE_NAME.match(name) is not None
+    else:
+        folder = REPORT_KINDS.get(kind)
+        ok = folder is not None and bool(RUN_ID.match(report_id) and FILE_NAME.match(name))
+        path = state.reports / (folder or "-") / report_id / name
+    if not ok or path.suffix not in SERVED or not path.is_file():
+        raise HTTPException(404, f"no {kind} report file {report_id}/{name}")
+    return FileResponse(path)
+
+
 # --- jobs (runs started here) -------------------------------------------------------------
+
+
+def shipped_suites() -> list[str]:
+    """The shipped certification suites, by the name ``swarmtwin certify`` takes."""
+    root = scenarios_dir()
+    found = (root / "certification").rglob("suite.yaml")
+    return sorted(path.relative_to(root).with_suffix("").as_posix() for path in found)
+
+
+def baselines(state: Portal) -> list[str]:
+    """The regression baselines under ``<reports>/baselines``, by name."""
+    folder = state.reports / "baselines"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+@router.get("/suites", tags=["jobs"])
+def list_suites(state: PortalDep) -> dict[str, list[str]]:
+    """What a certify job takes (shipped suites) and what a regress job takes (baselines)."""
+    return {"certify": shipped_suites(), "regress": baselines(state)}
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"], dependencies=[Authorized])
 async def start_job(state: PortalDep, body: StartRequest) -> dict[str, Any]:
-    """Start a run of a shipped scenario, as `swarmtwin run` would; one at a time."""
-    try:
-        load_scenario(_resolve(body.scenario))
-    except ScenarioError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    request = JobRequest(body.scenario, body.backend, body.transport, body.seed, body.duration)
+    """Start a run of a shipped scenario as `swarmtwin run` would, a certification as
+    `swarmtwin certify` would, or a regression check as `swarmtwin regress` would; one
+    job at a time."""
+    if body.kind == "run":
+        try:
+            load_scenario(_resolve(body.scenario))
+        except ScenarioError as exc:
+            raise HTTPException(422, str(exc)) from exc
+    else:
+        known = shipped_suites() if body.kind == "certify" else baselines(state)
+        if body.scenario not in known:
+            what = "shipped suite" if body.kind == "certify" else "baseline"
+            raise HTTPException(
+                404, f"no {what} named {body.scenario!r}; GET /api/suites lists them: {known}"
+            )
+    request = JobRequest(
+        body.scenario,
+        body.backend,
+        body.transport,
+        body.seed,
+        body.duration,
+        kind=body.kind,
+        repetitions=body.repetitions,
+    )
     try:
         job = await state.jobs.start(request)
     except Busy as exc:

@@ -1,4 +1,4 @@
-"""One run started from the portal: ``python -m harness.portal.job ...``.
+"""One job started from the portal: ``python -m harness.portal.job run|certify|regress ...``.
 
 The portal starts this module as a subprocess in a session of its own (so a
 stop can end it with every process it started) and reads its standard output,
@@ -7,15 +7,22 @@ one JSON object per line:
     {"type": "started", "scenario": ..., "labels": [...], "duration": ..., ...}
     {"type": "progress", "label": "real", "fraction": 0.42}
     {"type": "point", "label": "real", "t": ..., "deliveries_per_s": ..., "p95_ms": ...}
+    {"type": "log", "line": "..."}                       (certify and regress)
     {"type": "done", "run_id": ..., "run_dir": ..., "valid": true, "table": "..."}
     {"type": "error", "message": "..."}                  (and exit status 2)
 
-The run itself is ``harness.run.runner.run_scenario``, as ``swarmtwin run``
-calls it, with a live feed that turns each driver's completions into points
-(``harness.portal.live``); it files the run folder and the history row as
-the CLI does. Before anything else the module moves file descriptor 1 to
-standard error and keeps the original for these lines, so that nothing the
-run's child processes print can break the stream.
+``run`` is ``harness.run.runner.run_scenario``, as ``swarmtwin run`` calls it,
+with a live feed that turns each driver's completions into points
+(``harness.portal.live``); it files the run folder and the history row as the
+CLI does. ``certify SUITE`` is ``harness.certify.run.certify`` and ends with the
+report's folder (``report``: kind and id) and its verdict; ``regress BASELINE``
+is ``harness.regress.check.run_regress`` against
+``<reports>/baselines/BASELINE.json``, writes ``<reports>/regress-portal-<time>.json``
+and ends with whether it regressed.
+
+Before anything else the module moves file descriptor 1 to standard error and
+keeps the original for these lines, so that nothing the run's child processes
+print can break the stream.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.cli.options import EXIT_BAD_INPUT, EXIT_INVALID, EXIT_OK
+from harness.scenario.errors import ScenarioError
 
 
 class Lines:
@@ -37,8 +45,8 @@ class Lines:
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
 
-    def send(self, kind: str, **fields: Any) -> None:
-        self.stream.write(json.dumps({"type": kind, **fields}, allow_nan=False) + "\n")
+    def send(self, line_type: str, /, **fields: Any) -> None:
+        self.stream.write(json.dumps({"type": line_type, **fields}, allow_nan=False) + "\n")
         self.stream.flush()
 
 
@@ -59,6 +67,69 @@ def labels(backends: Sequence[str], repetitions: int, replications: int) -> list
     return found
 
 
+def certify_job(args: argparse.Namespace, lines: Lines) -> int:
+    import dataclasses
+
+    from harness.certify.catalog import TEST_KEYS
+    from harness.certify.console import render_certification
+    from harness.certify.run import certify
+    from harness.certify.suite import load_suite
+    from harness.render.table import as_text
+    from harness.scenario.shipped import resolve
+
+    suite = load_suite(resolve(args.scenario, "certification suite"), None, TEST_KEYS)
+    if args.repetitions is not None:
+        settings = suite.settings.model_copy(update={"repetitions": args.repetitions})
+        suite = dataclasses.replace(suite, settings=settings)
+    lines.send("started", scenario=suite.settings.name, labels=[], kind="certify")
+    command = f"swarmtwin certify {args.scenario} (from the portal)"
+    cert = certify(
+        suite,
+        Path(args.reports),
+        command,
+        lambda line: lines.send("log", line=str(line)),
+        lambda label, fraction: lines.send("progress", label=label, fraction=round(fraction, 4)),
+    )
+    lines.send(
+        "done",
+        valid=True,
+        report={"kind": "certification", "id": cert.folder.name},
+        verdict=cert.verdict.summary,
+        warnings=cert.warnings,
+        table=as_text(render_certification(cert)),
+    )
+    return EXIT_OK
+
+
+def regress_job(args: argparse.Namespace, lines: Lines) -> int:
+    import time
+
+    from harness.regress.baseline import read_baseline
+    from harness.regress.check import RegressOptions, run_regress
+    from harness.regress.decide import RULES
+    from harness.regress.report import render_real, render_sim, verdict_lines, write_json
+    from harness.regress.update import baseline_path
+    from harness.render.table import as_text
+
+    reports = Path(args.reports)
+    path = baseline_path(reports, args.scenario)
+    baseline = read_baseline(path, tuple(RULES))
+    lines.send("started", scenario=args.scenario, labels=[], kind="regress")
+    options = RegressOptions(repetitions=args.repetitions)
+    result = run_regress(baseline, str(path), options, lambda line: lines.send("log", line=line))
+    out = write_json(result, reports / f"regress-portal-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    tables = [as_text(t) for t in (render_sim(result), render_real(result)) if t is not None]
+    lines.send(
+        "done",
+        valid=True,
+        report={"kind": "regression", "id": out.stem},
+        regressed=result.regressed,
+        warnings=result.warnings,
+        table="\n".join([*tables, *verdict_lines(result)]),
+    )
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace, lines: Lines) -> int:
     from harness.portal.live import LivePoints
     from harness.render.table import as_text, render_summary_table
@@ -71,6 +142,8 @@ def run(args: argparse.Namespace, lines: Lines) -> int:
         scenario = load_scenario(resolve(args.scenario)).with_overrides(
             seed=args.seed, duration=args.duration, transport=args.transport
         )
+        if args.repetitions is not None:
+            scenario = scenario.model_copy(update={"repetitions": args.repetitions})
         backends = (
             tuple(scenario.backends)
             if args.backend is None
@@ -119,16 +192,22 @@ def run(args: argparse.Namespace, lines: Lines) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario")
+    parser.add_argument("kind", choices=["run", "certify", "regress"])
+    parser.add_argument("scenario", help="run: a scenario; certify: a suite; regress: a baseline")
     parser.add_argument("--reports", default="reports")
+    parser.add_argument("--repetitions", type=int, default=None)
     parser.add_argument("--backend", choices=["real", "sim", "both"], default=None)
     parser.add_argument("--transport", choices=["inproc", "tcp"], default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None)
     args = parser.parse_args(argv)
     lines = Lines(own_stdout())
+    job = {"run": run, "certify": certify_job, "regress": regress_job}[args.kind]
     try:
-        return run(args, lines)
+        return job(args, lines)
+    except ScenarioError as exc:  # a bad suite or baseline: said, as the CLI says it
+        lines.send("error", message=str(exc))
+        return EXIT_BAD_INPUT
     except Exception as exc:  # the page shows it; the traceback goes to the job's log
         lines.send("error", message=f"{type(exc).__name__}: {exc}")
         raise

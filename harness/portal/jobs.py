@@ -1,9 +1,11 @@
-"""Runs started from the portal: one ``harness.portal.job`` subprocess at a time.
+"""Runs, certifications and regression checks started from the portal: one
+``harness.portal.job`` subprocess at a time.
 
-``Jobs.start`` launches ``python -m harness.portal.job`` with the request's
-scenario and options, in a new session, and reads its JSON lines as they come
-(``Job.take``): the run's labels, its progress, its live points and, at the
-end, its run id and the CLI's table. Each line also goes to ``on_event``,
+``Jobs.start`` launches ``python -m harness.portal.job KIND ...`` with the
+request's scenario (or suite, or baseline) and options, in a new session, and
+reads its JSON lines as they come (``Job.take``): the labels, progress, live
+points or log lines and, at the end, the result: the run's id or the report's,
+and the table the CLI prints. Each line also goes to ``on_event``,
 which the portal pushes to every open page.
 
 One job runs at a time: a second run would share the machine's cores with the
@@ -31,6 +33,7 @@ from typing import Any
 
 STOP_GRACE = 5.0
 MAX_POINTS = 50_000  # live points kept per job, for a page that opens late
+MAX_LOG = 200  # log lines kept per job (certify and regress say what they are doing)
 KEPT_JOBS = 20  # finished jobs remembered
 LINE_LIMIT = 1 << 20  # the longest line a job may write (its final table)
 
@@ -43,21 +46,25 @@ class Busy(Exception):
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What to run: a scenario (a shipped name or a path) and the CLI's overrides."""
+    """What to do: ``run`` a scenario (a shipped name or a path) with the CLI's
+    overrides, ``certify`` with a suite, or ``regress`` against a baseline."""
 
-    scenario: str
+    scenario: str = ""  # run: the scenario; certify: the suite; regress: the baseline's name
     backend: str | None = None  # real, sim or both; None: the scenario's backends
     transport: str | None = None
     seed: int | None = None
     duration: float | None = None
+    kind: str = "run"
+    repetitions: int | None = None
 
     def arguments(self) -> list[str]:
-        found = [self.scenario]
+        found = [self.kind, self.scenario]
         for flag, value in (
             ("--backend", self.backend),
             ("--transport", self.transport),
             ("--seed", self.seed),
             ("--duration", self.duration),
+            ("--repetitions", self.repetitions),
         ):
             if value is not None:
                 found += [flag, str(value)]
@@ -75,6 +82,7 @@ class Job:
     info: Event = field(default_factory=dict)  # the "started" line
     progress: dict[str, float] = field(default_factory=dict)
     points: list[Event] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # the last MAX_LOG "log" lines
     result: Event | None = None  # the "done" line
     error: str | None = None
     exit_code: int | None = None
@@ -96,6 +104,9 @@ class Job:
         elif kind == "point":
             if len(self.points) < MAX_POINTS:
                 self.points.append(event)
+        elif kind == "log":
+            self.log.append(str(event.get("line", "")))
+            del self.log[:-MAX_LOG]
         elif kind == "done":
             self.result = {k: v for k, v in event.items() if k != "type"}
         elif kind == "error":
@@ -110,6 +121,7 @@ class Job:
             "info": self.info,
             "progress": self.progress,
             "result": self.result,
+            "log": self.log,
             "error": self.error,
             "exit_code": self.exit_code,
         }

@@ -9,6 +9,7 @@ latency a page reported.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -64,6 +65,7 @@ class Portal:
         self.pusher = Pusher()
         self.jobs = Jobs(reports, self._job_event)
         self.render: dict[str, Any] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
         self.refused = 0
         self.started = time.time()
         self._cpu0 = time.process_time()

@@ -41,6 +41,17 @@ _ScenarioLoader.add_implicit_resolver(
 )
 
 
+class _NoAliasLoader(_ScenarioLoader):
+    """The scenario loader, refusing aliases: for text from the network, where a few
+    nested aliases (a "billion laughs") would make validation walk an exponential tree."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted", mark)
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
 def read_yaml(path: Path, source: str) -> Any:
     """The parsed YAML in ``path``; ``ScenarioError`` (field ``(file)`` or ``(yaml)``) if not."""
     try:
@@ -51,8 +62,15 @@ def read_yaml(path: Path, source: str) -> Any:
         raise ScenarioError(source, "(file)", "expected UTF-8 text") from None
     except OSError as exc:
         raise ScenarioError(source, "(file)", f"cannot read the file: {exc.strerror}") from None
+    return parse_yaml(text, source)
+
+
+def parse_yaml(text: str, source: str, aliases: bool = True) -> Any:
+    """``text`` parsed as a scenario file is; ``ScenarioError`` (field ``(yaml)``) if it
+    is not YAML. ``aliases=False`` refuses aliases (text that came over the network)."""
+    loader = _ScenarioLoader if aliases else _NoAliasLoader
     try:
-        return yaml.load(text, Loader=_ScenarioLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

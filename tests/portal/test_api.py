@@ -4,6 +4,7 @@ refuses, and runs started and stopped as jobs."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -40,7 +41,14 @@ def test_validate_gives_the_cli_s_problems(client: TestClient) -> None:
     assert {"duration", "agents.count"} <= fields
     assert bad["message"].startswith("<text>: ")
     not_yaml = client.post("/api/scenarios/validate", json={"text": "a: [unclosed"}).json()
-    assert not not_yaml["valid"] and "not YAML" in not_yaml["message"]
+    assert not not_yaml["valid"] and not_yaml["problems"][0]["field"] == "(yaml)"
+    assert not_yaml["message"].startswith("<text>: (yaml): line 1")
+    # a "billion laughs" is refused before anything walks it
+    laughs = "a: &a [x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    refused = client.post("/api/scenarios/validate", json={"text": laughs}).json()
+    assert not refused["valid"] and "aliases" in refused["message"]
     assert client.post("/api/scenarios/validate", json={"name": "nope"}).status_code == 404
     assert client.post("/api/scenarios/validate", json={}).status_code == 422
 
@@ -142,3 +150,97 @@ def test_a_stopped_job_ends_every_process_and_files_nothing(
     gone, alive = psutil.wait_procs(me.children(recursive=True), timeout=10)
     assert not alive, f"left behind: {alive}"
     assert not (reports / "runs").exists() or not list((reports / "runs").iterdir())
+
+
+def test_two_runs_are_compared_figure_by_figure(client: TestClient, reports: Path) -> None:
+    from harness.run.runner import run_scenario
+    from harness.scenario.schema import load_scenario
+    from harness.scenario.shipped import resolve
+
+    smoke = load_scenario(resolve("smoke")).with_overrides(duration=1.0)
+    model = smoke.model.model_copy(update={"replications": 1})
+    first = run_scenario(smoke.model_copy(update={"model": model}), ("sim",), reports)
+    later = smoke.with_overrides(seed=8).model_copy(update={"model": model})
+    second = run_scenario(later, ("sim",), reports)
+    found = client.get("/api/compare", params={"a": first.run_id, "b": second.run_id}).json()
+    assert found["backends"] == ["sim"]
+    rows = {row["figure"]: row for row in found["rows"]}
+    p95 = rows["p95_ms"]
+    assert p95["a"] == first.summaries["sim"].latency.p95_ms
+    assert p95["b"] == second.summaries["sim"].latency.p95_ms
+    assert p95["change_pct"] == pytest.approx((p95["b"] - p95["a"]) / p95["a"] * 100)
+    assert rows["overloaded"]["change_pct"] is None  # not a number
+    missing = client.get("/api/compare", params={"a": first.run_id, "b": "nope"})
+    assert missing.status_code == 404
+
+
+def test_reports_are_listed_and_served_and_nothing_else(client: TestClient, reports: Path) -> None:
+    cert = reports / "certifications" / "20261206-010203-certification-ab12"
+    fidelity = reports / "validation" / "20261206-010204-validation-tcp-cd34"
+    for at, (folder, names) in enumerate(
+        ((cert, ("report.html", "throughput.png")), (fidelity, ("report.md",)))
+    ):
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text(f"{name} of {folder.name}")
+        os.utime(folder, (1e9 + at, 1e9 + at))
+    (reports / "regress-ci.json").write_text("{}")  # written now: the newest
+    (reports / "secret.txt").write_text("not a report")
+    listed = client.get("/api/reports").json()
+    assert [(r["kind"], r["id"]) for r in listed] == [
+        ("regression", "regress-ci"),
+        ("validation", fidelity.name),
+        ("certification", cert.name),
+    ]
+    assert listed[2]["files"] == ["report.html", "throughput.png"]
+    page = client.get(f"/api/reports/certification/{cert.name}/files/report.html")
+    assert page.status_code == 200 and page.text == f"report.html of {cert.name}"
+    assert client.get("/api/reports/regression/regress-ci/files/regress-ci.json").json() == {}
+    for path in (
+        "/api/reports/regression/secret/files/secret.txt",
+        f"/api/reports/certification/{cert.name}/files/..%2F..%2Fsecret.txt",
+        "/api/reports/other/x/files/report.html",
+        f"/api/reports/validation/{cert.name}/files/report.html",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+
+
+def test_certify_and_regress_jobs_name_what_they_take(client: TestClient) -> None:
+    suites = client.get("/api/suites").json()
+    assert "certification/quick/suite" in suites["certify"] and suites["regress"] == []
+    for kind in ("certify", "regress"):
+        refused = client.post("/api/jobs", json={"kind": kind, "scenario": "nope"}, headers=AUTH)
+        assert refused.status_code == 404 and "GET /api/suites" in refused.json()["detail"]
+
+
+@pytest.mark.slow
+def test_a_certification_runs_as_a_job_and_its_report_is_listed(client: TestClient) -> None:
+    body = {"kind": "certify", "scenario": "certification/quick/suite", "repetitions": 1}
+    job_id = client.post("/api/jobs", json=body, headers=AUTH).json()["job_id"]
+    job = wait_finished(client, job_id, 300)
+    assert job["state"] == "done", job
+    report = job["result"]["report"]
+    assert report["kind"] == "certification" and job["result"]["verdict"]
+    assert job["log"] and job["progress"]  # it said what it was doing as it went
+    listed = client.get("/api/reports").json()
+    assert (report["kind"], report["id"]) in {(r["kind"], r["id"]) for r in listed}
+    html = client.get(f"/api/reports/certification/{report['id']}/files/report.html")
+    assert html.status_code == 200 and "<html" in html.text.lower()
+
+
+@pytest.mark.slow
+def test_a_regression_check_runs_as_a_job(client: TestClient, reports: Path) -> None:
+    import shutil
+
+    (reports / "baselines").mkdir(parents=True)
+    shutil.copy(Path(__file__).parents[2] / "reports/baselines/ci.json", reports / "baselines")
+    body = {"kind": "regress", "scenario": "ci", "repetitions": 2}
+    job_id = client.post("/api/jobs", json=body, headers=AUTH).json()["job_id"]
+    job = wait_finished(client, job_id, 300)
+    assert job["state"] == "done", job
+    result = job["result"]
+    assert result["report"]["kind"] == "regression" and isinstance(result["regressed"], bool)
+    assert "regress-latency" in result["table"]
+    written = reports / f"{result['report']['id']}.json"
+    assert json.loads(written.read_text())["baseline"]

@@ -79,7 +79,7 @@ function fmt(value, unit) {
 
 // --- tabs ----------------------------------------------------------------------------
 
-const TABS = ["live", "history", "system"];
+const TABS = ["live", "history", "reports", "system"];
 function showTab() {
   const wanted = location.hash.slice(1);
   const tab = TABS.includes(wanted) ? wanted : "live";
@@ -89,6 +89,7 @@ function showTab() {
   }
   if (tab === "history") loadHistory();
   if (tab === "system") loadSystem();
+  if (tab === "reports") loadReports();
 }
 window.addEventListener("hashchange", showTab);
 
@@ -156,7 +157,11 @@ function follow(job) {
   $("job").hidden = false;
   $("final").hidden = true;
   $("progress").innerHTML = "";
-  $("job-title").textContent = `${job.request.scenario} (job ${job.job_id})`;
+  const kind = job.request.kind && job.request.kind !== "run" ? `${job.request.kind} ` : "";
+  $("job-title").textContent = `${kind}${job.request.scenario} (job ${job.job_id})`;
+  $("job-log").hidden = true;
+  $("job-log").textContent = "";
+  for (const line of job.log || []) logLine(line);
   setJobState(job.state, job.error);
   if (job.info && job.info.labels) started(job.info);
   for (const [label, fraction] of Object.entries(job.progress || {})) progress(label, fraction);
@@ -182,19 +187,32 @@ function started(info) {
   state.faults = info.faults || [];
   for (const label of info.labels) {
     state.tables[label] = { t: [], thr: [], p50: [], p95: [], p99: [] };
-    const row = document.createElement("div");
-    row.className = "bar";
-    row.dataset.label = label;
-    row.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct">0 %</span>`;
-    row.querySelector(".name").textContent = label;
-    $("progress").appendChild(row);
+    progressRow(label);
   }
-  makeCharts();
+  $("charts").hidden = !info.labels.length; // certify and regress: progress and log only
+  if (info.labels.length) makeCharts();
+}
+
+function progressRow(label) {
+  const row = document.createElement("div");
+  row.className = "bar";
+  row.dataset.label = label;
+  row.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct">0 %</span>`;
+  row.querySelector(".name").textContent = label;
+  $("progress").appendChild(row);
+  return row;
+}
+
+function logLine(line) {
+  const el = $("job-log");
+  el.hidden = false;
+  const lines = (el.textContent ? el.textContent.split("\n") : []).concat([line]);
+  el.textContent = lines.slice(-30).join("\n");
 }
 
 function progress(label, fraction) {
-  const row = $("progress").querySelector(`.bar[data-label="${CSS.escape(label)}"]`);
-  if (!row) return;
+  const row =
+    $("progress").querySelector(`.bar[data-label="${CSS.escape(label)}"]`) || progressRow(label);
   row.querySelector(".fill").style.width = `${(fraction * 100).toFixed(1)}%`;
   row.querySelector(".pct").textContent = `${Math.round(fraction * 100)} %`;
 }
@@ -276,6 +294,21 @@ async function finished(job) {
   if (!result) return;
   $("final").hidden = false;
   $("cli-table").textContent = result.table || "";
+  if (!result.run_id) {
+    // certify or regress: the verdict, the CLI's table and a link to the report
+    $("final").querySelector("details").open = true;
+    $("figures").innerHTML = "";
+    const link = $("final-link");
+    link.textContent = `${result.report.kind} ${result.report.id}`;
+    link.href = "#reports";
+    link.onclick = null;
+    notes($("final-notes"), {}, result.warnings || []);
+    const verdict = document.createElement("li");
+    verdict.className = "verdict";
+    verdict.textContent = result.verdict || (result.regressed ? "REGRESSED" : "no regression");
+    $("final-notes").prepend(verdict);
+    return;
+  }
   const link = $("final-link");
   link.textContent = result.run_id;
   link.href = `#history`;
@@ -386,6 +419,9 @@ function onFrame(frame) {
       case "error":
         banner(event.message);
         break;
+      case "log":
+        logLine(event.line);
+        break;
     }
   }
   if (gap) {
@@ -454,20 +490,135 @@ async function loadHistory() {
     ["created", "created"], ["scenario", "scenario"], ["backend", "backend"], ["transport", "transport"],
     ["p95_ms", "p95 ms"], ["deliveries_per_s", "deliveries/s"], ["reliability", "reliability"],
   ];
-  const head = table.insertRow();
-  for (const [, h] of cols) {
-    const th = document.createElement("th");
-    th.textContent = h;
-    head.appendChild(th);
-  }
+  cellsRow(table, ["", ...cols.map(([, h]) => h)], true);
   for (const row of rows) {
     const tr = table.insertRow();
     tr.className = "run";
     tr.dataset.run = row.run_id;
+    const tick = document.createElement("input");
+    tick.type = "checkbox";
+    tick.className = "pick";
+    tick.value = row.run_id;
+    tick.onclick = (event) => {
+      event.stopPropagation();
+      const picked = new Set([...document.querySelectorAll(".pick:checked")].map((x) => x.value));
+      $("compare-button").disabled = picked.size !== 2;
+    };
+    tr.insertCell().appendChild(tick);
     for (const [key] of cols) {
       tr.insertCell().textContent = key === "reliability" ? fmt(row[key], "%") : fmt(row[key]);
     }
     tr.onclick = () => openRun(row.run_id);
+  }
+}
+
+$("compare-button").addEventListener("click", async () => {
+  const picked = [...new Set([...document.querySelectorAll(".pick:checked")].map((x) => x.value))];
+  if (picked.length !== 2) return;
+  const [a, b] = picked.sort();
+  let found;
+  try {
+    found = await api(`/api/compare?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`);
+  } catch (error) {
+    banner(`cannot compare: ${error.message}`);
+    return;
+  }
+  $("compare-view").hidden = false;
+  $("compare-title").textContent = `${a} → ${b}`;
+  const table = $("compare");
+  table.innerHTML = "";
+  cellsRow(table, ["backend", "figure", a, b, "change"], true);
+  for (const row of found.rows) {
+    const unit = PERCENT.has(row.figure) ? "%" : "";
+    const change = row.change_pct === null ? "—" : `${row.change_pct >= 0 ? "+" : ""}${row.change_pct.toFixed(1)} %`;
+    const tr = cellsRow(table, [row.backend, row.figure, fmt(row.a, unit), fmt(row.b, unit), change]);
+    tr.dataset.figure = row.figure;
+  }
+});
+
+// --- reports ----------------------------------------------------------------------------------
+
+async function loadSuites() {
+  const suites = await api("/api/suites");
+  for (const [id, names] of [["certify-suite", suites.certify], ["regress-baseline", suites.regress]]) {
+    const select = $(id);
+    select.innerHTML = "";
+    for (const name of names) {
+      const option = document.createElement("option");
+      option.value = option.textContent = name;
+      select.appendChild(option);
+    }
+  }
+  if (suites.certify.includes("certification/quick/suite")) $("certify-suite").value = "certification/quick/suite";
+}
+
+async function startJob(body) {
+  try {
+    banner("");
+    const job = await api("/api/jobs", { method: "POST", body: JSON.stringify(body) });
+    location.hash = "#live";
+    follow(job);
+  } catch (error) {
+    banner(`cannot start: ${error.message}`);
+  }
+}
+
+for (const [form, kind, select, reps] of [
+  ["certify-form", "certify", "certify-suite", "certify-reps"],
+  ["regress-form", "regress", "regress-baseline", "regress-reps"],
+]) {
+  $(form).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = { kind, scenario: $(select).value };
+    if ($(reps).value) body.repetitions = Number($(reps).value);
+    startJob(body);
+  });
+}
+
+async function loadReports() {
+  loadSuites().catch((error) => banner(error.message));
+  let reports;
+  try {
+    reports = await api("/api/reports");
+  } catch (error) {
+    banner(`cannot list the reports: ${error.message}`);
+    return;
+  }
+  const table = $("reports");
+  table.innerHTML = "";
+  cellsRow(table, ["kind", "report", "files"], true);
+  for (const report of reports) {
+    const tr = cellsRow(table, [report.kind, report.id, ""]);
+    tr.className = "run";
+    const files = tr.cells[2];
+    for (const name of report.files) {
+      const a = document.createElement("a");
+      a.href = reportFile(report, name);
+      a.textContent = name;
+      a.target = "_blank";
+      files.appendChild(a);
+      files.appendChild(document.createTextNode(" "));
+    }
+    tr.onclick = () => openReport(report);
+  }
+}
+
+function reportFile(report, name) {
+  return `/api/reports/${report.kind}/${encodeURIComponent(report.id)}/files/${encodeURIComponent(name)}`;
+}
+
+function openReport(report) {
+  const view = $("report-view");
+  view.innerHTML = "";
+  const title = document.createElement("h2");
+  title.textContent = `${report.kind} ${report.id}`;
+  view.appendChild(title);
+  for (const name of report.files.filter((f) => f.endsWith(".png"))) {
+    const img = document.createElement("img");
+    img.src = reportFile(report, name);
+    img.alt = name;
+    img.style.maxWidth = "100%";
+    view.appendChild(img);
   }
 }
 $("filter").addEventListener("submit", (event) => {
