@@ -40,7 +40,8 @@ durable, and a restarted coordinator picks up what is still owed with
 Faults leave a trail in ``events`` (``NodeEvent``): an agent declared failed,
 a task taken from it and given to another, an agent back after a failure.
 The harness turns them into time to detection and time to reassignment.
-A ``StatusRequest`` (any node, with the token) is answered by ``protocol.status``.
+A ``StatusRequest`` or ``ListRequest`` (any node, with the token) is answered by
+``protocol.status``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from protocol.messages import (
     Error,
     Heartbeat,
     Hello,
+    ListRequest,
     MemReply,
     MemRequest,
     MemVerb,
@@ -150,7 +152,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         if handler is None:
             self._refuse(src, f"unexpected {type(msg).__name__} from {src}")
             return
-        if session is None and type(msg) not in (Hello, Probe, StatusRequest):
+        if session is None and type(msg) not in (Hello, Probe, StatusRequest, ListRequest):
             self._refuse(src, f"{type(msg).__name__} before registration")
             return
         handler(self, src, msg, now)
@@ -475,6 +477,7 @@ _HANDLERS: dict[type, Callable[[Coordinator, str, Any, float], None]] = {
     Heartbeat: Coordinator._on_heartbeat,
     Probe: Coordinator._on_probe,
     StatusRequest: StatusReporting._on_status_request,
+    ListRequest: StatusReporting._on_list_request,
     Subscribe: BusRouting._on_subscribe,
     Unsubscribe: BusRouting._on_unsubscribe,
     Publish: BusRouting._on_publish,

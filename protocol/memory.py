@@ -14,6 +14,10 @@ acknowledged write survives a crash. A store that is not journaled keeps no
 journal, so a driver that persists nothing has nothing to take or drop.
 ``load`` rebuilds the store from persisted rows.
 
+An index of the keys of each namespace (``_spaces``, kept in step with every
+write, delete and load) answers ``namespaces`` and ``keys`` for a
+``ListRequest`` without scanning the store.
+
 Quotas (``limit``; the coordinator sets them from ``ProtocolSettings``): a
 value has at most ``max_value`` bytes, and a write that would take the store
 past ``max_keys`` keys or ``max_bytes`` bytes (each key counts its value
@@ -48,6 +52,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._data: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._spaces: dict[str, dict[str, None]] = {}  # namespace -> its keys (ordered set)
         self.journal: list[Write] = []
         self.journaled = True  # the coordinator turns it off when nothing persists
         self.applied = 0  # requests run by ``apply`` (status reporting)
@@ -69,6 +74,28 @@ class MemoryStore:
             if row.value is not None
         }
         self.bytes = sum(_size(slot, value) for slot, (_, value) in self._data.items())
+        self._spaces = {}
+        for namespace, key in self._data:
+            self._spaces.setdefault(namespace, {})[key] = None
+
+    def namespaces(self, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """At most ``limit`` namespaces with their key counts, and how many there are."""
+        found: list[tuple[str, int]] = []
+        for namespace, keys in self._spaces.items():
+            if len(found) >= limit:
+                break
+            found.append((namespace, len(keys)))
+        return found, len(self._spaces)
+
+    def keys(self, namespace: str, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """At most ``limit`` keys of ``namespace`` with their versions, and how many it has."""
+        keys = self._spaces.get(namespace, {})
+        found: list[tuple[str, int]] = []
+        for key in keys:
+            if len(found) >= limit:
+                break
+            found.append((key, self._data[(namespace, key)][0]))
+        return found, len(keys)
 
     def snapshot(self) -> dict[tuple[str, str], tuple[int, bytes]]:
         """A copy of every live key, for integrity checks."""
@@ -98,6 +125,10 @@ class MemoryStore:
             if version == 0:
                 return MemReply(op_id, False, 0, b"", "absent")
             del self._data[slot]
+            keys = self._spaces[namespace]
+            del keys[key]
+            if not keys:
+                del self._spaces[namespace]
             self.bytes -= _size(slot, current)
             if self.journaled:
                 self.journal.append(Write(namespace, key, version, None))
@@ -116,6 +147,8 @@ class MemoryStore:
         return ""
 
     def _write(self, op_id: int, slot: tuple[str, str], version: int, value: bytes) -> MemReply:
+        if version == 1:  # a new key
+            self._spaces.setdefault(slot[0], {})[slot[1]] = None
         self._data[slot] = (version, value)
         if self.journaled:
             self.journal.append(Write(slot[0], slot[1], version, value))

@@ -305,6 +305,41 @@ class StatusReply:
     parts: int = 1
 
 
+class ListWhat(IntEnum):
+    """What a ``ListRequest`` lists, and what each name's count is."""
+
+    TOPICS = 1  # subscription patterns; count: their subscribers
+    NAMESPACES = 2  # memory namespaces; count: their keys
+    KEYS = 3  # the keys of one namespace; count: each key's version
+
+
+LIST_LIMIT = 1000  # the most names one ListReply carries
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """any -> C: list topics, namespaces or one namespace's keys (at most ``limit``,
+    capped at ``LIST_LIMIT``). Needs the shared token."""
+
+    request_id: int
+    token: str
+    what: int
+    namespace: str = ""
+    limit: int = LIST_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class ListReply:
+    """C -> requester: names, in no particular order, with one count each (see
+    ``ListWhat``), and ``total``, how many there are in all."""
+
+    request_id: int
+    what: int
+    names: tuple[str, ...]
+    counts: tuple[int, ...]
+    total: int
+
+
 Message = (
     Hello
     | Welcome
@@ -314,6 +349,8 @@ Message = (
     | ProbeReply
     | StatusRequest
     | StatusReply
+    | ListRequest
+    | ListReply
     | Subscribe
     | Unsubscribe
     | Publish
@@ -341,6 +378,8 @@ WIRE_CODES: dict[type[Message], int] = {
     ProbeReply: 6,
     StatusRequest: 50,
     StatusReply: 51,
+    ListRequest: 52,
+    ListReply: 53,
     Subscribe: 10,
     Unsubscribe: 11,
     Publish: 12,
@@ -365,6 +404,8 @@ TUPLE_ELEMENTS: dict[str, str] = {
     "subscriptions": "str",
     "msg_ids": "int",
     "components": "ComponentStatus",
+    "names": "str",
+    "counts": "int",
 }
 """The element type of every tuple field, by field name. Compiled, these classes
 keep only ``tuple`` as the field's runtime type, so the codec reads the element

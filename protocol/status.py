@@ -38,6 +38,11 @@ the next ``on_timer`` (``next_deadline`` asks for it at once), so making the
 status of 50,000 agents never stalls the coordinator for more than one part.
 At most ``MAX_STATUS_JOBS`` are made at once; a request beyond gets ``Error``.
 
+A ``ListRequest`` (with the token, as a status) is answered from the same
+tables: subscription patterns with their subscriber counts, memory namespaces
+with their key counts, or one namespace's keys with their versions, at most
+``LIST_LIMIT`` of them and the total (``_on_list_request``).
+
 Every metric is a non-negative int or a finite float. ``status_dict`` turns
 the components into the JSON-able mapping that drivers record
 (``DriverResult.status``): ``{name: {"health": str, "metrics": {name: value}}}``.
@@ -54,8 +59,12 @@ from mypy_extensions import trait
 from protocol.journal import BusJournal
 from protocol.memory import MemoryStore
 from protocol.messages import (
+    LIST_LIMIT,
     ComponentStatus,
     Error,
+    ListReply,
+    ListRequest,
+    ListWhat,
     Message,
     Metric,
     Reject,
@@ -152,6 +161,27 @@ class StatusReporting:
         self._status_part(job, now)
         if job.next_part <= job.parts:
             self._status_jobs.append(job)
+
+    def _on_list_request(self, src: str, msg: ListRequest, now: float) -> None:
+        """Topics, namespaces or one namespace's keys: at most ``LIST_LIMIT`` names,
+        in no particular order, each with a count (``ListWhat``), and the total."""
+        if not self.settings.accepts(msg.token):
+            reason = f"refused a list request from {src!r}: bad token"
+            self._refuse(src, reason, close=True, reply=Reject("bad token"))
+            return
+        limit = max(0, min(msg.limit, LIST_LIMIT))
+        if msg.what == ListWhat.TOPICS:
+            found, total = self.subscriptions.listing(limit)
+        elif msg.what == ListWhat.NAMESPACES:
+            found, total = self.store.namespaces(limit)
+        elif msg.what == ListWhat.KEYS:
+            found, total = self.store.keys(msg.namespace, limit)
+        else:
+            self._out.append((src, Error(f"unknown list {msg.what}: expected 1, 2 or 3")))
+            return
+        names = tuple(name for name, _ in found)
+        counts = tuple(count for _, count in found)
+        self._out.append((src, ListReply(msg.request_id, msg.what, names, counts, total)))
 
     def _status_step(self, now: float) -> None:
         """The next part of every status still being made (``on_timer``)."""

@@ -92,6 +92,17 @@ class SubscriptionIndex:
     def patterns_of(self, node: str) -> tuple[str, ...]:
         return tuple(sorted(self._by_node.get(node, ())))
 
+    def listing(self, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """At most ``limit`` patterns with their subscriber counts (exact ones first,
+        in no other order), and how many patterns there are in all."""
+        found: list[tuple[str, int]] = []
+        for table in (self._exact, self._wild):
+            for pattern, nodes in table.items():
+                if len(found) >= limit:
+                    break
+                found.append((pattern, len(nodes)))
+        return found, len(self._exact) + len(self._wild)
+
     def subscribers(self, topic: str) -> tuple[str, ...]:
         """Nodes with at least one pattern matching ``topic``, in sorted order."""
         cached = self._cache.get(topic)

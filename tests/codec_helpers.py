@@ -48,6 +48,8 @@ CODES = {
     "Error": 40,
     "StatusRequest": 50,
     "StatusReply": 51,
+    "ListRequest": 52,
+    "ListReply": 53,
 }
 
 # --- strategies, derived from each dataclass's field annotations ----------------------

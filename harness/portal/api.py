@@ -36,7 +36,7 @@ from harness.scenario.errors import ScenarioError
 from harness.scenario.schema import Scenario, load_scenario, parse_scenario
 from harness.scenario.shipped import scenarios_dir
 from harness.scenario.source import parse_yaml
-from protocol.messages import MemVerb
+from protocol.messages import ListWhat, MemVerb
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -463,6 +463,27 @@ async def system_status(state: PortalDep) -> dict[str, Any]:
     status = await _system_call(state.system.status())
     where = state.coordinator
     return {"coordinator": f"{where.host}:{where.port}" if where else None, "status": status}
+
+
+LISTS = {"topics": ListWhat.TOPICS, "namespaces": ListWhat.NAMESPACES, "keys": ListWhat.KEYS}
+COUNTS = {"topics": "subscribers", "namespaces": "keys", "keys": "version"}
+
+
+@router.get("/system/{what}", tags=["system"])
+async def system_list(
+    state: PortalDep,
+    what: Literal["topics", "namespaces", "keys"],
+    namespace: Annotated[str, Query(max_length=256, description="keys: the namespace")] = "",
+) -> dict[str, Any]:
+    """The attached coordinator's subscription patterns (with their subscriber counts),
+    memory namespaces (with their key counts) or one namespace's keys (with their
+    versions): at most 1,000, in no particular order, and how many there are."""
+    if what == "keys" and not namespace:
+        raise HTTPException(422, "keys: give the namespace (?namespace=...)")
+    reply = await _system_call(state.system.listing(LISTS[what], namespace))
+    count = COUNTS[what]
+    items = [{"name": n, count: c} for n, c in zip(reply.names, reply.counts, strict=False)]
+    return {"what": what, "namespace": namespace or None, "items": items, "total": reply.total}
 
 
 @router.post("/system/memory", tags=["system"], dependencies=[Authorized])

@@ -6,7 +6,8 @@ its assets (``static/``, with uPlot copied from npm into ``static/vendor`` by
 page the frames of ``harness.portal.push`` (read-only: it takes nothing but a
 close). A Host check refuses requests whose ``Host`` header is not the
 server's own name (DNS rebinding: a page of another site that resolves its
-name to 127.0.0.1 must not be able to read the API).
+name to 127.0.0.1 must not be able to read the API), and both WebSockets refuse
+a page of another site (its ``Origin`` is not this server).
 
 With a coordinator (``--coordinator``), ``/ws/agent`` is the agents' gateway to it
 (``harness.portal.gateway``) and ``/api/system`` its live view
@@ -25,6 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import escape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
@@ -32,14 +34,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from harness.portal.api import router
-from harness.portal.gateway import NO_COORDINATOR, Gateway
+from harness.portal.gateway import NO_COORDINATOR, POLICY, Gateway
 from harness.portal.state import Portal
 from harness.portal.system import Coordinator
 from protocol.settings import DEV_TOKEN, ProtocolSettings, is_loopback
 
 STATIC = Path(__file__).resolve().parent / "static"
 VENDOR = STATIC / "vendor"
-DEFAULT_PORT = 8089
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -85,6 +86,8 @@ def create_app(
 
     @app.websocket("/ws/agent")
     async def agent(socket: WebSocket) -> None:
+        if await _cross_origin(socket):
+            return
         gateway: Gateway | None = state.gateway
         if gateway is None:
             await socket.accept()
@@ -94,6 +97,8 @@ def create_app(
 
     @app.websocket("/ws/live")
     async def live(socket: WebSocket) -> None:
+        if await _cross_origin(socket):
+            return
         await socket.accept()
         client = state.pusher.connect()
         reader = asyncio.create_task(_drain(socket))
@@ -116,6 +121,20 @@ def create_app(
             state.pusher.disconnect(client)
 
     return app
+
+
+async def _cross_origin(socket: WebSocket) -> bool:
+    """Refuse (and say True for) a WebSocket opened by a page of another site.
+
+    Browsers let any page open a WebSocket to any address, sending its own
+    ``Origin``; without this check a hostile page could read the live frames or,
+    with the public development token, join the swarm through the gateway. A
+    client that is not a browser sends no ``Origin`` and is let through."""
+    origin = socket.headers.get("origin")
+    if origin is None or urlsplit(origin).netloc == socket.headers.get("host", ""):
+        return False
+    await socket.close(POLICY, "cross-origin WebSocket refused")
+    return True
 
 
 async def _drain(socket: WebSocket) -> None:

@@ -4,19 +4,23 @@
 tcp coordinator (one started with ``swarmtwin coordinator``, say). ``SystemLink``
 registers one agent of its own there, ``CONSOLE`` (a ``real.tcp.client.Bystander``:
 hello with the token, heartbeats, acks), on first use and again whenever the link
-has dropped. Through it the portal asks for the coordinator's status
+has dropped (its op ids start at the time in microseconds, so that a console
+that comes back never reuses one: the coordinator de-duplicates by origin and
+op id). Through it the portal asks for the coordinator's status
 (``StatusRequest``; every part joined) and reads and writes the memory store, as
-any agent may. The agents' WebSocket gateway (``harness.portal.gateway``)
+any agent may, and lists its topics, namespaces and keys (``ListRequest``). The
+agents' WebSocket gateway (``harness.portal.gateway``)
 connects to the same address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.messages import MemReply, MemVerb
+from protocol.messages import ListReply, ListWhat, MemReply, MemVerb
 from protocol.settings import ProtocolSettings
 from real.tcp.client import Bystander
 
@@ -62,9 +66,18 @@ class SystemLink:
             if self._client is None or self._client.conn.closed:
                 where = self.coordinator
                 heartbeat = ProtocolSettings().heartbeat_interval
+                # microseconds since the epoch: above every op id an earlier console
+                # (this portal's or another's) used, as the coordinator's dedup requires
+                first = time.time_ns() // 1000
                 try:
                     self._client = await Bystander.register(
-                        where.port, CONSOLE, where.token, heartbeat, TIMEOUT, host=where.host
+                        where.port,
+                        CONSOLE,
+                        where.token,
+                        heartbeat,
+                        TIMEOUT,
+                        host=where.host,
+                        first_id=first,
                     )
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     raise Unreachable(
@@ -87,6 +100,13 @@ class SystemLink:
             return await console.memory(verb, namespace, key, value, expected_version, TIMEOUT)
         except (TimeoutError, ConnectionError) as exc:
             raise Unreachable(f"no memory reply from the coordinator: {exc!r}") from None
+
+    async def listing(self, what: ListWhat, namespace: str = "") -> ListReply:
+        console = await self._console()
+        try:
+            return await console.listing(what, namespace, TIMEOUT)
+        except (TimeoutError, ConnectionError) as exc:
+            raise Unreachable(f"no list from the coordinator: {exc!r}") from None
 
     async def close(self) -> None:
         if self._client is not None:

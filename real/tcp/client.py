@@ -39,6 +39,9 @@ from protocol.messages import (
     Deliver,
     Heartbeat,
     Hello,
+    ListReply,
+    ListRequest,
+    ListWhat,
     MemReply,
     MemRequest,
     MemVerb,
@@ -179,7 +182,12 @@ class Bystander:
     """A legitimate registered agent that keeps asking the coordinator for service."""
 
     def __init__(
-        self, conn: RawConnection, node: str, heartbeat_interval: float, token: str = ""
+        self,
+        conn: RawConnection,
+        node: str,
+        heartbeat_interval: float,
+        token: str = "",
+        first_id: int = 1,
     ) -> None:
         self.conn = conn
         self.node = node
@@ -191,7 +199,10 @@ class Bystander:
         self.deliveries: list[Deliver] = []
         self.other: list[Message] = []
         self.rounds = 0
-        self._next_id = 1
+        # op ids must never repeat for one node id, across its sessions too: the
+        # coordinator de-duplicates by (origin, op_id) and would answer a reused one
+        # from memory without running it. A node id that comes back starts higher.
+        self._next_id = first_id
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -203,10 +214,11 @@ class Bystander:
         heartbeat_interval: float,
         timeout: float = 5.0,
         host: str = HOST,
+        first_id: int = 1,
     ) -> Bystander:
         """Connect, say hello and wait for ``Welcome``; raises ``RuntimeError`` if refused."""
         conn = await RawConnection.open(port, host=host)
-        self = cls(conn, node, heartbeat_interval, token)
+        self = cls(conn, node, heartbeat_interval, token, first_id)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._read_loop()))
         conn.send_msg(node, Hello(node, token))
@@ -258,6 +270,8 @@ class Bystander:
                 self._answer(ProbeReply, msg.probe_id, msg)
             elif isinstance(msg, MemReply | Accepted | Busy):
                 self._answer(type(msg), msg.op_id, msg)
+            elif isinstance(msg, ListReply):
+                self._answer(ListReply, msg.request_id, msg)
             elif isinstance(msg, StatusReply) and msg.request_id in self.statuses:
                 parts, future = self.statuses[msg.request_id]
                 whole = parts.add(msg)
@@ -314,6 +328,14 @@ class Bystander:
         msg = MemRequest(op_id, verb, namespace, key, value, expected_version)
         reply = await self.request(msg, MemReply, op_id, timeout)
         assert isinstance(reply, MemReply)
+        return reply
+
+    async def listing(self, what: ListWhat, namespace: str = "", timeout: float = 5.0) -> ListReply:
+        """Topics, namespaces or one namespace's keys (``ListRequest``)."""
+        request_id = self.next_id()
+        msg = ListRequest(request_id, self.token, what, namespace)
+        reply = await self.request(msg, ListReply, request_id, timeout)
+        assert isinstance(reply, ListReply)
         return reply
 
     async def status(self, timeout: float = 5.0) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from fastapi.testclient import TestClient
 
 from harness.portal.push import MAX_PENDING, QUEUE_FRAMES, Client, Pusher
@@ -73,3 +74,21 @@ def test_the_socket_carries_a_job_s_events_as_stamped_frames(client: TestClient)
     kinds = {e["type"] for e in events}
     assert {"state", "started", "progress", "point", "done"} <= kinds
     assert wait_finished(client, started["job_id"])["state"] == "done"
+
+
+def test_a_page_of_another_site_cannot_open_the_sockets(client: TestClient) -> None:
+    """Cross-site WebSocket hijacking: browsers send the page's Origin; another site's
+    page is refused, the portal's own page and clients without an Origin are not."""
+    from starlette.websockets import WebSocketDisconnect
+
+    for path in ("/ws/live", "/ws/agent"):
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect(path, headers={"Origin": "http://evil.example"}),
+        ):
+            pass
+        assert refused.value.code == 1008
+    with client.websocket_connect("/ws/live", headers={"Origin": "http://testserver"}):
+        pass
+    with client.websocket_connect("/ws/live"):
+        pass

@@ -161,3 +161,38 @@ def test_a_well_framed_but_garbled_frame_is_refused_by_the_coordinator(
             while True:
                 ws.receive_bytes()
     assert attached.get("/api/system").status_code == 200
+
+
+def test_topics_namespaces_and_keys_are_listed(attached: TestClient) -> None:
+    namespace = f"list-{time.monotonic_ns()}"
+    for key in ("b", "a"):
+        body = {"verb": "put", "namespace": namespace, "key": key, "value": "v"}
+        assert attached.post("/api/system/memory", json=body, headers=AUTH).json()["ok"]
+    with attached.websocket_connect("/ws/agent") as ws:  # an agent that follows a pattern
+        ws.send_bytes(frame("lister", Hello("lister", DEV_TOKEN, (), ("portal.#",))))
+        assert isinstance(RoutedDecoder().feed(ws.receive_bytes())[0][1], Welcome)
+        topics = attached.get("/api/system/topics").json()
+    assert {"name": "portal.#", "subscribers": 1} in topics["items"]
+    spaces = attached.get("/api/system/namespaces").json()
+    assert {"name": namespace, "keys": 2} in spaces["items"]
+    keys = attached.get("/api/system/keys", params={"namespace": namespace}).json()
+    assert sorted(item["name"] for item in keys["items"]) == ["a", "b"] and keys["total"] == 2
+    assert attached.get("/api/system/keys").status_code == 422
+    assert attached.get("/api/system/other").status_code == 422
+
+
+def test_a_console_that_comes_back_never_reuses_an_op_id(tmp_path: Path, coordinator: int) -> None:
+    """The coordinator answers a reused (origin, op id) from memory without running it:
+    a second portal's console writing under the same node id must still be applied."""
+    where = Coordinator("127.0.0.1", coordinator, DEV_TOKEN)
+    namespace = f"again-{time.monotonic_ns()}"
+    for key in ("first", "second"):  # two portals, one after the other, same console id
+        app = create_app(tmp_path / key, allowed_hosts=("testserver",), coordinator=where)
+        with TestClient(app) as client:
+            body = {"verb": "put", "namespace": namespace, "key": key, "value": key}
+            assert client.post("/api/system/memory", json=body, headers=AUTH).json()["ok"]
+    with TestClient(
+        create_app(tmp_path / "c", allowed_hosts=("testserver",), coordinator=where)
+    ) as c:
+        keys = c.get("/api/system/keys", params={"namespace": namespace}).json()
+    assert sorted(item["name"] for item in keys["items"]) == ["first", "second"]

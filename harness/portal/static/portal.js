@@ -1,4 +1,4 @@
-// swarmtwin portal: the live run view and the run history.
+// swarmtwin portal: the live run view, the history, the reports and a live coordinator.
 //
 // Everything comes from the portal's own API (/api, schema at /openapi.json) and
 // its live WebSocket (/ws/live). Charts are uPlot. Each frame the server pushes
@@ -88,7 +88,10 @@ function showTab() {
     a.classList.toggle("active", a.dataset.tab === tab);
   }
   if (tab === "history") loadHistory();
-  if (tab === "system") loadSystem();
+  if (tab === "system") {
+    loadSystem();
+    loadLists();
+  }
   if (tab === "reports") loadReports();
 }
 window.addEventListener("hashchange", showTab);
@@ -693,6 +696,51 @@ async function loadSystem() {
   }
 }
 setInterval(loadSystem, 1000);
+
+async function loadLists() {
+  if ($("tab-system").hidden) return;
+  try {
+    const topics = await api("/api/system/topics");
+    const spaces = await api("/api/system/namespaces");
+    listTable($("topics"), $("topics-total"), topics, "pattern", "subscribers", "subscription patterns");
+    listTable($("namespaces"), $("namespaces-total"), spaces, "namespace", "keys", "namespaces");
+    for (const row of $("namespaces").rows) {
+      if (!row.dataset.name) continue;
+      row.className = "run";
+      row.onclick = () => showKeys(row.dataset.name);
+    }
+  } catch (error) {
+    $("topics-total").textContent = error.message;
+  }
+}
+setInterval(loadLists, 3000);
+
+function listTable(table, total, found, label, count, what) {
+  table.innerHTML = "";
+  cellsRow(table, [label, count], true);
+  for (const item of [...found.items].sort((a, b) => a.name.localeCompare(b.name))) {
+    const row = cellsRow(table, [item.name, fmt(item[count])]);
+    row.dataset.name = item.name;
+  }
+  const shown = found.items.length < found.total ? ` (the first ${found.items.length} shown)` : "";
+  total.textContent = `${found.total} ${what}${shown}`;
+}
+
+async function showKeys(namespace) {
+  const found = await api(`/api/system/keys?namespace=${encodeURIComponent(namespace)}`);
+  const table = $("keys");
+  table.innerHTML = "";
+  cellsRow(table, [`keys of ${namespace} (${found.total})`, "version"], true);
+  for (const item of [...found.items].sort((a, b) => a.name.localeCompare(b.name))) {
+    const row = cellsRow(table, [item.name, fmt(item.version)]);
+    row.className = "run";
+    row.onclick = () => {
+      $("mem-verb").value = "get";
+      $("mem-namespace").value = namespace;
+      $("mem-key").value = item.name;
+    };
+  }
+}
 
 $("memory").addEventListener("submit", async (event) => {
   event.preventDefault();
