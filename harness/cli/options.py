@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from protocol.settings import DEV_TOKEN
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # a target, gate or regression failed
 EXIT_BAD_INPUT = 2  # a bad scenario, suite, baseline or argument
@@ -100,3 +102,25 @@ def package_version() -> str:
 if TYPE_CHECKING:
     # what each command group's ``register(sub, parents)`` receives
     Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def listen_options(
+    parser: argparse.ArgumentParser, port: int, port_help: str, token_help: str
+) -> None:
+    """``--host``, ``--port`` and ``--token`` for a server: loopback unless told
+    otherwise, and any other address needs a secret token (``bind_refusal``)."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; any but a loopback one needs a secret --token "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port", type=PORT, default=port, help=f"{port_help} (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--token",
+        default=DEV_TOKEN,
+        help=f"{token_help} (default: the public development token %(default)r, accepted on "
+        "loopback only)",
+    )

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli.options import EXIT_BAD_INPUT, EXIT_OK, PORT
+from harness.cli.options import EXIT_BAD_INPUT, EXIT_OK, listen_options
 from harness.cli.output import console, error, warn
 from protocol.settings import DEV_TOKEN
 
@@ -63,20 +63,8 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         "foreground until Ctrl-C.",
         parents=common,
     )
-    serve.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on; any but a loopback one needs a secret --token "
-        "(default: %(default)s)",
-    )
-    serve.add_argument(
-        "--port", type=PORT, default=PORTAL_PORT, help="TCP port (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--token",
-        default=DEV_TOKEN,
-        help="the secret that starting and stopping runs needs (default: the public "
-        "development token %(default)r, accepted on loopback only)",
+    listen_options(
+        serve, PORTAL_PORT, "TCP port", "the secret that starting and stopping jobs needs"
     )
     serve.add_argument(
         "--coordinator",

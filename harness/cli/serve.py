@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli.options import DEFAULT_PORT, EXIT_BAD_INPUT, PORT, whole_number
+from harness.cli.options import DEFAULT_PORT, EXIT_BAD_INPUT, listen_options, whole_number
 from protocol.settings import DEV_TOKEN, ProtocolSettings
 
 if TYPE_CHECKING:
@@ -48,21 +48,7 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         description="Serve a coordinator in the foreground until Ctrl-C (SIGINT) or SIGTERM.",
         parents=common,
     )
-    coord.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on; any but a loopback one needs a secret --token "
-        "(default: %(default)s)",
-    )
-    coord.add_argument(
-        "--port", type=PORT, default=DEFAULT_PORT, help="TCP port, 0 for any (default: %(default)s)"
-    )
-    coord.add_argument(
-        "--token",
-        default=DEV_TOKEN,
-        help="shared secret agents must present (default: the public development token "
-        "%(default)r, accepted on loopback only)",
-    )
+    listen_options(coord, DEFAULT_PORT, "TCP port, 0 for any", "shared secret agents must present")
     coord.add_argument(
         "--db",
         default=None,

@@ -46,7 +46,8 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port free at the moment of asking."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -62,7 +63,7 @@ def measure(scenario: str, backend: str, screenshot: Path | None) -> dict[str, A
     if chromium is None:
         raise SystemExit("no Chromium: run `make browser` (Debian's chromium)")
     with tempfile.TemporaryDirectory(prefix="swarmtwin-portal-") as scratch:
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "harness.cli", "--reports", scratch, "serve"]
         server = subprocess.Popen(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.portal.test_browser import free_port, get
+from harness.portal.measure import free_port
+from tests.portal.test_browser import get
 
 pytestmark = pytest.mark.slow
 

@@ -17,19 +17,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from harness.portal.app import create_app
 from harness.portal.gateway import POLICY, framing_error
+from harness.portal.measure import free_port
 from harness.portal.system import CONSOLE, Coordinator
 from protocol.codec import encode_body
 from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import Hello, Message, Probe, ProbeReply, Reject, Welcome
 from protocol.settings import DEV_TOKEN
 from tests.portal.conftest import AUTH
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
