@@ -16,13 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-# A live view of a run (``swarmtwin serve``): called about ten times a second of run
-# time with the run clock's now, then the op ids and times of the unique (not
-# duplicate) completions since the previous call. The records above stay the
-# source of every figure; a feed only lets a watcher draw the run as it goes.
-LiveFeed = Callable[[float, Sequence[int], Sequence[float]], None]
-LIVE_INTERVAL = 0.1  # seconds of run time between two calls of a feed
-
 
 class Completion(NamedTuple):
     """One operation completed at one node.
@@ -86,6 +79,68 @@ class ProbeResult(NamedTuple):
     probe_id: int
     sent: float
     answered: float | None
+
+    def on_time(self, deadline: float) -> bool:
+        """Answered within ``deadline`` seconds of being sent (what uptime counts)."""
+        return self.answered is not None and self.answered - self.sent <= deadline
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBatch:
+    """What a run did since the previous batch, for a live view (``swarmtwin serve``).
+
+    ``ids``, ``ats`` and ``nodes`` are the op id, time and receiver of each
+    unique (not duplicate) completion; ``shed`` the ops their origins shed;
+    ``probes`` the prober's results as they stand at ``now`` (every probe sent
+    so far, answered or not; empty when this batch has no news of them). A
+    driver may hand over several batches per ``LIVE_INTERVAL`` (one per tcp
+    worker report). The records above stay the source of every figure; a
+    feed only lets a watcher draw the run as it goes.
+    """
+
+    now: float
+    ids: Sequence[int] = ()
+    ats: Sequence[float] = ()
+    nodes: Sequence[str] = ()
+    shed: Sequence[int] = ()
+    probes: Sequence[ProbeResult] = ()
+
+
+LiveFeed = Callable[[LiveBatch], None]
+
+
+class LiveParts:
+    """A driver's ``LiveBatch`` in the making: completions and shed ops as they come."""
+
+    __slots__ = ("ats", "ids", "nodes", "shed")
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.ats: list[float] = []
+        self.nodes: list[str] = []
+        self.shed: list[int] = []
+
+    def add(self, completion: Completion) -> None:
+        """One unique completion (the caller leaves out duplicates)."""
+        self.ids.append(completion.op_id)
+        self.ats.append(completion.at)
+        self.nodes.append(completion.node)
+
+    def extend(self, completions: Sequence[Completion]) -> None:
+        """The unique ones among ``completions``."""
+        fresh = [c for c in completions if not c.duplicate]
+        self.ids.extend([c.op_id for c in fresh])
+        self.ats.extend([c.at for c in fresh])
+        self.nodes.extend([c.node for c in fresh])
+
+    def take(self, now: float, probes: Sequence[ProbeResult] = ()) -> LiveBatch:
+        """The batch so far, and start a new one."""
+        batch = LiveBatch(now, self.ids, self.ats, self.nodes, self.shed, tuple(probes))
+        self.ids, self.ats, self.nodes, self.shed = [], [], [], []
+        return batch
+
+
+LIVE_INTERVAL = 0.1  # seconds of run time between two batches of a feed, about
 
 
 @dataclass(frozen=True, slots=True)

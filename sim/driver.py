@@ -87,7 +87,14 @@ from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
-from protocol.records import LIVE_INTERVAL, Completion, DriverResult, LiveFeed, ProcessUsage
+from protocol.records import (
+    LIVE_INTERVAL,
+    Completion,
+    DriverResult,
+    LiveFeed,
+    LiveParts,
+    ProcessUsage,
+)
 from sim.calibration import Calibration
 from sim.engine import BUSY_PARTS, Engine, SimNode
 from sim.faults import FaultInjector, durable_coordinator
@@ -129,8 +136,8 @@ def run_plan(
     as the real worker does (``protocol.links``), every link of two or more
     agents registers a voucher node first, whose heartbeats stand for its
     agents' (not in a run with faults, whose gates act per agent).
-    ``live``: called every ``LIVE_INTERVAL`` of simulated time with the unique
-    completions since the last call (its events draw nothing, so the run's
+    ``live``: called every ``LIVE_INTERVAL`` of simulated time with what happened
+    since the last call (``protocol.records.LiveBatch``; its events draw nothing, so the run's
     figures are the same with or without it).
     """
     layout = Layout(agent_processes, coordinator_hosts, cores, links)
@@ -247,8 +254,7 @@ class ModelRun:
         self.calibration = calibration
         self.registration_only = registration_only
         self.live: LiveFeed | None = None
-        self.live_ids: list[int] = []  # unique completions not yet fed to ``live``
-        self.live_ats: list[float] = []
+        self.live_parts = LiveParts()  # what ``live`` has not been fed yet
         self.env = simpy.Environment(initial_time=start)
         self.engine = Engine(self.env, calibration, random.Random(plan.seed))
         if layout.cores is not None:
@@ -425,11 +431,9 @@ class ModelRun:
         self._at(self.env.now + LIVE_INTERVAL, self._live_tick)
 
     def flush_live(self) -> None:
-        """Hand ``live`` the unique completions since the last call."""
+        """Hand ``live`` what happened since the last call (``protocol.records.LiveBatch``)."""
         if self.live is not None:
-            ids, ats = self.live_ids, self.live_ats
-            self.live_ids, self.live_ats = [], []
-            self.live(self.env.now, ids, ats)
+            self.live(self.live_parts.take(self.env.now, self.prober.results))
 
     def _tick(self, progress: Progress, step: int) -> None:
         progress(step / PROGRESS_STEPS)
@@ -459,8 +463,7 @@ class ModelRun:
             if not completion.duplicate:
                 self.missing -= 1
                 if self.live is not None:
-                    self.live_ids.append(completion.op_id)
-                    self.live_ats.append(completion.at)
+                    self.live_parts.add(completion)
         if self.missing <= 0:
             self._check_done()
 
@@ -468,6 +471,8 @@ class ModelRun:
         """Their origin gave these ops up unaccepted: their completions will not come."""
         expected = self._expected_of()
         self.missing -= sum(expected[op_id] for op_id in op_ids)
+        if self.live is not None:
+            self.live_parts.shed.extend(op_ids)
         if self.missing <= 0:
             self._check_done()
 

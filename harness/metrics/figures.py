@@ -397,11 +397,11 @@ def _availability(probes: Sequence[ProbeResult], deadline: float) -> Availabilit
     on_time = late = unanswered = 0
     missed: list[list[float | None]] = []
     for probe in probes:
-        if probe.answered is None:
-            unanswered += 1
-        elif probe.answered - probe.sent <= deadline:
+        if probe.on_time(deadline):
             on_time += 1
             continue
+        if probe.answered is None:
+            unanswered += 1
         else:
             late += 1
         if len(missed) < MISSED_SHOWN:

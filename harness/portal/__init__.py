@@ -7,8 +7,9 @@ uvicorn serves on loopback. Its HTTP API (``api``) reads what the harness files
 own session, running ``harness.run.runner.run_scenario`` exactly as
 ``swarmtwin run`` does, so a run started from the page is filed, summarised
 and measured like any other. The job writes JSON lines: progress, live points
-(``live``: throughput and latency percentiles of the completions each driver's
-``LiveFeed`` handed over in the last tenth of a second) and at the end the run's
+(``live``: throughput, latency percentiles, shed ops, reliability and uptime so
+far and agents active, from the ``LiveBatch`` es each driver's ``LiveFeed`` handed
+over in the last tenth of a second) and at the end the run's
 id. The server fans them out over one WebSocket per page (``push``), ten times
 a second, through a bounded queue per client that drops the stalest frames.
 The page (``static/``) draws them with uPlot, installed from npm by the

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace, lines: Lines) -> int:
     from harness.scenario.compile import compile_plan
     from harness.scenario.schema import ScenarioError, load_scenario
     from harness.scenario.shipped import resolve
+    from protocol.records import LiveBatch
 
     try:
         scenario = load_scenario(resolve(args.scenario)).with_overrides(
@@ -155,8 +156,8 @@ def run(args: argparse.Namespace, lines: Lines) -> int:
         return EXIT_BAD_INPUT
     points = LivePoints(plan)
 
-    def live(label: str, now: float, ids: Sequence[int], ats: Sequence[float]) -> None:
-        point = points.point(label, now, ids, ats)
+    def live(label: str, batch: LiveBatch) -> None:
+        point = points.point(label, batch)
         if point is not None:
             lines.send("point", **point.to_dict())
 

@@ -33,12 +33,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.portal.live import LivePoints
-from protocol.records import LiveFeed
+from protocol.records import LiveBatch, LiveFeed
 
 
 def _get(url: str) -> Any:
@@ -119,8 +118,8 @@ def measure(scenario: str, backend: str, screenshot: Path | None) -> dict[str, A
 
 
 def _points_feed(points: LivePoints) -> LiveFeed:
-    def feed(now: float, ids: Sequence[int], ats: Sequence[float]) -> None:
-        points.point("real", now, ids, ats)
+    def feed(batch: LiveBatch) -> None:
+        points.point("real", batch)
 
     return feed
 

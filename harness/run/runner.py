@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,15 +55,15 @@ from harness.scenario.compile import compile_plan
 from harness.scenario.errors import num
 from harness.scenario.schema import ModelSection, Scenario, ScenarioError
 from protocol.plan import Plan
-from protocol.records import DriverResult, LiveFeed
+from protocol.records import DriverResult, LiveBatch, LiveFeed
 
 if TYPE_CHECKING:
     from sim.calibration import Calibration
     from sim.distribution import Distribution
 
 Progress = Callable[[str, float], None]
-# a live feed of every run of a ``run_scenario``: (the run's label, then a ``LiveFeed``'s)
-LabelledFeed = Callable[[str, float, Sequence[int], Sequence[float]], None]
+# a live feed of every run of a ``run_scenario``: the run's label and a ``LiveBatch``
+LabelledFeed = Callable[[str, LiveBatch], None]
 BACKENDS = ("real", "sim")
 SEED_STRIDE = 1_000_003  # model seed of replication i: the scenario's seed + i * stride
 LINKS_PER_WORKER = 2  # multiplexed tcp: connections each agent worker process opens
@@ -351,7 +351,7 @@ def labelled_repetitions(outcome: RunOutcome) -> dict[str, Summary]:
 def _bind_feed(live: LabelledFeed | None, label: str) -> LiveFeed | None:
     if live is None:
         return None
-    return lambda now, ids, ats: live(label, now, ids, ats)
+    return lambda batch: live(label, batch)
 
 
 def _bind(progress: Progress | None, label: str) -> Callable[[float], None] | None:

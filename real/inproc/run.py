@@ -12,8 +12,8 @@ handler for the run that logs as usual and also records each exception in
 ``DriverResult.errors``, which makes the run invalid.
 
 A ``live`` feed (``protocol.records.LiveFeed``) is called every
-``LIVE_INTERVAL`` of run time with the completions the agents recorded since
-the previous call, read from the ends of their completion lists.
+``LIVE_INTERVAL`` of run time with what the agents recorded since the previous
+call (``LiveTap``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import time
 
 from protocol.plan import Plan
-from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, ProcessUsage
+from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, LiveParts, ProcessUsage
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.inproc.faults import FaultHub, collect, run_faults
@@ -42,7 +42,8 @@ from real.usage import CpuSpan, own_usage
 
 
 class LiveTap:
-    """Feeds ``live`` the unique completions the hub's agents recorded since the last call.
+    """Feeds ``live`` what the hub's agents recorded since the last call: unique
+    completions and shed ops, read from the ends of their lists, and the probes.
 
     It runs on the run's own event loop, so it is cut small: ``collect`` takes the
     new records every ``LIVE_INTERVAL / LIVE_SPLIT`` (a fifth of the work of a feed,
@@ -52,26 +53,23 @@ class LiveTap:
     def __init__(self, hub: Hub, live: LiveFeed) -> None:
         self.hub = hub
         self.live = live
-        self.seen: dict[int, int] = {}  # id of an agent -> its completions already taken
-        self.ids: list[int] = []
-        self.ats: list[float] = []
+        self.seen: dict[int, tuple[int, int]] = {}  # id of an agent -> (completions, shed) taken
+        self.parts = LiveParts()
 
     def collect(self) -> None:
-        ids, ats, seen = self.ids, self.ats, self.seen
+        parts, seen = self.parts, self.seen
         for agent in agents_of(self.hub):
-            records = agent.completions
-            start = seen.get(id(agent), 0)
-            if len(records) > start:
-                fresh = [r for r in records[start:] if not r.duplicate]
-                ids.extend([r.op_id for r in fresh])
-                ats.extend([r.at for r in fresh])
-                seen[id(agent)] = len(records)
+            records, shed = agent.completions, agent.shed
+            done, gave_up = seen.get(id(agent), (0, 0))
+            if len(records) > done or len(shed) > gave_up:
+                parts.extend(records[done:])
+                parts.shed.extend(shed[gave_up:])
+                seen[id(agent)] = (len(records), len(shed))
 
     def flush(self) -> None:
         self.collect()
-        ids, ats = self.ids, self.ats
-        self.ids, self.ats = [], []
-        self.live(self.hub.clock.now(), ids, ats)
+        prober = self.hub.prober
+        self.live(self.parts.take(self.hub.clock.now(), prober.results if prober else ()))
 
 
 LIVE_SPLIT = 5  # collections per feed

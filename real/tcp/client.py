@@ -28,7 +28,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from protocol.codec import MalformedFrame, encode_body
 from protocol.envelope import Routed, RoutedDecoder, encode_routed, node_id_bytes
@@ -77,16 +77,32 @@ class ReadOutcome:
     garbled: str = ""  # the server's bytes did not decode (never expected)
 
 
+class ByteWriter(Protocol):
+    """What ``RawConnection`` writes to: an ``asyncio.StreamWriter``, or another byte
+    stream shaped like one (``harness.portal.wsclient``: the WebSocket gateway)."""
+
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def is_closing(self) -> bool: ...
+    def close(self) -> None: ...
+    def can_write_eof(self) -> bool: ...
+    def write_eof(self) -> None: ...
+    def get_extra_info(self, name: str) -> Any: ...
+    @property
+    def transport(self) -> Any: ...  # has ``abort()``, or is None
+
+
 class RawConnection:
     """One loopback connection that may send anything."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: ByteWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.decoder = RoutedDecoder()
         self.frames: list[Routed] = []
         self.closed = False
         self.garbled = ""
+        self.helpers: list[asyncio.Task[None]] = []  # tasks that carry its bytes, if any
 
     @classmethod
     async def open(
@@ -215,9 +231,12 @@ class Bystander:
         timeout: float = 5.0,
         host: str = HOST,
         first_id: int = 1,
+        conn: RawConnection | None = None,
     ) -> Bystander:
-        """Connect, say hello and wait for ``Welcome``; raises ``RuntimeError`` if refused."""
-        conn = await RawConnection.open(port, host=host)
+        """Connect (or use ``conn``), say hello and wait for ``Welcome``; raises
+        ``RuntimeError`` if refused."""
+        if conn is None:
+            conn = await RawConnection.open(port, host=host)
         self = cls(conn, node, heartbeat_interval, token, first_id)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._read_loop()))

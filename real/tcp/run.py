@@ -69,13 +69,13 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from protocol.codec import MalformedFrame, encode_body
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
 from protocol.prober import Prober as CoreProber
-from protocol.records import Completion, DriverResult, LiveFeed, WriteAck
+from protocol.records import Completion, DriverResult, LiveFeed, LiveParts, ProbeResult, WriteAck
 from protocol.workload import split_memory_target
 from real.clock import RunClock, new_event_loop
 from real.gctune import POLICY
@@ -150,19 +150,34 @@ async def wait_ready(workers: list[Child], timeout: float) -> dict[str, float]:
     return registered
 
 
-def _take_reports(workers: list[Child], now: float = 0.0, live: LiveFeed | None = None) -> None:
+def _take_reports(
+    workers: list[Child],
+    now: float = 0.0,
+    live: LiveFeed | None = None,
+    probes: Sequence[ProbeResult] = (),
+) -> None:
+    """Read every worker's reports; with ``live``, feed it one batch of what the
+    live workers' reports carried (and the prober's ``probes``)."""
+    parts = LiveParts() if live is not None else None
+    news = False
     for child in workers:
         if child.booting:
             continue  # its "ready" is for the fault supervisor waiting on it
         for item in child.channel.take_all():
             if isinstance(item, tuple) and item[0] == "count":
                 child.count = int(item[1])
-                if live is not None and len(item) == 4:  # a live worker's new completions
-                    live(now, item[2], item[3])
+                if parts is not None and len(item) == 6:  # a live worker's news
+                    parts.ids.extend(item[2])
+                    parts.ats.extend(item[3])
+                    parts.nodes.extend(item[4])
+                    parts.shed.extend(item[5])
+                    news = True
             elif isinstance(item, tuple) and item[0] == "failed":
                 child.failed = str(item[1])
         if child.channel.eof and child.failed is None and not child.killed:
             child.failed = f"{child.name} exited early"
+    if live is not None and parts is not None and news:
+        live(parts.take(now, probes))
 
 
 async def wait_done(
@@ -172,6 +187,7 @@ async def wait_done(
     progress: Progress | None,
     faults: FaultSupervisor | None = None,
     live: LiveFeed | None = None,
+    probes: Sequence[ProbeResult] = (),
 ) -> float:
     """Wait until the plan's duration has passed, every fault step and restart
     is done and every expected completion has arrived; or the drain deadline.
@@ -189,7 +205,7 @@ async def wait_done(
         if progress is not None and now >= next_progress:
             progress(min(max(now, 0.0) / plan.duration, 1.0) if plan.duration > 0 else 1.0)
             next_progress = now + PROGRESS_INTERVAL
-        _take_reports(workers, now, live)
+        _take_reports(workers, now, live, probes)
         count = sum(child.count for child in workers)
         if count != last_count:
             last_count, last_change = count, now
@@ -346,8 +362,9 @@ def run_plan(
 
     ``connections`` is per worker (0 = one per agent). With ``db_path`` the
     coordinator persists the memory store to that SQLite file. With ``live``,
-    each worker adds its new unique completions to its count reports (every
-    ``COUNT_INTERVAL``) and the parent hands them to ``live`` as they arrive.
+    each worker adds its new unique completions and shed ops to its count reports
+    (every ``COUNT_INTERVAL``) and the parent hands them to ``live`` as they
+    arrive, one ``LiveBatch`` per poll with the prober's results.
     """
     loop = new_event_loop(use_uvloop)
     task = loop.create_task(
@@ -438,7 +455,9 @@ async def _replay(
     faulting = loop.create_task(supervisor.run())
     try:
         faults = supervisor if plan.faults else None
-        result.end_time = await wait_done(pool, plan, clock, progress, faults, live)
+        result.end_time = await wait_done(
+            pool, plan, clock, progress, faults, live, prober.core.results
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(probing, plan.probe_deadline + 1.0)
     finally:

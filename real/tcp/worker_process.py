@@ -6,7 +6,8 @@
     worker -> ("ready", {agent: perf_counter when welcomed}) | ("failed", reason)
     parent -> ("go", t0)
     worker -> ("count", unique completions so far)      every 0.1 s
-              ("count", n, op ids, plan times)  with ``live``: the new completions too
+              ("count", n, op ids, plan times, receivers, shed op ids)
+                                     with ``live``: the new unique completions and shed ops too
     parent -> "stop"                 (or the pipe closes, or the deadline passes)
     worker -> ("result", WorkerResult)   (records are in the record log, not here)
 
@@ -58,7 +59,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from protocol.plan import AgentSpec, Operation, OpKind
-from protocol.records import ProcessUsage
+from protocol.records import LiveParts, ProcessUsage
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.gctune import tune_gc
@@ -137,17 +138,19 @@ async def _report_counts(
     host: AgentHost, channel: PipeChannel, base: int, offset: float, live: bool
 ) -> None:
     """Every ``COUNT_INTERVAL``: the unique completions so far; with ``live``, also the
-    op ids and plan times (core time less ``offset``) of those since the last report."""
+    op ids, plan times (core time less ``offset``) and receivers of those since the
+    last report, and the ops shed since then."""
     if live:
-        host.live = ([], [])
+        host.live = LiveParts()
     while True:
         count = base + host.unique_completions()
         if host.live is None:
             channel.send(("count", count))
         else:
-            ids, ats = host.live
-            host.live = ([], [])
-            channel.send(("count", count, array("q", ids), array("d", [a - offset for a in ats])))
+            new = host.live.take(0.0)
+            ats = array("d", [a - offset for a in new.ats])
+            shed = array("q", new.shed)
+            channel.send(("count", count, array("q", new.ids), ats, new.nodes, shed))
         await asyncio.sleep(COUNT_INTERVAL)
 
 

@@ -54,7 +54,7 @@ from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.links import spread
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.plan import AgentSpec, Operation
-from protocol.records import Completion
+from protocol.records import Completion, LiveParts
 from protocol.retransmit import next_reconnect_wait
 from protocol.settings import ProtocolSettings
 from protocol.workload import IssueLag, issue, issue_due
@@ -144,8 +144,8 @@ class AgentHost:
         self._scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._shed_scanned: dict[str, int] = dict.fromkeys(self.agents, 0)
         self._unique = 0
-        # with a live view: the op ids and core times of unique completions not yet reported
-        self.live: tuple[list[int], list[float]] | None = None
+        # with a live view: the unique completions (at core times) and shed ops not yet reported
+        self.live: LiveParts | None = None
         self._dirty: set[str] = set()  # nodes flushed since the last ``unique_completions``
         self.operations: tuple[Operation, ...] = ()  # this host's share of the plan
         self.lag = IssueLag()  # how late the replay issued ops (``real.tcp.worker_process``)
@@ -366,14 +366,15 @@ class AgentHost:
                 self._unique += len(fresh)
                 self._scanned[node] = len(records)
                 if self.live is not None:
-                    self.live[0].extend(c.op_id for c in fresh)
-                    self.live[1].extend(c.at for c in fresh)
+                    self.live.extend(fresh)
             start = self._shed_scanned[node]
             if len(agent.shed) > start:
                 if self._expected is None:
                     self._expected = {op.op_id: op.expected for op in self.operations}
                 expected = self._expected
                 self._unique += sum(expected.get(op_id, 0) for op_id in agent.shed[start:])
+                if self.live is not None:
+                    self.live.shed.extend(agent.shed[start:])
                 self._shed_scanned[node] = len(agent.shed)
         return self._unique
 

@@ -14,7 +14,7 @@ from harness.scenario.compile import compile_plan
 from harness.scenario.schema import Scenario, load_scenario
 from harness.scenario.shipped import scenarios_dir
 from protocol.plan import Plan
-from protocol.records import LIVE_INTERVAL, DriverResult
+from protocol.records import LIVE_INTERVAL, DriverResult, LiveBatch, ProbeResult
 
 
 class Watcher:
@@ -22,12 +22,20 @@ class Watcher:
         self.calls: list[float] = []
         self.ids: list[int] = []
         self.ats: list[float] = []
+        self.nodes: list[str] = []
+        self.shed: list[int] = []
+        self.probes: Sequence[ProbeResult] = ()
 
-    def __call__(self, now: float, ids: Sequence[int], ats: Sequence[float]) -> None:
-        assert len(ids) == len(ats)
-        self.calls.append(now)
-        self.ids.extend(ids)
-        self.ats.extend(ats)
+    def __call__(self, batch: LiveBatch) -> None:
+        assert len(batch.ids) == len(batch.ats) == len(batch.nodes)
+        self.calls.append(batch.now)
+        self.ids.extend(batch.ids)
+        self.ats.extend(batch.ats)
+        self.nodes.extend(batch.nodes)
+        self.shed.extend(batch.shed)
+        if batch.probes:
+            assert len(batch.probes) >= len(self.probes)  # as they stand: never fewer
+            self.probes = batch.probes
 
 
 def smoke(transport: str = "inproc", duration: float = 2.0) -> tuple[Scenario, Plan]:
@@ -41,6 +49,10 @@ def unique(result: DriverResult) -> list[tuple[int, float]]:
     return sorted((c.op_id, c.at) for c in result.completions if not c.duplicate)
 
 
+def unique_nodes(result: DriverResult) -> list[tuple[int, str, float]]:
+    return sorted((c.op_id, c.node, c.at) for c in result.completions if not c.duplicate)
+
+
 def check(watcher: Watcher, result: DriverResult, plan: Plan) -> None:
     fed = Counter(zip(watcher.ids, watcher.ats, strict=True))
     # each completion fed at most once (two nodes of one tcp worker can complete an op at
@@ -50,14 +62,19 @@ def check(watcher: Watcher, result: DriverResult, plan: Plan) -> None:
     assert set(watcher.ids) <= {op.op_id for op in plan.operations}
     during = [now for now in watcher.calls if 0 <= now <= plan.duration]
     assert len(during) >= 0.5 * plan.duration / LIVE_INTERVAL  # about ten a second
+    assert set(watcher.shed) <= set(result.shed)
+    # the probes as they stood: each one the run sent, answered no later than in the end
+    final = {p.probe_id: p for p in result.probes}
+    assert watcher.probes and all(p.probe_id in final for p in watcher.probes)
+    assert all(p.answered is None or p == final[p.probe_id] for p in watcher.probes)
 
 
 def test_the_model_feeds_every_completion_and_its_figures_do_not_change() -> None:
     scenario, plan = smoke()
     watcher = Watcher()
     watched = run_backend(plan, "sim", scenario, live=watcher)
-    fed = sorted(zip(watcher.ids, watcher.ats, strict=True))
-    assert fed == unique(watched)
+    fed = sorted(zip(watcher.ids, watcher.nodes, watcher.ats, strict=True))
+    assert fed == unique_nodes(watched)
     check(watcher, watched, plan)
     plain = run_backend(plan, "sim", scenario)
     figures = [summarize(plan, run).figures() for run in (watched, plain)]
@@ -70,7 +87,7 @@ def test_the_inproc_system_feeds_every_completion() -> None:
     scenario, plan = smoke()
     watcher = Watcher()
     result = run_backend(plan, "real", scenario, live=watcher)
-    assert sorted(zip(watcher.ids, watcher.ats, strict=True)) == unique(result)
+    assert sorted(zip(watcher.ids, watcher.nodes, watcher.ats, strict=True)) == unique_nodes(result)
     check(watcher, result, plan)
 
 

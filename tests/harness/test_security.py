@@ -73,6 +73,12 @@ EXPECTED_CHECKS = {
     "fuzzed_frames_survived",
     "coordinator_survived",
 }
+# through the portal's WebSocket gateway: the attacks on what a client sends, again
+EXPECTED_CHECKS |= {
+    f"gateway_{name}"
+    for name in EXPECTED_CHECKS
+    if name.startswith(("unauthenticated", "wrong_token", "malformed", "fuzzed"))
+} | {"gateway_still_serves"}
 
 
 def living_children() -> list[psutil.Process]:
@@ -126,8 +132,13 @@ def test_every_check_reports_figures_and_a_method(report: SecurityReport) -> Non
 @pytest.mark.slow
 def test_the_run_reports_what_it_measured(report: SecurityReport) -> None:
     by_name = {c.name: c for c in report.checks}
-    assert "200 frames" in by_name["fuzzed_frames_survived"].detail
-    assert "0 hung" in by_name["fuzzed_frames_survived"].detail
+    for fuzz in ("fuzzed_frames_survived", "gateway_fuzzed_frames_survived"):
+        assert "200 frames" in by_name[fuzz].detail
+        assert "0 hung" in by_name[fuzz].detail
+    through = by_name["gateway_fuzzed_frames_survived"].method
+    assert "Through the portal's WebSocket gateway" in through
+    gateway = by_name["gateway_still_serves"].detail
+    assert "on the gateway, bystander served" in gateway and "on tcp, bystander served" in gateway
     assert "Busy came back" in by_name["flood_memory_bounded"].detail
     assert "listens on ['127.0.0.1']" in by_name["default_bind_loopback"].detail
     assert "(cap 16 MiB)" in by_name["large_reads_bounded"].detail

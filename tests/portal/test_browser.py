@@ -87,6 +87,16 @@ def test_a_run_started_from_the_page_is_drawn_live_and_ends_with_its_summary(
                 timeout=60_000,
             )
             assert page.get_attribute("#job-state", "data-state") == "running"
+            # reliability, uptime, shed and agents are drawn live too
+            page.wait_for_function(
+                "(document.querySelector('#now tr[data-label=real]')?.cells[4]?.textContent"
+                " || '').endsWith('%')",
+                timeout=60_000,
+            )
+            live = page.evaluate(
+                "[...document.querySelectorAll('#now tr[data-label]')].map("
+                "r => [r.dataset.label, ...[...r.cells].map(c => c.textContent)])"
+            )
             page.wait_for_selector("#job-state[data-state=done]", timeout=180_000)
             page.wait_for_selector("#figures td[data-figure=p95_ms]")
             shown = {
@@ -119,6 +129,10 @@ def test_a_run_started_from_the_page_is_drawn_live_and_ends_with_its_summary(
     }
     for key, value in expected.items():
         assert float(shown[key]) == value, key
+    rows = {row[0]: row[1:] for row in live}
+    assert set(rows) <= {"real", "sim #1", "sim #2", "sim #3"} and "real" in rows
+    _, t, _, _, reliability, uptime, _, agents = rows["real"]
+    assert float(t) > 0 and reliability.endswith("%") and int(agents) > 0
 
     # push-to-render latency: measured on the page, and reported to the server
     assert stats["frames"] >= 3 and math.isfinite(stats["p95_ms"]) and stats["p95_ms"] >= 0
@@ -127,3 +141,65 @@ def test_a_run_started_from_the_page_is_drawn_live_and_ends_with_its_summary(
         time.sleep(0.2)
     assert get(f"{url}/api/server")["render"]["frames"] >= 3
     assert (reports / "screenshots" / "portal.png").stat().st_size > 10_000
+
+
+def test_a_fault_is_shaded_and_its_measured_recovery_drawn_and_tabled(
+    server: tuple[str, Path],
+) -> None:
+    """The model's run of the coordinator crash: the recovery the page shows is the
+    summary's, and the recovery bar is drawn over the fault's shading."""
+    from playwright.sync_api import sync_playwright
+
+    url, reports = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_selector("#connection[data-state=open]")
+            page.select_option("#scenario", "faults/coordinator-crash")
+            page.select_option("#backend", "sim")
+            page.click("#start-button")
+            page.wait_for_selector("#job-state[data-state=done]", timeout=180_000)
+            page.wait_for_selector("#recoveries:not([hidden]) td")
+            rows = page.evaluate(
+                "[...document.querySelectorAll('#recoveries tr')].slice(1)"
+                ".map(r => [...r.cells].map(c => c.textContent))"
+            )
+            # the throughput chart: the fault's red shading, in its middle below the bars,
+            # and the model's orange recovery bar at its start, along the top
+            colors = page.evaluate(
+                """(() => {
+                  const u = state.charts.throughput;
+                  const f = state.faults[0];
+                  const ctx = u.ctx;
+                  const at = (t, y) => [...ctx.getImageData(
+                    Math.round(u.valToPos(t, 'x', true)), Math.round(y), 1, 1).data];
+                  return {
+                    shade: at(f.at + 0.1, u.bbox.top + u.bbox.height * 0.9),
+                    bar: at(f.at + 0.01, u.bbox.top + 2 * devicePixelRatio),
+                    before: at(f.at - 1.0, u.bbox.top + u.bbox.height * 0.9),
+                  };
+                })()"""
+            )
+            assert not errors, errors
+        finally:
+            browser.close()
+
+    (run_dir,) = (reports / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    runs = summary["backends"]["sim"]["repetitions"]
+    faults = [f for run in runs for f in run["faults"]["faults"]]
+    assert len(rows) == len(faults) >= 1
+    for row, fault in zip(rows, faults, strict=True):
+        assert row[0] == fault["kind"] == "crash_coordinator"
+        assert float(row[2]) == fault["at"]
+        assert row[4] == fault["status"]
+        if fault["recovery_s"] is not None:
+            assert float(row[3]) == pytest.approx(fault["recovery_s"], rel=1e-3)
+    red, green, blue, _ = colors["shade"]
+    assert red > green + 10 and abs(green - blue) <= 2, colors  # a light red
+    assert colors["before"][:3] != colors["shade"][:3], colors
+    assert colors["bar"][:3] == [0xE6, 0x55, 0x0D], colors  # the model's orange

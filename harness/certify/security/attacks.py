@@ -58,7 +58,7 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
-from real.tcp.client import RawConnection, routed_frame
+from real.tcp.client import routed_frame
 
 ATTACK_TIMEOUT = 3.0
 SERVICE_TYPES = (Welcome, Accepted, Busy, MemReply, Deliver, TaskDone)
@@ -119,7 +119,7 @@ def _bus_messages(node: str, op_base: int) -> list[Message]:
 
 
 async def unauthenticated_checks(target: Target) -> list[SecurityCheck]:
-    conn = await RawConnection.open(target.port)
+    conn = await target.connect()
     try:
         messages = _bus_messages(ANON, 100)
         for msg in messages:
@@ -175,7 +175,7 @@ async def wrong_token_checks(target: Target) -> list[SecurityCheck]:
     closed = 0
     leaks: list[str] = []
     for node, token in zip(nodes, tokens, strict=True):
-        conn = await RawConnection.open(target.port)
+        conn = await target.connect()
         try:
             conn.send(
                 routed_frame(node, Hello(node, token, (), ("anon.#",)))
@@ -206,7 +206,7 @@ async def wrong_token_checks(target: Target) -> list[SecurityCheck]:
     expected = 0
     after: list[str] = []
     for node in nodes:
-        conn = await RawConnection.open(target.port)
+        conn = await target.connect()
         try:
             requests = _bus_messages(node, 200)[:3] + _bus_messages(node, 200)[9:10]
             for msg in requests:
@@ -299,7 +299,7 @@ async def _one_malformed(
     target: Target, node: str, bad: bytes, eof: bool
 ) -> tuple[bool, bool, float]:
     """(closed by the server, an Error named the malformed input, seconds to close)."""
-    conn = await RawConnection.open(target.port)
+    conn = await target.connect()
     try:
         conn.send_msg(node, Probe(5))
         first = await conn.read_until(_has_reply(node, 5), ATTACK_TIMEOUT)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from protocol.settings import ProtocolSettings
 from real.tcp.children import ServerProcess
-from real.tcp.client import Bystander
+from real.tcp.client import Bystander, RawConnection
 
 SERVICE_TIMEOUT = 5.0
 log = logging.getLogger("swarmtwin.security")
@@ -63,10 +63,19 @@ class Target:
     server: ServerProcess
     settings: ProtocolSettings
     bystander: Bystander
+    # how an attacker connects: a tcp connection to the coordinator unless given
+    # (``harness.certify.security.gateway``: through the portal's WebSocket gateway)
+    dial: Callable[[], Awaitable[RawConnection]] | None = None
 
     @property
     def port(self) -> int:
         return self.server.port
+
+    async def connect(self) -> RawConnection:
+        """A new attacker's connection to the coordinator under test."""
+        if self.dial is not None:
+            return await self.dial()
+        return await RawConnection.open(self.port)
 
     async def still_serves(self, timeout: float = SERVICE_TIMEOUT) -> tuple[bool, str]:
         """(served, what was seen): the process is alive and the bystander is served."""

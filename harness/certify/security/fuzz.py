@@ -29,7 +29,7 @@ from collections import Counter
 from harness.certify.security.base import SecurityCheck, Target
 from harness.certify.security.frames import FuzzConnection, fuzz_plan, hello_frame, plan_bytes
 from protocol.messages import Probe, ProbeReply
-from real.tcp.client import RawConnection, routed_frame
+from real.tcp.client import routed_frame
 
 PARALLEL = 8
 CONNECTION_TIMEOUT = 3.0
@@ -46,9 +46,9 @@ METHOD = (
 )
 
 
-async def _run_connection(port: int, token: str, index: int, conn: FuzzConnection) -> str:
+async def _run_connection(target: Target, token: str, index: int, conn: FuzzConnection) -> str:
     """ "served", "closed" or "hung" for one fuzz connection."""
-    link = await RawConnection.open(port)
+    link = await target.connect()
     try:
         head = hello_frame(conn.node, token) if conn.registered else b""
         link.send(head + b"".join(f.data for f in conn.frames))
@@ -76,7 +76,7 @@ async def fuzz_checks(target: Target, seed: int, count: int) -> list[SecurityChe
     async def one(index: int, conn: FuzzConnection) -> str:
         async with gate:
             try:
-                return await _run_connection(target.port, target.settings.token, index, conn)
+                return await _run_connection(target, target.settings.token, index, conn)
             except (ConnectionError, OSError, TimeoutError):
                 return "connect failed"
 

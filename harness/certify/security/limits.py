@@ -184,7 +184,7 @@ async def status_of(conn: RawConnection, node: str, token: str) -> dict[str, dic
 async def _hello_over_limit(target: Target, limit: int) -> tuple[str, bool]:
     """(the answer, closed) for a ``Hello`` carrying ``limit + 1`` patterns."""
     node = "subscriber-greedy"
-    conn = await RawConnection.open(target.port)
+    conn = await target.connect()
     try:
         patterns = tuple(f"greedy.p{i}" for i in range(limit + 1))
         conn.send_msg(node, Hello(node, target.settings.token, (), patterns))
@@ -245,7 +245,7 @@ async def subscription_check(target: Target) -> SecurityCheck:
 
 async def _worker_control(target: Target) -> int:
     """Welcomes for ``WORKER_AGENTS`` agents registered with pipelined Hellos on one link."""
-    conn = await RawConnection.open(target.port)
+    conn = await target.connect()
     nodes = [f"limits-worker-{i}" for i in range(WORKER_AGENTS)]
     try:
         conn.send(b"".join(routed_frame(n, Hello(n, target.settings.token)) for n in nodes))
@@ -260,7 +260,7 @@ async def _worker_control(target: Target) -> int:
 
 async def _prober_control(target: Target) -> bool:
     """A prober's connection (one unregistered id) gets its probe and status answered."""
-    conn = await RawConnection.open(target.port)
+    conn = await target.connect()
     try:
         conn.send_msg("limits-prober", Probe(1))
         status = await status_of(conn, "limits-prober", target.settings.token)
@@ -277,7 +277,7 @@ async def unregistered_ids_check(target: Target) -> SecurityCheck:
     pid = target.server.pid
     assert pid is not None
     limit = ServerLimits().max_unregistered_ids
-    conn = await RawConnection.open(target.port)
+    conn = await target.connect()
     try:
         watch = RssWatch(pid)
         started = time.perf_counter()

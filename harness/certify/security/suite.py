@@ -23,7 +23,9 @@ runs the checks one group after another against that one coordinator:
    and loses no acknowledged write (on a second coordinator child with a
    small quota, SIGKILLed and restarted);
 6. ``harness.certify.security.fuzz``: seeded fuzzed frames (``harness.certify.security.frames``);
-7. ``coordinator_survived``: the bystander is served one last time, then the
+7. ``harness.certify.security.gateway``: groups 1 and 6 again, through the portal's
+   WebSocket gateway attached to the same coordinator (``gateway_...``);
+8. ``coordinator_survived``: the bystander is served one last time, then the
    coordinator is asked to stop and must answer with its report.
 
 Each group runs under ``guarded`` (an exception fails that group's checks
@@ -61,6 +63,7 @@ from harness.certify.security.base import (
 from harness.certify.security.bind import loopback_check
 from harness.certify.security.flood import flood_checks
 from harness.certify.security.fuzz import fuzz_checks
+from harness.certify.security.gateway import GATEWAY_CHECK_NAMES, gateway_checks
 from harness.certify.security.limits import limit_checks
 from harness.certify.security.quota import quota_check
 from protocol.settings import ProtocolSettings
@@ -93,6 +96,7 @@ GROUP_NAMES: tuple[tuple[str, ...], ...] = (
     ("large_reads_bounded", "subscription_limit_enforced", "unregistered_ids_limited"),
     ("memory_key_quota_enforced",),
     ("fuzzed_frames_survived",),
+    GATEWAY_CHECK_NAMES,
     ("coordinator_survived",),
 )
 CHECK_NAMES: tuple[str, ...] = tuple(name for group in GROUP_NAMES for name in group)
@@ -117,6 +121,7 @@ def _groups(target: Target, seed: int, fuzz_frames: int) -> list[Group]:
         partial(limit_checks, target),
         quota,
         partial(fuzz_checks, target, seed, fuzz_frames),
+        partial(gateway_checks, target, seed, fuzz_frames),
         partial(_survived, target),
     ]
 

@@ -39,9 +39,10 @@ const PERCENT = new Set(["reliability", "uptime", "data_integrity"]);
 const state = {
   job: null, // the job this page follows
   labels: [],
-  tables: {}, // label -> {t: [], thr: [], p50: [], p95: [], p99: []}
+  tables: {}, // label -> {t, thr, p50, p95, p99, rel, up, agents, shed}: one entry per point
   charts: {},
   faults: [],
+  recoveries: [], // measured at the end: {label, at, recovery_s, kind, status}
   seq: 0,
   renders: [],
   dirty: false,
@@ -155,6 +156,9 @@ function follow(job) {
   state.labels = [];
   state.tables = {};
   state.faults = [];
+  state.recoveries = [];
+  $("now").innerHTML = "";
+  $("recoveries").hidden = true;
   for (const chart of Object.values(state.charts)) chart.destroy();
   state.charts = {};
   $("job").hidden = false;
@@ -189,7 +193,9 @@ function started(info) {
   state.labels = info.labels;
   state.faults = info.faults || [];
   for (const label of info.labels) {
-    state.tables[label] = { t: [], thr: [], p50: [], p95: [], p99: [] };
+    state.tables[label] = {
+      t: [], thr: [], p50: [], p95: [], p99: [], rel: [], up: [], agents: [], shed: [], last: null,
+    };
     progressRow(label);
   }
   $("charts").hidden = !info.labels.length; // certify and regress: progress and log only
@@ -228,6 +234,12 @@ function addPoint(p) {
   table.p50.push(p.p50_ms);
   table.p95.push(p.p95_ms);
   table.p99.push(p.p99_ms);
+  const pct = (v) => (v === null || v === undefined ? null : v * 100);
+  table.rel.push(pct(p.reliability));
+  table.up.push(pct(p.uptime));
+  table.agents.push(p.agents);
+  table.shed.push(p.shed_per_s);
+  table.last = p;
   state.dirty = true;
 }
 
@@ -245,6 +257,17 @@ function faultShading(u) {
     const from = u.valToPos(f.at, "x", true);
     const to = u.valToPos(f.at + (f.duration || 0.2), "x", true);
     ctx.fillRect(from, u.bbox.top, Math.max(to - from, 2), u.bbox.height);
+  }
+  // measured recovery (at the end of the run): a bar from injection to back in band
+  const labels = [...new Set(state.recoveries.map((r) => r.label))];
+  const thick = 4 * devicePixelRatio;
+  for (const r of state.recoveries) {
+    if (r.recovery_s === null) continue;
+    const from = u.valToPos(r.at, "x", true);
+    const to = u.valToPos(r.at + r.recovery_s, "x", true);
+    const row = labels.indexOf(r.label);
+    ctx.fillStyle = COLORS[r.label.startsWith("sim") ? "sim" : "real"][1];
+    ctx.fillRect(from, u.bbox.top + row * (thick + 2), Math.max(to - from, 2), thick);
   }
   ctx.restore();
 }
@@ -276,6 +299,46 @@ function makeCharts() {
   for (const label of state.labels) for (const pct of PCTS) lat.push(style(label, pct));
   state.charts.throughput = new uPlot(base("throughput", "deliveries/s", thr), [[]], $("chart-throughput"));
   state.charts.latency = new uPlot(base("latency", "ms", lat), [[]], $("chart-latency"));
+  const health = [];
+  for (const label of state.labels) {
+    health.push({ ...style(label), label: `${label} reliability` });
+    health.push({ ...style(label, "p99"), label: `${label} uptime`, width: 1 });
+  }
+  const healthOpts = base("health", "%", health);
+  healthOpts.scales.y = { range: (u, lo, hi) => [Math.min(lo ?? 100, 90), 100.5] };
+  state.charts.health = new uPlot(healthOpts, [[]], $("chart-health"));
+  const agents = [];
+  for (const label of state.labels) {
+    agents.push({ ...style(label), label: `${label} agents` });
+    agents.push({ ...style(label, "p50"), label: `${label} shed/s`, scale: "shed" });
+  }
+  const agentOpts = base("agents", "agents", agents);
+  agentOpts.scales.y = { range: (u, lo, hi) => [0, Math.max(hi ?? 1, 1) * 1.05] };
+  agentOpts.axes.push({ scale: "shed", side: 1, label: "shed ops/s", size: 60, grid: { show: false } });
+  state.charts.agents = new uPlot(agentOpts, [[]], $("chart-agents"));
+}
+
+function nowTable() {
+  const table = $("now");
+  table.innerHTML = "";
+  const head = table.insertRow();
+  const names = ["now", "run time s", "deliveries/s", "p95 ms", "reliability so far", "uptime so far", "shed ops/s", "agents active"];
+  for (const h of names) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.appendChild(th);
+  }
+  for (const label of state.labels) {
+    const p = state.tables[label].last;
+    if (!p) continue;
+    const row = table.insertRow();
+    row.dataset.label = label;
+    const cells = [
+      label, fmt(p.t), fmt(p.deliveries_per_s), fmt(p.p95_ms), fmt(p.reliability, "%"),
+      fmt(p.uptime, "%"), fmt(p.shed_per_s), fmt(p.agents),
+    ];
+    for (const text of cells) row.insertCell().textContent = text;
+  }
 }
 
 function redraw() {
@@ -288,6 +351,11 @@ function redraw() {
   });
   state.charts.throughput.setData(uPlot.join(thr));
   state.charts.latency.setData(uPlot.join(lat));
+  const health = state.labels.map((l) => [state.tables[l].t, state.tables[l].rel, state.tables[l].up]);
+  state.charts.health.setData(uPlot.join(health));
+  const agents = state.labels.map((l) => [state.tables[l].t, state.tables[l].agents, state.tables[l].shed]);
+  state.charts.agents.setData(uPlot.join(agents));
+  nowTable();
 }
 
 // --- the end of a run -----------------------------------------------------------------------
@@ -320,6 +388,7 @@ async function finished(job) {
     const run = await api(`/api/runs/${encodeURIComponent(result.run_id)}`);
     figuresTable($("figures"), run);
     notes($("final-notes"), run, result.warnings || []);
+    recoveries(run);
   } catch (error) {
     banner(`cannot read the run's summary: ${error.message}`);
   }
@@ -347,6 +416,38 @@ function figuresTable(table, run) {
       cell.textContent = fmt(value, PERCENT.has(key) ? "%" : unit);
     }
   }
+}
+
+// each run's measured fault recovery (summary.json), drawn on the charts and tabled
+function recoveries(run) {
+  state.recoveries = [];
+  for (const [backend, data] of Object.entries((run.summary || {}).backends || {})) {
+    const runs = data.repetitions ? data.repetitions : [data];
+    runs.forEach((r, i) => {
+      const label = runs.length > 1 ? `${backend} #${i + 1}` : backend;
+      for (const f of ((r.faults || {}).faults || [])) {
+        state.recoveries.push({ label, at: f.at, recovery_s: f.recovery_s, kind: f.kind, status: f.status });
+      }
+    });
+  }
+  const table = $("recoveries");
+  table.innerHTML = "";
+  table.hidden = !state.recoveries.length;
+  if (state.recoveries.length) {
+    const head = table.insertRow();
+    for (const h of ["fault", "run", "injected at s", "recovery s", "status"]) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      head.appendChild(th);
+    }
+    for (const r of state.recoveries) {
+      const row = table.insertRow();
+      for (const text of [r.kind, r.label, fmt(r.at), fmt(r.recovery_s), r.status]) {
+        row.insertCell().textContent = text;
+      }
+    }
+  }
+  for (const chart of Object.values(state.charts)) chart.redraw(false, false);
 }
 
 function notes(list, run, warnings) {
