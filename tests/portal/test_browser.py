@@ -9,6 +9,7 @@ to the test's reports folder (``docs/images/portal.png`` is one of these).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
@@ -58,6 +59,24 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         log.close()
 
 
+@contextlib.contextmanager
+def opened(url: str, errors: list[str]) -> Iterator[Any]:
+    """The portal's page in headless Chromium, its live socket open; page errors go to
+    ``errors``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_selector("#connection[data-state=open]")
+            yield page
+        finally:
+            browser.close()
+
+
 def get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -66,51 +85,41 @@ def get(url: str) -> Any:
 def test_a_run_started_from_the_page_is_drawn_live_and_ends_with_its_summary(
     server: tuple[str, Path],
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, reports = server
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_selector("#connection[data-state=open]")
-            page.select_option("#scenario", "smoke")
-            page.select_option("#backend", "both")
-            page.fill("#duration", "2")
-            page.click("#start-button")
-            # the charts update while the run goes: frames drawn before it ends
-            page.wait_for_function(
-                "Number(document.getElementById('render').dataset.frames || 0) >= 3",
-                timeout=60_000,
+    errors: list[str] = []
+    with opened(url, errors) as page:
+        page.select_option("#scenario", "smoke")
+        page.select_option("#backend", "both")
+        page.fill("#duration", "2")
+        page.click("#start-button")
+        # the charts update while the run goes: frames drawn before it ends
+        page.wait_for_function(
+            "Number(document.getElementById('render').dataset.frames || 0) >= 3",
+            timeout=60_000,
+        )
+        assert page.get_attribute("#job-state", "data-state") == "running"
+        # reliability, uptime, shed and agents are drawn live too
+        page.wait_for_function(
+            "(document.querySelector('#now tr[data-label=real]')?.cells[4]?.textContent"
+            " || '').endsWith('%')",
+            timeout=60_000,
+        )
+        live = page.evaluate(
+            "[...document.querySelectorAll('#now tr[data-label]')].map("
+            "r => [r.dataset.label, ...[...r.cells].map(c => c.textContent)])"
+        )
+        page.wait_for_selector("#job-state[data-state=done]", timeout=180_000)
+        page.wait_for_selector("#figures td[data-figure=p95_ms]")
+        shown = {
+            (cell.get_attribute("data-backend"), cell.get_attribute("data-figure")): (
+                cell.get_attribute("data-value")
             )
-            assert page.get_attribute("#job-state", "data-state") == "running"
-            # reliability, uptime, shed and agents are drawn live too
-            page.wait_for_function(
-                "(document.querySelector('#now tr[data-label=real]')?.cells[4]?.textContent"
-                " || '').endsWith('%')",
-                timeout=60_000,
-            )
-            live = page.evaluate(
-                "[...document.querySelectorAll('#now tr[data-label]')].map("
-                "r => [r.dataset.label, ...[...r.cells].map(c => c.textContent)])"
-            )
-            page.wait_for_selector("#job-state[data-state=done]", timeout=180_000)
-            page.wait_for_selector("#figures td[data-figure=p95_ms]")
-            shown = {
-                (cell.get_attribute("data-backend"), cell.get_attribute("data-figure")): (
-                    cell.get_attribute("data-value")
-                )
-                for cell in page.query_selector_all("#figures td[data-figure]")
-            }
-            stats = page.evaluate("window.swarmtwinRenderStats()")
-            (reports / "screenshots").mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(reports / "screenshots" / "portal.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+            for cell in page.query_selector_all("#figures td[data-figure]")
+        }
+        stats = page.evaluate("window.swarmtwinRenderStats()")
+        (reports / "screenshots").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(reports / "screenshots" / "portal.png"), full_page=True)
+        assert not errors, errors
 
     (run_dir,) = (reports / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -148,45 +157,35 @@ def test_a_fault_is_shaded_and_its_measured_recovery_drawn_and_tabled(
 ) -> None:
     """The model's run of the coordinator crash: the recovery the page shows is the
     summary's, and the recovery bar is drawn over the fault's shading."""
-    from playwright.sync_api import sync_playwright
-
     url, reports = server
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(url)
-            page.wait_for_selector("#connection[data-state=open]")
-            page.select_option("#scenario", "faults/coordinator-crash")
-            page.select_option("#backend", "sim")
-            page.click("#start-button")
-            page.wait_for_selector("#job-state[data-state=done]", timeout=180_000)
-            page.wait_for_selector("#recoveries:not([hidden]) td")
-            rows = page.evaluate(
-                "[...document.querySelectorAll('#recoveries tr')].slice(1)"
-                ".map(r => [...r.cells].map(c => c.textContent))"
-            )
-            # the throughput chart: the fault's red shading, in its middle below the bars,
-            # and the model's orange recovery bar at its start, along the top
-            colors = page.evaluate(
-                """(() => {
-                  const u = state.charts.throughput;
-                  const f = state.faults[0];
-                  const ctx = u.ctx;
-                  const at = (t, y) => [...ctx.getImageData(
-                    Math.round(u.valToPos(t, 'x', true)), Math.round(y), 1, 1).data];
-                  return {
-                    shade: at(f.at + 0.1, u.bbox.top + u.bbox.height * 0.9),
-                    bar: at(f.at + 0.01, u.bbox.top + 2 * devicePixelRatio),
-                    before: at(f.at - 1.0, u.bbox.top + u.bbox.height * 0.9),
-                  };
-                })()"""
-            )
-            assert not errors, errors
-        finally:
-            browser.close()
+    errors: list[str] = []
+    with opened(url, errors) as page:
+        page.select_option("#scenario", "faults/coordinator-crash")
+        page.select_option("#backend", "sim")
+        page.click("#start-button")
+        page.wait_for_selector("#job-state[data-state=done]", timeout=180_000)
+        page.wait_for_selector("#recoveries:not([hidden]) td")
+        rows = page.evaluate(
+            "[...document.querySelectorAll('#recoveries tr')].slice(1)"
+            ".map(r => [...r.cells].map(c => c.textContent))"
+        )
+        # the throughput chart: the fault's red shading, in its middle below the bars,
+        # and the model's orange recovery bar at its start, along the top
+        colors = page.evaluate(
+            """(() => {
+              const u = state.charts.throughput;
+              const f = state.faults[0];
+              const ctx = u.ctx;
+              const at = (t, y) => [...ctx.getImageData(
+                Math.round(u.valToPos(t, 'x', true)), Math.round(y), 1, 1).data];
+              return {
+                shade: at(f.at + 0.1, u.bbox.top + u.bbox.height * 0.9),
+                bar: at(f.at + 0.01, u.bbox.top + 2 * devicePixelRatio),
+                before: at(f.at - 1.0, u.bbox.top + u.bbox.height * 0.9),
+              };
+            })()"""
+        )
+        assert not errors, errors
 
     (run_dir,) = (reports / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
