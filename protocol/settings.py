@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from hmac import compare_digest
 
 DEV_TOKEN = "swarmtwin-dev-token"  # public: in the docs and the source
+TOKEN_ENV = "SWARMTWIN_TOKEN"  # where `swarmtwin agents` reads its token, off the command line
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ PORTAL_PORT = 8089
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from harness.portal.app import missing_assets, serve
-    from harness.portal.system import Coordinator
+    from harness.swarm.console import Coordinator
     from protocol.settings import ProtocolSettings
 
     refusal = ProtocolSettings(token=args.token).bind_refusal(args.host)

@@ -94,8 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """``run --dashboard``: the run as a portal job (``harness.portal.dashboard``)."""
+    from harness.jobs.manager import JobRequest
     from harness.portal.dashboard import Dashboard
-    from harness.portal.jobs import JobRequest
 
     given = {"--replications": args.replications, "--fail-on-targets": args.fail_on_targets}
     given["--no-operations"] = not args.operations

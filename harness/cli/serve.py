@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.cli.options import DEFAULT_PORT, EXIT_BAD_INPUT, listen_options, whole_number
-from protocol.settings import DEV_TOKEN, ProtocolSettings
+from protocol.settings import DEV_TOKEN, TOKEN_ENV, ProtocolSettings
 
 if TYPE_CHECKING:
     from harness.cli.options import Subcommands
@@ -27,12 +28,13 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 def cmd_agents(args: argparse.Namespace) -> int:
     from real.tcp.workers import agents_command
 
+    names = args.name or [f"{args.prefix}{i}" for i in range(args.count)]
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, DEV_TOKEN)
     code = agents_command(
         args.host,
         args.port,
-        args.token,
-        args.count,
-        args.prefix,
+        token,
+        names,
         tuple(args.capability),
         tuple(args.subscribe),
         args.connections,
@@ -74,11 +76,19 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
     )
     agents.add_argument(
         "--token",
-        default=DEV_TOKEN,
-        help="the coordinator's token (default: the public development token %(default)r)",
+        default=None,
+        help=f"the coordinator's token; without it, ${TOKEN_ENV} (default: "
+        f"{DEV_TOKEN!r} when that is not set either)",
     )
     agents.add_argument(
         "--count", type=whole_number(1), default=10, help="agents to start (default: %(default)s)"
+    )
+    agents.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="an agent id, instead of --count and --prefix; repeatable (default: none)",
     )
     agents.add_argument(
         "--prefix",

@@ -3,7 +3,7 @@
 How it fits together. ``app`` builds one FastAPI (Starlette) application that
 uvicorn serves on loopback. Its HTTP API (``api``) reads what the harness files
 (the run history, run folders, scenarios) and starts runs as *jobs*
-(``jobs``): each job is a ``python -m harness.portal.job`` subprocess in its
+(``jobs``): each job is a ``python -m harness.jobs.child`` subprocess in its
 own session, running ``harness.run.runner.run_scenario`` exactly as
 ``swarmtwin run`` does, so a run started from the page is filed, summarised
 and measured like any other. The job writes JSON lines: progress, live points

@@ -2,9 +2,10 @@
 and the server itself.
 
 Every route reads what the harness already files (the history database, run
-folders, reports, the shipped scenarios and suites), acts through
-``harness.portal.jobs`` (runs, certifications, regression checks) or asks the
-coordinator the portal is attached to (``harness.portal.system``); the page uses
+folders, reports, the shipped scenarios and suites: ``harness.run.catalog``, which
+the MCP server reads through too), acts through
+``harness.jobs.manager`` (runs, certifications, regression checks) or asks the
+coordinator the portal is attached to (``harness.swarm.console``); the page uses
 nothing else, and FastAPI serves the OpenAPI schema at ``/openapi.json``. A route
 that changes state (starting or stopping a job, writing memory, reporting render
 latency) needs ``Authorization: Bearer <token>``; there are no cookies, so a page on
@@ -16,11 +17,8 @@ a 502.
 from __future__ import annotations
 
 import base64
-import functools
-import re
 import time
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -28,19 +26,14 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from harness.portal.jobs import Busy, JobRequest
-from harness.portal.state import Portal, headline
-from harness.portal.system import NotAttached, Unreachable
+from harness.jobs.manager import Busy, JobRequest
+from harness.portal.state import Portal
+from harness.run import catalog
 from harness.run.history import query_runs
 from harness.scenario.errors import ScenarioError
-from harness.scenario.schema import Scenario, load_scenario, parse_scenario
-from harness.scenario.shipped import scenarios_dir
-from harness.scenario.source import parse_yaml
+from harness.swarm.console import NotAttached, Unreachable
 from protocol.messages import ListWhat, MemVerb
 
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-SERVED = {".png", ".svg", ".csv", ".json", ".yaml", ".md", ".html", ".parquet"}
 MAX_YAML = 1 << 20
 
 T = TypeVar("T")
@@ -128,51 +121,10 @@ class RenderStats(BaseModel):
 # --- scenarios -------------------------------------------------------------------------
 
 
-@functools.cache
-def shipped() -> dict[str, Scenario]:
-    """Every shipped scenario by the name ``swarmtwin run`` takes (read once: the shipped
-    files do not change under a running server); the suites beside them are not
-    scenarios and are left out."""
-    root = scenarios_dir()
-    found: dict[str, Scenario] = {}
-    for path in sorted(root.rglob("*.yaml")):
-        try:
-            scenario = load_scenario(path)
-        except ScenarioError:
-            continue  # a suite (certification, validation, regression)
-        found[path.relative_to(root).with_suffix("").as_posix()] = scenario
-    return found
-
-
-def shipped_names() -> list[str]:
-    return list(shipped())
-
-
 @router.get("/scenarios", response_model=list[ScenarioInfo], tags=["scenarios"])
 def list_scenarios() -> list[ScenarioInfo]:
     """The shipped scenarios, as `swarmtwin run` names them."""
-    found = []
-    for name, scenario in shipped().items():
-        found.append(
-            ScenarioInfo(
-                name=name,
-                description=scenario.description,
-                agents=scenario.agents.count,
-                duration=scenario.duration,
-                transport=scenario.transport,
-                backends=list(scenario.backends),
-                faults=len(scenario.faults),
-            )
-        )
-    return found
-
-
-def _resolve(name: str) -> Path:
-    if name not in shipped_names():
-        raise HTTPException(
-            404, f"no shipped scenario named {name!r}; GET /api/scenarios lists them"
-        )
-    return scenarios_dir() / f"{name}.yaml"
+    return [ScenarioInfo(**catalog.describe(name, sc)) for name, sc in catalog.shipped().items()]
 
 
 @router.post("/scenarios/validate", response_model=ValidateResponse, tags=["scenarios"])
@@ -181,11 +133,7 @@ def validate_scenario(body: ValidateRequest) -> ValidateResponse:
     if (body.name is None) == (body.text is None):
         raise HTTPException(422, "give exactly one of name (a shipped scenario) or text (YAML)")
     try:
-        if body.name is not None:
-            scenario = load_scenario(_resolve(body.name))
-        else:
-            data = parse_yaml(body.text or "", "<text>", aliases=False)
-            scenario = parse_scenario(data, "<text>")
+        scenario = _found(lambda: catalog.validate(body.name, body.text))
     except ScenarioError as exc:
         problems = [Problem(field=f, expected=e) for f, e in exc.problems]
         return ValidateResponse(valid=False, problems=problems, message=str(exc))
@@ -215,37 +163,25 @@ def list_runs(
     )
 
 
-def _run_dir(state: Portal, run_id: str) -> Path:
-    runs = (state.reports / "runs").resolve()
-    if not RUN_ID.match(run_id) or not (runs / run_id).is_dir():
-        raise HTTPException(404, f"no run {run_id!r}")
-    return runs / run_id
+def _found(read: Callable[[], T]) -> T:
+    """``read()``, with ``catalog.NotFound`` as a 404."""
+    try:
+        return read()
+    except catalog.NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
 
 
 @router.get("/runs/{run_id}", tags=["runs"])
 def get_run(state: PortalDep, run_id: str) -> dict[str, Any]:
     """A run folder: its files, its scenario, its summary (`summary.json`) and each
     backend's headline figures (a repeated backend's: the median over its runs)."""
-    folder = _run_dir(state, run_id)
-    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in SERVED)
-    scenario = folder / "scenario.yaml"
-    summary = state.summary(folder)
-    return {
-        "run_id": run_id,
-        "files": files,
-        "scenario": scenario.read_text() if scenario.is_file() else None,
-        "summary": summary,
-        "figures": headline(summary) if summary is not None else {},
-    }
+    return _found(lambda: catalog.run_record(state.reports, run_id))
 
 
 @router.get("/runs/{run_id}/summary", tags=["runs"])
 def get_summary(state: PortalDep, run_id: str) -> dict[str, Any]:
     """The run's `summary.json`, as filed."""
-    found = state.summary(_run_dir(state, run_id))
-    if found is None:
-        raise HTTPException(404, f"run {run_id!r} has no summary.json")
-    return found
+    return _found(lambda: catalog.summary_of(state.reports, run_id))
 
 
 @router.get("/runs/{run_id}/timeline", tags=["runs"])
@@ -261,11 +197,7 @@ def get_timeline(state: PortalDep, run_id: str) -> dict[str, Any]:
 @router.get("/runs/{run_id}/files/{name}", tags=["runs"], response_class=FileResponse)
 def get_file(state: PortalDep, run_id: str, name: str) -> FileResponse:
     """One file of the run folder (plots, tables, the scenario)."""
-    folder = _run_dir(state, run_id)
-    path = folder / name
-    if not FILE_NAME.match(name) or path.suffix not in SERVED or not path.is_file():
-        raise HTTPException(404, f"run {run_id!r} has no file {name!r}")
-    return FileResponse(path)
+    return FileResponse(_found(lambda: catalog.run_file(state.reports, run_id, name)))
 
 
 @router.get("/compare", tags=["runs"])
@@ -276,97 +208,32 @@ def compare(
 ) -> dict[str, Any]:
     """Two runs side by side: each backend's headline figures in both, and the change
     from `a` to `b` in percent (None where either is missing or `a` is zero)."""
-    figures = {}
-    for run_id in (a, b):
-        summary = state.summary(_run_dir(state, run_id))
-        figures[run_id] = headline(summary) if summary is not None else {}
-    rows = []
-    backends = [x for x in figures[a] if x in figures[b]]
-    for backend in backends:
-        first, second = figures[a][backend], figures[b][backend]
-        for name in first:
-            left, right = first.get(name), second.get(name)
-            change = None
-            numbers = all(
-                isinstance(x, int | float) and not isinstance(x, bool) for x in (left, right)
-            )
-            if numbers and left:
-                change = (right - left) / abs(left) * 100.0
-            rows.append(
-                {"backend": backend, "figure": name, "a": left, "b": right, "change_pct": change}
-            )
-    return {"a": a, "b": b, "backends": backends, "rows": rows}
+    return _found(lambda: catalog.compare_runs(state.reports, a, b))
 
 
 # --- reports (certification, validation, regression) ----------------------------------------
-
-REPORT_KINDS = {"certification": "certifications", "validation": "validation"}
 
 
 @router.get("/reports", tags=["reports"])
 def list_reports(state: PortalDep) -> list[dict[str, Any]]:
     """Certification and fidelity reports (a folder each) and regression results (a JSON
     file each, `swarmtwin regress --json`), the most recently written first."""
-    found: list[dict[str, Any]] = []
-    for kind, folder in REPORT_KINDS.items():
-        root = state.reports / folder
-        if root.is_dir():
-            for path in root.iterdir():
-                if path.is_dir() and RUN_ID.match(path.name):
-                    files = sorted(p.name for p in path.iterdir() if p.suffix in SERVED)
-                    found.append(_report(kind, path, files))
-    for path in state.reports.glob("regress*.json"):
-        found.append(_report("regression", path, [path.name]))
-    return sorted(found, key=lambda r: r["modified"], reverse=True)
-
-
-def _report(kind: str, path: Path, files: list[str]) -> dict[str, Any]:
-    modified = path.stat().st_mtime
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(modified))
-    return {
-        "kind": kind,
-        "id": path.stem if kind == "regression" else path.name,
-        "files": files,
-        "modified": modified,
-        "modified_utc": when,
-    }
+    return catalog.list_reports(state.reports)
 
 
 @router.get("/reports/{kind}/{report_id}/files/{name}", tags=["reports"])
 def report_file(state: PortalDep, kind: str, report_id: str, name: str) -> FileResponse:
     """One file of a report (its HTML, Markdown, JSON or plots)."""
-    if kind == "regression":
-        path = state.reports / name
-        ok = name == f"{report_id}.json" and FILE_NAME.match(name) is not None
-    else:
-        folder = REPORT_KINDS.get(kind)
-        ok = folder is not None and bool(RUN_ID.match(report_id) and FILE_NAME.match(name))
-        path = state.reports / (folder or "-") / report_id / name
-    if not ok or path.suffix not in SERVED or not path.is_file():
-        raise HTTPException(404, f"no {kind} report file {report_id}/{name}")
-    return FileResponse(path)
+    return FileResponse(_found(lambda: catalog.report_file(state.reports, kind, report_id, name)))
 
 
 # --- jobs (runs started here) -------------------------------------------------------------
 
 
-def shipped_suites() -> list[str]:
-    """The shipped certification suites, by the name ``swarmtwin certify`` takes."""
-    root = scenarios_dir()
-    found = (root / "certification").rglob("suite.yaml")
-    return sorted(path.relative_to(root).with_suffix("").as_posix() for path in found)
-
-
-def baselines(state: Portal) -> list[str]:
-    """The regression baselines under ``<reports>/baselines``, by name."""
-    folder = state.reports / "baselines"
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
-
-
 @router.get("/suites", tags=["jobs"])
 def list_suites(state: PortalDep) -> dict[str, list[str]]:
     """What a certify job takes (shipped suites) and what a regress job takes (baselines)."""
-    return {"certify": shipped_suites(), "regress": baselines(state)}
+    return {"certify": catalog.shipped_suites(), "regress": catalog.baselines(state.reports)}
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"], dependencies=[Authorized])
@@ -376,11 +243,13 @@ async def start_job(state: PortalDep, body: StartRequest) -> dict[str, Any]:
     job at a time."""
     if body.kind == "run":
         try:
-            load_scenario(_resolve(body.scenario))
+            _found(lambda: catalog.validate(body.scenario))
         except ScenarioError as exc:
             raise HTTPException(422, str(exc)) from exc
     else:
-        known = shipped_suites() if body.kind == "certify" else baselines(state)
+        known = (
+            catalog.shipped_suites() if body.kind == "certify" else catalog.baselines(state.reports)
+        )
         if body.scenario not in known:
             what = "shipped suite" if body.kind == "certify" else "baseline"
             raise HTTPException(
@@ -451,7 +320,7 @@ async def _system_call(call: Awaitable[T]) -> T:
     try:
         return await call
     except NotAttached as exc:
-        raise HTTPException(404, str(exc)) from exc
+        raise HTTPException(404, f"{exc}: swarmtwin serve --coordinator HOST:PORT") from exc
     except Unreachable as exc:
         raise HTTPException(502, str(exc)) from exc
 

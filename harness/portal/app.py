@@ -11,7 +11,7 @@ a page of another site (its ``Origin`` is not this server).
 
 With a coordinator (``--coordinator``), ``/ws/agent`` is the agents' gateway to it
 (``harness.portal.gateway``) and ``/api/system`` its live view
-(``harness.portal.system``).
+(``harness.swarm.console``).
 
 ``serve`` refuses a bind other machines can reach while the token is the
 public default, through the same check the coordinator uses
@@ -36,7 +36,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from harness.portal.api import router
 from harness.portal.gateway import NO_COORDINATOR, POLICY, Gateway
 from harness.portal.state import Portal
-from harness.portal.system import Coordinator
+from harness.swarm.console import Coordinator
 from protocol.settings import DEV_TOKEN, ProtocolSettings, is_loopback
 
 STATIC = Path(__file__).resolve().parent / "static"

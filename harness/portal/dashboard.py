@@ -2,7 +2,7 @@
 
 ``Dashboard.start`` serves the portal (``harness.portal.app``) from a thread of
 this process on loopback, then starts the run in it as a job
-(``harness.portal.jobs``), exactly as the page's Start button does: the same
+(``harness.jobs.manager``), exactly as the page's Start button does: the same
 subprocess, the same live points, the same filing. The command then waits for
 the job, prints the table ``swarmtwin run`` prints, and keeps the portal up
 (so the page keeps the run's figures) until Ctrl-C.
@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from harness.jobs.manager import Job, JobRequest
 from harness.portal.app import create_app
-from harness.portal.jobs import Job, JobRequest
 from harness.portal.state import Portal
 
 START_TIMEOUT = 15.0

@@ -17,8 +17,9 @@ carries frames both ways, unchanged:
 A text message, or a binary one that is not exactly one frame, closes the
 WebSocket with code 1008 and a reason, and the tcp connection with it; so does
 the coordinator closing its end (after a ``Reject`` for a wrong token, say),
-with code 1000 or 1011. Nothing here buffers without bound: a frame is read
-from the coordinator only once the previous one has been handed to the socket.
+with code 1000 or 1011, once every frame it sent before closing has been passed
+on. Nothing here buffers without bound: a frame is read from the coordinator
+only once the previous one has been handed to the socket.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger("swarmtwin.portal.gateway")
 POLICY = 1008  # WebSocket close code: a message the gateway will not carry
 NO_COORDINATOR = 1011
 CONNECT_TIMEOUT = 3.0
+DRAIN_TIMEOUT = 2.0  # for what the coordinator sent before it closed
 
 
 def framing_error(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> str:
@@ -75,6 +77,11 @@ class Gateway:
         try:
             done, _ = await asyncio.wait({upward, downward}, return_when=asyncio.FIRST_COMPLETED)
             reason = next(iter(done)).result()
+            if downward not in done and reason is not None and reason[0] == NO_COORDINATOR:
+                # the coordinator closed its end while the client wrote: what it sent
+                # before closing (a Reject, an Error) still goes to the client
+                with contextlib.suppress(TimeoutError):
+                    reason = await asyncio.wait_for(asyncio.shield(downward), DRAIN_TIMEOUT)
         finally:
             for task in (upward, downward):
                 task.cancel()

@@ -19,7 +19,7 @@ Both clocks are this machine's, so the latency needs no clock sync.
 
 ``--cost N`` measures instead what being watched costs the run itself: N pairs of
 real runs of the scenario in this process, one with a live feed turned into points
-as a job does (``harness.portal.live``) and one without, alternating and starting
+as a job does (``harness.jobs.live``) and one without, alternating and starting
 with the watched one, and prints each run's CPU seconds and p95.
 """
 
@@ -36,7 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from harness.portal.live import LivePoints
+from harness.jobs.live import LivePoints
 from protocol.records import LiveBatch, LiveFeed
 
 

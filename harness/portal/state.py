@@ -10,45 +10,16 @@ latency a page reported.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.jobs.manager import Event, Job, Jobs
 from harness.portal.gateway import Gateway
-from harness.portal.jobs import Event, Job, Jobs
 from harness.portal.push import Pusher
-from harness.portal.system import Coordinator, SystemLink
+from harness.swarm.console import Console, Coordinator
 from protocol.settings import ProtocolSettings
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every infinite or NaN float as the string JSON cannot carry
-    otherwise (``"inf"``, ``"-inf"``, ``"nan"``): a latency of a run whose
-    completions never came is infinite, and says so."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
-def headline(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each backend's headline figures from a ``summary.json``: a backend that ran once
-    gives ``Summary.figures()``; one that ran several times, the median of each."""
-    from harness.metrics.summary import Summary
-
-    found: dict[str, dict[str, Any]] = {}
-    for backend, data in summary.get("backends", {}).items():
-        if "figures" in data:  # repeated: every figure's median and interval
-            found[backend] = {name: entry.get("median") for name, entry in data["figures"].items()}
-        else:
-            found[backend] = finite(dict(Summary.from_dict(data).figures()))
-    return found
 
 
 class Portal:
@@ -58,7 +29,7 @@ class Portal:
         self.reports = reports
         self.settings = settings
         self.coordinator = coordinator
-        self.system = SystemLink(coordinator)
+        self.system = Console(coordinator)
         self.gateway = (
             Gateway(coordinator.host, coordinator.port) if coordinator is not None else None
         )
@@ -72,13 +43,6 @@ class Portal:
 
     def _job_event(self, job: Job, event: Event) -> None:
         self.pusher.add({"job": job.job_id, **event})
-
-    def summary(self, folder: Path) -> dict[str, Any] | None:
-        path = folder / "summary.json"
-        if not path.is_file():
-            return None
-        found: dict[str, Any] = finite(json.loads(path.read_text()))
-        return found
 
     def describe(self) -> dict[str, Any]:
         return {

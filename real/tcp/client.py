@@ -2,7 +2,7 @@
 
 The security checks (``harness.certify.security``) use both to attack a live
 coordinator and to prove it still serves others; the portal
-(``harness.portal.system``) uses the registered agent as its console: the live
+(``harness.swarm.console``) uses the registered agent as its console: the live
 status, and memory reads and writes.
 
 How it works. ``RawConnection`` is one loopback connection that writes
@@ -14,8 +14,8 @@ an undecodable answer); the outcome is data for the caller to judge.
 
 ``Bystander`` is a well-behaved registered agent on its own connection: it
 says ``Hello`` with the right token, heartbeats every ``heartbeat_interval``,
-acks every ``Deliver`` and ``TaskDone``, and answers requests through
-futures. ``serve_once`` is one round of service: a ``Probe``, a memory
+acks every ``Deliver`` and ``TaskDone``, keeps the last ``KEPT`` of each, and
+answers requests through futures. ``serve_once`` is one round of service: a ``Probe``, a memory
 ``PUT`` and a ``GET`` of the value just written, each with a deadline. The
 security checks call it after every attack to prove that the coordinator
 still serves legitimate clients.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,6 +61,7 @@ from protocol.status import StatusParts
 HOST = "127.0.0.1"
 READ_CHUNK = 1 << 16
 CONNECT_TIMEOUT = 3.0
+KEPT = 10_000  # deliveries and task results a Bystander keeps (the oldest go first)
 
 
 def routed_frame(node: str, msg: Message) -> bytes:
@@ -212,7 +214,9 @@ class Bystander:
         self.heartbeat_interval = heartbeat_interval
         self.welcomed: asyncio.Future[Welcome] = asyncio.get_running_loop().create_future()
         self.waiting: dict[tuple[type, int], asyncio.Future[Message]] = {}
-        self.deliveries: list[Deliver] = []
+        self.deliveries: deque[Deliver] = deque(maxlen=KEPT)
+        self.delivered = 0  # every delivery handled, kept or not
+        self.results: OrderedDict[int, TaskDone] = OrderedDict()  # by op id, the last KEPT
         self.other: list[Message] = []
         self.rounds = 0
         # op ids must never repeat for one node id, across its sessions too: the
@@ -282,8 +286,12 @@ class Bystander:
                     self.welcomed.set_result(msg)
             elif isinstance(msg, Deliver):
                 self.deliveries.append(msg)
+                self.delivered += 1
                 acks.append(msg.msg_id)
             elif isinstance(msg, TaskDone):
+                self.results[msg.op_id] = msg
+                if len(self.results) > KEPT:
+                    self.results.popitem(last=False)
                 self.conn.send_msg(self.node, TaskDoneAck(msg.op_id))
             elif isinstance(msg, ProbeReply):
                 self._answer(ProbeReply, msg.probe_id, msg)
@@ -373,15 +381,26 @@ class Bystander:
     async def publish(self, topic: str, timeout: float) -> Message:
         """Publish and wait for the ``Accepted`` (or ``Busy``) answer."""
         op_id = self.next_id()
+        return await self.submit(Publish(op_id, topic, b"bystander", 0), op_id, timeout)
+
+    async def submit(self, msg: Message, op_id: int, timeout: float) -> Message:
+        """Send a bus or task request (``msg``, carrying ``op_id``) and wait for the
+        coordinator's ``Accepted`` or ``Busy``."""
+        if self.conn.closed:
+            raise ConnectionError("the bystander's link is closed")
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         for kind in (Accepted, Busy):
             self.waiting[(kind, op_id)] = future
-        self.conn.send_msg(self.node, Publish(op_id, topic, b"bystander", 0))
+        self.conn.send_msg(self.node, msg)
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
             for kind in (Accepted, Busy):
                 self.waiting.pop((kind, op_id), None)
+
+    def send(self, msg: Message) -> bool:
+        """Send ``msg`` (one that has no answer: ``Subscribe``, ``Unsubscribe``)."""
+        return not self.conn.closed and self.conn.send_msg(self.node, msg)
 
     async def serve_once(self, timeout: float = 3.0) -> ServiceResult:
         """A probe, a memory put and a get of the value just put, each within ``timeout``."""

@@ -423,17 +423,14 @@ def agents_command(
     host: str,
     port: int,
     token: str,
-    count: int,
-    prefix: str = "agent-",
+    names: list[str],
     capabilities: tuple[str, ...] = (),
     subscriptions: tuple[str, ...] = (),
     connections: int = 1,
 ) -> int:
     """``swarmtwin agents``: idle agents against a running coordinator until SIGINT."""
     settings = replace(ProtocolSettings(), token=token)
-    specs = [
-        AgentSpec(f"{prefix}{i}", tuple(capabilities), tuple(subscriptions)) for i in range(count)
-    ]
+    specs = [AgentSpec(name, tuple(capabilities), tuple(subscriptions)) for name in names]
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_idle_agents(host, port, settings, specs, connections))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from harness.portal.api import shipped_names
+from harness.run.catalog import shipped
 from harness.run.history import list_runs
 from tests.portal.conftest import AUTH, wait_finished
 
@@ -23,7 +23,7 @@ def test_the_shipped_scenarios_are_listed_by_the_names_run_takes(client: TestCli
     assert not [n for n in names if n.split("/")[-1].startswith("suite")]
     smoke = next(s for s in listed if s["name"] == "smoke")
     assert smoke["agents"] == 10 and smoke["transport"] == "inproc"
-    assert set(names) == set(shipped_names())
+    assert set(names) == set(shipped())
 
 
 def test_validate_gives_the_cli_s_problems(client: TestClient) -> None:

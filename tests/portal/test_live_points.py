@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.portal.live import ACTIVE_WINDOW, DUE_AFTER, LivePoints
+from harness.jobs.live import ACTIVE_WINDOW, DUE_AFTER, LivePoints
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import load_scenario
 from harness.scenario.shipped import scenarios_dir

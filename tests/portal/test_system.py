@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 from harness.portal.app import create_app
 from harness.portal.gateway import POLICY, framing_error
 from harness.portal.measure import free_port
-from harness.portal.system import CONSOLE, Coordinator
+from harness.swarm.console import CONSOLE, Coordinator
 from protocol.codec import encode_body
 from protocol.envelope import RoutedDecoder, encode_routed, node_id_bytes
 from protocol.messages import Hello, Message, Probe, ProbeReply, Reject, Welcome

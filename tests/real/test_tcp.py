@@ -629,7 +629,8 @@ def test_a_rejected_agent_fails_the_run_fast_and_leaves_no_process() -> None:
 
 AGENTS_SCRIPT = (
     "import sys; from real.tcp.workers import agents_command; "
-    "sys.exit(agents_command('127.0.0.1', int(sys.argv[1]), 'T', 5, 'idle-', (), ('t.#',), 2))"
+    "names = [f'idle-{i}' for i in range(5)]; "
+    "sys.exit(agents_command('127.0.0.1', int(sys.argv[1]), 'T', names, (), ('t.#',), 2))"
 )
 
 

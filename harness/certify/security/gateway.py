@@ -76,7 +76,7 @@ async def portal_gateway(target: Target) -> AsyncIterator[str]:
     import uvicorn
 
     from harness.portal.app import create_app
-    from harness.portal.system import Coordinator
+    from harness.swarm.console import Coordinator
 
     with tempfile.TemporaryDirectory(prefix="swarmtwin-gateway-") as reports:
         coordinator = Coordinator("127.0.0.1", target.port, target.settings.token)

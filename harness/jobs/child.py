@@ -1,8 +1,8 @@
-"""One job started from the portal: ``python -m harness.portal.job run|certify|regress ...``.
+"""One job: ``python -m harness.jobs.child run|certify|regress ...``.
 
-The portal starts this module as a subprocess in a session of its own (so a
-stop can end it with every process it started) and reads its standard output,
-one JSON object per line:
+``harness.jobs.manager`` (for the portal or the MCP server) starts this module as
+a subprocess in a session of its own (so a stop can end it with every process it
+started) and reads its standard output, one JSON object per line:
 
     {"type": "started", "scenario": ..., "labels": [...], "duration": ..., ...}
     {"type": "progress", "label": "real", "fraction": 0.42}
@@ -13,11 +13,11 @@ one JSON object per line:
 
 ``run`` is ``harness.run.runner.run_scenario``, as ``swarmtwin run`` calls it,
 with a live feed that turns each driver's completions into points
-(``harness.portal.live``); it files the run folder and the history row as the
+(``harness.jobs.live``); it files the run folder and the history row as the
 CLI does. ``certify SUITE`` is ``harness.certify.run.certify`` and ends with the
 report's folder (``report``: kind and id) and its verdict; ``regress BASELINE``
 is ``harness.regress.check.run_regress`` against
-``<reports>/baselines/BASELINE.json``, writes ``<reports>/regress-portal-<time>.json``
+``<reports>/baselines/BASELINE.json``, writes ``<reports>/regress-job-<time>.json``
 and ends with whether it regressed.
 
 Before anything else the module moves file descriptor 1 to standard error and
@@ -117,7 +117,7 @@ def regress_job(args: argparse.Namespace, lines: Lines) -> int:
     lines.send("started", scenario=args.scenario, labels=[], kind="regress")
     options = RegressOptions(repetitions=args.repetitions)
     result = run_regress(baseline, str(path), options, lambda line: lines.send("log", line=line))
-    out = write_json(result, reports / f"regress-portal-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out = write_json(result, reports / f"regress-job-{time.strftime('%Y%m%d-%H%M%S')}.json")
     tables = [as_text(t) for t in (render_sim(result), render_real(result)) if t is not None]
     lines.send(
         "done",
@@ -131,7 +131,7 @@ def regress_job(args: argparse.Namespace, lines: Lines) -> int:
 
 
 def run(args: argparse.Namespace, lines: Lines) -> int:
-    from harness.portal.live import LivePoints
+    from harness.jobs.live import LivePoints
     from harness.render.table import as_text, render_summary_table
     from harness.run.runner import BACKENDS, run_scenario
     from harness.scenario.compile import compile_plan

@@ -1,19 +1,20 @@
-"""Runs, certifications and regression checks started from the portal: one
-``harness.portal.job`` subprocess at a time.
+"""Runs, certifications and regression checks started from the portal or the MCP
+server: one ``harness.jobs.child`` subprocess at a time.
 
-``Jobs.start`` launches ``python -m harness.portal.job KIND ...`` with the
+``Jobs.start`` launches ``python -m harness.jobs.child KIND ...`` with the
 request's scenario (or suite, or baseline) and options, in a new session, and
 reads its JSON lines as they come (``Job.take``): the labels, progress, live
 points or log lines and, at the end, the result: the run's id or the report's,
-and the table the CLI prints. Each line also goes to ``on_event``,
-which the portal pushes to every open page.
+and the table the CLI prints. Each line also goes to ``on_event``
+(the portal pushes it to every open page; the MCP server turns progress into
+progress notifications).
 
 One job runs at a time: a second run would share the machine's cores with the
 first and spoil both measurements, so ``start`` refuses it (``Busy``). A stop
 sends SIGTERM to the job's whole session (the coordinator and worker processes
 of a tcp run included), then SIGKILL after ``STOP_GRACE`` seconds; a stopped
 run files nothing. A job's standard error goes to
-``<reports>/portal/job-<id>.log``.
+``<reports>/jobs/job-<id>.log``.
 """
 
 from __future__ import annotations
@@ -152,13 +153,13 @@ class Jobs:
                 "would share the cores and spoil both measurements"
             )
         job = Job(f"{time.strftime('%Y%m%d-%H%M%S')}-{next(self._ids)}", request)
-        log_dir = self.reports / "portal"
+        log_dir = self.reports / "jobs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / f"job-{job.job_id}.log", "wb") as log:
             job.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "harness.portal.job",
+                "harness.jobs.child",
                 *request.arguments(),
                 "--reports",
                 str(self.reports),
