@@ -5,6 +5,8 @@ One module per command group, each with the command functions and a
 
 - ``run``: ``run``, ``check`` (and its deprecated alias ``validate``), ``history``;
 - ``serve``: ``coordinator`` and ``agents``, a system started by hand;
+- ``portal``: ``serve``, the web portal (and the MCP server over HTTP);
+- ``mcp``: ``mcp``, the MCP server over stdio;
 - ``model``: ``calibrate`` and ``validate-model``;
 - ``regress``: ``regress`` and ``baseline update``;
 - ``certify``: ``certify``;

@@ -42,6 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     fragment = "" if args.token == DEV_TOKEN else f"#token={args.token}"
     console.print(f"portal: http://{shown}:{args.port}/{fragment}  (Ctrl-C to stop)")
     console.print(f"API: http://{shown}:{args.port}/docs, runs filed under {args.reports}")
+    console.print(
+        f"MCP: http://{shown}:{args.port}/mcp/ (streamable HTTP, Authorization: Bearer <token>)"
+    )
     if coordinator is not None:
         console.print(
             f"attached to the coordinator at {coordinator.host}:{coordinator.port}: "

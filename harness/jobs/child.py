@@ -1,4 +1,4 @@
-"""One job: ``python -m harness.jobs.child run|certify|regress ...``.
+"""One job: ``python -m harness.jobs.child run|certify|regress|validate ...``.
 
 ``harness.jobs.manager`` (for the portal or the MCP server) starts this module as
 a subprocess in a session of its own (so a stop can end it with every process it
@@ -191,19 +191,57 @@ def run(args: argparse.Namespace, lines: Lines) -> int:
     return EXIT_OK if outcome.valid else EXIT_INVALID
 
 
+def validate_job(args: argparse.Namespace, lines: Lines) -> int:
+    from harness.scenario.shipped import resolve
+    from harness.validate.model import validate_model
+    from harness.validate.suite import load_suite
+
+    overrides = {"repetitions": args.repetitions, "replications": args.replications}
+    suite = load_suite(
+        resolve(args.scenario, "validation suite"),
+        {k: v for k, v in overrides.items() if v is not None},
+    )
+    lines.send("started", scenario=suite.settings.name, labels=[], kind="validate")
+    command = f"swarmtwin validate-model {args.scenario}" + "".join(
+        f" --{k} {v}" for k, v in overrides.items() if v is not None
+    )
+    folder, report = validate_model(
+        suite, Path(args.reports), lambda line: lines.send("log", line=str(line)), command
+    )
+    goals = [
+        f"{'met' if g['met'] else 'missed'}  {g['goal']}: "
+        + ("n/a" if g["value"] is None else f"{g['value']:.1f} %")
+        for g in report["goals"]
+    ]
+    lines.send(
+        "done",
+        valid=True,
+        report={"kind": "validation", "id": folder.name},
+        goals=report["goals"],
+        warnings=[report["calibration"]["warning"]] if report["calibration"]["warning"] else [],
+        table="\n".join(goals),
+    )
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["run", "certify", "regress"])
-    parser.add_argument("scenario", help="run: a scenario; certify: a suite; regress: a baseline")
+    parser.add_argument("kind", choices=["run", "certify", "regress", "validate"])
+    parser.add_argument(
+        "scenario",
+        help="run: a scenario; certify: a suite; regress: a baseline; validate: a validation suite",
+    )
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--repetitions", type=int, default=None)
+    parser.add_argument("--replications", type=int, default=None)
     parser.add_argument("--backend", choices=["real", "sim", "both"], default=None)
     parser.add_argument("--transport", choices=["inproc", "tcp"], default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--duration", type=float, default=None)
     args = parser.parse_args(argv)
     lines = Lines(own_stdout())
-    job = {"run": run, "certify": certify_job, "regress": regress_job}[args.kind]
+    jobs = {"run": run, "certify": certify_job, "regress": regress_job, "validate": validate_job}
+    job = jobs[args.kind]
     try:
         return job(args, lines)
     except ScenarioError as exc:  # a bad suite or baseline: said, as the CLI says it

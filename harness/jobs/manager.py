@@ -5,9 +5,9 @@ server: one ``harness.jobs.child`` subprocess at a time.
 request's scenario (or suite, or baseline) and options, in a new session, and
 reads its JSON lines as they come (``Job.take``): the labels, progress, live
 points or log lines and, at the end, the result: the run's id or the report's,
-and the table the CLI prints. Each line also goes to ``on_event``
-(the portal pushes it to every open page; the MCP server turns progress into
-progress notifications).
+and the table the CLI prints. Each line also goes to every listener
+(``listeners``: the portal pushes it to every open page; the MCP server turns
+progress into progress notifications).
 
 One job runs at a time: a second run would share the machine's cores with the
 first and spoil both measurements, so ``start`` refuses it (``Busy``). A stop
@@ -48,15 +48,17 @@ class Busy(Exception):
 @dataclass(frozen=True)
 class JobRequest:
     """What to do: ``run`` a scenario (a shipped name or a path) with the CLI's
-    overrides, ``certify`` with a suite, or ``regress`` against a baseline."""
+    overrides, ``certify`` with a suite, ``regress`` against a baseline, or
+    ``validate`` the model with a validation suite (a fidelity report)."""
 
     scenario: str = ""  # run: the scenario; certify: the suite; regress: the baseline's name
     backend: str | None = None  # real, sim or both; None: the scenario's backends
     transport: str | None = None
     seed: int | None = None
     duration: float | None = None
-    kind: str = "run"
+    kind: str = "run"  # run, certify, regress or validate (a fidelity report)
     repetitions: int | None = None
+    replications: int | None = None  # validate: the model's per point
 
     def arguments(self) -> list[str]:
         found = [self.kind, self.scenario]
@@ -66,6 +68,7 @@ class JobRequest:
             ("--seed", self.seed),
             ("--duration", self.duration),
             ("--repetitions", self.repetitions),
+            ("--replications", self.replications),
         ):
             if value is not None:
                 found += [flag, str(value)]
@@ -134,12 +137,17 @@ class Job:
 class Jobs:
     """The portal's jobs: at most one running, the last ``KEPT_JOBS`` remembered."""
 
-    def __init__(self, reports: Path, on_event: Callable[[Job, Event], None]) -> None:
+    def __init__(self, reports: Path, on_event: Callable[[Job, Event], None] | None = None) -> None:
         self.reports = reports
-        self.on_event = on_event
+        self.listeners: list[Callable[[Job, Event], None]] = [on_event] if on_event else []
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._readers: set[asyncio.Task[None]] = set()
+
+    def on_event(self, job: Job, event: Event) -> None:
+        """Hand ``event`` to every listener (the portal's pusher, the MCP server's waiters)."""
+        for listener in self.listeners:
+            listener(job, event)
 
     @property
     def running(self) -> Job | None:

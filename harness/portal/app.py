@@ -9,6 +9,9 @@ server's own name (DNS rebinding: a page of another site that resolves its
 name to 127.0.0.1 must not be able to read the API), and both WebSockets refuse
 a page of another site (its ``Origin`` is not this server).
 
+``/mcp/`` is the MCP server (``harness.mcp.http``: streamable HTTP, the portal's
+token), sharing the portal's jobs.
+
 With a coordinator (``--coordinator``), ``/ws/agent`` is the agents' gateway to it
 (``harness.portal.gateway``) and ``/api/system`` its live view
 (``harness.swarm.console``).
@@ -33,6 +36,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from harness.mcp.http import McpMount
 from harness.portal.api import router
 from harness.portal.gateway import NO_COORDINATOR, POLICY, Gateway
 from harness.portal.state import Portal
@@ -59,8 +63,10 @@ def create_app(
         state.loop = asyncio.get_running_loop()
         state.pusher.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
+            await state.mcp.close()
             await state.jobs.close()
             await state.pusher.stop()
             await state.system.close()
@@ -72,6 +78,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.portal = state
+    public = "*" in allowed_hosts
+    mcp = McpMount(app, state.mcp, state.settings, public)
+    state.mcp_gate = mcp.gate
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.jobs.manager import Event, Job, Jobs
+from harness.mcp.state import McpState
 from harness.portal.gateway import Gateway
 from harness.portal.push import Pusher
 from harness.swarm.console import Console, Coordinator
@@ -35,6 +36,8 @@ class Portal:
         )
         self.pusher = Pusher()
         self.jobs = Jobs(reports, self._job_event)
+        self.mcp = McpState(reports, self.jobs)  # the MCP server at /mcp/ shares the jobs
+        self.mcp_gate: Any = None  # its token check, once mounted (refusals counted)
         self.render: dict[str, Any] = {}
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
         self.refused = 0
@@ -59,4 +62,8 @@ class Portal:
             if self.gateway is None
             else {"links": self.gateway.links, "refused": self.gateway.refused},
             "running_job": None if self.jobs.running is None else self.jobs.running.job_id,
+            "mcp": {
+                "swarm": None if self.mcp.swarm is None else self.mcp.swarm.swarm_id,
+                "refused": 0 if self.mcp_gate is None else self.mcp_gate.refused,
+            },
         }

@@ -98,6 +98,13 @@ def shipped_suites() -> list[str]:
     return sorted(path.relative_to(root).with_suffix("").as_posix() for path in found)
 
 
+def shipped_validation_suites() -> list[str]:
+    """The shipped validation suites, by the name ``swarmtwin validate-model`` takes."""
+    root = scenarios_dir()
+    found = (root / "validation").glob("suite*.yaml")
+    return sorted(path.relative_to(root).with_suffix("").as_posix() for path in found)
+
+
 def baselines(reports: Path) -> list[str]:
     """The regression baselines under ``<reports>/baselines``, by name."""
     folder = reports / "baselines"

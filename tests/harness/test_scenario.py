@@ -318,6 +318,13 @@ def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
     assert "duplicate key 'seed'" in err.expected
 
 
+@pytest.mark.parametrize("text", ["{{TOKEN}}", "? [a, b]\n: 1\n", "name: {{x: 1}: 2}\n"])
+def test_a_mapping_or_list_as_a_key_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    """Found by the portal's schemathesis test: a TypeError (a 500) before."""
+    err = error_for(tmp_path, text)
+    assert err.field == "(yaml)" and "key must be a plain value" in err.expected
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as caught:
         load_scenario(tmp_path / "nope.yaml")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,40 +21,12 @@ from typing import Any
 import pytest
 
 from harness.certify.render import find_chromium
-from harness.portal.measure import free_port
 
 CHROMIUM = find_chromium()
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: make browser installs it"),
 ]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    reports = tmp_path / "reports"
-    port = free_port()
-    command = [sys.executable, "-m", "harness.cli", "--reports", str(reports)]
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [*command, "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/server", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError("the portal did not start") from None
-                time.sleep(0.1)
-        yield url, reports
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 @contextlib.contextmanager

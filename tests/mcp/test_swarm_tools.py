@@ -1,0 +1,171 @@
+"""The swarm tools act on real processes: the coordinator's own status, read by a
+separate agent on its own link, shows what each tool did."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.swarm.swarm import Swarm
+from tests.mcp.conftest import observer, ok, refused, session
+
+pytestmark = pytest.mark.slow
+
+
+def linked(status: dict, name: str) -> bool:
+    return bool(status.get(f"agent:{name}", {}).get("metrics", {}).get("linked"))
+
+
+def test_init_spawn_list_and_destroy_leave_no_process(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with session(tmp_path) as (client, state):
+            started = ok(await client.call_tool("swarm_init", {"agents": 2}))
+            swarm = state.swarm
+            assert isinstance(swarm, Swarm)
+            watcher = await observer(swarm)
+            try:
+                status = await watcher.status()
+                assert linked(status, "agent-1") and linked(status, "agent-2")
+                assert linked(status, "mcp-client")
+                spawned = ok(
+                    await client.call_tool(
+                        "agent_spawn", {"names": ["gpu-1"], "capabilities": ["gpu"]}
+                    )
+                )["spawned"]
+                assert spawned[0]["coordinator"]["metrics"]["linked"] == 1
+                assert linked(await watcher.status(), "gpu-1")  # the coordinator's own view
+                listed = ok(await client.call_tool("agent_list", {}))
+                assert {a["name"] for a in listed} == {"agent-1", "agent-2", "gpu-1"}
+                shown = ok(await client.call_tool("swarm_status", {}))
+                assert shown["health"]["coordinator"] == "ok"
+                assert "agent:gpu-1" in shown["status"]
+            finally:
+                await watcher.close()
+            pids = [a["pid"] for a in listed] + [started["coordinator_pid"]]
+            assert all(psutil.pid_exists(pid) for pid in pids)
+            gone = ok(await client.call_tool("swarm_destroy", {}))
+            assert gone["processes_left"] == [] and gone["coordinator_report"] is not None
+            for pid in pids:
+                assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+            assert "no swarm" in refused(await client.call_tool("swarm_status", {}))
+            assert (tmp_path / "swarms" / started["swarm_id"] / "coordinator.sqlite").is_file()
+
+    asyncio.run(body())
+
+
+def test_a_killed_agents_tasks_are_reassigned(tmp_path: Path) -> None:
+    """Tasks held by a stopped agent go to another when it is killed: the results come
+    from the other, and the coordinator counts the reassignments."""
+
+    async def body() -> None:
+        async with session(tmp_path) as (client, state):
+            ok(await client.call_tool("swarm_init", {"agents": 0}))
+            ok(await client.call_tool("agent_spawn", {"names": ["slow"], "capabilities": ["work"]}))
+            ok(await client.call_tool("agent_pause", {"name": "slow"}))
+            ops = []
+            for i in range(3):
+                answer = ok(
+                    await client.call_tool(
+                        "task_submit", {"capability": "work", "payload": f"t{i}"}
+                    )
+                )
+                assert answer["accepted"]
+                ops.append(answer["op_id"])
+            assert state.swarm is not None
+            watcher = await observer(state.swarm)
+            try:
+                held = (await watcher.status())["agent:slow"]["metrics"]["tasks"]
+                assert held == 3  # all with the stopped agent
+                ok(
+                    await client.call_tool(
+                        "agent_spawn", {"names": ["spare"], "capabilities": ["work"]}
+                    )
+                )
+                ok(await client.call_tool("agent_kill", {"name": "slow"}))
+                for _ in range(100):
+                    results = ok(await client.call_tool("task_results", {"op_ids": ops}))
+                    if all(r["state"] == "done" for r in results):
+                        break
+                    await asyncio.sleep(0.1)
+                assert [r["worker"] for r in results] == ["spare"] * 3
+                assert [r["payload"] for r in results] == ["t0", "t1", "t2"]
+                tasks = (await watcher.status())["tasks"]["metrics"]
+                assert tasks["reassigned"] == 3 and tasks["unfinished"] == 0
+            finally:
+                await watcher.close()
+            one = ok(await client.call_tool("task_status", {"op_id": ops[0]}))
+            assert one == {"op_id": ops[0], "state": "done", "worker": "spare"}
+
+    asyncio.run(body())
+
+
+def test_a_paused_agent_is_suspected_and_comes_back_when_resumed(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with session(tmp_path) as (client, state):
+            ok(await client.call_tool("swarm_init", {"agents": 1}))
+            assert state.swarm is not None
+            watcher = await observer(state.swarm)
+            try:
+                ok(await client.call_tool("agent_pause", {"name": "agent-1"}))
+                health = "ok"
+                for _ in range(50):  # failure_after is 1.5 s
+                    health = (await watcher.status())["agent:agent-1"]["health"]
+                    if health != "ok":
+                        break
+                    await asyncio.sleep(0.1)
+                assert health in ("degraded", "failed")
+                refusal = refused(await client.call_tool("agent_pause", {"name": "agent-1"}))
+                assert "paused, not running" in refusal
+                ok(await client.call_tool("agent_resume", {"name": "agent-1"}))
+                for _ in range(50):
+                    health = (await watcher.status())["agent:agent-1"]["health"]
+                    if health == "ok":
+                        break
+                    await asyncio.sleep(0.1)
+                assert health == "ok"
+            finally:
+                await watcher.close()
+
+    asyncio.run(body())
+
+
+def test_bad_requests_get_a_sentence_and_change_nothing(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with session(tmp_path) as (client, _):
+            for tool, args in [
+                ("swarm_status", {}),
+                ("agent_kill", {"name": "agent-1"}),
+                ("publish", {"topic": "t", "payload": "x"}),
+                ("memory_get", {"namespace": "n", "key": "k"}),
+            ]:
+                assert "no swarm: start one with swarm_init" in refused(
+                    await client.call_tool(tool, args)
+                ), tool
+            assert "expected 0 to 64" in refused(
+                await client.call_tool("swarm_init", {"agents": 1000})
+            )
+            ok(await client.call_tool("swarm_init", {"agents": 1}))
+            assert "is live: swarm_destroy it first" in refused(
+                await client.call_tool("swarm_init", {"agents": 1})
+            )
+            assert "no agent 'ghost'" in refused(
+                await client.call_tool("agent_kill", {"name": "ghost"})
+            )
+            assert "is taken" in refused(
+                await client.call_tool("agent_spawn", {"names": ["agent-1"]})
+            )
+            assert "expected letters" in refused(
+                await client.call_tool("agent_spawn", {"names": ["../x"]})
+            )
+            big = "x" * (300 * 1024)
+            assert "at most 262,144" in refused(
+                await client.call_tool("publish", {"topic": "t", "payload": big})
+            )
+            text = refused(await client.call_tool("memory_get", {"namespace": "n"}))
+            assert "key" in text and "Traceback" not in text
+            assert len(ok(await client.call_tool("agent_list", {}))) == 1
+
+    asyncio.run(body())
