@@ -238,20 +238,18 @@ class Swarm:
 
     def pause(self, name: str) -> AgentProcess:
         """SIGSTOP the agent's process: alive, but it neither reads nor heartbeats."""
-        agent = self.agent(name)
-        if agent.state != "running":
-            raise SwarmError(f"agent {name!r} is {agent.state}, not running")
-        self._signal(agent, signal.SIGSTOP)
-        agent.state = "paused"
-        return agent
+        return self._move(name, "running", signal.SIGSTOP, "paused")
 
     def resume(self, name: str) -> AgentProcess:
         """SIGCONT a paused agent's process."""
+        return self._move(name, "paused", signal.SIGCONT, "running")
+
+    def _move(self, name: str, was: str, sig: signal.Signals, now: str) -> AgentProcess:
         agent = self.agent(name)
-        if agent.state != "paused":
-            raise SwarmError(f"agent {name!r} is {agent.state}, not paused")
-        self._signal(agent, signal.SIGCONT)
-        agent.state = "running"
+        if agent.state != was:
+            raise SwarmError(f"agent {name!r} is {agent.state}, not {was}")
+        self._signal(agent, sig)
+        agent.state = now
         return agent
 
     def _signal(self, agent: AgentProcess, sig: signal.Signals) -> None:

@@ -45,13 +45,19 @@ def refused(result: CallToolResult) -> str:
     return text
 
 
-async def observer(swarm: Swarm, name: str = "observer") -> Bystander:
+@contextlib.asynccontextmanager
+async def watching(swarm: Swarm | None, name: str = "observer") -> AsyncIterator[Bystander]:
     """A separate agent on the swarm's coordinator, on its own tcp link: what it sees
     is the system's state, not the MCP server's account of it."""
-    return await Bystander.register(
+    assert swarm is not None
+    watcher = await Bystander.register(
         swarm.server.port,
         name,
         swarm.settings.token,
         swarm.settings.heartbeat_interval,
         first_id=time.time_ns() // 1000,
     )
+    try:
+        yield watcher
+    finally:
+        await watcher.close()

@@ -12,7 +12,7 @@ import pytest
 from harness.swarm.swarm import Swarm
 from protocol.messages import Direct, MemVerb, Publish, Subscribe
 from protocol.payload import checksum
-from tests.mcp.conftest import observer, ok, refused, session
+from tests.mcp.conftest import ok, refused, session, watching
 
 pytestmark = pytest.mark.slow
 
@@ -32,8 +32,7 @@ def test_memory_writes_are_read_back_by_another_agent_and_persisted(tmp_path: Pa
             ok(await client.call_tool("swarm_init", {"agents": 0}))
             swarm = state.swarm
             assert isinstance(swarm, Swarm)
-            watcher = await observer(swarm)
-            try:
+            async with watching(swarm) as watcher:
                 put = ok(
                     await client.call_tool(
                         "memory_put", {"namespace": "plans", "key": "q1", "value": "draft"}
@@ -81,8 +80,6 @@ def test_memory_writes_are_read_back_by_another_agent_and_persisted(tmp_path: Pa
                 assert gone["ok"]
                 seen = await watcher.memory(MemVerb.GET, "plans", "q2")
                 assert not seen.ok and seen.version == 0
-            finally:
-                await watcher.close()
             database = swarm.folder / "coordinator.sqlite"
             ok(await client.call_tool("swarm_destroy", {}))
         with sqlite3.connect(database) as db:
@@ -97,8 +94,7 @@ def test_publish_direct_and_broadcast_reach_another_agent_and_back(tmp_path: Pat
         async with session(tmp_path) as (client, state):
             ok(await client.call_tool("swarm_init", {"agents": 1}))
             assert state.swarm is not None
-            watcher = await observer(state.swarm)
-            try:
+            async with watching(state.swarm) as watcher:
                 watcher.send(Subscribe("obs.#"))
                 await asyncio.sleep(0.2)
                 sent = ok(await client.call_tool("publish", {"topic": "obs.a", "payload": "one"}))
@@ -143,8 +139,6 @@ def test_publish_direct_and_broadcast_reach_another_agent_and_back(tmp_path: Pat
                     Publish(op, "news.y", b"six", checksum(b"six")), op, 3.0
                 )
                 assert answer.recipients == 0  # nobody subscribed any more
-            finally:
-                await watcher.close()
             assert "expected 1 to 1,000" in refused(
                 await client.call_tool("read_deliveries", {"limit": 5000})
             )

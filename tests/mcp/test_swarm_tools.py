@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from harness.swarm.swarm import Swarm
-from tests.mcp.conftest import observer, ok, refused, session
+from tests.mcp.conftest import ok, refused, session, watching
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,7 @@ def test_init_spawn_list_and_destroy_leave_no_process(tmp_path: Path) -> None:
             started = ok(await client.call_tool("swarm_init", {"agents": 2}))
             swarm = state.swarm
             assert isinstance(swarm, Swarm)
-            watcher = await observer(swarm)
-            try:
+            async with watching(swarm) as watcher:
                 status = await watcher.status()
                 assert linked(status, "agent-1") and linked(status, "agent-2")
                 assert linked(status, "mcp-client")
@@ -42,8 +41,6 @@ def test_init_spawn_list_and_destroy_leave_no_process(tmp_path: Path) -> None:
                 shown = ok(await client.call_tool("swarm_status", {}))
                 assert shown["health"]["coordinator"] == "ok"
                 assert "agent:gpu-1" in shown["status"]
-            finally:
-                await watcher.close()
             pids = [a["pid"] for a in listed] + [started["coordinator_pid"]]
             assert all(psutil.pid_exists(pid) for pid in pids)
             gone = ok(await client.call_tool("swarm_destroy", {}))
@@ -75,8 +72,7 @@ def test_a_killed_agents_tasks_are_reassigned(tmp_path: Path) -> None:
                 assert answer["accepted"]
                 ops.append(answer["op_id"])
             assert state.swarm is not None
-            watcher = await observer(state.swarm)
-            try:
+            async with watching(state.swarm) as watcher:
                 held = (await watcher.status())["agent:slow"]["metrics"]["tasks"]
                 assert held == 3  # all with the stopped agent
                 ok(
@@ -94,8 +90,6 @@ def test_a_killed_agents_tasks_are_reassigned(tmp_path: Path) -> None:
                 assert [r["payload"] for r in results] == ["t0", "t1", "t2"]
                 tasks = (await watcher.status())["tasks"]["metrics"]
                 assert tasks["reassigned"] == 3 and tasks["unfinished"] == 0
-            finally:
-                await watcher.close()
             one = ok(await client.call_tool("task_status", {"op_id": ops[0]}))
             assert one == {"op_id": ops[0], "state": "done", "worker": "spare"}
 
@@ -107,8 +101,7 @@ def test_a_paused_agent_is_suspected_and_comes_back_when_resumed(tmp_path: Path)
         async with session(tmp_path) as (client, state):
             ok(await client.call_tool("swarm_init", {"agents": 1}))
             assert state.swarm is not None
-            watcher = await observer(state.swarm)
-            try:
+            async with watching(state.swarm) as watcher:
                 ok(await client.call_tool("agent_pause", {"name": "agent-1"}))
                 health = "ok"
                 for _ in range(50):  # failure_after is 1.5 s
@@ -126,8 +119,6 @@ def test_a_paused_agent_is_suspected_and_comes_back_when_resumed(tmp_path: Path)
                         break
                     await asyncio.sleep(0.1)
                 assert health == "ok"
-            finally:
-                await watcher.close()
 
     asyncio.run(body())
 
