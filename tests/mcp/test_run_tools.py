@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from harness.run import catalog
 from tests.mcp.conftest import ok, refused, session
@@ -169,3 +170,52 @@ def test_cancelling_a_run_stops_its_job(tmp_path: Path) -> None:
             assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
     asyncio.run(body())
+
+
+def test_certify_files_a_report_that_reports_lists_and_a_resource_reads(tmp_path: Path) -> None:
+    """The quick suite (inproc, under a minute): the same report folder as `swarmtwin
+    certify`, found by `reports` and read back through the resource template."""
+
+    async def body() -> tuple[dict, list, str]:
+        async with session(tmp_path) as (client, _):
+            done = ok(await client.call_tool("certify", {"suite": "certification/quick/suite"}))
+            listed = ok(await client.call_tool("reports", {}))
+            report_id = done["result"]["report"]["id"]
+            read = await client.read_resource(
+                f"swarmtwin://reports/certification/{report_id}/report.md"
+            )
+            with pytest.raises(MCPError) as missing:
+                await client.read_resource("swarmtwin://reports/certification/nope/report.md")
+            assert "no certification report file nope/report.md" in str(missing.value)
+            return done, listed, read.contents[0].text  # type: ignore[union-attr]
+
+    done, listed, text = asyncio.run(body())
+    assert done["state"] == "done" and done["result"]["report"]["kind"] == "certification"
+    folder = tmp_path / "certifications" / done["result"]["report"]["id"]
+    assert (folder / "report.md").read_text() == text
+    assert (folder / "report.json").is_file()
+    assert [r["id"] for r in listed if r["kind"] == "certification"] == [folder.name]
+    filed = json.loads((folder / "report.json").read_text())
+    assert filed["level"] in done["result"]["verdict"]
+
+
+def test_a_fidelity_report_is_filed_and_read_back(tmp_path: Path) -> None:
+    """The quick validation suite: the same report folder as `swarmtwin validate-model`."""
+
+    async def body() -> tuple[dict, str]:
+        async with session(tmp_path) as (client, _):
+            done = ok(
+                await client.call_tool("fidelity_report", {"suite": "validation/suite-quick"})
+            )
+            report_id = done["result"]["report"]["id"]
+            read = await client.read_resource(
+                f"swarmtwin://reports/validation/{report_id}/report.json"
+            )
+            return done, read.contents[0].text  # type: ignore[union-attr]
+
+    done, text = asyncio.run(body())
+    assert done["state"] == "done" and done["result"]["report"]["kind"] == "validation"
+    folder = tmp_path / "validation" / done["result"]["report"]["id"]
+    filed = json.loads((folder / "report.json").read_text())
+    assert json.loads(text) == filed
+    assert [g["goal"] for g in done["result"]["goals"]] == [g["goal"] for g in filed["goals"]]
