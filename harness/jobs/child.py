@@ -82,7 +82,7 @@ def certify_job(args: argparse.Namespace, lines: Lines) -> int:
         settings = suite.settings.model_copy(update={"repetitions": args.repetitions})
         suite = dataclasses.replace(suite, settings=settings)
     lines.send("started", scenario=suite.settings.name, labels=[], kind="certify")
-    command = f"swarmtwin certify {args.scenario} (from the portal)"
+    command = f"swarmtwin certify {args.scenario} (as a job: the portal or the MCP server)"
     cert = certify(
         suite,
         Path(args.reports),

@@ -127,7 +127,11 @@ class Swarm:
             children.reap()
             raise SwarmError(f"the coordinator did not start: {exc}") from exc
         swarm = cls(swarm_id, folder, settings, children, server, console_name)
-        await swarm.console.status()  # registered, and the coordinator answers
+        try:
+            await swarm.console.status()  # registered, and the coordinator answers
+        except BaseException:
+            await swarm.destroy()
+            raise
         return swarm
 
     def describe(self) -> dict[str, Any]:
