@@ -17,6 +17,10 @@ its output in ``agent-<name>.log``, and the swarm's token in its environment
   coordinator's failure detector decides about it as it would about any agent;
 - ``resume`` is SIGCONT.
 
+``Swarm.attach`` does the same on a coordinator started elsewhere on this machine
+(loopback only): its agents join that coordinator, and ``destroy`` leaves it
+running.
+
 ``spawn`` returns once the coordinator's own status lists every new agent (or
 raises ``SwarmError`` naming those it does not, with the end of their logs).
 
@@ -43,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.swarm.console import Console, Coordinator
-from protocol.settings import TOKEN_ENV, ProtocolSettings
+from protocol.settings import TOKEN_ENV, ProtocolSettings, is_loopback
 from real.tcp.children import ChildProcesses, ServerProcess
 
 MAX_AGENTS = 64
@@ -95,28 +99,33 @@ class Swarm:
         self,
         swarm_id: str,
         folder: Path,
-        settings: ProtocolSettings,
-        children: ChildProcesses,
-        server: ServerProcess,
+        coordinator: Coordinator,
         console_name: str,
+        children: ChildProcesses | None = None,
+        server: ServerProcess | None = None,
     ) -> None:
         self.swarm_id = swarm_id
         self.folder = folder
-        self.settings = settings
-        self.children = children
-        self.server = server
+        self.settings = replace(ProtocolSettings(), token=coordinator.token)
+        self.children = children if children is not None else ChildProcesses()
+        self.server = server  # None: attached to a coordinator started elsewhere
         self.agents: dict[str, AgentProcess] = {}
-        self.coordinator = Coordinator("127.0.0.1", server.port, settings.token)
-        self.console = Console(self.coordinator, console_name)
+        self.coordinator = coordinator
+        self.console = Console(coordinator, console_name)
         self.destroyed = False
+
+    @staticmethod
+    def _folder(reports: Path) -> tuple[str, Path]:
+        swarm_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        folder = reports / "swarms" / swarm_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return swarm_id, folder
 
     @classmethod
     async def start(cls, reports: Path, console_name: str) -> Swarm:
         """A coordinator on a free loopback port, with its memory in SQLite under
         ``<reports>/swarms/<id>``; no agents yet."""
-        swarm_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-        folder = reports / "swarms" / swarm_id
-        folder.mkdir(parents=True, exist_ok=True)
+        swarm_id, folder = cls._folder(reports)
         settings = replace(ProtocolSettings(), token=secrets.token_urlsafe(24))
         children = ChildProcesses()
         try:
@@ -126,7 +135,8 @@ class Swarm:
         except Exception as exc:
             children.reap()
             raise SwarmError(f"the coordinator did not start: {exc}") from exc
-        swarm = cls(swarm_id, folder, settings, children, server, console_name)
+        where = Coordinator("127.0.0.1", server.port, settings.token)
+        swarm = cls(swarm_id, folder, where, console_name, children, server)
         try:
             await swarm.console.status()  # registered, and the coordinator answers
         except BaseException:
@@ -134,14 +144,37 @@ class Swarm:
             raise
         return swarm
 
+    @classmethod
+    async def attach(cls, reports: Path, coordinator: Coordinator, console_name: str) -> Swarm:
+        """A swarm on a coordinator started elsewhere, on this machine (loopback only):
+        agents this swarm spawns join it; destroying the swarm stops them and leaves
+        the coordinator running. Its folder under ``<reports>/swarms`` holds the agents'
+        logs."""
+        if not is_loopback(coordinator.host):
+            raise SwarmError(
+                f"attach: {coordinator.host} is not a loopback address; the harness "
+                "attaches to coordinators on this machine only"
+            )
+        swarm_id, folder = cls._folder(reports)
+        swarm = cls(swarm_id, folder, coordinator, console_name)
+        try:
+            await swarm.console.status()
+        except BaseException:
+            await swarm.console.close()
+            raise
+        return swarm
+
     def describe(self) -> dict[str, Any]:
+        server = self.server
+        child = server.child if server is not None else None
         return {
             "swarm_id": self.swarm_id,
-            "coordinator": f"127.0.0.1:{self.server.port}",
-            "coordinator_pid": None if self.server.child is None else self.server.child.process.pid,
-            "coordinator_alive": self.server.alive,
+            "coordinator": f"{self.coordinator.host}:{self.coordinator.port}",
+            "attached": server is None,
+            "coordinator_pid": None if child is None else child.process.pid,
+            "coordinator_alive": None if server is None else server.alive,
             "folder": str(self.folder),
-            "database": str(self.folder / "coordinator.sqlite"),
+            "database": None if server is None else str(self.folder / "coordinator.sqlite"),
             "agents": [agent.describe() for agent in self.agents.values()],
         }
 
@@ -185,8 +218,10 @@ class Swarm:
             "-m",
             "harness.cli",
             "agents",
+            "--host",
+            self.coordinator.host,
             "--port",
-            str(self.server.port),
+            str(self.coordinator.port),
             "--name",
             name,
         ]
@@ -296,7 +331,9 @@ class Swarm:
                     os.killpg(agent.pid, signal.SIGKILL)
                 await agent.process.wait()
         await self.console.close()
-        _, report = await self.server.stop()
+        report = None
+        if self.server is not None:  # one it started; an attached one keeps running
+            _, report = await self.server.stop()
         self.children.reap()
         left = [a.name for a in self.agents.values() if _alive(a.pid)]
         return {

@@ -51,7 +51,7 @@ async def watching(swarm: Swarm | None, name: str = "observer") -> AsyncIterator
     is the system's state, not the MCP server's account of it."""
     assert swarm is not None
     watcher = await Bystander.register(
-        swarm.server.port,
+        swarm.coordinator.port,
         name,
         swarm.settings.token,
         swarm.settings.heartbeat_interval,

@@ -45,7 +45,7 @@ def test_the_stdio_server_lists_its_tools_runs_the_smoke_scenario_and_cleans_up(
         return run, swarm, tools
 
     run, swarm, tools = asyncio.run(body())
-    assert len(tools) == 34 and {"swarm_init", "run_scenario", "memory_cas"} <= set(tools)
+    assert len(tools) == 35 and {"swarm_init", "run_scenario", "memory_cas"} <= set(tools)
     assert run["state"] == "done" and (Path(run["result"]["run_dir"]) / "summary.json").is_file()
     assert run["figures"]["sim"]["reliability"] == 1.0
     pids = [swarm["coordinator_pid"], *(a["pid"] for a in swarm["agents"])]

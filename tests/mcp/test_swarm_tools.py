@@ -4,12 +4,16 @@ separate agent on its own link, shows what each tool did."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
+from harness.portal.measure import free_port
 from harness.swarm.swarm import Swarm
+from protocol.messages import MemVerb
 from tests.mcp.conftest import ok, refused, session, watching
 
 pytestmark = pytest.mark.slow
@@ -160,3 +164,56 @@ def test_bad_requests_get_a_sentence_and_change_nothing(tmp_path: Path) -> None:
             assert len(ok(await client.call_tool("agent_list", {}))) == 1
 
     asyncio.run(body())
+
+
+def test_attached_to_a_coordinator_started_elsewhere_it_leaves_it_running(
+    tmp_path: Path,
+) -> None:
+    """`swarmtwin coordinator` by hand, then swarm_attach: agents join it, memory goes
+    into it, and swarm_destroy stops the agents but not the coordinator."""
+    port = free_port()
+    command = [sys.executable, "-m", "harness.cli", "--reports", str(tmp_path / "hand")]
+    coordinator = subprocess.Popen(
+        [*command, "coordinator", "--port", str(port), "--token", "hand-token"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def body() -> None:
+        for _ in range(100):  # until it listens
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        async with session(tmp_path) as (client, state):
+            assert "not a loopback address" in refused(
+                await client.call_tool("swarm_attach", {"address": "10.1.2.3:7411", "token": "x"})
+            )
+            assert "expected HOST:PORT" in refused(
+                await client.call_tool("swarm_attach", {"address": "nowhere", "token": "x"})
+            )
+            attached = ok(
+                await client.call_tool(
+                    "swarm_attach", {"address": f"127.0.0.1:{port}", "token": "hand-token"}
+                )
+            )
+            assert attached["attached"] and attached["coordinator_pid"] is None
+            spawned = ok(await client.call_tool("agent_spawn", {"names": ["visitor"]}))
+            pid = spawned["spawned"][0]["pid"]
+            ok(await client.call_tool("memory_put", {"namespace": "n", "key": "k", "value": "v"}))
+            async with watching(state.swarm) as watcher:
+                status = await watcher.status()
+                assert status["agent:visitor"]["metrics"]["linked"] == 1
+                assert (await watcher.memory(MemVerb.GET, "n", "k")).value == b"v"
+            gone = ok(await client.call_tool("swarm_destroy", {}))
+            assert gone["processes_left"] == [] and gone["coordinator_report"] is None
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+        assert coordinator.poll() is None  # still serving
+
+    try:
+        asyncio.run(body())
+    finally:
+        coordinator.terminate()
+        coordinator.wait(10)

@@ -55,7 +55,7 @@ def test_mcp_over_http_needs_the_token_and_shares_the_portals_jobs(
             return tools, {"started": started, "jobs": jobs, "stopped": stopped}, busy
 
     tools, seen, busy = asyncio.run(body())
-    assert len(tools) == 34
+    assert len(tools) == 35
     assert [job["job_id"] for job in seen["jobs"]] == [seen["started"]["job_id"]]
     assert "is still running" in busy
     with urllib.request.urlopen(f"{url}/api/server", timeout=5) as response:

@@ -9,6 +9,7 @@ from mcp.server.mcpserver import MCPServer
 
 from harness.mcp.state import CLIENT, McpState
 from harness.mcp.tools.errors import tool_errors
+from harness.swarm.console import Coordinator
 from harness.swarm.swarm import MAX_AGENTS, Swarm, SwarmError
 from protocol.messages import ListWhat
 
@@ -43,6 +44,22 @@ def register(server: MCPServer, state: McpState) -> None:
             state.swarm = swarm
             return {"transport": transport, **swarm.describe()}
 
+    async def swarm_attach(address: str, token: str) -> dict[str, Any]:
+        """Attach to a coordinator already running on this machine, instead of starting
+        one: `address` is HOST:PORT on a loopback address (one started with `swarmtwin
+        coordinator --port 7411`, say) and `token` its token. mcp-client registers there,
+        agent_spawn adds agent processes to it, and swarm_destroy stops those and leaves
+        the coordinator running. One swarm at a time."""
+        async with state.lock:
+            if state.swarm is not None:
+                raise SwarmError(f"swarm {state.swarm.swarm_id} is live: swarm_destroy it first")
+            try:
+                where = Coordinator.parse(address, token)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("--coordinator ", "address ")) from None
+            state.swarm = await Swarm.attach(state.reports, where, CLIENT)
+            return state.swarm.describe()
+
     async def swarm_status() -> dict[str, Any]:
         """The live coordinator's own view: every component's health and metrics
         (coordinator, bus, tasks, memory, failure detector, journal, one agent:<id> per
@@ -64,9 +81,9 @@ def register(server: MCPServer, state: McpState) -> None:
 
     async def swarm_destroy() -> dict[str, Any]:
         """Stop the swarm: every agent process (SIGTERM, SIGKILL after 3 s), this
-        server's agent, and the coordinator, which answers with its report; then check
-        that none of the processes is left. The SQLite file stays in the swarm's
-        folder."""
+        server's agent, and the coordinator if this server started it (it answers with
+        its report; an attached one keeps running); then check that none of the
+        processes is left. The SQLite file stays in the swarm's folder."""
         async with state.lock:
             swarm = state.require_swarm()
             state.swarm = None
@@ -131,6 +148,7 @@ def register(server: MCPServer, state: McpState) -> None:
 
     for fn in (
         swarm_init,
+        swarm_attach,
         swarm_status,
         swarm_destroy,
         agent_spawn,
