@@ -4,10 +4,11 @@ How it fits together. ``server.build_server(state)`` makes one ``MCPServer`` (th
 official ``mcp`` SDK) with the tools of ``tools/`` and the resources of
 ``resources``; ``state.McpState`` is what they act on:
 
-- a live **swarm** (``harness.swarm.swarm.Swarm``) that ``swarm_init`` starts: a
-  tcp coordinator child process, one process per agent, and the server's own
-  console agent ``mcp-client`` (``harness.swarm.console``), through which the
-  bus, task and memory tools act as a registered agent;
+- a live **swarm** (``harness.swarm``) that ``swarm_init`` starts: on tcp a
+  coordinator child process and one process per agent, on inproc the protocol's
+  state machines in this process; either way the server's own console agent
+  ``mcp-client`` (``harness.swarm.console``), through which the bus, task and
+  memory tools act as a registered agent;
 - the **jobs** (``harness.jobs.manager``): runs, certifications and regression
   checks in subprocesses, one at a time, filed as the CLI files them;
 - the **reports** folder, read through ``harness.run.catalog``.

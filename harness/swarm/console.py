@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from protocol.messages import (
@@ -48,7 +48,7 @@ from protocol.messages import (
 )
 from protocol.payload import checksum
 from protocol.settings import ProtocolSettings
-from real.tcp.client import Bystander
+from real.tcp.client import Bystander, RawConnection
 
 T = TypeVar("T")
 
@@ -67,9 +67,31 @@ class Unreachable(Exception):
 
 @dataclass(frozen=True)
 class Coordinator:
+    """Where the coordinator is: ``host:port`` over tcp, or, for one on an in-process
+    hub, ``dial`` (a new connection each call, ``real.inproc.link.dial``)."""
+
     host: str
     port: int
     token: str
+    dial: Callable[[], RawConnection] | None = field(default=None, compare=False)
+
+    @property
+    def address(self) -> str:
+        return "in-process" if self.dial is not None else f"{self.host}:{self.port}"
+
+    async def connect(self, name: str, first_id: int, timeout: float = 5.0) -> Bystander:
+        """Register agent ``name`` here (``Bystander.register``); raises ``OSError``,
+        ``RuntimeError`` (refused) or ``TimeoutError``."""
+        return await Bystander.register(
+            self.port,
+            name,
+            self.token,
+            ProtocolSettings().heartbeat_interval,
+            timeout,
+            host=self.host,
+            first_id=first_id,
+            conn=None if self.dial is None else self.dial(),
+        )
 
     @classmethod
     def parse(cls, address: str, token: str) -> Coordinator:
@@ -96,23 +118,14 @@ class Console:
         async with self._lock:
             if self._client is None or self._client.conn.closed:
                 where = self.coordinator
-                heartbeat = ProtocolSettings().heartbeat_interval
                 # microseconds since the epoch: above every op id an earlier console
                 # (this one's or another's) used, as the coordinator's dedup requires
                 first = time.time_ns() // 1000
                 try:
-                    client = await Bystander.register(
-                        where.port,
-                        self.name,
-                        where.token,
-                        heartbeat,
-                        TIMEOUT,
-                        host=where.host,
-                        first_id=first,
-                    )
+                    client = await where.connect(self.name, first, TIMEOUT)
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     raise Unreachable(
-                        f"coordinator {where.host}:{where.port}: cannot register: {exc}"
+                        f"coordinator {where.address}: cannot register: {exc}"
                     ) from None
                 old = self._client
                 if old is not None:  # what the last link received stays readable

@@ -131,7 +131,7 @@ class FaultHub(Hub):
             self.events.append(NodeEvent(now, "injected", node))
             effect = self.targets[node].inject(fault, now)
             if effect == Effect.KILL:
-                self._kill(node, now)
+                self.kill(node, now)
             elif effect == Effect.PAUSE:
                 self._box(node).paused = True
             elif effect == Effect.LINKS:
@@ -146,7 +146,7 @@ class FaultHub(Hub):
                 self._respawn(spec_of[node], now)
                 target.live(target.life)
             elif effect == Effect.RESUME:
-                self._resume(node, now)
+                self.resume(node, now)
             elif effect == Effect.LINKS:
                 self._links_changed(node)
             self.events.append(NodeEvent(now, "healed", node))
@@ -162,7 +162,9 @@ class FaultHub(Hub):
         assert isinstance(box, FaultMailbox)
         return box
 
-    def _kill(self, node: str, now: float) -> None:
+    def kill(self, node: str, now: float) -> None:
+        """Drop ``node``'s state machine, as a killed process: the coordinator sees its
+        link close."""
         box = self._box(node)
         if isinstance(box.node, Agent):
             self.past_lives.append(box.node)
@@ -190,7 +192,8 @@ class FaultHub(Hub):
         agent.start(now)
         box.flush()
 
-    def _resume(self, node: str, now: float) -> None:
+    def resume(self, node: str, now: float) -> None:
+        """Let a paused node run again: what queued is handled, held ops are issued."""
         box = self._box(node)
         box.paused = False
         held, box.held_ops = box.held_ops, []

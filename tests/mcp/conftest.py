@@ -47,16 +47,11 @@ def refused(result: CallToolResult) -> str:
 
 @contextlib.asynccontextmanager
 async def watching(swarm: Swarm | None, name: str = "observer") -> AsyncIterator[Bystander]:
-    """A separate agent on the swarm's coordinator, on its own tcp link: what it sees
-    is the system's state, not the MCP server's account of it."""
+    """A separate agent on the swarm's coordinator, on its own link (tcp, or a link
+    of its own onto the in-process hub): what it sees is the system's state, not the
+    MCP server's account of it."""
     assert swarm is not None
-    watcher = await Bystander.register(
-        swarm.coordinator.port,
-        name,
-        swarm.settings.token,
-        swarm.settings.heartbeat_interval,
-        first_id=time.time_ns() // 1000,
-    )
+    watcher = await swarm.coordinator.connect(name, first_id=time.time_ns() // 1000)
     try:
         yield watcher
     finally:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.swarm.swarm import Swarm
 from protocol.messages import Direct, MemVerb, Publish, Subscribe
 from protocol.payload import checksum
 from tests.mcp.conftest import ok, refused, session, watching
@@ -26,12 +25,18 @@ async def until(check, seconds: float = 5.0):  # type: ignore[no-untyped-def]
     return check()
 
 
-def test_memory_writes_are_read_back_by_another_agent_and_persisted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "inproc"])
+def test_memory_writes_are_read_back_by_another_agent_and_persisted(
+    tmp_path: Path, transport: str
+) -> None:
+    """On tcp the store is persisted as the coordinator persists it (SQLite); an
+    inproc swarm persists nothing."""
+
     async def body() -> None:
         async with session(tmp_path) as (client, state):
-            ok(await client.call_tool("swarm_init", {"agents": 0}))
+            ok(await client.call_tool("swarm_init", {"agents": 0, "transport": transport}))
             swarm = state.swarm
-            assert isinstance(swarm, Swarm)
+            assert swarm is not None
             async with watching(swarm) as watcher:
                 put = ok(
                     await client.call_tool(
@@ -80,8 +85,12 @@ def test_memory_writes_are_read_back_by_another_agent_and_persisted(tmp_path: Pa
                 assert gone["ok"]
                 seen = await watcher.memory(MemVerb.GET, "plans", "q2")
                 assert not seen.ok and seen.version == 0
-            database = swarm.folder / "coordinator.sqlite"
+            folder = swarm.folder
             ok(await client.call_tool("swarm_destroy", {}))
+        if transport == "inproc":
+            assert folder is None and not (tmp_path / "swarms").exists()
+            return
+        database = folder / "coordinator.sqlite"
         with sqlite3.connect(database) as db:
             rows = db.execute("SELECT namespace, key, version, value FROM memory").fetchall()
         assert rows == [("plans", "q1", 2, b"final")]
@@ -89,10 +98,13 @@ def test_memory_writes_are_read_back_by_another_agent_and_persisted(tmp_path: Pa
     asyncio.run(body())
 
 
-def test_publish_direct_and_broadcast_reach_another_agent_and_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "inproc"])
+def test_publish_direct_and_broadcast_reach_another_agent_and_back(
+    tmp_path: Path, transport: str
+) -> None:
     async def body() -> None:
         async with session(tmp_path) as (client, state):
-            ok(await client.call_tool("swarm_init", {"agents": 1}))
+            ok(await client.call_tool("swarm_init", {"agents": 1, "transport": transport}))
             assert state.swarm is not None
             async with watching(state.swarm) as watcher:
                 watcher.send(Subscribe("obs.#"))

@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from harness.portal.measure import free_port
-from harness.swarm.swarm import Swarm
+from harness.swarm.inproc import InprocSwarm
+from harness.swarm.processes import ProcessSwarm
 from protocol.messages import MemVerb
 from tests.mcp.conftest import ok, refused, session, watching
 
@@ -28,7 +29,7 @@ def test_init_spawn_list_and_destroy_leave_no_process(tmp_path: Path) -> None:
         async with session(tmp_path) as (client, state):
             started = ok(await client.call_tool("swarm_init", {"agents": 2}))
             swarm = state.swarm
-            assert isinstance(swarm, Swarm)
+            assert isinstance(swarm, ProcessSwarm)
             async with watching(swarm) as watcher:
                 status = await watcher.status()
                 assert linked(status, "agent-1") and linked(status, "agent-2")
@@ -57,13 +58,58 @@ def test_init_spawn_list_and_destroy_leave_no_process(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
-def test_a_killed_agents_tasks_are_reassigned(tmp_path: Path) -> None:
+def test_an_inproc_swarm_runs_in_this_process_and_leaves_nothing(tmp_path: Path) -> None:
+    """200 agents as state machines on the server's loop: the coordinator lists every
+    one, no process is started, and destroy stops every timer."""
+
+    async def body() -> None:
+        me = psutil.Process()
+        before = {child.pid for child in me.children(recursive=True)}
+        async with session(tmp_path) as (client, state):
+            started = ok(
+                await client.call_tool("swarm_init", {"agents": 200, "transport": "inproc"})
+            )
+            assert started["transport"] == "inproc" and started["coordinator"] == "in-process"
+            assert started["coordinator_pid"] is None and started["database"] is None
+            assert started["folder"] is None and not (tmp_path / "swarms").exists()
+            assert len(started["agents"]) == 200
+            assert all(a["pid"] is None and a["state"] == "running" for a in started["agents"])
+            swarm = state.swarm
+            assert isinstance(swarm, InprocSwarm)
+            async with watching(swarm) as watcher:
+                status = await watcher.status()
+                assert all(linked(status, f"agent-{i}") for i in range(1, 201))
+                assert linked(status, "mcp-client")
+                assert "no agent 'agent-201'" in refused(
+                    await client.call_tool("agent_kill", {"name": "agent-201"})
+                )
+                ok(await client.call_tool("agent_kill", {"name": "agent-7"}))
+                gone = await watcher.status()
+                assert not linked(gone, "agent-7") and linked(gone, "agent-8")
+                assert "was killed" in refused(
+                    await client.call_tool("agent_pause", {"name": "agent-7"})
+                )
+            assert {child.pid for child in me.children(recursive=True)} == before
+            hub = swarm.hub
+            result = ok(await client.call_tool("swarm_destroy", {}))
+            assert result["agents_stopped"] == 200 and result["processes_left"] == []
+            assert result["coordinator_report"]["messages_received"] > 200  # a hello each
+            assert hub.boxes == {}
+            routed = hub.messages
+            await asyncio.sleep(0.6)  # past a heartbeat interval: nothing runs any more
+            assert hub.messages == routed
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("transport", ["tcp", "inproc"])
+def test_a_killed_agents_tasks_are_reassigned(tmp_path: Path, transport: str) -> None:
     """Tasks held by a stopped agent go to another when it is killed: the results come
     from the other, and the coordinator counts the reassignments."""
 
     async def body() -> None:
         async with session(tmp_path) as (client, state):
-            ok(await client.call_tool("swarm_init", {"agents": 0}))
+            ok(await client.call_tool("swarm_init", {"agents": 0, "transport": transport}))
             ok(await client.call_tool("agent_spawn", {"names": ["slow"], "capabilities": ["work"]}))
             ok(await client.call_tool("agent_pause", {"name": "slow"}))
             ops = []
@@ -100,10 +146,13 @@ def test_a_killed_agents_tasks_are_reassigned(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
-def test_a_paused_agent_is_suspected_and_comes_back_when_resumed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "inproc"])
+def test_a_paused_agent_is_suspected_and_comes_back_when_resumed(
+    tmp_path: Path, transport: str
+) -> None:
     async def body() -> None:
         async with session(tmp_path) as (client, state):
-            ok(await client.call_tool("swarm_init", {"agents": 1}))
+            ok(await client.call_tool("swarm_init", {"agents": 1, "transport": transport}))
             assert state.swarm is not None
             async with watching(state.swarm) as watcher:
                 ok(await client.call_tool("agent_pause", {"name": "agent-1"}))
@@ -139,8 +188,14 @@ def test_bad_requests_get_a_sentence_and_change_nothing(tmp_path: Path) -> None:
                 assert "no swarm: start one with swarm_init" in refused(
                     await client.call_tool(tool, args)
                 ), tool
-            assert "expected 0 to 64" in refused(
+            assert "expected 0 to 64 for transport tcp" in refused(
                 await client.call_tool("swarm_init", {"agents": 1000})
+            )
+            assert "expected 0 to 1000 for transport inproc" in refused(
+                await client.call_tool("swarm_init", {"agents": 1001, "transport": "inproc"})
+            )
+            assert "transport" in refused(
+                await client.call_tool("swarm_init", {"agents": 1, "transport": "udp"})
             )
             ok(await client.call_tool("swarm_init", {"agents": 1}))
             assert "is live: swarm_destroy it first" in refused(

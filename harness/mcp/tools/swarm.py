@@ -10,7 +10,9 @@ from mcp.server.mcpserver import MCPServer
 from harness.mcp.state import CLIENT, McpState
 from harness.mcp.tools.errors import tool_errors
 from harness.swarm.console import Coordinator
-from harness.swarm.swarm import MAX_AGENTS, Swarm, SwarmError
+from harness.swarm.inproc import InprocSwarm
+from harness.swarm.processes import ProcessSwarm
+from harness.swarm.swarm import SwarmError
 from protocol.messages import ListWhat
 
 
@@ -19,21 +21,35 @@ def register(server: MCPServer, state: McpState) -> None:
         agents: int = 4,
         capabilities: list[str] | None = None,
         subscriptions: list[str] | None = None,
-        transport: Literal["tcp"] = "tcp",
+        transport: Literal["tcp", "inproc"] = "tcp",
     ) -> dict[str, Any]:
-        """Start a swarm: a coordinator process on a free loopback port (memory store
-        persisted to SQLite under <reports>/swarms/<id>/), `agents` agent processes
-        named agent-1, agent-2, ... with the given capabilities (default ["compute"])
-        and topic subscriptions, and this server's own agent, mcp-client, through which
-        the bus, task and memory tools act. Returns once the coordinator's status lists
-        every agent. Cost: about half a second and 30 MB per agent process. One swarm
-        at a time: swarm_destroy the last one first."""
-        if not 0 <= agents <= MAX_AGENTS:
-            raise ValueError(f"agents: expected 0 to {MAX_AGENTS}, got {agents}")
+        """Start a swarm with `agents` agents named agent-1, agent-2, ... with the given
+        capabilities (default ["compute"]) and topic subscriptions, and this server's own
+        agent, mcp-client, through which the bus, task and memory tools act. Returns
+        once the coordinator's own status lists every agent. One swarm at a time:
+        swarm_destroy the last one first.
+        transport "tcp" (default): a coordinator process on a free loopback port, its
+        memory store persisted to SQLite under <reports>/swarms/<id>/, and one process
+        per agent (at most 64); about half a second and 30 MB per agent.
+        transport "inproc": the coordinator and the agents are the protocol's state
+        machines inside this server's process, with no socket and nothing persisted
+        (at most 1,000 agents, a few kilobytes and well under a millisecond each); kill
+        drops an agent's state, pause stops its mailbox."""
+        kinds: dict[str, type[ProcessSwarm] | type[InprocSwarm]] = {
+            "tcp": ProcessSwarm,
+            "inproc": InprocSwarm,
+        }
+        kind = kinds.get(transport)
+        if kind is None:
+            raise ValueError(f"transport: expected 'tcp' or 'inproc', got {transport!r}")
+        if not 0 <= agents <= kind.max_agents:
+            raise ValueError(
+                f"agents: expected 0 to {kind.max_agents} for transport {transport}, got {agents}"
+            )
         async with state.lock:
             if state.swarm is not None:
                 raise SwarmError(f"swarm {state.swarm.swarm_id} is live: swarm_destroy it first")
-            swarm = await Swarm.start(state.reports, CLIENT)
+            swarm = await kind.start(state.reports, CLIENT)
             try:
                 names = [f"agent-{i + 1}" for i in range(agents)]
                 caps = tuple(capabilities if capabilities is not None else ["compute"])
@@ -42,7 +58,7 @@ def register(server: MCPServer, state: McpState) -> None:
                 await swarm.destroy()
                 raise
             state.swarm = swarm
-            return {"transport": transport, **swarm.describe()}
+            return swarm.describe()
 
     async def swarm_attach(address: str, token: str) -> dict[str, Any]:
         """Attach to a coordinator already running on this machine, instead of starting
@@ -57,14 +73,14 @@ def register(server: MCPServer, state: McpState) -> None:
                 where = Coordinator.parse(address, token)
             except ValueError as exc:
                 raise ValueError(str(exc).replace("--coordinator ", "address ")) from None
-            state.swarm = await Swarm.attach(state.reports, where, CLIENT)
+            state.swarm = await ProcessSwarm.attach(state.reports, where, CLIENT)
             return state.swarm.describe()
 
     async def swarm_status() -> dict[str, Any]:
         """The live coordinator's own view: every component's health and metrics
         (coordinator, bus, tasks, memory, failure detector, journal, one agent:<id> per
         agent: state, credit, backlog, tasks, seconds since heard), its subscription
-        patterns and memory namespaces with their counts, and the processes this server
+        patterns and memory namespaces with their counts, and the agents this server
         started. Cost: three requests to the coordinator."""
         swarm = state.require_swarm()
         status = await swarm.console.status()
@@ -80,10 +96,11 @@ def register(server: MCPServer, state: McpState) -> None:
         }
 
     async def swarm_destroy() -> dict[str, Any]:
-        """Stop the swarm: every agent process (SIGTERM, SIGKILL after 3 s), this
-        server's agent, and the coordinator if this server started it (it answers with
-        its report; an attached one keeps running); then check that none of the
-        processes is left. The SQLite file stays in the swarm's folder."""
+        """Stop the swarm: every agent (a process: SIGTERM, SIGKILL after 3 s), this
+        server's agent, and the coordinator if this server started it (a process answers
+        with its report; an attached one keeps running); then check that none of the
+        processes is left. A tcp swarm's SQLite file stays in its folder; an inproc
+        swarm's state is gone."""
         async with state.lock:
             swarm = state.require_swarm()
             state.swarm = None
@@ -95,15 +112,15 @@ def register(server: MCPServer, state: McpState) -> None:
         capabilities: list[str] | None = None,
         subscriptions: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Start agents in the live swarm, one process each: the given `names`, or
-        `count` new ones named agent-N. Returns once the coordinator's own status lists
-        every one with a live link, with that status entry. Cost: about half a second
-        and 30 MB per agent."""
+        """Start agents in the live swarm: the given `names`, or `count` new ones named
+        agent-N. Returns once the coordinator's own status lists every one with a live
+        link, with that status entry. Cost on tcp: one process each, about half a
+        second and 30 MB; on inproc, a state machine of a few kilobytes."""
         async with state.lock:
             swarm = state.require_swarm()
             if names is None:
-                if not 1 <= count <= MAX_AGENTS:
-                    raise ValueError(f"count: expected 1 to {MAX_AGENTS}, got {count}")
+                if not 1 <= count <= swarm.max_agents:
+                    raise ValueError(f"count: expected 1 to {swarm.max_agents}, got {count}")
                 taken = set(swarm.agents)
                 names, n = [], len(swarm.agents)
                 while len(names) < count:
@@ -121,9 +138,9 @@ def register(server: MCPServer, state: McpState) -> None:
             }
 
     async def agent_list() -> list[dict[str, Any]]:
-        """Every agent this server started, with its process state (running, paused,
-        killed, exited) and the coordinator's own entry for it (null once it has
-        forgotten it)."""
+        """Every agent this server started, with its state (running, paused, killed,
+        exited), its pid on tcp, and the coordinator's own entry for it (null once it
+        has forgotten it)."""
         swarm = state.require_swarm()
         status = await swarm.console.status()
         return [
@@ -132,18 +149,19 @@ def register(server: MCPServer, state: McpState) -> None:
         ]
 
     async def agent_kill(name: str) -> dict[str, Any]:
-        """SIGKILL the agent's process, as a crash: its link closes, the coordinator
-        reassigns the tasks it held and holds deliveries owed to it."""
+        """Kill the agent, as a crash (tcp: SIGKILL to its process; inproc: its state
+        machine is dropped): its link closes, the coordinator reassigns the tasks it
+        held and holds deliveries owed to it."""
         return state.require_swarm().kill(name).describe()
 
     async def agent_pause(name: str) -> dict[str, Any]:
-        """SIGSTOP the agent's process: it stays alive but neither reads nor heartbeats,
-        so the coordinator's failure detector decides about it as about any starved
-        agent."""
+        """Stop the agent (tcp: SIGSTOP; inproc: its mailbox and timer stop): it stays
+        alive but neither reads nor heartbeats, so the coordinator's failure detector
+        decides about it as about any starved agent."""
         return state.require_swarm().pause(name).describe()
 
     async def agent_resume(name: str) -> dict[str, Any]:
-        """SIGCONT a paused agent's process."""
+        """Let a paused agent run again (tcp: SIGCONT): it handles what queued."""
         return state.require_swarm().resume(name).describe()
 
     for fn in (
