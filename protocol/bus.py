@@ -92,6 +92,9 @@ class BusRouting:
 
     # --- subscriptions ------------------------------------------------------------
 
+    def _interest_changed(self, now: float) -> None:
+        raise NotImplementedError  # protocol.peers
+
     def _on_subscribe(self, src: str, msg: Subscribe, now: float) -> None:
         try:
             self._check_subscription_limit(src, (msg.pattern,))
@@ -100,6 +103,7 @@ class BusRouting:
             self._refuse(src, str(exc))
             return
         self.journal.subscribed(src, msg.pattern, True)
+        self._interest_changed(now)
 
     def _check_subscription_limit(self, node: str, patterns: tuple[str, ...]) -> None:
         """Raise ``PatternError`` if adding ``patterns`` would give ``node`` more
@@ -119,6 +123,7 @@ class BusRouting:
     def _on_unsubscribe(self, src: str, msg: Unsubscribe, now: float) -> None:
         self.subscriptions.remove(src, msg.pattern)
         self.journal.subscribed(src, msg.pattern, False)
+        self._interest_changed(now)
 
     def _on_publish(self, src: str, msg: Publish, now: float) -> None:
         recipients = self.subscriptions.subscribers(msg.topic)
@@ -134,12 +139,18 @@ class BusRouting:
         )
 
     def _on_direct(self, src: str, msg: Direct, now: float) -> None:
-        recipients = (msg.dst,) if msg.dst in self.sessions else ()
+        recipients = self._direct_to(msg.dst, "")
+        topic = ""
         if not recipients:
             self.log.append(f"direct {src}:{msg.op_id} to unknown agent {msg.dst!r}")
+        elif self.sessions[recipients[0]].peer:
+            topic = msg.dst  # between coordinators, a direct names its destination here
         self._route(
-            src, msg.op_id, DeliveryKind.DIRECT, "", msg.payload, msg.checksum, recipients, now
+            src, msg.op_id, DeliveryKind.DIRECT, topic, msg.payload, msg.checksum, recipients, now
         )
+
+    def _direct_to(self, dst: str, came_from: str) -> tuple[str, ...]:
+        raise NotImplementedError  # protocol.peers
 
     def _on_broadcast(self, src: str, msg: Broadcast, now: float) -> None:
         recipients = tuple(node for node in self.sessions if node != src)
@@ -169,12 +180,29 @@ class BusRouting:
             self.stats.busy += 1
             self._out.append((src, Busy(op_id, self.settings.busy_retry)))
             return
-        deliver = Deliver(self._next_msg_id, kind, src, op_id, topic, payload, checksum)
+        self._accept(src, key, Accepted(op_id, len(sessions)))
+        self._dispatch(kind, src, op_id, topic, payload, checksum, recipients, sessions, now)
+
+    def _dispatch(
+        self,
+        kind: int,
+        origin: str,
+        op_id: int,
+        topic: str,
+        payload: bytes,
+        checksum: int,
+        recipients: tuple[str, ...],
+        sessions: list[Session],
+        now: float,
+    ) -> None:
+        """Route an admitted op: one ``Deliver`` for every recipient (agents, or the
+        neighbouring coordinators of a tree), remembered for de-duplication."""
+        key = (origin, op_id)
+        deliver = Deliver(self._next_msg_id, kind, origin, op_id, topic, payload, checksum)
         self._next_msg_id += 1
         self._routed[key] = len(sessions)
         self._remember(key)
         self.journal.delivered(deliver, list(recipients))
-        self._accept(src, key, Accepted(op_id, len(sessions)))
         self._enqueue(deliver, sessions, now)
 
     def _congested(self, sessions: list[Session], now: float) -> bool:

@@ -65,11 +65,16 @@ from protocol.messages import (
     Error,
     Heartbeat,
     Hello,
+    Interest,
+    InterestAck,
     ListRequest,
+    MemBack,
+    MemForward,
     MemReply,
     MemRequest,
     MemVerb,
     Message,
+    PeerHello,
     Probe,
     ProbeReply,
     Publish,
@@ -83,6 +88,7 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
+from protocol.peers import INF, PeerRouting, TreeState
 from protocol.records import NodeEvent
 from protocol.retransmit import RetryHeap, RtoEstimator
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
@@ -95,7 +101,7 @@ DEDUP_WINDOW = 16384  # op ids remembered per origin to answer retries
 Outgoing = tuple[str, Message]
 
 
-class Coordinator(BusRouting, FailureHandling, StatusReporting):
+class Coordinator(BusRouting, FailureHandling, StatusReporting, PeerRouting):
     """The coordinator protocol state machine."""
 
     def __init__(
@@ -104,8 +110,10 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         settings: ProtocolSettings,
         store: MemoryStore | None = None,
         durable_memory: bool = False,
+        parent: str = "",
     ) -> None:
         self.node_id = node_id
+        self.parent = parent  # the parent coordinator of a tree, or "" (``protocol.peers``)
         self.settings = settings
         self.store = store if store is not None else MemoryStore()
         self.store.limit(
@@ -134,6 +142,10 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         self._next_msg_id = 1
         self._next_sweep: float | None = None
         self._status_jobs: deque[StatusJob] = deque()
+        # the tree (``protocol.peers``): all idle in a flat coordinator
+        self.via: dict[str, str] = {}
+        self.peers: list[str] = []
+        self._tree = TreeState()
 
     # --- driver interface -----------------------------------------------------
 
@@ -142,17 +154,19 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         self.stats.received += 1
         session = self.sessions.get(src)
         if session is not None:
-            if not session.linked and type(msg) is not Hello:
+            if not session.linked and type(msg) not in _REJOIN:
                 self._refuse(src, f"{src} must say hello on its new link", close=True)
                 return
-            if not session.alive and type(msg) is not Hello:
+            if not session.alive and type(msg) not in _REJOIN:
                 self._revive(session, now)
             session.last_seen = now
         handler = _HANDLERS.get(type(msg))
         if handler is None:
             self._refuse(src, f"unexpected {type(msg).__name__} from {src}")
             return
-        if session is None and type(msg) not in (Hello, Probe, StatusRequest, ListRequest):
+        if session is None and type(msg) not in _OPEN:
+            if src == self.parent:
+                return  # from the parent before its Welcome, reordered: it resends
             self._refuse(src, f"{type(msg).__name__} before registration")
             return
         handler(self, src, msg, now)
@@ -166,6 +180,8 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         if self._next_sweep is not None and now >= self._next_sweep:
             self._detect_failures(now)
             self._next_sweep = now + self.settings.heartbeat_interval / 2
+        if now >= self._tree.peer_due:
+            self._peer_timer(now)
 
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do."""
@@ -178,10 +194,15 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         status = self._status_deadline()
         if status is not None:
             deadlines.append(status)
+        peer_due = self._tree.peer_due
+        if peer_due != INF:
+            deadlines.append(peer_due)
         return min(deadlines) if deadlines else None
 
     def drain(self) -> list[Outgoing]:
         """Messages to send, in order."""
+        if self._tree.peer_acks:
+            self._take_peer_acks()
         out = self._out
         self._out = []
         self.stats.sent += len(out)
@@ -256,6 +277,13 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
             self.stats.links_lost += 1
             self._fail(session, now)
 
+    # PeerRouting's, called from the mixins before it (whose stubs would shadow them)
+    def _interest_changed(self, now: float) -> None:
+        PeerRouting._interest_changed(self, now)
+
+    def _direct_to(self, dst: str, came_from: str) -> tuple[str, ...]:
+        return PeerRouting._direct_to(self, dst, came_from)
+
     def knows(self, node: str) -> bool:
         """True once ``node`` has registered (it may since have failed)."""
         return node in self.sessions
@@ -306,6 +334,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         self._out.append((src, Welcome(src, self.settings.credit, interval)))
         self._resend_session(session, now)
         self._assign_waiting(now)
+        self._interest_changed(now)
 
     def _voucher_for(self, node: str, vouched_by: str) -> str:
         """The voucher ``node`` may have: a live node that is vouched for by nobody
@@ -441,7 +470,15 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
     # --- memory --------------------------------------------------------------
 
     def _on_mem_request(self, src: str, msg: MemRequest, now: float) -> None:
-        key = (src, msg.op_id)
+        if self.parent:
+            self._forward_memory(src, msg)  # the root owns the store (``protocol.peers``)
+        else:
+            self._apply_memory(src, msg, src)
+
+    def _apply_memory(self, origin: str, msg: MemRequest, reply_to: str) -> None:
+        """Apply ``origin``'s request once and answer it: to ``origin`` itself, or, for a
+        request forwarded up a tree, as ``MemBack`` to the child ``reply_to``."""
+        key = (origin, msg.op_id)
         if key in self._held_keys:
             return  # its reply goes out once the write is durable
         reply = self._mem_replies.get(key)
@@ -453,10 +490,10 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
                 self._mem_replies[key] = reply
                 self._remember(key)
                 if self.durable_memory and reply.ok:
-                    self._held_replies.append((src, reply))
+                    self._held_replies.append((reply_to, _back(origin, reply, reply_to)))
                     self._held_keys.add(key)
                     return
-        self._out.append((src, reply))
+        self._out.append((reply_to, _back(origin, reply, reply_to)))
 
     # --- errors --------------------------------------------------------------
 
@@ -469,6 +506,17 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting):
         if close:
             self._closures.append(src)
 
+
+def _back(origin: str, reply: MemReply, reply_to: str) -> MemReply | MemBack:
+    """The answer to ``origin``'s memory request as it leaves for ``reply_to``."""
+    if reply_to == origin:
+        return reply
+    return MemBack(origin, reply.op_id, reply.ok, reply.version, reply.value, reply.error)
+
+
+# what a node may send before it is registered, and on a link it must say hello on
+_OPEN = (Hello, PeerHello, Welcome, Probe, StatusRequest, ListRequest)
+_REJOIN = (Hello, PeerHello, Welcome)
 
 # each message type the coordinator handles, and its handler (module level: mypyc
 # compiles no class-level dict of methods)
@@ -488,4 +536,13 @@ _HANDLERS: dict[type, Callable[[Coordinator, str, Any, float], None]] = {
     TaskResult: Coordinator._on_task_result,
     TaskDoneAck: Coordinator._on_task_done_ack,
     MemRequest: Coordinator._on_mem_request,
+    PeerHello: PeerRouting._on_peer_hello,
+    Welcome: PeerRouting._on_welcome,
+    Interest: PeerRouting._on_interest,
+    InterestAck: PeerRouting._on_interest_ack,
+    Deliver: PeerRouting._on_peer_deliver,
+    MemForward: PeerRouting._on_mem_forward,
+    MemBack: PeerRouting._on_mem_back,
+    Error: PeerRouting._on_peer_error,
+    Reject: PeerRouting._on_peer_error,
 }

@@ -47,6 +47,9 @@ class FailureHandling:
     def _resend_session(self, session: Session, now: float) -> None:
         raise NotImplementedError  # the coordinator's
 
+    def _interest_changed(self, now: float) -> None:
+        raise NotImplementedError  # protocol.peers
+
     def _revive(self, session: Session, now: float) -> None:
         """A failed agent spoke again (a healed partition): resume its deliveries.
         A voucher speaks for the failed agents it vouches for on a link that is
@@ -106,6 +109,7 @@ class FailureHandling:
         session.backlog.clear()
         self.subscriptions.remove_node(node)
         self.journal.member(node, session.capabilities, ())
+        self._interest_changed(now)
         self.events.append(NodeEvent(now, "expired", node))
         self.log.append(f"agent {node} expired: {len(owed)} held deliveries dropped")
 

@@ -261,6 +261,69 @@ class Error:
     reason: str
 
 
+# --- between coordinators of a tree (``protocol.peers``) ------------------------------
+#
+# Directions: P = parent coordinator, K = child coordinator. Between them, ops travel
+# as ``Deliver`` (origin and op id kept; for DIRECT, ``topic`` names the destination
+# agent) and are acked with ``Ack``, under the same credit window and retransmission
+# as deliveries to agents; both send ``Heartbeat``.
+
+
+@dataclass(frozen=True, slots=True)
+class PeerHello:
+    """K -> P: join the parent as a child coordinator, with the shared token. The
+    parent answers ``Welcome`` (or ``Reject``); the child resends until welcomed."""
+
+    node_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interest:
+    """K <-> P: what the sender wants routed to it, as a whole snapshot (``version``
+    grows by one per change; an older or repeated one is acked and ignored).
+
+    From a child: the patterns followed in its subtree and the agents in it
+    (``members``). From the parent: the patterns followed outside the child's
+    subtree (``members`` empty: whatever is not in a subtree goes up)."""
+
+    version: int
+    patterns: tuple[str, ...]
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InterestAck:
+    """K <-> P: the ``Interest`` of this version was applied (or was stale)."""
+
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemForward:
+    """K -> P: an agent's memory request, on its way to the root, which owns the store."""
+
+    origin: str
+    op_id: int
+    verb: int
+    namespace: str
+    key: str
+    value: bytes = b""
+    expected_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemBack:
+    """P -> K: the root's ``MemReply`` for agent ``dst``, on its way down to it."""
+
+    dst: str
+    op_id: int
+    ok: bool
+    version: int
+    value: bytes
+    error: str = ""
+
+
 # --- status (monitoring) ---------------------------------------------------------------
 
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "failed")
@@ -367,6 +430,11 @@ Message = (
     | MemRequest
     | MemReply
     | Error
+    | PeerHello
+    | Interest
+    | InterestAck
+    | MemForward
+    | MemBack
 )
 
 WIRE_CODES: dict[type[Message], int] = {
@@ -396,6 +464,11 @@ WIRE_CODES: dict[type[Message], int] = {
     MemRequest: 30,
     MemReply: 31,
     Error: 40,
+    PeerHello: 60,
+    Interest: 61,
+    InterestAck: 62,
+    MemForward: 63,
+    MemBack: 64,
 }
 """Each message type's code: the first element of its msgpack array on the wire."""
 
@@ -406,6 +479,8 @@ TUPLE_ELEMENTS: dict[str, str] = {
     "components": "ComponentStatus",
     "names": "str",
     "counts": "int",
+    "patterns": "str",
+    "members": "str",
 }
 """The element type of every tuple field, by field name. Compiled, these classes
 keep only ``tuple`` as the field's runtime type, so the codec reads the element

@@ -30,6 +30,7 @@ class Session:
     tasks: set[OpKey] = field(default_factory=set)
     rto: RtoEstimator = field(default_factory=lambda: RtoEstimator(1.0, 10.0))  # this link's
     voucher: str = ""  # the node whose liveness stands for this one's (``Hello.vouched_by``)
+    peer: bool = False  # a neighbouring coordinator of a tree (``protocol.peers``), not an agent
 
 
 @dataclass(slots=True)

@@ -25,6 +25,8 @@ built from the coordinator's own tables at the ``now`` the driver passed in
 - ``journal``: whether the bus journal is on, whether memory is durable,
   replies held until the driver persists, entries not yet taken. Degraded
   when the held replies reach ``max_backlog`` (persistence is behind).
+- ``peer:<id>``, one per neighbouring coordinator of a tree (its parent and
+  children, ``protocol.peers``), with the same metrics as an agent.
 - ``agent:<id>``, one per agent the coordinator knows: deliveries in
   flight, credit left, backlog, tasks assigned, subscriptions, seconds since
   it was last heard from (``now - last_seen``), whether it has a link.
@@ -85,6 +87,7 @@ CORE_COMPONENTS: tuple[str, ...] = (
     "journal",
 )
 AGENT_PREFIX = "agent:"
+PEER_PREFIX = "peer:"  # a neighbouring coordinator of a tree (``protocol.peers``)
 STATUS_PART_SIZE = 1000  # components per StatusReply: about 150 KB, well inside a frame
 MAX_STATUS_JOBS = 8  # statuses being made at once; a request beyond gets an Error
 SILENT_HEARTBEATS = 2  # an agent silent for this many heartbeat intervals is degraded
@@ -331,7 +334,8 @@ class StatusReporting:
             "last_seen_s": silent,
             "linked": int(session.linked),
         }
-        return _component(agent_component(session.node_id), health, metrics)
+        name = PEER_PREFIX + session.node_id if session.peer else agent_component(session.node_id)
+        return _component(name, health, metrics)
 
 
 class StatusParts:

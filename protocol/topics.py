@@ -92,6 +92,16 @@ class SubscriptionIndex:
     def patterns_of(self, node: str) -> tuple[str, ...]:
         return tuple(sorted(self._by_node.get(node, ())))
 
+    def patterns_except(self, node: str) -> tuple[str, ...]:
+        """Every pattern some node other than ``node`` follows, sorted."""
+        found = [
+            pattern
+            for table in (self._exact, self._wild)
+            for pattern, nodes in table.items()
+            if len(nodes) > 1 or node not in nodes
+        ]
+        return tuple(sorted(found))
+
     def listing(self, limit: int) -> tuple[list[tuple[str, int]], int]:
         """At most ``limit`` patterns with their subscriber counts (exact ones first,
         in no other order), and how many patterns there are in all."""

@@ -47,6 +47,7 @@ class Cluster:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.coordinator = Coordinator(COORD, settings)
+        self.children: dict[str, Coordinator] = {}  # the other coordinators of a tree
         self.agents: dict[str, Agent] = {}
         self._wire: list[tuple[float, int, str, str, Message]] = []
         self._seq = itertools.count()
@@ -58,15 +59,32 @@ class Cluster:
         capabilities: tuple[str, ...] = (),
         subscriptions: tuple[str, ...] = (),
         vouched_by: str = "",
+        coordinator: str = COORD,
     ) -> Agent:
-        agent = Agent(node_id, COORD, self.settings, capabilities, subscriptions, vouched_by)
+        agent = Agent(node_id, coordinator, self.settings, capabilities, subscriptions, vouched_by)
         self.agents[node_id] = agent
         agent.start(self.now)
         self._flush(node_id, agent)
         return agent
 
+    def add_coordinator(self, node_id: str, parent: str) -> Coordinator:
+        """A child coordinator of a tree under ``parent``; it joins at once."""
+        coordinator = Coordinator(node_id, self.settings, parent=parent)
+        self.children[node_id] = coordinator
+        coordinator.start(self.now)
+        self._flush(node_id, coordinator)
+        return coordinator
+
+    @property
+    def coordinators(self) -> dict[str, Coordinator]:
+        """The coordinator (the root of a tree) and any others."""
+        return {COORD: self.coordinator, **self.children}
+
     def node(self, node_id: str) -> Coordinator | Agent:
-        return self.coordinator if node_id == COORD else self.agents[node_id]
+        if node_id == COORD:
+            return self.coordinator
+        found = self.children.get(node_id)
+        return found if found is not None else self.agents[node_id]
 
     def _flush(self, src: str, node: Coordinator | Agent) -> None:
         for dst, msg in node.drain():
@@ -86,7 +104,7 @@ class Cluster:
 
     def _next_timer(self) -> tuple[float, str] | None:
         best: tuple[float, str] | None = None
-        for node_id in [COORD, *self.agents]:
+        for node_id in [COORD, *self.children, *self.agents]:
             deadline = self.node(node_id).next_deadline()
             if deadline is not None and (best is None or deadline < best[0]):
                 best = (deadline, node_id)
