@@ -21,8 +21,8 @@ into ``via`` (agent to child). Snapshots are sent ``INTEREST_DELAY`` after a
 change (changes in between go out as one), numbered, resent until acked
 (``InterestAck``), and applied only if newer than the last applied; a
 version is ``epoch << 20`` plus a count, the epoch being the time of the
-first send in microseconds, so a restarted coordinator's versions are newer
-than its earlier life's.
+first send in microseconds (plus ``EPOCH_OFFSET``, so that it is positive), so a
+restarted coordinator's versions are newer than its earlier life's.
 
 Routing. An op from an agent is routed by the bus as always: the matching
 subscribers of a publish include the neighbours whose interest matches, a
@@ -79,6 +79,7 @@ from protocol.topics import PatternError, SubscriptionIndex
 INF = float("inf")
 INTEREST_DELAY = 0.005  # changes within this long after a first go out as one Interest
 EPOCH_SHIFT = 20  # a version's low bits count snapshots within one life
+EPOCH_OFFSET = 1 << 40  # microseconds (about 12 days) added to the time of the epoch
 
 
 @dataclass(slots=True)
@@ -277,7 +278,9 @@ class PeerRouting:
         self._tree.interest_due = INF
         self._tree.interest_dirty = False
         if not self._tree.epoch:
-            self._tree.epoch = (int(now * 1_000_000) + 1) << EPOCH_SHIFT
+            # microseconds, shifted up so that a run clock's negative times (a model
+            # starts its nodes before time 0) still give a positive, growing epoch
+            self._tree.epoch = (int(now * 1_000_000) + EPOCH_OFFSET) << EPOCH_SHIFT
         for peer in self.peers:
             session = self.sessions.get(peer)
             if session is None or not session.alive:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from protocol.nodes import COORDINATOR_ID
 from protocol.settings import ProtocolSettings
+from protocol.topology import TreeNode
 
 STATUS_LEAD = 0.25  # the status snapshot is asked for this long before the load ends
 STATUS_REQUEST_ID = 1  # the request id of that one StatusRequest
@@ -28,11 +30,13 @@ class OpKind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
-    """One agent: its id, what it can do and which topic patterns it follows."""
+    """One agent: its id, what it can do, which topic patterns it follows, and the
+    coordinator it attaches to (the root, or a leaf of the plan's ``tree``)."""
 
     agent_id: str
     capabilities: tuple[str, ...] = ()
     subscriptions: tuple[str, ...] = ()
+    coordinator: str = COORDINATOR_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class Plan:
     drain_timeout: float = 5.0
     faults: tuple[Fault, ...] = ()
     recovery_band: float = 0.10
+    tree: tuple[TreeNode, ...] = ()  # the coordinators below the root; () for a flat one
 
     @property
     def status_at(self) -> float | None:

@@ -101,6 +101,7 @@ from sim.faults import FaultInjector, durable_coordinator
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
 REGISTRATION_LIMIT = 60.0
+SETTLE_POLL = 0.001  # simulated seconds between looks at a tree's interest
 PROGRESS_STEPS = 100
 
 Progress = Callable[[float], None]
@@ -220,7 +221,7 @@ def registration_lead(
         missing = len(plan.agents) - len(run.registered)
         note = f"{missing} agents had not registered {REGISTRATION_LIMIT:g} s after starting"
         return REGISTRATION_LIMIT + REGISTRATION_MARGIN, note
-    return max(run.registered.values()) + REGISTRATION_MARGIN, None
+    return max(run.settled_at, *run.registered.values()) + REGISTRATION_MARGIN, None
 
 
 class Feed:
@@ -259,6 +260,8 @@ class ModelRun:
         self.engine = Engine(self.env, calibration, random.Random(plan.seed))
         if layout.cores is not None:
             self.engine.share_cores(layout.cores)
+        self.tree: list[SimNode] = []  # the coordinators below the root, parents first
+        self.settled_at = start  # when a tree's interest settled (registration only)
         self.agents = self._build_nodes()
         self.registered: dict[str, float] = {}
         self.prober = Prober(plan)
@@ -300,6 +303,9 @@ class ModelRun:
         )
         hosts = self.coordinator_hosts
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
+        for tree_node in self.plan.tree:  # the coordinators of a tree, parents first
+            child = Coordinator(tree_node.node_id, settings, parent=tree_node.parent)
+            self.tree.append(self.engine.add_node(tree_node.node_id, child, "coordinator"))
         self.engine.add_prober(PROBER_ID)
         processes = self.processes
         voucher_of: dict[str, str] = {}
@@ -318,7 +324,7 @@ class ModelRun:
             voucher = voucher_of.get(spec.agent_id, "")
             core = Agent(
                 spec.agent_id,
-                COORDINATOR_ID,
+                spec.coordinator,
                 settings,
                 spec.capabilities,
                 spec.subscriptions,
@@ -369,6 +375,8 @@ class ModelRun:
         """Every agent says hello now; one with a voucher once its voucher is
         welcomed (as the real link sends the voucher's hello first)."""
         nodes = self.engine.nodes
+        for coordinator in self.tree:
+            self.engine.start_agent(coordinator)
         for voucher in self.vouchers:
             self.engine.start_agent(nodes[voucher])
         for node in self.agents:
@@ -454,7 +462,16 @@ class ModelRun:
         if node.node_id not in self.registered:
             self.registered[node.node_id] = at
             if self.registration_only and len(self.registered) == len(self.agents):
-                self._finish()
+                self._settled()
+
+    def _settled(self) -> None:
+        """Registration is over once every agent is registered and, in a tree, every
+        subscription has reached every coordinator (as ``real.inproc.hub`` waits)."""
+        if all(node.core.interest_settled() for node in self.tree):  # type: ignore[union-attr]
+            self.settled_at = self.env.now
+            self._finish()
+        else:
+            self._at(self.env.now + SETTLE_POLL, self._settled)
 
     def _completed(self, agent: Agent, before: int) -> None:
         if agent.node_id in self.vouchers:  # a voucher's broadcasts are owed to nobody

@@ -494,11 +494,12 @@ class Engine:
         self.env.schedule(Arrival(target.arrive, target, src, msg), NORMAL, delay + self.hop())
 
     def start_agent(self, node: SimNode) -> None:
-        """``Agent.start`` now (no service time charged) and send its hello."""
-        agent = node.core
-        assert isinstance(agent, Agent)
-        agent.start(self.env.now)
-        self._emit(node, agent, self.env.now, self.env.now)
+        """``start`` now (no service time charged) and send its hello: an agent's, or
+        a child coordinator's of a tree (``PeerHello``)."""
+        core = node.core
+        assert core is not None
+        core.start(self.env.now)
+        self._emit(node, core, self.env.now, self.env.now)
 
     def serve(self, node: SimNode, job: Callable[[float], None]) -> None:
         """Run ``job(end)`` on ``node``'s core as a job that costs no service time

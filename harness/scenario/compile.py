@@ -67,6 +67,7 @@ from harness.scenario.schema import (
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.topics import matches
+from protocol.topology import TreeNode, attach, tree
 
 Arrival = ConstantArrival | PoissonArrival | RampArrival | StepsArrival
 Stream = PublishStream | DirectStream | BroadcastStream | TaskStream | MemoryStream
@@ -144,7 +145,14 @@ def _compile(scenario: Scenario) -> Plan:
         probe_interval=scenario.probes.interval,
         probe_deadline=scenario.probes.deadline,
         faults=compile_faults(scenario),
+        tree=tree_of(scenario),
     )
+
+
+def tree_of(scenario: Scenario) -> tuple[TreeNode, ...]:
+    """The coordinators below the root (none for a flat topology)."""
+    topology = scenario.topology
+    return tree(topology.branching, topology.levels) if topology.tree else ()
 
 
 # --------------------------------------------------------------------------- agents
@@ -155,8 +163,14 @@ def build_agents(scenario: Scenario) -> tuple[AgentSpec, ...]:
     section = scenario.agents
     capabilities = _assign_capabilities(scenario)
     subscriptions = _assign_subscriptions(scenario.topics, section.count, scenario.seed)
+    coordinators = attach(section.count, tree_of(scenario))
     return tuple(
-        AgentSpec(section.agent_id(i), capabilities[i], tuple(sorted(subscriptions[i])))
+        AgentSpec(
+            section.agent_id(i),
+            capabilities[i],
+            tuple(sorted(subscriptions[i])),
+            coordinators[i],
+        )
         for i in range(section.count)
     )
 

@@ -58,6 +58,8 @@ from harness.scenario.errors import (
 )
 from harness.scenario.faults import FAULT_KINDS, FaultSpec, check_faults
 from harness.scenario.source import read_yaml
+from harness.scenario.topology import TopologySection
+from harness.scenario.topology import check as check_topology
 from protocol.messages import MemVerb
 from protocol.settings import ProtocolSettings
 
@@ -491,6 +493,7 @@ class Scenario(_Section):
     transport: Literal["inproc", "tcp"] = "inproc"
     repetitions: int = Field(default=1, ge=1, le=1000)
     agents: AgentsSection = Field(default_factory=AgentsSection)
+    topology: TopologySection = Field(default_factory=TopologySection)
     topics: TopicsSection = Field(default_factory=TopicsSection)
     protocol: ProtocolSection = Field(default_factory=ProtocolSection)
     probes: ProbesSection = Field(default_factory=ProbesSection)
@@ -528,6 +531,7 @@ class Scenario(_Section):
         for index, stream in enumerate(self.workload):
             self._check_stream(index, stream)
         check_faults(self)
+        check_topology(self)
         for name in self.model.what_ifs():
             if "real" in self.backends:
                 expected = "expected backends to list only sim: the real system cannot run"

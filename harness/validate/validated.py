@@ -105,6 +105,8 @@ def extrapolations(scenario: Scenario) -> list[str]:
         )
     for name in scenario.model.what_ifs():
         found.append(f"model.{name}: a what-if, which no real run can validate")
+    if scenario.topology.tree:
+        found.append("topology hierarchical: the validation suites run one coordinator")
     return [f"{text} ({where})" for text in found]
 
 

@@ -160,9 +160,13 @@ def build_hub(
     hub = hub_class(loop, clock)
     hub.prober = Prober(plan)
     hub.add(COORD, slow_coordinator(Coordinator(COORD, plan.settings)))  # test-only hook
+    for node in plan.tree:  # the coordinators of a tree, parents first
+        hub.add(node.node_id, Coordinator(node.node_id, plan.settings, parent=node.parent))
     hub.add(PROBER, None)
     for spec in plan.agents:
-        agent = Agent(spec.agent_id, COORD, plan.settings, spec.capabilities, spec.subscriptions)
+        agent = Agent(
+            spec.agent_id, spec.coordinator, plan.settings, spec.capabilities, spec.subscriptions
+        )
         hub.add(spec.agent_id, agent)
     return hub
 
@@ -171,19 +175,34 @@ def agents_of(hub: Hub) -> list[Agent]:
     return [box.node for box in hub.boxes.values() if isinstance(box.node, Agent)]
 
 
+def coordinators_of(hub: Hub) -> list[Coordinator]:
+    return [box.node for box in hub.boxes.values() if isinstance(box.node, Coordinator)]
+
+
 async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
-    """Start every agent and wait until each is registered; return when each was seen."""
+    """Start the coordinators of a tree and every agent, and wait until each agent is
+    registered (and, in a tree, every subscription has reached every coordinator:
+    ``Coordinator.interest_settled``); return when each agent was seen."""
     now = hub.clock.now()
+    coordinators = coordinators_of(hub)
+    for coordinator in coordinators:
+        if coordinator.parent:
+            coordinator.start(now)
+            hub.boxes[coordinator.node_id].flush()
     for agent in agents_of(hub):
         agent.start(now)
         hub.boxes[agent.node_id].flush()
     registered: dict[str, float] = {}
     deadline = time.perf_counter() + timeout
     agents = agents_of(hub)
-    while len(registered) < len(agents):
+    tree = len(coordinators) > 1
+    while len(registered) < len(agents) or (
+        tree and not all(c.interest_settled() for c in coordinators)
+    ):
         if time.perf_counter() > deadline:
             missing = len(agents) - len(registered)
-            raise TimeoutError(f"{missing} agents did not register within {timeout} s")
+            what = f"{missing} agents did not register" if missing else "interest did not settle"
+            raise TimeoutError(f"{what} within {timeout} s")
         await asyncio.sleep(0.001)
         now = hub.clock.now()
         for agent in agents:

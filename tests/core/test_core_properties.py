@@ -209,6 +209,22 @@ class CheckedCluster(Cluster):
         )
 
 
+def issue(net: Cluster, op: Op) -> None:
+    """``op``'s origin sends it now."""
+    agent, now = net.agents[op.origin], net.now
+    if op.kind == "publish":
+        agent.publish(op.op_id, op.target, op.payload, now)
+    elif op.kind == "direct":
+        agent.direct(op.op_id, op.target, op.payload, now)
+    elif op.kind == "broadcast":
+        agent.broadcast(op.op_id, op.payload, now)
+    elif op.kind == "task":
+        agent.submit_task(op.op_id, op.target, op.payload, now)
+    else:
+        agent.memory(op.op_id, op.verb, "ns", op.target, op.payload, now, op.expected_version)
+    net._flush(op.origin, agent)
+
+
 def run(scenario: Scenario) -> CheckedCluster:
     net = CheckedCluster(protocol_settings(scenario), scenario.faults, scenario.seed)
     for name, caps, subs in scenario.agents:
@@ -221,18 +237,7 @@ def run(scenario: Scenario) -> CheckedCluster:
     ]
     for op in scenario.ops:
         net.run_until(net.now + op.gap)
-        agent, now = net.agents[op.origin], net.now
-        if op.kind == "publish":
-            agent.publish(op.op_id, op.target, op.payload, now)
-        elif op.kind == "direct":
-            agent.direct(op.op_id, op.target, op.payload, now)
-        elif op.kind == "broadcast":
-            agent.broadcast(op.op_id, op.payload, now)
-        elif op.kind == "task":
-            agent.submit_task(op.op_id, op.target, op.payload, now)
-        else:
-            agent.memory(op.op_id, op.verb, "ns", op.target, op.payload, now, op.expected_version)
-        net._flush(op.origin, agent)
+        issue(net, op)
     net.run_until(max([net.now] + [end for _, _, end in net.cuts]))  # every partition heals
     while not net.quiet():
         assert net.now < SETTLE_LIMIT, "the cluster did not settle"

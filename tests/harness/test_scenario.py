@@ -265,6 +265,35 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "duplicate",
     ),
     ("share above 1", {"agents": {"capabilities": [{"name": "a", "share": 2}]}}, "", "<= 1"),
+    (
+        "tree too small",
+        {"agents": {"count": 30}, "topology": {"kind": "hierarchical", "branching": 3}},
+        "agents.count",
+        "at most branching ** levels = 27 agents",
+    ),
+    ("tree kind", {"topology": {"kind": "ring"}}, "topology.kind", "'flat' or 'hierarchical'"),
+    (
+        "tree on tcp",
+        {"topology": {"kind": "hierarchical"}, "transport": "tcp"},
+        "transport",
+        "expected transport: inproc with a hierarchical topology",
+    ),
+    (
+        "tasks in a tree",
+        {
+            "topology": {"kind": "hierarchical"},
+            "workload": [
+                PUBLISH,
+                {
+                    "kind": "task",
+                    "capability": "compute",
+                    "arrival": {"process": "poisson", "rate": 1},
+                },
+            ],
+        },
+        "workload[1].kind",
+        "work stealing, which is not built yet",
+    ),
 ]
 
 
@@ -281,6 +310,21 @@ def test_bad_scenario_names_the_field(fields: dict[str, Any], field: str, fragme
     if field:
         assert err.field == field, str(err)
     assert fragment in err.expected, str(err)
+
+
+def test_a_tree_compiles_to_its_coordinators_and_agents_on_the_leaves() -> None:
+    loaded = scenario(
+        agents={"count": 20}, topology={"kind": "hierarchical", "branching": 3, "levels": 3}
+    )
+    plan = compile_plan(loaded)
+    assert len(plan.tree) == 3 + 9
+    assert plan.tree[0].node_id == "coord.1" and plan.tree[0].parent == "coord"
+    assert plan.tree[-1].node_id == "coord.3.3" and plan.tree[-1].parent == "coord.3"
+    where = [spec.coordinator for spec in plan.agents]
+    assert where[:10] == [f"coord.{i}.{j}" for i in (1, 2, 3) for j in (1, 2, 3)] + ["coord.1.1"]
+    assert max(where.count(leaf) for leaf in set(where)) <= 3
+    assert compile_plan(scenario(agents={"count": 20})).tree == ()
+    assert {spec.coordinator for spec in compile_plan(scenario()).agents} == {"coord"}
 
 
 def test_several_problems_are_all_listed_with_the_first_as_field() -> None:

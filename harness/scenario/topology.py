@@ -1,0 +1,61 @@
+"""The scenario's ``topology``: one coordinator (``flat``, the default) or a tree.
+
+``topology: {kind: hierarchical, branching: 10, levels: 3}`` is a root
+coordinator, ``branching`` child coordinators under each inner one, ``levels``
+levels in all (the root is the first), and the agents attached to the leaves,
+at most ``branching`` each, round robin (``protocol.topology``). ``check`` says
+what a tree cannot run yet, field by field: tasks (moving them between
+coordinators, work stealing, is not built), faults, and the tcp transport
+(coordinator processes that host tree nodes are not built); the scenario loader
+refuses those with exit 2.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.scenario.errors import problem
+from protocol.topology import capacity
+
+if TYPE_CHECKING:
+    from harness.scenario.schema import Scenario
+
+
+class TopologySection(BaseModel):
+    """How coordinators are arranged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    kind: Literal["flat", "hierarchical"] = "flat"
+    branching: int = Field(default=10, ge=1, le=100)
+    levels: int = Field(default=3, ge=1, le=6)
+
+    @property
+    def tree(self) -> bool:
+        return self.kind == "hierarchical" and self.levels > 1
+
+
+def check(scenario: Scenario) -> None:
+    """Raise a scenario problem for what a tree does not run yet."""
+    topology = scenario.topology
+    if not topology.tree:
+        return
+    most = capacity(topology.branching, topology.levels)
+    if scenario.agents.count > most:
+        expected = (
+            f"expected at most branching ** levels = {most} agents for this tree "
+            f"({topology.branching} per leaf)"
+        )
+        raise problem(f"{expected}, got {scenario.agents.count}", "agents.count")
+    if scenario.transport != "inproc":
+        expected = "expected transport: inproc with a hierarchical topology"
+        raise problem(f"{expected} (tree nodes in tcp processes are not built yet)", "transport")
+    for index, stream in enumerate(scenario.workload):
+        if stream.kind == "task":
+            expected = "tasks in a tree need work stealing, which is not built yet"
+            raise problem(f"{expected}; use topology kind: flat", f"workload[{index}].kind")
+    if scenario.faults:
+        expected = "faults in a tree (re-attachment) are not built yet"
+        raise problem(f"{expected}; use topology kind: flat", "faults")

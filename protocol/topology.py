@@ -1,0 +1,53 @@
+"""The shape of a tree of coordinators: their ids, their parents, and where agents attach.
+
+A tree of ``levels`` levels with ``branching`` children per inner coordinator has
+a root (``COORDINATOR_ID``, level 1) and, below each inner coordinator, children
+numbered from 1: child ``i`` of ``n`` is ``f"{n}.{i}"`` (``coord.2.1``). Agents
+attach to the leaves (the coordinators of the last level), at most ``branching``
+each, spread round robin: agent ``k`` to leaf ``k mod leaves``. One level is a
+flat coordinator. The harness compiles a scenario's ``topology`` into the plan
+with these functions, so both drivers build the same tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.nodes import COORDINATOR_ID
+
+
+@dataclass(frozen=True, slots=True)
+class TreeNode:
+    """A coordinator below the root, and its parent."""
+
+    node_id: str
+    parent: str
+
+
+def tree(branching: int, levels: int) -> tuple[TreeNode, ...]:
+    """Every coordinator below the root, breadth first (parents before children)."""
+    nodes: list[TreeNode] = []
+    level = [COORDINATOR_ID]
+    for _ in range(levels - 1):
+        below = [f"{parent}.{i}" for parent in level for i in range(1, branching + 1)]
+        nodes.extend(TreeNode(node, node.rsplit(".", 1)[0]) for node in below)
+        level = below
+    return tuple(nodes)
+
+
+def leaves(nodes: tuple[TreeNode, ...]) -> list[str]:
+    """The coordinators agents attach to: those with no child (the root if alone)."""
+    parents = {node.parent for node in nodes}
+    found = [node.node_id for node in nodes if node.node_id not in parents]
+    return found or [COORDINATOR_ID]
+
+
+def capacity(branching: int, levels: int) -> int:
+    """How many agents the tree takes: ``branching`` per leaf."""
+    return branching**levels if levels > 1 else 1 << 30
+
+
+def attach(count: int, nodes: tuple[TreeNode, ...]) -> list[str]:
+    """The coordinator of each of ``count`` agents, round robin over the leaves."""
+    ends = leaves(nodes)
+    return [ends[k % len(ends)] for k in range(count)]

@@ -1,0 +1,29 @@
+"""The real in-process driver runs a tree of coordinators: every coordinator and agent
+on one event loop, the load starting once every subscription has reached every
+coordinator. Nothing here asserts a time."""
+
+from __future__ import annotations
+
+from real.inproc.run import run_plan
+from tests.sim.test_sim_tree import tree_plan
+
+
+def test_a_tree_on_one_loop_delivers_everything_once() -> None:
+    plan = tree_plan(
+        duration=1.5,
+        workload=[
+            {"kind": "publish", "arrival": {"process": "poisson", "rate": 300}},
+            {"kind": "direct", "arrival": {"process": "poisson", "rate": 100}},
+            {"kind": "broadcast", "arrival": {"process": "poisson", "rate": 10}},
+            {"kind": "memory", "arrival": {"process": "poisson", "rate": 50}},
+        ],
+    )
+    result = run_plan(plan, use_uvloop=False)
+    got = [(c.op_id, c.node) for c in result.completions if not c.duplicate]
+    assert len(got) == len(set(got)) == plan.expected_total
+    assert all(c.intact for c in result.completions)
+    status = result.status
+    assert status is not None
+    peers = sorted(name for name in status if name.startswith("peer:"))
+    assert peers == ["peer:coord.1", "peer:coord.2", "peer:coord.3"]  # the root's children
+    assert not any(name.startswith("agent:") for name in status)  # agents are on the leaves

@@ -1,0 +1,64 @@
+"""A tree of coordinators in the model, read off the simulated clock.
+
+With ``Calibration.deterministic`` (every service exactly ``S``, every hop exactly
+``H``, each node a CPU of its own) a direct message's latency is its path's hops
+and services, which can be counted by hand: within one leaf, agent -> leaf ->
+agent; across the tree, agent -> leaf -> inner -> root -> inner -> leaf -> agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import parse_scenario
+from protocol.plan import Operation, OpKind, Plan
+from sim import Calibration, run_plan
+
+S, H = 0.0001, 0.001  # service and hop, seconds
+
+
+def tree_plan(**fields: object) -> Plan:
+    data = {
+        "name": "tree",
+        "seed": 3,
+        "duration": 2.0,
+        "warmup": 0.5,
+        "topology": {"kind": "hierarchical", "branching": 3, "levels": 3},
+        "agents": {"count": 27},
+        "topics": {"count": 6, "fanout": 4},
+        "workload": [{"kind": "publish", "arrival": {"process": "poisson", "rate": 300}}],
+    }
+    data.update(fields)
+    return compile_plan(parse_scenario(data, "tree.yaml"))
+
+
+def test_a_direct_across_the_tree_takes_its_path_of_hops() -> None:
+    plan = tree_plan()
+    leaf = {spec.agent_id: spec.coordinator for spec in plan.agents}
+    a = plan.agents[0].agent_id  # under coord.1.1
+    near = next(x for x, c in leaf.items() if c == leaf[a] and x != a)
+    far = next(x for x, c in leaf.items() if c.startswith("coord.3."))
+    ops = (
+        Operation(1, 1.0, OpKind.DIRECT, a, near, 64, 1),
+        Operation(2, 1.5, OpKind.DIRECT, a, far, 64, 1),
+    )
+    result = run_plan(replace(plan, operations=ops), Calibration.deterministic(S, H))
+    done = {c.op_id: c.at for c in result.completions if not c.duplicate}
+    near_latency = done[1] - 1.0
+    far_latency = done[2] - 1.5
+    # agent's request, then each hop: 2 hops within a leaf, 6 across, one service per node
+    assert near_latency == pytest.approx(2 * H + 3 * S, abs=S)
+    assert far_latency == pytest.approx(6 * H + 7 * S, abs=S)
+
+
+def test_the_model_delivers_every_publish_in_a_tree_and_repeats_itself() -> None:
+    plan = tree_plan()
+    calibration = Calibration.deterministic(S, H)
+    first, second = run_plan(plan, calibration), run_plan(plan, calibration)
+    got = [(c.op_id, c.node) for c in first.completions if not c.duplicate]
+    assert len(got) == len(set(got)) == plan.expected_total
+    assert first.completions == second.completions
+    assert first.status is not None and "peer:coord.1" in first.status
