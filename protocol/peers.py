@@ -17,8 +17,13 @@ whole snapshot (``Interest``): to its parent, the patterns followed in its
 subtree and the agents in it; to a child, the patterns followed outside that
 child's subtree. A neighbour's patterns go into the ``SubscriptionIndex``
 under the neighbour's id, as if it were one subscriber, and a child's agents
-into ``via`` (agent to child). Snapshots are sent ``INTEREST_DELAY`` after a
-change (changes in between go out as one), numbered, resent until acked
+into ``via`` (agent to child). When more than ``DOWN_LIMIT`` patterns are
+followed outside a child's subtree, the child is told ``#`` instead: it sends
+every publish up, one hop more for those nobody outside follows, so that no
+coordinator keeps the patterns of the whole tree (at 100,000 agents in 11,111
+coordinators that is the difference between gigabytes and megabytes). Snapshots are sent ``INTEREST_DELAY`` after a
+change (changes in between go out as one), numbered, one in flight per
+neighbour (a change made meanwhile follows the ack), resent until acked
 (``InterestAck``), and applied only if newer than the last applied; a
 version is ``epoch << 20`` plus a count, the epoch being the time of the
 first send in microseconds (plus ``EPOCH_OFFSET``, so that it is positive), so a
@@ -50,6 +55,7 @@ agent's own retry, which the root answers from its de-duplication table.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mypy_extensions import trait
@@ -80,6 +86,8 @@ INF = float("inf")
 INTEREST_DELAY = 0.005  # changes within this long after a first go out as one Interest
 EPOCH_SHIFT = 20  # a version's low bits count snapshots within one life
 EPOCH_OFFSET = 1 << 40  # microseconds (about 12 days) added to the time of the epoch
+DOWN_LIMIT = 256  # more patterns followed outside a child's subtree than this: "#"
+EVERYTHING = ("#",)
 
 
 @dataclass(slots=True)
@@ -269,40 +277,52 @@ class PeerRouting:
         another neighbour; to the parent also the agents here and below."""
         patterns = self.subscriptions.patterns_except(peer)
         if peer != self.parent:
+            if len(patterns) > DOWN_LIMIT:
+                return EVERYTHING, ()  # "send me every publish": the child keeps little
             return patterns, ()
         members = [n for n, s in self.sessions.items() if not s.peer]
         members.extend(self.via)
         return patterns, tuple(sorted(members))
 
     def _send_interest(self, now: float) -> None:
-        self._tree.interest_due = INF
-        self._tree.interest_dirty = False
-        if not self._tree.epoch:
+        """Send each live neighbour its snapshot if it changed (one in flight per
+        neighbour: a change made while one is unacked follows the ack), or resend an
+        unacked one that is due."""
+        tree = self._tree
+        tree.interest_due = INF
+        held = False
+        if not tree.epoch:
             # microseconds, shifted up so that a run clock's negative times (a model
             # starts its nodes before time 0) still give a positive, growing epoch
-            self._tree.epoch = (int(now * 1_000_000) + EPOCH_OFFSET) << EPOCH_SHIFT
+            tree.epoch = (int(now * 1_000_000) + EPOCH_OFFSET) << EPOCH_SHIFT
         for peer in self.peers:
             session = self.sessions.get(peer)
             if session is None or not session.alive:
                 continue
-            link = self._tree.links[peer]
+            link = tree.links[peer]
             snapshot = self._snapshot(peer)
             if snapshot != link.sent:
+                if not link.acked and now < link.resend_at:
+                    held = True
+                    tree.interest_due = min(tree.interest_due, link.resend_at)
+                    continue
                 link.count += 1
                 link.sent = snapshot
-                link.version = self._tree.epoch + link.count
+                link.version = tree.epoch + link.count
                 link.acked = False
                 link.attempt = 0
-            elif link.acked or now < link.resend_at:
-                if not link.acked:
-                    self._tree.interest_due = min(self._tree.interest_due, link.resend_at)
+            elif link.acked:
+                continue
+            elif now < link.resend_at:
+                tree.interest_due = min(tree.interest_due, link.resend_at)
                 continue
             else:
                 link.attempt += 1
             self._out.append((peer, Interest(link.version, *snapshot)))
             wait = backoff(session.rto.rto, link.attempt, self.settings.max_rto)
             link.resend_at = now + wait
-            self._tree.interest_due = min(self._tree.interest_due, link.resend_at)
+            tree.interest_due = min(tree.interest_due, link.resend_at)
+        tree.interest_dirty = held
 
     def _on_interest(self, src: str, msg: Interest, now: float) -> None:
         session = self.sessions[src]
@@ -350,6 +370,8 @@ class PeerRouting:
         link = self._tree.links.get(src)
         if link is not None and msg.version == link.version:
             link.acked = True
+            if self._tree.interest_dirty:  # a newer snapshot waited for this ack
+                self._interest_changed(now)
 
     # --- ops between coordinators ------------------------------------------------------
 
@@ -448,3 +470,23 @@ class PeerRouting:
         child = self.via.get(msg.dst)
         if child is not None:
             self._out.append((child, msg))
+
+
+def tree_note(coordinators: Sequence[PeerRouting]) -> str:
+    """One line on how a tree's coordinators shared the work, level by level (the root
+    is level 1): how many there are, the messages each level sent (mean per node and
+    the busiest), and the ``Busy`` refusals and redeliveries; both drivers note it."""
+    levels: dict[int, list[PeerRouting]] = {}
+    for coordinator in coordinators:
+        levels.setdefault(coordinator.node_id.count(".") + 1, []).append(coordinator)
+    parts = []
+    for level in sorted(levels):
+        nodes = levels[level]
+        sent = [c.stats.sent for c in nodes]
+        busy = sum(c.stats.busy for c in nodes)
+        again = sum(c.stats.redelivered for c in nodes)
+        parts.append(
+            f"level {level}: {len(nodes)} sent {sum(sent) // len(nodes)} each "
+            f"(most {max(sent)}), Busy {busy}, redelivered {again}"
+        )
+    return f"tree of {len(coordinators)} coordinators: " + "; ".join(parts)

@@ -85,6 +85,7 @@ from protocol.coordinator import Coordinator
 from protocol.links import spread
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
+from protocol.peers import tree_note
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
 from protocol.records import (
@@ -610,6 +611,9 @@ class ModelRun:
             )
         if engine.undeliverable:
             notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
+        if self.tree:
+            nodes = [engine.nodes[COORDINATOR_ID], *self.tree]
+            notes.append(tree_note([n.core for n in nodes if isinstance(n.core, Coordinator)]))
         busy = engine.busy()
         if busy:
             charged = ", ".join(

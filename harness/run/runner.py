@@ -182,8 +182,10 @@ def _run_model(
     hosts = model.coordinator_hosts
     if scenario.transport == "tcp":  # agents share their worker process's CPU
         workers = scenario.agents.workers
-        # this machine's cores are shared by its processes; a what-if is about other machines
-        cores = calibration.cores if calibration.cores and not model.what_ifs() else None
+        # this machine's cores are shared by its processes; a what-if is about other
+        # machines, and so is a tcp tree (the model only: each coordinator on its own)
+        elsewhere = model.what_ifs() or scenario.topology.tree
+        cores = calibration.cores if calibration.cores and not elsewhere else None
         links = 0 if scenario.agents.connections == "per_agent" else LINKS_PER_WORKER
         result = sim_run(
             plan,

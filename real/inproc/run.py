@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from protocol.peers import tree_note
 from protocol.plan import Plan
 from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, LiveParts, ProcessUsage
 from real.clock import RunClock, new_event_loop
@@ -32,6 +33,7 @@ from real.inproc.hub import (
     agents_of,
     ask_status,
     build_hub,
+    coordinators_of,
     probe,
     register_all,
     replay,
@@ -173,6 +175,9 @@ async def replay_registered(
     result.end_time = hub.clock.now()
     queued = sum(agent.pending for agent in agents_of(hub))
     result.notes.append(f"messages routed: {hub.messages}")
+    coordinators = coordinators_of(hub)
+    if len(coordinators) > 1:
+        result.notes.append(tree_note(coordinators))
     lag_note = hub.lag.note()
     if lag_note is not None:
         result.notes.append(lag_note)

@@ -272,3 +272,20 @@ def test_the_tree_is_deterministic() -> None:
         net.wait("quiet")
     assert first.log == second.log
     assert DeliveryKind.PUBLISH in {m.kind for _, _, m in first.log if type(m) is Deliver}
+
+
+def test_a_child_told_everything_sends_every_publish_up_and_loses_nothing() -> None:
+    """More than 256 patterns followed outside a child's subtree: the child is told
+    "#" rather than all of them, so it keeps one pattern, and the parent routes."""
+    settings = ProtocolSettings(heartbeat_interval=0.05, ack_timeout=0.02, max_rto=0.2)
+    many = tuple(f"t{i}" for i in range(300))
+    net = build(settings, Faults(), 2, (0,), (("wide", (), many, 0), ("leafy", (), (), 1)))
+    leaf = net.children["c1"]
+    assert leaf.subscriptions.patterns_of(COORD) == ("#",)
+    leafy = net.agents["leafy"]
+    leafy.publish(1, "t299", b"p", net.now)
+    leafy.publish(2, "nobody.follows", b"p", net.now)
+    net._flush("leafy", leafy)
+    net.wait("quiet")
+    assert [(c.op_id, c.node) for c in net.agents["wide"].completions] == [(1, "wide")]
+    assert sorted(delivers(net, 2)) == [("c1", COORD)]  # one hop up, then nowhere

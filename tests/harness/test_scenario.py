@@ -276,7 +276,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "tree on tcp",
         {"topology": {"kind": "hierarchical"}, "transport": "tcp"},
         "transport",
-        "expected transport: inproc with a hierarchical topology",
+        "expected transport: inproc with a hierarchical topology on the real backend",
     ),
     (
         "tasks in a tree",

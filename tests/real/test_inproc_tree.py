@@ -27,3 +27,4 @@ def test_a_tree_on_one_loop_delivers_everything_once() -> None:
     peers = sorted(name for name in status if name.startswith("peer:"))
     assert peers == ["peer:coord.1", "peer:coord.2", "peer:coord.3"]  # the root's children
     assert not any(name.startswith("agent:") for name in status)  # agents are on the leaves
+    assert any(note.startswith("tree of 13 coordinators: level 1: 1") for note in result.notes)

@@ -62,3 +62,5 @@ def test_the_model_delivers_every_publish_in_a_tree_and_repeats_itself() -> None
     assert len(got) == len(set(got)) == plan.expected_total
     assert first.completions == second.completions
     assert first.status is not None and "peer:coord.1" in first.status
+    (tree,) = [note for note in first.notes if note.startswith("tree of 13 coordinators")]
+    assert "level 1: 1 sent" in tree and "level 3: 9 sent" in tree
