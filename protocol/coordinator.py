@@ -7,7 +7,10 @@ rejected registration, a peer that sent garbage). Nothing here reads a
 clock, sleeps or does I/O.
 
 The bus (subscriptions, routing, credit windows and retransmission) is the
-``protocol.bus.BusRouting`` mixin. Operations are de-duplicated by
+``protocol.bus.BusRouting`` mixin. In a tree of coordinators (``parent`` set, or
+children that joined), ``protocol.peers.PeerRouting`` makes the neighbours
+sessions of their own and routes across them; a child's driver calls
+``start(now)`` once, to join its parent. Operations are de-duplicated by
 ``(origin, op_id)``, so a retried publish, task or memory write is answered
 again without being applied twice. Only the newest ``DEDUP_WINDOW`` op ids
 of each origin are remembered, so a flood of accepted requests cannot grow
