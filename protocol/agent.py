@@ -14,7 +14,11 @@ Deliveries are de-duplicated by ``(origin, op_id)``: the handler runs once
 per operation however often the coordinator resends it. Every delivery is
 acked; acks are batched per ``drain()`` call, so a driver that handles a
 burst of messages before draining sends one ``Ack``. A task delivery runs
-the built-in handler (echo the payload) and returns a ``TaskResult``.
+the built-in handler: it works for the time the payload names
+(``protocol.payload.task_work``; ``next_deadline`` says when it is done), then
+echoes the payload in a ``TaskResult``. An agent runs one task at a time; a
+task that arrives meanwhile waits its turn, and a redelivery of a task that is
+waiting or running changes nothing but the delivery id its result will carry.
 
 Each handled operation appends a ``Completion`` (stamped with the ``now``
 the driver passed) to ``completions``; the driver collects them.
@@ -47,7 +51,7 @@ from protocol.messages import (
     TaskSubmit,
     Welcome,
 )
-from protocol.payload import checksum
+from protocol.payload import checksum, task_work
 from protocol.records import DELETED, Completion, WriteAck
 from protocol.requests import Request, RequestWindow
 from protocol.settings import ProtocolSettings
@@ -85,6 +89,8 @@ class Agent:
         self._seen: set[tuple[str, int]] = set()
         self._task_results: dict[tuple[str, int], TaskResult] = {}
         self._tasks_done: set[int] = set()
+        self._working: dict[tuple[str, int], Deliver] = {}  # the first one runs
+        self._task_due: float | None = None  # when the running task's work is done
         self.requests = RequestWindow(settings)
         self.shed: list[int] = self.requests.shed  # op ids given up unaccepted, in order
         self._heartbeat_interval = settings.heartbeat_interval
@@ -153,12 +159,21 @@ class Agent:
             self._heartbeat_seq += 1
             self._out.append((self.coordinator, Heartbeat(self._heartbeat_seq)))
             self._next_heartbeat = now + self._heartbeat_interval
+        if self._task_due is not None and now >= self._task_due:
+            self._task_due = None
+            self._finish_task()
+            self._start_task(now)
         self.requests.on_timer(now)
         self._send_requests()
 
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do."""
-        candidates = [self._next_heartbeat, self._next_hello, self.requests.next_deadline()]
+        candidates = [
+            self._next_heartbeat,
+            self._next_hello,
+            self.requests.next_deadline(),
+            self._task_due,
+        ]
         times = [t for t in candidates if t is not None]
         return min(times) if times else None
 
@@ -241,7 +256,7 @@ class Agent:
     def _on_deliver(self, msg: Deliver, now: float) -> None:
         key = (msg.origin, msg.op_id)
         if msg.kind == DeliveryKind.TASK:
-            self._run_task(msg, key)
+            self._take_task(msg, key, now)
             return
         self._acks.append(msg.msg_id)
         duplicate = key in self._seen
@@ -250,19 +265,37 @@ class Agent:
         intact = checksum(msg.payload) == msg.checksum
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
 
-    def _run_task(self, msg: Deliver, key: tuple[str, int]) -> None:
-        """Run the built-in task handler once; a redelivery resends the same result.
+    def _take_task(self, msg: Deliver, key: tuple[str, int], now: float) -> None:
+        """Queue a task to run once; a redelivery of a finished one resends its result.
 
         The result doubles as the delivery's ack (see ``TaskResult``).
         """
         result = self._task_results.get(key)
-        if result is None:
-            result = TaskResult(
-                msg.msg_id, msg.origin, msg.op_id, msg.payload, checksum(msg.payload)
-            )
-            self._task_results[key] = result
-        elif result.msg_id != msg.msg_id:
-            result = replace(result, msg_id=msg.msg_id)
+        if result is not None:
+            if result.msg_id != msg.msg_id:
+                result = replace(result, msg_id=msg.msg_id)
+            self._out.append((self.coordinator, result))
+            return
+        idle = not self._working
+        self._working[key] = msg  # a redelivery keeps its place, with the newest msg_id
+        if idle:
+            self._start_task(now)
+
+    def _start_task(self, now: float) -> None:
+        """Start the first waiting task; finish at once those that ask for no work."""
+        while self._working:
+            work = task_work(next(iter(self._working.values())).payload)
+            if work > 0:
+                self._task_due = now + work
+                return
+            self._finish_task()
+
+    def _finish_task(self) -> None:
+        """Answer the first waiting task: the result echoes its payload."""
+        key, msg = next(iter(self._working.items()))
+        del self._working[key]
+        result = TaskResult(msg.msg_id, msg.origin, msg.op_id, msg.payload, checksum(msg.payload))
+        self._task_results[key] = result
         self._out.append((self.coordinator, result))
 
     def _on_task_done(self, msg: TaskDone, now: float) -> None:

@@ -22,7 +22,8 @@ message, so retransmissions cannot multiply the load of an overloaded
 system. Operations are
 de-duplicated by ``(origin, op_id)`` (``Coordinator._remember``), so a
 retried publish is not routed twice. ``TaskDone`` is resent the same way
-until the submitter acks it.
+until the submitter acks it, and ``TaskBack`` until the neighbour acks it
+(``protocol.tasks``).
 
 An agent follows at most ``max_subscriptions`` patterns: a ``Subscribe``
 beyond that is refused with an ``Error`` naming the limit (and changes
@@ -47,6 +48,7 @@ from protocol.messages import (
     Message,
     Publish,
     Subscribe,
+    TaskBack,
     TaskDone,
     Unsubscribe,
 )
@@ -55,7 +57,7 @@ from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex
 
-Retry = tuple[Deliver | TaskDone, tuple[str, ...], int]
+Retry = tuple[Deliver | TaskDone | TaskBack, tuple[str, ...], int]
 
 
 @trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
@@ -73,6 +75,7 @@ class BusRouting:
     _routed: dict[OpKey, int]
     _held_keys: set[OpKey]
     _done_pending: dict[OpKey, TaskDone]
+    _back_pending: dict[OpKey, TaskBack]
     _retries: RetryHeap[Retry]
     _next_msg_id: int
 
@@ -88,7 +91,7 @@ class BusRouting:
         raise NotImplementedError  # the coordinator's
 
     def _assign_waiting(self, now: float) -> None:
-        raise NotImplementedError  # the coordinator's
+        raise NotImplementedError  # protocol.tasks
 
     # --- subscriptions ------------------------------------------------------------
 
@@ -288,7 +291,12 @@ class BusRouting:
     def _resend_expired(self, now: float) -> None:
         for msg, nodes, attempt in self._retries.pop_due(now):
             if isinstance(msg, TaskDone):
-                self._resend_done(msg, nodes[0], attempt, now)
+                owed = (nodes[0], msg.op_id) in self._done_pending
+                self._resend_answer(msg, nodes[0], attempt, owed, now)
+                continue
+            if isinstance(msg, TaskBack):
+                owed = (msg.origin, msg.op_id) in self._back_pending
+                self._resend_answer(msg, nodes[0], attempt, owed, now)
                 continue
             again = []
             wait = 0.0
@@ -311,12 +319,14 @@ class BusRouting:
         session = self.sessions.get(node)
         return session.rto.rto if session is not None else self.settings.ack_timeout
 
-    def _resend_done(self, done: TaskDone, node: str, attempt: int, now: float) -> None:
-        key = (node, done.op_id)
-        if key in self._done_pending:
+    def _resend_answer(
+        self, msg: TaskDone | TaskBack, node: str, attempt: int, owed: bool, now: float
+    ) -> None:
+        """Resend a task's answer while it is ``owed`` (not acked yet), backing off."""
+        if owed:
             session = self.sessions.get(node)
             if session is not None and session.alive:
-                self._out.append((node, done))
+                self._out.append((node, msg))
                 self.stats.redelivered += 1
             due = now + backoff(self._link_rto(node), attempt + 1, self.settings.max_rto)
-            self._retries.push(due, (done, (node,), attempt + 1))
+            self._retries.push(due, (msg, (node,), attempt + 1))

@@ -20,15 +20,17 @@ remembered at all: it changes nothing, so a retried one simply reads again
 (remembering it would keep every value it returned alive, however often the
 key was overwritten since).
 
-Tasks go to the least-loaded live agent with the capability, as a
-``Deliver`` of kind TASK. The worker answers with ``TaskResult``, which is
-also that delivery's ack; the
-coordinator forwards ``TaskDone`` to the submitter and resends it until the
-submitter acks. When an agent misses heartbeats for ``failure_after`` it is
-marked failed: its in-flight tasks are reassigned (and not sent to it again),
-and its deliveries are held, bounded by ``Busy``, until it comes back, when
-they are resent, or until ``session_expiry``, when they are dropped (that
-part lives in ``protocol.failures``).
+Tasks (``protocol.tasks``) go to the live agent with the capability that
+holds the fewest (at most ``task_slots`` each), as a ``Deliver`` of kind
+TASK; in a tree, to a subtree with a free slot, and idle subtrees steal
+waiting tasks from loaded ones (``protocol.stealing``). The worker answers
+with ``TaskResult``, which is also that delivery's ack; the coordinator
+forwards ``TaskDone`` to the submitter and resends it until the submitter
+acks. When an agent misses heartbeats for ``failure_after`` it is marked
+failed: its in-flight tasks are reassigned (and not sent to it again), and
+its deliveries are held, bounded by ``Busy``, until it comes back, when they
+are resent, or until ``session_expiry``, when they are dropped (that part
+lives in ``protocol.failures``).
 
 Memory requests go to ``MemoryStore``, which refuses writes beyond the
 quotas of ``ProtocolSettings`` (keys, bytes, value size) with a failed
@@ -55,15 +57,13 @@ from typing import Any
 
 from protocol.bus import BusRouting, Retry
 from protocol.failures import FailureHandling
-from protocol.journal import BusEntry, BusJournal, BusState, PendingTask
+from protocol.journal import BusEntry, BusJournal, BusState
 from protocol.memory import MemoryStore, Write
 from protocol.messages import (
     Accepted,
     Ack,
     Broadcast,
-    Busy,
     Deliver,
-    DeliveryKind,
     Direct,
     Error,
     Heartbeat,
@@ -71,6 +71,7 @@ from protocol.messages import (
     Interest,
     InterestAck,
     ListRequest,
+    Load,
     MemBack,
     MemForward,
     MemReply,
@@ -83,7 +84,11 @@ from protocol.messages import (
     Publish,
     Reject,
     StatusRequest,
+    StealReply,
+    StealRequest,
     Subscribe,
+    TaskBack,
+    TaskBackAck,
     TaskDone,
     TaskDoneAck,
     TaskResult,
@@ -97,6 +102,8 @@ from protocol.retransmit import RetryHeap, RtoEstimator
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.status import StatusJob, StatusReporting
+from protocol.stealing import StealState, WorkStealing
+from protocol.tasks import TaskPlacement
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
 
 LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
@@ -104,7 +111,9 @@ DEDUP_WINDOW = 16384  # op ids remembered per origin to answer retries
 Outgoing = tuple[str, Message]
 
 
-class Coordinator(BusRouting, FailureHandling, StatusReporting, PeerRouting):
+class Coordinator(
+    BusRouting, FailureHandling, StatusReporting, PeerRouting, WorkStealing, TaskPlacement
+):
     """The coordinator protocol state machine."""
 
     def __init__(
@@ -141,6 +150,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting, PeerRouting):
         self._held_replies: list[Outgoing] = []
         self._held_keys: set[OpKey] = set()
         self._done_pending: dict[OpKey, TaskDone] = {}
+        self._back_pending: dict[OpKey, TaskBack] = {}
         self._retries: RetryHeap[Retry] = RetryHeap()
         self._next_msg_id = 1
         self._next_sweep: float | None = None
@@ -149,6 +159,7 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting, PeerRouting):
         self.via: dict[str, str] = {}
         self.peers: list[str] = []
         self._tree = TreeState()
+        self._steal = StealState()
 
     # --- driver interface -----------------------------------------------------
 
@@ -280,12 +291,28 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting, PeerRouting):
             self.stats.links_lost += 1
             self._fail(session, now)
 
-    # PeerRouting's, called from the mixins before it (whose stubs would shadow them)
+    # the later mixins' methods, called from mixins before them (whose stubs would
+    # shadow them in the method resolution order)
     def _interest_changed(self, now: float) -> None:
         PeerRouting._interest_changed(self, now)
 
     def _direct_to(self, dst: str, came_from: str) -> tuple[str, ...]:
         return PeerRouting._direct_to(self, dst, came_from)
+
+    def _send_load(self, now: float, beat: bool) -> None:
+        WorkStealing._send_load(self, now, beat)
+
+    def _assign_waiting(self, now: float) -> None:
+        TaskPlacement._assign_waiting(self, now)
+
+    def _assign(self, task: Task, worker: Session, now: float) -> None:
+        TaskPlacement._assign(self, task, worker, now)
+
+    def _on_peer_task(self, src: str, msg: Deliver, now: float) -> None:
+        TaskPlacement._on_peer_task(self, src, msg, now)
+
+    def _give_back(self, task: Task, now: float) -> bool:
+        return TaskPlacement._give_back(self, task, now)
 
     def knows(self, node: str) -> bool:
         """True once ``node`` has registered (it may since have failed)."""
@@ -386,90 +413,6 @@ class Coordinator(BusRouting, FailureHandling, StatusReporting, PeerRouting):
         else:
             self._out.append((src, reply))
 
-    # --- tasks ---------------------------------------------------------------
-
-    def _on_task_submit(self, src: str, msg: TaskSubmit, now: float) -> None:
-        key = (src, msg.op_id)
-        if self.unassigned:
-            self._assign_waiting(now)
-        if key not in self._routed and len(self.unassigned) >= self.settings.max_backlog:
-            self.stats.busy += 1
-            self._out.append((src, Busy(msg.op_id, self.settings.busy_retry)))
-            return
-        if key in self._held_keys:
-            return  # its answer goes out once the task is durable
-        if key not in self.tasks and key not in self._routed:
-            task = Task(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
-            self.tasks[key] = task
-            self._routed[key] = 1
-            self._remember(key)
-            self.unassigned.append(task)
-            pending = PendingTask(src, msg.op_id, msg.capability, msg.payload, msg.checksum)
-            self.journal.task(pending)
-            self._accept(src, key, Accepted(msg.op_id, 1))
-            self._assign_waiting(now)
-            return
-        self._out.append((src, Accepted(msg.op_id, 1)))
-
-    def _assign_waiting(self, now: float) -> None:
-        waiting = len(self.unassigned)
-        for _ in range(waiting):
-            task = self.unassigned.popleft()
-            worker = self._least_loaded(task.capability)
-            if worker is None or len(worker.backlog) >= self.settings.max_backlog:
-                self.unassigned.append(task)
-                continue
-            self._assign(task, worker, now)
-
-    def _least_loaded(self, capability: str) -> Session | None:
-        best: Session | None = None
-        for session in self.sessions.values():
-            if not session.alive or capability not in session.capabilities:
-                continue
-            if best is None or len(session.tasks) < len(best.tasks):
-                best = session
-        return best
-
-    def _assign(self, task: Task, worker: Session, now: float) -> None:
-        task.worker = worker.node_id
-        if task.taken_from is not None:
-            self.events.append(NodeEvent(now, "reassigned", task.taken_from))
-            task.taken_from = None
-        worker.tasks.add((task.origin, task.op_id))
-        deliver = Deliver(
-            self._next_msg_id,
-            DeliveryKind.TASK,
-            task.origin,
-            task.op_id,
-            task.capability,
-            task.payload,
-            task.checksum,
-        )
-        self._next_msg_id += 1
-        self._enqueue(deliver, [worker], now)
-
-    def _on_task_result(self, src: str, msg: TaskResult, now: float) -> None:
-        session = self.sessions[src]
-        session.rto.answer(msg.msg_id, now)
-        if session.inflight.pop(msg.msg_id, None) is not None and session.backlog:
-            self._refill(session, now)
-        if self.unassigned:
-            self._assign_waiting(now)
-        key = (msg.origin, msg.op_id)
-        task = self.tasks.pop(key, None)
-        if task is None:
-            return  # a late result from a worker the task was taken from
-        if task.worker is not None and task.worker in self.sessions:
-            self.sessions[task.worker].tasks.discard(key)
-        done = TaskDone(msg.op_id, src, msg.payload, msg.checksum)
-        self._done_pending[key] = done
-        self._out.append((msg.origin, done))
-        self._retries.push(now + self._link_rto(msg.origin), (done, (msg.origin,), 0))
-
-    def _on_task_done_ack(self, src: str, msg: TaskDoneAck, now: float) -> None:
-        if self._done_pending.pop((src, msg.op_id), None) is not None:
-            self.journal.finished(src, msg.op_id)
-
     # --- memory --------------------------------------------------------------
 
     def _on_mem_request(self, src: str, msg: MemRequest, now: float) -> None:
@@ -535,9 +478,14 @@ _HANDLERS: dict[type, Callable[[Coordinator, str, Any, float], None]] = {
     Direct: BusRouting._on_direct,
     Broadcast: BusRouting._on_broadcast,
     Ack: BusRouting._on_ack,
-    TaskSubmit: Coordinator._on_task_submit,
-    TaskResult: Coordinator._on_task_result,
-    TaskDoneAck: Coordinator._on_task_done_ack,
+    TaskSubmit: TaskPlacement._on_task_submit,
+    TaskResult: TaskPlacement._on_task_result,
+    TaskDoneAck: TaskPlacement._on_task_done_ack,
+    TaskBack: TaskPlacement._on_task_back,
+    TaskBackAck: TaskPlacement._on_task_back_ack,
+    Load: WorkStealing._on_load,
+    StealRequest: WorkStealing._on_steal_request,
+    StealReply: WorkStealing._on_steal_reply,
     MemRequest: Coordinator._on_mem_request,
     PeerHello: PeerRouting._on_peer_hello,
     Welcome: PeerRouting._on_welcome,

@@ -5,7 +5,8 @@ coordinator's module stays about the bus, tasks and memory. The sweep
 (``_detect_failures``, every ``heartbeat_interval / 2``) marks an agent
 failed once it has been silent for ``failure_after``; a closed link does so
 at once (``Coordinator.link_closed``). A failed agent's tasks go back to the
-unassigned queue for another worker, and the task deliveries it still had
+unassigned queue for another worker (or, in a tree, a task a neighbour gave is
+returned to it unrun, ``protocol.tasks``), and the task deliveries it still had
 are forgotten so it does not run them again on return. Its other
 deliveries stay held (bounded by ``Busy``) until it speaks again
 (``_revive``) or it has been failed for ``session_expiry``, when they are
@@ -46,6 +47,9 @@ class FailureHandling:
 
     def _resend_session(self, session: Session, now: float) -> None:
         raise NotImplementedError  # the coordinator's
+
+    def _give_back(self, task: Task, now: float) -> bool:
+        raise NotImplementedError  # protocol.tasks
 
     def _interest_changed(self, now: float) -> None:
         raise NotImplementedError  # protocol.peers
@@ -122,8 +126,9 @@ class FailureHandling:
             if task is not None:
                 task.worker = None
                 task.taken_from = session.node_id
-                self.unassigned.append(task)
                 self.stats.tasks_reassigned += 1
+                if not (task.came_from and self._give_back(task, now)):
+                    self.unassigned.append(task)  # else back to the neighbour that gave it
         session.tasks.clear()
         self._drop_task_deliveries(session)
         self._assign_waiting(now)

@@ -324,6 +324,63 @@ class MemBack:
     error: str = ""
 
 
+# --- tasks across a tree (``protocol.tasks``, ``protocol.stealing``) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """K -> P: the task load of the sender's subtree, sent when it changes and with
+    each heartbeat; applied only if ``seq`` is newer than the last applied.
+
+    ``queued``: tasks waiting for an agent; ``work``: their expected seconds of
+    work; ``free``: agents with no task beyond what waits; ``agents``: live
+    agents; ``capabilities``: what those agents can do, sorted."""
+
+    seq: int
+    queued: int
+    work: float
+    free: int
+    agents: int
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StealRequest:
+    """P -> K: give me up to ``want`` of your waiting tasks (none already started)."""
+
+    steal_id: int
+    want: int
+
+
+@dataclass(frozen=True, slots=True)
+class StealReply:
+    """K -> P: ``given`` tasks went to you for steal ``steal_id`` as TASK ``Deliver``s
+    sent before this reply (0: refused, nothing was waiting)."""
+
+    steal_id: int
+    given: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskBack:
+    """coordinator -> the neighbour that gave it task ``(origin, op_id)``: its result,
+    run on agent ``worker``. Resent until ``TaskBackAck``."""
+
+    origin: str
+    op_id: int
+    worker: str
+    payload: bytes
+    checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskBackAck:
+    """The answer to ``TaskBack``: the result of ``(origin, op_id)`` arrived."""
+
+    origin: str
+    op_id: int
+
+
 # --- status (monitoring) ---------------------------------------------------------------
 
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "failed")
@@ -435,6 +492,11 @@ Message = (
     | InterestAck
     | MemForward
     | MemBack
+    | Load
+    | StealRequest
+    | StealReply
+    | TaskBack
+    | TaskBackAck
 )
 
 WIRE_CODES: dict[type[Message], int] = {
@@ -469,6 +531,11 @@ WIRE_CODES: dict[type[Message], int] = {
     InterestAck: 62,
     MemForward: 63,
     MemBack: 64,
+    Load: 65,
+    StealRequest: 66,
+    StealReply: 67,
+    TaskBack: 68,
+    TaskBackAck: 69,
 }
 """Each message type's code: the first element of its msgpack array on the wire."""
 

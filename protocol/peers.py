@@ -9,8 +9,11 @@ parent and resends it every ``ack_timeout`` until the parent's ``Welcome``.
 Each side then keeps a ``Session`` for the other with ``peer`` set, so a
 neighbour gets what an agent gets: a credit window, a bounded backlog,
 retransmission with an adaptive timeout, ``Busy`` before its backlog
-overflows, and failure detection; each side sends it a ``Heartbeat`` every
-``heartbeat_interval``.
+overflows, and failure detection; each side beats every ``heartbeat_interval``:
+a parent sends its children ``Heartbeat``, a child its parent ``Load`` (its
+subtree's task load, ``protocol.stealing``). Tasks cross the tree as TASK
+``Deliver``s, acked on arrival, their results coming back as ``TaskBack``
+(``protocol.tasks``).
 
 Interest. Each coordinator tells each neighbour what to route to it, as a
 whole snapshot (``Interest``): to its parent, the patterns followed in its
@@ -78,6 +81,7 @@ from protocol.messages import (
     Reject,
     Welcome,
 )
+from protocol.records import CoordinatorFigures
 from protocol.retransmit import backoff
 from protocol.sessions import CoordinatorStats, Session
 from protocol.settings import ProtocolSettings
@@ -110,10 +114,11 @@ class TreeState:
     """The tree's timers and per-neighbour state (kept off the trait: mypyc cannot set a
     trait's primitive attributes)."""
 
-    peer_due: float = INF  # the earliest of the three below
+    peer_due: float = INF  # the earliest of the four below
     hello_due: float = INF  # resend PeerHello (until the parent's Welcome)
     beat_due: float = INF  # heartbeat the neighbours
     interest_due: float = INF  # send (or resend) interest
+    load_due: float = INF  # report the task load to the parent (``protocol.stealing``)
     interest_dirty: bool = False  # a change not sent yet
     epoch: int = 0
     beat_seq: int = 0
@@ -172,6 +177,12 @@ class PeerRouting:
     def _apply_memory(self, origin: str, msg: MemRequest, reply_to: str) -> None:
         raise NotImplementedError
 
+    def _send_load(self, now: float, beat: bool) -> None:
+        raise NotImplementedError  # protocol.stealing
+
+    def _on_peer_task(self, src: str, msg: Deliver, now: float) -> None:
+        raise NotImplementedError  # protocol.tasks
+
     # --- timers ------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
@@ -186,21 +197,29 @@ class PeerRouting:
 
     def _rearm(self) -> None:
         tree = self._tree
-        tree.peer_due = min(tree.hello_due, tree.beat_due, tree.interest_due)
+        tree.peer_due = min(tree.hello_due, tree.beat_due, tree.interest_due, tree.load_due)
 
     def _peer_timer(self, now: float) -> None:
-        """Resend the hello, beat, send or resend interest: whatever is due."""
-        if now >= self._tree.hello_due:
+        """Resend the hello, beat, send or resend interest, report the load: whatever
+        is due. The beat to the parent is the ``Load`` (``protocol.stealing``)."""
+        tree = self._tree
+        if now >= tree.hello_due:
             self._send_hello(now)
-        if now >= self._tree.beat_due:
-            self._tree.beat_seq += 1
-            beat = Heartbeat(self._tree.beat_seq)
+        if now >= tree.beat_due:
+            tree.beat_seq += 1
+            beat = Heartbeat(tree.beat_seq)
             for peer in self.peers:
                 session = self.sessions.get(peer)
-                if session is not None and session.linked:
+                if peer != self.parent and session is not None and session.linked:
                     self._out.append((peer, beat))
-            self._tree.beat_due = now + self.settings.heartbeat_interval
-        if now >= self._tree.interest_due:
+            if self.parent:
+                tree.load_due = INF
+                self._send_load(now, True)
+            tree.beat_due = now + self.settings.heartbeat_interval
+        if now >= tree.load_due:
+            tree.load_due = INF
+            self._send_load(now, False)
+        if now >= tree.interest_due:
             self._send_interest(now)
         self._rearm()
 
@@ -395,6 +414,9 @@ class PeerRouting:
         if not session.peer:
             self._refuse(src, f"Deliver from agent {src}")
             return
+        if msg.kind == DeliveryKind.TASK:
+            self._on_peer_task(src, msg, now)  # acked now; its result comes back later
+            return
         key = (msg.origin, msg.op_id)
         if key not in self._routed:
             kind = msg.kind
@@ -427,11 +449,15 @@ class PeerRouting:
                 sessions,
                 now,
             )
+        self._peer_ack(src, msg.msg_id)
+
+    def _peer_ack(self, src: str, msg_id: int) -> None:
+        """Ack neighbour ``src``'s delivery ``msg_id`` with the next drain."""
         acks = self._tree.peer_acks.get(src)
         if acks is None:
-            self._tree.peer_acks[src] = [msg.msg_id]
+            self._tree.peer_acks[src] = [msg_id]
         else:
-            acks.append(msg.msg_id)
+            acks.append(msg_id)
 
     def _take_peer_acks(self) -> None:
         """One ``Ack`` per neighbour for what it delivered since the last drain."""
@@ -471,6 +497,32 @@ class PeerRouting:
         child = self.via.get(msg.dst)
         if child is not None:
             self._out.append((child, msg))
+
+
+def tree_figures(coordinators: Sequence[PeerRouting]) -> list[CoordinatorFigures]:
+    """One row per coordinator of a tree, for the run's summary (both drivers)."""
+    rows = []
+    for coordinator in coordinators:
+        stats = coordinator.stats
+        rows.append(
+            CoordinatorFigures(
+                coordinator.node_id,
+                coordinator.node_id.count(".") + 1,
+                stats.received,
+                stats.sent,
+                stats.busy,
+                stats.redelivered,
+                stats.tasks_run_here,
+                stats.queue_peak,
+                stats.steals,
+                stats.steals_granted,
+                stats.steals_refused,
+                stats.tasks_given,
+                stats.steal_seconds,
+                stats.steal_seconds_max,
+            )
+        )
+    return rows
 
 
 def tree_note(coordinators: Sequence[PeerRouting]) -> str:

@@ -48,7 +48,8 @@ class Operation:
     ``verb`` is a ``MemVerb`` for memory operations and 0 otherwise.
     ``expected`` is how many completions the op should produce: recipients
     for publish/direct/broadcast, 1 for a task result or a memory reply.
-    ``op_id`` is unique within the plan.
+    ``op_id`` is unique within the plan. ``work`` is a task's seconds of work
+    (``protocol.payload.task_payload``), 0 for every other kind.
     """
 
     op_id: int
@@ -59,6 +60,7 @@ class Operation:
     size: int
     expected: int
     verb: int = 0
+    work: float = 0.0
 
 
 class FaultKind(IntEnum):

@@ -158,6 +158,27 @@ class ProcessUsage:
     wait_seconds: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CoordinatorFigures:
+    """One coordinator of a tree at the end of a run (``protocol.peers.tree_figures``):
+    its level (the root is 1), messages, refusals, and what it did with tasks."""
+
+    node_id: str
+    level: int
+    received: int
+    sent: int
+    busy: int
+    redelivered: int
+    tasks_run: int  # on its own agents
+    queue_peak: int  # the most tasks that waited here at once
+    steals: int  # steal requests it sent its children
+    steals_granted: int
+    steals_refused: int
+    tasks_given: int  # tasks it gave its parent for steals
+    steal_seconds: float  # request to answer, summed
+    steal_seconds_max: float
+
+
 @dataclass(slots=True)
 class DriverResult:
     """What a driver hands back after replaying a plan.
@@ -178,6 +199,8 @@ class DriverResult:
     that failed, a coordinator that did not restart. A result with any error
     is not evidence (``harness.metrics.figures.invalid_reasons``); ``notes``
     stays free text for people.
+
+    ``coordinators`` has one row per coordinator of a tree (empty for a flat one).
     """
 
     backend: str
@@ -196,6 +219,7 @@ class DriverResult:
     notes: list[str] = field(default_factory=list)
     status: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
+    coordinators: list[CoordinatorFigures] = field(default_factory=list)  # of a tree
     # the model only: CPU seconds each simulated process was charged, by part
     # (``sim.engine.Engine.busy``), to set beside a real process's CPU time
     busy: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -44,6 +44,10 @@ class Task:
     checksum: int
     worker: str | None = None
     taken_from: str | None = None  # the failed agent it was taken from, until reassigned
+    queued_at: float = 0.0  # when it arrived here
+    assigned_at: float = 0.0  # when it was last given to a worker
+    came_from: str = ""  # the neighbouring coordinator that gave it here; "" if submitted here
+    returned: bool = False  # given to a neighbour that returned it unrun (``protocol.tasks``)
 
 
 @dataclass(slots=True)
@@ -59,3 +63,11 @@ class CoordinatorStats:
     failures_detected: int = 0  # agents declared failed for their silence
     links_lost: int = 0  # live agents failed because the driver saw their link close
     tasks_reassigned: int = 0
+    steals: int = 0  # steal requests sent to a child (``protocol.stealing``)
+    steals_granted: int = 0  # answered with at least one task
+    steals_refused: int = 0  # answered with none, or never answered
+    steal_seconds: float = 0.0  # request to answer, summed over the answered ones
+    steal_seconds_max: float = 0.0
+    tasks_given: int = 0  # tasks this coordinator gave its parent for a steal
+    tasks_run_here: int = 0  # tasks that ran on an agent of this coordinator
+    queue_peak: int = 0  # the most tasks that waited here at once

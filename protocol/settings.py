@@ -51,6 +51,18 @@ class ProtocolSettings:
     ``max_memory_keys`` keys and ``max_memory_bytes`` bytes (value plus
     namespace and key text), and a value has at most ``max_value_bytes``
     (a write beyond them is answered ``MemReply(ok=False)`` and not applied).
+
+    An agent runs one task at a time; ``task_slots`` is how many it may hold at
+    once (running and waiting at it; 0: no limit, each task going to the capable
+    agent holding the fewest). Tasks beyond wait at the coordinator, where a tree
+    can move them (below); tasks held by an agent stay with it, as a prefetch
+    does (Celery's ``prefetch_multiplier``, Dask's worker saturation).
+
+    ``task_placement`` says how a tree of coordinators places tasks
+    (``protocol.stealing``): ``steal`` (run where submitted; idle subtrees steal
+    from loaded ones), ``central`` (every task climbs to the root, which hands it
+    to a subtree with a free slot) or ``local`` (run where submitted, no
+    stealing). A flat coordinator places every task the same way.
     """
 
     token: str = DEV_TOKEN
@@ -74,6 +86,8 @@ class ProtocolSettings:
     max_memory_keys: int = 1_000_000
     max_memory_bytes: int = 1 << 30
     max_value_bytes: int = 1 << 18
+    task_slots: int = 0
+    task_placement: str = "steal"
 
     def accepts(self, token: str) -> bool:
         """Whether ``token`` is the shared token (compared in constant time)."""

@@ -76,6 +76,7 @@ from protocol.messages import (
 from protocol.retransmit import RetryHeap
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
+from protocol.stealing import StealState
 from protocol.topics import SubscriptionIndex
 
 CORE_COMPONENTS: tuple[str, ...] = (
@@ -142,6 +143,8 @@ class StatusReporting:
     _next_msg_id: int
     _next_sweep: float | None
     _status_jobs: deque[StatusJob]
+    parent: str
+    _steal: StealState
 
     def _refuse(
         self, src: str, reason: str, close: bool = False, reply: Message | None = None
@@ -267,13 +270,22 @@ class StatusReporting:
     def _tasks_status(self) -> ComponentStatus:
         waiting = self.unassigned
         capable = {c for s in self.sessions.values() if s.alive for c in s.capabilities}
-        stuck = any(task.capability not in capable for task in waiting)
+        for child, view in self._steal.views.items():
+            if child in self.sessions and self.sessions[child].alive:
+                capable.update(view.capabilities)
+        stuck = any(task.capability not in capable for task in waiting) and not self.parent
         refusing = len(waiting) >= self.settings.max_backlog
         metrics = {
             "unfinished": len(self.tasks),
             "waiting": len(waiting),
             "results_unacked": len(self._done_pending),
             "reassigned": self.stats.tasks_reassigned,
+            "ran_here": self.stats.tasks_run_here,
+            "steals": self.stats.steals,
+            "steals_granted": self.stats.steals_granted,
+            "steals_refused": self.stats.steals_refused,
+            "given_up": self.stats.tasks_given,
+            "steal_ms_max": self.stats.steal_seconds_max * 1000.0,
         }
         return _component("tasks", "degraded" if stuck or refusing else "ok", metrics)
 

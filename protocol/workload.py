@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from protocol.agent import Agent
 from protocol.messages import MemVerb
-from protocol.payload import make_payload
+from protocol.payload import make_payload, task_payload
 from protocol.plan import Operation, OpKind
 from protocol.records import Completion
 
@@ -42,7 +42,7 @@ def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> 
     elif kind == OpKind.BROADCAST:
         agent.broadcast(op.op_id, make_payload(op.op_id, op.size), now)
     elif kind == OpKind.TASK:
-        agent.submit_task(op.op_id, op.target, make_payload(op.op_id, op.size), now)
+        agent.submit_task(op.op_id, op.target, task_payload(op.op_id, op.size, op.work), now)
     else:
         namespace, key = split_memory_target(op.target)
         writes = op.verb in (MemVerb.PUT, MemVerb.CAS)

@@ -85,7 +85,7 @@ from protocol.coordinator import Coordinator
 from protocol.links import spread
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
-from protocol.peers import tree_note
+from protocol.peers import tree_figures, tree_note
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
 from protocol.records import (
@@ -571,6 +571,8 @@ class ModelRun:
             status=self.prober.status,
         )
         result.busy = self.engine.busy()
+        if self.tree:
+            result.coordinators = tree_figures(self.tree_cores())
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)
         else:
@@ -579,6 +581,11 @@ class ModelRun:
                 result.accepted.extend(agent.accepted)
                 result.shed.extend(agent.shed)
         return result
+
+    def tree_cores(self) -> list[Coordinator]:
+        """The coordinators of the tree, the root first."""
+        nodes = [self.engine.nodes[COORDINATOR_ID], *self.tree]
+        return [n.core for n in nodes if isinstance(n.core, Coordinator)]
 
     def _cpu_layout(self) -> str:
         if self.calibration.cpu_sharing == "one-loop":
@@ -612,8 +619,7 @@ class ModelRun:
         if engine.undeliverable:
             notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
         if self.tree:
-            nodes = [engine.nodes[COORDINATOR_ID], *self.tree]
-            notes.append(tree_note([n.core for n in nodes if isinstance(n.core, Coordinator)]))
+            notes.append(tree_note(self.tree_cores()))
         busy = engine.busy()
         if busy:
             charged = ", ".join(

@@ -107,6 +107,7 @@ from harness.metrics.summary import (
     TimelineBin,
     nearest_rank_percentiles,
 )
+from harness.metrics.tasks import task_section
 from protocol.plan import OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 
@@ -632,6 +633,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         faults=fault_section(plan, result, columns),
         integrity=check_acked_writes(result),
         monitoring=monitoring_section(plan, result, unique.at, unique.kind),
+        tasks=task_section(ops.at, ops.kind, unique.op, unique.at, result.coordinators),
         invalid_reasons=invalid_reasons(result),
         histograms=histograms,
     )

@@ -9,7 +9,8 @@ and history. ``faults`` holds one row per injected fault and aggregates per
 kind (``harness.metrics.recovery``; empty for a run without faults),
 ``integrity`` the check of acknowledged writes against restarted stores, and
 ``monitoring`` the coverage of the coordinator's status snapshot
-(``harness.metrics.monitoring``).
+(``harness.metrics.monitoring``), and ``tasks`` the makespan and, in a tree,
+the steals and each coordinator's figures (``harness.metrics.tasks``).
 The encoded HDR histograms live in ``Summary.histograms``, not in
 ``to_dict()``; the run folder stores them as ``.hdr`` files.
 
@@ -370,6 +371,30 @@ class FaultSection:
         )
 
 
+@dataclass(slots=True)
+class TaskFigures:
+    """Tasks: how long all of them took, and, in a tree, how work moved
+    (``harness.metrics.tasks``). Empty for a run without tasks.
+
+    ``makespan_s``: from the first task's scheduled time to the last task's result
+    at its submitter (None if a task never finished: ``unfinished`` counts them).
+    ``imbalance``: the most tasks run under one leaf coordinator over the mean of
+    the leaves (1.0 is perfectly even). ``coordinators``: one row per coordinator
+    of a tree (``protocol.records.CoordinatorFigures``)."""
+
+    submitted: int = 0
+    unfinished: int = 0
+    makespan_s: float | None = None
+    steals: int = 0
+    steals_granted: int = 0
+    steals_refused: int = 0
+    tasks_moved: int = 0
+    steal_ms_mean: float | None = None
+    steal_ms_max: float | None = None
+    imbalance: float | None = None
+    coordinators: list[dict[str, Any]] = field(default_factory=list)
+
+
 class InvalidRunError(Exception):
     """A run that is not evidence (``Summary.valid`` is False) was offered as evidence."""
 
@@ -397,6 +422,7 @@ class Summary:
     faults: FaultSection = field(default_factory=FaultSection)
     integrity: WriteIntegrity = field(default_factory=WriteIntegrity)
     monitoring: MonitoringFigures = field(default_factory=MonitoringFigures)
+    tasks: TaskFigures = field(default_factory=TaskFigures)
     invalid_reasons: list[str] = field(default_factory=list)
     histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -448,8 +474,16 @@ class Summary:
             "uptime": self.availability.uptime,
             "agents_coordinated": self.agents.coordinated,
             "monitoring_coverage": self.monitoring.coverage,
+            "task_p95_ms": self._task_p95(),
+            "makespan_s": self.tasks.makespan_s,
+            "steals_granted": self.tasks.steals_granted,
+            "imbalance": self.tasks.imbalance,
             "wall_seconds": self.wall_seconds,
         }
+
+    def _task_p95(self) -> float | None:
+        task = self.latency_by_kind.get("task")
+        return None if task is None else _finite(task.p95_ms)
 
     def infinite_figures(self) -> set[str]:
         """Names of the ``figures()`` that are None because they are infinite."""
@@ -499,6 +533,7 @@ class Summary:
             faults=FaultSection.from_dict(data.get("faults")),
             integrity=WriteIntegrity(**data.get("integrity", {})),
             monitoring=MonitoringFigures(**data.get("monitoring", {})),
+            tasks=TaskFigures(**data.get("tasks", {})),
             invalid_reasons=list(data.get("invalid_reasons", [])),
             histograms=dict(histograms or {}),
         )

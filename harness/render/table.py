@@ -71,6 +71,14 @@ def _seconds(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def _seconds_fine(value: float) -> str:
+    return f"{value:,.3f}"
+
+
+def _times(value: float) -> str:
+    return f"{value:,.2f}x"
+
+
 def _yes_no(value: float) -> str:
     return "yes" if value else "no"
 
@@ -95,6 +103,13 @@ ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("uptime", "uptime", "%", _ratio),
     ("agents coordinated", "agents_coordinated", "agents", _count),
     ("wall time", "wall_seconds", "s", _seconds),
+)
+# shown when a run has tasks (``Summary.tasks``)
+TASK_ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
+    ("task latency p95", "task_p95_ms", "ms", _ms),
+    ("task makespan", "makespan_s", "s", _seconds_fine),
+    ("steals granted", "steals_granted", "steals", _count),
+    ("task imbalance", "imbalance", "max/mean", _times),
 )
 
 
@@ -208,7 +223,8 @@ def render_summary_table(
         if backend in repeated:
             validity.append("")
     table.add_row("valid run", "", *validity, "")
-    for label, name, unit, formatter in ROWS:
+    tasks = any(run.tasks.submitted for items in runs.values() for run in items)
+    for label, name, unit, formatter in ROWS + (TASK_ROWS if tasks else ()):
         cells = []
         for backend in backends:
             shown = figures.get(backend)

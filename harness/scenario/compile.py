@@ -21,8 +21,10 @@ How it works:
    inversion (unit-rate arrivals mapped through the inverse of the integrated
    linear rate); *steps* is a Poisson process per step. Then the stream's
    fields are drawn a whole column at a time, always in the same order:
-   origins (uniform agent), targets (topic, other agent, namespace/key),
-   sizes, and for memory the verbs. Expected completions follow: the topic's
+   origins (uniform agent; for a task stream with ``submitted_at``, the same
+   draw mapped onto the agents attached to that coordinator), targets (topic,
+   other agent, namespace/key), sizes, and for memory the verbs; a task's
+   ``work`` is copied onto each of its operations. Expected completions follow: the topic's
    recipient count for a publish, ``count - 1`` for a broadcast, 1 otherwise.
 4. The columns of all streams are concatenated, stably sorted by time (so
    ties keep ``(stream index, position in stream)`` order) and turned into
@@ -87,12 +89,13 @@ class _Columns:
     size: list[int] = field(default_factory=list)
     expected: list[int] = field(default_factory=list)
     verb: list[int] = field(default_factory=list)
+    work: list[float] = field(default_factory=list)
 
     def operations(self) -> tuple[Operation, ...]:
         """Operations sorted by time, ties by append order; op ids 1..N in that order."""
         order = sorted(range(len(self.at)), key=self.at.__getitem__)  # stable sort
         columns: tuple[list[Any], ...] = (self.at, self.kind, self.origin, self.target)
-        columns += (self.size, self.expected, self.verb)
+        columns += (self.size, self.expected, self.verb, self.work)
         return tuple(map(Operation, itertools.count(1), *(_reorder(c, order) for c in columns)))
 
 
@@ -129,6 +132,7 @@ def _compile(scenario: Scenario) -> Plan:
         ids=[agent.agent_id for agent in agents],
         topics=topics,
         recipients=topic_recipients(agents, topics),
+        coordinators=[agent.coordinator for agent in agents],
     )
     columns = _Columns()
     for index, stream in enumerate(scenario.workload):
@@ -272,6 +276,11 @@ class _Context:
     ids: list[str]
     topics: list[str]
     recipients: list[int]
+    coordinators: list[str]  # each agent's
+
+    def attached_to(self, coordinator: str) -> list[int]:
+        """The indices of the agents attached to ``coordinator``."""
+        return [i for i, c in enumerate(self.coordinators) if c == coordinator]
 
 
 def _uniform(n: int, count: int, rng: random.Random) -> list[int]:
@@ -286,6 +295,9 @@ def _add_stream(
     """Append one stream's operations; the random draws happen in a fixed order."""
     count = len(times)
     origins = _uniform(len(ctx.ids), count, rng)
+    if isinstance(stream, TaskStream) and stream.submitted_at is not None:
+        local = ctx.attached_to(stream.submitted_at)
+        origins = [local[i * len(local) // len(ctx.ids)] for i in origins]
     kind, targets, expected = _targets(stream, origins, ctx, rng)
     sizes = _sizes(stream.size, count, rng)
     verbs = [0] * count
@@ -299,6 +311,7 @@ def _add_stream(
     columns.size.extend(sizes)
     columns.expected.extend(expected)
     columns.verb.extend(verbs)
+    columns.work.extend([stream.work if isinstance(stream, TaskStream) else 0.0] * count)
 
 
 def _targets(

@@ -61,10 +61,11 @@ from harness.scenario.source import read_yaml
 from harness.scenario.topology import TopologySection
 from harness.scenario.topology import check as check_topology
 from protocol.messages import MemVerb
+from protocol.payload import WORK_BYTES
 from protocol.settings import ProtocolSettings
 
 MAX_AGENTS = 200_000
-MIN_SIZE = 8
+MIN_SIZE = WORK_BYTES  # 8: room for a task's work (``protocol.payload``)
 MAX_SIZE = 1_048_576
 STREAM_KINDS: tuple[str, ...] = ("publish", "direct", "broadcast", "task", "memory")
 ARRIVAL_PROCESSES: tuple[str, ...] = ("constant", "poisson", "ramp", "steps")
@@ -89,6 +90,8 @@ TARGET_METRICS: tuple[str, ...] = (
     "shed_ops",
     "overloaded",
     "latency_incomplete",
+    "makespan_s",
+    "imbalance",
 )
 TARGET_OPS: tuple[str, ...] = ("<=", "<", ">=", ">", "==")
 
@@ -180,11 +183,16 @@ class ProbesSection(_Section):
     deadline: float = Field(default=0.05, gt=0)
 
 
+FROM_TOPOLOGY = ("task_placement",)  # settings the topology section sets (``tasks``)
+
+
 def _protocol_section() -> type[BaseModel]:
     """A model with one optional field per ``ProtocolSettings`` field, same type and default."""
     hints = typing.get_type_hints(ProtocolSettings)
     fields: dict[str, Any] = {}
     for item in dataclasses.fields(ProtocolSettings):
+        if item.name in FROM_TOPOLOGY:
+            continue
         kind = hints[item.name]
         limits: dict[str, Any] = {int: {"ge": 0}, float: {"ge": 0}, str: {"min_length": 1}}.get(
             kind, {}
@@ -361,10 +369,17 @@ class BroadcastStream(_Stream):
 
 
 class TaskStream(_Stream):
-    """Tasks needing ``capability``; the result goes back to the submitter."""
+    """Tasks needing ``capability``; the result goes back to the submitter.
+
+    The built-in handler works ``work`` seconds on each (``protocol.payload``),
+    and an agent runs one task at a time. ``submitted_at`` names a coordinator of
+    the tree: only the agents attached to it submit (checked by
+    ``harness.scenario.topology``)."""
 
     kind: Literal["task"]
     capability: Name
+    work: float = Field(default=0.0, ge=0, le=60)
+    submitted_at: str | None = None
 
 
 class Mix(_Section):
@@ -555,7 +570,8 @@ class Scenario(_Section):
 
     def protocol_settings(self) -> ProtocolSettings:
         """The protocol tunables for both drivers."""
-        return ProtocolSettings(**self.protocol.model_dump())
+        placement = self.topology.tasks
+        return ProtocolSettings(**self.protocol.model_dump(), task_placement=placement)
 
     def with_overrides(
         self,

@@ -3,12 +3,12 @@
 ``topology: {kind: hierarchical, branching: 10, levels: 3}`` is a root
 coordinator, ``branching`` child coordinators under each inner one, ``levels``
 levels in all (the root is the first), and the agents attached to the leaves,
-at most ``branching`` each, round robin (``protocol.topology``). ``check`` says
-what a tree cannot run yet, field by field: tasks (moving them between
-coordinators, work stealing, is not built), faults, and the tcp transport on the
-real backend (coordinator processes that host tree nodes are not built; the model
-runs a tcp tree, each coordinator on a CPU of its own); the scenario loader
-refuses those with exit 2.
+at most ``branching`` each, round robin (``protocol.topology``). ``tasks`` says
+how the tree places tasks (``protocol.stealing``): ``steal`` (the default),
+``central`` or ``local``. ``check`` says what a tree cannot run yet, field by
+field: faults, and the tcp transport on the real backend (coordinator
+processes that host tree nodes are not built; the model runs a tcp tree, each
+coordinator on a CPU of its own); the scenario loader refuses those with exit 2.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.errors import problem
-from protocol.topology import capacity
+from protocol.topology import capacity, leaves, tree
 
 if TYPE_CHECKING:
     from harness.scenario.schema import Scenario
@@ -32,6 +32,7 @@ class TopologySection(BaseModel):
     kind: Literal["flat", "hierarchical"] = "flat"
     branching: int = Field(default=10, ge=1, le=100)
     levels: int = Field(default=3, ge=1, le=6)
+    tasks: Literal["steal", "central", "local"] = "steal"
 
     @property
     def tree(self) -> bool:
@@ -39,8 +40,17 @@ class TopologySection(BaseModel):
 
 
 def check(scenario: Scenario) -> None:
-    """Raise a scenario problem for what a tree does not run yet."""
+    """Raise a scenario problem for what a tree does not run yet, or for a task stream
+    submitted at a coordinator that has no agents."""
     topology = scenario.topology
+    nodes = tree(topology.branching, topology.levels) if topology.tree else ()
+    ends = leaves(nodes)
+    for index, stream in enumerate(scenario.workload):
+        where = getattr(stream, "submitted_at", None)
+        if where is not None and where not in ends:
+            shown = ", ".join(ends[:3]) + (", ..." if len(ends) > 3 else "")
+            expected = f"expected a coordinator agents attach to ({shown})"
+            raise problem(f"{expected}, got {where!r}", f"workload[{index}].submitted_at")
     if not topology.tree:
         return
     most = capacity(topology.branching, topology.levels)
@@ -53,10 +63,6 @@ def check(scenario: Scenario) -> None:
     if scenario.transport != "inproc" and "real" in scenario.backends:
         expected = "expected transport: inproc with a hierarchical topology on the real backend"
         raise problem(f"{expected} (tree nodes in tcp processes are not built yet)", "transport")
-    for index, stream in enumerate(scenario.workload):
-        if stream.kind == "task":
-            expected = "tasks in a tree need work stealing, which is not built yet"
-            raise problem(f"{expected}; use topology kind: flat", f"workload[{index}].kind")
     if scenario.faults:
         expected = "faults in a tree (re-attachment) are not built yet"
         raise problem(f"{expected}; use topology kind: flat", "faults")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from protocol.peers import tree_note
+from protocol.peers import tree_figures, tree_note
 from protocol.plan import Plan
 from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, LiveParts, ProcessUsage
 from real.clock import RunClock, new_event_loop
@@ -178,6 +178,7 @@ async def replay_registered(
     coordinators = coordinators_of(hub)
     if len(coordinators) > 1:
         result.notes.append(tree_note(coordinators))
+        result.coordinators = tree_figures(coordinators)
     lag_note = hub.lag.note()
     if lag_note is not None:
         result.notes.append(lag_note)

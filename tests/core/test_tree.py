@@ -3,10 +3,11 @@ under loss, duplication and reordering.
 
 The trees here are random: 1 to 6 coordinators, each under a random earlier one,
 with agents attached to any of them. The workloads are the flat property tests'
-(``test_core_properties``) minus tasks, which this step of the tree does not
-move between coordinators. The checks are theirs where they carry over: every
+(``test_core_properties``), their tasks given 0 to 30 ms of work so that they
+wait, move and get stolen. The checks are theirs where they carry over: every
 expected (op, recipient) handled exactly once, by brute force over the agents'
-subscriptions, and memory replies equal to a reference store's.
+subscriptions; memory replies equal to a reference store's; and every task run
+once, on an agent that has its capability, its result back at its submitter.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from protocol.messages import (
     Message,
     Welcome,
 )
+from protocol.payload import WORK_BYTES, task_payload
 from protocol.settings import ProtocolSettings
 from tests.cluster import COORD, Cluster, Faults
 from tests.core.test_core_properties import (
@@ -68,10 +70,15 @@ class TreeCluster(Cluster):
         )
 
     def quiet(self) -> bool:
-        return all(agent.pending == 0 for agent in self.agents.values()) and all(
-            s.alive and not s.inflight and not s.backlog
-            for c in self.coordinators.values()
-            for s in c.sessions.values()
+        coordinators = self.coordinators.values()
+        return (
+            all(agent.pending == 0 for agent in self.agents.values())
+            and all(not (c.tasks or c._done_pending or c._back_pending) for c in coordinators)
+            and all(
+                s.alive and not s.inflight and not s.backlog
+                for c in coordinators
+                for s in c.sessions.values()
+            )
         )
 
     def wait(self, condition: str) -> None:
@@ -109,8 +116,15 @@ def trees(draw: st.DrawFn) -> tuple[tuple[int, ...], list[int]]:
     return parents, [draw(st.integers(0, size - 1)) for _ in range(6)]
 
 
-def without_tasks(scenario: Scenario) -> Scenario:
-    return replace(scenario, ops=tuple(op for op in scenario.ops if op.kind != "task"))
+def with_work(scenario: Scenario) -> Scenario:
+    """Each task asks for 0, 10, 20 or 30 ms of work (by its op id), its payload after."""
+    ops = tuple(
+        replace(op, payload=task_payload(op.op_id, WORK_BYTES, op.op_id % 4 / 100) + op.payload)
+        if op.kind == "task"
+        else op
+        for op in scenario.ops
+    )
+    return replace(scenario, ops=ops)
 
 
 def run(scenario: Scenario, tree: tuple[tuple[int, ...], list[int]]) -> TreeCluster:
@@ -118,7 +132,9 @@ def run(scenario: Scenario, tree: tuple[tuple[int, ...], list[int]]) -> TreeClus
     agents = tuple(
         (name, caps, subs, attach[i]) for i, (name, caps, subs) in enumerate(scenario.agents)
     )
-    net = build(protocol_settings(scenario), scenario.faults, scenario.seed, parents, agents)
+    # agents hold 1 or 2 tasks at once: the rest wait at coordinators and get stolen
+    settings = replace(protocol_settings(scenario), task_slots=1 + scenario.seed % 2)
+    net = build(settings, scenario.faults, scenario.seed, parents, agents)
     for op in scenario.ops:
         net.run_until(net.now + op.gap)
         issue(net, op)
@@ -149,10 +165,11 @@ def check(scenario: Scenario, net: TreeCluster) -> None:
     assert Counter((c.op_id, c.node) for c in completions if not c.duplicate) == expected
     assert all(c.intact for c in completions)
 
-    # each coordinator routes an op once: one msg_id per op and coordinator
+    # each coordinator routes an op once: one msg_id per op and coordinator (a task may
+    # be placed again: given back unrun, ``protocol.tasks``)
     msg_ids: dict[tuple[str, int], set[int]] = {}
     for src, _, msg in net.log:
-        if type(msg) is Deliver and src in coordinators:
+        if type(msg) is Deliver and src in coordinators and msg.kind != DeliveryKind.TASK:
             msg_ids.setdefault((src, msg.op_id), set()).add(msg.msg_id)
     assert all(len(ids) == 1 for ids in msg_ids.values()), msg_ids
 
@@ -172,9 +189,18 @@ def check(scenario: Scenario, net: TreeCluster) -> None:
     assert all(len(c.store) == 0 for c in net.coordinators.values() if c.parent)
     assert all(c.stats.failures_detected == 0 for c in net.coordinators.values())
 
+    # every task ran once, on a capable agent (nothing fails here, so nothing reruns)
+    ran = Counter(key for agent in net.agents.values() for key in agent._task_results)
+    tasks = [op for op in scenario.ops if op.kind == "task" and op.op_id not in shed]
+    assert ran == Counter((op.origin, op.op_id) for op in tasks)
+    capable = {name: caps for name, caps, _ in scenario.agents}
+    for _, dst, msg in net.log:
+        if type(msg) is Deliver and msg.kind == DeliveryKind.TASK and dst in net.agents:
+            assert msg.topic in capable[dst]
+
 
 @FAST
-@given(scenarios().map(without_tasks), trees())
+@given(scenarios().map(with_work), trees())
 def test_a_lossy_tree_delivers_every_op_exactly_once(
     scenario: Scenario, tree: tuple[tuple[int, ...], list[int]]
 ) -> None:
@@ -182,7 +208,7 @@ def test_a_lossy_tree_delivers_every_op_exactly_once(
 
 
 @settings(FAST, max_examples=40)
-@given(scenarios(busy=True).map(without_tasks), trees())
+@given(scenarios(busy=True).map(with_work), trees())
 def test_busy_inside_the_tree_loses_nothing(
     scenario: Scenario, tree: tuple[tuple[int, ...], list[int]]
 ) -> None:

@@ -279,7 +279,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "expected transport: inproc with a hierarchical topology on the real backend",
     ),
     (
-        "tasks in a tree",
+        "tasks submitted at an inner node",
         {
             "topology": {"kind": "hierarchical"},
             "workload": [
@@ -288,11 +288,18 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
                     "kind": "task",
                     "capability": "compute",
                     "arrival": {"process": "poisson", "rate": 1},
+                    "submitted_at": "coord.1",
                 },
             ],
         },
-        "workload[1].kind",
-        "work stealing, which is not built yet",
+        "workload[1].submitted_at",
+        "expected a coordinator agents attach to (coord.1.1, coord.1.2, coord.1.3, ...), got",
+    ),
+    (
+        "tree task placement",
+        {"topology": {"kind": "hierarchical", "tasks": "random"}},
+        "topology.tasks",
+        "'steal', 'central' or 'local'",
     ),
 ]
 

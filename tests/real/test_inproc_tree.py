@@ -1,11 +1,13 @@
 """The real in-process driver runs a tree of coordinators: every coordinator and agent
 on one event loop, the load starting once every subscription has reached every
-coordinator. Nothing here asserts a time."""
+coordinator, and a burst of tasks at one leaf stolen by the others. Nothing here
+asserts a time."""
 
 from __future__ import annotations
 
+from harness.metrics.figures import summarize
 from real.inproc.run import run_plan
-from tests.sim.test_sim_tree import tree_plan
+from tests.sim.test_sim_tree import burst, tree_plan
 
 
 def test_a_tree_on_one_loop_delivers_everything_once() -> None:
@@ -28,3 +30,17 @@ def test_a_tree_on_one_loop_delivers_everything_once() -> None:
     assert peers == ["peer:coord.1", "peer:coord.2", "peer:coord.3"]  # the root's children
     assert not any(name.startswith("agent:") for name in status)  # agents are on the leaves
     assert any(note.startswith("tree of 13 coordinators: level 1: 1") for note in result.notes)
+
+
+def test_a_burst_of_tasks_is_stolen_across_the_tree_and_each_runs_once() -> None:
+    plan = burst("steal")
+    result = run_plan(plan, use_uvloop=False)
+    done = [c.op_id for c in result.completions if not c.duplicate]
+    assert sorted(done) == [op.op_id for op in plan.operations]  # every result, once
+    rows = {row.node_id: row for row in result.coordinators}
+    assert sum(row.tasks_run for row in rows.values()) >= len(plan.operations)
+    assert rows["coord.1.1"].tasks_run < len(plan.operations)  # others ran some
+    assert sum(row.steals_granted for row in rows.values()) > 0
+    summary = summarize(plan, result)
+    assert summary.tasks.submitted == 60 and summary.tasks.unfinished == 0
+    assert summary.tasks.tasks_moved > 0 and summary.tasks.makespan_s is not None

@@ -4,6 +4,8 @@ With ``Calibration.deterministic`` (every service exactly ``S``, every hop exact
 ``H``, each node a CPU of its own) a direct message's latency is its path's hops
 and services, which can be counted by hand: within one leaf, agent -> leaf ->
 agent; across the tree, agent -> leaf -> inner -> root -> inner -> leaf -> agent.
+A burst of tasks at one leaf shows stealing at work: where they ran, and the
+makespan against a tree that does not steal.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import parse_scenario
 from protocol.plan import Operation, OpKind, Plan
+from protocol.records import DriverResult
 from sim import Calibration, run_plan
 
 S, H = 0.0001, 0.001  # service and hop, seconds
@@ -64,3 +67,48 @@ def test_the_model_delivers_every_publish_in_a_tree_and_repeats_itself() -> None
     assert first.status is not None and "peer:coord.1" in first.status
     (tree,) = [note for note in first.notes if note.startswith("tree of 13 coordinators")]
     assert "level 1: 1 sent" in tree and "level 3: 9 sent" in tree
+
+
+# --- tasks: work stealing on the simulated clock ------------------------------------
+
+
+def burst(placement: str) -> Plan:
+    """60 tasks of 20 ms at once, all from the agents of leaf coord.1.1 (3 of 27)."""
+    return tree_plan(
+        duration=0.03,
+        warmup=0.0,
+        topology={"kind": "hierarchical", "branching": 3, "levels": 3, "tasks": placement},
+        protocol={"task_slots": 1},
+        agents={"count": 27, "capabilities": [{"name": "gpu", "share": 1.0}]},
+        workload=[
+            {
+                "kind": "task",
+                "capability": "gpu",
+                "arrival": {"process": "constant", "rate": 2000},
+                "work": 0.02,
+                "submitted_at": "coord.1.1",
+            }
+        ],
+    )
+
+
+def makespan(result: DriverResult, plan: Plan) -> float:
+    done = [c.at for c in result.completions if not c.duplicate]
+    assert len(done) == len(plan.operations) == 60
+    return max(done) - min(op.at for op in plan.operations)
+
+
+def test_stealing_moves_the_burst_off_its_leaf() -> None:
+    """Alone, the 3 agents of coord.1.1 need 20 rounds of 20 ms; the tree's 27 agents
+    about 3. With stealing the makespan is within a few rounds of that, and the
+    tasks ran under other leaves (the coordinators' rows say where)."""
+    calibration = Calibration.deterministic(S, H)
+    local, steal = burst("local"), burst("steal")
+    local_result, steal_result = run_plan(local, calibration), run_plan(steal, calibration)
+    assert makespan(local_result, local) >= 20 * 0.02
+    assert makespan(steal_result, steal) < 6 * 0.02
+    ran = {row.node_id: row.tasks_run for row in steal_result.coordinators}
+    assert ran["coord.1.1"] < 60 and sum(ran.values()) == 60
+    assert sum(ran[f"coord.{i}.{j}"] for i in (2, 3) for j in (1, 2, 3)) > 0  # cousins
+    assert sum(row.steals_granted for row in steal_result.coordinators) > 0
+    assert run_plan(steal, calibration).completions == steal_result.completions
