@@ -201,6 +201,11 @@ class DriverResult:
     stays free text for people.
 
     ``coordinators`` has one row per coordinator of a tree (empty for a flat one).
+    ``registered`` holds when each agent's registration was seen, and
+    ``spawn_at`` when the driver began to start the agents (tcp: before the worker
+    processes were started; inproc: before the state machines were built; the
+    model: when its agents start), both on the run clock (negative: before the
+    load).
     """
 
     backend: str
@@ -209,6 +214,7 @@ class DriverResult:
     probes: list[ProbeResult] = field(default_factory=list)
     processes: list[ProcessUsage] = field(default_factory=list)
     registered: dict[str, float] = field(default_factory=dict)
+    spawn_at: float | None = None  # when the driver began starting agents (run clock)
     accepted: list[int] = field(default_factory=list)
     shed: list[int] = field(default_factory=list)
     events: list[NodeEvent] = field(default_factory=list)

@@ -199,6 +199,7 @@ def _run_plan(
     if progress is not None:
         progress(1.0)
     result = run.result(lead, [lead_note] if lead_note else [])
+    result.spawn_at = -lead  # when the model starts its agents
     messages, timers = run.engine.messages, run.engine.timers
     run.close()
     del run  # freed here, and counted in the wall time

@@ -91,6 +91,7 @@ from harness.metrics.latency import (
 )
 from harness.metrics.monitoring import monitoring_section
 from harness.metrics.recovery import OpColumns, check_acked_writes, fault_section, origin_down
+from harness.metrics.spawn import spawn_section
 from harness.metrics.summary import (
     MISSED_SHOWN,
     OVERLOAD_DELIVERED_PERCENT,
@@ -634,6 +635,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         integrity=check_acked_writes(result),
         monitoring=monitoring_section(plan, result, unique.at, unique.kind),
         tasks=task_section(ops.at, ops.kind, unique.op, unique.at, result.coordinators),
+        spawn=spawn_section(result),
         invalid_reasons=invalid_reasons(result),
         histograms=histograms,
     )

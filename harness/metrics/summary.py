@@ -10,7 +10,9 @@ kind (``harness.metrics.recovery``; empty for a run without faults),
 ``integrity`` the check of acknowledged writes against restarted stores, and
 ``monitoring`` the coverage of the coordinator's status snapshot
 (``harness.metrics.monitoring``), and ``tasks`` the makespan and, in a tree,
-the steals and each coordinator's figures (``harness.metrics.tasks``).
+the steals and each coordinator's figures (``harness.metrics.tasks``), and
+``spawn`` how long agents took from being started to being registered
+(``harness.metrics.spawn``).
 The encoded HDR histograms live in ``Summary.histograms``, not in
 ``to_dict()``; the run folder stores them as ``.hdr`` files.
 
@@ -372,6 +374,19 @@ class FaultSection:
 
 
 @dataclass(slots=True)
+class SpawnFigures:
+    """How long agents took from being started to being registered
+    (``harness.metrics.spawn``): on tcp from before their worker processes were
+    started, so a process's start-up and imports count. None without the times."""
+
+    agents: int = 0
+    first_s: float | None = None
+    p50_s: float | None = None
+    p95_s: float | None = None
+    all_s: float | None = None  # until the last one registered
+
+
+@dataclass(slots=True)
 class TaskFigures:
     """Tasks: how long all of them took, and, in a tree, how work moved
     (``harness.metrics.tasks``). Empty for a run without tasks.
@@ -423,6 +438,7 @@ class Summary:
     integrity: WriteIntegrity = field(default_factory=WriteIntegrity)
     monitoring: MonitoringFigures = field(default_factory=MonitoringFigures)
     tasks: TaskFigures = field(default_factory=TaskFigures)
+    spawn: SpawnFigures = field(default_factory=SpawnFigures)
     invalid_reasons: list[str] = field(default_factory=list)
     histograms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -478,6 +494,8 @@ class Summary:
             "makespan_s": self.tasks.makespan_s,
             "steals_granted": self.tasks.steals_granted,
             "imbalance": self.tasks.imbalance,
+            "spawn_p95_s": self.spawn.p95_s,
+            "spawn_all_s": self.spawn.all_s,
             "wall_seconds": self.wall_seconds,
         }
 
@@ -534,6 +552,7 @@ class Summary:
             integrity=WriteIntegrity(**data.get("integrity", {})),
             monitoring=MonitoringFigures(**data.get("monitoring", {})),
             tasks=TaskFigures(**data.get("tasks", {})),
+            spawn=SpawnFigures(**data.get("spawn", {})),
             invalid_reasons=list(data.get("invalid_reasons", [])),
             histograms=dict(histograms or {}),
         )

@@ -102,6 +102,7 @@ ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("data integrity", "data_integrity", "%", _ratio),
     ("uptime", "uptime", "%", _ratio),
     ("agents coordinated", "agents_coordinated", "agents", _count),
+    ("all registered", "spawn_all_s", "s", _seconds_fine),
     ("wall time", "wall_seconds", "s", _seconds),
 )
 # shown when a run has tasks (``Summary.tasks``)

@@ -161,6 +161,7 @@ async def replay_registered(
     for box in hub.boxes.values():
         box.arm(None)
     result = DriverResult("real", "inproc", registered=registered)
+    result.spawn_at = shift  # the hub's first clock started as the agents were built
     agents = agents_of(hub)
     if isinstance(hub, FaultHub):
         collect(hub, agents, result)

@@ -410,6 +410,7 @@ async def run_async(
             pool = [children.start(s.name, "worker", s) for s in specs]
             ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
             t0 = time.perf_counter() + START_LEAD
+            result.spawn_at = epoch - t0  # before the worker processes were started
             supervisor = FaultSupervisor(
                 plan, children, server, pool, specs, RunClock(t0), result, proxies
             )
