@@ -8,6 +8,8 @@ wait, move and get stolen. The checks are theirs where they carry over: every
 expected (op, recipient) handled exactly once, by brute force over the agents'
 subscriptions; memory replies equal to a reference store's; and every task run
 once, on an agent that has its capability, its result back at its submitter.
+A last property cuts one link of the tree for long enough that both ends declare
+each other failed, and checks that nothing is lost or handled twice once it heals.
 """
 
 from __future__ import annotations
@@ -315,3 +317,65 @@ def test_a_child_told_everything_sends_every_publish_up_and_loses_nothing() -> N
     net.wait("quiet")
     assert [(c.op_id, c.node) for c in net.agents["wide"].completions] == [(1, "wide")]
     assert sorted(delivers(net, 2)) == [("c1", COORD)]  # one hop up, then nowhere
+
+
+# --- a partitioned link of the tree ------------------------------------------------
+
+
+class CutTree(TreeCluster):
+    """A tree whose link between two coordinators drops everything for a while."""
+
+    cut: tuple[str, str, float, float] = ("", "", 0.0, 0.0)  # a, b, from, until
+
+    def _send(self, src: str, dst: str, msg: Message) -> None:
+        a, b, start, end = self.cut
+        if {src, dst} == {a, b} and start <= self.now < end:
+            self.log.append((src, dst, msg))
+            return
+        super()._send(src, dst, msg)
+
+
+@settings(FAST, max_examples=40)
+@given(scenarios().map(with_work), trees(), st.floats(0.0, 0.3), st.floats(0.1, 1.0))
+def test_a_partitioned_link_of_the_tree_loses_nothing(
+    scenario: Scenario, tree: tuple[tuple[int, ...], list[int]], start: float, span: float
+) -> None:
+    """A child and its parent cut off from each other for up to a second, long enough
+    for each to declare the other failed (tasks given across are placed again; held
+    deliveries wait): once it heals, every op is still handled exactly once and every
+    task's result reaches its submitter once (a task placed again may have run
+    twice: that is allowed, and its second result is suppressed)."""
+    parents, attach = tree
+    if not parents:
+        return  # one coordinator: no link to cut
+    agents = tuple(
+        (name, caps, subs, attach[i]) for i, (name, caps, subs) in enumerate(scenario.agents)
+    )
+    base = replace(protocol_settings(scenario), task_slots=1, failure_after=0.3)
+    net = CutTree(base, scenario.faults, scenario.seed)
+    names = [COORD] + [f"c{i}" for i in range(1, len(parents) + 1)]
+    for i, parent in enumerate(parents, start=1):
+        net.add_coordinator(names[i], names[parent])
+    for name, caps, subs, at in agents:
+        net.add_agent(name, caps, subs, coordinator=names[at])
+    net.wait("settled")
+    child = len(parents)  # the last coordinator, and its parent
+    net.cut = (names[child], names[parents[child - 1]], net.now + start, net.now + start + span)
+    for op in scenario.ops:
+        net.run_until(net.now + op.gap)
+        issue(net, op)
+    net.run_until(net.cut[3] + 0.5)
+    net.wait("quiet")
+    shed = {op_id for agent in net.agents.values() for op_id in agent.shed}
+    shed -= {op_id for agent in net.agents.values() for op_id in agent.accepted}
+    expected = Counter(
+        (op.op_id, node)
+        for op in scenario.ops
+        if op.op_id not in shed
+        for node in expected_recipients(scenario, op)
+    )
+    completions = [c for agent in net.agents.values() for c in agent.completions]
+    assert Counter((c.op_id, c.node) for c in completions if not c.duplicate) == expected
+    tasks = [op for op in scenario.ops if op.kind == "task" and op.op_id not in shed]
+    ran = {key for agent in net.agents.values() for key in agent._task_results}
+    assert {(op.origin, op.op_id) for op in tasks} <= ran
