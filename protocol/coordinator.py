@@ -97,7 +97,7 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.peers import INF, PeerRouting, TreeState
-from protocol.records import NodeEvent
+from protocol.records import NodeEvent, TaskStamp
 from protocol.retransmit import RetryHeap, RtoEstimator
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
@@ -160,6 +160,9 @@ class Coordinator(
         self.peers: list[str] = []
         self._tree = TreeState()
         self._steal = StealState()
+        # per task, the times it spent here (``TaskStamp``), for a driver that asks
+        self.stamp_tasks = False
+        self.task_stamps: list[TaskStamp] = []
 
     # --- driver interface -----------------------------------------------------
 
@@ -234,6 +237,13 @@ class Coordinator(
     def take_bus_journal(self) -> list[BusEntry]:
         """Bus entries the driver must persist before ``writes_persisted``."""
         return self.journal.take()
+
+    def take_task_stamps(self) -> list[TaskStamp]:
+        """The ``TaskStamp`` of each task whose result passed through here since the
+        last call (only with ``stamp_tasks`` set; the drivers that keep their
+        coordinators in process do, to split task latency)."""
+        stamps, self.task_stamps = self.task_stamps, []
+        return stamps
 
     def take_events(self) -> list[NodeEvent]:
         """Fault-related events since the last call."""

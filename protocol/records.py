@@ -158,6 +158,21 @@ class ProcessUsage:
     wait_seconds: float | None = None
 
 
+class TaskStamp(NamedTuple):
+    """One coordinator's times for one task, noted when its result passed through
+    (``Coordinator.stamp_tasks``): when the task arrived there, when it was last
+    given to a worker (an agent or a neighbour), when its result came back, and
+    whether an agent of this coordinator ran it."""
+
+    origin: str
+    op_id: int
+    node: str
+    queued_at: float
+    assigned_at: float
+    done_at: float
+    ran_here: bool
+
+
 @dataclass(frozen=True, slots=True)
 class CoordinatorFigures:
     """One coordinator of a tree at the end of a run (``protocol.peers.tree_figures``):
@@ -226,6 +241,7 @@ class DriverResult:
     status: dict[str, Any] | None = None
     errors: list[str] = field(default_factory=list)
     coordinators: list[CoordinatorFigures] = field(default_factory=list)  # of a tree
+    task_stamps: list[TaskStamp] = field(default_factory=list)  # inproc and the model
     # the model only: CPU seconds each simulated process was charged, by part
     # (``sim.engine.Engine.busy``), to set beside a real process's CPU time
     busy: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -53,7 +53,7 @@ from protocol.messages import (
     TaskResult,
     TaskSubmit,
 )
-from protocol.records import NodeEvent
+from protocol.records import NodeEvent, TaskStamp
 from protocol.retransmit import RetryHeap
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
@@ -85,6 +85,8 @@ class TaskPlacement:
     _back_pending: dict[OpKey, TaskBack]
     _retries: RetryHeap[Retry]
     _next_msg_id: int
+    stamp_tasks: bool
+    task_stamps: list[TaskStamp]
 
     # --- the coordinator's and the other mixins', used here -----------------------------
 
@@ -303,6 +305,12 @@ class TaskPlacement:
         """``task`` ran on ``worker``: send its result back the way it came."""
         key = (task.origin, task.op_id)
         del self.tasks[key]
+        if self.stamp_tasks:
+            ran = worker in self.sessions and not self.sessions[worker].peer
+            stamp = TaskStamp(
+                task.origin, task.op_id, self.node_id, task.queued_at, task.assigned_at, now, ran
+            )
+            self.task_stamps.append(stamp)
         if task.worker is not None and task.worker in self.sessions:
             self.sessions[task.worker].tasks.discard(key)
         if task.came_from:

@@ -303,10 +303,12 @@ class ModelRun:
         coordinator = Coordinator(
             COORDINATOR_ID, settings, durable_memory=durable_coordinator(self.plan)
         )
+        coordinator.stamp_tasks = True
         hosts = self.coordinator_hosts
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
         for tree_node in self.plan.tree:  # the coordinators of a tree, parents first
             child = Coordinator(tree_node.node_id, settings, parent=tree_node.parent)
+            child.stamp_tasks = True
             self.tree.append(self.engine.add_node(tree_node.node_id, child, "coordinator"))
         self.engine.add_prober(PROBER_ID)
         processes = self.processes
@@ -572,8 +574,10 @@ class ModelRun:
             status=self.prober.status,
         )
         result.busy = self.engine.busy()
+        cores = self.tree_cores()
+        result.task_stamps = [stamp for core in cores for stamp in core.take_task_stamps()]
         if self.tree:
-            result.coordinators = tree_figures(self.tree_cores())
+            result.coordinators = tree_figures(cores)
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)
         else:
@@ -584,7 +588,7 @@ class ModelRun:
         return result
 
     def tree_cores(self) -> list[Coordinator]:
-        """The coordinators of the tree, the root first."""
+        """The coordinators: the root, then a tree's others."""
         nodes = [self.engine.nodes[COORDINATOR_ID], *self.tree]
         return [n.core for n in nodes if isinstance(n.core, Coordinator)]
 

@@ -445,6 +445,7 @@ class FaultInjector:
             self.coordinator.node_id, self.settings, store=store, durable_memory=True
         )
         coordinator.restore(self.bus)
+        coordinator.stamp_tasks = True  # its earlier life's stamps died with it
         entries = {
             slot: (version, checksum(value)) for slot, (version, value) in store.snapshot().items()
         }

@@ -395,7 +395,12 @@ class TaskFigures:
     at its submitter (None if a task never finished: ``unfinished`` counts them).
     ``imbalance``: the most tasks run under one leaf coordinator over the mean of
     the leaves (1.0 is perfectly even). ``coordinators``: one row per coordinator
-    of a tree (``protocol.records.CoordinatorFigures``)."""
+    of a tree (``protocol.records.CoordinatorFigures``). The latency of each
+    finished task, split (from the coordinators' ``TaskStamp``s; inproc and the
+    model only): *wait*, its time waiting at coordinators for a worker; *service*,
+    from its assignment to an agent to that agent's result (the work, and the
+    round trip to the agent); *transfer*, the rest (submission, moves between
+    coordinators, the result's way back). Percentiles nearest-rank."""
 
     submitted: int = 0
     unfinished: int = 0
@@ -407,6 +412,12 @@ class TaskFigures:
     steal_ms_mean: float | None = None
     steal_ms_max: float | None = None
     imbalance: float | None = None
+    wait_p95_ms: float | None = None
+    service_p95_ms: float | None = None
+    transfer_p95_ms: float | None = None
+    wait_mean_ms: float | None = None
+    service_mean_ms: float | None = None
+    transfer_mean_ms: float | None = None
     coordinators: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -6,7 +6,11 @@ and the per-coordinator rows both drivers take from a tree's coordinators
 (``protocol.peers.tree_figures``). The makespan runs from the first task's
 scheduled time to the last result; a task without a result makes it None.
 Imbalance is the most tasks run under one leaf over the mean of the leaves,
-the leaves being the coordinators of the deepest level.
+the leaves being the coordinators of the deepest level. Each finished task's
+latency (scheduled time to result) is split with the ``TaskStamp``s of the
+coordinators it passed: wait (the sum over them of assignment less arrival),
+service (assignment to an agent until its result, where it ran; the first run
+if it ran twice), transfer (the rest).
 """
 
 from __future__ import annotations
@@ -17,20 +21,23 @@ from dataclasses import asdict
 import numpy as np
 import numpy.typing as npt
 
-from harness.metrics.summary import TaskFigures
+from harness.metrics.summary import TaskFigures, nearest_rank_percentiles
 from protocol.plan import OpKind
-from protocol.records import CoordinatorFigures
+from protocol.records import CoordinatorFigures, TaskStamp
 
 
 def task_section(
+    op_ids: npt.NDArray[np.int64],
     op_at: npt.NDArray[np.float64],
     op_kind: npt.NDArray[np.int64],
     done_op: npt.NDArray[np.int64],
     done_at: npt.NDArray[np.float64],
     rows: Sequence[CoordinatorFigures],
+    stamps: Sequence[TaskStamp] = (),
 ) -> TaskFigures:
-    """``op_at``/``op_kind``: every op's scheduled time and kind, in plan order;
-    ``done_op``/``done_at``: the index and time of each op's unique completions."""
+    """``op_ids``/``op_at``/``op_kind``: every op's id, scheduled time and kind, in
+    plan order; ``done_op``/``done_at``: the index and time of each op's unique
+    completions; ``stamps``: the coordinators' ``TaskStamp``s."""
     figures = TaskFigures(coordinators=[asdict(row) for row in rows])
     tasks = op_kind == int(OpKind.TASK)
     figures.submitted = int(np.count_nonzero(tasks))
@@ -42,9 +49,43 @@ def task_section(
         figures.unfinished = figures.submitted - int(np.count_nonzero(finished))
         if not figures.unfinished:
             figures.makespan_s = float(last[tasks].max() - op_at[tasks].min())
+        if stamps:
+            _split(figures, op_ids, op_at, last, finished, stamps)
     if rows:
         _steals(figures, rows)
     return figures
+
+
+def _split(
+    figures: TaskFigures,
+    op_ids: npt.NDArray[np.int64],
+    op_at: npt.NDArray[np.float64],
+    last: npt.NDArray[np.float64],
+    finished: npt.NDArray[np.bool_],
+    stamps: Sequence[TaskStamp],
+) -> None:
+    """Wait, service and transfer of each finished task that has stamps."""
+    by_op: dict[int, list[TaskStamp]] = {}
+    for stamp in stamps:
+        by_op.setdefault(stamp.op_id, []).append(stamp)
+    parts: list[tuple[float, float, float]] = []
+    for index in np.flatnonzero(finished).tolist():
+        own = by_op.get(int(op_ids[index]))
+        ran = [s for s in own or () if s.ran_here]
+        if not own or not ran:
+            continue
+        wait = sum(s.assigned_at - s.queued_at for s in own)
+        first = min(ran, key=lambda s: s.done_at)  # a task placed again may run twice
+        service = first.done_at - first.assigned_at
+        total = float(last[index] - op_at[index])
+        parts.append((wait, service, max(total - wait - service, 0.0)))
+    if not parts:
+        return
+    columns = np.array(parts) * 1000.0
+    p95 = [float(nearest_rank_percentiles(columns[:, k], (95,))[0]) for k in range(3)]
+    mean = columns.mean(axis=0).tolist()
+    figures.wait_p95_ms, figures.service_p95_ms, figures.transfer_p95_ms = p95
+    figures.wait_mean_ms, figures.service_mean_ms, figures.transfer_mean_ms = mean
 
 
 def _steals(figures: TaskFigures, rows: Sequence[CoordinatorFigures]) -> None:

@@ -115,6 +115,8 @@ async def run_async(
     loop.set_exception_handler(recording_handler(errors.append))
     try:
         hub = build_hub(plan, loop, RunClock(), hub_class)
+        for coordinator in coordinators_of(hub):
+            coordinator.stamp_tasks = True  # to split task latency (``TaskStamp``)
         registered = await register_all(hub)
         with tuned_gc() as gc_note:
             result = await replay_registered(hub, plan, registered, progress, live)
@@ -177,6 +179,7 @@ async def replay_registered(
     queued = sum(agent.pending for agent in agents_of(hub))
     result.notes.append(f"messages routed: {hub.messages}")
     coordinators = coordinators_of(hub)
+    result.task_stamps = [stamp for c in coordinators for stamp in c.take_task_stamps()]
     if len(coordinators) > 1:
         result.notes.append(tree_note(coordinators))
         result.coordinators = tree_figures(coordinators)

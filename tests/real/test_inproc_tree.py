@@ -44,3 +44,7 @@ def test_a_burst_of_tasks_is_stolen_across_the_tree_and_each_runs_once() -> None
     summary = summarize(plan, result)
     assert summary.tasks.submitted == 60 and summary.tasks.unfinished == 0
     assert summary.tasks.tasks_moved > 0 and summary.tasks.makespan_s is not None
+    tasks = summary.tasks  # latency split from the coordinators' stamps
+    assert tasks.wait_p95_ms is not None and tasks.service_mean_ms is not None
+    assert tasks.service_mean_ms >= 20.0  # every task works 20 ms where it runs
+    assert len(result.task_stamps) >= len(plan.operations)  # one where each ran, at least
