@@ -123,6 +123,7 @@ def run_plan(
     cores: int | None = None,
     links: int = 0,
     live: LiveFeed | None = None,
+    tree_hop: float = 0.0,
 ) -> DriverResult:
     """Replay ``plan`` on the model calibrated by ``calibration``.
 
@@ -141,8 +142,10 @@ def run_plan(
     ``live``: called every ``LIVE_INTERVAL`` of simulated time with what happened
     since the last call (``protocol.records.LiveBatch``; its events draw nothing, so the run's
     figures are the same with or without it).
+    ``tree_hop``: seconds added to each hop between two coordinators (a what-if of
+    a tree whose levels are on other sites; ``model.tree_hop_ms``).
     """
-    layout = Layout(agent_processes, coordinator_hosts, cores, links)
+    layout = Layout(agent_processes, coordinator_hosts, cores, links, tree_hop)
     with gc_paused():
         return _run_plan(plan, calibration, progress, layout, live)
 
@@ -166,12 +169,14 @@ def gc_paused() -> Iterator[None]:
 
 class Layout(NamedTuple):
     """Which CPUs the nodes run on: agents in ``processes`` (None: one each), the
-    coordinator on ``coordinator_hosts``."""
+    coordinator on ``coordinator_hosts``; and ``tree_hop``, seconds added to every
+    hop between two coordinators of a tree (their levels on other sites)."""
 
     processes: int | None = None
     coordinator_hosts: int = 1
     cores: int | None = None
     links: int = 0  # connections per agent process (0: one per agent, no vouchers)
+    tree_hop: float = 0.0
 
 
 DEFAULT_LAYOUT = Layout()
@@ -260,6 +265,7 @@ class ModelRun:
         self.live_parts = LiveParts()  # what ``live`` has not been fed yet
         self.env = simpy.Environment(initial_time=start)
         self.engine = Engine(self.env, calibration, random.Random(plan.seed))
+        self.engine.tree_hop = layout.tree_hop
         if layout.cores is not None:
             self.engine.share_cores(layout.cores)
         self.tree: list[SimNode] = []  # the coordinators below the root, parents first

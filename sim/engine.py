@@ -46,8 +46,10 @@ its clock. That is observationally the same as calling it at ``end``: every
 access to a node's state goes through its server, in order, so nothing can
 see the state between ``start`` and ``end``. Each message from ``drain()``
 is scheduled as an arrival at its destination at ``end + hop``, with the hop
-delay drawn from the calibration. One SimPy event per message, one per
-timer, one per workload instant: that keeps the model fast.
+delay drawn from the calibration (plus ``tree_hop`` between two coordinators of
+a tree: a what-if of levels on other sites, ``model.tree_hop_ms``). One SimPy
+event per message, one per timer, one per workload instant: that keeps the
+model fast.
 
 Batches (``batching``, on for the tcp layout of agents in worker processes,
 off in a run with faults, whose gates act per message). A real process
@@ -285,6 +287,7 @@ class Engine:
         self.rng = rng
         self.nodes: dict[str, SimNode] = {}
         self.hop = calibration.hop.sampler(rng)
+        self.tree_hop = 0.0  # added to each hop between two coordinators (a what-if)
         self.per_byte = calibration.per_byte_seconds
         self.per_message = calibration.per_message_seconds
         self.wire = bool(self.per_byte or self.per_message)
@@ -491,7 +494,14 @@ class Engine:
         if target is None:
             self.undeliverable += 1
             return
-        self.env.schedule(Arrival(target.arrive, target, src, msg), NORMAL, delay + self.hop())
+        delay += self.hop()
+        if self.tree_hop and self._between_coordinators(self.nodes.get(src), target):
+            delay += self.tree_hop
+        self.env.schedule(Arrival(target.arrive, target, src, msg), NORMAL, delay)
+
+    @staticmethod
+    def _between_coordinators(source: SimNode | None, target: SimNode) -> bool:
+        return source is not None and source.role == "coordinator" == target.role
 
     def start_agent(self, node: SimNode) -> None:
         """``start`` now (no service time charged) and send its hello: an agent's, or
@@ -758,12 +768,16 @@ class Engine:
                 hop = self.hop
                 src = node.node_id
                 base = end - now
+                wan = self.tree_hop if node.role == "coordinator" else 0.0
                 for dst, msg in out:
                     target = find(dst)
                     if target is None:
                         self.undeliverable += 1
                         continue
-                    schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
+                    delay = base + hop()
+                    if wan and target.role == "coordinator":
+                        delay += wan
+                    schedule(Arrival(target.arrive, target, src, msg), NORMAL, delay)
         deadline = core.next_deadline()
         if deadline is None:
             return end
@@ -789,12 +803,17 @@ class Engine:
         hop = self.hop
         groups: dict[int, list[tuple[SimNode, str, Message]]] = {}
         for src, out in outs:
+            wan = self.tree_hop if self.tree_hop and self._is_coordinator(src) else 0.0
             for dst, msg in out:
                 target = find(dst)
                 if target is None:
                     self.undeliverable += 1
                     continue
                 server = target.server
+                if wan and target.role == "coordinator":  # on its own: it takes longer
+                    delay = base + hop() + wan
+                    schedule(Arrival(target.arrive, target, src, msg), NORMAL, delay)
+                    continue
                 if server is None or not self.batching:  # the prober: nothing to serve
                     schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
                     continue
@@ -810,6 +829,10 @@ class Engine:
                 schedule(Arrival(target.arrive, target, src, msg), NORMAL, base + hop())
             else:
                 schedule(Batch(self._batch_cb, group), NORMAL, base + hop())
+
+    def _is_coordinator(self, node_id: str) -> bool:
+        node = self.nodes.get(node_id)
+        return node is not None and node.role == "coordinator"
 
     def wake(self, wait: float) -> float:
         """How late a wake-up requested ``wait`` seconds ahead runs (0 when not waiting)."""

@@ -23,8 +23,8 @@ when any backend's run (any repetition) was; it is still filed, with
 ``"valid": false`` in ``summary.json``, and the CLI exits 3.
 
 The scenario's ``model:`` section reaches the model only: ``hop_ms``
-replaces the calibration's hop with a constant (``Calibration.with_changes``)
-and ``coordinator_hosts`` goes to ``sim.run_plan``; each what-if in force is
+replaces the calibration's hop with a constant (``Calibration.with_changes``),
+and ``tree_hop_ms`` and ``coordinator_hosts`` go to ``sim.run_plan``; each what-if in force is
 added to the sim result's notes. Asking the real backend to run a scenario
 with a what-if raises ``ScenarioError`` before anything runs. On tcp
 without a what-if, the model's processes share the calibration's ``cores``
@@ -180,6 +180,7 @@ def _run_model(
     if model.hop_ms is not None:
         calibration = calibration.with_changes(hop=constant_hop(model.hop_ms))
     hosts = model.coordinator_hosts
+    tree_hop = (model.tree_hop_ms or 0.0) / 1000
     if scenario.transport == "tcp":  # agents share their worker process's CPU
         workers = scenario.agents.workers
         # this machine's cores are shared by its processes; a what-if is about other
@@ -196,10 +197,11 @@ def _run_model(
             cores=cores,
             links=links,
             live=live,
+            tree_hop=tree_hop,
         )
     else:
         one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop
-        result = sim_run(plan, one_loop, progress, live=live)
+        result = sim_run(plan, one_loop, progress, live=live, tree_hop=tree_hop)
     result.notes.extend(what_if_notes(model))
     return result
 
@@ -216,6 +218,11 @@ def what_if_notes(model: ModelSection) -> list[str]:
     notes = []
     if model.hop_ms is not None:
         notes.append(f"what-if: every hop takes {num(model.hop_ms)} ms (model.hop_ms)")
+    if model.tree_hop_ms is not None:
+        notes.append(
+            f"what-if: every hop between two coordinators of the tree takes "
+            f"{num(model.tree_hop_ms)} ms more (model.tree_hop_ms)"
+        )
     if model.coordinator_hosts > 1:
         notes.append(
             f"what-if: the coordinator's work is spread over {model.coordinator_hosts} hosts, "

@@ -203,15 +203,21 @@ def _protocol_section() -> type[BaseModel]:
 
 class ModelSection(_Section):
     """How the model runs: its seeded replications, and what-ifs only the model runs
-    (``sim``): a constant hop, a coordinator on N hosts."""
+    (``sim``): a constant hop, a longer hop between coordinators of a tree, a
+    coordinator on N hosts."""
 
     replications: int = Field(default=3, ge=1, le=100)
     hop_ms: float | None = Field(default=None, gt=0, le=60_000)
+    tree_hop_ms: float | None = Field(default=None, gt=0, le=60_000)
     coordinator_hosts: int = Field(default=1, ge=1, le=1024)
 
     def what_ifs(self) -> list[str]:
         """The fields that ask for something the real system cannot run here."""
-        asked = {"hop_ms": self.hop_ms is not None, "coordinator_hosts": self.coordinator_hosts > 1}
+        asked = {
+            "hop_ms": self.hop_ms is not None,
+            "tree_hop_ms": self.tree_hop_ms is not None,
+            "coordinator_hosts": self.coordinator_hosts > 1,
+        }
         return [name for name, is_asked in asked.items() if is_asked]
 
 
@@ -551,6 +557,9 @@ class Scenario(_Section):
             if "real" in self.backends:
                 expected = "expected backends to list only sim: the real system cannot run"
                 raise problem(f"{expected} this what-if (model: is for sim only)", f"model.{name}")
+        if self.model.tree_hop_ms is not None and not self.topology.tree:
+            expected = "expected a hierarchical topology (it lengthens hops between coordinators)"
+            raise problem(f"{expected}, got topology kind: flat", "model.tree_hop_ms")
         if self.model.coordinator_hosts > 1 and self.transport == "inproc":
             expected = "expected 1 with transport: inproc (all nodes share one event loop there)"
             raise problem(f"{expected}; use transport: tcp", "model.coordinator_hosts")

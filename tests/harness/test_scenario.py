@@ -296,6 +296,12 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "expected a coordinator agents attach to (coord.1.1, coord.1.2, coord.1.3, ...), got",
     ),
     (
+        "tree hop without a tree",
+        {"backends": ["sim"], "model": {"tree_hop_ms": 20}},
+        "model.tree_hop_ms",
+        "expected a hierarchical topology",
+    ),
+    (
         "tree task placement",
         {"topology": {"kind": "hierarchical", "tasks": "random"}},
         "topology.tasks",

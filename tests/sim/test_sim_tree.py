@@ -57,6 +57,19 @@ def test_a_direct_across_the_tree_takes_its_path_of_hops() -> None:
     assert far_latency == pytest.approx(6 * H + 7 * S, abs=S)
 
 
+def test_a_wan_between_levels_lengthens_only_the_hops_between_coordinators() -> None:
+    """``model.tree_hop_ms``: the 4 hops between coordinators of a direct across the
+    tree take W more each; the 2 between agents and their leaves do not."""
+    plan = tree_plan()
+    a = plan.agents[0].agent_id
+    far = next(s.agent_id for s in plan.agents if s.coordinator.startswith("coord.3."))
+    ops = (Operation(1, 1.0, OpKind.DIRECT, a, far, 64, 1),)
+    w = 0.02
+    result = run_plan(replace(plan, operations=ops), Calibration.deterministic(S, H), tree_hop=w)
+    (done,) = [c.at for c in result.completions if not c.duplicate]
+    assert done - 1.0 == pytest.approx(6 * H + 4 * w + 7 * S, abs=S)
+
+
 def test_the_model_delivers_every_publish_in_a_tree_and_repeats_itself() -> None:
     plan = tree_plan()
     calibration = Calibration.deterministic(S, H)
