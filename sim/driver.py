@@ -97,8 +97,9 @@ from protocol.records import (
     ProcessUsage,
 )
 from sim.calibration import Calibration
-from sim.engine import BUSY_PARTS, Engine, SimNode
+from sim.engine import Engine
 from sim.faults import FaultInjector, durable_coordinator
+from sim.nodes import BUSY_PARTS, SimNode
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
 REGISTRATION_LIMIT = 60.0

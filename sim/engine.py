@@ -113,11 +113,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Any
 
 import simpy
-from mypy_extensions import mypyc_attr
-from simpy.events import NORMAL, Event
+from simpy.events import NORMAL
 
 from protocol.agent import Agent
 from protocol.codec import encode_body
@@ -138,9 +136,9 @@ from protocol.workload import issue
 from sim.calibration import Calibration
 from sim.cores import Cores
 from sim.distribution import Distribution, Sampler
+from sim.nodes import BUSY_PARTS, Arrival, Batch, Callbacks, Server, SimNode, TimerDue
 
 STUCK_POLL = 0.001
-BUSY_PARTS = ("service", "recipients", "wire", "payload", "timers")
 MIN_BATCH_SHARE = 0.1  # a batched message still costs at least this share of its service
 REQUEST_TYPES: dict[OpKind, type[Message]] = {
     OpKind.PUBLISH: Publish,
@@ -149,131 +147,6 @@ REQUEST_TYPES: dict[OpKind, type[Message]] = {
     OpKind.TASK: TaskSubmit,
     OpKind.MEMORY: MemRequest,
 }
-Callbacks = tuple[Callable[[Any], None], ...]
-
-
-class Server:
-    """One CPU: the simulated time until which it is busy, and the CPU seconds it
-    was charged, by part (``BUSY_PARTS``): what the model predicts the process
-    spends, to compare with the CPU time a real process measured."""
-
-    __slots__ = (
-        "busy_until",
-        "run_since",
-        "service",
-        "recipients",
-        "wire",
-        "payload",
-        "timers",
-        "jobs",
-        "saved",
-    )
-
-    def __init__(self, start: float) -> None:
-        self.busy_until = start
-        self.run_since = start  # when its current run of back-to-back jobs began
-        self.service = 0.0  # message and issue jobs' service times, after batch savings
-        self.recipients = 0.0  # per_recipient_seconds of the Delivers a job emitted
-        self.wire = 0.0  # codec: per message and per byte (tcp)
-        self.payload = 0.0  # building and verifying payloads
-        self.timers = 0.0  # timer jobs
-        self.jobs = 0  # message jobs that joined no batch, issue jobs and timer jobs
-        self.saved = 0.0  # what messages that joined a batch saved
-
-    def busy(self) -> dict[str, float]:
-        """CPU seconds charged so far, by part, then ``jobs`` (a count) and ``saved``."""
-        parts = {part: float(getattr(self, part)) for part in BUSY_PARTS}
-        return {**parts, "jobs": float(self.jobs), "saved": self.saved}
-
-
-class SimNode:
-    """A protocol object, its server, its service-time samplers and its armed timer."""
-
-    __slots__ = (
-        "node_id",
-        "core",
-        "role",
-        "server",
-        "service",
-        "timer_cost",
-        "armed",
-        "arrive",
-        "last_start",
-        "saving",
-        "index",
-        "hosts",
-        "shed_seen",
-        "wire_message",
-        "wire_byte",
-        "job",
-    )
-
-    def __init__(
-        self,
-        node_id: str,
-        core: Coordinator | Agent | None,
-        role: str,
-        server: Server | None,
-        service: dict[type, Sampler],
-        timer_cost: Sampler,
-        index: int = 0,
-    ) -> None:
-        self.node_id = node_id
-        self.core = core
-        self.role = role
-        self.server = server
-        self.service = service
-        self.timer_cost = timer_cost
-        self.armed: float | None = None
-        self.arrive: Callbacks = ()
-        self.last_start = -math.inf  # when this node's latest message job starts
-        self.saving = 0.0  # what a message saves by joining a queued batch
-        self.index = index  # the order in which the node was added
-        self.hosts: tuple[Server, ...] = ()  # a coordinator's servers when it has several
-        self.shed_seen = 0  # an agent's shed ops already reported (``Engine.on_shed``)
-        self.wire_message = 0.0  # the codec's cost per message and per byte, for this role
-        self.wire_byte = 0.0
-        self.job = 0.0  # the per-job cost in each drawn service time (figure (i))
-
-
-@mypyc_attr(native_class=False)  # compiled, yet a subclass of SimPy's Event
-class Arrival(Event):
-    """A message reaching ``node`` (a bare SimPy event: no process, no __init__ work)."""
-
-    __slots__ = ("node", "src", "msg")
-
-    def __init__(self, callbacks: Callbacks, node: SimNode, src: str, msg: Message) -> None:
-        self.callbacks = callbacks  # type: ignore[assignment]
-        self._ok = True
-        self.node = node
-        self.src = src
-        self.msg = msg
-
-
-@mypyc_attr(native_class=False)
-class Batch(Event):
-    """Several messages that left one process for another in one write, arriving
-    together: ``items`` are ``(node, src, msg)``, served in order."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, callbacks: Callbacks, items: list[tuple[SimNode, str, Message]]) -> None:
-        self.callbacks = callbacks  # type: ignore[assignment]
-        self._ok = True
-        self.items = items
-
-
-@mypyc_attr(native_class=False)
-class TimerDue(Event):
-    """``node``'s deadline ``at`` has come."""
-
-    __slots__ = ("node", "at")
-
-    def __init__(self, callbacks: Callbacks, node: SimNode, at: float) -> None:
-        self.callbacks = callbacks  # type: ignore[assignment]
-        self._ok = True
-        self.node = node
-        self.at = at
 
 
 class Engine:

@@ -92,7 +92,8 @@ from protocol.records import DriverResult, NodeEvent, StoreSnapshot
 from protocol.retransmit import next_reconnect_wait
 from protocol.workload import remembered
 from sim.calibration import Calibration
-from sim.engine import Arrival, Callbacks, Engine, SimNode, TimerDue
+from sim.engine import Engine
+from sim.nodes import Arrival, Callbacks, SimNode, TimerDue
 
 COORDINATOR_NODE = "coordinator"  # the node of a crash's injected and healed events
 DROP_REASONS = ("node down", "link down", "partition", "loss")

@@ -63,7 +63,7 @@ from harness.scenario.shipped import scenarios_dir
 from protocol.plan import Plan
 from protocol.records import DriverResult
 from sim.calibration import ROLES, Calibration, read_calibration, save_calibration
-from sim.engine import BUSY_PARTS
+from sim.nodes import BUSY_PARTS
 
 SCENARIO = "default.yaml"
 RATES = (5_000.0, 30_000.0, 90_000.0)  # offered deliveries/s, below capacity

@@ -14,7 +14,7 @@ from protocol.records import DriverResult
 from sim import run_plan
 from sim.calibration import POOLED, Calibration
 from sim.distribution import Distribution
-from sim.engine import BUSY_PARTS
+from sim.nodes import BUSY_PARTS
 
 SERVICE = 0.001  # the coordinator's cost of one Direct
 JOB = 0.0005
@@ -163,7 +163,8 @@ def test_a_process_that_ran_its_share_while_others_wait_is_descheduled_for_a_sli
 
     import simpy
 
-    from sim.engine import Engine, Server
+    from sim.engine import Engine
+    from sim.nodes import Server
 
     calibration = Calibration.deterministic(service=0.0, hop=0.0).with_changes(timeslice=0.004)
     engine = Engine(simpy.Environment(), calibration, random.Random(1))
