@@ -96,10 +96,11 @@ def build(
     parents: tuple[int, ...],
     agents: tuple[tuple[str, tuple[str, ...], tuple[str, ...], int], ...],
     start: float = 0.0,
+    cluster: type[TreeCluster] = TreeCluster,
 ) -> TreeCluster:
     """Coordinator i > 0 under coordinator ``parents[i - 1]``; each agent under its own;
     the clock starting at ``start``."""
-    net = TreeCluster(settings, faults, seed)
+    net = cluster(settings, faults, seed)
     net.now = start
     names = [COORD] + [f"c{i}" for i in range(1, len(parents) + 1)]
     for i, parent in enumerate(parents, start=1):
@@ -146,17 +147,15 @@ def run(scenario: Scenario, tree: tuple[tuple[int, ...], list[int]]) -> TreeClus
     return net
 
 
-def check(scenario: Scenario, net: TreeCluster) -> None:
-    ops = {op.op_id: op for op in scenario.ops}
-    coordinators = set(net.coordinators)
+def handled_once(scenario: Scenario, net: TreeCluster) -> set[int]:
+    """Check that every expected (op, recipient) of an op not shed was handled exactly
+    once, and nothing else, every payload intact; return the ops shed."""
     accepted = {op_id for agent in net.agents.values() for op_id in agent.accepted}
     answered = {c.op_id for agent in net.agents.values() for c in agent.completions}
     shed = {op_id for agent in net.agents.values() for op_id in agent.shed}
     shed -= accepted | {op.op_id for op in scenario.ops if op.kind == "memory"} & answered
     if not scenario.shed_after:
         assert not shed
-
-    # every expected (op, recipient) of an op not shed handled exactly once, nothing else
     expected = Counter(
         (op.op_id, node)
         for op in scenario.ops
@@ -166,6 +165,13 @@ def check(scenario: Scenario, net: TreeCluster) -> None:
     completions = [c for agent in net.agents.values() for c in agent.completions]
     assert Counter((c.op_id, c.node) for c in completions if not c.duplicate) == expected
     assert all(c.intact for c in completions)
+    return shed
+
+
+def check(scenario: Scenario, net: TreeCluster) -> None:
+    ops = {op.op_id: op for op in scenario.ops}
+    coordinators = set(net.coordinators)
+    shed = handled_once(scenario, net)
 
     # each coordinator routes an op once: one msg_id per op and coordinator (a task may
     # be placed again: given back unrun, ``protocol.tasks``)
@@ -352,30 +358,17 @@ def test_a_partitioned_link_of_the_tree_loses_nothing(
         (name, caps, subs, attach[i]) for i, (name, caps, subs) in enumerate(scenario.agents)
     )
     base = replace(protocol_settings(scenario), task_slots=1, failure_after=0.3)
-    net = CutTree(base, scenario.faults, scenario.seed)
-    names = [COORD] + [f"c{i}" for i in range(1, len(parents) + 1)]
-    for i, parent in enumerate(parents, start=1):
-        net.add_coordinator(names[i], names[parent])
-    for name, caps, subs, at in agents:
-        net.add_agent(name, caps, subs, coordinator=names[at])
-    net.wait("settled")
+    net = build(base, scenario.faults, scenario.seed, parents, agents, cluster=CutTree)
+    assert isinstance(net, CutTree)
     child = len(parents)  # the last coordinator, and its parent
-    net.cut = (names[child], names[parents[child - 1]], net.now + start, net.now + start + span)
+    cut_child, cut_parent = f"c{child}", COORD if not parents[-1] else f"c{parents[-1]}"
+    net.cut = (cut_child, cut_parent, net.now + start, net.now + start + span)
     for op in scenario.ops:
         net.run_until(net.now + op.gap)
         issue(net, op)
     net.run_until(net.cut[3] + 0.5)
     net.wait("quiet")
-    shed = {op_id for agent in net.agents.values() for op_id in agent.shed}
-    shed -= {op_id for agent in net.agents.values() for op_id in agent.accepted}
-    expected = Counter(
-        (op.op_id, node)
-        for op in scenario.ops
-        if op.op_id not in shed
-        for node in expected_recipients(scenario, op)
-    )
-    completions = [c for agent in net.agents.values() for c in agent.completions]
-    assert Counter((c.op_id, c.node) for c in completions if not c.duplicate) == expected
+    shed = handled_once(scenario, net)
     tasks = [op for op in scenario.ops if op.kind == "task" and op.op_id not in shed]
     ran = {key for agent in net.agents.values() for key in agent._task_results}
     assert {(op.origin, op.op_id) for op in tasks} <= ran
