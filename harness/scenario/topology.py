@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.errors import problem
-from protocol.topology import capacity, leaves, tree
+from protocol.topology import attach, capacity, tree
 
 if TYPE_CHECKING:
     from harness.scenario.schema import Scenario
@@ -44,7 +44,7 @@ def check(scenario: Scenario) -> None:
     submitted at a coordinator that has no agents."""
     topology = scenario.topology
     nodes = tree(topology.branching, topology.levels) if topology.tree else ()
-    ends = leaves(nodes)
+    ends = list(dict.fromkeys(attach(scenario.agents.count, nodes)))  # with agents, in order
     for index, stream in enumerate(scenario.workload):
         where = getattr(stream, "submitted_at", None)
         if where is not None and where not in ends:

@@ -296,6 +296,23 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "expected a coordinator agents attach to (coord.1.1, coord.1.2, coord.1.3, ...), got",
     ),
     (
+        "tasks submitted at a leaf with no agents",
+        {
+            "agents": {"count": 5},
+            "topology": {"kind": "hierarchical", "branching": 3, "levels": 3},
+            "workload": [
+                {
+                    "kind": "task",
+                    "capability": "compute",
+                    "arrival": {"process": "poisson", "rate": 1},
+                    "submitted_at": "coord.3.3",
+                },
+            ],
+        },
+        "workload[0].submitted_at",
+        "(coord.1.1, coord.1.2, coord.1.3, ...), got 'coord.3.3'",
+    ),
+    (
         "tree hop without a tree",
         {"backends": ["sim"], "model": {"tree_hop_ms": 20}},
         "model.tree_hop_ms",
