@@ -53,6 +53,10 @@ COMPARED_FIGURES: tuple[tuple[str, str], ...] = (
     ("uptime", "ratio"),
     ("agents_coordinated", "agents"),
 )
+TASK_FIGURES: tuple[tuple[str, str], ...] = (  # compared too when the runs had tasks
+    ("task_p95_ms", "ms"),
+    ("makespan_s", "s"),
+)
 
 
 RATIO_FIGURES: dict[str, float] = {  # figure: its largest possible value
@@ -113,6 +117,14 @@ def _as_float(value: Figure) -> float | None:
     return None if value is None else float(value)
 
 
+def compared(runs: Sequence[Summary]) -> tuple[tuple[str, str], ...]:
+    """The figures compared for these runs: ``COMPARED_FIGURES``, and the task
+    figures when any of them had tasks."""
+    if any(run.tasks.submitted for run in runs):
+        return COMPARED_FIGURES + TASK_FIGURES
+    return COMPARED_FIGURES
+
+
 def compare(real: Summary, sim: Summary) -> list[ComparisonRow]:
     """One row per compared figure: real value, sim value and the model's error."""
     real_figures, sim_figures = real.figures(), sim.figures()
@@ -124,7 +136,7 @@ def compare(real: Summary, sim: Summary) -> list[ComparisonRow]:
             sim=_as_float(sim_figures[name]),
             error_pct=percent_error(real_figures[name], sim_figures[name]),
         )
-        for name, unit in COMPARED_FIGURES
+        for name, unit in compared((real, sim))
     ]
 
 
@@ -133,9 +145,10 @@ def compare_runs(reals: Sequence[Summary], sims: Sequence[Summary]) -> list[Comp
     replications, each with the 95 % interval of its mean when it has several runs."""
     if len(reals) == 1 and len(sims) == 1:
         return compare(reals[0], sims[0])
-    real_stats, sim_stats = _stats(reals), _stats(sims)
+    figures = compared([*reals, *sims])
+    real_stats, sim_stats = _stats(reals, figures), _stats(sims, figures)
     rows = []
-    for name, unit in COMPARED_FIGURES:
+    for name, unit in figures:
         real, sim = real_stats[name], sim_stats[name]
         rows.append(
             ComparisonRow(
@@ -155,14 +168,16 @@ def compare_runs(reals: Sequence[Summary], sims: Sequence[Summary]) -> list[Comp
     return rows
 
 
-def _stats(runs: Sequence[Summary]) -> dict[str, dict[str, float | int | None]]:
+def _stats(
+    runs: Sequence[Summary], names: tuple[tuple[str, str], ...]
+) -> dict[str, dict[str, float | int | None]]:
     """``aggregate`` of several runs; one run's own figures, with n = 1 and no interval."""
     if len(runs) > 1:
         return aggregate(list(runs))
     figures = runs[0].figures()
     return {
         name: {"n": 1, "median": figures[name], "ci_low": None, "ci_high": None}
-        for name, _ in COMPARED_FIGURES
+        for name, _ in names
     }
 
 
