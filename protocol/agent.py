@@ -71,10 +71,14 @@ class Agent:
         capabilities: tuple[str, ...] = (),
         subscriptions: tuple[str, ...] = (),
         vouched_by: str = "",
+        fallbacks: tuple[str, ...] = (),
     ) -> None:
         self.node_id = node_id
         self.vouched_by = vouched_by
         self.coordinator = coordinator
+        self.coordinators = (coordinator, *fallbacks)  # where to go if this one dies
+        self._registered_with = ""  # the coordinator of the last Welcome
+        self._open_tasks: dict[int, TaskSubmit] = {}  # accepted, no result yet (with fallbacks)
         self.settings = settings
         self.capabilities = capabilities
         self.subscriptions = subscriptions
@@ -120,6 +124,23 @@ class Agent:
         """
         self._seen.update(handled)
         self._tasks_done.update(results)
+
+    def fail_over(self) -> str:
+        """The link to the coordinator closed: move to the next one of
+        ``coordinators`` (round the list) and return it; the driver connects there
+        and calls ``start``. Acks and tasks of the old coordinator are forgotten
+        (their ids mean nothing to another; the tree places those tasks again), and
+        once welcomed elsewhere the agent submits again every task it has no result
+        for (the coordinator that accepted them may have taken them down with it).
+        With no fallbacks the coordinator stays the same."""
+        coordinators = self.coordinators
+        if len(coordinators) > 1:
+            at = coordinators.index(self.coordinator)
+            self.coordinator = coordinators[(at + 1) % len(coordinators)]
+            self._acks = []
+            self._working.clear()
+            self._task_due = None
+        return self.coordinator
 
     def _send_hello(self, now: float) -> None:
         hello = Hello(
@@ -243,14 +264,27 @@ class Agent:
         self._heartbeat_interval = msg.heartbeat_interval
         vouched = msg.heartbeat_interval <= 0  # its voucher's traffic speaks for it
         self._next_heartbeat = None if vouched else now + msg.heartbeat_interval
+        moved = self._registered_with and self._registered_with != self.coordinator
+        self._registered_with = self.coordinator
+        if moved:
+            for request in self._open_tasks.values():
+                self.requests.resume(request)  # in flight: resent now, never shed
         self.requests.reopen(now)
         self._send_requests()
 
     def _on_answer(self, msg: Accepted | Busy, now: float) -> None:
         if type(msg) is Busy:
             self.requests.refused(msg.op_id, msg.retry_after, now)
-        elif self.requests.answered(msg.op_id, now) is not None:
-            self.accepted.append(msg.op_id)
+        else:
+            request = self.requests.answered(msg.op_id, now)
+            if request is not None:
+                if len(self.coordinators) > 1 and type(request) is TaskSubmit:
+                    if msg.op_id in self._open_tasks:
+                        self._send_requests()
+                        return  # submitted again after a fail-over: accepted before
+                    if msg.op_id not in self._tasks_done:
+                        self._open_tasks[msg.op_id] = request
+                self.accepted.append(msg.op_id)
         self._send_requests()
 
     def _on_deliver(self, msg: Deliver, now: float) -> None:
@@ -300,6 +334,7 @@ class Agent:
 
     def _on_task_done(self, msg: TaskDone, now: float) -> None:
         self._out.append((self.coordinator, TaskDoneAck(msg.op_id)))
+        self._open_tasks.pop(msg.op_id, None)
         duplicate = msg.op_id in self._tasks_done
         self._tasks_done.add(msg.op_id)
         intact = checksum(msg.payload) == msg.checksum

@@ -295,8 +295,11 @@ class BusRouting:
                 self._resend_answer(msg, nodes[0], attempt, owed, now)
                 continue
             if isinstance(msg, TaskBack):
-                owed = (msg.origin, msg.op_id) in self._back_pending
-                self._resend_answer(msg, nodes[0], attempt, owed, now)
+                key = (msg.origin, msg.op_id)
+                if nodes[0] not in self.sessions:  # a neighbour forgotten: it lost the task
+                    self._back_pending.pop(key, None)
+                    continue
+                self._resend_answer(msg, nodes[0], attempt, key in self._back_pending, now)
                 continue
             again = []
             wait = 0.0

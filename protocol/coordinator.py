@@ -56,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol.bus import BusRouting, Retry
+from protocol.failover import TreeRepair
 from protocol.failures import FailureHandling
 from protocol.journal import BusEntry, BusJournal, BusState
 from protocol.memory import MemoryStore, Write
@@ -96,7 +97,7 @@ from protocol.messages import (
     Unsubscribe,
     Welcome,
 )
-from protocol.peers import INF, PeerRouting, TreeState
+from protocol.peers import INF, NOT_NEIGHBOUR, PeerRouting, RepairState, TreeState
 from protocol.records import NodeEvent, TaskStamp
 from protocol.retransmit import RetryHeap, RtoEstimator
 from protocol.sessions import CoordinatorStats, OpKey, Session, Task
@@ -112,7 +113,13 @@ Outgoing = tuple[str, Message]
 
 
 class Coordinator(
-    BusRouting, FailureHandling, StatusReporting, PeerRouting, WorkStealing, TaskPlacement
+    BusRouting,
+    FailureHandling,
+    StatusReporting,
+    PeerRouting,
+    WorkStealing,
+    TaskPlacement,
+    TreeRepair,
 ):
     """The coordinator protocol state machine."""
 
@@ -123,6 +130,7 @@ class Coordinator(
         store: MemoryStore | None = None,
         durable_memory: bool = False,
         parent: str = "",
+        fallbacks: tuple[str, ...] = (),
     ) -> None:
         self.node_id = node_id
         self.parent = parent  # the parent coordinator of a tree, or "" (``protocol.peers``)
@@ -145,6 +153,7 @@ class Coordinator(
         self._out: list[Outgoing] = []
         self._closures: list[str] = []
         self._routed: dict[OpKey, int] = {}
+        self._passed: dict[OpKey, tuple[str, int]] = {}  # tasks from a neighbour: its delivery
         self._mem_replies: dict[OpKey, MemReply] = {}
         self._recent_ops: dict[str, deque[int]] = {}  # per origin, oldest first
         self._held_replies: list[Outgoing] = []
@@ -160,6 +169,8 @@ class Coordinator(
         self.peers: list[str] = []
         self._tree = TreeState()
         self._steal = StealState()
+        # where to go if the parent dies: the parent, then ``fallbacks`` (``protocol.failover``)
+        self._repair = RepairState(ancestors=(parent, *fallbacks) if parent else ())
         # per task, the times it spent here (``TaskStamp``), for a driver that asks
         self.stamp_tasks = False
         self.task_stamps: list[TaskStamp] = []
@@ -172,7 +183,8 @@ class Coordinator(
         session = self.sessions.get(src)
         if session is not None:
             if not session.linked and type(msg) not in _REJOIN:
-                self._refuse(src, f"{src} must say hello on its new link", close=True)
+                if src != self.parent:  # a new parent's, before its Welcome: it resends
+                    self._refuse(src, f"{src} must say hello on its new link", close=True)
                 return
             if not session.alive and type(msg) not in _REJOIN:
                 self._revive(session, now)
@@ -184,6 +196,13 @@ class Coordinator(
         if session is None and type(msg) not in _OPEN:
             if src == self.parent:
                 return  # from the parent before its Welcome, reordered: it resends
+            if type(msg) is Error or type(msg) is Reject:
+                self.log.append(f"{type(msg).__name__} from {src}, unknown here")
+                return  # answering it could start an endless exchange of refusals
+            if type(msg) in _FROM_COORDINATORS:  # it takes this one for a neighbour
+                reason = f"{type(msg).__name__} from {src}, not a neighbour"
+                self._refuse(src, reason, reply=Reject(NOT_NEIGHBOUR))
+                return
             self._refuse(src, f"{type(msg).__name__} before registration")
             return
         handler(self, src, msg, now)
@@ -196,6 +215,10 @@ class Coordinator(
             self._status_step(now)
         if self._next_sweep is not None and now >= self._next_sweep:
             self._detect_failures(now)
+            if self._repair.orphans:
+                self._expire_orphans(now)
+            if self._repair.stranded:
+                self._retry_stranded(now)
             self._next_sweep = now + self.settings.heartbeat_interval / 2
         if now >= self._tree.peer_due:
             self._peer_timer(now)
@@ -262,6 +285,8 @@ class Coordinator(
             self.sessions[member.node] = session
             for pattern in member.subscriptions:
                 self.subscriptions.add(member.node, pattern)
+        for neighbour in state.neighbours.values():
+            self._restore_neighbour(neighbour.node, neighbour.patterns, neighbour.members)
         self._parked = state.owed_to()
         for node in list(self._parked):
             if node in self.sessions:
@@ -279,6 +304,7 @@ class Coordinator(
             self._routed[key] = 1
             self.unassigned.append(task)
         self._next_msg_id = max(self._next_msg_id, state.next_msg_id())
+        self._repair.restored = bool(self.parent)  # a tree node hands on what is not here
 
     def writes_persisted(self) -> None:
         """Every write taken so far is durable: release the held replies."""
@@ -300,6 +326,8 @@ class Coordinator(
         if session.alive:
             self.stats.links_lost += 1
             self._fail(session, now)
+        if session.peer:
+            self._neighbour_lost(src, now)  # ``protocol.failover``
 
     # the later mixins' methods, called from mixins before them (whose stubs would
     # shadow them in the method resolution order)
@@ -323,6 +351,35 @@ class Coordinator(
 
     def _give_back(self, task: Task, now: float) -> bool:
         return TaskPlacement._give_back(self, task, now)
+
+    def _hand_over_restored(self, now: float) -> None:
+        TreeRepair._hand_over_restored(self, now)
+
+    def _adopt_peer(self, node: str, msg: Interest, now: float) -> None:
+        TreeRepair._adopt_peer(self, node, msg, now)
+
+    def _on_relay(self, src: str, msg: Deliver, now: float) -> None:
+        TreeRepair._on_relay(self, src, msg, now)
+
+    def _forget_peer(self, peer: str) -> None:
+        TreeRepair._forget_peer(self, peer)
+
+    def _retry_stranded(self, now: float) -> None:
+        TreeRepair._retry_stranded(self, now)
+
+    def _disowned(self, peer: str, now: float) -> None:
+        TreeRepair._disowned(self, peer, now)
+
+    def _switch_parent(self, to: str, now: float) -> None:
+        TreeRepair._switch_parent(self, to, now)
+
+    def _restore_neighbour(
+        self, node: str, patterns: tuple[str, ...], members: tuple[str, ...]
+    ) -> None:
+        TreeRepair._restore_neighbour(self, node, patterns, members)
+
+    def _expire_orphans(self, now: float) -> None:
+        TreeRepair._expire_orphans(self, now)
 
     def knows(self, node: str) -> bool:
         """True once ``node`` has registered (it may since have failed)."""
@@ -360,6 +417,8 @@ class Coordinator(
             self.sessions[src] = session
             self.events.append(NodeEvent(now, "registered", src))
             session.backlog.extend(self._parked.pop(src, ()))
+            if self._repair.orphans:
+                self._adopt_agent(src, msg.subscriptions, session, now)
         else:
             if not session.alive:
                 self.events.append(NodeEvent(now, "returned", src))
@@ -413,6 +472,7 @@ class Coordinator(
                 break
             recent.popleft()
             self._routed.pop(old, None)
+            self._passed.pop(old, None)
             self._mem_replies.pop(old, None)
 
     def _accept(self, src: str, key: OpKey, reply: Accepted) -> None:
@@ -473,6 +533,19 @@ def _back(origin: str, reply: MemReply, reply_to: str) -> MemReply | MemBack:
 # what a node may send before it is registered, and on a link it must say hello on
 _OPEN = (Hello, PeerHello, Welcome, Probe, StatusRequest, ListRequest)
 _REJOIN = (Hello, PeerHello, Welcome)
+# what only a coordinator of a tree sends (an agent never does)
+_FROM_COORDINATORS = (
+    Deliver,
+    Interest,
+    InterestAck,
+    Load,
+    StealRequest,
+    StealReply,
+    TaskBack,
+    TaskBackAck,
+    MemForward,
+    MemBack,
+)
 
 # each message type the coordinator handles, and its handler (module level: mypyc
 # compiles no class-level dict of methods)

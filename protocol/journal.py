@@ -15,6 +15,9 @@ Entries, in the order they happened:
 - ``DeliveryDone``: ``node`` acked it; the pair is no longer owed.
 - ``PendingTask``: a submitted task, owed until its result reaches the submitter.
 - ``TaskFinished``: the submitter acked the result.
+- ``Neighbour``: in a tree, what a neighbouring coordinator last asked to be sent
+  (its ``Interest``), or that it is gone; so a restarted coordinator routes to its
+  neighbours' subtrees before they have rejoined, and holds those deliveries.
 
 ``BusState`` folds entries into what is still owed. A persisting driver
 keeps the same fold in its database; after a restart it hands the state to
@@ -85,7 +88,20 @@ class TaskFinished:
     op_id: int
 
 
-BusEntry = Member | Subscribed | PendingDelivery | DeliveryDone | PendingTask | TaskFinished
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """Neighbour ``node`` asked for ``patterns`` and holds ``members`` below it (a
+    child's; a parent's are empty), or is gone (``present`` False)."""
+
+    node: str
+    patterns: tuple[str, ...]
+    members: tuple[str, ...]
+    present: bool = True
+
+
+BusEntry = (
+    Member | Subscribed | PendingDelivery | DeliveryDone | PendingTask | TaskFinished | Neighbour
+)
 DeliveryKey = tuple[int, str]
 TaskKey = tuple[str, int]
 
@@ -95,6 +111,7 @@ class BusState:
     """What is still owed after applying a sequence of ``BusEntry``."""
 
     members: dict[str, Member] = field(default_factory=dict)
+    neighbours: dict[str, Neighbour] = field(default_factory=dict)
     deliveries: dict[DeliveryKey, Deliver] = field(default_factory=dict)
     tasks: dict[TaskKey, PendingTask] = field(default_factory=dict)
     high_water: int = 0  # the highest message id ever journaled, acked or not
@@ -115,6 +132,11 @@ class BusState:
                 self.tasks[(entry.origin, entry.op_id)] = entry
             elif type(entry) is TaskFinished:
                 self.tasks.pop((entry.origin, entry.op_id), None)
+            elif type(entry) is Neighbour:
+                if entry.present:
+                    self.neighbours[entry.node] = entry
+                else:
+                    self.neighbours.pop(entry.node, None)
 
     def _subscribe(self, entry: Subscribed) -> None:
         member = self.members.get(entry.node)
@@ -161,6 +183,12 @@ class BusJournal:
     def acked(self, node: str, msg_ids: tuple[int, ...]) -> None:
         if self.enabled:
             self._entries.extend(DeliveryDone(node, msg_id) for msg_id in msg_ids)
+
+    def neighbour(
+        self, node: str, patterns: tuple[str, ...], members: tuple[str, ...], present: bool = True
+    ) -> None:
+        if self.enabled:
+            self._entries.append(Neighbour(node, patterns, members, present))
 
     def task(self, entry: PendingTask) -> None:
         if self.enabled:

@@ -30,6 +30,7 @@ class DeliveryKind(IntEnum):
     DIRECT = 2
     BROADCAST = 3
     TASK = 4
+    RELAY = 5  # between coordinators: an op for one node (``protocol.failover``)
 
 
 class MemVerb(IntEnum):

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 
 from mypy_extensions import trait
 
+from protocol.journal import BusJournal
 from protocol.messages import (
     Ack,
     Deliver,
@@ -81,13 +82,14 @@ from protocol.messages import (
     Reject,
     Welcome,
 )
-from protocol.records import CoordinatorFigures
+from protocol.records import CoordinatorFigures, NodeEvent
 from protocol.retransmit import backoff
-from protocol.sessions import CoordinatorStats, Session
+from protocol.sessions import CoordinatorStats, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex
 
 INF = float("inf")
+NOT_NEIGHBOUR = "not a neighbour"  # a Reject's reason: "I do not take you for mine"
 INTEREST_DELAY = 0.005  # changes within this long after a first go out as one Interest
 EPOCH_SHIFT = 20  # a version's low bits count snapshots within one life
 EPOCH_OFFSET = 1 << 40  # microseconds (about 12 days) added to the time of the epoch
@@ -126,6 +128,30 @@ class TreeState:
     peer_acks: dict[str, list[int]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Orphans:
+    """A child whose link closed, until its subtree has re-attached here
+    (``protocol.failover``)."""
+
+    expires: float
+    members: frozenset[str]  # the agents and coordinators its subtree held
+    handed: set[str] = field(default_factory=set)  # the members that got theirs
+
+
+@dataclass(slots=True)
+class RepairState:
+    """How the tree heals here (``protocol.failover``; kept off the trait, as
+    ``TreeState`` is)."""
+
+    ancestors: tuple[str, ...] = ()  # the parent, then the fallbacks
+    moving: bool = False  # joining another ancestor after the parent's link closed
+    tried: int = 0  # ancestors tried since the last Welcome
+    orphans: dict[str, Orphans] = field(default_factory=dict)  # per child lost
+    restored: bool = False  # restarted from a journal, not yet welcomed by the parent
+    # relays with nowhere to go yet: (give up at, relay, destination, came from)
+    stranded: list[tuple[float, Deliver, str, str]] = field(default_factory=list)
+
+
 @trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
 class PeerRouting:
     """The tree: joining, heartbeats, interest, forwarded ops and memory."""
@@ -139,10 +165,15 @@ class PeerRouting:
     log: deque[str]
     via: dict[str, str]
     peers: list[str]
+    unassigned: deque[Task]
     _out: list[tuple[str, Message]]
     _routed: dict[tuple[str, int], int]
     _next_sweep: float | None
     _tree: TreeState
+    _repair: RepairState
+    _parked: dict[str, list[Deliver]]
+    journal: BusJournal
+    events: list[NodeEvent]
 
     # --- the coordinator's, used here --------------------------------------------------
 
@@ -180,8 +211,32 @@ class PeerRouting:
     def _send_load(self, now: float, beat: bool) -> None:
         raise NotImplementedError  # protocol.stealing
 
+    def _assign_waiting(self, now: float) -> None:
+        raise NotImplementedError  # protocol.tasks
+
     def _on_peer_task(self, src: str, msg: Deliver, now: float) -> None:
         raise NotImplementedError  # protocol.tasks
+
+    def _hand_over_restored(self, now: float) -> None:
+        raise NotImplementedError  # protocol.failover
+
+    def _adopt_peer(self, node: str, msg: Interest, now: float) -> None:
+        raise NotImplementedError  # protocol.failover
+
+    def _on_relay(self, src: str, msg: Deliver, now: float) -> None:
+        raise NotImplementedError  # protocol.failover
+
+    def _forget_peer(self, peer: str) -> None:
+        raise NotImplementedError  # protocol.failover
+
+    def _retry_stranded(self, now: float) -> None:
+        raise NotImplementedError  # protocol.failover
+
+    def _disowned(self, peer: str, now: float) -> None:
+        raise NotImplementedError  # protocol.failover
+
+    def _switch_parent(self, to: str, now: float) -> None:
+        raise NotImplementedError  # protocol.failover
 
     # --- timers ------------------------------------------------------------------------
 
@@ -244,14 +299,28 @@ class PeerRouting:
         self._out.append((src, Welcome(src, settings.credit, settings.heartbeat_interval)))
 
     def _on_welcome(self, src: str, msg: Welcome, now: float) -> None:
+        repair = self._repair
+        if src != self.parent and repair.moving and src in repair.ancestors:
+            self._switch_parent(src, now)  # a Welcome to an earlier PeerHello: take it
         if src != self.parent:
-            self._refuse(src, f"unexpected Welcome from {src}")
+            session = self.sessions.get(src)
+            coordinator = session is None or session.peer  # (an agent's is just an error)
+            reply = Reject(NOT_NEIGHBOUR) if coordinator else None
+            self._refuse(src, f"unexpected Welcome from {src}", reply=reply)
             return
         self._tree.hello_due = INF
+        repair.tried = 0
+        if repair.moving:
+            repair.moving = False
+            self.events.append(NodeEvent(now, "reparented", self.node_id))
         self._join(src, now)
+        if repair.restored:
+            self._hand_over_restored(now)
 
     def _join(self, peer: str, now: float) -> None:
-        """``peer`` is a neighbour now (again): a session, heartbeats, interest."""
+        """``peer`` is a neighbour now (again): a session, heartbeats, interest; and
+        what was kept for it (``protocol.failover``: a restarted coordinator's journal,
+        the ops queued for a parent whose link closed)."""
         session = self.sessions.get(peer)
         if session is None:
             session = self._new_session(peer, (), now)
@@ -259,6 +328,12 @@ class PeerRouting:
             self.sessions[peer] = session
             self.peers.append(peer)
             self.log.append(f"coordinator {peer} joined as my {self._role(peer)}")
+            kept = self._parked.pop(peer, [])
+            if kept:
+                for deliver in kept:
+                    self.journal.delivered(deliver, [peer])
+                session.backlog.extend(kept)
+                session.backlog_since = now
         else:
             session.alive = True
             session.linked = True
@@ -273,14 +348,19 @@ class PeerRouting:
             self._tree.beat_due = now + self.settings.heartbeat_interval
         self._resend_session(session, now)
         self._interest_changed(now)
+        if self.unassigned and not self._repair.restored:
+            self._assign_waiting(now)  # a waiting task may go to the neighbour now
 
     def _role(self, peer: str) -> str:
         return "parent" if peer == self.parent else "child"
 
     def _on_peer_error(self, src: str, msg: Error | Reject, now: float) -> None:
         """A neighbour refused something: log it, never answer (two coordinators
-        answering each other's refusals would never stop)."""
+        answering each other's refusals would never stop). A child that says it is
+        not one any more (it re-attached elsewhere) is let go (``protocol.failover``)."""
         self.log.append(f"{type(msg).__name__} from {src}: {msg.reason}")
+        if type(msg) is Reject and msg.reason == NOT_NEIGHBOUR:
+            self._disowned(src, now)
 
     # --- interest ----------------------------------------------------------------------
 
@@ -302,6 +382,7 @@ class PeerRouting:
             return patterns, ()
         members = [n for n, s in self.sessions.items() if not s.peer]
         members.extend(self.via)
+        members.append(self.node_id)  # relays to a coordinator find it (``protocol.failover``)
         return patterns, tuple(sorted(members))
 
     def _send_interest(self, now: float) -> None:
@@ -373,6 +454,11 @@ class PeerRouting:
             for member in members:
                 via[member] = src
             link.members = members
+            if self._repair.orphans:
+                self._adopt_peer(src, msg, now)
+            if self._repair.stranded:
+                self._retry_stranded(now)
+        self.journal.neighbour(src, tuple(sorted(new)), tuple(sorted(link.members)))
         self._interest_changed(now)
 
     def interest_settled(self) -> bool:
@@ -416,6 +502,9 @@ class PeerRouting:
             return
         if msg.kind == DeliveryKind.TASK:
             self._on_peer_task(src, msg, now)  # acked now; its result comes back later
+            return
+        if msg.kind == DeliveryKind.RELAY:
+            self._on_relay(src, msg, now)  # ``protocol.failover``
             return
         key = (msg.origin, msg.op_id)
         if key not in self._routed:
@@ -495,8 +584,9 @@ class PeerRouting:
             self._out.append((msg.dst, reply))
             return
         child = self.via.get(msg.dst)
-        if child is not None:
-            self._out.append((child, msg))
+        session = self.sessions.get(child) if child is not None else None
+        if child is not None and session is not None and session.linked:
+            self._out.append((child, msg))  # (else lost: the agent asks again)
 
 
 def tree_figures(coordinators: Sequence[PeerRouting]) -> list[CoordinatorFigures]:

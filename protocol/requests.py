@@ -84,6 +84,7 @@ class RequestWindow:
         self._attempts: dict[int, int] = {}
         self._queued_at: dict[int, float] = {}  # in flight: when first queued
         self._busy: dict[int, Request] = {}  # refused with Busy, not yet answered or shed
+        self._kept: set[int] = set()  # maybe accepted by a coordinator since lost: never shed
         self._stray: dict[int, Request] = {}  # shed after being sent, newest STRAY_LIMIT
         self._retries: RetryHeap[tuple[float, int]] = RetryHeap()
         self._rto = RtoEstimator(settings.request_timeout, settings.max_rto)
@@ -131,9 +132,18 @@ class RequestWindow:
         self.queue.append((request, now))
         self._pump(now)
 
+    def resume(self, request: Request) -> None:
+        """Put an answered request in flight again (an agent's task submitted again
+        after a fail-over): ``reopen`` resends it, and it is never shed."""
+        self.inflight[request.op_id] = request
+        self._kept.add(request.op_id)
+
     def close(self) -> None:
-        """The link is (re)starting: send nothing until ``reopen``."""
+        """The link is (re)starting: send nothing until ``reopen``. What is in flight
+        may have been accepted by the coordinator just lost (its answer lost with
+        it): it is never shed, even if the next coordinator refuses it with ``Busy``."""
         self.open = False
+        self._kept.update(self.inflight)
 
     def reopen(self, now: float) -> None:
         """Registered (again): resend what was in flight, then fill the window.
@@ -149,6 +159,7 @@ class RequestWindow:
 
     def answered(self, op_id: int, now: float) -> Request | None:
         """``op_id`` was answered; returns the request, or None for a repeat answer."""
+        self._kept.discard(op_id)
         request = self.inflight.pop(op_id, None)
         if request is None:
             return self._late_answer(op_id)
@@ -239,7 +250,12 @@ class RequestWindow:
         """
         queue = self.queue
         shed_after = self._shed_after
+        kept = self._kept
         while queue and queue[0][1] + shed_after <= now:  # the sum next_deadline gives
+            if kept and queue[0][0].op_id in kept:
+                request, _ = queue.popleft()
+                queue.append((request, now))  # it waits its turn again, never shed
+                continue
             op_id = queue.popleft()[0].op_id
             sent = self._busy.pop(op_id, None)
             if sent is not None:  # a stray copy may still be accepted: remember it a while

@@ -78,6 +78,7 @@ class TaskPlacement:
     events: list[NodeEvent]
     tasks: dict[OpKey, Task]
     unassigned: deque[Task]
+    _passed: dict[OpKey, tuple[str, int]]
     _out: list[tuple[str, Message]]
     _routed: dict[OpKey, int]
     _held_keys: set[OpKey]
@@ -132,13 +133,20 @@ class TaskPlacement:
         key = (src, msg.op_id)
         if self.unassigned:
             self._assign_waiting(now)
-        if key not in self._routed and len(self.unassigned) >= self.settings.max_backlog:
+        # new unless submitted here before (a task that only passed through on its way
+        # elsewhere is new when its submitter, having failed over, submits it here)
+        new = key not in self.tasks and self._routed.get(key, -1) < 0
+        passing = self.tasks.get(key)
+        if passing is not None and passing.came_from:
+            passing.came_from = ""  # its submitter is here now: the result goes to it
+            self._routed[key] = 1
+        if new and len(self.unassigned) >= self.settings.max_backlog:
             self.stats.busy += 1
             self._out.append((src, Busy(msg.op_id, self.settings.busy_retry)))
             return
         if key in self._held_keys:
             return  # its answer goes out once the task is durable
-        if key not in self.tasks and key not in self._routed:
+        if new:
             task = Task(src, msg.op_id, msg.capability, msg.payload, msg.checksum, queued_at=now)
             self.tasks[key] = task
             self._routed[key] = 1
@@ -155,13 +163,19 @@ class TaskPlacement:
         """A task from a neighbour: ack its delivery, then queue it (once)."""
         self._peer_ack(src, msg.msg_id)
         key = (msg.origin, msg.op_id)
-        if key in self.tasks or key in self._routed:
-            return  # a redelivery: it is here, or its result is on its way back
+        seen = self._routed.get(key)
+        if key in self.tasks or (seen is not None and seen >= 0):
+            return  # a redelivery (or its result is on its way back), or submitted here
+        if self._passed.get(key) == (src, msg.msg_id):
+            return  # a late copy of a delivery handled already
+        # else new, or placed here again (another delivery) after it was lost
         task = Task(msg.origin, msg.op_id, msg.topic, msg.payload, msg.checksum, queued_at=now)
         task.came_from = src
         self.tasks[key] = task
-        self._routed[key] = 1
-        self._remember(key)
+        if seen is None:
+            self._remember(key)
+        self._routed[key] = -1  # passing through, not submitted here
+        self._passed[key] = (src, msg.msg_id)
         self.unassigned.append(task)
         self._assign_waiting(now)
 
