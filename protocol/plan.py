@@ -81,6 +81,8 @@ class Fault:
     ``agents`` are the agents it hits (empty for a coordinator crash). On tcp a
     kill or pause hits a whole worker process, so the harness lists every
     agent of that worker. ``fault_id`` numbers the faults in time order.
+    ``node`` is the coordinator a crash hits: "" for the root (the only one of a
+    flat run), or a node of the plan's ``tree``.
     """
 
     fault_id: int
@@ -90,6 +92,7 @@ class Fault:
     agents: tuple[str, ...] = ()
     delay: float = 0.0
     loss: float = 0.0
+    node: str = ""
 
     @property
     def end(self) -> float:

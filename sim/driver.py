@@ -96,6 +96,7 @@ from protocol.records import (
     LiveParts,
     ProcessUsage,
 )
+from protocol.topology import ancestors
 from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.faults import FaultInjector, durable_coordinator
@@ -292,7 +293,7 @@ class ModelRun:
                 plan,
                 calibration,
                 self.engine,
-                self.engine.nodes[COORDINATOR_ID],
+                [self.engine.nodes[COORDINATOR_ID], *self.tree],
                 self.agents,
                 self._at,
                 self._never_issued,
@@ -313,8 +314,16 @@ class ModelRun:
         coordinator.stamp_tasks = True
         hosts = self.coordinator_hosts
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
+        durable = durable_coordinator(self.plan)
         for tree_node in self.plan.tree:  # the coordinators of a tree, parents first
-            child = Coordinator(tree_node.node_id, settings, parent=tree_node.parent)
+            chain = ancestors(tree_node.node_id, self.plan.tree)
+            child = Coordinator(
+                tree_node.node_id,
+                settings,
+                durable_memory=durable,
+                parent=chain[0],
+                fallbacks=chain[1:],
+            )
             child.stamp_tasks = True
             self.tree.append(self.engine.add_node(tree_node.node_id, child, "coordinator"))
         self.engine.add_prober(PROBER_ID)
@@ -340,6 +349,7 @@ class ModelRun:
                 spec.capabilities,
                 spec.subscriptions,
                 vouched_by=voucher,
+                fallbacks=ancestors(spec.coordinator, self.plan.tree),
             )
             process = f"worker-{index % processes}" if processes else None
             node = self.engine.add_node(spec.agent_id, core, "agent", process)

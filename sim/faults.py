@@ -85,11 +85,13 @@ from protocol.coordinator import Coordinator
 from protocol.faults import Effect, Fate, Target, timeline
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Probe, StatusRequest
+from protocol.messages import PeerHello, Probe, StatusRequest
+from protocol.nodes import COORDINATOR_ID
 from protocol.payload import checksum
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
 from protocol.retransmit import next_reconnect_wait
+from protocol.topology import ancestors
 from protocol.workload import remembered
 from sim.calibration import Calibration
 from sim.engine import Engine
@@ -128,7 +130,7 @@ class FaultInjector:
         plan: Plan,
         calibration: Calibration,
         engine: Engine,
-        coordinator: SimNode,
+        coordinators: list[SimNode],
         agents: list[SimNode],
         schedule: Schedule,
         lost_op: Callable[[Operation], None],
@@ -139,7 +141,8 @@ class FaultInjector:
         self.settings = plan.settings
         self.engine = engine
         self.env = engine.env
-        self.coordinator = coordinator
+        self.coordinator = coordinators[0]  # the root: the one of a flat run
+        self.coordinators = {node.node_id: node for node in coordinators}
         self.at = schedule
         self.lost_op = lost_op
         self.lost_probe = lost_probe
@@ -148,15 +151,16 @@ class FaultInjector:
         self.coordinator_restart = calibration.coordinator_restart
         self.durable = durable_coordinator(plan)
         self.rows: dict[tuple[str, str], Write] = {}  # the persisted memory store
-        self.bus = BusState()  # the persisted bus journal, folded
+        self.bus = {node: BusState() for node in self.coordinators}  # each one's journal
         self.events: list[NodeEvent] = []
-        self.restarts: list[StoreSnapshot] = []
+        self.restarts: list[StoreSnapshot] = []  # the root's store after each restart
+        self.restarted = 0  # coordinators restarted (a tree's too)
         self.states = {
             node.node_id: AgentState(node, spec, Target(node.node_id))
             for node, spec in zip(agents, plan.agents, strict=True)
         }
         self.loss = random.Random(f"{plan.seed}:loss").random
-        self.crashes = Target(COORDINATOR_NODE)
+        self.crashes = {node: Target(_event_node(node)) for node in self.coordinators}
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.unissued = 0
         self._ops: dict[int, Operation] | None = None
@@ -178,7 +182,8 @@ class FaultInjector:
     def _intercept(self) -> None:
         for state in self.states.values():
             state.node.arrive = (self._to_agent,)
-        self.coordinator.arrive = (self._to_coordinator,)
+        for node in self.coordinators.values():
+            node.arrive = (self._to_coordinator,)
         self.engine._timer_cb = (self._timer,)
 
     def _schedule_faults(self) -> None:
@@ -215,8 +220,12 @@ class FaultInjector:
 
     def _to_agent(self, event: Arrival) -> None:
         state = self.states[event.node.node_id]
-        if event.src == self.coordinator.node_id and not self._passes(state, event, self._agent_cb):
-            return
+        if event.src in self.coordinators:
+            if event.src != event.node.core.coordinator:  # type: ignore[union-attr]
+                self.dropped["link down"] += 1  # the link it came on broke: a fail-over
+                return
+            if not self._passes(state, event, self._agent_cb):
+                return
         self._agent_after_link(event)
 
     def _agent_after_link(self, event: Arrival) -> None:
@@ -229,16 +238,20 @@ class FaultInjector:
             self._arrive_agent(event)
 
     def _to_coordinator(self, event: Arrival) -> None:
-        if self.crashes.dead:
+        if self.crashes[event.node.node_id].dead:
             self._lost_at_coordinator(event)
             return
         state = self.states.get(event.src)
-        if state is not None and not self._passes(state, event, self._coordinator_cb):
-            return
+        if state is not None:
+            if state.node.core.coordinator != event.node.node_id:  # type: ignore[union-attr]
+                self.dropped["link down"] += 1  # sent on a link that broke since
+                return
+            if not self._passes(state, event, self._coordinator_cb):
+                return
         self._arrive_coordinator(event)
 
     def _coordinator_after_link(self, event: Arrival) -> None:
-        if self.crashes.dead:
+        if self.crashes[event.node.node_id].dead:
             self._lost_at_coordinator(event)
         else:
             self._arrive_coordinator(event)
@@ -247,6 +260,11 @@ class FaultInjector:
         self.dropped["node down"] += 1
         if type(event.msg) is Probe or type(event.msg) is StatusRequest:
             self.lost_probe()  # the status request is counted as a probe
+        elif type(event.msg) is PeerHello:  # a coordinator could not connect: it moves on
+            sender = self.coordinators.get(event.src)
+            if sender is not None and not self.crashes[event.src].dead:
+                core: Coordinator = sender.core  # type: ignore[assignment]
+                self.engine.serve(sender, partial(core.link_closed, event.node.node_id))
 
     def _passes(self, state: AgentState, event: Arrival, after: Callbacks) -> bool:
         """True when a message on ``state``'s link goes on now; False when the link
@@ -269,8 +287,9 @@ class FaultInjector:
 
     def _timer(self, event: TimerDue) -> None:
         node = event.node
-        if node is self.coordinator:
-            if self.crashes.dead:
+        crashes = self.crashes.get(node.node_id)
+        if crashes is not None:
+            if crashes.dead:
                 return
         else:
             state = self.states.get(node.node_id)
@@ -288,7 +307,7 @@ class FaultInjector:
                 rows[(write.namespace, write.key)] = write
             entries = coordinator.take_bus_journal()
             if entries:
-                self.bus.apply(entries)
+                self.bus[coordinator.node_id].apply(entries)
             coordinator.writes_persisted()
         if coordinator.events:
             self.events.extend(coordinator.take_events())
@@ -297,9 +316,10 @@ class FaultInjector:
 
     def _inject(self, fault: Fault) -> None:
         if fault.kind == FaultKind.CRASH_COORDINATOR:
-            self.events.append(NodeEvent(fault.at, "injected", COORDINATOR_NODE))
-            if self.crashes.inject(fault, fault.at) == Effect.KILL:
-                self._crash()
+            node = fault.node or COORDINATOR_ID
+            self.events.append(NodeEvent(fault.at, "injected", _event_node(node)))
+            if self.crashes[node].inject(fault, fault.at) == Effect.KILL:
+                self._crash(node)
             return
         for agent_id in fault.agents:
             self.events.append(NodeEvent(fault.at, "injected", agent_id))
@@ -312,10 +332,12 @@ class FaultInjector:
 
     def _heal(self, fault: Fault) -> None:
         if fault.kind == FaultKind.CRASH_COORDINATOR:
+            node = fault.node or COORDINATOR_ID
+            crashes = self.crashes[node]
             live = fault.end + self.coordinator_restart
-            if self.crashes.heal(fault, fault.end) == Effect.RESTART:
-                self.at(live, partial(self._coordinator_live, self.crashes.life, live))
-            self.at(live, partial(self._healed, live, COORDINATOR_NODE))
+            if crashes.heal(fault, fault.end) == Effect.RESTART:
+                self.at(live, partial(self._coordinator_live, node, crashes.life, live))
+            self.at(live, partial(self._healed, live, _event_node(node)))
             return
         for agent_id in fault.agents:
             state = self.states[agent_id]
@@ -341,9 +363,11 @@ class FaultInjector:
         node.armed = None
         self._unfinished(node.core, at)  # type: ignore[arg-type]
         linked, state.link_up = state.link_up, False
-        if linked and not self.crashes.dead:
-            coordinator: Coordinator = self.coordinator.core  # type: ignore[assignment]
-            self.engine.serve(self.coordinator, partial(coordinator.link_closed, node.node_id))
+        name: str = node.core.coordinator  # type: ignore[union-attr]
+        if linked and not self.crashes[name].dead:
+            host = self.coordinators[name]
+            coordinator: Coordinator = host.core  # type: ignore[assignment]
+            self.engine.serve(host, partial(coordinator.link_closed, node.node_id))
 
     def _drop_held(self, state: AgentState) -> None:
         """What waited on the agent dies with it: its held ops are never issued."""
@@ -379,10 +403,11 @@ class FaultInjector:
         state.lives.append(node.core)  # type: ignore[arg-type]
         agent = Agent(
             spec.agent_id,
-            self.coordinator.node_id,
+            spec.coordinator,
             self.settings,
             spec.capabilities,
             spec.subscriptions,
+            fallbacks=ancestors(spec.coordinator, self.plan.tree),
         )
         lives = state.lives
         agent.recall(*remembered(self._op_index(), (c for life in lives for c in life.completions)))
@@ -411,10 +436,12 @@ class FaultInjector:
         if state.target.paused:
             state.held.append((partial(self._attempt, state, life, backoff), None))
             return
-        if not self.crashes.dead:
+        agent: Agent = state.node.core  # type: ignore[assignment]
+        if not self.crashes[agent.coordinator].dead:
             state.link_up = True
             self.engine.start_agent(state.node)
             return
+        agent.fail_over()  # refused: the next coordinator on its list, after the backoff
         following = next_reconnect_wait(self.settings, backoff)
         self.at(self.env.now + backoff, partial(self._attempt, state, life, following))
 
@@ -429,30 +456,57 @@ class FaultInjector:
 
     # --- the coordinator ---------------------------------------------------------------
 
-    def _crash(self) -> None:
-        self.coordinator.armed = None
-        core: Coordinator = self.coordinator.core  # type: ignore[assignment]
+    def _crash(self, dead: str) -> None:
+        """``dead`` dies: its agents' links break (they fail over, ``Agent.fail_over``:
+        in a flat run, to the same coordinator once it is back), and its neighbours in
+        a tree see its links close."""
+        node = self.coordinators[dead]
+        node.armed = None
+        core: Coordinator = node.core  # type: ignore[assignment]
         self.events.extend(core.take_events())
         for state in self.states.values():
-            self._link_lost(state)
+            agent: Agent = state.node.core  # type: ignore[assignment]
+            if agent.coordinator == dead:
+                if state.link_up and not state.target.dead:
+                    agent.fail_over()
+                self._link_lost(state)
+        for name, other in self.coordinators.items():
+            neighbour: Coordinator = other.core  # type: ignore[assignment]
+            if name != dead and not self.crashes[name].dead and dead in neighbour.sessions:
+                self.engine.serve(other, partial(neighbour.link_closed, dead))
 
-    def _coordinator_live(self, life: int, live: float) -> None:
-        """A new coordinator, restored from what the old one persisted."""
-        if not self.crashes.live(life):
+    def _coordinator_live(self, name: str, life: int, live: float) -> None:
+        """A new coordinator, restored from what the old one persisted; in a tree it
+        rejoins its parent."""
+        if not self.crashes[name].live(life):
             return  # crashed again while it started
+        node = self.coordinators[name]
+        root = node is self.coordinator
         store = MemoryStore()
-        store.load(list(self.rows.values()))
+        if root:
+            store.load(list(self.rows.values()))
+        chain = ancestors(name, self.plan.tree)
         coordinator = Coordinator(
-            self.coordinator.node_id, self.settings, store=store, durable_memory=True
+            name,
+            self.settings,
+            store=store,
+            durable_memory=True,
+            parent=chain[0] if chain else "",
+            fallbacks=chain[1:],
         )
-        coordinator.restore(self.bus)
+        coordinator.restore(self.bus[name])
         coordinator.stamp_tasks = True  # its earlier life's stamps died with it
-        entries = {
-            slot: (version, checksum(value)) for slot, (version, value) in store.snapshot().items()
-        }
-        self.restarts.append(StoreSnapshot(live, entries))
-        self.coordinator.core = coordinator
-        self.coordinator.armed = None
+        if root:
+            entries = {
+                slot: (version, checksum(value))
+                for slot, (version, value) in store.snapshot().items()
+            }
+            self.restarts.append(StoreSnapshot(live, entries))
+        node.core = coordinator
+        node.armed = None
+        self.restarted += 1
+        if chain:
+            self.engine.start_agent(node)  # its PeerHello
 
     # --- the result --------------------------------------------------------------------
 
@@ -475,9 +529,10 @@ class FaultInjector:
                 result.accepted.extend(agent.accepted)
                 result.shed.extend(agent.shed)
                 result.write_acks.extend(ack for ack in agent.write_acks if ack.at <= limit)
-        if not self.crashes.dead:
-            core: Coordinator = self.coordinator.core  # type: ignore[assignment]
-            self.events.extend(core.take_events())
+        for name, node in self.coordinators.items():
+            if not self.crashes[name].dead:
+                core: Coordinator = node.core  # type: ignore[assignment]
+                self.events.extend(core.take_events())
         result.events.extend(sorted(self.events, key=_event_time))
         result.restarts.extend(self.restarts)
         if self.plan.faults:
@@ -491,8 +546,14 @@ class FaultInjector:
         return (
             f"faults: {injected}; messages dropped: {dropped or 'none'}; "
             f"ops never issued (origin down): {self.unissued}; "
-            f"coordinator restarts: {len(self.restarts)}"
+            f"coordinator restarts: {self.restarted}"
         )
+
+
+def _event_node(node: str) -> str:
+    """The node a crash's events name: ``coordinator`` for the root (as in a flat
+    run), else the tree node's id."""
+    return COORDINATOR_NODE if node == COORDINATOR_ID else node
 
 
 def _nothing(end: float) -> None:

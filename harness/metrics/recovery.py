@@ -71,7 +71,9 @@ after injection, before the next fault hitting one of those agents. Time to
 reassignment is the last ``"reassigned"`` event naming an affected agent in
 that span. A coordinator crash has no detection: it reports the time until
 the coordinator was live again (its ``"healed"`` event) and until every agent
-of the plan had registered again (``"registered"`` or ``"returned"``).
+of the plan had registered again (``"registered"`` or ``"returned"``); for a
+node of a tree, until its own agents had registered with another coordinator
+and its children had re-parented (``"reparented"``): its subtree re-attached.
 Aggregates per kind (and over all faults) use nearest-rank percentiles over
 outages: one recovery time for each lone fault and one for each group, the
 longest ``recovery_s`` of its faults among those aggregated (over all faults
@@ -107,6 +109,7 @@ GUARD_S = WINDOW_S  # ops due this close before a fault are hit by it (in flight
 MIN_KEPT_SHARE = 0.2
 MAX_LOST_KEYS = 50
 BACK_KINDS: tuple[str, ...] = ("registered", "returned")
+REPARENTED: tuple[str, ...] = ("reparented",)  # a child coordinator joined another parent
 COORDINATOR = "coordinator"
 _EPS = 1e-9
 
@@ -443,8 +446,14 @@ def _agent_times(
 def _coordinator_times(
     plan: Plan, fault: Fault, events: Sequence[NodeEvent]
 ) -> tuple[float | None, float | None]:
-    """(time until the coordinator was live, until every agent registered again)."""
+    """(time until the coordinator was live, until every agent registered again).
+    For a node of a tree (``fault.node``), the second is the time until its subtree
+    had re-attached elsewhere: each of its agents registered with another
+    coordinator and each of its children re-parented (``protocol.failover``)."""
     end = _horizon(plan, fault)
+    if fault.node:
+        healed = _matching(events, ("healed",), (fault.node,), fault.at, end)
+        return _since(fault, healed), _reattached(plan, fault, events, end)
     healed = _matching(events, ("healed",), (COORDINATOR,), fault.at, end)
     live = _since(fault, healed)
     back_from = fault.at + live if live is not None else fault.end
@@ -456,6 +465,20 @@ def _coordinator_times(
             return live, None
         firsts.append(min(e.at for e in back))
     return live, (round(max(firsts) - fault.at, 6) if firsts else None)
+
+
+def _reattached(plan: Plan, fault: Fault, events: Sequence[NodeEvent], end: float) -> float | None:
+    """Seconds from a tree node's crash until its agents and children had all
+    re-attached (None if one never did, or it had none)."""
+    agents = [spec.agent_id for spec in plan.agents if spec.coordinator == fault.node]
+    children = [node.node_id for node in plan.tree if node.parent == fault.node]
+    firsts = []
+    for name, kinds in [*((a, BACK_KINDS) for a in agents), *((c, REPARENTED) for c in children)]:
+        back = _matching(events, kinds, (name,), fault.at, end)
+        if not back:
+            return None
+        firsts.append(min(e.at for e in back))
+    return round(max(firsts) - fault.at, 6) if firsts else None
 
 
 # --------------------------------------------------------------------------- per fault

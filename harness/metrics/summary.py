@@ -498,6 +498,7 @@ class Summary:
             "faults": len(self.faults.faults),
             "recovery_p95_s": self.faults.overall.recovery_p95_s,
             "detection_p95_s": self.faults.overall.detection_p95_s,
+            "reregistered_p95_s": self.faults.overall.reregistered_p95_s,
             "uptime": self.availability.uptime,
             "agents_coordinated": self.agents.coordinated,
             "monitoring_coverage": self.monitoring.coverage,

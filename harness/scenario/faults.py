@@ -6,7 +6,10 @@ A scenario lists faults under ``faults:``, each with a ``kind``:
   ``restart_after`` seconds later.
 - ``pause_agent``: the agents stop (SIGSTOP on tcp) for ``duration`` seconds.
 - ``crash_coordinator``: the coordinator dies (SIGKILL) and restarts from its
-  SQLite state ``restart_after`` seconds later.
+  SQLite state ``restart_after`` seconds later. In a tree, ``node`` names the
+  coordinator (``coord``, the root, by default; ``coord.1.2`` a node below it):
+  its agents and children re-attach to its ancestors meanwhile
+  (``protocol.failover``).
 - ``partition``: the agents' links to the coordinator drop every message for
   ``duration`` seconds.
 - ``link_delay`` / ``link_loss``: every message on the agents' links waits
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.scenario.errors import num, problem
+from protocol.nodes import COORDINATOR_ID
 from protocol.plan import Fault, FaultKind
 
 if TYPE_CHECKING:
@@ -100,6 +104,7 @@ class PauseAgent(_AgentFault):
 class CrashCoordinator(_Fault):
     kind: Literal["crash_coordinator"]
     restart_after: float = Field(default=0.2, gt=0)
+    node: str | None = None  # a node of the tree; None: the root
 
 
 class Partition(_AgentFault):
@@ -146,6 +151,8 @@ def check_faults(scenario: Scenario) -> None:
         if isinstance(fault, _AgentFault):
             _check_agents(scenario, fault, where, known)
         real = "real" in scenario.backends
+        if scenario.topology.tree:
+            continue  # what a tree runs is checked by ``harness.scenario.topology``
         if real and scenario.transport == "inproc" and fault.kind not in INPROC_FAULTS:
             expected = "expected transport: tcp (the inproc coordinator shares the agents' loop"
             raise problem(f"{expected}; inproc runs {', '.join(INPROC_FAULTS)})", f"{where}.kind")
@@ -181,13 +188,20 @@ def compile_faults(scenario: Scenario) -> tuple[Fault, ...]:
                 agents=agents,
                 delay=spec.delay_ms / 1000.0 if isinstance(spec, LinkDelay) else 0.0,
                 loss=spec.loss if isinstance(spec, LinkLoss) else 0.0,
+                node=_node(spec),
             )
             expanded.append((at, index, fault))
     expanded.sort(key=lambda item: (item[0], item[1]))
     return tuple(
-        Fault(i, f.at, f.kind, f.duration, f.agents, f.delay, f.loss)
+        Fault(i, f.at, f.kind, f.duration, f.agents, f.delay, f.loss, f.node)
         for i, (_, _, f) in enumerate(expanded)
     )
+
+
+def _node(spec: _Fault) -> str:
+    """The coordinator a crash hits: "" for the root."""
+    node = spec.node if isinstance(spec, CrashCoordinator) else None
+    return "" if node is None or node == COORDINATOR_ID else node
 
 
 def _duration(spec: _Fault) -> float:

@@ -84,6 +84,7 @@ TARGET_METRICS: tuple[str, ...] = (
     "duplicates",
     "recovery_p95_s",
     "detection_p95_s",
+    "reregistered_p95_s",
     "lost_acked",
     "acked_writes_lost",
     "monitoring_coverage",

@@ -6,9 +6,11 @@ levels in all (the root is the first), and the agents attached to the leaves,
 at most ``branching`` each, round robin (``protocol.topology``). ``tasks`` says
 how the tree places tasks (``protocol.stealing``): ``steal`` (the default),
 ``central`` or ``local``. ``check`` says what a tree cannot run yet, field by
-field: faults, and the tcp transport on the real backend (coordinator
-processes that host tree nodes are not built; the model runs a tcp tree, each
-coordinator on a CPU of its own); the scenario loader refuses those with exit 2.
+field: faults other than ``crash_coordinator`` (whose ``node`` must name a
+coordinator of the tree), faults on the real backend, and the tcp transport on
+the real backend (coordinator processes that host tree nodes are not built; the
+model runs a tcp tree, each coordinator on a CPU of its own); the scenario
+loader refuses those with exit 2.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.errors import problem
+from protocol.nodes import COORDINATOR_ID
 from protocol.topology import attach, capacity, tree
 
 if TYPE_CHECKING:
@@ -52,6 +55,11 @@ def check(scenario: Scenario) -> None:
             expected = f"expected a coordinator agents attach to ({shown})"
             raise problem(f"{expected}, got {where!r}", f"workload[{index}].submitted_at")
     if not topology.tree:
+        for index, fault in enumerate(scenario.faults):
+            node = getattr(fault, "node", None)
+            if node is not None and node != COORDINATOR_ID:
+                expected = f"expected {COORDINATOR_ID!r} (the one coordinator of a flat run)"
+                raise problem(f"{expected}, got {node!r}", f"faults[{index}].node")
         return
     most = capacity(topology.branching, topology.levels)
     if scenario.agents.count > most:
@@ -63,6 +71,17 @@ def check(scenario: Scenario) -> None:
     if scenario.transport != "inproc" and "real" in scenario.backends:
         expected = "expected transport: inproc with a hierarchical topology on the real backend"
         raise problem(f"{expected} (tree nodes in tcp processes are not built yet)", "transport")
-    if scenario.faults:
-        expected = "faults in a tree (re-attachment) are not built yet"
-        raise problem(f"{expected}; use topology kind: flat", "faults")
+    names = {COORDINATOR_ID, *(node.node_id for node in nodes)}
+    for index, fault in enumerate(scenario.faults):
+        where = f"faults[{index}]"
+        if fault.kind != "crash_coordinator":
+            expected = "expected kind: crash_coordinator (the only fault a tree runs yet)"
+            raise problem(f"{expected}, got {fault.kind}", f"{where}.kind")
+        if "real" in scenario.backends:
+            expected = "expected backends: [sim] for faults in a tree (the real backend"
+            raise problem(f"{expected} does not crash a tree node yet)", "backends")
+        node = getattr(fault, "node", None)
+        if node is not None and node not in names:
+            shown = ", ".join(sorted(names)[:4])
+            expected = f"expected a coordinator of the tree ({shown}, ...)"
+            raise problem(f"{expected}, got {node!r}", f"{where}.node")

@@ -313,6 +313,45 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "(coord.1.1, coord.1.2, coord.1.3, ...), got 'coord.3.3'",
     ),
     (
+        "a fault a tree does not run yet",
+        {
+            "backends": ["sim"],
+            "topology": {"kind": "hierarchical"},
+            "faults": [{"kind": "pause_agent", "at": 0.5, "duration": 0.1, "count": 1}],
+        },
+        "faults[0].kind",
+        "expected kind: crash_coordinator (the only fault a tree runs yet), got pause_agent",
+    ),
+    (
+        "a crash of a node the tree does not have",
+        {
+            "backends": ["sim"],
+            "agents": {"count": 9},
+            "topology": {"kind": "hierarchical", "branching": 3, "levels": 2},
+            "faults": [{"kind": "crash_coordinator", "node": "coord.4", "at": 0.5}],
+        },
+        "faults[0].node",
+        "expected a coordinator of the tree (coord, coord.1, coord.2, coord.3, ...), got 'coord.4'",
+    ),
+    (
+        "a tree node crashed on the real backend",
+        {
+            "topology": {"kind": "hierarchical"},
+            "faults": [{"kind": "crash_coordinator", "node": "coord.1", "at": 0.5}],
+        },
+        "backends",
+        "expected backends: [sim] for faults in a tree",
+    ),
+    (
+        "a named node in a flat run",
+        {
+            "backends": ["sim"],
+            "faults": [{"kind": "crash_coordinator", "node": "coord.1", "at": 0.5}],
+        },
+        "faults[0].node",
+        "expected 'coord' (the one coordinator of a flat run), got 'coord.1'",
+    ),
+    (
         "tree hop without a tree",
         {"backends": ["sim"], "model": {"tree_hop_ms": 20}},
         "model.tree_hop_ms",
