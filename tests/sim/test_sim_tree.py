@@ -133,21 +133,21 @@ def test_a_crashed_leafs_agents_re_attach_one_reconnect_later_and_nothing_is_los
     and register with the leaf's parent, one hop and one service later; nothing
     accepted is lost, and the restarted leaf rejoins its parent."""
     plan = tree_plan(
-        agents={"count": 27, "capabilities": [{"name": "compute", "share": 0.5}]},
+        agents={"count": 27, "capabilities": [{"name": "c", "share": 0.5}]},
         protocol={"durable_bus": True, "reconnect_min": 0.01},
         workload=[
             {"kind": "publish", "arrival": {"process": "poisson", "rate": 300}},
             {"kind": "direct", "arrival": {"process": "constant", "rate": 100}},
-            {"kind": "task", "arrival": {"process": "poisson", "rate": 50}, "capability": "compute"},
+            {"kind": "task", "arrival": {"process": "poisson", "rate": 50}, "capability": "c"},
         ],
-        faults=[{"kind": "crash_coordinator", "node": "coord.2.3", "at": 1.0, "restart_after": 0.5}],
+        faults=[
+            {"kind": "crash_coordinator", "node": "coord.2.3", "at": 1.0, "restart_after": 0.5}
+        ],
         backends=["sim"],
     )
     result = run_plan(plan, Calibration.deterministic(S, H))
     moved = [spec.agent_id for spec in plan.agents if spec.coordinator == "coord.2.3"]
-    back = {
-        e.node: e.at for e in result.events if e.kind == "registered" and e.at >= 1.0
-    }
+    back = {e.node: e.at for e in result.events if e.kind == "registered" and e.at >= 1.0}
     # link closed at 1.0, hello after reconnect_min, one hop and the parent's service
     assert sorted(back) == sorted(moved)
     assert max(back.values()) == pytest.approx(1.0 + 0.01 + H + S, abs=2 * S)
