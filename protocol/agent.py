@@ -154,7 +154,10 @@ class Agent:
         self._next_hello = now + self.settings.request_timeout
 
     def receive(self, src: str, msg: Message, now: float) -> None:
-        """Handle one message from the coordinator."""
+        """Handle one message from the coordinator. After a fail-over, what the old
+        one sent before it died is dropped: its ids mean nothing here."""
+        if src != self.coordinator and len(self.coordinators) > 1:
+            return
         kind = type(msg)
         if kind is Deliver:
             self._on_deliver(msg, now)  # type: ignore[arg-type]

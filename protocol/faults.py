@@ -47,10 +47,15 @@ import math
 from collections.abc import Callable, Iterable
 from enum import IntEnum
 
-from protocol.plan import Fault, FaultKind
+from protocol.plan import Fault, FaultKind, Plan
 
 LINK_FAULTS = (FaultKind.PARTITION, FaultKind.LINK_DELAY, FaultKind.LINK_LOSS)
 LIFE_FAULTS = (FaultKind.KILL_AGENT, FaultKind.CRASH_COORDINATOR)
+
+
+def crashes_coordinator(plan: Plan) -> bool:
+    """Whether ``plan`` crashes a coordinator (whose journal must then be kept)."""
+    return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
 
 
 class Effect(IntEnum):

@@ -7,10 +7,10 @@ at most ``branching`` each, round robin (``protocol.topology``). ``tasks`` says
 how the tree places tasks (``protocol.stealing``): ``steal`` (the default),
 ``central`` or ``local``. ``check`` says what a tree cannot run yet, field by
 field: faults other than ``crash_coordinator`` (whose ``node`` must name a
-coordinator of the tree), faults on the real backend, and the tcp transport on
-the real backend (coordinator processes that host tree nodes are not built; the
-model runs a tcp tree, each coordinator on a CPU of its own); the scenario
-loader refuses those with exit 2.
+coordinator of the tree), and the tcp transport on the real backend
+(coordinator processes that host tree nodes are not built; the model runs a
+tcp tree, each coordinator on a CPU of its own); the scenario loader refuses
+those with exit 2.
 """
 
 from __future__ import annotations
@@ -77,9 +77,6 @@ def check(scenario: Scenario) -> None:
         if fault.kind != "crash_coordinator":
             expected = "expected kind: crash_coordinator (the only fault a tree runs yet)"
             raise problem(f"{expected}, got {fault.kind}", f"{where}.kind")
-        if "real" in scenario.backends:
-            expected = "expected backends: [sim] for faults in a tree (the real backend"
-            raise problem(f"{expected} does not crash a tree node yet)", "backends")
         node = getattr(fault, "node", None)
         if node is not None and node not in names:
             shown = ", ".join(sorted(names)[:4])

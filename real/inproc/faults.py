@@ -17,9 +17,19 @@ run keeps the plain hub's hot path. Everything shares one event loop, so:
   ``loop.call_later``) or randomly loses (``random.Random(f"{seed}:loss")``)
   every message between the agent and the coordinator.
 
-A coordinator crash is not offered here: the coordinator shares the
-agents' loop and holds no persisted state; it needs ``transport: tcp``
-(the scenario loader refuses it with exit 2).
+A coordinator crash is offered for a node of a tree only (``crash_coordinator``
+with ``node``; a flat coordinator's crash needs ``transport: tcp``, where it
+restarts from SQLite, and the scenario loader refuses it here with exit 2):
+
+- **crash_coordinator** (a tree node): every coordinator's journal is kept
+  after each of its runs, in memory (``BusState``, and the root's memory writes),
+  as a durable server keeps it on disk. At the crash the node's state machine is
+  dropped (what reaches it is lost, its timer stops), its neighbours see its
+  links close (``Coordinator.link_closed``) and its agents fail over
+  (``Agent.fail_over``) and say hello ``reconnect_min`` later; a hello or
+  ``PeerHello`` to a dead coordinator is refused (the agent tries the next, the
+  coordinator's link closes). At the fault's end it is built again from its
+  journal, at once (there is no process to start), and rejoins its parent.
 
 What the faults mean (nested pauses, overlapping kills, combined link
 faults, which ops are issued, held or never issued) is decided by
@@ -35,10 +45,14 @@ from collections.abc import Iterator
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
-from protocol.faults import Effect, Fate, Target, timeline
-from protocol.messages import Message
-from protocol.plan import AgentSpec, Fault, Operation, Plan
+from protocol.faults import Effect, Fate, Target, crashes_coordinator, timeline
+from protocol.journal import BusState
+from protocol.memory import MemoryStore, Write
+from protocol.messages import Hello, Message, PeerHello
+from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent
+from protocol.retransmit import next_reconnect_wait
+from protocol.topology import ancestors
 from protocol.workload import issue, remembered
 from real.clock import RunClock
 from real.inproc.hub import COORD, PROBER, Hub, Mailbox
@@ -64,6 +78,12 @@ class FaultMailbox(Mailbox):
             return
         super().process()
 
+    def flush(self) -> None:
+        hub = self.hub
+        if isinstance(self.node, Coordinator) and isinstance(hub, FaultHub) and hub.durable:
+            hub.persist(self.node)
+        super().flush()
+
     def fire(self) -> None:
         if self.paused or self.node is None:
             self.timer = None
@@ -81,18 +101,38 @@ class FaultHub(Hub):
         self.plan: Plan | None = None
         self.rng = random.Random()
         self.targets: dict[str, Target] = {}  # the rules' view of each agent
+        self.crashes: dict[str, Target] = {}  # and of each coordinator
         self.faulty_links: set[str] = set()  # agents with link faults in effect
         self.events: list[NodeEvent] = []
         self.past_lives: list[Agent] = []
+        self.durable = False  # keep every coordinator's journal (a plan that crashes one)
+        self.bus: dict[str, BusState] = {}
+        self.rows: dict[tuple[str, str], Write] = {}
+        self.restarted = 0
 
     def attach(self, plan: Plan) -> None:
         self.plan = plan
         self.rng = random.Random(f"{plan.seed}:loss")
         self.targets = {spec.agent_id: Target(spec.agent_id) for spec in plan.agents}
+        names = [COORD, *(node.node_id for node in plan.tree)]
+        self.crashes = {name: Target(name) for name in names}
+        self.durable = crashes_coordinator(plan)
+        self.bus = {name: BusState() for name in names}
+
+    def persist(self, coordinator: Coordinator) -> None:
+        """Keep what ``coordinator`` journaled, as a durable server commits it."""
+        for write in coordinator.take_writes():
+            self.rows[(write.namespace, write.key)] = write
+        entries = coordinator.take_bus_journal()
+        if entries:
+            self.bus[coordinator.node_id].apply(entries)
+        coordinator.writes_persisted()
 
     # --- links ------------------------------------------------------------------
 
     def route(self, src: str, outgoing: list[tuple[str, Message]]) -> None:
+        if self.durable:
+            outgoing = self._refused(src, outgoing)
         if not self.faulty_links:
             super().route(src, outgoing)
             return
@@ -108,6 +148,42 @@ class FaultHub(Hub):
                 self.loop.call_later(delay, super().route, src, [(dst, msg)])
             else:
                 super().route(src, [(dst, msg)])
+
+    def _refused(self, src: str, outgoing: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
+        """What goes to a dead coordinator is lost; a hello to one is refused, as a
+        connection to a dead process is: the agent tries its next coordinator, and a
+        coordinator's link to it closes (it moves on)."""
+        dead = [name for name, target in self.crashes.items() if target.dead]
+        if not dead:
+            return outgoing
+        kept = []
+        for dst, msg in outgoing:
+            if dst not in dead:
+                kept.append((dst, msg))
+            elif type(msg) is Hello:
+                self.loop.call_later(self._reconnect_wait(), self._reconnect, src)
+            elif type(msg) is PeerHello:
+                self.loop.call_soon(self._close_link, src, dst)
+        return kept
+
+    def _reconnect_wait(self) -> float:
+        assert self.plan is not None
+        return next_reconnect_wait(self.plan.settings)
+
+    def _reconnect(self, name: str) -> None:
+        """Agent ``name``'s connection was refused or broke: its next coordinator."""
+        box = self._box(name)
+        agent = box.node
+        if isinstance(agent, Agent) and not box.paused:
+            agent.fail_over()
+            agent.start(self.clock.now())
+            box.flush()
+
+    def _close_link(self, name: str, dead: str) -> None:
+        box = self.boxes[name]
+        if isinstance(box.node, Coordinator):
+            box.node.link_closed(dead, self.clock.now())
+            box.flush()
 
     # --- ops --------------------------------------------------------------------
 
@@ -127,6 +203,12 @@ class FaultHub(Hub):
 
     def inject(self, fault: Fault) -> None:
         now = self.clock.now()
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            name = fault.node or COORD
+            self.events.append(NodeEvent(now, "injected", name))
+            if self.crashes[name].inject(fault, now) == Effect.KILL:
+                self._crash(name, now)
+            return
         for node in fault.agents:
             self.events.append(NodeEvent(now, "injected", node))
             effect = self.targets[node].inject(fault, now)
@@ -139,6 +221,14 @@ class FaultHub(Hub):
 
     def heal(self, fault: Fault, spec_of: dict[str, AgentSpec]) -> None:
         now = self.clock.now()
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            name = fault.node or COORD
+            target = self.crashes[name]
+            if target.heal(fault, now) == Effect.RESTART:  # no process to start
+                self._restart(name, now)
+                target.live(target.life)
+            self.events.append(NodeEvent(now, "healed", name))
+            return
         for node in fault.agents:
             target = self.targets[node]
             effect = target.heal(fault, now)
@@ -166,23 +256,73 @@ class FaultHub(Hub):
         """Drop ``node``'s state machine, as a killed process: the coordinator sees its
         link close."""
         box = self._box(node)
+        at = COORD
         if isinstance(box.node, Agent):
             self.past_lives.append(box.node)
+            at = box.node.coordinator
         box.node = None
         box.paused = False  # a new process is not stopped; its ops die with it
         box.held_ops.clear()
         box.arm(None)
         box.inbox.clear()
-        coordinator = self.boxes[COORD]
-        assert isinstance(coordinator.node, Coordinator)
-        coordinator.node.link_closed(node, now)
-        coordinator.flush()
+        coordinator = self.boxes[at]
+        if isinstance(coordinator.node, Coordinator):
+            coordinator.node.link_closed(node, now)
+            coordinator.flush()
+
+    def _crash(self, name: str, now: float) -> None:
+        """Drop coordinator ``name``'s state machine: its neighbours see its links
+        close, its agents' links break."""
+        box = self._box(name)
+        coordinator = box.node
+        assert isinstance(coordinator, Coordinator)
+        self.persist(coordinator)
+        self.events.extend(coordinator.take_events())
+        box.node = None
+        box.arm(None)
+        box.inbox.clear()
+        wait = self._reconnect_wait()
+        for other in self.boxes.values():
+            node = other.node
+            if isinstance(node, Agent) and node.coordinator == name:
+                self.loop.call_later(wait, self._reconnect, other.node_id)
+            elif isinstance(node, Coordinator) and name in node.sessions:
+                node.link_closed(name, now)
+                other.flush()
+
+    def _restart(self, name: str, now: float) -> None:
+        """Coordinator ``name`` again, from its journal; it rejoins its parent."""
+        assert self.plan is not None
+        store = MemoryStore()
+        if name == COORD:
+            store.load(list(self.rows.values()))
+        chain = ancestors(name, self.plan.tree)
+        coordinator = Coordinator(
+            name,
+            self.plan.settings,
+            store,
+            durable_memory=True,
+            parent=chain[0] if chain else "",
+            fallbacks=chain[1:],
+        )
+        coordinator.restore(self.bus[name])
+        coordinator.stamp_tasks = True
+        box = self._box(name)
+        box.node = coordinator
+        self.restarted += 1
+        coordinator.start(now)
+        box.flush()
 
     def _respawn(self, spec: AgentSpec, now: float) -> None:
         box = self._box(spec.agent_id)
         assert self.plan is not None
         agent = Agent(
-            spec.agent_id, COORD, self.plan.settings, spec.capabilities, spec.subscriptions
+            spec.agent_id,
+            spec.coordinator,
+            self.plan.settings,
+            spec.capabilities,
+            spec.subscriptions,
+            fallbacks=ancestors(spec.coordinator, self.plan.tree),
         )
         ops = {op.op_id: op for op in self.plan.operations}
         lives = self.lives_of(spec.agent_id)
@@ -230,6 +370,8 @@ def collect(hub: FaultHub, agents: list[Agent], result: DriverResult) -> None:
     result.accepted = [op_id for agent in lives for op_id in agent.accepted]
     result.shed = [op_id for agent in lives for op_id in agent.shed]
     result.write_acks = [ack for agent in lives for ack in agent.write_acks]
-    coordinator = hub.boxes[COORD].node
-    assert isinstance(coordinator, Coordinator)
-    result.events = sorted([*hub.events, *coordinator.take_events()])
+    events = list(hub.events)
+    for box in hub.boxes.values():
+        if isinstance(box.node, Coordinator):
+            events.extend(box.node.take_events())
+    result.events = sorted(events)

@@ -34,11 +34,13 @@ from collections.abc import Callable
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator
+from protocol.faults import crashes_coordinator
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
+from protocol.topology import ancestors
 from protocol.workload import IssueLag, issue
 from protocol.workload import issue_due as issue_ops
 from real.clock import RunClock
@@ -159,13 +161,28 @@ def build_hub(
     """
     hub = hub_class(loop, clock)
     hub.prober = Prober(plan)
-    hub.add(COORD, slow_coordinator(Coordinator(COORD, plan.settings)))  # test-only hook
+    durable = crashes_coordinator(plan)  # its journals are kept (``real.inproc.faults``)
+    root = Coordinator(COORD, plan.settings, durable_memory=durable)
+    hub.add(COORD, slow_coordinator(root))  # test-only hook
     for node in plan.tree:  # the coordinators of a tree, parents first
-        hub.add(node.node_id, Coordinator(node.node_id, plan.settings, parent=node.parent))
+        chain = ancestors(node.node_id, plan.tree)
+        coordinator = Coordinator(
+            node.node_id,
+            plan.settings,
+            durable_memory=durable,
+            parent=chain[0],
+            fallbacks=chain[1:],
+        )
+        hub.add(node.node_id, coordinator)
     hub.add(PROBER, None)
     for spec in plan.agents:
         agent = Agent(
-            spec.agent_id, spec.coordinator, plan.settings, spec.capabilities, spec.subscriptions
+            spec.agent_id,
+            spec.coordinator,
+            plan.settings,
+            spec.capabilities,
+            spec.subscriptions,
+            fallbacks=ancestors(spec.coordinator, plan.tree),
         )
         hub.add(spec.agent_id, agent)
     return hub

@@ -334,15 +334,6 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "expected a coordinator of the tree (coord, coord.1, coord.2, coord.3, ...), got 'coord.4'",
     ),
     (
-        "a tree node crashed on the real backend",
-        {
-            "topology": {"kind": "hierarchical"},
-            "faults": [{"kind": "crash_coordinator", "node": "coord.1", "at": 0.5}],
-        },
-        "backends",
-        "expected backends: [sim] for faults in a tree",
-    ),
-    (
         "a named node in a flat run",
         {
             "backends": ["sim"],

@@ -48,3 +48,33 @@ def test_a_burst_of_tasks_is_stolen_across_the_tree_and_each_runs_once() -> None
     assert tasks.wait_p95_ms is not None and tasks.service_mean_ms is not None
     assert tasks.service_mean_ms >= 20.0  # every task works 20 ms where it runs
     assert len(result.task_stamps) >= len(plan.operations)  # one where each ran, at least
+
+
+def test_a_crashed_leaf_and_inner_node_lose_nothing_on_one_loop() -> None:
+    """A leaf, then an inner node, dies under load and restarts from its journal:
+    their agents and children re-attach upwards, and every accepted op is still
+    handled once where it should be."""
+    plan = tree_plan(
+        duration=2.0,
+        agents={"count": 27, "capabilities": [{"name": "c", "share": 0.5}]},
+        protocol={"durable_bus": True, "heartbeat_interval": 0.05, "ack_timeout": 0.05},
+        workload=[
+            {"kind": "publish", "arrival": {"process": "poisson", "rate": 300}},
+            {"kind": "direct", "arrival": {"process": "poisson", "rate": 100}},
+            {"kind": "task", "arrival": {"process": "poisson", "rate": 50}, "capability": "c"},
+            {"kind": "memory", "arrival": {"process": "poisson", "rate": 50}},
+        ],
+        faults=[
+            {"kind": "crash_coordinator", "node": "coord.2.3", "at": 0.6, "restart_after": 0.3},
+            {"kind": "crash_coordinator", "node": "coord.3", "at": 1.2, "restart_after": 0.3},
+        ],
+    )
+    result = run_plan(plan, use_uvloop=False)
+    summary = summarize(plan, result)
+    assert summary.reliability.lost_acked == 0
+    assert summary.integrity.acked_writes_lost == 0
+    rows = summary.faults.faults
+    assert [row.reregistered_s is not None for row in rows] == [True, True]  # re-attached
+    assert [row.coordinator_live_s is not None for row in rows] == [True, True]  # restarted
+    kinds = {(e.kind, e.node) for e in result.events}
+    assert ("orphaned", "coord.2.3") in kinds and ("reparented", "coord.3.1") in kinds
