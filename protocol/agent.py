@@ -22,6 +22,11 @@ waiting or running changes nothing but the delivery id its result will carry.
 
 Each handled operation appends a ``Completion`` (stamped with the ``now``
 the driver passed) to ``completions``; the driver collects them.
+
+In a tree an agent also knows its coordinator's ancestors (``fallbacks``). When
+its link closes, the driver calls ``fail_over`` and connects to the coordinator
+it names (``protocol.failover``); once registered there, the agent submits again
+the tasks it has no result for, and it ignores what the old coordinator sent.
 """
 
 from __future__ import annotations

@@ -2,53 +2,63 @@
 
 A mixin of ``protocol.coordinator.Coordinator``. It acts when the driver says a
 neighbour's link closed (``Coordinator.link_closed``: the neighbour's process
-died, or the network tore the connection down), not when a neighbour is merely
+died, or a connection to it could not be opened), not when a neighbour is merely
 silent: a silent neighbour is failed as an agent is (``protocol.failures``), and
 what is held for it waits for it to speak again. Nothing here runs in a flat
 coordinator.
 
 Re-parenting. A coordinator knows its ancestors (``parent``, then ``fallbacks``:
 grandparent, great-grandparent, up to the root). When its parent's link closes
-it forgets the parent (session, interest, stealing state, tasks that came from
-it: the parent's other neighbours place those again) and joins the next
-ancestor (``PeerHello``, resent every ``ack_timeout`` until its ``Welcome``); if
-the link to that one cannot be opened either (the driver says it closed), the
-one after, round the chain (the dead parent comes round again, so a subtree
-whose root restarts rejoins it). Only a closed link moves it on, never a slow
+it forgets the parent (session, stealing state, tasks that came from it: the
+parent's other neighbours place those again) and joins the next ancestor
+(``PeerHello``, resent every ``ack_timeout`` until its ``Welcome``). A session
+for the new parent, not alive until then, takes what was queued for the old one
+and the patterns the old one had asked for, so what is routed up meanwhile waits
+rather than going nowhere; the new parent de-duplicates by ``(origin, op_id)``.
+If the link to that ancestor cannot be opened either, the one after, round the
+chain (waiting ``ack_timeout`` after a full round, so a subtree whose root died
+rejoins it when it restarts). Only a closed link moves it on, never a slow
 answer: a subtree that moved on for a late ``Welcome`` would re-attach away from
-the coordinator that keeps what its lost parent held. The ops it had queued for the old parent go to
-the new one once it is welcomed; the new parent de-duplicates them by ``(origin,
-op_id)``, so one that already got through is not routed twice. Agents do the
-same on their own (``protocol.agent``: ``Agent.fail_over``).
+the coordinator that keeps what its lost parent held. A ``Welcome`` from an
+ancestor it asked earlier is taken. Agents do the same on their own
+(``Agent.fail_over``).
 
-Orphans. When a child's link closes, the deliveries held for it (sent and not
-acked, or queued) become *orphans*, with the members the child last said its
-subtree holds (``Interest``). As that subtree re-attaches here (its agents say
-``Hello``, its child coordinators ``PeerHello`` and then ``Interest``), each gets
-the orphans it is owed: an agent, the publishes its subscriptions match, the
-directs to it and the broadcasts it did not send; a coordinator, the publishes
-its interest matches, the directs to its members and every broadcast (it routes
-them once, de-duplicating by ``(origin, op_id)``). Orphans are kept for
-``session_expiry``, the time a failed agent's deliveries are kept.
+Orphans. When a child's link closes, its session, patterns and members stay,
+renamed ``child`` + NUL + ``lost`` and not alive, so that what was held for the
+child's subtree, and what is routed there while the subtree re-attaches, waits.
+As the subtree re-attaches here, each part gets what it is owed: an agent that
+says ``Hello``, the publishes its subscriptions match, the directs to it and the
+broadcasts it did not send; a child whose ``Interest`` lists members of the lost
+subtree, the publishes its patterns match, the directs (and relays) to its
+members and every broadcast (it routes them once, de-duplicating). Once every
+member is reachable another way, or after ``session_expiry``, the lost session is
+forgotten. ``child`` itself may join again meanwhile, afresh.
 
 Relays. A ``Deliver`` of kind ``RELAY`` carries one op to one node, an agent or
 a coordinator, wherever it is in the tree: its ``topic`` is the destination, a
 NUL, the op's own kind (one digit) and its own topic. Each coordinator forwards
 it towards the destination (the destination's own session, the child whose
-subtree holds it, else the parent) and de-duplicates it by the op and the
-destination, so a relay never stops the op itself from being routed. The
-coordinator that has the destination agent delivers the op to it as an ordinary
-``Deliver``; a destination coordinator routes the op as if a neighbour had sent
-it. A relay that reaches a coordinator with nowhere to send it is dropped,
-counted in ``stats.dropped`` and logged.
+subtree holds it, else the parent, never back where it came from) and
+de-duplicates it by the op and the destination, so a relay never stops the op
+itself from being routed (one made here may pass once more, when the tree
+re-attached meanwhile and this coordinator is on its way). The coordinator that
+has the destination agent delivers the op to it as an ordinary ``Deliver``; a
+destination coordinator routes the op as if a neighbour had sent it. A relay
+with nowhere to go yet waits (*stranded*) and is tried again on each child's
+``Interest`` and each failure sweep, for up to ``session_expiry``.
 
-A restarted coordinator of a tree (``Coordinator.restore``) is welcomed back by
-its parent with an empty subtree: its agents and children re-attached elsewhere
-while it was down. Once welcomed it relays what its journal says it still owes
-to nodes that are not here (agents that have not said hello again, former
-children) and forgets them; the unfinished tasks of agents that are not here are
-dropped, because each agent submits again the tasks it has no result for when
-it registers with another coordinator (``protocol.agent``).
+Refusals. A child that answers ``Reject("not a neighbour")`` re-attached
+elsewhere while this one still held it: what it is owed is relayed to it and it
+is forgotten. A parent that does: join it again.
+
+A restarted coordinator of a tree (``Coordinator.restore``; the journal keeps its
+neighbours' last ``Interest`` too) is welcomed back by its parent with an empty
+subtree: its agents and children re-attached elsewhere while it was down. Once
+welcomed it relays what its journal says it still owes to nodes that are not
+here (agents that have not said hello again, former children) and forgets them;
+the unfinished tasks of agents that are not here are dropped, because each agent
+submits again the tasks it has no result for when it registers with another
+coordinator (``protocol.agent``).
 """
 
 from __future__ import annotations

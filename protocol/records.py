@@ -175,7 +175,7 @@ class TaskStamp(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CoordinatorFigures:
-    """One coordinator of a tree at the end of a run (``protocol.peers.tree_figures``):
+    """One coordinator of a tree at the end of a run (``protocol.treereport.tree_figures``):
     its level (the root is 1), messages, refusals, and what it did with tasks."""
 
     node_id: str

@@ -85,7 +85,6 @@ from protocol.coordinator import Coordinator
 from protocol.links import spread
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
-from protocol.peers import tree_figures, tree_note
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
 from protocol.records import (
@@ -97,6 +96,7 @@ from protocol.records import (
     ProcessUsage,
 )
 from protocol.topology import ancestors
+from protocol.treereport import tree_figures, tree_note
 from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.faults import FaultInjector, durable_coordinator

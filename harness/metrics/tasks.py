@@ -3,7 +3,7 @@
 ``task_section`` reads the plan's task operations and the earliest result of
 each at its submitter (from ``harness.metrics.figures``' unique completions),
 and the per-coordinator rows both drivers take from a tree's coordinators
-(``protocol.peers.tree_figures``). The makespan runs from the first task's
+(``protocol.treereport.tree_figures``). The makespan runs from the first task's
 scheduled time to the last result; a task without a result makes it None.
 Imbalance is the most tasks run under one leaf over the mean of the leaves,
 the leaves being the coordinators of the deepest level. Each finished task's

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from protocol.peers import tree_figures, tree_note
 from protocol.plan import Plan
 from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, LiveParts, ProcessUsage
+from protocol.treereport import tree_figures, tree_note
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.inproc.faults import FaultHub, collect, run_faults
