@@ -184,6 +184,7 @@ class BusRouting:
             self._out.append((src, Busy(op_id, self.settings.busy_retry)))
             return
         self._accept(src, key, Accepted(op_id, len(sessions)))
+        self.stats.ops_entered += 1
         self._dispatch(kind, src, op_id, topic, payload, checksum, recipients, sessions, now)
 
     def _dispatch(
@@ -203,6 +204,7 @@ class BusRouting:
         key = (origin, op_id)
         deliver = Deliver(self._next_msg_id, kind, origin, op_id, topic, payload, checksum)
         self._next_msg_id += 1
+        self.stats.ops_routed += 1
         self._routed[key] = len(sessions)
         self._remember(key)
         self.journal.delivered(deliver, list(recipients))

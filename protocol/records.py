@@ -192,6 +192,8 @@ class CoordinatorFigures:
     tasks_given: int  # tasks it gave its parent for steals
     steal_seconds: float  # request to answer, summed
     steal_seconds_max: float
+    ops_entered: int = 0  # publishes, directs and broadcasts its agents sent it
+    ops_routed: int = 0  # such ops it routed, its agents' and its neighbours' (once each)
 
 
 @dataclass(slots=True)

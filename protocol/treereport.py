@@ -34,6 +34,8 @@ def tree_figures(coordinators: Sequence[PeerRouting]) -> list[CoordinatorFigures
                 stats.tasks_given,
                 stats.steal_seconds,
                 stats.steal_seconds_max,
+                stats.ops_entered,
+                stats.ops_routed,
             )
         )
     return rows

@@ -400,7 +400,14 @@ class TaskFigures:
     model only): *wait*, its time waiting at coordinators for a worker; *service*,
     from its assignment to an agent to that agent's result (the work, and the
     round trip to the agent); *transfer*, the rest (submission, moves between
-    coordinators, the result's way back). Percentiles nearest-rank."""
+    coordinators, the result's way back). Percentiles nearest-rank.
+
+    The paths of a tree's publishes, directs and broadcasts, from the
+    coordinators' counters: ``coordinators_per_op``, how many coordinators routed
+    an op, on average (1 for one that stays at its leaf, 5 for a direct between
+    two leaves under different children of a 3-level root; a publish counts every
+    branch of its fan-out), and ``root_share``, the share of ops that climbed to
+    the root."""
 
     submitted: int = 0
     unfinished: int = 0
@@ -418,6 +425,8 @@ class TaskFigures:
     wait_mean_ms: float | None = None
     service_mean_ms: float | None = None
     transfer_mean_ms: float | None = None
+    coordinators_per_op: float | None = None
+    root_share: float | None = None
     coordinators: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -506,6 +515,8 @@ class Summary:
             "makespan_s": self.tasks.makespan_s,
             "steals_granted": self.tasks.steals_granted,
             "imbalance": self.tasks.imbalance,
+            "coordinators_per_op": self.tasks.coordinators_per_op,
+            "root_share": self.tasks.root_share,
             "spawn_p95_s": self.spawn.p95_s,
             "spawn_all_s": self.spawn.all_s,
             "wall_seconds": self.wall_seconds,

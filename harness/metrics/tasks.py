@@ -1,4 +1,4 @@
-"""The task figures of a run: makespan, and in a tree, steals and imbalance.
+"""The task figures of a run: makespan, and in a tree, steals, imbalance and paths.
 
 ``task_section`` reads the plan's task operations and the earliest result of
 each at its submitter (from ``harness.metrics.figures``' unique completions),
@@ -6,7 +6,9 @@ and the per-coordinator rows both drivers take from a tree's coordinators
 (``protocol.treereport.tree_figures``). The makespan runs from the first task's
 scheduled time to the last result; a task without a result makes it None.
 Imbalance is the most tasks run under one leaf over the mean of the leaves,
-the leaves being the coordinators of the deepest level. Each finished task's
+the leaves being the coordinators of the deepest level; the coordinators per
+bus op and the share of them that reached the root come from the coordinators'
+counters of ops entered and routed. Each finished task's
 latency (scheduled time to result) is split with the ``TaskStamp``s of the
 coordinators it passed: wait (the sum over them of assignment less arrival),
 service (assignment to an agent until its result, where it ran; the first run
@@ -53,6 +55,7 @@ def task_section(
             _split(figures, op_ids, op_at, last, finished, stamps)
     if rows:
         _steals(figures, rows)
+        _paths(figures, rows)
     return figures
 
 
@@ -86,6 +89,16 @@ def _split(
     mean = columns.mean(axis=0).tolist()
     figures.wait_p95_ms, figures.service_p95_ms, figures.transfer_p95_ms = p95
     figures.wait_mean_ms, figures.service_mean_ms, figures.transfer_mean_ms = mean
+
+
+def _paths(figures: TaskFigures, rows: Sequence[CoordinatorFigures]) -> None:
+    """How far a tree's bus ops travelled: each coordinator counts the ops that
+    entered at it and the ops it routed (once each), so their totals give the
+    coordinators per op, and the root's count the share that climbed to it."""
+    entered = sum(row.ops_entered for row in rows)
+    if entered:
+        figures.coordinators_per_op = sum(row.ops_routed for row in rows) / entered
+        figures.root_share = sum(row.ops_routed for row in rows if row.level == 1) / entered
 
 
 def _steals(figures: TaskFigures, rows: Sequence[CoordinatorFigures]) -> None:

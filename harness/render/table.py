@@ -112,6 +112,11 @@ TASK_ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("steals granted", "steals_granted", "steals", _count),
     ("task imbalance", "imbalance", "max/mean", _times),
 )
+# shown for a tree of coordinators (``Summary.tasks.coordinators``)
+TREE_ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
+    ("coordinators per op", "coordinators_per_op", "nodes", _seconds),
+    ("ops reaching the root", "root_share", "%", _ratio),
+)
 
 
 def format_figure(value: Figure, formatter: Callable[[float], str]) -> str:
@@ -225,7 +230,9 @@ def render_summary_table(
             validity.append("")
     table.add_row("valid run", "", *validity, "")
     tasks = any(run.tasks.submitted for items in runs.values() for run in items)
-    for label, name, unit, formatter in ROWS + (TASK_ROWS if tasks else ()):
+    tree = any(run.tasks.coordinators for items in runs.values() for run in items)
+    extra = (TASK_ROWS if tasks else ()) + (TREE_ROWS if tree else ())
+    for label, name, unit, formatter in ROWS + extra:
         cells = []
         for backend in backends:
             shown = figures.get(backend)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 
+from harness.metrics.figures import summarize
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import parse_scenario
 from protocol.plan import Operation, OpKind, Plan
@@ -55,6 +56,9 @@ def test_a_direct_across_the_tree_takes_its_path_of_hops() -> None:
     # agent's request, then each hop: 2 hops within a leaf, 6 across, one service per node
     assert near_latency == pytest.approx(2 * H + 3 * S, abs=S)
     assert far_latency == pytest.approx(6 * H + 7 * S, abs=S)
+    tasks = summarize(replace(plan, operations=ops), result).tasks
+    assert tasks.coordinators_per_op == (1 + 5) / 2  # the leaf; leaf, inner, root, inner, leaf
+    assert tasks.root_share == 1 / 2
 
 
 def test_a_wan_between_levels_lengthens_only_the_hops_between_coordinators() -> None:
