@@ -12,7 +12,8 @@ only grow, so the batch's final state is the last entry), a ``value`` of None
 deletes the row, anything else is an upsert.
 
 More tables hold who is registered and what it follows (``bus_member``,
-``bus_subscription``), the highest message id ever journaled (``bus_meta``,
+``bus_subscription``; in a tree, ``bus_neighbour``: each neighbouring
+coordinator's last interest), the highest message id ever journaled (``bus_meta``,
 so a restarted coordinator never reuses one) and what the bus still owes (``protocol.journal``,
 used when ``ProtocolSettings.durable_bus`` is on)::
 
@@ -57,6 +58,7 @@ from protocol.journal import (
     BusState,
     DeliveryDone,
     Member,
+    Neighbour,
     PendingDelivery,
     PendingTask,
     Subscribed,
@@ -96,6 +98,11 @@ BUS_SCHEMA = (
     node TEXT PRIMARY KEY,
     capabilities TEXT NOT NULL
 ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS bus_neighbour (
+    node TEXT PRIMARY KEY,
+    patterns TEXT NOT NULL,
+    members TEXT NOT NULL
+) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS bus_subscription (
     node TEXT NOT NULL,
     pattern TEXT NOT NULL,
@@ -125,7 +132,9 @@ PUT_MEMBER = "INSERT OR REPLACE INTO bus_member (node, capabilities) VALUES (?, 
 DEL_SUBSCRIPTIONS = "DELETE FROM bus_subscription WHERE node = ?"
 PUT_SUBSCRIPTION = "INSERT OR IGNORE INTO bus_subscription (node, pattern) VALUES (?, ?)"
 DEL_SUBSCRIPTION = "DELETE FROM bus_subscription WHERE node = ? AND pattern = ?"
-CAPABILITY_SEPARATOR = "\n"  # capabilities are identifiers: no newlines
+PUT_NEIGHBOUR = "INSERT OR REPLACE INTO bus_neighbour (node, patterns, members) VALUES (?, ?, ?)"
+DEL_NEIGHBOUR = "DELETE FROM bus_neighbour WHERE node = ?"
+CAPABILITY_SEPARATOR = "\n"  # capabilities, patterns and node ids hold no newline
 DeliveryRow = tuple[int, str, bytes]
 TaskRow = tuple[str, int, str, bytes, int]
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
@@ -177,6 +186,10 @@ class MemoryDB:
             deliver = decode_body(bytes(body))
             if isinstance(deliver, Deliver):
                 state.deliveries[(int(msg_id), node)] = deliver
+        for node, patterns, members in self.db.execute(
+            "SELECT node, patterns, members FROM bus_neighbour"
+        ):
+            state.neighbours[node] = Neighbour(node, _split(patterns), _split(members))
         rows = self.db.execute("SELECT origin, op_id, capability, payload, checksum FROM bus_task")
         for origin, op_id, capability, payload, crc in rows:
             state.tasks[(origin, op_id)] = PendingTask(
@@ -252,6 +265,20 @@ def _persist_members(db: sqlite3.Connection, bus: Sequence[BusEntry]) -> None:
             db.execute(
                 PUT_SUBSCRIPTION if entry.on else DEL_SUBSCRIPTION, (entry.node, entry.pattern)
             )
+        elif type(entry) is Neighbour:
+            if entry.present:
+                joined = (_join(entry.patterns), _join(entry.members))
+                db.execute(PUT_NEIGHBOUR, (entry.node, *joined))
+            else:
+                db.execute(DEL_NEIGHBOUR, (entry.node,))
+
+
+def _join(items: tuple[str, ...]) -> str:
+    return CAPABILITY_SEPARATOR.join(items)
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(item for item in text.split(CAPABILITY_SEPARATOR) if item)
 
 
 def fold_bus(

@@ -21,6 +21,7 @@ from protocol.journal import (
     BusState,
     DeliveryDone,
     Member,
+    Neighbour,
     PendingDelivery,
     PendingTask,
     Subscribed,
@@ -222,3 +223,21 @@ def test_the_message_id_high_water_survives_every_ack(tmp_path: Path) -> None:
         state = db.load_bus()
     assert not state.deliveries
     assert state.next_msg_id() == 42  # never reused, though nothing is owed any more
+
+
+def test_a_tree_nodes_neighbours_load_back(tmp_path: Path) -> None:
+    entries = [
+        Neighbour("coord", ("#",), ()),
+        Neighbour("coord.1.1", ("t.*", "u"), ("a1", "a2", "coord.1.1")),
+        Neighbour("coord.1.2", ("v",), ("a3",)),
+        Neighbour("coord.1.2", (), (), present=False),  # re-attached elsewhere: gone
+        Neighbour("coord.1.1", ("t.*",), ("a1", "coord.1.1")),  # a newer interest
+    ]
+    with MemoryDB(tmp_path / "m.db") as db:
+        db.persist([], entries)
+    with MemoryDB(tmp_path / "m.db") as db:
+        state = db.load_bus()
+    expected = BusState()
+    expected.apply(entries)
+    assert state.neighbours == expected.neighbours
+    assert set(state.neighbours) == {"coord", "coord.1.1"}
