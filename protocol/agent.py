@@ -82,6 +82,7 @@ class Agent:
         self.vouched_by = vouched_by
         self.coordinator = coordinator
         self.coordinators = (coordinator, *fallbacks)  # where to go if this one dies
+        self._moves = bool(fallbacks)  # (a flat agent never changes coordinator)
         self._registered_with = ""  # the coordinator of the last Welcome
         self._open_tasks: dict[int, TaskSubmit] = {}  # accepted, no result yet (with fallbacks)
         self.settings = settings
@@ -139,7 +140,7 @@ class Agent:
         for (the coordinator that accepted them may have taken them down with it).
         With no fallbacks the coordinator stays the same."""
         coordinators = self.coordinators
-        if len(coordinators) > 1:
+        if self._moves:
             at = coordinators.index(self.coordinator)
             self.coordinator = coordinators[(at + 1) % len(coordinators)]
             self._acks = []
@@ -161,7 +162,7 @@ class Agent:
     def receive(self, src: str, msg: Message, now: float) -> None:
         """Handle one message from the coordinator. After a fail-over, what the old
         one sent before it died is dropped: its ids mean nothing here."""
-        if src != self.coordinator and len(self.coordinators) > 1:
+        if self._moves and src != self.coordinator:
             return
         kind = type(msg)
         if kind is Deliver:
@@ -286,7 +287,7 @@ class Agent:
         else:
             request = self.requests.answered(msg.op_id, now)
             if request is not None:
-                if len(self.coordinators) > 1 and type(request) is TaskSubmit:
+                if self._moves and type(request) is TaskSubmit:
                     if msg.op_id in self._open_tasks:
                         self._send_requests()
                         return  # submitted again after a fail-over: accepted before
