@@ -106,6 +106,7 @@ from protocol.status import StatusJob, StatusReporting
 from protocol.stealing import StealState, WorkStealing
 from protocol.tasks import TaskPlacement
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
+from protocol.topology import TreeNode, ancestors
 
 LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
 DEDUP_WINDOW = 16384  # op ids remembered per origin to answer retries
@@ -521,6 +522,20 @@ class Coordinator(
         self._out.append((src, reply if reply is not None else Error(reason)))
         if close:
             self._closures.append(src)
+
+
+def tree_node(
+    node_id: str,
+    settings: ProtocolSettings,
+    tree: tuple[TreeNode, ...],
+    store: MemoryStore | None = None,
+    durable_memory: bool = False,
+) -> Coordinator:
+    """Coordinator ``node_id`` of ``tree`` (the root, or a node below it), knowing its
+    ancestors: its parent, and where it re-attaches if the parent dies."""
+    chain = ancestors(node_id, tree)
+    parent = chain[0] if chain else ""
+    return Coordinator(node_id, settings, store, durable_memory, parent, chain[1:])
 
 
 def _back(origin: str, reply: MemReply, reply_to: str) -> MemReply | MemBack:

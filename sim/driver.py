@@ -81,7 +81,7 @@ import simpy
 from simpy.events import NORMAL, Event
 
 from protocol.agent import Agent
-from protocol.coordinator import Coordinator
+from protocol.coordinator import Coordinator, tree_node
 from protocol.links import spread
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
@@ -315,17 +315,10 @@ class ModelRun:
         hosts = self.coordinator_hosts
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
         durable = durable_coordinator(self.plan)
-        for tree_node in self.plan.tree:  # the coordinators of a tree, parents first
-            chain = ancestors(tree_node.node_id, self.plan.tree)
-            child = Coordinator(
-                tree_node.node_id,
-                settings,
-                durable_memory=durable,
-                parent=chain[0],
-                fallbacks=chain[1:],
-            )
+        for below in self.plan.tree:  # the coordinators of a tree, parents first
+            child = tree_node(below.node_id, settings, self.plan.tree, durable_memory=durable)
             child.stamp_tasks = True
-            self.tree.append(self.engine.add_node(tree_node.node_id, child, "coordinator"))
+            self.tree.append(self.engine.add_node(below.node_id, child, "coordinator"))
         self.engine.add_prober(PROBER_ID)
         processes = self.processes
         voucher_of: dict[str, str] = {}

@@ -81,7 +81,7 @@ from functools import partial
 from simpy.events import NORMAL
 
 from protocol.agent import Agent
-from protocol.coordinator import Coordinator
+from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import Effect, Fate, Target, timeline
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
@@ -485,15 +485,7 @@ class FaultInjector:
         store = MemoryStore()
         if root:
             store.load(list(self.rows.values()))
-        chain = ancestors(name, self.plan.tree)
-        coordinator = Coordinator(
-            name,
-            self.settings,
-            store=store,
-            durable_memory=True,
-            parent=chain[0] if chain else "",
-            fallbacks=chain[1:],
-        )
+        coordinator = tree_node(name, self.settings, self.plan.tree, store, True)
         coordinator.restore(self.bus[name])
         coordinator.stamp_tasks = True  # its earlier life's stamps died with it
         if root:
@@ -505,7 +497,7 @@ class FaultInjector:
         node.core = coordinator
         node.armed = None
         self.restarted += 1
-        if chain:
+        if coordinator.parent:
             self.engine.start_agent(node)  # its PeerHello
 
     # --- the result --------------------------------------------------------------------

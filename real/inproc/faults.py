@@ -44,7 +44,7 @@ import random
 from collections.abc import Iterator
 
 from protocol.agent import Agent
-from protocol.coordinator import Coordinator
+from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import Effect, Fate, Target, crashes_coordinator, timeline
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
@@ -296,15 +296,7 @@ class FaultHub(Hub):
         store = MemoryStore()
         if name == COORD:
             store.load(list(self.rows.values()))
-        chain = ancestors(name, self.plan.tree)
-        coordinator = Coordinator(
-            name,
-            self.plan.settings,
-            store,
-            durable_memory=True,
-            parent=chain[0] if chain else "",
-            fallbacks=chain[1:],
-        )
+        coordinator = tree_node(name, self.plan.settings, self.plan.tree, store, True)
         coordinator.restore(self.bus[name])
         coordinator.stamp_tasks = True
         box = self._box(name)

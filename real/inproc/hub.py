@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 
 from protocol.agent import Agent
-from protocol.coordinator import Coordinator
+from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import crashes_coordinator
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID as COORD
@@ -165,15 +165,7 @@ def build_hub(
     root = Coordinator(COORD, plan.settings, durable_memory=durable)
     hub.add(COORD, slow_coordinator(root))  # test-only hook
     for node in plan.tree:  # the coordinators of a tree, parents first
-        chain = ancestors(node.node_id, plan.tree)
-        coordinator = Coordinator(
-            node.node_id,
-            plan.settings,
-            durable_memory=durable,
-            parent=chain[0],
-            fallbacks=chain[1:],
-        )
-        hub.add(node.node_id, coordinator)
+        hub.add(node.node_id, tree_node(node.node_id, plan.settings, plan.tree, None, durable))
     hub.add(PROBER, None)
     for spec in plan.agents:
         agent = Agent(
