@@ -106,7 +106,6 @@ from protocol.status import StatusJob, StatusReporting
 from protocol.stealing import StealState, WorkStealing
 from protocol.tasks import TaskPlacement
 from protocol.topics import PatternError, SubscriptionIndex, validate_pattern
-from protocol.topology import TreeNode, ancestors
 
 LOG_LIMIT = 1000  # the newest refusals and failures kept for health reporting
 DEDUP_WINDOW = 16384  # op ids remembered per origin to answer retries
@@ -527,13 +526,13 @@ class Coordinator(
 def tree_node(
     node_id: str,
     settings: ProtocolSettings,
-    tree: tuple[TreeNode, ...],
+    chain: tuple[str, ...],
     store: MemoryStore | None = None,
     durable_memory: bool = False,
 ) -> Coordinator:
-    """Coordinator ``node_id`` of ``tree`` (the root, or a node below it), knowing its
-    ancestors: its parent, and where it re-attaches if the parent dies."""
-    chain = ancestors(node_id, tree)
+    """Coordinator ``node_id`` of a tree, knowing its ancestors (``chain``, from
+    ``protocol.topology.ancestries``; empty for the root): its parent, and where it
+    re-attaches if the parent dies."""
     parent = chain[0] if chain else ""
     return Coordinator(node_id, settings, store, durable_memory, parent, chain[1:])
 

@@ -457,7 +457,8 @@ class PeerRouting:
                 self._adopt_peer(src, msg, now)
             if self._repair.stranded:
                 self._retry_stranded(now)
-        self.journal.neighbour(src, tuple(sorted(new)), tuple(sorted(link.members)))
+        if self.journal.enabled:  # (sorting a root's members is not free)
+            self.journal.neighbour(src, tuple(sorted(new)), tuple(sorted(link.members)))
         self._interest_changed(now)
 
     def interest_settled(self) -> bool:

@@ -47,16 +47,15 @@ def capacity(branching: int, levels: int) -> int:
     return branching**levels if levels > 1 else 1 << 30
 
 
-def ancestors(node_id: str, nodes: tuple[TreeNode, ...]) -> tuple[str, ...]:
-    """``node_id``'s parent, grandparent and so on up to the root (empty for the root):
-    where a coordinator re-attaches when its parent dies (``protocol.failover``), and,
-    after an agent's own leaf, where the agent fails over to."""
-    parents = {node.node_id: node.parent for node in nodes}
-    chain: list[str] = []
-    while node_id in parents:
-        node_id = parents[node_id]
-        chain.append(node_id)
-    return tuple(chain)
+def ancestries(nodes: tuple[TreeNode, ...]) -> dict[str, tuple[str, ...]]:
+    """Each coordinator's parent, grandparent and so on up to the root (the root's is
+    empty): where a coordinator re-attaches when its parent dies
+    (``protocol.failover``), and, after an agent's own leaf, where the agent fails
+    over to. ``nodes`` lists parents before children, as ``tree`` gives them."""
+    chains: dict[str, tuple[str, ...]] = {}
+    for node in nodes:
+        chains[node.node_id] = (node.parent, *chains.get(node.parent, ()))
+    return chains
 
 
 def attach(count: int, nodes: tuple[TreeNode, ...]) -> list[str]:

@@ -95,7 +95,7 @@ from protocol.records import (
     LiveParts,
     ProcessUsage,
 )
-from protocol.topology import ancestors
+from protocol.topology import ancestries
 from protocol.treereport import tree_figures, tree_note
 from sim.calibration import Calibration
 from sim.engine import Engine
@@ -315,8 +315,9 @@ class ModelRun:
         hosts = self.coordinator_hosts
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
         durable = durable_coordinator(self.plan)
+        chains = ancestries(self.plan.tree)
         for below in self.plan.tree:  # the coordinators of a tree, parents first
-            child = tree_node(below.node_id, settings, self.plan.tree, durable_memory=durable)
+            child = tree_node(below.node_id, settings, chains[below.node_id], None, durable)
             child.stamp_tasks = True
             self.tree.append(self.engine.add_node(below.node_id, child, "coordinator"))
         self.engine.add_prober(PROBER_ID)
@@ -342,7 +343,7 @@ class ModelRun:
                 spec.capabilities,
                 spec.subscriptions,
                 vouched_by=voucher,
-                fallbacks=ancestors(spec.coordinator, self.plan.tree),
+                fallbacks=chains.get(spec.coordinator, ()),
             )
             process = f"worker-{index % processes}" if processes else None
             node = self.engine.add_node(spec.agent_id, core, "agent", process)

@@ -91,7 +91,7 @@ from protocol.payload import checksum
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
 from protocol.retransmit import next_reconnect_wait
-from protocol.topology import ancestors
+from protocol.topology import ancestries
 from protocol.workload import remembered
 from sim.calibration import Calibration
 from sim.engine import Engine
@@ -143,6 +143,7 @@ class FaultInjector:
         self.env = engine.env
         self.coordinator = coordinators[0]  # the root: the one of a flat run
         self.coordinators = {node.node_id: node for node in coordinators}
+        self.chains = ancestries(plan.tree)  # each coordinator's ancestors
         self.at = schedule
         self.lost_op = lost_op
         self.lost_probe = lost_probe
@@ -407,7 +408,7 @@ class FaultInjector:
             self.settings,
             spec.capabilities,
             spec.subscriptions,
-            fallbacks=ancestors(spec.coordinator, self.plan.tree),
+            fallbacks=self.chains.get(spec.coordinator, ()),
         )
         lives = state.lives
         agent.recall(*remembered(self._op_index(), (c for life in lives for c in life.completions)))
@@ -485,7 +486,7 @@ class FaultInjector:
         store = MemoryStore()
         if root:
             store.load(list(self.rows.values()))
-        coordinator = tree_node(name, self.settings, self.plan.tree, store, True)
+        coordinator = tree_node(name, self.settings, self.chains.get(name, ()), store, True)
         coordinator.restore(self.bus[name])
         coordinator.stamp_tasks = True  # its earlier life's stamps died with it
         if root:

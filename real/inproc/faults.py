@@ -52,7 +52,7 @@ from protocol.messages import Hello, Message, PeerHello
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent
 from protocol.retransmit import next_reconnect_wait
-from protocol.topology import ancestors
+from protocol.topology import ancestries
 from protocol.workload import issue, remembered
 from real.clock import RunClock
 from real.inproc.hub import COORD, PROBER, Hub, Mailbox
@@ -296,7 +296,8 @@ class FaultHub(Hub):
         store = MemoryStore()
         if name == COORD:
             store.load(list(self.rows.values()))
-        coordinator = tree_node(name, self.plan.settings, self.plan.tree, store, True)
+        chain = ancestries(self.plan.tree).get(name, ())
+        coordinator = tree_node(name, self.plan.settings, chain, store, True)
         coordinator.restore(self.bus[name])
         coordinator.stamp_tasks = True
         box = self._box(name)
@@ -314,7 +315,7 @@ class FaultHub(Hub):
             self.plan.settings,
             spec.capabilities,
             spec.subscriptions,
-            fallbacks=ancestors(spec.coordinator, self.plan.tree),
+            fallbacks=ancestries(self.plan.tree).get(spec.coordinator, ()),
         )
         ops = {op.op_id: op for op in self.plan.operations}
         lives = self.lives_of(spec.agent_id)

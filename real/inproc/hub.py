@@ -40,7 +40,7 @@ from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
-from protocol.topology import ancestors
+from protocol.topology import ancestries
 from protocol.workload import IssueLag, issue
 from protocol.workload import issue_due as issue_ops
 from real.clock import RunClock
@@ -164,8 +164,12 @@ def build_hub(
     durable = crashes_coordinator(plan)  # its journals are kept (``real.inproc.faults``)
     root = Coordinator(COORD, plan.settings, durable_memory=durable)
     hub.add(COORD, slow_coordinator(root))  # test-only hook
+    chains = ancestries(plan.tree)
     for node in plan.tree:  # the coordinators of a tree, parents first
-        hub.add(node.node_id, tree_node(node.node_id, plan.settings, plan.tree, None, durable))
+        hub.add(
+            node.node_id,
+            tree_node(node.node_id, plan.settings, chains[node.node_id], None, durable),
+        )
     hub.add(PROBER, None)
     for spec in plan.agents:
         agent = Agent(
@@ -174,7 +178,7 @@ def build_hub(
             plan.settings,
             spec.capabilities,
             spec.subscriptions,
-            fallbacks=ancestors(spec.coordinator, plan.tree),
+            fallbacks=chains.get(spec.coordinator, ()),
         )
         hub.add(spec.agent_id, agent)
     return hub
