@@ -19,11 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.agent import Agent
-from protocol.coordinator import Coordinator
+from protocol.coordinator import Coordinator, tree_node
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
 from protocol.messages import Ack, Deliver, DeliveryKind, Message, PeerHello
 from protocol.settings import ProtocolSettings
+from protocol.topology import ancestries, tree
 from tests.cluster import COORD, Faults
 from tests.core.test_core_properties import (
     FAST,
@@ -277,3 +278,15 @@ def test_a_malformed_relay_is_acked_refused_and_logged() -> None:
     root.receive("leaf", bad, net.now)
     assert [m for d, m in root.drain() if d == "leaf"] == [Ack((99,))]
     assert root.stats.refused == 1 and "relay from leaf" in root.log[-1]
+
+
+def test_every_coordinator_knows_its_ancestors_up_to_the_root() -> None:
+    nodes = tree(2, 3)
+    chains = ancestries(nodes)
+    assert chains["coord.1"] == (COORD,)
+    assert chains["coord.2.1"] == ("coord.2", COORD)
+    assert COORD not in chains  # the root has none
+    coordinator = tree_node("coord.2.1", ProtocolSettings(), chains["coord.2.1"])
+    assert coordinator.parent == "coord.2"
+    assert coordinator._repair.ancestors == ("coord.2", COORD)
+    assert tree_node(COORD, ProtocolSettings(), ()).parent == ""
