@@ -40,6 +40,15 @@ tcp driver, on the simulated clock:
   persisted memory writes and which is ``restore``\\d from the ``BusState``
   folded from every persisted bus-journal entry. A ``StoreSnapshot`` of the
   restored store goes to ``result.restarts``.
+- **CRASH_COORDINATOR of a tree node** (``fault.node``). Every coordinator of
+  the tree is gated as the root is. The node dies at ``fault.at``: only its own
+  agents' links break (they ``fail_over`` to its ancestors, after the reconnect
+  backoff), its neighbours' ``link_closed`` runs at once (children re-parent, the
+  parent keeps what it held: ``protocol.failover``), a ``PeerHello`` that reaches
+  a dead node closes its sender's link (it moves on), and a message on a link that
+  broke (between an agent and a coordinator it has left) is dropped. It is live
+  again at ``fault.end + calibration.coordinator_restart``, built from its own
+  journal with its ancestors (``tree_node``), and rejoins its parent.
 - **Persistence.** A persisting coordinator (``durable_coordinator``: the
   plan's ``settings.durable_bus`` is on or the plan crashes the coordinator)
   has, after every one of its jobs, its ``take_writes()`` and
@@ -61,7 +70,7 @@ lost with its link. The driver is told about each never-issued op
 about a probe dropped at a dead coordinator (``lost_probe``).
 
 Events: ``NodeEvent(at, "injected", node)`` per affected agent (``node`` is
-``"coordinator"`` for a crash) and ``NodeEvent(heal, "healed", node)``, with
+``"coordinator"`` for a crash of the root, the node's id for one below it) and ``NodeEvent(heal, "healed", node)``, with
 ``heal`` the end plus the restart time for a kill or crash and the end for
 the others, plus every event the coordinator reports (``take_events``, after
 each of its jobs), in time order.
