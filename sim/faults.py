@@ -70,7 +70,8 @@ lost with its link. The driver is told about each never-issued op
 about a probe dropped at a dead coordinator (``lost_probe``).
 
 Events: ``NodeEvent(at, "injected", node)`` per affected agent (``node`` is
-``"coordinator"`` for a crash of the root, the node's id for one below it) and ``NodeEvent(heal, "healed", node)``, with
+``"coordinator"`` for a crash of the root, the node's id for one below it) and
+``NodeEvent(heal, "healed", node)``, with
 ``heal`` the end plus the restart time for a kill or crash and the end for
 the others, plus every event the coordinator reports (``take_events``, after
 each of its jobs), in time order.
