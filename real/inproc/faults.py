@@ -347,8 +347,7 @@ async def run_faults(hub: FaultHub, plan: Plan) -> None:
     """Inject and heal every fault of the plan at its time (``protocol.faults.timeline``)."""
     spec_of = {spec.agent_id: spec for spec in plan.agents}
     for step in timeline(plan.faults):
-        wait = step.at - hub.clock.now()
-        if wait > 0:
+        while (wait := step.at - hub.clock.now()) > 0:  # a sleep may end a little early
             await asyncio.sleep(wait)
         if step.inject:
             hub.inject(step.fault)
