@@ -6,7 +6,9 @@ numbered from 1: child ``i`` of ``n`` is ``f"{n}.{i}"`` (``coord.2.1``). Agents
 attach to the leaves (the coordinators of the last level), at most ``branching``
 each, spread round robin: agent ``k`` to leaf ``k mod leaves``. One level is a
 flat coordinator. The harness compiles a scenario's ``topology`` into the plan
-with these functions, so both drivers build the same tree.
+with these functions, so both drivers build the same tree. ``processes`` deals
+the coordinators to the OS processes that host them on tcp (the real
+coordinator processes, and the CPUs the model gives them).
 """
 
 from __future__ import annotations
@@ -62,3 +64,24 @@ def attach(count: int, nodes: tuple[TreeNode, ...]) -> list[str]:
     """The coordinator of each of ``count`` agents, round robin over the leaves."""
     ends = leaves(nodes)
     return [ends[k % len(ends)] for k in range(count)]
+
+
+def processes(nodes: tuple[TreeNode, ...], count: int) -> list[list[str]]:
+    """The coordinators each of ``count`` processes hosts: the root in the first, then
+    each child of the root with its whole subtree, round robin (so a parent and its
+    child share a process but for the root's links). ``count <= 0``: one process
+    per coordinator."""
+    if count <= 0:
+        return [[COORDINATOR_ID], *([node.node_id] for node in nodes)]
+    hosted: list[list[str]] = [[] for _ in range(count)]
+    hosted[0].append(COORDINATOR_ID)
+    home: dict[str, int] = {}
+    tops = 0
+    for node in nodes:  # parents before children
+        if node.parent == COORDINATOR_ID:
+            home[node.node_id] = tops % count
+            tops += 1
+        else:
+            home[node.node_id] = home[node.parent]
+        hosted[home[node.node_id]].append(node.node_id)
+    return [ids for ids in hosted if ids]

@@ -41,21 +41,22 @@ def tree_figures(coordinators: Sequence[PeerRouting]) -> list[CoordinatorFigures
     return rows
 
 
-def tree_note(coordinators: Sequence[PeerRouting]) -> str:
+def tree_note(rows: Sequence[CoordinatorFigures]) -> str:
     """One line on how a tree's coordinators shared the work, level by level (the root
-    is level 1): how many there are, the messages each level sent (mean per node and
-    the busiest), and the ``Busy`` refusals and redeliveries; both drivers note it."""
-    levels: dict[int, list[PeerRouting]] = {}
-    for coordinator in coordinators:
-        levels.setdefault(coordinator.node_id.count(".") + 1, []).append(coordinator)
+    is level 1), from their ``tree_figures`` rows: how many there are, the messages
+    each level sent (mean per node and the busiest), and the ``Busy`` refusals and
+    redeliveries; every driver notes it."""
+    levels: dict[int, list[CoordinatorFigures]] = {}
+    for row in rows:
+        levels.setdefault(row.level, []).append(row)
     parts = []
     for level in sorted(levels):
         nodes = levels[level]
-        sent = [c.stats.sent for c in nodes]
-        busy = sum(c.stats.busy for c in nodes)
-        again = sum(c.stats.redelivered for c in nodes)
+        sent = [row.sent for row in nodes]
+        busy = sum(row.busy for row in nodes)
+        again = sum(row.redelivered for row in nodes)
         parts.append(
             f"level {level}: {len(nodes)} sent {sum(sent) // len(nodes)} each "
             f"(most {max(sent)}), Busy {busy}, redelivered {again}"
         )
-    return f"tree of {len(coordinators)} coordinators: " + "; ".join(parts)
+    return f"tree of {len(rows)} coordinators: " + "; ".join(parts)

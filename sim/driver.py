@@ -82,7 +82,7 @@ from simpy.events import NORMAL, Event
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator, tree_node
-from protocol.links import spread
+from protocol.links import spread, spread_by_leaf
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
 from protocol.plan import Operation, Plan
@@ -96,6 +96,7 @@ from protocol.records import (
     ProcessUsage,
 )
 from protocol.topology import ancestries
+from protocol.topology import processes as topology_processes
 from protocol.treereport import tree_figures, tree_note
 from sim.calibration import Calibration
 from sim.engine import Engine
@@ -126,6 +127,7 @@ def run_plan(
     links: int = 0,
     live: LiveFeed | None = None,
     tree_hop: float = 0.0,
+    coordinator_processes: int | None = None,
 ) -> DriverResult:
     """Replay ``plan`` on the model calibrated by ``calibration``.
 
@@ -146,8 +148,13 @@ def run_plan(
     figures are the same with or without it).
     ``tree_hop``: seconds added to each hop between two coordinators (a what-if of
     a tree whose levels are on other sites; ``model.tree_hop_ms``).
+    ``coordinator_processes``: the coordinators of a tree share the CPUs of that
+    many processes, dealt as the real coordinator processes host them
+    (``protocol.topology.processes``); None gives each one a CPU of its own.
     """
-    layout = Layout(agent_processes, coordinator_hosts, cores, links, tree_hop)
+    layout = Layout(
+        agent_processes, coordinator_hosts, cores, links, tree_hop, coordinator_processes
+    )
     with gc_paused():
         return _run_plan(plan, calibration, progress, layout, live)
 
@@ -179,6 +186,7 @@ class Layout(NamedTuple):
     cores: int | None = None
     links: int = 0  # connections per agent process (0: one per agent, no vouchers)
     tree_hop: float = 0.0
+    coordinator_processes: int | None = None  # a tree's (None: a CPU per coordinator)
 
 
 DEFAULT_LAYOUT = Layout()
@@ -257,6 +265,7 @@ class ModelRun:
         self.plan = plan
         self.processes = layout.processes
         self.coordinator_hosts = layout.coordinator_hosts
+        self.coordinator_processes = layout.coordinator_processes
         faulty = not registration_only and bool(plan.faults or durable_coordinator(plan))
         self.links = layout.links if layout.processes and not faulty else 0
         self.vouchers: dict[str, list[SimNode]] = {}  # voucher id -> the agents it vouches for
@@ -313,23 +322,35 @@ class ModelRun:
         )
         coordinator.stamp_tasks = True
         hosts = self.coordinator_hosts
-        self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", hosts=hosts)
+        home: dict[str, str] = {}  # a tree's coordinators in processes: their process
+        if self.plan.tree and self.coordinator_processes is not None:
+            hosted = topology_processes(self.plan.tree, self.coordinator_processes)
+            home = {node: f"coordinators-{k}" for k, ids in enumerate(hosted) for node in ids}
+        root = home.get(COORDINATOR_ID)
+        self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", root, hosts)
         durable = durable_coordinator(self.plan)
         chains = ancestries(self.plan.tree)
         for below in self.plan.tree:  # the coordinators of a tree, parents first
             child = tree_node(below.node_id, settings, chains[below.node_id], None, durable)
             child.stamp_tasks = True
-            self.tree.append(self.engine.add_node(below.node_id, child, "coordinator"))
+            where = home.get(below.node_id)
+            self.tree.append(self.engine.add_node(below.node_id, child, "coordinator", where))
         self.engine.add_prober(PROBER_ID)
         processes = self.processes
         voucher_of: dict[str, str] = {}
         if processes and self.links:
             for worker in range(processes):
                 host = f"worker-{worker}"
-                ids = [s.agent_id for s in self.plan.agents[worker::processes]]
-                for link in spread(ids, self.links, host):
+                mine = self.plan.agents[worker::processes]
+                if self.plan.tree:
+                    pairs = [(s.agent_id, s.coordinator) for s in mine]
+                    links = spread_by_leaf(pairs, self.links, host)
+                else:
+                    links = spread([s.agent_id for s in mine], self.links, host)
+                for link in links:
                     if link.voucher:
-                        core = Agent(link.voucher, COORDINATOR_ID, settings)
+                        chain = chains.get(link.coordinator, ())
+                        core = Agent(link.voucher, link.coordinator, settings, fallbacks=chain)
                         self.engine.add_node(link.voucher, core, "agent", host)
                         self.vouchers[link.voucher] = []
                         voucher_of.update(dict.fromkeys(link.agent_ids, link.voucher))
@@ -614,6 +635,13 @@ class ModelRun:
     def _process_layout(self) -> str:
         hosts = self.coordinator_hosts
         coordinator = f"coordinator on {hosts} hosts" if hosts > 1 else "coordinator its own"
+        if self.plan.tree:
+            count = self.coordinator_processes
+            coordinator = (
+                "each coordinator its own"
+                if count is None
+                else f"the tree's coordinators share {count} processes"
+            )
         if self.processes:
             return f"agents share {self.processes} worker processes, {coordinator}"
         return "per-node" if hosts == 1 else f"per-node, {coordinator}"
@@ -635,7 +663,7 @@ class ModelRun:
         if engine.undeliverable:
             notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
         if self.tree:
-            notes.append(tree_note(self.tree_cores()))
+            notes.append(tree_note(tree_figures(self.tree_cores())))
         busy = engine.busy()
         if busy:
             charged = ", ".join(

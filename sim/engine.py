@@ -241,7 +241,8 @@ class Engine:
 
     def busy(self) -> dict[str, dict[str, float]]:
         """CPU seconds each simulated process was charged, by part (``Server.busy``):
-        ``coordinator`` (all its hosts), each worker process by name, ``agents``
+        ``coordinator`` (all its hosts; a tree's coordinators in processes, each
+        process by name), each worker process by name, ``agents``
         for agents with a CPU each, or ``loop`` when every node shares one."""
         names = {id(server): name for name, server in self._processes.items()}
         found: dict[int, tuple[str, Server]] = {}
@@ -250,7 +251,7 @@ class Engine:
                 if self.shared is not None:
                     name = "loop"
                 elif node.role == "coordinator":
-                    name = "coordinator"
+                    name = names.get(id(server), "coordinator")  # a tree's: its process
                 else:
                     name = names.get(id(server), "agents")
                 found.setdefault(id(server), (name, server))

@@ -153,6 +153,7 @@ def _run_real(
             connections=connections,
             progress=progress,
             live=live,
+            coordinator_processes=scenario.topology.processes,
         )
     from real.inproc.run import run_plan as inproc_run
 
@@ -184,9 +185,12 @@ def _run_model(
     if scenario.transport == "tcp":  # agents share their worker process's CPU
         workers = scenario.agents.workers
         # this machine's cores are shared by its processes; a what-if is about other
-        # machines, and so is a tcp tree (the model only: each coordinator on its own)
-        elsewhere = model.what_ifs() or scenario.topology.tree
+        # machines, and so is a tree with a process per coordinator (processes: 0)
+        topology = scenario.topology
+        spread_out = topology.tree and topology.processes == 0
+        elsewhere = model.what_ifs() or spread_out
         cores = calibration.cores if calibration.cores and not elsewhere else None
+        hosting = topology.processes if topology.tree and not spread_out else None
         links = 0 if scenario.agents.connections == "per_agent" else LINKS_PER_WORKER
         result = sim_run(
             plan,
@@ -198,6 +202,7 @@ def _run_model(
             links=links,
             live=live,
             tree_hop=tree_hop,
+            coordinator_processes=hosting,
         )
     else:
         one_loop = calibration.with_changes(cpu_sharing="one-loop")  # inproc: one event loop

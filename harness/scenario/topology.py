@@ -5,12 +5,15 @@ coordinator, ``branching`` child coordinators under each inner one, ``levels``
 levels in all (the root is the first), and the agents attached to the leaves,
 at most ``branching`` each, round robin (``protocol.topology``). ``tasks`` says
 how the tree places tasks (``protocol.stealing``): ``steal`` (the default),
-``central`` or ``local``. ``check`` says what a tree cannot run yet, field by
-field: faults other than ``crash_coordinator`` (whose ``node`` must name a
-coordinator of the tree), and the tcp transport on the real backend
-(coordinator processes that host tree nodes are not built; the model runs a
-tcp tree, each coordinator on a CPU of its own); the scenario loader refuses
-those with exit 2.
+``central`` or ``local``. On tcp, ``processes`` coordinator processes host the
+tree's nodes (``real.tcp.treeservers``), and the model puts them on those
+processes' CPUs; 0 gives each coordinator a process (and a CPU) of its own,
+for the model's what-ifs about trees spread over many machines. ``check`` says
+what a tree cannot run yet, field by field: faults other than
+``crash_coordinator`` (whose ``node`` must name a coordinator of the tree),
+and, on tcp on the real backend, any fault, a durable bus (tree nodes in
+coordinator processes keep no database yet) or ``processes`` outside 1 to
+``MAX_REAL_PROCESSES``; the scenario loader refuses those with exit 2.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from protocol.topology import attach, capacity, tree
 if TYPE_CHECKING:
     from harness.scenario.schema import Scenario
 
+MAX_REAL_PROCESSES = 64  # coordinator processes a real tcp tree may start
+
 
 class TopologySection(BaseModel):
     """How coordinators are arranged."""
@@ -36,6 +41,7 @@ class TopologySection(BaseModel):
     branching: int = Field(default=10, ge=1, le=100)
     levels: int = Field(default=3, ge=1, le=6)
     tasks: Literal["steal", "central", "local"] = "steal"
+    processes: int = Field(default=1, ge=0, le=100_000)  # a tcp tree's; 0: one each
 
     @property
     def tree(self) -> bool:
@@ -68,9 +74,19 @@ def check(scenario: Scenario) -> None:
             f"({topology.branching} per leaf)"
         )
         raise problem(f"{expected}, got {scenario.agents.count}", "agents.count")
-    if scenario.transport != "inproc" and "real" in scenario.backends:
-        expected = "expected transport: inproc with a hierarchical topology on the real backend"
-        raise problem(f"{expected} (tree nodes in tcp processes are not built yet)", "transport")
+    on_tcp = scenario.transport == "tcp" and "real" in scenario.backends
+    if on_tcp and not 1 <= topology.processes <= MAX_REAL_PROCESSES:
+        expected = f"expected 1 to {MAX_REAL_PROCESSES} coordinator processes on the real backend"
+        raise problem(
+            f"{expected} (0, one per coordinator, is for the model), got {topology.processes}",
+            "topology.processes",
+        )
+    if on_tcp and scenario.faults:
+        expected = "expected no faults in a tree on tcp (crashes run on inproc and in the model)"
+        raise problem(f"{expected}, got {len(scenario.faults)}", "faults")
+    if on_tcp and scenario.protocol.durable_bus:
+        expected = "expected durable_bus: false for a tree on tcp (its nodes keep no database yet)"
+        raise problem(expected, "protocol.durable_bus")
     names = {COORDINATOR_ID, *(node.node_id for node in nodes)}
     for index, fault in enumerate(scenario.faults):
         where = f"faults[{index}]"

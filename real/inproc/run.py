@@ -181,8 +181,8 @@ async def replay_registered(
     coordinators = coordinators_of(hub)
     result.task_stamps = [stamp for c in coordinators for stamp in c.take_task_stamps()]
     if len(coordinators) > 1:
-        result.notes.append(tree_note(coordinators))
         result.coordinators = tree_figures(coordinators)
+        result.notes.append(tree_note(result.coordinators))
     lag_note = hub.lag.note()
     if lag_note is not None:
         result.notes.append(lag_note)

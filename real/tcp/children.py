@@ -130,6 +130,10 @@ def child_main(argv: list[str]) -> int:
         server_process_main(conn, *args)
     elif role == "worker":
         run_worker(conn, *args)
+    elif role == "tree":
+        from real.tcp.tree_process import tree_process_main  # trees only
+
+        tree_process_main(conn, *args)
     elif role == "proxy":
         from real.netfault.process import proxy_process_main  # link faults only
 

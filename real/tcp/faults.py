@@ -125,7 +125,7 @@ class FaultSupervisor:
         self,
         plan: Plan,
         children: ChildProcesses,
-        server: ServerProcess,
+        server: ServerProcess | None,  # None: a tree's coordinators, which no fault here kills
         pool: list[Child],
         specs: list[WorkerSpec],
         clock: RunClock,
@@ -181,7 +181,7 @@ class FaultSupervisor:
     def inject(self, fault: Fault) -> None:
         """Put ``fault`` in effect; "injected" is stamped once it is (after the signals)."""
         if fault.kind == FaultKind.CRASH_COORDINATOR:
-            if self.coordinator.inject(fault, fault.at) != Effect.NONE:
+            if self.coordinator.inject(fault, fault.at) != Effect.NONE and self.server is not None:
                 self.server.kill()  # a coordinator being started dies too
             self._events(self.clock.now(), "injected", ("coordinator",))
             return
@@ -266,6 +266,7 @@ class FaultSupervisor:
         """Record what the database holds, then start a coordinator on the same port
         (after any restart still under way: one coordinator process at a time)."""
         previous, self._coordinator_restart = self._coordinator_restart, asyncio.current_task()
+        assert self.server is not None, "a tree's coordinators are not restarted here"
         try:
             if previous is not None:
                 await asyncio.wait([previous])

@@ -76,6 +76,7 @@ from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
 from protocol.prober import Prober as CoreProber
 from protocol.records import Completion, DriverResult, LiveFeed, LiveParts, ProbeResult, WriteAck
+from protocol.treereport import tree_note
 from protocol.workload import split_memory_target
 from real.clock import RunClock, new_event_loop
 from real.gctune import POLICY
@@ -84,8 +85,9 @@ from real.tcp.faults import FaultSupervisor, LinkProxies, has_crash, has_link_fa
 from real.tcp.framing import FramedLink, open_link
 from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
 from real.tcp.server import CORE_ERROR_KIND, DEFAULT_HOST
+from real.tcp.treeservers import TreeServers
 from real.tcp.worker_process import WorkerResult, WorkerSpec
-from real.tcp.workers import REGISTER_TIMEOUT
+from real.tcp.workers import REGISTER_TIMEOUT, TreeAddresses
 from real.usage import own_usage
 
 __all__ = ["ChildProcesses", "ServerProcess", "run_async", "run_plan", "worker_specs"]
@@ -108,10 +110,12 @@ def worker_specs(
     use_uvloop: bool,
     log_dir: str | None = None,
     live: bool = False,
+    tree: TreeAddresses | None = None,
 ) -> list[WorkerSpec]:
     """Deal agents round-robin to workers; give each the ops its agents originate.
 
-    ``port`` is the coordinator's, or one per worker (its link fault proxy).
+    ``port`` is the coordinator's, or one per worker (its link fault proxy); in a
+    tree, ``tree`` says where each agent's leaf (and its ancestors) listen.
     """
     count = max(1, min(workers, len(plan.agents)))
     shares = [plan.agents[i::count] for i in range(count)]
@@ -134,6 +138,7 @@ def worker_specs(
                 use_uvloop=use_uvloop,
                 log_dir=log_dir,
                 live=live,
+                tree=tree,
             )
         )
     return specs
@@ -357,18 +362,23 @@ def run_plan(
     progress: Progress | None = None,
     use_uvloop: bool = True,
     live: LiveFeed | None = None,
+    coordinator_processes: int = 1,
 ) -> DriverResult:
     """Replay ``plan`` on a coordinator process and ``workers`` worker processes.
 
-    ``connections`` is per worker (0 = one per agent). With ``db_path`` the
-    coordinator persists the memory store to that SQLite file. With ``live``,
-    each worker adds its new unique completions and shed ops to its count reports
-    (every ``COUNT_INTERVAL``) and the parent hands them to ``live`` as they
-    arrive, one ``LiveBatch`` per poll with the prober's results.
+    ``connections`` is per worker (0 = one per agent; in a tree, per leaf). With
+    ``db_path`` the coordinator persists the memory store to that SQLite file. With
+    ``live``, each worker adds its new unique completions and shed ops to its count
+    reports (every ``COUNT_INTERVAL``) and the parent hands them to ``live`` as they
+    arrive, one ``LiveBatch`` per poll with the prober's results. A plan with a tree
+    runs its coordinators in ``coordinator_processes`` processes
+    (``real.tcp.treeservers``).
     """
     loop = new_event_loop(use_uvloop)
     task = loop.create_task(
-        run_async(plan, workers, connections, db_path, progress, use_uvloop, live)
+        run_async(
+            plan, workers, connections, db_path, progress, use_uvloop, live, coordinator_processes
+        )
     )
     try:
         return loop.run_until_complete(task)
@@ -389,8 +399,11 @@ async def run_async(
     progress: Progress | None = None,
     use_uvloop: bool = True,
     live: LiveFeed | None = None,
+    coordinator_processes: int = 1,
 ) -> DriverResult:
     """``run_plan`` on the running event loop."""
+    if plan.tree and (plan.faults or plan.settings.durable_bus or db_path):
+        raise ValueError("a tree on tcp runs without faults or databases (not built yet)")
     wall = time.perf_counter()
     children = ChildProcesses()
     result = DriverResult("real", "tcp")
@@ -399,29 +412,54 @@ async def run_async(
             db_path = os.path.join(scratch, "coordinator.db")
         events = os.path.join(scratch, "coordinator.events")
         try:
-            server = await ServerProcess.start(children, plan.settings, db_path, use_uvloop, events)
+            server: ServerProcess | TreeServers
+            tree = None
+            if plan.tree:
+                server = TreeServers(
+                    children, plan.settings, plan.tree, coordinator_processes, use_uvloop, scratch
+                )
+                await server.start()
+                tree = TreeAddresses(server.addresses, server.chains)
+            else:
+                server = await ServerProcess.start(
+                    children, plan.settings, db_path, use_uvloop, events
+                )
             count = max(1, min(workers, len(plan.agents)))
             proxies = await _start_proxies(plan, children, server.port, count)
             ports = proxies.ports if proxies is not None else server.port
             epoch = time.perf_counter()
             specs = worker_specs(
-                plan, workers, connections, ports, epoch, use_uvloop, scratch, live is not None
+                plan,
+                workers,
+                connections,
+                ports,
+                epoch,
+                use_uvloop,
+                scratch,
+                live is not None,
+                tree,
             )
             pool = [children.start(s.name, "worker", s) for s in specs]
             ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
+            if isinstance(server, TreeServers):
+                await server.wait_settled(REGISTER_TIMEOUT)
             t0 = time.perf_counter() + START_LEAD
             result.spawn_at = epoch - t0  # before the worker processes were started
+            flat = server if isinstance(server, ServerProcess) else None
             supervisor = FaultSupervisor(
-                plan, children, server, pool, specs, RunClock(t0), result, proxies
+                plan, children, flat, pool, specs, RunClock(t0), result, proxies
             )
-            await _replay(plan, supervisor, ready, result, progress, live)
+            await _replay(plan, server, supervisor, ready, result, progress, live)
             if proxies is not None:
                 result.notes.append(f"link fault proxies: {await proxies.stop()}")
         finally:
             children.reap()
             result.notes.extend(children.notes)
         _merge_logs(result, plan, specs, scratch, t0 - epoch)
-        _merge_core_logs(result, server.event_logs, t0)
+        if isinstance(server, TreeServers):
+            _merge_core_logs(result, server.event_logs, t0)
+        else:
+            _merge_core_logs(result, life_logs(server.event_logs), t0)
         result.events.sort()
     result.processes.append(own_usage("harness"))
     result.wall_seconds = time.perf_counter() - wall
@@ -439,6 +477,7 @@ async def _start_proxies(
 
 async def _replay(
     plan: Plan,
+    server: ServerProcess | TreeServers,
     supervisor: FaultSupervisor,
     ready: dict[str, float],
     result: DriverResult,
@@ -450,7 +489,7 @@ async def _replay(
     for child in pool:
         child.channel.send(("go", clock.t0))
     result.registered = {node: at - clock.t0 for node, at in ready.items()}
-    prober = Prober(supervisor.server.port, plan, clock)
+    prober = Prober(server.port, plan, clock)
     loop = asyncio.get_running_loop()
     probing = loop.create_task(prober.run())
     faulting = loop.create_task(supervisor.run())
@@ -477,7 +516,10 @@ async def _replay(
     results = await collect(pool, result.notes)
     _merge(result, results)
     result.errors.extend(_worker_errors(pool, results))
-    usage, report = await supervisor.server.stop()
+    if isinstance(server, TreeServers):
+        await _stop_tree(server, result, clock.t0)
+        return
+    usage, report = await server.stop()
     if usage is not None:
         result.processes.insert(0, usage)
     if report is not None:
@@ -485,9 +527,30 @@ async def _replay(
         result.notes.append(f"coordinator and workers, {POLICY}")
         result.notes.extend(f"coordinator: {event}" for event in report.events[:20])
         # its core errors are errors through its event log (``_merge_core_logs``)
-    elif supervisor.server.child is None or not supervisor.server.child.killed:
+    elif server.child is None or not server.child.killed:
         # not a crash fault: the coordinator died or hung before it could report
         result.errors.append("the coordinator did not report at the end of the run")
+
+
+async def _stop_tree(servers: TreeServers, result: DriverResult, t0: float) -> None:
+    """Stop a tree's coordinator processes; their usage, figures and task stamps."""
+    usages, reports, figures, stamps = await servers.stop()
+    result.processes[0:0] = usages
+    if len(usages) < len(servers.pool):
+        result.errors.append("a coordinator process did not report at the end of the run")
+    result.coordinators = figures
+    result.notes.append(tree_note(figures))
+    result.task_stamps = [
+        s._replace(
+            queued_at=s.queued_at - t0, assigned_at=s.assigned_at - t0, done_at=s.done_at - t0
+        )
+        for s in stamps
+    ]
+    busiest = max(reports.items(), key=lambda item: item[1].flushes, default=None)
+    if busiest is not None:
+        result.notes.append(f"coordinator {busiest[0]} (the busiest): {busiest[1].stats}")
+    for node, report in sorted(reports.items()):
+        result.notes.extend(f"coordinator {node}: {event}" for event in report.events[:5])
 
 
 def _worker_errors(pool: list[Child], results: list[WorkerResult]) -> list[str]:
@@ -505,12 +568,20 @@ def _worker_errors(pool: list[Child], results: list[WorkerResult]) -> list[str]:
     return errors
 
 
-def _merge_core_logs(result: DriverResult, paths: list[str], t0: float) -> None:
-    """Every coordinator life's event log (``paths``, oldest first): its core errors
-    go to ``result.errors``, its node events until the run ended (not the failures
-    of the shutdown itself) to ``result.events``, on plan time (``t0``)."""
-    for life, path in enumerate(paths):
-        who = "coordinator" if life == 0 else f"coordinator (restart {life})"
+def life_logs(paths: list[str]) -> list[tuple[str, str]]:
+    """The event logs of the coordinator's lives (oldest first), each with its name."""
+    return [
+        ("coordinator" if life == 0 else f"coordinator (restart {life})", path)
+        for life, path in enumerate(paths)
+    ]
+
+
+def _merge_core_logs(result: DriverResult, logs: list[tuple[str, str]], t0: float) -> None:
+    """Every coordinator life's (or tree node's) event log (``logs``: who, path; oldest
+    first): its core errors go to ``result.errors``, its node events until the run
+    ended (not the failures of the shutdown itself) to ``result.events``, on plan
+    time (``t0``)."""
+    for who, path in logs:
         for event in read_events([path], t0):
             if event.kind == CORE_ERROR_KIND:
                 result.errors.append(f"{who}: {event.node}")

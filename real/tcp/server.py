@@ -91,7 +91,7 @@ from pathlib import Path
 from typing import cast
 
 from protocol.codec import CodecUsageError, encode_body
-from protocol.coordinator import Coordinator
+from protocol.coordinator import Coordinator, tree_node
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
@@ -106,6 +106,7 @@ from real.tcp.admission import Admission, Peer, ServerLimits
 from real.tcp.framing import HIGH_WATER, FramedLink
 from real.tcp.persistence import MemoryDB
 from real.tcp.recordlog import EventLog
+from real.tcp.uplink import TreePlace, Uplinks
 
 DEFAULT_HOST = "127.0.0.1"
 TIMER_SLACK = 0.005
@@ -146,6 +147,7 @@ class CoordinatorServer(Admission):
         db: MemoryDB | None = None,
         limits: ServerLimits | None = None,
         event_log: EventLog | None = None,
+        tree: TreePlace | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = RunClock()
@@ -155,7 +157,11 @@ class CoordinatorServer(Admission):
         store = MemoryStore()
         if db is not None:
             store.load(db.load())
-        coordinator = Coordinator(COORD, settings, store, durable_memory=db is not None)
+        durable = db is not None
+        if tree is None:
+            coordinator = Coordinator(COORD, settings, store, durable_memory=durable)
+        else:
+            coordinator = tree_node(tree.node_id, settings, tree.chain, store, durable)
         # test-only hook: the coordinator itself unless SWARMTWIN_TEST_DELAY_US is set
         self.coordinator = slow_coordinator(coordinator)
         if db is not None and self.coordinator.journal.enabled:
@@ -166,6 +172,7 @@ class CoordinatorServer(Admission):
         self._unpersisted: list[Write] = []
         self._unpersisted_bus: list[BusEntry] = []
         self.outbox = Outbox()  # frames not yet written, per connection
+        self.uplinks = Uplinks(self, tree, self._event) if tree is not None else None
         self._staged_bytes = 0
         self._flush_scheduled = False
         self._closed = False
@@ -242,6 +249,27 @@ class CoordinatorServer(Admission):
                 self._core_error(f"on a {type(msg).__name__} from {node!r}")
         return True
 
+    def receive_from(self, src: str, frames: list[Routed]) -> None:
+        """Hand ``frames`` that came over an uplink to the core as ``src``'s."""
+        receive = self.coordinator.receive
+        now = self.clock.now()
+        for _, msg in frames:
+            try:
+                receive(src, msg, now)
+            except Exception:  # a core bug must not take the server down with it
+                log.exception("coordinator.receive failed on %s from %s", type(msg).__name__, src)
+                self._core_error(f"on a {type(msg).__name__} from {src!r}")
+        self.schedule_flush()
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def join(self) -> None:
+        """A tree node whose ancestors' addresses are known: say hello to the parent."""
+        if self.coordinator.parent and not self._closed:
+            self.coordinator.start(self.clock.now())
+            self.flush()
+
     def refuse(self, peer: Peer, reason: str, named: str = "") -> None:
         """Hostile or malformed input: tell the core, close after the error frames.
 
@@ -303,6 +331,8 @@ class CoordinatorServer(Admission):
             peer = self.routes.get(node)
             if peer is not None:
                 self._close_peer(peer)
+            elif self.uplinks is not None:
+                self.uplinks.close(node)
         self._arm()
 
     def _persist(self, writes: list[Write], bus: list[BusEntry]) -> None:
@@ -348,13 +378,15 @@ class CoordinatorServer(Admission):
     def _stage(self, out: list[tuple[str, Message]]) -> None:
         """Frame ``out`` into each connection's buffer (``protocol.envelope.Outbox``:
         a fanned-out ``Deliver`` becomes one fan-out frame per connection)."""
+        if self.uplinks is not None and out:
+            out = self.uplinks.split(out)
+        outbox = self.outbox
         if out:
-            outbox = self.outbox
             self._staged_bytes += outbox.stage(out, self.routes)
-            if outbox.errors:
-                for error in outbox.errors:
-                    self._event(error)
-                outbox.errors.clear()
+        if outbox.errors:
+            for error in outbox.errors:
+                self._event(error)
+            outbox.errors.clear()
 
     def _arm(self) -> None:
         """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of
@@ -389,6 +421,8 @@ class CoordinatorServer(Admission):
         if self._closed:
             return
         self._sweeper.cancel()
+        if self.uplinks is not None:
+            self.uplinks.shutdown()
         for peer in list(self.peers):
             self._close_peer(peer)
         self.flush()
@@ -433,6 +467,8 @@ async def serve(
     limits: ServerLimits | None = None,
     event_log: str | None = None,
     bind_retry: float = 0.0,
+    tree: TreePlace | None = None,
+    built: Callable[[CoordinatorServer], None] | None = None,
 ) -> ServerReport:
     """Run a coordinator server until ``stop`` is set; return what it did.
 
@@ -440,12 +476,16 @@ async def serve(
     With ``db_path`` the memory store (and, with ``durable_bus``, the bus
     journal) is loaded from and persisted to SQLite. ``event_log`` appends the
     core's node events to that file. A port in use is retried for
-    ``bind_retry`` seconds.
+    ``bind_retry`` seconds. With ``tree`` the server is that node of a tree
+    (``real.tcp.uplink``); ``built`` gets the server once it listens, before
+    ``ready`` (a driver that hosts tree nodes calls its ``join`` once it knows
+    every address).
     """
     settings = settings or ProtocolSettings()
     stop = stop or asyncio.Event()
     db = MemoryDB(db_path) if db_path else None
-    core = CoordinatorServer(settings, db, limits, EventLog(event_log) if event_log else None)
+    log_file = EventLog(event_log) if event_log else None
+    core = CoordinatorServer(settings, db, limits, log_file, tree)
     handlers: set[asyncio.Task[None]] = set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -468,12 +508,16 @@ async def serve(
     core.report.port = server.sockets[0].getsockname()[1]
     tune_gc()
     try:
+        if built is not None:
+            built(core)
         if ready is not None:
             ready(core.report.port)
         await stop.wait()
     finally:
         server.close()
         core.close()
+        if core.uplinks is not None:
+            await core.uplinks.wait_closed()
         if handlers:
             await asyncio.wait(list(handlers), timeout=2.0)
     return core.report
@@ -507,8 +551,10 @@ def coordinator_command(
     token: str | None = None,
     db: str | None = None,
     settings: ProtocolSettings | None = None,
+    tree: TreePlace | None = None,
 ) -> int:
-    """``swarmtwin coordinator``: serve in the foreground until SIGINT/SIGTERM; exit code."""
+    """``swarmtwin coordinator``: serve in the foreground until SIGINT/SIGTERM; exit code.
+    With ``tree`` it is that node of a tree and joins its parent once it listens."""
     settings = settings or ProtocolSettings()
     if token:
         settings = replace(settings, token=token)
@@ -519,12 +565,21 @@ def coordinator_command(
 
     def ready(bound: int) -> None:
         where = f" (memory in {db})" if db else ""
-        print(f"coordinator listening on {host}:{bound}{where}; Ctrl-C stops", flush=True)
+        name = "coordinator" if tree is None else f"coordinator {tree.node_id}"
+        if tree is not None:
+            host_, port_ = tree.addresses[tree.parent]
+            where += f", joining {tree.parent} at {host_}:{port_}"
+        print(f"{name} listening on {host}:{bound}{where}; Ctrl-C stops", flush=True)
+
+    def built(server: CoordinatorServer) -> None:
+        server.join()
 
     try:
         if db:
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        report = loop.run_until_complete(serve(host, port, settings, db, ready, stop))
+        joins = built if tree is not None else None
+        serving = serve(host, port, settings, db, ready, stop, tree=tree, built=joins)
+        report = loop.run_until_complete(serving)
     except BindRefused as exc:
         print(f"coordinator: refused to listen: {exc}", file=sys.stderr)
         return 2

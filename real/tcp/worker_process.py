@@ -74,6 +74,7 @@ from real.tcp.workers import (
     REGISTER_TIMEOUT,
     STOP_GRACE,
     AgentHost,
+    TreeAddresses,
 )
 from real.usage import CpuSpan, own_usage
 
@@ -98,6 +99,7 @@ class WorkerSpec:
     resume_at: float | None = None  # a restarted life issues only ops at or after this
     origins: dict[int, str] | None = None  # publish/direct/broadcast op id -> origin
     live: bool = False  # count reports carry the new unique completions (a live view)
+    tree: TreeAddresses | None = None  # agents attach to a tree's leaves (``port`` unused)
 
     @property
     def name(self) -> str:
@@ -182,7 +184,15 @@ def _new_host(spec: WorkerSpec) -> tuple[AgentHost, int]:
     )
     clock = RunClock(spec.epoch)
     host = AgentHost(
-        spec.host, spec.port, spec.agents, spec.settings, spec.connections, clock, log, spec.name
+        spec.host,
+        spec.port,
+        spec.agents,
+        spec.settings,
+        spec.connections,
+        clock,
+        log,
+        spec.name,
+        spec.tree,
     )
     host.operations = spec.operations
     if spec.life == 0 or spec.log_dir is None:

@@ -46,12 +46,12 @@ import logging
 import math
 import signal
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import cast
 
 from protocol.agent import Agent
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
-from protocol.links import spread
+from protocol.links import spread, spread_by_leaf
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion, LiveParts
@@ -76,16 +76,50 @@ log = logging.getLogger("swarmtwin.agents")
 class HostLink:
     """One connection of an ``AgentHost`` and the agents it carries."""
 
-    __slots__ = ("index", "agent_ids", "voucher", "link", "task", "connects", "given_up")
+    __slots__ = (
+        "index",
+        "agent_ids",
+        "voucher",
+        "coordinator",
+        "link",
+        "task",
+        "connects",
+        "given_up",
+    )
 
-    def __init__(self, index: int, agent_ids: list[str], voucher: str = "") -> None:
+    def __init__(
+        self, index: int, agent_ids: list[str], voucher: str = "", coordinator: str = COORD
+    ) -> None:
         self.index = index
         self.agent_ids = agent_ids
         self.voucher = voucher  # the link's own node, whose liveness stands for its agents
+        self.coordinator = coordinator  # the node it connects to (its agents' coordinator)
         self.link: FramedLink | None = None
         self.task: asyncio.Task[None] | None = None
         self.connects = 0
         self.given_up = False
+
+
+@dataclass(frozen=True, slots=True)
+class TreeAddresses:
+    """For a host whose agents attach to the leaves of a tree: where every coordinator
+    listens, and each one's ancestors (``protocol.topology.ancestries``), where its
+    agents fail over to."""
+
+    addresses: dict[str, tuple[str, int]]
+    chains: dict[str, tuple[str, ...]]
+
+
+def _host_links(
+    specs: tuple[AgentSpec, ...] | list[AgentSpec], connections: int, name: str, tree: bool
+) -> list[HostLink]:
+    """The host's links (``protocol.links``): ``connections`` spread over all its
+    agents; in a tree, that many per leaf its agents attach to."""
+    if tree:
+        links = spread_by_leaf([(s.agent_id, s.coordinator) for s in specs], connections, name)
+    else:
+        links = spread([s.agent_id for s in specs], connections, name)
+    return [HostLink(link.number, link.agent_ids, link.voucher, link.coordinator) for link in links]
 
 
 class AgentHost:
@@ -101,29 +135,34 @@ class AgentHost:
         clock: RunClock,
         record_log: RecordLog | None = None,
         name: str = "agents",
+        tree: TreeAddresses | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.clock = clock
         self.settings = settings
         self.record_log = record_log
+        self.tree = tree
         self.loop = asyncio.get_running_loop()
-        self.links = [
-            HostLink(link.number, link.agent_ids, link.voucher)
-            for link in spread([s.agent_id for s in specs], connections, name)
-        ]
+        self.links = _host_links(specs, connections, name, tree is not None)
         self.link_of = {node: hl for hl in self.links for node in hl.agent_ids}
+        chains = tree.chains if tree is not None else {}
         self.vouchers: dict[str, Agent] = {
-            hl.voucher: Agent(hl.voucher, COORD, settings) for hl in self.links if hl.voucher
+            hl.voucher: Agent(
+                hl.voucher, hl.coordinator, settings, fallbacks=chains.get(hl.coordinator, ())
+            )
+            for hl in self.links
+            if hl.voucher
         }
         self.agents: dict[str, Agent] = {
             s.agent_id: Agent(
                 s.agent_id,
-                COORD,
+                s.coordinator if tree is not None else COORD,
                 settings,
                 s.capabilities,
                 s.subscriptions,
                 vouched_by=self.link_of[s.agent_id].voucher,
+                fallbacks=chains.get(s.coordinator, ()),
             )
             for s in specs
         }
@@ -170,10 +209,12 @@ class AgentHost:
             if hl.connects:  # back off before every reconnect, not only failed connects
                 await asyncio.sleep(delay)
                 delay = next_reconnect_wait(settings, delay)
+            host, port = self._address(hl)
             try:
-                hl.link = await open_link(self.host, self.port)
+                hl.link = await open_link(host, port)
             except OSError:
                 hl.connects += 1
+                self._fail_over(hl)
                 continue
             if all(self.agents[node].registered for node in hl.agent_ids):
                 delay = next_reconnect_wait(settings)
@@ -185,6 +226,25 @@ class AgentHost:
             if any(self.agents[node].rejected for node in hl.agent_ids):
                 hl.given_up = True
                 self._note(f"link {hl.index}: an agent was rejected; not reconnecting")
+            else:
+                self._fail_over(hl)
+
+    def _address(self, hl: HostLink) -> tuple[str, int]:
+        """Where ``hl``'s coordinator listens: the one coordinator, or a tree node."""
+        if self.tree is None:
+            return self.host, self.port
+        return self.tree.addresses[hl.coordinator]
+
+    def _fail_over(self, hl: HostLink) -> None:
+        """In a tree, ``hl``'s coordinator is gone (the link closed or would not open):
+        its agents move to the next coordinator of their chain (``Agent.fail_over``),
+        and the link connects there. A flat host keeps its one coordinator."""
+        if self.tree is None or self.closing:
+            return
+        nodes = [hl.voucher, *hl.agent_ids] if hl.voucher else hl.agent_ids
+        for node in nodes:
+            hl.coordinator = self._nodes[node].fail_over()
+        self._note(f"link {hl.index}: failing over to {hl.coordinator}")
 
     def _hello(self, hl: HostLink) -> None:
         now = self.clock.now()
@@ -203,7 +263,7 @@ class AgentHost:
             try:
                 batch = await link.read_batch()
             except MalformedEnvelope as exc:
-                self._deliver(exc.routed)
+                self._deliver(exc.routed, hl.coordinator)
                 self._note(f"link {hl.index}: malformed input from the coordinator: {exc}")
                 return
             except (ConnectionError, OSError) as exc:
@@ -213,9 +273,9 @@ class AgentHost:
                 if not self.closing:
                     self._note(f"link {hl.index}: closed by the coordinator")
                 return
-            self._deliver(batch)
+            self._deliver(batch, hl.coordinator)
 
-    def _deliver(self, batch: list[Routed]) -> None:
+    def _deliver(self, batch: list[Routed], src: str = COORD) -> None:
         agents = self._nodes
         touched = self._touched
         now = self.clock.now()  # the frames of one socket read arrived together
@@ -225,7 +285,7 @@ class AgentHost:
                 self._note(f"frame for unknown agent {node!r} dropped")
                 continue
             try:
-                agent.receive(COORD, msg, now)
+                agent.receive(src, msg, now)
             except Exception as exc:  # a core bug: the other frames and agents go on
                 log.exception("agent.receive failed on %s for %s", type(msg).__name__, node)
                 self.error(f"core error on a {type(msg).__name__} for {node!r}: {exc!r}")

@@ -43,7 +43,7 @@ from real.clock import RunClock, new_event_loop
 from real.tcp.children import Child
 from real.tcp.framing import PipeChannel
 from real.tcp.recordlog import read_events
-from real.tcp.run import _merge_core_logs, _worker_errors
+from real.tcp.run import _merge_core_logs, _worker_errors, life_logs
 from real.tcp.server import CORE_ERROR, CORE_ERROR_KIND, ServerReport, serve
 from real.tcp.worker_process import WorkerResult, WorkerSpec, _run_worker
 from real.tcp.workers import AgentHost
@@ -146,7 +146,7 @@ def test_an_exception_in_the_servers_timer_is_a_core_error_of_the_run(
     assert f"{CORE_ERROR} on a timer (logged)" in report.events
     assert core_error_lines(log) == [f"{CORE_ERROR} on a timer (logged)"]
     result = DriverResult("real", "tcp", end_time=1e9)
-    _merge_core_logs(result, [str(log)], 0.0)
+    _merge_core_logs(result, life_logs([str(log)]), 0.0)
     assert result.errors == ["coordinator: core error on a timer (logged)"]
     assert all(e.kind != CORE_ERROR_KIND for e in result.events)
     assert any(e.kind == "registered" and e.node == "a1" for e in result.events)
@@ -205,7 +205,7 @@ def test_the_core_errors_of_a_sigkilled_coordinator_life_reach_the_errors(
     report = run(clean_life)
     assert report.core_errors == 0 and not any(e.startswith(CORE_ERROR) for e in report.events)
     result = DriverResult("real", "tcp", end_time=1e9)
-    _merge_core_logs(result, [str(first), str(second)], 0.0)
+    _merge_core_logs(result, life_logs([str(first), str(second)]), 0.0)
     assert result.errors == ["coordinator: core error on a Probe from 'probe-x' (logged)"]
     assert any(e.node == "a1" for e in result.events)  # the later life's events are kept
 

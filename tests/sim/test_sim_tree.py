@@ -74,6 +74,31 @@ def test_a_wan_between_levels_lengthens_only_the_hops_between_coordinators() -> 
     assert done - 1.0 == pytest.approx(6 * H + 4 * w + 7 * S, abs=S)
 
 
+def test_coordinators_hosted_by_one_process_share_its_cpu() -> None:
+    """``coordinator_processes``: as on tcp, the tree's nodes share their process's CPU,
+    so 20 directs sent at once across the tree queue for it (each of the 20 is
+    served by 5 coordinators: the last one waits for nearly 100 services), where
+    with a CPU per coordinator they pass through the levels side by side."""
+    plan = tree_plan()
+    far = [s.agent_id for s in plan.agents if s.coordinator.startswith("coord.3.")]
+    near = [s.agent_id for s in plan.agents if s.coordinator.startswith("coord.1.")]
+    ops = tuple(
+        Operation(k + 1, 1.0, OpKind.DIRECT, near[k % len(near)], far[k % len(far)], 64, 1)
+        for k in range(20)
+    )
+    calibration = Calibration.deterministic(S, H)
+    latest = {}
+    for count in (None, 1):
+        result = run_plan(replace(plan, operations=ops), calibration, coordinator_processes=count)
+        done = [c.at for c in result.completions if not c.duplicate]
+        assert len(done) == 20
+        latest[count] = max(done) - 1.0
+        charged = next(n for n in result.notes if n.startswith("CPU the model charged"))
+        assert ("coordinators-0" in charged) == (count == 1)
+    assert latest[None] < 6 * H + 30 * S  # the levels work side by side
+    assert latest[1] >= 6 * H + 95 * S  # one CPU serves 20 x 5 coordinator steps
+
+
 def test_the_model_delivers_every_publish_in_a_tree_and_repeats_itself() -> None:
     plan = tree_plan()
     calibration = Calibration.deterministic(S, H)
