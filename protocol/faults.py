@@ -47,6 +47,7 @@ import math
 from collections.abc import Callable, Iterable
 from enum import IntEnum
 
+from protocol.nodes import COORDINATOR_ID
 from protocol.plan import Fault, FaultKind, Plan
 
 LINK_FAULTS = (FaultKind.PARTITION, FaultKind.LINK_DELAY, FaultKind.LINK_LOSS)
@@ -56,6 +57,24 @@ LIFE_FAULTS = (FaultKind.KILL_AGENT, FaultKind.CRASH_COORDINATOR)
 def crashes_coordinator(plan: Plan) -> bool:
     """Whether ``plan`` crashes a coordinator (whose journal must then be kept)."""
     return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
+
+
+def crashed_coordinators(plan: Plan) -> frozenset[str]:
+    """The node ids of the coordinators ``plan`` crashes (the root's for ``node`` "")."""
+    return frozenset(
+        fault.node or COORDINATOR_ID
+        for fault in plan.faults
+        if fault.kind == FaultKind.CRASH_COORDINATOR
+    )
+
+
+CRASH_EVENT_ROOT = "coordinator"  # the node a crash of the root names in its events
+
+
+def crash_event_node(node: str) -> str:
+    """The node a crash's "injected" and "healed" events name: ``coordinator`` for
+    the root (as in a flat run), else the tree node's id."""
+    return CRASH_EVENT_ROOT if node in ("", COORDINATOR_ID) else node
 
 
 class Effect(IntEnum):

@@ -194,6 +194,7 @@ class CoordinatorFigures:
     steal_seconds_max: float
     ops_entered: int = 0  # publishes, directs and broadcasts its agents sent it
     ops_routed: int = 0  # such ops it routed, its agents' and its neighbours' (once each)
+    occupancy_peak_s: float = 0.0  # the most seconds of work that waited here (at a Load)
 
 
 @dataclass(slots=True)

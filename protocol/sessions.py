@@ -71,5 +71,6 @@ class CoordinatorStats:
     tasks_given: int = 0  # tasks this coordinator gave its parent for a steal
     tasks_run_here: int = 0  # tasks that ran on an agent of this coordinator
     queue_peak: int = 0  # the most tasks that waited here at once
+    occupancy_peak: float = 0.0  # the most seconds of work waiting here (at a Load)
     ops_entered: int = 0  # publishes, directs and broadcasts admitted from agents here
     ops_routed: int = 0  # and routed here, from agents or from neighbours (once each)

@@ -199,6 +199,8 @@ class WorkStealing:
         """``(queued, work, free, agents, capabilities)`` of the subtree here."""
         queued = len(self.unassigned)
         work = sum(self._duration(task.capability) for task in self.unassigned)
+        if work > self.stats.occupancy_peak:  # this node's own occupancy
+            self.stats.occupancy_peak = work
         free = agents = 0
         slots = self.settings.task_slots or 1  # with no limit, an idle agent is free
         capabilities: set[str] = set()

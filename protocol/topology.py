@@ -66,16 +66,19 @@ def attach(count: int, nodes: tuple[TreeNode, ...]) -> list[str]:
     return [ends[k % len(ends)] for k in range(count)]
 
 
-def processes(nodes: tuple[TreeNode, ...], count: int) -> list[list[str]]:
+def processes(
+    nodes: tuple[TreeNode, ...], count: int, alone: frozenset[str] = frozenset()
+) -> list[list[str]]:
     """The coordinators each of ``count`` processes hosts: the root in the first, then
     each child of the root with its whole subtree, round robin (so a parent and its
-    child share a process but for the root's links). ``count <= 0``: one process
-    per coordinator."""
+    child share a process but for the root's links); then one process for each
+    coordinator in ``alone`` (those a fault kills: a crash takes down its process).
+    ``count <= 0``: one process per coordinator."""
+    everyone = [COORDINATOR_ID, *(node.node_id for node in nodes)]
     if count <= 0:
-        return [[COORDINATOR_ID], *([node.node_id] for node in nodes)]
+        return [[node] for node in everyone]
     hosted: list[list[str]] = [[] for _ in range(count)]
-    hosted[0].append(COORDINATOR_ID)
-    home: dict[str, int] = {}
+    home: dict[str, int] = {COORDINATOR_ID: 0}
     tops = 0
     for node in nodes:  # parents before children
         if node.parent == COORDINATOR_ID:
@@ -83,5 +86,7 @@ def processes(nodes: tuple[TreeNode, ...], count: int) -> list[list[str]]:
             tops += 1
         else:
             home[node.node_id] = home[node.parent]
-        hosted[home[node.node_id]].append(node.node_id)
-    return [ids for ids in hosted if ids]
+    for name in everyone:
+        if name not in alone:
+            hosted[home[name]].append(name)
+    return [ids for ids in hosted if ids] + [[name] for name in everyone if name in alone]

@@ -36,6 +36,7 @@ def tree_figures(coordinators: Sequence[PeerRouting]) -> list[CoordinatorFigures
                 stats.steal_seconds_max,
                 stats.ops_entered,
                 stats.ops_routed,
+                stats.occupancy_peak,
             )
         )
     return rows

@@ -82,6 +82,7 @@ from simpy.events import NORMAL, Event
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator, tree_node
+from protocol.faults import crashed_coordinators
 from protocol.links import spread, spread_by_leaf
 from protocol.messages import Message
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
@@ -324,7 +325,8 @@ class ModelRun:
         hosts = self.coordinator_hosts
         home: dict[str, str] = {}  # a tree's coordinators in processes: their process
         if self.plan.tree and self.coordinator_processes is not None:
-            hosted = topology_processes(self.plan.tree, self.coordinator_processes)
+            alone = crashed_coordinators(self.plan)  # as the real run hosts them
+            hosted = topology_processes(self.plan.tree, self.coordinator_processes, alone)
             home = {node: f"coordinators-{k}" for k, ids in enumerate(hosted) for node in ids}
         root = home.get(COORDINATOR_ID)
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", root, hosts)

@@ -92,7 +92,7 @@ from simpy.events import NORMAL
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator, tree_node
-from protocol.faults import Effect, Fate, Target, timeline
+from protocol.faults import Effect, Fate, Target, crash_event_node, timeline
 from protocol.journal import BusState
 from protocol.memory import MemoryStore, Write
 from protocol.messages import PeerHello, Probe, StatusRequest
@@ -107,7 +107,6 @@ from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.nodes import Arrival, Callbacks, SimNode, TimerDue
 
-COORDINATOR_NODE = "coordinator"  # the node of a crash's injected and healed events
 DROP_REASONS = ("node down", "link down", "partition", "loss")
 Schedule = Callable[[float, Callable[[], None]], None]
 Held = tuple[Callable[[], None], Operation | None]  # an action and the op it issues, if any
@@ -171,7 +170,7 @@ class FaultInjector:
             for node, spec in zip(agents, plan.agents, strict=True)
         }
         self.loss = random.Random(f"{plan.seed}:loss").random
-        self.crashes = {node: Target(_event_node(node)) for node in self.coordinators}
+        self.crashes = {node: Target(crash_event_node(node)) for node in self.coordinators}
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.unissued = 0
         self._ops: dict[int, Operation] | None = None
@@ -328,7 +327,7 @@ class FaultInjector:
     def _inject(self, fault: Fault) -> None:
         if fault.kind == FaultKind.CRASH_COORDINATOR:
             node = fault.node or COORDINATOR_ID
-            self.events.append(NodeEvent(fault.at, "injected", _event_node(node)))
+            self.events.append(NodeEvent(fault.at, "injected", crash_event_node(node)))
             if self.crashes[node].inject(fault, fault.at) == Effect.KILL:
                 self._crash(node)
             return
@@ -348,7 +347,7 @@ class FaultInjector:
             live = fault.end + self.coordinator_restart
             if crashes.heal(fault, fault.end) == Effect.RESTART:
                 self.at(live, partial(self._coordinator_live, node, crashes.life, live))
-            self.at(live, partial(self._healed, live, _event_node(node)))
+            self.at(live, partial(self._healed, live, crash_event_node(node)))
             return
         for agent_id in fault.agents:
             state = self.states[agent_id]
@@ -551,12 +550,6 @@ class FaultInjector:
             f"ops never issued (origin down): {self.unissued}; "
             f"coordinator restarts: {self.restarted}"
         )
-
-
-def _event_node(node: str) -> str:
-    """The node a crash's events name: ``coordinator`` for the root (as in a flat
-    run), else the tree node's id."""
-    return COORDINATOR_NODE if node == COORDINATOR_ID else node
 
 
 def _nothing(end: float) -> None:

@@ -394,10 +394,12 @@ class TaskFigures:
     ``makespan_s``: from the first task's scheduled time to the last task's result
     at its submitter (None if a task never finished: ``unfinished`` counts them).
     ``imbalance``: the most tasks run under one leaf coordinator over the mean of
-    the leaves (1.0 is perfectly even). ``coordinators``: one row per coordinator
-    of a tree (``protocol.records.CoordinatorFigures``). The latency of each
-    finished task, split (from the coordinators' ``TaskStamp``s; inproc and the
-    model only): *wait*, its time waiting at coordinators for a worker; *service*,
+    the leaves (1.0 is perfectly even); ``occupancy_imbalance``, the same for the
+    leaves' peak occupancy (the most seconds of work that waited at each, as its
+    ``Load`` reports counted it; None when no work ever waited). ``coordinators``:
+    one row per coordinator of a tree (``protocol.records.CoordinatorFigures``). The latency of each
+    finished task, split (from the coordinators' ``TaskStamp``s; inproc, a tree on
+    tcp and the model): *wait*, its time waiting at coordinators for a worker; *service*,
     from its assignment to an agent to that agent's result (the work, and the
     round trip to the agent); *transfer*, the rest (submission, moves between
     coordinators, the result's way back). Percentiles nearest-rank.
@@ -419,6 +421,7 @@ class TaskFigures:
     steal_ms_mean: float | None = None
     steal_ms_max: float | None = None
     imbalance: float | None = None
+    occupancy_imbalance: float | None = None
     wait_p95_ms: float | None = None
     service_p95_ms: float | None = None
     transfer_p95_ms: float | None = None
@@ -515,6 +518,7 @@ class Summary:
             "makespan_s": self.tasks.makespan_s,
             "steals_granted": self.tasks.steals_granted,
             "imbalance": self.tasks.imbalance,
+            "occupancy_imbalance": self.tasks.occupancy_imbalance,
             "coordinators_per_op": self.tasks.coordinators_per_op,
             "root_share": self.tasks.root_share,
             "spawn_p95_s": self.spawn.p95_s,

@@ -116,3 +116,7 @@ def _steals(figures: TaskFigures, rows: Sequence[CoordinatorFigures]) -> None:
     mean = sum(leaves) / len(leaves)
     if mean > 0:
         figures.imbalance = max(leaves) / mean
+    peaks = [row.occupancy_peak_s for row in rows if row.level == deepest]
+    mean_peak = sum(peaks) / len(peaks)
+    if mean_peak > 0:
+        figures.occupancy_imbalance = max(peaks) / mean_peak

@@ -111,6 +111,7 @@ TASK_ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("task makespan", "makespan_s", "s", _seconds_fine),
     ("steals granted", "steals_granted", "steals", _count),
     ("task imbalance", "imbalance", "max/mean", _times),
+    ("occupancy imbalance", "occupancy_imbalance", "max/mean", _times),
 )
 # shown for a tree of coordinators (``Summary.tasks.coordinators``)
 TREE_ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (

@@ -93,6 +93,7 @@ TARGET_METRICS: tuple[str, ...] = (
     "latency_incomplete",
     "makespan_s",
     "imbalance",
+    "occupancy_imbalance",
 )
 TARGET_OPS: tuple[str, ...] = ("<=", "<", ">=", ">", "==")
 

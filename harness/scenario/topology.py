@@ -11,8 +11,7 @@ processes' CPUs; 0 gives each coordinator a process (and a CPU) of its own,
 for the model's what-ifs about trees spread over many machines. ``check`` says
 what a tree cannot run yet, field by field: faults other than
 ``crash_coordinator`` (whose ``node`` must name a coordinator of the tree),
-and, on tcp on the real backend, any fault, a durable bus (tree nodes in
-coordinator processes keep no database yet) or ``processes`` outside 1 to
+and, on tcp on the real backend, ``processes`` outside 1 to
 ``MAX_REAL_PROCESSES``; the scenario loader refuses those with exit 2.
 """
 
@@ -81,12 +80,6 @@ def check(scenario: Scenario) -> None:
             f"{expected} (0, one per coordinator, is for the model), got {topology.processes}",
             "topology.processes",
         )
-    if on_tcp and scenario.faults:
-        expected = "expected no faults in a tree on tcp (crashes run on inproc and in the model)"
-        raise problem(f"{expected}, got {len(scenario.faults)}", "faults")
-    if on_tcp and scenario.protocol.durable_bus:
-        expected = "expected durable_bus: false for a tree on tcp (its nodes keep no database yet)"
-        raise problem(expected, "protocol.durable_bus")
     names = {COORDINATOR_ID, *(node.node_id for node in nodes)}
     for index, fault in enumerate(scenario.faults):
         where = f"faults[{index}]"

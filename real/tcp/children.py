@@ -143,6 +143,14 @@ def child_main(argv: list[str]) -> int:
     return 0
 
 
+def kill_child(child: Child | None) -> None:
+    """SIGKILL ``child`` if it runs (a crash fault), marking it killed."""
+    if child is not None and child.alive:
+        child.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.process.pid, signal.SIGKILL)
+
+
 class ServerProcess:
     """A coordinator server in a child process, which a fault may kill and restart."""
 
@@ -195,11 +203,7 @@ class ServerProcess:
 
     def kill(self) -> None:
         """SIGKILL the coordinator (a crash fault)."""
-        child = self.child
-        if child is not None and child.alive:
-            child.killed = True
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.process.pid, signal.SIGKILL)
+        kill_child(self.child)
 
     @property
     def alive(self) -> bool:

@@ -14,12 +14,15 @@ plan time on the run clock) and acts on the processes ``real.tcp.run`` started:
   ``("go", t0)`` like the first life did.
 - **pause_agent**: SIGSTOP the worker(s), SIGCONT at the end of the last
   pause in effect on it.
-- **crash_coordinator**: SIGKILL the coordinator process. At the heal the
-  supervisor reads its SQLite file through a read-only connection and
-  records that state as a ``StoreSnapshot`` in ``DriverResult.restarts``
-  (what the new coordinator starts from), then starts a new coordinator on
-  the same port and database (``ServerProcess.spawn``); it loads the memory
-  store and the bus journal and agents reconnect with their backoff.
+- **crash_coordinator**: SIGKILL the coordinator process (in a tree, the
+  process that hosts the named node alone: ``real.tcp.treeservers``). At the
+  heal the supervisor reads its SQLite file through a read-only connection and
+  records the memory store there as a ``StoreSnapshot`` in
+  ``DriverResult.restarts`` (what the new coordinator starts from; a tree
+  node other than the root holds no memory), then starts a new process on the
+  same port(s) and database (``spawn``); it loads the memory store and the bus
+  journal, agents reconnect with their backoff (in a tree they have failed over
+  up the tree meanwhile), and a tree node rejoins its parent.
 - **partition / link_delay / link_loss**: with ``LinkProxies`` (a child
   process running ``real.netfault.process.proxy_process_main``, one proxy per worker)
   the worker's proxy is told the combined condition of the link faults in
@@ -27,12 +30,13 @@ plan time on the run clock) and acts on the processes ``real.tcp.run`` started:
 
 What the faults mean (nested pauses, a kill during a restart, combined link
 faults, which ops a restarted worker issues) is decided by ``protocol.faults``:
-one ``Target`` per worker process and one for the coordinator. Steps use plan
+one ``Target`` per worker process and one per coordinator a crash names. Steps use plan
 times, so the rules see the same timeline as the model.
 
 Restarts run as tasks, so the timeline keeps going while a process boots.
 Every injection and heal appends ``NodeEvent``s (``"injected"``,
-``"healed"``) to the result: one per affected agent, or ``"coordinator"``.
+``"healed"``) to the result: one per affected agent, or ``"coordinator"`` (a
+tree node other than the root: its id).
 A heal of a restart is stamped when the new process is ready (a worker: all
 of its agents registered; a coordinator: listening), and the restart
 latency, from starting the process to ready, goes to the notes. A restart
@@ -53,13 +57,21 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
-from protocol.faults import LINK_FAULTS, Effect, LinkCondition, Target, timeline
+from protocol.faults import (
+    CRASH_EVENT_ROOT,
+    LINK_FAULTS,
+    Effect,
+    LinkCondition,
+    Target,
+    crash_event_node,
+    timeline,
+)
 from protocol.plan import Fault, FaultKind, OpKind, Plan
 from protocol.records import DriverResult, NodeEvent, StoreSnapshot
 from real.clock import RunClock
-from real.tcp.children import Child, ChildProcesses, ServerProcess
+from real.tcp.children import Child, ChildProcesses
 from real.tcp.persistence import read_snapshot
 from real.tcp.worker_process import WorkerSpec
 from real.tcp.workers import LOOP_RESOLUTION, REGISTER_TIMEOUT
@@ -77,6 +89,17 @@ def has_link_faults(plan: Plan) -> bool:
 
 def has_crash(plan: Plan) -> bool:
     return any(fault.kind == FaultKind.CRASH_COORDINATOR for fault in plan.faults)
+
+
+class Restartable(Protocol):
+    """A coordinator process a crash kills and restarts: ``real.tcp.children.ServerProcess``
+    (a flat coordinator) or ``real.tcp.treeservers.TreeProcess`` (a tree's node)."""
+
+    child: Child | None
+    db_path: str | None  # the SQLite file holding the memory store, if it has one
+
+    def kill(self) -> None: ...
+    async def spawn(self) -> float: ...
 
 
 class LinkProxies:
@@ -125,7 +148,7 @@ class FaultSupervisor:
         self,
         plan: Plan,
         children: ChildProcesses,
-        server: ServerProcess | None,  # None: a tree's coordinators, which no fault here kills
+        coordinators: dict[str, Restartable],  # by the node a crash's events name
         pool: list[Child],
         specs: list[WorkerSpec],
         clock: RunClock,
@@ -134,7 +157,7 @@ class FaultSupervisor:
     ) -> None:
         self.plan = plan
         self.children = children
-        self.server = server
+        self.coordinators = coordinators
         self.pool = pool
         self.specs = specs
         self.clock = clock
@@ -145,9 +168,9 @@ class FaultSupervisor:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lives = [0] * len(specs)  # processes started per worker, for its record log
         self.targets = [Target(spec.name) for spec in specs]  # the rules' view of each worker
-        self.coordinator = Target("coordinator")
+        self.crashes = {name: Target(name) for name in coordinators}  # the rules' view
         self._counted = [-math.inf] * len(specs)  # never-issued ops counted up to, per worker
-        self._coordinator_restart: asyncio.Task[Any] | None = None
+        self._coordinator_restarts: dict[str, asyncio.Task[Any]] = {}
         self.done = not self.steps
         self.settled_at = math.inf if self.steps else -math.inf
         self.never_issued = 0  # expected completions of ops a killed worker never issued
@@ -181,9 +204,10 @@ class FaultSupervisor:
     def inject(self, fault: Fault) -> None:
         """Put ``fault`` in effect; "injected" is stamped once it is (after the signals)."""
         if fault.kind == FaultKind.CRASH_COORDINATOR:
-            if self.coordinator.inject(fault, fault.at) != Effect.NONE and self.server is not None:
-                self.server.kill()  # a coordinator being started dies too
-            self._events(self.clock.now(), "injected", ("coordinator",))
+            name = crash_event_node(fault.node)
+            if self.crashes[name].inject(fault, fault.at) != Effect.NONE:
+                self.coordinators[name].kill()  # a coordinator being started dies too
+            self._events(self.clock.now(), "injected", (name,))
             return
         for index in self._workers(fault):
             child = self.pool[index]
@@ -200,8 +224,10 @@ class FaultSupervisor:
     def heal(self, fault: Fault) -> None:
         now = self.clock.now()
         if fault.kind == FaultKind.CRASH_COORDINATOR:
-            if self.coordinator.heal(fault, fault.end) == Effect.RESTART:
-                self._spawn(self._restart_coordinator(self.coordinator.life))
+            name = crash_event_node(fault.node)
+            target = self.crashes[name]
+            if target.heal(fault, fault.end) == Effect.RESTART:
+                self._spawn(self._restart_coordinator(name, target.life))
             return
         restarts = False
         for index in self._workers(fault):
@@ -262,30 +288,36 @@ class FaultSupervisor:
         finally:
             self.pool[index].booting = False
 
-    async def _restart_coordinator(self, life: int) -> None:
-        """Record what the database holds, then start a coordinator on the same port
-        (after any restart still under way: one coordinator process at a time)."""
-        previous, self._coordinator_restart = self._coordinator_restart, asyncio.current_task()
-        assert self.server is not None, "a tree's coordinators are not restarted here"
+    async def _restart_coordinator(self, name: str, life: int) -> None:
+        """Record what the database holds (the memory store's, when it has one), then
+        start coordinator ``name`` again on the same ports (after any restart of it
+        still under way: one process of a coordinator at a time)."""
+        previous = self._coordinator_restarts.get(name)
+        current = asyncio.current_task()
+        assert current is not None
+        self._coordinator_restarts[name] = current
+        server = self.coordinators[name]
+        who = "coordinator" if name == CRASH_EVENT_ROOT else f"coordinator {name}"
         try:
             if previous is not None:
                 await asyncio.wait([previous])
-            if self.server.child is not None:
-                await _exited(self.server.child)
+            if server.child is not None:
+                await _exited(server.child)
             at = self.clock.now()
-            db_path = self.server.db_path
-            entries = await asyncio.to_thread(read_snapshot, db_path) if db_path else {}
-            self.result.restarts.append(StoreSnapshot(at, entries))
+            db_path = server.db_path
+            if db_path:
+                entries = await asyncio.to_thread(read_snapshot, db_path)
+                self.result.restarts.append(StoreSnapshot(at, entries))
             started = time.perf_counter()
-            listening = await self.server.spawn()
-            if not self.coordinator.live(life):  # it crashed again while it started
-                self.server.kill()
+            listening = await server.spawn()
+            if not self.crashes[name].live(life):  # it crashed again while it started
+                server.kill()
                 return
-            self.result.notes.append(f"coordinator restarted in {listening - started:.2f} s")
-            self._events(listening - self.clock.t0, "healed", ("coordinator",))
-        except Exception as exc:  # noted; the run carries on without a coordinator
-            self.result.notes.append(f"the coordinator did not restart: {exc!r}")
-            self.result.errors.append(f"the coordinator did not restart: {exc!r}")
+            self.result.notes.append(f"{who} restarted in {listening - started:.2f} s")
+            self._events(listening - self.clock.t0, "healed", (name,))
+        except Exception as exc:  # noted; the run carries on without that coordinator
+            self.result.notes.append(f"the {who} did not restart: {exc!r}")
+            self.result.errors.append(f"the {who} did not restart: {exc!r}")
 
     def origins(self) -> dict[int, str]:
         """The origin of every publish, direct and broadcast op (for ``Agent.recall``)."""

@@ -122,6 +122,27 @@ class FramedLink:
             except (ConnectionError, RuntimeError):
                 self.close()
 
+    def half_close(self, linger: float) -> None:
+        """Close politely: end our side (FIN, after what was written), write nothing
+        more, and close the socket ``linger`` seconds later (idempotent).
+
+        Closing a socket whose peer is still sending (its next frames unread here)
+        makes the kernel answer with a reset, and a reset can destroy what we wrote
+        last (a ``Reject``, an ``Error``) before the peer reads it. Until the
+        linger ends the peer gets our last frames and the end of the stream."""
+        if self.closed:
+            return
+        self.closed = True
+        self._out.clear()
+        writer = self.writer
+        try:
+            if writer.can_write_eof() and not writer.transport.is_closing():
+                writer.write_eof()
+        except (OSError, RuntimeError):
+            writer.close()
+            return
+        asyncio.get_running_loop().call_later(linger, writer.close)
+
     def close(self) -> None:
         """Close the connection (idempotent); anything buffered is dropped."""
         self._out.clear()

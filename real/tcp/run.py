@@ -55,6 +55,16 @@
    coordinator, or turns ``durable_bus`` on, gets a database in the scratch
    directory.
 
+A plan with a tree (``plan.tree``) starts ``real.tcp.treeservers.TreeServers``
+in step 1 instead: coordinator processes hosting the tree's nodes, each node a
+server on a port of its own, and a process of its own for each node a crash
+fault names. Workers get every node's address (``TreeAddresses``) and open a
+link per leaf they have agents at; the load starts once every agent is
+registered and every node reports its interest settled. At the end each
+coordinator process sends its nodes' ``tree_figures`` rows and task stamps
+(``DriverResult.coordinators``, ``task_stamps``), and every node's event log of
+every life is merged as the flat coordinator's is.
+
 No orphans: everything after the first child starts is inside
 ``try/finally``; ``real.tcp.children.ChildProcesses.reap`` closes every pipe,
 resumes stopped children, joins each process with a timeout, then terminates
@@ -72,6 +82,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from protocol.codec import MalformedFrame, encode_body
+from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
 from protocol.prober import Prober as CoreProber
@@ -81,7 +92,13 @@ from protocol.workload import split_memory_target
 from real.clock import RunClock, new_event_loop
 from real.gctune import POLICY
 from real.tcp.children import Child, ChildProcesses, ServerProcess
-from real.tcp.faults import FaultSupervisor, LinkProxies, has_crash, has_link_faults
+from real.tcp.faults import (
+    FaultSupervisor,
+    LinkProxies,
+    Restartable,
+    has_crash,
+    has_link_faults,
+)
 from real.tcp.framing import FramedLink, open_link
 from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
 from real.tcp.server import CORE_ERROR_KIND, DEFAULT_HOST
@@ -402,8 +419,8 @@ async def run_async(
     coordinator_processes: int = 1,
 ) -> DriverResult:
     """``run_plan`` on the running event loop."""
-    if plan.tree and (plan.faults or plan.settings.durable_bus or db_path):
-        raise ValueError("a tree on tcp runs without faults or databases (not built yet)")
+    if plan.tree and (db_path or has_link_faults(plan)):
+        raise ValueError("a tree on tcp keeps its databases itself and has no link faults")
     wall = time.perf_counter()
     children = ChildProcesses()
     result = DriverResult("real", "tcp")
@@ -415,8 +432,15 @@ async def run_async(
             server: ServerProcess | TreeServers
             tree = None
             if plan.tree:
+                crashed = crashed_coordinators(plan)
                 server = TreeServers(
-                    children, plan.settings, plan.tree, coordinator_processes, use_uvloop, scratch
+                    children,
+                    plan.settings,
+                    plan.tree,
+                    coordinator_processes,
+                    use_uvloop,
+                    scratch,
+                    crashed,
                 )
                 await server.start()
                 tree = TreeAddresses(server.addresses, server.chains)
@@ -445,9 +469,13 @@ async def run_async(
                 await server.wait_settled(REGISTER_TIMEOUT)
             t0 = time.perf_counter() + START_LEAD
             result.spawn_at = epoch - t0  # before the worker processes were started
-            flat = server if isinstance(server, ServerProcess) else None
+            crashable: dict[str, Restartable] = (
+                {CRASH_EVENT_ROOT: server}
+                if isinstance(server, ServerProcess)
+                else dict(server.crashable)
+            )
             supervisor = FaultSupervisor(
-                plan, children, flat, pool, specs, RunClock(t0), result, proxies
+                plan, children, crashable, pool, specs, RunClock(t0), result, proxies
             )
             await _replay(plan, server, supervisor, ready, result, progress, live)
             if proxies is not None:
@@ -534,10 +562,10 @@ async def _replay(
 
 async def _stop_tree(servers: TreeServers, result: DriverResult, t0: float) -> None:
     """Stop a tree's coordinator processes; their usage, figures and task stamps."""
-    usages, reports, figures, stamps = await servers.stop()
+    usages, reports, figures, stamps, silent = await servers.stop()
     result.processes[0:0] = usages
-    if len(usages) < len(servers.pool):
-        result.errors.append("a coordinator process did not report at the end of the run")
+    for name in silent:  # running, not killed by a fault: it died or hung
+        result.errors.append(f"{name} did not report at the end of the run")
     result.coordinators = figures
     result.notes.append(tree_note(figures))
     result.task_stamps = [

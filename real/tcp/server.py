@@ -113,6 +113,7 @@ TIMER_SLACK = 0.005
 SLICE_FRAMES = 16
 OUTPUT_BUDGET = HIGH_WATER
 BIND_RETRY_STEP = 0.05
+LINGER = 0.5  # a closed connection's last frames get this long before the socket closes
 CORE_ERROR = "core error"  # the start of the event text of a core exception the server survived
 CORE_ERROR_KIND = "core_error"  # its event log lines' kind (the text is in the node field)
 MAX_LOGGED_CORE_ERRORS = 1000  # per server life: a core bug hit on every message floods no disk
@@ -197,7 +198,7 @@ class CoordinatorServer(Admission):
             await self._read_loop(peer)
         finally:
             if peer.refused:  # after the pending flush has written its error frames
-                self.loop.call_soon(self._close_peer, peer)
+                self.loop.call_soon(self._close_peer, peer, True)
             else:
                 self._close_peer(peer)
             await peer.link.wait_closed()
@@ -290,15 +291,21 @@ class CoordinatorServer(Admission):
             with contextlib.suppress(CodecUsageError):
                 peer.link.send(named, encode_body(Error(f"malformed input from {named}: {reason}")))
                 peer.link.flush()
-        self._close_peer(peer)
+        self._close_peer(peer, linger=True)
 
-    def _close_peer(self, peer: Peer) -> None:
-        """Close ``peer`` and report its nodes' links as closed (idempotent)."""
+    def _close_peer(self, peer: Peer, linger: bool = False) -> None:
+        """Close ``peer`` and report its nodes' links as closed (idempotent). With
+        ``linger`` (the server refuses it, or the core closes one of its nodes) its
+        last frames get ``LINGER`` seconds to reach it before the socket closes
+        (``FramedLink.half_close``)."""
         if peer not in self.peers:
             return
         self.peers.discard(peer)
         self.outbox.discard(peer)
-        peer.link.close()
+        if linger:
+            peer.link.half_close(LINGER)
+        else:
+            peer.link.close()
         if peer.nodes:
             now = self.clock.now()
             for node in sorted(peer.nodes):
@@ -330,7 +337,7 @@ class CoordinatorServer(Admission):
         for node in coordinator.take_closures():
             peer = self.routes.get(node)
             if peer is not None:
-                self._close_peer(peer)
+                self._close_peer(peer, linger=True)
             elif self.uplinks is not None:
                 self.uplinks.close(node)
         self._arm()

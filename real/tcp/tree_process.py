@@ -2,8 +2,10 @@
 
 ``tree_process_main`` is the child side of ``real.tcp.treeservers`` (the pipe
 protocol is described there). Every hosted node is a
-``real.tcp.server.CoordinatorServer`` started with ``serve`` on port 0 and its
-``TreePlace``; once every one listens, the ports go to the parent, and once
+``real.tcp.server.CoordinatorServer`` started with ``serve`` on port 0 (a
+restart: its old port, retried while busy), its ``TreePlace`` and, when the
+run crashes coordinators, its own SQLite file (it restores its journal from
+it, as a flat coordinator does); once every one listens, the ports go to the parent, and once
 the parent sends every node's address, each node joins its parent
 (``CoordinatorServer.join``). "settled?" is answered with whether every hosted
 node's ``interest_settled()`` holds. On "stop" (or the pipe closing) every
@@ -15,6 +17,7 @@ nodes' ``tree_figures`` rows and their task stamps, moved to perf_counter time
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from protocol.records import CoordinatorFigures, TaskStamp
@@ -26,19 +29,27 @@ from real.tcp.server import DEFAULT_HOST, CoordinatorServer, ServerReport, serve
 from real.tcp.uplink import TreePlace
 from real.usage import own_usage
 
+RESTART_BIND_RETRY = 5.0  # a restarted process waits this long for its old ports
 
-def tree_process_main(
-    conn: Connection,
-    settings: ProtocolSettings,
-    places: list[TreePlace],
-    use_uvloop: bool = True,
-    event_logs: dict[str, str] | None = None,
-) -> None:
-    """A coordinator process's entry: host ``places``, follow the pipe protocol."""
-    loop = new_event_loop(use_uvloop)
+
+@dataclass(frozen=True, slots=True)
+class TreeProcessSpec:
+    """What one coordinator process of a tree hosts (picklable)."""
+
+    settings: ProtocolSettings
+    places: list[TreePlace]
+    use_uvloop: bool = True
+    event_logs: dict[str, str] = field(default_factory=dict)  # node -> its event log
+    dbs: dict[str, str] = field(default_factory=dict)  # node -> its SQLite file
+    ports: dict[str, int] = field(default_factory=dict)  # a restart's: node -> its old port
+
+
+def tree_process_main(conn: Connection, spec: TreeProcessSpec) -> None:
+    """A coordinator process's entry: host ``spec.places``, follow the pipe protocol."""
+    loop = new_event_loop(spec.use_uvloop)
     try:
-        done = loop.run_until_complete(_host(conn, settings, places, event_logs or {}))
-        conn.send(("done", own_usage(f"coordinators ({len(places)} nodes)"), *done))
+        done = loop.run_until_complete(_host(conn, spec))
+        conn.send(("done", own_usage(f"coordinators ({len(spec.places)} nodes)"), *done))
     except (OSError, EOFError):
         pass
     finally:
@@ -47,11 +58,9 @@ def tree_process_main(
 
 
 async def _host(
-    conn: Connection,
-    settings: ProtocolSettings,
-    places: list[TreePlace],
-    event_logs: dict[str, str],
+    conn: Connection, spec: TreeProcessSpec
 ) -> tuple[dict[str, ServerReport], list[CoordinatorFigures], list[TaskStamp]]:
+    places = spec.places
     channel = PipeChannel(conn)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -72,13 +81,14 @@ async def _host(
         loop.create_task(
             serve(
                 DEFAULT_HOST,
-                0,
-                settings,
-                None,
+                spec.ports.get(place.node_id, 0),
+                spec.settings,
+                spec.dbs.get(place.node_id),
                 lambda port, node=place.node_id: ready(node, port),
                 stop,
                 None,
-                event_logs.get(place.node_id),
+                spec.event_logs.get(place.node_id),
+                RESTART_BIND_RETRY if spec.ports else 0.0,
                 tree=place,
                 built=built,
             )

@@ -273,26 +273,6 @@ BAD_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("tree kind", {"topology": {"kind": "ring"}}, "topology.kind", "'flat' or 'hierarchical'"),
     (
-        "a crash in a tree on tcp",
-        {
-            "topology": {"kind": "hierarchical"},
-            "transport": "tcp",
-            "faults": [{"kind": "crash_coordinator", "at": 0.5, "node": "coord.1"}],
-        },
-        "faults",
-        "expected no faults in a tree on tcp (crashes run on inproc and in the model), got 1",
-    ),
-    (
-        "a durable bus in a tree on tcp",
-        {
-            "topology": {"kind": "hierarchical"},
-            "transport": "tcp",
-            "protocol": {"durable_bus": True},
-        },
-        "protocol.durable_bus",
-        "expected durable_bus: false for a tree on tcp",
-    ),
-    (
         "a process per node of a real tree",
         {"topology": {"kind": "hierarchical", "processes": 0}, "transport": "tcp"},
         "topology.processes",

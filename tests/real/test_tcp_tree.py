@@ -23,6 +23,7 @@ from protocol.settings import DEV_TOKEN
 from protocol.topology import processes, tree
 from real.tcp.client import Bystander
 from real.tcp.run import run_plan
+from tests.real.test_inproc_tree import crashing_tree, healed
 from tests.sim.test_sim_tree import burst, tree_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +82,21 @@ def test_a_burst_is_stolen_across_a_tree_on_tcp_and_each_task_runs_once() -> Non
     rows = {row.node_id: row for row in result.coordinators}
     assert rows["coord.1.1"].tasks_run < len(plan.operations)  # others ran some
     assert sum(row.steals_granted for row in rows.values()) > 0
+
+
+def test_a_crashed_leaf_and_inner_node_lose_nothing_over_tcp() -> None:
+    """A leaf, then an inner node, is SIGKILLed under load (each in a coordinator
+    process of its own) and restarts from its SQLite journal on its old port: its
+    agents fail over to the parent, its children re-parent to the root, and every
+    accepted op is still handled once where it should be."""
+    plan = crashing_tree(reconnect_max=0.1)
+    result = run_plan(plan, workers=2, connections=1, use_uvloop=False)
+    assert result.errors == []
+    kinds = healed(plan, result)
+    assert ("injected", "coord.2.3") in kinds and ("healed", "coord.3") in kinds
+    assert ("reparented", "coord.3.1") in kinds
+    restarted = [n for n in result.notes if "restarted in" in n]
+    assert len(restarted) == 2 and restarted[0].startswith("coordinator coord.2.3 restarted")
 
 
 # --- swarmtwin coordinator --parent --------------------------------------------------
