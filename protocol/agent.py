@@ -57,8 +57,8 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.payload import checksum, task_work
-from protocol.records import DELETED, Completion, WriteAck
-from protocol.requests import Request, RequestWindow
+from protocol.records import DELETED, Completion, MemCall, WriteAck
+from protocol.requests import INF, Request, RequestWindow
 from protocol.settings import ProtocolSettings
 
 Outgoing = tuple[str, Message]
@@ -93,6 +93,8 @@ class Agent:
         self.completions: list[Completion] = []
         self.accepted: list[int] = []
         self.write_acks: list[WriteAck] = []
+        self._mem_calls: dict[int, tuple[float, MemRequest]] = {}  # submitted, unanswered
+        self.mem_answered: list[MemCall] = []  # answered memory requests, in answer order
         self.errors: list[str] = []
         self._out: list[Outgoing] = []
         self._acks: list[int] = []
@@ -254,7 +256,21 @@ class Agent:
         now: float,
         expected_version: int = 0,
     ) -> None:
-        self._request(MemRequest(op_id, verb, namespace, key, value, expected_version), now)
+        request = MemRequest(op_id, verb, namespace, key, value, expected_version)
+        self._mem_calls[op_id] = (now, request)
+        self._request(request, now)
+
+    def memory_history(self) -> list[MemCall]:
+        """Every memory request of this agent for the linearizability check: those
+        answered, then those submitted but never answered (``returned`` inf: they may
+        have taken effect), but not those shed unsent (they never did)."""
+        shed = set(self.shed)
+        pending = [
+            _mem_call(self.node_id, request, invoked, INF, False, 0, b"")
+            for op_id, (invoked, request) in self._mem_calls.items()
+            if op_id not in shed
+        ]
+        return [*self.mem_answered, *pending]
 
     def _request(self, request: Request, now: float) -> None:
         self.requests.submit(request, now)
@@ -352,6 +368,12 @@ class Agent:
     def _on_mem_reply(self, msg: MemReply, now: float) -> None:
         request = self.requests.answered(msg.op_id, now)
         duplicate = request is None
+        call = self._mem_calls.pop(msg.op_id, None)
+        if call is not None:
+            invoked, asked = call
+            self.mem_answered.append(
+                _mem_call(self.node_id, asked, invoked, now, msg.ok, msg.version, msg.value)
+            )
         if type(request) is MemRequest and msg.ok and request.verb in WRITE_VERBS:
             crc = DELETED if request.verb == MemVerb.DELETE else checksum(request.value)
             self.write_acks.append(
@@ -359,3 +381,40 @@ class Agent:
             )
         self._send_requests()
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))
+
+
+def memory_until(agent: Agent, limit: float) -> list[MemCall]:
+    """``agent.memory_history()`` as seen at ``limit`` (the end of a run): an answer
+    that came later counts as none."""
+    return [
+        call if call.returned <= limit else call._replace(returned=INF, ok=False, version=0, read=0)
+        for call in agent.memory_history()
+    ]
+
+
+def _mem_call(
+    client: str,
+    request: MemRequest,
+    invoked: float,
+    returned: float,
+    ok: bool,
+    version: int,
+    value: bytes,
+) -> MemCall:
+    """A ``MemCall`` record of ``request`` and its answer (``returned`` inf: none)."""
+    written = checksum(request.value) if request.verb in (MemVerb.PUT, MemVerb.CAS) else 0
+    read = checksum(value) if request.verb == MemVerb.GET and ok else 0
+    return MemCall(
+        request.op_id,
+        client,
+        request.verb,
+        request.namespace,
+        request.key,
+        invoked,
+        returned,
+        written,
+        request.expected_version,
+        ok,
+        version,
+        read,
+    )

@@ -51,6 +51,28 @@ class NodeEvent(NamedTuple):
 DELETED = -1  # a WriteAck's checksum for an acknowledged delete
 
 
+class MemCall(NamedTuple):
+    """One memory request as its client saw it, for the linearizability check
+    (``harness.metrics.linearizable``): when it was submitted (``invoked``) and
+    answered (``returned``; ``math.inf`` when no answer came: it may or may not
+    have taken effect), what it asked (``checksum`` of the value a put or cas
+    wrote, a cas's ``expected`` version) and what came back (``ok``, ``version``,
+    and ``read``, the checksum of the value a get read)."""
+
+    op_id: int
+    client: str
+    verb: int  # ``protocol.messages.MemVerb``
+    namespace: str
+    key: str
+    invoked: float
+    returned: float
+    checksum: int
+    expected: int
+    ok: bool
+    version: int
+    read: int
+
+
 class WriteAck(NamedTuple):
     """A memory write (put, cas or delete) that its requester saw acknowledged.
 
@@ -245,6 +267,9 @@ class DriverResult:
     errors: list[str] = field(default_factory=list)
     coordinators: list[CoordinatorFigures] = field(default_factory=list)  # of a tree
     task_stamps: list[TaskStamp] = field(default_factory=list)  # inproc and the model
+    # every memory request of the run, answered or not (``Agent.memory_history``);
+    # None when the driver could not keep all of them (a killed worker's are lost)
+    mem_history: list[MemCall] | None = field(default_factory=list)
     # the model only: CPU seconds each simulated process was charged, by part
     # (``sim.engine.Engine.busy``), to set beside a real process's CPU time
     busy: dict[str, dict[str, float]] = field(default_factory=dict)

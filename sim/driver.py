@@ -80,7 +80,7 @@ from typing import NamedTuple
 import simpy
 from simpy.events import NORMAL, Event
 
-from protocol.agent import Agent
+from protocol.agent import Agent, memory_until
 from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import crashed_coordinators
 from protocol.links import spread, spread_by_leaf
@@ -615,10 +615,13 @@ class ModelRun:
         if self.faults is not None:
             self.faults.fill(result, self.agents, self.limit)
         else:
+            history = result.mem_history
+            assert history is not None
             for node in self.agents:
                 agent: Agent = node.core  # type: ignore[assignment]
                 result.accepted.extend(agent.accepted)
                 result.shed.extend(agent.shed)
+                history.extend(memory_until(agent, self.limit))
         return result
 
     def tree_cores(self) -> list[Coordinator]:

@@ -90,7 +90,7 @@ from functools import partial
 
 from simpy.events import NORMAL
 
-from protocol.agent import Agent
+from protocol.agent import Agent, memory_until
 from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import Effect, Fate, Target, crash_event_node, timeline
 from protocol.journal import BusState
@@ -526,11 +526,14 @@ class FaultInjector:
     def fill(self, result: DriverResult, agents: list[SimNode], limit: float) -> None:
         """Add what the faults left to ``result``: accepted ops, acknowledged writes,
         events, restart snapshots and a note."""
+        history = result.mem_history
         for node in agents:
             for agent in self.lives(node):
                 result.accepted.extend(agent.accepted)
                 result.shed.extend(agent.shed)
                 result.write_acks.extend(ack for ack in agent.write_acks if ack.at <= limit)
+                if history is not None:
+                    history.extend(memory_until(agent, limit))
         for name, node in self.coordinators.items():
             if not self.crashes[name].dead:
                 core: Coordinator = node.core  # type: ignore[assignment]

@@ -137,8 +137,9 @@ TESTS: tuple[Criterion, ...] = (
         True,
         "integrity",
         "Share of checked items intact: every delivered payload's end-to-end checksum, every "
-        "accepted operation delivered, and every acknowledged memory write read back from "
-        "the store after each coordinator restart.",
+        "accepted operation delivered, every acknowledged memory write read back from "
+        "the store after each coordinator restart, and every key's memory history "
+        "linearizable (each request from its submission to its answer on the client).",
     ),
     Criterion(
         "monitoring_coverage",
@@ -233,12 +234,15 @@ def recovery_p95(runs: Sequence[Summary]) -> float | None:
 
 
 def integrity_percent(runs: Sequence[Summary]) -> float | None:
-    """Intact share of checksummed deliveries, accepted ops and acknowledged writes."""
+    """Intact share of checksummed deliveries, accepted ops, acknowledged writes and
+    keys whose memory history is linearizable."""
     checked = bad = 0
     for run in runs:
         rel, writes = run.reliability, run.integrity
         checked += rel.unique + rel.expected + writes.acked_writes_checked
+        checked += writes.history_keys
         bad += rel.corrupted + rel.lost_acked + writes.acked_writes_lost
+        bad += writes.keys_failing
     if checked == 0:
         return None
     return 100.0 * (checked - bad) / checked

@@ -89,8 +89,9 @@ from harness.metrics.latency import (
     new_histogram,
     record_many,
 )
+from harness.metrics.linearizable import check_integrity
 from harness.metrics.monitoring import monitoring_section
-from harness.metrics.recovery import OpColumns, check_acked_writes, fault_section, origin_down
+from harness.metrics.recovery import OpColumns, fault_section, origin_down
 from harness.metrics.spawn import spawn_section
 from harness.metrics.summary import (
     MISSED_SHOWN,
@@ -632,7 +633,7 @@ def summarize(plan: Plan, result: DriverResult) -> Summary:
         resources=_resources(result.processes),
         notes=_notes(result, reliability, latency, unique, plan.duration),
         faults=fault_section(plan, result, columns),
-        integrity=check_acked_writes(result),
+        integrity=check_integrity(result),
         monitoring=monitoring_section(plan, result, unique.at, unique.kind),
         tasks=task_section(
             ops.ids,

@@ -266,10 +266,16 @@ class Resource:
 
 @dataclass(slots=True)
 class WriteIntegrity:
-    """Acknowledged memory writes checked against the store a coordinator restarted from.
+    """Acknowledged memory writes checked against the store a coordinator restarted
+    from, and the run's memory history checked for linearizability.
 
     ``restarts`` is how many snapshots were checked; ``lost_keys`` names (up to
     a few dozen) ``namespace/key`` whose acknowledged write was missing.
+    ``linearizable`` is the verdict on every memory request of the run (its
+    invocation and response on the client, ``harness.metrics.linearizable``):
+    True, False (``linearizability`` then shows a failing sub-history), or None
+    (not checked, or a key's search exceeded its budget), over ``history_ops``
+    requests; ``history_keys`` keys got a verdict, ``keys_failing`` of them no.
     """
 
     restarts: int = 0
@@ -277,6 +283,13 @@ class WriteIntegrity:
     acked_writes_lost: int = 0
     lost_keys: list[str] = field(default_factory=list)
     note: str = ""
+    # the memory history (``harness.metrics.linearizable``): True, False, or None
+    # when it was not checked (``linearizability`` says why) or the search gave up
+    linearizable: bool | None = None
+    history_ops: int = 0
+    history_keys: int = 0  # keys whose history got a verdict (yes or no)
+    keys_failing: int = 0  # keys whose history is not linearizable
+    linearizability: str = ""
 
 
 @dataclass(slots=True)
@@ -507,6 +520,7 @@ class Summary:
             "overloaded": int(rel.overloaded),
             "acked_writes_checked": self.integrity.acked_writes_checked,
             "acked_writes_lost": self.integrity.acked_writes_lost,
+            "linearizable": _yes_no(self.integrity.linearizable),
             "faults": len(self.faults.faults),
             "recovery_p95_s": self.faults.overall.recovery_p95_s,
             "detection_p95_s": self.faults.overall.detection_p95_s,
@@ -596,3 +610,8 @@ def require_valid(runs: Mapping[str, Summary], purpose: str) -> None:
             f"{label}: {', '.join(summary.invalid_reasons)}" for label, summary in bad.items()
         )
         raise InvalidRunError(f"invalid run, refused as evidence for {purpose}: {reasons}")
+
+
+def _yes_no(answer: bool | None) -> float | None:
+    """A verdict as a figure: 1 yes, 0 no, None unknown or not checked."""
+    return None if answer is None else float(answer)

@@ -100,6 +100,7 @@ ROWS: tuple[tuple[str, str, str, Callable[[float], str]], ...] = (
     ("overloaded", "overloaded", "", _yes_no),
     ("duplicates", "duplicates", "msgs", _count),
     ("data integrity", "data_integrity", "%", _ratio),
+    ("linearizable", "linearizable", "", _yes_no),
     ("uptime", "uptime", "%", _ratio),
     ("agents coordinated", "agents_coordinated", "agents", _count),
     ("all registered", "spawn_all_s", "s", _seconds_fine),

@@ -87,6 +87,7 @@ TARGET_METRICS: tuple[str, ...] = (
     "reregistered_p95_s",
     "lost_acked",
     "acked_writes_lost",
+    "linearizable",
     "monitoring_coverage",
     "shed_ops",
     "overloaded",

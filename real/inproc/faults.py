@@ -362,6 +362,7 @@ def collect(hub: FaultHub, agents: list[Agent], result: DriverResult) -> None:
     result.accepted = [op_id for agent in lives for op_id in agent.accepted]
     result.shed = [op_id for agent in lives for op_id in agent.shed]
     result.write_acks = [ack for agent in lives for ack in agent.write_acks]
+    result.mem_history = [call for agent in lives for call in agent.memory_history()]
     events = list(hub.events)
     for box in hub.boxes.values():
         if isinstance(box.node, Coordinator):

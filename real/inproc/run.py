@@ -172,6 +172,7 @@ async def replay_registered(
         result.accepted = [op_id for agent in agents for op_id in agent.accepted]
         result.shed = [op_id for agent in agents for op_id in agent.shed]
         result.write_acks = [ack for agent in agents for ack in agent.write_acks]
+        result.mem_history = [call for agent in agents for call in agent.memory_history()]
     if hub.prober is not None:
         result.probes = list(hub.prober.results)
         result.status = hub.prober.status

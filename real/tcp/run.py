@@ -543,6 +543,7 @@ async def _replay(
             result.notes.append(f"{child.name} failed: {child.failed}")
     results = await collect(pool, result.notes)
     _merge(result, results)
+    _merge_memory(result, results, supervisor, clock.t0)
     result.errors.extend(_worker_errors(pool, results))
     if isinstance(server, TreeServers):
         await _stop_tree(server, result, clock.t0)
@@ -621,6 +622,27 @@ def _merge(result: DriverResult, results: list[WorkerResult]) -> None:
     for worker in sorted(results, key=lambda r: r.name):
         result.processes.append(worker.usage)
         result.notes.extend(f"{worker.name}: {note}" for note in worker.notes)
+
+
+def _merge_memory(
+    result: DriverResult, results: list[WorkerResult], supervisor: FaultSupervisor, t0: float
+) -> None:
+    """Every worker's memory requests, on plan time; None when some are missing (a
+    worker without a result, or one whose earlier life a fault killed: its history
+    died with it)."""
+    complete = len(results) == len(supervisor.pool) and not any(supervisor.lives)
+    if not complete:
+        result.mem_history = None
+        result.notes.append("memory history incomplete (a worker life was lost): not checked")
+        return
+    history = result.mem_history
+    assert history is not None
+    for worker in results:
+        offset = t0 - supervisor.specs[0].epoch  # every worker's core clock starts there
+        history.extend(
+            call._replace(invoked=call.invoked - offset, returned=call.returned - offset)
+            for call in worker.mem_history
+        )
 
 
 def _merge_logs(

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 from protocol.plan import AgentSpec, Operation, OpKind
-from protocol.records import LiveParts, ProcessUsage
+from protocol.records import LiveParts, MemCall, ProcessUsage
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock, new_event_loop
 from real.gctune import tune_gc
@@ -117,6 +117,7 @@ class WorkerResult:
     issued: int = 0
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    mem_history: list[MemCall] = field(default_factory=list)  # this life's, core clock
 
 
 async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> None:
@@ -287,7 +288,8 @@ async def _replay_and_collect(
         log = host.record_log
         host.notes.append(f"record log: {log.writes} writes, {log.bytes} bytes")
     usage = dataclasses.replace(own_usage(spec.name), load_cpu_seconds=load_cpu_seconds)
-    return WorkerResult(spec.name, registered, usage, host.issued, host.notes, host.errors)
+    history = [call for agent in host.agents.values() for call in agent.memory_history()]
+    return WorkerResult(spec.name, registered, usage, host.issued, host.notes, host.errors, history)
 
 
 def run_worker(conn: Connection, spec: WorkerSpec) -> None:

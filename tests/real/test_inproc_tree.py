@@ -93,6 +93,7 @@ def healed(plan: Plan, result: DriverResult) -> set[tuple[str, str]]:
     summary = summarize(plan, result)
     assert summary.reliability.lost_acked == 0
     assert summary.integrity.acked_writes_lost == 0
+    assert summary.integrity.linearizable is True, summary.integrity.linearizability
     rows = summary.faults.faults
     assert [row.reregistered_s is not None for row in rows] == [True, True]  # re-attached
     assert [row.coordinator_live_s is not None for row in rows] == [True, True]  # restarted

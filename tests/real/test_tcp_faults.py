@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.metrics.linearizable import check, from_calls
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import parse_scenario
 from protocol.plan import FaultKind, Plan
@@ -204,6 +205,9 @@ def test_coordinator_crash_restarts_from_sqlite_and_loses_nothing_accepted(tmp_p
     with MemoryDB(db_path) as db:  # and the final database too
         rows = {(w.namespace, w.key): w.version for w in db.load()}
     assert all(rows[(a.namespace, a.key)] >= a.version for a in result.write_acks)
+    # and what every client saw of the memory is linearizable across the crash
+    verdict = check(from_calls(result.mem_history or []))
+    assert result.mem_history and verdict.linearizable is True, verdict.describe()
 
     # probes: unanswered while it was down, answered again after the restart
     # ("healed" is stamped when the supervisor hears the new server listen, a
