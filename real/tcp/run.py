@@ -16,10 +16,11 @@
    and send ``("go", t0)`` to every worker. ``perf_counter`` is
    CLOCK_MONOTONIC, shared by every process on the host, so all of them
    agree on the run clock (``real.clock.RunClock``).
-4. In this process, an availability prober (its own connection, node id
-   ``probe-0``) sends a ``Probe`` every ``plan.probe_interval`` until the
-   plan's duration and records a ``ProbeResult`` per probe (one sent while
-   the coordinator is down stays unanswered; the prober reconnects). At
+4. In this process, an availability prober (``real.tcp.prober``: its own
+   connection, node id ``probe-0``) sends a ``Probe`` every
+   ``plan.probe_interval`` until the plan's duration and records a
+   ``ProbeResult`` per probe (one sent while the coordinator is down stays
+   unanswered; the prober reconnects). At
    ``plan.status_at`` (near the end of the steady-state load, before the
    drain) it also sends one ``StatusRequest`` with the plan's token; the
    coordinator's ``StatusReply`` becomes ``DriverResult.status`` (None when
@@ -81,11 +82,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from protocol.codec import MalformedFrame, encode_body
 from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
-from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
-from protocol.prober import Prober as CoreProber
 from protocol.records import Completion, DriverResult, LiveFeed, LiveParts, ProbeResult, WriteAck
 from protocol.treereport import tree_note
 from protocol.workload import split_memory_target
@@ -99,7 +97,7 @@ from real.tcp.faults import (
     has_crash,
     has_link_faults,
 )
-from real.tcp.framing import FramedLink, open_link
+from real.tcp.prober import TcpProber
 from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
 from real.tcp.server import CORE_ERROR_KIND, DEFAULT_HOST
 from real.tcp.treeservers import TreeServers
@@ -111,7 +109,6 @@ __all__ = ["ChildProcesses", "ServerProcess", "run_async", "run_plan", "worker_s
 START_LEAD = 0.2
 RESULT_TIMEOUT = 60.0
 PROGRESS_INTERVAL = 0.5
-LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
 Progress = Callable[[float], None]
 
 
@@ -273,101 +270,6 @@ async def _result_of(child: Child) -> WorkerResult | None:
             child.failed = str(item[1])
 
 
-# --- the availability prober -----------------------------------------------------------
-
-
-class Prober:
-    """Sends ``protocol.prober.Prober``'s probes and status request as node
-    ``probe-0`` over its own connection, and hands it the replies.
-
-    A lost connection (a crashed coordinator) is reopened at the next probe;
-    a probe that finds no coordinator, or goes out on a connection that turns
-    out dead, stays unanswered.
-    """
-
-    def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
-        self.port = port
-        self.plan = plan
-        self.clock = clock
-        self.core = CoreProber(plan)
-        self.link: FramedLink | None = None
-        self._readers: set[asyncio.Task[None]] = set()
-
-    async def run(self) -> None:
-        """Probe from run time 0 until the plan's duration; ask for the status in
-        between, at ``plan.status_at`` (before a probe due at the same time)."""
-        core = self.core
-        status_at = core.status_at
-        try:
-            while (at := core.next_probe_at()) is not None:
-                if status_at is not None and status_at <= at:
-                    await self._ask_status(status_at)
-                    status_at = None
-                await self._sleep_until(at)
-                await self._deliver(encode_body(core.probe(self.clock.now())))
-            if status_at is not None:
-                await self._ask_status(status_at)
-            await self._last_replies(LAST_REPLY_WAIT)
-        finally:
-            self.close()
-
-    async def _sleep_until(self, at: float) -> None:
-        wait = at - self.clock.now()
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    async def _last_replies(self, limit: float) -> None:
-        """Wait (at most ``limit`` s) for replies to probes still unanswered, so a slow
-        last reply counts as late rather than lost."""
-        deadline = self.clock.now() + limit
-        while self.clock.now() < deadline and self.link is not None and not self.link.closed:
-            if self.core.settled:
-                return
-            await asyncio.sleep(0.01)
-
-    async def _ask_status(self, at: float) -> None:
-        await self._sleep_until(at)
-        await self._deliver(encode_body(self.core.status_request()))
-
-    async def _deliver(self, body: bytes) -> None:
-        """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
-        finds no coordinator, or goes out on a dead connection, is never answered."""
-        if self.link is None or self.link.closed:
-            try:
-                self.link = await asyncio.wait_for(
-                    open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
-                )
-            except (OSError, TimeoutError):
-                return  # the coordinator is unreachable: no answer
-            reader = asyncio.get_running_loop().create_task(self._read(self.link))
-            self._readers.add(reader)
-            reader.add_done_callback(self._readers.discard)
-        try:
-            self.link.send(PROBER, body)
-            self.link.flush()
-        except (OSError, RuntimeError):  # the connection died under us: unanswered
-            self.link.close()
-
-    async def _read(self, link: FramedLink) -> None:
-        while True:
-            try:
-                batch = await link.read_batch()
-            except (ConnectionError, OSError, MalformedFrame):
-                batch = None
-            if batch is None:
-                link.close()
-                return
-            now = self.clock.now()
-            for _, msg in batch:
-                self.core.receive(msg, now)
-
-    def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-        for reader in list(self._readers):
-            reader.cancel()
-
-
 # --- run_plan ---------------------------------------------------------------------------
 
 
@@ -517,7 +419,7 @@ async def _replay(
     for child in pool:
         child.channel.send(("go", clock.t0))
     result.registered = {node: at - clock.t0 for node, at in ready.items()}
-    prober = Prober(server.port, plan, clock)
+    prober = TcpProber(server.port, plan, clock)
     loop = asyncio.get_running_loop()
     probing = loop.create_task(prober.run())
     faulting = loop.create_task(supervisor.run())

@@ -1,0 +1,119 @@
+"""The availability prober of a tcp run: probes and one status request over a connection
+of its own.
+
+``TcpProber`` drives ``protocol.prober.Prober`` (what to send when, and what the
+replies mean) as node ``probe-0`` on its own loopback connection to the
+coordinator (the root of a tree): a ``Probe`` every ``plan.probe_interval`` until
+the plan's duration, and at ``plan.status_at`` one ``StatusRequest`` with the
+plan's token. A connection lost to a crashed coordinator is reopened at the next
+probe; a probe that finds no coordinator, or goes out on a connection that turns
+out dead, stays unanswered (the prober records it so). After the last probe it
+waits ``LAST_REPLY_WAIT`` for late replies, so a slow answer counts as late rather
+than lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from protocol.codec import MalformedFrame, encode_body
+from protocol.nodes import PROBER_ID as PROBER
+from protocol.plan import Plan
+from protocol.prober import Prober as CoreProber
+from real.clock import RunClock
+from real.tcp.framing import FramedLink, open_link
+from real.tcp.server import DEFAULT_HOST
+
+LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
+
+
+class TcpProber:
+    """Sends ``protocol.prober.Prober``'s probes and status request as node
+    ``probe-0`` over its own connection, and hands it the replies.
+
+    A lost connection (a crashed coordinator) is reopened at the next probe;
+    a probe that finds no coordinator, or goes out on a connection that turns
+    out dead, stays unanswered.
+    """
+
+    def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
+        self.port = port
+        self.plan = plan
+        self.clock = clock
+        self.core = CoreProber(plan)
+        self.link: FramedLink | None = None
+        self._readers: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Probe from run time 0 until the plan's duration; ask for the status in
+        between, at ``plan.status_at`` (before a probe due at the same time)."""
+        core = self.core
+        status_at = core.status_at
+        try:
+            while (at := core.next_probe_at()) is not None:
+                if status_at is not None and status_at <= at:
+                    await self._ask_status(status_at)
+                    status_at = None
+                await self._sleep_until(at)
+                await self._deliver(encode_body(core.probe(self.clock.now())))
+            if status_at is not None:
+                await self._ask_status(status_at)
+            await self._last_replies(LAST_REPLY_WAIT)
+        finally:
+            self.close()
+
+    async def _sleep_until(self, at: float) -> None:
+        wait = at - self.clock.now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _last_replies(self, limit: float) -> None:
+        """Wait (at most ``limit`` s) for replies to probes still unanswered, so a slow
+        last reply counts as late rather than lost."""
+        deadline = self.clock.now() + limit
+        while self.clock.now() < deadline and self.link is not None and not self.link.closed:
+            if self.core.settled:
+                return
+            await asyncio.sleep(0.01)
+
+    async def _ask_status(self, at: float) -> None:
+        await self._sleep_until(at)
+        await self._deliver(encode_body(self.core.status_request()))
+
+    async def _deliver(self, body: bytes) -> None:
+        """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
+        finds no coordinator, or goes out on a dead connection, is never answered."""
+        if self.link is None or self.link.closed:
+            try:
+                self.link = await asyncio.wait_for(
+                    open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
+                )
+            except (OSError, TimeoutError):
+                return  # the coordinator is unreachable: no answer
+            reader = asyncio.get_running_loop().create_task(self._read(self.link))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+        try:
+            self.link.send(PROBER, body)
+            self.link.flush()
+        except (OSError, RuntimeError):  # the connection died under us: unanswered
+            self.link.close()
+
+    async def _read(self, link: FramedLink) -> None:
+        while True:
+            try:
+                batch = await link.read_batch()
+            except (ConnectionError, OSError, MalformedFrame):
+                batch = None
+            if batch is None:
+                link.close()
+                return
+            now = self.clock.now()
+            for _, msg in batch:
+                self.core.receive(msg, now)
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+        for reader in list(self._readers):
+            reader.cancel()
