@@ -83,7 +83,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
-from protocol.plan import Plan
+from protocol.plan import OpKind, Plan
 from protocol.records import Completion, DriverResult, LiveFeed, LiveParts, ProbeResult, WriteAck
 from protocol.treereport import tree_note
 from protocol.workload import split_memory_target
@@ -532,6 +532,8 @@ def _merge_memory(
     """Every worker's memory requests, on plan time; None when some are missing (a
     worker without a result, or one whose earlier life a fault killed: its history
     died with it)."""
+    if not any(op.kind == OpKind.MEMORY for op in supervisor.plan.operations):
+        return  # nothing to lose: the history is complete, and empty
     complete = len(results) == len(supervisor.pool) and not any(supervisor.lives)
     if not complete:
         result.mem_history = None
