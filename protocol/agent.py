@@ -143,6 +143,7 @@ class Agent:
         With no fallbacks the coordinator stays the same."""
         coordinators = self.coordinators
         if self._moves:
+            self.rejected = None  # a replica that does not lead refuses, and closes the link
             at = coordinators.index(self.coordinator)
             self.coordinator = coordinators[(at + 1) % len(coordinators)]
             self._acks = []

@@ -156,8 +156,13 @@ class Coordinator(
         self._passed: dict[OpKey, tuple[str, int]] = {}  # tasks from a neighbour: its delivery
         self._mem_replies: dict[OpKey, MemReply] = {}
         self._recent_ops: dict[str, deque[int]] = {}  # per origin, oldest first
-        self._held_replies: list[Outgoing] = []
-        self._held_keys: set[OpKey] = set()
+        self._held_replies: list[Outgoing] = []  # held since the last ``seal``
+        self._held_new: list[OpKey] = []  # their keys
+        self._held_batches: deque[tuple[int, list[Outgoing], list[OpKey]]] = deque()
+        self._held_keys: set[OpKey] = set()  # every held answer's (not re-answered meanwhile)
+        self._batch = 0
+        self.hold_reads = False  # hold every memory reply (a replicated coordinator)
+        self.answers: list[tuple[str, MemReply]] | None = None  # writes applied, to replicate
         self._done_pending: dict[OpKey, TaskDone] = {}
         self._back_pending: dict[OpKey, TaskBack] = {}
         self._retries: RetryHeap[Retry] = RetryHeap()
@@ -306,11 +311,45 @@ class Coordinator(
         self._next_msg_id = max(self._next_msg_id, state.next_msg_id())
         self._repair.restored = bool(self.parent)  # a tree node hands on what is not here
 
+    def recall_answers(self, answers: list[tuple[str, MemReply]]) -> None:
+        """Answer retries of these writes, applied before this coordinator took over,
+        as they were answered (a replicated coordinator's new leader), rather than
+        apply them again."""
+        for origin, reply in answers:
+            key = (origin, reply.op_id)
+            self._mem_replies[key] = reply
+            self._remember(key)
+
     def writes_persisted(self) -> None:
         """Every write taken so far is durable: release the held replies."""
-        self._out.extend(self._held_replies)
+        self.seal()
+        self.release(self._batch)
+
+    def seal(self) -> int:
+        """Number the replies held since the last seal as one batch, and return its
+        number (0: none held). A replicated coordinator seals after each batch of
+        work it proposes, and releases the batch once it is committed."""
+        if not self._held_replies:
+            return 0
+        self._batch += 1
+        self._held_batches.append((self._batch, self._held_replies, self._held_new))
         self._held_replies = []
-        self._held_keys.clear()
+        self._held_new = []
+        return self._batch
+
+    def release(self, batch: int) -> None:
+        """Send the held replies of every sealed batch up to ``batch``."""
+        batches = self._held_batches
+        while batches and batches[0][0] <= batch:
+            _, replies, keys = batches.popleft()
+            self._out.extend(replies)
+            self._held_keys.difference_update(keys)
+
+    def _hold_reply(self, dst: str, reply: Message, key: OpKey | None) -> None:
+        self._held_replies.append((dst, reply))
+        if key is not None:
+            self._held_keys.add(key)
+            self._held_new.append(key)
 
     def peer_malformed(self, src: str, reason: str) -> None:
         """A peer sent bytes the codec refused: log it, tell it, close its link."""
@@ -478,8 +517,7 @@ class Coordinator(
     def _accept(self, src: str, key: OpKey, reply: Accepted) -> None:
         """Answer now, or once the journal is durable when the bus is durable."""
         if self.journal.enabled:
-            self._held_replies.append((src, reply))
-            self._held_keys.add(key)
+            self._hold_reply(src, reply, key)
         else:
             self._out.append((src, reply))
 
@@ -505,10 +543,14 @@ class Coordinator(
             if msg.verb != MemVerb.GET:  # a read changes nothing: its retry reads again
                 self._mem_replies[key] = reply
                 self._remember(key)
+                if self.answers is not None and reply.ok:
+                    self.answers.append((origin, reply))
                 if self.durable_memory and reply.ok:
-                    self._held_replies.append((reply_to, _back(origin, reply, reply_to)))
-                    self._held_keys.add(key)
+                    self._hold_reply(reply_to, _back(origin, reply, reply_to), key)
                     return
+        if self.hold_reads:  # it may have seen a write not yet durable
+            self._hold_reply(reply_to, _back(origin, reply, reply_to), None)
+            return
         self._out.append((reply_to, _back(origin, reply, reply_to)))
 
     # --- errors --------------------------------------------------------------

@@ -38,9 +38,11 @@ class NodeEvent(NamedTuple):
     ``kind`` is one of: ``"failed"`` (the coordinator declared the agent
     failed), ``"reassigned"`` (a task taken from that failed agent was given
     to another), ``"returned"`` (a failed agent spoke again), ``"registered"``
-    (an agent the coordinator did not know said hello), and, from the
-    drivers' fault injectors, ``"injected"`` and ``"healed"`` (``node`` is
-    then the agent, or ``"coordinator"``).
+    (an agent the coordinator did not know said hello), ``"leader"`` and
+    ``"deposed"`` (a replica of a replicated coordinator started or stopped
+    serving, ``protocol.consensus.replica``), and, from the drivers' fault
+    injectors, ``"injected"`` and ``"healed"`` (``node`` is then the agent, or
+    ``"coordinator"``).
     """
 
     at: float

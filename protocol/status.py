@@ -138,6 +138,7 @@ class StatusReporting:
     _out: list[tuple[str, Message]]
     _routed: dict[OpKey, int]
     _held_replies: list[tuple[str, Message]]
+    _held_batches: deque[tuple[int, list[tuple[str, Message]], list[Any]]]
     _done_pending: dict[OpKey, Any]
     _retries: RetryHeap[Any]
     _next_msg_id: int
@@ -315,7 +316,7 @@ class StatusReporting:
         return _component("failure_detector", health, metrics)
 
     def _journal_status(self) -> ComponentStatus:
-        held = len(self._held_replies)
+        held = len(self._held_replies) + sum(len(batch[1]) for batch in self._held_batches)
         metrics = {
             "bus_journal": int(self.journal.enabled),
             "durable_memory": int(self.durable_memory),

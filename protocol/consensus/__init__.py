@@ -11,4 +11,7 @@ jitter is a hash of its id and term.
   replication with probing and pipelining, snapshots, read-index), with
   ``log`` (the replicated log and what of it is persisted) and ``progress``
   (the leader's view of each follower).
+- ``replica``: a replicated coordinator: Raft underneath, the coordinator on
+  top while the replica leads, every answer held until a quorum holds what it
+  reports; ``state`` is the replicated state and its encoding.
 """

@@ -3,7 +3,8 @@
 A ``RaftMessage`` is one of nine kinds (``Kind``); the fields a kind does not
 use stay at their defaults. ``Ready`` is everything a replica has produced
 since the driver's last ``advance``, in the order the driver must act on it:
-persist ``hard_state``, ``snapshot`` and ``entries``; then send ``messages``;
+persist ``hard_state``, ``snapshot``, ``entries`` and ``compacted``
+(``Ready.persist`` says what storage holds after it); then send ``messages``;
 then apply ``snapshot`` (when there is one) and ``committed`` to the state
 machine; ``read_states`` say which reads may now be answered.
 """
@@ -78,11 +79,6 @@ class Persisted:
     snapshot: Snapshot | None = None
     entries: tuple[Entry, ...] = ()
 
-    def compacted(self, snapshot: Snapshot) -> Persisted:
-        """After the application took ``snapshot`` of its own state (``Raft.compact``)."""
-        entries = tuple(e for e in self.entries if e.index > snapshot.index)
-        return Persisted(self.hard_state, snapshot, entries)
-
 
 @dataclass(frozen=True, slots=True)
 class Ready:
@@ -94,6 +90,8 @@ class Ready:
     read_states: tuple[ReadState, ...]
     role: Role
     leader: str  # "" when unknown
+    compacted: Snapshot | None = None  # the application's own snapshot: persist it, drop
+    # the entries up to its index
 
     def persist(self, stored: Persisted) -> Persisted:
         """``stored`` with this ready's state written over it: what storage holds after it."""
@@ -105,4 +103,9 @@ class Ready:
         if self.entries:
             first = self.entries[0].index
             entries = [e for e in entries if e.index < first] + list(self.entries)
+        if self.compacted is not None and (
+            snapshot is None or snapshot.index < self.compacted.index
+        ):
+            snapshot = self.compacted
+            entries = [e for e in entries if e.index > snapshot.index]
         return Persisted(self.hard_state or stored.hard_state, snapshot, tuple(entries))

@@ -33,8 +33,8 @@ read may be served once that index is applied. A single replica confirms at
 once.
 
 Snapshots. ``compact(index, data)`` replaces the applied entries up to
-``index`` by the application's state; the driver persists the snapshot it
-returns (``Persisted.compacted``). A driver that starts a replica again installs
+``index`` by the application's state; the next ``Ready`` hands the driver the
+snapshot to persist (``compacted``). A driver that starts a replica again installs
 the stored snapshot in its state machine itself; the replica then hands it the
 committed entries after it.
 
@@ -122,6 +122,7 @@ class Raft:
         self._read_states: list[ReadState] = []
         self._saved = HardState(self.term, self.vote, self.log.committed)
         self._snapshot: Snapshot | None = None  # a leader's, to persist and install
+        self._compacted: Snapshot | None = None  # our own, to persist
         self._reset_timeout()
 
     # -- the driver's interface ----------------------------------------------------------
@@ -138,6 +139,7 @@ class Raft:
             self._messages
             or self._read_states
             or self._snapshot is not None
+            or self._compacted is not None
             or self.hard_state() != self._saved
             or self.log.stable < self.log.last_index()
             or self.log.applied < self.log.committed
@@ -154,7 +156,9 @@ class Raft:
             read_states=tuple(self._read_states),
             role=self.role,
             leader=self.leader,
+            compacted=self._compacted,
         )
+        self._compacted = None
         self._messages = []
         self._read_states = []
         return ready
@@ -220,7 +224,10 @@ class Raft:
         return True
 
     def compact(self, index: int, data: bytes) -> Snapshot:
-        return self.log.compact(index, data)
+        """The application's state after applied entry ``index`` replaces the entries up
+        to it; the next ``Ready`` carries the snapshot to persist (``compacted``)."""
+        self._compacted = self.log.compact(index, data)
+        return self._compacted
 
     # -- messages ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ is still handled exactly once and every task's result reaches its submitter.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -142,6 +143,7 @@ class CrashTree(TreeCluster):
         """Kill ``node``: its neighbours see its links close, its agents fail over."""
         self.dead.add(node)
         self._wire = [item for item in self._wire if item[3] != node]
+        heapq.heapify(self._wire)  # what is left, still a heap
         if node == COORD:
             self.coordinator = Coordinator("dead", self.settings)  # never reached
         else:

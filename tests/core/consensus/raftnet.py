@@ -124,7 +124,8 @@ class RaftNet:
             self.apply(node_id, ready)
             node.advance(ready)
             self.check_leader(node_id)
-        self.maybe_compact(node_id)
+            if not node.has_ready():
+                self.maybe_compact(node_id)
 
     def apply(self, node_id: str, ready: Ready) -> None:
         node = self.nodes[node_id]
@@ -155,8 +156,7 @@ class RaftNet:
     def maybe_compact(self, node_id: str) -> None:
         node = self.nodes[node_id]
         if node.log.applied - node.log.snap_index >= self.compact_every:
-            snapshot = node.compact(node.log.applied, self.state[node_id].dump())
-            self.stored[node_id] = self.stored[node_id].compacted(snapshot)
+            node.compact(node.log.applied, self.state[node_id].dump())  # stored by the next ready
 
     def send(self, message: RaftMessage) -> None:
         self.sent += 1

@@ -94,7 +94,7 @@ class Script:
         elif verb == "compact":
             node = net.nodes[args[0]]
             snapshot = node.compact(node.log.applied, net.state[args[0]].dump())
-            net.stored[args[0]] = net.stored[args[0]].compacted(snapshot)
+            net.flush(args[0])
             return [f"{args[0]} snapshot {snapshot.term}/{snapshot.index}"]
         elif verb == "isolate":
             net.partition((args[0],), tuple(n for n in net.ids if n != args[0]))

@@ -1,0 +1,263 @@
+"""A replicated coordinator: Raft underneath, the coordinator on top while this replica leads.
+
+Every replica runs a ``Raft`` (``protocol.consensus.raft``) and applies the
+committed log to a ``DurableState`` (``protocol.consensus.state``): the memory
+rows, what the bus still owes, the answers to writes. Only the leader runs a
+``Coordinator``, and it runs it as a persisting one (``durable_memory``,
+``durable_bus``, every memory reply held: ``hold_reads``), so that every answer
+that says "done" waits for durability. Durability here is a quorum: after each
+batch of work the coordinator's journals become one proposed log entry, the
+replies that batch held are sealed under it (``Coordinator.seal``), and they
+are released once the entry is committed. A batch that wrote nothing but held
+replies (reads, answers from the de-duplication cache) waits for a read-index
+round instead, so a deposed leader that does not know it yet answers nothing.
+Batches are released in order. An answer that left a leader therefore reports
+a state that a quorum holds and that every later leader starts from: nothing
+acknowledged is lost, and memory histories are linearizable.
+
+Leadership. A replica that wins an election does not serve at once: it waits
+until its own first entry (Raft's empty entry of the new term) is committed and
+applied, so that its state holds everything any earlier leader committed. Then
+it builds its coordinator from the state, as a restarted coordinator is built
+from SQLite (``MemoryStore.load``, ``Coordinator.restore``, and
+``recall_answers`` for retried writes). A replica that stops leading drops its
+coordinator, with every reply still held, and closes every agent's link.
+A replica that does not serve answers a ``Hello`` (or any agent message) with
+``Reject(NOT_LEADER)`` and closes the link; an agent knows every replica
+(``Agent(fallbacks=...)``) and moves to the next when its link closes.
+
+The driver's loop is the one of a persisting coordinator, with Raft's
+contract: after handling a batch of messages or a timer, while ``ready()``
+returns something, persist it (``Ready.persist`` says what storage then holds)
+and call ``advance(ready, now)``; then send what ``drain()`` returns (to agents
+and to other replicas alike) and close the links ``take_closures()`` names.
+``on_timer`` ticks Raft every ``tick`` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, replace
+
+from protocol.consensus.log import Entry
+from protocol.consensus.messages import Persisted, RaftMessage, Ready, Role
+from protocol.consensus.raft import Raft, RaftConfig, Refusal
+from protocol.consensus.state import (
+    Answer,
+    DurableState,
+    decode_batch,
+    decode_state,
+    encode_batch,
+    encode_state,
+)
+from protocol.coordinator import Coordinator
+from protocol.journal import BusEntry
+from protocol.memory import MemoryStore, Write
+from protocol.messages import Message, Reject
+from protocol.records import NodeEvent
+from protocol.settings import ProtocolSettings
+
+NOT_LEADER = "not the leader"
+COMPACT_EVERY = 1024  # applied entries past the snapshot before a replica compacts
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Replies the coordinator sealed as ``number``, released once ``entry`` is
+    committed (or, when it wrote nothing, once read-index round ``context`` says so)."""
+
+    number: int
+    entry: Entry | None
+    context: bytes = b""
+    index: int = -1  # the read-index round's commit index, once confirmed
+
+
+class Replica:
+    def __init__(
+        self,
+        node_id: str,
+        replicas: tuple[str, ...],
+        settings: ProtocolSettings,
+        config: RaftConfig | None = None,
+        tick: float = 0.05,
+        stored: Persisted | None = None,
+        compact_every: int = COMPACT_EVERY,
+    ) -> None:
+        self.id = node_id
+        self.replicas = replicas
+        self.settings = replace(settings, durable_bus=True)
+        self.raft = Raft(node_id, replicas, config or RaftConfig(), stored)
+        snapshot = stored.snapshot if stored is not None else None
+        self.state = decode_state(snapshot.data) if snapshot and snapshot.data else DurableState()
+        self.coordinator: Coordinator | None = None
+        self.tick = tick
+        self.compact_every = compact_every
+        self.events: list[NodeEvent] = []
+        self._next_tick: float | None = None
+        self._out: list[tuple[str, Message | RaftMessage]] = []
+        self._closures: list[str] = []
+        self._batches: deque[_Batch] = deque()
+        self._writes: list[Write] = []  # journals not yet proposed (Raft was busy)
+        self._entries: list[BusEntry] = []
+        self._answers: list[Answer] = []
+        self._reads = 0
+        self._term_served = 0  # the term this replica last served in
+
+    # -- the driver's interface ----------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        return self.coordinator is not None
+
+    @property
+    def leader(self) -> str:
+        """The replica this one believes leads ("" when it does not know)."""
+        return self.raft.leader
+
+    def start(self, now: float) -> None:
+        self._next_tick = now + self.tick
+
+    def receive(self, src: str, msg: Message | RaftMessage, now: float) -> None:
+        if type(msg) is RaftMessage:
+            self.raft.step(msg)
+        elif self.coordinator is not None:
+            self.coordinator.receive(src, msg, now)  # type: ignore[arg-type]
+        else:
+            self._out.append((src, Reject(NOT_LEADER)))
+            self._closures.append(src)
+
+    def on_timer(self, now: float) -> None:
+        while self._next_tick is not None and now >= self._next_tick:
+            self._next_tick += self.tick
+            self.raft.tick()
+        coordinator = self.coordinator
+        if coordinator is not None:
+            deadline = coordinator.next_deadline()
+            if deadline is not None and now >= deadline:
+                coordinator.on_timer(now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [self._next_tick]
+        if self.coordinator is not None:
+            deadlines.append(self.coordinator.next_deadline())
+        times = [t for t in deadlines if t is not None]
+        return min(times) if times else None
+
+    def ready(self) -> Ready | None:
+        """What to persist now (then ``advance``), or None."""
+        self._propose()
+        return self.raft.ready() if self.raft.has_ready() else None
+
+    def advance(self, ready: Ready, now: float) -> None:
+        """The driver persisted ``ready``: queue its messages, apply what it committed."""
+        self._out.extend((m.dst, m) for m in ready.messages)
+        if ready.snapshot is not None:
+            self.state = decode_state(ready.snapshot.data)
+        for entry in ready.committed:
+            if entry.data:
+                self.state.apply(*decode_batch(entry.data))
+        self.raft.advance(ready)
+        for read in ready.read_states:
+            for batch in self._batches:
+                if batch.context == read.context:
+                    batch.index = read.index
+        self._release()
+        self._follow_role(now)
+        log = self.raft.log
+        if log.applied - log.snap_index >= self.compact_every:
+            self.raft.compact(log.applied, encode_state(self.state))
+
+    def drain(self) -> list[tuple[str, Message | RaftMessage]]:
+        out = self._out
+        self._out = []
+        if self.coordinator is not None:
+            out.extend(self.coordinator.drain())
+        return out
+
+    def take_closures(self) -> list[str]:
+        closures, self._closures = self._closures, []
+        if self.coordinator is not None:
+            closures.extend(self.coordinator.take_closures())
+        return closures
+
+    def take_events(self) -> list[NodeEvent]:
+        events, self.events = self.events, []
+        if self.coordinator is not None:
+            events.extend(self.coordinator.take_events())
+        return events
+
+    # -- leading ---------------------------------------------------------------------------
+
+    def _propose(self) -> None:
+        """The coordinator's journals since the last call become one log entry, and the
+        replies it held meanwhile a batch released when that entry commits."""
+        coordinator = self.coordinator
+        if coordinator is None:
+            return
+        self._writes.extend(coordinator.take_writes())
+        self._entries.extend(coordinator.take_bus_journal())
+        if coordinator.answers:
+            self._answers.extend(coordinator.answers)
+            coordinator.answers.clear()
+        if self._writes or self._entries or self._answers:
+            data = encode_batch(self._writes, self._entries, self._answers)
+            entry = self.raft.propose(data)
+            if isinstance(entry, Refusal):
+                return  # too much waits for a quorum: propose with the next batch
+            self._writes, self._entries, self._answers = [], [], []
+            self._batches.append(_Batch(coordinator.seal(), entry))
+            return
+        number = coordinator.seal()
+        if number:  # replies held, nothing written: confirm leadership first
+            self._reads += 1
+            context = f"{self.raft.term}/{self._reads}".encode()
+            self._batches.append(_Batch(number, None, context))
+            self.raft.read_index(context)
+
+    def _release(self) -> None:
+        coordinator = self.coordinator
+        if coordinator is None:
+            return
+        applied = self.raft.log.applied
+        while self._batches:
+            batch = self._batches[0]
+            if batch.entry is not None:
+                if applied < batch.entry.index:
+                    break
+            elif batch.index < 0 or applied < batch.index:
+                break
+            self._batches.popleft()
+            coordinator.release(batch.number)
+
+    def _follow_role(self, now: float) -> None:
+        raft = self.raft
+        leads = raft.role is Role.LEADER and raft.term == self._term_served
+        if self.coordinator is not None and not leads:
+            self._stop_serving(now)
+        if raft.role is Role.LEADER and self.coordinator is None:
+            log = raft.log
+            if log.term(log.committed) == raft.term and log.applied == log.committed:
+                self._serve(now)
+
+    def _serve(self, now: float) -> None:
+        store = MemoryStore()
+        store.load(list(self.state.rows.values()))
+        coordinator = Coordinator(self.id, self.settings, store, durable_memory=True)
+        coordinator.hold_reads = True
+        coordinator.answers = []
+        coordinator.restore(self.state.bus)
+        coordinator.recall_answers(self.state.recalled())
+        self.coordinator = coordinator
+        self._term_served = self.raft.term
+        self.events.append(NodeEvent(now, "leader", self.id))
+
+    def _stop_serving(self, now: float) -> None:
+        coordinator = self.coordinator
+        assert coordinator is not None
+        self._closures.extend(
+            node for node, session in coordinator.sessions.items() if not session.peer
+        )
+        self.coordinator = None
+        self._batches.clear()
+        self._writes, self._entries, self._answers = [], [], []
+        self.events.append(NodeEvent(now, "deposed", self.id))
