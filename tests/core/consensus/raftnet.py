@@ -26,6 +26,7 @@ completeness); no two replicas apply different entries at one index.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.metrics.linearizable import MemOp, Verb
@@ -108,6 +109,7 @@ class RaftNet:
         self.sent = 0
         self.log: list[str] = []  # what happened, for scripts
         self.trace = False  # log every message sent (scripts print them)
+        self.mirror: Callable[[str, Ready], None] | None = None  # another storage, tested
         self.reorder = True  # deliver in a random order (scripts: in the order sent)
 
     # -- the drivers -------------------------------------------------------------------
@@ -118,7 +120,7 @@ class RaftNet:
         node = self.nodes[node_id]
         while node.has_ready():
             ready = node.ready()
-            self.stored[node_id] = ready.persist(self.stored[node_id])
+            self.write(node_id, ready)
             for message in ready.messages:
                 self.send(message)
             self.apply(node_id, ready)
@@ -126,6 +128,12 @@ class RaftNet:
             self.check_leader(node_id)
             if not node.has_ready():
                 self.maybe_compact(node_id)
+
+    def write(self, node_id: str, ready: Ready) -> None:
+        """The replica's storage takes ``ready`` (and so does ``mirror``, if set)."""
+        self.stored[node_id] = ready.persist(self.stored[node_id])
+        if self.mirror is not None:
+            self.mirror(node_id, ready)
 
     def apply(self, node_id: str, ready: Ready) -> None:
         node = self.nodes[node_id]
@@ -223,7 +231,7 @@ class RaftNet:
             entries = ready.entries[: max(keep - has_snapshot, 0)]
             hard = ready.hard_state if keep == writes else None
             partial = Ready(hard, snapshot, entries, (), (), (), ready.role, ready.leader)
-            self.stored[node_id] = partial.persist(self.stored[node_id])
+            self.write(node_id, partial)
         self.down.add(node_id)
         self.held.discard(node_id)
         for call in self.calls:

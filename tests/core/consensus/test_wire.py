@@ -1,0 +1,101 @@
+"""Raft frames: every message survives the codec, and hostile bytes are refused cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.codec import MalformedFrame
+from protocol.consensus.log import Entry, Snapshot
+from protocol.consensus.messages import Kind, RaftMessage
+from protocol.consensus.wire import RAFT_CODE, decode_raft_body, encode_raft, encode_raft_body
+from tests.core.test_core_properties import FAST
+
+counts = st.integers(0, 2**63 - 1)
+ids = st.text(min_size=1, max_size=20)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> RaftMessage:
+    index = draw(counts.filter(lambda i: i < 2**62))
+    datas = draw(st.lists(st.binary(max_size=40), max_size=5))
+    entries = tuple(Entry(draw(counts), index + i, data) for i, data in enumerate(datas, start=1))
+    snapshot = draw(st.none() | st.builds(Snapshot, counts, counts, st.binary(max_size=40)))
+    return RaftMessage(
+        draw(st.sampled_from(list(Kind))),
+        draw(ids),
+        draw(ids),
+        draw(counts),
+        index,
+        draw(counts),
+        entries,
+        draw(counts),
+        draw(st.booleans()),
+        draw(counts),
+        snapshot,
+        draw(counts),
+    )
+
+
+@given(messages())
+@settings(FAST)
+def test_every_message_decodes_to_itself(msg: RaftMessage) -> None:
+    frame = encode_raft(msg)
+    assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+    assert decode_raft_body(frame[5:]) == msg
+
+
+@given(messages(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4))
+@settings(FAST)
+def test_corrupted_frames_are_refused_as_malformed_and_nothing_else(
+    msg: RaftMessage, flips: list[tuple[int, int]]
+) -> None:
+    """A valid body with a few bytes changed, or cut short, decodes to some message or is
+    a ``MalformedFrame``: never another exception."""
+    body = bytearray(encode_raft_body(msg))
+    for at, byte in flips:
+        body[at % len(body)] = byte
+    for cut in (len(body), len(body) // 2):
+        with contextlib.suppress(MalformedFrame):
+            decode_raft_body(bytes(body[:cut]))
+
+
+COUNT = [-1, 1.5, "x", None, True]
+WRONG: dict[int, list[object]] = {  # values each position of the body must refuse
+    0: [-1, "x", None, 91],
+    1: [0, 10, "x", None, True],
+    2: ["", None, 1, b"x", "a" * 256],
+    3: ["", None, 1, b"x", "a" * 256],
+    4: COUNT,
+    5: COUNT,
+    6: COUNT,
+    7: [None, 5, [[1]], [[1, 1, "text"]], [[1, -1, b""]]],
+    8: COUNT,
+    9: [0, 1, None, "x"],
+    10: COUNT,
+    11: [5, [1, 2], [1, -2, b""], [1, 2, "text"]],
+    12: COUNT,
+}
+
+
+@given(messages(), st.sampled_from([(at, i) for at, bad in WRONG.items() for i in range(len(bad))]))
+@settings(FAST)
+def test_a_field_of_the_wrong_type_is_refused(msg: RaftMessage, pick: tuple[int, int]) -> None:
+    at, i = pick
+    values = list(msgpack.unpackb(encode_raft_body(msg), use_list=False, raw=False))
+    values[at] = WRONG[at][i]
+    with pytest.raises(MalformedFrame):
+        decode_raft_body(msgpack.packb(values, use_bin_type=True))
+
+
+def test_entries_must_follow_on_from_the_index() -> None:
+    body = msgpack.packb(
+        [RAFT_CODE, 5, "r1", "r2", 2, 7, 1, [[2, 9, b""]], 0, False, 0, None, 0],
+        use_bin_type=True,
+    )
+    with pytest.raises(MalformedFrame, match="follow on"):
+        decode_raft_body(body)
