@@ -382,6 +382,18 @@ class TaskBackAck:
     op_id: int
 
 
+# --- replicas --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Consensus:
+    """Replica -> replica: one consensus message, its body encoded by the protocol
+    that owns it (Raft: ``protocol.consensus.wire``). An empty body only names the
+    sender on a new link."""
+
+    body: bytes
+
+
 # --- status (monitoring) ---------------------------------------------------------------
 
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "failed")
@@ -498,6 +510,7 @@ Message = (
     | StealReply
     | TaskBack
     | TaskBackAck
+    | Consensus
 )
 
 WIRE_CODES: dict[type[Message], int] = {
@@ -537,6 +550,7 @@ WIRE_CODES: dict[type[Message], int] = {
     StealReply: 67,
     TaskBack: 68,
     TaskBackAck: 69,
+    Consensus: 90,
 }
 """Each message type's code: the first element of its msgpack array on the wire."""
 

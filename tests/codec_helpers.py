@@ -56,6 +56,7 @@ CODES = {
     "StealReply": 67,
     "TaskBack": 68,
     "TaskBackAck": 69,
+    "Consensus": 90,
     "StatusRequest": 50,
     "StatusReply": 51,
     "ListRequest": 52,

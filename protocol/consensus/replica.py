@@ -26,6 +26,11 @@ A replica that does not serve answers a ``Hello`` (or any agent message) with
 ``Reject(NOT_LEADER)`` and closes the link; an agent knows every replica
 (``Agent(fallbacks=...)``) and moves to the next when its link closes.
 
+Replicas talk in ``RaftMessage`` objects, or, with ``wire`` set, in
+``Consensus`` frames (``protocol.consensus.wire``); a malformed one, or one whose
+inner sender is not the replica the link belongs to, is refused (``refused``)
+and that link closed.
+
 The driver's loop is the one of a persisting coordinator, with Raft's
 contract: after handling a batch of messages or a timer, while ``ready()``
 returns something, persist it (``Ready.persist`` says what storage then holds)
@@ -39,6 +44,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, replace
 
+from protocol.codec import MalformedFrame
 from protocol.consensus.log import Entry
 from protocol.consensus.messages import Persisted, RaftMessage, Ready, Role
 from protocol.consensus.raft import Raft, RaftConfig, Refusal
@@ -50,10 +56,11 @@ from protocol.consensus.state import (
     encode_batch,
     encode_state,
 )
+from protocol.consensus.wire import decode_raft_body, encode_raft
 from protocol.coordinator import Coordinator
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Message, Reject
+from protocol.messages import Consensus, Message, Reject
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 
@@ -82,8 +89,11 @@ class Replica:
         tick: float = 0.05,
         stored: Persisted | None = None,
         compact_every: int = COMPACT_EVERY,
+        wire: bool = False,
     ) -> None:
         self.id = node_id
+        self.wire = wire
+        self.refused: list[str] = []  # malformed or spoofed consensus input, for the log
         self.replicas = replicas
         self.settings = replace(settings, durable_bus=True)
         self.raft = Raft(node_id, replicas, config or RaftConfig(), stored)
@@ -118,6 +128,19 @@ class Replica:
         self._next_tick = now + self.tick
 
     def receive(self, src: str, msg: Message | RaftMessage, now: float) -> None:
+        if type(msg) is Consensus:
+            if src not in self.replicas or not msg.body:
+                return  # a stranger's, or a replica naming itself on a new link
+            try:
+                msg = decode_raft_body(msg.body)
+            except MalformedFrame as exc:
+                self.refused.append(f"malformed consensus message from {src}: {exc}")
+                self._closures.append(src)
+                return
+            if msg.src != src:
+                self.refused.append(f"{src} sent a consensus message as {msg.src}")
+                self._closures.append(src)
+                return
         if type(msg) is RaftMessage:
             self.raft.step(msg)
         elif self.coordinator is not None:
@@ -168,8 +191,12 @@ class Replica:
             self.raft.compact(log.applied, encode_state(self.state))
 
     def drain(self) -> list[tuple[str, Message | RaftMessage]]:
+        """What to send: to agents, and to replicas (as ``Consensus`` frames when
+        ``wire`` is set, as ``RaftMessage`` objects otherwise)."""
         out = self._out
         self._out = []
+        if self.wire:
+            out = [(dst, encode_raft(m) if type(m) is RaftMessage else m) for dst, m in out]
         if self.coordinator is not None:
             out.extend(self.coordinator.drain())
         return out

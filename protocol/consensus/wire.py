@@ -1,12 +1,13 @@
 """Raft messages on the wire: the frames replicas exchange.
 
-A frame is the protocol's frame (``protocol.codec``: a 4-byte big-endian length,
-the version byte, a msgpack body); the body of a Raft message is the array::
+Replicas exchange ordinary protocol frames (``protocol.codec``), each holding a
+``Consensus`` message (wire code 90) whose one field, ``body``, is a Raft
+message encoded as the msgpack array::
 
-    [90, kind, src, dst, term, index, log_term, entries, commit, reject, hint,
+    [kind, src, dst, term, index, log_term, entries, commit, reject, hint,
      snapshot, context]
 
-``90`` says "Raft message" (no agent message uses it); ``kind`` is
+``kind`` is
 ``protocol.consensus.messages.Kind`` (1 to 9); ``entries`` is an array of
 ``[term, index, data]`` with consecutive indexes starting at ``index + 1``;
 ``snapshot`` is nil or ``[index, term, data]``; ``reject`` is a boolean and
@@ -24,11 +25,12 @@ from typing import Any
 
 import msgpack
 
-from protocol.codec import DEFAULT_MAX_FRAME, HEADER, VERSION, CodecUsageError, MalformedFrame
+from protocol.codec import MalformedFrame
 from protocol.consensus.log import Entry, Snapshot
 from protocol.consensus.messages import Kind, RaftMessage
+from protocol.messages import Consensus
 
-RAFT_CODE = 90
+FIELDS = 12
 MAX_ENTRIES = 4096  # per message (a leader sends at most RaftConfig.max_entries)
 MAX_ID = 255
 _KINDS = {int(kind): kind for kind in Kind}
@@ -39,7 +41,6 @@ def encode_raft_body(msg: RaftMessage) -> bytes:
     snapshot = msg.snapshot
     body: bytes = _PACKER.pack(
         [
-            RAFT_CODE,
             int(msg.kind),
             msg.src,
             msg.dst,
@@ -57,13 +58,9 @@ def encode_raft_body(msg: RaftMessage) -> bytes:
     return body
 
 
-def encode_raft(msg: RaftMessage, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    """One complete frame for ``msg``."""
-    body = encode_raft_body(msg)
-    length = len(body) + 1
-    if length > max_frame:
-        raise CodecUsageError(f"raft frame of {length} bytes exceeds max_frame {max_frame}")
-    return HEADER.pack(length) + bytes((VERSION,)) + body
+def encode_raft(msg: RaftMessage) -> Consensus:
+    """``msg`` as the protocol message that carries it."""
+    return Consensus(encode_raft_body(msg))
 
 
 def _count(value: Any, what: str) -> int:
@@ -111,30 +108,30 @@ def _snapshot(value: Any) -> Snapshot | None:
 
 
 def decode_raft_body(body: bytes) -> RaftMessage:
-    """A frame body (after the version byte) that must hold a Raft message."""
+    """A ``Consensus`` body that must hold a Raft message."""
     try:
         values = msgpack.unpackb(body, use_list=False, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise MalformedFrame(f"undecodable msgpack body: {type(exc).__name__}") from None
-    if type(values) is not tuple or len(values) != 13 or values[0] != RAFT_CODE:
-        raise MalformedFrame(f"not a Raft message (an array of 13 starting {RAFT_CODE})")
-    kind = _KINDS.get(values[1]) if type(values[1]) is int else None
+    if type(values) is not tuple or len(values) != FIELDS:
+        raise MalformedFrame(f"not a Raft message (an array of {FIELDS})")
+    kind = _KINDS.get(values[0]) if type(values[0]) is int else None
     if kind is None:
-        raise MalformedFrame(f"RaftMessage.kind: unknown kind {values[1]!r}")
-    if type(values[9]) is not bool:
+        raise MalformedFrame(f"RaftMessage.kind: unknown kind {values[0]!r}")
+    if type(values[8]) is not bool:
         raise MalformedFrame("RaftMessage.reject: expected a boolean")
-    index = _count(values[5], "index")
+    index = _count(values[4], "index")
     return RaftMessage(
         kind,
-        _node(values[2], "src"),
-        _node(values[3], "dst"),
-        _count(values[4], "term"),
+        _node(values[1], "src"),
+        _node(values[2], "dst"),
+        _count(values[3], "term"),
         index,
-        _count(values[6], "log_term"),
-        _entries(values[7], index),
-        _count(values[8], "commit"),
-        values[9],
-        _count(values[10], "hint"),
-        _snapshot(values[11]),
-        _count(values[12], "context"),
+        _count(values[5], "log_term"),
+        _entries(values[6], index),
+        _count(values[7], "commit"),
+        values[8],
+        _count(values[9], "hint"),
+        _snapshot(values[10]),
+        _count(values[11], "context"),
     )

@@ -106,6 +106,7 @@ from real.tcp.admission import Admission, Peer, ServerLimits
 from real.tcp.framing import HIGH_WATER, FramedLink
 from real.tcp.persistence import MemoryDB
 from real.tcp.recordlog import EventLog
+from real.tcp.replicacore import ReplicaCore, ReplicaPlace
 from real.tcp.uplink import TreePlace, Uplinks
 
 DEFAULT_HOST = "127.0.0.1"
@@ -117,6 +118,7 @@ LINGER = 0.5  # a closed connection's last frames get this long before the socke
 CORE_ERROR = "core error"  # the start of the event text of a core exception the server survived
 CORE_ERROR_KIND = "core_error"  # its event log lines' kind (the text is in the node field)
 MAX_LOGGED_CORE_ERRORS = 1000  # per server life: a core bug hit on every message floods no disk
+MAX_LINK_EVENTS = 3  # times the same replica link event is recorded (redialled per tick)
 log = logging.getLogger("swarmtwin.server")
 
 
@@ -149,6 +151,7 @@ class CoordinatorServer(Admission):
         limits: ServerLimits | None = None,
         event_log: EventLog | None = None,
         tree: TreePlace | None = None,
+        replica: ReplicaPlace | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = RunClock()
@@ -159,7 +162,10 @@ class CoordinatorServer(Admission):
         if db is not None:
             store.load(db.load())
         durable = db is not None
-        if tree is None:
+        self.replica = ReplicaCore(replica, settings) if replica is not None else None
+        if self.replica is not None:
+            coordinator = cast(Coordinator, self.replica)  # the same interface
+        elif tree is None:
             coordinator = Coordinator(COORD, settings, store, durable_memory=durable)
         else:
             coordinator = tree_node(tree.node_id, settings, tree.chain, store, durable)
@@ -174,6 +180,10 @@ class CoordinatorServer(Admission):
         self._unpersisted_bus: list[BusEntry] = []
         self.outbox = Outbox()  # frames not yet written, per connection
         self.uplinks = Uplinks(self, tree, self._event) if tree is not None else None
+        if replica is not None:  # links to the other replicas, as a tree node's uplinks
+            others = TreePlace(replica.node_id, (), replica.addresses)
+            self.uplinks = Uplinks(self, others, self._replica_event)
+        self._link_events: dict[str, int] = {}
         self._staged_bytes = 0
         self._flush_scheduled = False
         self._closed = False
@@ -265,6 +275,25 @@ class CoordinatorServer(Admission):
     def now(self) -> float:
         return self.clock.now()
 
+    def connect_replicas(self, addresses: dict[str, tuple[str, int]]) -> None:
+        """A replica that knows where the others listen: start (ticks, elections)."""
+        assert self.replica is not None
+        self.replica.place.addresses.update(
+            (node, address)
+            for node, address in addresses.items()
+            if node != self.replica.place.node_id
+        )
+        self.replica.start(self.clock.now())
+        self.flush()
+
+    def _replica_event(self, text: str) -> None:
+        """A link to another replica closed or would not open: an event, the same
+        one at most ``MAX_LINK_EVENTS`` times (a dead replica is redialled every tick)."""
+        seen = self._link_events.get(text, 0)
+        self._link_events[text] = seen + 1
+        if seen < MAX_LINK_EVENTS:
+            self._event(text)
+
     def join(self) -> None:
         """A tree node whose ancestors' addresses are known: say hello to the parent."""
         if self.coordinator.parent and not self._closed:
@@ -329,7 +358,12 @@ class CoordinatorServer(Admission):
             return
         self.report.flushes += 1
         coordinator = self.coordinator
-        self._persist(coordinator.take_writes(), coordinator.take_bus_journal())
+        if self.replica is not None:  # Raft's contract: persist each ready, then act on it
+            self.replica.persist(self.clock.now())
+            for refusal in self.replica.take_refusals():
+                self._event(refusal)
+        else:
+            self._persist(coordinator.take_writes(), coordinator.take_bus_journal())
         events = coordinator.take_events()
         if events:
             self._node_events(events)
@@ -440,6 +474,9 @@ class CoordinatorServer(Admission):
         if self.db is not None:
             self.report.stats["db_commits"] = self.db.commits
             self.db.close()
+        if self.replica is not None:
+            self.report.stats["raft_commits"] = self.replica.commits
+            self.replica.close()
         if self.event_log is not None:
             self.event_log.close()
         self.report.stats.update(asdict(self.coordinator.stats))
@@ -476,6 +513,7 @@ async def serve(
     bind_retry: float = 0.0,
     tree: TreePlace | None = None,
     built: Callable[[CoordinatorServer], None] | None = None,
+    replica: ReplicaPlace | None = None,
 ) -> ServerReport:
     """Run a coordinator server until ``stop`` is set; return what it did.
 
@@ -492,7 +530,7 @@ async def serve(
     stop = stop or asyncio.Event()
     db = MemoryDB(db_path) if db_path else None
     log_file = EventLog(event_log) if event_log else None
-    core = CoordinatorServer(settings, db, limits, log_file, tree)
+    core = CoordinatorServer(settings, db, limits, log_file, tree, replica)
     handlers: set[asyncio.Task[None]] = set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

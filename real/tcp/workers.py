@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from protocol.agent import Agent
+from protocol.consensus.replica import NOT_LEADER
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.links import spread, spread_by_leaf
 from protocol.nodes import COORDINATOR_ID as COORD
@@ -223,7 +224,7 @@ class AgentHost:
             await self._read_link(hl, hl.link)
             hl.link.close()
             hl.link = None
-            if any(self.agents[node].rejected for node in hl.agent_ids):
+            if any(self.agents[node].rejected not in (None, NOT_LEADER) for node in hl.agent_ids):
                 hl.given_up = True
                 self._note(f"link {hl.index}: an agent was rejected; not reconnecting")
             else:
@@ -400,7 +401,7 @@ class AgentHost:
         """Wait until every agent is welcomed; return core-clock times of each welcome."""
         deadline = time.perf_counter() + timeout
         while len(self.registered) < len(self.agents):
-            rejected = [a for a in self.agents.values() if a.rejected]
+            rejected = [a for a in self.agents.values() if a.rejected not in (None, NOT_LEADER)]
             if rejected:
                 raise RuntimeError(f"{rejected[0].node_id} rejected: {rejected[0].rejected}")
             if time.perf_counter() > deadline:

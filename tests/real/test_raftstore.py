@@ -39,7 +39,6 @@ def test_sqlite_storage_matches_the_model(
         stores[node].save(ready)
         assert stores[node].load() == nets[0].stored[node], node  # after every write
 
-
     made = RaftNet.__init__
 
     def init(self: RaftNet, *args: object, **kwargs: object) -> None:

@@ -41,8 +41,10 @@ class ReplicaCluster(Cluster):
         seed: int,
         size: int = 3,
         compact_every: int = 64,
+        wire: bool = True,
     ) -> None:
         super().__init__(settings, faults, seed)
+        self.wire = wire  # replicas exchange encoded Consensus frames
         self.ids = tuple(f"r{i}" for i in range(1, size + 1))
         self.config = RaftConfig(election_ticks=10, heartbeat_ticks=1)
         self.compact_every = compact_every
@@ -63,6 +65,7 @@ class ReplicaCluster(Cluster):
             TICK,
             self.stored[node],
             self.compact_every,
+            wire=self.wire,
         )
         self.replicas[node] = replica
         replica.start(self.now)

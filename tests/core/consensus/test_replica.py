@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.metrics.linearizable import check, from_calls
-from protocol.messages import MemVerb
+from protocol.consensus.messages import Kind, RaftMessage
+from protocol.consensus.wire import encode_raft
+from protocol.messages import Consensus, MemVerb
 from protocol.settings import ProtocolSettings
 from tests.cluster import Faults
 from tests.core.consensus.replicanet import ReplicaCluster
@@ -156,3 +158,21 @@ def test_agents_find_the_leader_and_their_writes_survive_its_death() -> None:
     net.restart(first)
     net.run_until(net.now + 1.0)
     assert net.replicas[first].state.rows[("ns", "k")].value == b"v1"
+
+
+def test_a_malformed_or_spoofed_consensus_frame_closes_that_link_only() -> None:
+    settings = ProtocolSettings(heartbeat_interval=0.05, ack_timeout=0.02, max_rto=0.2)
+    net = ReplicaCluster(settings, Faults(), seed=7)
+    net.add_agent("a", (), ())
+    net.wait("settled")
+    replica = net.replicas[leader_of(net)]
+    other = next(n for n in net.ids if n != replica.id)
+    third = next(n for n in net.ids if n not in (replica.id, other))
+    replica.receive(other, Consensus(b"\xc1garbage"), net.now)
+    spoofed = encode_raft(RaftMessage(Kind.HEARTBEAT, third, replica.id, 99))
+    replica.receive(other, spoofed, net.now)
+    replica.receive("a", spoofed, net.now)  # from an agent: not a replica, ignored
+    assert replica.take_closures() == [other, other]
+    assert len(replica.refused) == 2 and replica.raft.term < 99
+    net.run_until(net.now + 0.5)
+    assert replica.serving  # nothing else changed
