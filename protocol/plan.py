@@ -101,6 +101,18 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
+class Replication:
+    """A replicated coordinator: its ``protocol`` (``raft``), its replicas' ids (the
+    agents start at the first), Raft's tick in seconds and its election timeout in
+    ticks."""
+
+    protocol: str
+    replicas: tuple[str, ...]
+    tick: float = 0.05
+    election_ticks: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything a driver needs to replay a run."""
 
@@ -116,6 +128,7 @@ class Plan:
     faults: tuple[Fault, ...] = ()
     recovery_band: float = 0.10
     tree: tuple[TreeNode, ...] = ()  # the coordinators below the root; () for a flat one
+    replication: Replication | None = None  # replicas instead of one coordinator
 
     @property
     def status_at(self) -> float | None:

@@ -150,6 +150,7 @@ def _compile(scenario: Scenario) -> Plan:
         probe_deadline=scenario.probes.deadline,
         faults=compile_faults(scenario),
         tree=tree_of(scenario),
+        replication=scenario.consensus.replication() if scenario.consensus else None,
     )
 
 
@@ -168,6 +169,8 @@ def build_agents(scenario: Scenario) -> tuple[AgentSpec, ...]:
     capabilities = _assign_capabilities(scenario)
     subscriptions = _assign_subscriptions(scenario.topics, section.count, scenario.seed)
     coordinators = attach(section.count, tree_of(scenario))
+    if scenario.consensus is not None:  # every agent starts at the first replica
+        coordinators = [scenario.consensus.replication().replicas[0]] * section.count
     return tuple(
         AgentSpec(
             section.agent_id(i),

@@ -47,6 +47,8 @@ from pydantic import (
     model_validator,
 )
 
+from harness.scenario.consensus import ConsensusSection
+from harness.scenario.consensus import check as check_consensus
 from harness.scenario.errors import (
     ScenarioError,
     Vocabulary,
@@ -518,6 +520,7 @@ class Scenario(_Section):
     repetitions: int = Field(default=1, ge=1, le=1000)
     agents: AgentsSection = Field(default_factory=AgentsSection)
     topology: TopologySection = Field(default_factory=TopologySection)
+    consensus: ConsensusSection | None = None
     topics: TopicsSection = Field(default_factory=TopicsSection)
     protocol: ProtocolSection = Field(default_factory=ProtocolSection)
     probes: ProbesSection = Field(default_factory=ProbesSection)
@@ -556,6 +559,7 @@ class Scenario(_Section):
             self._check_stream(index, stream)
         check_faults(self)
         check_topology(self)
+        check_consensus(self)
         for name in self.model.what_ifs():
             if "real" in self.backends:
                 expected = "expected backends to list only sim: the real system cannot run"

@@ -134,6 +134,10 @@ def child_main(argv: list[str]) -> int:
         from real.tcp.tree_process import tree_process_main  # trees only
 
         tree_process_main(conn, *args)
+    elif role == "replica":
+        from real.tcp.replica_process import replica_process_main  # replicas only
+
+        replica_process_main(conn, *args)
     elif role == "proxy":
         from real.netfault.process import proxy_process_main  # link faults only
 

@@ -6,7 +6,8 @@ replies mean) as node ``probe-0`` on its own loopback connection to the
 coordinator (the root of a tree): a ``Probe`` every ``plan.probe_interval`` until
 the plan's duration, and at ``plan.status_at`` one ``StatusRequest`` with the
 plan's token. A connection lost to a crashed coordinator is reopened at the next
-probe; a probe that finds no coordinator, or goes out on a connection that turns
+probe (with a replicated coordinator, to the next replica: one that does not lead
+closes the link); a probe that finds no coordinator, or goes out on a connection that turns
 out dead, stays unanswered (the prober records it so). After the last probe it
 waits ``LAST_REPLY_WAIT`` for late replies, so a slow answer counts as late rather
 than lost.
@@ -36,8 +37,11 @@ class TcpProber:
     out dead, stays unanswered.
     """
 
-    def __init__(self, port: int, plan: Plan, clock: RunClock) -> None:
+    def __init__(
+        self, port: int, plan: Plan, clock: RunClock, fallbacks: tuple[int, ...] = ()
+    ) -> None:
         self.port = port
+        self.ports = (port, *fallbacks)  # a replicated coordinator's: round the replicas
         self.plan = plan
         self.clock = clock
         self.core = CoreProber(plan)
@@ -89,6 +93,7 @@ class TcpProber:
                     open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
                 )
             except (OSError, TimeoutError):
+                self._next_port()
                 return  # the coordinator is unreachable: no answer
             reader = asyncio.get_running_loop().create_task(self._read(self.link))
             self._readers.add(reader)
@@ -107,10 +112,18 @@ class TcpProber:
                 batch = None
             if batch is None:
                 link.close()
+                if link is self.link:
+                    self._next_port()
                 return
             now = self.clock.now()
             for _, msg in batch:
                 self.core.receive(msg, now)
+
+    def _next_port(self) -> None:
+        """A replicated coordinator's replica closed the link (it does not lead, or it
+        died) or would not open one: the next probe tries the next replica."""
+        ports = self.ports
+        self.port = ports[(ports.index(self.port) + 1) % len(ports)]
 
     def close(self) -> None:
         if self.link is not None:

@@ -91,8 +91,13 @@ class ReplicaCore:
             replica.advance(ready, now)
 
     def knows(self, node: str) -> bool:
+        """The leader's coordinator's answer. A replica that does not serve takes
+        every agent as known, so the agents of one link are all refused with
+        ``Reject("not the leader")``, not by the admission's cap on unregistered ids."""
         coordinator = self.replica.coordinator
-        return coordinator is not None and coordinator.knows(node)
+        if coordinator is None:
+            return node not in self.place.replicas
+        return coordinator.knows(node)
 
     def receive(self, src: str, msg: Message, now: float) -> None:
         self.replica.receive(src, msg, now)

@@ -99,6 +99,7 @@ from real.tcp.faults import (
 )
 from real.tcp.prober import TcpProber
 from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
+from real.tcp.replicaservers import ReplicaServers
 from real.tcp.server import CORE_ERROR_KIND, DEFAULT_HOST
 from real.tcp.treeservers import TreeServers
 from real.tcp.worker_process import WorkerResult, WorkerSpec
@@ -331,9 +332,18 @@ async def run_async(
             db_path = os.path.join(scratch, "coordinator.db")
         events = os.path.join(scratch, "coordinator.events")
         try:
-            server: ServerProcess | TreeServers
+            server: ServerProcess | TreeServers | ReplicaServers
             tree = None
-            if plan.tree:
+            if plan.replication is not None:
+                server = ReplicaServers(
+                    children, plan.settings, plan.replication, use_uvloop, scratch
+                )
+                await server.start()
+                leader = await server.wait_leader(REGISTER_TIMEOUT)
+                ids = ", ".join(server.ids)
+                result.notes.append(f"replicas {ids}: {leader} leads at the start")
+                tree = TreeAddresses(server.addresses, server.chains)
+            elif plan.tree:
                 crashed = crashed_coordinators(plan)
                 server = TreeServers(
                     children,
@@ -371,11 +381,11 @@ async def run_async(
                 await server.wait_settled(REGISTER_TIMEOUT)
             t0 = time.perf_counter() + START_LEAD
             result.spawn_at = epoch - t0  # before the worker processes were started
-            crashable: dict[str, Restartable] = (
-                {CRASH_EVENT_ROOT: server}
-                if isinstance(server, ServerProcess)
-                else dict(server.crashable)
-            )
+            crashable: dict[str, Restartable] = {}
+            if isinstance(server, ServerProcess):
+                crashable = {CRASH_EVENT_ROOT: server}
+            elif isinstance(server, TreeServers):
+                crashable = dict(server.crashable)
             supervisor = FaultSupervisor(
                 plan, children, crashable, pool, specs, RunClock(t0), result, proxies
             )
@@ -386,7 +396,7 @@ async def run_async(
             children.reap()
             result.notes.extend(children.notes)
         _merge_logs(result, plan, specs, scratch, t0 - epoch)
-        if isinstance(server, TreeServers):
+        if isinstance(server, (TreeServers, ReplicaServers)):
             _merge_core_logs(result, server.event_logs, t0)
         else:
             _merge_core_logs(result, life_logs(server.event_logs), t0)
@@ -407,7 +417,7 @@ async def _start_proxies(
 
 async def _replay(
     plan: Plan,
-    server: ServerProcess | TreeServers,
+    server: ServerProcess | TreeServers | ReplicaServers,
     supervisor: FaultSupervisor,
     ready: dict[str, float],
     result: DriverResult,
@@ -419,7 +429,13 @@ async def _replay(
     for child in pool:
         child.channel.send(("go", clock.t0))
     result.registered = {node: at - clock.t0 for node, at in ready.items()}
-    prober = TcpProber(server.port, plan, clock)
+    port, fallbacks = server.port, ()
+    if isinstance(server, ReplicaServers):  # from the leader at the start, round the others
+        ports = [server.addresses[node][1] for node in server.ids]
+        first = server.ids.index(server.first_leader)
+        port, *others = ports[first:] + ports[:first]
+        fallbacks = tuple(others)
+    prober = TcpProber(port, plan, clock, fallbacks)
     loop = asyncio.get_running_loop()
     probing = loop.create_task(prober.run())
     faulting = loop.create_task(supervisor.run())
@@ -450,6 +466,9 @@ async def _replay(
     if isinstance(server, TreeServers):
         await _stop_tree(server, result, clock.t0)
         return
+    if isinstance(server, ReplicaServers):
+        await _stop_replicas(server, result)
+        return
     usage, report = await server.stop()
     if usage is not None:
         result.processes.insert(0, usage)
@@ -461,6 +480,18 @@ async def _replay(
     elif server.child is None or not server.child.killed:
         # not a crash fault: the coordinator died or hung before it could report
         result.errors.append("the coordinator did not report at the end of the run")
+
+
+async def _stop_replicas(servers: ReplicaServers, result: DriverResult) -> None:
+    """Stop the replica processes: their usage, and what each did."""
+    usages, reports, silent = await servers.stop()
+    result.processes[0:0] = usages
+    for name in silent:  # no fault kills a replica yet: it died or hung
+        result.errors.append(f"{name} did not report at the end of the run")
+    for node, report in sorted(reports.items()):
+        commits = report.stats.get("raft_commits", 0)
+        result.notes.append(f"replica {node}: {commits} raft log commits, {report.flushes} flushes")
+        result.notes.extend(f"replica {node}: {event}" for event in report.events[:10])
 
 
 async def _stop_tree(servers: TreeServers, result: DriverResult, t0: float) -> None:

@@ -5,8 +5,8 @@ The servers run in this process (one event loop), each on its own port, linked
 to the others as ``real.tcp.replicacore`` says. Stopping the leader's server
 closes its connections as a killed process's would; the agents fail over, a new
 leader is elected, and what was acknowledged is still there. Nothing here
-asserts a time: the failover time is printed, and measured properly by the
-runs that come with the scenario's ``consensus`` section.
+asserts a time: the failover time is printed. The last test runs the shipped
+``raft-3`` scenario on replica processes (``real.tcp.replicaservers``).
 """
 
 from __future__ import annotations
@@ -15,16 +15,21 @@ import asyncio
 import time
 from pathlib import Path
 
+from harness.metrics.figures import summarize
 from harness.metrics.linearizable import check, from_calls
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import load_scenario
 from protocol.consensus.raft import RaftConfig
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Operation, OpKind
 from protocol.settings import ProtocolSettings
 from real.clock import RunClock
 from real.tcp.replicacore import ReplicaPlace
+from real.tcp.run import run_plan
 from real.tcp.server import CoordinatorServer, serve
 from real.tcp.workers import AgentHost, TreeAddresses
 
+ROOT = Path(__file__).resolve().parents[2]
 IDS = ("r1", "r2", "r3")
 SETTINGS = ProtocolSettings(heartbeat_interval=0.1, ack_timeout=0.05, request_timeout=0.1)
 
@@ -146,3 +151,24 @@ def test_agents_follow_the_leader_and_nothing_acknowledged_is_lost(tmp_path: Pat
             await replicas.stop(node)
 
     asyncio.run(scenario())
+
+
+def test_the_raft_scenario_runs_on_replica_processes_and_loses_nothing() -> None:
+    """``scenarios/raft-3.yaml``, shortened: three replica processes, two worker
+    processes; every expected completion, nothing acknowledged lost, linearizable."""
+    loaded = load_scenario(ROOT / "scenarios" / "raft-3.yaml").with_overrides(duration=2.0)
+    plan = compile_plan(loaded)
+    result = run_plan(plan, workers=2, connections=2, use_uvloop=False)
+    assert result.errors == []
+    assert any("leads at the start" in note for note in result.notes)
+    got = [(c.op_id, c.node) for c in result.completions if not c.duplicate]
+    assert len(got) == len(set(got)) == plan.expected_total
+    summary = summarize(plan, result)
+    assert summary.reliability.lost_acked == 0 and summary.integrity.acked_writes_lost == 0
+    assert summary.integrity.linearizable is True
+    names = sorted(usage.name for usage in result.processes)
+    assert [n for n in names if n.startswith("replica")] == [
+        "replica r1",
+        "replica r2",
+        "replica r3",
+    ]

@@ -1,0 +1,64 @@
+"""The scenario's ``consensus``: a replicated coordinator instead of a single one.
+
+``consensus: {protocol: raft, replicas: 3}`` runs the coordinator as
+``replicas`` replicas that agree through Raft (``protocol.consensus``), the
+agents following the leader. ``tick_ms`` is Raft's tick (a leader's heartbeat
+interval) and ``election_ticks`` a follower's patience in ticks (its election
+timeout is between that and twice that). Absent, the coordinator is one process.
+
+``check`` says what cannot run yet, field by field, and the loader refuses it
+with exit 2: protocols other than ``raft`` (``quorum``, ``pbft`` and
+``fast-paxos`` are named by the issue that plans them, not built); a transport
+other than tcp, or the model backend (replicas run as tcp processes; the model
+of them is not built); a tree; faults.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.scenario.errors import problem
+from protocol.plan import Replication
+
+if TYPE_CHECKING:
+    from harness.scenario.schema import Scenario
+
+BUILT = ("raft",)
+
+
+class ConsensusSection(BaseModel):
+    """How the coordinator is replicated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    protocol: Literal["raft", "quorum", "pbft", "fast-paxos"] = "raft"
+    replicas: int = Field(default=3, ge=1, le=7)
+    tick_ms: float = Field(default=50.0, gt=0, le=10_000)
+    election_ticks: int = Field(default=10, ge=2, le=1000)
+
+    def replication(self) -> Replication:
+        ids = tuple(f"r{i}" for i in range(1, self.replicas + 1))
+        return Replication(self.protocol, ids, self.tick_ms / 1000, self.election_ticks)
+
+
+def check(scenario: Scenario) -> None:
+    section = scenario.consensus
+    if section is None:
+        return
+    if section.protocol not in BUILT:
+        expected = f"expected protocol: raft (the only one built yet; {section.protocol} is not)"
+        raise problem(f"{expected}, got {section.protocol}", "consensus.protocol")
+    if scenario.transport != "tcp":
+        expected = "expected transport: tcp (replicas run as processes on loopback)"
+        raise problem(f"{expected}, got {scenario.transport}", "transport")
+    if "sim" in scenario.backends:
+        expected = "expected backends: [real] (the model of replicated coordinators is not built)"
+        raise problem(f"{expected}, got {scenario.backends}", "backends")
+    if scenario.topology.tree:
+        expected = "expected topology kind: flat (replicated trees are not built)"
+        raise problem(f"{expected}, got hierarchical", "topology.kind")
+    if scenario.faults:
+        expected = "expected no faults yet (crash_replica is not built)"
+        raise problem(f"{expected}, got {len(scenario.faults)}", "faults")

@@ -1,0 +1,61 @@
+"""The scenario's ``consensus`` section: what it compiles to, and what it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.scenario.compile import compile_plan
+from tests.harness.test_scenario import error_for, scenario
+
+RAFT = "consensus: {protocol: raft, replicas: 3}\n"
+BASE = """name: r
+transport: tcp
+backends: [real]
+agents: {count: 20}
+workload: [{kind: memory, arrival: {process: poisson, rate: 10}}]
+"""
+
+
+def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> None:
+    loaded = scenario(
+        transport="tcp",
+        backends=["real"],
+        consensus={"protocol": "raft", "replicas": 5, "tick_ms": 20.0, "election_ticks": 8},
+    )
+    plan = compile_plan(loaded)
+    assert plan.replication is not None
+    assert plan.replication.replicas == ("r1", "r2", "r3", "r4", "r5")
+    assert plan.replication.tick == 0.02 and plan.replication.election_ticks == 8
+    assert {agent.coordinator for agent in plan.agents} == {"r1"}
+    assert compile_plan(scenario()).replication is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        ("consensus: {protocol: pbft}\n", "consensus.protocol", "pbft is not"),
+        ("consensus: {protocol: paxos}\n", "consensus.protocol", "raft"),
+        ("consensus: {replicas: 9}\n", "consensus.replicas", "7"),
+        (RAFT + "transport: inproc\n", "transport", "expected transport: tcp"),
+        (RAFT + "backends: [real, sim]\n", "backends", "model of replicated"),
+        (
+            RAFT + "topology: {kind: hierarchical, branching: 5, levels: 2}\n",
+            "topology.kind",
+            "flat",
+        ),
+        (
+            RAFT + "faults: [{kind: crash_coordinator, at: 1.0, restart_after: 0.2}]\n",
+            "faults",
+            "no faults",
+        ),
+    ],
+)
+def test_what_cannot_run_is_refused_naming_the_field(
+    tmp_path: Path, change: str, field: str, says: str
+) -> None:
+    lines = [line for line in BASE.splitlines(keepends=True) if line.split(":")[0] not in change]
+    error = error_for(tmp_path, "".join(lines) + change)
+    assert error.field == field
+    assert says in str(error)
