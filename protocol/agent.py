@@ -55,6 +55,7 @@ from protocol.messages import (
     TaskResult,
     TaskSubmit,
     Welcome,
+    leader_hint,
 )
 from protocol.payload import checksum, task_work
 from protocol.records import DELETED, Completion, MemCall, WriteAck
@@ -140,12 +141,17 @@ class Agent:
         (their ids mean nothing to another; the tree places those tasks again), and
         once welcomed elsewhere the agent submits again every task it has no result
         for (the coordinator that accepted them may have taken them down with it).
-        With no fallbacks the coordinator stays the same."""
+        A replica that refused it as not the leader may have named the leader: it goes
+        there. With no fallbacks the coordinator stays the same."""
         coordinators = self.coordinators
         if self._moves:
-            self.rejected = None  # a replica that does not lead refuses, and closes the link
-            at = coordinators.index(self.coordinator)
-            self.coordinator = coordinators[(at + 1) % len(coordinators)]
+            hint = leader_hint(self.rejected)  # a replica that does not lead may name one
+            self.rejected = None
+            if hint and hint in coordinators and hint != self.coordinator:
+                self.coordinator = hint
+            else:
+                at = coordinators.index(self.coordinator)
+                self.coordinator = coordinators[(at + 1) % len(coordinators)]
             self._acks = []
             self._working.clear()
             self._task_due = None

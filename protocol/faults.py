@@ -51,7 +51,7 @@ from protocol.nodes import COORDINATOR_ID
 from protocol.plan import Fault, FaultKind, Plan
 
 LINK_FAULTS = (FaultKind.PARTITION, FaultKind.LINK_DELAY, FaultKind.LINK_LOSS)
-LIFE_FAULTS = (FaultKind.KILL_AGENT, FaultKind.CRASH_COORDINATOR)
+LIFE_FAULTS = (FaultKind.KILL_AGENT, FaultKind.CRASH_COORDINATOR, FaultKind.CRASH_REPLICA)
 
 
 def crashes_coordinator(plan: Plan) -> bool:

@@ -384,6 +384,21 @@ class TaskBackAck:
 
 # --- replicas --------------------------------------------------------------------------
 
+NOT_LEADER = "not the leader"  # a replica's Reject; ": <id>" follows when it knows the leader
+
+
+def not_leader(leader: str) -> str:
+    """The reason a replica that does not serve gives, naming the leader it knows."""
+    return f"{NOT_LEADER}: {leader}" if leader else NOT_LEADER
+
+
+def leader_hint(reason: str | None) -> str | None:
+    """From a ``Reject`` reason: "" for a replica that did not lead and named none, the
+    leader it named, or None when the reason is not that (a real refusal)."""
+    if reason is None or not reason.startswith(NOT_LEADER):
+        return None
+    return reason[len(NOT_LEADER) + 2 :] if reason.startswith(f"{NOT_LEADER}: ") else ""
+
 
 @dataclass(frozen=True, slots=True)
 class Consensus:

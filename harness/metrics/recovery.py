@@ -74,6 +74,10 @@ the coordinator was live again (its ``"healed"`` event) and until every agent
 of the plan had registered again (``"registered"`` or ``"returned"``); for a
 node of a tree, until its own agents had registered with another coordinator
 and its children had re-parented (``"reparented"``): its subtree re-attached.
+A replica crash (a replicated coordinator) reports the time until a replica
+served as leader again (its ``"leader"`` event), until every agent had
+registered again after that, and until the first memory write issued after
+the crash was acknowledged (``first_write_s``: committed by the replicas left).
 Aggregates per kind (and over all faults) use nearest-rank percentiles over
 outages: one recovery time for each lone fault and one for each group, the
 longest ``recovery_s`` of its faults among those aggregated (over all faults
@@ -98,8 +102,9 @@ from harness.metrics.summary import (
     WriteIntegrity,
     nearest_rank_percentiles,
 )
+from protocol.messages import MemVerb
 from protocol.plan import Fault, FaultKind, Plan
-from protocol.records import DELETED, DriverResult, NodeEvent, StoreSnapshot
+from protocol.records import DELETED, DriverResult, MemCall, NodeEvent, StoreSnapshot
 
 WINDOW_S = 0.1
 STEP_S = 0.01
@@ -112,6 +117,7 @@ BACK_KINDS: tuple[str, ...] = ("registered", "returned")
 REPARENTED: tuple[str, ...] = ("reparented",)  # a child coordinator joined another parent
 COORDINATOR = "coordinator"
 _EPS = 1e-9
+CRASHES = (FaultKind.CRASH_COORDINATOR, FaultKind.CRASH_REPLICA)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -407,7 +413,7 @@ def _horizon(plan: Plan, fault: Fault) -> float:
     for other in plan.faults:
         if other.at <= fault.at + _EPS:
             continue
-        same = other.kind == fault.kind == FaultKind.CRASH_COORDINATOR
+        same = other.kind == fault.kind and fault.kind in CRASHES
         if same or hit & set(other.agents):
             return other.at
     return math.inf
@@ -467,6 +473,42 @@ def _coordinator_times(
     return live, (round(max(firsts) - fault.at, 6) if firsts else None)
 
 
+def _failover_times(
+    plan: Plan, fault: Fault, events: Sequence[NodeEvent]
+) -> tuple[float | None, float | None]:
+    """A replica crash: (time until a replica served as leader again, its ``"leader"``
+    event; time until every agent had registered again after that). A crash of a
+    replica that did not lead changes neither: the leader's ``"leader"`` event came
+    before it, so both are None and the row's recovery says what it cost."""
+    end = _horizon(plan, fault)
+    leaders = _matching(
+        events, ("leader",), plan.replication.replicas if plan.replication else (), fault.at, end
+    )
+    live = _since(fault, leaders)
+    if live is None:
+        return None, None
+    back_from = fault.at + live
+    firsts = []
+    for spec in plan.agents:
+        back = _matching(events, BACK_KINDS, (spec.agent_id,), back_from - _EPS, end)
+        if not back:
+            return live, None
+        firsts.append(min(e.at for e in back))
+    return live, (round(max(firsts) - fault.at, 6) if firsts else None)
+
+
+def _first_write(plan: Plan, fault: Fault, calls: Sequence[MemCall] | None) -> float | None:
+    """Seconds from the crash until the first memory write issued after it was
+    acknowledged (committed by a quorum of the replicas left); None without one."""
+    end = _horizon(plan, fault)
+    answered = [
+        call.returned
+        for call in calls or ()
+        if call.verb != MemVerb.GET and call.ok and fault.at <= call.invoked < end
+    ]
+    return round(min(answered) - fault.at, 6) if answered else None
+
+
 def _reattached(plan: Plan, fault: Fault, events: Sequence[NodeEvent], end: float) -> float | None:
     """Seconds from a tree node's crash until its agents and children had all
     re-attached (None if one never did, or it had none)."""
@@ -501,6 +543,7 @@ def _row(
     events: Sequence[NodeEvent],
     outage: _Outage,
     counts: tuple[int, int, int],
+    mem_history: Sequence[MemCall] | None,
 ) -> FaultRecovery:
     row = FaultRecovery(fault.fault_id, kind_label(fault.kind), fault.at, fault.end)
     row.agents, row.baseline = len(fault.agents), outage.source
@@ -515,6 +558,9 @@ def _row(
         row.recovery_s = round(max(outage.back - fault.at, 0.0), 6)
     if fault.kind == FaultKind.CRASH_COORDINATOR:
         row.coordinator_live_s, row.reregistered_s = _coordinator_times(plan, fault, events)
+    elif fault.kind == FaultKind.CRASH_REPLICA:
+        row.coordinator_live_s, row.reregistered_s = _failover_times(plan, fault, events)
+        row.first_write_s = _first_write(plan, fault, mem_history)
     else:
         row.detection_s, row.reassigned_s = _agent_times(plan, fault, events)
     return row
@@ -531,7 +577,8 @@ def fault_figures(plan: Plan, result: DriverResult, columns: OpColumns) -> list[
     for outage in _outages(plan, windows):
         for i in outage.members:
             fault = plan.faults[i]
-            rows[i] = _row(plan, fault, events, outage, _counts(fault, columns, missing))
+            counts = _counts(fault, columns, missing)
+            rows[i] = _row(plan, fault, events, outage, counts, result.mem_history)
     return [rows[i] for i in range(len(plan.faults))]
 
 

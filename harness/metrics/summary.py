@@ -333,8 +333,9 @@ class FaultRecovery:
     status: str = ""
     detection_s: float | None = None
     reassigned_s: float | None = None
-    coordinator_live_s: float | None = None
+    coordinator_live_s: float | None = None  # a replica crash: until a leader served again
     reregistered_s: float | None = None
+    first_write_s: float | None = None  # a replica crash: until a write issued after it committed
     baseline: str = ""
     baseline_completions_per_s: float | None = None
     baseline_p95_ms: float | None = None

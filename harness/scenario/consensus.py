@@ -10,7 +10,8 @@ timeout is between that and twice that). Absent, the coordinator is one process.
 with exit 2: protocols other than ``raft`` (``quorum``, ``pbft`` and
 ``fast-paxos`` are named by the issue that plans them, not built); a transport
 other than tcp, or the model backend (replicas run as tcp processes; the model
-of them is not built); a tree; faults.
+of them is not built); a tree; faults other than ``crash_replica`` (whose
+``node`` is ``leader`` or a replica id).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class ConsensusSection(BaseModel):
 def check(scenario: Scenario) -> None:
     section = scenario.consensus
     if section is None:
+        for index, fault in enumerate(scenario.faults):
+            if fault.kind == "crash_replica":
+                expected = "expected a consensus section (a replica to crash)"
+                raise problem(f"{expected}, got none", f"faults[{index}].kind")
         return
     if section.protocol not in BUILT:
         expected = f"expected protocol: raft (the only one built yet; {section.protocol} is not)"
@@ -59,6 +64,13 @@ def check(scenario: Scenario) -> None:
     if scenario.topology.tree:
         expected = "expected topology kind: flat (replicated trees are not built)"
         raise problem(f"{expected}, got hierarchical", "topology.kind")
-    if scenario.faults:
-        expected = "expected no faults yet (crash_replica is not built)"
-        raise problem(f"{expected}, got {len(scenario.faults)}", "faults")
+    for index, fault in enumerate(scenario.faults):
+        where = f"faults[{index}]"
+        if fault.kind != "crash_replica":
+            expected = "expected kind: crash_replica (the only fault replicas run yet)"
+            raise problem(f"{expected}, got {fault.kind}", f"{where}.kind")
+        ids = section.replication().replicas
+        node = getattr(fault, "node", "leader")
+        if node != "leader" and node not in ids:
+            expected = f"expected leader or a replica id ({', '.join(ids)})"
+            raise problem(f"{expected}, got {node!r}", f"{where}.node")

@@ -10,6 +10,10 @@ A scenario lists faults under ``faults:``, each with a ``kind``:
   coordinator (``coord``, the root, by default; ``coord.1.2`` a node below it):
   its agents and children re-attach to its ancestors meanwhile
   (``protocol.failover``).
+- ``crash_replica``: with a replicated coordinator (``consensus``), a replica
+  dies (SIGKILL) and restarts from its Raft log ``restart_after`` seconds
+  later; ``node`` is ``leader`` (the replica leading when the fault hits, the
+  default) or a replica id (``r2``).
 - ``partition``: the agents' links to the coordinator drop every message for
   ``duration`` seconds.
 - ``link_delay`` / ``link_loss``: every message on the agents' links waits
@@ -46,6 +50,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "kill_agent",
     "pause_agent",
     "crash_coordinator",
+    "crash_replica",
     "partition",
     "link_delay",
     "link_loss",
@@ -107,6 +112,12 @@ class CrashCoordinator(_Fault):
     node: str | None = None  # a node of the tree; None: the root
 
 
+class CrashReplica(_Fault):
+    kind: Literal["crash_replica"]
+    restart_after: float = Field(default=0.5, gt=0)
+    node: str = "leader"  # or a replica id
+
+
 class Partition(_AgentFault):
     kind: Literal["partition"]
     duration: float = Field(gt=0)
@@ -125,13 +136,14 @@ class LinkLoss(_AgentFault):
 
 
 FaultSpec = Annotated[
-    KillAgent | PauseAgent | CrashCoordinator | Partition | LinkDelay | LinkLoss,
+    KillAgent | PauseAgent | CrashCoordinator | CrashReplica | Partition | LinkDelay | LinkLoss,
     Field(discriminator="kind"),
 ]
 _KINDS: dict[str, FaultKind] = {
     "kill_agent": FaultKind.KILL_AGENT,
     "pause_agent": FaultKind.PAUSE_AGENT,
     "crash_coordinator": FaultKind.CRASH_COORDINATOR,
+    "crash_replica": FaultKind.CRASH_REPLICA,
     "partition": FaultKind.PARTITION,
     "link_delay": FaultKind.LINK_DELAY,
     "link_loss": FaultKind.LINK_LOSS,
@@ -151,6 +163,8 @@ def check_faults(scenario: Scenario) -> None:
         if isinstance(fault, _AgentFault):
             _check_agents(scenario, fault, where, known)
         real = "real" in scenario.backends
+        if isinstance(fault, CrashReplica) or scenario.consensus is not None:
+            continue  # what replicas run is checked by ``harness.scenario.consensus``
         if scenario.topology.tree:
             continue  # what a tree runs is checked by ``harness.scenario.topology``
         if real and scenario.transport == "inproc" and fault.kind not in INPROC_FAULTS:
@@ -178,7 +192,7 @@ def compile_faults(scenario: Scenario) -> tuple[Fault, ...]:
     for index, spec in enumerate(scenario.faults):
         for at in spec.times(scenario.duration):
             agents = _choose(spec, ids, rng)
-            if scenario.transport == "tcp" and spec.kind != "crash_coordinator":
+            if scenario.transport == "tcp" and isinstance(spec, _AgentFault):
                 agents = _whole_workers(agents, ids, scenario.agents.workers)
             fault = Fault(
                 fault_id=0,
@@ -199,13 +213,15 @@ def compile_faults(scenario: Scenario) -> tuple[Fault, ...]:
 
 
 def _node(spec: _Fault) -> str:
-    """The coordinator a crash hits: "" for the root."""
+    """The coordinator a crash hits: "" for the root; a replica crash's ``node``."""
+    if isinstance(spec, CrashReplica):
+        return spec.node
     node = spec.node if isinstance(spec, CrashCoordinator) else None
     return "" if node is None or node == COORDINATOR_ID else node
 
 
 def _duration(spec: _Fault) -> float:
-    if isinstance(spec, (KillAgent, CrashCoordinator)):
+    if isinstance(spec, (KillAgent, CrashCoordinator, CrashReplica)):
         return spec.restart_after
     assert isinstance(spec, (PauseAgent, Partition, LinkDelay, LinkLoss))
     return spec.duration

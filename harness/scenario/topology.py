@@ -61,6 +61,8 @@ def check(scenario: Scenario) -> None:
             raise problem(f"{expected}, got {where!r}", f"workload[{index}].submitted_at")
     if not topology.tree:
         for index, fault in enumerate(scenario.faults):
+            if fault.kind == "crash_replica":
+                continue  # a replica's node: ``harness.scenario.consensus``
             node = getattr(fault, "node", None)
             if node is not None and node != COORDINATOR_ID:
                 expected = f"expected {COORDINATOR_ID!r} (the one coordinator of a flat run)"

@@ -67,6 +67,7 @@ class RaftConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     max_entries: int = 64  # per append message
+    max_bytes: int = 512 * 1024  # entry data per append message (at least one entry goes)
     max_inflight: int = 256  # appends out to one follower before it must answer
     max_uncommitted: int = 4096  # entries waiting for a quorum before proposals are refused
 
@@ -194,6 +195,15 @@ class Raft:
             self.elapsed = 0
             self._campaign(pre=self.config.pre_vote)
 
+    def leader_lost(self) -> None:
+        """The driver saw the leader's link close (its process died, most likely).
+        Its lease ends now: this follower grants pre-votes and campaigns after the
+        random part of its election timeout only. Safe if the leader lives on: a
+        pre-vote wins only where a quorum also stopped hearing it."""
+        if self.role is Role.FOLLOWER and self.leader:
+            self.leader = ""
+            self.elapsed = max(self.elapsed, self.config.election_ticks)
+
     def campaign(self) -> None:
         """Start an election now (tests, and an operator's leadership transfer)."""
         if self.role is not Role.LEADER:
@@ -211,6 +221,12 @@ class Raft:
         for peer in self.peers:
             self._send_append(peer, empty=False)
         return entry  # a lone replica commits it once persisted (advance)
+
+    def can_take(self, count: int) -> bool:
+        """Would ``count`` more proposals be taken (this replica leads, and they fit
+        under ``max_uncommitted``)?"""
+        waiting = self.log.last_index() - self.log.committed
+        return self.role is Role.LEADER and waiting + count <= self.config.max_uncommitted
 
     def read_index(self, context: bytes) -> bool:
         """Ask to serve a linearizable read; False when not the leader. A
@@ -447,6 +463,12 @@ class Raft:
             progress.sent_snapshot(self.log.snap_index)
             return False
         entries = self.log.slice(progress.next, progress.next + self.config.max_entries)
+        size = 0
+        for count, entry in enumerate(entries):
+            size += len(entry.data)
+            if size > self.config.max_bytes and count:
+                entries = entries[:count]
+                break
         if not entries and not empty:
             return False
         self._messages.append(

@@ -10,7 +10,8 @@ batch of work the coordinator's journals become one proposed log entry, the
 replies that batch held are sealed under it (``Coordinator.seal``), and they
 are released once the entry is committed. A batch that wrote nothing but held
 replies (reads, answers from the de-duplication cache) waits for a read-index
-round instead, so a deposed leader that does not know it yet answers nothing.
+round instead (a batch too large for one entry is split over several, and waits
+for the last), so a deposed leader that does not know it yet answers nothing.
 Batches are released in order. An answer that left a leader therefore reports
 a state that a quorum holds and that every later leader starts from: nothing
 acknowledged is lost, and memory histories are linearizable.
@@ -23,8 +24,9 @@ from SQLite (``MemoryStore.load``, ``Coordinator.restore``, and
 ``recall_answers`` for retried writes). A replica that stops leading drops its
 coordinator, with every reply still held, and closes every agent's link.
 A replica that does not serve answers a ``Hello`` (or any agent message) with
-``Reject(NOT_LEADER)`` and closes the link; an agent knows every replica
-(``Agent(fallbacks=...)``) and moves to the next when its link closes.
+``Reject("not the leader: r2")`` (naming the leader it knows, if any) and closes
+the link; an agent knows every replica (``Agent(fallbacks=...)``) and moves to
+the leader named, else to the next, when its link closes.
 
 Replicas talk in ``RaftMessage`` objects, or, with ``wire`` set, in
 ``Consensus`` frames (``protocol.consensus.wire``); a malformed one, or one whose
@@ -53,19 +55,18 @@ from protocol.consensus.state import (
     DurableState,
     decode_batch,
     decode_state,
-    encode_batch,
+    encode_batches,
     encode_state,
 )
 from protocol.consensus.wire import decode_raft_body, encode_raft
 from protocol.coordinator import Coordinator
 from protocol.journal import BusEntry
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Consensus, Message, Reject
+from protocol.messages import Consensus, Message, Reject, not_leader
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
 
-NOT_LEADER = "not the leader"
-COMPACT_EVERY = 1024  # applied entries past the snapshot before a replica compacts
+COMPACT_EVERY = 8192  # applied entries past the snapshot before a replica compacts
 
 
 @dataclass(slots=True)
@@ -146,8 +147,16 @@ class Replica:
         elif self.coordinator is not None:
             self.coordinator.receive(src, msg, now)  # type: ignore[arg-type]
         else:
-            self._out.append((src, Reject(NOT_LEADER)))
+            leader = self.raft.leader if self.raft.leader != self.id else ""
+            self._out.append((src, Reject(not_leader(leader))))
             self._closures.append(src)
+
+    def link_closed(self, node: str) -> None:
+        """The driver lost its link to replica ``node``: if it led, its lease is over
+        (``Raft.leader_lost``), so an election starts without waiting out a whole
+        election timeout."""
+        if node == self.raft.leader and node != self.id:
+            self.raft.leader_lost()
 
     def on_timer(self, now: float) -> None:
         while self._next_tick is not None and now >= self._next_tick:
@@ -227,12 +236,16 @@ class Replica:
             self._answers.extend(coordinator.answers)
             coordinator.answers.clear()
         if self._writes or self._entries or self._answers:
-            data = encode_batch(self._writes, self._entries, self._answers)
-            entry = self.raft.propose(data)
-            if isinstance(entry, Refusal):
+            parts = encode_batches(self._writes, self._entries, self._answers)
+            if not self.raft.can_take(len(parts)):
                 return  # too much waits for a quorum: propose with the next batch
+            entry: Entry | None = None
+            for data in parts:
+                proposed = self.raft.propose(data)
+                assert not isinstance(proposed, Refusal)  # can_take said so
+                entry = proposed
             self._writes, self._entries, self._answers = [], [], []
-            self._batches.append(_Batch(coordinator.seal(), entry))
+            self._batches.append(_Batch(coordinator.seal(), entry))  # released with the last
             return
         number = coordinator.seal()
         if number:  # replies held, nothing written: confirm leadership first

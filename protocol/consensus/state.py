@@ -5,7 +5,7 @@ A coordinator that persists (``Coordinator(durable_memory=True)`` with
 and bus journal entries that batch produced (``take_writes``,
 ``take_bus_journal``): exactly what a restarted coordinator needs
 (``protocol.journal``). A replicated coordinator makes each such batch one log
-entry (``encode_batch``); every replica applies the committed batches to a
+entry (``encode_batches``); every replica applies the committed batches to a
 ``DurableState``: the memory store's live rows and the bus journal folded into
 what is still owed (``protocol.journal.BusState``). A batch also carries the answers to
 the memory writes it applied (``Coordinator.answers``), so that a new leader
@@ -14,7 +14,9 @@ twice. A replica that becomes the leader builds its coordinator from that
 state, as a restarted coordinator does from SQLite. ``encode_state`` is a
 snapshot of it.
 
-Encoding: msgpack. A batch is ``[writes, entries, answers]``; a write is
+Encoding: msgpack. A batch is ``[writes, entries, answers]``, split by
+``encode_batches`` over several log entries when it is larger than
+``MAX_ENTRY_BYTES`` (frames between replicas are at most 1 MiB); a write is
 ``[namespace, key, version, value or nil]``; a bus entry is ``[tag, fields...]``
 with a ``Deliver`` as its codec body (``protocol.codec``); an answer is
 ``[origin, op_id, version]``.
@@ -42,8 +44,10 @@ from protocol.journal import (
 from protocol.memory import Write
 from protocol.messages import Deliver, MemReply
 
-ANSWERS_KEPT = 16384  # write answers kept per origin (the coordinator's DEDUP_WINDOW)
+ANSWERS_KEPT = 256  # write answers kept per origin: more than a client has in flight
+MAX_ENTRY_BYTES = 256 * 1024  # a batch larger than this is split over several log entries
 Answer = tuple[str, MemReply]  # (origin, the reply to its write)
+_PACKER = msgpack.Packer(use_bin_type=True)
 
 _TAGS: dict[type, int] = {
     Member: 1,
@@ -130,11 +134,38 @@ def _unanswers(values: list[list[Any]]) -> list[Answer]:
     return [(origin, MemReply(op_id, True, version, b"")) for origin, op_id, version in values]
 
 
-def encode_batch(writes: list[Write], entries: list[BusEntry], answers: list[Answer]) -> bytes:
-    data: bytes = msgpack.packb(
-        [[list(w) for w in writes], [_entry(e) for e in entries], _answers(answers)],
-        use_bin_type=True,
-    )
+def encode_batches(
+    writes: list[Write],
+    entries: list[BusEntry],
+    answers: list[Answer],
+    limit: int = MAX_ENTRY_BYTES,
+) -> list[bytes]:
+    """The batch as one or more encoded parts of at most about ``limit`` bytes each
+    (an item larger than that is a part of its own), in order: applying the parts
+    in order is applying the batch."""
+    pack = _PACKER.pack
+    items = [
+        *((0, pack(list(w))) for w in writes),
+        *((1, pack(_entry(e))) for e in entries),
+        *((2, pack(a)) for a in _answers(answers)),
+    ]
+    parts: list[bytes] = []
+    chunk: list[list[bytes]] = [[], [], []]
+    size = 0
+    for kind, body in items:
+        if size + len(body) > limit and size:
+            parts.append(_join(chunk))
+            chunk, size = [[], [], []], 0
+        chunk[kind].append(body)
+        size += len(body)
+    if size or not parts:
+        parts.append(_join(chunk))
+    return parts
+
+
+def _join(chunk: list[list[bytes]]) -> bytes:
+    header = _PACKER.pack_array_header
+    data: bytes = header(3) + b"".join(header(len(part)) + b"".join(part) for part in chunk)
     return data
 
 

@@ -56,6 +56,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -76,7 +77,14 @@ from real.tcp.persistence import read_snapshot
 from real.tcp.worker_process import WorkerSpec
 from real.tcp.workers import LOOP_RESOLUTION, REGISTER_TIMEOUT
 
-PROCESS_FAULTS = (FaultKind.KILL_AGENT, FaultKind.PAUSE_AGENT, FaultKind.CRASH_COORDINATOR)
+PROCESS_FAULTS = (
+    FaultKind.KILL_AGENT,
+    FaultKind.PAUSE_AGENT,
+    FaultKind.CRASH_COORDINATOR,
+    FaultKind.CRASH_REPLICA,
+)
+CRASHES = (FaultKind.CRASH_COORDINATOR, FaultKind.CRASH_REPLICA)
+LEADER = "leader"  # a replica crash's node: whichever replica leads when it hits
 EXIT_WAIT = 2.0
 QUIET_MIN = 1.0
 PROXY_START_TIMEOUT = 10.0
@@ -93,7 +101,8 @@ def has_crash(plan: Plan) -> bool:
 
 class Restartable(Protocol):
     """A coordinator process a crash kills and restarts: ``real.tcp.children.ServerProcess``
-    (a flat coordinator) or ``real.tcp.treeservers.TreeProcess`` (a tree's node)."""
+    (a flat coordinator), ``real.tcp.treeservers.TreeProcess`` (a tree's node) or
+    ``real.tcp.replicaservers.ReplicaProcess`` (a replica)."""
 
     child: Child | None
     db_path: str | None  # the SQLite file holding the memory store, if it has one
@@ -154,8 +163,11 @@ class FaultSupervisor:
         clock: RunClock,
         result: DriverResult,
         proxies: LinkProxies | None = None,
+        leader: Callable[[], str | None] | None = None,
     ) -> None:
         self.plan = plan
+        self.leader = leader  # a replicated coordinator's: which replica leads now
+        self.crashed: dict[int, str] = {}  # fault id -> the coordinator or replica it hit
         self.children = children
         self.coordinators = coordinators
         self.pool = pool
@@ -203,8 +215,11 @@ class FaultSupervisor:
 
     def inject(self, fault: Fault) -> None:
         """Put ``fault`` in effect; "injected" is stamped once it is (after the signals)."""
-        if fault.kind == FaultKind.CRASH_COORDINATOR:
-            name = crash_event_node(fault.node)
+        if fault.kind in CRASHES:
+            name = self._crash_target(fault)
+            if not name:
+                return
+            self.crashed[fault.fault_id] = name
             if self.crashes[name].inject(fault, fault.at) != Effect.NONE:
                 self.coordinators[name].kill()  # a coordinator being started dies too
             self._events(self.clock.now(), "injected", (name,))
@@ -223,8 +238,10 @@ class FaultSupervisor:
 
     def heal(self, fault: Fault) -> None:
         now = self.clock.now()
-        if fault.kind == FaultKind.CRASH_COORDINATOR:
-            name = crash_event_node(fault.node)
+        if fault.kind in CRASHES:
+            name = self.crashed.get(fault.fault_id, "")
+            if not name:
+                return  # it hit nothing (no replica led)
             target = self.crashes[name]
             if target.heal(fault, fault.end) == Effect.RESTART:
                 self._spawn(self._restart_coordinator(name, target.life))
@@ -298,6 +315,8 @@ class FaultSupervisor:
         self._coordinator_restarts[name] = current
         server = self.coordinators[name]
         who = "coordinator" if name == CRASH_EVENT_ROOT else f"coordinator {name}"
+        if self.leader is not None:
+            who = f"replica {name}"
         try:
             if previous is not None:
                 await asyncio.wait([previous])
@@ -318,6 +337,18 @@ class FaultSupervisor:
         except Exception as exc:  # noted; the run carries on without that coordinator
             self.result.notes.append(f"the {who} did not restart: {exc!r}")
             self.result.errors.append(f"the {who} did not restart: {exc!r}")
+
+    def _crash_target(self, fault: Fault) -> str:
+        """The coordinator (or replica) a crash hits; "" when a replica crash finds no
+        leader to crash (noted)."""
+        if fault.kind == FaultKind.CRASH_COORDINATOR:
+            return crash_event_node(fault.node)
+        if fault.node != LEADER:
+            return fault.node
+        leader = self.leader() if self.leader is not None else None
+        if leader is None:
+            self.result.notes.append(f"fault {fault.fault_id}: no replica led at {fault.at:g} s")
+        return leader or ""
 
     def origins(self) -> dict[int, str]:
         """The origin of every publish, direct and broadcast op (for ``Agent.recall``)."""

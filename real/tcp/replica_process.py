@@ -2,12 +2,16 @@
 
 ``replica_process_main`` runs one ``real.tcp.server.CoordinatorServer`` whose core
 is a replica (``real.tcp.replicacore``), with its Raft log in its own SQLite
-file, and follows the pipe protocol ``real.tcp.replicaservers`` describes.
+file, and follows the pipe protocol ``real.tcp.replicaservers`` describes: it
+says which port it listens on, starts once told where the others listen, tells
+the parent every change of whether it serves (checked every ``WATCH``
+seconds), and stops on "stop".
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -19,6 +23,7 @@ from real.tcp.server import DEFAULT_HOST, CoordinatorServer, ServerReport, serve
 from real.usage import own_usage
 
 RESTART_BIND_RETRY = 5.0  # a restarted replica waits this long for its old port
+WATCH = 0.01  # seconds between looks at whether the replica serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +70,34 @@ async def _host(conn: Connection, spec: ReplicaProcessSpec) -> ServerReport:
             replica=spec.place,
         )
     )
+    watching: asyncio.Task[None] | None = None
     try:
         await asyncio.wait([listening, serving], return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
             serving.result()  # raises what stopped it
         channel.send(("port", listening.result()))
         while (item := await channel.get()) is not None and item != "stop":
-            if isinstance(item, tuple) and item[0] == "connect":
+            if isinstance(item, tuple) and item[0] == "connect" and watching is None:
                 servers[0].connect_replicas(item[1])
-            elif item == "serving?":
-                replica = servers[0].replica
-                channel.send(("serving", replica is not None and replica.replica.serving))
+                watching = loop.create_task(_watch(servers[0], channel, stop))
         stop.set()
         return await serving
     finally:
         stop.set()
         serving.cancel()
+        if watching is not None:
+            watching.cancel()
+
+
+async def _watch(server: CoordinatorServer, channel: PipeChannel, stop: asyncio.Event) -> None:
+    """Tell the parent each time the replica starts or stops serving."""
+    core = server.replica
+    assert core is not None
+    told = False
+    with contextlib.suppress(OSError, EOFError):
+        while not stop.is_set():
+            now = core.replica.serving
+            if now != told:
+                channel.send(("serving", now))
+                told = now
+            await asyncio.sleep(WATCH)

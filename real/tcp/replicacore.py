@@ -110,7 +110,9 @@ class ReplicaCore:
 
     def link_closed(self, node: str, now: float) -> None:
         coordinator = self.replica.coordinator
-        if node not in self.place.replicas and coordinator is not None:
+        if node in self.place.replicas:
+            self.replica.link_closed(node)
+        elif coordinator is not None:
             coordinator.link_closed(node, now)
 
     def peer_malformed(self, node: str, reason: str) -> None:

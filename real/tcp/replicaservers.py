@@ -9,16 +9,21 @@ leader, and ``wait_leader`` returns once one serves. Workers get every
 replica's address as a chain (``TreeAddresses``: agents start at the first
 replica and fail over round the others); the prober likewise.
 
+Each ``ReplicaProcess`` is what ``real.tcp.faults.FaultSupervisor`` kills and
+restarts for a ``crash_replica`` fault: SIGKILL, then a new life on the same
+port and Raft log, told at once where the others are. ``leader()`` is the
+replica whose process last said it serves (what ``node: leader`` resolves to).
+
 Pipe protocol of one replica process:
 
     child  -> ("port", port)                   it listens
     parent -> ("connect", {node: (host, port)})  every replica's address: start
-    parent -> "serving?"                       child -> ("serving", bool)
+    child  -> ("serving", bool)                whenever that changes
     parent -> "stop"                           (or the pipe closes)
     child  -> ("done", ProcessUsage, ServerReport)
 
-Each replica appends its node events (``leader``, ``deposed``, and its
-coordinator's failures and returns while it leads) to its own event log.
+Each replica life appends its node events (``leader``, ``deposed``, and its
+coordinator's failures and returns while it leads) to an event log of its own.
 """
 
 from __future__ import annotations
@@ -27,17 +32,79 @@ import asyncio
 import contextlib
 import os
 import time
+from typing import Any
 
 from protocol.consensus.raft import RaftConfig
 from protocol.plan import Replication
 from protocol.records import ProcessUsage
 from protocol.settings import ProtocolSettings
-from real.tcp.children import SERVER_START_TIMEOUT, Child, ChildProcesses
+from real.tcp.children import SERVER_START_TIMEOUT, Child, ChildProcesses, kill_child
 from real.tcp.replica_process import ReplicaProcessSpec
 from real.tcp.replicacore import ReplicaPlace
 from real.tcp.server import DEFAULT_HOST, ServerReport
 
-LEADER_POLL = 0.02
+LEADER_POLL = 0.01
+
+
+class ReplicaProcess:
+    """One replica's process and its lives."""
+
+    db_path: str | None = None  # the supervisor snapshots no memory table: the log is Raft's
+
+    def __init__(self, servers: ReplicaServers, node: str) -> None:
+        self.servers = servers
+        self.node = node
+        self.child: Child | None = None
+        self.lives = 0
+        self.port = 0
+        self.serving = False
+        self.done: asyncio.Future[Any] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        spec = self.servers.spec(self.node, self.lives, self.port)
+        self.child = self.servers.children.start(f"replica-{self.node}", "replica", spec)
+        self.lives += 1
+        self.serving = False
+
+    async def listening(self) -> float:
+        child = self.child
+        assert child is not None
+        reply = await child.channel.get(timeout=SERVER_START_TIMEOUT)
+        if not (isinstance(reply, tuple) and reply[0] == "port"):
+            raise RuntimeError(f"replica {self.node} did not start (got {reply!r})")
+        self.port = reply[1]
+        self.done = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.get_running_loop().create_task(self._read(child, self.done))
+        return time.perf_counter()
+
+    async def _read(self, child: Child, done: asyncio.Future[Any]) -> None:
+        while (item := await child.channel.get()) is not None:
+            if isinstance(item, tuple) and item[0] == "serving" and child is self.child:
+                self.serving = bool(item[1])
+            elif isinstance(item, tuple) and item[0] == "done":
+                done.set_result(item)
+                return
+        if not done.done():
+            done.set_result(None)
+        if child is self.child:
+            self.serving = False
+
+    def connect(self) -> None:
+        assert self.child is not None
+        self.child.channel.send(("connect", self.servers.addresses))
+
+    async def spawn(self) -> float:
+        """A new life on the same port and Raft log (a restart after a crash)."""
+        self.start()
+        listening = await self.listening()
+        self.connect()
+        return listening
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash fault)."""
+        kill_child(self.child)
+        self.serving = False
 
 
 class ReplicaServers:
@@ -58,7 +125,7 @@ class ReplicaServers:
         self.log_dir = log_dir
         self.ids = replication.replicas
         self.addresses: dict[str, tuple[str, int]] = {}
-        self.processes: dict[str, Child] = {}
+        self.processes = {node: ReplicaProcess(self, node) for node in self.ids}
         self.event_logs: list[tuple[str, str]] = []
         self.first_leader = self.ids[0]  # the leader ``wait_leader`` found
 
@@ -71,45 +138,34 @@ class ReplicaServers:
     def port(self) -> int:
         return self.addresses[self.ids[0]][1]
 
-    def _spec(self, node: str) -> ReplicaProcessSpec:
+    def spec(self, node: str, life: int, port: int) -> ReplicaProcessSpec:
         replication = self.replication
         config = RaftConfig(election_ticks=replication.election_ticks)
         store = os.path.join(self.log_dir, f"replica-{node}.raft.db")
         place = ReplicaPlace(node, self.ids, store, replication.tick, config)
-        events = os.path.join(self.log_dir, f"replica-{node}.events")
-        self.event_logs.append((node, events))
-        return ReplicaProcessSpec(self.settings, place, self.use_uvloop, events)
+        events = os.path.join(self.log_dir, f"replica-{node}.events.{life}")
+        self.event_logs.append((node if life == 0 else f"{node} (restart {life})", events))
+        return ReplicaProcessSpec(self.settings, place, self.use_uvloop, events, port)
 
     async def start(self) -> None:
-        for node in self.ids:
-            self.processes[node] = self.children.start(
-                f"replica-{node}", "replica", self._spec(node)
-            )
-        for node, child in self.processes.items():
-            reply = await child.channel.get(timeout=SERVER_START_TIMEOUT)
-            if not (isinstance(reply, tuple) and reply[0] == "port"):
-                raise RuntimeError(f"replica {node} did not start (got {reply!r})")
-            self.addresses[node] = (DEFAULT_HOST, reply[1])
-        for child in self.processes.values():
-            child.channel.send(("connect", self.addresses))
+        for proc in self.processes.values():
+            proc.start()
+        for node, proc in self.processes.items():
+            await proc.listening()
+            self.addresses[node] = (DEFAULT_HOST, proc.port)
+        for proc in self.processes.values():
+            proc.connect()
 
-    async def leader(self) -> str | None:
-        """The replica that serves now, if one does."""
-        found = None
-        running = [(n, c) for n, c in self.processes.items() if c.alive]
-        for _, child in running:
-            child.channel.send("serving?")
-        for node, child in running:
-            reply = await child.channel.get(timeout=SERVER_START_TIMEOUT)
-            if not (isinstance(reply, tuple) and reply[0] == "serving"):
-                raise RuntimeError(f"replica {node} failed: {reply!r}")
-            if reply[1]:
-                found = node
-        return found
+    def leader(self) -> str | None:
+        """The replica whose process last said it serves, if one did."""
+        for node, proc in self.processes.items():
+            if proc.serving and proc.child is not None and proc.child.alive:
+                return node
+        return None
 
     async def wait_leader(self, timeout: float) -> str:
         deadline = time.perf_counter() + timeout
-        while (leader := await self.leader()) is None:
+        while (leader := self.leader()) is None:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no replica was elected leader in {timeout} s")
             await asyncio.sleep(LEADER_POLL)
@@ -119,22 +175,24 @@ class ReplicaServers:
     async def stop(
         self, timeout: float = 10.0
     ) -> tuple[list[ProcessUsage], dict[str, ServerReport], list[str]]:
-        """Stop every replica; their usage and reports, and those that did not answer."""
+        """Stop every running replica; their usage and reports, and the names of those
+        that did not answer (a replica a fault killed last is not running)."""
         usages: list[ProcessUsage] = []
         reports: dict[str, ServerReport] = {}
         silent: list[str] = []
-        running = {n: c for n, c in self.processes.items() if c.alive}
-        for child in running.values():
-            child.channel.send("stop")
-        for node, child in running.items():
+        running = {n: p for n, p in self.processes.items() if p.child is not None and p.child.alive}
+        for proc in running.values():
+            assert proc.child is not None
+            proc.child.channel.send("stop")
+        for node, proc in running.items():
             reply = None
-            with contextlib.suppress(TimeoutError):
-                while (reply := await child.channel.get(timeout=timeout)) is not None:
-                    if isinstance(reply, tuple) and reply[0] == "done":
-                        break
+            if proc.done is not None:
+                with contextlib.suppress(TimeoutError):
+                    reply = await asyncio.wait_for(proc.done, timeout)
             if not (isinstance(reply, tuple) and reply[0] == "done"):
-                self.children.notes.append(f"{child.name} did not report on stop")
-                silent.append(child.name)
+                assert proc.child is not None
+                self.children.notes.append(f"{proc.child.name} did not report on stop")
+                silent.append(proc.child.name)
                 continue
             usages.append(reply[1])
             reports[node] = reply[2]

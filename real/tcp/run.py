@@ -382,12 +382,16 @@ async def run_async(
             t0 = time.perf_counter() + START_LEAD
             result.spawn_at = epoch - t0  # before the worker processes were started
             crashable: dict[str, Restartable] = {}
+            leads: Callable[[], str | None] | None = None
             if isinstance(server, ServerProcess):
                 crashable = {CRASH_EVENT_ROOT: server}
             elif isinstance(server, TreeServers):
                 crashable = dict(server.crashable)
+            else:
+                crashable = dict(server.processes)
+                leads = server.leader
             supervisor = FaultSupervisor(
-                plan, children, crashable, pool, specs, RunClock(t0), result, proxies
+                plan, children, crashable, pool, specs, RunClock(t0), result, proxies, leads
             )
             await _replay(plan, server, supervisor, ready, result, progress, live)
             if proxies is not None:
@@ -429,7 +433,8 @@ async def _replay(
     for child in pool:
         child.channel.send(("go", clock.t0))
     result.registered = {node: at - clock.t0 for node, at in ready.items()}
-    port, fallbacks = server.port, ()
+    port = server.port
+    fallbacks: tuple[int, ...] = ()
     if isinstance(server, ReplicaServers):  # from the leader at the start, round the others
         ports = [server.addresses[node][1] for node in server.ids]
         first = server.ids.index(server.first_leader)
@@ -486,7 +491,7 @@ async def _stop_replicas(servers: ReplicaServers, result: DriverResult) -> None:
     """Stop the replica processes: their usage, and what each did."""
     usages, reports, silent = await servers.stop()
     result.processes[0:0] = usages
-    for name in silent:  # no fault kills a replica yet: it died or hung
+    for name in silent:  # running, not killed by a fault: it died or hung
         result.errors.append(f"{name} did not report at the end of the run")
     for node, report in sorted(reports.items()):
         commits = report.stats.get("raft_commits", 0)

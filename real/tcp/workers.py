@@ -50,9 +50,9 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from protocol.agent import Agent
-from protocol.consensus.replica import NOT_LEADER
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.links import spread, spread_by_leaf
+from protocol.messages import leader_hint
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion, LiveParts
@@ -224,10 +224,13 @@ class AgentHost:
             await self._read_link(hl, hl.link)
             hl.link.close()
             hl.link = None
-            if any(self.agents[node].rejected not in (None, NOT_LEADER) for node in hl.agent_ids):
+            agents = [self.agents[node] for node in hl.agent_ids]
+            if any(a.rejected is not None and leader_hint(a.rejected) is None for a in agents):
                 hl.given_up = True
                 self._note(f"link {hl.index}: an agent was rejected; not reconnecting")
             else:
+                if any(leader_hint(a.rejected) for a in agents):
+                    delay = next_reconnect_wait(settings)  # told where the leader is: go now
                 self._fail_over(hl)
 
     def _address(self, hl: HostLink) -> tuple[str, int]:
@@ -401,7 +404,11 @@ class AgentHost:
         """Wait until every agent is welcomed; return core-clock times of each welcome."""
         deadline = time.perf_counter() + timeout
         while len(self.registered) < len(self.agents):
-            rejected = [a for a in self.agents.values() if a.rejected not in (None, NOT_LEADER)]
+            rejected = [
+                a
+                for a in self.agents.values()
+                if a.rejected is not None and leader_hint(a.rejected) is None
+            ]
             if rejected:
                 raise RuntimeError(f"{rejected[0].node_id} rejected: {rejected[0].rejected}")
             if time.perf_counter() > deadline:

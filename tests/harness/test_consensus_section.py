@@ -46,10 +46,12 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
             "flat",
         ),
         (
-            RAFT + "faults: [{kind: crash_coordinator, at: 1.0, restart_after: 0.2}]\n",
-            "faults",
-            "no faults",
+            RAFT + "faults: [{kind: crash_coordinator, at: 1.0}]\n",
+            "faults[0].kind",
+            "crash_replica",
         ),
+        (RAFT + "faults: [{kind: crash_replica, at: 1.0, node: r9}]\n", "faults[0].node", "r1, r2"),
+        ("faults: [{kind: crash_replica, at: 1.0}]\n", "faults[0].kind", "consensus section"),
     ],
 )
 def test_what_cannot_run_is_refused_naming_the_field(

@@ -172,3 +172,26 @@ def test_the_raft_scenario_runs_on_replica_processes_and_loses_nothing() -> None
         "replica r2",
         "replica r3",
     ]
+
+
+def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() -> None:
+    """``scenarios/faults/raft-leader-crash.yaml``, shortened: the leader's process is
+    SIGKILLed under load and restarted from its Raft log; another replica leads, the
+    agents follow, every accepted op completes, the history is linearizable, and the
+    fault's row has the failover figures (their values are the run's, not asserted)."""
+    path = ROOT / "scenarios" / "faults" / "raft-leader-crash.yaml"
+    loaded = load_scenario(path).with_overrides(duration=6.0)
+    plan = compile_plan(loaded)
+    result = run_plan(plan, workers=2, connections=2, use_uvloop=False)
+    assert result.errors == []
+    summary = summarize(plan, result)
+    assert summary.reliability.lost_acked == 0 and summary.integrity.acked_writes_lost == 0
+    assert summary.integrity.linearizable is True
+    [row] = summary.faults.faults
+    assert row.kind == "crash_replica"
+    assert row.coordinator_live_s is not None and row.first_write_s is not None
+    assert row.first_write_s >= row.coordinator_live_s > 0
+    restarted = [n for n in result.notes if n.startswith("replica r") and "restarted" in n]
+    assert len(restarted) == 1
+    leaders = {e.node for e in result.events if e.kind == "leader"}
+    assert len(leaders) >= 2  # the first leader, and the one after the crash

@@ -111,6 +111,7 @@ class RaftNet:
         self.trace = False  # log every message sent (scripts print them)
         self.mirror: Callable[[str, Ready], None] | None = None  # another storage, tested
         self.reorder = True  # deliver in a random order (scripts: in the order sent)
+        self.links_close = True  # a crash tells the others their link to it closed
 
     # -- the drivers -------------------------------------------------------------------
 
@@ -234,6 +235,11 @@ class RaftNet:
             self.write(node_id, partial)
         self.down.add(node_id)
         self.held.discard(node_id)
+        if self.links_close:  # as a tcp driver does: the dead replica's links close
+            for other in self.ids:
+                if other not in self.down and self.nodes[other].leader == node_id:
+                    self.nodes[other].leader_lost()
+                    self.flush(other)
         for call in self.calls:
             if call.node == node_id:
                 call.node = ""  # its answer never comes: pending

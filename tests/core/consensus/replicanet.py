@@ -154,6 +154,9 @@ class ReplicaCluster(Cluster):
     def crash(self, node: str) -> None:
         self.dead.add(node)
         del self.replicas[node]
+        for name, replica in self.replicas.items():  # their links to it close, as on tcp
+            replica.link_closed(node)
+            self._flush(name, replica)  # type: ignore[arg-type]
         self._wire = [item for item in self._wire if item[3] != node]
         heapq.heapify(self._wire)
         for name, agent in self.agents.items():

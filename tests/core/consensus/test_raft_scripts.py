@@ -22,6 +22,7 @@ Commands (replicas are ``r1`` ... ``rN``):
 - ``read R CONTEXT``: R asks for a read-index
 - ``compact R``: R replaces its applied entries by a snapshot
 - ``isolate R``, ``partition R1,R2 R3,...``, ``heal``
+- ``leader-lost R``: R's driver saw the leader's link close (``Raft.leader_lost``)
 - ``hold R``: R's driver stops writing (messages reach R, nothing it produces is
   persisted or sent) until ``release R``
 - ``crash R``, ``torn R [K]`` (a crash in the middle of a write that keeps K of
@@ -102,6 +103,8 @@ class Script:
             net.partition(*(tuple(group.split(",")) for group in args))
         elif verb == "heal":
             net.heal()
+        elif verb == "leader-lost":
+            net.nodes[args[0]].leader_lost()
         elif verb == "hold":
             net.held.add(args[0])
         elif verb == "release":
@@ -143,6 +146,7 @@ class Script:
         self.net = RaftNet(int(args[0]), seed=0, config=config, compact_every=compact)
         self.net.trace = True
         self.net.reorder = False
+        self.net.links_close = False  # scripts say so with leader-lost
         return ["ok"]
 
 

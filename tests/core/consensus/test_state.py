@@ -6,7 +6,7 @@ from protocol.consensus.state import (
     DurableState,
     decode_batch,
     decode_state,
-    encode_batch,
+    encode_batches,
     encode_state,
 )
 from protocol.journal import (
@@ -38,10 +38,28 @@ ANSWERS = [("a1", MemReply(9, True, 1, b""))]
 
 
 def test_a_batch_decodes_to_what_was_encoded() -> None:
-    writes, entries, answers = decode_batch(encode_batch(WRITES, ENTRIES, ANSWERS))
+    [part] = encode_batches(WRITES, ENTRIES, ANSWERS)
+    writes, entries, answers = decode_batch(part)
     assert writes == WRITES
     assert entries == ENTRIES
     assert answers == ANSWERS
+
+
+def test_a_large_batch_is_split_into_parts_that_apply_to_the_same_state() -> None:
+    many = [PendingDelivery(f"a{i}", DELIVER) for i in range(500)] + ENTRIES
+    parts = encode_batches(WRITES * 50, many, ANSWERS, limit=4096)
+    assert len(parts) >= 4 and all(len(p) < 4096 + 200 for p in parts)
+    whole, pieces = DurableState(), DurableState()
+    whole.apply(WRITES * 50, many, ANSWERS)
+    for part in parts:
+        pieces.apply(*decode_batch(part))
+    assert pieces.rows == whole.rows and pieces.bus.deliveries == whole.bus.deliveries
+    assert pieces.bus.tasks == whole.bus.tasks and pieces.recalled() == whole.recalled()
+    assert encode_batches([], [], []) and decode_batch(encode_batches([], [], [])[0]) == (
+        [],
+        [],
+        [],
+    )
 
 
 def test_a_snapshot_of_the_state_restores_the_same_state() -> None:

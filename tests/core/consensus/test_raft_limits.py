@@ -1,0 +1,46 @@
+"""A leader keeps each append message within ``max_bytes`` of entry data (one
+oversized entry still goes alone) and refuses proposals beyond ``max_uncommitted``."""
+
+from __future__ import annotations
+
+from protocol.consensus.messages import Kind
+from protocol.consensus.raft import RaftConfig
+from tests.core.consensus.raftnet import RaftNet
+
+
+def test_appends_are_cut_at_max_bytes_and_everything_still_commits() -> None:
+    net = RaftNet(3, seed=2, config=RaftConfig(max_bytes=100), compact_every=10**9)
+    for _ in range(40):
+        net.round()
+    leader = net.leader()
+    assert leader is not None
+    node = net.nodes[leader]
+    sent = []
+    original = net.send
+    net.send = lambda m: (sent.append(m), original(m))[1]  # type: ignore[method-assign]
+    for size in (60, 60, 60, 250, 10):
+        node.propose(b"put k " + b"9" * size)
+    net.flush(leader)
+    for _ in range(20):
+        net.round()
+    appends = [m for m in sent if m.kind is Kind.APPEND and m.entries]
+    assert appends
+    for m in appends:
+        data = [len(e.data) for e in m.entries]
+        assert len(data) == 1 or sum(data) <= 100, data
+    assert all(net.nodes[n].log.applied == node.log.last_index() for n in net.ids)
+
+
+def test_can_take_says_whether_proposals_fit_under_max_uncommitted() -> None:
+    net = RaftNet(3, seed=3, config=RaftConfig(max_uncommitted=3), compact_every=10**9)
+    for _ in range(40):
+        net.round()
+    leader = net.leader()
+    assert leader is not None
+    node = net.nodes[leader]
+    follower = next(n for n in net.ids if n != leader)
+    assert not net.nodes[follower].can_take(1)
+    net.partition((leader,), tuple(n for n in net.ids if n != leader))
+    assert node.can_take(3) and not node.can_take(4)
+    node.propose(b"put k 1")
+    assert node.can_take(2) and not node.can_take(3)
