@@ -30,7 +30,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.messages import Message, Probe, ProbeReply, Reject, StatusReply, StatusRequest
+from protocol.messages import (
+    Message,
+    Probe,
+    ProbeReply,
+    Reject,
+    StatusReply,
+    StatusRequest,
+    leader_hint,
+)
 from protocol.plan import STATUS_REQUEST_ID, Plan
 from protocol.records import ProbeResult
 from protocol.status import StatusParts
@@ -82,6 +90,8 @@ class Prober:
             self.status = whole
             return True
         if type(msg) is Reject:
+            if leader_hint(msg.reason) is not None:
+                return False  # a replica that does not lead: the driver asks another
             self.status_refused = msg.reason
             return True
         return False

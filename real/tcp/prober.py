@@ -26,6 +26,7 @@ from real.tcp.framing import FramedLink, open_link
 from real.tcp.server import DEFAULT_HOST
 
 LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
+STATUS_REDIRECT_WAIT = 0.2  # with replicas: how long a status request waits before the next
 
 
 class TcpProber:
@@ -81,8 +82,22 @@ class TcpProber:
             await asyncio.sleep(0.01)
 
     async def _ask_status(self, at: float) -> None:
+        """Ask for the status; with replicas, ask the next one while the one asked
+        refuses as not the leader (it closes the link: the port moves on)."""
         await self._sleep_until(at)
-        await self._deliver(encode_body(self.core.status_request()))
+        for _ in self.ports:
+            port = self.port
+            await self._deliver(encode_body(self.core.status_request()))
+            if len(self.ports) == 1:
+                return
+            deadline = self.clock.now() + STATUS_REDIRECT_WAIT
+            core = self.core
+            while self.clock.now() < deadline and self.port == port:
+                if core.status is not None or core.status_refused is not None:
+                    return
+                await asyncio.sleep(0.01)
+            if self.port == port:
+                return  # slow, not refused: a late reply still counts
 
     async def _deliver(self, body: bytes) -> None:
         """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what

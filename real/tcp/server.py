@@ -67,6 +67,13 @@ loaded and, with ``durable_bus``, ``Coordinator.restore`` gets the bus
 state still owed. ``serve`` binds with SO_REUSEADDR and retries a busy port
 for ``bind_retry`` seconds, so a restarted coordinator gets its old port back.
 
+Replicas. With ``replica`` the core is one replica of a replicated coordinator
+(``real.tcp.replicacore.ReplicaCore``, the same interface as a coordinator): the
+flush writes each Raft ``Ready`` to the replica's SQLite log instead of the
+coordinator's journals, its links to the other replicas are uplinks
+(``real.tcp.uplink``), and ``connect_replicas`` starts it once every replica's
+address is known.
+
 Shutdown: when ``stop`` is set, every connection is closed, the last writes
 are persisted and the database is closed. ``coordinator_command`` runs this
 in the foreground until SIGINT or SIGTERM; ``real.tcp.children.server_process_main``
