@@ -72,9 +72,7 @@ class FaultKind(IntEnum):
     PARTITION = 4  # the agents' links to the coordinator drop everything for ``duration``
     LINK_DELAY = 5  # every message on the agents' links waits ``delay`` more, each way
     LINK_LOSS = 6  # every message on the agents' links is lost with probability ``loss``
-    CRASH_REPLICA = (
-        7  # a replica (``node``: an id, or "leader") dies; it restarts after ``duration``
-    )
+    CRASH_REPLICA = 7  # a replica (``node``: an id, or "leader") dies; restarts later
 
 
 @dataclass(frozen=True, slots=True)

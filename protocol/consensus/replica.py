@@ -38,7 +38,7 @@ contract: after handling a batch of messages or a timer, while ``ready()``
 returns something, persist it (``Ready.persist`` says what storage then holds)
 and call ``advance(ready, now)``; then send what ``drain()`` returns (to agents
 and to other replicas alike) and close the links ``take_closures()`` names.
-``on_timer`` ticks Raft every ``tick`` seconds.
+``on_timer`` ticks Raft every ``tick`` seconds (dropping ticks missed in a stall).
 """
 
 from __future__ import annotations
@@ -159,9 +159,14 @@ class Replica:
             self.raft.leader_lost()
 
     def on_timer(self, now: float) -> None:
-        while self._next_tick is not None and now >= self._next_tick:
-            self._next_tick += self.tick
+        """Tick Raft if a tick is due. Ticks missed while the process was stalled are
+        dropped, as a Go ticker drops them: a burst of them on waking would expire
+        election timeouts that the messages waiting to be read would have reset."""
+        if self._next_tick is not None and now >= self._next_tick:
             self.raft.tick()
+            self._next_tick += self.tick
+            if self._next_tick <= now:
+                self._next_tick = now + self.tick
         coordinator = self.coordinator
         if coordinator is not None:
             deadline = coordinator.next_deadline()
