@@ -36,7 +36,9 @@ Memory requests go to ``MemoryStore``, which refuses writes beyond the
 quotas of ``ProtocolSettings`` (keys, bytes, value size) with a failed
 ``MemReply``: a refused write is never applied nor acknowledged. With
 ``durable_memory`` set, replies to writes are held until the driver has
-persisted the store's journal and called ``writes_persisted()``. When the
+persisted the store's journal and called ``writes_persisted()``, and so are
+the replies to reads (and refused writes) of a key whose last write is not
+durable yet: a crash could take back what they saw. When the
 driver persists and ``settings.durable_bus`` is on, ``Accepted`` is held
 the same way until the op's bus journal entries (``protocol.journal``) are
 durable, and a restarted coordinator picks up what is still owed with
@@ -100,7 +102,7 @@ from protocol.messages import (
 from protocol.peers import INF, NOT_NEIGHBOUR, PeerRouting, RepairState, TreeState
 from protocol.records import NodeEvent, TaskStamp
 from protocol.retransmit import RetryHeap, RtoEstimator
-from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.sessions import CoordinatorStats, HeldBatch, OpKey, Session, Slot, Task
 from protocol.settings import ProtocolSettings
 from protocol.status import StatusJob, StatusReporting
 from protocol.stealing import StealState, WorkStealing
@@ -158,11 +160,13 @@ class Coordinator(
         self._recent_ops: dict[str, deque[int]] = {}  # per origin, oldest first
         self._held_replies: list[Outgoing] = []  # held since the last ``seal``
         self._held_new: list[OpKey] = []  # their keys
-        self._held_batches: deque[tuple[int, list[Outgoing], list[OpKey]]] = deque()
+        self._held_slots: list[Slot] = []  # memory slots written by them
+        self._held_batches: deque[HeldBatch] = deque()
+        self._dirty: dict[Slot, int] = {}  # slot -> batch of its last write not yet durable
         self._held_keys: set[OpKey] = set()  # every held answer's (not re-answered meanwhile)
         self._batch = 0
         self.hold_reads = False  # hold every memory reply (a replicated coordinator)
-        self.answers: list[tuple[str, MemReply]] | None = None  # writes applied, to replicate
+        self.answers: list[tuple[str, MemReply]] = []  # writes applied since ``take_answers``
         self._done_pending: dict[OpKey, TaskDone] = {}
         self._back_pending: dict[OpKey, TaskBack] = {}
         self._retries: RetryHeap[Retry] = RetryHeap()
@@ -266,6 +270,12 @@ class Coordinator(
         """Bus entries the driver must persist before ``writes_persisted``."""
         return self.journal.take()
 
+    def take_answers(self) -> list[tuple[str, MemReply]]:
+        """The answers to writes applied since the last call (with ``durable_memory``),
+        which the driver persists with the writes (``protocol.durable``)."""
+        answers, self.answers = self.answers, []
+        return answers
+
     def take_task_stamps(self) -> list[TaskStamp]:
         """The ``TaskStamp`` of each task whose result passed through here since the
         last call (only with ``stamp_tasks`` set; the drivers that keep their
@@ -332,18 +342,24 @@ class Coordinator(
         if not self._held_replies:
             return 0
         self._batch += 1
-        self._held_batches.append((self._batch, self._held_replies, self._held_new))
+        batch = HeldBatch(self._batch, self._held_replies, self._held_new, self._held_slots)
+        self._held_batches.append(batch)
         self._held_replies = []
         self._held_new = []
+        self._held_slots = []
         return self._batch
 
     def release(self, batch: int) -> None:
         """Send the held replies of every sealed batch up to ``batch``."""
         batches = self._held_batches
-        while batches and batches[0][0] <= batch:
-            _, replies, keys = batches.popleft()
-            self._out.extend(replies)
-            self._held_keys.difference_update(keys)
+        dirty = self._dirty
+        while batches and batches[0].number <= batch:
+            done = batches.popleft()
+            self._out.extend(done.replies)
+            self._held_keys.difference_update(done.keys)
+            for slot in done.slots:
+                if dirty.get(slot, batch + 1) <= batch:
+                    del dirty[slot]
 
     def _hold_reply(self, dst: str, reply: Message, key: OpKey | None) -> None:
         self._held_replies.append((dst, reply))
@@ -543,12 +559,16 @@ class Coordinator(
             if msg.verb != MemVerb.GET:  # a read changes nothing: its retry reads again
                 self._mem_replies[key] = reply
                 self._remember(key)
-                if self.answers is not None and reply.ok:
-                    self.answers.append((origin, reply))
                 if self.durable_memory and reply.ok:
+                    self.answers.append((origin, reply))
+                    slot = (msg.namespace, msg.key)
+                    self._dirty[slot] = self._batch + 1  # the batch ``seal`` numbers next
+                    self._held_slots.append(slot)
                     self._hold_reply(reply_to, _back(origin, reply, reply_to), key)
                     return
-        if self.hold_reads:  # it may have seen a write not yet durable
+        if self.hold_reads or (msg.namespace, msg.key) in self._dirty:
+            # it saw a write not yet durable (a read, or a write refused for its version):
+            # answered now, a crash could take back what it said
             self._hold_reply(reply_to, _back(origin, reply, reply_to), None)
             return
         self._out.append((reply_to, _back(origin, reply, reply_to)))

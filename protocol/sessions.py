@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from protocol.messages import Deliver
+from protocol.messages import Deliver, Message
 from protocol.retransmit import RtoEstimator
 
 OpKey = tuple[str, int]
+Slot = tuple[str, str]  # a memory key: (namespace, key)
+
+
+class HeldBatch(NamedTuple):
+    """Replies a coordinator holds until what they report is durable (``seal``,
+    ``release``)."""
+
+    number: int
+    replies: list[tuple[str, Message]]
+    keys: list[OpKey]  # the ops whose answers these are
+    slots: list[Slot]  # the memory slots their writes changed
 
 
 @dataclass(slots=True)

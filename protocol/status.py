@@ -74,7 +74,7 @@ from protocol.messages import (
     StatusRequest,
 )
 from protocol.retransmit import RetryHeap
-from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.sessions import CoordinatorStats, HeldBatch, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.stealing import StealState
 from protocol.topics import SubscriptionIndex
@@ -138,7 +138,7 @@ class StatusReporting:
     _out: list[tuple[str, Message]]
     _routed: dict[OpKey, int]
     _held_replies: list[tuple[str, Message]]
-    _held_batches: deque[tuple[int, list[tuple[str, Message]], list[Any]]]
+    _held_batches: deque[HeldBatch]
     _done_pending: dict[OpKey, Any]
     _retries: RetryHeap[Any]
     _next_msg_id: int
@@ -316,7 +316,7 @@ class StatusReporting:
         return _component("failure_detector", health, metrics)
 
     def _journal_status(self) -> ComponentStatus:
-        held = len(self._held_replies) + sum(len(batch[1]) for batch in self._held_batches)
+        held = len(self._held_replies) + sum(len(batch.replies) for batch in self._held_batches)
         metrics = {
             "bus_journal": int(self.journal.enabled),
             "durable_memory": int(self.durable_memory),

@@ -36,9 +36,9 @@ tcp driver, on the simulated clock:
   ``settings.reconnect_max``; an attempt succeeds only when the coordinator
   is live, and then the agent says hello again (``Agent.start``). The
   coordinator is live again at ``fault.end + calibration.coordinator_restart``,
-  a new ``Coordinator(durable_memory=True)`` whose store is loaded from the
-  persisted memory writes and which is ``restore``\\d from the ``BusState``
-  folded from every persisted bus-journal entry. A ``StoreSnapshot`` of the
+  a new coordinator built by ``protocol.durable.restarted`` from the
+  ``DurableState`` it persisted into (memory rows, the bus journal's state, the
+  answers to recent writes). A ``StoreSnapshot`` of the
   restored store goes to ``result.restarts``.
 - **CRASH_COORDINATOR of a tree node** (``fault.node``). Every coordinator of
   the tree is gated as the root is. The node dies at ``fault.at``: only its own
@@ -91,10 +91,9 @@ from functools import partial
 from simpy.events import NORMAL
 
 from protocol.agent import Agent, memory_until
-from protocol.coordinator import Coordinator, tree_node
+from protocol.coordinator import Coordinator
+from protocol.durable import DurableState, restarted
 from protocol.faults import Effect, Fate, Target, crash_event_node, timeline
-from protocol.journal import BusState
-from protocol.memory import MemoryStore, Write
 from protocol.messages import PeerHello, Probe, StatusRequest
 from protocol.nodes import COORDINATOR_ID
 from protocol.payload import checksum
@@ -160,8 +159,7 @@ class FaultInjector:
         self.agent_restart = calibration.agent_restart
         self.coordinator_restart = calibration.coordinator_restart
         self.durable = durable_coordinator(plan)
-        self.rows: dict[tuple[str, str], Write] = {}  # the persisted memory store
-        self.bus = {node: BusState() for node in self.coordinators}  # each one's journal
+        self.kept = {node: DurableState() for node in self.coordinators}  # what each persisted
         self.events: list[NodeEvent] = []
         self.restarts: list[StoreSnapshot] = []  # the root's store after each restart
         self.restarted = 0  # coordinators restarted (a tree's too)
@@ -312,13 +310,7 @@ class FaultInjector:
     def _after_coordinator(self, coordinator: Coordinator) -> None:
         """After each coordinator job: persist (durable), collect its events."""
         if self.durable:
-            rows = self.rows
-            for write in coordinator.take_writes():
-                rows[(write.namespace, write.key)] = write
-            entries = coordinator.take_bus_journal()
-            if entries:
-                self.bus[coordinator.node_id].apply(entries)
-            coordinator.writes_persisted()
+            self.kept[coordinator.node_id].persist(coordinator)
         if coordinator.events:
             self.events.extend(coordinator.take_events())
 
@@ -492,16 +484,15 @@ class FaultInjector:
             return  # crashed again while it started
         node = self.coordinators[name]
         root = node is self.coordinator
-        store = MemoryStore()
-        if root:
-            store.load(list(self.rows.values()))
-        coordinator = tree_node(name, self.settings, self.chains.get(name, ()), store, True)
-        coordinator.restore(self.bus[name])
+        kept = self.kept[name]
+        chain = self.chains.get(name, ())
+        rows = list(kept.rows.values())
+        coordinator = restarted(name, self.settings, chain, rows, kept.bus, kept.recalled())
         coordinator.stamp_tasks = True  # its earlier life's stamps died with it
         if root:
             entries = {
                 slot: (version, checksum(value))
-                for slot, (version, value) in store.snapshot().items()
+                for slot, (version, value) in coordinator.store.snapshot().items()
             }
             self.restarts.append(StoreSnapshot(live, entries))
         node.core = coordinator

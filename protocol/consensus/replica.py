@@ -20,8 +20,7 @@ Leadership. A replica that wins an election does not serve at once: it waits
 until its own first entry (Raft's empty entry of the new term) is committed and
 applied, so that its state holds everything any earlier leader committed. Then
 it builds its coordinator from the state, as a restarted coordinator is built
-from SQLite (``MemoryStore.load``, ``Coordinator.restore``, and
-``recall_answers`` for retried writes). A replica that stops leading drops its
+from SQLite (``protocol.durable.restarted``). A replica that stops leading drops its
 coordinator, with every reply still held, and closes every agent's link.
 A replica that does not serve answers a ``Hello`` (or any agent message) with
 ``Reject("not the leader: r2")`` (naming the leader it knows, if any) and closes
@@ -50,18 +49,12 @@ from protocol.codec import MalformedFrame
 from protocol.consensus.log import Entry
 from protocol.consensus.messages import Persisted, RaftMessage, Ready, Role
 from protocol.consensus.raft import Raft, RaftConfig, Refusal
-from protocol.consensus.state import (
-    Answer,
-    DurableState,
-    decode_batch,
-    decode_state,
-    encode_batches,
-    encode_state,
-)
+from protocol.consensus.state import decode_batch, decode_state, encode_batches, encode_state
 from protocol.consensus.wire import decode_raft_body, encode_raft
 from protocol.coordinator import Coordinator
+from protocol.durable import Answer, DurableState, restarted
 from protocol.journal import BusEntry
-from protocol.memory import MemoryStore, Write
+from protocol.memory import Write
 from protocol.messages import Consensus, Message, Reject, not_leader
 from protocol.records import NodeEvent
 from protocol.settings import ProtocolSettings
@@ -237,9 +230,7 @@ class Replica:
             return
         self._writes.extend(coordinator.take_writes())
         self._entries.extend(coordinator.take_bus_journal())
-        if coordinator.answers:
-            self._answers.extend(coordinator.answers)
-            coordinator.answers.clear()
+        self._answers.extend(coordinator.take_answers())
         if self._writes or self._entries or self._answers:
             parts = encode_batches(self._writes, self._entries, self._answers)
             if not self.raft.can_take(len(parts)):
@@ -285,13 +276,10 @@ class Replica:
                 self._serve(now)
 
     def _serve(self, now: float) -> None:
-        store = MemoryStore()
-        store.load(list(self.state.rows.values()))
-        coordinator = Coordinator(self.id, self.settings, store, durable_memory=True)
+        state = self.state
+        rows = list(state.rows.values())
+        coordinator = restarted(self.id, self.settings, (), rows, state.bus, state.recalled())
         coordinator.hold_reads = True
-        coordinator.answers = []
-        coordinator.restore(self.state.bus)
-        coordinator.recall_answers(self.state.recalled())
         self.coordinator = coordinator
         self._term_served = self.raft.term
         self.events.append(NodeEvent(now, "leader", self.id))

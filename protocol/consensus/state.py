@@ -3,12 +3,11 @@
 A coordinator that persists (``Coordinator(durable_memory=True)`` with
 ``durable_bus``) hands its driver, after each batch of work, the memory writes
 and bus journal entries that batch produced (``take_writes``,
-``take_bus_journal``): exactly what a restarted coordinator needs
-(``protocol.journal``). A replicated coordinator makes each such batch one log
-entry (``encode_batches``); every replica applies the committed batches to a
-``DurableState``: the memory store's live rows and the bus journal folded into
-what is still owed (``protocol.journal.BusState``). A batch also carries the answers to
-the memory writes it applied (``Coordinator.answers``), so that a new leader
+``take_bus_journal``, ``take_answers``): exactly what a restarted coordinator
+needs (``protocol.durable``). A replicated coordinator makes each such batch one
+log entry (``encode_batches``); every replica applies the committed batches to a
+``protocol.durable.DurableState``: the memory store's live rows, the bus journal
+folded into what is still owed, and the answers to writes, so that a new leader
 answers a client's retry of a write the old one applied, rather than apply it
 twice. A replica that becomes the leader builds its coordinator from that
 state, as a restarted coordinator does from SQLite. ``encode_state`` is a
@@ -24,15 +23,14 @@ with a ``Deliver`` as its codec body (``protocol.codec``); an answer is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from protocol.codec import decode_body, encode_body
+from protocol.durable import Answer, DurableState
 from protocol.journal import (
     BusEntry,
-    BusState,
     DeliveryDone,
     Member,
     Neighbour,
@@ -44,9 +42,7 @@ from protocol.journal import (
 from protocol.memory import Write
 from protocol.messages import Deliver, MemReply
 
-ANSWERS_KEPT = 256  # write answers kept per origin: more than a client has in flight
 MAX_ENTRY_BYTES = 256 * 1024  # a batch larger than this is split over several log entries
-Answer = tuple[str, MemReply]  # (origin, the reply to its write)
 _PACKER = msgpack.Packer(use_bin_type=True)
 
 _TAGS: dict[type, int] = {
@@ -58,35 +54,6 @@ _TAGS: dict[type, int] = {
     TaskFinished: 6,
     Neighbour: 7,
 }
-
-
-@dataclass(slots=True)
-class DurableState:
-    """The replicated state machine: memory rows and what the bus still owes."""
-
-    rows: dict[tuple[str, str], Write] = field(default_factory=dict)
-    bus: BusState = field(default_factory=BusState)
-    answers: dict[str, dict[int, MemReply]] = field(default_factory=dict)
-    batches: int = 0  # batches applied
-
-    def apply(self, writes: list[Write], entries: list[BusEntry], answers: list[Answer]) -> None:
-        for origin, reply in answers:
-            kept = self.answers.setdefault(origin, {})
-            kept[reply.op_id] = reply
-            if len(kept) > ANSWERS_KEPT:
-                del kept[next(iter(kept))]
-        for write in writes:
-            slot = (write.namespace, write.key)
-            if write.value is None:
-                self.rows.pop(slot, None)
-            else:
-                self.rows[slot] = write
-        self.bus.apply(entries)
-        self.batches += 1
-
-    def recalled(self) -> list[Answer]:
-        """Every write answer kept, for a new leader's ``Coordinator.recall_answers``."""
-        return [(o, r) for o, kept in self.answers.items() for r in kept.values()]
 
 
 def _entry(entry: BusEntry) -> list[Any]:

@@ -22,8 +22,8 @@ with ``node``; a flat coordinator's crash needs ``transport: tcp``, where it
 restarts from SQLite, and the scenario loader refuses it here with exit 2):
 
 - **crash_coordinator** (a tree node): every coordinator's journal is kept
-  after each of its runs, in memory (``BusState``, and the root's memory writes),
-  as a durable server keeps it on disk. At the crash the node's state machine is
+  after each of its runs, in memory (``protocol.durable.DurableState``), as a
+  durable server keeps it on disk. At the crash the node's state machine is
   dropped (what reaches it is lost, its timer stops), its neighbours see its
   links close (``Coordinator.link_closed``) and its agents fail over
   (``Agent.fail_over``) and say hello ``reconnect_min`` later; a hello or
@@ -44,10 +44,9 @@ import random
 from collections.abc import Iterator
 
 from protocol.agent import Agent
-from protocol.coordinator import Coordinator, tree_node
+from protocol.coordinator import Coordinator
+from protocol.durable import DurableState, restarted
 from protocol.faults import Effect, Fate, Target, crashes_coordinator, timeline
-from protocol.journal import BusState
-from protocol.memory import MemoryStore, Write
 from protocol.messages import Hello, Message, PeerHello
 from protocol.plan import AgentSpec, Fault, FaultKind, Operation, Plan
 from protocol.records import DriverResult, NodeEvent
@@ -106,8 +105,7 @@ class FaultHub(Hub):
         self.events: list[NodeEvent] = []
         self.past_lives: list[Agent] = []
         self.durable = False  # keep every coordinator's journal (a plan that crashes one)
-        self.bus: dict[str, BusState] = {}
-        self.rows: dict[tuple[str, str], Write] = {}
+        self.kept: dict[str, DurableState] = {}  # what each coordinator persisted
         self.restarted = 0
 
     def attach(self, plan: Plan) -> None:
@@ -117,16 +115,11 @@ class FaultHub(Hub):
         names = [COORD, *(node.node_id for node in plan.tree)]
         self.crashes = {name: Target(name) for name in names}
         self.durable = crashes_coordinator(plan)
-        self.bus = {name: BusState() for name in names}
+        self.kept = {name: DurableState() for name in names}
 
     def persist(self, coordinator: Coordinator) -> None:
         """Keep what ``coordinator`` journaled, as a durable server commits it."""
-        for write in coordinator.take_writes():
-            self.rows[(write.namespace, write.key)] = write
-        entries = coordinator.take_bus_journal()
-        if entries:
-            self.bus[coordinator.node_id].apply(entries)
-        coordinator.writes_persisted()
+        self.kept[coordinator.node_id].persist(coordinator)
 
     # --- links ------------------------------------------------------------------
 
@@ -293,12 +286,10 @@ class FaultHub(Hub):
     def _restart(self, name: str, now: float) -> None:
         """Coordinator ``name`` again, from its journal; it rejoins its parent."""
         assert self.plan is not None
-        store = MemoryStore()
-        if name == COORD:
-            store.load(list(self.rows.values()))
+        kept = self.kept[name]
         chain = ancestries(self.plan.tree).get(name, ())
-        coordinator = tree_node(name, self.plan.settings, chain, store, True)
-        coordinator.restore(self.bus[name])
+        rows = list(kept.rows.values())
+        coordinator = restarted(name, self.plan.settings, chain, rows, kept.bus, kept.recalled())
         coordinator.stamp_tasks = True
         box = self._box(name)
         box.node = coordinator

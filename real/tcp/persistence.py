@@ -27,6 +27,14 @@ A ``PendingDelivery`` inserts a row and its ``DeliveryDone`` deletes it; a
 folded in order and written in the *same* transaction as the memory writes,
 so one group commit covers both. ``load_bus()`` rebuilds the
 ``protocol.journal.BusState`` for ``Coordinator.restore``.
+``mem_answer`` holds the answers to the newest memory writes of each origin
+(``protocol.durable.KeptAnswers``), written in the same transaction as the
+writes they answer, so that a client's retry of a write applied just before
+a crash is answered as it was, not applied again::
+
+    mem_answer(origin TEXT, op_id INTEGER, version INTEGER, seq INTEGER,
+               PRIMARY KEY (origin, op_id))   -- seq: the order they were applied
+
 ``read_snapshot(path)`` reads the memory rows through a read-only connection
 (the fault supervisor's view of what a restarted coordinator starts from).
 
@@ -49,10 +57,12 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from protocol.codec import decode_body, encode_body
+from protocol.durable import Answer, KeptAnswers
 from protocol.journal import (
     BusEntry,
     BusState,
@@ -65,7 +75,7 @@ from protocol.journal import (
     TaskFinished,
 )
 from protocol.memory import Write
-from protocol.messages import Deliver
+from protocol.messages import Deliver, MemReply
 from protocol.payload import checksum
 
 SCHEMA = """
@@ -108,6 +118,13 @@ BUS_SCHEMA = (
     pattern TEXT NOT NULL,
     PRIMARY KEY (node, pattern)
 ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS mem_answer (
+    origin TEXT NOT NULL,
+    op_id INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (origin, op_id)
+) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS bus_task (
     origin TEXT NOT NULL,
     op_id INTEGER NOT NULL,
@@ -124,6 +141,8 @@ PUT_TASK = (
     "VALUES (?, ?, ?, ?, ?)"
 )
 DEL_TASK = "DELETE FROM bus_task WHERE origin = ? AND op_id = ?"
+PUT_ANSWER = "INSERT OR REPLACE INTO mem_answer (origin, op_id, version, seq) VALUES (?, ?, ?, ?)"
+DEL_ANSWER = "DELETE FROM mem_answer WHERE origin = ? AND op_id = ?"
 RAISE_HIGH_WATER = (
     "INSERT INTO bus_meta (name, value) VALUES ('high_water', ?) "
     "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"
@@ -138,6 +157,16 @@ CAPABILITY_SEPARATOR = "\n"  # capabilities, patterns and node ids hold no newli
 DeliveryRow = tuple[int, str, bytes]
 TaskRow = tuple[str, int, str, bytes, int]
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
+
+
+@dataclass(slots=True)
+class Unpersisted:
+    """What a server took from its core (``take_writes``, ``take_bus_journal``,
+    ``take_answers``) and has not committed yet (a failed commit keeps it)."""
+
+    writes: list[Write] = field(default_factory=list)
+    bus: list[BusEntry] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
 
 
 class MemoryDB:
@@ -157,6 +186,9 @@ class MemoryDB:
             self._db.execute(table)
         self.commits = 0
         self.rows_written = 0
+        self._answers = KeptAnswers()  # mirrors the table: which rows a new answer evicts
+        self._seq = 0
+        self._load_answers()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -170,6 +202,18 @@ class MemoryDB:
             "SELECT namespace, key, version, value FROM memory ORDER BY namespace, key"
         )
         return [Write(ns, key, version, bytes(value)) for ns, key, version, value in rows]
+
+    def _load_answers(self) -> None:
+        self._answers = KeptAnswers()
+        rows = self.db.execute("SELECT origin, op_id, version FROM mem_answer ORDER BY seq")
+        for origin, op_id, version in rows:
+            self._answers.add(origin, MemReply(op_id, True, version, b""))
+        row = self.db.execute("SELECT max(seq) FROM mem_answer").fetchone()
+        self._seq = int(row[0] or 0)
+
+    def load_answers(self) -> list[Answer]:
+        """The answers kept to recent writes, for ``Coordinator.recall_answers``."""
+        return self._answers.recalled()
 
     def load_bus(self) -> BusState:
         """What the persisted bus journal says is still owed."""
@@ -186,10 +230,10 @@ class MemoryDB:
             deliver = decode_body(bytes(body))
             if isinstance(deliver, Deliver):
                 state.deliveries[(int(msg_id), node)] = deliver
-        for node, patterns, members in self.db.execute(
+        for node, interest, members in self.db.execute(
             "SELECT node, patterns, members FROM bus_neighbour"
         ):
-            state.neighbours[node] = Neighbour(node, _split(patterns), _split(members))
+            state.neighbours[node] = Neighbour(node, _split(interest), _split(members))
         rows = self.db.execute("SELECT origin, op_id, capability, payload, checksum FROM bus_task")
         for origin, op_id, capability, payload, crc in rows:
             state.tasks[(origin, op_id)] = PendingTask(
@@ -197,9 +241,12 @@ class MemoryDB:
             )
         return state
 
-    def persist(self, writes: list[Write], bus: Sequence[BusEntry] = ()) -> None:
-        """Apply ``writes`` and the bus journal entries ``bus`` in one durable transaction."""
-        if not writes and not bus:
+    def persist(
+        self, writes: list[Write], bus: Sequence[BusEntry] = (), answers: Sequence[Answer] = ()
+    ) -> None:
+        """Apply ``writes``, the bus journal entries ``bus`` and the ``answers`` to the
+        writes in one durable transaction."""
+        if not writes and not bus and not answers:
             return
         final: dict[tuple[str, str], Write] = {}
         for write in writes:
@@ -223,15 +270,33 @@ class MemoryDB:
                 db.executemany(DEL_TASK, [k for k, row in tasks.items() if row is None])
                 db.executemany(PUT_TASK, [row for row in tasks.values() if row])
             _persist_members(db, bus)
+            if answers:
+                self._persist_answers(answers)
             high = max((e.deliver.msg_id for e in bus if type(e) is PendingDelivery), default=0)
             if high:
                 db.execute(RAISE_HIGH_WATER, (high,))
         except BaseException:
             db.execute("ROLLBACK")
+            if answers:
+                self._load_answers()  # the mirror as the table is again
             raise
         db.execute("COMMIT")
         self.commits += 1
-        self.rows_written += len(final) + len(deliveries) + len(tasks)
+        self.rows_written += len(final) + len(deliveries) + len(tasks) + len(answers)
+
+    def _persist_answers(self, answers: Sequence[Answer]) -> None:
+        kept = self._answers
+        puts: list[tuple[str, int, int, int]] = []
+        evicted: list[tuple[str, int]] = []
+        for origin, reply in answers:
+            self._seq += 1
+            puts.append((origin, reply.op_id, reply.version, self._seq))
+            oldest = kept.add(origin, reply)
+            if oldest is not None:
+                evicted.append((origin, oldest))
+        self.db.executemany(PUT_ANSWER, puts)
+        if evicted:
+            self.db.executemany(DEL_ANSWER, evicted)
 
     def close(self) -> None:
         """Checkpoint the log into the main file and close (idempotent)."""

@@ -9,8 +9,9 @@ times are only compared with each other), then schedules one flush with
 ``call_soon``. All reads that are ready in the same event-loop turn land
 before that flush, so one flush serves them all:
 
-1. group commit: ``take_writes()`` and ``take_bus_journal()``, persist both
-   in one SQLite transaction (``real.tcp.persistence``), then
+1. group commit: ``take_writes()``, ``take_bus_journal()`` and
+   ``take_answers()``, persist them in one SQLite transaction
+   (``real.tcp.persistence``), then
    ``writes_persisted()`` so replies to memory writes (and, with
    ``durable_bus``, ``Accepted``) leave only once they are durable; the
    core's ``take_events()`` (failed, reassigned, returned) go to the report
@@ -100,8 +101,7 @@ from typing import cast
 from protocol.codec import CodecUsageError, encode_body
 from protocol.coordinator import Coordinator, tree_node
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
-from protocol.journal import BusEntry
-from protocol.memory import MemoryStore, Write
+from protocol.memory import MemoryStore
 from protocol.messages import Error, Message
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.records import NodeEvent
@@ -111,7 +111,7 @@ from real.gctune import tune_gc
 from real.slowdown import slow_coordinator
 from real.tcp.admission import Admission, Peer, ServerLimits
 from real.tcp.framing import HIGH_WATER, FramedLink
-from real.tcp.persistence import MemoryDB
+from real.tcp.persistence import MemoryDB, Unpersisted
 from real.tcp.recordlog import EventLog
 from real.tcp.replicacore import ReplicaCore, ReplicaPlace
 from real.tcp.uplink import TreePlace, Uplinks
@@ -180,11 +180,12 @@ class CoordinatorServer(Admission):
         self.coordinator = slow_coordinator(coordinator)
         if db is not None and self.coordinator.journal.enabled:
             self.coordinator.restore(db.load_bus())
+        if db is not None and self.replica is None:
+            self.coordinator.recall_answers(db.load_answers())
         self.routes: dict[str, Peer] = {}
         self.peers: set[Peer] = set()
         self.report = ServerReport()
-        self._unpersisted: list[Write] = []
-        self._unpersisted_bus: list[BusEntry] = []
+        self._unpersisted = Unpersisted()  # taken from the core, not yet committed
         self.outbox = Outbox()  # frames not yet written, per connection
         self.uplinks = Uplinks(self, tree, self._event) if tree is not None else None
         if replica is not None:  # links to the other replicas, as a tree node's uplinks
@@ -370,7 +371,7 @@ class CoordinatorServer(Admission):
             for refusal in self.replica.take_refusals():
                 self._event(refusal)
         else:
-            self._persist(coordinator.take_writes(), coordinator.take_bus_journal())
+            self._persist(coordinator)
         events = coordinator.take_events()
         if events:
             self._node_events(events)
@@ -383,25 +384,27 @@ class CoordinatorServer(Admission):
                 self.uplinks.close(node)
         self._arm()
 
-    def _persist(self, writes: list[Write], bus: list[BusEntry]) -> None:
-        """Group commit: make this turn's writes and bus entries durable, then
-        release held replies."""
+    def _persist(self, coordinator: Coordinator) -> None:
+        """Group commit: make this turn's writes, bus entries and answers durable,
+        then release held replies."""
+        writes = coordinator.take_writes()
+        bus = coordinator.take_bus_journal()
+        answers = coordinator.take_answers()
         if self.db is None:
             return  # the journals are taken and dropped: nothing to make durable
-        if writes:
-            self._unpersisted.extend(writes)
-        if bus:
-            self._unpersisted_bus.extend(bus)
-        if not self._unpersisted and not self._unpersisted_bus:
-            self.coordinator.writes_persisted()  # an op that journaled nothing is durable
+        unpersisted = self._unpersisted
+        unpersisted.writes.extend(writes)
+        unpersisted.bus.extend(bus)
+        unpersisted.answers.extend(answers)
+        if not unpersisted.writes and not unpersisted.bus and not unpersisted.answers:
+            coordinator.writes_persisted()  # an op that journaled nothing is durable
             return
         try:
-            self.db.persist(self._unpersisted, self._unpersisted_bus)
+            self.db.persist(unpersisted.writes, unpersisted.bus, unpersisted.answers)
         except sqlite3.Error as exc:
             self._event(f"persist failed, replies held: {exc}")
             return
-        self._unpersisted = []
-        self._unpersisted_bus = []
+        self._unpersisted = Unpersisted()
         self.report.commits += 1
         self.coordinator.writes_persisted()
 

@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 
 from protocol.agent import Agent
 from protocol.coordinator import Coordinator, tree_node
-from protocol.journal import BusState
-from protocol.memory import MemoryStore, Write
+from protocol.durable import DurableState, restarted
 from protocol.messages import Ack, Deliver, DeliveryKind, Message, PeerHello
 from protocol.settings import ProtocolSettings
 from protocol.topology import ancestries, tree
@@ -44,8 +43,7 @@ class CrashTree(TreeCluster):
         super().__init__(replace(settings, durable_bus=True), faults, seed)
         self.coordinator = Coordinator(COORD, self.settings, durable_memory=True)
         self.parents: dict[str, str] = {COORD: ""}
-        self.bus: dict[str, BusState] = {COORD: BusState()}
-        self.rows: dict[tuple[str, str], Write] = {}
+        self.kept: dict[str, DurableState] = {COORD: DurableState()}
         self.dead: set[str] = set()
         self.waiting: set[str] = set()  # agents whose every coordinator was dead
         self.closed: list[tuple[str, str]] = []  # coordinators refused by a dead one
@@ -60,24 +58,14 @@ class CrashTree(TreeCluster):
 
     def add_coordinator(self, node_id: str, parent: str) -> Coordinator:
         self.parents[node_id] = parent
-        self.bus[node_id] = BusState()
-        return self._start(node_id)
+        self.kept[node_id] = DurableState()
+        return self._start(node_id, first=True)
 
-    def _start(self, node_id: str, state: BusState | None = None) -> Coordinator:
+    def _start(self, node_id: str, first: bool = False) -> Coordinator:
+        kept = self.kept[node_id]
+        rows, bus = list(kept.rows.values()), None if first else kept.bus
         chain = self.ancestors(node_id)
-        store = MemoryStore()
-        if node_id == COORD:
-            store.load(list(self.rows.values()))
-        coordinator = Coordinator(
-            node_id,
-            self.settings,
-            store,
-            durable_memory=True,
-            parent=chain[0] if chain else "",
-            fallbacks=chain[1:],
-        )
-        if state is not None:
-            coordinator.restore(state)
+        coordinator = restarted(node_id, self.settings, chain, rows, bus, kept.recalled())
         if node_id == COORD:
             self.coordinator = coordinator
         else:
@@ -117,10 +105,7 @@ class CrashTree(TreeCluster):
 
     def _flush(self, src: str, node: Coordinator | Agent) -> None:
         if isinstance(node, Coordinator):
-            self.bus[src].apply(node.take_bus_journal())
-            for write in node.take_writes():
-                self.rows[(write.namespace, write.key)] = write
-            node.writes_persisted()
+            self.kept[src].persist(node)
         super()._flush(src, node)
         while self.closed:
             name, dst = self.closed.pop()
@@ -159,7 +144,7 @@ class CrashTree(TreeCluster):
     def restart(self, node: str) -> None:
         """``node`` again, from what it persisted."""
         self.dead.discard(node)
-        self._start(node, self.bus[node])
+        self._start(node)
         for name in sorted(self.waiting):
             self._refused(name)
 

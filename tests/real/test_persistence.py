@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from protocol.durable import ANSWERS_KEPT
 from protocol.journal import (
     BusState,
     DeliveryDone,
@@ -28,7 +29,7 @@ from protocol.journal import (
     TaskFinished,
 )
 from protocol.memory import MemoryStore, Write
-from protocol.messages import Deliver, DeliveryKind, MemVerb
+from protocol.messages import Deliver, DeliveryKind, MemReply, MemVerb
 from protocol.payload import checksum
 from real.tcp.persistence import MemoryDB, read_snapshot
 
@@ -241,3 +242,28 @@ def test_a_tree_nodes_neighbours_load_back(tmp_path: Path) -> None:
     expected.apply(entries)
     assert state.neighbours == expected.neighbours
     assert set(state.neighbours) == {"coord", "coord.1.1"}
+
+
+def test_write_answers_load_back_newest_per_origin_and_roll_back(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    first = ANSWERS_KEPT + 3
+    answers = [("a", MemReply(op, True, op, b"")) for op in range(1, first + 1)]
+    with MemoryDB(path) as db:
+        db.persist([Write("ns", "k", first, b"v")], answers=answers[:10])
+        db.persist([], answers=answers[10:])  # answers alone are a commit too
+        db.persist([], answers=[("b", MemReply(1, True, 7, b""))])
+        assert db.commits == 3
+    with MemoryDB(path) as db:
+        kept = db.load_answers()
+        assert [r.op_id for o, r in kept if o == "a"] == list(range(4, first + 1))  # newest
+        assert ("b", MemReply(1, True, 7, b"")) in kept
+        rows = db.db.execute("SELECT count(*) FROM mem_answer").fetchone()[0]
+        assert rows == ANSWERS_KEPT + 1  # evicted rows are deleted, not just forgotten
+        db.db.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON mem_answer WHEN NEW.origin = 'c' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        bad = [("a", MemReply(500, True, 1, b"")), ("c", MemReply(1, True, 1, b""))]
+        with pytest.raises(sqlite3.Error):  # a failed batch keeps no answer of it
+            db.persist([], answers=bad)
+        assert db.load_answers() == kept

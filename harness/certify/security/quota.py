@@ -41,6 +41,7 @@ VALUE = b"q" * 64
 NAMESPACE = "quota"
 DEATH_TIMEOUT = 5.0
 WRITER = "quota-writer"
+AT_QUOTA_STEPS = 4  # the requests of ``_at_quota``, after the fill's
 
 
 def _replies(frames: list[Routed]) -> dict[int, MemReply]:
@@ -112,6 +113,7 @@ async def _at_quota(
     for index, step in enumerate(steps):
         reply = (await _ask(conn, step)).get(op + index)
         answers.append(reply if reply is not None else MemReply(op + index, False, 0, b"", "none"))
+    assert len(answers) == AT_QUOTA_STEPS
     return answers[0], answers[1], answers[2], answers[3]
 
 
@@ -126,11 +128,19 @@ async def _after_crash(server: ServerProcess, token: str, acked: dict[str, int])
     conn = await register(server.port, WRITER, token)
     names = [_key(i) for i in range(QUOTA_KEYS + EXTRA_KEYS)] + ["fresh"]
     try:
-        gets = [MemRequest(i + 1, MemVerb.GET, NAMESPACE, n) for i, n in enumerate(names)]
+        # op ids new to this writer: the restarted coordinator still answers a retry of
+        # any of its recent writes (``protocol.durable``), and a reused id is a retry
+        first = QUOTA_KEYS + EXTRA_KEYS + AT_QUOTA_STEPS + 1
+        ops = range(first, first + len(names))
+        gets = [MemRequest(op, MemVerb.GET, NAMESPACE, n) for op, n in zip(ops, names, strict=True)]
         replies = await _ask(conn, gets)
     finally:
         conn.close()
-    found = {n: r for i, n in enumerate(names) if (r := replies.get(i + 1)) is not None and r.ok}
+    found = {
+        n: r
+        for op, n in zip(ops, names, strict=True)
+        if (r := replies.get(op)) is not None and r.ok
+    }
     lost = [n for n in acked if n not in found]
     wrong = [n for n, version in acked.items() if n in found and found[n].version != version]
     ghosts = [n for n in found if n not in acked]
