@@ -55,6 +55,27 @@ A ``Calibration`` says how long things take on the machine it was measured on
   with them. ``swarmtwin calibrate --transport tcp`` measures both by
   killing and restarting real processes (``harness.calibrate.restart``);
   on inproc an agent restarts at once (0) and the coordinator cannot crash.
+- ``commit`` and ``commit_per_byte``: how long a Raft replica's event loop is
+  blocked persisting one ``Ready`` (hard state, new entries, commit index,
+  maybe a snapshot) to its SQLite file in one transaction
+  (``real.tcp.raftstore.RaftStore``: WAL, ``synchronous=FULL``, so the fsync
+  is included): ``commit`` is the fixed part, ``commit_per_byte`` the cost
+  per byte of entry data in the ready. ``swarmtwin calibrate --transport
+  tcp`` times real saves of realistic readies at a few entry sizes in a
+  fresh directory under the default temporary folder, where real runs keep
+  their replica databases (``harness.calibrate.commit``); ``commit_method``
+  says how. The model charges it to a replica's loop at each flush that
+  persisted a ready (``sim.replicas``): the loop waits on the disk, so it
+  delays what the replica sends but occupies no core. None (inproc, or a
+  file written before) means the model charges nothing for it and says so.
+- ``replica_flush`` and ``replica_flush_per_byte`` (figure (k),
+  ``harness.calibrate.replicas``): a Raft replica's CPU for one flush besides
+  the disk: proposing its coordinator's journals as a log entry, applying
+  committed entries to its state, encoding its messages; a fixed part and a
+  cost per byte encoded and applied. The same measurement gives
+  ``service["coordinator"]["Consensus"]``, receiving one consensus frame
+  (the codec's line charges its bytes, as for any message). ``replica_method``
+  says how. None: the model charges no flush CPU and says so.
 - ``cpu_scale`` and ``job_seconds``: per role, what the real process's CPU
   time says the figures above miss (figure (i), ``harness.calibrate.cpu``).
   Every CPU cost of the role (service, timers, codec, payload, fan-out) is
@@ -151,6 +172,12 @@ class Calibration:
     agent_restart: float = AGENT_RESTART  # measured by the real driver; see the fault docs
     coordinator_restart: float = COORDINATOR_RESTART
     restart_method: str = ""
+    commit: Distribution | None = None  # s, one Raft ready's SQLite transaction, fsync included
+    commit_per_byte: float = 0.0  # s per byte of entry data in the ready
+    commit_method: str = ""
+    replica_flush: Distribution | None = None  # s of CPU per replica flush, fixed part
+    replica_flush_per_byte: float = 0.0  # s per byte a flush encodes and applies
+    replica_method: str = ""
     cpu_scale: dict[str, float] = field(default_factory=dict)
     job_seconds: dict[str, float] = field(default_factory=dict)
     cpu_method: str = ""
@@ -241,6 +268,12 @@ class Calibration:
             "batch_saving": dict(self.batch_saving),
             "batch_method": self.batch_method,
             "restart_method": self.restart_method,
+            "commit": None if self.commit is None else self.commit.to_dict(),
+            "commit_per_byte": self.commit_per_byte,
+            "commit_method": self.commit_method,
+            "replica_flush": None if self.replica_flush is None else self.replica_flush.to_dict(),
+            "replica_flush_per_byte": self.replica_flush_per_byte,
+            "replica_method": self.replica_method,
             "hop": self.hop.to_dict(),
             "timer": {role: dist.to_dict() for role, dist in self.timer.items()},
             "service": {
@@ -288,6 +321,12 @@ class Calibration:
             cpu_sharing=str(data.get("cpu_sharing", "per-node")),
             agent_restart=float(data.get("agent_restart", AGENT_RESTART)),
             coordinator_restart=float(data.get("coordinator_restart", COORDINATOR_RESTART)),
+            commit=_optional(data.get("commit")),
+            commit_per_byte=float(data.get("commit_per_byte", 0.0)),
+            commit_method=str(data.get("commit_method", "")),
+            replica_flush=_optional(data.get("replica_flush")),
+            replica_flush_per_byte=float(data.get("replica_flush_per_byte", 0.0)),
+            replica_method=str(data.get("replica_method", "")),
             cpu_scale={k: float(v) for k, v in (data.get("cpu_scale") or {}).items()},
             job_seconds={k: float(v) for k, v in (data.get("job_seconds") or {}).items()},
             cpu_method=str(data.get("cpu_method", "")),
@@ -295,6 +334,10 @@ class Calibration:
             notes=tuple(data.get("notes", ())),
             source=source,
         )
+
+
+def _optional(data: dict[str, Any] | None) -> Distribution | None:
+    return None if data is None else Distribution.from_dict(data)
 
 
 def save_calibration(calibration: Calibration, path: Path) -> Path:

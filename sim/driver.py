@@ -103,6 +103,7 @@ from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.faults import FaultInjector, durable_coordinator
 from sim.nodes import BUSY_PARTS, SimNode
+from sim.replicas import SimReplica, add_replicas, bootstrap, replica_notes
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
 REGISTRATION_LIMIT = 60.0
@@ -281,6 +282,9 @@ class ModelRun:
         if layout.cores is not None:
             self.engine.share_cores(layout.cores)
         self.tree: list[SimNode] = []  # the coordinators below the root, parents first
+        self.replicas: list[SimNode] = []  # a replicated coordinator's (``sim.replicas``)
+        replication = plan.replication
+        self.root = replication.replicas[0] if replication is not None else COORDINATOR_ID
         self.settled_at = start  # when a tree's interest settled (registration only)
         self.agents = self._build_nodes()
         self.registered: dict[str, float] = {}
@@ -298,6 +302,8 @@ class ModelRun:
         self._hook()
         self.faults: FaultInjector | None = None
         self.issue: Callable[[SimNode, Operation], None] = self.engine.issue
+        if replication is not None and plan.faults:
+            raise ValueError("the model does not run faults of replicated coordinators yet")
         if not registration_only and (plan.faults or durable_coordinator(plan)):
             self.faults = FaultInjector(
                 plan,
@@ -318,6 +324,13 @@ class ModelRun:
 
     def _build_nodes(self) -> list[SimNode]:
         settings = self.plan.settings
+        replication = self.plan.replication
+        if replication is not None:
+            self.replicas = add_replicas(self.engine, replication, settings, self.calibration)
+            bootstrap(self.replicas, self.env.now)
+            self.engine.add_prober(PROBER_ID)
+            ids = replication.replicas
+            return self._build_agents({ids[0]: ids[1:]})
         coordinator = Coordinator(
             COORDINATOR_ID, settings, durable_memory=durable_coordinator(self.plan)
         )
@@ -338,13 +351,19 @@ class ModelRun:
             where = home.get(below.node_id)
             self.tree.append(self.engine.add_node(below.node_id, child, "coordinator", where))
         self.engine.add_prober(PROBER_ID)
+        return self._build_agents(chains)
+
+    def _build_agents(self, chains: dict[str, tuple[str, ...]]) -> list[SimNode]:
+        """The agents (and their links' vouchers), each with the coordinators it fails
+        over to after its own (``chains``: a tree's ancestors, or the other replicas)."""
+        settings = self.plan.settings
         processes = self.processes
         voucher_of: dict[str, str] = {}
         if processes and self.links:
             for worker in range(processes):
                 host = f"worker-{worker}"
                 mine = self.plan.agents[worker::processes]
-                if self.plan.tree:
+                if self.plan.tree or self.replicas:  # links per coordinator, as tcp has them
                     pairs = [(s.agent_id, s.coordinator) for s in mine]
                     links = spread_by_leaf(pairs, self.links, host)
                 else:
@@ -455,7 +474,7 @@ class ModelRun:
 
     def _probe(self) -> None:
         self.unanswered += 1
-        self.engine.send(PROBER_ID, COORDINATOR_ID, self.prober.probe(self.env.now))
+        self.engine.send(PROBER_ID, self.root, self.prober.probe(self.env.now))
         following = self.prober.next_probe_at()
         if following is not None:
             self._wake_at(following, self._probe)
@@ -465,7 +484,7 @@ class ModelRun:
     def _ask_status(self) -> None:
         self.asking = False
         self.unanswered += 1  # answered, refused or lost like a probe
-        self.engine.send(PROBER_ID, COORDINATOR_ID, self.prober.status_request())
+        self.engine.send(PROBER_ID, self.root, self.prober.status_request())
 
     def watch(self, live: LiveFeed) -> None:
         """Feed ``live`` every ``LIVE_INTERVAL`` of simulated time from time 0."""
@@ -626,6 +645,10 @@ class ModelRun:
 
     def tree_cores(self) -> list[Coordinator]:
         """The coordinators: the root, then a tree's others."""
+        if self.replicas:  # the leader's, while it serves
+            replicas = [node.core for node in self.replicas]
+            leaders = [r.coordinator for r in replicas if isinstance(r, SimReplica)]
+            return [core for core in leaders if core is not None]
         nodes = [self.engine.nodes[COORDINATOR_ID], *self.tree]
         return [n.core for n in nodes if isinstance(n.core, Coordinator)]
 
@@ -669,6 +692,7 @@ class ModelRun:
             notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
         if self.tree:
             notes.append(tree_note(tree_figures(self.tree_cores())))
+        notes.extend(replica_notes(self.replicas))
         busy = engine.busy()
         if busy:
             charged = ", ".join(

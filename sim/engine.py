@@ -92,6 +92,18 @@ to one host's backlog between two unrelated messages; causally related
 messages still reach it in order, since a reply arrives after its cause
 has ended.
 
+Nodes that persist (``add_node(..., persists=True)``: a Raft replica,
+``sim.replicas``). A real replica's loop handles everything it read, then
+writes to its disk, then sends: nothing leaves before the write. So such a
+node's jobs drain nothing; the first job after a flush schedules a ``Flush``
+event at its end, which SimPy fires after every arrival due by then, so every
+job queued at the node by then runs first and shares it (a group commit). The
+flush calls the core's ``persist(start)``, which returns the CPU it took
+(charged as service, on a core) and how long its writes then blocked the
+loop: the server stays busy that long but holds no core (the process waits
+on the disk), counted as ``Server.blocked``, not as CPU. Then
+what the jobs produced is drained and sent, as from any job.
+
 Faults (``sim.faults``) hook in without touching the hot path of a
 fault-free run: ``after_coordinator``, when set, runs after every
 coordinator job before its drain (persistence, events); ``serve`` runs a
@@ -136,7 +148,17 @@ from protocol.workload import issue
 from sim.calibration import Calibration
 from sim.cores import Cores
 from sim.distribution import Distribution, Sampler
-from sim.nodes import BUSY_PARTS, Arrival, Batch, Callbacks, Server, SimNode, TimerDue
+from sim.nodes import (
+    BUSY_PARTS,
+    Arrival,
+    Batch,
+    Callbacks,
+    Flush,
+    Persisting,
+    Server,
+    SimNode,
+    TimerDue,
+)
 
 STUCK_POLL = 0.001
 MIN_BATCH_SHARE = 0.1  # a batched message still costs at least this share of its service
@@ -178,6 +200,7 @@ class Engine:
         self._tables: dict[str, dict[type, Sampler]] = {}
         self._timer_cb: Callbacks = (self._on_timer,)
         self._batch_cb: Callbacks = (self._arrive_batch,)
+        self._flush_cb: Callbacks = (self._on_flush,)
         self.batching = False  # group each drain's messages per destination process (tcp)
         self._schedule = env.schedule
         self._find = self.nodes.get
@@ -204,16 +227,19 @@ class Engine:
     def add_node(
         self,
         node_id: str,
-        core: Coordinator | Agent,
+        core: Coordinator | Agent | Persisting,
         role: str,
         process: str | None = None,
         hosts: int = 1,
+        persists: bool = False,
     ) -> SimNode:
         """Add a protocol node of ``role`` with its own server, the shared one, or
         the server of OS ``process`` (nodes hosted by one process share its CPU).
 
         ``hosts > 1`` (a coordinator only) gives the node that many servers of
         its own; each message is served by its sender's host (module docstring).
+        ``persists`` (a coordinator role whose core is ``Persisting``): its output
+        leaves at its next ``Flush`` (module docstring).
         """
         if hosts > 1 and (role != "coordinator" or self.shared is not None or process):
             raise ValueError("only a coordinator with a CPU of its own can have several hosts")
@@ -236,6 +262,7 @@ class Engine:
         if hosts > 1:
             node.hosts = (server, *(Server(self.env.now) for _ in range(hosts - 1)))
         node.arrive = (self._arrive_agent,) if role == "agent" else (self._arrive_coordinator,)
+        node.persists = persists
         self.nodes[node_id] = node
         return node
 
@@ -257,7 +284,8 @@ class Engine:
                 found.setdefault(id(server), (name, server))
         totals: dict[str, dict[str, float]] = {}
         for name, server in found.values():
-            parts = totals.setdefault(name, dict.fromkeys((*BUSY_PARTS, "jobs", "saved"), 0.0))
+            zero = dict.fromkeys((*BUSY_PARTS, "jobs", "saved", "blocked"), 0.0)
+            parts = totals.setdefault(name, zero)
             for part, seconds in server.busy().items():
                 parts[part] += seconds
         return totals
@@ -276,6 +304,7 @@ class Engine:
         self.nodes.clear()
         self._timer_cb = ()
         self._batch_cb = ()
+        self._flush_cb = ()
         self.on_completions = lambda agent, before: None
         self.on_welcome = lambda node, at: None
         self.on_shed = lambda op_ids: None
@@ -311,12 +340,20 @@ class Engine:
         """When a job of ``server``'s process that could start at ``start`` runs, once the
         kernel's time slices are counted: a process that has run back to back for its
         share of slices while more processes than cores have work is descheduled for
-        one slice (three busy processes on two cores: each runs two slices, waits one)."""
-        if start > server.busy_until:  # it was idle: a new run (a core is ``Cores``' matter)
+        one slice (three busy processes on two cores: each runs two slices, waits one).
+        A process waiting on its disk (a replica's commit) has no CPU work: it neither
+        counts as busy nor carries its run across the wait."""
+        if start > server.busy_until or server.disk_until >= server.busy_until:
+            # it was idle, or waiting on its disk: a new run (a core is ``Cores``' matter)
             server.run_since = start
             return start
         cores = len(self.cores.free) if self.cores is not None else 1
-        busy = sum(1 for cpu in self._cpus if cpu.busy_until > start or cpu is server)
+        busy = 0  # processes with CPU work at ``start``: not idle, not waiting on a disk
+        for cpu in self._cpus:
+            if cpu is server or (
+                cpu.busy_until > start and not cpu.disk_from <= start < cpu.disk_until
+            ):
+                busy += 1
         if busy <= cores or start - server.run_since < self.slice * cores / (busy - cores):
             return start
         start += self.slice
@@ -395,7 +432,7 @@ class Engine:
         job(end)
         core = node.core
         if node.role == "coordinator":
-            if self.after_coordinator is not None:
+            if self.after_coordinator is not None and not node.persists:
                 self.after_coordinator(core)  # type: ignore[arg-type]
             self._emit(node, core, end, now, fanout=server)
         else:
@@ -533,6 +570,10 @@ class Engine:
         server.busy_until = end
         if cores is not None:
             cores.release(end)
+        if node.persists:
+            replica: Persisting = node.core  # type: ignore[assignment]
+            replica.receive(src, msg, end)
+            return end, server
         coordinator: Coordinator = node.core  # type: ignore[assignment]
         coordinator.receive(src, msg, end)
         after = self.after_coordinator
@@ -594,21 +635,49 @@ class Engine:
         server.timers += cost
         if cores is not None:
             cores.release(end)
-        core: Coordinator | Agent = node.core  # type: ignore[assignment]
+        core: Coordinator | Agent | Persisting = node.core  # type: ignore[assignment]
         core.on_timer(end)
-        if self.after_coordinator is not None and node.role == "coordinator":
-            self.after_coordinator(core)  # type: ignore[arg-type]
+        if self.after_coordinator is not None and type(core) is Coordinator:
+            self.after_coordinator(core)
         self._emit(node, core, end, now, after_timer=True)
+
+    def _on_flush(self, event: Flush) -> None:
+        """A persisting node's end of a loop turn: write what its jobs since the last
+        flush changed (the loop blocked on the disk, no core held), then send what
+        they produced, when the writes end."""
+        node = event.node
+        node.flush_due = False
+        now: float = self.env._now
+        server: Server = node.server  # type: ignore[assignment]
+        start = server.busy_until if server.busy_until > now else now
+        cores = self.cores
+        if cores is not None:
+            start = self._claim(cores, server, start)
+        core: Persisting = node.core  # type: ignore[assignment]
+        cpu, blocked = core.persist(start)
+        cpu *= self._scale(node.role)
+        end = start + cpu
+        server.service += cpu
+        if cores is not None:
+            cores.release(end)  # the disk wait holds no core
+        if blocked:
+            server.disk_from = end
+            end += blocked
+            server.disk_until = end
+        server.busy_until = end
+        server.blocked += blocked
+        self._emit(node, core, end, now, fanout=server, flushing=True)
 
     def _emit(
         self,
         node: SimNode,
-        core: Coordinator | Agent,
+        core: Coordinator | Agent | Persisting,
         end: float,
         now: float,
         after_timer: bool = False,
         fanout: Server | None = None,
         collect: list[tuple[str, list[tuple[str, Message]]]] | None = None,
+        flushing: bool = False,
     ) -> float:
         """Send what the node drained (leaving at ``end``) and arm its next timer;
         return ``end``.
@@ -617,8 +686,19 @@ class Engine:
         ``Deliver`` emitted adds ``per_recipient_seconds`` to that job first.
         With ``collect``, what was drained is appended there for the caller
         to send (a batch: ``_arrive_batch``).
+
+        A node that ``persists`` sends nothing here unless ``flushing``: a ``Flush``
+        is scheduled at ``end`` instead (if none is), which runs after every job
+        queued by then, so one flush persists and sends for all of them (a group
+        commit, as the real server's flush at the end of a loop turn).
         """
-        out = core.drain()
+        if node.persists and not flushing:
+            out: list[tuple[str, Message]] = []
+            if not node.flush_due:
+                node.flush_due = True
+                self._schedule(Flush(self._flush_cb, node), NORMAL, end - now)
+        else:
+            out = core.drain()
         if type(core) is Agent and len(core.shed) != node.shed_seen:
             seen, node.shed_seen = node.shed_seen, len(core.shed)
             self.on_shed(core.shed[seen:])

@@ -6,6 +6,8 @@ state. A ``Server`` is busy until a simulated time and counts the CPU seconds it
 was charged, by part (``BUSY_PARTS``), to set beside what a real process
 measured. A ``SimNode`` is one protocol object (coordinator or agent; the prober
 has no core and no server) with its service-time samplers and its armed timer.
+A node that ``persists`` (a Raft replica) sends nothing at the end of a job:
+a ``Flush`` event persists and sends for every job since the last one.
 The events are bare SimPy events (compiled, yet subclasses of SimPy's ``Event``)
 with no process behind them, which keeps the model fast.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from mypy_extensions import mypyc_attr
 from simpy.events import Event
@@ -26,6 +28,26 @@ from sim.distribution import Sampler
 
 BUSY_PARTS = ("service", "recipients", "wire", "payload", "timers")
 Callbacks = tuple[Callable[[Any], None], ...]
+
+
+class Persisting(Protocol):
+    """A core that persists before it sends (``sim.replicas.SimReplica``): served as a
+    coordinator is, but its output waits for a ``Flush``."""
+
+    def start(self, now: float) -> None: ...
+
+    def receive(self, src: str, msg: Message, now: float) -> None: ...
+
+    def on_timer(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def drain(self) -> list[tuple[str, Message]]: ...
+
+    def persist(self, now: float) -> tuple[float, float]:
+        """Write what changed; return the seconds of CPU it took and the seconds the
+        writes blocked the loop on the disk."""
+        ...
 
 
 class Server:
@@ -43,6 +65,9 @@ class Server:
         "timers",
         "jobs",
         "saved",
+        "blocked",
+        "disk_from",
+        "disk_until",
     )
 
     def __init__(self, start: float) -> None:
@@ -55,11 +80,15 @@ class Server:
         self.timers = 0.0  # timer jobs
         self.jobs = 0  # message jobs that joined no batch, issue jobs and timer jobs
         self.saved = 0.0  # what messages that joined a batch saved
+        self.blocked = 0.0  # waiting on the disk (a replica's commits): busy, but not CPU
+        self.disk_from = -math.inf  # its latest wait on the disk, off the CPU (``_sliced``)
+        self.disk_until = -math.inf
 
     def busy(self) -> dict[str, float]:
-        """CPU seconds charged so far, by part, then ``jobs`` (a count) and ``saved``."""
+        """CPU seconds charged so far, by part, then ``jobs`` (a count), ``saved`` and
+        ``blocked`` (seconds on the disk, not CPU)."""
         parts = {part: float(getattr(self, part)) for part in BUSY_PARTS}
-        return {**parts, "jobs": float(self.jobs), "saved": self.saved}
+        return {**parts, "jobs": float(self.jobs), "saved": self.saved, "blocked": self.blocked}
 
 
 class SimNode:
@@ -82,12 +111,14 @@ class SimNode:
         "wire_message",
         "wire_byte",
         "job",
+        "persists",
+        "flush_due",
     )
 
     def __init__(
         self,
         node_id: str,
-        core: Coordinator | Agent | None,
+        core: Coordinator | Agent | Persisting | None,
         role: str,
         server: Server | None,
         service: dict[type, Sampler],
@@ -110,6 +141,8 @@ class SimNode:
         self.wire_message = 0.0  # the codec's cost per message and per byte, for this role
         self.wire_byte = 0.0
         self.job = 0.0  # the per-job cost in each drawn service time (figure (i))
+        self.persists = False  # its output leaves only after a flush that persists first
+        self.flush_due = False  # a ``Flush`` is scheduled
 
 
 @mypyc_attr(native_class=False)  # compiled, yet a subclass of SimPy's Event
@@ -150,3 +183,16 @@ class TimerDue(Event):
         self._ok = True
         self.node = node
         self.at = at
+
+
+@mypyc_attr(native_class=False)
+class Flush(Event):
+    """``node`` (one that ``persists``) writes what its jobs since the last flush
+    changed, then sends what they produced: a real server's end of a loop turn."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, callbacks: Callbacks, node: SimNode) -> None:
+        self.callbacks = callbacks  # type: ignore[assignment]
+        self._ok = True
+        self.node = node

@@ -1,6 +1,6 @@
 """``swarmtwin calibrate``: measure this machine's costs for the model (``sim.calibration``).
 
-Eight kinds of figure, each measured here and described in its ``method``:
+The kinds of figure below, each measured here and described in its ``method``:
 
 (a) **Service times.** A warm in-memory cluster (a ``Coordinator`` and, by
     default, 100 ``Agent`` objects with topic subscriptions and a
@@ -50,6 +50,13 @@ Eight kinds of figure, each measured here and described in its ``method``:
     include what the core alone does not do (routing through
     ``call_soon``, reading the clock, re-arming timers) and the cache
     misses of a loop that serves a hundred nodes in turn.
+(j) **Raft commit** (``tcp`` only), in ``harness.calibrate.commit``: timed
+    ``RaftStore.save`` of a leader's readies (SQLite WAL, ``synchronous=FULL``)
+    at 256 B, 4 KiB and 64 KiB of entry data; a fixed part and a cost per byte.
+(k) **A replica's own CPU** (``tcp`` only), in ``harness.calibrate.replicas``: a
+    warm in-memory group of three replicas; receiving a consensus frame (the
+    coordinator's ``Consensus`` service time) and a flush (proposing, applying,
+    encoding), each a fixed part and a cost per byte.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
@@ -77,8 +84,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.calibrate import insitu
+from harness.calibrate.commit import measure_commits
 from harness.calibrate.insitu import measure_in_situ
 from harness.calibrate.loop import measure_hop, measure_timeslice, measure_wakeup
+from harness.calibrate.replicas import measure_replica_costs
 from harness.calibrate.restart import measure_restarts
 from harness.calibrate.scaling import measure_batching, measure_fanout, measure_payload
 from protocol.agent import Agent
@@ -447,6 +456,18 @@ def calibrate(
     else:
         agent_restart, coordinator_restart = 0.0, 0.0
         restart_method = "inproc: a killed agent is replaced at once; the coordinator cannot crash"
+    commit: Distribution | None = None
+    replica_flush: Distribution | None = None
+    if wire:
+        commit, commit_per_byte, commit_method = measure_commits()
+        replicas = measure_replica_costs()
+        service["coordinator"]["Consensus"] = replicas.receive
+        replica_flush, replica_flush_per_byte = replicas.flush, replicas.flush_per_byte
+        replica_method = replicas.method
+    else:
+        commit_per_byte = replica_flush_per_byte = 0.0
+        commit_method = "inproc: not measured (Raft replicas run on tcp only)"
+        replica_method = commit_method
     calibration = Calibration(
         host=socket.gethostname(),
         python=platform.python_version(),
@@ -475,6 +496,12 @@ def calibrate(
         agent_restart=agent_restart,
         coordinator_restart=coordinator_restart,
         restart_method=restart_method,
+        commit=commit,
+        commit_per_byte=commit_per_byte,
+        commit_method=commit_method,
+        replica_flush=replica_flush,
+        replica_flush_per_byte=replica_flush_per_byte,
+        replica_method=replica_method,
         how=how or f"swarmtwin calibrate --transport {transport}",
         notes=(f"{platform.platform()}; {platform.processor() or platform.machine()}",),
     )

@@ -4,7 +4,8 @@
 were the shipped default's (``sim/calibrations/``), measured elsewhere or
 earlier. ``moved(new, old)`` sets every scalar figure the model uses beside
 its old value: the codec line, the cost per recipient and per payload byte,
-the batching saving, the restarts, the cores, the CPU fit, the hop's and
+the batching saving, the restarts, the Raft commit and a replica's flush
+(each its median and cost per byte), the cores, the CPU fit, the hop's and
 the wake-ups' medians and p95, and the median of every timer and service
 time (per role and message type). A figure *moved* when it changed by more
 than ``THRESHOLD`` (25 %, about what repeated calibrations on one quiet
@@ -70,8 +71,18 @@ def figures(old: Calibration, new: Calibration) -> list[Figure]:
         ("agent_restart", "s"),
         ("coordinator_restart", "s"),
         ("timer_slack", "s"),
+        ("commit_per_byte", "s/B"),
+        ("replica_flush_per_byte", "s/B"),
     ):
         add(name, unit, getattr(old, name), getattr(new, name))
+    for name in ("commit", "replica_flush"):
+        before, after = getattr(old, name), getattr(new, name)
+        add(
+            f"{name} median",
+            "s",
+            None if before is None else before.quantile(0.5),
+            None if after is None else after.quantile(0.5),
+        )
     add("cores", "", float(old.cores), float(new.cores))
     for p, label in ((0.5, "median"), (0.95, "p95")):
         add(f"hop {label}", "s", old.hop.quantile(p), new.hop.quantile(p))

@@ -93,6 +93,23 @@ class Ready:
     compacted: Snapshot | None = None  # the application's own snapshot: persist it, drop
     # the entries up to its index
 
+    @property
+    def changes_storage(self) -> bool:
+        """True when storage must change (a transaction): new entries, a snapshot, or
+        a hard state or compaction to write. A ready of messages alone changes none."""
+        return bool(self.entries) or any(
+            change is not None for change in (self.hard_state, self.snapshot, self.compacted)
+        )
+
+    @property
+    def stored_bytes(self) -> int:
+        """The bytes of data this ready writes: its entries' and snapshots'."""
+        size = sum(len(entry.data) for entry in self.entries)
+        for snapshot in (self.snapshot, self.compacted):
+            if snapshot is not None:
+                size += len(snapshot.data)
+        return size
+
     def persist(self, stored: Persisted) -> Persisted:
         """``stored`` with this ready's state written over it: what storage holds after it."""
         entries = list(stored.entries)

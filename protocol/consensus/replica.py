@@ -43,6 +43,7 @@ and to other replicas alike) and close the links ``take_closures()`` names.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from protocol.codec import MalformedFrame
@@ -177,6 +178,16 @@ class Replica:
         """What to persist now (then ``advance``), or None."""
         self._propose()
         return self.raft.ready() if self.raft.has_ready() else None
+
+    def persist(self, save: Callable[[Ready], None], now: float) -> int:
+        """Raft's contract in one call: while there is a ready, ``save`` it to the
+        driver's storage, then ``advance``. Returns how many readies were saved."""
+        saved = 0
+        while (ready := self.ready()) is not None:
+            save(ready)
+            saved += 1
+            self.advance(ready, now)
+        return saved
 
     def advance(self, ready: Ready, now: float) -> None:
         """The driver persisted ``ready``: queue its messages, apply what it committed."""

@@ -74,8 +74,7 @@ class RaftStore:
 
     def save(self, ready: Ready) -> None:
         """Make ``ready``'s state durable, in one transaction."""
-        changes = (ready.hard_state, ready.snapshot, ready.compacted)
-        if not ready.entries and all(change is None for change in changes):
+        if not ready.changes_storage:
             return
         db = self.db
         db.execute("BEGIN")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protocol.consensus.messages import Persisted
+from protocol.consensus.messages import Persisted, Ready
 from protocol.consensus.raft import RaftConfig
 from protocol.consensus.replica import Replica
 from protocol.messages import Message
@@ -81,14 +81,13 @@ class ReplicaCore:
 
     def persist(self, now: float) -> None:
         """Raft's contract: write every ready, then let the replica act on it."""
-        replica = self.replica
-        while (ready := replica.ready()) is not None:
-            if self.store is not None:
-                self.store.save(ready)
-            else:
-                self._memory = ready.persist(self._memory)
-            self.commits += 1
-            replica.advance(ready, now)
+        self.commits += self.replica.persist(self._save, now)
+
+    def _save(self, ready: Ready) -> None:
+        if self.store is not None:
+            self.store.save(ready)
+        else:
+            self._memory = ready.persist(self._memory)
 
     def knows(self, node: str) -> bool:
         """The leader's coordinator's answer. A replica that does not serve takes

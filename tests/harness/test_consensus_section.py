@@ -30,6 +30,8 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
     assert plan.replication.tick == 0.02 and plan.replication.election_ticks == 8
     assert {agent.coordinator for agent in plan.agents} == {"r1"}
     assert compile_plan(scenario()).replication is None
+    both = scenario(transport="tcp", backends=["real", "sim"], consensus={"protocol": "raft"})
+    assert compile_plan(both).replication is not None  # the model runs replicas too
 
 
 @pytest.mark.parametrize(
@@ -39,7 +41,11 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
         ("consensus: {protocol: paxos}\n", "consensus.protocol", "raft"),
         ("consensus: {replicas: 9}\n", "consensus.replicas", "7"),
         (RAFT + "transport: inproc\n", "transport", "expected transport: tcp"),
-        (RAFT + "backends: [real, sim]\n", "backends", "model of replicated"),
+        (
+            RAFT + "backends: [real, sim]\nfaults: [{kind: crash_replica, at: 1.0}]\n",
+            "backends",
+            "does not crash replicas",
+        ),
         (
             RAFT + "topology: {kind: hierarchical, branching: 5, levels: 2}\n",
             "topology.kind",

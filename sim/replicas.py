@@ -1,0 +1,189 @@
+"""Replicated coordinators in the model: each replica a node on a CPU of its own,
+persisting before it sends, as the real replica processes do.
+
+A plan with ``replication`` (a scenario's ``consensus:``) has no coordinator
+``coord``: ``add_replicas`` adds one ``SimReplica`` per replica, each the core
+of a coordinator-role node in a process of its own (``replica-<id>``: with
+shared cores, tcp's layout, those processes share the machine's cores with the
+agent workers, as the real ones do). A ``SimReplica`` runs ``protocol.consensus.replica.Replica``
+exactly as the real server does (``wire=True``: consensus traffic as
+``Consensus`` frames, so the engine charges the codec by their size), with its
+storage in memory (``Ready.persist`` over a ``Persisted``). The engine serves
+its messages and timers as a coordinator's (the leader's agent traffic costs
+what the calibration says a coordinator's does; consensus frames cost the
+coordinator's pooled figure plus the codec), and sends nothing at the end of a
+job: a ``Flush`` (``sim.engine``) calls ``persist``, which saves every ready
+(``Replica.persist``) and returns the CPU the flush took, the calibration's
+``replica_flush`` (drawn) plus ``replica_flush_per_byte`` times the bytes it
+encoded and applied (figure (k)), and how long the writes then blocked the
+loop, its ``commit`` (drawn) plus ``commit_per_byte`` times the bytes, for each
+ready that changes storage (figure (j)); then what the replica produced is
+sent. That is the real server's loop turn: handle what was read, commit once,
+send.
+
+The leader at the start. The real run starts every replica, waits until one is
+elected and serves, and only then starts the agents (the election is not part
+of the measured run). ``bootstrap`` does the same at no cost in simulated time:
+the first replica campaigns and the replicas exchange messages directly until
+it serves; the agents then start at it, with the others as fallbacks.
+
+Not modelled yet: faults of replicas (``crash_replica``), so a leader change
+never happens in the model; the scenario loader refuses them on the sim
+backend.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from protocol.consensus.messages import Persisted, Ready
+from protocol.consensus.raft import RaftConfig
+from protocol.consensus.replica import Replica
+from protocol.coordinator import Coordinator
+from protocol.messages import Message
+from protocol.plan import Replication
+from protocol.settings import ProtocolSettings
+from sim.calibration import Calibration
+from sim.distribution import Distribution, Sampler
+from sim.engine import Engine
+from sim.nodes import SimNode
+
+BOOTSTRAP_ROUNDS = 64  # message rounds an uncontested election takes far fewer of
+
+
+class ReplicaCosts(NamedTuple):
+    """The calibration's figures (j) and (k) as samplers on the engine's draws."""
+
+    commit: Sampler | None
+    commit_per_byte: float
+    flush: Sampler | None
+    flush_per_byte: float
+
+
+def _sampler(figure: Distribution | None, engine: Engine) -> Sampler | None:
+    return figure.sampler(engine.rng) if figure is not None else None
+
+
+class SimReplica:
+    """The engine's core for one replica (``sim.nodes.Persisting``)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        replication: Replication,
+        settings: ProtocolSettings,
+        costs: ReplicaCosts,
+    ) -> None:
+        config = RaftConfig(election_ticks=replication.election_ticks)
+        self.replica = Replica(
+            node_id, replication.replicas, settings, config, replication.tick, wire=True
+        )
+        self.stored = Persisted()
+        self.commit, self.commit_per_byte = costs.commit, costs.commit_per_byte
+        self.flush, self.flush_per_byte = costs.flush, costs.flush_per_byte
+        self.commits = 0  # readies that changed storage: one transaction each
+        self.flushes = 0
+        self.blocked = 0.0
+        self._bytes = 0
+        self._now = 0.0
+
+    @property
+    def coordinator(self) -> Coordinator | None:
+        """The leader's coordinator; None on a replica that does not serve."""
+        return self.replica.coordinator
+
+    def start(self, now: float) -> None:
+        self._now = now
+        self.replica.start(now)
+
+    def receive(self, src: str, msg: Message, now: float) -> None:
+        self._now = now
+        self.replica.receive(src, msg, now)
+
+    def on_timer(self, now: float) -> None:
+        self._now = now
+        self.replica.on_timer(now)
+
+    def next_deadline(self) -> float | None:
+        return self.replica.next_deadline()
+
+    def drain(self) -> list[tuple[str, Message]]:
+        return self.replica.drain()  # type: ignore[return-value]  # wire: no RaftMessage
+
+    def persist(self, now: float) -> tuple[float, float]:
+        """Save every ready: the seconds of CPU the flush took (when anything was
+        saved), and the seconds the writes blocked the loop."""
+        self._now = now
+        self._bytes = 0
+        self.flushes += 1
+        if not self.replica.persist(self._save, now):
+            return 0.0, 0.0
+        blocked, self.blocked = self.blocked, 0.0
+        cpu = self.flush() + self.flush_per_byte * self._bytes if self.flush is not None else 0.0
+        return cpu, blocked
+
+    def _save(self, ready: Ready) -> None:
+        self.stored = ready.persist(self.stored)
+        self._bytes += ready.stored_bytes + sum(len(entry.data) for entry in ready.committed)
+        if ready.changes_storage:
+            self.commits += 1
+            if self.commit is not None:
+                self.blocked += self.commit() + self.commit_per_byte * ready.stored_bytes
+
+
+def add_replicas(
+    engine: Engine,
+    replication: Replication,
+    settings: ProtocolSettings,
+    calibration: Calibration,
+) -> list[SimNode]:
+    """One node per replica, each in a process of its own (``replica-<id>``, its name
+    in ``Engine.busy``); the first replica leads (``bootstrap``)."""
+    costs = ReplicaCosts(
+        _sampler(calibration.commit, engine),
+        calibration.commit_per_byte,
+        _sampler(calibration.replica_flush, engine),
+        calibration.replica_flush_per_byte,
+    )
+    nodes = []
+    for node_id in replication.replicas:
+        core = SimReplica(node_id, replication, settings, costs)
+        process = f"replica-{node_id}"
+        nodes.append(engine.add_node(node_id, core, "coordinator", process, persists=True))
+    return nodes
+
+
+def bootstrap(nodes: list[SimNode], now: float) -> None:
+    """Start every replica at ``now`` and elect the first, in no simulated time."""
+    cores: dict[str, SimReplica] = {}
+    for node in nodes:
+        assert isinstance(node.core, SimReplica)
+        cores[node.node_id] = node.core
+        node.core.start(now)
+    first = cores[nodes[0].node_id]
+    first.replica.raft.campaign()
+    for _ in range(BOOTSTRAP_ROUNDS):
+        moved = False
+        for node_id, core in cores.items():
+            core.persist(now)
+            for dst, msg in core.drain():
+                if dst in cores:
+                    cores[dst].receive(node_id, msg, now)
+                    moved = True
+        if first.replica.serving and not moved:
+            for core in cores.values():
+                core.commits = core.flushes = 0  # the bootstrap's are not the run's
+            return
+    raise RuntimeError(f"replica {nodes[0].node_id} was not elected in {BOOTSTRAP_ROUNDS} rounds")
+
+
+def replica_notes(nodes: list[SimNode]) -> list[str]:
+    """Each replica's commits and flushes, as the real run's notes give them."""
+    notes = []
+    for node in nodes:
+        core = node.core
+        if isinstance(core, SimReplica):
+            notes.append(
+                f"replica {node.node_id}: {core.commits} raft log commits, {core.flushes} flushes"
+            )
+    return notes
