@@ -28,6 +28,8 @@ from real.tcp.replicacore import ReplicaPlace
 from real.tcp.run import run_plan
 from real.tcp.server import CoordinatorServer, serve
 from real.tcp.workers import AgentHost, TreeAddresses
+from sim import run_plan as sim_run
+from sim.calibration import load_calibration
 
 ROOT = Path(__file__).resolve().parents[2]
 IDS = ("r1", "r2", "r3")
@@ -172,6 +174,12 @@ def test_the_raft_scenario_runs_on_replica_processes_and_loses_nothing() -> None
         "replica r2",
         "replica r3",
     ]
+    # the model of the same replicas agrees on everything that is not a timing
+    model = sim_run(plan, load_calibration(transport="tcp")[0], None, 2, cores=2, links=2)
+    assert sorted(got) == sorted((c.op_id, c.node) for c in model.completions)
+    predicted = summarize(plan, model)
+    assert predicted.integrity.linearizable is True and predicted.reliability.lost_acked == 0
+    assert {"replica-r1", "replica-r2", "replica-r3"} <= set(model.busy)
 
 
 def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() -> None:
