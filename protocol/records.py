@@ -221,6 +221,24 @@ class CoordinatorFigures:
     occupancy_peak_s: float = 0.0  # the most seconds of work that waited here (at a Load)
 
 
+REPLICA_COUNTS = (
+    "commits",  # readies that changed storage: one transaction each
+    "flushes",  # loop turns that persisted and sent
+    "flush_bytes",  # log entry bytes stored plus committed entry bytes applied
+    "frames",  # consensus frames received from the other replicas
+    "frame_bytes",  # their bodies' bytes
+)
+
+
+def replica_note(node: str, counts: dict[str, float]) -> str:
+    """One replica's ``REPLICA_COUNTS`` as a run note, the same from every driver."""
+    return (
+        f"replica {node}: {counts['commits']:.0f} raft log commits, {counts['flushes']:.0f} "
+        f"flushes ({counts['flush_bytes'] / 1e6:.1f} MB stored and applied), "
+        f"{counts['frames']:.0f} consensus frames received ({counts['frame_bytes'] / 1e6:.1f} MB)"
+    )
+
+
 @dataclass(slots=True)
 class DriverResult:
     """What a driver hands back after replaying a plan.
@@ -275,3 +293,5 @@ class DriverResult:
     # the model only: CPU seconds each simulated process was charged, by part
     # (``sim.engine.Engine.busy``), to set beside a real process's CPU time
     busy: dict[str, dict[str, float]] = field(default_factory=dict)
+    # a replicated coordinator's replicas, by id: what each did (``REPLICA_COUNTS``)
+    replicas: dict[str, dict[str, float]] = field(default_factory=dict)

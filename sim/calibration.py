@@ -70,12 +70,11 @@ A ``Calibration`` says how long things take on the machine it was measured on
   file written before) means the model charges nothing for it and says so.
 - ``replica_flush`` and ``replica_flush_per_byte`` (figure (k),
   ``harness.calibrate.replicas``): a Raft replica's CPU for one flush besides
-  the disk: proposing its coordinator's journals as a log entry, applying
-  committed entries to its state, encoding its messages; a fixed part and a
-  cost per byte encoded and applied. The same measurement gives
-  ``service["coordinator"]["Consensus"]``, receiving one consensus frame
-  (the codec's line charges its bytes, as for any message). ``replica_method``
-  says how. None: the model charges no flush CPU and says so.
+  what the model charges elsewhere (its messages, the disk wait): storing
+  entries, applying committed ones to its state, encoding its messages, the
+  loop turn; a fixed part per flush and a cost per byte stored and applied,
+  fitted from the CPU of real follower processes at several loads.
+  ``replica_method`` says how. None: the model charges no flush CPU.
 - ``cpu_scale`` and ``job_seconds``: per role, what the real process's CPU
   time says the figures above miss (figure (i), ``harness.calibrate.cpu``).
   Every CPU cost of the role (service, timers, codec, payload, fan-out) is

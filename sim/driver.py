@@ -95,6 +95,7 @@ from protocol.records import (
     LiveFeed,
     LiveParts,
     ProcessUsage,
+    replica_note,
 )
 from protocol.topology import ancestries
 from protocol.topology import processes as topology_processes
@@ -103,7 +104,7 @@ from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.faults import FaultInjector, durable_coordinator
 from sim.nodes import BUSY_PARTS, SimNode
-from sim.replicas import SimReplica, add_replicas, bootstrap, replica_notes
+from sim.replicas import SimReplica, add_replicas, bootstrap, replica_counts
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
 REGISTRATION_LIMIT = 60.0
@@ -627,6 +628,7 @@ class ModelRun:
             status=self.prober.status,
         )
         result.busy = self.engine.busy()
+        result.replicas = replica_counts(self.replicas)
         cores = self.tree_cores()
         result.task_stamps = [stamp for core in cores for stamp in core.take_task_stamps()]
         if self.tree:
@@ -692,7 +694,7 @@ class ModelRun:
             notes.append(f"{engine.undeliverable} messages to unknown nodes were dropped")
         if self.tree:
             notes.append(tree_note(tree_figures(self.tree_cores())))
-        notes.extend(replica_notes(self.replicas))
+        notes.extend(replica_note(n, c) for n, c in replica_counts(self.replicas).items())
         busy = engine.busy()
         if busy:
             charged = ", ".join(

@@ -42,6 +42,7 @@ from protocol.consensus.replica import Replica
 from protocol.coordinator import Coordinator
 from protocol.messages import Message
 from protocol.plan import Replication
+from protocol.records import REPLICA_COUNTS
 from protocol.settings import ProtocolSettings
 from sim.calibration import Calibration
 from sim.distribution import Distribution, Sampler
@@ -81,8 +82,6 @@ class SimReplica:
         self.stored = Persisted()
         self.commit, self.commit_per_byte = costs.commit, costs.commit_per_byte
         self.flush, self.flush_per_byte = costs.flush, costs.flush_per_byte
-        self.commits = 0  # readies that changed storage: one transaction each
-        self.flushes = 0
         self.blocked = 0.0
         self._bytes = 0
         self._now = 0.0
@@ -115,7 +114,6 @@ class SimReplica:
         saved), and the seconds the writes blocked the loop."""
         self._now = now
         self._bytes = 0
-        self.flushes += 1
         if not self.replica.persist(self._save, now):
             return 0.0, 0.0
         blocked, self.blocked = self.blocked, 0.0
@@ -124,11 +122,9 @@ class SimReplica:
 
     def _save(self, ready: Ready) -> None:
         self.stored = ready.persist(self.stored)
-        self._bytes += ready.stored_bytes + sum(len(entry.data) for entry in ready.committed)
-        if ready.changes_storage:
-            self.commits += 1
-            if self.commit is not None:
-                self.blocked += self.commit() + self.commit_per_byte * ready.stored_bytes
+        self._bytes += ready.handled_bytes
+        if ready.changes_storage and self.commit is not None:
+            self.blocked += self.commit() + self.commit_per_byte * ready.stored_bytes
 
 
 def add_replicas(
@@ -171,19 +167,16 @@ def bootstrap(nodes: list[SimNode], now: float) -> None:
                     cores[dst].receive(node_id, msg, now)
                     moved = True
         if first.replica.serving and not moved:
-            for core in cores.values():
-                core.commits = core.flushes = 0  # the bootstrap's are not the run's
+            for core in cores.values():  # the bootstrap's work is not the run's
+                core.replica.counts = dict.fromkeys(REPLICA_COUNTS, 0)
             return
     raise RuntimeError(f"replica {nodes[0].node_id} was not elected in {BOOTSTRAP_ROUNDS} rounds")
 
 
-def replica_notes(nodes: list[SimNode]) -> list[str]:
-    """Each replica's commits and flushes, as the real run's notes give them."""
-    notes = []
-    for node in nodes:
-        core = node.core
-        if isinstance(core, SimReplica):
-            notes.append(
-                f"replica {node.node_id}: {core.commits} raft log commits, {core.flushes} flushes"
-            )
-    return notes
+def replica_counts(nodes: list[SimNode]) -> dict[str, dict[str, float]]:
+    """What each replica did (``DriverResult.replicas``), as the real run counts it."""
+    return {
+        node.node_id: dict(node.core.replica.counts)
+        for node in nodes
+        if isinstance(node.core, SimReplica)
+    }

@@ -53,10 +53,10 @@ The kinds of figure below, each measured here and described in its ``method``:
 (j) **Raft commit** (``tcp`` only), in ``harness.calibrate.commit``: timed
     ``RaftStore.save`` of a leader's readies (SQLite WAL, ``synchronous=FULL``)
     at 256 B, 4 KiB and 64 KiB of entry data; a fixed part and a cost per byte.
-(k) **A replica's own CPU** (``tcp`` only), in ``harness.calibrate.replicas``: a
-    warm in-memory group of three replicas; receiving a consensus frame (the
-    coordinator's ``Consensus`` service time) and a flush (proposing, applying,
-    encoding), each a fixed part and a cost per byte.
+(k) **A replica's own CPU** (``tcp`` only), in ``harness.calibrate.replicas``:
+    three real replica processes at four loads; each follower's CPU, less what
+    the model charges for the frames it received, fitted per flush and per
+    byte stored and applied.
 
 ``calibrate()`` writes ``<host>-<transport>-<date>.json`` into
 ``reports/calibrations/``; ``load_calibration`` then prefers it to the
@@ -460,8 +460,8 @@ def calibrate(
     replica_flush: Distribution | None = None
     if wire:
         commit, commit_per_byte, commit_method = measure_commits()
-        replicas = measure_replica_costs()
-        service["coordinator"]["Consensus"] = replicas.receive
+        frame = service["coordinator"][POOLED].mean + intercept  # the model's charge per frame
+        replicas = measure_replica_costs(lambda frames, size: frames * frame + size * slope)
         replica_flush, replica_flush_per_byte = replicas.flush, replicas.flush_per_byte
         replica_method = replicas.method
     else:

@@ -110,6 +110,12 @@ class Ready:
                 size += len(snapshot.data)
         return size
 
+    @property
+    def handled_bytes(self) -> int:
+        """The bytes this ready stores plus the committed entry bytes it applies: the
+        work of a flush that grows with its size (``Replica.counts``)."""
+        return self.stored_bytes + sum(len(entry.data) for entry in self.committed)
+
     def persist(self, stored: Persisted) -> Persisted:
         """``stored`` with this ready's state written over it: what storage holds after it."""
         entries = list(stored.entries)

@@ -57,7 +57,7 @@ from protocol.durable import Answer, DurableState, restarted
 from protocol.journal import BusEntry
 from protocol.memory import Write
 from protocol.messages import Consensus, Message, Reject, not_leader
-from protocol.records import NodeEvent
+from protocol.records import REPLICA_COUNTS, NodeEvent
 from protocol.settings import ProtocolSettings
 
 COMPACT_EVERY = 8192  # applied entries past the snapshot before a replica compacts
@@ -107,6 +107,7 @@ class Replica:
         self._answers: list[Answer] = []
         self._reads = 0
         self._term_served = 0  # the term this replica last served in
+        self.counts = dict.fromkeys(REPLICA_COUNTS, 0)  # what it did, for the run's figures
 
     # -- the driver's interface ----------------------------------------------------------
 
@@ -126,6 +127,8 @@ class Replica:
         if type(msg) is Consensus:
             if src not in self.replicas or not msg.body:
                 return  # a stranger's, or a replica naming itself on a new link
+            self.counts["frames"] += 1
+            self.counts["frame_bytes"] += len(msg.body)
             try:
                 msg = decode_raft_body(msg.body)
             except MalformedFrame as exc:
@@ -183,10 +186,16 @@ class Replica:
         """Raft's contract in one call: while there is a ready, ``save`` it to the
         driver's storage, then ``advance``. Returns how many readies were saved."""
         saved = 0
+        counts = self.counts
         while (ready := self.ready()) is not None:
             save(ready)
             saved += 1
+            if ready.changes_storage:
+                counts["commits"] += 1
+            counts["flush_bytes"] += ready.handled_bytes
             self.advance(ready, now)
+        if saved:
+            counts["flushes"] += 1
         return saved
 
     def advance(self, ready: Ready, now: float) -> None:

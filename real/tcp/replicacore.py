@@ -67,7 +67,6 @@ class ReplicaCore:
             stored,
             wire=True,
         )
-        self.commits = 0
         self._closures: list[str] = []
         self._idle = CoordinatorStats()
 
@@ -81,7 +80,7 @@ class ReplicaCore:
 
     def persist(self, now: float) -> None:
         """Raft's contract: write every ready, then let the replica act on it."""
-        self.commits += self.replica.persist(self._save, now)
+        self.replica.persist(self._save, now)
 
     def _save(self, ready: Ready) -> None:
         if self.store is not None:

@@ -84,7 +84,16 @@ from collections.abc import Callable, Sequence
 
 from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
 from protocol.plan import OpKind, Plan
-from protocol.records import Completion, DriverResult, LiveFeed, LiveParts, ProbeResult, WriteAck
+from protocol.records import (
+    REPLICA_COUNTS,
+    Completion,
+    DriverResult,
+    LiveFeed,
+    LiveParts,
+    ProbeResult,
+    WriteAck,
+    replica_note,
+)
 from protocol.treereport import tree_note
 from protocol.workload import split_memory_target
 from real.clock import RunClock, new_event_loop
@@ -494,8 +503,9 @@ async def _stop_replicas(servers: ReplicaServers, result: DriverResult) -> None:
     for name in silent:  # running, not killed by a fault: it died or hung
         result.errors.append(f"{name} did not report at the end of the run")
     for node, report in sorted(reports.items()):
-        commits = report.stats.get("raft_commits", 0)
-        result.notes.append(f"replica {node}: {commits} raft log commits, {report.flushes} flushes")
+        counts = {name: report.stats.get(f"raft_{name}", 0) for name in REPLICA_COUNTS}
+        result.replicas[node] = counts
+        result.notes.append(replica_note(node, counts))
         result.notes.extend(f"replica {node}: {event}" for event in report.events[:10])
 
 

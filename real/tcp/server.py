@@ -485,7 +485,8 @@ class CoordinatorServer(Admission):
             self.report.stats["db_commits"] = self.db.commits
             self.db.close()
         if self.replica is not None:
-            self.report.stats["raft_commits"] = self.replica.commits
+            counts = self.replica.replica.counts
+            self.report.stats.update((f"raft_{name}", value) for name, value in counts.items())
             self.replica.close()
         if self.event_log is not None:
             self.event_log.close()

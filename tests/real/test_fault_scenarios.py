@@ -26,6 +26,9 @@ from harness.scenario.schema import load_scenario
 
 FAULTS = Path(__file__).resolve().parents[2] / "scenarios" / "faults"
 SCENARIOS = sorted(path.stem for path in FAULTS.glob("*.yaml"))
+# a scenario runs on the backends it lists (raft-leader-crash: the real one; the model
+# does not crash replicas yet, and refuses to)
+ON_MODEL = [n for n in SCENARIOS if "sim" in load_scenario(FAULTS / f"{n}.yaml").backends]
 
 
 def run(name: str, backend: str) -> Summary:
@@ -57,7 +60,7 @@ def check_invariants(summary: Summary, name: str) -> None:
             assert row.coordinator_live_s is not None and row.reregistered_s is not None
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", ON_MODEL)
 def test_fault_scenario_on_the_model(name: str) -> None:
     check_invariants(run(name, "sim"), name)
 
