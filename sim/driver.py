@@ -73,6 +73,7 @@ import resource
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from operator import attrgetter
 from typing import NamedTuple
@@ -84,7 +85,7 @@ from protocol.agent import Agent, memory_until
 from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import crashed_coordinators
 from protocol.links import spread, spread_by_leaf
-from protocol.messages import Message
+from protocol.messages import Message, Reject
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
@@ -104,6 +105,7 @@ from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.faults import FaultInjector, durable_coordinator
 from sim.nodes import BUSY_PARTS, SimNode
+from sim.replicafaults import ReplicaLinks
 from sim.replicas import SimReplica, add_replicas, bootstrap, replica_counts
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
@@ -303,9 +305,19 @@ class ModelRun:
         self._hook()
         self.faults: FaultInjector | None = None
         self.issue: Callable[[SimNode, Operation], None] = self.engine.issue
-        if replication is not None and plan.faults:
-            raise ValueError("the model does not run faults of replicated coordinators yet")
-        if not registration_only and (plan.faults or durable_coordinator(plan)):
+        self.replica_links: ReplicaLinks | None = None
+        if replication is not None:  # its links, its crashes, the prober's target
+            faults = plan if not registration_only else replace(plan, faults=())
+            self.replica_links = ReplicaLinks(
+                faults,
+                calibration,
+                self.engine,
+                self.replicas,
+                self.agents,
+                self._at,
+                self._probe_lost,
+            )
+        elif not registration_only and (plan.faults or durable_coordinator(plan)):
             self.faults = FaultInjector(
                 plan,
                 calibration,
@@ -322,6 +334,8 @@ class ModelRun:
         # agents hosted by worker processes (tcp) send and receive one write per drain;
         # a fault's gates act per message, so a run with faults sends each on its own
         self.engine.batching = self.processes is not None and self.faults is None
+        if self.replica_links is not None and plan.faults:
+            self.engine.batching = False  # the crash gates act per message too
 
     def _build_nodes(self) -> list[SimNode]:
         settings = self.plan.settings
@@ -475,7 +489,7 @@ class ModelRun:
 
     def _probe(self) -> None:
         self.unanswered += 1
-        self.engine.send(PROBER_ID, self.root, self.prober.probe(self.env.now))
+        self.engine.send(PROBER_ID, self._prober_target(), self.prober.probe(self.env.now))
         following = self.prober.next_probe_at()
         if following is not None:
             self._wake_at(following, self._probe)
@@ -485,7 +499,7 @@ class ModelRun:
     def _ask_status(self) -> None:
         self.asking = False
         self.unanswered += 1  # answered, refused or lost like a probe
-        self.engine.send(PROBER_ID, self.root, self.prober.status_request())
+        self.engine.send(PROBER_ID, self._prober_target(), self.prober.status_request())
 
     def watch(self, live: LiveFeed) -> None:
         """Feed ``live`` every ``LIVE_INTERVAL`` of simulated time from time 0."""
@@ -574,6 +588,13 @@ class ModelRun:
         if self.prober.receive(msg, at):
             self.unanswered -= 1
             self._check_done()
+        elif self.replica_links is not None and type(msg) is Reject:  # a replica not leading
+            self.replica_links.prober_got(msg)
+            self._probe_lost()
+
+    def _prober_target(self) -> str:
+        links = self.replica_links
+        return links.target if links is not None else self.root
 
     def _check_done(self) -> None:
         if self.registration_only or self.probing or self.asking:
@@ -597,6 +618,8 @@ class ModelRun:
         if self.faults is not None:
             self.faults.close()
             self.faults = None  # it calls back into the run: drop that cycle too
+        if self.replica_links is not None:
+            self.replica_links.close()
         self.engine.close()
 
     # --- the result -------------------------------------------------------------------
@@ -629,6 +652,8 @@ class ModelRun:
         )
         result.busy = self.engine.busy()
         result.replicas = replica_counts(self.replicas)
+        if self.replica_links is not None:
+            result.events = self.replica_links.all_events()
         cores = self.tree_cores()
         result.task_stamps = [stamp for core in cores for stamp in core.take_task_stamps()]
         if self.tree:

@@ -34,6 +34,7 @@ backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from protocol.consensus.messages import Persisted, Ready
@@ -42,7 +43,7 @@ from protocol.consensus.replica import Replica
 from protocol.coordinator import Coordinator
 from protocol.messages import Message
 from protocol.plan import Replication
-from protocol.records import REPLICA_COUNTS
+from protocol.records import REPLICA_COUNTS, NodeEvent
 from protocol.settings import ProtocolSettings
 from sim.calibration import Calibration
 from sim.distribution import Distribution, Sampler
@@ -74,17 +75,42 @@ class SimReplica:
         replication: Replication,
         settings: ProtocolSettings,
         costs: ReplicaCosts,
+        stored: Persisted | None = None,
     ) -> None:
         config = RaftConfig(election_ticks=replication.election_ticks)
+        self.stored = stored if stored is not None else Persisted()
         self.replica = Replica(
-            node_id, replication.replicas, settings, config, replication.tick, wire=True
+            node_id,
+            replication.replicas,
+            settings,
+            config,
+            replication.tick,
+            self.stored,
+            wire=True,
         )
-        self.stored = Persisted()
+        self.replication = replication
+        self.settings = settings
+        self.costs = costs
         self.commit, self.commit_per_byte = costs.commit, costs.commit_per_byte
         self.flush, self.flush_per_byte = costs.flush, costs.flush_per_byte
         self.blocked = 0.0
+        self.events: list[NodeEvent] = []  # what its replica and coordinator reported
+        # the driver's: a link this replica closed (to an agent, the prober, a replica)
+        self.on_closed: Callable[[str, float], None] | None = None
         self._bytes = 0
         self._now = 0.0
+
+    def restarted(self) -> SimReplica:
+        """This replica's process started again: a new one from what it stored."""
+        again = SimReplica(
+            self.replica.id, self.replication, self.settings, self.costs, self.stored
+        )
+        again.on_closed = self.on_closed
+        return again
+
+    def link_closed(self, node: str, now: float) -> None:
+        self._now = now
+        self.replica.link_closed(node)
 
     @property
     def coordinator(self) -> Coordinator | None:
@@ -107,7 +133,14 @@ class SimReplica:
         return self.replica.next_deadline()
 
     def drain(self) -> list[tuple[str, Message]]:
-        return self.replica.drain()  # type: ignore[return-value]  # wire: no RaftMessage
+        replica = self.replica
+        out = replica.drain()
+        self.events.extend(replica.take_events())
+        closed = replica.take_closures()
+        if closed and self.on_closed is not None:
+            for node in closed:
+                self.on_closed(node, self._now)
+        return out  # type: ignore[return-value]  # wire: no RaftMessage
 
     def persist(self, now: float) -> tuple[float, float]:
         """Save every ready: the seconds of CPU the flush took (when anything was

@@ -9,9 +9,8 @@ timeout is between that and twice that). Absent, the coordinator is one process.
 ``check`` says what cannot run yet, field by field, and the loader refuses it
 with exit 2: protocols other than ``raft`` (``quorum``, ``pbft`` and
 ``fast-paxos`` are named by the issue that plans them, not built); a transport
-other than tcp (replicas run as tcp processes); faults on the model backend
-(``sim.replicas`` models replicas without faults yet); a tree; faults other
-than ``crash_replica`` (whose ``node`` is ``leader`` or a replica id).
+other than tcp (replicas run as tcp processes); a tree; faults other than
+``crash_replica`` (whose ``node`` is ``leader`` or a replica id).
 """
 
 from __future__ import annotations
@@ -58,9 +57,6 @@ def check(scenario: Scenario) -> None:
     if scenario.transport != "tcp":
         expected = "expected transport: tcp (replicas run as processes on loopback)"
         raise problem(f"{expected}, got {scenario.transport}", "transport")
-    if "sim" in scenario.backends and scenario.faults:
-        expected = "expected backends: [real] (the model does not crash replicas yet)"
-        raise problem(f"{expected}, got {scenario.backends}", "backends")
     if scenario.topology.tree:
         expected = "expected topology kind: flat (replicated trees are not built)"
         raise problem(f"{expected}, got hierarchical", "topology.kind")
