@@ -10,7 +10,7 @@ below are the only place that says what they mean, so the three agree.
 instant heals before injections, then by fault id.
 
 A ``Target`` is what one fault can hit: an agent, a tcp worker process (its
-agents together) or the coordinator. The driver steps it with
+agents together), the coordinator or a replica. The driver steps it with
 ``inject(fault, at)`` and ``heal(fault, at)``; each returns the ``Effect``
 the driver must carry out now:
 
@@ -29,7 +29,9 @@ the driver must carry out now:
 - **Link faults combine.** Every change is ``LINKS``; ``link()`` gives the
   combined condition of the faults in effect: any partition drops every
   message; a message survives each loss fault independently (the combined
-  loss is ``1 - prod(1 - loss)``); delays add up.
+  loss is ``1 - prod(1 - loss)``); delays add up. A replica's partition
+  (``PARTITION_REPLICA``) is a link fault of that replica: the link between
+  two replicas is cut while either end is partitioned (``between``).
 - **An op's fate** (``fate(at)``, for an op due at ``at`` whose origin is
   this target): ``NEVER`` when the origin was dead at ``at`` (a dead
   process issues nothing, and its new life issues only what is due from
@@ -52,6 +54,9 @@ from protocol.plan import Fault, FaultKind, Plan
 
 LINK_FAULTS = (FaultKind.PARTITION, FaultKind.LINK_DELAY, FaultKind.LINK_LOSS)
 LIFE_FAULTS = (FaultKind.KILL_AGENT, FaultKind.CRASH_COORDINATOR, FaultKind.CRASH_REPLICA)
+PAUSES = (FaultKind.PAUSE_AGENT, FaultKind.PAUSE_REPLICA)
+PARTITIONS = (FaultKind.PARTITION, FaultKind.PARTITION_REPLICA)
+REPLICA_FAULTS = (FaultKind.CRASH_REPLICA, FaultKind.PAUSE_REPLICA, FaultKind.PARTITION_REPLICA)
 
 
 def crashes_coordinator(plan: Plan) -> bool:
@@ -161,7 +166,7 @@ def combine(faults: Iterable[Fault]) -> LinkCondition:
     any_fault = False
     for fault in faults:
         any_fault = True
-        if fault.kind == FaultKind.PARTITION:
+        if fault.kind in PARTITIONS:
             partitioned = True
         elif fault.kind == FaultKind.LINK_LOSS:
             kept *= 1.0 - fault.loss
@@ -170,6 +175,13 @@ def combine(faults: Iterable[Fault]) -> LinkCondition:
     if not any_fault:
         return CLEAR
     return LinkCondition(partitioned, 1.0 - kept, delay)
+
+
+def between(a: Target, b: Target) -> LinkCondition:
+    """The condition of the link between two replicas: their link faults combined."""
+    if not a.links and not b.links:
+        return CLEAR
+    return combine([*a.links, *b.links])
 
 
 class Target:
@@ -215,7 +227,7 @@ class Target:
             self.pauses.clear()
             self.down.append([at, math.inf])
             return Effect.KILL
-        if kind == FaultKind.PAUSE_AGENT:
+        if kind in PAUSES:
             if self.dead:
                 return Effect.NONE
             self.pauses.add(fault.fault_id)
@@ -233,7 +245,7 @@ class Target:
                 self.restart_at = at
                 return Effect.RESTART
             return Effect.NONE
-        if kind == FaultKind.PAUSE_AGENT:
+        if kind in PAUSES:
             if fault.fault_id not in self.pauses:
                 return Effect.NONE  # it hit a dead target, or a kill ended it
             self.pauses.discard(fault.fault_id)

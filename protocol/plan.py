@@ -73,6 +73,8 @@ class FaultKind(IntEnum):
     LINK_DELAY = 5  # every message on the agents' links waits ``delay`` more, each way
     LINK_LOSS = 6  # every message on the agents' links is lost with probability ``loss``
     CRASH_REPLICA = 7  # a replica (``node``: an id, or "leader") dies; restarts later
+    PAUSE_REPLICA = 8  # a replica stops (SIGSTOP) and resumes after ``duration``
+    PARTITION_REPLICA = 9  # a replica's links to the other replicas drop everything
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,8 @@ class Fault:
     kill or pause hits a whole worker process, so the harness lists every
     agent of that worker. ``fault_id`` numbers the faults in time order.
     ``node`` is the coordinator a crash hits: "" for the root (the only one of a
-    flat run), or a node of the plan's ``tree``; for a replica crash, a replica
-    id or ``leader`` (whichever leads when the fault hits).
+    flat run), or a node of the plan's ``tree``; for a replica's crash, pause or
+    partition, a replica id or ``leader`` (whichever leads when the fault hits).
     """
 
     fault_id: int

@@ -654,6 +654,9 @@ class ModelRun:
         result.replicas = replica_counts(self.replicas)
         if self.replica_links is not None:
             result.events = self.replica_links.all_events()
+            if self.replica_links.dropped:
+                dropped = self.replica_links.dropped
+                result.notes.append(f"{dropped} messages between replicas lost to a partition")
         cores = self.tree_cores()
         result.task_stamps = [stamp for core in cores for stamp in core.take_task_stamps()]
         if self.tree:

@@ -21,6 +21,19 @@
   replica from what it had stored (its Raft log), as the real process restarts
   from SQLite. Events: ``injected`` and ``healed`` for the replica, beside what
   the replicas report (``leader``, the agents ``registered``).
+- **Pauses** (``pause_replica``: SIGSTOP on tcp). From ``fault.at`` the replica
+  runs nothing: what reaches it waits, its timers and flushes do not fire, and
+  what the model had computed ahead for it and would leave one longest hop
+  after the pause began waits too. When the last pause on it ends, everything
+  that waited is handled in order, then its timers are armed again (a tick
+  missed meanwhile is dropped, ``Replica.on_timer``). Its links stay open:
+  nobody sees it go.
+- **Partitions** (``partition_replica``). While a replica is partitioned, every
+  message between it and another replica is dropped, both ways, and no link
+  closes (a firewall's DROP); the agents still reach it. A link between two
+  replicas is cut while either end is partitioned (``protocol.faults.between``).
+- Which replica ``node: leader`` names, and how faults of one replica nest (a
+  crash ends its pauses), is ``protocol.faults.Target``'s, as on tcp.
 - **The prober** follows the leader: a probe lost at a dead replica moves it to
   the next replica, a refusal naming a leader moves it there (``target``).
 """
@@ -31,6 +44,7 @@ from collections.abc import Callable
 from functools import partial
 
 from protocol.agent import Agent
+from protocol.faults import REPLICA_FAULTS, Effect, Target, between
 from protocol.messages import Probe, Reject, StatusRequest, leader_hint
 from protocol.plan import Fault, FaultKind, Plan
 from protocol.records import NodeEvent
@@ -72,11 +86,18 @@ class ReplicaLinks:
         self.events: list[NodeEvent] = []
         self._waits: dict[str, float] = {}  # an agent reconnecting: its back-off so far
         self.crashed_at: dict[str, float] = {}
+        self.targets = {name: Target(name) for name in self.order}  # the rules' view
+        self.hit: dict[int, str] = {}  # fault id -> the replica it hit
+        self.paused_at: dict[str, float] = {}
+        self.held: dict[str, list[Callable[[], None]]] = {}  # what waits for a resume
+        self.cut = False  # some replica is partitioned
+        self.dropped = 0  # messages between replicas a partition dropped
         for node in replicas:
             assert isinstance(node.core, SimReplica)
             node.core.on_closed = self._closed
             node.arrive = (self._to_replica,)
-        if any(fault.kind == FaultKind.CRASH_REPLICA for fault in plan.faults):
+        silencing = (FaultKind.CRASH_REPLICA, FaultKind.PAUSE_REPLICA)
+        if any(fault.kind in silencing for fault in plan.faults):
             for agent in agents:
                 agent.arrive = (self._to_agent,)
         self._on_timer = engine._on_timer
@@ -86,6 +107,9 @@ class ReplicaLinks:
         for fault in plan.faults:
             if fault.kind == FaultKind.CRASH_REPLICA:
                 self.at(fault.at, partial(self._crash, fault))
+            elif fault.kind in REPLICA_FAULTS:
+                self.at(fault.at, partial(self._inject, fault))
+                self.at(fault.end, partial(self._heal, fault))
 
     # --- gates -----------------------------------------------------------------------
 
@@ -95,14 +119,34 @@ class ReplicaLinks:
         src = event.src
         return src in self.dead and self.engine.env.now > self.crashed_at[src] + self.fin
 
+    def _sent_paused(self, event: Arrival) -> bool:
+        """True (and the message held for its sender's resume) for a message a paused
+        replica sent after it stopped: the model computed it ahead."""
+        src = event.src
+        if src not in self.paused_at or self.engine.env.now <= self.paused_at[src] + self.fin:
+            return False
+        self.held[src].append(partial(event.node.arrive[0], event))
+        return True
+
     def _to_agent(self, event: Arrival) -> None:
-        if not self._sent_dead(event):
+        if not self._sent_dead(event) and not self._sent_paused(event):
             self.engine._arrive_agent(event)
 
     def _to_replica(self, event: Arrival) -> None:
-        if self._sent_dead(event):
+        if self._sent_dead(event) or self._sent_paused(event):
             return
-        if event.node.node_id in self.dead:
+        name = event.node.node_id
+        if (
+            self.cut
+            and event.src in self.targets
+            and between(self.targets[event.src], self.targets[name]).partitioned
+        ):
+            self.dropped += 1
+            return
+        if name in self.paused_at:
+            self.held[name].append(partial(self.engine._arrive_coordinator, event))
+            return
+        if name in self.dead:
             if type(event.msg) is Probe or type(event.msg) is StatusRequest:
                 self.lost_probe()
                 self.target = self._next(event.node.node_id)
@@ -110,11 +154,13 @@ class ReplicaLinks:
         self.engine._arrive_coordinator(event)
 
     def _timer(self, event: TimerDue) -> None:
-        if event.node.node_id not in self.dead:
-            self._on_timer(event)
+        name = event.node.node_id
+        if name not in self.dead and name not in self.paused_at:
+            self._on_timer(event)  # a paused replica's timer is armed again when it resumes
 
     def _flush(self, event: Flush) -> None:
-        if event.node.node_id in self.dead:
+        name = event.node.node_id
+        if name in self.dead or name in self.paused_at:
             event.node.flush_due = False
             return
         self._on_flush(event)
@@ -161,6 +207,49 @@ class ReplicaLinks:
         del self._waits[agent_id]
         self.engine.start_agent(node)
 
+    # --- pauses and partitions ----------------------------------------------------------
+
+    def _inject(self, fault: Fault) -> None:
+        name = fault.node if fault.node != LEADER else self._leader()
+        if not name:
+            return  # no replica led
+        self.hit[fault.fault_id] = name
+        now = self.engine.env.now
+        effect = self.targets[name].inject(fault, now)
+        if effect == Effect.PAUSE:
+            self.paused_at[name] = now
+            self.held[name] = []
+        elif effect == Effect.LINKS:
+            self.cut = any(target.link().partitioned for target in self.targets.values())
+        self.events.append(NodeEvent(now, "injected", name))
+
+    def _heal(self, fault: Fault) -> None:
+        name = self.hit.get(fault.fault_id)
+        if name is None:
+            return
+        now = self.engine.env.now
+        effect = self.targets[name].heal(fault, now)
+        if effect == Effect.RESUME:
+            self._resume(name)
+        elif effect == Effect.LINKS:
+            self.cut = any(target.link().partitioned for target in self.targets.values())
+        self.events.append(NodeEvent(now, "healed", name))
+
+    def _resume(self, name: str) -> None:
+        """The last pause on ``name`` ended: what waited is handled in order, then its
+        timers are armed again and its flush runs."""
+        del self.paused_at[name]
+        held = self.held.pop(name)
+        node = self.replicas[name]
+        node.armed = None
+        node.flush_due = False
+        server = node.server
+        assert server is not None
+        server.busy_until = max(server.busy_until, self.engine.env.now)
+        for action in held:
+            action()
+        self.engine.serve(node, _nothing)
+
     # --- crashes ---------------------------------------------------------------------
 
     def _crash(self, fault: Fault) -> None:
@@ -169,6 +258,9 @@ class ReplicaLinks:
             return  # no replica led, or it is down already
         now = self.engine.env.now
         node = self.replicas[name]
+        self.targets[name].inject(fault, now)  # a crash ends its pauses
+        self.paused_at.pop(name, None)
+        self.held.pop(name, None)  # what waited dies with it
         self.dead.add(name)
         self.crashed_at[name] = now
         self.events.append(NodeEvent(now, "injected", name))
@@ -202,6 +294,8 @@ class ReplicaLinks:
         node.core = old.restarted()
         node.server.busy_until = max(node.server.busy_until, now)  # type: ignore[union-attr]
         self.dead.discard(name)
+        target = self.targets[name]
+        target.dead = target.restarting = False  # (the restart's timing is the model's own)
         self.events.append(NodeEvent(now, "healed", name))
         self.engine.start_agent(node)  # its ticks start; it says nothing until elected
 
@@ -233,6 +327,10 @@ class ReplicaLinks:
             if isinstance(node.core, SimReplica) and node.core not in self.lives:
                 events.extend(node.core.events)
         return sorted(events, key=lambda e: e.at)
+
+
+def _nothing(end: float) -> None:
+    """A job that does nothing: ``Engine.serve`` then sends and arms what is due."""
 
 
 def _never_at(when: float, action: Callable[[], None]) -> None:

@@ -27,9 +27,8 @@ of the measured run). ``bootstrap`` does the same at no cost in simulated time:
 the first replica campaigns and the replicas exchange messages directly until
 it serves; the agents then start at it, with the others as fallbacks.
 
-Not modelled yet: faults of replicas (``crash_replica``), so a leader change
-never happens in the model; the scenario loader refuses them on the sim
-backend.
+Faults of replicas (crashes, pauses, partitions) and the links they close are
+``sim.replicafaults``'.
 """
 
 from __future__ import annotations

@@ -102,6 +102,7 @@ from harness.metrics.summary import (
     WriteIntegrity,
     nearest_rank_percentiles,
 )
+from protocol.faults import REPLICA_FAULTS
 from protocol.messages import MemVerb
 from protocol.plan import Fault, FaultKind, Plan
 from protocol.records import DELETED, DriverResult, MemCall, NodeEvent, StoreSnapshot
@@ -117,7 +118,7 @@ BACK_KINDS: tuple[str, ...] = ("registered", "returned")
 REPARENTED: tuple[str, ...] = ("reparented",)  # a child coordinator joined another parent
 COORDINATOR = "coordinator"
 _EPS = 1e-9
-CRASHES = (FaultKind.CRASH_COORDINATOR, FaultKind.CRASH_REPLICA)
+CRASHES = (FaultKind.CRASH_COORDINATOR, *REPLICA_FAULTS)  # the faults that hit no agent
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -476,10 +477,11 @@ def _coordinator_times(
 def _failover_times(
     plan: Plan, fault: Fault, events: Sequence[NodeEvent]
 ) -> tuple[float | None, float | None]:
-    """A replica crash: (time until a replica served as leader again, its ``"leader"``
-    event; time until every agent had registered again after that). A crash of a
-    replica that did not lead changes neither: the leader's ``"leader"`` event came
-    before it, so both are None and the row's recovery says what it cost."""
+    """A replica's crash, pause or partition: (time until a replica served as leader
+    again, its ``"leader"`` event; time until every agent had registered again after
+    that). A fault of a replica that did not lead changes neither: the leader's
+    ``"leader"`` event came before it, so both are None and the row's recovery says
+    what it cost."""
     end = _horizon(plan, fault)
     leaders = _matching(
         events, ("leader",), plan.replication.replicas if plan.replication else (), fault.at, end
@@ -498,8 +500,8 @@ def _failover_times(
 
 
 def _first_write(plan: Plan, fault: Fault, calls: Sequence[MemCall] | None) -> float | None:
-    """Seconds from the crash until the first memory write issued after it was
-    acknowledged (committed by a quorum of the replicas left); None without one."""
+    """Seconds from the fault until the first memory write issued after it was
+    acknowledged (committed by a quorum of the replicas); None without one."""
     end = _horizon(plan, fault)
     answered = [
         call.returned
@@ -558,7 +560,7 @@ def _row(
         row.recovery_s = round(max(outage.back - fault.at, 0.0), 6)
     if fault.kind == FaultKind.CRASH_COORDINATOR:
         row.coordinator_live_s, row.reregistered_s = _coordinator_times(plan, fault, events)
-    elif fault.kind == FaultKind.CRASH_REPLICA:
+    elif fault.kind in REPLICA_FAULTS:
         row.coordinator_live_s, row.reregistered_s = _failover_times(plan, fault, events)
         row.first_write_s = _first_write(plan, fault, mem_history)
     else:

@@ -10,7 +10,8 @@ timeout is between that and twice that). Absent, the coordinator is one process.
 with exit 2: protocols other than ``raft`` (``quorum``, ``pbft`` and
 ``fast-paxos`` are named by the issue that plans them, not built); a transport
 other than tcp (replicas run as tcp processes); a tree; faults other than
-``crash_replica`` (whose ``node`` is ``leader`` or a replica id).
+``crash_replica``, ``pause_replica`` and ``partition_replica`` (whose ``node``
+is ``leader`` or a replica id).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.errors import problem
+from harness.scenario.faults import REPLICA_KINDS
 from protocol.plan import Replication
 
 if TYPE_CHECKING:
@@ -47,8 +49,8 @@ def check(scenario: Scenario) -> None:
     section = scenario.consensus
     if section is None:
         for index, fault in enumerate(scenario.faults):
-            if fault.kind == "crash_replica":
-                expected = "expected a consensus section (a replica to crash)"
+            if fault.kind in REPLICA_KINDS:
+                expected = f"expected a consensus section (a replica for {fault.kind})"
                 raise problem(f"{expected}, got none", f"faults[{index}].kind")
         return
     if section.protocol not in BUILT:
@@ -62,8 +64,9 @@ def check(scenario: Scenario) -> None:
         raise problem(f"{expected}, got hierarchical", "topology.kind")
     for index, fault in enumerate(scenario.faults):
         where = f"faults[{index}]"
-        if fault.kind != "crash_replica":
-            expected = "expected kind: crash_replica (the only fault replicas run yet)"
+        if fault.kind not in REPLICA_KINDS:
+            kinds = ", ".join(REPLICA_KINDS)
+            expected = f"expected kind: {kinds} (the faults replicas run yet)"
             raise problem(f"{expected}, got {fault.kind}", f"{where}.kind")
         ids = section.replication().replicas
         node = getattr(fault, "node", "leader")

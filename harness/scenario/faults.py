@@ -14,6 +14,11 @@ A scenario lists faults under ``faults:``, each with a ``kind``:
   dies (SIGKILL) and restarts from its Raft log ``restart_after`` seconds
   later; ``node`` is ``leader`` (the replica leading when the fault hits, the
   default) or a replica id (``r2``).
+- ``pause_replica``: a replica stops (SIGSTOP) for ``duration`` seconds; ``node``
+  as for ``crash_replica``. Its links stay open and what is sent to it waits.
+- ``partition_replica``: a replica's links to the other replicas drop every
+  message, both ways, for ``duration`` seconds (the connections stay open, as
+  with a firewall's DROP); the agents still reach it. ``node`` as above.
 - ``partition``: the agents' links to the coordinator drop every message for
   ``duration`` seconds.
 - ``link_delay`` / ``link_loss``: every message on the agents' links waits
@@ -51,10 +56,13 @@ FAULT_KINDS: tuple[str, ...] = (
     "pause_agent",
     "crash_coordinator",
     "crash_replica",
+    "pause_replica",
+    "partition_replica",
     "partition",
     "link_delay",
     "link_loss",
 )
+REPLICA_KINDS: tuple[str, ...] = ("crash_replica", "pause_replica", "partition_replica")
 INPROC_FAULTS: tuple[str, ...] = (
     "kill_agent",
     "pause_agent",
@@ -118,6 +126,18 @@ class CrashReplica(_Fault):
     node: str = "leader"  # or a replica id
 
 
+class PauseReplica(_Fault):
+    kind: Literal["pause_replica"]
+    duration: float = Field(gt=0)
+    node: str = "leader"  # or a replica id
+
+
+class PartitionReplica(_Fault):
+    kind: Literal["partition_replica"]
+    duration: float = Field(gt=0)
+    node: str = "leader"  # or a replica id
+
+
 class Partition(_AgentFault):
     kind: Literal["partition"]
     duration: float = Field(gt=0)
@@ -136,7 +156,15 @@ class LinkLoss(_AgentFault):
 
 
 FaultSpec = Annotated[
-    KillAgent | PauseAgent | CrashCoordinator | CrashReplica | Partition | LinkDelay | LinkLoss,
+    KillAgent
+    | PauseAgent
+    | CrashCoordinator
+    | CrashReplica
+    | PauseReplica
+    | PartitionReplica
+    | Partition
+    | LinkDelay
+    | LinkLoss,
     Field(discriminator="kind"),
 ]
 _KINDS: dict[str, FaultKind] = {
@@ -144,6 +172,8 @@ _KINDS: dict[str, FaultKind] = {
     "pause_agent": FaultKind.PAUSE_AGENT,
     "crash_coordinator": FaultKind.CRASH_COORDINATOR,
     "crash_replica": FaultKind.CRASH_REPLICA,
+    "pause_replica": FaultKind.PAUSE_REPLICA,
+    "partition_replica": FaultKind.PARTITION_REPLICA,
     "partition": FaultKind.PARTITION,
     "link_delay": FaultKind.LINK_DELAY,
     "link_loss": FaultKind.LINK_LOSS,
@@ -163,7 +193,7 @@ def check_faults(scenario: Scenario) -> None:
         if isinstance(fault, _AgentFault):
             _check_agents(scenario, fault, where, known)
         real = "real" in scenario.backends
-        if isinstance(fault, CrashReplica) or scenario.consensus is not None:
+        if fault.kind in REPLICA_KINDS or scenario.consensus is not None:
             continue  # what replicas run is checked by ``harness.scenario.consensus``
         if scenario.topology.tree:
             continue  # what a tree runs is checked by ``harness.scenario.topology``
@@ -213,8 +243,8 @@ def compile_faults(scenario: Scenario) -> tuple[Fault, ...]:
 
 
 def _node(spec: _Fault) -> str:
-    """The coordinator a crash hits: "" for the root; a replica crash's ``node``."""
-    if isinstance(spec, CrashReplica):
+    """The coordinator a crash hits: "" for the root; a replica fault's ``node``."""
+    if isinstance(spec, (CrashReplica, PauseReplica, PartitionReplica)):
         return spec.node
     node = spec.node if isinstance(spec, CrashCoordinator) else None
     return "" if node is None or node == COORDINATOR_ID else node
@@ -223,7 +253,8 @@ def _node(spec: _Fault) -> str:
 def _duration(spec: _Fault) -> float:
     if isinstance(spec, (KillAgent, CrashCoordinator, CrashReplica)):
         return spec.restart_after
-    assert isinstance(spec, (PauseAgent, Partition, LinkDelay, LinkLoss))
+    lasting = (PauseAgent, PauseReplica, PartitionReplica, Partition, LinkDelay, LinkLoss)
+    assert isinstance(spec, lasting)
     return spec.duration
 
 

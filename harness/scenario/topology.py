@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.errors import problem
+from harness.scenario.faults import REPLICA_KINDS
 from protocol.nodes import COORDINATOR_ID
 from protocol.topology import attach, capacity, tree
 
@@ -61,7 +62,7 @@ def check(scenario: Scenario) -> None:
             raise problem(f"{expected}, got {where!r}", f"workload[{index}].submitted_at")
     if not topology.tree:
         for index, fault in enumerate(scenario.faults):
-            if fault.kind == "crash_replica":
+            if fault.kind in REPLICA_KINDS:
                 continue  # a replica's node: ``harness.scenario.consensus``
             node = getattr(fault, "node", None)
             if node is not None and node != COORDINATOR_ID:

@@ -39,6 +39,10 @@ the stored snapshot in its state machine itself; the replica then hands it the
 committed entries after it.
 
 Entries with empty ``data`` are the leaders' no-ops: the application skips them.
+
+A change of role or of the leader known is a ready of its own, even with
+nothing to persist or send (etcd's soft state): a leader that steps down on a
+tick (check-quorum) tells its driver at once, which stops serving.
 """
 
 from __future__ import annotations
@@ -122,6 +126,7 @@ class Raft:
         self._messages: list[RaftMessage] = []
         self._read_states: list[ReadState] = []
         self._saved = HardState(self.term, self.vote, self.log.committed)
+        self._soft = (self.role, self.leader)  # as the driver last saw them (a ready's)
         self._snapshot: Snapshot | None = None  # a leader's, to persist and install
         self._compacted: Snapshot | None = None  # our own, to persist
         self._reset_timeout()
@@ -144,6 +149,7 @@ class Raft:
             or self.hard_state() != self._saved
             or self.log.stable < self.log.last_index()
             or self.log.applied < self.log.committed
+            or (self.role, self.leader) != self._soft
         )
 
     def ready(self) -> Ready:
@@ -166,6 +172,7 @@ class Raft:
 
     def advance(self, ready: Ready) -> None:
         """The driver persisted, sent and applied ``ready``."""
+        self._soft = (ready.role, ready.leader)
         if ready.hard_state is not None:
             self._saved = ready.hard_state
         if ready.snapshot is not None and ready.snapshot is self._snapshot:

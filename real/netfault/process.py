@@ -1,8 +1,10 @@
 """The fault proxies' child process: one event loop, ``count`` proxies, driven by a pipe.
 
 ``real.tcp.faults.LinkProxies`` starts it (through ``real.tcp.children``), one proxy
-per worker, and sends it each link fault as it starts and ends. The proxy
-itself is ``real.netfault.proxy.FaultProxy``.
+per worker, and sends it each link fault as it starts and ends;
+``real.tcp.replicaservers.ReplicaServers`` starts one with a proxy per ordered
+pair of replicas, each to its own upstream port. The proxy itself is
+``real.netfault.proxy.FaultProxy``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from real.tcp.framing import PipeChannel
 
 def proxy_process_main(
     conn: Connection,
-    upstream_port: int,
+    upstream_port: int | list[int],
     count: int,
     seed: int,
     use_uvloop: bool = True,
 ) -> None:
-    """Child-process entry: ``count`` proxies to 127.0.0.1:``upstream_port`` on one loop.
+    """Child-process entry: ``count`` proxies to 127.0.0.1:``upstream_port`` on one loop
+    (or, when ``upstream_port`` is a list, one proxy to each port of it).
 
     Proxy ``i`` draws from ``random.Random(f"{seed}:proxy:{i}")``. Pipe
     protocol: sends ``("ready", [port, ...])`` once every proxy listens, then
@@ -38,7 +41,8 @@ def proxy_process_main(
     """
     loop = new_event_loop(use_uvloop)
     try:
-        loop.run_until_complete(_run_proxies(conn, upstream_port, count, seed))
+        ports = upstream_port if isinstance(upstream_port, list) else [upstream_port] * count
+        loop.run_until_complete(_run_proxies(conn, ports, seed))
     except (OSError, EOFError):
         pass
     finally:
@@ -46,11 +50,11 @@ def proxy_process_main(
         conn.close()
 
 
-async def _run_proxies(conn: Connection, upstream_port: int, count: int, seed: int) -> None:
+async def _run_proxies(conn: Connection, upstreams: list[int], seed: int) -> None:
     channel = PipeChannel(conn)
     proxies = [
-        FaultProxy(LOOPBACK, upstream_port, random.Random(f"{seed}:proxy:{i}"))
-        for i in range(count)
+        FaultProxy(LOOPBACK, port, random.Random(f"{seed}:proxy:{i}"))
+        for i, port in enumerate(upstreams)
     ]
     try:
         ports = [await proxy.start() for proxy in proxies]

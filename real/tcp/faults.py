@@ -23,6 +23,11 @@ plan time on the run clock) and acts on the processes ``real.tcp.run`` started:
   same port(s) and database (``spawn``); it loads the memory store and the bus
   journal, agents reconnect with their backoff (in a tree they have failed over
   up the tree meanwhile), and a tree node rejoins its parent.
+- **pause_replica**: SIGSTOP the replica's process (``node: leader``: the
+  one serving then), SIGCONT at the end of the last pause in effect on it.
+- **partition_replica**: the replicas' link proxies (``ReplicaServers``, started
+  when the plan partitions replicas) drop every frame on the links between the
+  replica and the others, until its last partition ends (``between``).
 - **partition / link_delay / link_loss**: with ``LinkProxies`` (a child
   process running ``real.netfault.process.proxy_process_main``, one proxy per worker)
   the worker's proxy is told the combined condition of the link faults in
@@ -63,9 +68,11 @@ from typing import Any, Protocol
 from protocol.faults import (
     CRASH_EVENT_ROOT,
     LINK_FAULTS,
+    REPLICA_FAULTS,
     Effect,
     LinkCondition,
     Target,
+    between,
     crash_event_node,
     timeline,
 )
@@ -82,8 +89,9 @@ PROCESS_FAULTS = (
     FaultKind.PAUSE_AGENT,
     FaultKind.CRASH_COORDINATOR,
     FaultKind.CRASH_REPLICA,
+    FaultKind.PAUSE_REPLICA,
 )
-CRASHES = (FaultKind.CRASH_COORDINATOR, FaultKind.CRASH_REPLICA)
+CRASHES = (FaultKind.CRASH_COORDINATOR, *REPLICA_FAULTS)  # faults of a coordinator or replica
 LEADER = "leader"  # a replica crash's node: whichever replica leads when it hits
 EXIT_WAIT = 2.0
 QUIET_MIN = 1.0
@@ -102,13 +110,19 @@ def has_crash(plan: Plan) -> bool:
 class Restartable(Protocol):
     """A coordinator process a crash kills and restarts: ``real.tcp.children.ServerProcess``
     (a flat coordinator), ``real.tcp.treeservers.TreeProcess`` (a tree's node) or
-    ``real.tcp.replicaservers.ReplicaProcess`` (a replica)."""
+    ``real.tcp.replicaservers.ReplicaProcess`` (a replica, which a pause also stops)."""
 
     child: Child | None
     db_path: str | None  # the SQLite file holding the memory store, if it has one
 
     def kill(self) -> None: ...
     async def spawn(self) -> float: ...
+
+
+class Cuts(Protocol):
+    """The replicas' links (``real.tcp.replicaservers.ReplicaServers``)."""
+
+    def cut(self, cut: Callable[[str, str], bool]) -> None: ...
 
 
 class LinkProxies:
@@ -164,8 +178,10 @@ class FaultSupervisor:
         result: DriverResult,
         proxies: LinkProxies | None = None,
         leader: Callable[[], str | None] | None = None,
+        replica_links: Cuts | None = None,
     ) -> None:
         self.plan = plan
+        self.replica_links = replica_links
         self.leader = leader  # a replicated coordinator's: which replica leads now
         self.crashed: dict[int, str] = {}  # fault id -> the coordinator or replica it hit
         self.children = children
@@ -220,7 +236,12 @@ class FaultSupervisor:
             if not name:
                 return
             self.crashed[fault.fault_id] = name
-            if self.crashes[name].inject(fault, fault.at) != Effect.NONE:
+            effect = self.crashes[name].inject(fault, fault.at)
+            if effect == Effect.PAUSE:
+                self._stop(name, signal.SIGSTOP)
+            elif effect == Effect.LINKS:
+                self._cut_replicas()
+            elif effect != Effect.NONE:
                 self.coordinators[name].kill()  # a coordinator being started dies too
             self._events(self.clock.now(), "injected", (name,))
             return
@@ -243,8 +264,16 @@ class FaultSupervisor:
             if not name:
                 return  # it hit nothing (no replica led)
             target = self.crashes[name]
-            if target.heal(fault, fault.end) == Effect.RESTART:
+            effect = target.heal(fault, fault.end)
+            if effect == Effect.RESTART:
                 self._spawn(self._restart_coordinator(name, target.life))
+                return
+            if effect == Effect.RESUME:
+                self._stop(name, signal.SIGCONT)
+            elif effect == Effect.LINKS:
+                self._cut_replicas()
+            if fault.kind != FaultKind.CRASH_REPLICA:
+                self._events(now, "healed", (name,))
             return
         restarts = False
         for index in self._workers(fault):
@@ -368,6 +397,19 @@ class FaultSupervisor:
             raise RuntimeError("a link fault without the link fault proxies")
         self.proxies.apply(index, self.targets[index].link())
 
+    def _stop(self, name: str, signum: int) -> None:
+        """SIGSTOP or SIGCONT coordinator (replica) ``name``'s process."""
+        child = self.coordinators[name].child
+        if child is not None:
+            self._signal(child, signum)
+
+    def _cut_replicas(self) -> None:
+        """Apply the replicas' partitions in effect: a link is cut while either end is."""
+        if self.replica_links is None:  # run_plan starts them whenever a plan partitions
+            raise RuntimeError("a replica partition without the replicas' link proxies")
+        crashes = self.crashes
+        self.replica_links.cut(lambda a, b: between(crashes[a], crashes[b]).partitioned)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
@@ -391,6 +433,10 @@ class FaultSupervisor:
             if target.paused:
                 target.pauses.clear()
                 self._signal(self.pool[index], signal.SIGCONT)
+        for name, target in self.crashes.items():
+            if target.paused:
+                target.pauses.clear()
+                self._stop(name, signal.SIGCONT)
 
 
 async def _exited(child: Child, timeout: float = EXIT_WAIT) -> None:

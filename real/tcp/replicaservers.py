@@ -17,10 +17,18 @@ replica whose process last said it serves (what ``node: leader`` resolves to).
 Pipe protocol of one replica process:
 
     child  -> ("port", port)                   it listens
-    parent -> ("connect", {node: (host, port)})  every replica's address: start
+    parent -> ("connect", {node: (host, port)})  the others' addresses: start
     child  -> ("serving", bool)                whenever that changes
     parent -> "stop"                           (or the pipe closes)
     child  -> ("done", ProcessUsage, ServerReport)
+
+With ``partitions`` set (the plan partitions replicas), the replicas do not
+dial each other directly: a proxy child (``real.netfault.process``) holds one
+frame-aware proxy per ordered pair of replicas, and each replica is told the
+proxies' ports as the others' addresses (agents and the prober still dial the
+replicas themselves). ``cut(which)`` then sets which of those links drop every
+frame, both ways: a firewall's DROP, the connections stay open and no FIN
+warns anyone.
 
 Each replica life appends its node events (``leader``, ``deposed``, and its
 coordinator's failures and returns while it leads) to an event log of its own.
@@ -32,6 +40,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from protocol.consensus.raft import RaftConfig
@@ -92,7 +101,7 @@ class ReplicaProcess:
 
     def connect(self) -> None:
         assert self.child is not None
-        self.child.channel.send(("connect", self.servers.addresses))
+        self.child.channel.send(("connect", self.servers.peers(self.node)))
 
     async def spawn(self) -> float:
         """A new life on the same port and Raft log (a restart after a crash)."""
@@ -117,8 +126,13 @@ class ReplicaServers:
         replication: Replication,
         use_uvloop: bool,
         log_dir: str,
+        partitions: bool = False,
     ) -> None:
         self.children = children
+        self.partitions = partitions
+        self.pairs = [(a, b) for a in replication.replicas for b in replication.replicas if a != b]
+        self.proxies: Child | None = None
+        self.proxy_ports: dict[tuple[str, str], int] = {}
         self.settings = settings
         self.replication = replication
         self.use_uvloop = use_uvloop
@@ -153,8 +167,34 @@ class ReplicaServers:
         for node, proc in self.processes.items():
             await proc.listening()
             self.addresses[node] = (DEFAULT_HOST, proc.port)
+        if self.partitions:
+            await self._start_proxies()
         for proc in self.processes.values():
             proc.connect()
+
+    def peers(self, node: str) -> dict[str, tuple[str, int]]:
+        """Where replica ``node`` dials the others: their ports, or the proxies'."""
+        if self.proxies is None:
+            return {n: a for n, a in self.addresses.items() if n != node}
+        return {b: (DEFAULT_HOST, port) for (a, b), port in self.proxy_ports.items() if a == node}
+
+    async def _start_proxies(self) -> None:
+        upstreams = [self.addresses[b][1] for _, b in self.pairs]
+        child = self.children.start("replica-links", "proxy", upstreams, len(upstreams), 0)
+        reply = await child.channel.get(timeout=SERVER_START_TIMEOUT)
+        if not (isinstance(reply, tuple) and reply[0] == "ready"):
+            raise RuntimeError(f"the replicas' link proxies did not start (got {reply!r})")
+        self.proxies = child
+        self.proxy_ports = dict(zip(self.pairs, (int(port) for port in reply[1]), strict=True))
+
+    def cut(self, cut: Callable[[str, str], bool]) -> None:
+        """Drop every frame on the links between the replicas ``cut(a, b)`` names."""
+        assert self.proxies is not None, "a replica partition without the replicas' proxies"
+        for index, (a, b) in enumerate(self.pairs):
+            if cut(a, b):
+                self.proxies.channel.send(("fault", index, 0.0, 0.0, True))
+            else:
+                self.proxies.channel.send(("clear", index))
 
     def leader(self) -> str | None:
         """The replica whose process last said it serves, if one did."""
@@ -180,6 +220,8 @@ class ReplicaServers:
         usages: list[ProcessUsage] = []
         reports: dict[str, ServerReport] = {}
         silent: list[str] = []
+        if self.proxies is not None:
+            self.proxies.channel.send("stop")
         running = {n: p for n, p in self.processes.items() if p.child is not None and p.child.alive}
         for proc in running.values():
             assert proc.child is not None

@@ -83,7 +83,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
-from protocol.plan import OpKind, Plan
+from protocol.plan import FaultKind, OpKind, Plan
 from protocol.records import (
     REPLICA_COUNTS,
     Completion,
@@ -344,8 +344,9 @@ async def run_async(
             server: ServerProcess | TreeServers | ReplicaServers
             tree = None
             if plan.replication is not None:
+                partitions = any(f.kind == FaultKind.PARTITION_REPLICA for f in plan.faults)
                 server = ReplicaServers(
-                    children, plan.settings, plan.replication, use_uvloop, scratch
+                    children, plan.settings, plan.replication, use_uvloop, scratch, partitions
                 )
                 await server.start()
                 leader = await server.wait_leader(REGISTER_TIMEOUT)
@@ -392,6 +393,7 @@ async def run_async(
             result.spawn_at = epoch - t0  # before the worker processes were started
             crashable: dict[str, Restartable] = {}
             leads: Callable[[], str | None] | None = None
+            links: ReplicaServers | None = None
             if isinstance(server, ServerProcess):
                 crashable = {CRASH_EVENT_ROOT: server}
             elif isinstance(server, TreeServers):
@@ -399,8 +401,9 @@ async def run_async(
             else:
                 crashable = dict(server.processes)
                 leads = server.leader
+                links = server if server.partitions else None
             supervisor = FaultSupervisor(
-                plan, children, crashable, pool, specs, RunClock(t0), result, proxies, leads
+                plan, children, crashable, pool, specs, RunClock(t0), result, proxies, leads, links
             )
             await _replay(plan, server, supervisor, ready, result, progress, live)
             if proxies is not None:

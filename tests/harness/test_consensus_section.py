@@ -35,6 +35,14 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
     crash = [{"kind": "crash_replica", "at": 1.0}]
     crashed = scenario(transport="tcp", backends=["sim"], consensus={}, faults=crash)
     assert compile_plan(crashed).faults  # and crashes them
+    others = [
+        {"kind": "pause_replica", "at": 1.0, "duration": 0.5},
+        {"kind": "partition_replica", "at": 2.0, "duration": 0.5, "node": "r2"},
+    ]
+    faulted = scenario(transport="tcp", backends=["real", "sim"], consensus={}, faults=others)
+    pause, cut = compile_plan(faulted).faults
+    assert (pause.kind.name, pause.node, pause.duration) == ("PAUSE_REPLICA", "leader", 0.5)
+    assert (cut.kind.name, cut.node, cut.end) == ("PARTITION_REPLICA", "r2", 2.5)
 
 
 @pytest.mark.parametrize(
@@ -52,10 +60,21 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
         (
             RAFT + "faults: [{kind: crash_coordinator, at: 1.0}]\n",
             "faults[0].kind",
-            "crash_replica",
+            "crash_replica, pause_replica, partition_replica",
         ),
         (RAFT + "faults: [{kind: crash_replica, at: 1.0, node: r9}]\n", "faults[0].node", "r1, r2"),
         ("faults: [{kind: crash_replica, at: 1.0}]\n", "faults[0].kind", "consensus section"),
+        (
+            "faults: [{kind: partition_replica, at: 1.0, duration: 1}]\n",
+            "faults[0].kind",
+            "consensus section",
+        ),
+        (
+            RAFT + "faults: [{kind: pause_replica, at: 1.0, duration: 1, node: x}]\n",
+            "faults[0].node",
+            "leader or a replica id",
+        ),
+        (RAFT + "faults: [{kind: pause_replica, at: 1.0}]\n", "faults[0].duration", "required"),
     ],
 )
 def test_what_cannot_run_is_refused_naming_the_field(

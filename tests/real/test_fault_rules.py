@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import parse_scenario
-from protocol.faults import Effect, Fate, Target, combine, timeline
+from protocol.faults import Effect, Fate, Target, between, combine, timeline
 from protocol.plan import Fault, FaultKind, Plan
 from protocol.records import DriverResult
 from real.inproc.run import run_plan as run_inproc
@@ -112,6 +112,22 @@ def test_link_faults_combine_partition_losses_and_delays() -> None:
     target = Target("a")
     assert target.inject(delay, 0.0) == Effect.LINKS and target.link().delay == 0.01
     assert target.heal(delay, 1.0) == Effect.LINKS and target.link().clear
+
+
+def test_a_replica_link_is_cut_while_either_end_is_partitioned() -> None:
+    r1, r2, r3 = Target("r1"), Target("r2"), Target("r3")
+    cut1 = Fault(1, 1.0, FaultKind.PARTITION_REPLICA, 2.0, node="r1")
+    cut2 = Fault(2, 2.0, FaultKind.PARTITION_REPLICA, 2.0, node="r2")
+    assert between(r1, r2).clear
+    assert r1.inject(cut1, 1.0) == Effect.LINKS
+    assert between(r1, r2).partitioned and between(r3, r1).partitioned
+    assert between(r2, r3).clear
+    assert r2.inject(cut2, 2.0) == Effect.LINKS
+    assert r1.heal(cut1, 3.0) == Effect.LINKS
+    assert between(r1, r2).partitioned and between(r2, r3).partitioned  # r2 still is
+    assert between(r1, r3).clear
+    pause = Fault(3, 1.0, FaultKind.PAUSE_REPLICA, 1.0, node="r3")
+    assert r3.inject(pause, 1.0) == Effect.PAUSE and r3.heal(pause, 2.0) == Effect.RESUME
 
 
 def test_the_timeline_heals_before_it_injects_at_one_instant() -> None:

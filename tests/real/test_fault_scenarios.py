@@ -26,8 +26,7 @@ from harness.scenario.schema import load_scenario
 
 FAULTS = Path(__file__).resolve().parents[2] / "scenarios" / "faults"
 SCENARIOS = sorted(path.stem for path in FAULTS.glob("*.yaml"))
-# a scenario runs on the backends it lists (raft-leader-crash: the real one; the model
-# does not crash replicas yet, and refuses to)
+# a scenario runs on the backends it lists
 ON_MODEL = [n for n in SCENARIOS if "sim" in load_scenario(FAULTS / f"{n}.yaml").backends]
 
 
@@ -58,6 +57,13 @@ def check_invariants(summary: Summary, name: str) -> None:
             assert row.detection_s is not None, f"{name}: fault {row.fault_id} not detected"
         if row.kind == "crash_coordinator":
             assert row.coordinator_live_s is not None and row.reregistered_s is not None
+        if row.kind in ("crash_replica", "pause_replica", "partition_replica"):  # the leader's
+            assert row.coordinator_live_s is not None, f"{name}: no replica led again"
+            assert row.first_write_s is not None, f"{name}: no write acknowledged after it"
+    verdict = summary.integrity.linearizable
+    assert verdict is not False, f"{name}: {summary.integrity.linearizability}"
+    if name.startswith("raft-"):
+        assert verdict is True, f"{name}: {summary.integrity.linearizability}"
 
 
 @pytest.mark.parametrize("name", ON_MODEL)

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import parse_scenario
+from protocol.faults import REPLICA_FAULTS
 from protocol.plan import FaultKind, Operation, OpKind, Plan
 from protocol.records import DriverResult
 from sim import Calibration, Distribution, run_plan
@@ -304,8 +305,8 @@ def test_the_same_plan_with_overlapping_faults_gives_identical_results() -> None
     ]
     faults[4]["delay_ms"] = 5
     plan = plan_for(faults, durable_bus=True)
-    # every kind the model runs (a replica crash needs replicas: the real tcp backend)
-    assert {f.kind for f in plan.faults} == set(FaultKind) - {FaultKind.CRASH_REPLICA}
+    # every kind but those of replicas (tests/sim/test_sim_replica_faults.py)
+    assert {f.kind for f in plan.faults} == set(FaultKind) - set(REPLICA_FAULTS)
     cal = calibration(deliver=1e-3)
     first = comparable(run_plan(plan, cal))
     second = comparable(run_plan(plan, cal))

@@ -3,17 +3,22 @@ oversized entry still goes alone) and refuses proposals beyond ``max_uncommitted
 
 from __future__ import annotations
 
-from protocol.consensus.messages import Kind
+from protocol.consensus.messages import Kind, Role
 from protocol.consensus.raft import RaftConfig
 from tests.core.consensus.raftnet import RaftNet
 
 
-def test_appends_are_cut_at_max_bytes_and_everything_still_commits() -> None:
-    net = RaftNet(3, seed=2, config=RaftConfig(max_bytes=100), compact_every=10**9)
+def elected(config: RaftConfig) -> tuple[RaftNet, str]:
+    net = RaftNet(3, seed=2, config=config, compact_every=10**9)
     for _ in range(40):
         net.round()
     leader = net.leader()
     assert leader is not None
+    return net, leader
+
+
+def test_appends_are_cut_at_max_bytes_and_everything_still_commits() -> None:
+    net, leader = elected(RaftConfig(max_bytes=100))
     node = net.nodes[leader]
     sent = []
     original = net.send
@@ -44,3 +49,23 @@ def test_can_take_says_whether_proposals_fit_under_max_uncommitted() -> None:
     assert node.can_take(3) and not node.can_take(4)
     node.propose(b"put k 1")
     assert node.can_take(2) and not node.can_take(3)
+
+
+def test_a_leader_that_steps_down_on_a_tick_has_a_ready_saying_so() -> None:
+    """Check-quorum deposes a cut-off leader on a tick that has nothing to persist or
+    send; the change of role is a ready of its own, so the driver stops serving at
+    once (it used to wait for the next message to reach that replica)."""
+    net, leader = elected(RaftConfig(election_ticks=4))
+    node = net.nodes[leader]
+    net.partition((leader,), tuple(n for n in net.nodes if n != leader))
+    for _ in range(2 * 4):
+        node.tick()
+        if node.role is not Role.LEADER:
+            break
+        net.flush(leader)
+    assert node.role is Role.FOLLOWER
+    assert node.has_ready()
+    ready = node.ready()
+    assert ready.role is Role.FOLLOWER and not ready.messages and not ready.entries
+    node.advance(ready)
+    assert not node.has_ready()
