@@ -409,12 +409,13 @@ def _outages(plan: Plan, windows: _Windows) -> list[_Outage]:
 
 
 def _horizon(plan: Plan, fault: Fault) -> float:
-    """The next injection hitting the same agents (or the coordinator), else infinity."""
+    """The next injection hitting the same agents (or the same coordinator or replica),
+    else infinity."""
     hit = set(fault.agents)
     for other in plan.faults:
         if other.at <= fault.at + _EPS:
             continue
-        same = other.kind == fault.kind and fault.kind in CRASHES
+        same = other.kind == fault.kind and fault.kind in CRASHES and other.node == fault.node
         if same or hit & set(other.agents):
             return other.at
     return math.inf

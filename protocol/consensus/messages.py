@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from protocol.consensus.log import Entry, Snapshot, after_snapshot
+from protocol.consensus.pbftmessages import PbftMessage
 
 
 class Kind(IntEnum):
@@ -54,6 +55,9 @@ class RaftMessage:
     context: int = 0
 
 
+ConsensusMessage = RaftMessage | PbftMessage  # what a ready's messages are
+
+
 @dataclass(frozen=True, slots=True)
 class HardState:
     """What a replica persists besides its log: its term, its vote in it, its commit."""
@@ -85,7 +89,7 @@ class Ready:
     hard_state: HardState | None  # None: unchanged
     snapshot: Snapshot | None  # persist it, then install it in the state machine
     entries: tuple[Entry, ...]  # persist, replacing stored entries from entries[0].index
-    messages: tuple[RaftMessage, ...]
+    messages: tuple[ConsensusMessage, ...]
     committed: tuple[Entry, ...]  # apply in order
     read_states: tuple[ReadState, ...]
     role: Role

@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 
 from protocol.codec import MalformedFrame
 from protocol.consensus.log import Entry
-from protocol.consensus.messages import Persisted, RaftMessage, Ready, Role
+from protocol.consensus.messages import ConsensusMessage, Persisted, RaftMessage, Ready, Role
 from protocol.consensus.raft import Raft, RaftConfig, Refusal
 from protocol.consensus.state import decode_batch, decode_state, encode_batches, encode_state
 from protocol.consensus.wire import decode_raft_body, encode_raft
@@ -99,7 +99,7 @@ class Replica:
         self.compact_every = compact_every
         self.events: list[NodeEvent] = []
         self._next_tick: float | None = None
-        self._out: list[tuple[str, Message | RaftMessage]] = []
+        self._out: list[tuple[str, Message | ConsensusMessage]] = []
         self._closures: list[str] = []
         self._batches: deque[_Batch] = deque()
         self._writes: list[Write] = []  # journals not yet proposed (Raft was busy)
@@ -217,7 +217,7 @@ class Replica:
         if log.applied - log.snap_index >= self.compact_every:
             self.raft.compact(log.applied, encode_state(self.state))
 
-    def drain(self) -> list[tuple[str, Message | RaftMessage]]:
+    def drain(self) -> list[tuple[str, Message | ConsensusMessage]]:
         """What to send: to agents, and to replicas (as ``Consensus`` frames when
         ``wire`` is set, as ``RaftMessage`` objects otherwise)."""
         out = self._out

@@ -157,15 +157,18 @@ def test_agents_follow_the_leader_and_nothing_acknowledged_is_lost(tmp_path: Pat
 
 def test_the_raft_scenario_runs_on_replica_processes_and_loses_nothing() -> None:
     """``scenarios/raft-3.yaml``, shortened: three replica processes, two worker
-    processes; every expected completion, nothing acknowledged lost, linearizable."""
+    processes; every expected completion (or, on a machine too busy for the load, the
+    op refused early: shed), nothing acknowledged lost, linearizable."""
     loaded = load_scenario(ROOT / "scenarios" / "raft-3.yaml").with_overrides(duration=2.0)
     plan = compile_plan(loaded)
     result = run_plan(plan, workers=2, connections=2, use_uvloop=False)
     assert result.errors == []
     assert any("leads at the start" in note for note in result.notes)
     got = [(c.op_id, c.node) for c in result.completions if not c.duplicate]
-    assert len(got) == len(set(got)) == plan.expected_total
     summary = summarize(plan, result)
+    reliability = summary.reliability
+    assert len(got) == len(set(got)) == plan.expected_total - reliability.shed
+    assert reliability.lost == 0 and reliability.shed <= plan.expected_total // 100
     assert summary.reliability.lost_acked == 0 and summary.integrity.acked_writes_lost == 0
     assert summary.integrity.linearizable is True
     names = sorted(usage.name for usage in result.processes)

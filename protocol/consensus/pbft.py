@@ -1,0 +1,784 @@
+"""PBFT (Castro and Liskov), one replica, as a sans-IO state machine with Raft's contract.
+
+n = 3f+1 replicas tolerate f that fail arbitrarily: crash, stay silent, or lie.
+The driver's contract is Raft's (``protocol.consensus.raft``): ``step(message)``
+for each message received, ``tick()`` at a fixed interval, ``propose(data)`` on
+the primary, and while ``has_ready()``: persist the ``Ready`` (its hard state
+and entries), send its messages, apply its committed entries, ``advance``.
+Every message is signed by its sender (``protocol.consensus.signing``); one
+whose signature does not hold is dropped and counted in ``refused``.
+
+Normal case. The primary of view v is ``replicas[v mod n]``. It gives each
+request the next number and sends a signed ``PRE_PREPARE``. A backup accepts
+it if it is the primary's, in its view, within the watermarks (above the last
+stable checkpoint ``low``, at most ``window`` above it), its digest is the
+request's, and it has accepted no other request for that number in that view.
+It then persists it and sends ``PREPARE`` to all. A request is *prepared* at a
+replica once it holds the pre-prepare and 2f matching prepares from other
+replicas; it sends ``COMMIT``, and the request is *committed* there once 2f+1
+matching commits arrived. Requests are executed (handed out as committed
+entries) in number order. Equivocation is harmless: two different requests
+cannot both gather 2f+1 prepares for one number in one view, as any two
+quorums share a correct replica. A backup that sees the primary equivocate,
+or receives a pre-prepare whose digest is wrong, drops it (an equivocation
+also starts a view change at once).
+
+Checkpoints. Every ``checkpoint_every`` executed requests a replica signs
+``CHECKPOINT`` with its state digest, a hash chain of the executed requests'
+digests. 2f+1 matching ones make the checkpoint *stable*: the low watermark
+moves up and everything below it is forgotten. A replica that finds itself
+below a stable checkpoint fetches what it missed (``FETCH``): the others send
+their executed entries after its last (``STATE``), and it takes an entry once
+f+1 replicas sent the same one, so at least one correct replica vouches.
+
+View change. A backup suspects the primary when it hears nothing from it
+(``BEAT`` or a pre-prepare) for ``view_change_ticks``, or when a request it
+accepted, or a client said it sent (``expect``), is not executed that long. It
+stops taking part in view v and sends
+``VIEW_CHANGE`` for v+1 with its stable checkpoint and proof, and a
+certificate for every request prepared at it above (``protocol.consensus.
+pbftview``). A replica that sees f+1 replicas ask for views above its own
+joins the smallest of them; one that asked alone waits (its timer runs only
+once 2f+1 asked), catching up on executed requests meanwhile, and enters the
+view the others are in once one of them forwards its ``NEW_VIEW``. The primary
+of v+1, with 2f+1 valid view changes,
+sends ``NEW_VIEW``: them, and the pre-prepares ``plan_new_view`` makes of
+them; a backup checks every proof, computes the plan again, and enters the
+view only if it matches. A view change that does not end within its timeout
+moves on to the next view, each timeout twice the last. Retransmission: every
+``retransmit_ticks`` a replica sends again its part of what is not yet
+committed (and a view change under way), so lost messages cost time, not
+progress.
+
+The replicated coordinator's view of it mirrors Raft's: ``term`` is the view,
+``role`` is ``LEADER`` for the primary of a view in effect, ``leader`` names
+that primary ("" while views change), ``log`` says what is committed and
+applied and in which view (``term(i)``). A new primary first proposes a null
+request, so it serves once everything before is executed. ``read_index``
+orders a read as a null request: the read may be answered once it executes.
+
+Persistence. ``hard_state`` holds in ``term`` the highest view this replica
+asked for, in ``commit`` the executed count, and in ``vote`` the view in
+effect and the state digest there (``"view:hex"``). ``entries`` are the
+requests it accepted, each at its number with the view it was accepted in. A
+replica started again from its storage knows the requests it accepted (it
+never accepts another for the same number and view) and those executed, and
+gets the rest from the others.
+
+Liveness needs the correct replicas to keep up. A replica that gave up on a
+view alone (it lost too much, or was cut off) takes no part in ordering until
+the others move to a later view; it still catches up on what executes. With
+another replica faulty, that is two of four, more than PBFT tolerates: the
+others may wait for it until a view change (``tests/core/consensus/test_pbft.py``
+runs loss without a liar, and a liar without loss, for that reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.consensus.log import Entry, Snapshot
+from protocol.consensus.messages import HardState, Persisted, ReadState, Ready, Role
+from protocol.consensus.pbftmessages import (
+    NO_DIGEST,
+    PbftMessage,
+    PKind,
+    authentic,
+    chain,
+    request_digest,
+    sign,
+    to,
+)
+from protocol.consensus.pbftview import (
+    checkpoint_proven,
+    plan_new_view,
+    valid_view_change,
+)
+from protocol.consensus.raft import Refusal
+from protocol.consensus.signing import Keys
+
+
+@dataclass(frozen=True, slots=True)
+class PbftConfig:
+    checkpoint_every: int = 32  # executed requests between checkpoints
+    window: int = 256  # numbers a primary may run ahead of the last stable checkpoint
+    view_change_ticks: int = 10  # a backup's patience with a silent or stuck primary
+    heartbeat_ticks: int = 1  # a primary's BEAT interval
+    retransmit_ticks: int = 4  # how often what is not committed is sent again
+
+
+class Slot:
+    """What one replica knows of one number in its current view."""
+
+    __slots__ = (
+        "view",
+        "digest",
+        "data",
+        "pre",
+        "accepted",
+        "prepares",
+        "commits",
+        "certificate",
+        "committed",
+        "age",
+        "reminded",
+    )
+
+    def __init__(self, view: int) -> None:
+        self.view = view
+        self.digest = NO_DIGEST
+        self.data = b""
+        self.pre: PbftMessage | None = None  # the signed pre-prepare
+        self.accepted = False  # a pre-prepare accepted (or, after a restart, persisted)
+        self.prepares: dict[str, PbftMessage] = {}
+        self.commits: dict[str, PbftMessage] = {}
+        self.certificate: tuple[PbftMessage, ...] = ()  # prepared, in the highest view
+        self.committed = False
+        self.age = 0  # ticks since accepted, while not committed
+        self.reminded: dict[str, int] = {}  # replica -> tick we last sent it our commit
+
+
+class PbftLog:
+    """What is committed and applied, as the replicated coordinator reads Raft's log."""
+
+    def __init__(self, snap_index: int) -> None:
+        self.snap_index = snap_index
+        self.committed = snap_index
+        self.applied = snap_index
+        self.terms: dict[int, int] = {}  # number -> the view its request executed in
+
+    def term(self, index: int) -> int | None:
+        return self.terms.get(index)
+
+
+class Pbft:
+    def __init__(
+        self,
+        node_id: str,
+        replicas: tuple[str, ...],
+        config: PbftConfig,
+        keys: Keys,
+        stored: Persisted | None = None,
+    ) -> None:
+        stored = stored or Persisted()
+        self.id = node_id
+        self.voters = tuple(sorted(replicas))
+        self.peers = tuple(v for v in self.voters if v != node_id)
+        self.f = (len(self.voters) - 1) // 3
+        self.quorum = 2 * self.f + 1
+        self.config = config
+        self.keys = keys
+        self.refused: list[str] = []  # what faulty replicas did, for the log
+        snap = stored.snapshot.index if stored.snapshot is not None else 0
+        self.log = PbftLog(snap)
+        hard = stored.hard_state
+        installed, _, digest_hex = hard.vote.partition(":")
+        self.view = int(installed or 0)
+        # the view asked for, while views change (kept across a restart: a replica that
+        # asked for a view takes no part in earlier ones)
+        self.changing: int | None = hard.term if hard.term > self.view else None
+        # the last stable checkpoint: after a restart, none proven (until the next one)
+        self.low = 0
+        self.low_proof: tuple[PbftMessage, ...] = ()
+        self.digests: dict[int, bytes] = {0: NO_DIGEST}
+        self.slots: dict[int, Slot] = {}
+        self.kept: dict[int, Entry] = {}  # executed entries since the snapshot, for FETCH
+        self.checkpoints: dict[int, dict[str, PbftMessage]] = {}
+        self.view_changes: dict[int, dict[str, PbftMessage]] = {}
+        self.offers: dict[int, dict[bytes, set[str]]] = {}  # number -> digest -> vouchers
+        self.offered: dict[tuple[int, bytes], Entry] = {}
+        self.next_seq = snap + 1
+        self.top = 0  # the highest number heard of (a beat, a pre-prepare, a checkpoint)
+        self._mark = -1  # what was executed at the last retransmission
+        self.elapsed = 0
+        self.attempts = 0
+        self.ticks = 0
+        self._new_view: PbftMessage | None = None  # the NEW_VIEW of the view we are in
+        self.expected: dict[bytes, int] = {}  # requests clients said wait: digest -> ticks
+        self.ahead: dict[str, int] = {}  # replica -> the latest view it was heard working in
+        self._reads: list[tuple[int, bytes]] = []
+        self._read_states: list[ReadState] = []
+        self._messages: list[PbftMessage] = []
+        self._dirty = 0  # persist accepted entries from this number on (0: none)
+        self._compacted: Snapshot | None = None
+        self._restore(stored, hard.commit, bytes.fromhex(digest_hex))
+        self._saved = self.hard_state()
+        self._soft = (self.role, self.leader)
+
+    def _restore(self, stored: Persisted, commit: int, digest: bytes) -> None:
+        """Executed entries count as committed again; the others as accepted."""
+        committed = max(commit, self.log.snap_index)
+        for entry in stored.entries:
+            if entry.index <= self.log.snap_index:
+                continue
+            slot = self._slot(entry.index, entry.term)
+            slot.view, slot.digest, slot.data = entry.term, request_digest(entry.data), entry.data
+            slot.accepted = True
+            slot.committed = entry.index <= committed
+            if slot.committed:
+                self.kept[entry.index] = entry
+        self.log.committed = self.log.snap_index
+        if committed:
+            self.digests[committed] = digest
+        if committed > self.log.snap_index:
+            self.log.committed = committed
+            known = self.digests.get(self.log.snap_index)  # known from the start only
+            for index in range(self.log.snap_index + 1, committed + 1):
+                slot = self.slots[index]
+                self.log.terms[index] = slot.view
+                if known is not None:
+                    known = self.digests[index] = chain(known, slot.digest)
+        self.next_seq = max([self.log.committed, *self.slots]) + 1
+
+    # -- what the replicated coordinator reads -----------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self.view
+
+    @property
+    def role(self) -> Role:
+        if self.changing is None and self.primary(self.view) == self.id:
+            return Role.LEADER
+        return Role.CANDIDATE if self.changing is not None else Role.FOLLOWER
+
+    @property
+    def leader(self) -> str:
+        return "" if self.changing is not None else self.primary(self.view)
+
+    def primary(self, view: int) -> str:
+        return self.voters[view % len(self.voters)]
+
+    def hard_state(self) -> HardState:
+        """``term``: the highest view asked for; ``vote``: the view in effect and the
+        state digest at ``commit``, as ``"view:hex"``."""
+        target = self.view if self.changing is None else self.changing
+        committed = self.log.committed
+        digest = self.digests.get(committed, NO_DIGEST).hex()
+        return HardState(target, f"{self.view}:{digest}", committed)
+
+    # -- the driver's interface ----------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._messages
+            or self._read_states
+            or self._dirty
+            or self._compacted is not None
+            or self.hard_state() != self._saved
+            or self.log.applied < self.log.committed
+            or (self.role, self.leader) != self._soft
+        )
+
+    def ready(self) -> Ready:
+        entries: tuple[Entry, ...] = ()
+        if self._dirty:  # executed ones from ``kept``: a checkpoint may have dropped the slot
+            first = self._dirty
+            accepted = {s: Entry(v.view, s, v.data) for s, v in self.slots.items() if v.accepted}
+            accepted.update((i, e) for i, e in self.kept.items() if i >= first)
+            entries = tuple(accepted[i] for i in sorted(accepted) if i >= first)
+        committed = tuple(self.kept[i] for i in range(self.log.applied + 1, self.log.committed + 1))
+        state = self.hard_state()
+        ready = Ready(
+            hard_state=state if state != self._saved else None,
+            snapshot=None,
+            entries=entries,
+            messages=tuple(self._messages),
+            committed=committed,
+            read_states=tuple(self._read_states),
+            role=self.role,
+            leader=self.leader,
+            compacted=self._compacted,
+        )
+        self._messages, self._read_states = [], []
+        self._dirty = 0
+        self._compacted = None
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        self._soft = (ready.role, ready.leader)
+        if ready.hard_state is not None:
+            self._saved = ready.hard_state
+        if ready.committed:
+            every = self.config.checkpoint_every
+            for entry in ready.committed:
+                if entry.index % every == 0 and entry.index in self.digests:
+                    self._checkpoint(entry.index)
+            self.log.applied = ready.committed[-1].index
+
+    def propose(self, data: bytes) -> Entry | Refusal:
+        if self.role is not Role.LEADER:
+            return Refusal.NOT_LEADER
+        if not self.can_take(1):
+            return Refusal.BUSY
+        seq = self.next_seq
+        self.next_seq += 1
+        pre = sign(
+            self.keys,
+            PbftMessage(PKind.PRE_PREPARE, self.id, self.view, seq, request_digest(data), data),
+        )
+        self._accept(pre)
+        self._broadcast(pre)
+        return Entry(self.view, seq, data)
+
+    def can_take(self, count: int) -> bool:
+        return (
+            self.role is Role.LEADER and self.next_seq + count - 1 <= self.low + self.config.window
+        )
+
+    def read_index(self, context: bytes) -> bool:
+        """Order a read as a null request: it may be answered once that executes."""
+        entry = self.propose(b"")
+        if isinstance(entry, Refusal):
+            return False
+        self._reads.append((entry.index, context))
+        return True
+
+    def compact(self, index: int, data: bytes) -> Snapshot:
+        snapshot = Snapshot(index, self.log.terms.get(index, self.view), data)
+        for old in [i for i in self.kept if i <= index]:
+            del self.kept[old]
+        self.log.snap_index = index
+        self._compacted = snapshot
+        return snapshot
+
+    def expect(self, data: bytes) -> None:
+        """A client says it asked for ``data`` and got no answer (PBFT's client sends
+        its request to every replica then): unless it executes within
+        ``view_change_ticks``, this backup suspects the primary."""
+        self.expected.setdefault(request_digest(data), 0)
+
+    def leader_lost(self) -> None:
+        """The driver saw the primary's link close: suspect it now."""
+        if self.changing is None and self.primary(self.view) != self.id:
+            self._start_view_change(self.view + 1)
+
+    def tick(self) -> None:
+        self.ticks += 1
+        self.elapsed += 1
+        config = self.config
+        retransmit = self.ticks % config.retransmit_ticks == 0
+        if self.changing is not None:
+            # the timer runs once 2f+1 asked for the view (a replica alone waits)
+            asking = len(self.view_changes.get(self.changing, {}))
+            if asking < self.quorum:
+                self.elapsed = 0
+            if self.elapsed >= config.view_change_ticks << min(self.attempts, 6):
+                self.attempts += 1
+                self._start_view_change(self.changing + 1)
+            elif retransmit:
+                own = self.view_changes.get(self.changing, {}).get(self.id)
+                if own is not None:
+                    self._broadcast(own)
+                self._retransmit()  # what it said in the old view still counts there
+            return
+        if self.role is Role.LEADER:
+            self.top = max(self.top, self.next_seq - 1)
+            if self.ticks % config.heartbeat_ticks == 0:
+                beat = PbftMessage(PKind.BEAT, self.id, self.view, self.next_seq - 1)
+                self._broadcast(sign(self.keys, beat))
+        else:
+            patience = config.view_change_ticks
+            stuck = any(
+                s.accepted and not s.committed and s.age >= patience for s in self.slots.values()
+            ) or any(waited >= patience for waited in self.expected.values())
+            for digest in self.expected:
+                self.expected[digest] += 1
+            if stuck or self.elapsed >= config.view_change_ticks:
+                self._start_view_change(self.view + 1)
+                return
+        for slot in self.slots.values():
+            if slot.accepted and not slot.committed:
+                slot.age += 1
+        if retransmit:
+            self._retransmit()
+
+    def step(self, m: PbftMessage) -> None:
+        if m.src not in self.peers or not authentic(self.keys, m):
+            self.refused.append(f"{m.kind.name} from {m.src} without its signature")
+            return
+        kind = m.kind
+        if kind is PKind.VIEW_CHANGE:
+            self._on_view_change(m)
+        elif kind is PKind.NEW_VIEW:
+            self._on_new_view(m)
+        elif kind is PKind.CHECKPOINT:
+            self._on_checkpoint(m)
+        elif kind is PKind.FETCH:
+            self._on_fetch(m)
+        elif kind is PKind.STATE:
+            self._on_state(m)
+        elif self.changing is None and m.view == self.view:
+            if kind is PKind.PRE_PREPARE:
+                self._on_pre_prepare(m)
+            elif kind is PKind.BEAT:
+                if m.src == self.primary(self.view):
+                    self.elapsed = 0
+                    self.top = max(self.top, m.seq)
+            elif kind is PKind.PREPARE:
+                self._on_vote(m, prepare=True)
+            elif kind is PKind.COMMIT:
+                self._on_vote(m, prepare=False)
+        else:
+            self._elsewhere(m)
+
+    def _elsewhere(self, m: PbftMessage) -> None:
+        """A normal-case message from another view, or while views change here. Work
+        goes on where this replica is not: catch up on what executes there, and once
+        f+1 replicas (one of them correct) were heard working in later views, ask for
+        the earliest of those (whose ``NEW_VIEW`` a replica in it then forwards)."""
+        if m.kind is PKind.BEAT and m.src == self.primary(m.view) and m.view >= self.view:
+            self.top = max(self.top, m.seq)
+        if m.view <= self.view:
+            return
+        self.ahead[m.src] = max(self.ahead.get(m.src, 0), m.view)
+        target = self.view if self.changing is None else self.changing
+        later = sorted(v for v in self.ahead.values() if v > target)
+        if len(later) >= self.f + 1:
+            self.ahead = {}
+            self._start_view_change(later[-(self.f + 1)])
+
+    # -- normal case -----------------------------------------------------------------------
+
+    def _slot(self, seq: int, view: int) -> Slot:
+        slot = self.slots.get(seq)
+        if slot is None:
+            slot = self.slots[seq] = Slot(view)
+        elif slot.view != view and not slot.committed:
+            slot.view, slot.pre, slot.accepted = view, None, False
+            slot.prepares, slot.commits, slot.age = {}, {}, 0
+        return slot
+
+    def _on_pre_prepare(self, m: PbftMessage) -> None:
+        self.top = max(self.top, m.seq)
+        if m.src != self.primary(self.view):
+            self.refused.append(f"pre-prepare from {m.src}, not the primary of view {m.view}")
+            return
+        if not self.low < m.seq <= self.low + self.config.window:
+            return
+        if request_digest(m.data) != m.digest:
+            self.refused.append(f"pre-prepare {m.view}/{m.seq} from {m.src}: wrong digest")
+            return
+        slot = self.slots.get(m.seq)
+        if slot is not None and slot.committed:
+            self._remind(slot, m)
+            return
+        if slot is not None and slot.view == m.view and slot.accepted:
+            if slot.digest != m.digest:
+                self.refused.append(f"{m.src} equivocated at {m.view}/{m.seq}")
+                self._start_view_change(self.view + 1)
+            elif slot.pre is None:
+                slot.pre = m  # the one accepted before a restart, signed again
+                self._check(m.seq, slot)
+            return
+        self.elapsed = 0
+        self._accept(m)
+
+    def _accept(self, pre: PbftMessage) -> None:
+        slot = self._slot(pre.seq, pre.view)
+        if slot.committed:
+            if pre.digest == slot.digest and pre.view > slot.view:
+                self._vouch(pre)  # a new view proposes again what executed here
+            return
+        slot.digest, slot.data, slot.pre, slot.accepted, slot.age = (
+            pre.digest,
+            pre.data,
+            pre,
+            True,
+            0,
+        )
+        self._dirty = min(self._dirty or pre.seq, pre.seq)
+        if pre.src != self.id:
+            prepare = PbftMessage(PKind.PREPARE, self.id, pre.view, pre.seq, pre.digest)
+            prepare = sign(self.keys, prepare)
+            slot.prepares[self.id] = prepare
+            self._broadcast(prepare)
+        self._check(pre.seq, slot)
+
+    def _remind(self, slot: Slot, m: PbftMessage) -> None:
+        """``m.src`` still works on a number executed here: send it our commit (at most
+        once per retransmission interval, so two replicas that both executed it answer
+        each other's reminders once, not forever)."""
+        if m.view != self.view or m.digest != slot.digest:
+            return
+        last = slot.reminded.get(m.src)
+        if last is not None and self.ticks - last < self.config.retransmit_ticks:
+            return
+        slot.reminded[m.src] = self.ticks
+        own = slot.commits.get(self.id)
+        if own is None or own.view != m.view:
+            own = sign(self.keys, PbftMessage(PKind.COMMIT, self.id, m.view, m.seq, m.digest))
+            slot.commits[self.id] = own
+        self._messages.append(to(own, m.src))
+
+    def _vouch(self, pre: PbftMessage) -> None:
+        """Prepare and commit, in ``pre``'s view, a request that executed here already."""
+        for kind in (PKind.PREPARE, PKind.COMMIT):
+            if kind is PKind.COMMIT or pre.src != self.id:
+                m = PbftMessage(kind, self.id, pre.view, pre.seq, pre.digest)
+                self._broadcast(sign(self.keys, m))
+
+    def _on_vote(self, m: PbftMessage, prepare: bool) -> None:
+        if not self.low < m.seq <= self.low + self.config.window:
+            return
+        done = self.slots.get(m.seq)
+        if done is not None and done.committed:
+            self._remind(done, m)
+            return
+        slot = self._slot(m.seq, m.view)
+        votes = slot.prepares if prepare else slot.commits
+        if prepare and m.src == self.primary(m.view):
+            return  # the primary's pre-prepare stands for its prepare
+        if m.src not in votes:
+            votes[m.src] = m
+            self._check(m.seq, slot)
+
+    def _check(self, seq: int, slot: Slot) -> None:
+        """Send COMMIT once prepared; mark committed once 2f+1 commits match."""
+        pre = slot.pre
+        if not slot.accepted or slot.committed:
+            return
+        prepared = bool(slot.certificate) and slot.certificate[0].view == slot.view
+        if pre is not None and not prepared:
+            matching = [p for p in slot.prepares.values() if p.digest == slot.digest]
+            matching = [p for p in matching if p.src != pre.src]
+            if len(matching) >= 2 * self.f:
+                slot.certificate = (pre, *sorted(matching, key=lambda p: p.src)[: 2 * self.f])
+                commit = PbftMessage(PKind.COMMIT, self.id, slot.view, seq, slot.digest)
+                commit = sign(self.keys, commit)
+                slot.commits[self.id] = commit
+                self._broadcast(commit)
+        # 2f+1 matching commits: f+1 correct replicas prepared it, so it is the only
+        # request that can execute at this number (even if it did not prepare here)
+        agreeing = sum(1 for c in slot.commits.values() if c.digest == slot.digest)
+        if agreeing >= self.quorum:
+            slot.committed = True
+            self._execute()
+
+    def _execute(self) -> None:
+        """Hand out, in number order, every committed request not yet handed out."""
+        log = self.log
+        while (slot := self.slots.get(log.committed + 1)) is not None and slot.committed:
+            seq = log.committed + 1
+            self.digests[seq] = chain(self.digests[log.committed], slot.digest)
+            self.kept[seq] = Entry(slot.view, seq, slot.data)
+            self.expected.pop(slot.digest, None)
+            log.terms[seq] = slot.view
+            log.committed = seq
+            while self._reads and self._reads[0][0] <= seq:
+                index, context = self._reads.pop(0)
+                self._read_states.append(ReadState(index, context))
+
+    # -- checkpoints and state transfer ------------------------------------------------------
+
+    def _checkpoint(self, seq: int) -> None:
+        m = sign(
+            self.keys, PbftMessage(PKind.CHECKPOINT, self.id, self.view, seq, self.digests[seq])
+        )
+        self._broadcast(m)
+        self._on_checkpoint(m)
+
+    def _on_checkpoint(self, m: PbftMessage) -> None:
+        self.top = max(self.top, m.seq)
+        if m.seq <= self.low:
+            return
+        votes = self.checkpoints.setdefault(m.seq, {})
+        votes[m.src] = m
+        agreeing = [v for v in votes.values() if v.digest == m.digest]
+        if len(agreeing) >= self.quorum:
+            self._stabilize(m.seq, m.digest, tuple(sorted(agreeing, key=lambda v: v.src)))
+
+    def _stabilize(self, seq: int, digest: bytes, proof: tuple[PbftMessage, ...]) -> None:
+        self.low, self.low_proof = seq, proof
+        self.digests.setdefault(seq, digest)
+        for old in [s for s in self.slots if s <= seq and s <= self.log.committed]:
+            del self.slots[old]
+        for old in [s for s in self.checkpoints if s <= seq]:
+            del self.checkpoints[old]
+        for old in [s for s in self.digests if s < min(seq, self.log.committed)]:
+            del self.digests[old]
+        self.next_seq = max(self.next_seq, seq + 1)
+        if self.log.committed < seq:
+            self._fetch()
+
+    def _fetch(self) -> None:
+        self._broadcast(
+            sign(self.keys, PbftMessage(PKind.FETCH, self.id, self.view, self.log.committed))
+        )
+
+    def _on_fetch(self, m: PbftMessage) -> None:
+        first = max(m.seq, self.log.snap_index) + 1
+        entries = tuple(self.kept[i] for i in range(first, self.log.committed + 1))
+        if entries or self.low > m.seq:
+            state = PbftMessage(
+                PKind.STATE, self.id, self.view, first - 1, proof=self.low_proof, entries=entries
+            )
+            self._messages.append(to(sign(self.keys, state), m.src))
+
+    def _on_state(self, m: PbftMessage) -> None:
+        """Take each offered entry once f+1 replicas offered the same one."""
+        for entry in m.entries:
+            if entry.index <= self.log.committed:
+                continue
+            digest = request_digest(entry.data)
+            vouchers = self.offers.setdefault(entry.index, {}).setdefault(digest, set())
+            vouchers.add(m.src)
+            self.offered[(entry.index, digest)] = entry
+        progressed = False
+        while (offers := self.offers.get(self.log.committed + 1)) is not None:
+            vouched = [d for d, who in offers.items() if len(who) >= self.f + 1]
+            if not vouched:
+                break
+            entry = self.offered[(self.log.committed + 1, vouched[0])]
+            slot = self._slot(entry.index, entry.term)
+            slot.view, slot.digest, slot.data = entry.term, vouched[0], entry.data
+            slot.accepted = slot.committed = True
+            self._dirty = min(self._dirty or entry.index, entry.index)
+            del self.offers[entry.index]
+            self._execute()
+            progressed = True
+        if progressed:
+            self.offered = {k: e for k, e in self.offered.items() if k[0] > self.log.committed}
+        if m.proof:  # the sender's stable checkpoint, proven by 2f+1 signatures
+            seq, digest = m.proof[0].seq, m.proof[0].digest
+            if seq > self.low and checkpoint_proven(self.keys, m.proof, seq, digest, self.quorum):
+                self._stabilize(seq, digest, m.proof)
+
+    # -- view changes ------------------------------------------------------------------------
+
+    def _start_view_change(self, view: int) -> None:
+        if self.changing is not None and view <= self.changing:
+            return
+        self.changing = view
+        self.elapsed = 0
+        certificates = tuple(
+            s.certificate
+            for seq, s in sorted(self.slots.items())
+            if seq > self.low and s.certificate
+        )
+        m = PbftMessage(
+            PKind.VIEW_CHANGE,
+            self.id,
+            view,
+            self.low,
+            self.digests.get(self.low, NO_DIGEST),
+            proof=self.low_proof,
+            prepared=certificates,
+        )
+        m = sign(self.keys, m)
+        self.view_changes.setdefault(view, {})[self.id] = m
+        self._broadcast(m)
+        self._maybe_new_view(view)
+
+    def _on_view_change(self, m: PbftMessage) -> None:
+        current = self.view if self.changing is None else self.changing
+        if m.view <= self.view:
+            installed = self._new_view
+            if installed is not None and installed.src != m.src:
+                self._messages.append(to(installed, m.src))  # it missed the view we are in
+            return
+        if not valid_view_change(self.keys, m, self.primary, self.f, self.config.window):
+            self.refused.append(f"an invalid view change from {m.src}")
+            return
+        self.view_changes.setdefault(m.view, {})[m.src] = m
+        asking = {
+            src: v for v, changes in self.view_changes.items() if v > current for src in changes
+        }
+        if len(asking) >= self.f + 1:  # f+1 want a later view: one of them is correct
+            self._start_view_change(min(asking.values()))
+        self._maybe_new_view(m.view)
+
+    def _maybe_new_view(self, view: int) -> None:
+        changes = self.view_changes.get(view, {})
+        if self.changing != view or self.primary(view) != self.id or len(changes) < self.quorum:
+            return
+        chosen = tuple(sorted(changes.values(), key=lambda m: m.src)[: self.quorum])
+        plan = plan_new_view(chosen, self.primary, self.f)
+        pres = tuple(
+            (
+                sign(
+                    self.keys,
+                    PbftMessage(PKind.PRE_PREPARE, self.id, view, p.seq, p.digest, p.data),
+                ),
+            )
+            for p in plan.proposals
+        )
+        new_view = sign(
+            self.keys, PbftMessage(PKind.NEW_VIEW, self.id, view, proof=chosen, prepared=pres)
+        )
+        self._new_view = new_view
+        self._broadcast(new_view)
+        self._enter(view, plan.low, plan.low_digest, plan.low_proof, [p[0] for p in pres])
+        self.propose(b"")  # the new primary serves once this executes
+
+    def _on_new_view(self, m: PbftMessage) -> None:
+        current = self.view if self.changing is None else self.changing
+        if m.view < current or m.view <= self.view or m.src != self.primary(m.view):
+            return
+        changes = {c.src: c for c in m.proof if c.view == m.view}
+        valid = len(changes) >= self.quorum and all(
+            valid_view_change(self.keys, c, self.primary, self.f, self.config.window)
+            for c in changes.values()
+        )
+        plan = plan_new_view(changes.values(), self.primary, self.f) if valid else None
+        pres = [certificate[0] for certificate in m.prepared if certificate]
+        expected = [(p.seq, p.digest, p.data) for p in plan.proposals] if plan else None
+        offered = [(p.seq, p.digest, p.data) for p in pres]
+        if (
+            plan is None
+            or expected != offered
+            or not all(
+                p.src == m.src and p.view == m.view and authentic(self.keys, p) for p in pres
+            )
+        ):
+            self.refused.append(f"an invalid new view {m.view} from {m.src}")
+            return
+        self._new_view = m
+        self._enter(m.view, plan.low, plan.low_digest, plan.low_proof, pres)
+
+    def _enter(
+        self,
+        view: int,
+        low: int,
+        low_digest: bytes,
+        low_proof: tuple[PbftMessage, ...],
+        pres: list[PbftMessage],
+    ) -> None:
+        self.view, self.changing = view, None
+        self.elapsed = self.attempts = 0
+        self.expected = dict.fromkeys(self.expected, 0)  # the new primary's turn
+        self._reads = []
+        for old in [v for v in self.view_changes if v <= view]:
+            del self.view_changes[old]
+        if low > self.low and checkpoint_proven(self.keys, low_proof, low, low_digest, self.quorum):
+            self._stabilize(low, low_digest, low_proof)
+        for slot in self.slots.values():
+            if not slot.committed:
+                slot.pre, slot.accepted, slot.prepares, slot.commits = None, False, {}, {}
+        for pre in pres:
+            if pre.seq > self.low:
+                self._accept(pre)
+        self.next_seq = max([self.low, self.log.committed, *(p.seq for p in pres)]) + 1
+
+    def _retransmit(self) -> None:
+        for _seq, slot in sorted(self.slots.items()):
+            if slot.committed or slot.view != self.view:
+                continue
+            if slot.pre is not None and slot.pre.src == self.id:
+                self._broadcast(slot.pre)
+            for votes in (slot.prepares, slot.commits):
+                own = votes.get(self.id)
+                if own is not None:
+                    self._broadcast(own)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Fetch what others executed when behind a stable checkpoint, or stuck below
+        the highest number heard of since the last retransmission."""
+        committed = self.log.committed
+        if committed < self.low or (committed < self.top and committed == self._mark):
+            self._fetch()
+        self._mark = committed
+
+    def _broadcast(self, m: PbftMessage) -> None:
+        self._messages.extend(to(m, peer) for peer in self.peers)
