@@ -86,6 +86,7 @@ class SimReplica:
             replication.tick,
             self.stored,
             wire=True,
+            protocol=replication.protocol,
         )
         self.replication = replication
         self.settings = settings

@@ -6,9 +6,13 @@ agents following the leader. ``tick_ms`` is Raft's tick (a leader's heartbeat
 interval) and ``election_ticks`` a follower's patience in ticks (its election
 timeout is between that and twice that). Absent, the coordinator is one process.
 
+``protocol: pbft`` runs the same replicated coordinator on PBFT
+(``protocol.consensus.pbft``), with 4 or 7 replicas (3f+1); ``election_ticks``
+is then a backup's patience with a silent primary.
+
 ``check`` says what cannot run yet, field by field, and the loader refuses it
-with exit 2: protocols other than ``raft`` (``quorum``, ``pbft`` and
-``fast-paxos`` are named by the issue that plans them, not built); a transport
+with exit 2: ``quorum`` and ``fast-paxos`` (named by the issue that plans them,
+not built); pbft with other than 4 or 7 replicas; a transport
 other than tcp (replicas run as tcp processes); a tree; faults other than
 ``crash_replica``, ``pause_replica`` and ``partition_replica`` (whose ``node``
 is ``leader`` or a replica id).
@@ -27,7 +31,7 @@ from protocol.plan import Replication
 if TYPE_CHECKING:
     from harness.scenario.schema import Scenario
 
-BUILT = ("raft",)
+BUILT = ("raft", "pbft")
 
 
 class ConsensusSection(BaseModel):
@@ -54,8 +58,12 @@ def check(scenario: Scenario) -> None:
                 raise problem(f"{expected}, got none", f"faults[{index}].kind")
         return
     if section.protocol not in BUILT:
-        expected = f"expected protocol: raft (the only one built yet; {section.protocol} is not)"
+        built = " or ".join(BUILT)
+        expected = f"expected protocol: {built} (the ones built yet; {section.protocol} is not)"
         raise problem(f"{expected}, got {section.protocol}", "consensus.protocol")
+    if section.protocol == "pbft" and section.replicas not in (4, 7):
+        expected = "expected replicas: 4 or 7 for pbft (3f+1 replicas tolerate f that lie)"
+        raise problem(f"{expected}, got {section.replicas}", "consensus.replicas")
     if scenario.transport != "tcp":
         expected = "expected transport: tcp (replicas run as processes on loopback)"
         raise problem(f"{expected}, got {scenario.transport}", "transport")

@@ -187,6 +187,11 @@ class Pbft:
         self.view_changes: dict[int, dict[str, PbftMessage]] = {}
         self.offers: dict[int, dict[bytes, set[str]]] = {}  # number -> digest -> vouchers
         self.offered: dict[tuple[int, bytes], Entry] = {}
+        # snapshots offered: (index, data digest, state digest) -> vouchers
+        self.snapshot_offers: dict[tuple[int, bytes, bytes], set[str]] = {}
+        self.snapshot = stored.snapshot  # the latest, for a replica that needs it
+        self.snapshot_digest = NO_DIGEST
+        self._installed: Snapshot | None = None  # vouched for: to install
         self.next_seq = snap + 1
         self.top = 0  # the highest number heard of (a beat, a pre-prepare, a checkpoint)
         self._mark = -1  # what was executed at the last retransmission
@@ -194,6 +199,9 @@ class Pbft:
         self.attempts = 0
         self.ticks = 0
         self._new_view: PbftMessage | None = None  # the NEW_VIEW of the view we are in
+        self._opened = -1  # the last view this replica opened as its primary
+        self._opening: Entry | None = None  # the null request it opened that view with
+        self._told: dict[str, int] = {}  # replica -> tick we last sent it our NEW_VIEW
         self.expected: dict[bytes, int] = {}  # requests clients said wait: digest -> ticks
         self.ahead: dict[str, int] = {}  # replica -> the latest view it was heard working in
         self._reads: list[tuple[int, bytes]] = []
@@ -265,6 +273,7 @@ class Pbft:
             or self._read_states
             or self._dirty
             or self._compacted is not None
+            or self._installed is not None
             or self.hard_state() != self._saved
             or self.log.applied < self.log.committed
             or (self.role, self.leader) != self._soft
@@ -277,11 +286,13 @@ class Pbft:
             accepted = {s: Entry(v.view, s, v.data) for s, v in self.slots.items() if v.accepted}
             accepted.update((i, e) for i, e in self.kept.items() if i >= first)
             entries = tuple(accepted[i] for i in sorted(accepted) if i >= first)
-        committed = tuple(self.kept[i] for i in range(self.log.applied + 1, self.log.committed + 1))
+        installed = self._installed
+        first = max(self.log.applied, installed.index if installed else 0) + 1
+        committed = tuple(self.kept[i] for i in range(first, self.log.committed + 1))
         state = self.hard_state()
         ready = Ready(
             hard_state=state if state != self._saved else None,
-            snapshot=None,
+            snapshot=installed,
             entries=entries,
             messages=tuple(self._messages),
             committed=committed,
@@ -292,13 +303,15 @@ class Pbft:
         )
         self._messages, self._read_states = [], []
         self._dirty = 0
-        self._compacted = None
+        self._compacted = self._installed = None
         return ready
 
     def advance(self, ready: Ready) -> None:
         self._soft = (ready.role, ready.leader)
         if ready.hard_state is not None:
             self._saved = ready.hard_state
+        if ready.snapshot is not None:
+            self.log.applied = max(self.log.applied, ready.snapshot.index)
         if ready.committed:
             every = self.config.checkpoint_every
             for entry in ready.committed:
@@ -335,12 +348,42 @@ class Pbft:
         return True
 
     def compact(self, index: int, data: bytes) -> Snapshot:
-        snapshot = Snapshot(index, self.log.terms.get(index, self.view), data)
+        """The application's state after executing up to ``index`` replaces the entries
+        up to it. Correct replicas compact at the same numbers (multiples of one
+        interval), so a lagging replica can take a snapshot f+1 of them sent alike."""
+        snapshot = Snapshot(index, 0, data)
         for old in [i for i in self.kept if i <= index]:
             del self.kept[old]
         self.log.snap_index = index
-        self._compacted = snapshot
+        self._compacted = self.snapshot = snapshot
+        self.snapshot_digest = self.digests.get(index, NO_DIGEST)
         return snapshot
+
+    def campaign(self) -> None:
+        """The primary of a view in effect opens it with a null request (once): it
+        serves once that executes, so after everything earlier. (Raft's name: the
+        replicated coordinator calls it at the start, and a new primary on entering.)"""
+        if self.role is Role.LEADER and self._opened != self.view:
+            self._opened = self.view
+            opening = self.propose(b"")
+            self._opening = opening if isinstance(opening, Entry) else None
+
+    def holds(self, entry: Entry) -> bool:
+        """True when what executed at ``entry.index`` is ``entry`` (a proposal of a
+        primary whose view ended may have been replaced by another request there)."""
+        kept = self.kept.get(entry.index)
+        return kept is not None and kept.term == entry.term and kept.data == entry.data
+
+    def may_serve(self) -> bool:
+        """The primary's opening null request executed, so everything before it did."""
+        opening = self._opening
+        return (
+            self.role is Role.LEADER
+            and opening is not None
+            and opening.term == self.view
+            and self.log.applied >= opening.index
+            and self.holds(opening)
+        )
 
     def expect(self, data: bytes) -> None:
         """A client says it asked for ``data`` and got no answer (PBFT's client sends
@@ -373,6 +416,7 @@ class Pbft:
                 self._retransmit()  # what it said in the old view still counts there
             return
         if self.role is Role.LEADER:
+            self.campaign()
             self.top = max(self.top, self.next_seq - 1)
             if self.ticks % config.heartbeat_ticks == 0:
                 beat = PbftMessage(PKind.BEAT, self.id, self.view, self.next_seq - 1)
@@ -429,6 +473,8 @@ class Pbft:
         the earliest of those (whose ``NEW_VIEW`` a replica in it then forwards)."""
         if m.kind is PKind.BEAT and m.src == self.primary(m.view) and m.view >= self.view:
             self.top = max(self.top, m.seq)
+        if m.view < self.view:
+            self._tell_view(m.src)  # it works in a view the others left: show it the way
         if m.view <= self.view:
             return
         self.ahead[m.src] = max(self.ahead.get(m.src, 0), m.view)
@@ -601,22 +647,56 @@ class Pbft:
         if self.log.committed < seq:
             self._fetch()
 
+    def _install(self, snapshot: Snapshot, digest: bytes) -> None:
+        """Jump to a snapshot others vouched for: the application installs it (the next
+        ready's ``snapshot``) and the entries after it follow."""
+        index = snapshot.index
+        self.snapshot_offers = {k: v for k, v in self.snapshot_offers.items() if k[0] > index}
+        self._installed = self.snapshot = snapshot
+        self.snapshot_digest = digest
+        self.digests[index] = digest
+        self.log.snap_index = self.log.committed = index
+        self.log.terms[index] = 0
+        for old in [i for i in self.kept if i <= index]:
+            del self.kept[old]
+        for old in [i for i in self.slots if i <= index]:
+            del self.slots[old]
+        self.next_seq = max(self.next_seq, index + 1)
+        self._execute()  # what already committed above it here
+
     def _fetch(self) -> None:
         self._broadcast(
             sign(self.keys, PbftMessage(PKind.FETCH, self.id, self.view, self.log.committed))
         )
 
     def _on_fetch(self, m: PbftMessage) -> None:
+        """Send what executed after ``m.seq``: our snapshot first if it needs what we
+        compacted (``data``, with our state digest there in ``digest``)."""
+        snapshot = self.snapshot if m.seq < self.log.snap_index else None
         first = max(m.seq, self.log.snap_index) + 1
         entries = tuple(self.kept[i] for i in range(first, self.log.committed + 1))
-        if entries or self.low > m.seq:
+        if entries or snapshot is not None or self.low > m.seq:
             state = PbftMessage(
-                PKind.STATE, self.id, self.view, first - 1, proof=self.low_proof, entries=entries
+                PKind.STATE,
+                self.id,
+                self.view,
+                first - 1,
+                self.snapshot_digest if snapshot is not None else NO_DIGEST,
+                snapshot.data if snapshot is not None else b"",
+                proof=self.low_proof,
+                entries=entries,
             )
             self._messages.append(to(sign(self.keys, state), m.src))
 
     def _on_state(self, m: PbftMessage) -> None:
-        """Take each offered entry once f+1 replicas offered the same one."""
+        """Take an offered snapshot, then each offered entry, once f+1 replicas offered
+        the same one."""
+        if m.data and m.seq > self.log.committed:
+            key = (m.seq, request_digest(m.data), m.digest)
+            vouchers = self.snapshot_offers.setdefault(key, set())
+            vouchers.add(m.src)
+            if len(vouchers) >= self.f + 1:
+                self._install(Snapshot(m.seq, 0, m.data), m.digest)
         for entry in m.entries:
             if entry.index <= self.log.committed:
                 continue
@@ -673,9 +753,7 @@ class Pbft:
     def _on_view_change(self, m: PbftMessage) -> None:
         current = self.view if self.changing is None else self.changing
         if m.view <= self.view:
-            installed = self._new_view
-            if installed is not None and installed.src != m.src:
-                self._messages.append(to(installed, m.src))  # it missed the view we are in
+            self._tell_view(m.src)  # it missed the view we are in
             return
         if not valid_view_change(self.keys, m, self.primary, self.f, self.config.window):
             self.refused.append(f"an invalid view change from {m.src}")
@@ -687,6 +765,18 @@ class Pbft:
         if len(asking) >= self.f + 1:  # f+1 want a later view: one of them is correct
             self._start_view_change(min(asking.values()))
         self._maybe_new_view(m.view)
+
+    def _tell_view(self, node: str) -> None:
+        """Send ``node`` the ``NEW_VIEW`` that made the view we are in (it proves itself:
+        2f+1 signed view changes), at most once per retransmission interval."""
+        installed = self._new_view
+        last = self._told.get(node)
+        if installed is None or installed.src == node:
+            return
+        if last is not None and self.ticks - last < self.config.retransmit_ticks:
+            return
+        self._told[node] = self.ticks
+        self._messages.append(to(installed, node))
 
     def _maybe_new_view(self, view: int) -> None:
         changes = self.view_changes.get(view, {})
@@ -709,7 +799,7 @@ class Pbft:
         self._new_view = new_view
         self._broadcast(new_view)
         self._enter(view, plan.low, plan.low_digest, plan.low_proof, [p[0] for p in pres])
-        self.propose(b"")  # the new primary serves once this executes
+        self.campaign()
 
     def _on_new_view(self, m: PbftMessage) -> None:
         current = self.view if self.changing is None else self.changing

@@ -239,6 +239,20 @@ class Raft:
             self._send_append(peer, empty=False)
         return entry  # a lone replica commits it once persisted (advance)
 
+    def holds(self, entry: Entry) -> bool:
+        """True when the log holds ``entry`` (same index, same term: the same entry)."""
+        return self.log.term(entry.index) == entry.term
+
+    def may_serve(self) -> bool:
+        """A leader whose own first entry is committed and applied: its state holds
+        everything any earlier leader committed."""
+        log = self.log
+        return (
+            self.role is Role.LEADER
+            and log.term(log.committed) == self.term
+            and log.applied == log.committed
+        )
+
     def can_take(self, count: int) -> bool:
         """Would ``count`` more proposals be taken (this replica leads, and they fit
         under ``max_uncommitted``)?"""

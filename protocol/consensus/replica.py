@@ -28,9 +28,17 @@ the link; an agent knows every replica (``Agent(fallbacks=...)``) and moves to
 the leader named, else to the next, when its link closes.
 
 Replicas talk in ``RaftMessage`` objects, or, with ``wire`` set, in
-``Consensus`` frames (``protocol.consensus.wire``); a malformed one, or one whose
-inner sender is not the replica the link belongs to, is refused (``refused``)
-and that link closed.
+``Consensus`` frames (``protocol.consensus.wire``); a malformed one, or (Raft,
+whose messages are not signed) one whose inner sender is not the replica the
+link belongs to, is refused (``refused``) and that link closed.
+
+``protocol="pbft"`` runs the same coordinator on PBFT
+(``protocol.consensus.pbft``) instead: the same contract, its primary in the
+leader's place, ``PbftMessage`` objects (``Consensus`` frames of
+``protocol.consensus.pbftwire`` with ``wire``), every replica's keys derived
+from the replica ids (``cluster_keys``: a simulation's keys, not a
+deployment's), ``election_ticks`` as its view-change patience. What its
+signatures refused goes to ``refused`` too.
 
 The driver's loop is the one of a persisting coordinator, with Raft's
 contract: after handling a batch of messages or a timer, while ``ready()``
@@ -49,7 +57,11 @@ from dataclasses import dataclass, replace
 from protocol.codec import MalformedFrame
 from protocol.consensus.log import Entry
 from protocol.consensus.messages import ConsensusMessage, Persisted, RaftMessage, Ready, Role
+from protocol.consensus.pbft import Pbft, PbftConfig
+from protocol.consensus.pbftmessages import PbftMessage
+from protocol.consensus.pbftwire import decode_pbft_body, encode_pbft
 from protocol.consensus.raft import Raft, RaftConfig, Refusal
+from protocol.consensus.signing import cluster_keys
 from protocol.consensus.state import decode_batch, decode_state, encode_batches, encode_state
 from protocol.consensus.wire import decode_raft_body, encode_raft
 from protocol.coordinator import Coordinator
@@ -61,6 +73,13 @@ from protocol.records import REPLICA_COUNTS, NodeEvent
 from protocol.settings import ProtocolSettings
 
 COMPACT_EVERY = 8192  # applied entries past the snapshot before a replica compacts
+PROTOCOLS = ("raft", "pbft")
+KEY_SEED = b"swarmtwin/pbft"
+
+
+def pbft_config(config: RaftConfig) -> PbftConfig:
+    """PBFT's settings from a scenario's: a backup's patience is ``election_ticks``."""
+    return PbftConfig(view_change_ticks=config.election_ticks)
 
 
 @dataclass(slots=True)
@@ -85,13 +104,21 @@ class Replica:
         stored: Persisted | None = None,
         compact_every: int = COMPACT_EVERY,
         wire: bool = False,
+        protocol: str = "raft",
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"no replicated coordinator on {protocol!r} (built: {PROTOCOLS})")
         self.id = node_id
         self.wire = wire
         self.refused: list[str] = []  # malformed or spoofed consensus input, for the log
         self.replicas = replicas
         self.settings = replace(settings, durable_bus=True)
-        self.raft = Raft(node_id, replicas, config or RaftConfig(), stored)
+        self.raft: Raft | Pbft
+        if protocol == "pbft":
+            keys = cluster_keys(tuple(sorted(replicas)), KEY_SEED)[node_id]
+            self.raft = Pbft(node_id, replicas, pbft_config(config or RaftConfig()), keys, stored)
+        else:
+            self.raft = Raft(node_id, replicas, config or RaftConfig(), stored)
         snapshot = stored.snapshot if stored is not None else None
         self.state = decode_state(snapshot.data) if snapshot and snapshot.data else DurableState()
         self.coordinator: Coordinator | None = None
@@ -123,24 +150,38 @@ class Replica:
     def start(self, now: float) -> None:
         self._next_tick = now + self.tick
 
-    def receive(self, src: str, msg: Message | RaftMessage, now: float) -> None:
+    def receive(self, src: str, msg: Message | ConsensusMessage, now: float) -> None:
         if type(msg) is Consensus:
             if src not in self.replicas or not msg.body:
                 return  # a stranger's, or a replica naming itself on a new link
             self.counts["frames"] += 1
             self.counts["frame_bytes"] += len(msg.body)
+            decoded: ConsensusMessage
             try:
-                msg = decode_raft_body(msg.body)
+                if isinstance(self.raft, Pbft):
+                    decoded = decode_pbft_body(msg.body)
+                else:
+                    decoded = decode_raft_body(msg.body)
             except MalformedFrame as exc:
                 self.refused.append(f"malformed consensus message from {src}: {exc}")
                 self._closures.append(src)
                 return
-            if msg.src != src:
-                self.refused.append(f"{src} sent a consensus message as {msg.src}")
+            if decoded.src != src and type(decoded) is RaftMessage:  # (PBFT's are signed:
+                # a replica may forward another's, as it does a NEW_VIEW)
+                self.refused.append(f"{src} sent a consensus message as {decoded.src}")
                 self._closures.append(src)
                 return
+            msg = decoded
+        raft = self.raft
         if type(msg) is RaftMessage:
-            self.raft.step(msg)
+            if isinstance(raft, Raft):
+                raft.step(msg)
+        elif type(msg) is PbftMessage:
+            if isinstance(raft, Pbft):
+                raft.step(msg)
+                if raft.refused:
+                    self.refused.extend(raft.refused)
+                    raft.refused = []
         elif self.coordinator is not None:
             self.coordinator.receive(src, msg, now)  # type: ignore[arg-type]
         else:
@@ -203,18 +244,24 @@ class Replica:
         self._out.extend((m.dst, m) for m in ready.messages)
         if ready.snapshot is not None:
             self.state = decode_state(ready.snapshot.data)
+        exact = isinstance(self.raft, Pbft)  # its replicas compact at the same numbers
+        snapshot: tuple[int, bytes] | None = None
         for entry in ready.committed:
             if entry.data:
                 self.state.apply(*decode_batch(entry.data))
+            if exact and entry.index % self.compact_every == 0:
+                snapshot = (entry.index, encode_state(self.state))
         self.raft.advance(ready)
         for read in ready.read_states:
             for batch in self._batches:
                 if batch.context == read.context:
                     batch.index = read.index
-        self._release()
+        self._release(now)
         self._follow_role(now)
         log = self.raft.log
-        if log.applied - log.snap_index >= self.compact_every:
+        if snapshot is not None:
+            self.raft.compact(*snapshot)
+        elif not exact and log.applied - log.snap_index >= self.compact_every:
             self.raft.compact(log.applied, encode_state(self.state))
 
     def drain(self) -> list[tuple[str, Message | ConsensusMessage]]:
@@ -223,7 +270,7 @@ class Replica:
         out = self._out
         self._out = []
         if self.wire:
-            out = [(dst, encode_raft(m) if type(m) is RaftMessage else m) for dst, m in out]
+            out = [(dst, _encoded(m)) for dst, m in out]
         if self.coordinator is not None:
             out.extend(self.coordinator.drain())
         return out
@@ -270,7 +317,7 @@ class Replica:
             self._batches.append(_Batch(number, None, context))
             self.raft.read_index(context)
 
-    def _release(self) -> None:
+    def _release(self, now: float) -> None:
         coordinator = self.coordinator
         if coordinator is None:
             return
@@ -280,6 +327,9 @@ class Replica:
             if batch.entry is not None:
                 if applied < batch.entry.index:
                     break
+                if not self.raft.holds(batch.entry):  # another request took its place
+                    self._stop_serving(now)
+                    return
             elif batch.index < 0 or applied < batch.index:
                 break
             self._batches.popleft()
@@ -290,10 +340,8 @@ class Replica:
         leads = raft.role is Role.LEADER and raft.term == self._term_served
         if self.coordinator is not None and not leads:
             self._stop_serving(now)
-        if raft.role is Role.LEADER and self.coordinator is None:
-            log = raft.log
-            if log.term(log.committed) == raft.term and log.applied == log.committed:
-                self._serve(now)
+        if self.coordinator is None and raft.may_serve():
+            self._serve(now)
 
     def _serve(self, now: float) -> None:
         state = self.state
@@ -314,3 +362,11 @@ class Replica:
         self._batches.clear()
         self._writes, self._entries, self._answers = [], [], []
         self.events.append(NodeEvent(now, "deposed", self.id))
+
+
+def _encoded(m: Message | ConsensusMessage) -> Message:
+    if type(m) is RaftMessage:
+        return encode_raft(m)
+    if type(m) is PbftMessage:
+        return encode_pbft(m)
+    return m  # type: ignore[return-value]  # an agent's message

@@ -46,6 +46,7 @@ class ReplicaPlace:
     tick: float = DEFAULT_TICK
     config: RaftConfig = field(default_factory=RaftConfig)
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)  # the others'
+    protocol: str = "raft"  # or "pbft"
 
 
 class ReplicaCore:
@@ -66,6 +67,7 @@ class ReplicaCore:
             place.tick,
             stored,
             wire=True,
+            protocol=place.protocol,
         )
         self._closures: list[str] = []
         self._idle = CoordinatorStats()

@@ -156,7 +156,9 @@ class ReplicaServers:
         replication = self.replication
         config = RaftConfig(election_ticks=replication.election_ticks)
         store = os.path.join(self.log_dir, f"replica-{node}.raft.db")
-        place = ReplicaPlace(node, self.ids, store, replication.tick, config)
+        place = ReplicaPlace(
+            node, self.ids, store, replication.tick, config, protocol=replication.protocol
+        )
         events = os.path.join(self.log_dir, f"replica-{node}.events.{life}")
         self.event_logs.append((node if life == 0 else f"{node} (restart {life})", events))
         return ReplicaProcessSpec(self.settings, place, self.use_uvloop, events, port)

@@ -32,6 +32,11 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
     assert compile_plan(scenario()).replication is None
     both = scenario(transport="tcp", backends=["real", "sim"], consensus={"protocol": "raft"})
     assert compile_plan(both).replication is not None  # the model runs replicas too
+    pbft = scenario(
+        transport="tcp", backends=["real"], consensus={"protocol": "pbft", "replicas": 4}
+    )
+    replication = compile_plan(pbft).replication
+    assert replication is not None and replication.protocol == "pbft"
     crash = [{"kind": "crash_replica", "at": 1.0}]
     crashed = scenario(transport="tcp", backends=["sim"], consensus={}, faults=crash)
     assert compile_plan(crashed).faults  # and crashes them
@@ -48,7 +53,8 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
 @pytest.mark.parametrize(
     ("change", "field", "says"),
     [
-        ("consensus: {protocol: pbft}\n", "consensus.protocol", "pbft is not"),
+        ("consensus: {protocol: quorum}\n", "consensus.protocol", "quorum is not"),
+        ("consensus: {protocol: pbft}\n", "consensus.replicas", "4 or 7"),
         ("consensus: {protocol: paxos}\n", "consensus.protocol", "raft"),
         ("consensus: {replicas: 9}\n", "consensus.replicas", "7"),
         (RAFT + "transport: inproc\n", "transport", "expected transport: tcp"),

@@ -15,10 +15,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+import yaml
+
 from harness.metrics.figures import summarize
 from harness.metrics.linearizable import check, from_calls
 from harness.scenario.compile import compile_plan
-from harness.scenario.schema import load_scenario
+from harness.scenario.schema import load_scenario, parse_scenario
 from protocol.consensus.raft import RaftConfig
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Operation, OpKind
@@ -185,13 +188,18 @@ def test_the_raft_scenario_runs_on_replica_processes_and_loses_nothing() -> None
     assert {"replica-r1", "replica-r2", "replica-r3"} <= set(model.busy)
 
 
-def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() -> None:
+@pytest.mark.parametrize("consensus", ["raft", "pbft"])
+def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost(consensus: str) -> None:
     """``scenarios/faults/raft-leader-crash.yaml``, shortened: the leader's process is
-    SIGKILLed under load and restarted from its Raft log; another replica leads, the
-    agents follow, every accepted op completes, the history is linearizable, and the
-    fault's row has the failover figures (their values are the run's, not asserted)."""
+    SIGKILLed under load and restarted from its log; another replica leads (on PBFT,
+    after a view change: the primary of the next view), the agents follow, every
+    accepted op completes, the history is linearizable, and the fault's row has the
+    failover figures (their values are the run's, not asserted)."""
     path = ROOT / "scenarios" / "faults" / "raft-leader-crash.yaml"
-    loaded = load_scenario(path).with_overrides(duration=6.0)
+    data = yaml.safe_load(path.read_text())
+    if consensus == "pbft":
+        data["consensus"] = {"protocol": "pbft", "replicas": 4, "tick_ms": 50}
+    loaded = parse_scenario(data, str(path)).with_overrides(duration=6.0)
     plan = compile_plan(loaded)
     result = run_plan(plan, workers=2, connections=2, use_uvloop=False)
     assert result.errors == []
@@ -206,3 +214,21 @@ def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() -> None:
     assert len(restarted) == 1
     leaders = {e.node for e in result.events if e.kind == "leader"}
     assert len(leaders) >= 2  # the first leader, and the one after the crash
+
+
+def test_the_pbft_scenario_runs_on_four_replica_processes_and_loses_nothing() -> None:
+    """``scenarios/pbft-4.yaml``, shortened: four PBFT replica processes exchanging
+    signed messages; every op completed or shed, nothing acknowledged lost,
+    linearizable."""
+    loaded = load_scenario(ROOT / "scenarios" / "pbft-4.yaml").with_overrides(duration=2.0)
+    plan = compile_plan(loaded)
+    result = run_plan(plan, workers=2, connections=2, use_uvloop=False)
+    assert result.errors == []
+    assert any("r1 leads at the start" in note for note in result.notes)
+    summary = summarize(plan, result)
+    reliability = summary.reliability
+    got = [(c.op_id, c.node) for c in result.completions if not c.duplicate]
+    assert len(got) == len(set(got)) == plan.expected_total - reliability.shed > 0
+    assert reliability.lost == 0 and reliability.lost_acked == 0
+    assert summary.integrity.acked_writes_lost == 0 and summary.integrity.linearizable is True
+    assert all(counts["commits"] > 0 for counts in result.replicas.values())

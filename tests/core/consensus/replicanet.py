@@ -1,4 +1,4 @@
-"""An in-memory replicated coordinator: Raft replicas, agents, a lossy network, crashes.
+"""An in-memory replicated coordinator: Raft (or PBFT) replicas, agents, a lossy network, crashes.
 
 ``ReplicaCluster`` is the core tests' ``Cluster`` (a manual clock, messages on a
 heap with loss, duplication and delay) with the coordinator replaced by
@@ -42,9 +42,11 @@ class ReplicaCluster(Cluster):
         size: int = 3,
         compact_every: int = 64,
         wire: bool = True,
+        protocol: str = "raft",
     ) -> None:
         super().__init__(settings, faults, seed)
         self.wire = wire  # replicas exchange encoded Consensus frames
+        self.protocol = protocol
         self.ids = tuple(f"r{i}" for i in range(1, size + 1))
         self.config = RaftConfig(election_ticks=10, heartbeat_ticks=1)
         self.compact_every = compact_every
@@ -66,6 +68,7 @@ class ReplicaCluster(Cluster):
             self.stored[node],
             self.compact_every,
             wire=self.wire,
+            protocol=self.protocol,
         )
         self.replicas[node] = replica
         replica.start(self.now)

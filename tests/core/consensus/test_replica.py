@@ -25,9 +25,9 @@ from tests.core.test_core_properties import FAST, Scenario, issue, protocol_sett
 from tests.core.test_tree import handled_once, with_work
 
 
-def build(scenario: Scenario, size: int = 3) -> ReplicaCluster:
+def build(scenario: Scenario, size: int = 3, protocol: str = "raft") -> ReplicaCluster:
     settings = replace(protocol_settings(scenario), task_slots=1 + scenario.seed % 2)
-    net = ReplicaCluster(settings, scenario.faults, scenario.seed, size)
+    net = ReplicaCluster(settings, scenario.faults, scenario.seed, size, protocol=protocol)
     for name, caps, subs in scenario.agents:
         net.add_agent(name, caps, subs)
     net.wait("settled")
@@ -35,11 +35,16 @@ def build(scenario: Scenario, size: int = 3) -> ReplicaCluster:
 
 
 def crash_run(
-    scenario: Scenario, start: float, span: float, fault: str = "crash", size: int = 3
+    scenario: Scenario,
+    start: float,
+    span: float,
+    fault: str = "crash",
+    size: int = 3,
+    protocol: str = "raft",
 ) -> ReplicaCluster:
     """The leader at ``start`` is killed (``crash``) or cut off from the other replicas
     (``isolate``) until ``span`` later."""
-    net = build(scenario, size)
+    net = build(scenario, size, protocol)
     crash_at, back_at = net.now + start, net.now + start + span
     victim = ""
     for op in scenario.ops:
@@ -100,6 +105,23 @@ def test_a_lost_leader_loses_nothing_and_memory_stays_linearizable(
     the workload, for up to half a second: every expected (op, recipient) is
     handled exactly once, and the memory history is linearizable."""
     net = crash_run(scenario, start, span, fault)
+    handled_once(scenario, net)
+    linearizable(net)
+
+
+@settings(FAST, max_examples=25)
+@given(
+    scenarios().map(with_work),
+    st.floats(0.0, 0.3),
+    st.floats(0.0, 0.5),
+    st.sampled_from(("crash", "isolate")),
+)
+def test_on_pbft_a_lost_primary_loses_nothing_and_memory_stays_linearizable(
+    scenario: Scenario, start: float, span: float, fault: str
+) -> None:
+    """The same workloads and faults on four PBFT replicas (f = 1): the primary is
+    killed or cut off, a view change makes another the primary, and nothing is lost."""
+    net = crash_run(scenario, start, span, fault, size=4, protocol="pbft")
     handled_once(scenario, net)
     linearizable(net)
 

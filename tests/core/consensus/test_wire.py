@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from protocol.codec import MalformedFrame, decode_frame, encode
 from protocol.consensus.log import Entry, Snapshot
 from protocol.consensus.messages import Kind, RaftMessage
+from protocol.consensus.pbftmessages import PbftMessage, PKind, authentic, request_digest, sign
+from protocol.consensus.pbftwire import decode_pbft_body, encode_pbft_body
+from protocol.consensus.signing import cluster_keys
 from protocol.consensus.wire import decode_raft_body, encode_raft, encode_raft_body
 from protocol.messages import Consensus
 from tests.core.test_core_properties import FAST
@@ -100,3 +103,34 @@ def test_entries_must_follow_on_from_the_index() -> None:
     )
     with pytest.raises(MalformedFrame, match="follow on"):
         decode_raft_body(body)
+
+
+def test_a_pbft_message_with_certificates_round_trips_and_garbage_is_refused() -> None:
+    keys = cluster_keys(("r1", "r2", "r3", "r4"), b"wire")
+    pre = sign(keys["r1"], PbftMessage(PKind.PRE_PREPARE, "r1", 0, 1, request_digest(b"x"), b"x"))
+    prepares = tuple(
+        sign(keys[n], PbftMessage(PKind.PREPARE, n, 0, 1, pre.digest)) for n in ("r2", "r3")
+    )
+    change = sign(
+        keys["r2"],
+        PbftMessage(PKind.VIEW_CHANGE, "r2", 1, 0, prepared=((pre, *prepares),), dst="r3"),
+    )
+    decoded = decode_pbft_body(encode_pbft_body(change))
+    assert decoded == change and authentic(keys["r3"], decoded)
+    state = sign(keys["r4"], PbftMessage(PKind.STATE, "r4", 0, 0, entries=(Entry(0, 1, b"x"),)))
+    assert decode_pbft_body(encode_pbft_body(state)) == state
+    for bad in (
+        b"\xc1",
+        msgpack.packb([1, "r1"]),
+        msgpack.packb([99, "r1", "", 0, 0, b"", b"", [], [], [], b"s" * 64]),
+        msgpack.packb([1, "r1", "", -1, 0, b"", b"", [], [], [], b"s" * 64]),
+        msgpack.packb([1, "r1", "", 0, 0, b"short", b"", [], [], [], b"s" * 64]),
+        msgpack.packb([1, "r1", "", 0, 0, b"", b"", [], [], [], b"s"]),
+    ):
+        with pytest.raises(MalformedFrame):
+            decode_pbft_body(bad)
+    deep = change
+    for _ in range(4):
+        deep = PbftMessage(PKind.NEW_VIEW, "r2", 1, proof=(deep,), sig=b"s" * 64)
+    with pytest.raises(MalformedFrame):
+        decode_pbft_body(encode_pbft_body(deep))
