@@ -1,5 +1,10 @@
 """PBFT (Castro and Liskov), one replica, as a sans-IO state machine with Raft's contract.
 
+This module holds the normal case and the driver's interface; the replica's
+state is ``protocol.consensus.pbftstate``, checkpoints and state transfer
+``pbftsync``, view changes ``pbftchange`` (their proofs ``pbftview``), the
+messages ``pbftmessages`` and ``pbftwire``.
+
 n = 3f+1 replicas tolerate f that fail arbitrarily: crash, stay silent, or lie.
 The driver's contract is Raft's (``protocol.consensus.raft``): ``step(message)``
 for each message received, ``tick()`` at a fixed interval, ``propose(data)`` on
@@ -75,195 +80,27 @@ runs loss without a liar, and a liar without loss, for that reason).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from protocol.consensus.log import Entry, Snapshot
-from protocol.consensus.messages import HardState, Persisted, ReadState, Ready, Role
+from protocol.consensus.messages import Ready, Role
+from protocol.consensus.pbftchange import ViewChange
 from protocol.consensus.pbftmessages import (
     NO_DIGEST,
     PbftMessage,
     PKind,
     authentic,
-    chain,
     request_digest,
     sign,
     to,
 )
-from protocol.consensus.pbftview import (
-    checkpoint_proven,
-    plan_new_view,
-    valid_view_change,
-)
+from protocol.consensus.pbftstate import PbftConfig, PbftLog, Slot
+from protocol.consensus.pbftsync import Sync
 from protocol.consensus.raft import Refusal
-from protocol.consensus.signing import Keys
+
+__all__ = ["Pbft", "PbftConfig", "PbftLog", "Slot"]
 
 
-@dataclass(frozen=True, slots=True)
-class PbftConfig:
-    checkpoint_every: int = 32  # executed requests between checkpoints
-    window: int = 256  # numbers a primary may run ahead of the last stable checkpoint
-    view_change_ticks: int = 10  # a backup's patience with a silent or stuck primary
-    heartbeat_ticks: int = 1  # a primary's BEAT interval
-    retransmit_ticks: int = 4  # how often what is not committed is sent again
-
-
-class Slot:
-    """What one replica knows of one number in its current view."""
-
-    __slots__ = (
-        "view",
-        "digest",
-        "data",
-        "pre",
-        "accepted",
-        "prepares",
-        "commits",
-        "certificate",
-        "committed",
-        "age",
-        "reminded",
-    )
-
-    def __init__(self, view: int) -> None:
-        self.view = view
-        self.digest = NO_DIGEST
-        self.data = b""
-        self.pre: PbftMessage | None = None  # the signed pre-prepare
-        self.accepted = False  # a pre-prepare accepted (or, after a restart, persisted)
-        self.prepares: dict[str, PbftMessage] = {}
-        self.commits: dict[str, PbftMessage] = {}
-        self.certificate: tuple[PbftMessage, ...] = ()  # prepared, in the highest view
-        self.committed = False
-        self.age = 0  # ticks since accepted, while not committed
-        self.reminded: dict[str, int] = {}  # replica -> tick we last sent it our commit
-
-
-class PbftLog:
-    """What is committed and applied, as the replicated coordinator reads Raft's log."""
-
-    def __init__(self, snap_index: int) -> None:
-        self.snap_index = snap_index
-        self.committed = snap_index
-        self.applied = snap_index
-        self.terms: dict[int, int] = {}  # number -> the view its request executed in
-
-    def term(self, index: int) -> int | None:
-        return self.terms.get(index)
-
-
-class Pbft:
-    def __init__(
-        self,
-        node_id: str,
-        replicas: tuple[str, ...],
-        config: PbftConfig,
-        keys: Keys,
-        stored: Persisted | None = None,
-    ) -> None:
-        stored = stored or Persisted()
-        self.id = node_id
-        self.voters = tuple(sorted(replicas))
-        self.peers = tuple(v for v in self.voters if v != node_id)
-        self.f = (len(self.voters) - 1) // 3
-        self.quorum = 2 * self.f + 1
-        self.config = config
-        self.keys = keys
-        self.refused: list[str] = []  # what faulty replicas did, for the log
-        snap = stored.snapshot.index if stored.snapshot is not None else 0
-        self.log = PbftLog(snap)
-        hard = stored.hard_state
-        installed, _, digest_hex = hard.vote.partition(":")
-        self.view = int(installed or 0)
-        # the view asked for, while views change (kept across a restart: a replica that
-        # asked for a view takes no part in earlier ones)
-        self.changing: int | None = hard.term if hard.term > self.view else None
-        # the last stable checkpoint: after a restart, none proven (until the next one)
-        self.low = 0
-        self.low_proof: tuple[PbftMessage, ...] = ()
-        self.digests: dict[int, bytes] = {0: NO_DIGEST}
-        self.slots: dict[int, Slot] = {}
-        self.kept: dict[int, Entry] = {}  # executed entries since the snapshot, for FETCH
-        self.checkpoints: dict[int, dict[str, PbftMessage]] = {}
-        self.view_changes: dict[int, dict[str, PbftMessage]] = {}
-        self.offers: dict[int, dict[bytes, set[str]]] = {}  # number -> digest -> vouchers
-        self.offered: dict[tuple[int, bytes], Entry] = {}
-        # snapshots offered: (index, data digest, state digest) -> vouchers
-        self.snapshot_offers: dict[tuple[int, bytes, bytes], set[str]] = {}
-        self.snapshot = stored.snapshot  # the latest, for a replica that needs it
-        self.snapshot_digest = NO_DIGEST
-        self._installed: Snapshot | None = None  # vouched for: to install
-        self.next_seq = snap + 1
-        self.top = 0  # the highest number heard of (a beat, a pre-prepare, a checkpoint)
-        self._mark = -1  # what was executed at the last retransmission
-        self.elapsed = 0
-        self.attempts = 0
-        self.ticks = 0
-        self._new_view: PbftMessage | None = None  # the NEW_VIEW of the view we are in
-        self._opened = -1  # the last view this replica opened as its primary
-        self._opening: Entry | None = None  # the null request it opened that view with
-        self._told: dict[str, int] = {}  # replica -> tick we last sent it our NEW_VIEW
-        self.expected: dict[bytes, int] = {}  # requests clients said wait: digest -> ticks
-        self.ahead: dict[str, int] = {}  # replica -> the latest view it was heard working in
-        self._reads: list[tuple[int, bytes]] = []
-        self._read_states: list[ReadState] = []
-        self._messages: list[PbftMessage] = []
-        self._dirty = 0  # persist accepted entries from this number on (0: none)
-        self._compacted: Snapshot | None = None
-        self._restore(stored, hard.commit, bytes.fromhex(digest_hex))
-        self._saved = self.hard_state()
-        self._soft = (self.role, self.leader)
-
-    def _restore(self, stored: Persisted, commit: int, digest: bytes) -> None:
-        """Executed entries count as committed again; the others as accepted."""
-        committed = max(commit, self.log.snap_index)
-        for entry in stored.entries:
-            if entry.index <= self.log.snap_index:
-                continue
-            slot = self._slot(entry.index, entry.term)
-            slot.view, slot.digest, slot.data = entry.term, request_digest(entry.data), entry.data
-            slot.accepted = True
-            slot.committed = entry.index <= committed
-            if slot.committed:
-                self.kept[entry.index] = entry
-        self.log.committed = self.log.snap_index
-        if committed:
-            self.digests[committed] = digest
-        if committed > self.log.snap_index:
-            self.log.committed = committed
-            known = self.digests.get(self.log.snap_index)  # known from the start only
-            for index in range(self.log.snap_index + 1, committed + 1):
-                slot = self.slots[index]
-                self.log.terms[index] = slot.view
-                if known is not None:
-                    known = self.digests[index] = chain(known, slot.digest)
-        self.next_seq = max([self.log.committed, *self.slots]) + 1
-
-    # -- what the replicated coordinator reads -----------------------------------------
-
-    @property
-    def term(self) -> int:
-        return self.view
-
-    @property
-    def role(self) -> Role:
-        if self.changing is None and self.primary(self.view) == self.id:
-            return Role.LEADER
-        return Role.CANDIDATE if self.changing is not None else Role.FOLLOWER
-
-    @property
-    def leader(self) -> str:
-        return "" if self.changing is not None else self.primary(self.view)
-
-    def primary(self, view: int) -> str:
-        return self.voters[view % len(self.voters)]
-
-    def hard_state(self) -> HardState:
-        """``term``: the highest view asked for; ``vote``: the view in effect and the
-        state digest at ``commit``, as ``"view:hex"``."""
-        target = self.view if self.changing is None else self.changing
-        committed = self.log.committed
-        digest = self.digests.get(committed, NO_DIGEST).hex()
-        return HardState(target, f"{self.view}:{digest}", committed)
+class Pbft(Sync, ViewChange):
+    """One PBFT replica (the module docstring); its state is ``PbftState``'s."""
 
     # -- the driver's interface ----------------------------------------------------------
 
@@ -486,15 +323,6 @@ class Pbft:
 
     # -- normal case -----------------------------------------------------------------------
 
-    def _slot(self, seq: int, view: int) -> Slot:
-        slot = self.slots.get(seq)
-        if slot is None:
-            slot = self.slots[seq] = Slot(view)
-        elif slot.view != view and not slot.committed:
-            slot.view, slot.pre, slot.accepted = view, None, False
-            slot.prepares, slot.commits, slot.age = {}, {}, 0
-        return slot
-
     def _on_pre_prepare(self, m: PbftMessage) -> None:
         self.top = max(self.top, m.seq)
         if m.src != self.primary(self.view):
@@ -601,255 +429,6 @@ class Pbft:
             slot.committed = True
             self._execute()
 
-    def _execute(self) -> None:
-        """Hand out, in number order, every committed request not yet handed out."""
-        log = self.log
-        while (slot := self.slots.get(log.committed + 1)) is not None and slot.committed:
-            seq = log.committed + 1
-            self.digests[seq] = chain(self.digests[log.committed], slot.digest)
-            self.kept[seq] = Entry(slot.view, seq, slot.data)
-            self.expected.pop(slot.digest, None)
-            log.terms[seq] = slot.view
-            log.committed = seq
-            while self._reads and self._reads[0][0] <= seq:
-                index, context = self._reads.pop(0)
-                self._read_states.append(ReadState(index, context))
-
-    # -- checkpoints and state transfer ------------------------------------------------------
-
-    def _checkpoint(self, seq: int) -> None:
-        m = sign(
-            self.keys, PbftMessage(PKind.CHECKPOINT, self.id, self.view, seq, self.digests[seq])
-        )
-        self._broadcast(m)
-        self._on_checkpoint(m)
-
-    def _on_checkpoint(self, m: PbftMessage) -> None:
-        self.top = max(self.top, m.seq)
-        if m.seq <= self.low:
-            return
-        votes = self.checkpoints.setdefault(m.seq, {})
-        votes[m.src] = m
-        agreeing = [v for v in votes.values() if v.digest == m.digest]
-        if len(agreeing) >= self.quorum:
-            self._stabilize(m.seq, m.digest, tuple(sorted(agreeing, key=lambda v: v.src)))
-
-    def _stabilize(self, seq: int, digest: bytes, proof: tuple[PbftMessage, ...]) -> None:
-        self.low, self.low_proof = seq, proof
-        self.digests.setdefault(seq, digest)
-        for old in [s for s in self.slots if s <= seq and s <= self.log.committed]:
-            del self.slots[old]
-        for old in [s for s in self.checkpoints if s <= seq]:
-            del self.checkpoints[old]
-        for old in [s for s in self.digests if s < min(seq, self.log.committed)]:
-            del self.digests[old]
-        self.next_seq = max(self.next_seq, seq + 1)
-        if self.log.committed < seq:
-            self._fetch()
-
-    def _install(self, snapshot: Snapshot, digest: bytes) -> None:
-        """Jump to a snapshot others vouched for: the application installs it (the next
-        ready's ``snapshot``) and the entries after it follow."""
-        index = snapshot.index
-        self.snapshot_offers = {k: v for k, v in self.snapshot_offers.items() if k[0] > index}
-        self._installed = self.snapshot = snapshot
-        self.snapshot_digest = digest
-        self.digests[index] = digest
-        self.log.snap_index = self.log.committed = index
-        self.log.terms[index] = 0
-        for old in [i for i in self.kept if i <= index]:
-            del self.kept[old]
-        for old in [i for i in self.slots if i <= index]:
-            del self.slots[old]
-        self.next_seq = max(self.next_seq, index + 1)
-        self._execute()  # what already committed above it here
-
-    def _fetch(self) -> None:
-        self._broadcast(
-            sign(self.keys, PbftMessage(PKind.FETCH, self.id, self.view, self.log.committed))
-        )
-
-    def _on_fetch(self, m: PbftMessage) -> None:
-        """Send what executed after ``m.seq``: our snapshot first if it needs what we
-        compacted (``data``, with our state digest there in ``digest``)."""
-        snapshot = self.snapshot if m.seq < self.log.snap_index else None
-        first = max(m.seq, self.log.snap_index) + 1
-        entries = tuple(self.kept[i] for i in range(first, self.log.committed + 1))
-        if entries or snapshot is not None or self.low > m.seq:
-            state = PbftMessage(
-                PKind.STATE,
-                self.id,
-                self.view,
-                first - 1,
-                self.snapshot_digest if snapshot is not None else NO_DIGEST,
-                snapshot.data if snapshot is not None else b"",
-                proof=self.low_proof,
-                entries=entries,
-            )
-            self._messages.append(to(sign(self.keys, state), m.src))
-
-    def _on_state(self, m: PbftMessage) -> None:
-        """Take an offered snapshot, then each offered entry, once f+1 replicas offered
-        the same one."""
-        if m.data and m.seq > self.log.committed:
-            key = (m.seq, request_digest(m.data), m.digest)
-            vouchers = self.snapshot_offers.setdefault(key, set())
-            vouchers.add(m.src)
-            if len(vouchers) >= self.f + 1:
-                self._install(Snapshot(m.seq, 0, m.data), m.digest)
-        for entry in m.entries:
-            if entry.index <= self.log.committed:
-                continue
-            digest = request_digest(entry.data)
-            vouchers = self.offers.setdefault(entry.index, {}).setdefault(digest, set())
-            vouchers.add(m.src)
-            self.offered[(entry.index, digest)] = entry
-        progressed = False
-        while (offers := self.offers.get(self.log.committed + 1)) is not None:
-            vouched = [d for d, who in offers.items() if len(who) >= self.f + 1]
-            if not vouched:
-                break
-            entry = self.offered[(self.log.committed + 1, vouched[0])]
-            slot = self._slot(entry.index, entry.term)
-            slot.view, slot.digest, slot.data = entry.term, vouched[0], entry.data
-            slot.accepted = slot.committed = True
-            self._dirty = min(self._dirty or entry.index, entry.index)
-            del self.offers[entry.index]
-            self._execute()
-            progressed = True
-        if progressed:
-            self.offered = {k: e for k, e in self.offered.items() if k[0] > self.log.committed}
-        if m.proof:  # the sender's stable checkpoint, proven by 2f+1 signatures
-            seq, digest = m.proof[0].seq, m.proof[0].digest
-            if seq > self.low and checkpoint_proven(self.keys, m.proof, seq, digest, self.quorum):
-                self._stabilize(seq, digest, m.proof)
-
-    # -- view changes ------------------------------------------------------------------------
-
-    def _start_view_change(self, view: int) -> None:
-        if self.changing is not None and view <= self.changing:
-            return
-        self.changing = view
-        self.elapsed = 0
-        certificates = tuple(
-            s.certificate
-            for seq, s in sorted(self.slots.items())
-            if seq > self.low and s.certificate
-        )
-        m = PbftMessage(
-            PKind.VIEW_CHANGE,
-            self.id,
-            view,
-            self.low,
-            self.digests.get(self.low, NO_DIGEST),
-            proof=self.low_proof,
-            prepared=certificates,
-        )
-        m = sign(self.keys, m)
-        self.view_changes.setdefault(view, {})[self.id] = m
-        self._broadcast(m)
-        self._maybe_new_view(view)
-
-    def _on_view_change(self, m: PbftMessage) -> None:
-        current = self.view if self.changing is None else self.changing
-        if m.view <= self.view:
-            self._tell_view(m.src)  # it missed the view we are in
-            return
-        if not valid_view_change(self.keys, m, self.primary, self.f, self.config.window):
-            self.refused.append(f"an invalid view change from {m.src}")
-            return
-        self.view_changes.setdefault(m.view, {})[m.src] = m
-        asking = {
-            src: v for v, changes in self.view_changes.items() if v > current for src in changes
-        }
-        if len(asking) >= self.f + 1:  # f+1 want a later view: one of them is correct
-            self._start_view_change(min(asking.values()))
-        self._maybe_new_view(m.view)
-
-    def _tell_view(self, node: str) -> None:
-        """Send ``node`` the ``NEW_VIEW`` that made the view we are in (it proves itself:
-        2f+1 signed view changes), at most once per retransmission interval."""
-        installed = self._new_view
-        last = self._told.get(node)
-        if installed is None or installed.src == node:
-            return
-        if last is not None and self.ticks - last < self.config.retransmit_ticks:
-            return
-        self._told[node] = self.ticks
-        self._messages.append(to(installed, node))
-
-    def _maybe_new_view(self, view: int) -> None:
-        changes = self.view_changes.get(view, {})
-        if self.changing != view or self.primary(view) != self.id or len(changes) < self.quorum:
-            return
-        chosen = tuple(sorted(changes.values(), key=lambda m: m.src)[: self.quorum])
-        plan = plan_new_view(chosen, self.primary, self.f)
-        pres = tuple(
-            (
-                sign(
-                    self.keys,
-                    PbftMessage(PKind.PRE_PREPARE, self.id, view, p.seq, p.digest, p.data),
-                ),
-            )
-            for p in plan.proposals
-        )
-        new_view = sign(
-            self.keys, PbftMessage(PKind.NEW_VIEW, self.id, view, proof=chosen, prepared=pres)
-        )
-        self._new_view = new_view
-        self._broadcast(new_view)
-        self._enter(view, plan.low, plan.low_digest, plan.low_proof, [p[0] for p in pres])
-        self.campaign()
-
-    def _on_new_view(self, m: PbftMessage) -> None:
-        current = self.view if self.changing is None else self.changing
-        if m.view < current or m.view <= self.view or m.src != self.primary(m.view):
-            return
-        changes = {c.src: c for c in m.proof if c.view == m.view}
-        valid = len(changes) >= self.quorum and all(
-            valid_view_change(self.keys, c, self.primary, self.f, self.config.window)
-            for c in changes.values()
-        )
-        plan = plan_new_view(changes.values(), self.primary, self.f) if valid else None
-        pres = [certificate[0] for certificate in m.prepared if certificate]
-        expected = [(p.seq, p.digest, p.data) for p in plan.proposals] if plan else None
-        offered = [(p.seq, p.digest, p.data) for p in pres]
-        if (
-            plan is None
-            or expected != offered
-            or not all(
-                p.src == m.src and p.view == m.view and authentic(self.keys, p) for p in pres
-            )
-        ):
-            self.refused.append(f"an invalid new view {m.view} from {m.src}")
-            return
-        self._new_view = m
-        self._enter(m.view, plan.low, plan.low_digest, plan.low_proof, pres)
-
-    def _enter(
-        self,
-        view: int,
-        low: int,
-        low_digest: bytes,
-        low_proof: tuple[PbftMessage, ...],
-        pres: list[PbftMessage],
-    ) -> None:
-        self.view, self.changing = view, None
-        self.elapsed = self.attempts = 0
-        self.expected = dict.fromkeys(self.expected, 0)  # the new primary's turn
-        self._reads = []
-        for old in [v for v in self.view_changes if v <= view]:
-            del self.view_changes[old]
-        if low > self.low and checkpoint_proven(self.keys, low_proof, low, low_digest, self.quorum):
-            self._stabilize(low, low_digest, low_proof)
-        for slot in self.slots.values():
-            if not slot.committed:
-                slot.pre, slot.accepted, slot.prepares, slot.commits = None, False, {}, {}
-        for pre in pres:
-            if pre.seq > self.low:
-                self._accept(pre)
-        self.next_seq = max([self.low, self.log.committed, *(p.seq for p in pres)]) + 1
-
     def _retransmit(self) -> None:
         for _seq, slot in sorted(self.slots.items()):
             if slot.committed or slot.view != self.view:
@@ -861,14 +440,3 @@ class Pbft:
                 if own is not None:
                     self._broadcast(own)
         self._catch_up()
-
-    def _catch_up(self) -> None:
-        """Fetch what others executed when behind a stable checkpoint, or stuck below
-        the highest number heard of since the last retransmission."""
-        committed = self.log.committed
-        if committed < self.low or (committed < self.top and committed == self._mark):
-            self._fetch()
-        self._mark = committed
-
-    def _broadcast(self, m: PbftMessage) -> None:
-        self._messages.extend(to(m, peer) for peer in self.peers)
