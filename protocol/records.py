@@ -227,6 +227,7 @@ REPLICA_COUNTS = (
     "flush_bytes",  # log entry bytes stored plus committed entry bytes applied
     "frames",  # consensus frames received from the other replicas
     "frame_bytes",  # their bodies' bytes
+    "entries",  # log entries (batches of the coordinator's work) applied
 )
 
 
@@ -235,7 +236,8 @@ def replica_note(node: str, counts: dict[str, float]) -> str:
     return (
         f"replica {node}: {counts['commits']:.0f} raft log commits, {counts['flushes']:.0f} "
         f"flushes ({counts['flush_bytes'] / 1e6:.1f} MB stored and applied), "
-        f"{counts['frames']:.0f} consensus frames received ({counts['frame_bytes'] / 1e6:.1f} MB)"
+        f"{counts['frames']:.0f} consensus frames received ({counts['frame_bytes'] / 1e6:.1f} MB), "
+        f"{counts.get('entries', 0):.0f} log entries applied"
     )
 
 

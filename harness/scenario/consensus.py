@@ -10,9 +10,14 @@ timeout is between that and twice that). Absent, the coordinator is one process.
 (``protocol.consensus.pbft``), with 4 or 7 replicas (3f+1); ``election_ticks``
 is then a backup's patience with a silent primary.
 
+``protocol: fast-paxos`` runs it on Fast Paxos (``protocol.consensus.fastpaxos``),
+with 3 to 7 replicas (classic quorum a majority, fast quorum as Lamport gives
+it: 3 of 3, 4 of 5); ``election_ticks`` is a follower's patience with a silent
+coordinator.
+
 ``check`` says what cannot run yet, field by field, and the loader refuses it
-with exit 2: ``quorum`` and ``fast-paxos`` (named by the issue that plans them,
-not built); pbft with other than 4 or 7 replicas; a transport
+with exit 2: ``quorum`` (named by the issue that plans it, not built); pbft
+with other than 4 or 7 replicas; fast-paxos with fewer than 3; a transport
 other than tcp (replicas run as tcp processes); a tree; faults other than
 ``crash_replica``, ``pause_replica`` and ``partition_replica`` (whose ``node``
 is ``leader`` or a replica id).
@@ -31,7 +36,7 @@ from protocol.plan import Replication
 if TYPE_CHECKING:
     from harness.scenario.schema import Scenario
 
-BUILT = ("raft", "pbft")
+BUILT = ("raft", "pbft", "fast-paxos")
 
 
 class ConsensusSection(BaseModel):
@@ -63,6 +68,9 @@ def check(scenario: Scenario) -> None:
         raise problem(f"{expected}, got {section.protocol}", "consensus.protocol")
     if section.protocol == "pbft" and section.replicas not in (4, 7):
         expected = "expected replicas: 4 or 7 for pbft (3f+1 replicas tolerate f that lie)"
+        raise problem(f"{expected}, got {section.replicas}", "consensus.replicas")
+    if section.protocol == "fast-paxos" and section.replicas < 3:
+        expected = "expected replicas: 3 to 7 for fast-paxos (a fast quorum of fewer is all)"
         raise problem(f"{expected}, got {section.replicas}", "consensus.replicas")
     if scenario.transport != "tcp":
         expected = "expected transport: tcp (replicas run as processes on loopback)"

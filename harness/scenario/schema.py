@@ -564,8 +564,11 @@ class Scenario(_Section):
             if "real" in self.backends:
                 expected = "expected backends to list only sim: the real system cannot run"
                 raise problem(f"{expected} this what-if (model: is for sim only)", f"model.{name}")
-        if self.model.tree_hop_ms is not None and not self.topology.tree:
-            expected = "expected a hierarchical topology (it lengthens hops between coordinators)"
+        if self.model.tree_hop_ms is not None and not (self.topology.tree or self.consensus):
+            expected = (
+                "expected a hierarchical topology or a consensus section (it lengthens"
+                " hops between coordinators: a tree's levels, or replicas)"
+            )
             raise problem(f"{expected}, got topology kind: flat", "model.tree_hop_ms")
         if self.model.coordinator_hosts > 1 and self.transport == "inproc":
             expected = "expected 1 with transport: inproc (all nodes share one event loop there)"

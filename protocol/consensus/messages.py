@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from protocol.consensus.fpmessages import FpMessage
 from protocol.consensus.log import Entry, Snapshot, after_snapshot
 from protocol.consensus.pbftmessages import PbftMessage
 
@@ -55,7 +56,7 @@ class RaftMessage:
     context: int = 0
 
 
-ConsensusMessage = RaftMessage | PbftMessage  # what a ready's messages are
+ConsensusMessage = RaftMessage | PbftMessage | FpMessage  # what a ready's messages are
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,57 +104,23 @@ class Pbft(Sync, ViewChange):
 
     # -- the driver's interface ----------------------------------------------------------
 
-    def has_ready(self) -> bool:
-        return bool(
-            self._messages
-            or self._read_states
-            or self._dirty
-            or self._compacted is not None
-            or self._installed is not None
-            or self.hard_state() != self._saved
-            or self.log.applied < self.log.committed
-            or (self.role, self.leader) != self._soft
-        )
+    def _unstable(self) -> tuple[Entry, ...]:
+        """The accepted requests from ``_dirty`` on, executed ones from ``kept`` (a
+        checkpoint may have dropped their slots)."""
+        first = self._dirty
+        accepted = {s: Entry(v.view, s, v.data) for s, v in self.slots.items() if v.accepted}
+        accepted.update((i, e) for i, e in self.kept.items() if i >= first)
+        return tuple(accepted[i] for i in sorted(accepted) if i >= first)
 
-    def ready(self) -> Ready:
-        entries: tuple[Entry, ...] = ()
-        if self._dirty:  # executed ones from ``kept``: a checkpoint may have dropped the slot
-            first = self._dirty
-            accepted = {s: Entry(v.view, s, v.data) for s, v in self.slots.items() if v.accepted}
-            accepted.update((i, e) for i, e in self.kept.items() if i >= first)
-            entries = tuple(accepted[i] for i in sorted(accepted) if i >= first)
-        installed = self._installed
-        first = max(self.log.applied, installed.index if installed else 0) + 1
-        committed = tuple(self.kept[i] for i in range(first, self.log.committed + 1))
-        state = self.hard_state()
-        ready = Ready(
-            hard_state=state if state != self._saved else None,
-            snapshot=installed,
-            entries=entries,
-            messages=tuple(self._messages),
-            committed=committed,
-            read_states=tuple(self._read_states),
-            role=self.role,
-            leader=self.leader,
-            compacted=self._compacted,
-        )
-        self._messages, self._read_states = [], []
-        self._dirty = 0
-        self._compacted = self._installed = None
-        return ready
+    def _committed_entry(self, index: int) -> Entry:
+        return self.kept[index]
 
     def advance(self, ready: Ready) -> None:
-        self._soft = (ready.role, ready.leader)
-        if ready.hard_state is not None:
-            self._saved = ready.hard_state
-        if ready.snapshot is not None:
-            self.log.applied = max(self.log.applied, ready.snapshot.index)
-        if ready.committed:
-            every = self.config.checkpoint_every
-            for entry in ready.committed:
-                if entry.index % every == 0 and entry.index in self.digests:
-                    self._checkpoint(entry.index)
-            self.log.applied = ready.committed[-1].index
+        every = self.config.checkpoint_every
+        for entry in ready.committed:
+            if entry.index % every == 0 and entry.index in self.digests:
+                self._checkpoint(entry.index)
+        super().advance(ready)
 
     def propose(self, data: bytes) -> Entry | Refusal:
         if self.role is not Role.LEADER:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from protocol.consensus.log import Entry, Snapshot
 from protocol.consensus.messages import HardState, Persisted, ReadState, Role
+from protocol.consensus.outbox import Outbox
 from protocol.consensus.pbftmessages import NO_DIGEST, PbftMessage, chain, request_digest, to
 from protocol.consensus.signing import Keys
 
@@ -73,7 +74,10 @@ class PbftLog:
         return self.terms.get(index)
 
 
-class PbftState:
+class PbftState(Outbox):
+    log: PbftLog
+    _messages: list[PbftMessage]
+
     def __init__(
         self,
         node_id: str,

@@ -1,4 +1,4 @@
-"""A replicated coordinator: Raft underneath, the coordinator on top while this replica leads.
+"""A replicated coordinator: consensus underneath (Raft, PBFT, Fast Paxos), the coordinator on top.
 
 Every replica runs a ``Raft`` (``protocol.consensus.raft``) and applies the
 committed log to a ``DurableState`` (``protocol.consensus.state``): the memory
@@ -32,6 +32,14 @@ Replicas talk in ``RaftMessage`` objects, or, with ``wire`` set, in
 whose messages are not signed) one whose inner sender is not the replica the
 link belongs to, is refused (``refused``) and that link closed.
 
+``protocol="fast-paxos"`` runs it on Fast Paxos (``protocol.consensus.
+fastpaxos``): its coordinator in the leader's place, ``FpMessage`` objects
+(``protocol.consensus.fpwire`` frames with ``wire``), ``election_ticks`` as a
+follower's patience. Only the serving replica proposes (the coordinator's
+state lives there), so its fast rounds never collide in this use: what a fast
+round buys is that every replica learns a value two message delays after it
+was proposed, and what it costs is the larger quorum (see docs/design.md).
+
 ``protocol="pbft"`` runs the same coordinator on PBFT
 (``protocol.consensus.pbft``) instead: the same contract, its primary in the
 leader's place, ``PbftMessage`` objects (``Consensus`` frames of
@@ -55,6 +63,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from protocol.codec import MalformedFrame
+from protocol.consensus.fastpaxos import FastPaxos, FastPaxosConfig
+from protocol.consensus.fpmessages import FpMessage
+from protocol.consensus.fpwire import decode_fp_body, encode_fp
 from protocol.consensus.log import Entry
 from protocol.consensus.messages import ConsensusMessage, Persisted, RaftMessage, Ready, Role
 from protocol.consensus.pbft import Pbft, PbftConfig
@@ -73,13 +84,18 @@ from protocol.records import REPLICA_COUNTS, NodeEvent
 from protocol.settings import ProtocolSettings
 
 COMPACT_EVERY = 8192  # applied entries past the snapshot before a replica compacts
-PROTOCOLS = ("raft", "pbft")
+PROTOCOLS = ("raft", "pbft", "fast-paxos")
 KEY_SEED = b"swarmtwin/pbft"
 
 
 def pbft_config(config: RaftConfig) -> PbftConfig:
     """PBFT's settings from a scenario's: a backup's patience is ``election_ticks``."""
     return PbftConfig(view_change_ticks=config.election_ticks)
+
+
+def fast_paxos_config(config: RaftConfig) -> FastPaxosConfig:
+    """Fast Paxos's settings from a scenario's: a follower's patience is ``election_ticks``."""
+    return FastPaxosConfig(election_ticks=config.election_ticks)
 
 
 @dataclass(slots=True)
@@ -113,8 +129,12 @@ class Replica:
         self.refused: list[str] = []  # malformed or spoofed consensus input, for the log
         self.replicas = replicas
         self.settings = replace(settings, durable_bus=True)
-        self.raft: Raft | Pbft
-        if protocol == "pbft":
+        self.raft: Raft | Pbft | FastPaxos
+        if protocol == "fast-paxos":
+            self.raft = FastPaxos(
+                node_id, replicas, fast_paxos_config(config or RaftConfig()), stored
+            )
+        elif protocol == "pbft":
             keys = cluster_keys(tuple(sorted(replicas)), KEY_SEED)[node_id]
             self.raft = Pbft(node_id, replicas, pbft_config(config or RaftConfig()), keys, stored)
         else:
@@ -160,13 +180,15 @@ class Replica:
             try:
                 if isinstance(self.raft, Pbft):
                     decoded = decode_pbft_body(msg.body)
+                elif isinstance(self.raft, FastPaxos):
+                    decoded = decode_fp_body(msg.body)
                 else:
                     decoded = decode_raft_body(msg.body)
             except MalformedFrame as exc:
                 self.refused.append(f"malformed consensus message from {src}: {exc}")
                 self._closures.append(src)
                 return
-            if decoded.src != src and type(decoded) is RaftMessage:  # (PBFT's are signed:
+            if decoded.src != src and type(decoded) is not PbftMessage:  # (PBFT's are signed:
                 # a replica may forward another's, as it does a NEW_VIEW)
                 self.refused.append(f"{src} sent a consensus message as {decoded.src}")
                 self._closures.append(src)
@@ -175,6 +197,9 @@ class Replica:
         raft = self.raft
         if type(msg) is RaftMessage:
             if isinstance(raft, Raft):
+                raft.step(msg)
+        elif type(msg) is FpMessage:
+            if isinstance(raft, FastPaxos):
                 raft.step(msg)
         elif type(msg) is PbftMessage:
             if isinstance(raft, Pbft):
@@ -246,6 +271,7 @@ class Replica:
             self.state = decode_state(ready.snapshot.data)
         exact = isinstance(self.raft, Pbft)  # its replicas compact at the same numbers
         snapshot: tuple[int, bytes] | None = None
+        self.counts["entries"] += len(ready.committed)
         for entry in ready.committed:
             if entry.data:
                 self.state.apply(*decode_batch(entry.data))
@@ -369,4 +395,6 @@ def _encoded(m: Message | ConsensusMessage) -> Message:
         return encode_raft(m)
     if type(m) is PbftMessage:
         return encode_pbft(m)
+    if type(m) is FpMessage:
+        return encode_fp(m)
     return m  # type: ignore[return-value]  # an agent's message

@@ -55,6 +55,7 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
     [
         ("consensus: {protocol: quorum}\n", "consensus.protocol", "quorum is not"),
         ("consensus: {protocol: pbft}\n", "consensus.replicas", "4 or 7"),
+        ("consensus: {protocol: fast-paxos, replicas: 2}\n", "consensus.replicas", "3 to 7"),
         ("consensus: {protocol: paxos}\n", "consensus.protocol", "raft"),
         ("consensus: {replicas: 9}\n", "consensus.replicas", "7"),
         (RAFT + "transport: inproc\n", "transport", "expected transport: tcp"),

@@ -188,7 +188,7 @@ def test_the_raft_scenario_runs_on_replica_processes_and_loses_nothing() -> None
     assert {"replica-r1", "replica-r2", "replica-r3"} <= set(model.busy)
 
 
-@pytest.mark.parametrize("consensus", ["raft", "pbft"])
+@pytest.mark.parametrize("consensus", ["raft", "pbft", "fast-paxos"])
 def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost(consensus: str) -> None:
     """``scenarios/faults/raft-leader-crash.yaml``, shortened: the leader's process is
     SIGKILLed under load and restarted from its log; another replica leads (on PBFT,
@@ -199,6 +199,8 @@ def test_a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost(consensus:
     data = yaml.safe_load(path.read_text())
     if consensus == "pbft":
         data["consensus"] = {"protocol": "pbft", "replicas": 4, "tick_ms": 50}
+    if consensus == "fast-paxos":
+        data["consensus"] = {"protocol": "fast-paxos", "replicas": 3, "tick_ms": 50}
     loaded = parse_scenario(data, str(path)).with_overrides(duration=6.0)
     plan = compile_plan(loaded)
     result = run_plan(plan, workers=2, connections=2, use_uvloop=False)

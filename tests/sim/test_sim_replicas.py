@@ -139,3 +139,41 @@ def test_pbft_replicas_complete_every_op_linearizably_and_deterministically() ->
     assert summary.reliability.lost_acked == 0 and summary.integrity.linearizable is True
     assert sorted(result.replicas) == ["r1", "r2", "r3", "r4"]
     assert run_plan(plan, calibration()).completions == result.completions
+
+
+@pytest.mark.parametrize("replicas", [3, 5])
+def test_fast_paxos_replicas_complete_every_op_linearizably_and_deterministically(
+    replicas: int,
+) -> None:
+    """Fast Paxos in the model: the first replica wins a ballot at no simulated cost,
+    then every op completes, the memory history is linearizable, the run repeats."""
+    plan = raft_plan(consensus={"protocol": "fast-paxos", "replicas": replicas, "tick_ms": 1000.0})
+    result = run_plan(plan, calibration())
+    summary = summarize(plan, result)
+    assert len({(c.op_id, c.node) for c in result.completions}) == plan.expected_total
+    assert summary.reliability.lost_acked == 0 and summary.integrity.linearizable is True
+    assert len(result.replicas) == replicas
+    assert all(counts["commits"] > 0 for counts in result.replicas.values())
+    assert run_plan(plan, calibration()).completions == result.completions
+
+
+@pytest.mark.parametrize(
+    ("protocol", "replicas", "delays"),
+    [("raft", 3, 2), ("fast-paxos", 3, 2), ("pbft", 4, 3)],
+)
+def test_replicas_on_other_sites_pay_each_protocols_message_delays(
+    protocol: str, replicas: int, delays: int
+) -> None:
+    """``model.tree_hop_ms`` with a consensus section lengthens every hop between two
+    replicas (not an agent's): a write then waits for the protocol's message delays
+    between replicas, each one hop longer. Raft's leader appends and hears back (2);
+    Fast Paxos's coordinator proposes to the acceptors, which vote back to it (2);
+    PBFT's primary pre-prepares, then the backups prepare and commit (3)."""
+    wan = 0.05
+    plan = raft_plan(consensus={"protocol": protocol, "replicas": replicas, "tick_ms": 1000.0})
+    agent = plan.agents[0].agent_id
+    ops = (Operation(1, 1.0, OpKind.MEMORY, agent, "ns/k", 64, 1, MemVerb.PUT),)
+    one = replace(plan, operations=ops)
+    near = [c.at for c in run_plan(one, calibration()).completions if c.op_id == 1]
+    far = [c.at for c in run_plan(one, calibration(), tree_hop=wan).completions if c.op_id == 1]
+    assert far[0] - near[0] == pytest.approx(delays * wan, abs=S)

@@ -126,6 +126,25 @@ def test_on_pbft_a_lost_primary_loses_nothing_and_memory_stays_linearizable(
     linearizable(net)
 
 
+@settings(FAST, max_examples=25)
+@given(
+    scenarios().map(with_work),
+    st.floats(0.0, 0.3),
+    st.floats(0.0, 0.5),
+    st.sampled_from(("crash", "isolate")),
+    st.sampled_from((3, 5)),
+)
+def test_on_fast_paxos_a_lost_coordinator_loses_nothing_and_memory_stays_linearizable(
+    scenario: Scenario, start: float, span: float, fault: str, size: int
+) -> None:
+    """The same workloads and faults on Fast Paxos, 3 or 5 replicas: the coordinator
+    is killed or cut off, the next in line wins a ballot (classic, with 3, as a fast
+    quorum of 3 needs all of them), and nothing is lost."""
+    net = crash_run(scenario, start, span, fault, size=size, protocol="fast-paxos")
+    handled_once(scenario, net)
+    linearizable(net)
+
+
 def test_a_leader_cut_off_from_the_quorum_acknowledges_nothing() -> None:
     """A write and a read sent to a leader that cannot reach the other replicas are
     not answered (the write cannot commit, the read cannot confirm leadership); the

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.codec import MalformedFrame, decode_frame, encode
+from protocol.consensus.fpmessages import FKind, FpMessage, Value, Vote
+from protocol.consensus.fpwire import decode_fp_body, encode_fp_body
 from protocol.consensus.log import Entry, Snapshot
 from protocol.consensus.messages import Kind, RaftMessage
 from protocol.consensus.pbftmessages import PbftMessage, PKind, authentic, request_digest, sign
@@ -134,3 +136,34 @@ def test_a_pbft_message_with_certificates_round_trips_and_garbage_is_refused() -
         deep = PbftMessage(PKind.NEW_VIEW, "r2", 1, proof=(deep,), sig=b"s" * 64)
     with pytest.raises(MalformedFrame):
         decode_pbft_body(encode_pbft_body(deep))
+
+
+def test_a_fast_paxos_message_round_trips_and_garbage_is_refused() -> None:
+    value = Value("r1", 4, b"batch")
+    promise = FpMessage(
+        FKind.PROMISE,
+        "r2",
+        4,
+        dst="r1",
+        index=3,
+        commit=9,
+        votes=(Vote(10, 4 << 16, value, fast=True), Vote(11, (4 << 16) + 1, Value("", 4))),
+    )
+    assert decode_fp_body(encode_fp_body(promise)) == promise
+    snap = FpMessage(FKind.SNAPSHOT, "r1", 5, dst="r3", snapshot=Snapshot(64, 0, b"state"))
+    assert decode_fp_body(encode_fp_body(snap)) == snap
+    good = [5, "r1", "r2", 4, 262144, 10, 0, ["r1", 4, b"x"], [], True, False, None]
+    assert decode_fp_body(msgpack.packb(good)).value == Value("r1", 4, b"x")
+    for bad in (
+        b"\xc1",
+        msgpack.packb(good[:5]),
+        msgpack.packb([99, *good[1:]]),
+        msgpack.packb([*good[:3], -1, *good[4:]]),
+        msgpack.packb([5, "", *good[2:]]),
+        msgpack.packb([*good[:7], ["r1", 4, "text"], *good[8:]]),
+        msgpack.packb([*good[:8], [[1, 2, "r1", 4, b"x"]], *good[9:]]),
+        msgpack.packb([*good[:9], 1, *good[10:]]),
+        msgpack.packb([*good[:11], [1, 0]]),
+    ):
+        with pytest.raises(MalformedFrame):
+            decode_fp_body(bad)
