@@ -114,8 +114,14 @@ class Ballots(FpState):
                 if vote.index > committed:
                     reports.setdefault(vote.index, {})[promise.src] = vote
         top = max([committed, *reports, self.next_index - 1])  # no gap left below
+        # what it proposed itself and nobody reported (its own acceptor had promised
+        # the new ballot first, say): where no vote was reported any value is safe, so
+        # its own is proposed again rather than a no-op, and its replies still hold
+        pending = {i: v.value for i, v in self.accepts.items() if v.value.origin == self.id}
+        pending.update((i, vote.value) for i, (vote, _) in self.proposals.items())
         if not self.leading:
             self.tenure = ballot
+            pending = {}
         self.leading, self.current, self.leader_id = True, ballot, self.id
         self.fast, self.preparing, self.won_at = self.prep_fast, None, self.ticks
         self.accepts, self.ages, self.proposals, self.tallies = {}, {}, {}, {}
@@ -123,7 +129,9 @@ class Ballots(FpState):
         self.next_index = max(self.next_index, self.start)
         for index in range(committed + 1, top + 1):
             if index not in self.chosen:
-                value = pick(reports.get(index, {}), self.n) or replace(NO_OP, ballot=ballot)
+                value = pick(reports.get(index, {}), self.n)
+                if value is None:
+                    value = pending.get(index) or replace(NO_OP, ballot=ballot)
                 self._send_accept(Vote(index, round_of(ballot, 1), value))
         self._beat()
         if not self.may_serve():

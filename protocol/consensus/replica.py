@@ -107,6 +107,7 @@ class _Batch:
     entry: Entry | None
     context: bytes = b""
     index: int = -1  # the read-index round's commit index, once confirmed
+    asked: bool = False  # the read-index round started (a busy engine may refuse it)
 
 
 class Replica:
@@ -321,6 +322,9 @@ class Replica:
         coordinator = self.coordinator
         if coordinator is None:
             return
+        for batch in self._batches:  # read rounds a busy engine refused: ask again
+            if batch.entry is None and not batch.asked:
+                batch.asked = self.raft.read_index(batch.context)
         self._writes.extend(coordinator.take_writes())
         self._entries.extend(coordinator.take_bus_journal())
         self._answers.extend(coordinator.take_answers())
@@ -340,8 +344,9 @@ class Replica:
         if number:  # replies held, nothing written: confirm leadership first
             self._reads += 1
             context = f"{self.raft.term}/{self._reads}".encode()
-            self._batches.append(_Batch(number, None, context))
-            self.raft.read_index(context)
+            batch = _Batch(number, None, context)
+            self._batches.append(batch)
+            batch.asked = self.raft.read_index(context)
 
     def _release(self, now: float) -> None:
         coordinator = self.coordinator

@@ -85,7 +85,7 @@ def test_nothing_matching_names_what_was_looked_for_and_where(elsewhere: Path) -
     tried = "faults/partitio or faults/partitio.yaml"
     assert f"no shipped certification suite {tried} in {SCENARIOS}" in message
     assert "did you mean 'faults/partition'?" in message
-    assert "shipped in faults/: agent-churn, coordinator-crash, loss-1pct, partition" in message
+    assert "shipped in faults/: agent-churn, coordinator-crash, fast-paxos-leader-crash," in message
 
 
 def test_escapes_and_absolute_paths_are_never_shipped_names() -> None:

@@ -201,6 +201,30 @@ def test_agents_find_the_leader_and_their_writes_survive_its_death() -> None:
     assert net.replicas[first].state.rows[("ns", "k")].value == b"v1"
 
 
+def test_a_read_that_a_busy_engine_refuses_is_asked_again_not_forgotten() -> None:
+    """A Fast Paxos coordinator that is changing ballots (phase 1 again, to switch
+    between fast and classic rounds) refuses proposals, the null entry of a
+    read-index round included; the read's batch is asked again once it can be, so
+    its reply is not held for ever. (Found by the property above: a held read
+    stopped every reply after it.)"""
+    settings = ProtocolSettings(heartbeat_interval=0.05, ack_timeout=0.02, max_rto=0.2)
+    net = ReplicaCluster(settings, Faults(), seed=4, protocol="fast-paxos")
+    b = net.add_agent("b", (), ())
+    net.wait("settled")
+    b.memory(1, MemVerb.PUT, "ns", "k", b"v1", net.now)
+    net._flush("b", b)
+    net.wait("quiet")
+    leader = net.serving()
+    assert leader is not None
+    leader.raft._prepare()  # the same leader, a new ballot: busy until it wins
+    assert not leader.raft.can_take(1)
+    b.memory(2, MemVerb.GET, "ns", "k", b"", net.now)
+    net._flush("b", b)
+    net.wait("quiet")
+    assert [c.op_id for c in b.mem_answered] == [1, 2]
+    assert b.mem_answered[-1].version == 1
+
+
 def test_a_malformed_or_spoofed_consensus_frame_closes_that_link_only() -> None:
     settings = ProtocolSettings(heartbeat_interval=0.05, ack_timeout=0.02, max_rto=0.2)
     net = ReplicaCluster(settings, Faults(), seed=7)
