@@ -4,6 +4,7 @@ oversized entry still goes alone) and refuses proposals beyond ``max_uncommitted
 from __future__ import annotations
 
 from protocol.consensus.messages import Kind, Role
+from protocol.consensus.progress import Progress
 from protocol.consensus.raft import RaftConfig
 from tests.core.consensus.raftnet import RaftNet
 
@@ -69,3 +70,20 @@ def test_a_leader_that_steps_down_on_a_tick_has_a_ready_saying_so() -> None:
     assert ready.role is Role.FOLLOWER and not ready.messages and not ready.entries
     node.advance(ready)
     assert not node.has_ready()
+
+
+def test_a_slow_follower_is_not_taken_for_one_that_lost_an_append() -> None:
+    """A follower that acknowledges anything between heartbeat answers is slow, not
+    deaf: its appends stay pipelined. One that acknowledges nothing for
+    ``STALL_BEATS`` answers while appends are out lost one: probe again."""
+    progress = Progress(match=10, next=11, replicating=True)
+    progress.sent(20)
+    assert not progress.stalled()  # the first answer: nothing to compare with yet
+    progress.acked(12)
+    assert not progress.stalled()  # 20 is still out, but 11..12 came back meanwhile
+    progress.acked(15)
+    assert not progress.stalled()
+    assert not progress.stalled()  # one answer with nothing new: not yet
+    assert progress.stalled()  # STALL_BEATS answers without an acknowledgement
+    progress.probe()
+    assert progress.next == 16 and not progress.replicating
