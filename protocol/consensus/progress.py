@@ -1,16 +1,17 @@
 """The leader's view of one follower: how much of the log it holds, and what to send it.
 
 ``match`` is the last index the follower has acknowledged (persisted), ``next``
-the next index to send. A follower is *probed* until an append is accepted:
-one append at a time, the next waiting for the answer or the next heartbeat
+the next index to send. A follower is *probed* until an append is accepted: one
+append at a time, the next waiting for the answer or the next heartbeat
 (``paused``), stepping back on each refusal to the follower's hint. Then it is
 *replicated*: appends are pipelined, ``next`` moving ahead optimistically, at
 most ``max_inflight`` unacknowledged at once. A refusal, or an append still
 unanswered ``STALL_BEATS`` heartbeat answers later with nothing acknowledged
-meanwhile (``stalled``: it was lost), returns it to probing from ``match + 1``. A follower whose ``next`` was compacted away gets a
-snapshot, sent like a probe but resent only after ``SNAPSHOT_RETRY`` heartbeat
-answers without its acknowledgement (a snapshot is large: a heartbeat answer
-that crossed it on the wire must not send it again).
+meanwhile (``stalled``: it was lost), returns it to probing from ``match + 1``.
+A follower whose ``next`` was compacted away gets a snapshot, sent like a probe
+but resent only after ``SNAPSHOT_RETRY`` heartbeat answers without its
+acknowledgement (a snapshot is large: a heartbeat answer that crossed it on the
+wire must not send it again).
 """
 
 from __future__ import annotations
