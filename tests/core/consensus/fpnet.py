@@ -4,7 +4,7 @@ Each replica's driver loop is ``flush``: take the ``Ready``, write it to the
 replica's storage (a ``Persisted``), put its messages on the wire, apply its
 committed entries, ``advance``; every ``compact_every`` applied entries it
 compacts (the snapshot is the list of what it applied). The wire is a list of
-messages in flight; ``deliver`` takes them in a random order, losing or
+messages in flight (``lossywire``); ``deliver`` takes them in a random order, losing or
 duplicating each with the network's probabilities, and drops what crosses a
 partition or goes to a crashed replica. ``crash`` forgets a replica (``torn``:
 in the middle of writing its next ready, keeping a prefix of the writes);
@@ -33,6 +33,7 @@ from protocol.consensus.fpmessages import FpMessage
 from protocol.consensus.log import Entry
 from protocol.consensus.messages import Persisted, Ready
 from protocol.consensus.raft import Refusal
+from tests.core.consensus.lossywire import LossyWire
 
 PATIENCE = 12  # rounds a request waits before it is proposed again
 
@@ -41,7 +42,7 @@ class SafetyError(AssertionError):
     pass
 
 
-class FpNet:
+class FpNet(LossyWire):
     def __init__(
         self,
         size: int = 3,
@@ -52,6 +53,7 @@ class FpNet:
         proposers: str = "any",
         compact_every: int = 8,
     ) -> None:
+        super().__init__()
         self.ids = tuple(f"r{i}" for i in range(1, size + 1))
         self.config = config or FastPaxosConfig(election_ticks=6)
         self.rng = random.Random(seed)
@@ -63,9 +65,6 @@ class FpNet:
         self.applied: dict[str, list[Entry]] = {}
         self.decided: dict[int, tuple[int, bytes]] = {}  # index -> (ballot, data), first seen
         self.coordinators: dict[int, str] = {}  # ballot -> who coordinated it
-        self.wire: list[FpMessage] = []
-        self.dead: set[str] = set()
-        self.groups: list[set[str]] = []
         self.requests = 0
         self.pending: dict[bytes, int] = {}  # request -> rounds since last proposed
         self.collisions = 0  # recoveries seen (coordinated, after a fast round)
@@ -122,37 +121,6 @@ class FpNet:
         if first != value:
             raise SafetyError(f"{node_id} applied {value} at {entry.index}, another {first}")
 
-    def deliver(self) -> int:
-        wire, self.wire = self.wire, []
-        self.rng.shuffle(wire)
-        arrived = 0
-        touched: set[str] = set()
-        for m in wire:
-            if m.dst in self.dead or self.cut(m.src, m.dst) or self.rng.random() < self.loss:
-                continue
-            copies = 2 if self.rng.random() < self.duplicate else 1
-            for _ in range(copies):
-                self.nodes[m.dst].step(m)
-            arrived += 1
-            touched.add(m.dst)
-        for node in sorted(touched):
-            self.flush(node)
-        return arrived
-
-    def cut(self, a: str, b: str) -> bool:
-        return any((a in g) != (b in g) for g in self.groups)
-
-    def tick(self) -> None:
-        for node_id in self.ids:
-            if node_id not in self.dead:
-                self.nodes[node_id].tick()
-                self.flush(node_id)
-
-    def round(self) -> None:
-        self.tick()
-        for _ in range(3):
-            self.deliver()
-
     # -- faults -----------------------------------------------------------------------------
 
     def crash(self, node_id: str, torn: bool = False) -> None:
@@ -170,12 +138,6 @@ class FpNet:
         self.dead.discard(node_id)
         self._start(node_id)
         self.flush(node_id)
-
-    def partition(self, *groups: tuple[str, ...]) -> None:
-        self.groups = [set(g) for g in groups]
-
-    def heal(self) -> None:
-        self.groups = []
 
     # -- proposers --------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Each replica's driver loop is ``flush``: take the ``Ready``, write it to the
 replica's storage (a ``Persisted``), put its messages on the wire, record its
-committed entries as executed, ``advance``. The wire is a list of messages in
+committed entries as executed, ``advance``. The wire (``lossywire``) is a list of messages in
 flight; ``deliver`` takes them in a random order, losing or duplicating each
 with the network's probabilities, and drops what crosses a partition or goes to
 a crashed replica. ``crash`` forgets a replica, ``restart`` builds it again
@@ -33,6 +33,7 @@ from protocol.consensus.messages import Persisted, Ready, Role
 from protocol.consensus.pbft import Pbft, PbftConfig
 from protocol.consensus.pbftmessages import PbftMessage, PKind, request_digest, sign
 from protocol.consensus.signing import cluster_keys
+from tests.core.consensus.lossywire import LossyWire
 
 LIES = ("silent", "equivocate", "digest", "forge")
 PATIENCE = 10  # rounds a client waits before it tells every replica of its request
@@ -42,7 +43,7 @@ class SafetyError(AssertionError):
     pass
 
 
-class PbftNet:
+class PbftNet(LossyWire):
     def __init__(
         self,
         size: int = 4,
@@ -53,6 +54,7 @@ class PbftNet:
         liar: str = "",
         lie: str = "",
     ) -> None:
+        super().__init__()
         self.ids = tuple(f"r{i}" for i in range(1, size + 1))
         self.config = config or PbftConfig(checkpoint_every=4, window=16, view_change_ticks=6)
         self.rng = random.Random(seed)
@@ -62,9 +64,6 @@ class PbftNet:
         self.stored = {n: Persisted() for n in self.ids}
         self.nodes: dict[str, Pbft] = {}
         self.executed: dict[str, list[Entry]] = {n: [] for n in self.ids}
-        self.wire: list[PbftMessage] = []
-        self.dead: set[str] = set()
-        self.groups: list[set[str]] = []
         self.requests = 0
         self.pending: dict[bytes, str] = {}  # request data -> its id, until executed
         self.waited: dict[bytes, int] = {}  # request data -> rounds it waited
@@ -145,38 +144,6 @@ class PbftNet:
             return [replace(m, src=victim)]  # its own signature, someone else's name
         return [m]
 
-    def deliver(self) -> int:
-        """Deliver everything on the wire, in a random order; how many arrived."""
-        wire, self.wire = self.wire, []
-        self.rng.shuffle(wire)
-        arrived = 0
-        touched: set[str] = set()
-        for m in wire:
-            if m.dst in self.dead or self.cut(m.src, m.dst) or self.rng.random() < self.loss:
-                continue
-            copies = 2 if self.rng.random() < self.duplicate else 1
-            for _ in range(copies):
-                self.nodes[m.dst].step(m)
-            arrived += 1
-            touched.add(m.dst)
-        for node in sorted(touched):
-            self.flush(node)
-        return arrived
-
-    def cut(self, a: str, b: str) -> bool:
-        return any((a in g) != (b in g) for g in self.groups)
-
-    def tick(self) -> None:
-        for node_id in self.ids:
-            if node_id not in self.dead:
-                self.nodes[node_id].tick()
-                self.flush(node_id)
-
-    def round(self) -> None:
-        self.tick()
-        for _ in range(3):
-            self.deliver()
-
     # -- faults -----------------------------------------------------------------------------
 
     def crash(self, node_id: str) -> None:
@@ -186,12 +153,6 @@ class PbftNet:
         self.dead.discard(node_id)
         self._start(node_id)
         self.executed[node_id] = []  # it executes again from its storage
-
-    def partition(self, *groups: tuple[str, ...]) -> None:
-        self.groups = [set(g) for g in groups]
-
-    def heal(self) -> None:
-        self.groups = []
 
     # -- clients ----------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ so fast rounds collide and the coordinator recovers them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,18 +26,14 @@ from protocol.consensus.fpmessages import (
     round_of,
 )
 from protocol.consensus.messages import Role
+from tests.core.consensus import lossywire
 from tests.core.consensus.fpnet import FpNet
 
 BOUND = 400  # rounds to finish once faults heal
 
 
-def run_until_done(net: FpNet, rounds: int = BOUND) -> int:
-    for spent in range(rounds):
-        if net.done():
-            return spent
-        net.resubmit()
-        net.round()
-    raise AssertionError(f"not done after {rounds} rounds: {len(net.pending)} pending")
+def run_until_done(net: Any, rounds: int = BOUND) -> int:
+    return lossywire.run_until_done(net, rounds)
 
 
 def settle(net: FpNet) -> str:

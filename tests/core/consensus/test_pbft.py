@@ -9,6 +9,7 @@ One replica lies in each of four ways, as primary and as backup.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,18 +19,14 @@ from protocol.consensus.messages import Role
 from protocol.consensus.pbft import PbftConfig
 from protocol.consensus.pbftmessages import PbftMessage, PKind, request_digest, sign
 from protocol.consensus.pbftview import valid_view_change
+from tests.core.consensus import lossywire
 from tests.core.consensus.pbftnet import LIES, PbftNet
 
 BOUND = 400  # rounds to finish once faults heal
 
 
-def run_until_done(net: PbftNet, rounds: int = BOUND) -> int:
-    for spent in range(rounds):
-        if net.done():
-            return spent
-        net.resubmit()
-        net.round()
-    raise AssertionError(f"not done after {rounds} rounds: {len(net.pending)} pending")
+def run_until_done(net: Any, rounds: int = BOUND) -> int:
+    return lossywire.run_until_done(net, rounds)
 
 
 def test_requests_execute_in_one_order_and_checkpoints_become_stable() -> None:
