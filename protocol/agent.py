@@ -23,6 +23,12 @@ waiting or running changes nothing but the delivery id its result will carry.
 Each handled operation appends a ``Completion`` (stamped with the ``now``
 the driver passed) to ``completions``; the driver collects them.
 
+With a quorum store (``quorum``), memory requests do not go to the coordinator:
+the agent's ``QuorumClient`` (``protocol.consensus.quorumclient``) reads and
+writes the storage replicas itself, outside the request window (so they are
+neither queued behind the bus's requests nor shed), and its answers are
+recorded as the coordinator's would be.
+
 In a tree an agent also knows its coordinator's ancestors (``fallbacks``). When
 its link closes, the driver calls ``fail_over`` and connects to the coordinator
 it names (``protocol.failover``); once registered there, the agent submits again
@@ -33,6 +39,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from protocol.consensus.quorum import QuorumConfig
+from protocol.consensus.quorumclient import QuorumClient
 from protocol.messages import (
     Accepted,
     Ack,
@@ -49,6 +57,8 @@ from protocol.messages import (
     MemVerb,
     Message,
     Publish,
+    QuorumCell,
+    QuorumWritten,
     Reject,
     TaskDone,
     TaskDoneAck,
@@ -78,8 +88,10 @@ class Agent:
         subscriptions: tuple[str, ...] = (),
         vouched_by: str = "",
         fallbacks: tuple[str, ...] = (),
+        quorum: QuorumConfig | None = None,
     ) -> None:
         self.node_id = node_id
+        self.quorum = QuorumClient(node_id, quorum, settings.token) if quorum else None
         self.vouched_by = vouched_by
         self.coordinator = coordinator
         self.coordinators = (coordinator, *fallbacks)  # where to go if this one dies
@@ -171,9 +183,12 @@ class Agent:
     def receive(self, src: str, msg: Message, now: float) -> None:
         """Handle one message from the coordinator. After a fail-over, what the old
         one sent before it died is dropped: its ids mean nothing here."""
+        kind = type(msg)
+        if kind is QuorumCell or kind is QuorumWritten:
+            self._on_quorum(src, msg, now)
+            return
         if self._moves and src != self.coordinator:
             return
-        kind = type(msg)
         if kind is Deliver:
             self._on_deliver(msg, now)  # type: ignore[arg-type]
         elif kind is Accepted or kind is Busy:
@@ -204,6 +219,11 @@ class Agent:
             self._start_task(now)
         self.requests.on_timer(now)
         self._send_requests()
+        quorum = self.quorum
+        if quorum is not None:
+            due = quorum.next_deadline()
+            if due is not None and due <= now:
+                quorum.on_timer(now)
 
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do."""
@@ -212,6 +232,7 @@ class Agent:
             self._next_hello,
             self.requests.next_deadline(),
             self._task_due,
+            self.quorum.next_deadline() if self.quorum is not None else None,
         ]
         times = [t for t in candidates if t is not None]
         return min(times) if times else None
@@ -223,12 +244,14 @@ class Agent:
             self._acks = []
         out = self._out
         self._out = []
+        if self.quorum is not None:
+            out.extend(self.quorum.drain())
         return out
 
     @property
     def pending(self) -> int:
         """Requests sent or queued but not yet answered."""
-        return len(self.requests)
+        return len(self.requests) + (len(self.quorum) if self.quorum is not None else 0)
 
     # --- requests (called by the workload) -----------------------------------
 
@@ -265,6 +288,9 @@ class Agent:
     ) -> None:
         request = MemRequest(op_id, verb, namespace, key, value, expected_version)
         self._mem_calls[op_id] = (now, request)
+        if self.quorum is not None:
+            self.quorum.submit(request, now)
+            return
         self._request(request, now)
 
     def memory_history(self) -> list[MemCall]:
@@ -374,6 +400,22 @@ class Agent:
 
     def _on_mem_reply(self, msg: MemReply, now: float) -> None:
         request = self.requests.answered(msg.op_id, now)
+        self._mem_answered(msg, request, now)
+        self._send_requests()
+
+    def _on_quorum(self, src: str, msg: Message, now: float) -> None:
+        """A storage replica's answer: the quorum client's, and what it finished."""
+        quorum = self.quorum
+        if quorum is None:
+            return
+        quorum.receive(src, msg, now)
+        if quorum.replies:
+            replies, quorum.replies = quorum.replies, []
+            for reply in replies:
+                self._mem_answered(reply, self._mem_calls.get(reply.op_id, (0.0, None))[1], now)
+
+    def _mem_answered(self, msg: MemReply, request: Request | None, now: float) -> None:
+        """Record an answer to a memory request (``request`` None: a duplicate)."""
         duplicate = request is None
         call = self._mem_calls.pop(msg.op_id, None)
         if call is not None:
@@ -386,7 +428,6 @@ class Agent:
             self.write_acks.append(
                 WriteAck(msg.op_id, request.namespace, request.key, msg.version, crc, now)
             )
-        self._send_requests()
         self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))
 
 

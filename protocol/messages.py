@@ -13,7 +13,7 @@ Node ids are plain strings. Nothing here names "the" coordinator: a message
 travels between two nodes and the driver knows who sent it, so a coordinator
 can later have a parent or replicas without any change to these formats.
 
-Directions: A = agent, C = coordinator.
+Directions: A = agent, C = coordinator, S = a storage replica of a quorum store.
 """
 
 from __future__ import annotations
@@ -488,6 +488,69 @@ class ListReply:
     total: int
 
 
+# --- between an agent and the storage replicas of a quorum store -----------------------
+#
+# ``protocol.consensus.quorum``: each agent coordinates its own memory operations
+# (Dynamo's N/R/W); a replica only keeps cells and answers. A cell is a key's value
+# with its *stamp* ``(counter, writer)``, the order in which replicas keep the newest
+# (last writer wins), and the store's ``version`` of the key (0: absent). ``phase``
+# numbers the client's rounds of one operation (0 reads, 1 writes), so a late answer
+# to an earlier round is told apart.
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumRead:
+    """A -> S: send me your cell of ``namespace``/``key``. Needs the shared token."""
+
+    op_id: int
+    phase: int
+    namespace: str
+    key: str
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumWrite:
+    """A -> S: keep this cell unless yours has a higher stamp (``present`` False: a
+    tombstone, the key deleted). Needs the shared token."""
+
+    op_id: int
+    phase: int
+    namespace: str
+    key: str
+    counter: int
+    writer: str
+    version: int
+    present: bool
+    value: bytes = b""
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumCell:
+    """S -> A: my cell of the key a ``QuorumRead`` asked for (counter 0: I have none),
+    or, with ``error`` set, the read was refused."""
+
+    op_id: int
+    phase: int
+    counter: int
+    writer: str
+    version: int
+    present: bool
+    value: bytes = b""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumWritten:
+    """S -> A: the ``QuorumWrite`` of ``op_id``/``phase`` is on my disk (or I held a
+    newer cell), or, with ``error`` set, it was refused."""
+
+    op_id: int
+    phase: int
+    error: str = ""
+
+
 Message = (
     Hello
     | Welcome
@@ -526,6 +589,10 @@ Message = (
     | TaskBack
     | TaskBackAck
     | Consensus
+    | QuorumRead
+    | QuorumWrite
+    | QuorumCell
+    | QuorumWritten
 )
 
 WIRE_CODES: dict[type[Message], int] = {
@@ -566,6 +633,10 @@ WIRE_CODES: dict[type[Message], int] = {
     TaskBack: 68,
     TaskBackAck: 69,
     Consensus: 90,
+    QuorumRead: 70,
+    QuorumWrite: 71,
+    QuorumCell: 72,
+    QuorumWritten: 73,
 }
 """Each message type's code: the first element of its msgpack array on the wire."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from protocol.consensus.quorum import QuorumConfig
 from protocol.nodes import COORDINATOR_ID
 from protocol.settings import ProtocolSettings
 from protocol.topology import TreeNode
@@ -133,6 +134,7 @@ class Plan:
     recovery_band: float = 0.10
     tree: tuple[TreeNode, ...] = ()  # the coordinators below the root; () for a flat one
     replication: Replication | None = None  # replicas instead of one coordinator
+    quorum: QuorumConfig | None = None  # the memory store on storage replicas (Dynamo's N/R/W)
 
     @property
     def status_at(self) -> float | None:

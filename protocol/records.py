@@ -241,6 +241,22 @@ def replica_note(node: str, counts: dict[str, float]) -> str:
     )
 
 
+STORE_COUNTS = (
+    "reads",  # QuorumReads answered
+    "writes",  # QuorumWrites that changed a cell (a newer stamp)
+    "commits",  # loop turns that made cells durable: one transaction each
+    "refused",  # requests refused (a bad token, a key or value out of bounds)
+)
+
+
+def store_note(node: str, counts: dict[str, float]) -> str:
+    """One storage replica's ``STORE_COUNTS`` as a run note, the same from every driver."""
+    return (
+        f"storage replica {node}: {counts['reads']:.0f} reads, {counts['writes']:.0f} cells "
+        f"written, {counts['commits']:.0f} commits, {counts['refused']:.0f} refused"
+    )
+
+
 @dataclass(slots=True)
 class DriverResult:
     """What a driver hands back after replaying a plan.
@@ -282,6 +298,9 @@ class DriverResult:
     events: list[NodeEvent] = field(default_factory=list)
     write_acks: list[WriteAck] = field(default_factory=list)
     restarts: list[StoreSnapshot] = field(default_factory=list)
+    # a quorum store's contents at the end: every key's newest cell over all its
+    # storage replicas' files (``protocol.consensus.quorum.newest_cells``)
+    final_store: StoreSnapshot | None = None
     wall_seconds: float = 0.0
     end_time: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -297,3 +316,5 @@ class DriverResult:
     busy: dict[str, dict[str, float]] = field(default_factory=dict)
     # a replicated coordinator's replicas, by id: what each did (``REPLICA_COUNTS``)
     replicas: dict[str, dict[str, float]] = field(default_factory=dict)
+    # a quorum store's storage replicas, by id: what each did (``STORE_COUNTS``)
+    stores: dict[str, dict[str, float]] = field(default_factory=dict)

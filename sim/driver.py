@@ -97,6 +97,7 @@ from protocol.records import (
     LiveParts,
     ProcessUsage,
     replica_note,
+    store_note,
 )
 from protocol.topology import ancestries
 from protocol.topology import processes as topology_processes
@@ -107,6 +108,7 @@ from sim.faults import FaultInjector, durable_coordinator
 from sim.nodes import BUSY_PARTS, SimNode
 from sim.replicafaults import ReplicaLinks
 from sim.replicas import SimReplica, add_replicas, bootstrap, replica_counts
+from sim.stores import add_stores, final_store, store_counts
 
 REGISTRATION_MARGIN = 0.05  # load starts this long after the last Welcome, as in real.inproc.hub
 REGISTRATION_LIMIT = 60.0
@@ -286,6 +288,7 @@ class ModelRun:
             self.engine.share_cores(layout.cores)
         self.tree: list[SimNode] = []  # the coordinators below the root, parents first
         self.replicas: list[SimNode] = []  # a replicated coordinator's (``sim.replicas``)
+        self.stores: list[SimNode] = []  # a quorum store's (``sim.stores``)
         replication = plan.replication
         self.root = replication.replicas[0] if replication is not None else COORDINATOR_ID
         self.settled_at = start  # when a tree's interest settled (registration only)
@@ -306,6 +309,7 @@ class ModelRun:
         self.faults: FaultInjector | None = None
         self.issue: Callable[[SimNode, Operation], None] = self.engine.issue
         self.replica_links: ReplicaLinks | None = None
+        self.store_links: ReplicaLinks | None = None  # a quorum store's crashes and pauses
         if replication is not None:  # its links, its crashes, the prober's target
             faults = plan if not registration_only else replace(plan, faults=())
             self.replica_links = ReplicaLinks(
@@ -313,6 +317,16 @@ class ModelRun:
                 calibration,
                 self.engine,
                 self.replicas,
+                self.agents,
+                self._at,
+                self._probe_lost,
+            )
+        elif self.stores and plan.faults and not registration_only:  # storage replicas'
+            self.store_links = ReplicaLinks(
+                plan,
+                calibration,
+                self.engine,
+                self.stores,
                 self.agents,
                 self._at,
                 self._probe_lost,
@@ -334,7 +348,7 @@ class ModelRun:
         # agents hosted by worker processes (tcp) send and receive one write per drain;
         # a fault's gates act per message, so a run with faults sends each on its own
         self.engine.batching = self.processes is not None and self.faults is None
-        if self.replica_links is not None and plan.faults:
+        if (self.replica_links or self.store_links) is not None and plan.faults:
             self.engine.batching = False  # the crash gates act per message too
 
     def _build_nodes(self) -> list[SimNode]:
@@ -358,6 +372,9 @@ class ModelRun:
             home = {node: f"coordinators-{k}" for k, ids in enumerate(hosted) for node in ids}
         root = home.get(COORDINATOR_ID)
         self.engine.add_node(COORDINATOR_ID, coordinator, "coordinator", root, hosts)
+        if self.plan.quorum is not None:
+            quorum = self.plan.quorum
+            self.stores = add_stores(self.engine, quorum, settings, self.calibration)
         durable = durable_coordinator(self.plan)
         chains = ancestries(self.plan.tree)
         for below in self.plan.tree:  # the coordinators of a tree, parents first
@@ -401,6 +418,7 @@ class ModelRun:
                 spec.subscriptions,
                 vouched_by=voucher,
                 fallbacks=chains.get(spec.coordinator, ()),
+                quorum=self.plan.quorum,
             )
             process = f"worker-{index % processes}" if processes else None
             node = self.engine.add_node(spec.agent_id, core, "agent", process)
@@ -620,6 +638,8 @@ class ModelRun:
             self.faults = None  # it calls back into the run: drop that cycle too
         if self.replica_links is not None:
             self.replica_links.close()
+        if self.store_links is not None:
+            self.store_links.close()
         self.engine.close()
 
     # --- the result -------------------------------------------------------------------
@@ -652,6 +672,11 @@ class ModelRun:
         )
         result.busy = self.engine.busy()
         result.replicas = replica_counts(self.replicas)
+        result.stores = store_counts(self.stores)
+        if self.stores:
+            result.final_store = final_store(self.stores, result.end_time)
+        if self.store_links is not None:
+            result.events = self.store_links.all_events()
         if self.replica_links is not None:
             result.events = self.replica_links.all_events()
             if self.replica_links.dropped:
@@ -671,6 +696,8 @@ class ModelRun:
                 result.accepted.extend(agent.accepted)
                 result.shed.extend(agent.shed)
                 history.extend(memory_until(agent, self.limit))
+                if self.stores:  # checked against the quorum store at the end
+                    result.write_acks.extend(a for a in agent.write_acks if a.at <= self.limit)
         return result
 
     def tree_cores(self) -> list[Coordinator]:
@@ -723,6 +750,9 @@ class ModelRun:
         if self.tree:
             notes.append(tree_note(tree_figures(self.tree_cores())))
         notes.extend(replica_note(n, c) for n, c in replica_counts(self.replicas).items())
+        if self.plan.quorum is not None:
+            notes.append(self.plan.quorum.note())
+        notes.extend(store_note(n, c) for n, c in store_counts(self.stores).items())
         busy = engine.busy()
         if busy:
             charged = ", ".join(

@@ -1,7 +1,9 @@
 """Replicas' links and crashes in the model: what the real run's processes and sockets do.
 
 ``ReplicaLinks`` stands between the engine and a replicated coordinator's nodes
-(``sim.replicas``), for every plan with ``replication``:
+(``sim.replicas``), for every plan with ``replication``, and between the engine
+and a quorum store's storage replicas (``sim.stores``) when the plan crashes or
+pauses them (they lead nothing, close no link and are not probed):
 
 - **Closed links.** A replica closes an agent's link after refusing it
   (``Reject("not the leader: r2")``) and every agent's link when it stops
@@ -53,6 +55,7 @@ from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.nodes import Arrival, Flush, SimNode, TimerDue
 from sim.replicas import SimReplica
+from sim.stores import SimStore
 
 Schedule = Callable[[float, Callable[[], None]], None]
 LEADER = "leader"
@@ -82,7 +85,7 @@ class ReplicaLinks:
         self.agents = {node.node_id: node for node in agents}
         self.target = self.order[0]  # where the prober sends
         self.dead: set[str] = set()
-        self.lives: list[SimReplica] = []  # replicas that died, for their events
+        self.lives: list[SimReplica | SimStore] = []  # replicas that died, for their events
         self.events: list[NodeEvent] = []
         self._waits: dict[str, float] = {}  # an agent reconnecting: its back-off so far
         self.crashed_at: dict[str, float] = {}
@@ -93,7 +96,7 @@ class ReplicaLinks:
         self.cut = False  # some replica is partitioned
         self.dropped = 0  # messages between replicas a partition dropped
         for node in replicas:
-            assert isinstance(node.core, SimReplica)
+            assert isinstance(node.core, (SimReplica, SimStore))
             node.core.on_closed = self._closed
             node.arrive = (self._to_replica,)
         silencing = (FaultKind.CRASH_REPLICA, FaultKind.PAUSE_REPLICA)
@@ -265,7 +268,7 @@ class ReplicaLinks:
         self.crashed_at[name] = now
         self.events.append(NodeEvent(now, "injected", name))
         core = node.core
-        assert isinstance(core, SimReplica)
+        assert isinstance(core, (SimReplica, SimStore))
         self.lives.append(core)
         node.armed = None
         node.flush_due = False
@@ -289,7 +292,7 @@ class ReplicaLinks:
     def _live(self, name: str) -> None:
         node = self.replicas[name]
         old = node.core
-        assert isinstance(old, SimReplica)
+        assert isinstance(old, (SimReplica, SimStore))
         now = self.engine.env.now
         node.core = old.restarted()
         node.server.busy_until = max(node.server.busy_until, now)  # type: ignore[union-attr]
@@ -315,7 +318,7 @@ class ReplicaLinks:
         self.at = _never_at
         self.lost_probe = _nothing_lost
         for node in self.replicas.values():
-            if isinstance(node.core, SimReplica):
+            if isinstance(node.core, (SimReplica, SimStore)):
                 node.core.on_closed = None
 
     def all_events(self) -> list[NodeEvent]:
@@ -324,7 +327,7 @@ class ReplicaLinks:
         for core in self.lives:
             events.extend(core.events)
         for node in self.replicas.values():
-            if isinstance(node.core, SimReplica) and node.core not in self.lives:
+            if isinstance(node.core, (SimReplica, SimStore)) and node.core not in self.lives:
                 events.extend(node.core.events)
         return sorted(events, key=lambda e: e.at)
 

@@ -61,6 +61,10 @@ CODES = {
     "StatusReply": 51,
     "ListRequest": 52,
     "ListReply": 53,
+    "QuorumRead": 70,
+    "QuorumWrite": 71,
+    "QuorumCell": 72,
+    "QuorumWritten": 73,
 }
 
 # --- strategies, derived from each dataclass's field annotations ----------------------

@@ -698,7 +698,19 @@ def _lost_in(
 
 
 def check_acked_writes(result: DriverResult) -> WriteIntegrity:
-    """Every write acknowledged before a restart must be in the store it restarted from."""
+    """Every write acknowledged before a restart must be in the store it restarted from;
+    with a quorum store, every key's last acknowledged write must be in the store at
+    the end (its newest cell over every storage replica): one a concurrent writer's
+    cell of the same version overwrote (last writer wins) counts as lost."""
+    final = result.final_store
+    if final is not None:
+        acked = _latest_acked(result, math.inf)
+        lost = _lost_in(final, acked)
+        note = (
+            f"{len(acked)} acknowledged writes (each key's last) checked against the "
+            "quorum store's newest cells at the end"
+        )
+        return WriteIntegrity(0, len(acked), len(lost), lost[:MAX_LOST_KEYS], note)
     if not result.restarts:
         return WriteIntegrity(note="no coordinator restart: no acknowledged write to check")
     checked, lost = 0, []

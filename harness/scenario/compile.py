@@ -151,6 +151,7 @@ def _compile(scenario: Scenario) -> Plan:
         faults=compile_faults(scenario),
         tree=tree_of(scenario),
         replication=scenario.consensus.replication() if scenario.consensus else None,
+        quorum=scenario.consensus.quorum() if scenario.consensus else None,
     )
 
 
@@ -169,8 +170,9 @@ def build_agents(scenario: Scenario) -> tuple[AgentSpec, ...]:
     capabilities = _assign_capabilities(scenario)
     subscriptions = _assign_subscriptions(scenario.topics, section.count, scenario.seed)
     coordinators = attach(section.count, tree_of(scenario))
-    if scenario.consensus is not None:  # every agent starts at the first replica
-        coordinators = [scenario.consensus.replication().replicas[0]] * section.count
+    replication = scenario.consensus.replication() if scenario.consensus else None
+    if replication is not None:  # every agent starts at the first replica
+        coordinators = [replication.replicas[0]] * section.count
     return tuple(
         AgentSpec(
             section.agent_id(i),
@@ -307,6 +309,8 @@ def _add_stream(
     if isinstance(stream, MemoryStream):
         verbs = _verbs(stream, count, rng)
         sizes = [s if v in _VALUE_VERBS else 0 for s, v in zip(sizes, verbs, strict=True)]
+        if stream.writers == "owner":  # no draw: the same plan otherwise
+            origins = _owners(stream, targets, verbs, origins, len(ctx.ids))
     columns.at.extend(times)
     columns.kind.extend([kind] * count)
     columns.origin.extend([ctx.ids[i] for i in origins])
@@ -315,6 +319,19 @@ def _add_stream(
     columns.expected.extend(expected)
     columns.verb.extend(verbs)
     columns.work.extend([stream.work if isinstance(stream, TaskStream) else 0.0] * count)
+
+
+def _owners(
+    stream: MemoryStream, targets: list[str], verbs: list[int], origins: list[int], agents: int
+) -> list[int]:
+    """Each write's origin made its key's owner: key ``k`` of namespace ``n`` belongs
+    to agent ``(n * keys + k) mod agents``; reads keep their origins."""
+    owned = list(origins)
+    for i, (target, verb) in enumerate(zip(targets, verbs, strict=True)):
+        if verb != MemVerb.GET:
+            namespace, key = target.split("/")
+            owned[i] = (int(namespace[2:]) * stream.keys + int(key[3:])) % agents
+    return owned
 
 
 def _targets(

@@ -15,12 +15,22 @@ with 3 to 7 replicas (classic quorum a majority, fast quorum as Lamport gives
 it: 3 of 3, 4 of 5); ``election_ticks`` is a follower's patience with a silent
 coordinator.
 
-``check`` says what cannot run yet, field by field, and the loader refuses it
-with exit 2: ``quorum`` (named by the issue that plans it, not built); pbft
-with other than 4 or 7 replicas; fast-paxos with fewer than 3; a transport
-other than tcp (replicas run as tcp processes); a tree; faults other than
-``crash_replica``, ``pause_replica`` and ``partition_replica`` (whose ``node``
-is ``leader`` or a replica id).
+``protocol: quorum`` leaves the coordinator alone (the bus) and keeps the memory
+store on ``replicas`` storage replicas instead (Dynamo's N/R/W,
+``protocol.consensus.quorum``): each agent reads a key from ``read`` of them and
+writes it to ``write`` (majorities by default), and ``repair`` says whether a
+read that found a stale replica repairs it before answering (``sync``, the
+default: linearizable with one writer per key when R + W > N) or after
+(``async``, Dynamo's). ``tick_ms`` is then a client's first wait before it asks
+silent replicas again. ``read``, ``write`` and ``repair`` are for quorum only.
+
+``check`` says what cannot run, field by field, and the loader refuses it
+with exit 2: pbft with other than 4 or 7 replicas; fast-paxos with fewer than
+3; read or write quorums larger than the replicas; a transport other than tcp
+(replicas run as tcp processes); a tree; faults other than ``crash_replica``,
+``pause_replica`` and ``partition_replica`` (whose ``node`` is ``leader`` or a
+replica id); with quorum, ``leader`` (storage replicas have none) and
+``partition_replica`` (not built for storage replicas yet).
 """
 
 from __future__ import annotations
@@ -31,12 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.errors import problem
 from harness.scenario.faults import REPLICA_KINDS
+from protocol.consensus.quorum import QuorumConfig, default_quorums
 from protocol.plan import Replication
 
 if TYPE_CHECKING:
     from harness.scenario.schema import Scenario
 
-BUILT = ("raft", "pbft", "fast-paxos")
+BUILT = ("raft", "quorum", "pbft", "fast-paxos")
 
 
 class ConsensusSection(BaseModel):
@@ -48,10 +59,32 @@ class ConsensusSection(BaseModel):
     replicas: int = Field(default=3, ge=1, le=7)
     tick_ms: float = Field(default=50.0, gt=0, le=10_000)
     election_ticks: int = Field(default=10, ge=2, le=1000)
+    read: int | None = Field(default=None, ge=1, le=7)
+    write: int | None = Field(default=None, ge=1, le=7)
+    repair: Literal["sync", "async"] | None = None
 
-    def replication(self) -> Replication:
-        ids = tuple(f"r{i}" for i in range(1, self.replicas + 1))
-        return Replication(self.protocol, ids, self.tick_ms / 1000, self.election_ticks)
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(f"r{i}" for i in range(1, self.replicas + 1))
+
+    def replication(self) -> Replication | None:
+        """The replicated coordinator (None with quorum: the coordinator is one)."""
+        if self.protocol == "quorum":
+            return None
+        return Replication(self.protocol, self.ids, self.tick_ms / 1000, self.election_ticks)
+
+    def quorum(self) -> QuorumConfig | None:
+        """The quorum store's configuration (None unless the protocol is quorum)."""
+        if self.protocol != "quorum":
+            return None
+        read, write = default_quorums(self.replicas)
+        return QuorumConfig(
+            self.ids,
+            self.read or read,
+            self.write or write,
+            self.repair or "sync",
+            self.tick_ms / 1000,
+        )
 
 
 def check(scenario: Scenario) -> None:
@@ -66,6 +99,18 @@ def check(scenario: Scenario) -> None:
         built = " or ".join(BUILT)
         expected = f"expected protocol: {built} (the ones built yet; {section.protocol} is not)"
         raise problem(f"{expected}, got {section.protocol}", "consensus.protocol")
+    if section.protocol != "quorum":
+        for name in ("read", "write", "repair"):
+            if getattr(section, name) is not None:
+                expected = f"expected no {name} (it is quorum's), or protocol: quorum"
+                raise problem(
+                    f"{expected}, got {name} with {section.protocol}", f"consensus.{name}"
+                )
+    for name in ("read", "write"):
+        size = getattr(section, name)
+        if size is not None and size > section.replicas:
+            expected = f"expected {name} at most replicas ({section.replicas})"
+            raise problem(f"{expected}, got {size}", f"consensus.{name}")
     if section.protocol == "pbft" and section.replicas not in (4, 7):
         expected = "expected replicas: 4 or 7 for pbft (3f+1 replicas tolerate f that lie)"
         raise problem(f"{expected}, got {section.replicas}", "consensus.replicas")
@@ -84,8 +129,22 @@ def check(scenario: Scenario) -> None:
             kinds = ", ".join(REPLICA_KINDS)
             expected = f"expected kind: {kinds} (the faults replicas run yet)"
             raise problem(f"{expected}, got {fault.kind}", f"{where}.kind")
-        ids = section.replication().replicas
+        ids = section.ids
         node = getattr(fault, "node", "leader")
-        if node != "leader" and node not in ids:
+        if section.protocol == "quorum":
+            _check_quorum_fault(fault.kind, node, ids, where)
+        elif node != "leader" and node not in ids:
             expected = f"expected leader or a replica id ({', '.join(ids)})"
             raise problem(f"{expected}, got {node!r}", f"{where}.node")
+
+
+def _check_quorum_fault(kind: str, node: str, ids: tuple[str, ...], where: str) -> None:
+    """A storage replica's fault: a crash or pause of a named replica."""
+    if kind == "partition_replica":
+        expected = (
+            "expected crash_replica or pause_replica (storage replicas are not partitioned yet)"
+        )
+        raise problem(f"{expected}, got {kind}", f"{where}.kind")
+    if node not in ids:
+        expected = f"expected a replica id ({', '.join(ids)}; a quorum store has no leader)"
+        raise problem(f"{expected}, got {node!r}", f"{where}.node")

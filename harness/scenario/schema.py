@@ -429,6 +429,9 @@ class MemoryStream(_Stream):
     mix: Mix = Field(default_factory=_default_mix)
     namespaces: int = Field(default=4, ge=1, le=10_000)
     keys: int = Field(default=100, ge=1, le=1_000_000)
+    # "any": any agent writes any key; "owner": each key has one writer (its owner,
+    # agents dealt the keys in turn), reads still come from any agent
+    writers: Literal["any", "owner"] = "any"
 
 
 Stream = Annotated[

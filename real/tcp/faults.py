@@ -346,6 +346,8 @@ class FaultSupervisor:
         who = "coordinator" if name == CRASH_EVENT_ROOT else f"coordinator {name}"
         if self.leader is not None:
             who = f"replica {name}"
+        elif self.plan.quorum is not None and name in self.plan.quorum.replicas:
+            who = f"storage replica {name}"
         try:
             if previous is not None:
                 await asyncio.wait([previous])

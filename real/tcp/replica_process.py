@@ -2,10 +2,11 @@
 
 ``replica_process_main`` runs one ``real.tcp.server.CoordinatorServer`` whose core
 is a replica (``real.tcp.replicacore``), with its Raft log in its own SQLite
-file, and follows the pipe protocol ``real.tcp.replicaservers`` describes: it
-says which port it listens on, starts once told where the others listen, tells
-the parent every change of whether it serves (checked every ``WATCH``
-seconds), and stops on "stop".
+file, or a storage replica of a quorum store (``real.tcp.storecore``, which
+serves from the start and says so once), and follows the pipe protocol
+``real.tcp.replicaservers`` describes: it says which port it listens on,
+starts once told where the others listen, tells the parent every change of
+whether it serves (checked every ``WATCH`` seconds), and stops on "stop".
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from multiprocessing.connection import Connection
 from protocol.settings import ProtocolSettings
 from real.clock import new_event_loop
 from real.tcp.framing import PipeChannel
-from real.tcp.replicacore import ReplicaPlace
+from real.tcp.replicacore import ReplicaCore, ReplicaPlace
 from real.tcp.server import DEFAULT_HOST, CoordinatorServer, ServerReport, serve
+from real.tcp.storecore import StorePlace
 from real.usage import own_usage
 
 RESTART_BIND_RETRY = 5.0  # a restarted replica waits this long for its old port
@@ -31,7 +33,7 @@ class ReplicaProcessSpec:
     """What one replica process runs (picklable)."""
 
     settings: ProtocolSettings
-    place: ReplicaPlace
+    place: ReplicaPlace | StorePlace
     use_uvloop: bool = True
     event_log: str | None = None
     port: int = 0  # a restart's: its old port
@@ -41,7 +43,8 @@ def replica_process_main(conn: Connection, spec: ReplicaProcessSpec) -> None:
     loop = new_event_loop(spec.use_uvloop)
     try:
         report = loop.run_until_complete(_host(conn, spec))
-        conn.send(("done", own_usage(f"replica {spec.place.node_id}"), report))
+        kind = "storage replica" if isinstance(spec.place, StorePlace) else "replica"
+        conn.send(("done", own_usage(f"{kind} {spec.place.node_id}"), report))
     except (OSError, EOFError):
         pass
     finally:
@@ -93,6 +96,9 @@ async def _watch(server: CoordinatorServer, channel: PipeChannel, stop: asyncio.
     """Tell the parent each time the replica starts or stops serving."""
     core = server.replica
     assert core is not None
+    if not isinstance(core, ReplicaCore):  # a storage replica serves from the start
+        channel.send(("serving", True))
+        return
     told = False
     with contextlib.suppress(OSError, EOFError):
         while not stop.is_set():

@@ -73,6 +73,12 @@ class ReplicaCore:
         self._idle = CoordinatorStats()
 
     @property
+    def counts(self) -> dict[str, int]:
+        """What the replica did, for the server's report (``raft_`` and a
+        ``protocol.records.REPLICA_COUNTS`` name)."""
+        return {f"raft_{name}": value for name, value in self.replica.counts.items()}
+
+    @property
     def stats(self) -> CoordinatorStats:
         coordinator = self.replica.coordinator
         return coordinator.stats if coordinator is not None else self._idle

@@ -30,6 +30,12 @@ replicas themselves). ``cut(which)`` then sets which of those links drop every
 frame, both ways: a firewall's DROP, the connections stay open and no FIN
 warns anyone.
 
+With a ``QuorumConfig`` instead of a ``Replication``, the processes are the
+storage replicas of a quorum store (``real.tcp.storecore``, files
+``store-<id>.db``): each serves as soon as it listens, they never dial each
+other (``connect`` hands each an empty map), and the workers link to all of
+them (``real.tcp.workers``).
+
 Each replica life appends its node events (``leader``, ``deposed``, and its
 coordinator's failures and returns while it leads) to an event log of its own.
 """
@@ -43,6 +49,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from protocol.consensus.quorum import QuorumConfig
 from protocol.consensus.raft import RaftConfig
 from protocol.plan import Replication
 from protocol.records import ProcessUsage
@@ -51,6 +58,7 @@ from real.tcp.children import SERVER_START_TIMEOUT, Child, ChildProcesses, kill_
 from real.tcp.replica_process import ReplicaProcessSpec
 from real.tcp.replicacore import ReplicaPlace
 from real.tcp.server import DEFAULT_HOST, ServerReport
+from real.tcp.storecore import StorePlace
 
 LEADER_POLL = 0.01
 
@@ -72,7 +80,8 @@ class ReplicaProcess:
 
     def start(self) -> None:
         spec = self.servers.spec(self.node, self.lives, self.port)
-        self.child = self.servers.children.start(f"replica-{self.node}", "replica", spec)
+        name = f"{self.servers.kind}-{self.node}"
+        self.child = self.servers.children.start(name, "replica", spec)
         self.lives += 1
         self.serving = False
 
@@ -123,7 +132,7 @@ class ReplicaServers:
         self,
         children: ChildProcesses,
         settings: ProtocolSettings,
-        replication: Replication,
+        replication: Replication | QuorumConfig,
         use_uvloop: bool,
         log_dir: str,
         partitions: bool = False,
@@ -138,6 +147,7 @@ class ReplicaServers:
         self.use_uvloop = use_uvloop
         self.log_dir = log_dir
         self.ids = replication.replicas
+        self.kind = "store" if isinstance(replication, QuorumConfig) else "replica"
         self.addresses: dict[str, tuple[str, int]] = {}
         self.processes = {node: ReplicaProcess(self, node) for node in self.ids}
         self.event_logs: list[tuple[str, str]] = []
@@ -154,11 +164,15 @@ class ReplicaServers:
 
     def spec(self, node: str, life: int, port: int) -> ReplicaProcessSpec:
         replication = self.replication
-        config = RaftConfig(election_ticks=replication.election_ticks)
-        store = os.path.join(self.log_dir, f"replica-{node}.raft.db")
-        place = ReplicaPlace(
-            node, self.ids, store, replication.tick, config, protocol=replication.protocol
-        )
+        place: ReplicaPlace | StorePlace
+        if isinstance(replication, QuorumConfig):
+            place = StorePlace(node, os.path.join(self.log_dir, f"store-{node}.db"))
+        else:
+            config = RaftConfig(election_ticks=replication.election_ticks)
+            store = os.path.join(self.log_dir, f"replica-{node}.raft.db")
+            place = ReplicaPlace(
+                node, self.ids, store, replication.tick, config, protocol=replication.protocol
+            )
         events = os.path.join(self.log_dir, f"replica-{node}.events.{life}")
         self.event_logs.append((node if life == 0 else f"{node} (restart {life})", events))
         return ReplicaProcessSpec(self.settings, place, self.use_uvloop, events, port)
@@ -176,6 +190,8 @@ class ReplicaServers:
 
     def peers(self, node: str) -> dict[str, tuple[str, int]]:
         """Where replica ``node`` dials the others: their ports, or the proxies'."""
+        if self.kind == "store":
+            return {}  # storage replicas never talk to each other
         if self.proxies is None:
             return {n: a for n, a in self.addresses.items() if n != node}
         return {b: (DEFAULT_HOST, port) for (a, b), port in self.proxy_ports.items() if a == node}

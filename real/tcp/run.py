@@ -82,17 +82,21 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+from protocol.consensus.quorum import newest_cells
 from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
 from protocol.plan import FaultKind, OpKind, Plan
 from protocol.records import (
     REPLICA_COUNTS,
+    STORE_COUNTS,
     Completion,
     DriverResult,
     LiveFeed,
     LiveParts,
     ProbeResult,
+    StoreSnapshot,
     WriteAck,
     replica_note,
+    store_note,
 )
 from protocol.treereport import tree_note
 from protocol.workload import split_memory_target
@@ -110,9 +114,10 @@ from real.tcp.prober import TcpProber
 from real.tcp.recordlog import DUPLICATE, INTACT, lives_of, read_events, read_logs
 from real.tcp.replicaservers import ReplicaServers
 from real.tcp.server import CORE_ERROR_KIND, DEFAULT_HOST
+from real.tcp.storecore import CellFile
 from real.tcp.treeservers import TreeServers
 from real.tcp.worker_process import WorkerResult, WorkerSpec
-from real.tcp.workers import REGISTER_TIMEOUT, TreeAddresses
+from real.tcp.workers import REGISTER_TIMEOUT, Stores, TreeAddresses
 from real.usage import own_usage
 
 __all__ = ["ChildProcesses", "ServerProcess", "run_async", "run_plan", "worker_specs"]
@@ -135,6 +140,7 @@ def worker_specs(
     log_dir: str | None = None,
     live: bool = False,
     tree: TreeAddresses | None = None,
+    stores: Stores | None = None,
 ) -> list[WorkerSpec]:
     """Deal agents round-robin to workers; give each the ops its agents originate.
 
@@ -163,6 +169,7 @@ def worker_specs(
                 log_dir=log_dir,
                 live=live,
                 tree=tree,
+                stores=stores,
             )
         )
     return specs
@@ -370,6 +377,15 @@ async def run_async(
                 server = await ServerProcess.start(
                     children, plan.settings, db_path, use_uvloop, events
                 )
+            stores: Stores | None = None
+            store_servers: ReplicaServers | None = None
+            if plan.quorum is not None:  # the memory store on storage replicas
+                store_servers = ReplicaServers(
+                    children, plan.settings, plan.quorum, use_uvloop, scratch
+                )
+                await store_servers.start()
+                stores = Stores(plan.quorum, dict(store_servers.addresses))
+                result.notes.append(plan.quorum.note())
             count = max(1, min(workers, len(plan.agents)))
             proxies = await _start_proxies(plan, children, server.port, count)
             ports = proxies.ports if proxies is not None else server.port
@@ -384,6 +400,7 @@ async def run_async(
                 scratch,
                 live is not None,
                 tree,
+                stores,
             )
             pool = [children.start(s.name, "worker", s) for s in specs]
             ready = await wait_ready(pool, REGISTER_TIMEOUT + 10.0)
@@ -396,6 +413,8 @@ async def run_async(
             links: ReplicaServers | None = None
             if isinstance(server, ServerProcess):
                 crashable = {CRASH_EVENT_ROOT: server}
+                if store_servers is not None:  # a storage replica's crash names it
+                    crashable.update(store_servers.processes)
             elif isinstance(server, TreeServers):
                 crashable = dict(server.crashable)
             else:
@@ -405,7 +424,7 @@ async def run_async(
             supervisor = FaultSupervisor(
                 plan, children, crashable, pool, specs, RunClock(t0), result, proxies, leads, links
             )
-            await _replay(plan, server, supervisor, ready, result, progress, live)
+            await _replay(plan, server, supervisor, ready, result, progress, live, store_servers)
             if proxies is not None:
                 result.notes.append(f"link fault proxies: {await proxies.stop()}")
         finally:
@@ -416,6 +435,8 @@ async def run_async(
             _merge_core_logs(result, server.event_logs, t0)
         else:
             _merge_core_logs(result, life_logs(server.event_logs), t0)
+        if store_servers is not None:
+            _merge_core_logs(result, store_servers.event_logs, t0)
         result.events.sort()
     result.processes.append(own_usage("harness"))
     result.wall_seconds = time.perf_counter() - wall
@@ -439,6 +460,7 @@ async def _replay(
     result: DriverResult,
     progress: Progress | None,
     live: LiveFeed | None = None,
+    stores: ReplicaServers | None = None,
 ) -> None:
     pool = supervisor.pool
     clock = supervisor.clock
@@ -480,6 +502,8 @@ async def _replay(
     _merge(result, results)
     _merge_memory(result, results, supervisor, clock.t0)
     result.errors.extend(_worker_errors(pool, results))
+    if stores is not None:
+        await _stop_stores(stores, result)
     if isinstance(server, TreeServers):
         await _stop_tree(server, result, clock.t0)
         return
@@ -510,6 +534,33 @@ async def _stop_replicas(servers: ReplicaServers, result: DriverResult) -> None:
         result.replicas[node] = counts
         result.notes.append(replica_note(node, counts))
         result.notes.extend(f"replica {node}: {event}" for event in report.events[:10])
+
+
+async def _stop_stores(servers: ReplicaServers, result: DriverResult) -> None:
+    """Stop the storage replicas' processes: their usage, and what each did."""
+    usages, reports, silent = await servers.stop()
+    result.processes.extend(usages)
+    for name in silent:  # running, not killed by a fault: it died or hung
+        result.errors.append(f"{name} did not report at the end of the run")
+    files = [os.path.join(servers.log_dir, f"store-{node}.db") for node in servers.ids]
+    result.final_store = await asyncio.to_thread(_read_stores, files, result.end_time)
+    for node, report in sorted(reports.items()):
+        counts = {name: float(report.stats.get(f"store_{name}", 0)) for name in STORE_COUNTS}
+        result.stores[node] = counts
+        result.notes.append(store_note(node, counts))
+        result.notes.extend(f"storage replica {node}: {event}" for event in report.events[:10])
+
+
+def _read_stores(files: list[str], at: float) -> StoreSnapshot:
+    """The quorum store at the end: the newest cells over every replica's file."""
+    stores = []
+    for path in files:
+        cells = CellFile(path)
+        try:
+            stores.append(cells.load())
+        finally:
+            cells.close()
+    return newest_cells(stores, at)
 
 
 async def _stop_tree(servers: TreeServers, result: DriverResult, t0: float) -> None:

@@ -68,6 +68,10 @@ loaded and, with ``durable_bus``, ``Coordinator.restore`` gets the bus
 state still owed. ``serve`` binds with SO_REUSEADDR and retries a busy port
 for ``bind_retry`` seconds, so a restarted coordinator gets its old port back.
 
+Storage replicas. With a ``StorePlace`` as ``replica`` the core is one storage
+replica of a quorum store (``real.tcp.storecore.StoreCore``), the same way: no
+uplinks, its cells written to its SQLite file before its answers leave.
+
 Replicas. With ``replica`` the core is one replica of a replicated coordinator
 (``real.tcp.replicacore.ReplicaCore``, the same interface as a coordinator): the
 flush writes each Raft ``Ready`` to the replica's SQLite log instead of the
@@ -114,6 +118,7 @@ from real.tcp.framing import HIGH_WATER, FramedLink
 from real.tcp.persistence import MemoryDB, Unpersisted
 from real.tcp.recordlog import EventLog
 from real.tcp.replicacore import ReplicaCore, ReplicaPlace
+from real.tcp.storecore import StoreCore, StorePlace
 from real.tcp.uplink import TreePlace, Uplinks
 
 DEFAULT_HOST = "127.0.0.1"
@@ -158,7 +163,7 @@ class CoordinatorServer(Admission):
         limits: ServerLimits | None = None,
         event_log: EventLog | None = None,
         tree: TreePlace | None = None,
-        replica: ReplicaPlace | None = None,
+        replica: ReplicaPlace | StorePlace | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = RunClock()
@@ -169,7 +174,11 @@ class CoordinatorServer(Admission):
         if db is not None:
             store.load(db.load())
         durable = db is not None
-        self.replica = ReplicaCore(replica, settings) if replica is not None else None
+        self.replica: ReplicaCore | StoreCore | None = None
+        if isinstance(replica, StorePlace):
+            self.replica = StoreCore(replica, settings)
+        elif replica is not None:
+            self.replica = ReplicaCore(replica, settings)
         if self.replica is not None:
             coordinator = cast(Coordinator, self.replica)  # the same interface
         elif tree is None:
@@ -188,7 +197,7 @@ class CoordinatorServer(Admission):
         self._unpersisted = Unpersisted()  # taken from the core, not yet committed
         self.outbox = Outbox()  # frames not yet written, per connection
         self.uplinks = Uplinks(self, tree, self._event) if tree is not None else None
-        if replica is not None:  # links to the other replicas, as a tree node's uplinks
+        if isinstance(replica, ReplicaPlace):  # links to the other replicas, as uplinks
             others = TreePlace(replica.node_id, (), replica.addresses)
             self.uplinks = Uplinks(self, others, self._replica_event)
         self._link_events: dict[str, int] = {}
@@ -485,8 +494,7 @@ class CoordinatorServer(Admission):
             self.report.stats["db_commits"] = self.db.commits
             self.db.close()
         if self.replica is not None:
-            counts = self.replica.replica.counts
-            self.report.stats.update((f"raft_{name}", value) for name, value in counts.items())
+            self.report.stats.update(self.replica.counts)
             self.replica.close()
         if self.event_log is not None:
             self.event_log.close()
@@ -524,7 +532,7 @@ async def serve(
     bind_retry: float = 0.0,
     tree: TreePlace | None = None,
     built: Callable[[CoordinatorServer], None] | None = None,
-    replica: ReplicaPlace | None = None,
+    replica: ReplicaPlace | StorePlace | None = None,
 ) -> ServerReport:
     """Run a coordinator server until ``stop`` is set; return what it did.
 

@@ -74,6 +74,7 @@ from real.tcp.workers import (
     REGISTER_TIMEOUT,
     STOP_GRACE,
     AgentHost,
+    Stores,
     TreeAddresses,
 )
 from real.usage import CpuSpan, own_usage
@@ -100,6 +101,7 @@ class WorkerSpec:
     origins: dict[int, str] | None = None  # publish/direct/broadcast op id -> origin
     live: bool = False  # count reports carry the new unique completions (a live view)
     tree: TreeAddresses | None = None  # agents attach to a tree's leaves (``port`` unused)
+    stores: Stores | None = None  # a quorum store's replicas (the agents' memory goes there)
 
     @property
     def name(self) -> str:
@@ -194,6 +196,7 @@ def _new_host(spec: WorkerSpec) -> tuple[AgentHost, int]:
         log,
         spec.name,
         spec.tree,
+        spec.stores,
     )
     host.operations = spec.operations
     if spec.life == 0 or spec.log_dir is None:

@@ -25,6 +25,15 @@ with an exception is noted there too. ``real.tcp.worker_process`` also
 routes every other exception of the worker's event loop into ``errors``
 (``AgentHost.error``) and reports them, and the run is then invalid.
 
+Storage replicas. With ``stores`` (a quorum store: each storage replica's
+address, ``protocol.consensus.quorum``), the agents are built with the quorum's
+configuration and the host keeps one more link per storage replica, shared by
+all its agents: an agent's messages to a replica go there (framed with the
+agent's id, as on the coordinator's links) and the replica's answers come back
+with it, handed to the agent with the replica as their source. A lost store
+link is reconnected with the same backoff; what an agent sent on it meanwhile is
+dropped, and its quorum client asks again.
+
 Record log. With a ``real.tcp.recordlog.RecordLog`` every flush appends the
 turn's new completions, accepted op ids and write acks to the worker's log
 file (one ``os.write``) before the turn's acks are written to the links, so
@@ -50,9 +59,10 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from protocol.agent import Agent
+from protocol.consensus.quorum import QuorumConfig
 from protocol.envelope import MalformedEnvelope, Outbox, Routed
 from protocol.links import spread, spread_by_leaf
-from protocol.messages import leader_hint
+from protocol.messages import Message, leader_hint
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion, LiveParts
@@ -101,6 +111,27 @@ class HostLink:
         self.given_up = False
 
 
+class StoreLink:
+    """A host's connection to one storage replica of a quorum store."""
+
+    __slots__ = ("node", "address", "link", "task", "connects")
+
+    def __init__(self, node: str, address: tuple[str, int]) -> None:
+        self.node = node
+        self.address = address
+        self.link: FramedLink | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.connects = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """A quorum store: its configuration and where each storage replica listens."""
+
+    config: QuorumConfig
+    addresses: dict[str, tuple[str, int]]
+
+
 @dataclass(frozen=True, slots=True)
 class TreeAddresses:
     """For a host whose agents attach to the leaves of a tree: where every coordinator
@@ -137,6 +168,7 @@ class AgentHost:
         record_log: RecordLog | None = None,
         name: str = "agents",
         tree: TreeAddresses | None = None,
+        stores: Stores | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -164,9 +196,15 @@ class AgentHost:
                 s.subscriptions,
                 vouched_by=self.link_of[s.agent_id].voucher,
                 fallbacks=chains.get(s.coordinator, ()),
+                quorum=stores.config if stores is not None else None,
             )
             for s in specs
         }
+        self.stores: dict[str, StoreLink] = (
+            {node: StoreLink(node, address) for node, address in stores.addresses.items()}
+            if stores is not None
+            else {}
+        )
         self.link_of.update((hl.voucher, hl) for hl in self.links if hl.voucher)
         self._nodes: dict[str, Agent] = {**self.vouchers, **self.agents}  # by frame node id
         self.registered: dict[str, float] = {}
@@ -198,6 +236,41 @@ class AgentHost:
         for hl in self.links:
             hl.task = self.loop.create_task(self._run_link(hl))
             hl.task.add_done_callback(self._link_ended)
+        for sl in self.stores.values():
+            sl.task = self.loop.create_task(self._run_store_link(sl))
+            sl.task.add_done_callback(self._link_ended)
+
+    async def _run_store_link(self, sl: StoreLink) -> None:
+        """Keep a link to one storage replica open: connect, read, reconnect."""
+        settings = self.settings
+        delay = next_reconnect_wait(settings)
+        while not self.closing:
+            if sl.connects:
+                await asyncio.sleep(delay)
+                delay = next_reconnect_wait(settings, delay)
+            sl.connects += 1
+            try:
+                link = await open_link(*sl.address)
+            except OSError:
+                continue
+            sl.link = link
+            delay = next_reconnect_wait(settings)
+            while not self.closing:
+                try:
+                    batch = await link.read_batch()
+                except MalformedEnvelope as exc:
+                    self._note(f"store link {sl.node}: malformed input: {exc}")
+                    break
+                except (ConnectionError, OSError) as exc:
+                    self._note(f"store link {sl.node}: lost ({exc.__class__.__name__})")
+                    break
+                if batch is None:
+                    if not self.closing:
+                        self._note(f"store link {sl.node}: closed by the replica")
+                    break
+                self._deliver(batch, sl.node)
+            link.close()
+            sl.link = None
 
     def _link_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -312,8 +385,11 @@ class AgentHost:
         now = self.clock.now()
         link_of = self.link_of
         outbox = self.outbox
+        stores = self.stores
         for node, agent in touched.items():
             out = agent.drain()
+            if stores and out:
+                out = self._to_stores(node, out)
             link = link_of[node].link
             if out and link is not None and not link.closed:
                 outbox.stage_from(link, node, out)
@@ -331,6 +407,18 @@ class AgentHost:
             data, frames = outbox.take(link)
             cast(FramedLink, link).write(data, frames)
         self._arm()
+
+    def _to_stores(self, node: str, out: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
+        """Stage ``node``'s messages to storage replicas on their links (dropped while
+        a link is down: the quorum client asks again); return the rest."""
+        rest = []
+        for dst, msg in out:
+            sl = self.stores.get(dst)
+            if sl is None:
+                rest.append((dst, msg))
+            elif sl.link is not None and not sl.link.closed:
+                self.outbox.stage_from(sl.link, node, [(dst, msg)])
+        return rest
 
     def _track(self, node: str, agent: Agent) -> None:
         deadline = agent.next_deadline()
@@ -396,14 +484,16 @@ class AgentHost:
         self.issued += 1
 
     async def backpressure(self) -> None:
-        for hl in self.links:
+        for hl in [*self.links, *self.stores.values()]:
             if hl.link is not None:
                 await hl.link.backpressure()
 
     async def wait_registered(self, timeout: float) -> dict[str, float]:
-        """Wait until every agent is welcomed; return core-clock times of each welcome."""
+        """Wait until every agent is welcomed (and every storage replica's link is
+        open); return core-clock times of each welcome."""
         deadline = time.perf_counter() + timeout
-        while len(self.registered) < len(self.agents):
+        stores = self.stores.values()
+        while len(self.registered) < len(self.agents) or any(s.link is None for s in stores):
             rejected = [
                 a
                 for a in self.agents.values()
@@ -413,7 +503,11 @@ class AgentHost:
                 raise RuntimeError(f"{rejected[0].node_id} rejected: {rejected[0].rejected}")
             if time.perf_counter() > deadline:
                 missing = len(self.agents) - len(self.registered)
-                raise TimeoutError(f"{missing} agents not registered after {timeout} s")
+                closed = [s.node for s in stores if s.link is None]
+                raise TimeoutError(
+                    f"{missing} agents not registered, storage links down {closed} "
+                    f"after {timeout} s"
+                )
             await asyncio.sleep(0.005)
         return dict(self.registered)
 
@@ -469,15 +563,16 @@ class AgentHost:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        tasks = [hl.task for hl in self.links if hl.task is not None]
-        for hl in self.links:
+        every: list[HostLink | StoreLink] = [*self.links, *self.stores.values()]
+        tasks = [hl.task for hl in every if hl.task is not None]
+        for hl in every:
             if hl.link is not None:
                 hl.link.close()
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
-        for hl in self.links:
+        for hl in every:
             if hl.link is not None:
                 await hl.link.wait_closed()
         if self.record_log is not None:

@@ -10,6 +10,7 @@ from harness.scenario.compile import compile_plan
 from tests.harness.test_scenario import error_for, scenario
 
 RAFT = "consensus: {protocol: raft, replicas: 3}\n"
+QUORUM = "consensus: {protocol: quorum, replicas: 3}\n"
 BASE = """name: r
 transport: tcp
 backends: [real]
@@ -50,10 +51,45 @@ def test_a_raft_section_compiles_to_replicas_and_agents_start_at_the_first() -> 
     assert (cut.kind.name, cut.node, cut.end) == ("PARTITION_REPLICA", "r2", 2.5)
 
 
+def test_a_quorum_section_keeps_one_coordinator_and_configures_the_agents_store() -> None:
+    loaded = scenario(
+        transport="tcp",
+        backends=["real", "sim"],
+        consensus={"protocol": "quorum", "replicas": 5, "write": 4, "tick_ms": 20.0},
+        faults=[{"kind": "crash_replica", "at": 1.0, "node": "r5"}],
+    )
+    plan = compile_plan(loaded)
+    assert plan.replication is None and plan.quorum is not None
+    assert {agent.coordinator for agent in plan.agents} == {"coord"}  # the bus stays
+    quorum = plan.quorum
+    assert quorum.replicas == ("r1", "r2", "r3", "r4", "r5")
+    assert (quorum.read, quorum.write, quorum.repair, quorum.retry) == (3, 4, "sync", 0.02)
+    assert quorum.overlapping and "N 5, R 3, W 4" in quorum.note()
+    weak = scenario(
+        transport="tcp", backends=["sim"], consensus={"protocol": "quorum", "read": 1, "write": 1}
+    )
+    weak_quorum = compile_plan(weak).quorum
+    assert weak_quorum is not None and not weak_quorum.overlapping
+    assert "may miss an acknowledged write" in weak_quorum.note()
+
+
 @pytest.mark.parametrize(
     ("change", "field", "says"),
     [
-        ("consensus: {protocol: quorum}\n", "consensus.protocol", "quorum is not"),
+        ("consensus: {protocol: raft, read: 2}\n", "consensus.read", "protocol: quorum"),
+        ("consensus: {protocol: pbft, repair: async}\n", "consensus.repair", "quorum's"),
+        ("consensus: {protocol: quorum, read: 4}\n", "consensus.read", "at most replicas (3)"),
+        ("consensus: {protocol: quorum, repair: later}\n", "consensus.repair", "sync"),
+        (
+            QUORUM + "faults: [{kind: crash_replica, at: 1.0}]\n",
+            "faults[0].node",
+            "no leader",
+        ),
+        (
+            QUORUM + "faults: [{kind: partition_replica, at: 1.0, duration: 1, node: r1}]\n",
+            "faults[0].kind",
+            "not partitioned yet",
+        ),
         ("consensus: {protocol: pbft}\n", "consensus.replicas", "4 or 7"),
         ("consensus: {protocol: fast-paxos, replicas: 2}\n", "consensus.replicas", "3 to 7"),
         ("consensus: {protocol: paxos}\n", "consensus.protocol", "raft"),

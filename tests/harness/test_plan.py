@@ -202,3 +202,26 @@ def test_issue_lag_counts_late_ops_and_says_so() -> None:
     assert (lag.issued, lag.late) == (3, 2) and abs(lag.worst - 0.25) < 1e-9
     note = lag.note()
     assert note is not None and "2 of 3 ops" in note and "250.0 ms" in note
+
+
+def test_owned_keys_have_one_writer_and_the_plan_is_otherwise_the_same() -> None:
+    memory = {**stream("memory", "poisson", rate=500), "keys": 30, "namespaces": 2}
+    anyone = compile_plan(scenario(memory))
+    owned = compile_plan(scenario({**memory, "writers": "owner"}))
+    strip = [(op.at, op.target, op.verb, op.size) for op in anyone.operations]
+    assert strip == [(op.at, op.target, op.verb, op.size) for op in owned.operations]
+    writers: dict[str, set[str]] = {}
+    readers: set[str] = set()
+    for op in owned.operations:
+        if op.verb == MemVerb.GET:
+            readers.add(op.origin)
+        else:
+            writers.setdefault(op.target, set()).add(op.origin)
+    assert len(writers) == 60 and all(len(w) == 1 for w in writers.values())
+    assert writers["ns1/key3"] == {owned.agents[(1 * 30 + 3) % 20].agent_id}
+    assert len(readers) == 20  # anyone reads
+    shared = {}
+    for op in anyone.operations:
+        if op.verb != MemVerb.GET:
+            shared.setdefault(op.target, set()).add(op.origin)
+    assert max(len(w) for w in shared.values()) > 1  # by default keys have many writers

@@ -29,7 +29,8 @@ frames also reach the handlers of a registered agent.
 Frames are grouped into connections with the server's own decoder
 (``real.tcp.framing.RoutedDecoder``): a connection ends after the first frame
 that leaves the stream malformed or incomplete (nothing after it would be
-read), after a message carrying a token (a wrong token closes the link), or
+read), after a message carrying a token the coordinator checks (a wrong one
+closes the link; a storage replica's requests do not count, ``STORE_REQUESTS``), or
 after ``MAX_FRAMES_PER_CONNECTION`` frames. ``FuzzConnection.ending`` says
 which, so the caller knows what the coordinator should do with it.
 """
@@ -47,10 +48,20 @@ import msgpack
 
 from protocol.codec import MalformedFrame, encode_body, field_kinds
 from protocol.envelope import ROUTED_VERSION, RoutedDecoder, encode_routed, node_id_bytes
-from protocol.messages import MESSAGE_TYPES, WIRE_CODES, Hello, Message
+from protocol.messages import (
+    MESSAGE_TYPES,
+    WIRE_CODES,
+    Hello,
+    Message,
+    QuorumRead,
+    QuorumWrite,
+)
 from protocol.nodes import COORDINATOR_ID
 
 MAX_FRAMES_PER_CONNECTION = 24
+# a storage replica's requests carry a token the coordinator never reads: it refuses
+# them as unexpected (an ``Error``) and keeps the link, as for any message it does not take
+STORE_REQUESTS = (QuorumRead, QuorumWrite)
 FUZZ_NODE_PREFIX = "fuzz-"
 BYSTANDER_NODE = "bystander"
 HOSTILE_INTS = (-1, 0, 2**31, 2**32 - 1, 2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1)
@@ -170,7 +181,9 @@ def _make(kind: str, rng: random.Random, node: str, token: str) -> tuple[bytes, 
         return raw, False
     cls = rng.choice(MESSAGE_TYPES)
     values = _field_values(cls, rng, token, hostile=kind == "hostile")
-    carries_token = any(f.name == "token" for f in dataclasses.fields(cls))
+    carries_token = cls not in STORE_REQUESTS and any(
+        f.name == "token" for f in dataclasses.fields(cls)
+    )
     if kind in ("valid", "hostile"):
         body = _pack([WIRE_CODES[cls], *values], use_bin_type=True)
         return _frame(node, body), carries_token
