@@ -346,6 +346,7 @@ class Engine:
         if start > server.busy_until or server.disk_until >= server.busy_until:
             # it was idle, or waiting on its disk: a new run (a core is ``Cores``' matter)
             server.run_since = start
+            server.ran = 0.0
             return start
         cores = len(self.cores.free) if self.cores is not None else 1
         busy = 0  # processes with CPU work at ``start``: not idle, not waiting on a disk
@@ -354,10 +355,11 @@ class Engine:
                 cpu.busy_until > start and not cpu.disk_from <= start < cpu.disk_until
             ):
                 busy += 1
-        if busy <= cores or start - server.run_since < self.slice * cores / (busy - cores):
+        if busy <= cores or server.ran < self.slice * cores / (busy - cores):
             return start
         start += self.slice
         server.run_since = start
+        server.ran = 0.0
         return start
 
     def _claim(self, cores: Cores, server: Server, start: float) -> float:
@@ -476,6 +478,7 @@ class Engine:
         server.service += service
         server.payload += payload
         if cores is not None:
+            server.ran += end - start
             cores.release(end)
         issue(agent, op, end)  # the door's age check was made at the start, as the real loop does
         self._emit(node, agent, end, now)
@@ -523,6 +526,7 @@ class Engine:
             server.payload += payload
         server.busy_until = end
         if cores is not None:
+            server.ran += end - start
             cores.release(end)
         agent: Agent = node.core  # type: ignore[assignment]
         completions = agent.completions
@@ -569,6 +573,7 @@ class Engine:
             server.wire += wire
         server.busy_until = end
         if cores is not None:
+            server.ran += end - start
             cores.release(end)
         if node.persists:
             replica: Persisting = node.core  # type: ignore[assignment]
@@ -634,6 +639,7 @@ class Engine:
         server.busy_until = end
         server.timers += cost
         if cores is not None:
+            server.ran += cost
             cores.release(end)
         core: Coordinator | Agent | Persisting = node.core  # type: ignore[assignment]
         core.on_timer(end)
@@ -659,6 +665,7 @@ class Engine:
         end = start + cpu
         server.service += cpu
         if cores is not None:
+            server.ran += cpu
             cores.release(end)  # the disk wait holds no core
         if blocked:
             server.disk_from = end
@@ -710,6 +717,7 @@ class Engine:
                 fanout.busy_until = end
                 fanout.recipients += extra
                 if self.cores is not None:
+                    fanout.ran += extra
                     self.cores.release(end)
         if out:
             if collect is not None:

@@ -58,6 +58,7 @@ class Server:
     __slots__ = (
         "busy_until",
         "run_since",
+        "ran",
         "service",
         "recipients",
         "wire",
@@ -73,6 +74,7 @@ class Server:
     def __init__(self, start: float) -> None:
         self.busy_until = start
         self.run_since = start  # when its current run of back-to-back jobs began
+        self.ran = 0.0  # CPU seconds it ran since then (waiting for a core is not running)
         self.service = 0.0  # message and issue jobs' service times, after batch savings
         self.recipients = 0.0  # per_recipient_seconds of the Delivers a job emitted
         self.wire = 0.0  # codec: per message and per byte (tcp)

@@ -158,7 +158,9 @@ def test_a_fanned_out_deliver_is_decoded_once_per_worker_process() -> None:
 
 def test_a_process_that_ran_its_share_while_others_wait_is_descheduled_for_a_slice() -> None:
     """Three busy processes on two cores, slices of 4 ms: a process that has run back to
-    back for two slices waits one; with a core to spare, or after idling, it never does."""
+    back for two slices waits one; with a core to spare, or after idling, it never does.
+    What counts is the CPU it got (``Server.ran``): time it spent waiting for a core
+    is not running, so it is not descheduled for it."""
     import random
 
     import simpy
@@ -173,12 +175,14 @@ def test_a_process_that_ran_its_share_while_others_wait_is_descheduled_for_a_sli
     engine._cpus = servers
     a, b, c = servers
     b.busy_until = c.busy_until = 1.0  # both others have work until t = 1 s
-    a.busy_until, a.run_since = 0.0079, 0.0
+    a.busy_until, a.run_since, a.ran = 0.0079, 0.0, 0.0079
     assert engine._sliced(a, 0.0079) == 0.0079  # ran 7.9 ms: under its two slices
-    a.busy_until = 0.0081
+    a.busy_until, a.ran = 0.0081, 0.0081
     assert engine._sliced(a, 0.0081) == pytest.approx(0.0121)  # ran 8.1 ms: waits a slice
-    assert a.run_since == pytest.approx(0.0121)
+    assert a.run_since == pytest.approx(0.0121) and a.ran == 0.0
+    a.busy_until, a.run_since, a.ran = 0.03, 0.0, 0.002  # 30 ms busy, mostly waiting
+    assert engine._sliced(a, 0.03) == 0.03  # for a core: it ran 2 ms, under its share
     c.busy_until = 0.0  # one of the others idles: two busy processes on two cores
-    a.busy_until, a.run_since = 0.02, 0.0
+    a.busy_until, a.run_since, a.ran = 0.02, 0.0, 0.02
     assert engine._sliced(a, 0.02) == 0.02
     assert engine._sliced(a, 0.5) == 0.5 and a.run_since == 0.5  # after idling: a new run
