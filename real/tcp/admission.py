@@ -8,7 +8,8 @@ is one connection and the node ids bound to it.
   closed as soon as it is accepted (``_admits``), before anything is read.
 - The first frame naming a node id binds it to the connection (``_bind``).
   A node bound to another open connection stays there, except that a
-  ``Hello`` may take over a binding the coordinator never registered.
+  ``Hello`` may take over a binding the coordinator never registered (at a
+  storage replica: a request with the shared token, ``_takes_over``).
 - A connection may bind at most ``max_nodes_per_connection`` ids, and at
   most ``max_unregistered_ids`` that the coordinator had not registered
   when they were bound (``_may_bind_unregistered``). Probes and status
@@ -100,8 +101,7 @@ class Admission:
         if peer.refused:
             return False
         owner = self.routes.get(node)
-        hello = type(msg) is Hello
-        if owner is not None and (self.coordinator.knows(node) or not hello):
+        if owner is not None and not self._takes_over(node, msg):
             self.refuse(peer, f"node {node!r} is bound to another connection")
             return False
         if owner is not None:
@@ -115,6 +115,17 @@ class Admission:
         self.routes[node] = peer
         peer.nodes.add(node)
         return True
+
+    def _takes_over(self, node: str, msg: Message) -> bool:
+        """Whether ``msg`` may move ``node``'s binding from another connection to its
+        own: a ``Hello`` for a node the coordinator never registered; at a storage
+        replica, which has no registration, a request that carries the shared
+        token (``StoreCore.takes_over``), so an id squatted without the token is
+        taken back by its agent, and the squatter's link refused at its next frame."""
+        takes_over = getattr(self.coordinator, "takes_over", None)
+        if takes_over is not None:
+            return bool(takes_over(node, msg))
+        return type(msg) is Hello and not self.coordinator.knows(node)
 
     def _may_bind_unregistered(self, peer: Peer, node: str) -> bool:
         """Count ``node`` against ``max_unregistered_ids``; refuse ``peer`` past it.

@@ -7,7 +7,8 @@ one admission and one outbox serve it. What differs:
 
 - no registration: agents send ``QuorumRead`` and ``QuorumWrite`` with the
   shared token and no ``Hello`` (``knows`` says yes to every node id, so a
-  worker's agents bind to its connection as they speak);
+  worker's agents bind to its connection as they speak, and ``takes_over``
+  lets a request with the token take back an id another connection bound);
 - persistence: the server's flush calls ``persist``, which takes the turn's
   changed cells and writes them to the replica's SQLite file (``CellFile``) in
   one transaction, and only then lets the answers go (``drain``); a failed
@@ -28,7 +29,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from protocol.consensus.quorum import Cell, StorageReplica, StoredCell
-from protocol.messages import Message
+from protocol.messages import Message, QuorumRead, QuorumWrite
 from protocol.records import NodeEvent
 from protocol.sessions import CoordinatorStats
 from protocol.settings import ProtocolSettings
@@ -136,6 +137,14 @@ class StoreCore:
 
     def knows(self, node: str) -> bool:
         return True
+
+    def takes_over(self, node: str, msg: Message) -> bool:
+        """A request with the shared token may take its node id from another
+        connection (``real.tcp.admission``): the id's agent proves itself so."""
+        kind = type(msg)
+        if kind is QuorumRead or kind is QuorumWrite:
+            return self.store.settings.accepts(msg.token)  # type: ignore[union-attr]
+        return False
 
     def receive(self, src: str, msg: Message, now: float) -> None:
         self.store.receive(src, msg)

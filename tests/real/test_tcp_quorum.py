@@ -3,10 +3,11 @@ and agents on a worker host that read and write them themselves.
 
 The first test runs the servers in this process (one event loop): agents write
 and read through the replicas, a replica stopped and started again keeps its
-cells, and hostile frames sent to a replica are refused while the agents keep
-being served. The second runs the shipped ``quorum-replica-crash`` scenario on
-processes, SIGKILLing one replica and stopping another, and sets the model of
-the same run beside it. Nothing here asserts a time.
+cells, an agent's id squatted without the token is taken back, and hostile
+frames sent to a replica are refused while the agents keep being served. The
+second runs the shipped ``quorum-replica-crash`` scenario on processes,
+SIGKILLing one replica and stopping another, and sets the model of the same run
+beside it. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ async def session(tmp_path: Path) -> dict[str, object]:
     servers = Servers(tmp_path)
     for node in ("coord", *IDS):
         await servers.start(node)
+    squatters = []  # an id squatted without the token on every replica, before its agent
+    for node in IDS:
+        reader, writer = await asyncio.open_connection("127.0.0.1", servers.ports[node])
+        writer.write(frame("a1", QuorumRead(1, 0, "ns", "k", "wrong")))
+        await reader.read(65536)  # refused ("bad token"), but bound first
+        squatters.append((reader, writer))
     config = QuorumConfig(IDS, 2, 2, retry=0.05)
     stores = Stores(config, {node: ("127.0.0.1", servers.ports[node]) for node in IDS})
     host = AgentHost(
@@ -100,7 +107,12 @@ async def session(tmp_path: Path) -> dict[str, object]:
         host.flush()
 
     issue(memory(1, MemVerb.PUT, "k"))
-    await until(lambda: len(agent.mem_answered) == 1)
+    await until(lambda: len(agent.mem_answered) == 1)  # the agent took its id back
+    closed = []
+    for reader, writer in squatters:  # and a squatter speaking for it again is refused
+        writer.write(frame("a1", QuorumRead(2, 0, "ns", "k", "wrong")))
+        closed.append(await reader.read(65536))
+        writer.close()
     await servers.stop("r3")  # one replica down: a quorum is still there
     issue(memory(2, MemVerb.PUT, "k"))
     issue(memory(3, MemVerb.GET, "k"))
@@ -123,7 +135,13 @@ async def session(tmp_path: Path) -> dict[str, object]:
         stored = CellFile(tmp_path / f"{node}.db")
         cells[node] = stored.load()
         stored.close()
-    return {"answers": agent.mem_answered, "hostile": hostile, "reports": reports, "cells": cells}
+    return {
+        "answers": agent.mem_answered,
+        "hostile": hostile,
+        "reports": reports,
+        "cells": cells,
+        "squatters": closed,
+    }
 
 
 def test_agents_read_and_write_the_replicas_and_hostile_frames_change_nothing(
@@ -145,6 +163,7 @@ def test_agents_read_and_write_the_replicas_and_hostile_frames_change_nothing(
     assert isinstance(hello, Error) and "QuorumRead" in hello.reason
     [(_, malformed)] = RoutedDecoder().feed(hostile["garbage"])  # then the link was closed
     assert isinstance(malformed, Error) and "malformed" in malformed.reason
+    assert out["squatters"] == [b"", b"", b""]  # each squatter's link closed, nothing sent
     cells = out["cells"]
     assert isinstance(cells, dict)
     assert cells["r1"][("ns", "k")].version == 2
@@ -152,7 +171,7 @@ def test_agents_read_and_write_the_replicas_and_hostile_frames_change_nothing(
     assert cells["r3"][("ns", "k")].version in (1, 2)
     reports = out["reports"]
     assert isinstance(reports, dict)
-    assert reports["r1"].stats["store_refused"] == 2  # type: ignore[attr-defined]
+    assert reports["r1"].stats["store_refused"] == 3  # type: ignore[attr-defined]
 
 
 def test_a_storage_replica_killed_and_another_stopped_lose_nothing_on_processes() -> None:
