@@ -25,8 +25,9 @@ the driver passed) to ``completions``; the driver collects them.
 
 With a quorum store (``quorum``), memory requests do not go to the coordinator:
 the agent's ``QuorumClient`` (``protocol.consensus.quorumclient``) reads and
-writes the storage replicas itself, outside the request window (so they are
-neither queued behind the bus's requests nor shed), and its answers are
+writes the storage replicas itself, outside the request window (not queued
+behind the bus's requests), at most ``request_window`` at once; one that waited
+``shed_after`` unsent is shed into the same ``shed`` list. Its answers are
 recorded as the coordinator's would be.
 
 In a tree an agent also knows its coordinator's ancestors (``fallbacks``). When
@@ -91,7 +92,6 @@ class Agent:
         quorum: QuorumConfig | None = None,
     ) -> None:
         self.node_id = node_id
-        self.quorum = QuorumClient(node_id, quorum, settings.token) if quorum else None
         self.vouched_by = vouched_by
         self.coordinator = coordinator
         self.coordinators = (coordinator, *fallbacks)  # where to go if this one dies
@@ -118,6 +118,18 @@ class Agent:
         self._task_due: float | None = None  # when the running task's work is done
         self.requests = RequestWindow(settings)
         self.shed: list[int] = self.requests.shed  # op ids given up unaccepted, in order
+        self.quorum = (
+            QuorumClient(
+                node_id,
+                quorum,
+                settings.token,
+                settings.request_window,
+                settings.shed_after if settings.shed_after > 0 else INF,
+                self.shed,
+            )
+            if quorum
+            else None
+        )
         self._heartbeat_interval = settings.heartbeat_interval
         self._next_heartbeat: float | None = None
         self._heartbeat_seq = 0
@@ -181,8 +193,9 @@ class Agent:
         self._next_hello = now + self.settings.request_timeout
 
     def receive(self, src: str, msg: Message, now: float) -> None:
-        """Handle one message from the coordinator. After a fail-over, what the old
-        one sent before it died is dropped: its ids mean nothing here."""
+        """Handle one message from the coordinator (or a storage replica's answer to
+        the quorum client). After a fail-over, what the old coordinator sent before
+        it died is dropped: its ids mean nothing here."""
         kind = type(msg)
         if kind is QuorumCell or kind is QuorumWritten:
             self._on_quorum(src, msg, now)

@@ -31,13 +31,18 @@ seconds, doubling to at most ``MAX_RETRY``; an operation is never given up
 replica already counted, or after the round decided are ignored.
 
 One client runs its operations on one key one at a time, in the order
-submitted (a session's order); different keys run at once. A replica's
+submitted (a session's order); different keys run at once, at most ``limit``
+of them (the agent's ``request_window``). An operation that waited
+``shed_after`` unsent (behind its key's, or for the limit) is given up: its op
+id goes to ``shed``, as the request window sheds (``protocol.requests``), and
+it never took effect. A replica's
 refusal (an answer with ``error``: a bad token, a key or value out of bounds)
 ends the operation with that refusal.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -54,6 +59,7 @@ from protocol.messages import (
 )
 
 MAX_RETRY = 1.0  # seconds: the longest wait before asking silent replicas again
+INFINITE = 1 << 62  # no limit on operations under way
 READ, WRITE = 0, 1  # the phases
 
 
@@ -74,15 +80,28 @@ class _Op:
 class QuorumClient:
     """One client's operations on a quorum store (see the module doc)."""
 
-    def __init__(self, node_id: str, config: QuorumConfig, token: str) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        config: QuorumConfig,
+        token: str,
+        limit: int = INFINITE,
+        shed_after: float = math.inf,
+        shed: list[int] | None = None,
+    ) -> None:
         self.node_id = node_id
         self.config = config
         self.token = token
+        self.limit = limit
+        self.shed_after = shed_after
         self.replies: list[MemReply] = []
+        self.shed: list[int] = shed if shed is not None else []  # op ids given up unsent
         self.retries = 0  # requests sent again to replicas that had not answered
         self.repairs = 0  # cells written back to stale replicas
         self._ops: dict[int, _Op] = {}  # op id -> the operation under way
-        self._keys: dict[tuple[str, str], deque[MemRequest]] = {}  # key -> running, then queued
+        # key -> its operations, the running one first, each with when it was submitted
+        self._keys: dict[tuple[str, str], deque[tuple[MemRequest, float]]] = {}
+        self._idle: deque[tuple[str, str]] = deque()  # keys whose first waits for the limit
         self._out: list[Outgoing] = []
 
     def __len__(self) -> int:
@@ -90,11 +109,45 @@ class QuorumClient:
         return sum(len(queue) for queue in self._keys.values())
 
     def submit(self, request: MemRequest, now: float) -> None:
-        """Start ``request`` now, or after the operations on its key before it."""
-        queue = self._keys.setdefault((request.namespace, request.key), deque())
-        queue.append(request)
+        """Start ``request`` now, or after the operations on its key before it, or once
+        fewer than ``limit`` are under way."""
+        slot = (request.namespace, request.key)
+        queue = self._keys.setdefault(slot, deque())
+        queue.append((request, now))
         if len(queue) == 1:
-            self._start(request, now)
+            self._idle.append(slot)
+            self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        """Start the first operation of waiting keys while under the limit."""
+        idle = self._idle
+        while idle and len(self._ops) < self.limit:
+            queue = self._keys.get(idle.popleft())
+            if queue and queue[0][0].op_id not in self._ops:  # (a key listed twice)
+                self._start(queue[0][0], now)
+
+    def _shed_expired(self, now: float) -> None:
+        """Give up the operations that waited ``shed_after`` without being sent."""
+        limit = now - self.shed_after
+        running = self._ops
+        expired: list[tuple[float, int]] = []
+        for slot in list(self._keys):
+            queue = self._keys[slot]
+            kept: deque[tuple[MemRequest, float]] = deque()
+            for request, at in queue:
+                if request.op_id in running or at > limit:
+                    kept.append((request, at))
+                else:
+                    expired.append((at, request.op_id))
+            if len(kept) == len(queue):
+                continue
+            if kept:
+                self._keys[slot] = kept
+                if kept[0][0].op_id not in running:
+                    self._idle.append(slot)
+            else:
+                del self._keys[slot]
+        self.shed.extend(op_id for _, op_id in sorted(expired))  # in the order submitted
 
     def receive(self, src: str, msg: Message, now: float) -> None:
         """An answer from storage replica ``src``."""
@@ -105,13 +158,24 @@ class QuorumClient:
             self._on_written(src, msg, now)  # type: ignore[arg-type]
 
     def on_timer(self, now: float) -> None:
-        """Ask again the replicas that have not answered a round that is due."""
+        """Ask again the replicas that have not answered a round that is due; shed
+        what waited too long unsent."""
         for op in self._ops.values():
             if op.due <= now:
                 self._ask(op, now, again=True)
+        if self.shed_after < math.inf and len(self._ops) < len(self):
+            self._shed_expired(now)
 
     def next_deadline(self) -> float | None:
-        return min((op.due for op in self._ops.values()), default=None)
+        due = min((op.due for op in self._ops.values()), default=None)
+        if self.shed_after == math.inf or len(self._ops) == len(self):
+            return due
+        waiting = min(
+            (at for queue in self._keys.values() for r, at in queue if r.op_id not in self._ops),
+            default=math.inf,
+        )
+        expiry = waiting + self.shed_after
+        return expiry if due is None else min(due, expiry)
 
     def drain(self) -> list[Outgoing]:
         out, self._out = self._out, []
@@ -230,9 +294,11 @@ class QuorumClient:
         del self._ops[request.op_id]
         assert op.reply is not None
         self.replies.append(op.reply)
-        queue = self._keys[(request.namespace, request.key)]
+        slot = (request.namespace, request.key)
+        queue = self._keys[slot]
         queue.popleft()
         if queue:
-            self._start(queue[0], now)
+            self._idle.append(slot)
         else:
-            del self._keys[(request.namespace, request.key)]
+            del self._keys[slot]
+        self._pump(now)

@@ -176,9 +176,10 @@ def test_agents_read_and_write_the_replicas_and_hostile_frames_change_nothing(
 
 def test_a_storage_replica_killed_and_another_stopped_lose_nothing_on_processes() -> None:
     """``scenarios/faults/quorum-replica-crash.yaml``, shortened: r2 SIGKILLed at 1.5 s and
-    restarted, r3 stopped at 2.5 s; every memory op answered, nothing acknowledged lost
-    (each key's last acknowledged write is in the store at the end), and the model
-    completes the same operations at the same nodes."""
+    restarted, r3 stopped at 2.5 s; every memory op answered (or shed unsent while
+    no quorum answered), nothing acknowledged lost (each key's last acknowledged
+    write is in the store at the end), and the model completes the same operations
+    at the same nodes."""
     path = ROOT / "scenarios" / "faults" / "quorum-replica-crash.yaml"
     data = yaml.safe_load(path.read_text())
     data["duration"] = 4.0
@@ -200,6 +201,10 @@ def test_a_storage_replica_killed_and_another_stopped_lose_nothing_on_processes(
     names = sorted(u.name for u in result.processes if u.name.startswith("storage"))
     assert names == ["storage replica r1", "storage replica r2", "storage replica r3"]
     model = sim_run(plan, load_calibration(transport="tcp")[0], None, 2, cores=2, links=2)
-    got = sorted((c.op_id, c.node) for c in result.completions if not c.duplicate)
-    assert got == sorted((c.op_id, c.node) for c in model.completions if not c.duplicate)
+    got = {(c.op_id, c.node) for c in result.completions if not c.duplicate}
+    # ops that found no quorum for shed_after are shed unsent: when r3 stops, the
+    # workers' links to the restarted r2 may still be backing off
+    shed = summary.reliability.shed
+    assert len(got) == plan.expected_total - shed and shed <= plan.expected_total // 100
+    assert got <= {(c.op_id, c.node) for c in model.completions if not c.duplicate}
     assert check_acked_writes(model).acked_writes_lost == 0

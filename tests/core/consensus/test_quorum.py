@@ -465,3 +465,21 @@ def test_an_agent_with_a_quorum_store_records_its_memory_ops_as_the_coordinators
     assert [(w.op_id, w.version) for w in agent.write_acks] == [(1, 1)]
     assert [c.op_id for c in agent.completions] == [1, 2] and agent.pending == 0
     assert agent.next_deadline() is None
+
+
+def test_a_client_runs_at_most_its_limit_and_sheds_what_waited_too_long_unsent() -> None:
+    shed: list[int] = []
+    config = QuorumConfig(("s1", "s2", "s3"), 2, 2)
+    client = QuorumClient("c1", config, SETTINGS.token, limit=2, shed_after=0.03, shed=shed)
+    for op_id, key in enumerate(["a", "b", "c", "a"], 1):  # c: the limit; the 2nd a: its key
+        client.submit(get(op_id, key), 0.0)
+    sent = {m.op_id for _, m in client.drain()}
+    assert sent == {1, 2} and len(client) == 4
+    assert client.next_deadline() == pytest.approx(0.03)  # the waiting ones' expiry
+    client.on_timer(0.031)  # the replicas never answered: 3 and 4 waited too long
+    assert shed == [3, 4] and len(client) == 2
+    for replica in ("s1", "s2"):  # op 1 answers; nothing left to start
+        client.receive(replica, QuorumCell(1, 0, *EMPTY), 0.04)
+    assert [r.op_id for r in client.replies] == [1] and len(client) == 1
+    client.submit(get(5, "c"), 0.05)  # under the limit again: sent at once
+    assert 5 in {m.op_id for _, m in client.drain() if isinstance(m, QuorumRead)}
