@@ -255,20 +255,7 @@ class AgentHost:
                 continue
             sl.link = link
             delay = next_reconnect_wait(settings)
-            while not self.closing:
-                try:
-                    batch = await link.read_batch()
-                except MalformedEnvelope as exc:
-                    self._note(f"store link {sl.node}: malformed input: {exc}")
-                    break
-                except (ConnectionError, OSError) as exc:
-                    self._note(f"store link {sl.node}: lost ({exc.__class__.__name__})")
-                    break
-                if batch is None:
-                    if not self.closing:
-                        self._note(f"store link {sl.node}: closed by the replica")
-                    break
-                self._deliver(batch, sl.node)
+            await self._read_link(link, sl.node, f"store link {sl.node}", "replica")
             link.close()
             sl.link = None
 
@@ -294,7 +281,7 @@ class AgentHost:
                 delay = next_reconnect_wait(settings)
             hl.connects += 1
             self._hello(hl)
-            await self._read_link(hl, hl.link)
+            await self._read_link(hl.link, hl.coordinator, f"link {hl.index}", "coordinator")
             hl.link.close()
             hl.link = None
             agents = [self.agents[node] for node in hl.agent_ids]
@@ -335,22 +322,24 @@ class AgentHost:
             self._touched[node] = agent
         self.flush()
 
-    async def _read_link(self, hl: HostLink, link: FramedLink) -> None:
+    async def _read_link(self, link: FramedLink, src: str, name: str, peer: str) -> None:
+        """Hand what ``link`` brings to the agents it names, from ``src``, until it
+        closes or sends something malformed (noted as ``name``'s, from the ``peer``)."""
         while not self.closing:
             try:
                 batch = await link.read_batch()
             except MalformedEnvelope as exc:
-                self._deliver(exc.routed, hl.coordinator)
-                self._note(f"link {hl.index}: malformed input from the coordinator: {exc}")
+                self._deliver(exc.routed, src)
+                self._note(f"{name}: malformed input from the {peer}: {exc}")
                 return
             except (ConnectionError, OSError) as exc:
-                self._note(f"link {hl.index}: lost ({exc.__class__.__name__})")
+                self._note(f"{name}: lost ({exc.__class__.__name__})")
                 return
             if batch is None:
                 if not self.closing:
-                    self._note(f"link {hl.index}: closed by the coordinator")
+                    self._note(f"{name}: closed by the {peer}")
                 return
-            self._deliver(batch, hl.coordinator)
+            self._deliver(batch, src)
 
     def _deliver(self, batch: list[Routed], src: str = COORD) -> None:
         agents = self._nodes
@@ -484,7 +473,8 @@ class AgentHost:
         self.issued += 1
 
     async def backpressure(self) -> None:
-        for hl in [*self.links, *self.stores.values()]:
+        every: list[HostLink | StoreLink] = [*self.links, *self.stores.values()]
+        for hl in every:
             if hl.link is not None:
                 await hl.link.backpressure()
 
