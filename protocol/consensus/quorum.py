@@ -25,11 +25,11 @@ compaction yet).
 
 Requests carry the shared token; one without it, with a key outside 1..256
 characters or with a value over ``max_value_bytes`` is refused (an answer with
-``error`` set), changes nothing and is counted in ``refusals`` (the first ``MAX_NOTED`` noted
-in ``refused``); any other message
-gets ``Error``. The other quotas of the coordinator's store (keys and bytes in
-all) are not enforced here: a replica cannot know whether a write will be
-acknowledged by enough others to count.
+``error`` set), changes nothing and is counted in ``refusals`` (the first
+``MAX_NOTED`` noted in ``refused``); any other message gets ``Error``. The
+other quotas of the coordinator's store (keys and bytes in all) are not
+enforced here: a replica cannot know whether a write will be acknowledged by
+enough others to count.
 
 What it guarantees (docs/design.md, "Quorum"): with ``R + W > N`` and reads
 that repair before they answer (``repair="sync"``), reads and writes of one
