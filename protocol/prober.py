@@ -21,7 +21,16 @@ The drivers keep time and move the messages:
   status complete, or refused. A duplicate, a reply to another request or an
   unknown probe id settles nothing;
 - ``settled`` is True when every probe sent is answered and the status, if
-  asked, is complete or refused.
+  asked, is complete or refused;
+- ``retry(now)``: with a replicated coordinator, when the replica the prober
+  was talking to refused it as not the leader or its link died, the probes
+  to send again to the next one: those still unanswered whose deadline has
+  not passed, each at most ``PROBE_TRIES`` times in all: at once to a leader
+  the refusal named, after ``RETRY_PAUSE`` otherwise (an election may be
+  under way; the driver keeps that time). So a probe is what a
+  client's request is: it follows a redirect and fails over within its own
+  deadline, and uptime is the share of moments at which a client was served
+  in time, not the share that happened to pick the leader.
 
 Nothing here reads a clock.
 """
@@ -43,12 +52,16 @@ from protocol.plan import STATUS_REQUEST_ID, Plan
 from protocol.records import ProbeResult
 from protocol.status import StatusParts
 
+PROBE_TRIES = 5  # sends of one probe at most
+RETRY_PAUSE = 0.005  # s before a probe goes again to a replica nobody named as leader
+
 
 class Prober:
     """One run's availability probes and status request (module docstring)."""
 
     def __init__(self, plan: Plan) -> None:
         self.interval = plan.probe_interval
+        self.deadline = plan.probe_deadline
         self.duration = plan.duration
         self.token = plan.settings.token
         self.status_at: float | None = plan.status_at
@@ -58,6 +71,8 @@ class Prober:
         self.asked = False
         self._parts = StatusParts(STATUS_REQUEST_ID)
         self._answered = 0
+        self._tries: dict[int, int] = {}  # probe id: sends, for the probes sent again
+        self._open = 0  # results before this index are answered or past their deadline
 
     def next_probe_at(self) -> float | None:
         """When the next probe is due, or None: every probe has been sent."""
@@ -71,6 +86,23 @@ class Prober:
         probe_id = len(self.results) + 1
         self.results.append(ProbeResult(probe_id, now, None))
         return Probe(probe_id)
+
+    def retry(self, now: float) -> list[Probe]:
+        """The probes to send again to another replica (module docstring), each
+        counted as one more try."""
+        results = self.results
+        while self._open < len(results) and (
+            results[self._open].answered is not None
+            or now - results[self._open].sent >= self.deadline
+        ):
+            self._open += 1
+        again: list[Probe] = []
+        for sent in results[self._open :]:
+            tries = self._tries.get(sent.probe_id, 1)
+            if sent.answered is None and now - sent.sent < self.deadline and tries < PROBE_TRIES:
+                self._tries[sent.probe_id] = tries + 1
+                again.append(Probe(sent.probe_id))
+        return again
 
     def status_request(self) -> StatusRequest:
         """The run's status request, recorded as asked."""

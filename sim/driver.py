@@ -85,10 +85,10 @@ from protocol.agent import Agent, memory_until
 from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import crashed_coordinators
 from protocol.links import spread, spread_by_leaf
-from protocol.messages import Message, Reject
+from protocol.messages import Message, ProbeReply, Reject, leader_hint
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
 from protocol.plan import Operation, Plan
-from protocol.prober import Prober
+from protocol.prober import RETRY_PAUSE, Prober
 from protocol.records import (
     LIVE_INTERVAL,
     Completion,
@@ -319,7 +319,7 @@ class ModelRun:
                 self.replicas,
                 self.agents,
                 self._at,
-                self._probe_lost,
+                self._probe_failed_over,
             )
         elif self.stores and plan.faults and not registration_only:  # storage replicas'
             self.store_links = ReplicaLinks(
@@ -602,12 +602,37 @@ class ModelRun:
         self.unanswered -= 1
         self._check_done()
 
+    def _probe_failed_over(self) -> None:
+        """A probe was lost at a dead replica (the target has moved on): send the
+        probes still in time to the new target, after ``RETRY_PAUSE``."""
+        self._resend_probes(RETRY_PAUSE)
+        self._probe_lost()
+
+    def _resend_probes(self, pause: float = 0.0) -> None:
+        """Send the probes still in time (``Prober.retry``) to the prober's target,
+        after ``pause`` (counted as one probe unanswered until then)."""
+        if pause > 0:
+            self.unanswered += 1
+            self._at(self.env.now + pause, self._resend_paused)
+            return
+        for probe in self.prober.retry(self.env.now):
+            self.unanswered += 1
+            self.engine.send(PROBER_ID, self._prober_target(), probe)
+
+    def _resend_paused(self) -> None:
+        self._resend_probes()
+        self._probe_lost()
+
     def _probe_answered(self, msg: Message, at: float) -> None:
         if self.prober.receive(msg, at):
             self.unanswered -= 1
             self._check_done()
         elif self.replica_links is not None and type(msg) is Reject:  # a replica not leading
+            named = leader_hint(msg.reason) in self.replica_links.replicas
             self.replica_links.prober_got(msg)
+            self._resend_probes(0.0 if named else RETRY_PAUSE)
+            self._probe_lost()
+        elif type(msg) is ProbeReply:  # a probe sent again was answered twice
             self._probe_lost()
 
     def _prober_target(self) -> str:

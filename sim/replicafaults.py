@@ -37,7 +37,8 @@ pauses them (they lead nothing, close no link and are not probed):
 - Which replica ``node: leader`` names, and how faults of one replica nest (a
   crash ends its pauses), is ``protocol.faults.Target``'s, as on tcp.
 - **The prober** follows the leader: a probe lost at a dead replica moves it to
-  the next replica, a refusal naming a leader moves it there (``target``).
+  the next replica, a refusal naming a leader moves it there (``target``); the
+  driver then sends the probes still in time again (``Prober.retry``).
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ class ReplicaLinks:
             return
         if name in self.dead:
             if type(event.msg) is Probe or type(event.msg) is StatusRequest:
-                self.lost_probe()
                 self.target = self._next(event.node.node_id)
+                self.lost_probe()  # which may send it again, to the new target
             return
         self.engine._arrive_coordinator(event)
 

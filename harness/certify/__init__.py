@@ -1,6 +1,6 @@
-"""``swarmtwin certify``: the ten certification tests, scored, with a report.
+"""``swarmtwin certify``: the certification tests, scored, with a report.
 
-``suite`` loads a suite file, ``catalog`` names the ten tests and how each
+``suite`` loads a suite file, ``catalog`` names the twelve tests and how each
 figure is taken from the runs, ``scoring`` turns figures into a score and a
 level, ``run`` runs everything, ``plots`` draws the report's pictures and
 ``report``/``html`` write ``report.json``, ``report.md`` and ``report.html``.

@@ -4,7 +4,7 @@ How it works. ``render_html`` takes the same data as ``report.json`` and
 renders ``harness/render/templates/certification.html.j2`` (``harness.render.jinja``),
 a page with no outside references (inline CSS, PNGs as base64), so it can
 be mailed, archived or attached to a CI run as one file. It opens with the
-level, the score and the machine; then the table of the ten tests, the
+level, the score and the machine; then the table of the tests, the
 plots, how each figure was measured, the security checks and the runs
 (links relative to the report folder). The template autoescapes: every
 text from the data is HTML-escaped.

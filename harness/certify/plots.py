@@ -30,7 +30,7 @@ from harness.render.plots import COLOURS, fault_rows, shade_faults  # noqa: E402
 PERCENTILES = np.unique(
     np.concatenate([np.linspace(0.0, 90.0, 46), 100.0 * (1.0 - 10.0 ** -np.linspace(1, 4, 61))])
 )
-FAULT_GROUPS = ("recovery", "resilience")
+FAULT_GROUPS = ("recovery", "resilience", "failover")
 
 
 def latency_curve(summary: Summary) -> tuple[list[float], list[float]] | None:

@@ -4,8 +4,9 @@ How it works. ``certify`` runs every scenario of the suite, group by group,
 on the real system (``repetitions`` times, one after another) and once on
 the model, through the same ``run_scenario`` as ``swarmtwin run`` (so each
 scenario also gets its ordinary run folder). Then it runs the security
-checks against a live tcp coordinator (``harness.certify.security.suite``), measures the ten
-tests (``catalog.measure``), scores them (``scoring``) and writes
+checks against a live tcp coordinator (``harness.certify.security.suite``), measures the
+tests (``catalog.measure``; the two failover tests only when the suite has a
+``failover`` group), scores them (``scoring``) and writes
 ``reports/certifications/<id>/`` with ``report.json``, ``report.md``,
 ``report.html`` and the plots. Nothing in the report is typed in: every
 figure comes from a run folder the report links to. An invalid run (its
@@ -74,7 +75,7 @@ def certify(
     say: Say = lambda _line: None,
     progress: Progress | None = None,
 ) -> Certification:
-    """Run the suite, measure and score the ten tests, write the report folder."""
+    """Run the suite, measure and score its tests, write the report folder."""
     created = datetime.now(UTC)
     cert_id = new_run_id(suite.settings.name, created)
     folder = reports / "certifications" / cert_id
@@ -82,7 +83,12 @@ def certify(
     runs = [_run_member(m, suite, reports, say, progress, warnings) for m in suite.scenarios]
     say("security checks against a live tcp coordinator")
     security = _security(suite, say)
-    specs = with_targets(suite.settings.targets)
+    specs = [spec for spec in with_targets(suite.settings.targets) if in_suite(spec, suite)]
+    if not suite.group("failover"):
+        warnings.append(
+            "the suite names no failover scenario: the failover tests (uptime through a "
+            "leader crash, leader failover) were not run and are not scored"
+        )
     measurements = [_measure(spec, runs, security) for spec in specs]
     for item in measurements:
         item.score = score_of(item.spec, item.value)
@@ -129,6 +135,11 @@ def _run_member(
     real = outcome.repetitions.get("real", [])
     sims = outcome.repetitions.get("sim", [])
     return ScenarioRuns(member.group, scenario.name, outcome.run_dir, real, sims)
+
+
+def in_suite(spec: Criterion, suite: Suite) -> bool:
+    """Every test but the failover ones, which need the optional ``failover`` group."""
+    return spec.group != "failover" or bool(suite.group("failover"))
 
 
 def _prefixed(progress: Progress, name: str) -> Progress:

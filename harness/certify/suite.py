@@ -7,7 +7,11 @@ groups of scenario files, relative to the suite file:
   integrity tests are measured on these runs;
 - ``capacity``: throughput, offered well past the target;
 - ``recovery``: fault scenarios (crash, kill); recovery and integrity;
-- ``resilience``: 1 % loss and a partition; network resilience.
+- ``resilience``: 1 % loss and a partition; network resilience;
+- ``failover`` (optional): a replicated coordinator whose leader is crashed
+  under load (a ``consensus`` section and a ``crash_replica`` fault, checked
+  here); uptime through the crash, failover time and integrity. A suite without
+  it leaves those two tests out, and the report says so.
 
 Each real scenario runs ``repetitions`` times (the model once: it is
 deterministic for a seed). ``security`` sets the seed and the number of
@@ -27,7 +31,7 @@ from harness.scenario.errors import did_you_mean, validate_file
 from harness.scenario.schema import Scenario, ScenarioError, load_scenario
 from harness.scenario.source import read_yaml
 
-GROUPS = ("load", "capacity", "recovery", "resilience")
+GROUPS = ("load", "capacity", "recovery", "resilience", "failover")
 DEFAULT_SUITE = "scenarios/certification/suite.yaml"
 
 
@@ -52,6 +56,7 @@ class SuiteFile(_Strict):
     capacity: list[str] = Field(min_length=1)
     recovery: list[str] = Field(min_length=1)
     resilience: list[str] = Field(min_length=1)
+    failover: list[str] = Field(default_factory=list)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     targets: dict[str, float] = Field(default_factory=dict)
 
@@ -131,4 +136,15 @@ def _load_member(source: str, folder: Path, group: str, index: int, name: str) -
         raise ScenarioError(
             source, f"{group}[{index}]", f"expected a scenario file, {member} is missing"
         )
-    return SuiteScenario(group, member, load_scenario(member))
+    scenario = load_scenario(member)
+    if group == "failover" and (
+        scenario.consensus is None
+        or not any(fault.kind == "crash_replica" for fault in scenario.faults)
+    ):
+        raise ScenarioError(
+            source,
+            f"{group}[{index}]",
+            f"expected a scenario with a consensus section and a crash_replica fault, "
+            f"{member} has {'no consensus' if scenario.consensus is None else 'no crash_replica'}",
+        )
+    return SuiteScenario(group, member, scenario)

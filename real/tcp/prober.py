@@ -6,9 +6,12 @@ replies mean) as node ``probe-0`` on its own loopback connection to the
 coordinator (the root of a tree): a ``Probe`` every ``plan.probe_interval`` until
 the plan's duration, and at ``plan.status_at`` one ``StatusRequest`` with the
 plan's token. A connection lost to a crashed coordinator is reopened at the next
-probe (with a replicated coordinator, to the next replica: one that does not lead
-closes the link); a probe that finds no coordinator, or goes out on a connection that turns
-out dead, stays unanswered (the prober records it so). After the last probe it
+probe; a probe that finds no coordinator, or goes out on a connection that turns
+out dead, stays unanswered (the prober records it so). With a replicated
+coordinator the prober acts as a client: a replica that does not lead refuses
+with the leader's name, if it knows it, and closes the link; the prober moves to
+that leader (or, without a name or when a replica dies, to the next replica) and
+sends again the probes still within their deadline (``Prober.retry``). After the last probe it
 waits ``LAST_REPLY_WAIT`` for late replies, so a slow answer counts as late rather
 than lost.
 """
@@ -16,10 +19,14 @@ than lost.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from protocol.codec import MalformedFrame, encode_body
+from protocol.messages import Reject, leader_hint
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
+from protocol.prober import RETRY_PAUSE
 from protocol.prober import Prober as CoreProber
 from real.clock import RunClock
 from real.tcp.framing import FramedLink, open_link
@@ -39,15 +46,23 @@ class TcpProber:
     """
 
     def __init__(
-        self, port: int, plan: Plan, clock: RunClock, fallbacks: tuple[int, ...] = ()
+        self,
+        port: int,
+        plan: Plan,
+        clock: RunClock,
+        fallbacks: tuple[int, ...] = (),
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         self.port = port
         self.ports = (port, *fallbacks)  # a replicated coordinator's: round the replicas
+        self.replicas = dict(replicas or {})  # replica id: port, to follow a leader's name
         self.plan = plan
         self.clock = clock
         self.core = CoreProber(plan)
         self.link: FramedLink | None = None
         self._readers: set[asyncio.Task[None]] = set()
+        self._hint: int | None = None  # the port of the leader a refusal named
+        self._sending = asyncio.Lock()  # one connection at a time
 
     async def run(self) -> None:
         """Probe from run time 0 until the plan's duration; ask for the status in
@@ -60,7 +75,9 @@ class TcpProber:
                     await self._ask_status(status_at)
                     status_at = None
                 await self._sleep_until(at)
-                await self._deliver(encode_body(core.probe(self.clock.now())))
+                sent = await self._deliver(encode_body(core.probe(self.clock.now())))
+                if not sent and len(self.ports) > 1:
+                    self._spawn(self._retry(RETRY_PAUSE))  # a dead replica: the next
             if status_at is not None:
                 await self._ask_status(status_at)
             await self._last_replies(LAST_REPLY_WAIT)
@@ -99,25 +116,48 @@ class TcpProber:
             if self.port == port:
                 return  # slow, not refused: a late reply still counts
 
-    async def _deliver(self, body: bytes) -> None:
+    async def _deliver(self, body: bytes) -> bool:
         """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
-        finds no coordinator, or goes out on a dead connection, is never answered."""
-        if self.link is None or self.link.closed:
+        finds no coordinator, or goes out on a dead connection, is never answered.
+        False when no connection could be opened (the port has moved on)."""
+        async with self._sending:
+            if self.link is None or self.link.closed:
+                try:
+                    self.link = await asyncio.wait_for(
+                        open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
+                    )
+                except (OSError, TimeoutError):
+                    self._next_port()
+                    return False  # the coordinator is unreachable: no answer
+                self._spawn(self._read(self.link))
             try:
-                self.link = await asyncio.wait_for(
-                    open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
-                )
-            except (OSError, TimeoutError):
-                self._next_port()
-                return  # the coordinator is unreachable: no answer
-            reader = asyncio.get_running_loop().create_task(self._read(self.link))
-            self._readers.add(reader)
-            reader.add_done_callback(self._readers.discard)
-        try:
-            self.link.send(PROBER, body)
-            self.link.flush()
-        except (OSError, RuntimeError):  # the connection died under us: unanswered
-            self.link.close()
+                self.link.send(PROBER, body)
+                self.link.flush()
+            except (OSError, RuntimeError):  # the connection died under us: unanswered
+                self.link.close()
+            return True
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+
+    async def _retry(self, pause: float) -> None:
+        """The replica refused or died: send the probes still in time to where the
+        port moved, after ``pause``, and on while no connection opens, pausing
+        ``RETRY_PAUSE`` between (``Prober.retry`` bounds it)."""
+        while True:
+            if pause > 0:
+                await asyncio.sleep(pause)
+            probes = self.core.retry(self.clock.now())
+            if not probes:
+                return
+            for probe in probes:
+                if not await self._deliver(encode_body(probe)):
+                    break
+            else:
+                return
+            pause = RETRY_PAUSE
 
     async def _read(self, link: FramedLink) -> None:
         while True:
@@ -128,15 +168,23 @@ class TcpProber:
             if batch is None:
                 link.close()
                 if link is self.link:
+                    named = self._hint is not None
                     self._next_port()
+                    if len(self.ports) > 1:
+                        self._spawn(self._retry(0.0 if named else RETRY_PAUSE))
                 return
             now = self.clock.now()
             for _, msg in batch:
-                self.core.receive(msg, now)
+                if not self.core.receive(msg, now) and type(msg) is Reject:
+                    self._hint = self.replicas.get(leader_hint(msg.reason) or "")
 
     def _next_port(self) -> None:
         """A replicated coordinator's replica closed the link (it does not lead, or it
-        died) or would not open one: the next probe tries the next replica."""
+        died) or would not open one: go to the leader it named, else the next replica."""
+        hint, self._hint = self._hint, None
+        if hint is not None and hint != self.port:
+            self.port = hint
+            return
         ports = self.ports
         self.port = ports[(ports.index(self.port) + 1) % len(ports)]
 

@@ -14,6 +14,15 @@ entries replace the stored tail from their first index; the application's own
 snapshot drops the entries up to its index). ``load()`` returns the
 ``Persisted`` a replica starts again from. A test drives this store and the
 in-memory rule with the same readies and compares them.
+
+Trimming. A snapshot makes the entries up to its index obsolete, but deleting
+them at once is the costliest write a replica makes: 8,192 entries of 4 KiB
+took 30 ms to delete and 80-95 ms to commit on 2 cores (every b-tree page they
+touched goes through the WAL), a stall of the replica's loop every
+``COMPACT_EVERY`` entries that the availability probes saw as late answers
+every 10 s. So the store deletes them ``TRIM_CHUNK`` at a time, oldest first,
+in the transactions of the saves that follow; ``load()`` reads only the
+entries above the stored snapshot, so an entry not yet deleted is never read.
 """
 
 from __future__ import annotations
@@ -46,6 +55,11 @@ SCHEMA = (
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 PUT_SNAPSHOT = "INSERT OR REPLACE INTO raft_snapshot (id, idx, term, data) VALUES (0, ?, ?, ?)"
 PUT_HARD = "INSERT OR REPLACE INTO raft_hard (id, term, vote, commit_index) VALUES (0, ?, ?, ?)"
+TRIM_CHUNK = 128  # obsolete entries deleted per save (module docstring)
+TRIM = (
+    "DELETE FROM raft_entry WHERE idx IN "
+    "(SELECT idx FROM raft_entry WHERE idx <= ? ORDER BY idx LIMIT ?)"
+)
 
 
 class RaftStore:
@@ -59,6 +73,9 @@ class RaftStore:
         for table in SCHEMA:
             self.db.execute(table)
         self.commits = 0
+        row = self.db.execute("SELECT idx FROM raft_snapshot").fetchone()
+        self.trim_to = row[0] if row else 0  # entries up to here are obsolete
+        self.trimmed = 0  # and up to here deleted
 
     def load(self) -> Persisted:
         db = self.db
@@ -66,9 +83,12 @@ class RaftStore:
         hard = HardState(*row) if row else HardState()
         row = db.execute("SELECT idx, term, data FROM raft_snapshot").fetchone()
         snapshot = Snapshot(row[0], row[1], bytes(row[2])) if row else None
+        above = snapshot.index if snapshot is not None else 0
         entries = tuple(
             Entry(term, idx, bytes(data))
-            for idx, term, data in db.execute("SELECT idx, term, data FROM raft_entry ORDER BY idx")
+            for idx, term, data in db.execute(
+                "SELECT idx, term, data FROM raft_entry WHERE idx > ? ORDER BY idx", (above,)
+            )
         )
         return Persisted(hard, snapshot, entries)
 
@@ -85,11 +105,10 @@ class RaftStore:
                     "SELECT 1 FROM raft_entry WHERE idx = ? AND term = ?",
                     (snapshot.index, snapshot.term),
                 ).fetchone()
-                if held:
-                    db.execute("DELETE FROM raft_entry WHERE idx <= ?", (snapshot.index,))
-                else:
+                if not held:
                     db.execute("DELETE FROM raft_entry")
                 db.execute(PUT_SNAPSHOT, (snapshot.index, snapshot.term, snapshot.data))
+                self.trim_to = max(self.trim_to, snapshot.index)
             if ready.entries:
                 db.execute("DELETE FROM raft_entry WHERE idx >= ?", (ready.entries[0].index,))
                 db.executemany(
@@ -101,15 +120,23 @@ class RaftStore:
                 stored = db.execute("SELECT idx FROM raft_snapshot").fetchone()
                 if stored is None or stored[0] < compacted.index:
                     db.execute(PUT_SNAPSHOT, (compacted.index, compacted.term, compacted.data))
-                    db.execute("DELETE FROM raft_entry WHERE idx <= ?", (compacted.index,))
+                    self.trim_to = max(self.trim_to, compacted.index)
             hard = ready.hard_state
             if hard is not None:
                 db.execute(PUT_HARD, (hard.term, hard.vote, hard.commit))
+            self._trim(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         self.commits += 1
+
+    def _trim(self, db: sqlite3.Connection) -> None:
+        """Delete up to ``TRIM_CHUNK`` obsolete entries, the oldest (module docstring)."""
+        if self.trimmed < self.trim_to:
+            deleted = db.execute(TRIM, (self.trim_to, TRIM_CHUNK)).rowcount
+            if deleted < TRIM_CHUNK:
+                self.trimmed = self.trim_to
 
     def close(self) -> None:
         self.db.close()

@@ -469,12 +469,14 @@ async def _replay(
     result.registered = {node: at - clock.t0 for node, at in ready.items()}
     port = server.port
     fallbacks: tuple[int, ...] = ()
+    named: dict[str, int] = {}
     if isinstance(server, ReplicaServers):  # from the leader at the start, round the others
         ports = [server.addresses[node][1] for node in server.ids]
         first = server.ids.index(server.first_leader)
         port, *others = ports[first:] + ports[:first]
         fallbacks = tuple(others)
-    prober = TcpProber(port, plan, clock, fallbacks)
+        named = {node: server.addresses[node][1] for node in server.ids}
+    prober = TcpProber(port, plan, clock, fallbacks, named)
     loop = asyncio.get_running_loop()
     probing = loop.create_task(prober.run())
     faulting = loop.create_task(supervisor.run())

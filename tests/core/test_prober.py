@@ -55,3 +55,18 @@ def test_the_status_is_joined_from_its_parts_or_refused() -> None:
     refused.status_request()
     assert refused.receive(Reject("bad token"), 1.8)
     assert refused.status_refused == "bad token" and refused.settled
+
+
+def test_a_refused_or_lost_probe_is_sent_again_while_in_time_at_most_five_times() -> None:
+    prober = Prober(plan(duration=2.0, interval=0.1))  # deadline 0.05
+    prober.probe(0.0)
+    prober.probe(0.1)
+    assert prober.retry(0.12) == [Probe(2)]  # probe 1 is past its deadline
+    assert [prober.retry(0.13), prober.retry(0.13), prober.retry(0.13)] == [[Probe(2)]] * 3
+    assert prober.retry(0.14) == []  # five sends in all
+    prober.probe(0.2)
+    assert prober.receive(ProbeReply(3), 0.21)
+    assert prober.retry(0.22) == []  # answered
+    prober.probe(0.3)
+    assert prober.retry(0.36) == []  # its deadline passed
+    assert prober.receive(ProbeReply(2), 0.14) and prober.results[1].on_time(0.05)

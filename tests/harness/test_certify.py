@@ -17,6 +17,7 @@ from harness.certify.catalog import (
     TEST_KEYS,
     TESTS,
     Measurement,
+    failover_worst,
     finish,
     integrity_percent,
     recovery_p95,
@@ -24,6 +25,7 @@ from harness.certify.catalog import (
 )
 from harness.certify.cli_check import cli_check
 from harness.certify.html import LEVEL_COLOURS
+from harness.certify.run import in_suite
 from harness.certify.scoring import overall, score_of
 from harness.certify.suite import load_suite, load_targets
 from harness.cli import main
@@ -61,12 +63,15 @@ def _all_passing() -> dict[str, float]:
         "data_integrity": 100.0,
         "monitoring_coverage": 100.0,
         "network_resilience": 99.0,
+        "failover_uptime": 99.95,
+        "failover_s": 0.1,
     }
 
 
-def test_the_ten_tests_and_their_targets_follow_design_md() -> None:
-    assert len(TESTS) == 10
+def test_the_twelve_tests_and_their_targets_follow_design_md() -> None:
+    assert len(TESTS) == 12
     assert sum(spec.critical for spec in TESTS) == 8
+    assert SPECS["failover_uptime"].target == 99.9 and SPECS["failover_s"].target == 0.5
     assert SPECS["latency_p95_ms"].target == 10 and SPECS["latency_p95_ms"].direction == "<="
     assert SPECS["throughput"].target == 100_000 and SPECS["recovery_s"].target == 5
     assert not SPECS["monitoring_coverage"].critical and not SPECS["network_resilience"].critical
@@ -84,16 +89,18 @@ def test_a_failed_test_scores_by_how_close_it_came() -> None:
 def test_levels_and_the_weighted_score() -> None:
     values = _all_passing()
     full = overall([_measured(k, v) for k, v in values.items()])
-    assert (full.level, full.score, full.passed) == ("FULL", 100.0, 10)
+    assert (full.level, full.score, full.passed) == ("FULL", 100.0, 12)
     one_minor = overall(
         [_measured(k, 0.0 if k == "network_resilience" else v) for k, v in values.items()]
     )
-    assert one_minor.level == "FULL"  # every critical passes and 9 of 10 >= 90 %
-    assert one_minor.score == pytest.approx(100 * 17 / 18)  # critical tests count twice
+    assert one_minor.level == "FULL"  # every critical passes and 11 of 12 >= 90 %
+    assert one_minor.score == pytest.approx(100 * 19 / 20)  # critical tests count twice
+    two_minor = {**values, "network_resilience": 0.0, "failover_s": math.inf}
+    assert overall([_measured(k, v) for k, v in two_minor.items()]).level == "PARTIAL"
     one_critical = overall(
         [_measured(k, 50_000 if k == "throughput" else v) for k, v in values.items()]
     )
-    assert one_critical.level == "PARTIAL"  # 7 of 8 critical (>= 80 %), 9 of 10
+    assert one_critical.level == "PARTIAL"  # 7 of 8 critical (>= 80 %), 11 of 12
     two_critical = {**values, "throughput": 1.0, "uptime": 1.0}
     assert overall([_measured(k, v) for k, v in two_critical.items()]).level == "FAILED"  # 6/8
 
@@ -133,6 +140,19 @@ def test_recovery_counts_a_fault_that_never_recovered_as_infinite() -> None:
     assert recovery_p95([_summary_with_faults([])]) is None
 
 
+def test_failover_takes_the_slowest_leader_crash_and_never_as_infinite() -> None:
+    run = _summary_with_faults([])
+    run.faults.faults = [
+        FaultRecovery(0, "crash_replica", 1.0, 1.0, first_write_s=0.05),
+        FaultRecovery(1, "crash_replica", 3.0, 3.0, first_write_s=0.2),
+        FaultRecovery(2, "kill_agent", 5.0, 5.0, first_write_s=9.0),  # not a replica's
+    ]
+    assert failover_worst([run]) == 0.2
+    run.faults.faults[0].first_write_s = None  # no write committed after it
+    assert failover_worst([run]) == math.inf
+    assert failover_worst([_summary_with_faults([])]) is None
+
+
 def test_integrity_counts_corruption_losses_and_lost_writes() -> None:
     clean = _summary_with_faults([])
     clean.reliability.unique, clean.reliability.expected = 900, 1000
@@ -165,6 +185,17 @@ def test_suite_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
         load_targets(targets, TEST_KEYS)
     assert err.value.field == "targets.uptime" and "> 0" in err.value.expected
     assert main(["certify", str(bad)]) == 2
+    (tmp_path / "a.yaml").write_text(Path("scenarios/smoke.yaml").read_text())
+    members = "load: [a.yaml]\ncapacity: [a.yaml]\nrecovery: [a.yaml]\nresilience: [a.yaml]\n"
+    bad.write_text(f"name: x\n{members}failover: [a.yaml]\n")
+    with pytest.raises(ScenarioError) as err:
+        load_suite(bad, None, TEST_KEYS)
+    assert err.value.field == "failover[0]" and "consensus" in err.value.expected
+    bad.write_text(f"name: x\n{members}")  # no failover group: its two tests are left out
+    without = load_suite(bad, None, TEST_KEYS)
+    kept = [spec.key for spec in TESTS if in_suite(spec, without)]
+    assert len(kept) == 10 and "failover_uptime" not in kept and "failover_s" not in kept
+    assert all(in_suite(spec, load_suite(QUICK, None, TEST_KEYS)) for spec in TESTS)
 
 
 def test_targets_override_the_defaults(tmp_path: Path) -> None:

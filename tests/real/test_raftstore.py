@@ -55,3 +55,46 @@ def test_sqlite_storage_matches_the_model(
         store.close()
     again = RaftStore(tmp_path / "r1.sqlite")
     assert again.load() == net.stored["r1"]  # reopened: the same
+
+
+def _ready(**changes: object) -> Ready:
+    from protocol.consensus.messages import Role
+
+    fields: dict[str, object] = {
+        "hard_state": None,
+        "snapshot": None,
+        "entries": (),
+        "messages": (),
+        "committed": (),
+        "read_states": (),
+        "role": Role.FOLLOWER,
+        "leader": "",
+    }
+    return Ready(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_a_snapshot_trims_the_entries_below_it_a_chunk_per_save(tmp_path: Path) -> None:
+    """The entries a snapshot made obsolete go ``TRIM_CHUNK`` per save, oldest first,
+    never all in the save that stored it; ``load`` never returns one meanwhile."""
+    from protocol.consensus.log import Entry, Snapshot
+    from protocol.consensus.messages import HardState
+    from real.tcp.raftstore import TRIM_CHUNK
+
+    store = RaftStore(tmp_path / "r1.sqlite", durability="normal")
+    count = 3 * TRIM_CHUNK + 5
+    entries = tuple(Entry(1, i, b"x" * 100) for i in range(1, count + 1))
+    hard = HardState(1, "r1", count)
+    store.save(_ready(hard_state=hard, entries=entries))
+    store.save(_ready(compacted=Snapshot(count - 2, 1, b"state")))
+
+    def rows() -> int:
+        return int(store.db.execute("SELECT count(*) FROM raft_entry").fetchone()[0])
+
+    left = [rows()]
+    for _ in range(4):
+        assert store.load().entries == entries[-2:]
+        store.save(_ready(hard_state=hard))
+        left.append(rows())
+    assert left == [2 * TRIM_CHUNK + 5, TRIM_CHUNK + 5, 5, 2, 2]
+    again = RaftStore(tmp_path / "r1.sqlite")
+    assert again.load() == store.load()
