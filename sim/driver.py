@@ -51,7 +51,9 @@ cycles are broken so that it is freed at once rather than by the paused
 cyclic collector. With 100,000 agents that keeps the registration run's
 model (hundreds of MB) from living on beside the main one.
 
-Everything random is drawn from ``random.Random(plan.seed)``; the wall clock
+Everything random is drawn from ``random.Random(plan.seed)`` (the replicas'
+tick phases from a generator of their own, seeded from it, so that a
+consensus section leaves the other draws as they were); the wall clock
 is only read to report how fast the simulator ran. So the same plan,
 calibration and seed give the same ``completions``, ``probes``,
 ``registered``, ``end_time`` and ``notes``, bit for bit. The cyclic garbage
@@ -356,7 +358,8 @@ class ModelRun:
         replication = self.plan.replication
         if replication is not None:
             self.replicas = add_replicas(self.engine, replication, settings, self.calibration)
-            bootstrap(self.replicas, self.env.now)
+            ticks = random.Random(f"{self.plan.seed}/replica-ticks")  # not the run's draws
+            bootstrap(self.replicas, self.env.now, ticks)
             self.engine.add_prober(PROBER_ID)
             ids = replication.replicas
             return self._build_agents({ids[0]: ids[1:]})

@@ -168,8 +168,11 @@ class Replica:
         """The replica this one believes leads ("" when it does not know)."""
         return self.raft.leader
 
-    def start(self, now: float) -> None:
-        self._next_tick = now + self.tick
+    def start(self, now: float, first_tick: float | None = None) -> None:
+        """Start ticking: the first tick ``first_tick`` after ``now`` (one tick by
+        default). Replicas that are separate processes tick out of phase; a model
+        that starts them at one instant spreads their first ticks to match."""
+        self._next_tick = now + (self.tick if first_tick is None else first_tick)
 
     def receive(self, src: str, msg: Message | ConsensusMessage, now: float) -> None:
         if type(msg) is Consensus:
