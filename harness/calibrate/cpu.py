@@ -229,7 +229,7 @@ def _models(runs: list[tuple[Plan, Scenario]], calibration: Calibration) -> list
     """The model's runs of ``runs``, in parallel processes."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from harness.validate.suite import sim_workers
+    from harness.sweep.executor import local_workers as sim_workers
 
     jobs = [(plan, scenario, calibration) for plan, scenario in runs]
     with ProcessPoolExecutor(max_workers=sim_workers()) as pool:

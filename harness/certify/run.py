@@ -1,9 +1,11 @@
 """Run a certification suite and write its report.
 
 How it works. ``certify`` runs every scenario of the suite, group by group,
-on the real system (``repetitions`` times, one after another) and once on
-the model, through the same ``run_scenario`` as ``swarmtwin run`` (so each
-scenario also gets its ordinary run folder). Then it runs the security
+on the real system (``repetitions`` times, one after another) and on the
+model (its seeded replications, all but the last on this machine's process
+pool, or on a Dask cluster with ``cluster``, once that scenario's real runs
+are over: ``harness.run.replications``), through the same ``run_scenario`` as
+``swarmtwin run`` (so each scenario also gets its ordinary run folder). Then it runs the security
 checks against a live tcp coordinator (``harness.certify.security.suite``), measures the
 tests (``catalog.measure``; the two failover tests only when the suite has a
 ``failover`` group), scores them (``scoring``) and writes
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +46,7 @@ from harness.metrics.summary import require_valid
 from harness.run.folder import new_run_id
 from harness.run.machine import describe_machine
 from harness.run.runner import labelled_repetitions, run_scenario
+from harness.sweep.executor import local_workers, sweep_executor
 
 if TYPE_CHECKING:
     from harness.certify.security.suite import SecurityReport
@@ -74,13 +78,17 @@ def certify(
     command: str,
     say: Say = lambda _line: None,
     progress: Progress | None = None,
+    cluster: str | None = None,
 ) -> Certification:
     """Run the suite, measure and score its tests, write the report folder."""
     created = datetime.now(UTC)
     cert_id = new_run_id(suite.settings.name, created)
     folder = reports / "certifications" / cert_id
     warnings: list[str] = []
-    runs = [_run_member(m, suite, reports, say, progress, warnings) for m in suite.scenarios]
+    with sweep_executor(cluster, local_workers()) as pool:  # the model's replications
+        runs = [
+            _run_member(m, suite, reports, say, progress, warnings, pool) for m in suite.scenarios
+        ]
     say("security checks against a live tcp coordinator")
     security = _security(suite, say)
     specs = [spec for spec in with_targets(suite.settings.targets) if in_suite(spec, suite)]
@@ -116,6 +124,7 @@ def _run_member(
     say: Say,
     progress: Progress | None,
     warnings: list[str],
+    executor: Executor,
 ) -> ScenarioRuns:
     reps = suite.settings.repetitions
     scenario = member.scenario.model_copy(update={"repetitions": reps})
@@ -125,7 +134,7 @@ def _run_member(
         f"{scenario.duration:g} s each"
     )
     named = None if progress is None else _prefixed(progress, scenario.name)
-    outcome = run_scenario(scenario, ("real", "sim"), reports, named)
+    outcome = run_scenario(scenario, ("real", "sim"), reports, named, executor=executor)
     warnings.extend(outcome.warnings)
     runs = {
         f"{scenario.name} {label} (run folder {outcome.run_dir})": summary

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli.options import EXIT_FAILED, EXIT_OK, REPETITIONS
-from harness.cli.output import console, progress_bar, warn
+from harness.cli.options import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, REPETITIONS
+from harness.cli.output import console, error, progress_bar, warn
 from harness.scenario.shipped import resolve
 
 LEVELS = ("FULL", "PARTIAL", "FAILED")
@@ -24,6 +24,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from harness.certify.console import render_certification
     from harness.certify.run import certify
     from harness.certify.suite import load_suite, load_targets
+    from harness.sweep.executor import ClusterError
 
     targets = load_targets(args.targets, TEST_KEYS) if args.targets else None
     suite = load_suite(resolve(args.suite, "certification suite"), targets, TEST_KEYS)
@@ -32,8 +33,14 @@ def cmd_certify(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, settings=settings)
     command = " ".join(["swarmtwin", *sys.argv[1:]]) if sys.argv[1:] else "swarmtwin certify"
     bar, update = progress_bar()
-    with bar:
-        cert = certify(suite, Path(args.reports), command, bar.console.print, update)
+    try:
+        with bar:
+            cert = certify(
+                suite, Path(args.reports), command, bar.console.print, update, args.cluster
+            )
+    except ClusterError as exc:
+        error(str(exc))
+        return EXIT_BAD_INPUT
     for warning in cert.warnings:
         warn(warning)
     console.print(render_certification(cert))
@@ -80,5 +87,11 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         choices=["FULL", "PARTIAL"],
         default=None,
         help="exit 1 when the level is below this",
+    )
+    cert.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the model's replications on the Dask cluster whose scheduler is at "
+        "ADDRESS (tcp://host:8786; docs/scale-out.md); default: this machine's processes",
     )
     cert.set_defaults(func=cmd_certify)

@@ -41,11 +41,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_model(args: argparse.Namespace) -> int:
+    from harness.sweep.executor import ClusterError
+
+    try:
+        return _validate_model(args) if args.reuse is None else _reuse(args)
+    except ClusterError as exc:
+        error(str(exc))
+        return EXIT_BAD_INPUT
+
+
+def _validate_model(args: argparse.Namespace) -> int:
     from harness.validate.model import validate_model
     from harness.validate.suite import load_suite
 
-    if args.reuse is not None:
-        return _reuse(args)
     overrides = {"repetitions": args.repetitions, "replications": args.replications}
     suite_path = resolve(args.suite, "validation suite")
     suite = load_suite(suite_path, {k: v for k, v in overrides.items() if v is not None})
@@ -60,12 +68,15 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
     )
     if args.calibration is not None:
         command += f" --calibration {args.calibration}"
+    if args.cluster is not None:
+        command += f" --cluster {args.cluster}"
     folder, report = validate_model(
         suite,
         Path(args.reports),
         lambda line: console.print(line, highlight=False),
         command,
         args.calibration,
+        args.cluster,
     )
     return _show(folder, report)
 
@@ -81,6 +92,8 @@ def _reuse(args: argparse.Namespace) -> int:
         command += f" --replications {args.replications}"
     if args.calibration is not None:
         command += f" --calibration {args.calibration}"
+    if args.cluster is not None:
+        command += f" --cluster {args.cluster}"
     folder, report = reuse_report(
         args.reuse,
         Path(args.reports),
@@ -88,6 +101,7 @@ def _reuse(args: argparse.Namespace) -> int:
         command,
         args.replications,
         args.calibration,
+        args.cluster,
     )
     return _show(folder, report)
 
@@ -139,5 +153,11 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="FILE",
         help="the model's calibration file (default: this machine's newest, else the shipped one)",
+    )
+    model.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the model's replications on the Dask cluster whose scheduler is at "
+        "ADDRESS (tcp://host:8786; docs/scale-out.md) instead of this machine's processes",
     )
     model.set_defaults(func=cmd_validate_model)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,10 +28,23 @@ from harness.cli.output import console, error, progress_bar, warn
 from harness.cli.portal import PORTAL_PORT
 from harness.scenario.schema import load_scenario
 from harness.scenario.shipped import resolve
+from harness.sweep.executor import ClusterError
 
 if TYPE_CHECKING:
     from harness.cli.options import Subcommands
     from harness.metrics.figures import Summary
+
+
+@contextmanager
+def _model_executor(cluster: str | None) -> Iterator[Executor | None]:
+    """The Dask cluster's executor with ``--cluster``; None (replications here) without."""
+    if cluster is None:
+        yield None
+        return
+    from harness.sweep.executor import sweep_executor
+
+    with sweep_executor(cluster, 1) as executor:
+        yield executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,10 +72,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"({scenario.warmup:g} s warm-up), transport {scenario.transport}, seed {scenario.seed}"
     )
     bar, update = progress_bar()
-    with bar:
-        outcome = run_scenario(
-            scenario, backends, Path(args.reports), update, operations=args.operations
-        )
+    try:
+        with bar, _model_executor(args.cluster) as executor:
+            outcome = run_scenario(
+                scenario,
+                backends,
+                Path(args.reports),
+                update,
+                operations=args.operations,
+                executor=executor,
+            )
+    except ClusterError as exc:
+        error(str(exc))
+        return EXIT_BAD_INPUT
     for warning in outcome.warnings:
         warn(warning)
     table = render_summary_table(
@@ -98,6 +123,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from harness.portal.dashboard import Dashboard
 
     given = {"--replications": args.replications, "--fail-on-targets": args.fail_on_targets}
+    given["--cluster"] = args.cluster
     given["--no-operations"] = not args.operations
     refused = [flag for flag, value in given.items() if value not in (None, False)]
     if refused:
@@ -224,6 +250,13 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         action="store_false",
         help="skip operations-BACKEND.parquet, the per-operation records (about 2 s per "
         "100k operations); the timelines, the summary and the history are written as always",
+    )
+    run.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the model's replications but the last on the Dask cluster whose "
+        "scheduler is at ADDRESS (tcp://host:8786; docs/scale-out.md); default: one after "
+        "another in this process",
     )
     run.add_argument(
         "--dashboard",

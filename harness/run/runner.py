@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from harness.run.folder import (
     write_run,
 )
 from harness.run.history import record_run
+from harness.run.replications import add_model_notes, farm_out
 from harness.scenario.compile import compile_plan
 from harness.scenario.errors import num
 from harness.scenario.schema import ModelSection, Scenario, ScenarioError
@@ -251,6 +253,7 @@ def run_scenario(
     progress: Progress | None = None,
     operations: bool = True,
     live: LabelledFeed | None = None,
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Compile, replay on each backend, summarize, compare and file one run.
 
@@ -259,7 +262,8 @@ def run_scenario(
     ``operations=False`` (``run --no-operations``) skips the per-operation
     records (``operations-<label>.parquet``) and does not keep them in memory.
     ``live`` gets each run's completions as it goes, under the run's label
-    (``real``, ``sim #2`` ...), as the progress does.
+    (``real``, ``sim #2`` ...), as the progress does. With ``executor``, every
+    model replication but the last runs on it (``harness.run.replications``).
     """
     check_backends(scenario, backends)
     plan = compile_plan(scenario)
@@ -270,23 +274,26 @@ def run_scenario(
     results: dict[str, DriverResult] = {}  # the last repetition's records, per backend
     for backend in backends:
         runs = scenario.model.replications if backend == "sim" else scenario.repetitions
+        farmed = {}
+        if backend == "sim" and executor is not None and live is None:
+            farmed = farm_out(executor, scenario, reports, outside)  # the real runs are over
         for rep in range(runs):
             label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
+            if rep in farmed:
+                reps.setdefault(backend, []).append(Summary.from_dict(farmed[rep].result()))
+                if tick is not None:
+                    tick(1.0)
+                continue
             replayed = replication_plan(plan, rep) if backend == "sim" else plan
             feed = _bind_feed(live, label)
             result = run_backend(
                 replayed, backend, scenario, tick, warnings, reports=reports, live=feed
             )
             if backend == "sim":
-                result.notes += [f"extrapolation: {text}" for text in outside]
+                add_model_notes(result, outside, rep, plan, replayed)
             if feed is not None:
                 result.notes.append(WATCHED_NOTE[backend])
-            if replayed.seed != plan.seed:
-                result.notes.append(
-                    f"model replication {rep + 1}: its draws seeded with {replayed.seed} "
-                    f"(the scenario's seed + {rep} x {SEED_STRIDE})"
-                )
             reps.setdefault(backend, []).append(summarize(plan, result))
             results = {k: v for k, v in results.items() if not k.startswith(backend)}
             if operations:

@@ -28,6 +28,8 @@ from typing import Any
 
 from harness.metrics.summary import InvalidRunError
 from harness.run.folder import new_run_id
+from harness.sweep.executor import describe
+from harness.sweep.executor import local_workers as sim_workers
 from harness.validate.fidelity import build_report, write_report
 from harness.validate.suite import (
     BASE,
@@ -36,7 +38,6 @@ from harness.validate.suite import (
     capacity_point,
     run_real,
     run_sim,
-    sim_workers,
     sweep_points,
 )
 
@@ -49,9 +50,11 @@ def validate_model(
     progress: Progress = lambda line: None,
     command: str = "swarmtwin validate-model",
     calibration: Path | None = None,
+    cluster: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Run the suite; return the report folder and the report's data. The model uses
-    the calibration file ``calibration`` when given, else this machine's (or the default)."""
+    the calibration file ``calibration`` when given, else this machine's (or the default);
+    its runs go to the Dask cluster at ``cluster`` when given (``harness.sweep``)."""
     started = time.perf_counter()
     settings = suite.settings
     base = PointResult(capacity_point(suite, suite.variants[0], None))
@@ -77,7 +80,7 @@ def validate_model(
     for index, result in enumerate(results, 1):
         _real(result, settings.repetitions, progress, f"{index}/{len(results)}")
     return predict_and_file(
-        suite, measured, results, reports, progress, command, calibration, started
+        suite, measured, results, reports, progress, command, calibration, started, None, cluster
     )
 
 
@@ -91,6 +94,7 @@ def predict_and_file(
     calibration: Path | None,
     started: float,
     reused: dict[str, Any] | None = None,
+    cluster: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Run every point's sim replications, then build and write the report."""
     settings = suite.settings
@@ -98,10 +102,10 @@ def predict_and_file(
     workers = sim_workers()
     progress(
         f"sim: {len(everything)} points x {settings.replications} replications "
-        f"on {workers} processes"
+        f"on {describe(cluster, workers)}"
     )
     points = [r.point for r in everything]
-    sims = run_sim(points, settings.replications, workers, reports, calibration)
+    sims = run_sim(points, settings.replications, workers, reports, calibration, cluster)
     for result, runs in zip(everything, sims, strict=True):
         result.sim = list(runs)
     header = _header(suite, command, time.perf_counter() - started, reports, calibration)

@@ -64,8 +64,10 @@ def reuse_report(
     command: str = "swarmtwin validate-model --reuse",
     replications: int | None = None,
     calibration: Path | None = None,
+    cluster: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Predict the points of the report at ``path`` again; file a new report."""
+    """Predict the points of the report at ``path`` again (on the Dask cluster at
+    ``cluster`` when given); file a new report."""
     started = time.perf_counter()
     file, old = read_report(path)
     overrides: dict[str, Any] = {
@@ -101,7 +103,7 @@ def reuse_report(
     progress(f"reusing the real runs of {file} ({old.get('created', 'undated')})")
     reused = {"report": str(file), "created": old.get("created"), "command": old.get("command")}
     return predict_and_file(
-        suite, measured, results, reports, progress, command, calibration, started, reused
+        suite, measured, results, reports, progress, command, calibration, started, reused, cluster
     )
 
 

@@ -40,12 +40,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.metrics.compare import repetition_stats
 from harness.metrics.figures import Summary, summarize
@@ -53,7 +51,11 @@ from harness.scenario.compile import compile_plan
 from harness.scenario.errors import validate_file
 from harness.scenario.schema import Scenario, ScenarioError, load_scenario, parse_scenario
 from harness.scenario.source import read_yaml
+from harness.sweep.executor import sweep_executor
 from harness.validate.suite_file import Axes, Mix, SuiteFile
+
+if TYPE_CHECKING:
+    from sim.calibration import Calibration
 
 Progress = Callable[[str], None]
 COMPARED = ("p50_ms", "p95_ms", "p99_ms", "deliveries_per_s")
@@ -303,41 +305,46 @@ def run_sim(
     workers: int,
     reports: Path | None = None,
     calibration: Path | None = None,
+    cluster: str | None = None,
 ) -> list[list[Summary]]:
-    """Every point's seeded model replications, spread over ``workers`` processes.
+    """Every point's seeded model replications, spread over ``workers`` local
+    processes, or over the Dask cluster at ``cluster`` (``harness.sweep.executor``).
 
     The model's calibration is the file ``calibration`` when given, else the one
-    picked from ``<reports>/calibrations`` (``harness.run.runner.run_backend``).
+    picked from ``<reports>/calibrations`` (``harness.run.runner.run_backend``),
+    read here and sent with each job, so a worker on another host needs no file.
     """
-    folder = None if reports is None else str(reports)
-    chosen = None if calibration is None else str(calibration)
+    from sim.calibration import calibrations_dir, load_calibration, read_calibration
+
+    chosen: dict[str, Calibration] = {}
+    for point in points:
+        transport = point.scenario.transport
+        if transport not in chosen:
+            if calibration is not None:
+                chosen[transport] = read_calibration(calibration)
+            else:
+                directory = None if reports is None else calibrations_dir(reports)
+                chosen[transport] = load_calibration(transport=transport, directory=directory)[0]
     jobs = [
-        (point.scenario.model_dump(by_alias=True), i, folder, chosen)
+        (point.scenario.model_dump(by_alias=True), i, chosen[point.scenario.transport])
         for point in points
         for i in range(replications)
     ]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    with sweep_executor(cluster, workers) as pool:
         done = list(pool.map(_sim_job, jobs))
     results = [Summary.from_dict(data) for data in done]
     return [results[i * replications : (i + 1) * replications] for i in range(len(points))]
 
 
-def sim_workers() -> int:
-    """Worker processes for the model: every CPU this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _sim_job(job: tuple[dict[str, Any], int, str | None, str | None]) -> dict[str, Any]:
+def _sim_job(job: tuple[dict[str, Any], int, Calibration]) -> dict[str, Any]:
+    """One model replication of one point, wherever it runs (``run_sim``)."""
     from harness.run.runner import replication_plan, run_backend
-    from sim.calibration import read_calibration
 
-    data, replication, folder, chosen = job
+    data, replication, calibration = job
     scenario = parse_scenario(data, "(validation point)")
     plan = compile_plan(scenario)
     model_plan = replication_plan(plan, replication)
-    reports = None if folder is None else Path(folder)
-    calibration = None if chosen is None else read_calibration(Path(chosen))
-    result = run_backend(model_plan, "sim", scenario, calibration=calibration, reports=reports)
+    result = run_backend(model_plan, "sim", scenario, calibration=calibration)
     return summarize(plan, result).to_dict(include_timeline=False)
 
 

@@ -304,7 +304,7 @@ def test_codec_and_tcp_hop_measurements_are_positive() -> None:
 
 def test_one_busy_process_more_than_cores_stalls_for_a_slice() -> None:
     from harness.calibrate.loop import measure_timeslice
-    from harness.validate.suite import sim_workers
+    from harness.sweep.executor import local_workers as sim_workers
 
     cores = sim_workers()
     timeslice, method = measure_timeslice(cores)
