@@ -33,14 +33,13 @@ without a what-if, the model's processes share the calibration's ``cores``
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.metrics.compare import ComparisonRow, aggregate, compare_runs
 from harness.metrics.figures import Summary, summarize
@@ -52,10 +51,15 @@ from harness.run.folder import (
     write_run,
 )
 from harness.run.history import record_run
-from harness.run.replications import add_model_notes, farm_out
+from harness.run.replications import (
+    Job,
+    add_model_notes,
+    farm_out,
+    replication_plan,
+)
 from harness.scenario.compile import compile_plan
 from harness.scenario.errors import num
-from harness.scenario.schema import ModelSection, Scenario, ScenarioError
+from harness.scenario.schema import ModelSection, Scenario, ScenarioError, parse_scenario
 from protocol.plan import Plan
 from protocol.records import DriverResult, LiveBatch, LiveFeed
 
@@ -67,7 +71,6 @@ Progress = Callable[[str, float], None]
 # a live feed of every run of a ``run_scenario``: the run's label and a ``LiveBatch``
 LabelledFeed = Callable[[str, LiveBatch], None]
 BACKENDS = ("real", "sim")
-SEED_STRIDE = 1_000_003  # model seed of replication i: the scenario's seed + i * stride
 LINKS_PER_WORKER = 2  # multiplexed tcp: connections each agent worker process opens
 WATCHED_NOTE = {
     "real": "watched live: the run handed its completions to a live view every 0.1 s; "
@@ -276,7 +279,7 @@ def run_scenario(
         runs = scenario.model.replications if backend == "sim" else scenario.repetitions
         farmed = {}
         if backend == "sim" and executor is not None and live is None:
-            farmed = farm_out(executor, scenario, reports, outside)  # the real runs are over
+            farmed = farm_out(executor, replication_job, scenario, reports, outside)
         for rep in range(runs):
             label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
@@ -338,15 +341,6 @@ def model_extrapolations(scenario: Scenario) -> list[str]:
     return extrapolations(scenario)
 
 
-def replication_plan(plan: Plan, replication: int) -> Plan:
-    """The plan the model replays as replication ``replication`` (from 0): the same
-    operations and faults, its random draws (service times, hops, losses) seeded with
-    ``plan.seed + replication * SEED_STRIDE``; replication 0 is the plan itself."""
-    if replication == 0:
-        return plan
-    return dataclasses.replace(plan, seed=plan.seed + replication * SEED_STRIDE)
-
-
 def write_repetitions(run_dir: Path, reps: dict[str, list[Summary]]) -> Path:
     """Every repetition's figures, and their median and mean with a 95 % confidence
     interval (``repetitions.json``; ``summary.json`` has the same since it describes
@@ -379,3 +373,15 @@ def _bind(progress: Progress | None, label: str) -> Callable[[float], None] | No
     if progress is None:
         return None
     return lambda fraction: progress(label, fraction)
+
+
+def replication_job(job: Job) -> dict[str, Any]:
+    """Replication ``rep`` of a scenario's model, wherever it runs (an executor's
+    process, a Dask worker): its summary (``harness.run.replications``)."""
+    data, rep, calibration, outside = job
+    scenario = parse_scenario(data, f"(scenario {data.get('name', '?')})")
+    plan = compile_plan(scenario)
+    replayed = replication_plan(plan, rep)
+    result = run_backend(replayed, "sim", scenario, calibration=calibration)
+    add_model_notes(result, outside, rep, plan, replayed)
+    return summarize(plan, result).to_dict()

@@ -338,7 +338,8 @@ def run_sim(
 
 def _sim_job(job: tuple[dict[str, Any], int, Calibration]) -> dict[str, Any]:
     """One model replication of one point, wherever it runs (``run_sim``)."""
-    from harness.run.runner import replication_plan, run_backend
+    from harness.run.replications import replication_plan
+    from harness.run.runner import run_backend
 
     data, replication, calibration = job
     scenario = parse_scenario(data, "(validation point)")
