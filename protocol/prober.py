@@ -56,6 +56,12 @@ PROBE_TRIES = 5  # sends of one probe at most
 RETRY_PAUSE = 0.005  # s before a probe goes again to a replica nobody named as leader
 
 
+def retry_pause(named_leader: bool) -> float:
+    """How long a driver waits before ``Prober.retry``: none when a refusal named the
+    leader, ``RETRY_PAUSE`` otherwise (an election may be under way, or a replica died)."""
+    return 0.0 if named_leader else RETRY_PAUSE
+
+
 class Prober:
     """One run's availability probes and status request (module docstring)."""
 

@@ -90,7 +90,7 @@ from protocol.links import spread, spread_by_leaf
 from protocol.messages import Message, ProbeReply, Reject, leader_hint
 from protocol.nodes import COORDINATOR_ID, PROBER_ID
 from protocol.plan import Operation, Plan
-from protocol.prober import RETRY_PAUSE, Prober
+from protocol.prober import Prober, retry_pause
 from protocol.records import (
     LIVE_INTERVAL,
     Completion,
@@ -607,8 +607,8 @@ class ModelRun:
 
     def _probe_failed_over(self) -> None:
         """A probe was lost at a dead replica (the target has moved on): send the
-        probes still in time to the new target, after ``RETRY_PAUSE``."""
-        self._resend_probes(RETRY_PAUSE)
+        probes still in time to the new target, after ``retry_pause``."""
+        self._resend_probes(retry_pause(False))
         self._probe_lost()
 
     def _resend_probes(self, pause: float = 0.0) -> None:
@@ -633,7 +633,7 @@ class ModelRun:
         elif self.replica_links is not None and type(msg) is Reject:  # a replica not leading
             named = leader_hint(msg.reason) in self.replica_links.replicas
             self.replica_links.prober_got(msg)
-            self._resend_probes(0.0 if named else RETRY_PAUSE)
+            self._resend_probes(retry_pause(named))
             self._probe_lost()
         elif type(msg) is ProbeReply:  # a probe sent again was answered twice
             self._probe_lost()

@@ -26,8 +26,8 @@ from protocol.codec import MalformedFrame, encode_body
 from protocol.messages import Reject, leader_hint
 from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Plan
-from protocol.prober import RETRY_PAUSE
 from protocol.prober import Prober as CoreProber
+from protocol.prober import retry_pause
 from real.clock import RunClock
 from real.tcp.framing import FramedLink, open_link
 from real.tcp.server import DEFAULT_HOST
@@ -77,7 +77,7 @@ class TcpProber:
                 await self._sleep_until(at)
                 sent = await self._deliver(encode_body(core.probe(self.clock.now())))
                 if not sent and len(self.ports) > 1:
-                    self._spawn(self._retry(RETRY_PAUSE))  # a dead replica: the next
+                    self._spawn(self._retry(retry_pause(False)))  # a dead replica: the next
             if status_at is not None:
                 await self._ask_status(status_at)
             await self._last_replies(LAST_REPLY_WAIT)
@@ -145,7 +145,7 @@ class TcpProber:
     async def _retry(self, pause: float) -> None:
         """The replica refused or died: send the probes still in time to where the
         port moved, after ``pause``, and on while no connection opens, pausing
-        ``RETRY_PAUSE`` between (``Prober.retry`` bounds it)."""
+        ``retry_pause`` between (``Prober.retry`` bounds it)."""
         while True:
             if pause > 0:
                 await asyncio.sleep(pause)
@@ -157,7 +157,7 @@ class TcpProber:
                     break
             else:
                 return
-            pause = RETRY_PAUSE
+            pause = retry_pause(False)
 
     async def _read(self, link: FramedLink) -> None:
         while True:
@@ -171,7 +171,7 @@ class TcpProber:
                     named = self._hint is not None
                     self._next_port()
                     if len(self.ports) > 1:
-                        self._spawn(self._retry(0.0 if named else RETRY_PAUSE))
+                        self._spawn(self._retry(retry_pause(named)))
                 return
             now = self.clock.now()
             for _, msg in batch:

@@ -70,3 +70,9 @@ def test_a_refused_or_lost_probe_is_sent_again_while_in_time_at_most_five_times(
     prober.probe(0.3)
     assert prober.retry(0.36) == []  # its deadline passed
     assert prober.receive(ProbeReply(2), 0.14) and prober.results[1].on_time(0.05)
+
+
+def test_a_retry_waits_only_when_no_leader_was_named() -> None:
+    from protocol.prober import RETRY_PAUSE, retry_pause
+
+    assert retry_pause(True) == 0.0 and retry_pause(False) == RETRY_PAUSE > 0
