@@ -12,4 +12,8 @@ used). ``SWARMTWIN_CORE=pure`` forces the pure-Python modules;
 
 Both worlds import the same ``protocol`` package, so the asyncio system and
 the SimPy model always run the same core, compiled or not.
+
+``native.heap`` is the other half of running Python fast here: the cyclic
+garbage collector paused around bulk work (compiling a plan, the model's run,
+summarizing and filing a run's records), one rule for every layer.
 """

@@ -57,7 +57,7 @@ consensus section leaves the other draws as they were); the wall clock
 is only read to report how fast the simulator ran. So the same plan,
 calibration and seed give the same ``completions``, ``probes``,
 ``registered``, ``end_time`` and ``notes``, bit for bit. The cyclic garbage
-collector is paused during a run (``gc_paused``): a run makes no cyclic
+collector is paused during a run (``native.heap.gc_paused``): a run makes no cyclic
 garbage until the model is dropped, so its passes would be pure overhead.
 
 ``last_stats()`` returns the counters of the most recent run in this process:
@@ -69,12 +69,10 @@ call), ``run_wall_seconds`` (the main simulation loop only) and
 
 from __future__ import annotations
 
-import gc
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from operator import attrgetter
@@ -83,6 +81,7 @@ from typing import NamedTuple
 import simpy
 from simpy.events import NORMAL, Event
 
+from native.heap import gc_paused
 from protocol.agent import Agent, memory_until
 from protocol.coordinator import Coordinator, tree_node
 from protocol.faults import crashed_coordinators
@@ -166,23 +165,6 @@ def run_plan(
     )
     with gc_paused():
         return _run_plan(plan, calibration, progress, layout, live)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, restoring its state afterwards.
-
-    A run creates millions of short-lived objects and no cyclic garbage
-    until the model itself is dropped, so the collector's passes are pure
-    overhead here; pausing it does not change any simulated figure.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Layout(NamedTuple):

@@ -36,14 +36,16 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _model_executor(cluster: str | None) -> Iterator[Executor | None]:
-    """The Dask cluster's executor with ``--cluster``; None (replications here) without."""
-    if cluster is None:
+def _model_executor(cluster: str | None, replications: int) -> Iterator[Executor | None]:
+    """Where the model's replications but the last run: the Dask cluster's executor
+    with ``--cluster``, else this machine's process pool (one process per CPU), or
+    none (all here) for a single replication."""
+    if cluster is None and replications < 2:
         yield None
         return
-    from harness.sweep.executor import sweep_executor
+    from harness.sweep.executor import local_workers, sweep_executor
 
-    with sweep_executor(cluster, 1) as executor:
+    with sweep_executor(cluster, local_workers()) as executor:
         yield executor
 
 
@@ -73,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     bar, update = progress_bar()
     try:
-        with bar, _model_executor(args.cluster) as executor:
+        replications = scenario.model.replications if "sim" in backends else 1
+        with bar, _model_executor(args.cluster, replications) as executor:
             outcome = run_scenario(
                 scenario,
                 backends,
@@ -255,8 +258,8 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         "--cluster",
         metavar="ADDRESS",
         help="run the model's replications but the last on the Dask cluster whose "
-        "scheduler is at ADDRESS (tcp://host:8786; docs/scale-out.md); default: one after "
-        "another in this process",
+        "scheduler is at ADDRESS (tcp://host:8786; docs/scale-out.md); default: a process "
+        "pool on this machine, one process per CPU, once the real runs are over",
     )
     run.add_argument(
         "--dashboard",

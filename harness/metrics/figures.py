@@ -110,6 +110,7 @@ from harness.metrics.summary import (
     nearest_rank_percentiles,
 )
 from harness.metrics.tasks import task_section
+from native.heap import gc_paused
 from protocol.plan import OpKind, Plan
 from protocol.records import Completion, DriverResult, ProbeResult, ProcessUsage
 
@@ -599,6 +600,7 @@ def invalid_reasons(result: DriverResult) -> list[str]:
     return list(dict.fromkeys(result.errors))
 
 
+@gc_paused()  # the run's records are alive: the collector's passes would touch each
 def summarize(plan: Plan, result: DriverResult) -> Summary:
     """Turn one driver's records for ``plan`` into a :class:`Summary`."""
     codes: dict[str, int] = {}

@@ -336,6 +336,7 @@ def shrink(ops: Sequence[MemOp], budget: int = DEFAULT_BUDGET) -> list[MemOp]:
 
 VERB_OF = {MemVerb.GET: Verb.GET, MemVerb.PUT: Verb.PUT, MemVerb.CAS: Verb.CAS}
 VERB_OF[MemVerb.DELETE] = Verb.DELETE
+_VERB_BY_CODE = {int(code): verb for code, verb in VERB_OF.items()}  # no enum call per op
 
 
 def from_calls(calls: Iterable[MemCall]) -> list[MemOp]:
@@ -345,7 +346,7 @@ def from_calls(calls: Iterable[MemCall]) -> list[MemOp]:
             call.client,
             call.namespace,
             call.key,
-            VERB_OF[MemVerb(call.verb)],
+            _VERB_BY_CODE[call.verb],
             call.invoked,
             call.returned,
             call.checksum,

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.metrics.compare import ComparisonRow, aggregate
 from harness.metrics.figures import Summary, TimelineBin
+from native.heap import gc_paused
 
 if TYPE_CHECKING:
     from protocol.plan import Plan
@@ -245,6 +246,7 @@ def filed_summaries(
     return filed
 
 
+@gc_paused()  # writing the per-operation tables allocates per record (native.heap)
 def write_run(
     root: Path,
     run_id: str,

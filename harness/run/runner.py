@@ -280,11 +280,13 @@ def run_scenario(
         farmed = {}
         if backend == "sim" and executor is not None and live is None:
             farmed = farm_out(executor, replication_job, scenario, reports, outside)
-        for rep in range(runs):
+        done: dict[int, Summary] = {}
+        # the replications run here first, while the farmed ones run elsewhere
+        for rep in sorted(range(runs), key=lambda k: k in farmed):
             label = backend if runs == 1 else f"{backend} #{rep + 1}"
             tick = _bind(progress, label)
             if rep in farmed:
-                reps.setdefault(backend, []).append(Summary.from_dict(farmed[rep].result()))
+                done[rep] = Summary.from_dict(farmed[rep].result())
                 if tick is not None:
                     tick(1.0)
                 continue
@@ -297,12 +299,13 @@ def run_scenario(
                 add_model_notes(result, outside, rep, plan, replayed)
             if feed is not None:
                 result.notes.append(WATCHED_NOTE[backend])
-            reps.setdefault(backend, []).append(summarize(plan, result))
+            done[rep] = summarize(plan, result)
             results = {k: v for k, v in results.items() if not k.startswith(backend)}
             if operations:
                 results[label] = result  # one run's records held at a time per backend
             if tick is not None:
                 tick(1.0)
+        reps[backend] = [done[rep] for rep in range(runs)]
     summaries = {backend: runs[-1] for backend, runs in reps.items()}
     comparison = None
     if "real" in summaries and "sim" in summaries:

@@ -40,13 +40,11 @@ scenario gives an equal ``Plan`` in any process.
 from __future__ import annotations
 
 import bisect
-import gc
 import itertools
 import math
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -66,6 +64,7 @@ from harness.scenario.schema import (
     TaskStream,
     TopicsSection,
 )
+from native.heap import gc_paused
 from protocol.messages import MemVerb
 from protocol.plan import AgentSpec, Operation, OpKind, Plan
 from protocol.topics import matches
@@ -108,21 +107,8 @@ def _reorder(column: list[Any], order: list[int]) -> Sequence[Any]:
 
 def compile_plan(scenario: Scenario) -> Plan:
     """The plan for ``scenario``: equal for equal scenarios, in any process."""
-    with _gc_paused():
+    with gc_paused():
         return _compile(scenario)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: the plan's objects hold no cycles, and
-    collecting while hundreds of thousands of them are created costs ~40 % of the time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _compile(scenario: Scenario) -> Plan:
