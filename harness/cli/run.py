@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,13 +29,16 @@ from harness.cli.options import (
 )
 from harness.cli.output import console, error, progress_bar, warn
 from harness.cli.portal import PORTAL_PORT
-from harness.scenario.schema import load_scenario
+from harness.scenario.errors import ScenarioError
+from harness.scenario.schema import Scenario, load_scenario
 from harness.scenario.shipped import resolve
 from harness.sweep.executor import ClusterError
 
 if TYPE_CHECKING:
     from harness.cli.options import Subcommands
     from harness.metrics.figures import Summary
+    from protocol.plan import Plan
+    from protocol.records import DriverResult
 
 
 @contextmanager
@@ -76,7 +82,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar, update = progress_bar()
     try:
         replications = scenario.model.replications if "sim" in backends else 1
-        with bar, _model_executor(args.cluster, replications) as executor:
+        with (
+            bar,
+            _model_executor(args.cluster, replications) as executor,
+            _locust(args, scenario) as (real_driver, locust_out),
+        ):
             outcome = run_scenario(
                 scenario,
                 backends,
@@ -84,7 +94,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 update,
                 operations=args.operations,
                 executor=executor,
+                real_driver=real_driver,
             )
+            if locust_out is not None:  # Locust's csv, html and log beside the run's files
+                shutil.copytree(locust_out, outcome.run_dir / "locust")
     except ClusterError as exc:
         error(str(exc))
         return EXIT_BAD_INPUT
@@ -118,6 +131,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     failed = [v for v in verdicts if v.critical and not v.passed]
     return EXIT_FAILED if failed and args.fail_on_targets else EXIT_OK
+
+
+@contextmanager
+def _locust(
+    args: argparse.Namespace, scenario: Scenario
+) -> Iterator[tuple[Callable[[Plan], DriverResult] | None, Path | None]]:
+    """``swarmtwin locust``: Locust's driver for the real runs, and the folder where
+    Locust writes its own files; (None, None) for ``swarmtwin run``."""
+    processes = getattr(args, "processes", None)
+    if processes is None:
+        yield None, None
+        return
+    from real.locust.run import run_plan as locust_run
+
+    with tempfile.TemporaryDirectory(prefix="swarmtwin-locust-") as scratch:
+        out = Path(scratch)
+        yield partial(locust_run, processes=processes, out_dir=out), out
+
+
+def cmd_locust(args: argparse.Namespace) -> int:
+    """``swarmtwin locust``: ``run`` with Locust's users as the real load (real.locust)."""
+    path = resolve(args.scenario)
+    refusal = locust_refusal(load_scenario(path))
+    if refusal is not None:
+        raise ScenarioError(str(path), *refusal)
+    args.transport = "tcp"
+    args.cluster = None
+    args.dashboard = False
+    return cmd_run(args)
+
+
+def locust_refusal(scenario: Scenario) -> tuple[str, str] | None:
+    """The field and what ``swarmtwin locust`` expects of it, where Locust cannot
+    drive ``scenario`` yet; None when it can."""
+    if scenario.faults:
+        return "faults", "empty: swarmtwin locust runs no fault timeline yet"
+    if scenario.consensus is not None:
+        return "consensus", "none: swarmtwin locust drives one flat coordinator for now"
+    if scenario.topology.tree:
+        return "topology.kind", "flat: swarmtwin locust drives one flat coordinator for now"
+    return None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -271,6 +325,49 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         "--port", type=PORT, default=PORTAL_PORT, help="the portal's port (default: %(default)s)"
     )
     run.set_defaults(func=cmd_run)
+
+    text = (
+        "run a scenario with Locust as the real load: one Locust user per agent, open "
+        "loop, against a tcp coordinator on loopback (docs/scale-out.md)"
+    )
+    locust = sub.add_parser("locust", help=text, description=text, parents=common)
+    locust.add_argument("scenario", help=SCENARIO_HELP)
+    locust.add_argument(
+        "--backend",
+        choices=["real", "both"],
+        default="both",
+        help="both: the model beside it, as run does (default: %(default)s)",
+    )
+    locust.add_argument(
+        "--processes",
+        type=whole_number(0, 64),
+        default=0,
+        help="Locust worker processes beside its master, each with its share of the "
+        "users (Locust's --processes); 0: one process (default: %(default)s)",
+    )
+    locust.add_argument("--seed", type=SEED, default=None, help="default: the scenario's")
+    locust.add_argument(
+        "--duration", type=positive_number, default=None, help="seconds of offered load"
+    )
+    locust.add_argument(
+        "--repetitions", type=REPETITIONS, default=None, help="real runs (default: the scenario's)"
+    )
+    locust.add_argument(
+        "--replications",
+        type=REPETITIONS,
+        default=None,
+        help="the model's seeded runs (default: the scenario's model.replications, 3)",
+    )
+    locust.add_argument(
+        "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"
+    )
+    locust.add_argument(
+        "--no-operations",
+        dest="operations",
+        action="store_false",
+        help="skip operations-BACKEND.parquet, as for run",
+    )
+    locust.set_defaults(func=cmd_locust)
 
     for name, text in (
         ("check", "check a scenario file and show the plan it compiles to"),

@@ -114,8 +114,10 @@ def run_backend(
     calibration: Calibration | None = None,
     reports: Path | None = None,
     live: LiveFeed | None = None,
+    driver: Callable[[Plan], DriverResult] | None = None,
 ) -> DriverResult:
-    """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport).
+    """Replay ``plan`` once on ``backend`` (``real`` uses the scenario's transport,
+    or ``driver`` when given: ``swarmtwin locust`` passes Locust's).
 
     ``calibration`` (sim only) replaces the one ``load_calibration`` would pick
     for this host; ``swarmtwin regress`` passes the one its baseline embeds.
@@ -131,7 +133,7 @@ def run_backend(
         result.notes.append(f"core: {STATE.describe()}")
         return result
     check_backends(scenario, (backend,))
-    result = _run_real(plan, scenario, progress, live)
+    result = driver(plan) if driver is not None else _run_real(plan, scenario, progress, live)
     result.notes.append(f"core: {STATE.describe()}")
     from real.slowdown import note as slowdown_note
 
@@ -257,6 +259,7 @@ def run_scenario(
     operations: bool = True,
     live: LabelledFeed | None = None,
     executor: Executor | None = None,
+    real_driver: Callable[[Plan], DriverResult] | None = None,
 ) -> RunOutcome:
     """Compile, replay on each backend, summarize, compare and file one run.
 
@@ -267,6 +270,8 @@ def run_scenario(
     ``live`` gets each run's completions as it goes, under the run's label
     (``real``, ``sim #2`` ...), as the progress does. With ``executor``, every
     model replication but the last runs on it (``harness.run.replications``).
+    ``real_driver`` replays the real runs instead of the scenario's transport's
+    driver (``swarmtwin locust``: ``real.locust.run``).
     """
     check_backends(scenario, backends)
     plan = compile_plan(scenario)
@@ -293,7 +298,14 @@ def run_scenario(
             replayed = replication_plan(plan, rep) if backend == "sim" else plan
             feed = _bind_feed(live, label)
             result = run_backend(
-                replayed, backend, scenario, tick, warnings, reports=reports, live=feed
+                replayed,
+                backend,
+                scenario,
+                tick,
+                warnings,
+                reports=reports,
+                live=feed,
+                driver=real_driver,
             )
             if backend == "sim":
                 add_model_notes(result, outside, rep, plan, replayed)

@@ -324,7 +324,8 @@ def test_every_count_option_is_checked_by_the_same_type() -> None:
             if action.dest in ("repetitions", "replications"):
                 assert action.type is options.REPETITIONS, (name, action.dest)
                 seen.append(f"{name} --{action.dest}")
-    assert len(seen) == 7, seen  # run (2), validate-model (2), regress, baseline update, certify
+    assert len(seen) == 9, seen  # run, locust, validate-model (2 each), regress, baseline update,
+    # certify
     for text in ("0", "101", "x", "1.5", "-3"):
         with pytest.raises(argparse.ArgumentTypeError, match="from 1 to 100"):
             options.REPETITIONS(text)

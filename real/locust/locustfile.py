@@ -1,0 +1,180 @@
+"""The locustfile: each Locust user is one swarmtwin agent replaying its share of a plan.
+
+``swarmtwin locust`` (``real.locust.run``) writes a job file (the compiled plan,
+the coordinator's address, the wall-clock epoch of the core clock, where to
+write the records) and starts Locust on this file with ``SWARMTWIN_LOCUST_JOB``
+naming it. The same module runs in the master and in every worker; the
+messages between them are Locust's custom messages:
+
+    user (worker) -> master   st_claim   {seq}               which agent am I?
+    master -> worker          st_agent   {seq, index}        plan.agents[index]
+    user -> master            st_ready   {agent}             welcomed by the coordinator
+    master -> every worker    st_go      {t0}                all N welcomed; start at t0
+    user -> master            st_records {agent, ...}        at t0 + duration + drain
+    master                    writes every agent's records to the job's output, quits
+
+An agent is handed out by the master, once, in plan order, so the users of any
+number of workers on any number of hosts cover the plan's agents exactly. The
+load starts only when every agent is registered, as the asyncio driver starts
+it, and every user replays its ops open loop from the same ``t0``
+(``real.locust.greenagent``). Records, not Locust's rounded statistics, are the
+source of every figure: the run's summary is computed from them exactly as for
+the asyncio driver. Locust's own statistics stay empty (no request events).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pickle
+import time
+from collections import defaultdict
+from typing import Any
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.lock import Semaphore
+from locust import User, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from real.locust.greenagent import GreenAgent
+
+JOB_ENV = "SWARMTWIN_LOCUST_JOB"
+GO_LEAD = 0.5  # s between the last welcome and t0
+CLAIM_TIMEOUT = 60.0
+
+
+def _load_job() -> dict[str, Any]:
+    path = os.environ.get(JOB_ENV)
+    if not path:
+        raise RuntimeError(f"{JOB_ENV} is not set: start this locustfile with swarmtwin locust")
+    with open(path, "rb") as handle:
+        job: dict[str, Any] = pickle.load(handle)
+    ops: dict[str, list[Any]] = defaultdict(list)
+    for op in job["plan"].operations:
+        ops[op.origin].append(op)
+    job["ops"] = ops
+    return job
+
+
+JOB = _load_job()
+
+
+class _Master:
+    """The master's side: hands out agents, starts the load, gathers the records."""
+
+    def __init__(self, environment: Any) -> None:
+        self.environment = environment
+        self.runner = environment.runner
+        self.plan = JOB["plan"]
+        self.next = 0
+        self.ready: set[str] = set()
+        self.records: dict[str, Any] = {}
+        self.workers: dict[str, str] = {}  # agent -> the worker that runs it
+        self.went = False
+
+    def claim(self, environment: Any, msg: Any) -> None:
+        index = self.next
+        self.next += 1
+        if index < len(self.plan.agents):
+            self.workers[self.plan.agents[index].agent_id] = msg.node_id
+        self.runner.send_message(
+            "st_agent", {"seq": msg.data["seq"], "index": index}, client_id=msg.node_id
+        )
+
+    def on_ready(self, environment: Any, msg: Any) -> None:
+        self.ready.add(msg.data["agent"])
+        if not self.went and len(self.ready) == len(self.plan.agents):
+            self.went = True
+            t0 = JOB["clock"]() + GO_LEAD
+            with open(JOB["go"], "w") as handle:  # the driver's prober starts at t0
+                json.dump({"t0": t0}, handle)
+            self.runner.send_message("st_go", {"t0": t0})
+
+    def on_records(self, environment: Any, msg: Any) -> None:
+        data = msg.data
+        data["worker"] = self.workers.get(data["agent"], msg.node_id)
+        self.records[data["agent"]] = data
+        if len(self.records) == len(self.plan.agents):
+            with open(JOB["output"], "wb") as handle:
+                pickle.dump(self.records, handle)
+            gevent.spawn_later(0.1, self.runner.quit)
+
+
+class _Worker:
+    """A worker's side: answers its users' claims and the go."""
+
+    def __init__(self, environment: Any) -> None:
+        self.runner = environment.runner
+        self.seq = itertools.count()
+        self.claims: dict[int, AsyncResult] = {}
+        self.go: AsyncResult = AsyncResult()
+
+    def claim(self) -> int:
+        seq = next(self.seq)
+        waiter = self.claims[seq] = AsyncResult()
+        self.runner.send_message("st_claim", {"seq": seq})
+        index: int = waiter.get(timeout=CLAIM_TIMEOUT)
+        return index
+
+    def on_agent(self, environment: Any, msg: Any) -> None:
+        waiter = self.claims.pop(msg.data["seq"], None)
+        if waiter is not None:
+            waiter.set(msg.data["index"])
+
+    def on_go(self, environment: Any, msg: Any) -> None:
+        self.go.set(msg.data["t0"])
+
+
+WORKER: _Worker | None = None
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_kwargs: Any) -> None:
+    global WORKER
+    runner = environment.runner
+    epoch = JOB["epoch"]
+    JOB["clock"] = lambda: time.time() - epoch
+    if not isinstance(runner, WorkerRunner):  # the master, or a local runner
+        master = _Master(environment)
+        runner.register_message("st_claim", master.claim)
+        runner.register_message("st_ready", master.on_ready)
+        runner.register_message("st_records", master.on_records)
+    if not isinstance(runner, MasterRunner):  # a worker, or a local runner
+        WORKER = _Worker(environment)
+        runner.register_message("st_agent", WORKER.on_agent)
+        runner.register_message("st_go", WORKER.on_go)
+
+
+class SwarmAgent(User):
+    """One swarmtwin agent (module docstring); its whole life is one task."""
+
+    @task
+    def life(self) -> None:
+        worker = WORKER
+        assert worker is not None
+        plan = JOB["plan"]
+        index = worker.claim()
+        if index >= len(plan.agents):  # more users than agents: this one idles
+            self._idle()
+        spec = plan.agents[index]
+        agent = GreenAgent(spec, plan.settings, JOB["epoch"], gevent.spawn, Semaphore())
+        runner = worker.runner
+        agent.start(
+            JOB["host"],
+            JOB["port"],
+            lambda _at: runner.send_message("st_ready", {"agent": spec.agent_id}),
+        )
+        t0: float = worker.go.get()
+        late = agent.replay(JOB["ops"][spec.agent_id], t0)
+        end = t0 + plan.duration + plan.drain_timeout
+        gevent.sleep(max(0.0, end - agent.clock()))
+        records = agent.records(t0, end)
+        records["late"] = late
+        runner.send_message("st_records", records)
+        self._idle()
+
+    def _idle(self) -> None:
+        while True:  # until the master quits the run, which kills this greenlet
+            gevent.sleep(3600)

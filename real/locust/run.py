@@ -1,0 +1,199 @@
+"""The Locust driver: a plan replayed by Locust users against a real tcp coordinator.
+
+How it works. ``run_plan(plan, processes)`` starts the coordinator in a child
+process, as the asyncio tcp driver does (``real.tcp.children.ServerProcess``),
+writes a job file (the plan, the coordinator's port, the wall-clock epoch of
+the core clock and where the records go) and runs Locust headless on
+``real/locust/locustfile.py`` as a subprocess: ``--users`` and
+``--spawn-rate`` the plan's agent count (one user per agent), ``--processes P``
+for P worker processes beside the master (none: one local process), and
+Locust's ``--csv`` and ``--html`` into ``out_dir``. When every agent is
+welcomed, the master writes ``t0`` (the load's start on the shared clock) to
+``go.json``; this driver then probes the coordinator from that instant
+(``real.tcp.prober.TcpProber``), so uptime is measured as for every tcp run.
+Locust ends when the master has every agent's records, or at ``--run-time``.
+
+The records (per agent: completions, accepted and shed op ids, the memory
+history, on plan time) become one ``DriverResult("real", "tcp")``, whose
+summary, run folder and history row are those of any run
+(``harness.run.runner`` with ``driver=``). Missing agents' records, a Locust
+that failed or an agent's error make the run invalid, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import pickle
+import signal
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from protocol.plan import Plan
+from protocol.records import Completion, DriverResult, MemCall
+from real.clock import RunClock
+from real.tcp.children import ChildProcesses, ServerProcess
+from real.tcp.prober import TcpProber
+from real.usage import own_usage
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")  # never imported here: it patches
+# the process for gevent (``locust`` does on import), which would hang this one's threads
+START_GRACE = 30.0  # s for the users to spawn, connect and register
+STOP_GRACE = 15.0  # s past the plan's end for the records to reach the master
+
+
+def run_plan(plan: Plan, processes: int = 0, out_dir: Path | None = None) -> DriverResult:
+    """Replay ``plan`` through Locust (module docstring); ``processes`` 0: one process."""
+    return asyncio.run(_run(plan, processes, out_dir))
+
+
+def locust_command(plan: Plan, processes: int, run_time: float, out: Path) -> list[str]:
+    users = str(len(plan.agents))
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
+    command += ["--users", users, "--spawn-rate", users, "--run-time", f"{math.ceil(run_time)}s"]
+    command += ["--stop-timeout", "1", "--loglevel", "WARNING", "--only-summary"]
+    command += ["--csv", str(out / "locust"), "--html", str(out / "locust.html")]
+    if processes > 0:
+        command += ["--processes", str(processes)]
+    return command
+
+
+async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult:
+    wall = time.perf_counter()
+    result = DriverResult("real", "tcp")
+    children = ChildProcesses()
+    with tempfile.TemporaryDirectory(prefix="swarmtwin-locust-") as scratch:
+        out = out_dir or Path(scratch)
+        out.mkdir(parents=True, exist_ok=True)
+        records_path = os.path.join(scratch, "records.pickle")
+        go_path = os.path.join(scratch, "go.json")
+        try:
+            server = await ServerProcess.start(children, plan.settings)
+            epoch = time.time()
+            job = {
+                "plan": plan,
+                "host": "127.0.0.1",
+                "port": server.port,
+                "epoch": epoch,
+                "output": records_path,
+                "go": go_path,
+            }
+            job_path = os.path.join(scratch, "job.pickle")
+            with open(job_path, "wb") as handle:
+                pickle.dump(job, handle)
+            run_time = START_GRACE + plan.duration + plan.drain_timeout + STOP_GRACE
+            env = {**os.environ, "SWARMTWIN_LOCUST_JOB": job_path}
+            log_path = out / "locust.log"
+            with open(log_path, "wb") as log:
+                process = await asyncio.create_subprocess_exec(
+                    *locust_command(plan, processes, run_time, out),
+                    env=env,
+                    stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                spawned = time.perf_counter()
+                prober = None
+                try:
+                    prober = await _probe_from_go(process, go_path, epoch, server.port, plan)
+                    code = await asyncio.wait_for(process.wait(), run_time + 30.0)
+                except TimeoutError:
+                    result.errors.append("Locust did not end by its --run-time")
+                    code = None
+                finally:  # Locust's master and its workers: one session, ended together
+                    if process.returncode is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(process.pid, signal.SIGKILL)
+                        await process.wait()
+                if prober is not None:
+                    prober_task, probe = prober
+                    prober_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await prober_task
+                    result.probes = list(probe.core.results)
+                    result.status = probe.core.status
+            if code not in (0, None):
+                result.notes.append(f"locust exited with {code} (locust.log in the run folder)")
+            usage, report = await server.stop()
+            if usage is not None:
+                result.processes.insert(0, usage)
+            if report is not None:
+                result.notes.append(f"coordinator: {report.stats}, {report.flushes} flushes")
+        finally:
+            children.reap()
+            result.notes.extend(children.notes)
+        if prober is not None:
+            result.spawn_at = spawned - prober[1].clock.t0  # Locust started, before t0
+        _merge(result, plan, records_path)
+    users = len(plan.agents)
+    where = f"{processes} worker processes" if processes else "one process"
+    result.notes.insert(
+        0, f"load: Locust {version('locust')}, {users} users (one per agent) on {where}"
+    )
+    result.processes.append(own_usage("harness"))
+    result.wall_seconds = time.perf_counter() - wall
+    return result
+
+
+async def _probe_from_go(
+    process: asyncio.subprocess.Process, go_path: str, epoch: float, port: int, plan: Plan
+) -> tuple[asyncio.Task[None], TcpProber] | None:
+    """Wait for the master's ``go.json``; start probing at its ``t0``."""
+    deadline = time.perf_counter() + START_GRACE
+    while time.perf_counter() < deadline and process.returncode is None:
+        t0 = _read_go(go_path)
+        if t0 is not None:
+            t0_perf = time.perf_counter() + (epoch + t0 - time.time())
+            prober = TcpProber(port, plan, RunClock(t0_perf))
+            return asyncio.get_running_loop().create_task(prober.run()), prober
+        await asyncio.sleep(0.01)
+    return None
+
+
+def _read_go(path: str) -> float | None:
+    try:
+        with open(path) as handle:
+            return float(json.load(handle)["t0"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _merge(result: DriverResult, plan: Plan, path: str) -> None:
+    """Every agent's records into ``result``; missing agents make it invalid."""
+    try:
+        with open(path, "rb") as handle:
+            records: dict[str, dict[str, Any]] = pickle.load(handle)
+    except OSError:
+        records = {}
+    missing = [spec.agent_id for spec in plan.agents if spec.agent_id not in records]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        result.errors.append(f"no records from {len(missing)} agents ({shown})")
+    history = result.mem_history
+    assert history is not None
+    workers: dict[str, int] = {}
+    late = 0
+    for agent, data in sorted(records.items()):
+        result.completions.extend(Completion(*row) for row in data["completions"])
+        result.accepted.extend(data["accepted"])
+        result.shed.extend(data["shed"])
+        history.extend(MemCall(*row) for row in data["memory"])
+        if data["registered"] is not None:
+            result.registered[agent] = data["registered"]
+        result.errors.extend(data["errors"])
+        worker = str(data.get("worker", "?"))
+        workers[worker] = workers.get(worker, 0) + len(data["completions"])
+        late += int(data.get("late", 0))
+    if late:
+        result.notes.append(f"{late:,} ops issued over 1 ms after their scheduled time")
+    result.end_time = plan.duration + plan.drain_timeout
+    if workers:
+        counts = ", ".join(f"{n:,}" for _, n in sorted(workers.items()))
+        result.notes.append(f"completions recorded per Locust worker: {counts}")
