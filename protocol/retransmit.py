@@ -16,7 +16,10 @@ often (one retry storm cannot feed on itself) while other agents' are not.
 
 ``backoff(rto, attempt)`` also doubles the timeout per retry of the same
 message; ``next_reconnect_wait`` does the same for an agent's reconnect
-attempts, between ``reconnect_min`` and ``reconnect_max``. ``RetryHeap``
+attempts, between ``reconnect_min`` and ``reconnect_max``, and
+``ReconnectBackoff`` says when a lost link's back-off starts again from the
+minimum (the link was healthy, a refusal named the leader, or a live replica
+knew no leader yet). ``RetryHeap``
 orders pending retries by due time; entries are never removed early, the
 owner checks when an entry pops whether it still matters.
 """
@@ -110,6 +113,43 @@ def next_reconnect_wait(settings: ProtocolSettings, wait: float | None = None) -
     if wait is None:
         return settings.reconnect_min
     return min(2 * wait, settings.reconnect_max)
+
+
+ELECTION_PATIENCE = 4  # refusals naming no leader met at the minimum wait before doubling
+
+
+class ReconnectBackoff:
+    """One agent link's reconnect back-off, the same rule in the real worker and
+    the model. After a link closes (``lost``) the next attempt waits
+    ``reconnect_min`` when the link had served registered agents until then
+    (``healthy``) or a replica's refusal named the leader; a replica that refused
+    naming no leader is alive and an election is under way, so the first
+    ``ELECTION_PATIENCE`` such refusals in a row also wait the minimum; anything
+    else, and every connect that fails (``failed``: the replica is down), doubles
+    the last wait, at most ``reconnect_max``."""
+
+    def __init__(self, settings: ProtocolSettings) -> None:
+        self.settings = settings
+        self.wait = settings.reconnect_min
+        self.unnamed = 0  # refusals naming no leader in a row
+
+    def lost(self, healthy: bool, hint: str | None) -> float:
+        """The link closed; ``hint`` is ``protocol.messages.leader_hint`` of the
+        refusal that closed it (None: no refusal). The wait before the next attempt."""
+        if healthy or hint:
+            self.unnamed = 0
+            self.wait = self.settings.reconnect_min
+        elif hint == "" and self.unnamed < ELECTION_PATIENCE:
+            self.unnamed += 1
+            self.wait = self.settings.reconnect_min
+        else:
+            self.wait = next_reconnect_wait(self.settings, self.wait)
+        return self.wait
+
+    def failed(self) -> float:
+        """A connect failed; the wait before the next attempt."""
+        self.wait = next_reconnect_wait(self.settings, self.wait)
+        return self.wait
 
 
 class RetryHeap(Generic[T]):

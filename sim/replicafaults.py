@@ -11,8 +11,9 @@ pauses them (they lead nothing, close no link and are not probed):
   agent learns it one hop later (the FIN after the refusal: the longest hop the
   calibration knows, so it never overtakes the ``Reject``); then, as the real
   worker does, it fails over (``Agent.fail_over``: to the leader the refusal
-  named, else the next replica) and says hello after ``reconnect_min``, or after
-  its doubling back-off if the replica it tries is down.
+  named, else the next replica) and says hello after the back-off the real worker
+  waits (``protocol.retransmit.ReconnectBackoff``, one per agent here, one per
+  link there), doubled again while the replica it tries is down.
 - **Crashes** (``crash_replica``). At ``fault.at`` the replica (``node: leader``:
   the one serving then) dies: what reaches it is lost (a probe or the status
   request counted as lost), its timers and flushes stop, and one longest hop
@@ -51,7 +52,7 @@ from protocol.faults import REPLICA_FAULTS, Effect, Target, between
 from protocol.messages import Probe, Reject, StatusRequest, leader_hint
 from protocol.plan import Fault, FaultKind, Plan
 from protocol.records import NodeEvent
-from protocol.retransmit import next_reconnect_wait
+from protocol.retransmit import ReconnectBackoff
 from sim.calibration import Calibration
 from sim.engine import Engine
 from sim.nodes import Arrival, Flush, SimNode, TimerDue
@@ -89,6 +90,7 @@ class ReplicaLinks:
         self.lives: list[SimReplica | SimStore] = []  # replicas that died, for their events
         self.events: list[NodeEvent] = []
         self._waits: dict[str, float] = {}  # an agent reconnecting: its back-off so far
+        self._backoff: dict[str, ReconnectBackoff] = {}  # each agent's, as its real link's
         self.crashed_at: dict[str, float] = {}
         self.targets = {name: Target(name) for name in self.order}  # the rules' view
         self.hit: dict[int, str] = {}  # fault id -> the replica it hit
@@ -193,8 +195,11 @@ class ReplicaLinks:
             return  # already reconnecting, or long since elsewhere
         core = self.agents[agent_id].core
         assert isinstance(core, Agent)
+        backoff = self._backoff.get(agent_id)
+        if backoff is None:
+            backoff = self._backoff[agent_id] = ReconnectBackoff(self.settings)
+        wait = backoff.lost(core.registered, leader_hint(core.rejected))  # as the real link
         core.fail_over()
-        wait = next_reconnect_wait(self.settings)
         self._waits[agent_id] = wait
         self.at(self.engine.env.now + wait, partial(self._reconnect, agent_id))
 
@@ -204,8 +209,7 @@ class ReplicaLinks:
         assert isinstance(core, Agent)
         if core.coordinator in self.dead:  # refused at once: the next, after a longer wait
             core.fail_over()
-            wait = next_reconnect_wait(self.settings, self._waits[agent_id])
-            self._waits[agent_id] = wait
+            self._waits[agent_id] = wait = self._backoff[agent_id].failed()
             self.at(self.engine.env.now + wait, partial(self._reconnect, agent_id))
             return
         del self._waits[agent_id]

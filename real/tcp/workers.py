@@ -66,7 +66,7 @@ from protocol.messages import Message, leader_hint
 from protocol.nodes import COORDINATOR_ID as COORD
 from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion, LiveParts
-from protocol.retransmit import next_reconnect_wait
+from protocol.retransmit import ReconnectBackoff, next_reconnect_wait
 from protocol.settings import ProtocolSettings
 from protocol.workload import IssueLag, issue, issue_due
 from real.clock import RunClock, new_event_loop
@@ -265,20 +265,19 @@ class AgentHost:
 
     async def _run_link(self, hl: HostLink) -> None:
         settings = self.settings
-        delay = next_reconnect_wait(settings)
+        backoff = ReconnectBackoff(settings)
+        delay = 0.0  # before the next connect
         while not self.closing and not hl.given_up:
             if hl.connects:  # back off before every reconnect, not only failed connects
                 await asyncio.sleep(delay)
-                delay = next_reconnect_wait(settings, delay)
             host, port = self._address(hl)
             try:
                 hl.link = await open_link(host, port)
             except OSError:
                 hl.connects += 1
+                delay = backoff.failed()
                 self._fail_over(hl)
                 continue
-            if all(self.agents[node].registered for node in hl.agent_ids):
-                delay = next_reconnect_wait(settings)
             hl.connects += 1
             self._hello(hl)
             await self._read_link(hl.link, hl.coordinator, f"link {hl.index}", "coordinator")
@@ -289,8 +288,10 @@ class AgentHost:
                 hl.given_up = True
                 self._note(f"link {hl.index}: an agent was rejected; not reconnecting")
             else:
-                if any(leader_hint(a.rejected) for a in agents):
-                    delay = next_reconnect_wait(settings)  # told where the leader is: go now
+                healthy = all(a.registered for a in agents)  # until it closed
+                hints = [leader_hint(a.rejected) for a in agents]
+                hint = next((h for h in hints if h), next((h for h in hints if h == ""), None))
+                delay = backoff.lost(healthy, hint)
                 self._fail_over(hl)
 
     def _address(self, hl: HostLink) -> tuple[str, int]:

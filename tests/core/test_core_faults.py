@@ -18,7 +18,7 @@ from protocol.coordinator import Coordinator
 from protocol.durable import DurableState, restarted
 from protocol.journal import BusState, PendingDelivery
 from protocol.messages import Accepted, Deliver, MemReply, MemVerb
-from protocol.retransmit import next_reconnect_wait
+from protocol.retransmit import ELECTION_PATIENCE, ReconnectBackoff, next_reconnect_wait
 from protocol.settings import ProtocolSettings
 from tests.cluster import COORD, Faults
 from tests.core_net import SETTINGS, Net, settle, unique
@@ -304,3 +304,19 @@ def test_reconnect_waits_double_from_the_minimum_to_the_maximum() -> None:
     for _ in range(4):
         waits.append(next_reconnect_wait(settings, waits[-1]))
     assert waits == [0.01, 0.02, 0.04, 0.05, 0.05]
+
+
+def test_a_lost_link_backs_off_as_one_rule_says_in_both_worlds() -> None:
+    """``ReconnectBackoff`` (the real worker's per link, the model's per agent): a
+    healthy link lost, or a refusal naming the leader, waits the minimum; a live
+    replica that knows no leader (an election) is asked again at the minimum a few
+    times, then the waits double; a failed connect (a dead replica) doubles."""
+    settings = ProtocolSettings(reconnect_min=0.01, reconnect_max=0.08)
+    backoff = ReconnectBackoff(settings)
+    assert backoff.lost(healthy=True, hint=None) == 0.01  # the leader's process died
+    assert backoff.failed() == 0.02  # the next replica tried was the dead one
+    assert backoff.lost(healthy=False, hint="r2") == 0.01  # told the leader: go now
+    unnamed = [backoff.lost(healthy=False, hint="") for _ in range(ELECTION_PATIENCE + 3)]
+    assert unnamed == [0.01] * ELECTION_PATIENCE + [0.02, 0.04, 0.08]
+    assert backoff.lost(healthy=False, hint=None) == 0.08  # at most reconnect_max
+    assert backoff.lost(healthy=True, hint=None) == 0.01
