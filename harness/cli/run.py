@@ -275,6 +275,33 @@ def shared_notes(
     return shown
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``locust`` share."""
+    parser.add_argument("--seed", type=SEED, default=None, help="default: the scenario's")
+    parser.add_argument(
+        "--duration", type=positive_number, default=None, help="seconds of offered load"
+    )
+    parser.add_argument(
+        "--repetitions", type=REPETITIONS, default=None, help="real runs (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--replications",
+        type=REPETITIONS,
+        default=None,
+        help="the model's seeded runs (default: the scenario's model.replications, 3)",
+    )
+    parser.add_argument(
+        "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"
+    )
+    parser.add_argument(
+        "--no-operations",
+        dest="operations",
+        action="store_false",
+        help="skip operations-BACKEND.parquet, the per-operation records (about 2 s per "
+        "100k operations); the timelines, the summary and the history are written as always",
+    )
+
+
 def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
     run = sub.add_parser("run", help="run a scenario on real, sim or both", parents=common)
     run.add_argument("scenario", help=SCENARIO_HELP)
@@ -285,29 +312,7 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         help="default: the scenario's backends",
     )
     run.add_argument("--transport", choices=["inproc", "tcp"], default=None)
-    run.add_argument("--seed", type=SEED, default=None, help="default: the scenario's")
-    run.add_argument(
-        "--duration", type=positive_number, default=None, help="seconds of offered load"
-    )
-    run.add_argument(
-        "--repetitions", type=REPETITIONS, default=None, help="real runs (default: the scenario's)"
-    )
-    run.add_argument(
-        "--replications",
-        type=REPETITIONS,
-        default=None,
-        help="the model's seeded runs (default: the scenario's model.replications, 3)",
-    )
-    run.add_argument(
-        "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"
-    )
-    run.add_argument(
-        "--no-operations",
-        dest="operations",
-        action="store_false",
-        help="skip operations-BACKEND.parquet, the per-operation records (about 2 s per "
-        "100k operations); the timelines, the summary and the history are written as always",
-    )
+    _run_options(run)
     run.add_argument(
         "--cluster",
         metavar="ADDRESS",
@@ -345,28 +350,7 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         help="Locust worker processes beside its master, each with its share of the "
         "users (Locust's --processes); 0: one process (default: %(default)s)",
     )
-    locust.add_argument("--seed", type=SEED, default=None, help="default: the scenario's")
-    locust.add_argument(
-        "--duration", type=positive_number, default=None, help="seconds of offered load"
-    )
-    locust.add_argument(
-        "--repetitions", type=REPETITIONS, default=None, help="real runs (default: the scenario's)"
-    )
-    locust.add_argument(
-        "--replications",
-        type=REPETITIONS,
-        default=None,
-        help="the model's seeded runs (default: the scenario's model.replications, 3)",
-    )
-    locust.add_argument(
-        "--fail-on-targets", action="store_true", help="exit 1 when a critical target fails"
-    )
-    locust.add_argument(
-        "--no-operations",
-        dest="operations",
-        action="store_false",
-        help="skip operations-BACKEND.parquet, as for run",
-    )
+    _run_options(locust)
     locust.set_defaults(func=cmd_locust)
 
     for name, text in (
