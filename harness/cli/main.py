@@ -39,7 +39,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from harness.cli import bench, certify, mcp, model, portal, regress, run, serve
+from harness.cli import bench, certify, locust, mcp, model, portal, regress, run, serve
 from harness.cli.options import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -53,7 +53,7 @@ from harness.scenario.errors import ScenarioError
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 DEPRECATED = {"validate": "check"}  # old command: new one (kept for one release)
-GROUPS = (run, serve, portal, mcp, model, regress, certify, bench)
+GROUPS = (run, locust, serve, portal, mcp, model, regress, certify, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,16 +27,13 @@ from harness.cli.options import (
 )
 from harness.cli.output import console, error, progress_bar, warn
 from harness.cli.portal import PORTAL_PORT
-from harness.scenario.errors import ScenarioError
-from harness.scenario.schema import Scenario, load_scenario
+from harness.scenario.schema import load_scenario
 from harness.scenario.shipped import resolve
 from harness.sweep.executor import ClusterError
 
 if TYPE_CHECKING:
     from harness.cli.options import Subcommands
     from harness.metrics.figures import Summary
-    from protocol.plan import Plan
-    from protocol.records import DriverResult
 
 
 @contextmanager
@@ -56,6 +51,7 @@ def _model_executor(cluster: str | None, replications: int) -> Iterator[Executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cli.locust import locust_driver
     from harness.render.table import render_summary_table
     from harness.run.runner import BACKENDS, labelled_repetitions, run_scenario
     from harness.scenario.targets import evaluate_targets, render_targets
@@ -85,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with (
             bar,
             _model_executor(args.cluster, replications) as executor,
-            _locust(args, scenario) as (real_driver, locust_out),
+            locust_driver(args) as (real_driver, locust_out),
         ):
             outcome = run_scenario(
                 scenario,
@@ -131,47 +127,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     failed = [v for v in verdicts if v.critical and not v.passed]
     return EXIT_FAILED if failed and args.fail_on_targets else EXIT_OK
-
-
-@contextmanager
-def _locust(
-    args: argparse.Namespace, scenario: Scenario
-) -> Iterator[tuple[Callable[[Plan], DriverResult] | None, Path | None]]:
-    """``swarmtwin locust``: Locust's driver for the real runs, and the folder where
-    Locust writes its own files; (None, None) for ``swarmtwin run``."""
-    processes = getattr(args, "processes", None)
-    if processes is None:
-        yield None, None
-        return
-    from real.locust.run import run_plan as locust_run
-
-    with tempfile.TemporaryDirectory(prefix="swarmtwin-locust-") as scratch:
-        out = Path(scratch)
-        yield partial(locust_run, processes=processes, out_dir=out), out
-
-
-def cmd_locust(args: argparse.Namespace) -> int:
-    """``swarmtwin locust``: ``run`` with Locust's users as the real load (real.locust)."""
-    path = resolve(args.scenario)
-    refusal = locust_refusal(load_scenario(path))
-    if refusal is not None:
-        raise ScenarioError(str(path), *refusal)
-    args.transport = "tcp"
-    args.cluster = None
-    args.dashboard = False
-    return cmd_run(args)
-
-
-def locust_refusal(scenario: Scenario) -> tuple[str, str] | None:
-    """The field and what ``swarmtwin locust`` expects of it, where Locust cannot
-    drive ``scenario`` yet; None when it can."""
-    if scenario.faults:
-        return "faults", "empty: swarmtwin locust runs no fault timeline yet"
-    if scenario.consensus is not None:
-        return "consensus", "none: swarmtwin locust drives one flat coordinator for now"
-    if scenario.topology.tree:
-        return "topology.kind", "flat: swarmtwin locust drives one flat coordinator for now"
-    return None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -275,7 +230,7 @@ def shared_notes(
     return shown
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
+def run_options(parser: argparse.ArgumentParser) -> None:
     """The options ``run`` and ``locust`` share."""
     parser.add_argument("--seed", type=SEED, default=None, help="default: the scenario's")
     parser.add_argument(
@@ -312,7 +267,7 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         help="default: the scenario's backends",
     )
     run.add_argument("--transport", choices=["inproc", "tcp"], default=None)
-    _run_options(run)
+    run_options(run)
     run.add_argument(
         "--cluster",
         metavar="ADDRESS",
@@ -330,28 +285,6 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         "--port", type=PORT, default=PORTAL_PORT, help="the portal's port (default: %(default)s)"
     )
     run.set_defaults(func=cmd_run)
-
-    text = (
-        "run a scenario with Locust as the real load: one Locust user per agent, open "
-        "loop, against a tcp coordinator on loopback (docs/scale-out.md)"
-    )
-    locust = sub.add_parser("locust", help=text, description=text, parents=common)
-    locust.add_argument("scenario", help=SCENARIO_HELP)
-    locust.add_argument(
-        "--backend",
-        choices=["real", "both"],
-        default="both",
-        help="both: the model beside it, as run does (default: %(default)s)",
-    )
-    locust.add_argument(
-        "--processes",
-        type=whole_number(0, 64),
-        default=0,
-        help="Locust worker processes beside its master, each with its share of the "
-        "users (Locust's --processes); 0: one process (default: %(default)s)",
-    )
-    _run_options(locust)
-    locust.set_defaults(func=cmd_locust)
 
     for name, text in (
         ("check", "check a scenario file and show the plan it compiles to"),

@@ -13,6 +13,16 @@ messages between them are Locust's custom messages:
     user -> master            st_records {agent, ...}        at t0 + duration + drain
     master                    writes every agent's records to the job's output, quits
 
+A worker on another host (``swarmtwin locust --worker --master-host H``) has no
+job file; it first syncs its clock and fetches the job (``real.locust.job``):
+
+    worker -> master          st_time    {seq, sent}         the master's clock?
+    master -> worker          st_time    {seq, sent, now}
+    worker -> master          st_job     {}                  the job, please
+    master -> worker          st_job     {plan, host, port, epoch, digest, version}
+    worker -> master          st_refused {reason}            another build's job: the
+                                                             run ends at once, invalid
+
 An agent is handed out by the master, once, in plan order, so the users of any
 number of workers on any number of hosts cover the plan's agents exactly. The
 load starts only when every agent is registered, as the asyncio driver starts
@@ -38,24 +48,39 @@ from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from protocol.settings import TOKEN_ENV  # a remote worker's token: its own, not the master's
 from real.locust.greenagent import GreenAgent
+from real.locust.job import (
+    JOB_ENV,
+    SYNC_ROUNDS,
+    JobRefused,
+    best_offset,
+    decode_job,
+    encode_job,
+)
 
-JOB_ENV = "SWARMTWIN_LOCUST_JOB"
 GO_LEAD = 0.5  # s between the last welcome and t0
 CLAIM_TIMEOUT = 60.0
+JOB_TIMEOUT = 60.0  # s a remote worker waits for the master's job
 
 
-def _load_job() -> dict[str, Any]:
-    path = os.environ.get(JOB_ENV)
-    if not path:
-        raise RuntimeError(f"{JOB_ENV} is not set: start this locustfile with swarmtwin locust")
-    with open(path, "rb") as handle:
-        job: dict[str, Any] = pickle.load(handle)
+def _with_ops(job: dict[str, Any]) -> dict[str, Any]:
     ops: dict[str, list[Any]] = defaultdict(list)
     for op in job["plan"].operations:
         ops[op.origin].append(op)
     job["ops"] = ops
     return job
+
+
+def _load_job() -> dict[str, Any] | None:
+    """The job file's job (the master, a local run, its forked workers); None on a
+    worker started on its own, which asks the master for it."""
+    path = os.environ.get(JOB_ENV)
+    if not path:
+        return None
+    with open(path, "rb") as handle:
+        job: dict[str, Any] = pickle.load(handle)  # our own file, written by real.locust.run
+    return _with_ops(job)
 
 
 JOB = _load_job()
@@ -67,12 +92,16 @@ class _Master:
     def __init__(self, environment: Any) -> None:
         self.environment = environment
         self.runner = environment.runner
+        assert JOB is not None
+        self.job = JOB
         self.plan = JOB["plan"]
         self.next = 0
         self.ready: set[str] = set()
         self.records: dict[str, Any] = {}
         self.workers: dict[str, str] = {}  # agent -> the worker that runs it
         self.went = False
+        self.encoded: dict[str, Any] | None = None  # the job, for workers elsewhere
+        self.errors: list[str] = []
 
     def claim(self, environment: Any, msg: Any) -> None:
         index = self.next
@@ -87,19 +116,37 @@ class _Master:
         self.ready.add(msg.data["agent"])
         if not self.went and len(self.ready) == len(self.plan.agents):
             self.went = True
-            t0 = JOB["clock"]() + GO_LEAD
-            with open(JOB["go"], "w") as handle:  # the driver's prober starts at t0
+            t0 = self.job["clock"]() + GO_LEAD
+            with open(self.job["go"], "w") as handle:  # the driver's prober starts at t0
                 json.dump({"t0": t0}, handle)
             self.runner.send_message("st_go", {"t0": t0})
+
+    def on_time(self, environment: Any, msg: Any) -> None:
+        reply = {**msg.data, "now": time.time()}
+        self.runner.send_message("st_time", reply, client_id=msg.node_id)
+
+    def on_job(self, environment: Any, msg: Any) -> None:
+        if self.encoded is None:
+            job = self.job
+            self.encoded = encode_job(self.plan, job["host"], job["port"], job["epoch"])
+        self.runner.send_message("st_job", self.encoded, client_id=msg.node_id)
 
     def on_records(self, environment: Any, msg: Any) -> None:
         data = msg.data
         data["worker"] = self.workers.get(data["agent"], msg.node_id)
         self.records[data["agent"]] = data
         if len(self.records) == len(self.plan.agents):
-            with open(JOB["output"], "wb") as handle:
-                pickle.dump(self.records, handle)
-            gevent.spawn_later(0.1, self.runner.quit)
+            self._finish()
+
+    def on_refused(self, environment: Any, msg: Any) -> None:
+        """A worker refused the job (another build): the run ends, invalid, at once."""
+        self.errors.append(f"Locust worker {msg.node_id} refused the job: {msg.data['reason']}")
+        self._finish()
+
+    def _finish(self) -> None:
+        with open(self.job["output"], "wb") as handle:
+            pickle.dump({"agents": self.records, "errors": self.errors}, handle)
+        gevent.spawn_later(0.1, self.runner.quit)
 
 
 class _Worker:
@@ -110,6 +157,11 @@ class _Worker:
         self.seq = itertools.count()
         self.claims: dict[int, AsyncResult] = {}
         self.go: AsyncResult = AsyncResult()
+        self.times: dict[int, AsyncResult] = {}
+        self.job: AsyncResult = AsyncResult()  # the master's st_job data
+        self.ready: AsyncResult = AsyncResult()  # the decoded job
+        if JOB is not None:
+            self.ready.set(JOB)
 
     def claim(self) -> int:
         seq = next(self.seq)
@@ -126,6 +178,36 @@ class _Worker:
     def on_go(self, environment: Any, msg: Any) -> None:
         self.go.set(msg.data["t0"])
 
+    def fetch_job(self) -> None:
+        """A worker without a job file: sync the clock with the master, then get
+        the job (module docstring); a job it refuses stops this worker."""
+        global JOB
+        samples = []
+        for seq in range(SYNC_ROUNDS):
+            waiter = self.times[seq] = AsyncResult()
+            self.runner.send_message("st_time", {"seq": seq, "sent": time.time()})
+            data = waiter.get(timeout=JOB_TIMEOUT)
+            samples.append((data["sent"], data["now"], time.time()))
+        offset, error = best_offset(samples)
+        self.runner.send_message("st_job", {})
+        try:
+            job = decode_job(self.job.get(timeout=JOB_TIMEOUT), os.environ.get(TOKEN_ENV, ""))
+        except JobRefused as exc:
+            self.runner.send_message("st_refused", {"reason": str(exc)})
+            raise
+        job["epoch"] -= offset  # this host's wall clock, shifted onto the master's
+        job["sync"] = (offset, error)
+        JOB = _with_ops(job)
+        self.ready.set(JOB)
+
+    def on_time(self, environment: Any, msg: Any) -> None:
+        waiter = self.times.pop(msg.data["seq"], None)
+        if waiter is not None:
+            waiter.set(msg.data)
+
+    def on_job(self, environment: Any, msg: Any) -> None:
+        self.job.set(msg.data)
+
 
 WORKER: _Worker | None = None
 
@@ -134,17 +216,26 @@ WORKER: _Worker | None = None
 def _on_init(environment: Any, **_kwargs: Any) -> None:
     global WORKER
     runner = environment.runner
-    epoch = JOB["epoch"]
-    JOB["clock"] = lambda: time.time() - epoch
     if not isinstance(runner, WorkerRunner):  # the master, or a local runner
+        if JOB is None:
+            raise RuntimeError(f"{JOB_ENV} is not set: start the master with swarmtwin locust")
+        epoch = JOB["epoch"]
+        JOB["clock"] = lambda: time.time() - epoch
         master = _Master(environment)
         runner.register_message("st_claim", master.claim)
         runner.register_message("st_ready", master.on_ready)
         runner.register_message("st_records", master.on_records)
+        runner.register_message("st_time", master.on_time)
+        runner.register_message("st_job", master.on_job)
+        runner.register_message("st_refused", master.on_refused)
     if not isinstance(runner, MasterRunner):  # a worker, or a local runner
         WORKER = _Worker(environment)
         runner.register_message("st_agent", WORKER.on_agent)
         runner.register_message("st_go", WORKER.on_go)
+        if JOB is None:  # a worker on its own: the master has the job
+            runner.register_message("st_time", WORKER.on_time)
+            runner.register_message("st_job", WORKER.on_job)
+            gevent.spawn(WORKER.fetch_job)
 
 
 class SwarmAgent(User):
@@ -154,24 +245,30 @@ class SwarmAgent(User):
     def life(self) -> None:
         worker = WORKER
         assert worker is not None
-        plan = JOB["plan"]
+        try:
+            job: dict[str, Any] = worker.ready.get(timeout=JOB_TIMEOUT + 10.0)
+        except gevent.Timeout:
+            self._idle()  # no job (refused: the worker's log says why); the run is invalid
+        plan = job["plan"]
         index = worker.claim()
         if index >= len(plan.agents):  # more users than agents: this one idles
             self._idle()
         spec = plan.agents[index]
-        agent = GreenAgent(spec, plan.settings, JOB["epoch"], gevent.spawn, Semaphore())
+        agent = GreenAgent(spec, plan.settings, job["epoch"], gevent.spawn, Semaphore())
         runner = worker.runner
         agent.start(
-            JOB["host"],
-            JOB["port"],
+            job["host"],
+            job["port"],
             lambda _at: runner.send_message("st_ready", {"agent": spec.agent_id}),
         )
         t0: float = worker.go.get()
-        late = agent.replay(JOB["ops"][spec.agent_id], t0)
+        late = agent.replay(job["ops"][spec.agent_id], t0)
         end = t0 + plan.duration + plan.drain_timeout
         gevent.sleep(max(0.0, end - agent.clock()))
         records = agent.records(t0, end)
         records["late"] = late
+        if "sync" in job:
+            records["sync"] = job["sync"]
         runner.send_message("st_records", records)
         self._idle()
 

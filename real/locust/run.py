@@ -24,49 +24,125 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import pickle
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from protocol.plan import Plan
 from protocol.records import Completion, DriverResult, MemCall
+from protocol.settings import TOKEN_ENV
 from real.clock import RunClock
+from real.locust.job import DEFAULT_MASTER_PORT, JOB_ENV
 from real.tcp.children import ChildProcesses, ServerProcess
 from real.tcp.prober import TcpProber
 from real.usage import own_usage
 
+LOOPBACK = "127.0.0.1"
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")  # never imported here: it patches
 # the process for gevent (``locust`` does on import), which would hang this one's threads
 START_GRACE = 30.0  # s for the users to spawn, connect and register
 STOP_GRACE = 15.0  # s past the plan's end for the records to reach the master
 
 
-def run_plan(plan: Plan, processes: int = 0, out_dir: Path | None = None) -> DriverResult:
-    """Replay ``plan`` through Locust (module docstring); ``processes`` 0: one process."""
-    return asyncio.run(_run(plan, processes, out_dir))
+@dataclass(frozen=True)
+class Master:
+    """A master for Locust workers on other hosts (``swarmtwin locust --master``):
+    the coordinator and Locust's master listen on ``host`` (the address the workers
+    reach), Locust's master on ``port``; the load waits for ``workers`` workers, at
+    most ``wait`` seconds. The coordinator's ``token`` replaces the plan's (a
+    non-loopback ``host`` needs a secret one); each worker brings its own."""
+
+    host: str
+    workers: int
+    token: str
+    port: int = DEFAULT_MASTER_PORT
+    wait: float = 120.0
 
 
-def locust_command(plan: Plan, processes: int, run_time: float, out: Path) -> list[str]:
+def run_plan(
+    plan: Plan, processes: int = 0, out_dir: Path | None = None, master: Master | None = None
+) -> DriverResult:
+    """Replay ``plan`` through Locust (module docstring); ``processes`` 0: one process;
+    ``master``: the users run on workers elsewhere, none here."""
+    return asyncio.run(_run(plan, processes, out_dir, master))
+
+
+def locust_command(
+    plan: Plan, processes: int, run_time: float, out: Path, master: Master | None = None
+) -> list[str]:
     users = str(len(plan.agents))
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
     command += ["--users", users, "--spawn-rate", users, "--run-time", f"{math.ceil(run_time)}s"]
     command += ["--stop-timeout", "1", "--loglevel", "WARNING", "--only-summary"]
     command += ["--csv", str(out / "locust"), "--html", str(out / "locust.html")]
+    if master is not None:
+        command += ["--master", "--master-bind-host", master.host]
+        command += ["--master-bind-port", str(master.port)]
+        command += ["--expect-workers", str(master.workers)]
+        command += ["--expect-workers-max-wait", str(math.ceil(master.wait))]
+    elif processes > 0:  # Locust's master on loopback, on a free port: not on every address
+        port = str(free_port())
+        command += ["--processes", str(processes), "--master-bind-host", LOOPBACK]
+        command += ["--master-bind-port", port, "--master-host", LOOPBACK, "--master-port", port]
+    return command
+
+
+def worker_command(master_host: str, master_port: int, processes: int) -> list[str]:
+    """Locust worker processes for a master on another host (``swarmtwin locust --worker``)."""
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker"]
+    command += ["--master-host", master_host, "--master-port", str(master_port)]
+    command += ["--loglevel", "WARNING"]
     if processes > 0:
         command += ["--processes", str(processes)]
     return command
 
 
-async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult:
+def run_worker(
+    master_host: str, master_port: int, processes: int, token: str, timeout: float
+) -> int:
+    """Run Locust workers until their master ends the run (at most ``timeout`` s);
+    the exit code of Locust, or 124 at the timeout. Their agents present ``token``."""
+    env = {k: v for k, v in os.environ.items() if k != JOB_ENV}
+    env[TOKEN_ENV] = token  # in the environment, not in argv where ps shows it
+    command = worker_command(master_host, master_port, processes)
+    with subprocess.Popen(command, env=env, start_new_session=True) as process:
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return 124
+        finally:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for Locust's master)."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+async def _run(
+    plan: Plan, processes: int, out_dir: Path | None, master: Master | None
+) -> DriverResult:
     wall = time.perf_counter()
+    if master is not None:
+        plan = dataclasses.replace(
+            plan, settings=dataclasses.replace(plan.settings, token=master.token)
+        )
     result = DriverResult("real", "tcp")
     children = ChildProcesses()
     with tempfile.TemporaryDirectory(prefix="swarmtwin-locust-") as scratch:
@@ -75,11 +151,12 @@ async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult
         records_path = os.path.join(scratch, "records.pickle")
         go_path = os.path.join(scratch, "go.json")
         try:
-            server = await ServerProcess.start(children, plan.settings)
+            host = LOOPBACK if master is None else master.host
+            server = await ServerProcess.start(children, plan.settings, host=host)
             epoch = time.time()
             job = {
                 "plan": plan,
-                "host": "127.0.0.1",
+                "host": host,
                 "port": server.port,
                 "epoch": epoch,
                 "output": records_path,
@@ -88,12 +165,13 @@ async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult
             job_path = os.path.join(scratch, "job.pickle")
             with open(job_path, "wb") as handle:
                 pickle.dump(job, handle)
-            run_time = START_GRACE + plan.duration + plan.drain_timeout + STOP_GRACE
-            env = {**os.environ, "SWARMTWIN_LOCUST_JOB": job_path}
+            waiting = 0.0 if master is None else master.wait  # for the workers elsewhere
+            run_time = waiting + START_GRACE + plan.duration + plan.drain_timeout + STOP_GRACE
+            env = {**os.environ, JOB_ENV: job_path}
             log_path = out / "locust.log"
             with open(log_path, "wb") as log:
                 process = await asyncio.create_subprocess_exec(
-                    *locust_command(plan, processes, run_time, out),
+                    *locust_command(plan, processes, run_time, out, master),
                     env=env,
                     stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
@@ -102,7 +180,9 @@ async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult
                 spawned = time.perf_counter()
                 prober = None
                 try:
-                    prober = await _probe_from_go(process, go_path, epoch, server.port, plan)
+                    prober = await _probe_from_go(
+                        process, go_path, epoch, (host, server.port), plan, waiting
+                    )
                     code = await asyncio.wait_for(process.wait(), run_time + 30.0)
                 except TimeoutError:
                     result.errors.append("Locust did not end by its --run-time")
@@ -133,7 +213,10 @@ async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult
             result.spawn_at = spawned - prober[1].clock.t0  # Locust started, before t0
         _merge(result, plan, records_path)
     users = len(plan.agents)
-    where = f"{processes} worker processes" if processes else "one process"
+    if master is not None:
+        where = f"{master.workers} Locust worker processes elsewhere (master on {master.host})"
+    else:
+        where = f"{processes} worker processes" if processes else "one process"
     result.notes.insert(
         0, f"load: Locust {version('locust')}, {users} users (one per agent) on {where}"
     )
@@ -143,15 +226,21 @@ async def _run(plan: Plan, processes: int, out_dir: Path | None) -> DriverResult
 
 
 async def _probe_from_go(
-    process: asyncio.subprocess.Process, go_path: str, epoch: float, port: int, plan: Plan
+    process: asyncio.subprocess.Process,
+    go_path: str,
+    epoch: float,
+    address: tuple[str, int],
+    plan: Plan,
+    waiting: float,
 ) -> tuple[asyncio.Task[None], TcpProber] | None:
     """Wait for the master's ``go.json``; start probing at its ``t0``."""
-    deadline = time.perf_counter() + START_GRACE
+    deadline = time.perf_counter() + waiting + START_GRACE
     while time.perf_counter() < deadline and process.returncode is None:
         t0 = _read_go(go_path)
         if t0 is not None:
             t0_perf = time.perf_counter() + (epoch + t0 - time.time())
-            prober = TcpProber(port, plan, RunClock(t0_perf))
+            host, port = address
+            prober = TcpProber(port, plan, RunClock(t0_perf), host=host)
             return asyncio.get_running_loop().create_task(prober.run()), prober
         await asyncio.sleep(0.01)
     return None
@@ -169,9 +258,11 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
     """Every agent's records into ``result``; missing agents make it invalid."""
     try:
         with open(path, "rb") as handle:
-            records: dict[str, dict[str, Any]] = pickle.load(handle)
+            written: dict[str, Any] = pickle.load(handle)  # the master's, in our scratch
     except OSError:
-        records = {}
+        written = {}
+    records: dict[str, dict[str, Any]] = written.get("agents", {})
+    result.errors.extend(written.get("errors", []))
     missing = [spec.agent_id for spec in plan.agents if spec.agent_id not in records]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -179,6 +270,7 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
     history = result.mem_history
     assert history is not None
     workers: dict[str, int] = {}
+    syncs: dict[str, tuple[float, float]] = {}
     late = 0
     for agent, data in sorted(records.items()):
         result.completions.extend(Completion(*row) for row in data["completions"])
@@ -191,9 +283,16 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
         worker = str(data.get("worker", "?"))
         workers[worker] = workers.get(worker, 0) + len(data["completions"])
         late += int(data.get("late", 0))
+        if "sync" in data:  # a worker elsewhere: its clock's offset from the master's
+            syncs[worker] = data["sync"]
     if late:
         result.notes.append(f"{late:,} ops issued over 1 ms after their scheduled time")
     result.end_time = plan.duration + plan.drain_timeout
     if workers:
         counts = ", ".join(f"{n:,}" for _, n in sorted(workers.items()))
         result.notes.append(f"completions recorded per Locust worker: {counts}")
+    if syncs:
+        shown = ", ".join(
+            f"{offset * 1e3:+.2f} ms (within {error * 1e3:.2f})" for offset, error in syncs.values()
+        )
+        result.notes.append(f"Locust workers' clock offsets from the master's: {shown}")

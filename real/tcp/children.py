@@ -165,8 +165,10 @@ class ServerProcess:
         db_path: str | None = None,
         use_uvloop: bool = True,
         event_log: str | None = None,
+        host: str = DEFAULT_HOST,
     ) -> None:
         self.children = children
+        self.host = host  # the address it listens on: loopback unless told
         self.settings = settings
         self.db_path = os.path.abspath(db_path) if db_path else None
         self.use_uvloop = use_uvloop
@@ -184,9 +186,10 @@ class ServerProcess:
         db_path: str | None = None,
         use_uvloop: bool = True,
         event_log: str | None = None,
+        host: str = DEFAULT_HOST,
     ) -> ServerProcess:
-        """Start the coordinator on a free port; return once it listens."""
-        server = cls(children, settings, db_path, use_uvloop, event_log)
+        """Start the coordinator on a free port of ``host``; return once it listens."""
+        server = cls(children, settings, db_path, use_uvloop, event_log, host)
         await server.spawn()
         return server
 
@@ -196,7 +199,7 @@ class ServerProcess:
         if self.event_log is not None:
             event_log = f"{self.event_log}.{self.lives}"
             self.event_logs.append(event_log)
-        args = (self.settings, self.db_path, self.use_uvloop, DEFAULT_HOST, self.port, event_log)
+        args = (self.settings, self.db_path, self.use_uvloop, self.host, self.port, event_log)
         self.child = self.children.start("coordinator", "coordinator", *args)
         self.lives += 1
         reply = await self.child.channel.get(timeout=SERVER_START_TIMEOUT)

@@ -52,7 +52,9 @@ class TcpProber:
         clock: RunClock,
         fallbacks: tuple[int, ...] = (),
         replicas: Mapping[str, int] | None = None,
+        host: str = DEFAULT_HOST,
     ) -> None:
+        self.host = host  # where the coordinator listens (loopback unless told)
         self.port = port
         self.ports = (port, *fallbacks)  # a replicated coordinator's: round the replicas
         self.replicas = dict(replicas or {})  # replica id: port, to follow a leader's name
@@ -124,7 +126,7 @@ class TcpProber:
             if self.link is None or self.link.closed:
                 try:
                     self.link = await asyncio.wait_for(
-                        open_link(DEFAULT_HOST, self.port), self.plan.probe_interval
+                        open_link(self.host, self.port), self.plan.probe_interval
                     )
                 except (OSError, TimeoutError):
                     self._next_port()

@@ -1,0 +1,79 @@
+"""The job a remote Locust worker gets (``real.locust.job``): it decodes to the same
+plan with the worker's own token, refuses anything but plain protocol data and
+another build's job, and the clock offset is Cristian's estimate. And the command
+line's checks for runs across hosts exit 2 with the reason."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from harness.cli.main import main
+from harness.scenario.compile import compile_plan
+from harness.scenario.schema import load_scenario
+from real.locust.job import JobRefused, best_offset, decode_job, encode_job, plan_digest
+
+SMOKE = Path(__file__).parents[2] / "scenarios" / "smoke.yaml"
+
+
+def _plan():  # type: ignore[no-untyped-def]
+    return compile_plan(load_scenario(SMOKE).with_overrides(transport="tcp", duration=1.0))
+
+
+def test_the_job_carries_the_plan_but_not_the_token() -> None:
+    plan = _plan()
+    data = encode_job(plan, "10.0.0.1", 7400, 12.5)
+    assert plan.settings.token.encode() not in data["plan"]
+    job = decode_job(data, "this-host's-token")
+    assert job["plan"].operations == plan.operations and job["plan"].agents == plan.agents
+    assert job["plan"].settings.token == "this-host's-token"
+    assert plan_digest(job["plan"]) == plan_digest(plan)
+    assert (job["host"], job["port"], job["epoch"]) == ("10.0.0.1", 7400, 12.5)
+
+
+class _Hostile:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("echo pwned",))
+
+
+def test_a_job_that_would_run_code_is_refused() -> None:
+    data = encode_job(_plan(), "10.0.0.1", 7400, 0.0)
+    data["plan"] = pickle.dumps(_Hostile())
+    with pytest.raises(JobRefused, match="may not contain"):
+        decode_job(data, "t")
+
+
+def test_a_changed_plan_or_another_build_is_refused() -> None:
+    plan = _plan()
+    data = encode_job(plan, "10.0.0.1", 7400, 0.0)
+    with pytest.raises(JobRefused, match="digest"):
+        decode_job({**data, "digest": "0" * 16}, "t")
+    with pytest.raises(JobRefused, match="same version"):
+        decode_job({**data, "version": "0.0.0-other"}, "t")
+
+
+def test_the_offset_comes_from_the_shortest_round_trip() -> None:
+    # (sent, master's time, received) on this host's clock; the master is 5 s ahead
+    samples = [(0.0, 5.30, 0.40), (1.0, 6.02, 1.04), (2.0, 7.5, 2.9)]
+    offset, error = best_offset(samples)
+    assert offset == pytest.approx(5.0) and error == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["locust", "--worker", str(SMOKE)], "takes no scenario"),
+        (["locust"], "a scenario is needed"),
+        (["locust", str(SMOKE), "--master", "--host", "10.9.9.9"], "secret token"),
+        (["locust", str(SMOKE), "--master", "--host", "0.0.0.0", "--token", "s"], "wildcard"),
+        (["locust", str(SMOKE), "--host", "10.9.9.9", "--token", "s"], "for --master"),
+    ],
+)
+def test_locust_across_hosts_refuses_bad_arguments(
+    args: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--reports", str(tmp_path), *args]) == 2
+    assert said in capsys.readouterr().err
