@@ -58,9 +58,16 @@ def locust_driver(
     master = None
     if args.master:
         master = Master(args.host, args.workers, args.token, args.port, args.wait_workers)
+    portal = None
+    if args.via == "websocket" or args.http_users:
+        from harness.portal.gateway import portal_gateway
+        from real.locust.run import Portal
+
+        portal = Portal(portal_gateway, args.via == "websocket", args.http_users)
     with tempfile.TemporaryDirectory(prefix="swarmtwin-locust-") as scratch:
         out = Path(scratch)
-        yield partial(locust_run, processes=processes, out_dir=out, master=master), out
+        driver = partial(locust_run, processes=processes, out_dir=out, master=master, portal=portal)
+        yield driver, out
 
 
 def cmd_locust(args: argparse.Namespace) -> int:
@@ -148,6 +155,23 @@ def register(sub: Subcommands, common: list[argparse.ArgumentParser]) -> None:
         default=0,
         help="Locust worker processes beside its master, each with its share of the "
         "users (Locust's --processes); 0: one process (default: %(default)s)",
+    )
+    locust.add_argument(
+        "--via",
+        choices=["tcp", "websocket"],
+        default="tcp",
+        help="how the users reach the coordinator: tcp, or the web portal's agents' "
+        "WebSocket gateway (/ws/agent), which this command serves beside it "
+        "(default: %(default)s)",
+    )
+    locust.add_argument(
+        "--http-users",
+        type=whole_number(0, 1000),
+        default=0,
+        metavar="N",
+        help="N Locust users send the plan's memory operations to the web portal's HTTP "
+        "API (POST /api/system/memory), which this command serves beside the "
+        "coordinator, instead of their agents (default: %(default)s)",
     )
     run_options(locust)
     hosts = locust.add_argument_group(

@@ -1,19 +1,20 @@
-"""One agent over one TCP socket, driven by greenlets: the Locust user's engine.
+"""One agent over one link, driven by greenlets: the Locust user's engine.
 
 How it works. ``GreenAgent`` holds a ``protocol.agent.Agent`` (the same sans-IO
-core the asyncio workers and the model run) and one socket to the coordinator.
-It is written for gevent: under Locust, ``socket`` and ``time.sleep`` are
-gevent's, so a blocking call yields to the other users. It never imports the
-asyncio driver.
+core the asyncio workers and the model run) and one link to the coordinator
+(``real.locust.links``: a TCP socket, or a WebSocket to the portal's gateway).
+It is written for gevent: under Locust, sockets and ``time.sleep`` are gevent's,
+so a blocking call yields to the other users. It never imports the asyncio
+driver.
 
-- ``start`` connects (``TCP_NODELAY``), has the core say hello, and spawns two
-  greenlets: the reader (every ``recv`` is fed to a ``RoutedDecoder``; each
-  frame goes to ``Agent.receive`` with ``now`` read per read, then one flush)
-  and the timer (sleeps until the core's ``next_deadline``, or until a flush
-  moves it earlier, then ``Agent.on_timer``).
+- ``start`` has the core say hello on the link, and spawns two greenlets: the
+  reader (every ``recv`` is fed to a ``RoutedDecoder``; each frame goes to
+  ``Agent.receive`` with ``now`` read per read, then one flush) and the timer
+  (sleeps until the core's ``next_deadline``, or until a flush moves it
+  earlier, then ``Agent.on_timer``).
 - ``flush`` drains the core and writes its messages as routed frames in one
-  ``sendall``, under a lock: a ``sendall`` can yield mid-write, and two
-  greenlets must never interleave their bytes on one stream.
+  ``send``, under a lock: a send can yield mid-write, and two greenlets must
+  never interleave their bytes on one stream.
 - ``replay(ops, t0)`` is open loop, as the asyncio workers replay: it sleeps
   until each op's time ``t0 + op.at`` on the core clock and issues it with that
   time as ``due`` (``protocol.workload.issue``), never waiting for a reply, so
@@ -29,7 +30,6 @@ Across hosts it is as good as the hosts' clock sync (docs/scale-out.md).
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,14 +41,14 @@ from protocol.nodes import COORDINATOR_ID
 from protocol.plan import AgentSpec, Operation
 from protocol.settings import ProtocolSettings
 from protocol.workload import issue
+from real.locust.links import Link
 
-READ_SIZE = 1 << 16
 IDLE_WAIT = 0.5  # s the timer greenlet sleeps when the core has no deadline
 YIELD_EVERY = 0.002  # s a replay that is behind runs before it lets the others run
 
 
 class GreenAgent:
-    """One agent core on one socket (module docstring)."""
+    """One agent core on one link (module docstring)."""
 
     def __init__(
         self, spec: AgentSpec, settings: ProtocolSettings, epoch: float, spawn: Any, lock: Any
@@ -63,10 +63,11 @@ class GreenAgent:
         self.epoch = epoch
         self._spawn = spawn
         self._lock = lock
-        self._sock: socket.socket | None = None
+        self._link: Link | None = None
         self._node = node_id_bytes(spec.agent_id)
         self._decoder = RoutedDecoder()
         self._wake: Callable[[], None] = lambda: None
+        self._on_refused: Callable[[], None] = lambda: None
         self.registered_at: float | None = None
         self.errors: list[str] = []
         self.closed = False
@@ -75,13 +76,19 @@ class GreenAgent:
     def clock(self) -> float:
         return time.time() - self.epoch
 
-    def start(self, host: str, port: int, on_welcome: Callable[[float], None]) -> None:
-        """Connect, say hello, and start reading and timing."""
-        sock = socket.create_connection((host, port), timeout=10.0)
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
+    def start(
+        self,
+        link: Link,
+        on_welcome: Callable[[float], None],
+        on_refused: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Say hello on ``link`` (``real.locust.links``: tcp, or the portal's
+        WebSocket gateway), and start reading and timing. ``on_welcome`` gets the
+        time of the coordinator's welcome; ``on_refused`` is called if it rejects
+        the agent instead (a wrong token, say: ``errors`` says why)."""
+        self._link = link
         self._on_welcome = on_welcome
+        self._on_refused = on_refused
         self.agent.start(self.clock())
         self.flush()
         self.greenlets = [self._spawn(self._read), self._spawn(self._time)]
@@ -94,21 +101,22 @@ class GreenAgent:
             self._on_welcome(self.registered_at)
         if self.agent.rejected is not None and not self.errors:
             self.errors.append(f"{self.spec.agent_id} rejected: {self.agent.rejected}")
-        if out and self._sock is not None and not self.closed:
+            self._on_refused()
+        if out and self._link is not None and not self.closed:
             data = b"".join(encode_routed(self._node, encode_body(msg)) for _dst, msg in out)
             with self._lock:
                 try:
-                    self._sock.sendall(data)
+                    self._link.send(data)
                 except OSError as exc:
                     self._lost(f"write failed: {exc}")
         self._wake()
 
     def _read(self) -> None:
-        sock = self._sock
-        assert sock is not None
+        link = self._link
+        assert link is not None
         while not self.closed:
             try:
-                data = sock.recv(READ_SIZE)
+                data = link.recv()
             except OSError as exc:
                 self._lost(f"read failed: {exc}")
                 return

@@ -5,7 +5,8 @@ How it works. A worker started with ``swarmtwin locust --worker --master-host H`
 has no job file. Its locustfile asks the master for the job with Locust's custom
 messages, and the master answers with ``encode_job``'s bytes: the compiled plan
 (pickled, with the settings' token blanked: a secret never travels with the job;
-each host gives its own ``--token``), the coordinator's address, the wall-clock
+each host gives its own ``--token``), the coordinator's address (and the portal's
+gateway URL when the users join through it), the wall-clock
 epoch of the run clock and the plan's digest. ``decode_job`` unpickles with
 ``PlanUnpickler``, which builds only the plain data classes of ``protocol`` and a
 few builtins, so a hostile master cannot make a worker run code through the job.
@@ -53,16 +54,18 @@ def plan_digest(plan: Plan) -> str:
     return hashlib.sha256(body).hexdigest()[:16]
 
 
-def encode_job(plan: Plan, host: str, port: int, epoch: float) -> dict[str, Any]:
-    """The ``st_job`` message's data for a worker on another host."""
-    blank = _blank_token(plan)
+def encode_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The ``st_job`` message's data, for a worker on another host, from the master's
+    ``job`` (``real.locust.run``): ``gateway``, the portal's WebSocket URL when the
+    agents join through it; ``portal`` and ``http_users``, its HTTP API's URL and
+    how many users send the memory ops there (0: the agents do)."""
+    plan: Plan = job["plan"]
     return {
-        "plan": pickle.dumps(blank, protocol=5),
+        "plan": pickle.dumps(_blank_token(plan), protocol=5),
         "digest": plan_digest(plan),
         "version": swarmtwin_version(),
-        "host": host,
-        "port": port,
-        "epoch": epoch,
+        **{name: job.get(name) for name in ("host", "port", "gateway", "portal", "epoch")},
+        "http_users": job.get("http_users", 0),
     }
 
 
@@ -113,6 +116,9 @@ def decode_job(data: dict[str, Any], token: str) -> dict[str, Any]:
         "plan": dataclasses.replace(plan, settings=settings),
         "host": str(data["host"]),
         "port": int(data["port"]),
+        "gateway": None if data.get("gateway") is None else str(data["gateway"]),
+        "portal": None if data.get("portal") is None else str(data["portal"]),
+        "http_users": int(data.get("http_users") or 0),
         "epoch": float(data["epoch"]),
     }
 

@@ -6,12 +6,16 @@ write the records) and starts Locust on this file with ``SWARMTWIN_LOCUST_JOB``
 naming it. The same module runs in the master and in every worker; the
 messages between them are Locust's custom messages:
 
-    user (worker) -> master   st_claim   {seq}               which agent am I?
+    user (worker) -> master   st_claim   {seq, kind}         which agent am I?
     master -> worker          st_agent   {seq, index}        plan.agents[index]
     user -> master            st_ready   {agent}             welcomed by the coordinator
     master -> every worker    st_go      {t0}                all N welcomed; start at t0
     user -> master            st_records {agent, ...}        at t0 + duration + drain
-    master                    writes every agent's records to the job's output, quits
+    master                    writes every user's records to the job's output, quits
+
+A user that cannot join (no connection, or the coordinator rejects its agent)
+sends its records with the reason before the load starts; the master then ends
+the run at once, and the driver marks it invalid with that reason.
 
 A worker on another host (``swarmtwin locust --worker --master-host H``) has no
 job file; it first syncs its clock and fetches the job (``real.locust.job``):
@@ -19,12 +23,19 @@ job file; it first syncs its clock and fetches the job (``real.locust.job``):
     worker -> master          st_time    {seq, sent}         the master's clock?
     master -> worker          st_time    {seq, sent, now}
     worker -> master          st_job     {}                  the job, please
-    master -> worker          st_job     {plan, host, port, epoch, digest, version}
+    master -> worker          st_job     {plan, host, port, epoch, digest, version, ...}
     worker -> master          st_refused {reason}            another build's job: the
                                                              run ends at once, invalid
 
-An agent is handed out by the master, once, in plan order, so the users of any
-number of workers on any number of hosts cover the plan's agents exactly. The
+Two user classes. ``SwarmAgent`` (``kind`` "agent") is one agent, on tcp or
+through the portal's WebSocket gateway (``real.locust.links``). With HTTP users
+in the job, ``PortalHttpUser`` (``kind`` "http") users send the plan's memory
+ops to the portal's HTTP API instead of their agents (``real.locust.httpuser``),
+each every n-th of them. Both classes have a ``fixed_count`` from the job, which
+the master's Locust dispatches.
+
+Each index is handed out by the master, once, in order, so the users of any
+number of workers on any number of hosts cover the plan exactly. The
 load starts only when every agent is registered, as the asyncio driver starts
 it, and every user replays its ops open loop from the same ``t0``
 (``real.locust.greenagent``). Records, not Locust's rounded statistics, are the
@@ -48,8 +59,10 @@ from gevent.lock import Semaphore
 from locust import User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from protocol.plan import OpKind
 from protocol.settings import TOKEN_ENV  # a remote worker's token: its own, not the master's
 from real.locust.greenagent import GreenAgent
+from real.locust.httpuser import HttpMemory
 from real.locust.job import (
     JOB_ENV,
     SYNC_ROUNDS,
@@ -58,6 +71,7 @@ from real.locust.job import (
     decode_job,
     encode_job,
 )
+from real.locust.links import TcpLink, WebSocketLink
 
 GO_LEAD = 0.5  # s between the last welcome and t0
 CLAIM_TIMEOUT = 60.0
@@ -65,10 +79,18 @@ JOB_TIMEOUT = 60.0  # s a remote worker waits for the master's job
 
 
 def _with_ops(job: dict[str, Any]) -> dict[str, Any]:
+    """Deal the plan's ops: by origin agent, and with HTTP users the memory ops
+    to them instead (user ``i`` of ``n`` takes every ``n``-th, in time order)."""
     ops: dict[str, list[Any]] = defaultdict(list)
+    http_users = job.get("http_users", 0)
+    shares: list[list[Any]] = [[] for _ in range(http_users)]
     for op in job["plan"].operations:
-        ops[op.origin].append(op)
+        if http_users and op.kind == OpKind.MEMORY:
+            shares[op.op_id % http_users].append(op)
+        else:
+            ops[op.origin].append(op)
     job["ops"] = ops
+    job["http_ops"] = shares
     return job
 
 
@@ -95,7 +117,8 @@ class _Master:
         assert JOB is not None
         self.job = JOB
         self.plan = JOB["plan"]
-        self.next = 0
+        self.next = {"agent": 0, "http": 0}  # the next index to hand out, per user class
+        self.users = len(self.plan.agents) + JOB.get("http_users", 0)  # records to await
         self.ready: set[str] = set()
         self.records: dict[str, Any] = {}
         self.workers: dict[str, str] = {}  # agent -> the worker that runs it
@@ -104,10 +127,13 @@ class _Master:
         self.errors: list[str] = []
 
     def claim(self, environment: Any, msg: Any) -> None:
-        index = self.next
-        self.next += 1
-        if index < len(self.plan.agents):
+        kind = msg.data.get("kind", "agent")
+        index = self.next[kind]
+        self.next[kind] += 1
+        if kind == "agent" and index < len(self.plan.agents):
             self.workers[self.plan.agents[index].agent_id] = msg.node_id
+        elif kind == "http":
+            self.workers[http_name(index)] = msg.node_id
         self.runner.send_message(
             "st_agent", {"seq": msg.data["seq"], "index": index}, client_id=msg.node_id
         )
@@ -127,15 +153,17 @@ class _Master:
 
     def on_job(self, environment: Any, msg: Any) -> None:
         if self.encoded is None:
-            job = self.job
-            self.encoded = encode_job(self.plan, job["host"], job["port"], job["epoch"])
+            self.encoded = encode_job(self.job)
         self.runner.send_message("st_job", self.encoded, client_id=msg.node_id)
 
     def on_records(self, environment: Any, msg: Any) -> None:
         data = msg.data
         data["worker"] = self.workers.get(data["agent"], msg.node_id)
         self.records[data["agent"]] = data
-        if len(self.records) == len(self.plan.agents):
+        if not self.went and data["errors"]:  # an agent that could not join: no load
+            self.errors.extend(data["errors"])
+            self._finish()
+        elif len(self.records) == self.users:
             self._finish()
 
     def on_refused(self, environment: Any, msg: Any) -> None:
@@ -163,10 +191,10 @@ class _Worker:
         if JOB is not None:
             self.ready.set(JOB)
 
-    def claim(self) -> int:
+    def claim(self, kind: str = "agent") -> int:
         seq = next(self.seq)
         waiter = self.claims[seq] = AsyncResult()
-        self.runner.send_message("st_claim", {"seq": seq})
+        self.runner.send_message("st_claim", {"seq": seq, "kind": kind})
         index: int = waiter.get(timeout=CLAIM_TIMEOUT)
         return index
 
@@ -238,17 +266,30 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
             gevent.spawn(WORKER.fetch_job)
 
 
+def http_name(index: int) -> str:
+    return f"http-{index}"
+
+
+def _wait_for_job(worker: _Worker) -> dict[str, Any] | None:
+    try:
+        job: dict[str, Any] = worker.ready.get(timeout=JOB_TIMEOUT + 10.0)
+    except gevent.Timeout:
+        return None  # no job (refused: the worker's log says why); the run is invalid
+    return job
+
+
 class SwarmAgent(User):
     """One swarmtwin agent (module docstring); its whole life is one task."""
+
+    fixed_count = 0 if JOB is None else len(JOB["plan"].agents)  # the master's count rules
 
     @task
     def life(self) -> None:
         worker = WORKER
         assert worker is not None
-        try:
-            job: dict[str, Any] = worker.ready.get(timeout=JOB_TIMEOUT + 10.0)
-        except gevent.Timeout:
-            self._idle()  # no job (refused: the worker's log says why); the run is invalid
+        job = _wait_for_job(worker)
+        if job is None:
+            self._idle()
         plan = job["plan"]
         index = worker.claim()
         if index >= len(plan.agents):  # more users than agents: this one idles
@@ -256,10 +297,24 @@ class SwarmAgent(User):
         spec = plan.agents[index]
         agent = GreenAgent(spec, plan.settings, job["epoch"], gevent.spawn, Semaphore())
         runner = worker.runner
+
+        def failed(why: str | None = None) -> None:  # before the load: the run ends, invalid
+            records = agent.records(0.0, -1.0)
+            if why is not None:
+                records["errors"].append(f"{spec.agent_id}: {why}")
+            runner.send_message("st_records", records)
+
+        gateway = job.get("gateway")
+        try:
+            link = WebSocketLink(gateway) if gateway else TcpLink(job["host"], job["port"])
+        except Exception as exc:  # noqa: BLE001 - any failure to connect ends the run
+            where = gateway or f"{job['host']}:{job['port']}"
+            failed(f"cannot connect to {where}: {exc!r}")
+            self._idle()
         agent.start(
-            job["host"],
-            job["port"],
+            link,
             lambda _at: runner.send_message("st_ready", {"agent": spec.agent_id}),
+            failed,
         )
         t0: float = worker.go.get()
         late = agent.replay(job["ops"][spec.agent_id], t0)
@@ -270,6 +325,41 @@ class SwarmAgent(User):
         if "sync" in job:
             records["sync"] = job["sync"]
         runner.send_message("st_records", records)
+        self._idle()
+
+    def _idle(self) -> None:
+        while True:  # until the master quits the run, which kills this greenlet
+            gevent.sleep(3600)
+
+
+class PortalHttpUser(User):
+    """One user of the web portal's HTTP API: it sends its share of the plan's memory
+    ops there (``real.locust.httpuser``), when the run has HTTP users."""
+
+    fixed_count = 0 if JOB is None else JOB.get("http_users", 0)
+
+    @task
+    def life(self) -> None:
+        worker = WORKER
+        assert worker is not None
+        job = _wait_for_job(worker)
+        if job is None:
+            self._idle()
+        index = worker.claim("http")
+        if index >= job["http_users"]:
+            self._idle()
+        name = http_name(index)
+        user = HttpMemory(
+            name, job["portal"], job["plan"].settings.token, job["epoch"], gevent.spawn
+        )
+        t0: float = worker.go.get()
+        late = user.replay(job["http_ops"][index], t0, gevent.sleep)
+        plan = job["plan"]
+        end = t0 + plan.duration + plan.drain_timeout
+        gevent.sleep(max(0.0, end - user.clock()))
+        records = user.records(t0, end)
+        records["late"] = late
+        worker.runner.send_message("st_records", records)
         self._idle()
 
     def _idle(self) -> None:

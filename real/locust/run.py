@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -43,7 +45,7 @@ from typing import Any
 from protocol.plan import Plan
 from protocol.records import Completion, DriverResult, MemCall
 from protocol.settings import TOKEN_ENV
-from real.clock import RunClock
+from real.clock import RunClock, new_event_loop
 from real.locust.job import DEFAULT_MASTER_PORT, JOB_ENV
 from real.tcp.children import ChildProcesses, ServerProcess
 from real.tcp.prober import TcpProber
@@ -71,18 +73,49 @@ class Master:
     wait: float = 120.0
 
 
+# (host, coordinator port, token) -> an ``async with`` that serves the portal attached
+# to that coordinator and yields its agents' gateway URL: the harness's ``portal_gateway``
+Gateway = Callable[[str, int, str], AbstractAsyncContextManager[str]]
+
+
+@dataclass(frozen=True)
+class Portal:
+    """The web portal beside the coordinator (``serve``, the harness's
+    ``portal_gateway``): ``agents`` join through its WebSocket gateway rather than
+    on tcp; ``http_users`` Locust users send the plan's memory ops to its HTTP API
+    rather than the agents (0: none)."""
+
+    serve: Gateway
+    agents: bool = False
+    http_users: int = 0
+
+
 def run_plan(
-    plan: Plan, processes: int = 0, out_dir: Path | None = None, master: Master | None = None
+    plan: Plan,
+    processes: int = 0,
+    out_dir: Path | None = None,
+    master: Master | None = None,
+    portal: Portal | None = None,
 ) -> DriverResult:
     """Replay ``plan`` through Locust (module docstring); ``processes`` 0: one process;
-    ``master``: the users run on workers elsewhere, none here."""
-    return asyncio.run(_run(plan, processes, out_dir, master))
+    ``master``: the users run on workers elsewhere, none here; ``portal``: the web
+    portal is served beside the coordinator, and some or all load goes through it."""
+    loop = new_event_loop()  # uvloop, as the other real drivers' loops
+    try:
+        return loop.run_until_complete(_run(plan, processes, out_dir, master, portal))
+    finally:
+        loop.close()
 
 
 def locust_command(
-    plan: Plan, processes: int, run_time: float, out: Path, master: Master | None = None
+    plan: Plan,
+    processes: int,
+    run_time: float,
+    out: Path,
+    master: Master | None = None,
+    http_users: int = 0,
 ) -> list[str]:
-    users = str(len(plan.agents))
+    users = str(len(plan.agents) + http_users)
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
     command += ["--users", users, "--spawn-rate", users, "--run-time", f"{math.ceil(run_time)}s"]
     command += ["--stop-timeout", "1", "--loglevel", "WARNING", "--only-summary"]
@@ -96,7 +129,7 @@ def locust_command(
         port = str(free_port())
         command += ["--processes", str(processes), "--master-bind-host", LOOPBACK]
         command += ["--master-bind-port", port, "--master-host", LOOPBACK, "--master-port", port]
-    return command
+    return command + ["SwarmAgent", *(["PortalHttpUser"] if http_users else [])]
 
 
 def worker_command(master_host: str, master_port: int, processes: int) -> list[str]:
@@ -136,7 +169,11 @@ def free_port() -> int:
 
 
 async def _run(
-    plan: Plan, processes: int, out_dir: Path | None, master: Master | None
+    plan: Plan,
+    processes: int,
+    out_dir: Path | None,
+    master: Master | None,
+    portal: Portal | None,
 ) -> DriverResult:
     wall = time.perf_counter()
     if master is not None:
@@ -149,58 +186,24 @@ async def _run(
         out = out_dir or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         records_path = os.path.join(scratch, "records.pickle")
-        go_path = os.path.join(scratch, "go.json")
         try:
             host = LOOPBACK if master is None else master.host
             server = await ServerProcess.start(children, plan.settings, host=host)
-            epoch = time.time()
-            job = {
-                "plan": plan,
-                "host": host,
-                "port": server.port,
-                "epoch": epoch,
-                "output": records_path,
-                "go": go_path,
-            }
-            job_path = os.path.join(scratch, "job.pickle")
-            with open(job_path, "wb") as handle:
-                pickle.dump(job, handle)
-            waiting = 0.0 if master is None else master.wait  # for the workers elsewhere
-            run_time = waiting + START_GRACE + plan.duration + plan.drain_timeout + STOP_GRACE
-            env = {**os.environ, JOB_ENV: job_path}
-            log_path = out / "locust.log"
-            with open(log_path, "wb") as log:
-                process = await asyncio.create_subprocess_exec(
-                    *locust_command(plan, processes, run_time, out, master),
-                    env=env,
-                    stdout=log,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                spawned = time.perf_counter()
-                prober = None
-                try:
-                    prober = await _probe_from_go(
-                        process, go_path, epoch, (host, server.port), plan, waiting
-                    )
-                    code = await asyncio.wait_for(process.wait(), run_time + 30.0)
-                except TimeoutError:
-                    result.errors.append("Locust did not end by its --run-time")
-                    code = None
-                finally:  # Locust's master and its workers: one session, ended together
-                    if process.returncode is None:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(process.pid, signal.SIGKILL)
-                        await process.wait()
-                if prober is not None:
-                    prober_task, probe = prober
-                    prober_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await prober_task
-                    result.probes = list(probe.core.results)
-                    result.status = probe.core.status
-            if code not in (0, None):
-                result.notes.append(f"locust exited with {code} (locust.log in the run folder)")
+            token = plan.settings.token
+            serving = portal.serve(host, server.port, token) if portal else nullcontext()
+            async with serving as url:
+                job = {
+                    "plan": plan,
+                    "host": host,
+                    "port": server.port,
+                    "gateway": url if portal and portal.agents else None,
+                    "portal": url and url.replace("ws://", "http://").removesuffix("/ws/agent"),
+                    "http_users": portal.http_users if portal else 0,
+                    "epoch": time.time(),
+                    "output": records_path,
+                    "go": os.path.join(scratch, "go.json"),
+                }
+                await _locust(job, processes, out, master, scratch, result)
             usage, report = await server.stop()
             if usage is not None:
                 result.processes.insert(0, usage)
@@ -209,20 +212,77 @@ async def _run(
         finally:
             children.reap()
             result.notes.extend(children.notes)
-        if prober is not None:
-            result.spawn_at = spawned - prober[1].clock.t0  # Locust started, before t0
         _merge(result, plan, records_path)
     users = len(plan.agents)
     if master is not None:
         where = f"{master.workers} Locust worker processes elsewhere (master on {master.host})"
     else:
         where = f"{processes} worker processes" if processes else "one process"
+    via = " through the portal's WebSocket gateway" if portal and portal.agents else ""
     result.notes.insert(
-        0, f"load: Locust {version('locust')}, {users} users (one per agent) on {where}"
+        0, f"load: Locust {version('locust')}, {users} users (one per agent) on {where}{via}"
     )
+    if portal and portal.http_users:
+        result.notes.insert(
+            1,
+            f"the memory ops went through the portal's HTTP API, from {portal.http_users} "
+            "Locust HTTP users (POST /api/system/memory), not from their agents",
+        )
     result.processes.append(own_usage("harness"))
     result.wall_seconds = time.perf_counter() - wall
     return result
+
+
+async def _locust(
+    job: dict[str, Any],
+    processes: int,
+    out: Path,
+    master: Master | None,
+    scratch: str,
+    result: DriverResult,
+) -> None:
+    """Run Locust on ``job`` until its master quits (or its run time is up), probing
+    the coordinator from ``t0`` into ``result``."""
+    plan: Plan = job["plan"]
+    job_path = os.path.join(scratch, "job.pickle")
+    with open(job_path, "wb") as handle:
+        pickle.dump(job, handle)
+    waiting = 0.0 if master is None else master.wait  # for the workers elsewhere
+    run_time = waiting + START_GRACE + plan.duration + plan.drain_timeout + STOP_GRACE
+    env = {**os.environ, JOB_ENV: job_path}
+    with open(out / "locust.log", "wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *locust_command(plan, processes, run_time, out, master, job["http_users"]),
+            env=env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    spawned = time.perf_counter()
+    probing = None
+    try:
+        address = (job["host"], job["port"])
+        probing = await _probe_from_go(process, job["go"], job["epoch"], address, plan, waiting)
+        code = await asyncio.wait_for(process.wait(), run_time + 30.0)
+    except TimeoutError:
+        result.errors.append("Locust did not end by its --run-time")
+        code = None
+    finally:  # Locust's master and its workers: one session, ended together
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    if code not in (0, None):
+        result.notes.append(f"locust exited with {code} (locust.log in the run folder)")
+    if probing is None:
+        return
+    task, prober = probing
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    result.probes = list(prober.core.results)
+    result.status = prober.core.status
+    result.spawn_at = spawned - prober.clock.t0  # Locust started, before t0
 
 
 async def _probe_from_go(

@@ -13,7 +13,8 @@ from harness.cli.main import main
 from harness.metrics.figures import summarize
 from harness.scenario.compile import compile_plan
 from harness.scenario.schema import load_scenario
-from real.locust.run import run_plan
+from protocol.plan import OpKind
+from real.locust.run import Portal, run_plan
 
 SMOKE = Path(__file__).parents[2] / "scenarios" / "smoke.yaml"
 PER_WORKER = re.compile(r"completions recorded per Locust worker: (.*)$")
@@ -54,3 +55,57 @@ def test_locust_refuses_a_scenario_with_faults(tmp_path: Path, capsys) -> None: 
     assert code == 2
     err = capsys.readouterr().err
     assert "coordinator-crash.yaml" in err and "faults" in err
+
+
+def test_users_can_join_through_the_portals_websocket_gateway(tmp_path: Path) -> None:
+    """``--via websocket``: every user's link is a WebSocket to the portal, which
+    the driver serves attached to the coordinator; nothing is lost on the way."""
+    from contextlib import asynccontextmanager
+
+    from harness.portal.gateway import portal_gateway
+
+    served: list[str] = []
+
+    @asynccontextmanager
+    async def gateway(host: str, port: int, token: str):  # type: ignore[no-untyped-def]
+        async with portal_gateway(host, port, token) as url:
+            served.append(url)
+            yield url
+
+    scenario = load_scenario(SMOKE).with_overrides(transport="tcp", duration=1.5)
+    plan = compile_plan(scenario)
+    result = run_plan(plan, out_dir=tmp_path, portal=Portal(gateway, agents=True))
+
+    assert result.errors == []
+    assert len(served) == 1 and served[0].startswith("ws://127.0.0.1:")
+    assert "through the portal's WebSocket gateway" in result.notes[0]
+    assert set(result.registered) == {spec.agent_id for spec in plan.agents}
+    reliability = summarize(plan, result).reliability
+    assert reliability.unique == reliability.expected > 0 and reliability.lost == 0
+
+
+def test_http_users_send_the_memory_ops_through_the_portals_api(tmp_path: Path) -> None:
+    """``--http-users 2``: the plan's memory ops go to ``POST /api/system/memory``
+    from two Locust HTTP users (the portal's console agent carries them to the
+    coordinator), the other ops from the agents; every expected completion comes,
+    and the memory history is linearizable."""
+    from harness.portal.gateway import portal_gateway
+    from harness.swarm.console import CONSOLE
+
+    scenario = load_scenario(SMOKE).with_overrides(transport="tcp", duration=1.5)
+    plan = compile_plan(scenario)
+    memory = [op for op in plan.operations if op.kind == OpKind.MEMORY]
+    assert memory
+
+    result = run_plan(plan, out_dir=tmp_path, portal=Portal(portal_gateway, http_users=2))
+
+    assert result.errors == []
+    assert any("from 2 Locust HTTP users" in note for note in result.notes)
+    assert result.status is not None  # the console agent registered: it carried them
+    assert f"agent:{CONSOLE}" in result.status
+    summary = summarize(plan, result)
+    assert summary.reliability.unique == summary.reliability.expected > 0
+    assert summary.reliability.lost == 0
+    assert summary.integrity.linearizable is True
+    answered = {c.op_id for c in result.completions}
+    assert {op.op_id for op in memory} <= answered

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 BIN = Path(sys.executable).parent
 SUBNET = "10.231.0"  # inside the test's own namespaces only
@@ -208,3 +209,38 @@ def test_a_run_across_three_namespaced_hosts_survives_a_cut_link(
         "locust/locust.html",
     ):
         assert (run_dir / name).exists(), name
+
+
+def _master_and_worker(tmp_path: Path, master_token: str, worker_token: str):  # type: ignore[no-untyped-def]
+    """``run_plan`` with a master on loopback and one ``run_worker`` beside it, as a
+    worker host would run it (on any machine: no namespaces needed)."""
+    from harness.scenario.compile import compile_plan
+    from harness.scenario.schema import parse_scenario
+    from real.locust.run import Master, free_port, run_plan, run_worker
+
+    plan = compile_plan(parse_scenario(yaml.safe_load(SCENARIO), "three-hosts.yaml"))
+    port = free_port()
+    codes: list[int] = []
+    worker = threading.Thread(
+        target=lambda: codes.append(run_worker("127.0.0.1", port, 0, worker_token, 120.0)),
+        daemon=True,
+    )
+    worker.start()
+    result = run_plan(plan, out_dir=tmp_path, master=Master("127.0.0.1", 1, master_token, port, 60))
+    worker.join(timeout=60)
+    return plan, result, codes
+
+
+def test_a_master_and_a_worker_process_on_loopback_cover_the_plan(tmp_path: Path) -> None:
+    plan, result, codes = _master_and_worker(tmp_path, "same-secret", "same-secret")
+    assert result.errors == [] and codes == [0]
+    assert set(result.registered) == {spec.agent_id for spec in plan.agents}
+    assert any("clock offsets from the master's" in note for note in result.notes)
+
+
+def test_a_worker_with_the_wrong_token_ends_the_run_at_once_and_invalid(tmp_path: Path) -> None:
+    _plan, result, codes = _master_and_worker(tmp_path, "the-secret", "a-wrong-one")
+    # the reason comes from the master's own file, written when the first rejected
+    # agent reported: had the run lasted to Locust's --run-time, there would be none
+    assert any("rejected" in e and "token" in e for e in result.errors), result.errors
+    assert codes == [0]  # the worker ended with the master's run

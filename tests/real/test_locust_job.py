@@ -23,9 +23,13 @@ def _plan():  # type: ignore[no-untyped-def]
     return compile_plan(load_scenario(SMOKE).with_overrides(transport="tcp", duration=1.0))
 
 
+def _job(plan, epoch: float = 0.0):  # type: ignore[no-untyped-def]
+    return {"plan": plan, "host": "10.0.0.1", "port": 7400, "epoch": epoch, "output": "/x"}
+
+
 def test_the_job_carries_the_plan_but_not_the_token() -> None:
     plan = _plan()
-    data = encode_job(plan, "10.0.0.1", 7400, 12.5)
+    data = encode_job(_job(plan, 12.5))
     assert plan.settings.token.encode() not in data["plan"]
     job = decode_job(data, "this-host's-token")
     assert job["plan"].operations == plan.operations and job["plan"].agents == plan.agents
@@ -40,7 +44,7 @@ class _Hostile:
 
 
 def test_a_job_that_would_run_code_is_refused() -> None:
-    data = encode_job(_plan(), "10.0.0.1", 7400, 0.0)
+    data = encode_job(_job(_plan()))
     data["plan"] = pickle.dumps(_Hostile())
     with pytest.raises(JobRefused, match="may not contain"):
         decode_job(data, "t")
@@ -48,7 +52,7 @@ def test_a_job_that_would_run_code_is_refused() -> None:
 
 def test_a_changed_plan_or_another_build_is_refused() -> None:
     plan = _plan()
-    data = encode_job(plan, "10.0.0.1", 7400, 0.0)
+    data = encode_job(_job(plan))
     with pytest.raises(JobRefused, match="digest"):
         decode_job({**data, "digest": "0" * 16}, "t")
     with pytest.raises(JobRefused, match="same version"):

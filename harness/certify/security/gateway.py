@@ -27,14 +27,9 @@ it; the attacks count a closed connection as refused either way.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import socket
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 from harness.certify.security.attacks import (
     malformed_cases,
@@ -44,11 +39,11 @@ from harness.certify.security.attacks import (
 )
 from harness.certify.security.base import SecurityCheck, Target, guarded
 from harness.certify.security.fuzz import fuzz_checks
+from harness.portal.gateway import portal_gateway
 from real.tcp.client import Bystander, RawConnection
 
 PREFIX = "gateway_"
 BYSTANDER = "gateway-bystander"
-START_TIMEOUT = 10.0
 THROUGH = (
     " Through the portal's WebSocket gateway (swarmtwin serve --coordinator, /ws/agent): "
     "each connection was a WebSocket carrying one tcp envelope frame per binary message."
@@ -70,44 +65,12 @@ GATEWAY_GROUPS: tuple[tuple[str, ...], ...] = tuple(
 GATEWAY_CHECK_NAMES: tuple[str, ...] = tuple(name for group in GATEWAY_GROUPS for name in group)
 
 
-@asynccontextmanager
-async def portal_gateway(target: Target) -> AsyncIterator[str]:
-    """Serve the portal attached to ``target``'s coordinator; yields the gateway's URL."""
-    import uvicorn
-
-    from harness.portal.app import create_app
-    from harness.swarm.console import Coordinator
-
-    with tempfile.TemporaryDirectory(prefix="swarmtwin-gateway-") as reports:
-        coordinator = Coordinator("127.0.0.1", target.port, target.settings.token)
-        app = create_app(Path(reports), target.settings.token, coordinator=coordinator)
-        config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio")
-        server = uvicorn.Server(config)
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]))
-        try:
-            async with asyncio.timeout(START_TIMEOUT):
-                while not server.started:
-                    if serving.done():
-                        serving.result()
-                        raise RuntimeError("the portal stopped before it started")
-                    await asyncio.sleep(0.02)
-            yield f"ws://127.0.0.1:{port}/ws/agent"
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serving, START_TIMEOUT)
-            listener.close()
-
-
 async def gateway_checks(target: Target, seed: int, fuzz_frames: int) -> list[SecurityCheck]:
     """Every check of ``GATEWAY_CHECK_NAMES``, in order, through the gateway."""
     from harness.portal.wsclient import open_ws
 
     checks: list[SecurityCheck] = []
-    async with portal_gateway(target) as url:
+    async with portal_gateway("127.0.0.1", target.port, target.settings.token) as url:
 
         async def dial() -> RawConnection:
             return await open_ws(url)
