@@ -51,7 +51,7 @@ import os
 import pickle
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, NoReturn
 
 import gevent
 from gevent.event import AsyncResult
@@ -278,20 +278,41 @@ def _wait_for_job(worker: _Worker) -> dict[str, Any] | None:
     return job
 
 
-class SwarmAgent(User):
+class _PlanUser(User):
+    """What both user classes do around their work: get the job and an index of
+    their ``kind`` from the master, and at the end report their records."""
+
+    abstract = True
+    kind = "agent"
+
+    def _claim(self) -> tuple[_Worker, dict[str, Any], int]:
+        worker = WORKER
+        assert worker is not None
+        job = _wait_for_job(worker)
+        if job is None:
+            self._idle()
+        return worker, job, worker.claim(self.kind)
+
+    def _report(self, worker: _Worker, job: dict[str, Any], records: dict[str, Any]) -> None:
+        if "sync" in job:
+            records["sync"] = job["sync"]
+        worker.runner.send_message("st_records", records)
+        self._idle()
+
+    def _idle(self) -> NoReturn:
+        while True:  # until the master quits the run, which kills this greenlet
+            gevent.sleep(3600)
+
+
+class SwarmAgent(_PlanUser):
     """One swarmtwin agent (module docstring); its whole life is one task."""
 
     fixed_count = 0 if JOB is None else len(JOB["plan"].agents)  # the master's count rules
 
     @task
     def life(self) -> None:
-        worker = WORKER
-        assert worker is not None
-        job = _wait_for_job(worker)
-        if job is None:
-            self._idle()
+        worker, job, index = self._claim()
         plan = job["plan"]
-        index = worker.claim()
         if index >= len(plan.agents):  # more users than agents: this one idles
             self._idle()
         spec = plan.agents[index]
@@ -320,48 +341,26 @@ class SwarmAgent(User):
         late = agent.replay(job["ops"][spec.agent_id], t0)
         end = t0 + plan.duration + plan.drain_timeout
         gevent.sleep(max(0.0, end - agent.clock()))
-        records = agent.records(t0, end)
-        records["late"] = late
-        if "sync" in job:
-            records["sync"] = job["sync"]
-        runner.send_message("st_records", records)
-        self._idle()
-
-    def _idle(self) -> None:
-        while True:  # until the master quits the run, which kills this greenlet
-            gevent.sleep(3600)
+        self._report(worker, job, {**agent.records(t0, end), "late": late})
 
 
-class PortalHttpUser(User):
+class PortalHttpUser(_PlanUser):
     """One user of the web portal's HTTP API: it sends its share of the plan's memory
     ops there (``real.locust.httpuser``), when the run has HTTP users."""
 
     fixed_count = 0 if JOB is None else JOB.get("http_users", 0)
+    kind = "http"
 
     @task
     def life(self) -> None:
-        worker = WORKER
-        assert worker is not None
-        job = _wait_for_job(worker)
-        if job is None:
-            self._idle()
-        index = worker.claim("http")
+        worker, job, index = self._claim()
         if index >= job["http_users"]:
             self._idle()
-        name = http_name(index)
-        user = HttpMemory(
-            name, job["portal"], job["plan"].settings.token, job["epoch"], gevent.spawn
-        )
+        plan = job["plan"]
+        token = plan.settings.token
+        user = HttpMemory(http_name(index), job["portal"], token, job["epoch"], gevent.spawn)
         t0: float = worker.go.get()
         late = user.replay(job["http_ops"][index], t0, gevent.sleep)
-        plan = job["plan"]
         end = t0 + plan.duration + plan.drain_timeout
         gevent.sleep(max(0.0, end - user.clock()))
-        records = user.records(t0, end)
-        records["late"] = late
-        worker.runner.send_message("st_records", records)
-        self._idle()
-
-    def _idle(self) -> None:
-        while True:  # until the master quits the run, which kills this greenlet
-            gevent.sleep(3600)
+        self._report(worker, job, {**user.records(t0, end), "late": late})
