@@ -47,11 +47,8 @@ def locust_driver(
     args: argparse.Namespace,
 ) -> Iterator[tuple[Callable[[Plan], DriverResult] | None, Path | None]]:
     """``swarmtwin locust``: Locust's driver for the real runs, and the folder where
-    Locust writes its own files; (None, None) for ``swarmtwin run``."""
-    processes = getattr(args, "processes", None)
-    if processes is None:
-        yield None, None
-        return
+    Locust writes its own files (``cmd_run`` enters it as ``args.real_driver``)."""
+    processes = args.processes
     from real.locust.run import Master
     from real.locust.run import run_plan as locust_run
 
@@ -60,7 +57,7 @@ def locust_driver(
         master = Master(args.host, args.workers, args.token, args.port, args.wait_workers)
     portal = None
     if args.via == "websocket" or args.http_users:
-        from harness.portal.gateway import portal_gateway
+        from harness.portal.serving import portal_gateway
         from real.locust.run import Portal
 
         portal = Portal(portal_gateway, args.via == "websocket", args.http_users)
@@ -95,6 +92,7 @@ def cmd_locust(args: argparse.Namespace) -> int:
     args.transport = "tcp"
     args.cluster = None
     args.dashboard = False
+    args.real_driver = locust_driver
     return cmd_run(args)
 
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +34,8 @@ from harness.sweep.executor import ClusterError
 if TYPE_CHECKING:
     from harness.cli.options import Subcommands
     from harness.metrics.figures import Summary
+    from protocol.plan import Plan
+    from protocol.records import DriverResult
 
 
 @contextmanager
@@ -51,7 +53,6 @@ def _model_executor(cluster: str | None, replications: int) -> Iterator[Executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.cli.locust import locust_driver
     from harness.render.table import render_summary_table
     from harness.run.runner import BACKENDS, labelled_repetitions, run_scenario
     from harness.scenario.targets import evaluate_targets, render_targets
@@ -76,12 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"({scenario.warmup:g} s warm-up), transport {scenario.transport}, seed {scenario.seed}"
     )
     bar, update = progress_bar()
+    # ``locust`` sets another real driver (harness.cli.locust.locust_driver): a context
+    # giving the driver and the folder of its own files; none here for ``run``
+    real_driver_of = getattr(args, "real_driver", None) or _own_driver
     try:
         replications = scenario.model.replications if "sim" in backends else 1
         with (
             bar,
             _model_executor(args.cluster, replications) as executor,
-            locust_driver(args) as (real_driver, locust_out),
+            real_driver_of(args) as (real_driver, driver_files),
         ):
             outcome = run_scenario(
                 scenario,
@@ -92,8 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 executor=executor,
                 real_driver=real_driver,
             )
-            if locust_out is not None:  # Locust's csv, html and log beside the run's files
-                shutil.copytree(locust_out, outcome.run_dir / "locust")
+            if driver_files is not None:  # Locust's csv, html and log beside the run's files
+                shutil.copytree(driver_files, outcome.run_dir / "locust")
     except ClusterError as exc:
         error(str(exc))
         return EXIT_BAD_INPUT
@@ -228,6 +232,14 @@ def shared_notes(
         backend = label.split(" #")[0]
         shown += [(label, n) for n in summary.notes if n not in common.get(backend, set())]
     return shown
+
+
+@contextmanager
+def _own_driver(
+    args: argparse.Namespace,
+) -> Iterator[tuple[Callable[[Plan], DriverResult] | None, Path | None]]:
+    """``run``'s real driver: the scenario's own (none given to the runner)."""
+    yield None, None
 
 
 def run_options(parser: argparse.ArgumentParser) -> None:

@@ -20,11 +20,6 @@ the coordinator closing its end (after a ``Reject`` for a wrong token, say),
 with code 1000 or 1011, once every frame it sent before closing has been passed
 on. Nothing here buffers without bound: a frame is read from the coordinator
 only once the previous one has been handed to the socket.
-
-``portal_gateway`` serves the portal attached to a coordinator on this process's
-event loop, for as long as its ``async with`` lasts, and yields the gateway's URL:
-the certification's security checks and ``swarmtwin locust --via websocket``
-use it.
 """
 
 from __future__ import annotations
@@ -32,11 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -47,7 +37,6 @@ log = logging.getLogger("swarmtwin.portal.gateway")
 POLICY = 1008  # WebSocket close code: a message the gateway will not carry
 NO_COORDINATOR = 1011
 CONNECT_TIMEOUT = 3.0
-START_TIMEOUT = 10.0  # s for the portal to start listening
 DRAIN_TIMEOUT = 2.0  # for what the coordinator sent before it closed
 
 
@@ -144,38 +133,3 @@ class Gateway:
             except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 return 1000, "the coordinator closed the link"
             await socket.send_bytes(head + body)
-
-
-@asynccontextmanager
-async def portal_gateway(host: str, coordinator_port: int, token: str) -> AsyncIterator[str]:
-    """Serve the portal on ``host`` (a free port), attached to the coordinator at
-    ``host:coordinator_port`` whose token is ``token``; yields the gateway's URL."""
-    import uvicorn
-
-    from harness.portal.app import create_app
-    from harness.swarm.console import Coordinator
-
-    with tempfile.TemporaryDirectory(prefix="swarmtwin-gateway-") as reports:
-        coordinator = Coordinator(host, coordinator_port, token)
-        app = create_app(Path(reports), token, coordinator=coordinator)
-        config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio")
-        server = uvicorn.Server(config)
-        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says
-        # TCP, and without it every answer waited for a delayed ACK (44 ms a request)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        listener.bind((host, 0))
-        port = listener.getsockname()[1]
-        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]))
-        try:
-            async with asyncio.timeout(START_TIMEOUT):
-                while not server.started:
-                    if serving.done():
-                        serving.result()
-                        raise RuntimeError("the portal stopped before it started")
-                    await asyncio.sleep(0.02)
-            yield f"ws://{host}:{port}/ws/agent"
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serving, START_TIMEOUT)
-            listener.close()

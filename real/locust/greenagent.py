@@ -183,7 +183,7 @@ class GreenAgent:
             "accepted": list(agent.accepted),
             "shed": list(agent.shed),
             "memory": [
-                (*call[:5], call.invoked - t0, call.returned - t0, *call[7:])
+                tuple(call._replace(invoked=call.invoked - t0, returned=call.returned - t0))
                 for call in memory_until(agent, limit)
             ],
             "registered": None if self.registered_at is None else self.registered_at - t0,

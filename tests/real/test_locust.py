@@ -62,7 +62,7 @@ def test_users_can_join_through_the_portals_websocket_gateway(tmp_path: Path) ->
     the driver serves attached to the coordinator; nothing is lost on the way."""
     from contextlib import asynccontextmanager
 
-    from harness.portal.gateway import portal_gateway
+    from harness.portal.serving import portal_gateway
 
     served: list[str] = []
 
@@ -89,7 +89,7 @@ def test_http_users_send_the_memory_ops_through_the_portals_api(tmp_path: Path) 
     from two Locust HTTP users (the portal's console agent carries them to the
     coordinator), the other ops from the agents; every expected completion comes,
     and the memory history is linearizable."""
-    from harness.portal.gateway import portal_gateway
+    from harness.portal.serving import portal_gateway
     from harness.swarm.console import CONSOLE
 
     scenario = load_scenario(SMOKE).with_overrides(transport="tcp", duration=1.5)

@@ -39,7 +39,7 @@ from harness.certify.security.attacks import (
 )
 from harness.certify.security.base import SecurityCheck, Target, guarded
 from harness.certify.security.fuzz import fuzz_checks
-from harness.portal.gateway import portal_gateway
+from harness.portal.serving import portal_gateway
 from real.tcp.client import Bystander, RawConnection
 
 PREFIX = "gateway_"
