@@ -61,14 +61,20 @@ def _namespaces_allowed() -> str:
     """Why this machine cannot make the hosts ("" when it can)."""
     if os.geteuid() != 0:
         return "needs root for ip netns"
-    if shutil.which("ip") is None:
-        return "needs ip (iproute2)"
+    if shutil.which("ip") is None or shutil.which("ss") is None:
+        return "needs ip and ss (iproute2)"
     probe = f"stprobe{os.getpid()}"
-    try:
+    try:  # everything the fixture does, once, on a namespace of its own
         _ip("netns", "add", probe)
+        _ip("-n", probe, "link", "add", "br0", "type", "bridge")
+        _ip("-n", probe, "link", "add", "v0", "type", "veth", "peer", "v1")
+        _ip("-n", probe, "link", "set", "v0", "master", "br0", "up")
+        _ip("netns", "exec", probe, "ip", "link", "set", "lo", "up")
     except (subprocess.CalledProcessError, OSError) as exc:
-        return f"ip netns add failed: {exc}"
-    _ip("netns", "del", probe)
+        stderr = getattr(exc, "stderr", b"") or b""
+        return f"network namespaces not usable here: {exc} {stderr.decode(errors='replace')}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
     return ""
 
 
