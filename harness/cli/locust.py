@@ -93,7 +93,18 @@ def cmd_locust(args: argparse.Namespace) -> int:
     args.cluster = None
     args.dashboard = False
     args.real_driver = locust_driver
+    args.layout = partial(locust_layout, processes=args.workers if args.master else args.processes)
     return cmd_run(args)
+
+
+def locust_layout(scenario: Scenario, processes: int) -> Scenario:
+    """The scenario as Locust lays its agents out, for the model beside it: one
+    process per Locust worker process (one for a single local process), each agent
+    on a link of its own (no vouchers). The real run takes its layout from Locust."""
+    agents = scenario.agents.model_copy(
+        update={"workers": max(1, processes), "connections": "per_agent"}
+    )
+    return scenario.model_copy(update={"agents": agents})
 
 
 def _locust_worker(args: argparse.Namespace) -> int:

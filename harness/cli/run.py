@@ -65,6 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.replications is not None:
         model = scenario.model.model_copy(update={"replications": args.replications})
         scenario = scenario.model_copy(update={"model": model})
+    layout = getattr(args, "layout", None)  # ``locust``'s: the agents as Locust runs them
+    if layout is not None:
+        scenario = layout(scenario)
     backends = (
         tuple(scenario.backends)
         if args.backend is None
