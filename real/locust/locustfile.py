@@ -49,6 +49,7 @@ import itertools
 import json
 import os
 import pickle
+import resource
 import time
 from collections import defaultdict
 from typing import Any, NoReturn
@@ -296,6 +297,8 @@ class _PlanUser(User):
     def _report(self, worker: _Worker, job: dict[str, Any], records: dict[str, Any]) -> None:
         if "sync" in job:
             records["sync"] = job["sync"]
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # this Locust process's, so far
+        records["process"] = (usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
         worker.runner.send_message("st_records", records)
         self._idle()
 
