@@ -267,6 +267,11 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
             gevent.spawn(WORKER.fetch_job)
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def http_name(index: int) -> str:
     return f"http-{index}"
 
@@ -285,6 +290,7 @@ class _PlanUser(User):
 
     abstract = True
     kind = "agent"
+    cpu_at_go = 0.0
 
     def _claim(self) -> tuple[_Worker, dict[str, Any], int]:
         worker = WORKER
@@ -297,8 +303,9 @@ class _PlanUser(User):
     def _report(self, worker: _Worker, job: dict[str, Any], records: dict[str, Any]) -> None:
         if "sync" in job:
             records["sync"] = job["sync"]
-        usage = resource.getrusage(resource.RUSAGE_SELF)  # this Locust process's, so far
-        records["process"] = (usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+        cpu = _cpu_seconds()  # this Locust process's: so far, and since the load began
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        records["process"] = (cpu, peak, cpu - self.cpu_at_go)
         worker.runner.send_message("st_records", records)
         self._idle()
 
@@ -341,6 +348,7 @@ class SwarmAgent(_PlanUser):
             failed,
         )
         t0: float = worker.go.get()
+        self.cpu_at_go = _cpu_seconds()
         late = agent.replay(job["ops"][spec.agent_id], t0)
         end = t0 + plan.duration + plan.drain_timeout
         gevent.sleep(max(0.0, end - agent.clock()))
@@ -363,6 +371,7 @@ class PortalHttpUser(_PlanUser):
         token = plan.settings.token
         user = HttpMemory(http_name(index), job["portal"], token, job["epoch"], gevent.spawn)
         t0: float = worker.go.get()
+        self.cpu_at_go = _cpu_seconds()
         late = user.replay(job["http_ops"][index], t0, gevent.sleep)
         end = t0 + plan.duration + plan.drain_timeout
         gevent.sleep(max(0.0, end - user.clock()))

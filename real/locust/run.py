@@ -331,7 +331,7 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
     assert history is not None
     workers: dict[str, int] = {}
     syncs: dict[str, tuple[float, float]] = {}
-    processes: dict[str, tuple[float, int]] = {}  # Locust worker: CPU seconds, peak RSS
+    processes: dict[str, tuple[float, int, float]] = {}  # Locust worker: CPU, RSS, load CPU
     late = 0
     for agent, data in sorted(records.items()):
         result.completions.extend(Completion(*row) for row in data["completions"])
@@ -344,9 +344,9 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
         worker = str(data.get("worker", "?"))
         workers[worker] = workers.get(worker, 0) + len(data["completions"])
         if "process" in data:  # its Locust process's CPU when it reported: keep the last
-            cpu, rss = data["process"]
-            seen = processes.get(worker, (0.0, 0))
-            processes[worker] = (max(seen[0], cpu), max(seen[1], rss))
+            cpu, rss, load = data["process"]
+            seen = processes.get(worker, (0.0, 0, 0.0))
+            processes[worker] = (max(seen[0], cpu), max(seen[1], rss), max(seen[2], load))
         late += int(data.get("late", 0))
         if "sync" in data:  # a worker elsewhere: its clock's offset from the master's
             syncs[worker] = data["sync"]
@@ -356,8 +356,8 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
     if workers:
         counts = ", ".join(f"{n:,}" for _, n in sorted(workers.items()))
         result.notes.append(f"completions recorded per Locust worker: {counts}")
-    for number, (_worker, (cpu, rss)) in enumerate(sorted(processes.items())):
-        result.processes.append(ProcessUsage(f"locust worker {number}", rss, cpu))
+    for number, (_worker, (cpu, rss, load)) in enumerate(sorted(processes.items())):
+        result.processes.append(ProcessUsage(f"locust worker {number}", rss, cpu, load))
     if syncs:
         shown = ", ".join(
             f"{offset * 1e3:+.2f} ms (within {error * 1e3:.2f})" for offset, error in syncs.values()
