@@ -3,9 +3,10 @@ this host or, with ``--master`` and ``--worker``, on several (docs/scale-out.md)
 
 The command is ``run`` with another real driver: ``cmd_locust`` checks what only
 Locust needs (the scenario has no faults, consensus or tree yet; a non-loopback
-``--host`` has a secret token), then calls ``cmd_run``, whose ``locust_driver``
-hands ``run_scenario`` Locust's driver. ``--worker`` starts no run of its own: its
-Locust workers get the plan, their agents and the clock from the master.
+``--host`` has a secret token), then calls ``cmd_run`` with ``locust_driver`` (which
+hands ``run_scenario`` Locust's driver) and ``locust_layout`` (the agents as Locust
+lays them out, for the model) in its arguments. ``--worker`` starts no run of its
+own: its Locust workers get the plan, their agents and the clock from the master.
 """
 
 from __future__ import annotations

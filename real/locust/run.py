@@ -5,19 +5,29 @@ process, as the asyncio tcp driver does (``real.tcp.children.ServerProcess``),
 writes a job file (the plan, the coordinator's port, the wall-clock epoch of
 the core clock and where the records go) and runs Locust headless on
 ``real/locust/locustfile.py`` as a subprocess: ``--users`` and
-``--spawn-rate`` the plan's agent count (one user per agent), ``--processes P``
-for P worker processes beside the master (none: one local process), and
-Locust's ``--csv`` and ``--html`` into ``out_dir``. When every agent is
-welcomed, the master writes ``t0`` (the load's start on the shared clock) to
-``go.json``; this driver then probes the coordinator from that instant
+``--spawn-rate`` the plan's agent count (one user per agent, plus any HTTP
+users), ``--processes P`` for P worker processes beside the master, whose
+master listens on loopback (none: one local process), and Locust's ``--csv``
+and ``--html`` into ``out_dir``. When every agent is welcomed, the master
+writes ``t0`` (the load's start on the shared clock) to ``go.json``; this
+driver then probes the coordinator from that instant
 (``real.tcp.prober.TcpProber``), so uptime is measured as for every tcp run.
-Locust ends when the master has every agent's records, or at ``--run-time``.
+Locust ends when the master has every user's records, or at ``--run-time``.
+
+``master`` (``Master``): the users run on Locust workers on other hosts
+(``run_worker`` there, ``swarmtwin locust --worker``). The coordinator and
+Locust's master listen on the master's address, the plan's token is the given
+one, and Locust's master waits for the workers, which fetch the job over
+Locust's messages (``real.locust.job``). ``portal`` (``Portal``): the web portal
+is served beside the coordinator for the run, on its address; the agents join
+through its WebSocket gateway, or HTTP users send the memory ops to its API.
 
 The records (per agent: completions, accepted and shed op ids, the memory
-history, on plan time) become one ``DriverResult("real", "tcp")``, whose
-summary, run folder and history row are those of any run
-(``harness.run.runner`` with ``driver=``). Missing agents' records, a Locust
-that failed or an agent's error make the run invalid, with the reason.
+history, on plan time; and each Locust process's CPU) become one
+``DriverResult("real", "tcp")``, whose summary, run folder and history row are
+those of any run (``harness.run.runner`` with ``driver=``). Missing agents'
+records, a Locust that failed, a worker that refused the job or an agent's
+error make the run invalid, with the reason.
 """
 
 from __future__ import annotations
