@@ -81,3 +81,47 @@ def test_locust_across_hosts_refuses_bad_arguments(
 ) -> None:
     assert main(["--reports", str(tmp_path), *args]) == 2
     assert said in capsys.readouterr().err
+
+
+def test_an_http_user_sheds_at_the_door_when_every_connection_is_busy() -> None:
+    """``HttpMemory.replay``: ops due while ``CONCURRENCY`` requests are out are shed,
+    never sent, and kept out of the memory history; the others go out."""
+    from protocol.messages import MemVerb
+    from protocol.plan import Operation, OpKind
+    from real.locust.httpuser import CONCURRENCY, HttpMemory
+
+    started: list[int] = []
+    user = HttpMemory(
+        "http-0", "http://127.0.0.1:9", "t", 0.0, lambda f, op, due: started.append(op.op_id)
+    )
+    ops = [
+        Operation(i, -1.0, OpKind.MEMORY, "agent-00001", f"ns/k{i}", 16, 1, MemVerb.PUT)
+        for i in range(1, CONCURRENCY + 6)
+    ]
+    user.replay(ops, 0.0, lambda seconds: None)  # the requests never finish here
+    assert started == list(range(1, CONCURRENCY + 1))
+    assert user.shed == list(range(CONCURRENCY + 1, CONCURRENCY + 6))
+    records = user.records(0.0, 10.0)
+    assert records["shed"] == user.shed and records["memory"] == []  # none taken yet
+
+
+def test_a_websocket_link_sends_one_frame_per_message() -> None:
+    """``WebSocketLink.send`` splits what the agent wrote at the frames' length
+    prefixes: the gateway takes exactly one frame per binary message."""
+    from protocol.envelope import LENGTH
+    from real.locust.links import WebSocketLink
+
+    class Socket:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send_binary(self, data: bytes) -> None:
+            self.sent.append(data)
+
+    link = WebSocketLink.__new__(WebSocketLink)  # no connection: only the framing
+    link.ws = Socket()
+    frames = [
+        LENGTH.pack(len(body)) + body for body in (b"\x01abc", b"\x01" + b"x" * 300, b"\x01z")
+    ]
+    link.send(b"".join(frames))
+    assert link.ws.sent == frames
