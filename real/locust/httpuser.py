@@ -19,9 +19,12 @@ made it. Each answered request becomes a ``Completion`` of its origin agent (as
 the agent's own ``MemReply`` would) and a ``MemCall`` for the linearizability
 check, invoked at its scheduled time (it cannot have taken effect before: the
 interval only widens) and returned when the answer came. A request the portal
-did not answer with 200 (a coordinator that did not answer in time: 502) stays
-unanswered (``returned`` infinite), and the status goes into ``errors`` once per
-kind. Blocking calls; under Locust, gevent makes them yield.
+did not answer with 200 stays unanswered (``returned`` infinite). A 5xx (the
+portal's coordinator did not answer in time: 502) is what overload looks like
+from here, noted once per status in ``notes``; any other status, or no answer
+at all, means the requests themselves are wrong (a bad token: 401 or 403) and
+goes into ``errors``, which makes the run invalid. Blocking calls; under Locust,
+gevent makes them yield.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class HttpMemory:
         self.pending: dict[int, tuple[Any, ...]] = {}  # sent, not answered yet
         self.shed: list[int] = []
         self.errors: list[str] = []
+        self.notes: list[str] = []
         self._statuses: set[int] = set()
 
     def clock(self) -> float:
@@ -122,7 +126,8 @@ class HttpMemory:
         if status not in self._statuses:
             self._statuses.add(status)
             shown = f"HTTP {status}" if status else "no answer"
-            self.errors.append(f"{self.name}: {shown} from the portal: {text}")
+            line = f"{self.name}: {shown} from the portal: {text}"
+            (self.notes if status >= 500 else self.errors).append(line)
 
     def records(self, t0: float, limit: float) -> dict[str, Any]:
         """What the run needs from this user, on plan time (as ``GreenAgent.records``)."""
@@ -143,4 +148,5 @@ class HttpMemory:
             ],
             "registered": None,
             "errors": list(self.errors),
+            "notes": list(self.notes),
         }

@@ -351,6 +351,7 @@ def _merge(result: DriverResult, plan: Plan, path: str) -> None:
         if data["registered"] is not None:
             result.registered[agent] = data["registered"]
         result.errors.extend(data["errors"])
+        result.notes.extend(note for note in data.get("notes", ()) if note not in result.notes)
         worker = str(data.get("worker", "?"))
         workers[worker] = workers.get(worker, 0) + len(data["completions"])
         if "process" in data:  # its Locust process's CPU when it reported: keep the last

@@ -5,6 +5,7 @@ line's checks for runs across hosts exit 2 with the reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -125,3 +126,35 @@ def test_a_websocket_link_sends_one_frame_per_message() -> None:
     ]
     link.send(b"".join(frames))
     assert link.ws.sent == frames
+
+
+@pytest.mark.parametrize(("status", "where"), [(502, "notes"), (401, "errors")])
+def test_an_overloaded_portal_is_noted_and_a_refused_request_is_an_error(
+    status: int, where: str
+) -> None:
+    """A 5xx leaves the op unanswered and is noted (overload); a 4xx means the
+    requests are wrong (a bad token) and makes the run invalid."""
+    from protocol.messages import MemVerb
+    from protocol.plan import Operation, OpKind
+    from real.locust.httpuser import HttpMemory
+
+    class Answer:
+        status_code = status
+
+        def read(self) -> bytes:
+            return b'{"detail": "no"}'
+
+    class Client:
+        def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+            return Answer()
+
+    user = HttpMemory("http-0", "http://127.0.0.1:9", "t", 0.0, lambda f, *a: f(*a))
+    user.client = Client()
+    op = Operation(1, -1.0, OpKind.MEMORY, "agent-00001", "ns/k", 16, 1, MemVerb.GET)
+    user.replay([op, dataclasses.replace(op, op_id=2)], 0.0, lambda seconds: None)
+    records = user.records(0.0, 10.0)
+    assert records["completions"] == [] and len(records["memory"]) == 2
+    assert all(call[6] == float("inf") for call in records["memory"])  # unanswered
+    assert len(records[where]) == 1 and f"HTTP {status}" in records[where][0]
+    other = "errors" if where == "notes" else "notes"
+    assert records[other] == []
