@@ -789,7 +789,7 @@ def _interpreted_inits() -> None:
         twin = make_dataclass(
             cls.__name__, [(f.name, f.type, f) for f in fields(cls)], frozen=True, slots=True
         )
-        setattr(cls, "__init__", vars(twin)["__init__"])
+        cls.__init__ = vars(twin)["__init__"]  # type: ignore[method-assign]
 
 
 def _has_own_init(cls: type) -> bool:
