@@ -17,6 +17,6 @@ One module per command group, each with the command functions and a
 maps exceptions to exit codes (its docstring lists them).
 """
 
-from harness.cli.main import build_parser, main
+from harness.cli.main import build_parser, entry, main
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry", "main"]
