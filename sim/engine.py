@@ -130,7 +130,7 @@ import simpy
 from simpy.events import NORMAL
 
 from protocol.agent import Agent
-from protocol.codec import encode_body
+from protocol.codec import body_size
 from protocol.coordinator import Coordinator
 from protocol.messages import (
     MESSAGE_TYPES,
@@ -808,6 +808,6 @@ class Engine:
         """Encoded body size; the last message is cached (a fan-out resends one object)."""
         cached, size = self._size_cache
         if cached is not msg:
-            size = len(encode_body(msg))
+            size = body_size(msg)
             self._size_cache = (msg, size)
         return size

@@ -28,6 +28,7 @@ from protocol.codec import (
     CodecUsageError,
     FrameDecoder,
     MalformedFrame,
+    body_size,
     decode_body,
     decode_frame,
     encode,
@@ -106,6 +107,44 @@ def test_round_trip_every_message_type(cls: type, data: st.DataObject) -> None:
         assert type(getattr(decoded, name)) is type(getattr(msg, name)) or (
             kind == "float" and type(getattr(decoded, name)) is float
         )
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda c: c.__name__)
+@FAST
+@given(data=st.data())
+def test_body_size_is_the_length_of_the_encoded_body(cls: type, data: st.DataObject) -> None:
+    msg = data.draw(strategy_for(cls))
+    assert body_size(msg) == len(encode_body(msg))
+
+
+LENGTHS = st.sampled_from([0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536, 70000])
+
+
+@FAST
+@given(
+    text=LENGTHS,
+    blob=LENGTHS,
+    ids=st.sampled_from([0, 15, 16, 65535, 65536]),
+    number=st.integers(-(2**63), 2**64 - 1),
+    wide=st.booleans(),
+)
+def test_body_size_at_every_msgpack_boundary(
+    text: int, blob: int, ids: int, number: int, wide: bool
+) -> None:
+    """Each header size of str, bin and array, every int range, UTF-8 wider than its
+    characters."""
+    origin = ("é" if wide else "a") * text
+    for msg in (
+        m.Deliver(number, 1, origin, -number // 2, origin[:40], b"x" * blob, number),
+        m.Ack(tuple(range(ids))),
+        m.Busy(number, float(text)),
+    ):
+        assert body_size(msg) == len(encode_body(msg)), type(msg).__name__
+
+
+def test_body_size_refuses_what_is_not_a_message() -> None:
+    with pytest.raises(CodecUsageError):
+        body_size(object())
 
 
 def test_frame_layout_byte_by_byte() -> None:
