@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_COMPILED = frozenset(
     ("protocol/__init__.py", "protocol/settings.py", "protocol/plan.py", "protocol/records.py")
 )
-SIM_COMPILED = ("sim/engine.py", "sim/nodes.py", "sim/cores.py")
+SIM_COMPILED = ("sim/engine.py", "sim/nodes.py", "sim/cores.py", "sim/sampler.py")
 GROUP = "protocol.core"
 
 

@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.sampler import SegmentSampler
+
 DEFAULT_PROBS: tuple[float, ...] = tuple(i / 20 for i in range(20)) + (
     0.99,
     0.999,
@@ -131,15 +133,7 @@ class Distribution:
             (probs[i], 1.0 / (probs[i + 1] - probs[i]), self.values[i], self.values[i + 1] - low, k)
             for i, (low, k) in enumerate(zip(self.values, self.exponents(), strict=False))
         )
-        uniform = rng.random
-
-        def draw() -> float:
-            u = uniform()
-            start, scale, low, span, k = segments[bisect_right(probs, u) - 1]
-            t = (u - start) * scale
-            return low + span * (t if k == 1.0 else t**k)
-
-        return draw
+        return SegmentSampler(probs, segments, rng.random)
 
     def affine(self, scale: float, shift: float, method: str = "") -> Distribution:
         """``scale * x + shift`` of every value: the same shape, stretched and moved
