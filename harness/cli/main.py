@@ -133,10 +133,6 @@ def _stdout_to_devnull() -> None:
         pass
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def entry() -> int:
     """The ``swarmtwin`` command: ``main``, then ``gc.freeze()`` before the
     interpreter exits, so that its last collection does not walk every object
@@ -146,3 +142,7 @@ def entry() -> int:
     code = main()
     gc.freeze()
     return code
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
