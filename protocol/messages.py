@@ -994,8 +994,8 @@ BY_TYPE: dict[int, type[Message]] = {code: cls for cls, code in WIRE_CODES.items
 
 
 def _interpreted_inits() -> None:
-    """Uncompiled, give the classes with their own ``__init__`` the one that
-    ``dataclasses`` writes for a frozen class.
+    """Uncompiled, give every message the ``__init__`` that ``dataclasses``
+    writes for a frozen class.
 
     Every message defines ``__init__`` by hand: compiled, its assignments are
     stores into the native object (47 ns for a ``Deliver`` against 908 ns for
@@ -1005,7 +1005,6 @@ def _interpreted_inits() -> None:
     ``__init__`` of a twin made with ``make_dataclass`` from its own fields
     (same names, order and defaults).
     """
-    own = [cls for cls in MESSAGE_TYPES if _has_own_init(cls)]
     for cls in MESSAGE_TYPES:  # compiled, pickle's default cannot rebuild a frozen class
         copyreg.pickle(cls, _reduce)
     try:
@@ -1013,21 +1012,11 @@ def _interpreted_inits() -> None:
         return  # compiled: the hand-written stores work
     except FrozenInstanceError:
         pass
-    for cls in own:
+    for cls in MESSAGE_TYPES:
         twin = make_dataclass(
             cls.__name__, [(f.name, f.type, f) for f in fields(cls)], frozen=True, slots=True
         )
         cls.__init__ = vars(twin)["__init__"]  # type: ignore[method-assign]
-
-
-def _has_own_init(cls: type) -> bool:
-    """Whether ``cls.__init__`` was written in this module rather than generated
-    (compiled, a hand-written one is a builtin and has no ``__code__``)."""
-    init = vars(cls).get("__init__")
-    if init is None:
-        return False
-    code = getattr(init, "__code__", None)
-    return code is None or code.co_filename == __file__
 
 
 def _reduce(msg: Message) -> tuple[type[Message], tuple[object, ...]]:
