@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 # the hot modules of protocol/ and sim/ compiled with mypyc into build/core (native/build.py);
 # rebuilt when a source changes. If compiling fails, the pure-Python core runs.
 CORE := build/core/manifest.json
-$(CORE): $(STAMP) $(wildcard protocol/*.py) sim/engine.py sim/nodes.py sim/cores.py sim/sampler.py native/build.py native/select.py
+$(CORE): $(STAMP) $(wildcard protocol/*.py) sim/engine.py sim/nodes.py sim/cores.py sim/sampler.py sim/driver.py native/build.py native/select.py
 	@mkdir -p build && $(BIN)/python -m native.build > build/core.log 2>&1 || true
 	@tail -n 1 build/core.log
 

@@ -240,15 +240,23 @@ class Agent:
 
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do."""
-        candidates = [
-            self._next_heartbeat,
-            self._next_hello,
-            self.requests.next_deadline(),
-            self._task_due,
-            self.quorum.next_deadline() if self.quorum is not None else None,
-        ]
-        times = [t for t in candidates if t is not None]
-        return min(times) if times else None
+        # straight-line comparisons: read after every job in the model, where the
+        # lists of a ``min`` over the candidates were 5 % of the run
+        due = self.requests.next_deadline()
+        other = self._next_heartbeat
+        if other is not None and (due is None or other < due):
+            due = other
+        other = self._next_hello
+        if other is not None and (due is None or other < due):
+            due = other
+        other = self._task_due
+        if other is not None and (due is None or other < due):
+            due = other
+        if self.quorum is not None:
+            other = self.quorum.next_deadline()
+            if other is not None and (due is None or other < due):
+                due = other
+        return due
 
     def drain(self) -> list[Outgoing]:
         """Messages to send, with this round's acks batched into one ``Ack``."""
@@ -368,7 +376,7 @@ class Agent:
         if not duplicate:
             self._seen.add(key)
         intact = checksum(msg.payload) == msg.checksum
-        self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
+        self.completions.append(_completion(msg.op_id, self.node_id, now, duplicate, intact))
 
     def _take_task(self, msg: Deliver, key: tuple[str, int], now: float) -> None:
         """Queue a task to run once; a redelivery of a finished one resends its result.
@@ -409,7 +417,7 @@ class Agent:
         duplicate = msg.op_id in self._tasks_done
         self._tasks_done.add(msg.op_id)
         intact = checksum(msg.payload) == msg.checksum
-        self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, intact))
+        self.completions.append(_completion(msg.op_id, self.node_id, now, duplicate, intact))
 
     def _on_mem_reply(self, msg: MemReply, now: float) -> None:
         request = self.requests.answered(msg.op_id, now)
@@ -441,7 +449,14 @@ class Agent:
             self.write_acks.append(
                 WriteAck(msg.op_id, request.namespace, request.key, msg.version, crc, now)
             )
-        self.completions.append(Completion(msg.op_id, self.node_id, now, duplicate, True))
+        self.completions.append(_completion(msg.op_id, self.node_id, now, duplicate, True))
+
+
+def _completion(op_id: int, node: str, at: float, duplicate: bool, intact: bool) -> Completion:
+    """``Completion(...)`` built as the tuple it is: the NamedTuple's own ``__new__`` is
+    a Python function that compiled code must call (one per delivery; 2.4 % of a model
+    run, 340 ns against 245)."""
+    return tuple.__new__(Completion, (op_id, node, at, duplicate, intact))
 
 
 def memory_until(agent: Agent, limit: float) -> list[MemCall]:

@@ -69,6 +69,7 @@ call), ``run_wall_seconds`` (the main simulation loop only) and
 
 from __future__ import annotations
 
+import math
 import random
 import resource
 import time
@@ -282,6 +283,11 @@ class ModelRun:
         self.feeds = self._feeds(sorted(plan.operations, key=attrgetter("at")))
         self.unfed = len(self.feeds)  # feeds with ops still to issue
         self.missing = plan.expected_total
+        # every completion this run saw as it came, and the latest one's time: while
+        # they account for all of them, the result takes the records without a pass
+        # over each (which touched 800k records out of cache: 0.5 s of the default's)
+        self.seen = 0
+        self.latest = -math.inf
         self._expected: dict[int, int] | None = None  # op id -> expected, once something is shed
         self.unanswered = 0
         self.probing = False
@@ -551,11 +557,18 @@ class ModelRun:
     def _completed(self, agent: Agent, before: int) -> None:
         if agent.node_id in self.vouchers:  # a voucher's broadcasts are owed to nobody
             return
-        for completion in agent.completions[before:]:
+        fresh = agent.completions[before:]
+        self.seen += len(fresh)
+        latest = self.latest
+        for completion in fresh:
+            at = completion.at
+            if at > latest:
+                latest = at
             if not completion.duplicate:
                 self.missing -= 1
                 if self.live is not None:
                     self.live_parts.add(completion)
+        self.latest = latest
         if self.missing <= 0:
             self._check_done()
 
@@ -659,6 +672,11 @@ class ModelRun:
         order, up to the time limit."""
         limit = self.limit
         kept: list[Completion] = []
+        if self._seen_within():
+            for node in self.agents:
+                whole: Agent = node.core  # type: ignore[assignment]
+                kept.extend(whole.completions)
+            return kept
         for node in self.agents:
             agent: Agent = node.core  # type: ignore[assignment]
             lives = self.faults.lives(node) if self.faults is not None else (agent,)
@@ -666,10 +684,25 @@ class ModelRun:
                 kept.extend(c for c in life.completions if c.at <= limit)
         return kept
 
+    def _seen_within(self) -> bool:
+        """Whether every completion went through ``_completed`` (no fault kept an
+        agent's earlier lives aside), so that ``latest`` covers them all, and none
+        came after the time limit."""
+        if self.faults is not None or self.latest > self.limit:
+            return False
+        total = 0
+        for node in self.agents:
+            agent: Agent = node.core  # type: ignore[assignment]
+            total += len(agent.completions)
+        return total == self.seen
+
     def result(self, lead: float, notes: list[str]) -> DriverResult:
         completions = self.completions()
         answered = [p.answered for p in self.prober.results if p.answered is not None]
-        last = max([c.at for c in completions] + answered, default=self.env.now)
+        if self._seen_within():
+            last = max(answered + ([self.latest] if self.seen else []), default=self.env.now)
+        else:
+            last = max([c.at for c in completions] + answered, default=self.env.now)
         result = DriverResult(
             backend="sim",
             transport=self.calibration.transport,
