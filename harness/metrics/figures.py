@@ -74,8 +74,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -219,21 +219,46 @@ def _ops_columns(plan: Plan, codes: dict[str, int]) -> _Ops:
     )
 
 
+class CompletionColumns(NamedTuple):
+    """``Completion`` records as columns, in the records' order."""
+
+    op_id: npt.NDArray[np.int64]
+    node: list[str]
+    at: npt.NDArray[np.float64]
+    duplicate: npt.NDArray[np.bool_]
+    intact: npt.NDArray[np.bool_]
+
+
+def completion_columns(completions: Sequence[Completion]) -> CompletionColumns:
+    """The records' fields as columns, read in one pass over the records.
+
+    Millions of records lie scattered over the heap, so every pass over them is
+    mostly cache misses: one ``zip`` pass, then arrays from the packed tuples,
+    took 0.47 s for 800k model records where a ``fromiter`` per field took 0.75 s."""
+    n = len(completions)
+    if n == 0:
+        fields: list[tuple[Any, ...]] = [()] * len(Completion._fields)
+    else:
+        fields = list(zip(*completions, strict=True))
+    return CompletionColumns(
+        op_id=np.fromiter(fields[0], dtype=np.int64, count=n),
+        node=list(fields[1]),
+        at=np.fromiter(fields[2], dtype=np.float64, count=n),
+        duplicate=np.fromiter(fields[3], dtype=np.bool_, count=n),
+        intact=np.fromiter(fields[4], dtype=np.bool_, count=n),
+    )
+
+
 def _record_columns(
     completions: Sequence[Completion], ops: _Ops, codes: dict[str, int]
 ) -> _Records:
-    n = len(completions)
-
-    def column(index: int, dtype: type) -> npt.NDArray[Any]:
-        return np.fromiter(map(itemgetter(index), completions), dtype=dtype, count=n)
-
-    nodes = list(map(itemgetter(1), completions))
+    columns = completion_columns(completions)
     return _Records(
-        op=ops.locate(column(0, np.int64)),
-        node=_encode_names(nodes, codes),
-        at=column(2, np.float64),
-        duplicate=column(3, np.bool_),
-        intact=column(4, np.bool_),
+        op=ops.locate(columns.op_id),
+        node=_encode_names(columns.node, codes),
+        at=columns.at,
+        duplicate=columns.duplicate,
+        intact=columns.intact,
     )
 
 

@@ -54,13 +54,13 @@ completion time (rows that never arrived last).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.metrics.figures import TimelineBin
+from harness.metrics.figures import TimelineBin, completion_columns
 from harness.metrics.latency import HDR_HIGHEST_US, HDR_LOWEST_US
 from protocol.plan import FaultKind, OpKind, Plan
 from protocol.records import DriverResult
@@ -120,19 +120,14 @@ def _plan_ops(plan: Plan) -> pd.DataFrame:
 
 def _records(result: DriverResult) -> pd.DataFrame:
     """The completion records as columns, in the driver's order."""
-    records = result.completions
-    n = len(records)
-
-    def column(index: int, dtype: type) -> np.ndarray:
-        return np.fromiter(map(itemgetter(index), records), dtype=dtype, count=n)
-
+    columns = completion_columns(result.completions)
     return pd.DataFrame(
         {
-            "op_id": column(0, np.int64),
-            "node": pd.Series(list(map(itemgetter(1), records)), dtype="str"),
-            "completed": column(2, np.float64),
-            "duplicate": column(3, np.bool_),
-            "intact": column(4, np.bool_),
+            "op_id": columns.op_id,
+            "node": pd.Series(columns.node, dtype="str"),
+            "completed": columns.at,
+            "duplicate": columns.duplicate,
+            "intact": columns.intact,
         }
     )
 

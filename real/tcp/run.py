@@ -82,6 +82,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+from native.heap import gc_paused
 from protocol.consensus.quorum import newest_cells
 from protocol.faults import CRASH_EVENT_ROOT, crashed_coordinators
 from protocol.plan import FaultKind, OpKind, Plan
@@ -651,17 +652,25 @@ def _merge_memory(
         )
 
 
+# (duplicate, intact) of a record's flags
+_FLAGS = [(bool(f & DUPLICATE), bool(f & INTACT)) for f in range(DUPLICATE + INTACT + 1)]
+
+
+@gc_paused()  # millions of records are built: with the collector on, 3.4 s for 3.6M, off 1.3
 def _merge_logs(
     result: DriverResult, plan: Plan, specs: list[WorkerSpec], log_dir: str, offset: float
 ) -> None:
     """Every worker life's records, shifted from core time to plan time by ``offset``."""
     ops = None
+    new = tuple.__new__  # the NamedTuple's own __new__ is a Python function: 0.9 s against 1.3
     for spec in specs:
         records = read_logs(lives_of(log_dir, spec.index))
         ids = [a.agent_id for a in spec.agents]
         result.completions.extend(
-            Completion(op_id, ids[i], at - offset, bool(f & DUPLICATE), bool(f & INTACT))
-            for op_id, i, at, f in records.completions
+            [
+                new(Completion, (op_id, ids[i], at - offset, *_FLAGS[f]))
+                for op_id, i, at, f in records.completions
+            ]
         )
         result.accepted.extend(op_id for op_id, _ in records.accepted)
         result.shed.extend(op_id for op_id, _ in records.shed)
