@@ -22,6 +22,11 @@ Ratios printed:
 
 Absolute figures are printed too, but only the ratios are comparable
 between machines. Every run is bounded by its plan's duration.
+
+Each raw baseline is measured ``BASELINE_RUNS`` times and its median taken,
+with the range printed beside it: on the shared 2-core VM one bare
+``asyncio.Queue`` run gave anything from 1.06M to 1.52M msg/s within an hour,
+and a single run made the ratios swing with it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,13 +219,29 @@ def bench_real(
     }
 
 
+BASELINE_RUNS = 5
+
+
+def median_baseline(
+    name: str, measure_once: Callable[[], float], log: Callable[[str], None]
+) -> float:
+    """The median of ``BASELINE_RUNS`` runs of a raw baseline, logged with their range."""
+    runs = [measure_once() for _ in range(BASELINE_RUNS)]
+    middle = statistics.median(runs)
+    log(
+        f"baseline: {name} {middle:,.0f} msg/s (median of {len(runs)}; "
+        f"{min(runs):,.0f} to {max(runs):,.0f})"
+    )
+    return middle
+
+
 def bench_sim(duration: float, log: Callable[[str], None]) -> dict[str, float | None]:
     from sim import last_stats, run_plan
     from sim.calibration import load_calibration
 
     calibration, _ = load_calibration(transport="inproc")
     plan = bench_plan(100_000, duration)
-    baseline = simpy_baseline()
+    baseline = median_baseline("trivial SimPy model", simpy_baseline, log)
     run_plan(plan, calibration)
     stats = last_stats()
     rate = stats["messages"] / stats["wall_seconds"]
@@ -241,10 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
-    queue = queue_baseline()
-    log(f"baseline: bare asyncio.Queue {queue:,.0f} msg/s")
-    stream = stream_baseline()
-    log(f"baseline: bare framed-msgpack loopback stream {stream:,.0f} msg/s")
+    queue = median_baseline("bare asyncio.Queue", queue_baseline, log)
+    stream = median_baseline("bare framed-msgpack loopback stream", stream_baseline, log)
     figures = {
         "inproc": bench_real("inproc", inproc_driver, rates, queue, duration, log),
         "tcp": bench_real("tcp", tcp_driver, rates, stream, duration, log),

@@ -1,10 +1,10 @@
-"""``make bench``'s capacity sweep, on made-up points (no system is run)."""
+"""``make bench``'s capacity sweep and baselines, on made-up figures (no system is run)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.bench.run import Point, sweep
+from harness.bench.run import BASELINE_RUNS, Point, median_baseline, sweep
 
 
 def points(achieved: dict[float, float]) -> tuple[list[float], Callable[[float], Point]]:
@@ -37,3 +37,12 @@ def test_a_point_whose_reliability_failed_is_not_capacity() -> None:
         return Point(rate, rate, 1.0, 0.99 if rate > 100 else 1.0)
 
     assert sweep(measure_point, [50.0, 100.0, 200.0], lambda _: None) == 100.0
+
+
+def test_a_baseline_is_the_median_of_its_runs_with_their_range_logged() -> None:
+    values = iter([900.0, 1500.0, 1000.0, 1100.0, 400.0, 7.0])
+    lines: list[str] = []
+    assert median_baseline("toy", lambda: next(values), lines.append) == 1000.0
+    assert next(values) == 7.0  # exactly BASELINE_RUNS runs were taken
+    assert BASELINE_RUNS == 5
+    assert lines == ["baseline: toy 1,000 msg/s (median of 5; 400 to 1,500)"]
