@@ -249,10 +249,7 @@ def completion_columns(completions: Sequence[Completion]) -> CompletionColumns:
     )
 
 
-def _record_columns(
-    completions: Sequence[Completion], ops: _Ops, codes: dict[str, int]
-) -> _Records:
-    columns = completion_columns(completions)
+def _record_columns(columns: CompletionColumns, ops: _Ops, codes: dict[str, int]) -> _Records:
     return _Records(
         op=ops.locate(columns.op_id),
         node=_encode_names(columns.node, codes),
@@ -626,11 +623,16 @@ def invalid_reasons(result: DriverResult) -> list[str]:
 
 
 @gc_paused()  # the run's records are alive: the collector's passes would touch each
-def summarize(plan: Plan, result: DriverResult) -> Summary:
-    """Turn one driver's records for ``plan`` into a :class:`Summary`."""
+def summarize(
+    plan: Plan, result: DriverResult, columns: CompletionColumns | None = None
+) -> Summary:
+    """Turn one driver's records for ``plan`` into a :class:`Summary`; ``columns``:
+    ``completion_columns(result.completions)`` when the caller has made them already."""
     codes: dict[str, int] = {}
     ops = _ops_columns(plan, codes)
-    records = _record_columns(result.completions, ops, codes)
+    if columns is None:
+        columns = completion_columns(result.completions)
+    records = _record_columns(columns, ops, codes)
     unique = _unique_completions(records, ops, len(codes))
     per_op = np.bincount(unique.op, minlength=len(ops.ids))
     columns = _op_columns(ops, unique, codes)

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.metrics.compare import ComparisonRow, aggregate
-from harness.metrics.figures import Summary, TimelineBin
+from harness.metrics.figures import CompletionColumns, Summary, TimelineBin
 from native.heap import gc_paused
 
 if TYPE_CHECKING:
@@ -258,6 +258,7 @@ def write_run(
     plan: Plan | None = None,
     results: Mapping[str, DriverResult] | None = None,
     repetitions: Mapping[str, Sequence[Summary]] | None = None,
+    columns: Mapping[str, CompletionColumns] | None = None,
 ) -> Path:
     """Write ``<root>/<run_id>/`` (``root`` is e.g. ``reports/runs``) and return its path.
 
@@ -267,6 +268,8 @@ def write_run(
     add ``operations-<label>.parquet``; without them there is none.
     ``repetitions`` maps a backend to all its runs: one with several is
     described by all of them, and filed per repetition (``real #1`` ...).
+    ``columns`` has, by the same keys, the results' completions as columns where
+    they were made already (``harness.metrics.figures.completion_columns``).
     """
     from harness.run.tables import operations_frame, timeline_frame, write_parquet
 
@@ -285,7 +288,8 @@ def write_run(
         _write_histograms(directory, backend, summary.histograms)
     if plan is not None:
         for backend, result in (results or {}).items():
-            write_parquet(operations_frame(plan, result), directory / operations_file(backend))
+            frame = operations_frame(plan, result, (columns or {}).get(backend))
+            write_parquet(frame, directory / operations_file(backend))
     return directory
 
 

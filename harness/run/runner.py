@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.metrics.compare import ComparisonRow, aggregate, compare_runs
-from harness.metrics.figures import Summary, summarize
+from harness.metrics.figures import CompletionColumns, Summary, completion_columns, summarize
 from harness.render.plots import plot_recovery, plot_timeline
 from harness.run.folder import (
     filed_summaries,
@@ -281,6 +281,7 @@ def run_scenario(
     warnings += [f"the model extrapolates: {text}" for text in outside]
     reps: dict[str, list[Summary]] = {}
     results: dict[str, DriverResult] = {}  # the last repetition's records, per backend
+    columns: dict[str, CompletionColumns] = {}  # and those records as columns
     for backend in backends:
         runs = scenario.model.replications if backend == "sim" else scenario.repetitions
         farmed = {}
@@ -312,14 +313,18 @@ def run_scenario(
                 add_model_notes(result, outside, rep, plan, replayed)
             if feed is not None:
                 result.notes.append(WATCHED_NOTE[backend])
-            done[rep] = summarize(plan, result)
+            # the records as columns once, for the summary and the operations table
+            made = completion_columns(result.completions)
+            done[rep] = summarize(plan, result, made)
             results = {k: v for k, v in results.items() if not k.startswith(backend)}
+            columns = {k: v for k, v in columns.items() if not k.startswith(backend)}
             if operations:
                 results[label] = result  # one run's records held at a time per backend
+                columns[label] = made
             if tick is not None:
                 tick(1.0)
         reps[backend] = [done[rep] for rep in range(runs)]
-    return _file_run(scenario, plan, reports, reps, results, warnings)
+    return _file_run(scenario, plan, reports, reps, results, columns, warnings)
 
 
 @gc_paused()  # the last runs' records are alive: a collection would touch each of them
@@ -329,6 +334,7 @@ def _file_run(
     reports: Path,
     reps: dict[str, list[Summary]],
     results: dict[str, DriverResult],
+    columns: dict[str, CompletionColumns],
     warnings: list[str],
 ) -> RunOutcome:
     """Compare the backends, write the run folder and its plots, add the history row.
@@ -352,6 +358,7 @@ def _file_run(
         repetitions=reps,
         plan=plan,
         results=results,
+        columns=columns,
     )
     if len(reps.get("real", ())) > 1 or len(reps.get("sim", ())) > 1:
         write_repetitions(run_dir, reps)

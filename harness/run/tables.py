@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.metrics.figures import TimelineBin, completion_columns
+from harness.metrics.figures import CompletionColumns, TimelineBin, completion_columns
 from harness.metrics.latency import HDR_HIGHEST_US, HDR_LOWEST_US
 from protocol.plan import FaultKind, OpKind, Plan
 from protocol.records import DriverResult
@@ -118,9 +118,8 @@ def _plan_ops(plan: Plan) -> pd.DataFrame:
     return frame.astype({"kind": "str", "origin": "str"})
 
 
-def _records(result: DriverResult) -> pd.DataFrame:
+def _records(columns: CompletionColumns) -> pd.DataFrame:
     """The completion records as columns, in the driver's order."""
-    columns = completion_columns(result.completions)
     return pd.DataFrame(
         {
             "op_id": columns.op_id,
@@ -142,10 +141,13 @@ def _origin_down(plan: Plan, ops: pd.DataFrame) -> pd.Series:
     return down
 
 
-def operations_frame(plan: Plan, result: DriverResult) -> pd.DataFrame:
-    """The rows of ``operations-<backend>.parquet`` (module docstring): ``OPERATION_COLUMNS``."""
+def operations_frame(
+    plan: Plan, result: DriverResult, columns: CompletionColumns | None = None
+) -> pd.DataFrame:
+    """The rows of ``operations-<backend>.parquet`` (module docstring): ``OPERATION_COLUMNS``.
+    ``columns``: ``completion_columns(result.completions)``, when already made."""
     ops = _plan_ops(plan)
-    records = _records(result)
+    records = _records(columns or completion_columns(result.completions))
 
     # counted: the earliest unflagged record of each (op, node) pair of a planned op
     candidates = records[~records["duplicate"] & records["op_id"].isin(ops.index)]
