@@ -229,6 +229,7 @@ class CompletionColumns(NamedTuple):
     intact: npt.NDArray[np.bool_]
 
 
+@gc_paused()  # zip makes an iterator per record: with the records alive, each pass touches all
 def completion_columns(completions: Sequence[Completion]) -> CompletionColumns:
     """The records' fields as columns, read in one pass over the records.
 
