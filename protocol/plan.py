@@ -7,6 +7,7 @@ compared between runs. Times are seconds since the start of the run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -62,6 +63,42 @@ class Operation:
     expected: int
     verb: int = 0
     work: float = 0.0
+
+    def __reduce__(self) -> tuple[Callable[..., Operation], tuple[object, ...]]:
+        """Pickled as its field values, the kind as its number: a plan's ops go to
+        every worker process, and the dataclass's own state pickling took 2.7 s each
+        way for the default scenario's 700k ops (1.0 s to dump, 1.3 s to load this way)."""
+        return (
+            _operation,
+            (
+                self.op_id,
+                self.at,
+                int(self.kind),
+                self.origin,
+                self.target,
+                self.size,
+                self.expected,
+                self.verb,
+                self.work,
+            ),
+        )
+
+
+def _operation(
+    op_id: int,
+    at: float,
+    kind: int,
+    origin: str,
+    target: str,
+    size: int,
+    expected: int,
+    verb: int,
+    work: float,
+) -> Operation:
+    return Operation(op_id, at, _KINDS[kind], origin, target, size, expected, verb, work)
+
+
+_KINDS = {kind.value: kind for kind in OpKind}
 
 
 class FaultKind(IntEnum):

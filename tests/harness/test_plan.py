@@ -225,3 +225,22 @@ def test_owned_keys_have_one_writer_and_the_plan_is_otherwise_the_same() -> None
         if op.verb != MemVerb.GET:
             shared.setdefault(op.target, set()).add(op.origin)
     assert max(len(w) for w in shared.values()) > 1  # by default keys have many writers
+
+
+def test_a_plan_survives_pickling_with_its_kinds_as_enums() -> None:
+    """Operations pickle as their field values (``Operation.__reduce__``): what a
+    worker process gets is the plan it was given, kinds as ``OpKind`` members."""
+    import pickle
+
+    plan = compile_plan(
+        scenario(
+            stream("publish", "poisson", rate=200),
+            stream("memory", "poisson", rate=50),
+            stream("task", "poisson", rate=20),
+        )
+    )
+    back = pickle.loads(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == plan
+    assert {type(op.kind) for op in back.operations} == {OpKind}
+    assert {op.kind for op in back.operations} == {OpKind.PUBLISH, OpKind.MEMORY, OpKind.TASK}
+    assert any(op.verb for op in back.operations)
