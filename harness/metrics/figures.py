@@ -625,15 +625,15 @@ def invalid_reasons(result: DriverResult) -> list[str]:
 
 @gc_paused()  # the run's records are alive: the collector's passes would touch each
 def summarize(
-    plan: Plan, result: DriverResult, columns: CompletionColumns | None = None
+    plan: Plan, result: DriverResult, made: CompletionColumns | None = None
 ) -> Summary:
-    """Turn one driver's records for ``plan`` into a :class:`Summary`; ``columns``:
+    """Turn one driver's records for ``plan`` into a :class:`Summary`; ``made``:
     ``completion_columns(result.completions)`` when the caller has made them already."""
     codes: dict[str, int] = {}
     ops = _ops_columns(plan, codes)
-    if columns is None:
-        columns = completion_columns(result.completions)
-    records = _record_columns(columns, ops, codes)
+    if made is None:
+        made = completion_columns(result.completions)
+    records = _record_columns(made, ops, codes)
     unique = _unique_completions(records, ops, len(codes))
     per_op = np.bincount(unique.op, minlength=len(ops.ids))
     columns = _op_columns(ops, unique, codes)
