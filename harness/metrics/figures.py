@@ -624,9 +624,7 @@ def invalid_reasons(result: DriverResult) -> list[str]:
 
 
 @gc_paused()  # the run's records are alive: the collector's passes would touch each
-def summarize(
-    plan: Plan, result: DriverResult, made: CompletionColumns | None = None
-) -> Summary:
+def summarize(plan: Plan, result: DriverResult, made: CompletionColumns | None = None) -> Summary:
     """Turn one driver's records for ``plan`` into a :class:`Summary`; ``made``:
     ``completion_columns(result.completions)`` when the caller has made them already."""
     codes: dict[str, int] = {}
