@@ -31,7 +31,7 @@ import pickle
 from importlib.metadata import version
 from typing import Any
 
-from protocol.plan import Plan
+from protocol.plan import Plan, rebuild_operation
 
 DEFAULT_MASTER_PORT = 5557  # Locust's own default
 JOB_ENV = "SWARMTWIN_LOCUST_JOB"  # the job file of the master and of local workers
@@ -74,13 +74,16 @@ class JobRefused(ValueError):
 
 
 class PlanUnpickler(pickle.Unpickler):
-    """Unpickles plain data only: ``protocol`` classes and a few builtins."""
+    """Unpickles plain data only: ``protocol`` classes, a few builtins, and
+    ``protocol.plan.rebuild_operation`` (how an ``Operation`` pickles)."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "builtins" and name in _BUILTINS:
             return super().find_class(module, name)
         if module == "copyreg" and name in ("__newobj__", "_reconstructor"):
             return super().find_class(module, name)
+        if module == "protocol.plan" and name == "rebuild_operation":  # builds an Operation
+            return rebuild_operation
         if module.split(".")[0] == "protocol":
             found = super().find_class(module, name)
             if isinstance(found, type) and (
