@@ -19,7 +19,14 @@ least ``ack_timeout``), so a link whose acks come late because its agent or
 the coordinator is overloaded gets a longer timeout; and an expiry backs
 off the whole link (doubling, kept until a fresh sample), not only the
 message, so retransmissions cannot multiply the load of an overloaded
-system. Operations are
+system. Retransmission is per link, as TCP's is per connection: a session
+keeps its deliveries in flight in the order they were last sent, each with
+that time, and one timer (``Session.timer_due``, one entry in
+``_link_timers``) fires when the oldest may have expired. It resends what
+has waited the link's timeout, oldest first, and sets itself again for the
+oldest left. So a delivery costs no timer of its own: an ack only removes it
+from the session, and a link whose acks keep coming sees its timer fire
+about once per timeout, finding nothing to resend. Operations are
 de-duplicated by ``(origin, op_id)`` (``Coordinator._remember``), so a
 retried publish is not routed twice. ``TaskDone`` is resent the same way
 until the submitter acks it, and ``TaskBack`` until the neighbour acks it
@@ -53,11 +60,11 @@ from protocol.messages import (
     Unsubscribe,
 )
 from protocol.retransmit import RetryHeap, backoff
-from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.sessions import INF, CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.topics import PatternError, SubscriptionIndex
 
-Retry = tuple[Deliver | TaskDone | TaskBack, tuple[str, ...], int]
+Retry = tuple[TaskDone | TaskBack, tuple[str, ...], int]  # an answer, its addressee, attempt
 
 
 @trait  # a mixin of Coordinator: mypyc compiles a mixin only as a trait
@@ -77,6 +84,7 @@ class BusRouting:
     _done_pending: dict[OpKey, TaskDone]
     _back_pending: dict[OpKey, TaskBack]
     _retries: RetryHeap[Retry]
+    _link_timers: RetryHeap[str]
     _next_msg_id: int
 
     def _refuse(
@@ -224,24 +232,19 @@ class BusRouting:
 
     def _enqueue(self, deliver: Deliver, sessions: list[Session], now: float) -> None:
         credit = self.settings.credit
-        sent: list[str] = []
         out = self._out
         msg_id = deliver.msg_id
-        wait = 0.0
+        sent = (deliver, now)
         for session in sessions:
             if session.alive and len(session.inflight) < credit and not session.backlog:
-                session.inflight[msg_id] = deliver
+                session.inflight[msg_id] = sent
                 out.append((session.node_id, deliver))
-                sent.append(session.node_id)
                 rto = session.rto
                 rto.start(msg_id, now)  # each link times one delivery at a time
-                link_rto = rto.rto
-                if link_rto > wait:
-                    wait = link_rto
+                if session.timer_due == INF:
+                    self._arm(session, now + rto.rto)
             else:
                 self._hold(session, deliver, now)
-        if sent:  # one retry entry for the op: due when the slowest link's timeout is
-            self._retries.push(now + wait, (deliver, tuple(sent), 0))
 
     def _hold(self, session: Session, deliver: Deliver, now: float) -> None:
         """Queue ``deliver`` for later. Every queue, a failed agent's included, is
@@ -250,6 +253,11 @@ class BusRouting:
         if not backlog:
             session.backlog_since = now
         backlog.append(deliver)
+
+    def _arm(self, session: Session, due: float) -> None:
+        """Set ``session``'s retransmission timer (one heap entry per link at most)."""
+        session.timer_due = due
+        self._link_timers.push(due, session.node_id)
 
     def _on_ack(self, src: str, msg: Ack, now: float) -> None:
         session = self.sessions[src]
@@ -269,55 +277,78 @@ class BusRouting:
         if not session.alive:
             return
         credit = self.settings.credit
-        deadline = now + session.rto.rto
-        while session.backlog and len(session.inflight) < credit:
-            deliver = session.backlog.popleft()
-            session.inflight[deliver.msg_id] = deliver
-            self._out.append((session.node_id, deliver))
-            self._retries.push(deadline, (deliver, (session.node_id,), 0))
+        inflight = session.inflight
+        backlog = session.backlog
+        out = self._out
+        node = session.node_id
+        while backlog and len(inflight) < credit:
+            deliver = backlog.popleft()
+            inflight[deliver.msg_id] = (deliver, now)
+            out.append((node, deliver))
+        if inflight and session.timer_due == INF:
+            self._arm(session, now + session.rto.rto)
 
     def _resend_session(self, session: Session, now: float) -> None:
         """After a (re)registration, resend everything in flight and every task result
         it has not acked, then refill."""
-        deadline = now + session.rto.rto
         node = session.node_id
-        for deliver in list(session.inflight.values()):
-            session.rto.cancel(deliver.msg_id)
+        inflight = session.inflight
+        for msg_id, (deliver, _) in list(inflight.items()):
+            session.rto.cancel(msg_id)
             self._out.append((node, deliver))
-            self._retries.push(deadline, (deliver, (node,), 1))
+            inflight[msg_id] = (deliver, now)  # in place: the order of sends is kept
         for (origin, _), done in self._done_pending.items():
             if origin == node:  # its retry timer may have backed off far while it was away
                 self._out.append((node, done))
+        if inflight and session.timer_due == INF:
+            self._arm(session, now + session.rto.rto)
         self._refill(session, now)
 
     def _resend_expired(self, now: float) -> None:
+        """Fire the links' retransmission timers that are due, then the task answers'."""
+        for node in self._link_timers.pop_due(now):
+            session = self.sessions.get(node)
+            if session is not None and session.timer_due <= now:  # else a stale entry
+                session.timer_due = INF
+                self._resend_link(session, now)
         for msg, nodes, attempt in self._retries.pop_due(now):
             if isinstance(msg, TaskDone):
                 owed = (nodes[0], msg.op_id) in self._done_pending
                 self._resend_answer(msg, nodes[0], attempt, owed, now)
-                continue
-            if isinstance(msg, TaskBack):
+            elif isinstance(msg, TaskBack):
                 key = (msg.origin, msg.op_id)
                 if nodes[0] not in self.sessions:  # a neighbour forgotten: it lost the task
                     self._back_pending.pop(key, None)
                     continue
                 self._resend_answer(msg, nodes[0], attempt, key in self._back_pending, now)
-                continue
-            again = []
-            wait = 0.0
-            for node in nodes:
-                session = self.sessions.get(node)
-                if session is not None and session.alive and msg.msg_id in session.inflight:
-                    rto = session.rto
-                    rto.cancel(msg.msg_id)
-                    rto.expired(now)  # the link backs off, not only this message
-                    wait = max(wait, rto.rto)
-                    self._out.append((node, msg))
-                    again.append(node)
-            if again:
-                self.stats.redelivered += len(again)
-                # the links' timeouts have doubled already (``expired``): no second factor
-                self._retries.push(now + wait, (msg, tuple(again), attempt + 1))
+
+    def _resend_link(self, session: Session, now: float) -> None:
+        """``session``'s timer fired: resend every delivery in flight on it for the
+        link's timeout or longer (oldest first), back the link off once, and set
+        the timer for the oldest delivery left. A failed agent's link rests until
+        it returns (``_resend_session``)."""
+        inflight = session.inflight
+        if not session.alive or not inflight:
+            return
+        rto = session.rto
+        timeout = rto.rto
+        expired: list[int] = []
+        for msg_id, (_, sent_at) in inflight.items():
+            if sent_at + timeout > now:
+                break  # sent in order: the rest are younger
+            expired.append(msg_id)
+        if expired:
+            rto.expired(now)  # the link backs off, not only these messages
+            node = session.node_id
+            out = self._out
+            for msg_id in expired:
+                deliver = inflight.pop(msg_id)[0]
+                inflight[msg_id] = (deliver, now)  # to the back: the youngest send
+                rto.cancel(msg_id)
+                out.append((node, deliver))
+            self.stats.redelivered += len(expired)
+        oldest = next(iter(inflight.values()))[1]
+        self._arm(session, oldest + rto.rto)
 
     def _link_rto(self, node: str) -> float:
         """The retransmission timeout of ``node``'s link (the minimum if unknown)."""

@@ -169,7 +169,8 @@ class Coordinator(
         self.answers: list[tuple[str, MemReply]] = []  # writes applied since ``take_answers``
         self._done_pending: dict[OpKey, TaskDone] = {}
         self._back_pending: dict[OpKey, TaskBack] = {}
-        self._retries: RetryHeap[Retry] = RetryHeap()
+        self._retries: RetryHeap[Retry] = RetryHeap()  # task answers owed an ack
+        self._link_timers: RetryHeap[str] = RetryHeap()  # the links' retransmission timers
         self._next_msg_id = 1
         self._next_sweep: float | None = None
         self._status_jobs: deque[StatusJob] = deque()
@@ -238,6 +239,9 @@ class Coordinator(
         retry = self._retries.next_due()
         if retry is not None:
             deadlines.append(retry)
+        link = self._link_timers.next_due()
+        if link is not None:
+            deadlines.append(link)
         if self._next_sweep is not None:
             deadlines.append(self._next_sweep)
         status = self._status_deadline()

@@ -71,7 +71,7 @@ from protocol.journal import BusJournal
 from protocol.messages import Deliver, DeliveryKind, Interest, Message
 from protocol.peers import InterestLink, Orphans, RepairState, TreeState
 from protocol.records import NodeEvent
-from protocol.sessions import CoordinatorStats, OpKey, Session, Task
+from protocol.sessions import INF, CoordinatorStats, OpKey, Session, Task
 from protocol.settings import ProtocolSettings
 from protocol.stealing import StealState
 from protocol.topics import SubscriptionIndex, matches
@@ -170,7 +170,9 @@ class TreeRepair:
     def _held(self, session: Session) -> list[Deliver]:
         """What ``session`` is owed (in flight, then queued), tasks aside."""
         return [
-            d for d in (*session.inflight.values(), *session.backlog) if d.kind != DeliveryKind.TASK
+            d
+            for d in (*(sent[0] for sent in session.inflight.values()), *session.backlog)
+            if d.kind != DeliveryKind.TASK
         ]
 
     def _take_held(self, session: Session) -> list[Deliver]:
@@ -274,6 +276,7 @@ class TreeRepair:
         held = self._held(session)
         self.journal.acked(child, (*session.inflight, *(d.msg_id for d in session.backlog)))
         session.node_id = lost
+        session.timer_due = INF  # its timer's entry names the child: set it again if needed
         self.sessions[lost] = session
         self.peers[self.peers.index(child)] = lost
         link = self._tree.links.pop(child)

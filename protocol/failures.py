@@ -136,7 +136,7 @@ class FailureHandling:
     @staticmethod
     def _drop_task_deliveries(session: Session) -> None:
         """A failed agent's tasks went to others: it must not get them again on return."""
-        for msg_id, deliver in list(session.inflight.items()):
+        for msg_id, (deliver, _) in list(session.inflight.items()):
             if deliver.kind == DeliveryKind.TASK:
                 del session.inflight[msg_id]
         if any(d.kind == DeliveryKind.TASK for d in session.backlog):

@@ -38,10 +38,12 @@ answered: it leaves the queue, and the agent records it as accepted (an op
 both shed and accepted counts as accepted).
 
 An in-flight request that is not answered within the adaptive timeout
-(``protocol.retransmit``) is resent, waiting twice as long each time; a
-timeout also backs off the timeout of every request and shrinks the window
-(once per timeout), since round trips too long to sample (Karn's rule) are
-the strongest sign of a queue.
+(``protocol.retransmit``) is resent. One timer serves the window, as TCP's
+serves a connection: requests in flight are kept in the order they were last
+sent, with that time, and the timer fires when the oldest may have expired.
+A timeout backs off the timeout of every request (so a resend waits twice as
+long) and shrinks the window, each once per timeout, since round trips too
+long to sample (Karn's rule) are the strongest sign of a queue.
 
 A ``Busy`` answer puts the refused request back at the head of the queue
 and pauses *all* sending for ``retry_after``, doubling per consecutive
@@ -53,7 +55,7 @@ from __future__ import annotations
 from collections import deque
 
 from protocol.messages import Broadcast, Direct, MemRequest, Publish, TaskSubmit
-from protocol.retransmit import RetryHeap, RtoEstimator, backoff
+from protocol.retransmit import RtoEstimator, backoff
 from protocol.settings import ProtocolSettings
 
 Request = Publish | Direct | Broadcast | TaskSubmit | MemRequest
@@ -73,20 +75,19 @@ class RequestWindow:
         self.limit = float(min(INITIAL_LIMIT, settings.request_window))
         self._slow_start = True  # until the first sign of a queue: +1 per answer
         self.open = False
-        self.inflight: dict[int, Request] = {}
+        # in flight: the request and when it was last sent, oldest send first
+        self.inflight: dict[int, tuple[Request, float]] = {}
         self.queue: deque[tuple[Request, float]] = deque()  # (request, queued at)
         self.paused_until: float | None = None
         self.refusals = 0
         self.shed: list[int] = []
         self._out: list[Request] = []
-        self._due: dict[int, float] = {}
-        self._sent_at: dict[int, float] = {}
-        self._attempts: dict[int, int] = {}
+        self._timer_due = INF  # the retransmission timer: the oldest send's timeout
+        self._resent: set[int] = set()  # in flight and sent more than once: no RTT sample
         self._queued_at: dict[int, float] = {}  # in flight: when first queued
         self._busy: dict[int, Request] = {}  # refused with Busy, not yet answered or shed
         self._kept: set[int] = set()  # maybe accepted by a coordinator since lost: never shed
         self._stray: dict[int, Request] = {}  # shed after being sent, newest STRAY_LIMIT
-        self._retries: RetryHeap[tuple[float, int]] = RetryHeap()
         self._rto = RtoEstimator(settings.request_timeout, settings.max_rto)
         self._min_rtt = INF
         self._min_samples = 0
@@ -135,7 +136,7 @@ class RequestWindow:
     def resume(self, request: Request) -> None:
         """Put an answered request in flight again (an agent's task submitted again
         after a fail-over): ``reopen`` resends it, and it is never shed."""
-        self.inflight[request.op_id] = request
+        self.inflight[request.op_id] = (request, -INF)
         self._kept.add(request.op_id)
 
     def close(self) -> None:
@@ -153,20 +154,20 @@ class RequestWindow:
         """
         self.open = True
         self.queue = deque((request, max(at, now)) for request, at in self.queue)
-        for request in list(self.inflight.values()):
+        for request, _ in list(self.inflight.values()):
             self._send(request, now, retry=True)
         self._pump(now)
 
     def answered(self, op_id: int, now: float) -> Request | None:
         """``op_id`` was answered; returns the request, or None for a repeat answer."""
         self._kept.discard(op_id)
-        request = self.inflight.pop(op_id, None)
-        if request is None:
+        entry = self.inflight.pop(op_id, None)
+        if entry is None:
             return self._late_answer(op_id)
+        request, sent = entry
         self._busy.pop(op_id, None)
         self._rto.answer(op_id, now)
-        sent = self._sent_at.pop(op_id, None)
-        if sent is not None and op_id not in self._attempts:
+        if op_id not in self._resent:  # sent once: a round-trip sample (Karn)
             self._adapt(now - sent, now)
         self._forget(op_id)
         self.refusals = 0
@@ -175,9 +176,10 @@ class RequestWindow:
 
     def refused(self, op_id: int, retry_after: float, now: float) -> None:
         """``op_id`` was refused for flow control: requeue it and pause sending."""
-        request = self.inflight.pop(op_id, None)
-        if request is None:
+        entry = self.inflight.pop(op_id, None)
+        if entry is None:
             return
+        request = entry[0]
         self._rto.cancel(op_id)
         queued_at = self._queued_at.pop(op_id, now)
         self._forget(op_id)
@@ -194,11 +196,29 @@ class RequestWindow:
         if self.paused_until is not None and now >= self.paused_until:
             self.paused_until = None
         self._pump(now)
-        for due, op_id in self._retries.pop_due(now):
-            request = self.inflight.get(op_id)
-            if request is not None and self._due.get(op_id) == due and self.open:
-                self._timed_out(now)
+        if now >= self._timer_due:
+            self._timer_due = INF
+            self._resend_expired(now)
+
+    def _resend_expired(self, now: float) -> None:
+        """The retransmission timer fired: resend every request in flight for the
+        timeout or longer, oldest first, and set the timer for the oldest left.
+        One timer serves the window, as TCP's serves a connection; it rests while
+        the link is closed (``reopen`` resends everything)."""
+        inflight = self.inflight
+        if not self.open or not inflight:
+            return
+        timeout = self._rto.rto
+        expired = []
+        for request, sent in inflight.values():
+            if sent + timeout > now:
+                break  # sent in order: the rest are younger
+            expired.append(request)
+        if expired:
+            self._timed_out(now)
+            for request in expired:
                 self._send(request, now, retry=True)
+        self._arm(next(iter(inflight.values()))[1])
 
     def _timed_out(self, now: float) -> None:
         """A request went unanswered for a timeout: the path is congested (or lossy).
@@ -211,7 +231,7 @@ class RequestWindow:
         self._rto.expired(now)
 
     def next_deadline(self) -> float | None:
-        due = self._retries.next_due()
+        due: float | None = self._timer_due if self._timer_due != INF else None
         pause = self.paused_until
         if pause is not None and (due is None or pause < due):
             due = pause
@@ -290,32 +310,34 @@ class RequestWindow:
         while queue and len(inflight) < limit:
             standing = queue[0][1] < standing_since
             request, at = queue.pop() if standing else queue.popleft()
-            inflight[request.op_id] = request
             queued_at[request.op_id] = at
             self._send(request, now, retry=False)
 
     def _send(self, request: Request, now: float, retry: bool) -> None:
-        """Send and arm the one live retry (older heap entries go stale).
+        """Send, put in flight (at the back: the youngest send) and make sure the
+        timer is armed.
 
         A first send is timed for the round-trip estimate; a resend is not
-        (Karn's rule) and waits twice as long as the previous one.
+        (Karn's rule). The timeout has backed off already if this is a resend
+        (``_timed_out``).
         """
         op_id = request.op_id
         self._out.append(request)
+        inflight = self.inflight
         if retry:
             self._rto.cancel(op_id)
-            attempt = self._attempts.get(op_id, 0) + 1
-            self._attempts[op_id] = attempt
+            self._resent.add(op_id)
+            inflight.pop(op_id, None)
         else:
             self._rto.start(op_id, now)
-            self._sent_at[op_id] = now
-            attempt = 0
-        due = now + self._rto.rto  # backed off per timeout already (``_timed_out``)
-        self._due[op_id] = due
-        self._retries.push(due, (due, op_id))
+        inflight[op_id] = (request, now)
+        if self._timer_due == INF:
+            self._arm(now)
+
+    def _arm(self, sent: float) -> None:
+        """Set the timer for a request sent at ``sent``, the oldest in flight."""
+        self._timer_due = sent + self._rto.rto
 
     def _forget(self, op_id: int) -> None:
         self._queued_at.pop(op_id, None)
-        self._due.pop(op_id, None)
-        self._attempts.pop(op_id, None)
-        self._sent_at.pop(op_id, None)
+        self._resent.discard(op_id)

@@ -14,6 +14,8 @@ from protocol.messages import Deliver, Message
 from protocol.retransmit import RtoEstimator
 
 OpKey = tuple[str, int]
+InFlight = tuple[Deliver, float]  # a delivery sent and not acked yet, and when it was last sent
+INF = float("inf")
 Slot = tuple[str, str]  # a memory key: (namespace, key)
 
 
@@ -36,11 +38,12 @@ class Session:
     last_seen: float
     alive: bool = True
     linked: bool = True
-    inflight: dict[int, Deliver] = field(default_factory=dict)
+    inflight: dict[int, InFlight] = field(default_factory=dict)  # by msg_id, oldest send first
     backlog: deque[Deliver] = field(default_factory=deque)
     backlog_since: float = 0.0  # when the backlog last went from empty to not empty
     tasks: set[OpKey] = field(default_factory=set)
     rto: RtoEstimator = field(default_factory=lambda: RtoEstimator(1.0, 10.0))  # this link's
+    timer_due: float = INF  # when this link's retransmission timer fires (INF: not armed)
     voucher: str = ""  # the node whose liveness stands for this one's (``Hello.vouched_by``)
     peer: bool = False  # a neighbouring coordinator of a tree (``protocol.peers``), not an agent
 

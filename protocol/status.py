@@ -141,6 +141,7 @@ class StatusReporting:
     _held_batches: deque[HeldBatch]
     _done_pending: dict[OpKey, Any]
     _retries: RetryHeap[Any]
+    _link_timers: RetryHeap[str]
     _next_msg_id: int
     _next_sweep: float | None
     _status_jobs: deque[StatusJob]
@@ -260,7 +261,7 @@ class StatusReporting:
             "dedup_entries": len(self._routed),
             "inflight": sum(len(s.inflight) for s in sessions),
             "backlog": sum(len(s.backlog) for s in sessions),
-            "retry_timers": len(self._retries),
+            "retry_timers": len(self._retries) + len(self._link_timers),
             "redelivered": stats.redelivered,
             "busy": stats.busy,
             "dropped": stats.dropped,

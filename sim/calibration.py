@@ -40,7 +40,8 @@ A ``Calibration`` says how long things take on the machine it was measured on
   (``sim.engine.Engine._sliced``); 0 (unmeasured) leaves slices out.
 - ``timer_slack``: the driver's timer granularity. A deadline is armed
   rounded up to a multiple of it, as the real tcp server and agent workers
-  do (5 ms) so that a burst of per-delivery deadlines shares one wake-up;
+  do (5 ms) so that deadlines of many links or agents that fall close
+  together share one wake-up;
   0 arms every deadline exactly (the real ``inproc`` driver).
 - ``wakeup``: how late a timed wake-up runs on the real event loop (sleep
   until a target time, sleeping again if woken early, as the real replay

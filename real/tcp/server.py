@@ -24,8 +24,9 @@ before that flush, so one flush serves them all:
 3. ``take_closures()``: the connections carrying those nodes are closed
    after their last frames (a rejected hello gets its ``Reject``);
 4. the coordinator's ``next_deadline()`` is armed with ``loop.call_at``,
-   rounded up to ``TIMER_SLACK`` (5 ms): the core keeps one retry deadline
-   per delivery, and this lets a burst of them share one wake-up.
+   rounded up to ``TIMER_SLACK`` (5 ms): the core keeps one retransmission
+   timer per agent link, and this lets those of many links that fall close
+   together share one wake-up.
 
 Connections and node ids (``real.tcp.admission``, a mixin). A connection
 multiplexes many nodes. The first frame naming a node id binds that id to
@@ -449,8 +450,8 @@ class CoordinatorServer(Admission):
             outbox.errors.clear()
 
     def _arm(self) -> None:
-        """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that bursts of
-        per-delivery retry deadlines share one wake-up instead of one each."""
+        """Arm ``next_deadline()``, rounded up to ``TIMER_SLACK`` so that the
+        deadlines of many links that fall close together share one wake-up."""
         deadline = self.coordinator.next_deadline()
         if deadline is not None:
             deadline = math.ceil(deadline / TIMER_SLACK) * TIMER_SLACK

@@ -10,8 +10,9 @@ frame, so a completion is stamped when its handler runs. Touched agents are
 drained once per event-loop turn (one ``Ack`` per burst) and each link gets
 one ``write`` per turn. Agent timers share one ``loop.call_at``: a heap holds
 each agent's ``next_deadline()``, stale entries are re-checked when popped,
-and the wake-up is rounded up to ``TIMER_SLACK`` (5 ms) so that the many
-per-request retry deadlines of a burst share one.
+and the wake-up is rounded up to ``TIMER_SLACK`` (5 ms) so that the
+deadlines of many agents (heartbeats, each request window's retransmission
+timer) share one when they fall close together.
 A lost link is reconnected (backing off from ``settings.reconnect_min`` to
 ``reconnect_max``) and its agents say hello again (the core resends what
 they had pending); a link whose agent was rejected is not retried.
