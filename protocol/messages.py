@@ -26,7 +26,7 @@ from __future__ import annotations
 import copyreg
 from dataclasses import FrozenInstanceError, dataclass, fields, make_dataclass
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class DeliveryKind(IntEnum):
@@ -1016,7 +1016,23 @@ def _interpreted_inits() -> None:
         twin = make_dataclass(
             cls.__name__, [(f.name, f.type, f) for f in fields(cls)], frozen=True, slots=True
         )
-        cls.__init__ = vars(twin)["__init__"]  # type: ignore[method-assign]
+        init = vars(twin)["__init__"]
+        floats = tuple(f.name for f in fields(cls) if f.type in ("float", float))
+        cls.__init__ = _floats_coerced(init, floats) if floats else init  # type: ignore[method-assign]
+
+
+def _floats_coerced(init: Any, names: tuple[str, ...]) -> Any:
+    """``init``, then every field in ``names`` made a float, as the compiled class
+    stores an int given for a float field: without it, a pure-Python core sent
+    ``Load.work`` 0 as a msgpack int (1 byte) where the compiled one sent 0.0 (9
+    bytes), and the model, which charges by the byte, ran another course."""
+
+    def coerced(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        for name in names:
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    return coerced
 
 
 def _reduce(msg: Message) -> tuple[type[Message], tuple[object, ...]]:

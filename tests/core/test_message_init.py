@@ -1,8 +1,9 @@
 """The hand-written ``__init__`` of every message (``protocol/messages.py``).
 
 Each must store every field under its own name, in the dataclass's order and
-with its defaults, in the compiled core and in the sources alike; and every
-message must pickle. A swapped or forgotten assignment would still round-trip
+with its defaults, in the compiled core and in the sources alike; an int given
+for a float field must be stored as a float in both (else the wire bytes, and the
+model's cost by the byte, depend on the build); and every message must pickle. A swapped or forgotten assignment would still round-trip
 through the codec (both ends use the same constructor), so this checks the
 fields one by one with a distinct value each.
 """
@@ -48,6 +49,10 @@ for cls in MESSAGE_TYPES:
         for name, expected in values.items():
             if getattr(msg, name) != expected:
                 problems.append(f"{cls.__name__}.{name}")
+    ints = {name: 7 if kind == "float" else values[name] for name, kind in kinds}
+    for name, kind in kinds:  # an int given for a float is stored as a float
+        if kind == "float" and type(getattr(cls(**ints), name)) is not float:
+            problems.append(f"{cls.__name__}.{name} keeps an int")
     if pickle.loads(pickle.dumps(by_name)) != by_name:
         problems.append(f"{cls.__name__} does not pickle")
     required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]

@@ -130,7 +130,11 @@ def model_run(core: str, scenario: str, duration: float) -> dict[str, object]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("scenario", "duration"),
-    [("scenarios/overload.yaml", 1.0), ("scenarios/faults/agent-churn.yaml", 4.0)],
+    [
+        ("scenarios/overload.yaml", 1.0),
+        ("scenarios/faults/agent-churn.yaml", 4.0),
+        ("scenarios/tree-1k.yaml", 1.0),  # a pure core once sent Load.work as an int
+    ],
 )
 def test_the_compiled_and_the_pure_core_give_the_same_model_run(
     scenario: str, duration: float
