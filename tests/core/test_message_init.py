@@ -3,9 +3,10 @@
 Each must store every field under its own name, in the dataclass's order and
 with its defaults, in the compiled core and in the sources alike; an int given
 for a float field must be stored as a float in both (else the wire bytes, and the
-model's cost by the byte, depend on the build); and every message must pickle. A swapped or forgotten assignment would still round-trip
-through the codec (both ends use the same constructor), so this checks the
-fields one by one with a distinct value each.
+model's cost by the byte, depend on the build); and every message must pickle.
+A swapped or forgotten assignment would still round-trip through the codec (both
+ends use the same constructor), so this checks the fields one by one with a
+distinct value each.
 """
 
 from __future__ import annotations
