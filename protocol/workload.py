@@ -24,16 +24,17 @@ def split_memory_target(target: str) -> tuple[str, str]:
     return namespace, key
 
 
-def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> None:
+def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> bool:
     """Make ``agent`` send the request for ``op``, or shed it at the door: when the
     agent's queue is already longer than it can send in time (``Agent.admits``),
     or when ``due``, the op's arrival time on the agent's clock (its scheduled
     time), lies ``shed_after`` or more before ``now``: a generator that fell
     that far behind has made the op wait its whole budget already. Then nothing
-    is built, and a refusal costs next to nothing."""
+    is built, and a refusal costs next to nothing. Returns whether a request was
+    made (False: shed at the door)."""
     if not agent.admits(now if due is None else due, now):
         agent.refuse(op.op_id)
-        return
+        return False
     kind = op.kind
     if kind == OpKind.PUBLISH:
         agent.publish(op.op_id, op.target, make_payload(op.op_id, op.size), now)
@@ -48,6 +49,7 @@ def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> 
         writes = op.verb in (MemVerb.PUT, MemVerb.CAS)
         value = make_payload(op.op_id, op.size) if writes else b""
         agent.memory(op.op_id, op.verb, namespace, key, value, now)
+    return True
 
 
 def issue_due(
@@ -59,22 +61,26 @@ def issue_due(
     now: float,
     lag: IssueLag,
     touched: dict[str, Agent],
+    touch_shed: bool = True,
 ) -> int:
     """Issue each of ``ops[index:stop]`` (sorted by time) whose time ``op.at +
     offset`` has come by ``now``, on its origin agent, noting it in ``lag`` and
     the agent in ``touched``; return the index of the first op left. The real
     drivers' replay loop, kept here so that it runs compiled with the core: far
     past capacity the load generator refuses most ops at the door, and its
-    cost per op decides how much CPU the system keeps."""
+    cost per op decides how much CPU the system keeps. Without ``touch_shed``
+    an agent that only shed ops is not noted (it has nothing to send; a driver
+    that reads ``Agent.shed`` itself need not visit it)."""
     while index < stop:
         op = ops[index]
         due = op.at + offset
         if due > now:
             break
         lag.issued_at(due, now)
-        agent = agents[op.origin]
-        issue(agent, op, now, due)
-        touched[op.origin] = agent
+        origin = op.origin
+        agent = agents[origin]
+        if issue(agent, op, now, due) or touch_shed:
+            touched[origin] = agent
         index += 1
     return index
 

@@ -246,7 +246,9 @@ async def replay(hub: Hub, plan: Plan) -> None:
         stop = min(index + ISSUE_SLICE, len(ops))
         if plain:
             issued: dict[str, Agent] = {}
-            index = issue_ops(agents, ops, index, stop, 0.0, now, lag, issued)
+            # an agent that only shed ops has nothing to send: no flush (its
+            # ``shed`` list is read directly, by ``Settled`` and the results)
+            index = issue_ops(agents, ops, index, stop, 0.0, now, lag, issued, False)
             touched = {node: boxes[node] for node in issued}
         while index < stop and ops[index].at <= now:
             op = ops[index]
