@@ -8,6 +8,8 @@ measurements are checked for shape only: timings are the machine's.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from harness.calibrate.insitu import measure_in_situ
@@ -95,7 +97,11 @@ def test_a_batched_message_keeps_a_floor_of_its_service() -> None:
 
 def test_scaling_measurements_have_the_right_shape() -> None:
     slope, intercept, method = measure_fanout(samples=40)
-    assert slope >= 0 and intercept > 0 and "per recipient" in method
+    # the intercept (the op's cost apart from its recipients) is a few hundred ns
+    # since an op stopped arming a retransmission entry of its own, and a busy
+    # machine's noise can take the fitted value below zero: the calibration uses
+    # only the slope, so only that the intercept is a number is checked
+    assert slope > 0 and math.isfinite(intercept) and "per recipient" in method
     saving, batch_method = measure_batching(samples=30)
     assert set(saving) == {"agent", "coordinator"} and min(saving.values()) >= 0
     assert "batch" in batch_method
