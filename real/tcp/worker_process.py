@@ -61,6 +61,7 @@ from multiprocessing.connection import Connection
 from protocol.plan import AgentSpec, Operation, OpKind
 from protocol.records import LiveParts, MemCall, ProcessUsage
 from protocol.settings import ProtocolSettings
+from protocol.workload import Schedule
 from real.clock import RunClock, new_event_loop
 from real.gctune import tune_gc
 from real.loop_errors import recording_handler
@@ -124,15 +125,17 @@ class WorkerResult:
 
 async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> None:
     """Issue every op when the core clock reaches ``op.at + offset``."""
-    ops = sorted(operations, key=lambda op: (op.at, op.op_id))
+    schedule = Schedule(sorted(operations, key=lambda op: (op.at, op.op_id)))
+    times = schedule.times
     clock = host.clock
     index = 0
-    while index < len(ops):
-        wait = ops[index].at + offset - clock.now()
+    while index < len(times):
+        wait = times[index] + offset - clock.now()
         if wait > 0:
             await asyncio.sleep(max(wait, LOOP_RESOLUTION))
         now = clock.now()
-        index = host.issue_due(ops, index, min(index + ISSUE_SLICE, len(ops)), offset, now)
+        stop = min(index + ISSUE_SLICE, len(times))
+        index = host.issue_due(schedule, index, stop, offset, now)
         host.schedule_flush()
         await host.backpressure()
         if wait <= 0:

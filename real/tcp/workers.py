@@ -69,7 +69,7 @@ from protocol.plan import AgentSpec, Operation
 from protocol.records import Completion, LiveParts
 from protocol.retransmit import ReconnectBackoff, next_reconnect_wait
 from protocol.settings import ProtocolSettings
-from protocol.workload import IssueLag, issue, issue_due
+from protocol.workload import IssueLag, Schedule, issue, issue_due
 from real.clock import RunClock, new_event_loop
 from real.tcp.framing import FramedLink, open_link
 from real.tcp.recordlog import RecordLog
@@ -458,11 +458,12 @@ class AgentHost:
     # --- workload ---------------------------------------------------------------
 
     def issue_due(
-        self, ops: list[Operation], index: int, stop: int, offset: float, now: float
+        self, schedule: Schedule, index: int, stop: int, offset: float, now: float
     ) -> int:
-        """Issue the ops of ``ops[index:stop]`` due by ``now`` (``protocol.workload``);
-        flushed by the next ``flush``. Returns the index of the first op left."""
-        after = issue_due(self.agents, ops, index, stop, offset, now, self.lag, self._touched)
+        """Issue the ops of ``schedule`` from ``index`` up to ``stop`` due by ``now``
+        (``protocol.workload``); flushed by the next ``flush``. Returns the index of
+        the first op left."""
+        after = issue_due(self.agents, schedule, index, stop, offset, now, self.lag, self._touched)
         self.issued += after - index
         return after
 

@@ -4,7 +4,7 @@ from protocol.agent import Agent
 from protocol.messages import Welcome
 from protocol.plan import Operation, OpKind
 from protocol.settings import ProtocolSettings
-from protocol.workload import IssueLag, issue_due
+from protocol.workload import IssueLag, Schedule, issue_due
 
 SETTINGS = ProtocolSettings(shed_after=0.03)
 
@@ -31,7 +31,7 @@ def test_an_agent_that_only_shed_is_not_touched_unless_asked() -> None:
         agents = _agents()
         touched: dict[str, Agent] = {}
         lag = IssueLag()
-        after = issue_due(agents, OPS, 0, len(OPS), 0.0, 0.05, lag, touched, touch_shed)
+        after = issue_due(agents, Schedule(OPS), 0, len(OPS), 0.0, 0.05, lag, touched, touch_shed)
         assert after == 2 and lag.issued == 2
         assert sorted(touched) == expected
         assert agents["a"].shed == [1] and agents["b"].shed == []

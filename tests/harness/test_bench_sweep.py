@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.bench.run import BASELINE_RUNS, Point, median_baseline, sweep
+from harness.bench.run import (
+    BASELINE_RUNS,
+    OverloadRun,
+    Point,
+    bench_overload,
+    median_baseline,
+    sweep,
+)
 
 
 def points(achieved: dict[float, float]) -> tuple[list[float], Callable[[float], Point]]:
@@ -46,3 +53,39 @@ def test_a_baseline_is_the_median_of_its_runs_with_their_range_logged() -> None:
     assert next(values) == 7.0  # exactly BASELINE_RUNS runs were taken
     assert BASELINE_RUNS == 5
     assert lines == ["baseline: toy 1,000 msg/s (median of 5; 400 to 1,500)"]
+
+
+def overload_runs(achieved: dict[float, list[float]]) -> Callable[[float], OverloadRun]:
+    """A fake ``run_at``: each rate gives the next of its ``achieved`` figures."""
+    left = {rate: iter(values) for rate, values in achieved.items()}
+
+    def run_at(rate: float) -> OverloadRun:
+        return OverloadRun(next(left[rate]), 30.0, int(rate), 1.0, 0)
+
+    return run_at
+
+
+def test_goodput_is_taken_against_the_capacity_measured_in_the_same_round() -> None:
+    # the machine is twice as fast in round 2: each round's own capacity point says so
+    run_at = overload_runs(
+        {100.0: [100.0, 200.0, 90.0], 300.0: [95.0, 190.0, 81.0], 1000.0: [90.0, 170.0, 90.0]}
+    )
+    lines: list[str] = []
+    figures = bench_overload("toy", run_at, 100.0, lines.append, rounds=3)
+    assert figures["3x"]["goodput"] == 0.95
+    assert (figures["3x"]["goodput_min"], figures["3x"]["goodput_max"]) == (0.9, 0.95)
+    assert figures["10x"]["goodput"] == 0.9
+    assert (figures["10x"]["goodput_min"], figures["10x"]["goodput_max"]) == (0.85, 1.0)
+    assert figures["10x"]["achieved"] == 90.0
+    assert figures["10x"]["false_failures"] == 0.0
+    assert len(lines) == 3 * 3 + 2
+
+
+def test_a_false_failure_in_any_run_of_any_round_is_counted() -> None:
+    counts = iter([0, 0, 0, 2, 0, 1])
+
+    def run_at(rate: float) -> OverloadRun:
+        return OverloadRun(rate, 30.0, 0, 1.0, next(counts))
+
+    figures = bench_overload("toy", run_at, 10.0, lambda _: None, rounds=2)
+    assert figures["3x"]["false_failures"] == figures["10x"]["false_failures"] == 3.0
