@@ -18,6 +18,11 @@ that logs as asyncio's default does and also notes the exception in
 noted there too. They go back in ``WorkerResult.errors``, which ``real.tcp.run``
 turns into ``DriverResult.errors`` (the run is invalid).
 
+Before it says "ready" the worker has its ops sorted into columns
+(``protocol.workload.Schedule``) and its garbage collector tuned (a full
+collection first, ``real.gctune``): the parent starts the load 0.2 s after the
+last "ready", too soon for that work (0.26 s for the default scenario).
+
 Ops are replayed open-loop: the worker sleeps until the next op is due,
 then issues every op that is due (in slices of ``ISSUE_SLICE`` so reads
 interleave); it never skips one, and when behind it issues at once, since
@@ -123,9 +128,8 @@ class WorkerResult:
     mem_history: list[MemCall] = field(default_factory=list)  # this life's, core clock
 
 
-async def replay(host: AgentHost, operations: tuple[Operation, ...], offset: float) -> None:
-    """Issue every op when the core clock reaches ``op.at + offset``."""
-    schedule = Schedule(sorted(operations, key=lambda op: (op.at, op.op_id)))
+async def replay(host: AgentHost, schedule: Schedule, offset: float) -> None:
+    """Issue every op of ``schedule`` when the core clock reaches its time + ``offset``."""
     times = schedule.times
     clock = host.clock
     index = 0
@@ -237,6 +241,12 @@ async def _host_worker(
         channel.send(("failed", f"{name}: {exc}"))
         await host.close()
         return None
+    # everything the replay needs before its first op is done before "ready": the
+    # parent starts the load ``START_LEAD`` (0.2 s) after the last "ready", and this
+    # took 0.26 s after "go" for the default scenario (a full collection, then the
+    # sort), so the first ops went out up to 80 ms late and some were shed
+    schedule = _schedule(spec)
+    tune_gc()
     channel.send(("ready", {node: spec.epoch + at for node, at in registered.items()}))
     try:
         go = await channel.get(timeout=GO_TIMEOUT)
@@ -245,8 +255,16 @@ async def _host_worker(
     if not (isinstance(go, tuple) and go[0] == "go"):
         await host.close()
         return None
-    tune_gc()
-    return await _replay_and_collect(spec, host, channel, float(go[1]), base)
+    return await _replay_and_collect(spec, host, channel, float(go[1]), base, schedule)
+
+
+def _schedule(spec: WorkerSpec) -> Schedule:
+    """This worker's ops in time order; a restarted life's from ``resume_at`` on."""
+    ops = spec.operations
+    if spec.resume_at is not None:
+        resume_at = spec.resume_at
+        ops = tuple(op for op in ops if op.at >= resume_at)
+    return Schedule(sorted(ops, key=lambda op: (op.at, op.op_id)))
 
 
 async def _registered_unless_orphaned(host: AgentHost, channel: PipeChannel) -> dict[str, float]:
@@ -265,16 +283,17 @@ async def _registered_unless_orphaned(host: AgentHost, channel: PipeChannel) -> 
 
 
 async def _replay_and_collect(
-    spec: WorkerSpec, host: AgentHost, channel: PipeChannel, t0: float, base: int
+    spec: WorkerSpec,
+    host: AgentHost,
+    channel: PipeChannel,
+    t0: float,
+    base: int,
+    schedule: Schedule,
 ) -> WorkerResult:
     offset = t0 - spec.epoch
     load_cpu = CpuSpan()  # from the go (t0) to the stop: no setup, no teardown
-    ops = spec.operations
-    if spec.resume_at is not None:
-        resume_at = spec.resume_at
-        ops = tuple(op for op in ops if op.at >= resume_at)
     loop = asyncio.get_running_loop()
-    replayer = loop.create_task(replay(host, ops, offset))
+    replayer = loop.create_task(replay(host, schedule, offset))
     counter = loop.create_task(_report_counts(host, channel, base, offset, spec.live))
     end = offset + spec.duration + spec.drain_timeout + STOP_GRACE
     await _until_stop(channel, host, end)
@@ -285,8 +304,8 @@ async def _replay_and_collect(
         task.cancel()
     await host.close()
     registered = {node: spec.epoch + at for node, at in host.registered.items()}
-    if host.issued < len(ops):
-        host.notes.append(f"stopped with {len(ops) - host.issued} ops not issued")
+    if host.issued < len(schedule):
+        host.notes.append(f"stopped with {len(schedule) - host.issued} ops not issued")
     lag_note = host.lag.note()
     if lag_note is not None:
         host.notes.append(lag_note)
