@@ -1,19 +1,22 @@
-"""The availability prober of a tcp run: probes and one status request over a connection
-of its own.
+"""The availability prober of a tcp run: probes and one status request, each over a
+connection of its own.
 
 ``TcpProber`` drives ``protocol.prober.Prober`` (what to send when, and what the
 replies mean) as node ``probe-0`` on its own loopback connection to the
 coordinator (the root of a tree): a ``Probe`` every ``plan.probe_interval`` until
 the plan's duration, and at ``plan.status_at`` one ``StatusRequest`` with the
-plan's token. A connection lost to a crashed coordinator is reopened at the next
-probe; a probe that finds no coordinator, or goes out on a connection that turns
-out dead, stays unanswered (the prober records it so). With a replicated
-coordinator the prober acts as a client: a replica that does not lead refuses
-with the leader's name, if it knows it, and closes the link; the prober moves to
-that leader (or, without a name or when a replica dies, to the next replica) and
-sends again the probes still within their deadline (``Prober.retry``). After the last probe it
-waits ``LAST_REPLY_WAIT`` for late replies, so a slow answer counts as late rather
-than lost.
+plan's token, sent as ``STATUS_NODE`` over a second connection so that the
+status's parts never queue ahead of a probe's reply (with replicas it goes over
+the probes' connection, which follows the leader). A connection lost to a
+crashed coordinator is reopened at the next probe; a probe that finds no
+coordinator, or goes out on a connection that turns out dead, stays unanswered
+(the prober records it so). With a replicated coordinator the prober acts as a
+client: a replica that does not lead refuses with the leader's name, if it knows
+it, and closes the link; the prober moves to that leader (or, without a name or
+when a replica dies, to the next replica) and sends again the probes still
+within their deadline (``Prober.retry``). After the last probe it waits
+``LAST_REPLY_WAIT`` for late replies, so a slow answer counts as late rather than
+lost.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from real.tcp.framing import FramedLink, open_link
 from real.tcp.server import DEFAULT_HOST
 
 LAST_REPLY_WAIT = 1.0  # how long the prober waits for replies to its last probes
+STATUS_NODE = "probe-status"  # the status request's node, on a connection of its own
 STATUS_REDIRECT_WAIT = 0.2  # with replicas: how long a status request waits before the next
 
 
@@ -62,6 +66,7 @@ class TcpProber:
         self.clock = clock
         self.core = CoreProber(plan)
         self.link: FramedLink | None = None
+        self.status_link: FramedLink | None = None  # one coordinator: the status's own
         self._readers: set[asyncio.Task[None]] = set()
         self._hint: int | None = None  # the port of the leader a refusal named
         self._sending = asyncio.Lock()  # one connection at a time
@@ -104,6 +109,9 @@ class TcpProber:
         """Ask for the status; with replicas, ask the next one while the one asked
         refuses as not the leader (it closes the link: the port moves on)."""
         await self._sleep_until(at)
+        if len(self.ports) == 1:
+            await self._ask_status_apart()
+            return
         for _ in self.ports:
             port = self.port
             await self._deliver(encode_body(self.core.status_request()))
@@ -117,6 +125,24 @@ class TcpProber:
                 await asyncio.sleep(0.01)
             if self.port == port:
                 return  # slow, not refused: a late reply still counts
+
+    async def _ask_status_apart(self) -> None:
+        """Ask one coordinator for the status as ``STATUS_NODE`` over a connection of
+        its own. On the probes' connection a probe's reply queued behind the parts
+        sent before it: a 50,000-agent status is 51 parts of about 100 KB, and
+        probes answered in time were read more than 50 ms late. A request that
+        finds no coordinator is never answered, as on the probes' connection."""
+        try:
+            link = await asyncio.wait_for(open_link(self.host, self.port), self.plan.probe_interval)
+        except (OSError, TimeoutError):
+            return
+        self.status_link = link
+        self._spawn(self._read(link))
+        try:
+            link.send(STATUS_NODE, encode_body(self.core.status_request()))
+            link.flush()
+        except (OSError, RuntimeError):  # the connection died under us: unanswered
+            link.close()
 
     async def _deliver(self, body: bytes) -> bool:
         """Send ``body`` as ``probe-0``, reconnecting first if the link is down; what
@@ -193,5 +219,7 @@ class TcpProber:
     def close(self) -> None:
         if self.link is not None:
             self.link.close()
+        if self.status_link is not None:
+            self.status_link.close()
         for reader in list(self._readers):
             reader.cancel()
