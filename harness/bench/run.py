@@ -208,7 +208,8 @@ def bench_overload(
         point = figures[f"{factor}x"]
         log(
             f"{name}: {factor:>2}x capacity: goodput {point['goodput']:.2f} (median of "
-            f"{len(goodputs)} rounds; {min(goodputs):.2f} to {max(goodputs):.2f})  admitted "
+            f"{len(goodputs)} round{'s' if len(goodputs) != 1 else ''}; {min(goodputs):.2f} to "
+            f"{max(goodputs):.2f})  admitted "
             f"p95 {_ms(point['p95_ms'])} (worst {_ms(point['p95_ms_max'])})  false failures "
             f"{_count(None if total_failures is None else int(total_failures))} in all "
             f"{len(failures)} runs"

@@ -79,6 +79,20 @@ def test_goodput_is_taken_against_the_capacity_measured_in_the_same_round() -> N
     assert figures["10x"]["achieved"] == 90.0
     assert figures["10x"]["false_failures"] == 0.0
     assert len(lines) == 3 * 3 + 2
+    assert "goodput 0.90 (median of 3 rounds; 0.85 to 1.00)" in lines[-1]
+    assert lines[-1].endswith("false failures 0 in all 9 runs")
+
+
+def test_one_round_says_so() -> None:
+    lines: list[str] = []
+    bench_overload(
+        "toy",
+        overload_runs({10.0: [10.0], 30.0: [9.0], 100.0: [8.0]}),
+        10.0,
+        lines.append,
+        rounds=1,
+    )
+    assert "goodput 0.80 (median of 1 round; 0.80 to 0.80)" in lines[-1]
 
 
 def test_a_false_failure_in_any_run_of_any_round_is_counted() -> None:
